@@ -1,0 +1,67 @@
+"""graphc: a static-graph deep-learning compiler in the spirit of TensorFlow 1 + XLA.
+
+    import graphc as gc
+    x = gc.placeholder(gc.float32, (None, 4))
+    y = gc.reduce_sum(gc.tanh(x) * 2, axis=1)
+    with gc.Session() as sess:
+        print(sess.run(y, {x: np.ones((3, 4))}))
+
+The public names are those of shared/API.md.
+"""
+
+from . import errors
+from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
+from .graph import (
+    Graph,
+    Operation,
+    Tensor,
+    TensorSpec,
+    control_dependencies,
+    get_default_graph,
+    name_scope,
+    reset_default_graph,
+)
+from .ops.constant import *  # noqa: F403
+from .ops.control import *  # noqa: F403
+from .ops.elementwise import *  # noqa: F403
+from .ops.linalg import *  # noqa: F403
+from .ops.random import *  # noqa: F403
+from .ops.reduce import *  # noqa: F403
+from .ops.registry import convert_to_tensor
+from .ops.shape import *  # noqa: F403
+from .ops.state import *  # noqa: F403
+from .options import CompileOptions, RunMetadata, RunOptions
+from .session import InteractiveSession, Session, get_default_session
+from .version import __version__
+
+from . import math, nn  # noqa: E402  (namespaces built on the names above)
+
+bool = bool_  # noqa: A001 - gc.bool, as in the API
+newaxis = None
+
+_lazy = {
+    "train": ".train",
+    "autodiff": ".autodiff",
+    "export": ".export",
+}
+
+
+def __getattr__(name):
+    # Heavy or late-bound parts load on first use, keeping `import graphc` fast.
+    if name in ("gradients", "hessians", "jacobian"):
+        from . import autodiff
+
+        return getattr(autodiff, name)
+    if name == "clip_by_global_norm":
+        from .train import clip_by_global_norm
+
+        return clip_by_global_norm
+    if name in ("export", "load", "export_c"):
+        from . import export as _export
+
+        return getattr(_export, name)
+    if name == "train":
+        import importlib
+
+        return importlib.import_module(".train", __name__)
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Backends: each turns a Program into an Executable for one target."""

@@ -1,0 +1,79 @@
+"""Interpret a Program node by node with each OpDef's numpy reference."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...errors import InvalidArgumentError
+from ...ops.registry import get_op_def
+from ...program import Program
+from ...runtime_state import RunContext
+
+
+def _check_output(node, k, value):
+    spec = node.outs[k]
+    if value.dtype != spec.dtype.np:
+        raise AssertionError(
+            f"{node.op} '{node.name}': reference produced {value.dtype}, declared {spec.dtype.name}"
+        )
+    if spec.shape is not None:
+        if len(spec.shape) != value.ndim or any(
+            d is not None and d != s for d, s in zip(spec.shape, value.shape)
+        ):
+            raise InvalidArgumentError(
+                f"{node.op} '{node.name}' (built at {node.location[0]}:{node.location[1]}): "
+                f"produced shape {value.shape}, but its static shape is {spec.shape}"
+            )
+
+
+def run_program(program: Program, ctx: RunContext, trace: list | None = None, check=True) -> list:
+    """Evaluate ``program``; returns the fetched arrays. Variable writes stay in ``ctx``."""
+    values: dict = {}
+    last_use: dict = {}
+    for n in program.nodes:
+        for src, _ in n.inputs:
+            last_use[src] = n.id
+    keep = {src for src, _ in program.fetches}
+    for n in program.nodes:
+        op_def = get_op_def(n.op)
+        xs = [values[src][k] for src, k in n.inputs]
+        start = time.perf_counter() if trace is not None else 0.0
+        try:
+            if op_def.stateful:
+                out = op_def.ref_stateful(xs, n.attrs, ctx)
+            else:
+                with np.errstate(all="ignore"):
+                    out = op_def.ref(xs, n.attrs)
+        except (InvalidArgumentError, ArithmeticError, IndexError) as exc:
+            if isinstance(exc, InvalidArgumentError):
+                raise
+            raise InvalidArgumentError(
+                f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}) failed: {exc}"
+            ) from exc
+        if not isinstance(out, list | tuple):
+            out = [out]
+        out = [np.asarray(o) for o in out]
+        if check:
+            for k, o in enumerate(out):
+                _check_output(n, k, o)
+        values[n.id] = out
+        if trace is not None:
+            trace.append((n.name or n.op, n.op, start, time.perf_counter()))
+        for src, _ in n.inputs:
+            if last_use.get(src) == n.id and src not in keep:
+                values.pop(src, None)
+    return [values[src][k] for src, k in program.fetches]
+
+
+class ReferenceExecutable:
+    """A Program run by the numpy interpreter."""
+
+    target = "reference"
+
+    def __init__(self, program: Program):
+        self.program = program
+
+    def run(self, ctx: RunContext, trace: list | None = None) -> list:
+        return run_program(self.program, ctx, trace)

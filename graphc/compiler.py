@@ -1,0 +1,52 @@
+"""Compile a Program for a target: run the pass pipeline, then hand it to the backend."""
+
+from __future__ import annotations
+
+import time
+
+from .errors import UnavailableError
+from .executable import Executable, KernelInfo
+from .options import CompileOptions
+from .program import Program
+
+TARGETS = ("cpu", "cuda", "reference")
+
+
+def check_target(target: str) -> str:
+    if target in ("", None):
+        return "cpu"
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if target == "cuda":
+        from .backends.cuda import availability
+
+        problem = availability()
+        if problem:
+            raise UnavailableError(f"target 'cuda' is unavailable: {problem}")
+    return target
+
+
+def compile_program(program: Program, target: str, options: CompileOptions) -> Executable:
+    """Optimise ``program`` and build the target's Executable."""
+    if target == "reference":
+        # The oracle runs the extracted graph as is: no pass may change what it computes.
+        from .backends.reference import ReferenceExecutable
+
+        kernels = [KernelInfo(n.name or f"%{n.id}", (n.name,), (n.op,)) for n in program.nodes]
+        return Executable(
+            target, program, program, ReferenceExecutable(program), kernels,
+            {"kernel_count": len(kernels), "compile_seconds": {}},
+            {"input": program.text()},
+        )  # fmt: skip
+    from .passes.manager import optimize
+
+    t0 = time.perf_counter()
+    result = optimize(program, options)
+    if target == "cpu":
+        from .backends.cpu import build_executable
+    else:
+        from .backends.cuda import build_executable
+    exe = build_executable(program, result, options)
+    exe.stats.setdefault("compile_seconds", {}).update(result.seconds)
+    exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
+    return exe

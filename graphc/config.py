@@ -1,0 +1,43 @@
+"""Process-wide settings. The only module that reads ``os.environ``.
+
+GRAPHC_CACHE_DIR   default on-disk compile cache (default: ~/.cache/graphc)
+GRAPHC_NO_CACHE    set to 1 to disable the on-disk cache by default
+GRAPHC_THREADS     default number of worker threads for the cpu target
+GRAPHC_DEBUG       set to 1 to verify the Program after every pass
+"""
+
+import os
+from pathlib import Path
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_cache_dir() -> Path | None:
+    """Directory of the persistent compile cache, or None when disabled."""
+    if _flag("GRAPHC_NO_CACHE"):
+        return None
+    explicit = os.environ.get("GRAPHC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "graphc"
+
+
+def default_threads() -> int:
+    """Worker threads used by the cpu target when CompileOptions.threads is None."""
+    value = os.environ.get("GRAPHC_THREADS")
+    if value and value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def debug_verify() -> bool:
+    """Whether the pass manager re-verifies the Program after every pass."""
+    return _flag("GRAPHC_DEBUG")
+
+
+def cuda_root() -> str | None:
+    """CUDA toolkit root, if the environment names one."""
+    return os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")

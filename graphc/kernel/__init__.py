@@ -1,0 +1,1 @@
+"""Kernel IR: the loop-nest IR both backends render (see ir.py)."""

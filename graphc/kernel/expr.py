@@ -1,0 +1,205 @@
+"""Scalar expressions of the Kernel IR and the ``Math`` enum of scalar functions.
+
+Elementwise OpDefs describe their body with these (``OpDef.scalar``); fused kernels are
+trees of them. Every backend has a math table with one entry per ``Math`` member, and
+``eval_expr`` here is the numpy meaning of each.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import dtypes as _dt
+
+
+class Math(enum.Enum):
+    """Scalar functions. ``Math.EXP(x)`` builds a ``Call`` expression."""
+
+    ADD = 2
+    SUB = 2
+    MUL = 2
+    DIV = 2
+    FLOORDIV = 2
+    MOD = 2
+    POW = 2
+    MAX = 2
+    MIN = 2
+    EQ = 2
+    NE = 2
+    LT = 2
+    LE = 2
+    GT = 2
+    GE = 2
+    AND = 2
+    OR = 2
+    XOR = 2
+    NEG = 1
+    ABS = 1
+    SIGN = 1
+    EXP = 1
+    EXPM1 = 1
+    LOG = 1
+    LOG1P = 1
+    SQRT = 1
+    RSQRT = 1
+    RECIP = 1
+    SIN = 1
+    COS = 1
+    TAN = 1
+    TANH = 1
+    SIGMOID = 1
+    ERF = 1
+    FLOOR = 1
+    CEIL = 1
+    ROUND = 1
+    NOT = 1
+    ISNAN = 1
+    ISFINITE = 1
+    SELECT = 3
+
+    def __new__(cls, arity):
+        obj = object.__new__(cls)
+        obj._value_ = len(cls.__members__) + 1
+        obj.arity = arity
+        return obj
+
+    def __call__(self, *args: Expr) -> Call:
+        if len(args) != self.arity:
+            raise TypeError(f"Math.{self.name} takes {self.arity} operands, got {len(args)}")
+        return Call(self, tuple(args))
+
+
+class Expr:
+    """Base of scalar expressions."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Arg(Expr):
+    """The i-th input of the elementwise op (already loaded and broadcast)."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Expr):
+    value: float | int | bool
+    dtype: _dt.DType
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Expr):
+    fn: Math
+    args: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Cast(Expr):
+    x: Expr
+    dtype: _dt.DType
+
+
+def _np_math():
+    def ignore(fn):
+        def wrapped(*a):
+            with np.errstate(all="ignore"):
+                return fn(*a)
+
+        return wrapped
+
+    def sign(x):
+        return np.sign(x)
+
+    def floordiv(a, b):
+        if np.asarray(a).dtype.kind in "iu":
+            with np.errstate(all="ignore"):
+                return np.floor_divide(a, np.where(b == 0, 1, b))
+        return np.floor_divide(a, b)
+
+    def mod(a, b):
+        if np.asarray(a).dtype.kind in "iu":
+            with np.errstate(all="ignore"):
+                return np.mod(a, np.where(b == 0, 1, b))
+        return np.mod(a, b)
+
+    def sigmoid(x):
+        # Stable in both tails: exp of a non-positive number only.
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+    def erf(x):
+        return _erf(x)
+
+    def div(a, b):
+        if np.asarray(a).dtype.kind in "iu":
+            return floordiv(a, b)
+        return np.true_divide(a, b)
+
+    def power(a, b):
+        if np.asarray(a).dtype.kind in "iu":
+            return np.power(a, np.maximum(b, 0))
+        return np.power(a, b)
+
+    table = {
+        Math.ADD: np.add, Math.SUB: np.subtract, Math.MUL: np.multiply, Math.DIV: div,
+        Math.FLOORDIV: floordiv, Math.MOD: mod, Math.POW: power, Math.MAX: np.maximum,
+        Math.MIN: np.minimum, Math.EQ: np.equal, Math.NE: np.not_equal, Math.LT: np.less,
+        Math.LE: np.less_equal, Math.GT: np.greater, Math.GE: np.greater_equal,
+        Math.AND: np.logical_and, Math.OR: np.logical_or, Math.XOR: np.logical_xor,
+        Math.NEG: np.negative, Math.ABS: np.abs, Math.SIGN: sign, Math.EXP: np.exp,
+        Math.EXPM1: np.expm1, Math.LOG: np.log, Math.LOG1P: np.log1p, Math.SQRT: np.sqrt,
+        Math.RSQRT: lambda x: 1 / np.sqrt(x), Math.RECIP: lambda x: 1 / x, Math.SIN: np.sin,
+        Math.COS: np.cos, Math.TAN: np.tan, Math.TANH: np.tanh, Math.SIGMOID: sigmoid,
+        Math.ERF: erf, Math.FLOOR: np.floor, Math.CEIL: np.ceil, Math.ROUND: np.rint,
+        Math.NOT: np.logical_not, Math.ISNAN: np.isnan, Math.ISFINITE: np.isfinite,
+        Math.SELECT: np.where,
+    }  # fmt: skip
+    return {k: ignore(v) for k, v in table.items()}
+
+
+def _erf(x):
+    """erf without scipy: Abramowitz-Stegun 7.1.26 is too coarse, so use a series/continued
+    fraction pair evaluated in float64 (max abs error ~1e-15)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x64)
+    a = np.abs(x64)
+    small = a < 2.5
+    # Maclaurin series for |x| < 2.5
+    xs = x64[small]
+    term = xs.copy()
+    total = xs.copy()
+    x2 = xs * xs
+    for n in range(1, 60):
+        term = term * (-x2) / n
+        total = total + term / (2 * n + 1)
+    out[small] = total * (2 / np.sqrt(np.pi))
+    # Continued fraction for erfc at |x| >= 2.5
+    xl = a[~small]
+    if xl.size:
+        f = np.zeros_like(xl)
+        for k in range(60, 0, -1):
+            f = (k / 2) / (xl + f)
+        erfc = np.exp(-xl * xl) / np.sqrt(np.pi) / (xl + f)
+        out[~small] = np.sign(x64[~small]) * (1 - erfc)
+    return out.astype(np.asarray(x).dtype) if np.asarray(x).dtype.kind == "f" else out
+
+
+NUMPY_MATH = _np_math()
+
+
+def eval_expr(expr: Expr, args: list[np.ndarray]) -> np.ndarray:
+    """numpy meaning of a scalar expression applied elementwise to broadcastable arrays."""
+    if isinstance(expr, Arg):
+        return args[expr.index]
+    if isinstance(expr, Const):
+        return np.asarray(expr.value, dtype=expr.dtype.np)
+    if isinstance(expr, Cast):
+        return np.asarray(eval_expr(expr.x, args)).astype(expr.dtype.np)
+    if isinstance(expr, Call):
+        vals = [eval_expr(a, args) for a in expr.args]
+        return NUMPY_MATH[expr.fn](*vals)
+    raise TypeError(f"not an expression: {expr!r}")

@@ -1,0 +1,234 @@
+"""Ops that create values: constants, placeholders, fills and ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..graph.core import get_default_graph
+from .registry import DTypeError, Example, OpDef, ShapeError, apply1, convert_to_tensor, register
+
+__all__ = [
+    "constant", "placeholder", "placeholder_with_default", "zeros", "ones", "fill",
+    "zeros_like", "ones_like", "range",
+]  # fmt: skip
+
+_builtin_range = range
+
+
+def _as_shape(shape, what="shape") -> tuple:
+    if shape is None:
+        return None
+    if isinstance(shape, int | np.integer):
+        shape = (int(shape),)
+    try:
+        dims = tuple(None if d is None or (isinstance(d, int) and d < 0) else int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of ints/None, got {shape!r}") from None
+    return dims
+
+
+@register
+class Const(OpDef):
+    """A constant array, stored in ``attrs['value']``."""
+
+    differentiable = False
+
+    def infer(self, specs, attrs):
+        v = attrs["value"]
+        return [(v.shape, _dt.as_dtype(v.dtype))]
+
+    def ref(self, xs, attrs):
+        return attrs["value"]
+
+    def examples(self):
+        return [Example(lambda: constant([[1.0, 2.0]]), [], grad=False)]
+
+
+def constant(value, dtype=None, shape=None, name=None, graph=None):
+    """A constant tensor holding ``value`` (optionally cast to ``dtype``, broadcast to ``shape``)."""
+    if dtype is not None:
+        dt = _dt.as_dtype(dtype)
+    else:
+        dt = _dt.default_dtype_for_value(value)
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise TypeError(f"cannot make a constant from {type(value).__name__}: {value!r}")
+    if dt.is_integer and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"cannot convert non-finite {value!r} to {dt.name}")
+    arr = arr.astype(dt.np)
+    if shape is not None:
+        shape = _as_shape(shape)
+        if arr.size == 1:
+            arr = np.broadcast_to(arr.reshape(()), shape)
+        elif int(np.prod(shape)) == arr.size:
+            arr = arr.reshape(shape)
+        else:
+            raise ValueError(f"constant of {arr.size} elements cannot take shape {shape}")
+    arr = np.array(arr, order="C", copy=True)
+    arr.setflags(write=False)
+    from .registry import apply_op
+
+    return apply_op("Const", [], {"value": arr, "dtype": dt}, name, graph=graph or get_default_graph()).outputs[0]
+
+
+@register
+class Placeholder(OpDef):
+    """A value that must be fed at run time."""
+
+    no_examples_reason = "stateful or internal: tested through the Session tests"
+
+    differentiable = False
+
+    def infer(self, specs, attrs):
+        return [(attrs["shape"], attrs["dtype"])]
+
+    def ref(self, xs, attrs):  # the interpreter reports the missing feed before this
+        raise AssertionError("placeholder evaluated without a feed")
+
+    def examples(self):
+        return []
+
+
+def placeholder(dtype, shape=None, name=None):
+    """A tensor to be fed with ``feed_dict``; ``None`` dims take any size at run time."""
+    from .registry import apply_op
+
+    attrs = {"dtype": _dt.as_dtype(dtype), "shape": _as_shape(shape)}
+    return apply_op("Placeholder", [], attrs, name, graph=get_default_graph()).outputs[0]
+
+
+@register
+class PlaceholderWithDefault(OpDef):
+    """Its input unless fed."""
+
+    def infer(self, specs, attrs):
+        shape = attrs["shape"]
+        given = specs[0].shape
+        if shape is not None and given is not None:
+            if len(shape) != len(given) or any(
+                s is not None and g is not None and s != g for s, g in zip(shape, given)
+            ):
+                raise ShapeError(f"default value of shape {given} does not fit shape {shape}")
+        return [(shape if shape is not None else given, specs[0].dtype)]
+
+    def ref(self, xs, attrs):
+        return xs[0]
+
+    def vjp(self, op, grads):
+        return [grads[0]]
+
+    def examples(self):
+        return [
+            Example(lambda x: placeholder_with_default(x, (2, 3)), [np.ones((2, 3), "f8")])
+        ]
+
+
+def placeholder_with_default(value, shape, name=None):
+    """A placeholder that evaluates to ``value`` when not fed."""
+    return apply1("PlaceholderWithDefault", [convert_to_tensor(value)], {"shape": _as_shape(shape)}, name)
+
+
+@register
+class Fill(OpDef):
+    """A tensor of static ``shape`` filled with a scalar input."""
+
+    def infer(self, specs, attrs):
+        if specs[0].shape not in (None, ()):
+            raise ShapeError(f"fill value must be a scalar, got shape {specs[0].shape}")
+        return [(attrs["shape"], specs[0].dtype)]
+
+    def ref(self, xs, attrs):
+        return np.full(attrs["shape"], xs[0], dtype=xs[0].dtype)
+
+    def vjp(self, op, grads):
+        from .reduce import reduce_sum
+
+        return [reduce_sum(grads[0])]
+
+    def examples(self):
+        return [Example(lambda v: fill((2, 3), v), [np.array(1.5)])]
+
+
+def fill(dims, value, name=None):
+    """A tensor of shape ``dims`` with every element ``value``."""
+    shape = _as_shape(dims)
+    if shape is None or any(d is None for d in shape):
+        raise ValueError(f"fill needs a fully known shape, got {dims}")
+    return apply1("Fill", [convert_to_tensor(value)], {"shape": shape}, name)
+
+
+def zeros(shape, dtype=_dt.float32, name=None):
+    """A tensor of zeros."""
+    return fill(shape, constant(0, dtype=dtype), name=name)
+
+
+def ones(shape, dtype=_dt.float32, name=None):
+    """A tensor of ones."""
+    return fill(shape, constant(1, dtype=dtype), name=name)
+
+
+@register
+class ZerosLike(OpDef):
+    """Zeros (or ones, with ``attrs['value']``) of the input's shape and dtype."""
+
+    differentiable = False
+
+    def infer(self, specs, attrs):
+        return [(specs[0].shape, attrs.get("dtype") or specs[0].dtype)]
+
+    def ref(self, xs, attrs):
+        return np.full(xs[0].shape, attrs["value"], dtype=(attrs.get("dtype") or _dt.as_dtype(xs[0].dtype)).np)
+
+    def examples(self):
+        return [Example(lambda x: ones_like(x), [np.ones((2, 3))], grad=False)]
+
+
+def zeros_like(tensor, dtype=None, name=None):
+    """Zeros with the shape (and by default the dtype) of ``tensor``."""
+    t = convert_to_tensor(tensor)
+    attrs = {"value": 0, "dtype": None if dtype is None else _dt.as_dtype(dtype)}
+    return apply1("ZerosLike", [t], attrs, name)
+
+
+def ones_like(tensor, dtype=None, name=None):
+    """Ones with the shape (and by default the dtype) of ``tensor``."""
+    t = convert_to_tensor(tensor)
+    attrs = {"value": 1, "dtype": None if dtype is None else _dt.as_dtype(dtype)}
+    return apply1("ZerosLike", [t], attrs, name)
+
+
+@register
+class Range(OpDef):
+    """``range(start, limit, delta)`` with static bounds."""
+
+    differentiable = False
+
+    def infer(self, specs, attrs):
+        start, limit, delta = attrs["start"], attrs["limit"], attrs["delta"]
+        if delta == 0:
+            raise ShapeError("range delta must not be zero")
+        n = max(0, int(np.ceil((limit - start) / delta)))
+        return [((n,), attrs["dtype"])]
+
+    def ref(self, xs, attrs):
+        return np.arange(attrs["start"], attrs["limit"], attrs["delta"], dtype=attrs["dtype"].np)
+
+    def examples(self):
+        return [Example(lambda: range(1, 10, 2), [], grad=False)]
+
+
+def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 - TF name
+    """Numbers from ``start`` up to (not including) ``limit`` by ``delta``."""
+    if limit is None:
+        start, limit = 0, start
+    for v in (start, limit, delta):
+        if not isinstance(v, int | float | np.number):
+            raise TypeError(f"range bounds must be Python numbers, got {v!r}")
+    if dtype is None:
+        dtype = _dt.float32 if any(isinstance(v, float) for v in (start, limit, delta)) else _dt.int32
+    dtype = _dt.as_dtype(dtype)
+    if dtype.is_bool:
+        raise DTypeError("range of bool")
+    attrs = {"start": start, "limit": limit, "delta": delta, "dtype": dtype}
+    return apply1("Range", [], attrs, name)

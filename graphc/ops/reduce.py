@@ -1,0 +1,389 @@
+"""Reductions over axes: sum, mean, max, min, prod, any, all, logsumexp, argmax/argmin, cumsum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dt
+from .registry import (
+    DTypeError,
+    Example,
+    OpDef,
+    ShapeError,
+    apply1,
+    convert_to_tensor,
+    normalize_axis,
+    register,
+)
+
+__all__ = [
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_any",
+    "reduce_all", "reduce_logsumexp", "argmax", "argmin", "cumsum", "count_nonzero",
+]  # fmt: skip
+
+_rng = np.random.default_rng(1)
+
+
+def _axes(axis, rank) -> tuple:
+    """Normalised, sorted, unique axes; all axes for None."""
+    if rank is None:
+        if axis is None:
+            return None
+        raise ShapeError("reducing over given axes needs a known rank")
+    if axis is None:
+        return tuple(range(rank))
+    if isinstance(axis, int | np.integer):
+        axis = (int(axis),)
+    axes = sorted({normalize_axis(int(a), rank) for a in axis})
+    return tuple(axes)
+
+
+def reduced_shape(shape, axes, keepdims):
+    if shape is None:
+        return None
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+class Reduction(OpDef):
+    """Reduce input 0 over ``attrs['axes']`` (a tuple), keeping dims if ``keepdims``."""
+
+    kinds = "fi"
+    np_fn = None
+    reduction = True
+
+    def infer(self, specs, attrs):
+        x = specs[0]
+        if x.dtype.np.kind not in self.kinds:
+            raise DTypeError(f"{x.dtype.name} input is not supported")
+        rank = None if x.shape is None else len(x.shape)
+        axes = attrs["axes"]
+        if axes is not None and rank is not None and any(a >= rank for a in axes):
+            raise ShapeError(f"axes {axes} out of range for rank {rank}")
+        if axes is None:
+            return [(None if rank is None else reduced_shape(x.shape, range(rank), attrs["keepdims"]), x.dtype)]
+        return [(reduced_shape(x.shape, axes, attrs["keepdims"]), self.out_dtype(x.dtype))]
+
+    def out_dtype(self, dtype):
+        return dtype
+
+    def ref(self, xs, attrs):
+        x = xs[0]
+        axes = attrs["axes"] if attrs["axes"] is not None else tuple(range(x.ndim))
+        out = self.np_fn(x, axis=axes, keepdims=attrs["keepdims"])
+        return np.asarray(out).astype(self.out_dtype(_dt.as_dtype(x.dtype)).np, copy=False)
+
+    def examples(self):
+        x = _rng.uniform(-2, 2, (3, 4, 5))
+        b = self._build
+        return [
+            Example(lambda t: b(t, axis=1), [x]),
+            Example(lambda t: b(t, axis=(0, -1), keepdims=True), [x]),
+            Example(lambda t: b(t), [x]),
+            Example(lambda t: b(t, axis=0), [_rng.uniform(-2, 2, (4,))]),
+        ]
+
+
+def _keep(g, op):
+    """Gradient ``g`` of a reduction reshaped to keepdims form (broadcastable to the input)."""
+    attrs = op.attrs
+    if attrs["keepdims"]:
+        return g
+    from .shape import expand_dims
+
+    rank = len(op.inputs[0].shape)
+    for a in attrs["axes"] if attrs["axes"] is not None else range(rank):
+        g = expand_dims(g, a)
+    return g
+
+
+def _bcast(g, op):
+    from .elementwise import broadcast_like
+
+    return broadcast_like(_keep(g, op), op.inputs[0])
+
+
+@register
+class Sum(Reduction):
+    np_fn = staticmethod(np.sum)
+
+    def _build(self, x, **kw):
+        return reduce_sum(x, **kw)
+
+    def vjp(self, op, grads):
+        return [_bcast(grads[0], op)]
+
+
+@register
+class Mean(Reduction):
+    np_fn = staticmethod(np.mean)
+    kinds = "f"
+
+    def _build(self, x, **kw):
+        return reduce_mean(x, **kw)
+
+    def vjp(self, op, grads):
+        from .elementwise import cast, divide
+        from .shape import size
+
+        n = divide(size(op.inputs[0], out_type=_dt.int64), size(op.outputs[0], out_type=_dt.int64))
+        return [_bcast(grads[0], op) / cast(n, op.inputs[0].dtype)]
+
+
+class _MaxMin(Reduction):
+    def vjp(self, op, grads):
+        from .elementwise import broadcast_like, cast, equal
+
+        x = op.inputs[0]
+        y = broadcast_like(_keep(op.outputs[0], op), x)
+        mask = cast(equal(x, y), x.dtype)
+        count = reduce_sum(mask, axis=op.attrs["axes"], keepdims=True)
+        return [mask * _bcast(grads[0], op) / count]
+
+
+@register
+class Max(_MaxMin):
+    np_fn = staticmethod(np.max)
+
+    def _build(self, x, **kw):
+        return reduce_max(x, **kw)
+
+
+@register
+class Min(_MaxMin):
+    np_fn = staticmethod(np.min)
+
+    def _build(self, x, **kw):
+        return reduce_min(x, **kw)
+
+
+@register
+class Prod(Reduction):
+    np_fn = staticmethod(np.prod)
+
+    def _build(self, x, **kw):
+        return reduce_prod(x, **kw)
+
+    def vjp(self, op, grads):
+        # d prod / dx_i = prod / x_i; exact where no x_i is zero (as TF's fast path)
+        x = op.inputs[0]
+        from .elementwise import broadcast_like
+
+        y = broadcast_like(_keep(op.outputs[0], op), x)
+        return [_bcast(grads[0], op) * y / x]
+
+    def examples(self):
+        x = _rng.uniform(0.5, 1.5, (3, 4))
+        return [Example(lambda t: reduce_prod(t, axis=1), [x]), Example(reduce_prod, [x])]
+
+
+class _Logical(Reduction):
+    kinds = "b"
+    differentiable = False
+
+    def examples(self):
+        x = np.array([[True, False, True], [True, True, True]])
+        return [Example(lambda t: self._build(t, axis=1), [x], grad=False),
+                Example(lambda t: self._build(t), [x], grad=False)]  # fmt: skip
+
+
+@register
+class Any(_Logical):
+    np_fn = staticmethod(np.any)
+
+    def _build(self, x, **kw):
+        return reduce_any(x, **kw)
+
+
+@register
+class All(_Logical):
+    np_fn = staticmethod(np.all)
+
+    def _build(self, x, **kw):
+        return reduce_all(x, **kw)
+
+
+class _Arg(OpDef):
+    differentiable = False
+
+    def infer(self, specs, attrs):
+        x = specs[0]
+        if x.dtype.is_bool:
+            raise DTypeError("argmax/argmin of bool")
+        if x.shape is None:
+            return [(None, attrs["output_type"])]
+        axis = normalize_axis(attrs["axis"], len(x.shape))
+        if x.shape[axis] == 0:
+            raise ShapeError("argmax/argmin over an empty axis")
+        return [(tuple(d for i, d in enumerate(x.shape) if i != axis), attrs["output_type"])]
+
+    def ref(self, xs, attrs):
+        return self.np_fn(xs[0], axis=attrs["axis"]).astype(attrs["output_type"].np)
+
+    def examples(self):
+        x = _rng.uniform(-2, 2, (3, 4))
+        return [Example(lambda t: self.build(t, axis=1), [x], grad=False),
+                Example(lambda t: self.build(t, axis=0), [x], grad=False)]  # fmt: skip
+
+
+@register
+class ArgMax(_Arg):
+    np_fn = staticmethod(np.argmax)
+
+    def build(self, x, axis):
+        return argmax(x, axis)
+
+
+@register
+class ArgMin(_Arg):
+    np_fn = staticmethod(np.argmin)
+
+    def build(self, x, axis):
+        return argmin(x, axis)
+
+
+@register
+class Cumsum(OpDef):
+    """Cumulative sum along ``axis``; ``exclusive`` and ``reverse`` as in TF."""
+
+    def infer(self, specs, attrs):
+        x = specs[0]
+        if x.dtype.is_bool:
+            raise DTypeError("cumsum of bool")
+        if x.shape is not None:
+            normalize_axis(attrs["axis"], len(x.shape))
+        return [x]
+
+    def ref(self, xs, attrs):
+        x = xs[0]
+        axis = attrs["axis"] % x.ndim
+        if attrs["reverse"]:
+            x = np.flip(x, axis)
+        out = np.cumsum(x, axis=axis, dtype=x.dtype)
+        if attrs["exclusive"]:
+            out = out - x
+        if attrs["reverse"]:
+            out = np.flip(out, axis)
+        return np.array(out, order="C")
+
+    def vjp(self, op, grads):
+        a = op.attrs
+        return [cumsum(grads[0], a["axis"], exclusive=a["exclusive"], reverse=not a["reverse"])]
+
+    def examples(self):
+        x = _rng.uniform(-2, 2, (3, 4))
+        return [
+            Example(lambda t: cumsum(t, axis=1), [x]),
+            Example(lambda t: cumsum(t, axis=0, exclusive=True, reverse=True), [x]),
+        ]
+
+
+def _reduce(type_name, x, axis, keepdims, name):
+    x = convert_to_tensor(x)
+    rank = None if x.shape is None else len(x.shape)
+    if rank is None and axis is not None:
+        raise ValueError(f"{type_name}: reducing over given axes needs a known rank")
+    axes = None if rank is None else _axes(axis, rank)
+    return apply1(type_name, [x], {"axes": axes, "keepdims": bool(keepdims)}, name)
+
+
+def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
+    """Sum over ``axis`` (None: all)."""
+    x = convert_to_tensor(input_tensor)
+    if x.dtype.is_bool:
+        from .elementwise import cast
+
+        x = cast(x, _dt.int32)
+    return _reduce("Sum", x, axis, keepdims, name)
+
+
+def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
+    """Mean over ``axis`` (integer input: integer mean, truncated, as TF)."""
+    x = convert_to_tensor(input_tensor)
+    if not x.dtype.is_floating:
+        from .elementwise import cast, floordiv
+        from .shape import size
+
+        s = reduce_sum(x, axis, keepdims)
+        n = cast(size(x), x.dtype) // cast(size(s), x.dtype)
+        return floordiv(s, n, name=name)
+    return _reduce("Mean", x, axis, keepdims, name)
+
+
+def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
+    """Maximum over ``axis``."""
+    return _reduce("Max", input_tensor, axis, keepdims, name)
+
+
+def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
+    """Minimum over ``axis``."""
+    return _reduce("Min", input_tensor, axis, keepdims, name)
+
+
+def reduce_prod(input_tensor, axis=None, keepdims=False, name=None):
+    """Product over ``axis``."""
+    return _reduce("Prod", input_tensor, axis, keepdims, name)
+
+
+def reduce_any(input_tensor, axis=None, keepdims=False, name=None):
+    """Logical or over ``axis``."""
+    return _reduce("Any", input_tensor, axis, keepdims, name)
+
+
+def reduce_all(input_tensor, axis=None, keepdims=False, name=None):
+    """Logical and over ``axis``."""
+    return _reduce("All", input_tensor, axis, keepdims, name)
+
+
+def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
+    """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first)."""
+    from .control import stop_gradient
+    from .elementwise import exp, is_finite, log, where, zeros_like_
+
+    x = convert_to_tensor(input_tensor)
+    m = stop_gradient(reduce_max(x, axis, keepdims=True))
+    m = where(is_finite(m), m, zeros_like_(m))
+    s = reduce_sum(exp(x - m), axis, keepdims=True)
+    out = log(s) + m
+    if not keepdims:
+        from .shape import squeeze
+
+        rank = len(x.shape)
+        axes = _axes(axis, rank)
+        out = squeeze(out, axis=list(axes)) if axes else out
+    if name:
+        from .control import identity
+
+        out = identity(out, name=name)
+    return out
+
+
+def argmax(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
+    """Index of the largest value along ``axis`` (default 0), as int64."""
+    x = convert_to_tensor(input)
+    axis = 0 if axis is None else int(axis)
+    return apply1("ArgMax", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)
+
+
+def argmin(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
+    """Index of the smallest value along ``axis`` (default 0), as int64."""
+    x = convert_to_tensor(input)
+    axis = 0 if axis is None else int(axis)
+    return apply1("ArgMin", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)
+
+
+def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
+    """Cumulative sum along ``axis``."""
+    x = convert_to_tensor(x)
+    attrs = {"axis": int(axis), "exclusive": bool(exclusive), "reverse": bool(reverse)}
+    return apply1("Cumsum", [x], attrs, name)
+
+
+def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=_dt.int64, name=None):
+    """Number of non-zero elements over ``axis``."""
+    from .elementwise import cast, not_equal
+
+    x = convert_to_tensor(input_tensor)
+    nz = cast(not_equal(x, 0 if not x.dtype.is_bool else False), dtype)
+    return reduce_sum(nz, axis, keepdims, name=name)

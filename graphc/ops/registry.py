@@ -1,0 +1,257 @@
+"""The op registry: one ``OpDef`` subclass per op type, holding everything about it.
+
+An OpDef declares, in one place:
+  * ``infer(specs, attrs)``  -> output TensorSpecs (build-time shape/dtype rule; raise
+    ``ShapeError``/``DTypeError`` with a plain message, the builder adds op name and line)
+  * ``ref(arrays, attrs)``   -> output arrays: the numpy meaning, the oracle of every backend
+  * ``vjp(op, grads)``       -> input gradients as graph tensors (reverse-mode rule), or
+    ``differentiable = False``
+  * ``examples()``           -> small cases the registry-driven tests run (infer vs ref,
+    gradients vs central differences, each backend vs ref)
+  * ``scalar(xs, attrs)``    -> (elementwise ops) the scalar Kernel-IR expression for fusion
+
+Adding an op is one class decorated with ``@register`` and a public builder function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..graph.core import Operation, Tensor, TensorSpec, get_default_graph, user_location
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+class ShapeError(ValueError):
+    """Raised by ``OpDef.infer`` for incompatible shapes; re-raised with op name and location."""
+
+
+class DTypeError(TypeError):
+    """Raised by ``OpDef.infer`` for unsupported dtypes; re-raised with op name and location."""
+
+
+@dataclass
+class Example:
+    """A test case: ``build(*tensors)`` on placeholders fed with ``inputs``.
+
+    ``grad``: check gradients w.r.t. the float inputs by central differences.
+    ``dynamic``: also build with every placeholder dim unknown (None).
+    """
+
+    build: Callable
+    inputs: Sequence[np.ndarray]
+    grad: bool = True
+    dynamic: bool = True
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    grad_tol: float = 1e-4
+    #: promote float inputs to float64 for the gradient check (False: keep their dtypes)
+    float64: bool = True
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class OpDef:
+    """Base class of op definitions. Subclasses set ``type`` and override what applies."""
+
+    type: str = ""
+    #: False: gradients do not flow through this op (comparisons, integer ops, argmax...)
+    differentiable: bool = True
+    #: Reads or writes session state or randomness: never folded, merged or duplicated.
+    stateful: bool = False
+    #: Output i is computed elementwise from inputs broadcast to the output shape.
+    elementwise: bool = False
+    #: Why ``examples()`` is empty (state, randomness, internal): the registry test requires
+    #: either examples or a reason.
+    no_examples_reason: str = ""
+
+    def infer(self, specs: list[TensorSpec], attrs: dict) -> list[TensorSpec]:
+        raise NotImplementedError(f"{self.type}.infer")
+
+    def ref(self, xs: list[np.ndarray], attrs: dict):
+        """numpy reference: returns an array (single output) or a list of arrays."""
+        raise NotImplementedError(f"{self.type}.ref")
+
+    def ref_stateful(self, xs: list[np.ndarray], attrs: dict, ctx):
+        """Reference for stateful ops; ``ctx`` is the run's state (variables, rng)."""
+        return self.ref(xs, attrs)
+
+    def vjp(self, op: Operation, grads: list[Tensor | None]) -> list[Tensor | None]:
+        raise NotImplementedError(f"no gradient rule for op type {self.type}")
+
+    def examples(self) -> list[Example]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"<OpDef {self.type}>"
+
+
+def register(cls):
+    """Class decorator: instantiate the OpDef and add it to the registry under ``cls.type``."""
+    if not cls.type:
+        cls.type = cls.__name__
+    if cls.type in REGISTRY:
+        raise ValueError(f"op type {cls.type} registered twice")
+    REGISTRY[cls.type] = cls()
+    return cls
+
+
+def get_op_def(type_name: str) -> OpDef:
+    try:
+        return REGISTRY[type_name]
+    except KeyError:
+        raise KeyError(f"unknown op type {type_name!r}") from None
+
+
+# -- conversion of Python values to tensors ---------------------------------------------------
+
+
+def _graph_of(values) -> object:
+    for v in values:
+        g = getattr(v, "graph", None)
+        if g is not None and isinstance(v, Tensor):
+            return g
+    return get_default_graph()
+
+
+def convert_to_tensor(value, dtype=None, name=None, graph=None) -> Tensor:
+    """A Tensor for ``value``: tensors pass through; Python/numpy values become constants."""
+    if isinstance(value, Tensor):
+        if dtype is not None and _dt.as_dtype(dtype) != value.dtype:
+            raise TypeError(
+                f"tensor {value.name} has dtype {value.dtype.name}, expected "
+                f"{_dt.as_dtype(dtype).name}"
+            )
+        return value
+    conv = getattr(value, "_as_graph_tensor", None)
+    if conv is not None:
+        return convert_to_tensor(conv(), dtype, name, graph)
+    if isinstance(value, Operation):
+        raise TypeError(f"cannot use operation {value.name} as a tensor (it has no value)")
+    from .constant import constant
+
+    return constant(value, dtype=dtype, name=name, graph=graph)
+
+
+def _is_weak_scalar(value) -> bool:
+    return isinstance(value, bool | int | float) and not isinstance(value, np.generic)
+
+
+def convert_args(values, graph=None, dtype_hint=None) -> list[Tensor]:
+    """Convert operands of one op: Python scalars take the tensors' dtype ("weak" types)."""
+    tensors = [
+        v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v
+        for v in values
+    ]
+    strong = [v.dtype for v in tensors if isinstance(v, Tensor)]
+    strong += [
+        _dt.default_dtype_for_value(v)
+        for v in tensors
+        if not isinstance(v, Tensor) and not _is_weak_scalar(v)
+    ]
+    graph = graph or _graph_of(tensors)
+    target = _dt.result_type(*strong) if strong else None
+    out = []
+    for v in tensors:
+        if isinstance(v, Tensor):
+            out.append(v)
+            continue
+        if _is_weak_scalar(v):
+            if target is None:
+                dt = dtype_hint or _dt.default_dtype_for_value(v)
+            elif isinstance(v, float) and not target.is_floating:
+                dt = _dt.float32
+            elif isinstance(v, int) and not isinstance(v, bool) and target.is_bool:
+                dt = _dt.int32
+            else:
+                dt = target
+            out.append(convert_to_tensor(v, dtype=dt, graph=graph))
+        else:
+            out.append(convert_to_tensor(v, graph=graph))
+    return out
+
+
+# -- building ops -----------------------------------------------------------------------------
+
+
+def _fmt_specs(specs) -> str:
+    return ", ".join(
+        f"{'?' if s.shape is None else tuple(s.shape)} {s.dtype.name}" for s in specs
+    )
+
+
+def apply_op(type_name: str, inputs: Sequence, attrs: dict | None = None, name=None, graph=None):
+    """Build an op of ``type_name``; returns the Operation.
+
+    Runs shape/dtype inference now, so a bad shape fails here, naming the op and the user's
+    file and line.
+    """
+    op_def = get_op_def(type_name)
+    attrs = dict(attrs or {})
+    inputs = [convert_to_tensor(x) for x in inputs]
+    graph = graph or (inputs[0].graph if inputs else get_default_graph())
+    for t in inputs:
+        if t.graph is not graph:
+            raise ValueError(
+                f"{type_name}: input {t.name} belongs to another graph than the op being built"
+            )
+    specs = [TensorSpec(t.shape, t.dtype) for t in inputs]
+    location = user_location()
+    try:
+        out_specs = op_def.infer(specs, attrs)
+    except (ShapeError, DTypeError) as exc:
+        label = f"{type_name}" + (f" '{name}'" if name else "")
+        kind = ValueError if isinstance(exc, ShapeError) else TypeError
+        raise kind(
+            f"{label}: {exc} (inputs: {_fmt_specs(specs)}) at {location[0]}:{location[1]}"
+        ) from None
+    out_specs = [
+        TensorSpec(None if sh is None else tuple(sh), _dt.as_dtype(dt)) for sh, dt in out_specs
+    ]
+    return graph._create_op(op_def, inputs, attrs, out_specs, name, location)
+
+
+def apply1(type_name: str, inputs: Sequence, attrs: dict | None = None, name=None) -> Tensor:
+    """``apply_op`` for single-output ops: returns the output tensor."""
+    return apply_op(type_name, inputs, attrs, name).outputs[0]
+
+
+# -- shape helpers shared by op files ---------------------------------------------------------
+
+
+def broadcast_shapes(*shapes) -> tuple | None:
+    """numpy broadcasting of static shapes with None dims; ShapeError when incompatible."""
+    if any(s is None for s in shapes):
+        return None
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError(
+                "shapes " + " and ".join(str(tuple(s)) for s in shapes) + " are not broadcastable"
+            )
+        if known:
+            out.append(known.pop())
+        elif any(d is None for d in dims):
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"{what} {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def num_elements(shape) -> int | None:
+    if shape is None or any(d is None for d in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64))

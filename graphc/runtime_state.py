@@ -1,0 +1,40 @@
+"""The state one run sees: feeds, variables (copy-on-write) and random-stream counters.
+
+Writes go to ``pending`` and become visible to the session only by ``commit()``, so a run
+that fails leaves the session's variables as they were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunContext:
+    def __init__(self, variables: dict, rng_counters: dict, feeds: list):
+        self.variables = variables
+        self.rng_counters = rng_counters
+        self.feeds = feeds
+        self.pending: dict = {}
+        self.pending_rng: dict = {}
+
+    def read_variable(self, name: str):
+        if name in self.pending:
+            return self.pending[name]
+        return self.variables.get(name)
+
+    def write_variable(self, name: str, value: np.ndarray) -> None:
+        self.pending[name] = value
+
+    def rng_counter(self, op_name: str) -> int:
+        """This run's counter for a random op (each run of the op draws fresh values)."""
+        if op_name not in self.pending_rng:
+            self.pending_rng[op_name] = self.rng_counters.get(op_name, 0)
+        return self.pending_rng[op_name]
+
+    def commit(self) -> None:
+        for name, value in self.pending.items():
+            value = np.array(value, copy=True)
+            value.setflags(write=False)
+            self.variables[name] = value
+        for name, value in self.pending_rng.items():
+            self.rng_counters[name] = value + 1

@@ -1,0 +1,316 @@
+"""Session: compile once per (fetches, feed signature), bind feeds, run, unpack fetches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import dtypes as _dt
+from .compiler import check_target, compile_program
+from .errors import InvalidArgumentError
+from .graph.core import Operation, Tensor, get_default_graph
+from .options import CompileOptions, KernelStat, RunMetadata, RunOptions
+from .program import extract
+from .runtime_state import RunContext
+
+_default_sessions = threading.local()
+
+
+def _session_stack() -> list:
+    if not hasattr(_default_sessions, "stack"):
+        _default_sessions.stack = []
+    return _default_sessions.stack
+
+
+def get_default_session():
+    """The innermost session of ``with sess:`` / ``sess.as_default()`` in this thread."""
+    stack = _session_stack()
+    return stack[-1] if stack else None
+
+
+def _session_for(session, graph):
+    if session is None:
+        session = get_default_session()
+    if session is None:
+        raise ValueError("no default session: pass session= or use `with gc.Session() as sess:`")
+    if session.graph is not graph:
+        raise ValueError("the session's graph is not the graph of this tensor")
+    return session
+
+
+# -- fetch structures --------------------------------------------------------------------------
+
+
+def _flatten(fetches, leaves: list):
+    """Returns a rebuild function; appends the leaves to ``leaves``."""
+    if isinstance(fetches, Tensor | Operation | str) or hasattr(fetches, "_as_graph_tensor"):
+        i = len(leaves)
+        leaves.append(fetches)
+        return lambda vals: vals[i]
+    if isinstance(fetches, tuple) and hasattr(fetches, "_fields"):  # namedtuple
+        parts = [_flatten(f, leaves) for f in fetches]
+        cls = type(fetches)
+        return lambda vals: cls(*[p(vals) for p in parts])
+    if isinstance(fetches, list | tuple):
+        parts = [_flatten(f, leaves) for f in fetches]
+        cls = type(fetches)
+        return lambda vals: cls(p(vals) for p in parts)
+    if isinstance(fetches, Mapping):
+        parts = {k: _flatten(v, leaves) for k, v in fetches.items()}
+        cls = type(fetches)
+
+        def rebuild(vals):
+            try:
+                return cls((k, p(vals)) for k, p in parts.items())
+            except TypeError:
+                return {k: p(vals) for k, p in parts.items()}
+
+        return rebuild
+    if fetches is None:
+        raise TypeError("fetch argument None is not a tensor, operation or name")
+    raise TypeError(
+        f"fetch argument {fetches!r} of type {type(fetches).__name__} is not a tensor, "
+        "operation, name, or a list/tuple/dict of those"
+    )
+
+
+def _fmt_shape(shape) -> str:
+    return "<unknown>" if shape is None else str(tuple(shape))
+
+
+def validate_feed(tensor: Tensor, value) -> np.ndarray:
+    """Convert a fed value to the tensor's dtype; ValueError naming it if it does not fit."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's value
+        raise ValueError(f"cannot convert the value fed for '{tensor.name}': {exc}") from None
+    target = tensor.dtype.np
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"cannot feed a value of type {arr.dtype} for tensor '{tensor.name}', which has "
+            f"dtype {tensor.dtype.name}"
+        )
+    ok = (
+        arr.dtype == target
+        or np.can_cast(arr.dtype, target, "same_kind")
+        or (arr.dtype.kind in "biu" and target.kind == "f")
+        or (arr.dtype.kind == "b" and target.kind in "iu")
+    )
+    if not ok:
+        raise ValueError(
+            f"cannot feed a value of dtype {arr.dtype} for tensor '{tensor.name}', which has "
+            f"dtype {tensor.dtype.name}"
+        )
+    shape = tensor.shape
+    if shape is not None and (
+        arr.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, arr.shape))
+    ):
+        raise ValueError(
+            f"cannot feed value of shape {arr.shape} for tensor '{tensor.name}', which has "
+            f"shape {_fmt_shape(shape)}"
+        )
+    if arr.dtype != target:
+        arr = arr.astype(target)
+    return np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
+
+
+class Session:
+    """Runs parts of a graph: ``sess.run(fetches, feed_dict)``.
+
+    ``target``: "cpu" (default), "cuda", or "reference" (the numpy oracle).
+    Variable values live in the session across runs. Usable from several threads at once.
+    """
+
+    def __init__(self, graph=None, target: str = "cpu", options: CompileOptions | None = None,
+                 config=None):  # fmt: skip
+        if isinstance(graph, str) and target == "cpu":  # Session("reference") reads naturally
+            graph, target = None, graph
+        self.graph = graph if graph is not None else get_default_graph()
+        self.target = check_target(target)
+        self.options = options if options is not None else CompileOptions()
+        self._variables: dict = {}
+        self._rng_counters: dict = {}
+        self._cache: dict = {}
+        self._compiles = 0
+        self._hits = 0
+        self._disk_loads = 0
+        self._lock = threading.RLock()
+        self._closed = False
+        self._context_entered = []
+
+    # -- context management --------------------------------------------------------------
+    def __enter__(self):
+        self._context_entered.append(self.graph.as_default())
+        self._context_entered[-1].__enter__()
+        _session_stack().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        stack = _session_stack()
+        if stack and stack[-1] is self:
+            stack.pop()
+        self._context_entered.pop().__exit__(*exc)
+        self.close()
+        return False
+
+    def as_default(self):
+        """Context manager making this the default session (does not close it on exit)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            _session_stack().append(self)
+            try:
+                yield self
+            finally:
+                _session_stack().pop()
+
+        return cm()
+
+    def close(self) -> None:
+        """Free the session's variables and compiled code."""
+        with self._lock:
+            self._closed = True
+            self._variables.clear()
+            for exe in self._cache.values():
+                close = getattr(exe.runner, "close", None)
+                if close is not None:
+                    close()
+            self._cache.clear()
+
+    # -- running -------------------------------------------------------------------------
+    def _resolve_fetch(self, leaf):
+        element = self.graph.as_graph_element(leaf)
+        return element
+
+    def _resolve_feeds(self, feed_dict) -> list:
+        if feed_dict is None:
+            return []
+        if not isinstance(feed_dict, Mapping):
+            raise TypeError(f"feed_dict must be a dict, got {type(feed_dict).__name__}")
+        out = []
+        seen = set()
+        for key, value in feed_dict.items():
+            try:
+                t = self.graph.as_graph_element(key)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"cannot interpret feed_dict key {key!r}: {exc}") from None
+            if isinstance(t, Operation):
+                raise TypeError(f"feed_dict key {key!r} is an operation; feed one of its tensors")
+            if t in seen:
+                raise ValueError(f"tensor '{t.name}' is fed twice")
+            seen.add(t)
+            out.append((t, validate_feed(t, value)))
+        out.sort(key=lambda tv: (tv[0].op._id, tv[0].value_index))
+        return out
+
+    def _executable(self, fetch_tensors, target_ops, feed_tensors):
+        key = (
+            tuple(id(t) for t in fetch_tensors),
+            tuple(id(o) for o in target_ops),
+            tuple(id(t) for t in feed_tensors),
+        )
+        exe = self._cache.get(key)
+        if exe is not None:
+            self._hits += 1
+            return exe
+        program = extract(fetch_tensors, target_ops, feed_tensors)
+        exe = compile_program(program, self.target, self.options)
+        if exe.stats.get("loaded_from_disk"):
+            self._disk_loads += 1
+        else:
+            self._compiles += 1
+        # keep the graph objects alive so their ids stay unique while cached
+        exe._keys = (fetch_tensors, target_ops, feed_tensors)
+        self._cache[key] = exe
+        return exe
+
+    def _prepare(self, fetches, feed_dict):
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session")
+        leaves: list = []
+        rebuild = _flatten(fetches, leaves)
+        elements = [self._resolve_fetch(x) for x in leaves]
+        feeds = self._resolve_feeds(feed_dict)
+        fetch_tensors: list = []
+        target_ops: list = []
+        slots = []
+        for e in elements:
+            if isinstance(e, Operation):
+                if e not in target_ops:
+                    target_ops.append(e)
+                slots.append(None)
+            else:
+                if e not in fetch_tensors:
+                    fetch_tensors.append(e)
+                slots.append(fetch_tensors.index(e))
+        return rebuild, slots, fetch_tensors, target_ops, feeds
+
+    def run(self, fetches, feed_dict=None, options: RunOptions | None = None,
+            run_metadata: RunMetadata | None = None):  # fmt: skip
+        """Compute ``fetches`` (any nesting of tensors, ops, names) given ``feed_dict``."""
+        rebuild, slots, fetch_tensors, target_ops, feeds = self._prepare(fetches, feed_dict)
+        with self._lock:
+            exe = self._executable(fetch_tensors, target_ops, [t for t, _ in feeds])
+            ctx = RunContext(self._variables, self._rng_counters, [v for _, v in feeds])
+            trace = [] if (options is not None and options.trace) else None
+            outputs = exe.run(ctx, trace)
+            ctx.commit()
+        if trace is not None and run_metadata is not None:
+            run_metadata.step_stats = [KernelStat(n, (t,) if isinstance(t, str) else tuple(t), s, e)
+                                       for n, t, s, e in trace]  # fmt: skip
+        values = []
+        for slot in slots:
+            if slot is None:
+                values.append(None)
+                continue
+            arr = np.array(outputs[slot], copy=True)
+            values.append(arr[()] if arr.ndim == 0 else arr)
+        return rebuild(values)
+
+    def compile(self, fetches, feed_list=()):
+        """The Executable for ``fetches`` given feeds of ``feed_list``, without running it."""
+        leaves: list = []
+        _flatten(fetches, leaves)
+        fetch_tensors, target_ops = [], []
+        for x in leaves:
+            e = self._resolve_fetch(x)
+            (target_ops if isinstance(e, Operation) else fetch_tensors).append(e)
+        feeds = sorted(
+            (self.graph.as_graph_element(f) for f in feed_list),
+            key=lambda t: (t.op._id, t.value_index),
+        )
+        with self._lock:
+            return self._executable(fetch_tensors, target_ops, feeds)
+
+    def cache_info(self) -> dict:
+        """``compiles``: executables compiled by this session; ``hits``: runs that reused one."""
+        return {
+            "compiles": self._compiles,
+            "hits": self._hits,
+            "disk_loads": self._disk_loads,
+            "entries": len(self._cache),
+        }
+
+    # -- variables -----------------------------------------------------------------------
+    def load_variable(self, var, value) -> None:
+        arr = validate_feed(var, value)
+        with self._lock:
+            arr = np.array(arr, copy=True)
+            arr.setflags(write=False)
+            self._variables[var.op.attrs["var"]] = arr
+
+    def variable_values(self) -> dict:
+        """name -> current value of every initialised variable (copies)."""
+        with self._lock:
+            return {k: np.array(v) for k, v in self._variables.items()}
+
+    def __repr__(self) -> str:
+        return f"<gc.Session target={self.target!r}>"
+
+
+InteractiveSession = Session
+_ = (time, _dt)

@@ -1,0 +1,28 @@
+"""Install graphc: a static-graph deep-learning compiler (TF1-style graphs, XLA-style passes)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = re.search(
+    r'__version__ = "([^"]+)"', Path("graphc/version.py").read_text()
+).group(1)
+
+setup(
+    name="graphc",
+    version=version,
+    description="A static-graph deep-learning compiler: TF1-style graphs, LLVM and CUDA backends",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["graphc", "graphc.*"]),
+    package_data={"graphc": ["py.typed"]},
+    install_requires=["numpy>=1.23", "llvmlite>=0.41", "networkx>=2.8", "scipy-openblas32>=0.3.27"],
+    extras_require={
+        "cuda": ["pycuda>=2022.1"],
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3"],
+        "plot": ["matplotlib>=3.5"],
+    },
+    entry_points={"console_scripts": ["graphc=graphc.cli:main"]},
+)

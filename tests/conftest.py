@@ -1,0 +1,30 @@
+"""Shared fixtures: every test gets a fresh default graph and no on-disk cache by default."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+@pytest.fixture(autouse=True)
+def fresh_graph():
+    gc.reset_default_graph()
+    yield
+    gc.reset_default_graph()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip cuda-marked tests when no GPU/pycuda is usable."""
+    from graphc.backends.cuda import availability
+
+    problem = availability()
+    if problem:
+        skip = pytest.mark.skip(reason=f"cuda unavailable: {problem}")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
