@@ -203,3 +203,58 @@ def eval_expr(expr: Expr, args: list[np.ndarray]) -> np.ndarray:
         vals = [eval_expr(a, args) for a in expr.args]
         return NUMPY_MATH[expr.fn](*vals)
     raise TypeError(f"not an expression: {expr!r}")
+
+
+# -- loop-nest expressions (used inside Kernel IR bodies) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Var(Expr):
+    """A loop variable or scalar local (``Let``); ``dtype`` is int64 for loop variables."""
+
+    name: str
+    dtype: _dt.DType
+
+
+@dataclass(frozen=True, slots=True)
+class Dim(Expr):
+    """The runtime size of a ``None`` dimension: an int64 argument of the generated code."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Load(Expr):
+    """Element ``index`` (int64 flat, row-major, in elements) of buffer ``buffer``."""
+
+    buffer: str
+    index: Expr
+    dtype: _dt.DType
+
+
+def expr_dtype(e: Expr, arg_dtypes=()) -> _dt.DType:
+    """dtype of an expression (comparisons and logic give bool)."""
+    if isinstance(e, Const | Var | Load | Cast):
+        return e.dtype
+    if isinstance(e, Dim):
+        return _dt.int64
+    if isinstance(e, Arg):
+        return arg_dtypes[e.index]
+    if isinstance(e, Call):
+        if e.fn in _BOOL_RESULT:
+            return _dt.bool_
+        if e.fn is Math.SELECT:
+            return expr_dtype(e.args[1], arg_dtypes)
+        return expr_dtype(e.args[0], arg_dtypes)
+    raise TypeError(f"not an expression: {e!r}")
+
+
+_BOOL_RESULT = {
+    Math.EQ, Math.NE, Math.LT, Math.LE, Math.GT, Math.GE, Math.AND, Math.OR, Math.XOR,
+    Math.NOT, Math.ISNAN, Math.ISFINITE,
+}  # fmt: skip
+
+
+def i64(value: int) -> Const:
+    """An int64 constant (index arithmetic)."""
+    return Const(int(value), _dt.int64)
