@@ -15,6 +15,7 @@ from .registry import (
     Example,
     OpDef,
     ShapeError,
+    _is_weak_scalar,
     apply1,
     broadcast_shapes,
     convert_args,
@@ -468,7 +469,14 @@ def broadcast_like(x, like, name=None):
 def _binary(type_name, x, y, name):
     a, b = convert_args([x, y])
     if a.dtype != b.dtype:
-        dt = _dt.result_type(a.dtype, b.dtype)
+        # A weak float scalar with an integer tensor gives float32 (as JAX), not numpy's
+        # float64; two tensors follow numpy promotion.
+        if _is_weak_scalar(x):
+            dt = a.dtype
+        elif _is_weak_scalar(y):
+            dt = b.dtype
+        else:
+            dt = _dt.result_type(a.dtype, b.dtype)
         a, b = cast(a, dt), cast(b, dt)
     return apply1(type_name, [a, b], None, name)
 
