@@ -39,27 +39,16 @@ from . import math, nn  # noqa: E402  (namespaces built on the names above)
 bool = bool_  # noqa: A001 - gc.bool, as in the API
 newaxis = None
 
-_lazy = {
-    "train": ".train",
-    "autodiff": ".autodiff",
-    "export": ".export",
-}
+from .autodiff import gradients, hessians, jacobian  # noqa: E402
+from .exporter import export, export_c, load  # noqa: E402
 
 
 def __getattr__(name):
-    # Heavy or late-bound parts load on first use, keeping `import graphc` fast.
-    if name in ("gradients", "hessians", "jacobian"):
-        from . import autodiff
-
-        return getattr(autodiff, name)
+    # gc.train loads on first use, keeping `import graphc` fast.
     if name == "clip_by_global_norm":
         from .train import clip_by_global_norm
 
         return clip_by_global_norm
-    if name in ("export", "load", "export_c"):
-        from . import export as _export
-
-        return getattr(_export, name)
     if name == "train":
         import importlib
 

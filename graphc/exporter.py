@@ -1,0 +1,323 @@
+"""Export compiled graphs (module named exporter so that gc.export stays the function): ``gc.export`` / ``gc.load`` artifacts and ``gc.export_c`` libraries.
+
+An artifact is one file (graphc/artifact.py container) holding: the optimised Program (JSON +
+array blob), the variables' values, the signature, the graphc version, the target and machine
+it was compiled for, and (when the backend can export it) the native code, each section
+checksummed. Loading verifies every checksum first, never unpickles, and runs the stored code
+when the machine matches, else recompiles from the stored Program (and says why).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import dtypes as _dt
+from .artifact import read_container, write_container
+from .compiler import check_target, compile_program
+from .errors import FailedPreconditionError, InvalidArgumentError, InvalidArtifactError
+from .graph.core import Tensor
+from .options import CompileOptions
+from .program import extract
+from .runtime_state import RunContext
+from .serialize import dumps_program, loads_program
+from .version import __version__
+
+__all__ = ["export", "load", "export_c", "Model"]
+
+
+def _as_named_tensors(sess, mapping, what) -> list:
+    if not isinstance(mapping, dict) or not mapping:
+        raise TypeError(f"export: {what} must be a non-empty dict of name -> tensor")
+    out = []
+    for name, t in mapping.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"export: {what} name {name!r} must be a Python identifier")
+        t = sess.graph.as_graph_element(t)
+        if not isinstance(t, Tensor):
+            raise TypeError(f"export: {what}[{name!r}] must be a tensor, got {t!r}")
+        out.append((name, t))
+    return out
+
+
+def _spec(t) -> dict:
+    return {"dtype": t.dtype.name, "shape": None if t.shape is None else list(t.shape)}
+
+
+def _machine() -> dict:
+    info = {"python_machine": platform.machine(), "system": platform.system()}
+    try:
+        import llvmlite.binding as llvm
+
+        info["triple"] = llvm.get_process_triple()
+        info["cpu"] = llvm.get_host_cpu_name()
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return info
+
+
+def export(sess, path, inputs: dict, outputs: dict) -> str:
+    """Write a self-contained artifact for ``outputs`` computed from ``inputs`` to ``path``.
+
+    Holds the optimised graph, the current values of the variables it reads, and the
+    compiled code for the session's target. Returns the path.
+    """
+    ins = _as_named_tensors(sess, inputs, "inputs")
+    outs = _as_named_tensors(sess, outputs, "outputs")
+    program = extract([t for _, t in outs], [], [t for _, t in ins])
+    used_feeds = {name for _, name in program.feeds}
+    for name, t in ins:
+        if t.name not in used_feeds and not any(t is o for _, o in outs):
+            warnings.warn(f"export: input {name!r} ({t.name}) does not affect the outputs",
+                          stacklevel=2)  # fmt: skip
+    exe = compile_program(program, sess.target, sess.options)
+    optimised = exe.program
+    var_names = sorted({
+        n.attrs["var"] for n in optimised.nodes
+        if n.op in ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub",
+                    "IsVariableInitialized")
+    })  # fmt: skip
+    values = sess.variable_values()
+    missing = [v for v in var_names if v not in values]
+    readers = {n.attrs["var"] for n in optimised.nodes if n.op in ("VariableV2", "ReadVariable")}
+    if any(v in readers for v in missing):
+        raise FailedPreconditionError(
+            f"export: variable(s) {', '.join(v for v in missing if v in readers)} are not "
+            "initialised in this session"
+        )
+    prog_json, prog_blob = dumps_program(optimised)
+    var_meta, var_parts, offset = [], [], 0
+    for name in var_names:
+        if name not in values:
+            continue
+        arr = np.array(values[name], order="C")
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        var_meta.append({"name": name, "dtype": _dt.as_dtype(arr.dtype).name,
+                         "shape": list(arr.shape), "offset": offset, "nbytes": len(data)})  # fmt: skip
+        var_parts.append(data)
+        offset += len(data)
+    sections = {
+        "program.json": prog_json,
+        "program.bin": prog_blob,
+        "variables.json": json.dumps(var_meta).encode(),
+        "variables.bin": b"".join(var_parts),
+    }
+    native_manifest = None
+    exporter = getattr(exe.runner, "export_native", None)
+    if exporter is not None:
+        native_manifest, blobs = exporter()
+        for k, v in blobs.items():
+            sections[f"native/{k}"] = v
+    header = {
+        "graphc_version": __version__,
+        "target": sess.target,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "signature": {
+            "inputs": {name: _spec(t) for name, t in ins},
+            "outputs": {name: _spec(t) for name, t in outs},
+        },
+        "input_order": [name for name, _ in ins],
+        "output_order": [name for name, _ in outs],
+        "program_hash": optimised.hash(),
+        "machine": _machine(),
+        "native": native_manifest,
+        "kernels": [
+            {"name": k.name, "ops": list(k.op_types), "node_names": list(k.ops)}
+            for k in exe.kernels
+        ],
+        "stats": {k: v for k, v in exe.stats.items() if isinstance(v, int | float | str)},
+    }
+    write_container(path, header, sections)
+    return str(path)
+
+
+def _load_variables(meta_bytes: bytes, blob: bytes) -> dict:
+    try:
+        meta = json.loads(meta_bytes.decode())
+        out = {}
+        for m in meta:
+            dt = _dt.as_dtype(m["dtype"]).np
+            shape = tuple(int(d) for d in m["shape"])
+            off, n = int(m["offset"]), int(m["nbytes"])
+            if n != int(np.prod(shape, dtype=np.int64)) * dt.itemsize or off + n > len(blob):
+                raise InvalidArtifactError(f"variable {m['name']!r}: data of the wrong size")
+            arr = np.frombuffer(blob, dtype=dt.newbyteorder("<"), count=n // dt.itemsize,
+                                offset=off).astype(dt).reshape(shape)  # fmt: skip
+            arr.setflags(write=False)
+            out[str(m["name"])] = arr
+        return out
+    except InvalidArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArtifactError(f"malformed variables section: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Names, dtypes and shapes (None for dynamic dims) of a loaded model's inputs/outputs."""
+
+    inputs: dict
+    outputs: dict
+
+    def __repr__(self) -> str:
+        def fmt(d):
+            return ", ".join(f"{k}: {v['dtype']}{tuple(v['shape'])}" for k, v in d.items())
+
+        return f"Signature(inputs=({fmt(self.inputs)}), outputs=({fmt(self.outputs)}))"
+
+
+class Model:
+    """A loaded artifact: call it with keyword arrays, get a dict of numpy arrays."""
+
+    def __init__(self, path, target=None, options: CompileOptions | None = None):
+        header, sections = read_container(path)
+        self.path = str(path)
+        self.header = header
+        for key in ("program.json", "program.bin", "variables.json", "variables.bin"):
+            if key not in sections:
+                raise InvalidArtifactError(f"{path}: missing section {key!r}")
+        self.program = loads_program(sections["program.json"], sections["program.bin"])
+        self._variables = _load_variables(sections["variables.json"], sections["variables.bin"])
+        sig = header.get("signature", {})
+        self.signature = Signature(dict(sig.get("inputs", {})), dict(sig.get("outputs", {})))
+        self._input_order = list(header.get("input_order", self.signature.inputs))
+        self._output_order = list(header.get("output_order", self.signature.outputs))
+        if len(self._output_order) != len(self.program.fetches):
+            raise InvalidArtifactError(f"{path}: signature and program disagree on outputs")
+        self.target = check_target(target or header.get("target", "cpu"))
+        self.recompiled_reason = None
+        options = options or CompileOptions(cache_dir=None)
+        native = {k[len("native/") :]: v for k, v in sections.items() if k.startswith("native/")}
+        self.executable = None
+        if self.target == header.get("target") and header.get("native") and native:
+            self.executable = self._load_native(header["native"], native, options)
+        if self.executable is None:
+            self.executable = compile_program(self.program, self.target, options)
+            if self.recompiled_reason is None and header.get("native"):
+                self.recompiled_reason = f"target {self.target!r} differs from the exported one"
+            if self.recompiled_reason:
+                warnings.warn(f"gc.load: recompiled {path}: {self.recompiled_reason}",
+                              stacklevel=3)  # fmt: skip
+        self._rng: dict = {}
+        self._lock = threading.Lock()
+        self._needed = [
+            self._input_order[self.program.node(i).attrs["index"]] for i, _ in self.program.feeds
+        ]
+        self._specs = {
+            name: SimpleNamespace(
+                name=name, dtype=_dt.as_dtype(s["dtype"]),
+                shape=None if s["shape"] is None else tuple(s["shape"]),
+            )
+            for name, s in self.signature.inputs.items()
+        }  # fmt: skip
+
+    def _load_native(self, manifest, blobs, options):
+        try:
+            from .backends.cpu import load_native
+        except ImportError:
+            self.recompiled_reason = "this graphc's cpu backend cannot load native code"
+            return None
+        try:
+            return load_native(self.program, manifest, blobs, options)
+        except InvalidArtifactError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any mismatch means: recompile from Program
+            self.recompiled_reason = str(exc)
+            return None
+
+    @property
+    def loaded_native(self) -> bool:
+        """True when the stored machine code runs (no recompilation happened)."""
+        return self.recompiled_reason is None and bool(self.header.get("native"))
+
+    def __call__(self, **inputs) -> dict:
+        """Run the model: ``m(x=array, ...)`` -> {output name: array}."""
+        from .session import validate_feed
+
+        unknown = sorted(set(inputs) - set(self._specs))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown input(s) {', '.join(unknown)}; the model takes "
+                f"{', '.join(self._input_order)}"
+            )
+        missing = [n for n in self._needed if n not in inputs]
+        if missing:
+            raise InvalidArgumentError(f"missing input(s) {', '.join(missing)}")
+        # Feed nodes read ctx.feeds[attrs["index"]]: the position in the input order.
+        values = [
+            validate_feed(self._specs[name], inputs[name]) if name in inputs else None
+            for name in self._input_order
+        ]
+        with self._lock:
+            ctx = RunContext(dict(self._variables), self._rng, values)
+            outs = self.executable.run(ctx, None)
+            ctx.commit()
+            self._variables = ctx.variables
+        return {name: np.array(o, copy=True) for name, o in zip(self._output_order, outs)}
+
+    def __repr__(self) -> str:
+        return f"<gc.Model {self.path} target={self.target} {self.signature!r}>"
+
+
+def load(path, target=None) -> Model:
+    """Load an artifact written by ``gc.export``; ``target`` defaults to the exported one."""
+    return Model(path, target)
+
+
+def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model"):
+    """Write ``name.h`` and ``libname.so`` (plain C API, weights embedded) to ``directory``."""
+    from .backends.cpu.export_c import export_c as _export_c
+
+    return _export_c(sess, directory, inputs, outputs, name)
+
+
+def describe(path) -> str:
+    """Human-readable summary of an artifact: signature, ops, kernels, sizes and versions."""
+    header, sections = read_container(path)
+    program = loads_program(sections["program.json"], sections["program.bin"])
+    lines = [
+        f"artifact      {path}",
+        f"graphc        {header.get('graphc_version')} (format {header.get('format_version')})",
+        f"target        {header.get('target')}   created {header.get('created')}",
+        f"machine       {json.dumps(header.get('machine', {}))}",
+        f"program hash  {header.get('program_hash')}",
+        "inputs:",
+    ]
+    for name, s in header["signature"]["inputs"].items():
+        lines.append(f"  {name}: {s['dtype']}{tuple(s['shape']) if s['shape'] else ()}")
+    lines.append("outputs:")
+    for name, s in header["signature"]["outputs"].items():
+        lines.append(f"  {name}: {s['dtype']}{tuple(s['shape']) if s['shape'] else ()}")
+    counts: dict = {}
+    for n in program.nodes:
+        counts[n.op] = counts.get(n.op, 0) + 1
+    lines.append(f"ops ({len(program.nodes)}): " + ", ".join(f"{k} x{v}" for k, v in
+                                                             sorted(counts.items())))  # fmt: skip
+    kernels = header.get("kernels", [])
+    lines.append(f"kernels ({len(kernels)}):")
+    for k in kernels:
+        lines.append(f"  {k['name']}: {', '.join(k['ops'])}")
+    lines.append("sections:")
+    for s in header.get("sections", []):
+        lines.append(f"  {s['name']:<24} {s['size']:>12,d} bytes  sha256 {s['sha256'][:16]}")
+    lines.append(f"native code   {'yes' if header.get('native') else 'no'}")
+    return "\n".join(lines)
+
+
+def to_dot(path) -> str:
+    """DOT drawing of an artifact's program with its kernels as clusters."""
+    from .executable import KernelInfo
+    from .passes.dot import program_to_dot
+
+    header, sections = read_container(path)
+    program = loads_program(sections["program.json"], sections["program.bin"])
+    kernels = [KernelInfo(k["name"], tuple(k.get("node_names", ())), tuple(k["ops"]))
+               for k in header.get("kernels", [])]  # fmt: skip
+    return program_to_dot(program, kernels)
