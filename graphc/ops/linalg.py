@@ -1,3 +1,476 @@
-"""linalg ops (being written)."""
+"""Linear algebra: matmul (batch broadcasting, transposes), tensordot and einsum.
 
-__all__: list = []
+``MatMul`` is the one GEMM op backends map to BLAS. ``einsum`` rewrites the equations that
+are a matmul (batch prefix + one contracted index) into ``MatMul`` and pure reductions into
+``reduce_sum``; every other equation becomes one ``Einsum`` op, whose reference is
+``np.einsum`` and whose gradient is again an einsum with the operand's and the output's
+subscripts swapped. ``tensordot`` is built on ``einsum``, so unknown dims need no reshape.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import InvalidArgumentError
+from .registry import (
+    DTypeError,
+    Example,
+    OpDef,
+    ShapeError,
+    apply1,
+    broadcast_shapes,
+    convert_args,
+    register,
+)
+
+__all__ = ["matmul", "tensordot", "einsum"]
+
+_rng = np.random.default_rng(3)
+
+
+def _sample(*shape):
+    return _rng.uniform(-1.5, 1.5, shape)
+
+
+def _same_static(a, b) -> bool:
+    return a.shape is not None and a.shape == b.shape and None not in a.shape
+
+
+def _sum_to(g, x):
+    """Sum gradient ``g`` over broadcast batch dims down to ``x``'s shape (no-op if equal)."""
+    from .elementwise import sum_to_shape
+
+    if g is None or _same_static(g, x):
+        return g
+    return sum_to_shape(g, x)
+
+
+# -- MatMul ------------------------------------------------------------------------------------
+
+
+@register
+class MatMul(OpDef):
+    """``op(a) @ op(b)`` over the last two dims; leading (batch) dims broadcast like numpy.
+
+    ``op`` swaps the last two dims when ``transpose_a``/``transpose_b`` is set.
+    """
+
+    def infer(self, specs, attrs):
+        a, b = specs
+        if a.dtype != b.dtype:
+            raise DTypeError(f"operands must have one dtype, got {a.dtype.name} and {b.dtype.name}")
+        if a.dtype.is_bool:
+            raise DTypeError("matmul of bool operands")
+        for s, what in ((a, "a"), (b, "b")):
+            if s.shape is not None and len(s.shape) < 2:
+                raise ShapeError(f"operand {what} must have rank >= 2, got shape {s.shape}")
+        if a.shape is None or b.shape is None:
+            return [(None, a.dtype)]
+        m, ka = a.shape[-2:][::-1] if attrs["transpose_a"] else a.shape[-2:]
+        kb, n = b.shape[-2:][::-1] if attrs["transpose_b"] else b.shape[-2:]
+        if ka is not None and kb is not None and ka != kb:
+            raise ShapeError(
+                f"inner dimensions do not match: {ka} (a {a.shape}, transpose_a="
+                f"{attrs['transpose_a']}) vs {kb} (b {b.shape}, transpose_b={attrs['transpose_b']})"
+            )
+        try:
+            batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ShapeError:
+            raise ShapeError(
+                f"batch dimensions {a.shape[:-2]} and {b.shape[:-2]} are not broadcastable"
+            ) from None
+        return [((*batch, m, n), a.dtype)]
+
+    def ref(self, xs, attrs):
+        a, b = xs
+        if attrs["transpose_a"]:
+            a = np.swapaxes(a, -1, -2)
+        if attrs["transpose_b"]:
+            b = np.swapaxes(b, -1, -2)
+        if a.shape[-1] != b.shape[-2]:
+            raise InvalidArgumentError(
+                f"MatMul: inner dimensions do not match at run time: {a.shape} @ {b.shape}"
+            )
+        return np.asarray(np.matmul(a, b)).astype(xs[0].dtype, copy=False)
+
+    def vjp(self, op, grads):
+        g = grads[0]
+        if g is None:
+            return [None, None]
+        a, b = op.inputs
+        ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
+        # C = op(A) op(B); dop(A) = G op(B)^T, dop(B) = op(A)^T G, then undo the op().
+        if not ta and not tb:
+            ga, gb = _mm(g, b, False, True), _mm(a, g, True, False)
+        elif not ta and tb:
+            ga, gb = _mm(g, b, False, False), _mm(g, a, True, False)
+        elif ta and not tb:
+            ga, gb = _mm(b, g, False, True), _mm(a, g, False, False)
+        else:
+            ga, gb = _mm(b, g, True, True), _mm(g, a, True, True)
+        return [_sum_to(ga, a), _sum_to(gb, b)]
+
+    def examples(self):
+        mm = matmul
+        return [
+            Example(mm, [_sample(3, 4), _sample(4, 5)]),
+            Example(lambda a, b: mm(a, b, transpose_a=True), [_sample(4, 3), _sample(4, 2)]),
+            Example(lambda a, b: mm(a, b, transpose_b=True), [_sample(3, 4), _sample(2, 4)]),
+            Example(lambda a, b: mm(a, b, True, True), [_sample(2, 4, 3), _sample(2, 5, 4)]),
+            Example(mm, [_sample(2, 1, 3, 4), _sample(3, 4, 2)]),  # batch broadcasting
+            Example(mm, [_sample(3, 0), _sample(0, 2)], grad=False),  # empty contraction
+            Example(
+                mm,
+                [np.arange(6, dtype=np.int32).reshape(2, 3), np.ones((3, 2), np.int32)],
+                grad=False,
+            ),
+        ]
+
+
+def _mm(a, b, ta, tb):
+    return apply1("MatMul", [a, b], {"transpose_a": ta, "transpose_b": tb})
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
+    """Matrix product of the last two dims, batch dims broadcasting (numpy ``matmul``).
+
+    A rank-1 operand is treated like numpy does: as a row (``a``) or column (``b``) vector
+    whose added dim is removed from the result.
+    """
+    from .elementwise import cast
+    from .shape import expand_dims, squeeze
+
+    a, b = convert_args([a, b])
+    if a.dtype != b.dtype:
+        dt = _dt.result_type(a.dtype, b.dtype)
+        a, b = cast(a, dt), cast(b, dt)
+    for t, what in ((a, "a"), (b, "b")):
+        if t.shape is not None and len(t.shape) == 0:
+            raise ValueError(f"MatMul: operand {what} ({t.name}) is a scalar; use multiply")
+    a_vec = a.shape is not None and len(a.shape) == 1
+    b_vec = b.shape is not None and len(b.shape) == 1
+    if a_vec:
+        a, transpose_a = expand_dims(a, 0), False
+    if b_vec:
+        b, transpose_b = expand_dims(b, -1), False
+    attrs = {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)}
+    out = apply1("MatMul", [a, b], attrs, None if (a_vec or b_vec) else name)
+    if a_vec or b_vec:
+        axes = ([-2] if a_vec else []) + ([-1] if b_vec else [])
+        out = squeeze(out, axis=axes, name=name)
+    return out
+
+
+# -- einsum ------------------------------------------------------------------------------------
+
+_ELL = "."  # one character standing for "..." in parsed subscripts
+
+
+def _parse(equation: str, n_operands: int) -> tuple[list[str], str]:
+    """Explicit form of ``equation``: input subscripts and output subscript, "..." -> "."."""
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum equation must be a string, got {equation!r}")
+    eq = equation.replace(" ", "")
+    if "->" in eq:
+        lhs, out = eq.split("->", 1)
+        explicit = True
+    else:
+        lhs, out, explicit = eq, "", False
+    ins = lhs.split(",")
+    if len(ins) != n_operands:
+        raise ValueError(
+            f"einsum: equation {equation!r} has {len(ins)} operand subscripts but "
+            f"{n_operands} operands were given"
+        )
+    parsed = []
+    for sub in [*ins, out]:
+        if sub.count("...") > 1:
+            raise ValueError(f"einsum: {equation!r} has more than one '...' in {sub!r}")
+        s = sub.replace("...", _ELL)
+        bad = [c for c in s if c != _ELL and c not in string.ascii_letters]
+        if bad:
+            raise ValueError(f"einsum: invalid subscript character {bad[0]!r} in {equation!r}")
+        parsed.append(s)
+    ins, out = parsed[:-1], parsed[-1]
+    if not explicit:
+        counts = {}
+        for s in ins:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        ell = _ELL if any(_ELL in s for s in ins) else ""
+        out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c != _ELL))
+    for s in ins:
+        if len(set(s)) != len(s):
+            raise ValueError(
+                f"einsum: repeated subscript in operand {s!r} of {equation!r} (diagonals are "
+                "not supported)"
+            )
+    if len(set(out)) != len(out):
+        raise ValueError(f"einsum: repeated subscript in the output of {equation!r}")
+    letters = set("".join(ins))
+    missing = [c for c in out if c not in letters]
+    if missing:
+        raise ValueError(f"einsum: output subscript {missing[0]!r} of {equation!r} is in no input")
+    if (_ELL in out) != any(_ELL in s for s in ins):
+        raise ValueError(f"einsum: '...' must be in the output of {equation!r} if and only if "
+                         "it is in an input")  # fmt: skip
+    return ins, out
+
+
+def _unparse(ins, out) -> str:
+    return ",".join(ins).replace(_ELL, "...") + "->" + out.replace(_ELL, "...")
+
+
+def _einsum_shape(ins, out, shapes):
+    """Output shape of a parsed equation (None dims allowed); ShapeError when dims clash."""
+    sizes: dict = {}
+    ell_shapes = []
+    for k, (sub, shape) in enumerate(zip(ins, shapes)):
+        if shape is None:
+            if _ELL in sub:
+                return None
+            for c in sub:
+                sizes.setdefault(c, None)
+            continue
+        named = len(sub) - (1 if _ELL in sub else 0)
+        if len(shape) < named or (_ELL not in sub and len(shape) != named):
+            raise ShapeError(f"operand {k} has shape {shape}, which does not fit subscripts "
+                             f"{sub.replace(_ELL, '...')!r}")  # fmt: skip
+        pos = sub.find(_ELL)
+        if pos >= 0:
+            n_ell = len(shape) - named
+            ell_shapes.append(shape[pos : pos + n_ell])
+            dims = list(shape[:pos]) + [None] + list(shape[pos + n_ell :])
+        else:
+            dims = list(shape)
+        for c, d in zip(sub, dims):
+            if c == _ELL:
+                continue
+            prev = sizes.get(c)
+            if prev is not None and d is not None and prev != d:
+                raise ShapeError(f"subscript {c!r} has size {prev} and {d} in different operands")
+            if prev is None:
+                sizes[c] = d
+    ell = broadcast_shapes(*ell_shapes) if ell_shapes else ()
+    shape = []
+    for c in out:
+        if c == _ELL:
+            shape.extend(ell)
+        else:
+            shape.append(sizes[c])
+    return tuple(shape)
+
+
+@register
+class Einsum(OpDef):
+    """``np.einsum`` of an explicit equation (no repeated subscripts within an operand).
+
+    Gradient of operand i: einsum of the output gradient with the other operands, producing
+    operand i's subscripts; subscripts only operand i has are summed in the forward pass, so
+    the gradient is broadcast along them.
+    """
+
+    def infer(self, specs, attrs):
+        dtypes = {s.dtype for s in specs}
+        if len(dtypes) != 1:
+            raise DTypeError("operands must have one dtype, got "
+                             + ", ".join(s.dtype.name for s in specs))  # fmt: skip
+        dtype = specs[0].dtype
+        if dtype.is_bool:
+            raise DTypeError("einsum of bool operands")
+        ins, out = _parse(attrs["equation"], len(specs))
+        return [(_einsum_shape(ins, out, [s.shape for s in specs]), dtype)]
+
+    def ref(self, xs, attrs):
+        ins, out = _parse(attrs["equation"], len(xs))
+        try:
+            _einsum_shape(ins, out, [x.shape for x in xs])
+        except ShapeError as exc:
+            raise InvalidArgumentError(f"Einsum {attrs['equation']!r}: {exc}") from None
+        return np.asarray(np.einsum(attrs["equation"], *xs)).astype(xs[0].dtype, copy=False)
+
+    def vjp(self, op, grads):
+        g = grads[0]
+        if g is None:
+            return [None] * len(op.inputs)
+        ins, out = _parse(op.attrs["equation"], len(op.inputs))
+        return [_einsum_operand_grad(g, op.inputs, ins, out, i) for i in range(len(ins))]
+
+    def examples(self):
+        e = _einsum_op  # the op itself, without the matmul/reduce_sum rewrites of ``einsum``
+        return [
+            Example(lambda a: e("ij->ji", a), [_sample(2, 3)]),
+            Example(lambda a, b: e("ij,kj->ik", a, b), [_sample(2, 3), _sample(4, 3)]),
+            Example(lambda a, b: e("bij,jk->bki", a, b), [_sample(2, 3, 4), _sample(4, 5)]),
+            Example(lambda a, b: e("i,j->ij", a, b), [_sample(3), _sample(4)]),
+            Example(
+                lambda a, b, c: e("ij,jk,kl->il", a, b, c),
+                [_sample(2, 3), _sample(3, 4), _sample(4, 2)],
+            ),  # fmt: skip
+            Example(lambda a, b: e("...ij,jk->...ki", a, b), [_sample(2, 2, 3), _sample(3, 4)]),
+            Example(lambda a, b: e("...i,...i->...", a, b), [_sample(2, 1, 3), _sample(4, 3)]),
+            Example(lambda a, b: e("ij,jk", a, b), [_sample(2, 3), _sample(3, 4)]),  # implicit
+            Example(lambda a, b: e("ijk,j->ik", a, b), [_sample(2, 3, 4), _sample(3)]),
+            Example(lambda a: e("abc->cb", a), [_sample(2, 3, 4)]),
+        ]
+
+
+def _einsum_op(equation, *operands):
+    ins, out = _parse(equation, len(operands))
+    return apply1("Einsum", list(operands), {"equation": _unparse(ins, out)})
+
+
+def _einsum_operand_grad(g, operands, ins, out, i):
+    from .constant import ones_like
+    from .elementwise import broadcast_like
+    from .reduce import reduce_sum
+    from .shape import expand_dims
+
+    x, sub = operands[i], ins[i]
+    others = [s for j, s in enumerate(ins) if j != i]
+    other_ops = [t for j, t in enumerate(operands) if j != i]
+    seen = set(out).union(*others)
+    # subscripts only this operand has were summed forward: broadcast the gradient along them
+    dropped = [c for c in sub if c != _ELL and c not in seen]
+    target = "".join(c for c in sub if c not in dropped)
+    lead = 0
+    if _ELL in out and _ELL not in sub:
+        # numpy cannot drop '...' in an explicit output: keep it in front and sum it after
+        if g.shape is None:
+            raise ValueError("einsum gradient: '...' needs operands of known rank")
+        lead = len(g.shape) - (len(out) - 1)
+        target = _ELL + target
+    r = einsum(_unparse([out, *others], target), g, *other_ops)
+    if lead:
+        r = reduce_sum(r, axis=tuple(range(lead)))
+    if dropped:
+        if r.shape is None:
+            raise ValueError("einsum gradient: '...' needs operands of known rank")
+        n_ell = len(r.shape) - len(target.replace(_ELL, ""))
+        axis = 0
+        for c in sub:
+            if c == _ELL:
+                axis += n_ell
+                continue
+            if c in dropped:
+                r = expand_dims(r, axis)
+            axis += 1
+        if _ELL not in sub:
+            return broadcast_like(r, x)
+        # '...' of r is the broadcast of all operands': widen to x's dims, then sum back
+        r = r * ones_like(x)
+    if _ELL in sub:
+        return _sum_to(r, x)
+    return r
+
+
+def _as_matmul(ins, out):
+    """(transpose_a, transpose_b) if ``ins -> out`` is a (batched) matmul, else None."""
+    if len(ins) != 2:
+        return None
+    a, b = ins
+    if len(a) < 2 or len(b) < 2 or len(out) < 2 or len(a) != len(b) or len(a) != len(out):
+        return None
+    batch = out[:-2]
+    if a[:-2] != batch or b[:-2] != batch:
+        return None
+    i, k = out[-2:]
+    pa, pb = a[-2:], b[-2:]
+    j = ({*pa} - {i}) if i in pa else None
+    if not j or len(j) != 1:
+        return None
+    (j,) = j
+    if j in batch or j in (i, k) or {*pb} != {j, k} or i == k:
+        return None
+    return pa == j + i, pb == k + j
+
+
+def einsum(equation, *inputs, name=None):
+    """Einstein summation. Supports explicit and implicit equations and a '...' per operand
+    (broadcast like numpy); not repeated subscripts within one operand (diagonals).
+
+    Matmul-shaped equations become ``MatMul`` and single-operand sums ``reduce_sum``, so they
+    use the GEMM/reduction paths of every backend.
+    """
+    from .elementwise import cast
+    from .reduce import reduce_sum
+
+    if len(inputs) == 1 and isinstance(inputs[0], list | tuple):
+        inputs = tuple(inputs[0])
+    if not inputs:
+        raise ValueError("einsum needs at least one operand")
+    tensors = convert_args(list(inputs))
+    dt = _dt.result_type(*[t.dtype for t in tensors])
+    tensors = [cast(t, dt) for t in tensors]
+    ins, out = _parse(equation, len(tensors))
+    # check shapes now so that the error names the equation
+    canonical = _unparse(ins, out)
+    apply_check = [t.shape for t in tensors]
+    try:
+        _einsum_shape(ins, out, apply_check)
+    except ShapeError as exc:
+        shapes = ", ".join(str(s) for s in apply_check)
+        raise ValueError(f"einsum {equation!r}: {exc} (operand shapes {shapes})") from None
+    if len(ins) == 1 and _ELL not in ins[0] and _ELL not in out:
+        sub = ins[0]
+        kept = [c for c in sub if c in out]
+        if "".join(kept) == out:  # a pure reduction (or identity), no transpose
+            axes = tuple(k for k, c in enumerate(sub) if c not in out)
+            if not axes:
+                return tensors[0]
+            return reduce_sum(tensors[0], axis=axes, name=name)
+    mm = _as_matmul(ins, out) if _ELL not in "".join(ins) + out else None
+    if mm is None and _ELL in out and all(s.startswith(_ELL) for s in ins) and out[0] == _ELL:
+        stripped = _as_matmul([s[1:] for s in ins], out[1:])
+        if stripped is not None and all(len(s) == 3 for s in ins):
+            mm = stripped  # "...ij,...jk->...ik": matmul broadcasts batch dims the same way
+    if mm is not None:
+        return matmul(tensors[0], tensors[1], transpose_a=mm[0], transpose_b=mm[1], name=name)
+    return apply1("Einsum", tensors, {"equation": canonical}, name)
+
+
+def tensordot(a, b, axes, name=None):
+    """Sum of products over ``axes``: an int N (last N of a with first N of b) or a pair of
+    axis lists, as ``np.tensordot``."""
+    a, b = convert_args([a, b])
+    if a.shape is None or b.shape is None:
+        raise ValueError("tensordot needs operands of known rank")
+    ra, rb = len(a.shape), len(b.shape)
+    if isinstance(axes, int | np.integer):
+        n = int(axes)
+        if n < 0 or n > min(ra, rb):
+            raise ValueError(f"tensordot: axes={n} is out of range for shapes {a.shape}, {b.shape}")
+        ax_a, ax_b = list(range(ra - n, ra)), list(range(n))
+    else:
+        try:
+            ax_a, ax_b = axes
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"tensordot: axes must be an int or a pair of lists, got {axes!r}"
+            ) from None
+        ax_a = [ax_a] if isinstance(ax_a, int | np.integer) else list(ax_a)
+        ax_b = [ax_b] if isinstance(ax_b, int | np.integer) else list(ax_b)
+        if len(ax_a) != len(ax_b):
+            raise ValueError(f"tensordot: axes {axes!r} pair lists of different lengths")
+    for ax, r, what in ((ax_a, ra, "a"), (ax_b, rb, "b")):
+        for k in ax:
+            if not -r <= k < r:
+                raise ValueError(f"tensordot: axis {k} out of range for {what} of rank {r}")
+    ax_a = [k % ra for k in ax_a]
+    ax_b = [k % rb for k in ax_b]
+    if len(set(ax_a)) != len(ax_a) or len(set(ax_b)) != len(ax_b):
+        raise ValueError(f"tensordot: repeated axis in {axes!r}")
+    if ra + rb - len(ax_a) > len(string.ascii_letters):
+        raise ValueError("tensordot: too many dimensions")
+    letters = iter(string.ascii_letters)
+    sa = [next(letters) for _ in range(ra)]
+    sb = [next(letters) for _ in range(rb)]
+    for i, j in zip(ax_a, ax_b):
+        sb[j] = sa[i]
+    out = [c for k, c in enumerate(sa) if k not in ax_a] + [
+        c for k, c in enumerate(sb) if k not in ax_b
+    ]
+    return einsum("".join(sa) + "," + "".join(sb) + "->" + "".join(out), a, b, name=name)
