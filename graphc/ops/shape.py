@@ -313,6 +313,25 @@ def _one_dtype(specs):
     return specs[0].dtype
 
 
+def _convert_list(values, op_name):
+    """Tensors for a list input (concat, stack): Python/numpy values take the dtype of the
+    list's first tensor when they convert losslessly (ints into floats), as TF's preferred dtype."""
+    if isinstance(values, Tensor) or not isinstance(values, list | tuple):
+        raise TypeError(f"{op_name} takes a list of tensors, got {type(values).__name__}")
+    if not values:
+        raise ValueError(f"{op_name} of an empty list")
+    values = [v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v for v in values]
+    hint = next((v.dtype for v in values if isinstance(v, Tensor)), None)
+    out = []
+    for v in values:
+        if not isinstance(v, Tensor) and hint is not None:
+            kind = np.asarray(v).dtype.kind
+            fits = kind == hint.np.kind or (kind in "iu" and hint.is_floating)
+            v = convert_to_tensor(v, dtype=hint if fits else None)
+        out.append(convert_to_tensor(v))
+    return out
+
+
 def _fill_none_grads(grads, outputs):
     """Missing output gradients as zeros, for ops whose VJP needs every piece (split, unstack)."""
     from .constant import zeros_like
@@ -466,13 +485,7 @@ class ConcatV2(OpDef):
 
 def concat(values, axis, name=None):
     """Join ``values`` (tensors of one dtype and rank) along ``axis``."""
-    from .registry import convert_args
-
-    if isinstance(values, Tensor) or not isinstance(values, list | tuple):
-        raise TypeError("concat takes a list of tensors")
-    if not values:
-        raise ValueError("concat of an empty list")
-    xs = convert_args(list(values))
+    xs = _convert_list(values, "concat")
     ranks = [len(x.shape) for x in xs if x.shape is not None]
     if not ranks:
         raise ValueError("concat needs at least one input of known rank")
@@ -646,13 +659,7 @@ class Pack(OpDef):
 
 def stack(values, axis=0, name=None):
     """Stack tensors of one shape along a new dimension ``axis`` (rank + 1 result)."""
-    from .registry import convert_args
-
-    if isinstance(values, Tensor) or not isinstance(values, list | tuple):
-        raise TypeError("stack takes a list of tensors")
-    if not values:
-        raise ValueError("stack of an empty list")
-    xs = convert_args(list(values))
+    xs = _convert_list(values, "stack")
     ranks = [len(x.shape) for x in xs if x.shape is not None]
     if not ranks:
         raise ValueError("stack needs at least one input of known rank")
