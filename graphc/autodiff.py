@@ -31,6 +31,12 @@ def _differentiable_dtype(t: Tensor) -> bool:
     return t.dtype.is_floating
 
 
+def _compatible(a, b) -> bool:
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
 def _sum(grads):
     from .ops.elementwise import add
 
@@ -87,12 +93,19 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
         from .ops.elementwise import cast
 
         for y, gy in zip(ys, grad_ys):
+            if y not in reached:
+                continue  # y does not depend on any x: seeding it would be dead work
             if gy is None:
                 if not _differentiable_dtype(y):
                     continue
                 gy = ones_like(y)
             else:
                 gy = convert_to_tensor(gy, dtype=y.dtype)
+                if not _compatible(gy.shape, y.shape):
+                    raise ValueError(
+                        f"grad_ys entry {gy.name} of shape {gy.shape} does not match the shape "
+                        f"{y.shape} of {y.name}"
+                    )
             pending.setdefault(y, []).append(gy)
 
         for op in sorted(between, key=lambda o: o._id, reverse=True):
