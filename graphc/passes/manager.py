@@ -1,35 +1,102 @@
-"""The optimisation pipeline: one visible list of passes, each Program -> Program."""
+"""The optimisation pipeline: one visible list of passes, each a pure ``Program -> Program``.
+
+``optimize`` runs the passes of ``PIPELINE`` enabled at ``options.opt_level`` in order; at
+``opt_level >= 2`` it repeats the whole list until the program stops changing (at most
+``MAX_ROUNDS`` rounds: one rewrite often enables another, e.g. folding exposes ``x * 1``).
+It records the seconds spent in each pass, verifies the program after every pass when
+``options.verify`` is set (tests and ``GRAPHC_DEBUG=1`` do), and with ``options.dump_dir``
+writes the program text after every pass there as ``NN_passname.txt``.
+Target-specific stages (fusion, buffer planning) run after this, in the backends.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..options import CompileOptions
 from ..program import Program
+from .cleanup import cleanup
+from .cse import cse
+from .dce import dce
+from .fold import fold_constants
+from .simplify import simplify
 
-# (name, function, minimum opt_level). Filled in by the passes as they land.
-PIPELINE: list = []
+# (name, function, minimum opt_level), in the order they run.
+PIPELINE: list = [
+    ("cleanup", cleanup, 1),  # training-graph clean-ups: static SumToShape, ones_like ...
+    ("simplify", simplify, 1),  # algebraic rewrite rules (simplify.RULES)
+    ("fold", fold_constants, 1),  # constant folding
+    ("cse", cse, 1),  # common-subexpression elimination
+    ("dce", dce, 1),  # dead-code elimination
+]
+
+#: the most rounds of PIPELINE at opt_level >= 2
+MAX_ROUNDS = 4
 
 
 @dataclass
 class PipelineResult:
+    """What ``optimize`` returns: the optimised program, its text after each stage, and the
+    seconds spent in each pass (summed over rounds)."""
+
     program: Program
-    stages: dict = field(default_factory=dict)  # stage -> Program text
+    stages: dict = field(default_factory=dict)  # stage -> Program text (last round)
     seconds: dict = field(default_factory=dict)  # pass name -> seconds
+    rounds: int = 0
 
 
-def optimize(program: Program, options: CompileOptions) -> PipelineResult:
-    """Run every pass enabled at ``options.opt_level``; verify between passes if asked."""
+class PassError(AssertionError):
+    """A pass produced an invalid program (found by the verifier); names the pass."""
+
+
+def optimize(program: Program, options: CompileOptions, pipeline=None) -> PipelineResult:
+    """Run every pass enabled at ``options.opt_level``; see the module doc string."""
+    passes = [(name, fn) for name, fn, level in (PIPELINE if pipeline is None else pipeline)
+              if options.opt_level >= level]  # fmt: skip
     result = PipelineResult(program, {"input": program.text()})
-    for name, fn, level in PIPELINE:
-        if options.opt_level < level:
-            continue
-        t0 = time.perf_counter()
-        program = fn(program)
-        result.seconds[name] = time.perf_counter() - t0
-        if options.verify:
-            program.verify()
-        result.stages[name] = program.text()
+    dump = _Dumper(options.dump_dir)
+    dump.write("input", result.stages["input"])
+    if options.verify:
+        _verify(program, "input")
+    rounds = 1 if options.opt_level < 2 else MAX_ROUNDS
+    for _ in range(rounds if passes else 0):
+        before = program.hash()
+        for name, fn in passes:
+            t0 = time.perf_counter()
+            program = fn(program)
+            result.seconds[name] = result.seconds.get(name, 0.0) + time.perf_counter() - t0
+            if options.verify:
+                _verify(program, name)
+            text = program.text()
+            result.stages[name] = text
+            dump.write(name, text)
+        result.rounds += 1
+        if program.hash() == before:
+            break
     result.program = program
     return result
+
+
+def _verify(program: Program, stage: str) -> None:
+    try:
+        program.verify()
+    except AssertionError as exc:
+        raise PassError(f"invalid program after pass '{stage}': {exc}") from exc
+
+
+class _Dumper:
+    """Writes ``NN_stage.txt`` files into the dump directory (when there is one)."""
+
+    def __init__(self, directory):
+        self.directory = None if directory is None else Path(directory)
+        self.count = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, stage: str, text: str) -> None:
+        if self.directory is None:
+            return
+        (self.directory / f"{self.count:02d}_{stage}.txt").write_text(text + "\n")
+        self.count += 1

@@ -1,0 +1,358 @@
+"""Machinery shared by the rewriting passes: a node-by-node Program rebuilder and rule tables.
+
+A pass built on ``Rewriter`` walks the input Program in order and asks a ``visit`` function
+what to do with each (input-remapped) node. ``visit`` returns
+
+* ``None``: keep the node as it is;
+* a ``Ref``: the node's output equals that existing value (an *alias*): every later use and
+  fetch reads the Ref instead. The node itself stays in place (dead) so that control edges
+  and targets naming it remain valid; DCE removes it afterwards;
+* a ``Replace``: the node becomes another op *with the same id*, outputs and control edges
+  (in-place rewrite, e.g. ``x / c`` becomes ``x * c'``). New helper nodes made with
+  ``Rewriter.add`` are inserted right before it, with fresh ids.
+
+The Rewriter never touches stateful nodes, never aliases a node that carries control edges
+(its consumers would lose the ordering), rejects aliases and replacements whose dtype or
+static shape do not fit the original, and never mutates the input Program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..graph.core import TensorSpec
+from ..ops.registry import REGISTRY, DTypeError, ShapeError, get_op_def
+from ..program import Node, Program
+
+#: How many successive rewrites one node may go through in one pass (a guard against rules
+#: that would undo each other).
+MAX_REWRITES_PER_NODE = 8
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Result of a rule: the node becomes ``op(inputs; attrs)`` in place (same id)."""
+
+    op: str
+    inputs: tuple
+    attrs: dict
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One documented rewrite rule: ``fn(node, rewriter)`` -> None | Ref | Replace."""
+
+    name: str
+    ops: tuple  # op types the rule looks at
+    fn: Callable
+    match: Callable | None = None  # or a predicate on the node (e.g. "any elementwise op")
+
+    def matches(self, node: Node) -> bool:
+        return node.op in self.ops or (self.match is not None and self.match(node))
+
+    @property
+    def doc(self) -> str:
+        """The rule's ``"lhs -> rhs"`` description (first paragraph of its doc string)."""
+        return (self.fn.__doc__ or "").strip().split("\n\n")[0]
+
+
+class RuleTable:
+    """An ordered table of rewrite rules, indexed by the op type they match."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.rules: list[Rule] = []
+
+    def rule(self, *ops: str, match: Callable | None = None):
+        """Decorator adding a rule for nodes of the given op types, or for the nodes
+        ``match(node)`` accepts (a doc string ``lhs -> rhs`` is required)."""
+
+        def deco(fn):
+            doc = (fn.__doc__ or "").strip()
+            if "->" not in doc:
+                raise ValueError(f"rewrite rule {fn.__name__} needs a doc string 'lhs -> rhs'")
+            self.rules.append(Rule(fn.__name__, tuple(ops), fn, match))
+            return fn
+
+        return deco
+
+    def for_node(self, node: Node) -> list[Rule]:
+        return [r for r in self.rules if r.matches(node)]
+
+    def describe(self) -> str:
+        """One line per rule: name, then its ``lhs -> rhs`` doc."""
+        return "\n".join(f"{r.name:24s} {' '.join(r.doc.split())}" for r in self.rules)
+
+    def visit(self, node: Node, rw: Rewriter):
+        """Try the rules for ``node`` in order; the first that applies wins."""
+        for rule in self.for_node(node):
+            mark = len(rw.pending)
+            try:
+                result = rule.fn(node, rw)
+            except (ShapeError, DTypeError):
+                # A helper node the rule wanted to build does not type-check here: the rule
+                # does not apply (the original program stays as it was).
+                result = None
+            if result is None:
+                rw.discard(mark)
+                continue
+            rw.fired.append(rule.name)
+            return result
+        return None
+
+    def apply(self, program: Program) -> Program:
+        """One sweep of the table over ``program`` (a pass)."""
+        return Rewriter(program).run(self.visit)
+
+
+# -- static shape helpers ----------------------------------------------------------------------
+
+
+def fully_known(shape) -> bool:
+    return shape is not None and all(d is not None for d in shape)
+
+
+def shape_compatible(a, b) -> bool:
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def merge_shapes(declared, inferred):
+    """The more precise of two compatible static shapes, dim by dim."""
+    if declared is None:
+        return None if inferred is None else tuple(inferred)
+    if inferred is None:
+        return tuple(declared)
+    return tuple(d if d is not None else i for d, i in zip(declared, inferred))
+
+
+def fits_into(small, big) -> bool:
+    """Broadcasting ``small`` against ``big`` provably leaves ``big``'s shape unchanged."""
+    if small is None or big is None or len(small) > len(big):
+        return False
+    tail = big[len(big) - len(small) :]
+    return all(s == 1 or (s is not None and s == b) for s, b in zip(small, tail))
+
+
+#: ops whose output has the runtime shape of their input 0
+_SHAPE_PRESERVING = {"Identity", "StopGradient", "ZerosLike", "Cast", "CheckNumerics"}
+
+
+# -- the rebuilder -----------------------------------------------------------------------------
+
+
+class Rewriter:
+    """Rebuilds a Program node by node; see the module doc string."""
+
+    def __init__(self, program: Program):
+        self.src = program
+        self.nodes: list[Node] = []
+        self.by_id: dict = {}
+        self.alias: dict = {}
+        self.pending: list[Node] = []
+        self.fired: list[str] = []
+        self.current: Node | None = None
+        self._shape_memo: dict = {}
+        self.next_id = max((n.id for n in program.nodes), default=-1) + 1
+
+    # -- queries rules use -------------------------------------------------------------------
+    def resolve(self, ref):
+        ref = tuple(ref)
+        seen = 0
+        while ref in self.alias:
+            ref = self.alias[ref]
+            seen += 1
+            if seen > 10_000:
+                raise AssertionError("alias cycle")
+        return ref
+
+    def producer(self, ref) -> Node:
+        """The node that computes ``ref`` (already rewritten)."""
+        return self.by_id[self.resolve(ref)[0]]
+
+    def spec(self, ref) -> TensorSpec:
+        ref = self.resolve(ref)
+        return self.by_id[ref[0]].outs[ref[1]]
+
+    def shape(self, ref):
+        return self.spec(ref).shape
+
+    def dtype(self, ref) -> _dt.DType:
+        return self.spec(ref).dtype
+
+    def const(self, ref) -> np.ndarray | None:
+        """The value of ``ref`` if a Const node produces it."""
+        n = self.producer(ref)
+        return n.attrs["value"] if n.op == "Const" else None
+
+    def splat(self, ref, depth: int = 4):
+        """The single value every element of ``ref`` holds, if statically known, else None.
+
+        Knows Const (all elements equal, at least one element), ZerosLike/ones_like, Fill and
+        BroadcastTo/BroadcastLike/Reshape of such a value.
+        """
+        n = self.producer(ref)
+        if n.op == "Const":
+            v = n.attrs["value"]
+            if v.size == 0:
+                return None
+            first = v.reshape(-1)[0]
+            return first if np.all(v == first) else None
+        if n.op == "ZerosLike":
+            return np.asarray(n.attrs["value"]).astype(n.outs[0].dtype.np)[()]
+        if depth and n.op in ("Fill", "BroadcastTo", "BroadcastLike", "Reshape", "ExpandDims",
+                              "Squeeze", "Identity", "StopGradient"):  # fmt: skip
+            return self.splat(n.inputs[0], depth - 1)
+        return None
+
+    def shape_class(self, ref):
+        """A key equal for two refs that provably have one shape at run time.
+
+        A static shape is its own key; otherwise the key is a representative Ref found by
+        following ops whose output has the runtime shape of one input (unary elementwise,
+        zeros_like, cast, *_like ops, and n-ary elementwise ops where every other operand
+        fits into one of them).
+        """
+        ref = self.resolve(ref)
+        key = self._shape_memo.get(ref)
+        if key is None:
+            key = self._shape_class(ref)
+            self._shape_memo[ref] = key
+        return key
+
+    def _shape_class(self, ref):
+        spec = self.spec(ref)
+        if fully_known(spec.shape):
+            return ("static", tuple(spec.shape))
+        n = self.by_id[ref[0]]
+        if len(n.outs) == 1 and n.inputs:
+            if n.op in _SHAPE_PRESERVING or _unary_elementwise(n):
+                return self.shape_class(n.inputs[0])
+            if n.op in ("BroadcastLike", "ReshapeLike", "SumToShape"):
+                return self.shape_class(n.inputs[1])
+            if getattr(n.op_def, "elementwise", False):
+                for i, x in enumerate(n.inputs):
+                    if all(self.fits(y, x) for j, y in enumerate(n.inputs) if j != i):
+                        return self.shape_class(x)
+        return ("ref", ref)
+
+    def same_runtime_shape(self, a, b) -> bool:
+        """``a`` and ``b`` provably have one shape at run time."""
+        return self.shape_class(a) == self.shape_class(b)
+
+    def fits(self, small, big) -> bool:
+        """Broadcasting ``small`` against ``big`` gives ``big``'s runtime shape."""
+        if fits_into(self.shape(small), self.shape(big)):
+            return True
+        return self.same_runtime_shape(small, big)
+
+    # -- building ------------------------------------------------------------------------
+    def add(self, op: str, inputs, attrs=None, suffix: str = "") -> tuple:
+        """A new node, inserted before the current one; returns its output-0 Ref.
+
+        Raises ShapeError/DTypeError when the op does not type-check on these inputs.
+        """
+        attrs = dict(attrs or {})
+        inputs = tuple(self.resolve(r) for r in inputs)
+        outs = self._infer(op, inputs, attrs)
+        base = self.current.name if self.current is not None else ""
+        name = f"{base}/{suffix or op}" if base else (suffix or op)
+        loc = self.current.location if self.current is not None else ("<unknown>", 0)
+        node = Node(self.next_id, op, inputs, outs, attrs, (), name, loc)
+        self.next_id += 1
+        self.pending.append(node)
+        self.by_id[node.id] = node
+        return (node.id, 0)
+
+    def const_node(self, value: np.ndarray, suffix: str = "const") -> tuple:
+        """A new Const node holding ``value`` (copied, made read-only)."""
+        arr = np.array(value, order="C", copy=True)
+        arr.setflags(write=False)
+        return self.add("Const", (), {"value": arr, "dtype": _dt.as_dtype(arr.dtype)}, suffix)
+
+    def discard(self, mark: int) -> None:
+        """Forget helper nodes added after ``mark`` (the rule that made them did not apply)."""
+        for node in self.pending[mark:]:
+            self.by_id.pop(node.id, None)
+        del self.pending[mark:]
+
+    def _infer(self, op, inputs, attrs) -> tuple:
+        specs = [self.spec(r) for r in inputs]
+        inferred = get_op_def(op).infer(specs, attrs)
+        return tuple(
+            TensorSpec(None if s is None else tuple(s), _dt.as_dtype(d)) for s, d in inferred
+        )
+
+    # -- the walk ------------------------------------------------------------------------
+    def _remap(self, n: Node) -> Node:
+        inputs = tuple(self.resolve(r) for r in n.inputs)
+        return n if inputs == n.inputs else replace(n, inputs=inputs)
+
+    def _alias_ok(self, n: Node, ref) -> bool:
+        if n.control or len(n.outs) != 1:
+            return False
+        target = self.spec(ref)
+        out = n.outs[0]
+        return target.dtype == out.dtype and shape_compatible(target.shape, out.shape)
+
+    def _in_place(self, n: Node, r: Replace) -> Node | None:
+        inputs = tuple(self.resolve(x) for x in r.inputs)
+        try:
+            outs = self._infer(r.op, inputs, r.attrs)
+        except (ShapeError, DTypeError):
+            return None
+        if len(outs) != len(n.outs):
+            return None
+        merged = []
+        for new, old in zip(outs, n.outs):
+            if new.dtype != old.dtype or not shape_compatible(new.shape, old.shape):
+                return None
+            merged.append(TensorSpec(merge_shapes(old.shape, new.shape), old.dtype))
+        return replace(n, op=r.op, inputs=inputs, attrs=dict(r.attrs), outs=tuple(merged))
+
+    def _emit(self, n: Node) -> None:
+        self.nodes.extend(self.pending)
+        self.pending = []
+        self.nodes.append(n)
+        self.by_id[n.id] = n
+
+    def run(self, visit: Callable) -> Program:
+        """Rebuild the Program, asking ``visit(node, self)`` about every pure node."""
+        for n in self.src.nodes:
+            n = self._remap(n)
+            self.current = n
+            self.pending = []
+            for _ in range(MAX_REWRITES_PER_NODE):
+                if n.op not in REGISTRY or n.op_def.stateful:
+                    break
+                self.by_id[n.id] = n  # rules may look at the node itself
+                mark = len(self.pending)
+                result = visit(n, self)
+                if result is None:
+                    break
+                if isinstance(result, Replace):
+                    new = self._in_place(n, result)
+                    if new is None:
+                        self.discard(mark)
+                        break
+                    n = new
+                    self.current = n
+                    continue
+                ref = self.resolve(result)
+                if ref[0] == n.id or not self._alias_ok(n, ref):
+                    self.discard(mark)
+                    break
+                self.alias[(n.id, 0)] = ref
+                break
+            self._emit(n)
+        fetches = tuple(self.resolve(r) for r in self.src.fetches)
+        return Program(tuple(self.nodes), self.src.feeds, fetches, self.src.targets)
+
+
+def _unary_elementwise(n: Node) -> bool:
+    return len(n.inputs) == 1 and len(n.outs) == 1 and getattr(n.op_def, "elementwise", False)
