@@ -1,10 +1,12 @@
 """Linear algebra: matmul (batch broadcasting, transposes), tensordot and einsum.
 
-``MatMul`` is the one GEMM op backends map to BLAS. ``einsum`` rewrites the equations that
-are a matmul (batch prefix + one contracted index) into ``MatMul`` and pure reductions into
-``reduce_sum``; every other equation becomes one ``Einsum`` op, whose reference is
+``MatMul`` is the one GEMM op backends map to BLAS. ``einsum`` rewrites equations without
+'...' into ``reduce_sum``, ``transpose``, ``reshape`` and ``MatMul`` ops (operands contracted
+left to right; a contraction of nothing is a broadcast multiply), so backends see only ops they
+already have; their gradients come from those ops. The rest ('...' other than a plain batched
+matmul, or merged dims of unknown size) becomes one ``Einsum`` op, whose reference is
 ``np.einsum`` and whose gradient is again an einsum with the operand's and the output's
-subscripts swapped. ``tensordot`` is built on ``einsum``, so unknown dims need no reshape.
+subscripts swapped. ``tensordot`` is built on ``einsum``.
 """
 
 from __future__ import annotations
@@ -392,11 +394,11 @@ def einsum(equation, *inputs, name=None):
     """Einstein summation. Supports explicit and implicit equations and a '...' per operand
     (broadcast like numpy); not repeated subscripts within one operand (diagonals).
 
-    Matmul-shaped equations become ``MatMul`` and single-operand sums ``reduce_sum``, so they
-    use the GEMM/reduction paths of every backend.
+    Equations without '...' become ``reduce_sum``/``transpose``/``reshape``/``MatMul`` ops
+    (operands contracted left to right), so they use the GEMM and reduction paths of every
+    backend; the rest (and merged dims of unknown size) build one ``Einsum`` op.
     """
     from .elementwise import cast
-    from .reduce import reduce_sum
 
     if len(inputs) == 1 and isinstance(inputs[0], list | tuple):
         inputs = tuple(inputs[0])
@@ -414,14 +416,6 @@ def einsum(equation, *inputs, name=None):
     except ShapeError as exc:
         shapes = ", ".join(str(s) for s in apply_check)
         raise ValueError(f"einsum {equation!r}: {exc} (operand shapes {shapes})") from None
-    if len(ins) == 1 and _ELL not in ins[0] and _ELL not in out:
-        sub = ins[0]
-        kept = [c for c in sub if c in out]
-        if "".join(kept) == out:  # a pure reduction (or identity), no transpose
-            axes = tuple(k for k, c in enumerate(sub) if c not in out)
-            if not axes:
-                return tensors[0]
-            return reduce_sum(tensors[0], axis=axes, name=name)
     mm = _as_matmul(ins, out) if _ELL not in "".join(ins) + out else None
     if mm is None and _ELL in out and all(s.startswith(_ELL) for s in ins) and out[0] == _ELL:
         stripped = _as_matmul([s[1:] for s in ins], out[1:])
@@ -429,7 +423,147 @@ def einsum(equation, *inputs, name=None):
             mm = stripped  # "...ij,...jk->...ik": matmul broadcasts batch dims the same way
     if mm is not None:
         return matmul(tensors[0], tensors[1], transpose_a=mm[0], transpose_b=mm[1], name=name)
+    if _rewritable(tensors, ins, out):
+        result = _rewrite(tensors, ins, out)
+        if name:
+            from .control import identity
+
+            result = identity(result, name=name)
+        return result
     return apply1("Einsum", tensors, {"equation": canonical}, name)
+
+
+# -- einsum as reduce_sum / transpose / reshape / matmul / multiply ----------------------------
+
+
+def _letter_sizes(tensors, ins) -> dict:
+    sizes: dict = {}
+    for t, sub in zip(tensors, ins):
+        for c, d in zip(sub, t.shape):
+            if d is not None:
+                sizes[c] = d
+    return sizes
+
+
+def _pair_groups(sa, sb, needed):
+    """Letters of a pairwise contraction: batch, contracted, a-only and b-only (kept)."""
+    batch = [c for c in sa if c in sb and c in needed]
+    contracted = [c for c in sa if c in sb and c not in needed]
+    fa = [c for c in sa if c not in sb and c in needed]
+    fb = [c for c in sb if c not in sa and c in needed]
+    return batch, contracted, fa, fb
+
+
+def _groupable(batch, groups, sizes) -> bool:
+    """Can ``batch + merged groups`` be a reshape (or just expand/squeeze) target?"""
+    if all(len(g) <= 1 for g in groups):
+        return True
+    if any(sizes.get(c) is None for g in groups if len(g) > 1 for c in g):
+        return False
+    unknown = sum(sizes.get(c) is None for c in batch) + sum(
+        sizes.get(g[0]) is None for g in groups if len(g) == 1
+    )
+    return unknown <= 1
+
+
+def _rewritable(tensors, ins, out) -> bool:
+    """True when every step of ``_rewrite`` can be built (no '...', known ranks, and merged
+    dims of known size)."""
+    if _ELL in "".join(ins) + out or any(t.shape is None for t in tensors):
+        return False
+    sizes = _letter_sizes(tensors, ins)
+    cur = ins[0]
+    for k in range(1, len(ins)):
+        needed = set(out).union(*ins[k + 1 :])
+        batch, contracted, fa, fb = _pair_groups(cur, ins[k], needed)
+        if contracted and not (
+            _groupable(batch, [fa, contracted], sizes)
+            and _groupable(batch, [contracted, fb], sizes)
+            and _groupable(batch, [fa, fb], sizes)
+        ):
+            return False
+        cur = "".join(batch + fa + fb)
+    return True
+
+
+def _rewrite(tensors, ins, out):
+    """Contract operands left to right, each pair as one matmul (or a broadcast multiply when
+    nothing is contracted), summing subscripts no later operand or the output needs first."""
+    cur, sub = tensors[0], ins[0]
+    sizes = _letter_sizes(tensors, ins)
+    for k in range(1, len(ins)):
+        needed = set(out).union(*ins[k + 1 :])
+        cur, sub = _contract_pair(cur, sub, tensors[k], ins[k], needed, sizes)
+    cur, sub = _sum_private(cur, sub, set(out))
+    return _permute(cur, sub, out)
+
+
+def _sum_private(x, sub, keep):
+    from .reduce import reduce_sum
+
+    axes = tuple(i for i, c in enumerate(sub) if c not in keep)
+    if not axes:
+        return x, sub
+    return reduce_sum(x, axis=axes), "".join(c for c in sub if c in keep)
+
+
+def _permute(x, sub, order):
+    from .shape import transpose
+
+    order = "".join(order)
+    if sub == order:
+        return x
+    return transpose(x, [sub.index(c) for c in order])
+
+
+def _contract_pair(a, sa, b, sb, needed, sizes):
+    from .shape import expand_dims
+
+    a, sa = _sum_private(a, sa, needed | set(sb))
+    b, sb = _sum_private(b, sb, needed | set(sa))
+    batch, contracted, fa, fb = _pair_groups(sa, sb, needed)
+    out_sub = "".join(batch + fa + fb)
+    if not contracted:  # outer/elementwise product: broadcast multiply
+        a = _permute(a, sa, batch + fa)
+        for _ in fb:
+            a = expand_dims(a, -1)
+        b = _permute(b, sb, batch + fb)
+        for _ in fa:
+            b = expand_dims(b, len(batch))
+        return a * b, out_sub
+    a = _merge_groups(_permute(a, sa, batch + fa + contracted), batch, [fa, contracted], sizes)
+    b = _merge_groups(_permute(b, sb, batch + contracted + fb), batch, [contracted, fb], sizes)
+    c = _split_groups(matmul(a, b), batch, [fa, fb], sizes)
+    return c, out_sub
+
+
+def _merge_groups(x, batch, groups, sizes):
+    """x laid out as batch + groups -> batch + one dim per group (size 1 for an empty group)."""
+    from .shape import expand_dims, reshape
+
+    if all(len(g) <= 1 for g in groups):
+        pos = len(batch)
+        for g in groups:
+            if not g:
+                x = expand_dims(x, pos)
+            pos += 1
+        return x
+    target = [sizes.get(c) for c in batch]
+    for g in groups:
+        target.append(int(np.prod([sizes[c] for c in g], dtype=np.int64)) if len(g) != 1
+                      else sizes.get(g[0]))  # fmt: skip
+    return reshape(x, [-1 if d is None else d for d in target])
+
+
+def _split_groups(x, batch, groups, sizes):
+    """Inverse of ``_merge_groups``: batch + one dim per group -> batch + group letters."""
+    from .shape import reshape, squeeze
+
+    if all(len(g) <= 1 for g in groups):
+        empty = [len(batch) + i for i, g in enumerate(groups) if not g]
+        return squeeze(x, axis=empty) if empty else x
+    target = [sizes.get(c) for c in batch] + [sizes.get(c) for g in groups for c in g]
+    return reshape(x, [-1 if d is None else d for d in target])
 
 
 def tensordot(a, b, axes, name=None):

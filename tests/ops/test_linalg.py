@@ -122,14 +122,19 @@ EINSUM_CASES = [
     ("ij->i", [(3, 4)], "Sum"),
     ("ijk->ik", [(2, 3, 4)], "Sum"),
     ("ij->", [(3, 4)], "Sum"),
-    ("ij->ji", [(3, 4)], "Einsum"),
+    ("ij->ji", [(3, 4)], "Transpose"),
     ("ij,jk", [(3, 4), (4, 5)], "MatMul"),  # implicit output "ik"
-    ("i,j->ij", [(3,), (4,)], "Einsum"),
-    ("i,i->", [(5,), (5,)], "Einsum"),
+    ("i,j->ij", [(3,), (4,)], "Mul"),
+    ("i,i->", [(5,), (5,)], "MatMul"),
     ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)], "MatMul"),
-    ("bqhd,bkhd->bhqk", [(2, 4, 3, 5), (2, 6, 3, 5)], "Einsum"),
-    ("ijk,kl,lm->im", [(2, 3, 4), (4, 5), (5, 6)], "Einsum"),
+    ("bqhd,bkhd->bhqk", [(2, 4, 3, 5), (2, 6, 3, 5)], "MatMul"),
+    ("ijk,kl,lm->im", [(2, 3, 4), (4, 5), (5, 6)], "MatMul"),
     ("...i,i->...", [(2, 3, 4), (4,)], "Einsum"),
+    ("abc,bcd->da", [(2, 3, 4), (3, 4, 5)], "Reshape"),  # merged contraction dims
+    ("ab,cd->abcd", [(2, 3), (4, 1)], "Mul"),
+    ("bij,bjk,bkl->bli", [(2, 3, 4), (2, 4, 5), (2, 5, 3)], "MatMul"),
+    ("i,i->i", [(4,), (4,)], "Mul"),
+    ("...ij,jk->...ki", [(2, 2, 3), (3, 4)], "Einsum"),
 ]
 
 
@@ -156,6 +161,28 @@ def test_einsum_private_subscript_gradient_broadcasts(rng):
                             [rng.normal(size=(3, 4)), rng.normal(size=(3, 2))]))  # fmt: skip
     check_gradients(Example(lambda a, b: gc.einsum("...ij,k->...k", a, b),
                             [rng.normal(size=(2, 3, 4)), rng.normal(size=(2,))]))  # fmt: skip
+
+
+def test_einsum_without_ellipsis_builds_no_einsum_op(rng):
+    for eq, shapes, _ in EINSUM_CASES:
+        if "..." not in eq:
+            g = gc.Graph()
+            with g.as_default():
+                gc.einsum(eq, *[gc.placeholder(gc.float32, s) for s in shapes])
+            assert "Einsum" not in {op.type for op in g.get_operations()}, eq
+
+
+def test_einsum_merged_unknown_dims_fall_back_to_the_einsum_op(rng):
+    a = gc.placeholder(gc.float64, (None, None, 4))
+    b = gc.placeholder(gc.float64, (None, 4, 5))
+    out = gc.einsum("abc,bcd->ad", a, b)
+    assert out.op.type == "Einsum" and out.shape == (None, 5)
+    va, vb = rng.normal(size=(2, 3, 4)), rng.normal(size=(3, 4, 5))
+    np.testing.assert_allclose(_run(out, {a: va, b: vb}), np.einsum("abc,bcd->ad", va, vb))
+    x = gc.placeholder(gc.float64, (None, 3, 4))
+    y = gc.einsum("abc,bcd->ad", x, vb)  # merged dims known: reshape with one -1
+    assert "Reshape" in {op.type for op in y.graph.get_operations()}
+    np.testing.assert_allclose(_run(y, {x: va}), np.einsum("abc,bcd->ad", va, vb))
 
 
 def test_einsum_with_unknown_dims(rng):
