@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import InvalidArgumentError
+from ..graph.core import user_location
 from .registry import (
     DTypeError,
     Example,
@@ -415,7 +416,10 @@ def einsum(equation, *inputs, name=None):
         _einsum_shape(ins, out, apply_check)
     except ShapeError as exc:
         shapes = ", ".join(str(s) for s in apply_check)
-        raise ValueError(f"einsum {equation!r}: {exc} (operand shapes {shapes})") from None
+        file, line = user_location()
+        raise ValueError(
+            f"einsum {equation!r}: {exc} (operand shapes {shapes}) at {file}:{line}"
+        ) from None
     mm = _as_matmul(ins, out) if _ELL not in "".join(ins) + out else None
     if mm is None and _ELL in out and all(s.startswith(_ELL) for s in ins) and out[0] == _ELL:
         stripped = _as_matmul([s[1:] for s in ins], out[1:])

@@ -196,7 +196,7 @@ def test_einsum_with_unknown_dims(rng):
 
 def test_einsum_errors():
     a = gc.placeholder(gc.float32, (3, 4))
-    with pytest.raises(ValueError, match="size 4 and 5"):
+    with pytest.raises(ValueError, match=r"size 4 and 5.*test_linalg\.py"):
         gc.einsum("ij,jk->ik", a, gc.placeholder(gc.float32, (5, 2)))
     with pytest.raises(ValueError, match="repeated subscript"):
         gc.einsum("ii->i", gc.placeholder(gc.float32, (3, 3)))
