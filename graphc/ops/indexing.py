@@ -58,6 +58,12 @@ def _static(value, what, op_name):
     return static_ints(value, what, op_name)
 
 
+def _static_int(value, what, op_name):
+    from .shape import static_int
+
+    return static_int(value, what, op_name)
+
+
 def _check_index_dtype(spec, what="indices"):
     if spec.dtype not in _INDEX_DTYPES:
         raise DTypeError(f"{what} must be int32 or int64, got {spec.dtype.name}")
@@ -218,6 +224,8 @@ def _key_items(key):
     for k in key:
         if hasattr(k, "_as_graph_tensor"):
             k = k._as_graph_tensor()
+        if isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iub":
+            k = k[()]  # a 0-d array indexes like the scalar it holds, as in numpy
         if k is None:
             items.append(("new",))
         elif k is Ellipsis:
@@ -468,7 +476,8 @@ def gather(params, indices, axis=0, batch_dims=0, name=None, validate_indices=No
     del validate_indices  # TF1 compatibility: indices are always validated
     p = convert_to_tensor(params)
     i = convert_to_tensor(indices)
-    axis, batch_dims = int(axis), int(batch_dims)
+    axis = _static_int(axis, "axis", "gather")
+    batch_dims = _static_int(batch_dims, "batch_dims", "gather")
     if batch_dims < 0:
         if i.shape is None:
             raise ValueError("gather: negative batch_dims needs indices of known rank")
@@ -763,7 +772,7 @@ def one_hot(indices, depth, on_value=1, off_value=0, axis=-1, dtype=_dt.float32,
     if depth.shape != () or int(depth) < 0:
         raise ValueError(f"one_hot: depth must be an int >= 0, got {depth}")
     dtype = _dt.as_dtype(dtype)
-    axis = normalize_axis(int(axis), len(i.shape) + 1)
+    axis = normalize_axis(_static_int(axis, "axis", "one_hot"), len(i.shape) + 1)
     attrs = {
         "depth": int(depth),
         "axis": axis,

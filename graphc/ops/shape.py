@@ -298,6 +298,14 @@ def static_ints(value, what: str, op_name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def static_int(value, what: str, op_name: str) -> int:
+    """One integer known at build time (an axis, a count): see ``static_ints``."""
+    arr = static_ints(value, what, op_name)
+    if arr.shape != ():
+        raise TypeError(f"{op_name}: {what} must be a single integer, got {value!r}")
+    return int(arr)
+
+
 def _known_rank(x: Tensor, op_name: str) -> int:
     if x.shape is None:
         raise ValueError(f"{op_name}: input {x.name} needs a known rank")
@@ -490,7 +498,8 @@ def concat(values, axis, name=None):
     if not ranks:
         raise ValueError("concat needs at least one input of known rank")
     rank = ranks[0]  # ConcatV2.infer reports differing ranks, with the user's line
-    axis = normalize_axis(int(axis), rank) if rank else int(axis)
+    axis = static_int(axis, "axis", "concat")
+    axis = normalize_axis(axis, rank) if rank else axis
     return apply1("ConcatV2", xs, {"axis": axis}, name)
 
 
@@ -603,7 +612,7 @@ def split(value, num_or_size_splits, axis=0, num=None, name=None):
     """Split ``value`` along ``axis``: into N equal pieces (an int) or pieces of given sizes."""
     x = convert_to_tensor(value)
     rank = _known_rank(x, "split")
-    axis = normalize_axis(int(axis), rank)
+    axis = normalize_axis(static_int(axis, "axis", "split"), rank)
     if isinstance(num_or_size_splits, int | np.integer):
         n, sizes = int(num_or_size_splits), None
         if n < 1:
@@ -663,7 +672,8 @@ def stack(values, axis=0, name=None):
     ranks = [len(x.shape) for x in xs if x.shape is not None]
     if not ranks:
         raise ValueError("stack needs at least one input of known rank")
-    axis = normalize_axis(int(axis), ranks[0] + 1)  # Pack.infer reports differing shapes
+    axis = static_int(axis, "axis", "stack")
+    axis = normalize_axis(axis, ranks[0] + 1)  # Pack.infer reports differing shapes
     return apply1("Pack", xs, {"axis": axis}, name)
 
 
@@ -705,7 +715,7 @@ def unstack(value, num=None, axis=0, name=None):
     """The list of slices of ``value`` along ``axis`` (``num`` defaults to that static size)."""
     x = convert_to_tensor(value)
     rank = _known_rank(x, "unstack")
-    axis = normalize_axis(int(axis), rank)
+    axis = normalize_axis(static_int(axis, "axis", "unstack"), rank)
     if num is None:
         num = x.shape[axis]
         if num is None:

@@ -430,3 +430,14 @@ def test_second_order_through_getitem_and_gather():
     eps = 1e-6
     num_h = np.stack([(grad_np(a + eps * e) - grad_np(a - eps * e)) / (2 * eps) for e in np.eye(5)])
     np.testing.assert_allclose(got_h, num_h, rtol=1e-6, atol=1e-6)
+
+
+def test_static_arguments_accept_constants_and_refuse_computed_tensors():
+    t = gc.constant(np.arange(6.0).reshape(2, 3))
+    assert gc.concat([t, t], axis=gc.constant(1)).shape == (2, 6)
+    np.testing.assert_array_equal(run(t[np.array(1), np.int32(-1)]), 5.0)
+    np.testing.assert_array_equal(run(gc.tile(t, gc.constant([2, 1]))), np.tile(run(t), [2, 1]))
+    with pytest.raises(ValueError, match="concat: axis must be static.*Placeholder"):
+        gc.concat([t, t], axis=gc.placeholder(gc.int32, ()))
+    with pytest.raises(ValueError, match="slice: begin must be static"):
+        gc.slice(t, gc.placeholder(gc.int32, (2,)), [1, 1])
