@@ -61,8 +61,8 @@ def test_broadcast_like_same_shape_and_static_shape():
     assert op_types(after) == ["Feed"]
     s = placeholder((1, 3), name="s")
     t = placeholder((4, 3), name="t")
-    _, after = cleaned(gc.broadcast_like(s, gc.exp(t)), [s, t], [RNG.normal(size=(1, 3)),
-                                                                  RNG.normal(size=(4, 3))])  # fmt: skip
+    vals = [RNG.normal(size=(1, 3)), RNG.normal(size=(4, 3))]
+    _, after = cleaned(gc.broadcast_like(s, gc.exp(t)), [s, t], vals)
     assert op_types(after) == ["Feed", "Feed", "BroadcastTo"]  # exp(t) is no longer needed
 
 
