@@ -1,0 +1,503 @@
+"""The peers graphc is compared with: numpy eager always; JAX jit, TensorFlow 1 graph mode
+(with and without XLA), PyTorch eager and torch.compile when they can be imported.
+
+None of them is a dependency of graphc. A peer is a name, the module that must be importable,
+and one builder per workload id: ``builder(workload, sizes, inputs, device)`` returns either a
+zero-argument function doing one run and returning the workload's values (see workloads.py),
+or an object with ``run()`` and ``values()`` (W5, where what is timed is not a run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS
+
+
+@dataclass
+class Peer:
+    """One framework configuration the benchmark compares against."""
+
+    name: str
+    module: str  # top-level module that must be importable
+    builders: dict = field(default_factory=dict)  # workload id -> builder
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def version(self) -> str | None:
+        if not self.available():
+            return None
+        try:
+            return str(importlib.import_module(self.module).__version__)
+        except Exception:  # noqa: BLE001 - a broken install is reported as "not importable"
+            return None
+
+
+# -- numpy ------------------------------------------------------------------------------------
+
+
+def _numpy(workload, sizes, inputs, device):
+    return workload.numpy(sizes, inputs)
+
+
+# -- JAX --------------------------------------------------------------------------------------
+
+
+def _jax_chain(jnp, x):
+    a = x * 1.702
+    s = 1 / (1 + jnp.exp(-a))
+    y = x * s
+    return jnp.tanh(y * 0.5 + 0.1) * y + x
+
+
+def _jax_fn(make):
+    def builder(workload, sizes, inputs, device):
+        import jax
+        import jax.numpy as jnp
+
+        fn, args = make(jax, jnp, sizes, inputs)
+        fn = jax.jit(fn)
+        args = [jax.device_put(a) for a in args]
+
+        def run():
+            out = fn(*args)
+            out = out if isinstance(out, tuple | list) else (out,)
+            jax.block_until_ready(out)
+            return list(out)
+
+        return run
+
+    return builder
+
+
+def _jax_ln(jax, jnp, sizes, inputs):
+    def ln(x, g, b):
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        return xc * jax.lax.rsqrt(var + LN_EPS) * g + b
+
+    def fwd_bwd(x, g, b, dy):
+        y, vjp = jax.vjp(ln, x, g, b)
+        return (y, *vjp(dy))
+
+    return fwd_bwd, [inputs[k] for k in ("x", "gamma", "beta", "dy")]
+
+
+def _jax_mlp_step(jax, jnp):
+    def loss_fn(params, x, y):
+        w1, b1, w2, b2, w3, b3 = params
+        h = jax.nn.relu(x @ w1 + b1)
+        h = jax.nn.relu(h @ w2 + b2)
+        logp = jax.nn.log_softmax(h @ w3 + b3)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    def step(params, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        return loss, tuple(p - LR * g for p, g in zip(params, grads))
+
+    return step
+
+
+def _jax_mlp(workload, sizes, inputs, device):
+    import jax
+    import jax.numpy as jnp
+
+    step = jax.jit(_jax_mlp_step(jax, jnp))
+    params = [tuple(jax.device_put(inputs[n]) for n in MLP_PARAMS)]
+    batches = sizes.get("batches", (sizes.get("batch"),))
+    data = [
+        (jax.device_put(inputs["x"][:b]), jax.device_put(inputs["labels"][:b].astype(np.int32)))
+        for b in batches
+    ]
+
+    def run():
+        losses = []
+        for x, y in data:
+            loss, params[0] = step(params[0], x, y)
+            losses.append(loss)
+        jax.block_until_ready(params[0])
+        return [*losses, *params[0]]
+
+    return run
+
+
+class _JaxCompile:
+    """W5 peer: trace and compile the MLP step afresh; values from running it once."""
+
+    def __init__(self, workload, sizes, inputs, device):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.params = tuple(jax.device_put(inputs[n]) for n in MLP_PARAMS)
+        self.x = jax.device_put(inputs["x"])
+        self.y = jax.device_put(inputs["labels"].astype(np.int32))
+        self.compiled = None
+
+    def run(self):
+        # A new function object each time, so no in-process jit cache can answer.
+        fn = self.jax.jit(_jax_mlp_step(self.jax, self.jnp))
+        self.compiled = fn.lower(self.params, self.x, self.y).compile()
+
+    def values(self):
+        loss, params = self.compiled(self.params, self.x, self.y)
+        return [loss, *params]
+
+
+def _jax_cnn(workload, sizes, inputs, device):
+    import jax
+    import jax.numpy as jnp
+
+    def conv(x, k, b):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn) + b
+
+    def pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def loss_fn(params, x, y):
+        k1, c1, k2, c2, wd, bd = params
+        h = pool(jax.nn.relu(conv(x, k1, c1)))
+        h = pool(jax.nn.relu(conv(h, k2, c2)))
+        logp = jax.nn.log_softmax(h.reshape(h.shape[0], -1) @ wd + bd)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    @jax.jit
+    def step(params, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        return loss, tuple(p - LR * g for p, g in zip(params, grads))
+
+    params = [tuple(jax.device_put(inputs[k]) for k in CNN_PARAMS)]
+    x = jax.device_put(inputs["x"])
+    y = jax.device_put(inputs["labels"].astype(np.int32))
+
+    def run():
+        loss, params[0] = step(params[0], x, y)
+        jax.block_until_ready(params[0])
+        return [loss, *params[0]]
+
+    return run
+
+
+JAX = Peer(
+    "jax jit",
+    "jax",
+    {
+        "W1": _jax_fn(lambda jax, jnp, s, i: (lambda x: _jax_chain(jnp, x), [i["x"]])),
+        "W2": _jax_fn(lambda jax, jnp, s, i: (lambda x: jax.nn.softmax(x, axis=-1), [i["x"]])),
+        "W3": _jax_mlp,
+        "W4": _jax_fn(lambda jax, jnp, s, i: (lambda x: x * 2 + 1, [i["x"]])),
+        "W5": _JaxCompile,
+        "W6": _jax_fn(_jax_ln),
+        "W7": _jax_cnn,
+        "W8": _jax_mlp,
+    },
+)
+
+
+# -- TensorFlow 1 graph mode ------------------------------------------------------------------
+
+
+def _import_tf():
+    import os
+
+    # XLA auto-clustering on CPU is off unless this flag is set before TensorFlow loads; it only
+    # takes effect in sessions that ask for a global JIT level (the "+ XLA" peer).
+    os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
+    import tensorflow as tf
+
+    return tf
+
+
+def _tf_session(build, xla: bool):
+    """build(tf) -> (fetches, feed_dict, init op or None, values fn(sess, out) or None)."""
+    tf = _import_tf()
+    g = tf.Graph()
+    with g.as_default():
+        fetches, feed, init, values = build(tf)
+    config = tf.compat.v1.ConfigProto()
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.ON_1
+    sess = tf.compat.v1.Session(graph=g, config=config)
+    if init is not None:
+        sess.run(init)
+
+    def run():
+        out = sess.run(fetches, feed)
+        return values(sess, out) if values is not None else list(out)
+
+    return run
+
+
+def _tf_fn(make):
+    """make(tf, ph, sizes, inputs) -> (outputs, {placeholder name: array})."""
+
+    def builder_for(xla):
+        def builder(workload, sizes, inputs, device):
+            def build(tf):
+                phs = {}
+
+                def ph(name):
+                    phs[name] = tf.compat.v1.placeholder(tf.float32, inputs[name].shape, name)
+                    return phs[name]
+
+                outs = make(tf, ph, sizes, inputs)
+                return list(outs), {phs[k]: inputs[k] for k in phs}, None, None
+
+            return _tf_session(build, xla)
+
+        return builder
+
+    return builder_for
+
+
+def _tf_chain(tf, ph, s, i):
+    x = ph("x")
+    a = x * 1.702
+    y = x * (1 / (1 + tf.exp(-a)))
+    return [tf.tanh(y * 0.5 + 0.1) * y + x]
+
+
+def _tf_ln(tf, ph, s, i):
+    x, g, b, dy = ph("x"), ph("gamma"), ph("beta"), ph("dy")
+    mu = tf.reduce_mean(x, axis=-1, keepdims=True)
+    xc = x - mu
+    var = tf.reduce_mean(xc * xc, axis=-1, keepdims=True)
+    y = xc * tf.math.rsqrt(var + LN_EPS) * g + b
+    return [y, *tf.compat.v1.gradients(y, [x, g, b], grad_ys=dy)]
+
+
+def _tf_mlp(xla):
+    def builder(workload, sizes, inputs, device):
+        batches = sizes.get("batches", (sizes.get("batch"),))
+
+        def build(tf):
+            x = tf.compat.v1.placeholder(tf.float32, (None, sizes["inputs"]), "x")
+            y = tf.compat.v1.placeholder(tf.int32, (None,), "labels")
+            params = [tf.compat.v1.Variable(inputs[n], name=n) for n in MLP_PARAMS]
+            w1, b1, w2, b2, w3, b3 = params
+            h = tf.nn.relu(tf.matmul(x, w1) + b1)
+            h = tf.nn.relu(tf.matmul(h, w2) + b2)
+            logits = tf.matmul(h, w3) + b3
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            )
+            grads = tf.compat.v1.gradients(loss, params)
+            step = tf.group(*[p.assign_sub(LR * g) for p, g in zip(params, grads)])
+            feeds = [
+                {x: inputs["x"][:b], y: inputs["labels"][:b].astype(np.int32)} for b in batches
+            ]
+            init = tf.compat.v1.global_variables_initializer()
+            return (loss, step, params), feeds, init, None
+
+        tf = _import_tf()
+        g = tf.Graph()
+        with g.as_default():
+            (loss, step, params), feeds, init, _ = build(tf)
+        config = tf.compat.v1.ConfigProto()
+        if xla:
+            config.graph_options.optimizer_options.global_jit_level = (
+                tf.compat.v1.OptimizerOptions.ON_1
+            )
+        sess = tf.compat.v1.Session(graph=g, config=config)
+        sess.run(init)
+        last = []
+
+        def run():
+            losses = [sess.run([loss, step], f)[0] for f in feeds]
+            last[:] = losses
+            return losses
+
+        class Stepper:
+            def run(self):
+                run()
+
+            def values(self):
+                return [*last, *sess.run(params)]
+
+        return Stepper()
+
+    return builder
+
+
+def _tf_peer(name, xla):
+    return Peer(
+        name,
+        "tensorflow",
+        {
+            "W1": _tf_fn(_tf_chain)(xla),
+            "W2": _tf_fn(lambda tf, ph, s, i: [tf.nn.softmax(ph("x"), axis=-1)])(xla),
+            "W3": _tf_mlp(xla),
+            "W4": _tf_fn(lambda tf, ph, s, i: [ph("x") * 2 + 1])(xla),
+            "W6": _tf_fn(_tf_ln)(xla),
+            "W8": _tf_mlp(xla),
+        },
+    )
+
+
+# -- PyTorch ----------------------------------------------------------------------------------
+
+
+def _torch_sync(torch, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _torch_device(device):
+    return "cuda" if device == "cuda" else "cpu"
+
+
+def _torch_fn(make, compiled=False):
+    def builder(workload, sizes, inputs, device):
+        import torch
+
+        dev = _torch_device(device)
+        fn, names = make(torch)
+        if compiled:
+            fn = torch.compile(fn)
+        args = [torch.from_numpy(inputs[n]).to(dev) for n in names]
+
+        def run():
+            with torch.no_grad():
+                out = fn(*args)
+            _torch_sync(torch, dev)
+            return list(out) if isinstance(out, tuple | list) else [out]
+
+        return run
+
+    return builder
+
+
+def _torch_chain(torch):
+    def chain(x):
+        a = x * 1.702
+        y = x * (1 / (1 + torch.exp(-a)))
+        return torch.tanh(y * 0.5 + 0.1) * y + x
+
+    return chain, ["x"]
+
+
+def _torch_ln(workload, sizes, inputs, device):
+    import torch
+
+    dev = _torch_device(device)
+    x, g, b, dy = (torch.from_numpy(inputs[k]).to(dev) for k in ("x", "gamma", "beta", "dy"))
+    x.requires_grad_(True)
+    g.requires_grad_(True)
+    b.requires_grad_(True)
+
+    def run():
+        y = torch.nn.functional.layer_norm(x, (x.shape[-1],), g, b, LN_EPS)
+        grads = torch.autograd.grad(y, [x, g, b], dy)
+        _torch_sync(torch, dev)
+        return [y, *grads]
+
+    return run
+
+
+def _torch_mlp(workload, sizes, inputs, device):
+    import torch
+
+    dev = _torch_device(device)
+    params = [torch.tensor(inputs[n], device=dev, requires_grad=True) for n in MLP_PARAMS]
+    batches = sizes.get("batches", (sizes.get("batch"),))
+    data = [
+        (torch.from_numpy(inputs["x"][:b]).to(dev), torch.from_numpy(inputs["labels"][:b]).to(dev))
+        for b in batches
+    ]
+
+    def run():
+        losses = []
+        for x, y in data:
+            w1, b1, w2, b2, w3, b3 = params
+            h = torch.relu(x @ w1 + b1)
+            h = torch.relu(h @ w2 + b2)
+            loss = torch.nn.functional.cross_entropy(h @ w3 + b3, y)
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, gr in zip(params, grads):
+                    p.sub_(LR * gr)
+            losses.append(loss)
+        _torch_sync(torch, dev)
+        return [*losses, *params]
+
+    return run
+
+
+def _torch_cnn(workload, sizes, inputs, device):
+    import torch
+
+    dev = _torch_device(device)
+    params = [torch.tensor(inputs[k], device=dev, requires_grad=True) for k in CNN_PARAMS]
+    x = torch.from_numpy(inputs["x"]).to(dev).permute(0, 3, 1, 2).contiguous()  # NCHW
+    y = torch.from_numpy(inputs["labels"]).to(dev)
+    F = torch.nn.functional
+
+    def run():
+        k1, c1, k2, c2, wd, bd = params
+        # graphc's filters are HWIO, torch's OIHW; flatten in NHWC order like graphc.
+        h = F.max_pool2d(F.relu(F.conv2d(x, k1.permute(3, 2, 0, 1), c1, padding=1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, k2.permute(3, 2, 0, 1), c2, padding=1)), 2)
+        logits = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1) @ wd + bd
+        loss = F.cross_entropy(logits, y)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, gr in zip(params, grads):
+                p.sub_(LR * gr)
+        _torch_sync(torch, dev)
+        return [loss, *params]
+
+    return run
+
+
+TORCH = Peer(
+    "torch eager",
+    "torch",
+    {
+        "W1": _torch_fn(_torch_chain),
+        "W2": _torch_fn(lambda torch: (lambda x: torch.softmax(x, dim=-1), ["x"])),
+        "W3": _torch_mlp,
+        "W4": _torch_fn(lambda torch: (lambda x: x * 2 + 1, ["x"])),
+        "W6": _torch_ln,
+        "W7": _torch_cnn,
+        "W8": _torch_mlp,
+    },
+)
+
+TORCH_COMPILE = Peer(
+    "torch.compile",
+    "torch",
+    {
+        "W1": _torch_fn(_torch_chain, compiled=True),
+        "W2": _torch_fn(lambda torch: (lambda x: torch.softmax(x, dim=-1), ["x"]), compiled=True),
+        "W4": _torch_fn(lambda torch: (lambda x: x * 2 + 1, ["x"]), compiled=True),
+    },
+)
+
+NUMPY = Peer(
+    "numpy eager",
+    "numpy",
+    {w: _numpy for w in ("W1", "W2", "W3", "W4", "W6", "W7", "W8")},
+)
+
+PEERS = [
+    NUMPY,
+    JAX,
+    _tf_peer("tf1 session", xla=False),
+    _tf_peer("tf1 + xla", xla=True),
+    TORCH,
+    TORCH_COMPILE,
+]
+
+
+def to_numpy(value) -> np.ndarray:
+    """A peer's output as a numpy array (torch tensors, jax arrays, numpy scalars...)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -1,0 +1,202 @@
+"""What a bench run reports: machine information, the text table, the JSON document."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..version import __version__
+from .peers import PEERS
+
+SCHEMA = "graphc-bench/1"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_flags() -> list:
+    """The vector ISA extensions that matter for generated code (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl")
+                return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _commit() -> str | None:
+    """The git commit graphc runs from, when it runs from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> dict:
+    """CPU model and cores, library versions and the peers importable here."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "cpu_flags": _cpu_flags(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "graphc": __version__,
+        "commit": _commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "peers": {p.name: p.version() for p in PEERS},
+    }
+
+
+def to_dict(result) -> dict:
+    """The JSON document of a BenchResult."""
+    return {
+        "schema": SCHEMA,
+        "machine": result.machine,
+        "options": result.options,
+        "ok": result.ok,
+        "workloads": [dataclasses.asdict(w) for w in result.workloads],
+    }
+
+
+def write_json(result, path) -> None:
+    Path(path).write_text(json.dumps(to_dict(result), indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def fmt_time(seconds: float | None, unit: str = "ms") -> str:
+    if seconds is None:
+        return "n/a"
+    if unit == "us":
+        return f"{seconds * 1e6:.2f} us"
+    ms = seconds * 1e3
+    if ms >= 1000:
+        return f"{seconds:.3f} s"
+    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.2f} ms" if ms < 100 else f"{ms:.1f} ms"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _err(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+COLUMNS = ("implementation", "median", "min", "runs", "vs base", "kernels", "bytes moved",
+           "peak temp", "compile", "max err")  # fmt: skip
+
+
+def format_table(result) -> str:
+    """The human-readable report: a header, then one block per workload."""
+    m = result.machine
+    o = result.options
+    have = [f"{k} {v}" for k, v in m["peers"].items() if v]
+    missing = [k for k, v in m["peers"].items() if not v]
+    lines = [
+        f"graphc bench  target={o['target']}  quick={o['quick']}  repeat={o['repeat']}",
+        f"machine: {m['cpu']}, {m['cores']} cores ({' '.join(m['cpu_flags']) or '-'}); "
+        f"numpy {m['numpy']}; graphc {m['graphc']}"
+        + (f" ({m['commit']})" if m.get("commit") else ""),
+        "peers: "
+        + ("; ".join(have) or "none")
+        + (f"; not importable: {', '.join(missing)}" if missing else ""),
+        "vs base = median / median of the workload's base row (graphc fused): >1 means the base "
+        "is faster",
+    ]
+    for w in result.workloads:
+        lines.append("")
+        lines.append(f"{w.id} {w.title}: {w.description}")
+        if w.status in ("skipped", "error"):
+            lines.append(f"  {w.status}: {w.reason}")
+            continue
+        rows = [COLUMNS]
+        for i in w.impls:
+            if i.status != "ok":
+                label = "WRONG" if i.status == "wrong" else i.status
+                rows.append((i.name, f"{label}: {i.reason}"))
+                continue
+            rows.append((
+                i.name + (" (base)" if i.name == w.baseline else ""),
+                fmt_time(i.median_s, w.unit), fmt_time(i.min_s, w.unit), str(i.runs),
+                _ratio(i.vs_baseline), "n/a" if i.kernels is None else str(i.kernels),
+                fmt_bytes(i.bytes_moved), fmt_bytes(i.peak_temp_bytes),
+                "-" if i.compile_s is None else fmt_time(i.compile_s), _err(i.max_abs_err),
+            ))  # fmt: skip
+        lines.extend(_align(rows))
+        for key, value in w.speedups.items():
+            lines.append(f"  {key.replace('_', ' ')}: {value:.2f}x")
+        for i in w.impls:
+            if "batch_sizes" in i.extra and i.status == "ok":
+                lines.append(
+                    f"  {i.name}: {i.extra['compiles']} compilation(s) of the step over batch "
+                    f"sizes {', '.join(map(str, i.extra['batch_sizes']))}"
+                )
+            if "disk_loads" in i.extra and i.status == "ok":
+                lines.append(
+                    f"  {i.name}: {i.extra['disk_loads']} executable(s) loaded from the disk "
+                    f"cache, {i.extra['compiles']} compiled"
+                )
+        if w.status == "refused":
+            lines.append(f"  REFUSED: {w.reason}")
+        lines.extend(f"  note: {n}" for n in w.notes)
+    lines.append("")
+    lines.append(f"total {o['seconds']:.1f} s" + ("" if result.ok else "; FAILED (see above)"))
+    return "\n".join(lines)
+
+
+def _align(rows) -> list:
+    full = [r for r in rows if len(r) == len(COLUMNS)]
+    widths = [max(len(r[c]) for r in full) for c in range(len(COLUMNS))]
+    out = []
+    for r in rows:
+        if len(r) != len(COLUMNS):
+            out.append(f"  {r[0].ljust(widths[0])}  {r[1]}")
+            continue
+        cells = [r[0].ljust(widths[0])] + [r[c].rjust(widths[c]) for c in range(1, len(r))]
+        out.append("  " + "  ".join(cells))
+    return out

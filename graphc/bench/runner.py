@@ -1,0 +1,485 @@
+"""Run the suite: for each workload build it, check every implementation against the
+reference, time the ones that are right, and collect kernel counts, bytes and memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import graphc as gc
+
+from .measure import compare, time_runs
+from .peers import PEERS, to_numpy
+from .progress import Progress
+from .workloads import WORKLOADS, Workload
+
+REFERENCE, UNFUSED, FUSED = "graphc reference", "graphc unfused", "graphc fused"
+
+# exe.stats keys the backends may use for the two memory figures (first one present wins).
+BYTES_KEYS = ("bytes_moved", "bytes_moved_per_run", "estimated_bytes_moved", "buffer_bytes")
+PEAK_KEYS = ("peak_temp_bytes", "peak_temporary_bytes", "peak_temp_memory", "peak_bytes")
+
+
+class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """An implementation cannot run here; the message says why."""
+
+
+@dataclass
+class ImplResult:
+    """One implementation of one workload: its status, times and compiled-code figures."""
+
+    name: str
+    family: str  # graphc | peer
+    status: str = "ok"  # ok | skipped | wrong | error
+    reason: str = ""
+    median_s: float | None = None
+    min_s: float | None = None
+    runs: int = 0
+    inner: int = 1
+    vs_baseline: float | None = None  # this median / baseline median (>1: baseline faster)
+    max_abs_err: float | None = None
+    kernels: int | None = None
+    bytes_moved: int | None = None
+    peak_temp_bytes: int | None = None
+    compile_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class WorkloadResult:
+    """One workload: what it is, its status and every implementation's result."""
+
+    id: str
+    title: str
+    stresses: str
+    description: str
+    unit: str
+    sizes: dict
+    status: str = "ok"  # ok | skipped | refused | error
+    reason: str = ""
+    baseline: str = FUSED
+    impls: list = field(default_factory=list)
+    speedups: dict = field(default_factory=dict)  # "fused_over_unfused", "<peer>_over_fused"
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class BenchResult:
+    """Everything one ``graphc bench`` run measured, with the machine it ran on."""
+
+    machine: dict
+    options: dict
+    workloads: list
+
+    @property
+    def ok(self) -> bool:
+        """False when a result was refused or graphc failed (peers' failures do not count)."""
+        for w in self.workloads:
+            if w.status in ("refused", "error"):
+                return False
+            if any(i.family == "graphc" and i.status in ("wrong", "error") for i in w.impls):
+                return False
+        return True
+
+
+# -- implementations --------------------------------------------------------------------------
+
+
+def _session_skip(exc: Exception) -> Skip | None:
+    """An exception that means "not available yet" (rather than a bug) as a Skip."""
+    if isinstance(exc, gc.errors.UnimplementedError | gc.errors.UnavailableError):
+        return Skip(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, NotImplementedError):
+        return Skip(f"not implemented yet: {exc}")
+    return None
+
+
+def _number(v):
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        return None
+    return int(v)
+
+
+def exe_figures(exe) -> dict:
+    """Kernel count, bytes moved per run, peak temporary memory and compile time of ``exe``.
+
+    Backends fill ``exe.stats`` as they can; a figure they do not provide is None ("n/a").
+    """
+    stats = getattr(exe, "stats", {}) or {}
+    out = {"kernels": len(exe.kernels)}
+    out["bytes_moved"] = next(
+        (_number(stats[k]) for k in BYTES_KEYS if _number(stats.get(k)) is not None), None
+    )
+    if out["bytes_moved"] is None and exe.kernels:
+        per_kernel = [_number(getattr(k, "bytes_moved", None)) for k in exe.kernels]
+        if all(b is not None for b in per_kernel):
+            out["bytes_moved"] = sum(per_kernel)
+    out["peak_temp_bytes"] = next(
+        (_number(stats[k]) for k in PEAK_KEYS if _number(stats.get(k)) is not None), None
+    )
+    seconds = stats.get("compile_seconds") or {}
+    total = seconds.get("total") if isinstance(seconds, dict) else None
+    out["compile_s"] = float(total) if isinstance(total, int | float) else None
+    return out
+
+
+class GraphcImpl:
+    """A workload run by ``gc.Session`` on one target with one CompileOptions."""
+
+    family = "graphc"
+
+    def __init__(self, name, case, target, options):
+        self.name, self.case, self.target, self.options = name, case, target, options
+        self.sess = None
+        self.figures: dict = {}
+        self.extra: dict = {}
+        self._losses: list = []
+        self._outs: list = []
+
+    def setup(self):
+        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=self.options)
+        if self.case.init is not None:
+            self.sess.run(self.case.init)
+        self._step_compiles = 0
+
+    def run(self):
+        if len(self.case.feeds) == 1:  # the common case: nothing but the run (W4 times this)
+            self._outs = self.sess.run(self.case.run_fetches, self.case.feeds[0])
+            self._losses = self._outs[:1]
+            return
+        losses = []
+        for feeds in self.case.feeds:
+            before = self.sess.cache_info()["compiles"]
+            out = self.sess.run(self.case.run_fetches, feeds)
+            self._step_compiles += self.sess.cache_info()["compiles"] - before
+            losses.append(out[0])
+        self._outs = out
+        self._losses = losses
+
+    def values(self):
+        if self.case.loss is None:
+            return list(self._outs)
+        return [*self._losses, *self.sess.run(self.case.variables)]
+
+    def collect(self):
+        """Figures of the compiled step (after the runs: sess.compile then hits the cache)."""
+        feed_list = list(self.case.feeds[0])
+        exe = self.sess.compile(self.case.run_fetches, feed_list)
+        self.figures = exe_figures(exe)
+        if len(self.case.feeds) > 1:
+            # executables compiled by the training-step runs over all the feeds (batch sizes)
+            self.extra["compiles"] = self._step_compiles
+            self.extra["batch_sizes"] = [len(next(iter(f.values()))) for f in self.case.feeds]
+
+    def close(self):
+        if self.sess is not None:
+            self.sess.close()
+
+
+class GraphcColdCompile(GraphcImpl):
+    """W5: compile the step in a new Session with an empty on-disk cache (sess.compile time)."""
+
+    def setup(self):
+        self.root = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
+        self.count = 0
+
+    def _open(self):
+        self.count += 1
+        opts = gc.CompileOptions(fusion=self.options.fusion, cache_dir=self.root / str(self.count))
+        if self.sess is not None:
+            self.sess.close()
+        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=opts)
+
+    def run(self):
+        self._open()
+        self.exe = self.sess.compile(self.case.run_fetches, list(self.case.feeds[0]))
+
+    def values(self):
+        self.sess.run(self.case.init)
+        self._step_compiles = 0
+        GraphcImpl.run(self)
+        return GraphcImpl.values(self)
+
+    def collect(self):
+        self.figures = exe_figures(self.exe)
+
+    def close(self):
+        super().close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class GraphcWarmStart(GraphcColdCompile):
+    """W5: a new Session on a cache_dir that already holds the step: time to the first result."""
+
+    def setup(self):
+        self.root = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
+        self.count = 0
+        self.opts = gc.CompileOptions(fusion=self.options.fusion, cache_dir=self.root / "cache")
+        self._start()  # fills the cache
+        self.sess.close()
+
+    def _start(self):
+        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=self.opts)
+        self.sess.run(self.case.init)
+        GraphcImpl.run(self)
+
+    def run(self):
+        if self.sess is not None:
+            self.sess.close()
+        self._start()
+
+    def values(self):
+        return GraphcImpl.values(self)
+
+    def collect(self):
+        exe = self.sess.compile(self.case.run_fetches, list(self.case.feeds[0]))
+        self.figures = exe_figures(exe)
+        self.figures["compile_s"] = None  # it was loaded, not compiled, when all goes well
+        info = self.sess.cache_info()
+        self.extra["disk_loads"] = info.get("disk_loads")
+        self.extra["compiles"] = info.get("compiles")
+
+
+class PeerImpl:
+    """A peer framework's implementation of a workload."""
+
+    family = "peer"
+
+    def __init__(self, name, builder, workload, sizes, inputs, device):
+        self.name, self._builder = name, builder
+        self._args = (workload, sizes, inputs, device)
+        self.figures: dict = {}
+        self.extra: dict = {}
+        self._obj = None
+        self._last = None
+
+    def setup(self):
+        self._obj = self._builder(*self._args)
+
+    def run(self):
+        if callable(self._obj):
+            self._last = self._obj()
+        else:
+            self._obj.run()
+
+    def values(self):
+        vals = self._last if callable(self._obj) else self._obj.values()
+        return [to_numpy(v) for v in vals]
+
+    def collect(self):
+        pass
+
+    def close(self):
+        self._obj = None
+
+
+# -- the suite --------------------------------------------------------------------------------
+
+
+def select(suite: str | None) -> list[Workload]:
+    """Workloads named by ``suite`` ("W1,W3", "all" or None for all), in suite order."""
+    if suite is None or suite.strip().lower() in ("", "all"):
+        return list(WORKLOADS.values())
+    ids = [s.strip().upper() for s in suite.split(",") if s.strip()]
+    unknown = [i for i in ids if i not in WORKLOADS]
+    if unknown:
+        raise ValueError(
+            f"unknown workload(s) {', '.join(unknown)}; expected some of {', '.join(WORKLOADS)}"
+        )
+    return [WORKLOADS[i] for i in WORKLOADS if i in ids]
+
+
+def available_peers(names=None) -> list:
+    """The peers importable here (optionally only those named)."""
+    return [p for p in PEERS if p.available() and (names is None or p.name in names)]
+
+
+def _steps(workload, peers) -> int:
+    """Progress steps of one workload: its graphc variants and the peers that implement it."""
+    return (4 if workload.kind == "compile" else 3) + sum(workload.id in p.builders for p in peers)
+
+
+def _impls(workload, case, sizes, inputs, target, peers, device):
+    if workload.kind == "compile":
+        graphc = [
+            GraphcColdCompile(f"{UNFUSED} cold compile", case, target,
+                              gc.CompileOptions(fusion=False)),
+            GraphcWarmStart(f"{UNFUSED} warm start", case, target,
+                            gc.CompileOptions(fusion=False)),
+            GraphcColdCompile(f"{FUSED} cold compile", case, target,
+                              gc.CompileOptions(fusion=True)),
+            GraphcWarmStart(f"{FUSED} warm start", case, target,
+                            gc.CompileOptions(fusion=True)),
+        ]  # fmt: skip
+    else:
+        graphc = [
+            GraphcImpl(UNFUSED, case, target, gc.CompileOptions(fusion=False, cache_dir=None)),
+            GraphcImpl(FUSED, case, target, gc.CompileOptions(fusion=True, cache_dir=None)),
+        ]
+    others = [
+        PeerImpl(p.name, p.builders[workload.id], workload, sizes, inputs, device)
+        for p in peers
+        if workload.id in p.builders
+    ]
+    return graphc + others
+
+
+def _fail_reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def run_workload(workload, quick, target, repeat, budget_s, peers, progress, result_hook,
+                 seed=0) -> WorkloadResult:  # fmt: skip
+    """Build, check and time one workload; never raises for a failing implementation."""
+    sizes = workload.sizes(quick)
+    res = WorkloadResult(
+        workload.id, workload.title, workload.stresses, workload.describe(sizes),
+        workload.unit, {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+    )  # fmt: skip
+    if workload.kind == "compile":
+        res.baseline = f"{FUSED} cold compile"
+    missing = workload.missing()
+    if missing:
+        res.status, res.reason = "skipped", missing
+        progress.advance(_steps(workload, peers), f"{workload.id} skipped")
+        return res
+    inputs = workload.inputs(sizes, np.random.default_rng(seed))
+    try:
+        case = workload.build(sizes, inputs)
+    except (AttributeError, NotImplementedError, gc.errors.UnimplementedError) as exc:
+        res.status, res.reason = "skipped", f"cannot build the graph yet: {_fail_reason(exc)}"
+        progress.advance(_steps(workload, peers), f"{workload.id} skipped")
+        return res
+    except Exception as exc:  # noqa: BLE001 - reported, the suite goes on
+        res.status, res.reason = "error", f"building the graph failed: {_fail_reason(exc)}"
+        progress.advance(_steps(workload, peers), f"{workload.id} error")
+        return res
+
+    # The oracle: graphc's reference interpreter. Its values are what everything must match.
+    ref = GraphcImpl(REFERENCE, case, "reference", gc.CompileOptions(cache_dir=None))
+    progress.note(f"{workload.id} {REFERENCE}")
+    try:
+        ref.setup()
+        ref.run()
+        expected = [np.asarray(v) for v in ref.values()]
+    except Exception as exc:  # noqa: BLE001
+        skip = _session_skip(exc)
+        res.status = "skipped" if skip else "error"
+        res.reason = f"the reference run failed: {_fail_reason(exc)}"
+        ref.close()
+        progress.advance(_steps(workload, peers), f"{workload.id} {res.status}")
+        return res
+
+    impls = _impls(workload, case, sizes, inputs, target, peers, target)
+    if workload.kind != "compile":
+        impls.insert(0, ref)
+    inner = workload.inner_calls(sizes)
+    for impl in impls:
+        progress.note(f"{workload.id} {impl.name}")
+        res.impls.append(_measure(impl, workload, expected, inner, repeat, budget_s, result_hook))
+        impl.close()
+        progress.advance(1)
+    if workload.kind == "compile":
+        ref.close()
+    _ratios(res)
+    if any(i.family == "graphc" and i.status == "wrong" for i in res.impls):
+        res.status = "refused"
+        res.reason = "a graphc result differs from the reference: see the implementations"
+    return res
+
+
+def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> ImplResult:
+    out = ImplResult(impl.name, impl.family)
+    stage = "setting up"
+    try:
+        impl.setup()
+        stage = "the first run"
+        impl.run()
+        stage = "reading the results"
+        got = impl.values()
+        if result_hook is not None:
+            got = result_hook(impl.name, workload.id, got)
+        err, problem = compare(got, expected, workload.rtol, workload.atol)
+        out.max_abs_err = err
+        if problem:
+            out.status = "wrong"
+            out.reason = f"refused, not timed: {problem}"
+            return out
+        stage = "timing"
+        t = time_runs(impl.run, repeat, warmup=1, inner=inner, budget_s=budget_s)
+        out.median_s, out.min_s, out.runs, out.inner = t.median_s, t.min_s, t.runs, t.inner
+        stage = "collecting figures"
+        impl.collect()
+        for k, v in impl.figures.items():
+            setattr(out, k, v)
+        out.extra.update(impl.extra)
+    except Skip as exc:
+        out.status, out.reason = "skipped", str(exc)
+    except ImportError as exc:
+        out.status, out.reason = "skipped", f"import failed: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one implementation failing must not stop the suite
+        skip = _session_skip(exc)
+        out.status = "skipped" if skip else "error"
+        out.reason = f"{stage}: {_fail_reason(exc)}"
+    return out
+
+
+def _ratios(res: WorkloadResult) -> None:
+    by_name = {i.name: i for i in res.impls if i.status == "ok" and i.median_s}
+    base = by_name.get(res.baseline)
+    if base is None:
+        return
+    for impl in res.impls:
+        if impl.name in by_name:
+            impl.vs_baseline = impl.median_s / base.median_s
+    if res.baseline == FUSED:
+        for name, impl in by_name.items():
+            if name == FUSED:
+                continue
+            key = "fused_over_" + name.replace("graphc ", "").replace(" ", "_")
+            res.speedups[key] = impl.median_s / base.median_s
+    else:
+        unfused = by_name.get(f"{UNFUSED} cold compile")
+        if unfused:
+            res.speedups["cold_compile_unfused_over_fused"] = unfused.median_s / base.median_s
+        warm = by_name.get(f"{FUSED} warm start")
+        if warm:
+            res.speedups["fused_cold_over_warm"] = base.median_s / warm.median_s
+
+
+def run_suite(suite=None, quick=False, target="cpu", repeat=10, budget_s=10.0, peers=None,
+              progress: bool = True, result_hook=None, stream=None) -> BenchResult:  # fmt: skip
+    """Run the selected workloads; ``result_hook(impl, workload_id, values) -> values`` may
+    alter results before they are checked (tests use it to inject a wrong result).
+    """
+    from .report import machine_info
+
+    workloads = select(suite)
+    if target not in ("cpu", "cuda"):
+        raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    gc.Session(target=target).close()  # raises UnavailableError naming what is missing
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    peer_list = available_peers(peers)
+    bar = Progress(sum(_steps(w, peer_list) for w in workloads), enabled=progress, stream=stream)
+    t0 = time.perf_counter()
+    results = [
+        run_workload(w, quick, target, repeat, budget_s, peer_list, bar, result_hook)
+        for w in workloads
+    ]
+    bar.finish()
+    options = {
+        "suite": [w.id for w in workloads],
+        "quick": quick,
+        "target": target,
+        "repeat": repeat,
+        "budget_s": budget_s,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return BenchResult(machine_info(), options, results)

@@ -1,0 +1,230 @@
+"""graphc bench: structure of the results, the refusal of wrong results, ratios and reports.
+
+Quick sizes only: these check the benchmark machinery, they measure nothing.
+"""
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from graphc.bench import WORKLOADS, run_suite
+from graphc.bench.measure import compare, time_runs
+from graphc.bench.progress import Progress
+from graphc.bench.report import format_table, to_dict, write_json
+from graphc.bench.runner import FUSED, REFERENCE, UNFUSED, exe_figures, run_workload, select
+from graphc.bench.workloads import ElementwiseChain, w1_numpy
+
+
+def _quick(suite, **kw):
+    kw.setdefault("repeat", 3)
+    return run_suite(suite=suite, quick=True, progress=False, peers=["numpy eager"], **kw)
+
+
+@pytest.fixture(scope="module")
+def w1_w4():
+    return _quick("W1,W4")
+
+
+def _impl(w, name):
+    (impl,) = [i for i in w.impls if i.name == name]
+    return impl
+
+
+def test_result_structure_and_json(w1_w4, tmp_path):
+    assert w1_w4.ok
+    assert [w.id for w in w1_w4.workloads] == ["W1", "W4"]
+    for w in w1_w4.workloads:
+        assert w.status == "ok", w.reason
+        assert [i.name for i in w.impls] == [REFERENCE, UNFUSED, FUSED, "numpy eager"]
+        for i in w.impls:
+            assert i.status == "ok", (i.name, i.reason)
+            assert 0 < i.min_s <= i.median_s
+            assert 1 <= i.runs <= 3
+            assert i.max_abs_err is not None and i.max_abs_err <= 1e-4
+        for name in (REFERENCE, UNFUSED, FUSED):
+            assert _impl(w, name).kernels >= 1
+    assert _impl(w1_w4.workloads[1], FUSED).inner == WORKLOADS["W4"].sizes(True)["calls"]
+    path = tmp_path / "bench.json"
+    write_json(w1_w4, path)
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "graphc-bench/1" and doc["ok"] is True
+    m = doc["machine"]
+    for key in ("cpu", "cores", "numpy", "graphc", "date", "peers"):
+        assert m[key], key
+    assert m["numpy"] == np.__version__
+    assert doc["options"]["quick"] is True and doc["options"]["suite"] == ["W1", "W4"]
+    w1 = doc["workloads"][0]
+    assert w1["id"] == "W1" and w1["sizes"] == {"n": 2**12} and w1["unit"] == "ms"
+    fused = [i for i in w1["impls"] if i["name"] == FUSED][0]
+    for key in ("median_s", "min_s", "runs", "kernels", "bytes_moved", "peak_temp_bytes"):
+        assert key in fused
+
+
+def test_ratios_are_times_over_the_fused_time(w1_w4):
+    for w in w1_w4.workloads:
+        fused = _impl(w, FUSED)
+        assert fused.vs_baseline == 1.0
+        for i in w.impls:
+            assert i.vs_baseline == pytest.approx(i.median_s / fused.median_s)
+        unfused = _impl(w, UNFUSED)
+        numpy_ = _impl(w, "numpy eager")
+        assert w.speedups["fused_over_unfused"] == pytest.approx(unfused.median_s / fused.median_s)
+        assert w.speedups["fused_over_numpy_eager"] == pytest.approx(
+            numpy_.median_s / fused.median_s
+        )
+
+
+def test_table_lists_every_implementation(w1_w4):
+    table = format_table(w1_w4)
+    assert "W1 elementwise chain" in table and "W4 tiny run" in table
+    for name in (REFERENCE, UNFUSED, FUSED, "numpy eager"):
+        assert table.count(name) >= 2
+    assert " us " in table  # W4 is reported per run in microseconds
+    assert "fused over unfused:" in table
+    assert "FAILED" not in table
+
+
+def _shift(target):
+    def hook(impl, workload_id, values):
+        return [v + 1 for v in values] if impl == target else values
+
+    return hook
+
+
+def test_a_wrong_graphc_result_is_refused():
+    res = _quick("W1", result_hook=_shift(FUSED))
+    (w,) = res.workloads
+    fused = _impl(w, FUSED)
+    assert fused.status == "wrong"
+    assert "refused" in fused.reason and "differs from the reference" in fused.reason
+    assert fused.median_s is None and fused.runs == 0  # never timed
+    assert w.status == "refused" and not res.ok
+    assert "fused_over_unfused" not in w.speedups
+    table = format_table(res)
+    assert "WRONG" in table and "REFUSED" in table and "FAILED" in table
+    assert to_dict(res)["ok"] is False
+
+
+def test_a_wrong_peer_result_is_refused_but_graphc_stands():
+    res = _quick("W1", result_hook=_shift("numpy eager"))
+    (w,) = res.workloads
+    peer = _impl(w, "numpy eager")
+    assert peer.status == "wrong" and peer.median_s is None
+    assert _impl(w, FUSED).status == "ok"
+    assert "fused_over_numpy_eager" not in w.speedups
+    assert res.ok  # a peer's mistake is reported, not a graphc failure
+
+
+def test_missing_ops_skip_a_workload_with_the_reason():
+    class NotYet(ElementwiseChain):
+        requires = ("nn.surely_not_an_op",)
+
+    res = run_workload(NotYet(), True, "cpu", 2, 5.0, [], Progress(1, enabled=False), None)
+    assert res.status == "skipped"
+    assert "gc.nn.surely_not_an_op is not implemented yet" in res.reason
+    assert res.impls == []
+
+
+def test_compile_and_batch_workloads():
+    res = _quick("W5,W8", repeat=2)
+    w5, w8 = res.workloads
+    if w5.status == "skipped":
+        pytest.skip(w5.reason)
+    names = [i.name for i in w5.impls]
+    assert names[:4] == [f"{UNFUSED} cold compile", f"{UNFUSED} warm start",
+                         f"{FUSED} cold compile", f"{FUSED} warm start"]  # fmt: skip
+    assert all(i.status == "ok" for i in w5.impls[:4]), [i.reason for i in w5.impls]
+    assert "disk_loads" in w5.impls[3].extra
+    for i in w8.impls:
+        if i.family == "graphc":
+            assert i.extra["batch_sizes"] == [2, 3, 5, 8]
+            assert i.extra["compiles"] >= 1
+
+
+def test_select():
+    assert [w.id for w in select(None)] == [f"W{i}" for i in range(1, 9)]
+    assert [w.id for w in select("w3, W1")] == ["W1", "W3"]
+    with pytest.raises(ValueError, match="W9"):
+        select("W1,W9")
+
+
+def test_bad_target_and_repeat():
+    with pytest.raises(ValueError, match="target"):
+        run_suite(suite="W1", target="tpu", progress=False)
+    with pytest.raises(ValueError, match="repeat"):
+        run_suite(suite="W1", quick=True, repeat=0, progress=False)
+
+
+def test_compare():
+    ref = [np.array([1.0, 2.0, 3.0], np.float32)]
+    assert compare([ref[0] + 1e-7], ref, 1e-4, 1e-5)[1] is None
+    err, why = compare([ref[0] + np.array([0, 0, 0.1], np.float32)], ref, 1e-4, 1e-5)
+    assert err == pytest.approx(0.1, rel=1e-5) and "index (2,)" in why
+    assert "shape" in compare([ref[0][:2]], ref, 1e-4, 1e-5)[1]
+    assert "non-finite" in compare([np.array([1, np.nan, 3])], ref, 1e-4, 1e-5)[1]
+    assert "values" in compare([], ref, 1e-4, 1e-5)[1]
+
+
+def test_time_runs_counts_and_budget():
+    calls = []
+    t = time_runs(lambda: calls.append(1), repeat=5, warmup=2, inner=3)
+    assert len(calls) == 2 + 5 * 3 and t.runs == 5 and t.min_s <= t.median_s
+    slow = time_runs(lambda: sum(range(20000)), repeat=1000, budget_s=0.0)
+    assert slow.runs == 3  # the budget stops it after the minimum of three samples
+    with pytest.raises(ValueError):
+        time_runs(lambda: None, repeat=0)
+
+
+def test_exe_figures_reads_stats_and_falls_back_to_na():
+    class K:
+        def __init__(self, b):
+            self.bytes_moved = b
+
+    class Exe:
+        def __init__(self, stats, kernels):
+            self.stats, self.kernels = stats, kernels
+
+    full = exe_figures(Exe({"bytes_moved": 10, "peak_temp_bytes": 4,
+                            "compile_seconds": {"total": 0.5}}, [K(1)]))  # fmt: skip
+    assert full == {"kernels": 1, "bytes_moved": 10, "peak_temp_bytes": 4, "compile_s": 0.5}
+    summed = exe_figures(Exe({}, [K(3), K(4)]))
+    assert summed["bytes_moved"] == 7 and summed["peak_temp_bytes"] is None
+    unknown = exe_figures(Exe({"bytes_moved": "lots"}, [K(None)]))
+    assert unknown["bytes_moved"] is None and unknown["compile_s"] is None
+
+
+def test_progress_bar_goes_to_its_stream():
+    s = io.StringIO()
+    p = Progress(4, stream=s)
+    p.note("W1 graphc fused")
+    p.advance(2)
+    p.finish()
+    out = s.getvalue()
+    assert "W1 graphc fused" in out and "4/4" in out and "#" * 24 in out
+
+
+def test_numpy_w1_matches_its_formula():
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    s = 1 / (1 + np.exp(-1.702 * x.astype(np.float64)))
+    y = x * s
+    np.testing.assert_allclose(w1_numpy(x), np.tanh(y * 0.5 + 0.1) * y + x, rtol=1e-6)
+
+
+def test_plot_writes_a_png_or_says_matplotlib_is_missing(w1_w4, tmp_path, monkeypatch):
+    from graphc.bench.plot import PlotUnavailableError, plot
+
+    path = tmp_path / "bench.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(PlotUnavailableError, match="pip install"):
+            plot(w1_w4, path)
+        return
+    plot(w1_w4, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(PlotUnavailableError, match="graphc\\[plot\\]"):
+        plot(w1_w4, tmp_path / "again.png")
