@@ -444,16 +444,19 @@ def l2_normalize(x, axis=None, epsilon=1e-12, name=None):
 
 
 def moments(x, axes, shift=None, keepdims=False, name=None):
-    """(mean, variance) of ``x`` over ``axes``; variance is the biased (1/n) estimate."""
-    from .control import stop_gradient
+    """(mean, variance) of ``x`` over ``axes``; variance is the biased (1/n) estimate.
+
+    ``shift`` is accepted for TF compatibility and ignored (the result is the same).
+    """
     from .reduce import reduce_mean
     from .shape import squeeze
 
     x = _float_tensor(x, "moments")
     axes = _axes_list(x, axes, "moments")
     mean = reduce_mean(x, axes, keepdims=True)
-    # d var / d mean is zero, so the stopped gradient through the centre changes nothing
-    d = x - stop_gradient(mean)
+    # The centre keeps its gradient (TF stops it): d var / d mean is zero only at the mean
+    # itself, so stopping it would make second-order gradients wrong.
+    d = x - mean
     var = reduce_mean(d * d, axes, keepdims=True)
     if not keepdims:
         mean, var = squeeze(mean, axes), squeeze(var, axes)

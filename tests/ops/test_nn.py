@@ -546,3 +546,83 @@ def test_nn_ops_are_registered_with_examples():
     names = ["Relu", "Gelu", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MaxPool"]
     for name in [*names, "MaxPoolGrad", "MaxPoolGradGrad", "AvgPool", "AvgPoolGrad"]:
         assert get_op_def(name).examples()
+
+
+# -- second-order gradients of every op in linalg.py and nn.py --------------------------------
+
+
+def check_second_order(example, eps=1e-5, tol=1e-5):
+    """Hessian-vector product of sum(w * out^2) against central differences of the gradient."""
+    from tests.oracle import build_example
+
+    g, phs, outs, arrays = build_example(example, float64=True)
+    rng = np.random.default_rng(11)
+    wrt = [(p, a) for p, a in zip(phs, arrays) if a.dtype.kind == "f"]
+    vs = [rng.normal(size=a.shape) for _, a in wrt]
+    with g.as_default():
+        loss = None
+        for t in outs:
+            if t.dtype.is_floating:
+                term = gc.reduce_sum(t * t * rng.uniform(0.5, 1.5))
+                loss = term if loss is None else loss + term
+        grads = gc.gradients(loss, [p for p, _ in wrt])
+        dot = None
+        for gr, v in zip(grads, vs):
+            if gr is not None:
+                term = gc.reduce_sum(gr * v)
+                dot = term if dot is None else dot + term
+        if dot is None:
+            return
+        hvp = gc.gradients(dot, [p for p, _ in wrt])
+    feed = dict(zip(phs, arrays))
+    with gc.Session(graph=g, target="reference") as sess:
+        got = [np.zeros_like(a) if h is None else sess.run(h, feed) for h, (_, a) in zip(hvp, wrt)]
+        live = [gr for gr in grads if gr is not None]
+
+        def grads_at(sign):
+            f = dict(feed)
+            for (p, a), v in zip(wrt, vs):
+                f[p] = a + sign * eps * v
+            vals = iter(sess.run(live, f))
+            return [
+                np.zeros_like(a) if gr is None else next(vals) for gr, (_, a) in zip(grads, wrt)
+            ]
+
+        plus, minus = grads_at(1), grads_at(-1)
+    for (p, _), h, gp, gm in zip(wrt, got, plus, minus):
+        numeric = (gp - gm) / (2 * eps)
+        np.testing.assert_allclose(h, numeric, rtol=tol, atol=tol, err_msg=f"H v for {p.name}")
+
+
+SECOND_ORDER_OPS = [
+    "MatMul", "Einsum", "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Gelu", "Silu", "Softplus",
+    "Softsign", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MaxPool",
+    "MaxPoolGrad", "MaxPoolGradGrad", "AvgPool", "AvgPoolGrad",
+]  # fmt: skip
+SECOND_ORDER_CASES = [
+    (name, i)
+    for name in SECOND_ORDER_OPS
+    for i, ex in enumerate(get_op_def(name).examples())
+    if ex.grad
+]
+
+
+@pytest.mark.parametrize(
+    "name,index", SECOND_ORDER_CASES, ids=[f"{n}-{i}" for n, i in SECOND_ORDER_CASES]
+)
+def test_second_order_gradients(name, index):
+    check_second_order(get_op_def(name).examples()[index])
+
+
+def test_second_order_of_composites(rng):
+    x = rng.normal(size=(3, 4))
+    labels = rng.dirichlet(np.ones(4), size=3)
+    for build in [
+        lambda t: gc.nn.softmax(t),
+        lambda t: gc.nn.log_softmax(t, axis=0),
+        lambda t: gc.nn.layer_norm(t),
+        lambda t: gc.nn.softmax_cross_entropy_with_logits(labels=labels, logits=t),
+        lambda t: gc.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=t),
+        lambda t: gc.nn.l2_normalize(t, axis=1),
+    ]:
+        check_second_order(Example(build, [x]))
