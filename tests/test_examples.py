@@ -1,0 +1,70 @@
+"""The training examples, run on reduced steps: the loss falls and accuracy beats chance."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_history(hist, steps, min_accuracy):
+    assert len(hist.step_losses) == steps
+    assert all(np.isfinite(hist.step_losses))
+    first, last = np.mean(hist.step_losses[:5]), np.mean(hist.step_losses[-5:])
+    assert last < 0.7 * first, f"loss did not fall: first steps {first:.3f}, last {last:.3f}"
+    assert hist.epoch_losses[-1] < hist.epoch_losses[0]
+    # Chance is 10%; a few dozen steps must already do far better.
+    assert hist.final_accuracy >= min_accuracy, hist.test_accuracy
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_mlp_trains(target):
+    mlp = load("mlp_digits")
+    hist = mlp.train(mlp.parse_args(["--steps", "60", "--epochs", "2", "--target", target]))
+    check_history(hist, 60, 0.6)
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_cnn_trains(target):
+    cnn = load("cnn_digits")
+    hist = cnn.train(cnn.parse_args(["--steps", "60", "--epochs", "2", "--target", target]))
+    check_history(hist, 60, 0.5)
+
+
+@pytest.mark.parametrize("name", ["mlp_digits", "cnn_digits"])
+def test_main_prints_epochs_and_returns_accuracy(name, capsys):
+    example = load(name)
+    acc = example.main(["--steps", "50", "--epochs", "2", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert isinstance(acc, float) and 0.5 <= acc <= 1.0
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "loss" in out and "test acc" in out
+    assert f"final test accuracy: {acc:.2%}" in out
+
+
+def test_same_seed_same_result():
+    mlp = load("mlp_digits")
+    args = ["--steps", "20", "--epochs", "1"]
+    a = mlp.train(mlp.parse_args(args))
+    b = mlp.train(mlp.parse_args(args))
+    assert a.step_losses == b.step_losses
+
+
+def test_bad_flags():
+    mlp = load("mlp_digits")
+    with pytest.raises(SystemExit):
+        mlp.parse_args(["--target", "tpu"])
+    with pytest.raises(SystemExit):
+        mlp.parse_args(["--epochs", "0"])
