@@ -366,10 +366,11 @@ def _same_shape(a, b, what):
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """-log_softmax(logits)[..., labels]: labels are class indices (int), logits [..., C].
 
-    Labels outside [0, C) select nothing and give logsumexp(logits) as the loss.
+    A label outside [0, C) gives a NaN loss for its row (as TF on GPU), so that it cannot go
+    unnoticed (``check_numerics`` catches it).
     """
     from .constant import constant, ones_like
-    from .elementwise import cast, equal
+    from .elementwise import cast, equal, where
     from .reduce import cumsum, reduce_sum
     from .shape import expand_dims
 
@@ -395,7 +396,9 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
         # class index of each logit, of the logits' runtime shape
         ids = cumsum(ones_like(x), axis=-1, exclusive=True)
         mask = cast(equal(ids, cast(expand_dims(y, -1), x.dtype)), x.dtype)
-    return reduce_sum(-(mask * log_softmax(x, -1)), -1, name=name)
+    loss = reduce_sum(-(mask * log_softmax(x, -1)), -1)
+    valid = reduce_sum(mask, -1) > 0
+    return where(valid, loss, constant(np.nan, dtype=x.dtype), name=name)
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):

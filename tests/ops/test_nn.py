@@ -155,6 +155,18 @@ def test_sparse_cross_entropy_with_unknown_class_count(rng):
     np.testing.assert_allclose(got_g, np.exp(_np_log_softmax(logits)) - np.eye(5)[ids], atol=1e-12)
 
 
+def test_sparse_cross_entropy_out_of_range_label_is_nan(rng):
+    logits = rng.normal(size=(3, 4))
+    for shape in [(3, 4), (None, None)]:
+        x = gc.placeholder(gc.float64, shape)
+        y = gc.placeholder(gc.int32, (None,))
+        loss = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x)
+        (g,) = gc.gradients(gc.reduce_sum(loss), [x])
+        got, got_g = _run([loss, g], {x: logits, y: np.array([1, 4, -1], np.int32)})
+        assert np.isfinite(got[0]) and np.isnan(got[1]) and np.isnan(got[2])
+        assert np.all(np.isfinite(got_g[0])) and np.all(got_g[1:] == 0)
+
+
 def test_cross_entropy_shape_errors():
     x = gc.placeholder(gc.float32, (4, 3))
     with pytest.raises(ValueError, match="labels"):
