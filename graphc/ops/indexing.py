@@ -31,6 +31,7 @@ from .registry import (
     normalize_axis,
     register,
 )
+from .shape_util import located, merge_dim, static_int, static_ints
 
 __all__ = [
     "slice", "strided_slice", "gather", "gather_nd", "one_hot", "scatter_nd",
@@ -44,24 +45,6 @@ _INDEX_DTYPES = (_dt.int32, _dt.int64)
 
 def _sample(shape):
     return _rng.uniform(-2, 2, shape)
-
-
-def _merge(a, b, what):
-    from .shape import merge_dim
-
-    return merge_dim(a, b, what)
-
-
-def _static(value, what, op_name):
-    from .shape import static_ints
-
-    return static_ints(value, what, op_name)
-
-
-def _static_int(value, what, op_name):
-    from .shape import static_int
-
-    return static_int(value, what, op_name)
 
 
 def _check_index_dtype(spec, what="indices"):
@@ -264,6 +247,7 @@ def _key_items(key):
     return tuple(items), tensors
 
 
+@located("getitem")
 def getitem(tensor, key):
     """``tensor[key]`` with numpy basic-indexing semantics (what ``Tensor.__getitem__`` calls).
 
@@ -301,11 +285,12 @@ def _wrap_negative(idx, y, axis):
     return add(idx, multiply(dim, cast(idx < 0, idx.dtype)))
 
 
+@located("slice")
 def slice(input_, begin, size, name=None):  # noqa: A001 - TF name
     """The block of ``input_`` starting at ``begin`` with ``size`` (-1: to the end) per dim."""
     x = convert_to_tensor(input_)
-    b = [int(v) for v in _static(begin, "begin", "slice").reshape(-1)]
-    s = [int(v) for v in _static(size, "size", "slice").reshape(-1)]
+    b = [int(v) for v in static_ints(begin, "begin", "slice").reshape(-1)]
+    s = [int(v) for v in static_ints(size, "size", "slice").reshape(-1)]
     if len(b) != len(s):
         raise ValueError(f"slice: begin {b} and size {s} have different lengths")
     if x.shape is not None and len(b) != len(x.shape):
@@ -316,13 +301,14 @@ def slice(input_, begin, size, name=None):  # noqa: A001 - TF name
     return apply1("StridedSlice", [x], {"key": key}, name)
 
 
+@located("strided_slice")
 def strided_slice(input_, begin, end, strides=None, begin_mask=0, end_mask=0, ellipsis_mask=0,
                   new_axis_mask=0, shrink_axis_mask=0, name=None):  # fmt: skip
     """TF1 ``strided_slice``: the masks select, per position, what ``t[...]`` would write."""
-    b = [int(v) for v in _static(begin, "begin", "strided_slice").reshape(-1)]
-    e = [int(v) for v in _static(end, "end", "strided_slice").reshape(-1)]
+    b = [int(v) for v in static_ints(begin, "begin", "strided_slice").reshape(-1)]
+    e = [int(v) for v in static_ints(end, "end", "strided_slice").reshape(-1)]
     st = [1] * len(b) if strides is None else [
-        int(v) for v in _static(strides, "strides", "strided_slice").reshape(-1)
+        int(v) for v in static_ints(strides, "strides", "strided_slice").reshape(-1)
     ]  # fmt: skip
     if not len(b) == len(e) == len(st):
         raise ValueError(f"strided_slice: begin {b}, end {e}, strides {st} differ in length")
@@ -358,7 +344,7 @@ def _check_range(idx, n, what):
 
 
 def _gather_out_shape(p, i, axis, bd):
-    batch = tuple(_merge(a, b, "batch dimensions of params and indices differ")
+    batch = tuple(merge_dim(a, b, "batch dimensions of params and indices differ")
                   for a, b in zip(p[:bd], i[:bd]))  # fmt: skip
     return batch + tuple(p[bd:axis]) + tuple(i[bd:]) + tuple(p[axis + 1 :])
 
@@ -466,6 +452,7 @@ class GatherGrad(OpDef):
         return [Example(build, [_sample((2, 3, 2)), np.array([1, 1, 0]), _sample((2, 2, 2))])]
 
 
+@located("gather")
 def gather(params, indices, axis=0, batch_dims=0, name=None, validate_indices=None):
     """Slices of ``params`` along ``axis`` at integer ``indices`` (TF ``gather``).
 
@@ -476,8 +463,8 @@ def gather(params, indices, axis=0, batch_dims=0, name=None, validate_indices=No
     del validate_indices  # TF1 compatibility: indices are always validated
     p = convert_to_tensor(params)
     i = convert_to_tensor(indices)
-    axis = _static_int(axis, "axis", "gather")
-    batch_dims = _static_int(batch_dims, "batch_dims", "gather")
+    axis = static_int(axis, "axis", "gather")
+    batch_dims = static_int(batch_dims, "batch_dims", "gather")
     if batch_dims < 0:
         if i.shape is None:
             raise ValueError("gather: negative batch_dims needs indices of known rank")
@@ -591,6 +578,7 @@ class GatherNdGrad(OpDef):
         ]  # fmt: skip
 
 
+@located("gather_nd")
 def gather_nd(params, indices, name=None):
     """Gather by index vectors: ``indices[..., :k]`` index the first k dims of ``params``."""
     p = convert_to_tensor(params)
@@ -633,11 +621,12 @@ class ScatterNd(OpDef):
         ]  # fmt: skip
 
 
+@located("scatter_nd")
 def scatter_nd(indices, updates, shape, name=None):
     """Zeros of ``shape`` (static) with ``updates`` summed in at the index vectors ``indices``."""
     i = convert_to_tensor(indices)
     u = convert_to_tensor(updates)
-    dims = tuple(int(d) for d in _static(shape, "shape", "scatter_nd").reshape(-1))
+    dims = tuple(int(d) for d in static_ints(shape, "shape", "scatter_nd").reshape(-1))
     if any(d < 0 for d in dims):
         raise ValueError(f"scatter_nd: invalid shape {dims}")
     return apply1("ScatterNd", [i, u], {"shape": dims}, name)
@@ -659,7 +648,7 @@ class UnsortedSegmentSum(OpDef):
         if k > len(data.shape):
             raise ShapeError(f"segment_ids {ids.shape} must be a prefix of data {data.shape}")
         for a, b in zip(data.shape, ids.shape):
-            _merge(a, b, f"segment_ids {ids.shape} must be a prefix of data {data.shape}")
+            merge_dim(a, b, f"segment_ids {ids.shape} must be a prefix of data {data.shape}")
         return [((attrs["num_segments"],) + tuple(data.shape[k:]), data.dtype)]
 
     def ref(self, xs, attrs):
@@ -700,13 +689,14 @@ class UnsortedSegmentSum(OpDef):
         ]  # fmt: skip
 
 
+@located("unsorted_segment_sum")
 def unsorted_segment_sum(data, segment_ids, num_segments, name=None):
     """Sum the slices of ``data`` into ``num_segments`` (static) rows by ``segment_ids``."""
     d = convert_to_tensor(data)
     s = convert_to_tensor(segment_ids)
     if d.shape is None or s.shape is None:
         raise ValueError("unsorted_segment_sum needs data and segment_ids of known rank")
-    n = _static(num_segments, "num_segments", "unsorted_segment_sum")
+    n = static_ints(num_segments, "num_segments", "unsorted_segment_sum")
     if n.shape != () or int(n) < 0:
         raise ValueError(f"unsorted_segment_sum: num_segments must be an int >= 0, got {n}")
     return apply1("UnsortedSegmentSum", [d, s], {"num_segments": int(n)}, name)
@@ -763,16 +753,17 @@ def _scalar(value, what):
     return arr.item()
 
 
+@located("one_hot")
 def one_hot(indices, depth, on_value=1, off_value=0, axis=-1, dtype=_dt.float32, name=None):
     """One-hot encoding of integer ``indices`` along a new dimension ``axis`` of size ``depth``."""
     i = convert_to_tensor(indices)
     if i.shape is None:
         raise ValueError("one_hot needs indices of known rank")
-    depth = _static(depth, "depth", "one_hot")
+    depth = static_ints(depth, "depth", "one_hot")
     if depth.shape != () or int(depth) < 0:
         raise ValueError(f"one_hot: depth must be an int >= 0, got {depth}")
     dtype = _dt.as_dtype(dtype)
-    axis = normalize_axis(_static_int(axis, "axis", "one_hot"), len(i.shape) + 1)
+    axis = normalize_axis(static_int(axis, "axis", "one_hot"), len(i.shape) + 1)
     attrs = {
         "depth": int(depth),
         "axis": axis,

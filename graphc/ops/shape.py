@@ -25,6 +25,7 @@ from .registry import (
     num_elements,
     register,
 )
+from .shape_util import located, merge_dim, static_int, static_ints
 
 __all__ = [
     "reshape", "expand_dims", "squeeze", "shape", "size", "rank", "transpose", "broadcast_to",
@@ -265,47 +266,6 @@ def rank(input, name=None):  # noqa: A002 - TF name
 _pyslice = builtins.slice  # this module defines its own ``slice`` (the TF op)
 
 
-def merge_dim(a, b, what: str):
-    """The one dimension two static dims (``None`` = unknown) agree on; ShapeError if none."""
-    if a is None:
-        return b
-    if b is None or a == b:
-        return a
-    raise ShapeError(f"{what}: {a} != {b}")
-
-
-def static_ints(value, what: str, op_name: str) -> np.ndarray:
-    """Integers known at build time: Python ints, sequences, arrays, or a constant tensor.
-
-    Attributes such as paddings or tile multiples size the output, so they must be static;
-    a computed tensor gets a ValueError that names the op and the argument.
-    """
-    if hasattr(value, "_as_graph_tensor"):
-        value = value._as_graph_tensor()
-    if isinstance(value, Tensor):
-        if value.op.type != "Const":
-            raise ValueError(
-                f"{op_name}: {what} must be static (Python ints or a constant), got the computed "
-                f"tensor {value.name}"
-            )
-        value = value.op.attrs["value"]
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op_name}: {what} must be integers, got {value!r}") from None
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"{op_name}: {what} must be integers, got {value!r}")
-    return arr.astype(np.int64)
-
-
-def static_int(value, what: str, op_name: str) -> int:
-    """One integer known at build time (an axis, a count): see ``static_ints``."""
-    arr = static_ints(value, what, op_name)
-    if arr.shape != ():
-        raise TypeError(f"{op_name}: {what} must be a single integer, got {value!r}")
-    return int(arr)
-
-
 def _known_rank(x: Tensor, op_name: str) -> int:
     if x.shape is None:
         raise ValueError(f"{op_name}: input {x.name} needs a known rank")
@@ -378,6 +338,7 @@ class Transpose(OpDef):
         ]
 
 
+@located("transpose")
 def transpose(a, perm=None, name=None):
     """Permute the dimensions of ``a``; default ``perm`` reverses them (matrix transpose)."""
     x = convert_to_tensor(a)
@@ -429,6 +390,7 @@ class BroadcastTo(OpDef):
         ]
 
 
+@located("broadcast_to")
 def broadcast_to(input, shape, name=None):  # noqa: A002 - TF name
     """Broadcast ``input`` to ``shape`` (static ints, or ``gc.shape(t)`` of another tensor)."""
     x = convert_to_tensor(input)
@@ -491,6 +453,7 @@ class ConcatV2(OpDef):
         ]
 
 
+@located("concat")
 def concat(values, axis, name=None):
     """Join ``values`` (tensors of one dtype and rank) along ``axis``."""
     xs = _convert_list(values, "concat")
@@ -608,6 +571,7 @@ class SplitV(OpDef):
         ]
 
 
+@located("split")
 def split(value, num_or_size_splits, axis=0, num=None, name=None):
     """Split ``value`` along ``axis``: into N equal pieces (an int) or pieces of given sizes."""
     x = convert_to_tensor(value)
@@ -666,6 +630,7 @@ class Pack(OpDef):
         ]
 
 
+@located("stack")
 def stack(values, axis=0, name=None):
     """Stack tensors of one shape along a new dimension ``axis`` (rank + 1 result)."""
     xs = _convert_list(values, "stack")
@@ -711,6 +676,7 @@ class Unpack(OpDef):
         ]
 
 
+@located("unstack")
 def unstack(value, num=None, axis=0, name=None):
     """The list of slices of ``value`` along ``axis`` (``num`` defaults to that static size)."""
     x = convert_to_tensor(value)
@@ -837,6 +803,7 @@ class PadGrad(OpDef):
         ]
 
 
+@located("pad")
 def pad(tensor, paddings, mode="CONSTANT", constant_values=0, name=None):
     """Pad ``tensor``: ``paddings`` is [[before, after]] per dimension (static ints).
 
@@ -923,6 +890,7 @@ class TileGrad(OpDef):
         ]
 
 
+@located("tile")
 def tile(input, multiples, name=None):  # noqa: A002 - TF name
     """Repeat ``input`` ``multiples[i]`` times along each dimension i (static ints)."""
     x = convert_to_tensor(input)
@@ -960,6 +928,7 @@ class ReverseV2(OpDef):
         ]
 
 
+@located("reverse")
 def reverse(tensor, axis, name=None):
     """Reverse ``tensor`` along the dimensions in ``axis`` (an int or a list of ints)."""
     x = convert_to_tensor(tensor)
