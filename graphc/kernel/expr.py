@@ -59,6 +59,11 @@ class Math(enum.Enum):
     ISNAN = 1
     ISFINITE = 1
     SELECT = 3
+    # Bit operations on int64 words (the counter-based random generator): BITXOR is the
+    # bitwise exclusive or, SHR the *logical* right shift (the word taken as uint64).
+    # Integer ADD/MUL wrap modulo 2**64.
+    BITXOR = 2
+    SHR = 2
 
     def __new__(cls, arity):
         obj = object.__new__(cls)
@@ -156,9 +161,15 @@ def _np_math():
         Math.COS: np.cos, Math.TAN: np.tan, Math.TANH: np.tanh, Math.SIGMOID: sigmoid,
         Math.ERF: erf, Math.FLOOR: np.floor, Math.CEIL: np.ceil, Math.ROUND: np.rint,
         Math.NOT: np.logical_not, Math.ISNAN: np.isnan, Math.ISFINITE: np.isfinite,
-        Math.SELECT: np.where,
+        Math.SELECT: np.where, Math.BITXOR: np.bitwise_xor, Math.SHR: _shr,
     }  # fmt: skip
     return {k: ignore(v) for k, v in table.items()}
+
+
+def _shr(a, b):
+    """Logical right shift of int64 words (as uint64), result as int64."""
+    a = np.asarray(a, dtype=np.int64).astype(np.uint64)
+    return np.right_shift(a, np.asarray(b).astype(np.uint64)).astype(np.int64)
 
 
 def _erf(x):

@@ -1,26 +1,84 @@
 """Kernel IR: a small loop-nest IR that both backends (LLVM, CUDA) render.
 
-Contract (shared by lowering, the numpy interpreter ``interp.py`` and every renderer):
+Contract (shared by lowering ``lower.py``, the numpy interpreter ``interp.py``, the buffer
+planner ``passes/plan.py`` and every renderer):
 
 * A ``KernelProgram`` is what one Executable runs: named ``Buffer``s, runtime ``dims``
   (sizes of ``None`` dimensions, int64), and ``Kernel``s executed in order.
 * Buffers are dense, row-major arrays addressed by a flat int64 element index. ``kind``:
-  ``input`` (a feed), ``output`` (a fetch), ``temp`` (planned scratch, may alias by plan),
-  ``const`` (data baked into the program), ``var`` (a session variable, updated in place).
+    - ``input``: a feed (``inputs[k]`` is the buffer of ``ctx.feeds[k]``; read-only),
+    - ``output``: a fetch (a fresh array handed to the caller after the run),
+    - ``temp``: scratch; may share storage with another temp by plan (``alias_of``),
+    - ``const``: data baked into the program (``value``; read-only),
+    - ``var``: a session variable's value *at the start of the run* (see Variables),
+    - ``rng``: int64 per-run random keys, filled by the runtime (see Random ops),
+    - ``status``: int32 failure flags, zeroed by the runtime before the run (see Checks).
+  A buffer of size 0 is legal (no storage is needed; no kernel touches an element of it).
 * A ``Kernel`` body is a tuple of statements:
     - ``Loop(var, start, stop, body, parallel)``: ``for var in range(start, stop)``; loop
       variables are int64 ``Var``s. ``parallel=True`` (outermost loops only) promises
       iterations are independent: a backend may split them across threads / blocks.
-    - ``Let(var, value)``: define or re-assign a scalar local (mutable; e.g. accumulators).
-    - ``Store(buffer, index, value)``: ``buffer[index] = value`` (value cast to the buffer's
-      dtype by the lowering, never implicitly).
+    - ``Let(var, dtype, value)``: define or re-assign a scalar local (mutable; e.g.
+      accumulators). A local is visible after its Let in the same body and in nested bodies.
+    - ``Store(buffer, index, value)``: ``buffer[index] = value`` (value has the buffer's
+      dtype: the lowering casts explicitly, never implicitly).
+    - ``If(cond, then, orelse)``: run ``then`` when the bool expression ``cond`` holds, else
+      ``orelse`` (used to raise status flags; rare in hot loops).
     - ``LibCall(fn, args)``: call a library routine (e.g. ``"gemm"``) with buffer names and
       int64/float expressions; see LIBCALLS for the signatures.
 * Expressions are those of ``expr.py`` (Const, Var, Dim, Load, Call(Math...), Cast). Index
-  arithmetic is int64 (Math.ADD/MUL/FLOORDIV/MOD on int64). ``Arg`` never appears in a
-  kernel body (lowering replaces op operands by Loads).
-* ``reduce=True`` on a Let marks an accumulator update whose floating arithmetic may be
+  arithmetic is int64 (Math.ADD/MUL/FLOORDIV/MOD/MIN/MAX/SELECT on int64). ``Arg`` never
+  appears in a kernel body (lowering replaces op operands by Loads). Math semantics are those
+  of ``expr.NUMPY_MATH`` (e.g. MAX/MIN propagate NaN like ``np.maximum``; integer DIV and
+  FLOORDIV floor, and x // 0 == x % 0 == 0; integer ADD/MUL wrap; SHR is a logical shift).
+* ``reduce=True`` on a Let marks an accumulator update of the exact form
+  ``acc = OP(acc, e)`` with OP in {ADD, MUL, MAX, MIN, AND, OR}, ``acc`` defined by a Let
+  before the enclosing loop and ``e`` not reading ``acc``: its floating arithmetic may be
   reassociated (vectorised reductions); everything else keeps IEEE order unless fast_math.
+  A Let without ``reduce`` that re-assigns a local defined outside its loop makes that
+  loop sequential (scans, argmax).
+* A loop is *vectorisable* by a renderer/interpreter when its body carries nothing from one
+  iteration to the next except ``reduce=True`` accumulators, and it stores to no buffer it
+  also loads, except at the identical index expression (in-place elementwise updates).
+
+Runtime dims and shape checks
+  ``dims``: name -> (feed position k, axis): the size of axis ``axis`` of ``ctx.feeds[k]``.
+  Every other size is an int64 expression of Dims and Consts (``Buffer.shape``), so a new
+  batch size needs no recompilation. ``dim_checks`` are (bool Expr over Dims, message)
+  pairs the runtime evaluates before any kernel runs (``runtime.check_dims``); a failing
+  one raises InvalidArgumentError(message) and nothing runs. Static programs have none.
+
+Variables (copy-in / copy-out; a failed run changes nothing)
+  ``var_reads``: buffer -> variable name: the buffer holds the variable's value at the
+  start of the run (reading an uninitialised variable raises FailedPreconditionError before
+  anything runs: ``runtime.bind_variables``). Kernels never write a ``var`` buffer unless
+  the plan aliases an update to it (below). ``var_updates``: variable name -> buffer whose
+  content at the end of the run is the variable's new value; the runtime commits these
+  (``ctx.write_variable`` + ``ctx.commit()`` in the Session) only after every kernel and
+  every status check succeeded. Several assignments to one variable in a run follow program
+  order (a later read sees the earlier write), as in the reference interpreter.
+  In-place updates: when ``buffers[var_updates[v]].alias_of`` is the var buffer, the update
+  is written into the var buffer's storage (an optimizer step ``w -= lr * g``). The planner
+  does this only when no kernel reads the old value after the update and the program has no
+  status checks (so no failure can occur once kernels run). The runtime must then give the
+  var buffer storage it may write and commit: a private copy of the session value, or
+  storage it owns (resident variables), never an array the user may hold.
+
+Random ops (counter-based splitmix64, ``graphc/ops/random.py``)
+  ``rng``: tuple of (op name, seed, seed2), one per random op, and one ``rng`` buffer
+  (int64, shape (len(rng),)), named ``RNG_BUFFER``. Before the run the runtime stores
+  ``random.stream_key(seed, seed2, ctx.rng_counter(op_name))`` (as int64 bits) at position
+  j; the kernel computes element i from (key, i) with int64 Math (ADD/MUL wrap, BITXOR, SHR)
+  exactly as ``random.random_bits``. ``runtime.rng_keys`` builds the array.
+
+Checks (CheckNumerics, gather bounds...)
+  ``checks``: tuple of ``Check(slot, message, kind)``; a kernel that detects a failure
+  stores a non-zero int32 to ``STATUS_BUFFER[slot]`` (stores of one slot all write the same
+  value, so racing threads agree). After the run (or after each kernel) the runtime calls
+  ``runtime.raise_status(kp, status)``: the first failed check in slot order raises
+  InvalidArgumentError with its message, and no variable is committed. ``kind``:
+  ``"nan"``/``"inf"`` (message gets " : Tensor had NaN values"/"Inf values", NaN first, like
+  the reference) or ``"plain"`` (message as is).
 """
 
 from __future__ import annotations
@@ -37,8 +95,23 @@ LIBCALLS = {
     #        stride_a, stride_b, stride_c (elements per batch; 0 = broadcast), alpha, beta,
     #        offset_a, offset_b, offset_c (elements))
     "gemm": (
-        "A", "B", "C", "trans_a", "trans_b", "M", "N", "K", "batch",
-        "stride_a", "stride_b", "stride_c", "alpha", "beta", "offset_a", "offset_b", "offset_c",
+        "A",
+        "B",
+        "C",
+        "trans_a",
+        "trans_b",
+        "M",
+        "N",
+        "K",
+        "batch",
+        "stride_a",
+        "stride_b",
+        "stride_c",
+        "alpha",
+        "beta",
+        "offset_a",
+        "offset_b",
+        "offset_c",
     ),  # fmt: skip
 }
 
@@ -50,9 +123,9 @@ class Buffer:
     name: str
     dtype: _dt.DType
     shape: tuple  # tuple[Expr]
-    kind: str  # input | output | temp | const | var
+    kind: str  # input | output | temp | const | var | rng | status
     value: object = None  # numpy array for const buffers
-    alias_of: str | None = None  # temp buffer sharing storage with another (buffer planning)
+    alias_of: str | None = None  # shares storage with this buffer (set by buffer planning)
 
 
 class Stmt:
@@ -84,9 +157,29 @@ class Store(Stmt):
 
 
 @dataclass(frozen=True)
+class If(Stmt):
+    cond: Expr
+    then: tuple
+    orelse: tuple = ()
+
+
+@dataclass(frozen=True)
 class LibCall(Stmt):
     fn: str
     args: tuple
+
+
+@dataclass(frozen=True)
+class Check:
+    """A run-time failure the kernels can report through the status buffer."""
+
+    slot: int
+    message: str
+    kind: str = "plain"  # plain | nan | inf
+
+
+RNG_BUFFER = "rng_keys"
+STATUS_BUFFER = "status"
 
 
 @dataclass
@@ -108,9 +201,11 @@ class KernelProgram:
     """Everything one Executable runs: buffers, runtime dims, kernels in order.
 
     dims: name -> (feed position, axis) telling where each runtime size comes from.
-    inputs: buffer names in feed order; outputs: buffer names in fetch order (a fetch may
-    name an input, const or var buffer too). var_updates: var name -> buffer holding its new
-    value at the end of the run (None when updated in place).
+    inputs: one entry per feed of the signature (``ctx.feeds`` order): its buffer name, or
+    None when the program does not read that feed. outputs: buffer names in fetch order (a
+    fetch may name an input, const or var buffer too: the runtime returns a copy).
+    var_reads / var_updates / rng / checks / dim_checks: see the module docstring.
+    stats (filled by ``passes.plan``): bytes per kernel, peak temporary bytes, totals.
     """
 
     buffers: dict  # name -> Buffer
@@ -121,6 +216,10 @@ class KernelProgram:
     var_reads: dict = field(default_factory=dict)  # buffer name -> variable name
     var_updates: dict = field(default_factory=dict)  # variable name -> buffer name
     meta: dict = field(default_factory=dict)
+    rng: tuple = ()  # (op name, seed, seed2) per rng slot
+    checks: tuple = ()  # tuple[Check]
+    dim_checks: tuple = ()  # tuple[(bool Expr over Dims, message)]
+    stats: dict = field(default_factory=dict)
 
     def text(self) -> str:
         from .printer import print_program

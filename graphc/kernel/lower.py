@@ -1,0 +1,817 @@
+"""Lower a fused Program (``passes.fusion.FusionPlan``) to a KernelProgram (``ir.py``).
+
+Each fusion group becomes one Kernel:
+  * ``loop``: one loop nest over the shape of the group's stored outputs; every member is
+    computed inline at the index its consumer asks for (``GroupEmitter.value``), and each
+    (tensor, index) is computed once per iteration (a Let). When no member needs the
+    multi-dimensional index, the nest is one flat loop (best for vectorisation).
+  * ``reduction`` (input fusion + row kernels): outer (parallel) loops over the rows, then
+    for each reduction an inner loop accumulating its fused producers, then row-valued
+    elementwise members, then an inner loop storing the full-shaped outputs. Softmax and
+    layer norm become one such kernel.
+  * ``gemm``: a ``gemm`` LibCall followed by a fused elementwise epilogue (bias, activation),
+    written in place into the GEMM's output when nothing else needs the raw product.
+  * ``opaque``: a kernel body of its own (scans, integer matmul, dynamic reductions).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from .. import dtypes as _dt
+from ..errors import UnimplementedError
+from ..program import Program
+from . import lowerings as L
+from . import sym
+from .expr import Cast, Const, Dim, Expr, Load, Math, Var, i64
+from .ir import (
+    RNG_BUFFER,
+    STATUS_BUFFER,
+    Buffer,
+    Check,
+    If,
+    Kernel,
+    KernelProgram,
+    Let,
+    LibCall,
+    Loop,
+    Store,
+)
+from .shapes import SymShapes
+
+
+class Illegal(Exception):
+    """A group cannot be lowered as one kernel (the message says why)."""
+
+
+class Ix:
+    """An index into a tensor of ``shape``: its multi-index, its flat index, or both."""
+
+    __slots__ = ("shape", "_dims", "_flat", "owner")
+
+    def __init__(self, owner, shape, dims=None, flat=None):
+        self.owner = owner
+        self.shape = tuple(shape)
+        self._dims = None if dims is None else tuple(dims)
+        self._flat = flat
+
+    def flat(self) -> Expr:
+        if self._flat is None:
+            self._flat = sym.flat_index(self._dims, self.shape)
+        return self._flat
+
+    def dims(self) -> tuple:
+        if self._dims is None:
+            if len(self.shape) <= 1:
+                self._dims = (self._flat,) if self.shape else ()
+            else:
+                self.owner.divmod_used = True
+                self._dims = sym.unflatten(self._flat, self.shape)
+        return self._dims
+
+
+class KernelBuilder:
+    """Statement lists with scoped memo tables and fresh local names."""
+
+    def __init__(self, lw: Lowering, name: str):
+        self.lw = lw
+        self.name = name
+        self.blocks: list = [[]]
+        self.memos: list = [{}]
+        self.counter = 0
+        self.divmod_used = False
+        self.reads: set = set()
+        self.writes: set = set()
+
+    # statements and locals
+    def emit(self, stmt) -> None:
+        self.blocks[-1].append(stmt)
+
+    def new_var(self, prefix="v") -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def var(self, name, dtype) -> Var:
+        return Var(name, dtype)
+
+    def bind(self, expr, dtype) -> Expr:
+        """A local holding ``expr`` (constants and locals are returned as they are)."""
+        if isinstance(expr, Const | Var | Dim):
+            return expr
+        name = self.new_var()
+        self.emit(Let(name, dtype, expr))
+        return Var(name, dtype)
+
+    def lookup(self, key):
+        for memo in reversed(self.memos):
+            if key in memo:
+                return memo[key]
+        return None
+
+    def remember(self, key, value):
+        self.memos[-1][key] = value
+
+    @contextmanager
+    def loop(self, extent, parallel=False, start=sym.ZERO):
+        name = self.new_var("i")
+        self.blocks.append([])
+        self.memos.append({})
+        try:
+            yield Var(name, _dt.int64)
+        finally:
+            body = tuple(self.blocks.pop())
+            self.memos.pop()
+            self.emit(Loop(name, start, sym.as_expr(extent), body, parallel))
+
+    @contextmanager
+    def nest(self, extents, parallel=True):
+        """Loops over ``extents`` (outermost first; only the outermost may be parallel)."""
+        extents = list(extents)
+        if not extents:
+            yield ()
+            return
+        with self.loop(extents[0], parallel=parallel) as v:
+            with self.nest(extents[1:], parallel=False) as rest:
+                yield (v, *rest)
+
+    # buffers
+    def shape(self, ref) -> tuple:
+        return self.lw.shapes[tuple(ref)]
+
+    def load(self, ref, flat) -> Expr:
+        buf = self.lw.buffer_for_read(ref)
+        self.reads.add(buf)
+        dt = self.lw.program.spec(tuple(ref)).dtype
+        key = ("load", buf, flat)
+        hit = self.lookup(key)
+        if hit is None:
+            hit = self.bind(Load(buf, flat, dt), dt)
+            self.remember(key, hit)
+        return hit
+
+    def out_buffer(self, node, k=0) -> str:
+        buf = self.lw.buffer_for_write((node.id, k))
+        self.writes.add(buf)
+        return buf
+
+    def body(self) -> tuple:
+        assert len(self.blocks) == 1
+        return tuple(self.blocks[0])
+
+
+class GroupEmitter(KernelBuilder):
+    """Emits one fusion group: ``value(ref, ix)`` computes a member's element inline."""
+
+    def __init__(self, lw, name, members):
+        super().__init__(lw, name)
+        self.members = set(members)
+        self.row_values: dict = {}  # reduction node id -> local holding this row's value
+        self.row_flat = None  # flat row index in the current row kernel
+        self.overrides: dict = {}  # ref -> buffer to load instead of computing (gemm output)
+
+    def ix(self, shape, dims=None, flat=None) -> Ix:
+        return Ix(self, shape, dims, flat)
+
+    def scalar_ix(self) -> Ix:
+        return Ix(self, (), (), sym.ZERO)
+
+    def broadcast_ix(self, ix: Ix, ref) -> Ix:
+        """Index into input ``ref`` (numpy broadcasting) for output index ``ix``."""
+        t = self.shape(ref)
+        s = ix.shape
+        if t == s:
+            return ix
+        if all(sym.const_value(d) == 1 for d in t):
+            return Ix(self, t, tuple(sym.ZERO for _ in t), sym.ZERO)
+        if _strip_ones(t) == _strip_ones(s):
+            return Ix(self, t, flat=ix.flat())
+        dims = ix.dims()
+        r, n = len(s), len(t)
+        out = []
+        for k in range(n):
+            tk, sd = t[k], s[r - n + k]
+            if sym.const_value(tk) == 1:
+                out.append(sym.ZERO)
+            elif tk == sd:
+                out.append(dims[r - n + k])
+            else:
+                out.append(sym.select(sym.eq(tk, 1), 0, dims[r - n + k]))
+        return Ix(self, t, dims=out)
+
+    def value(self, ref, ix: Ix) -> Expr:
+        ref = tuple(ref)
+        node = self.lw.program.node(ref[0])
+        if node.op == "Const" and node.attrs["value"].size == 1:
+            v = node.attrs["value"].reshape(())
+            return Const(v.item(), node.outs[0].dtype)
+        if ref in self.overrides:
+            return self._load_buffer(self.overrides[ref], ref, ix.flat())
+        if node.id not in self.members:
+            return self.load(ref, ix.flat())
+        if node.id in self.row_values:
+            if self.row_flat is None or ix.flat() != self.row_flat:
+                raise Illegal(f"{node.op} '{node.name}' (a reduction) is read at another row")
+            return self.row_values[node.id]
+        kind = L.op_kind(node)
+        if kind == "reduction":
+            raise Illegal(f"{node.op} '{node.name}' is read before its row is reduced")
+        key = ("value", ref, ix.flat())
+        hit = self.lookup(key)
+        if hit is not None:
+            return hit
+        fn = L.value_fn(node)
+        if fn is None:
+            raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
+        dt = node.outs[ref[1]].dtype
+        expr = fn(self, node, ix)
+        v = self.bind(expr, dt)
+        if node.op == "CheckNumerics":
+            self._check_numerics(node, v)
+        self.remember(key, v)
+        return v
+
+    def _load_buffer(self, buf, ref, flat):
+        dt = self.lw.program.spec(ref).dtype
+        key = ("load", buf, flat)
+        hit = self.lookup(key)
+        if hit is None:
+            hit = self.bind(Load(buf, flat, dt), dt)
+            self.remember(key, hit)
+        return hit
+
+    def _check_numerics(self, node, v):
+        nan_slot, inf_slot = self.lw.check_slots(node)
+        one = Const(1, _dt.int32)
+        flag = If(
+            Math.ISNAN(v),
+            (Store(STATUS_BUFFER, i64(nan_slot), one),),
+            (Store(STATUS_BUFFER, i64(inf_slot), one),),
+        )
+        self.emit(If(Math.NOT(Math.ISFINITE(v)), (flag,)))
+        self.writes.add(STATUS_BUFFER)
+
+    def var_before(self, node, ix):
+        buf = self.lw.var_before[node.id]
+        self.reads.add(buf)
+        return self._load_buffer(buf, (node.id, 0), ix.flat())
+
+    def rng_slot(self, node) -> int:
+        self.reads.add(RNG_BUFFER)
+        return self.lw.rng_slot(node)
+
+
+def _strip_ones(shape):
+    shape = list(shape)
+    while shape and sym.const_value(shape[0]) == 1:
+        shape.pop(0)
+    return tuple(shape)
+
+
+# -- the lowering of a whole program -----------------------------------------------------------
+
+
+class Lowering:
+    """State shared by the kernels of one program: buffers, variables, rng and checks."""
+
+    def __init__(self, program: Program, plan, options=None):
+        self.program = program
+        self.plan = plan
+        self.shapes = SymShapes(program)
+        self.buffers: dict = {}
+        self.fetches = {tuple(r) for r in program.fetches}
+        self.rng: list = []
+        self.rng_slots: dict = {}
+        self.checks: list = []
+        self.check_of: dict = {}
+        self.var_reads: dict = {}
+        self.var_updates: dict = {}
+        self.var_before: dict = {}  # Assign node id -> buffer of the value it updates
+        self.source_buffer: dict = {}  # ref of a source node -> buffer
+        self._var_buffer: dict = {}
+        self._prepare_sources()
+
+    # -- buffers -------------------------------------------------------------------------
+    def _add_buffer(self, name, ref_or_spec, kind, value=None, shape=None):
+        if name in self.buffers:
+            return name
+        spec = self.program.spec(ref_or_spec) if isinstance(ref_or_spec, tuple) else None
+        dtype = spec.dtype if spec is not None else ref_or_spec
+        if shape is None:
+            shape = self.shapes[ref_or_spec]
+        self.buffers[name] = Buffer(name, dtype, tuple(shape), kind, value)
+        return name
+
+    def _var_buffer_for(self, node) -> str:
+        var = node.attrs["var"]
+        if var not in self._var_buffer:
+            name = f"var{len(self._var_buffer)}"
+            shape = tuple(i64(d) for d in node.attrs["shape"])
+            self.buffers[name] = Buffer(name, node.attrs["dtype"], shape, "var")
+            self.var_reads[name] = var
+            self._var_buffer[var] = name
+        return self._var_buffer[var]
+
+    def _prepare_sources(self):
+        """Feeds, constants, variable reads/updates in program order (as the reference)."""
+        current: dict = {}  # variable -> buffer holding its value at this point of the program
+        for n in self.program.nodes:
+            ref = (n.id, 0)
+            if n.op == "Feed":
+                self.source_buffer[ref] = self._add_buffer(f"in{n.attrs['index']}", ref, "input")
+            elif n.op == "Const":
+                self.source_buffer[ref] = f"c{n.id}"  # created on first use
+            elif n.op in ("VariableV2", "ReadVariable"):
+                var = n.attrs["var"]
+                self.source_buffer[ref] = current.get(var) or self._var_buffer_for(n)
+            elif n.op in ("Assign", "AssignAdd", "AssignSub"):
+                var = n.attrs["var"]
+                if n.op != "Assign":
+                    self.var_before[n.id] = current.get(var) or self._var_buffer_for(n)
+                current[var] = f"t{n.id}"
+                self.var_updates[var] = f"t{n.id}"
+
+    def buffer_for_read(self, ref) -> str:
+        ref = tuple(ref)
+        if ref in self.source_buffer:
+            name = self.source_buffer[ref]
+            node = self.program.node(ref[0])
+            if node.op == "Const" and name not in self.buffers:
+                v = node.attrs["value"]
+                self.buffers[name] = Buffer(
+                    name, node.outs[0].dtype, tuple(i64(d) for d in v.shape), "const", v
+                )
+            return name
+        return self.buffer_for_write(ref)
+
+    def buffer_for_write(self, ref) -> str:
+        ref = tuple(ref)
+        name = f"t{ref[0]}" + (f"_{ref[1]}" if ref[1] else "")
+        if name not in self.buffers:
+            kind = "output" if ref in self.fetches else "temp"
+            self._add_buffer(name, ref, kind)
+        return name
+
+    def rng_slot(self, node) -> int:
+        if node.id not in self.rng_slots:
+            a = node.attrs
+            self.rng_slots[node.id] = len(self.rng)
+            self.rng.append((a.get("_op", node.name), int(a["seed"]), int(a["seed2"])))
+        return self.rng_slots[node.id]
+
+    def check_slots(self, node) -> tuple:
+        if node.id not in self.check_of:
+            k = len(self.checks)
+            msg = node.attrs["message"]
+            self.checks += [Check(k, msg, "nan"), Check(k + 1, msg, "inf")]
+            self.check_of[node.id] = (k, k + 1)
+        return self.check_of[node.id]
+
+
+def lower(program: Program, plan, options=None) -> KernelProgram:
+    """Lower every group of ``plan`` (a FusionPlan) to one Kernel, in dependency order."""
+    lw = Lowering(program, plan, options)
+    kernels = []
+    consumers = ref_consumers(program)
+    for gi in ordered_groups(program, plan):
+        kernels.append(lower_group(lw, gi, plan, consumers))
+    # fetched sources (feeds, constants, variables) are outputs too
+    outputs = tuple(lw.buffer_for_read(r) for r in program.fetches)
+    if lw.rng:
+        lw.buffers[RNG_BUFFER] = Buffer(RNG_BUFFER, _dt.int64, (i64(len(lw.rng)),), "rng")
+    if lw.checks:
+        lw.buffers[STATUS_BUFFER] = Buffer(
+            STATUS_BUFFER, _dt.int32, (i64(len(lw.checks)),), "status"
+        )
+    n_feeds = max([n.attrs["index"] + 1 for n in program.nodes if n.op == "Feed"], default=0)
+    inputs = [None] * n_feeds
+    for n in program.nodes:
+        if n.op == "Feed":
+            inputs[n.attrs["index"]] = f"in{n.attrs['index']}"
+    return KernelProgram(
+        buffers=lw.buffers,
+        kernels=kernels,
+        dims=dict(lw.shapes.dims),
+        inputs=tuple(inputs),
+        outputs=outputs,
+        var_reads=dict(lw.var_reads),
+        var_updates=dict(lw.var_updates),
+        rng=tuple(lw.rng),
+        checks=tuple(lw.checks),
+        dim_checks=tuple(_dedupe(lw.shapes.checks)),
+    )
+
+
+def _dedupe(checks):
+    seen = set()
+    out = []
+    for c in checks:
+        if c[0] not in seen:
+            seen.add(c[0])
+            out.append(c)
+    return out
+
+
+def ordered_groups(program, plan) -> list:
+    """Group indices in an order that respects data and variable dependencies (stable)."""
+    pos = {n.id: i for i, n in enumerate(program.nodes)}
+    first_group: dict = {}
+    for gi, g in enumerate(plan.groups):
+        for nid in g.nodes:
+            first_group.setdefault(nid, gi)
+    deps = node_deps(program)
+    preds: dict = {gi: set() for gi in range(len(plan.groups))}
+    groups_of = plan.groups_of()
+    for gi, g in enumerate(plan.groups):
+        members = set(g.nodes)
+        for nid in g.nodes:
+            for src in deps[nid]:
+                if src not in members:
+                    preds[gi].update(gj for gj in groups_of.get(src, ()) if gj != gi)
+    order = []
+    done: set = set()
+    remaining = sorted(
+        range(len(plan.groups)), key=lambda gi: min(pos[n] for n in plan.groups[gi].nodes)
+    )
+    while remaining:
+        for gi in remaining:
+            if preds[gi] <= done:
+                order.append(gi)
+                done.add(gi)
+                remaining.remove(gi)
+                break
+        else:
+            raise AssertionError("fusion groups form a cycle")
+    return order
+
+
+def node_deps(program) -> dict:
+    """node id -> ids it depends on: data inputs, plus the Assign whose value a read sees."""
+    deps = {n.id: {src for src, _ in n.inputs} for n in program.nodes}
+    last_assign: dict = {}
+    for n in program.nodes:
+        var = n.attrs.get("var") if n.op in _VAR_OPS else None
+        if var is None:
+            continue
+        if var in last_assign and n.op != "Assign":
+            deps[n.id].add(last_assign[var])
+        if n.op in ("Assign", "AssignAdd", "AssignSub"):
+            if var in last_assign:
+                deps[n.id].add(last_assign[var])  # keep assignments in program order
+            last_assign[var] = n.id
+    # a source (variable read, feed, constant) is not a kernel: depend on what it depends on
+    sources = {n.id for n in program.nodes if L.op_kind(n) == "source"}
+    for n in program.nodes:
+        d = deps[n.id]
+        while d & sources:
+            d = (d - sources) | set().union(*(deps[s] for s in d & sources))
+        deps[n.id] = d
+    return deps
+
+
+_VAR_OPS = ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub")
+
+MUST_STORE = ("Assign", "AssignAdd", "AssignSub", "CheckNumerics")
+
+
+def stored_refs(program, plan, gi, consumers=None) -> list:
+    """Outputs of group ``gi`` that another kernel, a fetch or the runtime needs in memory.
+
+    A node duplicated into several groups is stored by the first of them only.
+    """
+    consumers = consumers if consumers is not None else ref_consumers(program)
+    fetches = {tuple(r) for r in program.fetches}
+    groups_of = plan.groups_of()
+    out = []
+    for nid in plan.groups[gi].nodes:
+        node = program.node(nid)
+        if L.op_kind(node) == "source" or min(groups_of[nid]) != gi:
+            continue
+        for k in range(len(node.outs)):
+            ref = (nid, k)
+            need = ref in fetches or node.op in MUST_STORE
+            for c in consumers.get(ref, ()):
+                if any(nid not in plan.groups[gj].nodes for gj in groups_of.get(c, ())):
+                    need = True
+            if need:
+                out.append(ref)
+    return out
+
+
+def ref_consumers(program) -> dict:
+    out: dict = {}
+    for n in program.nodes:
+        for src, k in n.inputs:
+            out.setdefault((src, k), []).append(n.id)
+    return out
+
+
+# -- one group ---------------------------------------------------------------------------------
+
+
+def lower_group(lw: Lowering, gi: int, plan, consumers=None) -> Kernel:
+    program = lw.program
+    group = plan.groups[gi]
+    nodes = [program.node(n) for n in group.nodes]
+    stored = stored_refs(program, plan, gi, consumers)
+    kind = group.kind
+    if kind == "opaque":
+        (node,) = nodes
+        kb = KernelBuilder(lw, group.name)
+        op = node.op
+        if op == "SumToShape":
+            op = "SumToShape_dynamic"
+        fn = L.OPAQUE.get(op)
+        if fn is None:
+            raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
+        fn(kb, node)
+        body = kb.body()
+    else:
+        kb, body = emit_group(lw, group.name, nodes, stored, kind)
+    return Kernel(
+        name=group.name,
+        body=body,
+        ops=tuple(n.name for n in nodes),
+        op_types=tuple(n.op for n in nodes),
+        reads=tuple(sorted(kb.reads)),
+        writes=tuple(sorted(kb.writes)),
+        meta={"kind": kind, "nodes": tuple(group.nodes)},
+    )
+
+
+def emit_group(lw, name, nodes, stored, kind):
+    """Emit a loop / reduction / gemm group; raises Illegal when it is not one kernel."""
+    for n in nodes:
+        k = L.op_kind(n)
+        if k is None:
+            raise UnimplementedError(f"no lowering for op type {n.op} ('{n.name}')")
+        if k == "opaque":
+            raise Illegal(f"{n.op} '{n.name}' needs a kernel of its own")
+    gemms = [n for n in nodes if L.op_kind(n) == "gemm"]
+    reductions = [n for n in nodes if L.op_kind(n) == "reduction"]
+    if gemms:
+        if len(gemms) > 1 or reductions:
+            raise Illegal("a GEMM kernel takes one matmul and an elementwise epilogue")
+        return _emit_gemm_group(lw, name, nodes, stored, gemms[0])
+    if reductions:
+        return _emit_row_group(lw, name, nodes, stored, reductions)
+    return _emit_loop_group(lw, name, nodes, stored)
+
+
+def _stored_space(lw, stored):
+    shapes = {lw.shapes[r] for r in stored}
+    if len(shapes) != 1:
+        raise Illegal("the group's outputs have different shapes: "
+                      + " vs ".join(_fmt_shape(s) for s in shapes))  # fmt: skip
+    return shapes.pop()
+
+
+def _fmt_shape(s):
+    from .printer import expr_text
+
+    return "(" + ", ".join(expr_text(d) for d in s) + ")"
+
+
+def _emit_loop_group(lw, name, nodes, stored, flat_first=True):
+    if not stored:
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        return kb, ()
+    space = _stored_space(lw, stored)
+    for flat in [True, False] if flat_first else [False]:
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        if flat:
+            with kb.loop(sym.product(space), parallel=True) as i:
+                ix = kb.ix(space, flat=i)
+                _store_all(kb, stored, ix)
+        else:
+            with kb.nest(space) as idx:
+                ix = kb.ix(space, dims=idx)
+                _store_all(kb, stored, ix)
+        if not kb.divmod_used or len(space) <= 1:
+            break
+    return kb, kb.body()
+
+
+def _store_all(kb, stored, ix):
+    for ref in stored:
+        node = kb.lw.program.node(ref[0])
+        v = kb.value(ref, ix)
+        buf = kb.out_buffer(node, ref[1])
+        kb.emit(Store(buf, ix.flat(), v))
+
+
+def _emit_row_group(lw, name, nodes, stored, reductions):
+    specs = {}
+    for r in reductions:
+        spec = L.REDUCTIONS[r.op](r, lw.shapes)
+        if spec is None:
+            raise Illegal(f"{r.op} '{r.name}': which dims it reduces is only known at run time")
+        specs[r.id] = spec
+    first = specs[reductions[0].id]
+    space = lw.shapes[first.ref]
+    axes = first.axes
+    for r in reductions:
+        s = specs[r.id]
+        if lw.shapes[s.ref] != space or s.axes != axes:
+            raise Illegal("reductions over different shapes or axes")
+    outer_axes = [d for d in range(len(space)) if d not in axes]
+    row_shape = tuple(space[d] for d in outer_axes)
+    kb = GroupEmitter(lw, name, [n.id for n in nodes])
+    full_stored, row_stored = [], []
+    for ref in stored:
+        s = lw.shapes[ref]
+        if s == space:
+            full_stored.append(ref)
+        elif sym.product(s) == sym.product(row_shape) and _is_row_shape(s, space, axes):
+            row_stored.append(ref)
+        else:
+            raise Illegal(f"output shape {_fmt_shape(s)} is neither the row nor the full shape")
+    with kb.nest([space[d] for d in outer_axes]) as ovars:
+        kb.row_flat = sym.flat_index(ovars, row_shape)
+        row_dims = dict(zip(outer_axes, ovars))
+
+        def full_ix(avars):
+            dims = [
+                row_dims[d] if d in row_dims else avars[axes.index(d)] for d in range(len(space))
+            ]
+            return kb.ix(space, dims=dims)
+
+        for n in nodes:
+            if n.id in specs:
+                _emit_reduction(kb, n, specs[n.id], space, axes, full_ix)
+            elif L.op_kind(n) != "source":
+                s = lw.shapes[(n.id, 0)]
+                if s != space and _is_row_shape(s, space, axes) and _reads_rows(lw, n, kb):
+                    kb.value((n.id, 0), kb.ix(s, flat=kb.row_flat))
+        for ref in row_stored:
+            node = lw.program.node(ref[0])
+            v = kb.value(ref, kb.ix(lw.shapes[ref], flat=kb.row_flat))
+            kb.emit(Store(kb.out_buffer(node, ref[1]), kb.row_flat, v))
+        if full_stored:
+            with kb.nest([space[d] for d in axes], parallel=False) as avars:
+                ix = full_ix(avars)
+                _store_all(kb, full_stored, ix)
+    return kb, kb.body()
+
+
+def _is_row_shape(s, space, axes) -> bool:
+    """``s`` is the row shape: ``space`` with the reduced axes dropped or set to 1."""
+    keep = tuple(d for i, d in enumerate(space) if i not in axes)
+    ones = tuple(sym.ONE if i in axes else d for i, d in enumerate(space))
+    return _strip_ones(s) == _strip_ones(keep) or _strip_ones(s) == _strip_ones(ones) or s == keep
+
+
+def _reads_rows(lw, node, kb) -> bool:
+    """True when ``node`` depends (inside the group) on a reduction of this row."""
+    stack = [src for src, _ in node.inputs]
+    seen = set()
+    while stack:
+        nid = stack.pop()
+        if nid in seen or nid not in kb.members:
+            continue
+        seen.add(nid)
+        if nid in kb.row_values:
+            return True
+        stack.extend(src for src, _ in lw.program.node(nid).inputs)
+    return False
+
+
+_INIT = {"sum": 0, "mean": 0, "prod": 1, "any": False, "all": True}
+_COMBINE = {"sum": Math.ADD, "mean": Math.ADD, "prod": Math.MUL, "max": Math.MAX,
+            "min": Math.MIN, "any": Math.OR, "all": Math.AND}  # fmt: skip
+
+
+def _extreme(dt, largest):
+    if dt.is_floating:
+        return Const(float("inf") if largest else float("-inf"), dt)
+    import numpy as np
+
+    info = np.iinfo(dt.np)
+    return Const(int(info.max if largest else info.min), dt)
+
+
+def _emit_reduction(kb, node, spec, space, axes, full_ix):
+    lw = kb.lw
+    dt = lw.program.spec(spec.ref).dtype
+    acc = kb.new_var("acc")
+    extents = [space[d] for d in axes]
+    if spec.op in ("argmax", "argmin"):
+        best = acc
+        idx = kb.new_var("arg")
+        kb.emit(Let(best, dt, _extreme(dt, spec.op == "argmin")))
+        kb.emit(Let(idx, _dt.int64, sym.ZERO))
+        with kb.nest(extents, parallel=False) as avars:
+            v = kb.value(spec.ref, full_ix(avars))
+            b = Var(best, dt)
+            better = (Math.GT if spec.op == "argmax" else Math.LT)(v, b)
+            if dt.is_floating:
+                better = Math.OR(better, Math.AND(Math.ISNAN(v), Math.NOT(Math.ISNAN(b))))
+            better = kb.bind(better, _dt.bool_)
+            kb.emit(Let(idx, _dt.int64, Math.SELECT(better, avars[0], Var(idx, _dt.int64))))
+            kb.emit(Let(best, dt, Math.SELECT(better, v, b)))
+        final = Cast(Var(idx, _dt.int64), node.outs[0].dtype)
+    else:
+        if spec.op in ("max", "min"):
+            init = _extreme(dt, spec.op == "min")
+        else:
+            init = Const(dt.np.type(_INIT[spec.op]).item(), dt)
+        kb.emit(Let(acc, dt, init))
+        with kb.nest(extents, parallel=False) as avars:
+            v = kb.value(spec.ref, full_ix(avars))
+            kb.emit(Let(acc, dt, _COMBINE[spec.op](Var(acc, dt), v), reduce=True))
+        final = Var(acc, dt)
+        if spec.op == "mean":
+            final = Math.DIV(final, Cast(sym.product(extents), dt))
+    kb.row_values[node.id] = kb.bind(final, node.outs[0].dtype)
+    if isinstance(kb.row_values[node.id], Var) and kb.row_values[node.id].name == acc:
+        # keep the accumulator name private: later reductions may not re-assign it
+        kb.row_values[node.id] = Var(acc, dt)
+
+
+def _emit_gemm_group(lw, name, nodes, stored, mm):
+    """``gemm`` LibCall for ``mm`` then the epilogue members as a loop over their outputs."""
+    prog = lw.program
+    mm_ref = (mm.id, 0)
+    for src, _ in mm.inputs:
+        if src in {n.id for n in nodes}:
+            raise Illegal("GEMM operands are read from memory by the BLAS library")
+    epilogue = [r for r in stored if r != mm_ref]
+    c_shape = lw.shapes[mm_ref]
+    dt = mm.outs[0].dtype
+    in_place = (
+        mm_ref not in stored
+        and len(epilogue) == 1
+        and lw.shapes[epilogue[0]] == c_shape
+        and prog.spec(epilogue[0]).dtype == dt
+    )
+    kb = GroupEmitter(lw, name, [n.id for n in nodes if n.id != mm.id])
+    if in_place:
+        c_buf = kb.out_buffer(prog.node(epilogue[0][0]), epilogue[0][1])
+    elif mm_ref in stored:
+        c_buf = kb.out_buffer(mm)
+    else:
+        c_buf = f"t{mm.id}"
+        lw.buffers[c_buf] = Buffer(c_buf, dt, c_shape, "temp")
+        kb.writes.add(c_buf)
+    _emit_gemm(kb, mm, c_buf)
+    if epilogue:
+        kb.overrides[mm_ref] = c_buf
+        kb.reads.add(c_buf)
+        space = _stored_space(lw, epilogue)
+        for flat in (True, False):
+            saved = list(kb.blocks[0])
+            kb.divmod_used = False
+            if flat:
+                with kb.loop(sym.product(space), parallel=True) as i:
+                    _store_all(kb, epilogue, kb.ix(space, flat=i))
+            else:
+                with kb.nest(space) as idx:
+                    _store_all(kb, epilogue, kb.ix(space, dims=idx))
+            if not kb.divmod_used or len(space) <= 1:
+                break
+            kb.blocks[0] = saved
+    return kb, kb.body()
+
+
+def _emit_gemm(kb, mm, c_buf):
+    lw = kb.lw
+    a_ref, b_ref = (tuple(r) for r in mm.inputs)
+    a_s, b_s = lw.shapes[a_ref], lw.shapes[b_ref]
+    c_s = lw.shapes[(mm.id, 0)]
+    ta, tb = mm.attrs["transpose_a"], mm.attrs["transpose_b"]
+    m, n = c_s[-2], c_s[-1]
+    k = a_s[-2] if ta else a_s[-1]
+    a_buf, b_buf = lw.buffer_for_read(a_ref), lw.buffer_for_read(b_ref)
+    kb.reads.update((a_buf, b_buf))
+    batch = c_s[:-2]
+    mk, kn, mn = sym.mul(m, k), sym.mul(k, n), sym.mul(m, n)
+    dt = mm.outs[0].dtype
+    one, zero = Const(1.0, dt), Const(0.0, dt)
+
+    def stride(op_batch, size):
+        if tuple(op_batch) == tuple(batch):
+            return size
+        if all(sym.const_value(d) == 1 for d in op_batch):
+            return sym.ZERO
+        return None
+
+    sa, sb = stride(a_s[:-2], mk), stride(b_s[:-2], kn)
+    flags = (i64(int(ta)), i64(int(tb)))
+    if sa is not None and sb is not None:
+        kb.emit(LibCall("gemm", (a_buf, b_buf, c_buf, *flags, m, n, k, sym.product(batch),
+                                 sa, sb, mn, one, zero, sym.ZERO, sym.ZERO, sym.ZERO)))  # fmt: skip
+        return
+    # mixed batch broadcasting: one GEMM per output batch index
+    with kb.nest(batch, parallel=False) as bidx:
+        bix = Ix(kb, batch, dims=bidx)
+        offs = []
+        for op_batch, size in ((a_s[:-2], mk), (b_s[:-2], kn)):
+            r, t = len(batch), len(op_batch)
+            dims = []
+            for j in range(t):
+                d = op_batch[j]
+                dims.append(sym.ZERO if sym.const_value(d) == 1 else
+                            sym.select(sym.eq(d, 1), 0, bix.dims()[r - t + j]))  # fmt: skip
+            offs.append(sym.mul(sym.flat_index(dims, op_batch), size))
+        oc = sym.mul(bix.flat(), mn)
+        kb.emit(LibCall("gemm", (a_buf, b_buf, c_buf, *flags, m, n, k, sym.ONE, sym.ZERO,
+                                 sym.ZERO, sym.ZERO, one, zero, offs[0], offs[1], oc)))  # fmt: skip
