@@ -1,0 +1,137 @@
+"""llvmlite plumbing: host target machine, verification, O3 pipeline, object code, loading.
+
+Compilation goes LLVM IR text -> verified module -> O3 (new pass manager, tuned for the host
+CPU name and features, e.g. znver4 with AVX-512) -> relocatable object code. Loading always goes
+through the object code (also when it comes straight from the compiler), so a module loaded
+from the disk cache runs exactly the code a fresh compile would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import llvmlite.binding as llvm
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _init():
+    if _state:
+        return _state
+    with _lock:
+        if _state:
+            return _state
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        cpu = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features().flatten()
+        target = llvm.Target.from_triple(llvm.get_process_triple())
+        tm = _target_machine(target, cpu, features)
+        _load_blas()
+        # read the data layout once: each ``tm.target_data`` wrapper frees shared state
+        # when collected, and a second one then crashes
+        td = tm.target_data
+        _state.update(
+            tm=tm,
+            td=td,
+            target=target,
+            layout=str(td),
+            cpu=cpu,
+            features=features,
+            triple=llvm.get_process_triple(),
+        )
+    return _state
+
+
+def _target_machine(target, cpu, features):
+    return target.create_target_machine(
+        cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default", jit=False
+    )
+
+
+def _load_blas():
+    """Make scipy-openblas32's cblas symbols resolvable by JIT-linked code."""
+    import ctypes
+    import os
+
+    try:
+        import scipy_openblas32 as sob
+    except ImportError:  # pragma: no cover - install_requires has it
+        return
+    path = os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}.so")
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    for name in ("scipy_cblas_sgemm", "scipy_cblas_dgemm"):
+        llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    _state["blas_lib"] = lib
+
+
+def host() -> dict:
+    """{'cpu', 'features', 'triple'} of the machine code is generated for."""
+    s = _init()
+    return {"cpu": s["cpu"], "features": s["features"], "triple": s["triple"]}
+
+
+def optimise(ir_text: str, opt_level: int = 3) -> tuple[object, dict]:
+    """Parse, verify and optimise; returns (llvm ModuleRef, seconds per step)."""
+    s = _init()
+    tm = s["tm"]
+    secs = {}
+    t0 = time.perf_counter()
+    mod = llvm.parse_assembly(ir_text)
+    mod.triple = s["triple"]
+    mod.data_layout = s["layout"]
+    mod.verify()
+    secs["llvm_parse_verify"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with _lock:
+        # one pass builder per level for the process: disposing one (with its target
+        # machine reference) crashes the next run in this llvmlite version
+        pm = _state.setdefault("pm", {}).get(opt_level)
+        if pm is None:
+            pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+            pto.loop_vectorization = opt_level >= 2
+            pto.slp_vectorization = opt_level >= 2
+            pto.loop_unrolling = opt_level >= 2
+            pb = llvm.create_pass_builder(tm, pto)
+            pm = _state["pm"][opt_level] = (pto, pb)
+        pto, pb = pm
+        pb.getModulePassManager().run(mod, pb)
+    secs["llvm_opt"] = time.perf_counter() - t0
+    return mod, secs
+
+
+def emit_object(mod) -> bytes:
+    return _init()["tm"].emit_object(mod)
+
+
+def emit_assembly(ir_text: str) -> str:
+    s = _init()
+    mod = llvm.parse_assembly(ir_text)
+    mod.triple = s["triple"]
+    mod.data_layout = s["layout"]
+    return s["tm"].emit_assembly(mod)
+
+
+class LoadedObject:
+    """Object code linked into the process; ``address(name)`` of its symbols."""
+
+    def __init__(self, obj: bytes):
+        s = _init()
+        empty = llvm.parse_assembly("")
+        empty.triple = s["triple"]
+        # the engine takes ownership of (and frees) its target machine: give it its own
+        tm = _target_machine(s["target"], s["cpu"], s["features"])
+        self.engine = llvm.create_mcjit_compiler(empty, tm)
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        addr = self.engine.get_function_address(name)
+        if not addr:
+            raise RuntimeError(f"symbol {name!r} not found in the compiled object")
+        return addr
+
+    def global_address(self, name: str) -> int:
+        return self.engine.get_global_value_address(name)

@@ -1,0 +1,1011 @@
+"""Render a Kernel IR ``KernelProgram`` to one LLVM module (llvmlite's IR builder).
+
+The module exports one entry point (the XLA-style "buffer table" function)::
+
+    i32 gc_entry(ptr bufs, ptr dims, ptr trace, i32 nthreads)
+
+``bufs[slot]`` holds the base address of each storage root (a buffer and every buffer that
+``alias_of`` it share one slot; const buffers are module globals and take no slot),
+``dims[i]`` the runtime size of each ``None`` dimension, ``trace`` is null or a
+``double[2 * kernels]`` that receives CLOCK_MONOTONIC start/end times (the clock of
+``time.perf_counter``) of every kernel. ``nthreads`` caps the threads a parallel loop uses.
+
+Each Kernel becomes ``void kN(ptr noalias root..., ptr dims, i32 nthreads)``. Distinct storage
+roots are distinct allocations, so every pointer parameter is ``noalias``: LLVM needs that to
+vectorise loops without runtime checks. A top-level ``Loop(parallel=True)`` is outlined into
+``kN.parJ(ptr noalias root..., ptr dims, ptr frame, i64 lo, i64 hi)``; the kernel runs it
+on the calling thread when the loop is small, or splits it over ``pthread_create``d threads
+(the calling thread takes the first chunk) when the estimated work is large enough to pay
+for thread start-up (~20 us). Scalar locals (``Let``) live in allocas that SROA promotes to
+SSA values; a ``Let(reduce=True)`` update gets the ``reassoc`` fast-math flag so LLVM may
+vectorise the reduction. Transcendentals come from ``math.py`` (vectorisable polynomials).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from ... import dtypes as _dt
+from ...errors import UnimplementedError
+from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
+from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
+from . import math as _m
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+F64 = ir.DoubleType()
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+#: estimated work units (roughly: scalar loads/stores/flops) below which a parallel loop
+#: stays on the calling thread; thread start-up costs about as much as 50k such units.
+PARALLEL_MIN_WORK = 1 << 17
+
+_VALUE_TYPES = {
+    _dt.float16: ir.HalfType(),
+    _dt.float32: ir.FloatType(),
+    _dt.float64: ir.DoubleType(),
+    _dt.int32: I32,
+    _dt.int64: I64,
+    _dt.bool_: I1,
+}
+
+
+def value_type(dtype):
+    """LLVM type of a scalar value of ``dtype`` (bool is i1 in registers)."""
+    return _VALUE_TYPES[dtype]
+
+
+def memory_type(dtype):
+    """LLVM type of one element in memory (bool is a byte, as in numpy)."""
+    return I8 if dtype == _dt.bool_ else _VALUE_TYPES[dtype]
+
+
+@dataclass
+class Layout:
+    """Where each buffer lives at run time: shared by the renderer and the runtime."""
+
+    slots: list = field(default_factory=list)  # root buffer names in slot order
+    root: dict = field(default_factory=dict)  # buffer name -> root buffer name
+    dims: list = field(default_factory=list)  # dim names in dims[] order
+
+    @classmethod
+    def of(cls, kp: KernelProgram) -> Layout:
+        lay = cls()
+        for name in kp.buffers:
+            seen = set()
+            r = name
+            while kp.buffers[r].alias_of is not None:
+                if r in seen:
+                    raise ValueError(f"alias_of cycle through buffer {name!r}")
+                seen.add(r)
+                r = kp.buffers[r].alias_of
+            lay.root[name] = r
+        for name, buf in kp.buffers.items():
+            if lay.root[name] == name and buf.kind != "const":
+                lay.slots.append(name)
+        lay.dims = list(kp.dims)
+        return lay
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)[:48]
+
+
+def _walk_exprs(e, out: set):
+    if isinstance(e, Load):
+        out.add(e.buffer)
+        _walk_exprs(e.index, out)
+    elif isinstance(e, Call):
+        for a in e.args:
+            _walk_exprs(a, out)
+    elif isinstance(e, Cast):
+        _walk_exprs(e.x, out)
+
+
+def buffers_used(body) -> set:
+    """Buffer names loaded, stored or passed to a library call anywhere in ``body``."""
+    out: set = set()
+    for s in body:
+        if isinstance(s, Loop):
+            _walk_exprs(s.start, out)
+            _walk_exprs(s.stop, out)
+            out |= buffers_used(s.body)
+        elif isinstance(s, If):
+            _walk_exprs(s.cond, out)
+            out |= buffers_used(s.then) | buffers_used(s.orelse)
+        elif isinstance(s, Let):
+            _walk_exprs(s.value, out)
+        elif isinstance(s, Store):
+            out.add(s.buffer)
+            _walk_exprs(s.index, out)
+            _walk_exprs(s.value, out)
+        elif isinstance(s, LibCall):
+            for a in s.args:
+                if isinstance(a, str):
+                    out.add(a)
+                else:
+                    _walk_exprs(a, out)
+    return out
+
+
+def _body_cost(body) -> int:
+    """Static work estimate of one execution of ``body`` (inner loops of unknown trip count
+    count as 64 iterations)."""
+    total = 0
+    for s in body:
+        if isinstance(s, Loop):
+            trips = 64
+            if isinstance(s.start, Const) and isinstance(s.stop, Const):
+                trips = max(int(s.stop.value) - int(s.start.value), 0)
+            total += trips * max(_body_cost(s.body), 1)
+        elif isinstance(s, LibCall):
+            total += 1 << 20
+        elif isinstance(s, If):
+            total += 1 + max(_body_cost(s.then), _body_cost(s.orelse))
+        else:
+            total += 1 + _expr_cost(getattr(s, "value", None))
+    return total
+
+
+def _expr_cost(e) -> int:
+    if isinstance(e, Call):
+        own = 20 if e.fn.name in _m.TRANSCENDENTAL or e.fn in (Math.POW, Math.MOD) else 1
+        return own + sum(_expr_cost(a) for a in e.args)
+    if isinstance(e, Cast):
+        return _expr_cost(e.x)
+    if isinstance(e, Load):
+        return 1
+    return 0
+
+
+class _Fn:
+    """State while emitting one LLVM function: builder, local scope, dims, buffer pointers."""
+
+    def __init__(self, r: Renderer, fn: ir.Function, roots: dict, dims_ptr):
+        self.r = r
+        self.fn = fn
+        self.entry = fn.append_basic_block("entry")
+        self.body_block = fn.append_basic_block("body")
+        self.b = ir.IRBuilder(self.body_block)
+        self.roots = roots  # root name -> ptr value
+        self.dims_ptr = dims_ptr
+        self.dim_vals: dict = {}
+        self.scope: dict = {}  # var -> (alloca, dtype)
+        self.memo: dict = {}
+
+    def finish(self):
+        ir.IRBuilder(self.entry).branch(self.body_block)
+
+    def alloca(self, ty, name=""):
+        with_b = ir.IRBuilder(self.entry)
+        return with_b.alloca(ty, name=name)
+
+    def dim(self, name: str):
+        v = self.dim_vals.get(name)
+        if v is None:
+            idx = self.r.layout.dims.index(name)
+            eb = ir.IRBuilder(self.entry)
+            p = _gep(eb, self.dims_ptr, [ir.Constant(I64, idx)], inbounds=True, source_etype=I64)
+            v = eb.load(p, name=f"dim.{_sanitize(name)}", typ=I64)
+            self.dim_vals[name] = v
+        return v
+
+    def buf_ptr(self, buffer: str, index):
+        r = self.r
+        root = r.layout.root[buffer]
+        base = self.roots[root]
+        ety = memory_type(r.kp.buffers[buffer].dtype)
+        return _gep(self.b, base, [index], inbounds=True, source_etype=ety), ety
+
+
+class Renderer:
+    """Builds the module for one KernelProgram; ``render()`` returns the llvmlite module."""
+
+    def __init__(self, kp: KernelProgram, fast_math: bool = False, name: str = "graphc"):
+        self.kp = kp
+        self.layout = Layout.of(kp)
+        self.fast_math = fast_math
+        self.module = ir.Module(name=name)
+        self.module.triple = ""  # filled by the JIT from the target machine
+        self.const_globals: dict = {}
+        self._decls: dict = {}
+
+    # -- module-level helpers ---------------------------------------------------------------
+    def declare(self, name: str, ret, args, var_arg=False) -> ir.Function:
+        fn = self._decls.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args, var_arg=var_arg), name)
+            self._decls[name] = fn
+        return fn
+
+    def const_global(self, name: str):
+        g = self.const_globals.get(name)
+        if g is None:
+            buf = self.kp.buffers[name]
+            arr = np.ascontiguousarray(np.asarray(buf.value, dtype=buf.dtype.np))
+            data = bytearray(arr.tobytes()) or bytearray(1)
+            ty = ir.ArrayType(I8, len(data))
+            g = ir.GlobalVariable(self.module, ty, name=f"const.{_sanitize(name)}")
+            g.initializer = ir.Constant(ty, data)
+            g.global_constant = True
+            g.linkage = "internal"
+            g.align = 64
+            self.const_globals[name] = g
+        return g
+
+    # -- top level --------------------------------------------------------------------------
+    def render(self) -> ir.Module:
+        kfns = [self._kernel(i, k) for i, k in enumerate(self.kp.kernels)]
+        self._entry(kfns)
+        return self.module
+
+    def _now(self, b: ir.IRBuilder):
+        """CLOCK_MONOTONIC seconds as a double (the clock of time.perf_counter on Linux)."""
+        fn = self._decls.get("gc.now")
+        if fn is None:
+            cg = self.declare("clock_gettime", I32, [I32, PTR])
+            fn = ir.Function(self.module, ir.FunctionType(F64, []), "gc.now")
+            fn.linkage = "internal"
+            self._decls["gc.now"] = fn
+            fb = ir.IRBuilder(fn.append_basic_block("entry"))
+            ts = fb.alloca(ir.ArrayType(I64, 2))
+            fb.call(cg, [ir.Constant(I32, 1), ts])
+            sec = fb.load(
+                _gep(
+                    fb,
+                    ts,
+                    [ir.Constant(I64, 0), ir.Constant(I32, 0)],
+                    source_etype=ts.allocated_type,
+                ),
+                typ=I64,
+            )
+            nsec = fb.load(
+                _gep(
+                    fb,
+                    ts,
+                    [ir.Constant(I64, 0), ir.Constant(I32, 1)],
+                    source_etype=ts.allocated_type,
+                ),
+                typ=I64,
+            )
+            t = fb.fadd(fb.sitofp(sec, F64), fb.fmul(fb.sitofp(nsec, F64), ir.Constant(F64, 1e-9)))
+            fb.ret(t)
+        return b.call(fn, [])
+
+    def _entry(self, kfns):
+        fn = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I32]), "gc_entry")
+        bufs, dims, trace, nthreads = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        slot_of = {n: i for i, n in enumerate(self.layout.slots)}
+        has_trace = b.icmp_unsigned("!=", trace, ir.Constant(PTR, None))
+        for i, (kfn, roots) in enumerate(kfns):
+            args = []
+            for root in roots:
+                if self.kp.buffers[root].kind == "const":
+                    args.append(self.const_global(root))
+                else:
+                    p = _gep(
+                        b, bufs, [ir.Constant(I64, slot_of[root])], inbounds=True, source_etype=PTR
+                    )
+                    args.append(b.load(p, typ=PTR))
+            self._stamp(b, has_trace, trace, 2 * i)
+            b.call(kfn, args + [dims, nthreads])
+            self._stamp(b, has_trace, trace, 2 * i + 1)
+        b.ret(ir.Constant(I32, 0))
+
+    def _stamp(self, b, has_trace, trace, k):
+        with b.if_then(has_trace, likely=False):
+            p = _gep(b, trace, [ir.Constant(I64, k)], inbounds=True, source_etype=F64)
+            b.store(self._now(b), p)
+
+    def _roots_of(self, body) -> list:
+        used = buffers_used(body)
+        for name in used:
+            if name not in self.kp.buffers:
+                raise ValueError(f"kernel refers to unknown buffer {name!r}")
+        return sorted({self.layout.root[n] for n in used})
+
+    def _kernel(self, i: int, k):
+        roots = self._roots_of(k.body)
+        name = f"k{i}.{_sanitize(k.name)}"
+        fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
+        fn = ir.Function(self.module, fty, name)
+        fn.linkage = "internal"
+        for a in fn.args[: len(roots)]:
+            a.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        f = _Fn(self, fn, dict(zip(roots, fn.args)), fn.args[len(roots)])
+        f.nthreads = fn.args[len(roots) + 1]
+        f.kernel_name = name
+        f.par_count = 0
+        self._stmts(f, k.body, top=True)
+        f.b.ret_void()
+        f.finish()
+        return fn, roots
+
+    # -- statements -------------------------------------------------------------------------
+    def _stmts(self, f: _Fn, body, top=False):
+        for s in body:
+            f.memo = {}
+            if isinstance(s, Loop):
+                if s.parallel and top:
+                    self._parallel_loop(f, s)
+                else:
+                    self._loop(f, s)
+            elif isinstance(s, Let):
+                self._let(f, s)
+            elif isinstance(s, Store):
+                idx = self._index(f, s.index)
+                ptr, ety = f.buf_ptr(s.buffer, idx)
+                dt = self.kp.buffers[s.buffer].dtype
+                v = self._cast(f, self._expr(f, s.value), expr_dtype(s.value), dt)
+                if dt == _dt.bool_:
+                    v = f.b.zext(v, I8)
+                f.b.store(v, ptr, align=dt.itemsize)
+            elif isinstance(s, LibCall):
+                self._libcall(f, s)
+            elif isinstance(s, If):
+                self._if(f, s)
+            else:
+                raise TypeError(f"not a Kernel IR statement: {s!r}")
+
+    def _if(self, f: _Fn, s: If):
+        cond = self._expr(f, s.cond)
+        if expr_dtype(s.cond) != _dt.bool_:
+            cond = self._cast(f, cond, expr_dtype(s.cond), _dt.bool_)
+        with f.b.if_else(cond) as (then, otherwise):
+            with then:
+                self._stmts(f, s.then)
+            with otherwise:
+                self._stmts(f, s.orelse)
+        f.memo = {}
+
+    def _let(self, f: _Fn, s: Let):
+        slot = f.scope.get(s.var)
+        if slot is None or slot[1] != s.dtype:
+            slot = (f.alloca(value_type(s.dtype), name=_sanitize(s.var)), s.dtype)
+            f.scope[s.var] = slot
+        flags = ("reassoc", "nsz") if s.reduce and s.dtype.is_floating else ()
+        v = self._expr(f, s.value, flags)
+        v = self._cast(f, v, expr_dtype(s.value), s.dtype)
+        f.b.store(v, slot[0])
+
+    def _index(self, f: _Fn, e):
+        v = self._expr(f, e)
+        dt = expr_dtype(e)
+        if dt != _dt.int64:
+            v = self._cast(f, v, dt, _dt.int64)
+        return v
+
+    def _loop(self, f: _Fn, s: Loop, start=None, stop=None):
+        b = f.b
+        lo = start if start is not None else self._index(f, s.start)
+        hi = stop if stop is not None else self._index(f, s.stop)
+        iv = f.alloca(I64, name=_sanitize(s.var))
+        prev = f.scope.get(s.var)
+        f.scope[s.var] = (iv, _dt.int64)
+        b.store(lo, iv)
+        header = f.fn.append_basic_block(f"{_sanitize(s.var)}.head")
+        body = f.fn.append_basic_block(f"{_sanitize(s.var)}.body")
+        exit_ = f.fn.append_basic_block(f"{_sanitize(s.var)}.exit")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.load(iv, typ=I64)
+        b.cbranch(b.icmp_signed("<", i, hi), body, exit_)
+        b.position_at_end(body)
+        self._stmts(f, s.body)
+        i = b.load(iv, typ=I64)
+        b.store(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), iv)
+        b.branch(header)
+        b.position_at_end(exit_)
+        f.memo = {}
+        if prev is None:
+            del f.scope[s.var]
+        else:
+            f.scope[s.var] = prev
+
+    def _parallel_loop(self, f: _Fn, s: Loop):
+        """Outline the loop body; run it inline or over threads depending on its size."""
+        b = f.b
+        j = f.par_count
+        f.par_count += 1
+        roots = list(f.roots)
+        # snapshot of the scalar locals the body may read (iterations are independent)
+        locals_ = list(f.scope.items())
+        frame_ty = ir.LiteralStructType([value_type(dt) for _, (_, dt) in locals_] or [I8])
+        outl = self._outline(f, s, roots, locals_, frame_ty, j)
+
+        lo = self._index(f, s.start)
+        hi = self._index(f, s.stop)
+        frame = f.alloca(frame_ty, name="frame")
+        for k, (_, (slot, dt)) in enumerate(locals_):
+            p = _gep(b, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
+            b.store(b.load(slot, typ=value_type(dt)), p)
+        trips = b.sub(hi, lo)
+        cost = max(_body_cost(s.body), 1)
+        work = b.mul(trips, ir.Constant(I64, cost))
+        want = b.sdiv(work, ir.Constant(I64, PARALLEL_MIN_WORK))
+        nthr = b.sext(f.nthreads, I64)
+        n = b.select(b.icmp_signed("<", want, nthr), want, nthr)
+        n = b.select(b.icmp_signed("<", trips, n), trips, n)
+        serial = b.icmp_signed("<=", n, ir.Constant(I64, 1))
+        root_vals = [f.roots[r] for r in roots]
+        with b.if_else(serial, likely=True) as (then, otherwise):
+            with then:
+                b.call(outl, root_vals + [f.dims_ptr, frame, lo, hi])
+            with otherwise:
+                self._spawn(f, outl, roots, frame, lo, trips, n)
+
+    def _outline(self, f: _Fn, s: Loop, roots, locals_, frame_ty, j):
+        args = [PTR] * len(roots) + [PTR, PTR, I64, I64]
+        fn = ir.Function(self.module, ir.FunctionType(VOID, args), f"{f.kernel_name}.par{j}")
+        fn.linkage = "internal"
+        for a in fn.args[: len(roots)]:
+            a.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        dims, frame, lo, hi = fn.args[len(roots) :]
+        g = _Fn(self, fn, dict(zip(roots, fn.args)), dims)
+        g.nthreads = ir.Constant(I32, 1)
+        g.kernel_name = f"{f.kernel_name}.par{j}"
+        g.par_count = 0
+        eb = ir.IRBuilder(g.entry)
+        for k, (var, (_, dt)) in enumerate(locals_):
+            slot = eb.alloca(value_type(dt), name=_sanitize(var))
+            p = _gep(eb, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
+            eb.store(eb.load(p, typ=value_type(dt)), slot)
+            g.scope[var] = (slot, dt)
+        self._loop(g, s, start=lo, stop=hi)
+        g.b.ret_void()
+        g.finish()
+
+        # pthread trampoline: ptr -> ptr, argument block {roots ptr, dims, frame, lo, hi}
+        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), f"{g.kernel_name}.thread")
+        tr.linkage = "internal"
+        tb = ir.IRBuilder(tr.append_basic_block("entry"))
+        (arg,) = tr.args
+        ab = self._argblock_ty()
+
+        def field_(k, ty):
+            return tb.load(
+                _gep(tb, arg, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ab), typ=ty
+            )
+
+        rptr = field_(0, PTR)
+        rv = [
+            tb.load(_gep(tb, rptr, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+            for k in range(len(roots))
+        ]
+        tb.call(fn, rv + [field_(1, PTR), field_(2, PTR), field_(3, I64), field_(4, I64)])
+        tb.ret(ir.Constant(PTR, None))
+        fn.trampoline = tr
+        return fn
+
+    def _argblock_ty(self):
+        return ir.LiteralStructType([PTR, PTR, PTR, I64, I64])
+
+    def _spawn(self, f: _Fn, outl, roots, frame, lo, trips, n):
+        """Split [lo, lo+trips) into n chunks: n-1 pthreads + the calling thread."""
+        b = f.b
+        ab = self._argblock_ty()
+        create = self.declare("pthread_create", I32, [PTR, PTR, PTR, PTR])
+        join = self.declare("pthread_join", I32, [I64, PTR])
+        rarr = b.alloca(PTR, ir.Constant(I64, max(len(roots), 1)))
+        for k, r in enumerate(roots):
+            b.store(f.roots[r], _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
+        blocks = b.alloca(ab, n)
+        tids = b.alloca(I64, n)
+        ok = b.alloca(I1, n)
+        chunk = b.sdiv(b.add(trips, b.sub(n, ir.Constant(I64, 1))), n)
+        tramp = outl.trampoline
+        root_vals = [f.roots[r] for r in roots]
+
+        def bounds(t):
+            s = b.add(lo, b.mul(t, chunk))
+            e = b.add(s, chunk)
+            end = b.add(lo, trips)
+            e = b.select(b.icmp_signed("<", e, end), e, end)
+            return s, e
+
+        # threads 1..n-1
+        with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
+            s_, e_ = bounds(t)
+            blk = _gep(b, blocks, [t], source_etype=ab)
+            for k, v in enumerate([rarr, f.dims_ptr, frame, s_, e_]):
+                b.store(
+                    v, _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ab)
+                )
+            tid = _gep(b, tids, [t], source_etype=I64)
+            rc = b.call(create, [tid, ir.Constant(PTR, None), tramp, blk])
+            started = b.icmp_signed("==", rc, ir.Constant(I32, 0))
+            b.store(started, _gep(b, ok, [t], source_etype=I1))
+            with b.if_then(b.not_(started)):
+                b.call(outl, root_vals + [f.dims_ptr, frame, s_, e_])  # could not start
+        s0, e0 = bounds(ir.Constant(I64, 0))
+        b.call(outl, root_vals + [f.dims_ptr, frame, s0, e0])
+        with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
+            started = b.load(_gep(b, ok, [t], source_etype=I1), typ=I1)
+            with b.if_then(started):
+                tid = b.load(_gep(b, tids, [t], source_etype=I64), typ=I64)
+                b.call(join, [tid, ir.Constant(PTR, None)])
+
+    # -- library calls ----------------------------------------------------------------------
+    def _libcall(self, f: _Fn, s: LibCall):
+        if s.fn != "gemm":
+            raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
+        (a, bb, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args
+        dt = self.kp.buffers[c].dtype
+        b = f.b
+        ival = [self._index(f, e) for e in (m, n, k, batch, sa, sb, sc, oa, ob, oc)]
+        m_, n_, k_, batch_, sa_, sb_, sc_, oa_, ob_, oc_ = ival
+        ta_v = bool(ta.value) if isinstance(ta, Const) else ta
+        tb_v = bool(tb.value) if isinstance(tb, Const) else tb
+        if not isinstance(ta_v, bool) or not isinstance(tb_v, bool):
+            raise UnimplementedError("gemm: trans_a/trans_b must be constants")
+        if dt in (_dt.float32, _dt.float64):
+            self._blas_gemm(f, s, dt, ta_v, tb_v, ival, alpha, beta)
+        else:
+            self._naive_gemm(f, s, dt, ta_v, tb_v, ival, alpha, beta)
+        _ = (m_, n_, k_, batch_, sa_, sb_, sc_, oa_, ob_, oc_, b)
+
+    def _blas_gemm(self, f, s, dt, ta, tb, ival, alpha, beta):
+        b = f.b
+        a_name, b_name, c_name = s.args[:3]
+        m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
+        fty = value_type(dt)
+        fname = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
+        gemm = self.declare(
+            fname, VOID, [I32, I32, I32, I32, I32, I32, fty, PTR, I32, PTR, I32, fty, PTR, I32]
+        )
+        al = self._cast(f, self._expr(f, alpha), expr_dtype(alpha), dt)
+        be = self._cast(f, self._expr(f, beta), expr_dtype(beta), dt)
+        one = ir.Constant(I64, 1)
+
+        def mx1(v):
+            return b.select(b.icmp_signed("<", v, one), one, v)
+
+        lda = mx1(m if ta else k)
+        ldb = mx1(k if tb else n)
+        ldc = mx1(n)
+        nonempty = b.and_(
+            b.icmp_signed(">", m, ir.Constant(I64, 0)), b.icmp_signed(">", n, ir.Constant(I64, 0))
+        )
+        t32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, ldc)]
+        with b.if_then(nonempty):
+            with _for(b, f.fn, ir.Constant(I64, 0), batch) as i:
+                pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
+                pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
+                pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
+                b.call(
+                    gemm,
+                    [
+                        ir.Constant(I32, 101),
+                        ir.Constant(I32, 112 if ta else 111),
+                        ir.Constant(I32, 112 if tb else 111),
+                        t32[0],
+                        t32[1],
+                        t32[2],
+                        al,
+                        pa,
+                        t32[3],
+                        pb,
+                        t32[4],
+                        be,
+                        pc,
+                        t32[5],
+                    ],
+                )
+
+    def _naive_gemm(self, f, s, dt, ta, tb, ival, alpha, beta):
+        """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
+        b = f.b
+        a_name, b_name, c_name = s.args[:3]
+        m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
+        acc_dt = _dt.float32 if dt == _dt.float16 else (_dt.int64 if dt.is_integer else dt)
+        if dt == _dt.bool_:
+            raise UnimplementedError("gemm on bool buffers")
+        at = self.kp.buffers[a_name].dtype
+        bt = self.kp.buffers[b_name].dtype
+        al = self._cast(f, self._expr(f, alpha), expr_dtype(alpha), acc_dt)
+        be = self._cast(f, self._expr(f, beta), expr_dtype(beta), acc_dt)
+        acc_slot = f.alloca(value_type(acc_dt))
+        fl = acc_dt.is_floating
+        zero = ir.Constant(value_type(acc_dt), 0.0 if fl else 0)
+        with _for(b, f.fn, ir.Constant(I64, 0), batch) as bi:
+            with _for(b, f.fn, ir.Constant(I64, 0), m) as i:
+                with _for(b, f.fn, ir.Constant(I64, 0), n) as j:
+                    b.store(zero, acc_slot)
+                    with _for(b, f.fn, ir.Constant(I64, 0), k) as p:
+                        ia = b.add(
+                            b.add(oa, b.mul(bi, sa)),
+                            b.add(b.mul(p, m), i) if ta else b.add(b.mul(i, k), p),
+                        )
+                        ib = b.add(
+                            b.add(ob, b.mul(bi, sb)),
+                            b.add(b.mul(j, k), p) if tb else b.add(b.mul(p, n), j),
+                        )
+                        pa, ea = f.buf_ptr(a_name, ia)
+                        pb, eb = f.buf_ptr(b_name, ib)
+                        va = self._cast(f, b.load(pa, typ=ea), at, acc_dt)
+                        vb = self._cast(f, b.load(pb, typ=eb), bt, acc_dt)
+                        prod = b.fmul(va, vb) if fl else b.mul(va, vb)
+                        acc = b.load(acc_slot, typ=value_type(acc_dt))
+                        b.store(b.fadd(acc, prod) if fl else b.add(acc, prod), acc_slot)
+                    ic = b.add(b.add(oc, b.mul(bi, sc)), b.add(b.mul(i, n), j))
+                    pc, ec = f.buf_ptr(c_name, ic)
+                    acc = b.load(acc_slot, typ=value_type(acc_dt))
+                    res = b.fmul(acc, al) if fl else b.mul(acc, al)
+                    old = self._cast(f, b.load(pc, typ=ec), dt, acc_dt)
+                    oldb = b.fmul(old, be) if fl else b.mul(old, be)
+                    # beta == 0 must not propagate NaN/Inf from the uninitialised C
+                    is0 = b.fcmp_ordered("==", be, zero) if fl else b.icmp_signed("==", be, zero)
+                    res = b.select(is0, res, b.fadd(res, oldb) if fl else b.add(res, oldb))
+                    b.store(self._cast(f, res, acc_dt, dt), pc)
+
+    # -- expressions ------------------------------------------------------------------------
+    def _expr(self, f: _Fn, e, flags=()):
+        key = (id(e), flags)
+        hit = f.memo.get(key)
+        if hit is not None:
+            return hit[0]
+        v = self._expr_uncached(f, e, flags)
+        f.memo[key] = (v, e)  # keep e alive so its id stays unique
+        return v
+
+    def _expr_uncached(self, f: _Fn, e, flags):
+        b = f.b
+        if isinstance(e, Const):
+            return _const(e.value, e.dtype)
+        if isinstance(e, Var):
+            slot = f.scope.get(e.name)
+            if slot is None:
+                raise ValueError(f"variable {e.name!r} used before definition")
+            return b.load(slot[0], typ=value_type(slot[1]))
+        if isinstance(e, Dim):
+            return f.dim(e.name)
+        if isinstance(e, Load):
+            ptr, ety = f.buf_ptr(e.buffer, self._index(f, e.index))
+            bdt = self.kp.buffers[e.buffer].dtype
+            v = b.load(ptr, typ=ety, align=bdt.itemsize)
+            if bdt == _dt.bool_:
+                v = b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+            return self._cast(f, v, bdt, e.dtype)
+        if isinstance(e, Cast):
+            return self._cast(f, self._expr(f, e.x, flags), expr_dtype(e.x), e.dtype)
+        if isinstance(e, Call):
+            dts = [expr_dtype(a) for a in e.args]
+            args = [self._expr(f, a, flags if e.fn in (Math.ADD, Math.MUL) else ()) for a in e.args]
+            return self._call(f, e.fn, args, dts, flags)
+        raise TypeError(f"not a Kernel IR expression: {e!r}")
+
+    def _cast(self, f: _Fn, v, src, dst):
+        b = f.b
+        if src == dst:
+            return v
+        st, dty = value_type(src), value_type(dst)
+        if dst == _dt.bool_:
+            if src.is_floating:
+                return b.fcmp_unordered("!=", v, ir.Constant(st, 0.0))
+            return b.icmp_signed("!=", v, ir.Constant(st, 0))
+        if src == _dt.bool_:
+            return b.uitofp(v, dty) if dst.is_floating else b.zext(v, dty)
+        if src.is_floating and dst.is_floating:
+            return b.fpext(v, dty) if src.itemsize < dst.itemsize else b.fptrunc(v, dty)
+        if src.is_floating:
+            return b.call(_m.intrinsic(self.module, "llvm.fptosi.sat", st, 1, ret=dty), [v])
+        if dst.is_floating:
+            return b.sitofp(v, dty)
+        if src.itemsize < dst.itemsize:
+            return b.sext(v, dty)
+        return b.trunc(v, dty)
+
+    def _call(self, f: _Fn, fn: Math, args, dts, flags):
+        b = f.b
+        dt = dts[-1] if fn is Math.SELECT else dts[0]
+        if fn is Math.SELECT:
+            cond = args[0]
+            return b.select(cond, args[1], args[2])
+        if dt == _dt.bool_:
+            return self._bool_call(b, fn, args)
+        if dt.is_floating:
+            fl = ("fast",) if self.fast_math else tuple(flags)
+            return self._float_call(f, fn, args, dt, fl)
+        return self._int_call(f, fn, args, dt)
+
+    def _bool_call(self, b, fn, args):
+        x = args[0]
+        y = args[1] if len(args) > 1 else None
+        table = {
+            Math.AND: lambda: b.and_(x, y),
+            Math.MUL: lambda: b.and_(x, y),
+            Math.MIN: lambda: b.and_(x, y),
+            Math.OR: lambda: b.or_(x, y),
+            Math.ADD: lambda: b.or_(x, y),
+            Math.MAX: lambda: b.or_(x, y),
+            Math.XOR: lambda: b.xor(x, y),
+            Math.NE: lambda: b.xor(x, y),
+            Math.SUB: lambda: b.xor(x, y),
+            Math.NOT: lambda: b.not_(x),
+            Math.EQ: lambda: b.not_(b.xor(x, y)),
+            Math.LT: lambda: b.icmp_unsigned("<", x, y),
+            Math.LE: lambda: b.icmp_unsigned("<=", x, y),
+            Math.GT: lambda: b.icmp_unsigned(">", x, y),
+            Math.GE: lambda: b.icmp_unsigned(">=", x, y),
+            Math.ABS: lambda: x,
+            Math.SIGN: lambda: x,
+            Math.FLOOR: lambda: x,
+            Math.CEIL: lambda: x,
+            Math.ROUND: lambda: x,
+            Math.ISNAN: lambda: ir.Constant(I1, 0),
+            Math.ISFINITE: lambda: ir.Constant(I1, 1),
+        }
+        if fn not in table:
+            raise UnimplementedError(f"cpu backend: Math.{fn.name} on bool")
+        return table[fn]()
+
+    def _float_call(self, f: _Fn, fn: Math, args, dt, flags):
+        b = f.b
+        ty = value_type(dt)
+        x = args[0]
+        y = args[1] if len(args) > 1 else None
+
+        def c(v):
+            return ir.Constant(ty, v)
+
+        def intr(name, *a):
+            return b.call(_m.intrinsic(self.module, name, ty, len(a)), list(a))
+
+        if fn is Math.ADD:
+            return b.fadd(x, y, flags=flags)
+        if fn is Math.SUB:
+            return b.fsub(x, y, flags=flags)
+        if fn is Math.MUL:
+            return b.fmul(x, y, flags=flags)
+        if fn is Math.DIV:
+            return b.fdiv(x, y, flags=flags)
+        if fn in (Math.MAX, Math.MIN):
+            # numpy maximum/minimum propagate NaN from either side
+            pick = b.fcmp_ordered(">" if fn is Math.MAX else "<", x, y)
+            r = b.select(pick, x, y)
+            return b.select(b.fcmp_unordered("uno", x, x), x, r)
+        cmp = {Math.EQ: "==", Math.LT: "<", Math.LE: "<=", Math.GT: ">", Math.GE: ">="}
+        if fn in cmp:
+            return b.fcmp_ordered(cmp[fn], x, y)
+        if fn is Math.NE:
+            return b.fcmp_unordered("!=", x, y)
+        if fn is Math.NEG:
+            return b.fneg(x)
+        if fn is Math.ABS:
+            return intr("llvm.fabs", x)
+        if fn is Math.SIGN:
+            r = b.select(b.fcmp_ordered(">", x, c(0.0)), c(1.0), x)
+            r = b.select(b.fcmp_ordered("<", x, c(0.0)), c(-1.0), r)
+            return b.select(b.fcmp_ordered("==", x, c(0.0)), c(0.0), r)
+        if fn is Math.SQRT:
+            return intr("llvm.sqrt", x)
+        if fn is Math.RSQRT:
+            return b.fdiv(c(1.0), intr("llvm.sqrt", x), flags=flags)
+        if fn is Math.RECIP:
+            return b.fdiv(c(1.0), x, flags=flags)
+        if fn is Math.FLOOR:
+            return intr("llvm.floor", x)
+        if fn is Math.CEIL:
+            return intr("llvm.ceil", x)
+        if fn is Math.ROUND:
+            return intr("llvm.roundeven", x)
+        if fn is Math.ISNAN:
+            return b.fcmp_unordered("uno", x, x)
+        if fn is Math.ISFINITE:
+            return b.fcmp_ordered("<", intr("llvm.fabs", x), c(float("inf")))
+        if fn is Math.POW:
+            if dt == _dt.float16:
+                f32 = ir.FloatType()
+                p = b.call(
+                    _m.intrinsic(self.module, "llvm.pow", f32, 2),
+                    [b.fpext(x, f32), b.fpext(y, f32)],
+                )
+                return b.fptrunc(p, ty)
+            return intr("llvm.pow", x, y)
+        if fn in (Math.MOD, Math.FLOORDIV):
+            return self._float_divmod(b, fn, x, y, ty)
+        if fn.name in _m.TRANSCENDENTAL:
+            return b.call(_m.math_function(self.module, fn.name, ty), [x])
+        raise UnimplementedError(f"cpu backend: Math.{fn.name} on {dt.name}")
+
+    def _float_divmod(self, b, fn, a, d, ty):
+        """numpy's npy_divmod: fmod-based, sign of the divisor, exact floor division."""
+
+        def c(v):
+            return ir.Constant(ty, v)
+
+        def intr(name, *x):
+            return b.call(_m.intrinsic(self.module, name, ty, len(x)), list(x))
+
+        mod = b.frem(a, d)
+        fix = b.and_(
+            b.fcmp_ordered("!=", mod, c(0.0)),
+            b.xor(b.fcmp_ordered("<", d, c(0.0)), b.fcmp_ordered("<", mod, c(0.0))),
+        )
+        if fn is Math.MOD:
+            r = b.select(fix, b.fadd(mod, d), mod)
+            r = b.select(b.fcmp_ordered("==", mod, c(0.0)), intr("llvm.copysign", c(0.0), d), r)
+            return r
+        div = b.fdiv(b.fsub(a, mod), d)
+        div = b.select(fix, b.fsub(div, c(1.0)), div)
+        fl = intr("llvm.floor", div)
+        fl = b.select(b.fcmp_ordered(">", b.fsub(div, fl), c(0.5)), b.fadd(fl, c(1.0)), fl)
+        q = b.fdiv(a, d)
+        r = b.select(b.fcmp_ordered("!=", div, c(0.0)), fl, intr("llvm.copysign", c(0.0), q))
+        return b.select(b.fcmp_ordered("==", d, c(0.0)), q, r)
+
+    def _int_call(self, f: _Fn, fn: Math, args, dt):
+        b = f.b
+        ty = value_type(dt)
+        x = args[0]
+        y = args[1] if len(args) > 1 else None
+        zero, one = ir.Constant(ty, 0), ir.Constant(ty, 1)
+        if fn is Math.ADD:
+            return b.add(x, y)
+        if fn is Math.SUB:
+            return b.sub(x, y)
+        if fn is Math.MUL:
+            return b.mul(x, y)
+        if fn in (Math.DIV, Math.FLOORDIV, Math.MOD):
+            # reference: a divisor of 0 acts as 1; avoid the INT_MIN / -1 trap too
+            d = b.select(b.icmp_signed("==", y, zero), one, y)
+            m1 = b.icmp_signed("==", d, ir.Constant(ty, -1))
+            ds = b.select(m1, one, d)
+            q = b.sdiv(x, ds)
+            r = b.srem(x, ds)
+            q = b.select(m1, b.neg(x), q)
+            r = b.select(m1, zero, r)
+            adj = b.and_(
+                b.icmp_signed("!=", r, zero),
+                b.xor(b.icmp_signed("<", r, zero), b.icmp_signed("<", d, zero)),
+            )
+            if fn is Math.MOD:
+                return b.select(adj, b.add(r, d), r)
+            return b.select(adj, b.sub(q, one), q)
+        if fn is Math.MAX:
+            return b.select(b.icmp_signed(">", x, y), x, y)
+        if fn is Math.MIN:
+            return b.select(b.icmp_signed("<", x, y), x, y)
+        cmp = {
+            Math.EQ: "==",
+            Math.NE: "!=",
+            Math.LT: "<",
+            Math.LE: "<=",
+            Math.GT: ">",
+            Math.GE: ">=",
+        }
+        if fn in cmp:
+            return b.icmp_signed(cmp[fn], x, y)
+        if fn is Math.NEG:
+            return b.neg(x)
+        if fn is Math.ABS:
+            return b.select(b.icmp_signed("<", x, zero), b.neg(x), x)
+        if fn is Math.SIGN:
+            r = b.select(b.icmp_signed(">", x, zero), one, zero)
+            return b.select(b.icmp_signed("<", x, zero), ir.Constant(ty, -1), r)
+        if fn in (Math.FLOOR, Math.CEIL, Math.ROUND):
+            return x
+        if fn is Math.ISNAN:
+            return ir.Constant(I1, 0)
+        if fn is Math.ISFINITE:
+            return ir.Constant(I1, 1)
+        if fn in (Math.AND, Math.OR, Math.XOR):
+            op = {Math.AND: b.and_, Math.OR: b.or_, Math.XOR: b.xor}[fn]
+            return op(b.icmp_signed("!=", x, zero), b.icmp_signed("!=", y, zero))
+        if fn is Math.NOT:
+            return b.icmp_signed("==", x, zero)
+        if fn is Math.POW:
+            return b.call(self._ipow(ty), [x, y])
+        if fn is Math.BITXOR:
+            return b.xor(x, y)
+        if fn is Math.SHR:
+            # logical shift; shift counts outside [0, width) would be poison: mask them
+            return b.lshr(x, b.and_(y, ir.Constant(ty, ty.width - 1)))
+        raise UnimplementedError(f"cpu backend: Math.{fn.name} on {dt.name}")
+
+    def _ipow(self, ty):
+        """Integer power by squaring; a negative exponent counts as 0 (the reference's rule)."""
+        name = f"gc.ipow.i{ty.width}"
+        fn = self._decls.get(name)
+        if fn is not None:
+            return fn
+        fn = ir.Function(self.module, ir.FunctionType(ty, [ty, ty]), name)
+        fn.linkage = "internal"
+        self._decls[name] = fn
+        base, exp = fn.args
+        entry = fn.append_basic_block("entry")
+        loop = fn.append_basic_block("loop")
+        done = fn.append_basic_block("done")
+        b = ir.IRBuilder(entry)
+        b.branch(loop)
+        b.position_at_end(loop)
+        r = b.phi(ty)
+        x = b.phi(ty)
+        e = b.phi(ty)
+        r.add_incoming(ir.Constant(ty, 1), entry)
+        x.add_incoming(base, entry)
+        e.add_incoming(exp, entry)
+        odd = b.icmp_signed("!=", b.and_(e, ir.Constant(ty, 1)), ir.Constant(ty, 0))
+        pos = b.icmp_signed(">", e, ir.Constant(ty, 0))
+        r2 = b.select(b.and_(odd, pos), b.mul(r, x), r)
+        x2 = b.mul(x, x)
+        e2 = b.ashr(e, ir.Constant(ty, 1))
+        r.add_incoming(r2, loop)
+        x.add_incoming(x2, loop)
+        e.add_incoming(e2, loop)
+        b.cbranch(b.icmp_signed(">", e2, ir.Constant(ty, 0)), loop, done)
+        b.position_at_end(done)
+        b.ret(r2)
+        return fn
+
+
+def _gep(b, base, indices, inbounds=False, source_etype=None):
+    """getelementptr returning an opaque ``ptr`` (llvmlite's IR layer otherwise hands back
+    typed pointers whose store type checks reject opaque values)."""
+    r = b.gep(base, indices, inbounds=inbounds, source_etype=source_etype)
+    if r.type.is_opaque:
+        return r
+    cast = ir.instructions.CastInstr(b.block, "bitcast", r, PTR)  # builder skips "equal" types
+    b._insert(cast)
+    return cast
+
+
+def _const(value, dtype):
+    ty = value_type(dtype)
+    if dtype == _dt.bool_:
+        return ir.Constant(I1, 1 if value else 0)
+    if dtype.is_floating:
+        v = float(value)
+        if dtype == _dt.float16:
+            v = float(np.float16(v))
+        elif dtype == _dt.float32:
+            v = float(np.float32(v))
+        return ir.Constant(ty, v)
+    return ir.Constant(ty, int(np.asarray(value).astype(dtype.np)))
+
+
+class _for:
+    """``with _for(b, fn, lo, hi) as i:`` emits a counted loop (runtime helper loops)."""
+
+    def __init__(self, b, fn, lo, hi):
+        self.b, self.fn, self.lo, self.hi = b, fn, lo, hi
+
+    def __enter__(self):
+        b = self.b
+        self.pre = b.block
+        self.head = self.fn.append_basic_block("l.head")
+        self.body = self.fn.append_basic_block("l.body")
+        self.exit = self.fn.append_basic_block("l.exit")
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        self.i = b.phi(I64)
+        self.i.add_incoming(self.lo, self.pre)
+        b.cbranch(b.icmp_signed("<", self.i, self.hi), self.body, self.exit)
+        b.position_at_end(self.body)
+        return self.i
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        b = self.b
+        nxt = b.add(self.i, ir.Constant(I64, 1))
+        self.i.add_incoming(nxt, b.block)
+        b.branch(self.head)
+        b.position_at_end(self.exit)
+        return False
+
+
+def render(kp: KernelProgram, fast_math: bool = False) -> tuple[ir.Module, Layout]:
+    """LLVM module (entry ``gc_entry``) and buffer layout of a KernelProgram."""
+    r = Renderer(kp, fast_math)
+    return r.render(), r.layout

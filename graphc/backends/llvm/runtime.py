@@ -1,0 +1,216 @@
+"""Run a compiled KernelProgram: bind buffers, make ONE native call, hand back the fetches.
+
+Per run, in Python and before any native code: runtime dims are read from the feeds, the
+program's shape checks run, every feed's shape is compared with its buffer's (so the native
+code can never index outside an array), variables are bound (FailedPreconditionError for an
+uninitialised one), random keys computed. Then ``gc_entry`` runs every kernel in one ctypes
+call (which releases the GIL). Afterwards the status flags become InvalidArgumentError, and
+variable updates go to ``ctx.write_variable`` (the Session commits them).
+
+Storage: one slot per storage root (see ``render.Layout``). Outputs get fresh arrays every
+run (they are handed to the caller); temporaries live in arrays cached per runtime-dims value
+(the Session serialises runs of one Executable under its lock); a variable updated in place
+gets a private copy of its value, so a failed run changes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from ...errors import InvalidArgumentError
+from ...kernel.ir import KernelProgram
+from ...kernel.runtime import bind_variables, check_dims, eval_int, raise_status, rng_keys
+
+_ENTRY_T = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32
+)
+
+
+class _Plan:
+    """Concrete sizes and cached temporaries for one value of the runtime dims."""
+
+    __slots__ = ("shapes", "root_bytes", "temps", "out_shapes")
+
+
+class LLVMRunner:
+    """Holds the loaded code of one Executable; ``run(ctx, trace)`` returns the fetches."""
+
+    target = "cpu"
+
+    def __init__(
+        self,
+        kp: KernelProgram,
+        layout,
+        loaded,
+        kernel_names,
+        nthreads: int,
+        written_roots: set,
+        const_values: dict | None = None,
+    ):
+        self.kp = kp
+        self.layout = layout
+        self.loaded = loaded  # keeps the JIT engine (and the code) alive
+        self.entry = _ENTRY_T(loaded.address("gc_entry"))
+        self.kernel_names = kernel_names  # [(name, ops)]
+        self.nthreads = int(nthreads)
+        self.const_values = const_values or {}
+        self.nslots = len(layout.slots)
+        self.table = (ctypes.c_void_p * max(self.nslots, 1))()
+        self.table_addr = ctypes.addressof(self.table)
+        self.slot_of = {n: i for i, n in enumerate(layout.slots)}
+        self.dims_arr = (ctypes.c_int64 * max(len(layout.dims), 1))()
+        self.dims_addr = ctypes.addressof(self.dims_arr)
+        self.trace_arr = (ctypes.c_double * max(2 * len(kernel_names), 1))()
+        self._plans: dict = {}
+        bufs = kp.buffers
+        # members of each root (a root's storage must fit its largest member)
+        self.members: dict = {}
+        for name, root in layout.root.items():
+            self.members.setdefault(root, []).append(name)
+        roots = [(r, bufs[r].kind) for r in layout.slots]
+        self.out_roots = [r for r, k in roots if k == "output"]
+        self.temp_roots = [r for r, k in roots if k == "temp"]
+        self.var_roots = [r for r, k in roots if k == "var"]
+        self.rng_roots = [r for r, k in roots if k == "rng"]
+        self.status_roots = [r for r, k in roots if k == "status"]
+        self.private_vars = {r for r in self.var_roots if r in written_roots}
+        self.inputs = [
+            (k, name, self.slot_of[layout.root[name]], bufs[name].dtype.np)
+            for k, name in enumerate(kp.inputs)
+            if name is not None
+        ]
+        self.dim_src = [kp.dims[d] for d in layout.dims]
+        self.static = not layout.dims
+
+    # -- sizes -------------------------------------------------------------------------------
+    def _plan(self, dvals: tuple) -> _Plan:
+        plan = self._plans.get(dvals)
+        if plan is not None:
+            return plan
+        dims = dict(zip(self.layout.dims, dvals))
+        check_dims(self.kp, dims)
+        p = _Plan()
+        p.shapes = {
+            n: tuple(int(eval_int(d, dims)) for d in b.shape) for n, b in self.kp.buffers.items()
+        }
+        for n, shp in p.shapes.items():
+            if any(s < 0 for s in shp):
+                raise InvalidArgumentError(f"buffer {n}: negative size {shp} for dims {dims}")
+        p.root_bytes = {}
+        for root, names in self.members.items():
+            nb = [
+                int(np.prod(p.shapes[n], dtype=np.int64)) * self.kp.buffers[n].dtype.itemsize
+                for n in names
+            ]
+            p.root_bytes[root] = max(nb)
+        # temporaries: zero-filled once per dims value (like the Kernel IR interpreter)
+        p.temps = {r: np.zeros(max(p.root_bytes[r], 1), np.uint8) for r in self.temp_roots}
+        p.out_shapes = {r: p.shapes[r] for r in self.out_roots}
+        if len(self._plans) > 16:  # many batch sizes: keep memory bounded
+            self._plans.clear()
+        self._plans[dvals] = p
+        return p
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self, ctx, trace: list | None = None) -> list:
+        feeds = ctx.feeds
+        kp = self.kp
+        if self.static:
+            dvals = ()
+        else:
+            dvals = tuple(int(feeds[k].shape[axis]) for k, axis in self.dim_src)
+        plan = self._plans.get(dvals) or self._plan(dvals)
+        table = self.table
+        keep = []  # arrays whose memory the native code uses during the call
+        for k, name, slot, npdt in self.inputs:
+            arr = feeds[k]
+            if arr.dtype != npdt or not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr, dtype=npdt)
+            if arr.shape != plan.shapes[name]:
+                raise InvalidArgumentError(
+                    f"feed {k} ({name}): shape {arr.shape} does not match the shape "
+                    f"{plan.shapes[name]} implied by the other feeds"
+                )
+            keep.append(arr)
+            table[slot] = arr.ctypes.data
+        arrays = {}
+        for r in self.out_roots:
+            a = np.empty(plan.out_shapes[r], kp.buffers[r].dtype.np)
+            if plan.root_bytes[r] > a.nbytes or a.nbytes == 0:
+                a = np.empty(max(plan.root_bytes[r], 1), np.uint8)
+            arrays[r] = a
+            table[self.slot_of[r]] = a.ctypes.data
+        for r in self.temp_roots:
+            a = plan.temps[r]
+            arrays[r] = a
+            table[self.slot_of[r]] = a.ctypes.data
+        if self.var_roots:
+            values = bind_variables(kp, ctx)
+            for r in self.var_roots:
+                v = values.get(r)
+                if v is None:  # written before being read (Assign): no old value needed
+                    v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
+                else:
+                    v = np.asarray(v)
+                    want = plan.shapes[r]
+                    if v.shape != want:
+                        raise InvalidArgumentError(
+                            f"variable {kp.var_reads.get(r)} has shape {v.shape}, the program "
+                            f"expects {want}"
+                        )
+                    if (
+                        r in self.private_vars
+                        or v.dtype != kp.buffers[r].dtype.np
+                        or not v.flags.c_contiguous
+                    ):
+                        v = np.array(v, dtype=kp.buffers[r].dtype.np, order="C", copy=True)
+                    if v.nbytes == 0:
+                        v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
+                arrays[r] = v
+                table[self.slot_of[r]] = v.ctypes.data
+        for r in self.rng_roots:
+            a = rng_keys(kp, ctx)
+            if a.size == 0:
+                a = np.zeros(1, np.int64)
+            arrays[r] = a
+            table[self.slot_of[r]] = a.ctypes.data
+        for r in self.status_roots:
+            a = np.zeros(max(plan.root_bytes[r] // 4, 1), np.int32)
+            arrays[r] = a
+            table[self.slot_of[r]] = a.ctypes.data
+        if not self.static:
+            for i, v in enumerate(dvals):
+                self.dims_arr[i] = v
+        tr = self.trace_arr if trace is not None else None
+        self.entry(self.table_addr, self.dims_addr, tr, self.nthreads)
+        del keep
+        for r in self.status_roots:
+            raise_status(kp, arrays[r])
+        if trace is not None:
+            for i, (name, ops) in enumerate(self.kernel_names):
+                trace.append((name, ops, tr[2 * i], tr[2 * i + 1]))
+        for var, buf in kp.var_updates.items():
+            ctx.write_variable(var, self._value(buf, plan, arrays, feeds, fresh=False))
+        return [self._value(name, plan, arrays, feeds, fresh=True) for name in kp.outputs]
+
+    def _value(self, name, plan, arrays, feeds, fresh):
+        """The array of buffer ``name`` after the run (outputs as is; others copied)."""
+        b = self.kp.buffers[name]
+        shape = plan.shapes[name]
+        if b.kind == "input":
+            k = list(self.kp.inputs).index(name)
+            return np.array(feeds[k], dtype=b.dtype.np).reshape(shape)
+        if b.kind == "const":
+            return np.array(self.const_values[name], dtype=b.dtype.np).reshape(shape)
+        root = self.layout.root[name]
+        a = arrays[root]
+        if b.kind == "output" and root == name and a.shape == shape and a.dtype == b.dtype.np:
+            return a
+        n = int(np.prod(shape, dtype=np.int64))
+        raw = a.reshape(-1).view(np.uint8)[: n * b.dtype.itemsize]
+        return np.array(raw.view(b.dtype.np).reshape(shape))
+
+    def close(self) -> None:
+        self._plans.clear()

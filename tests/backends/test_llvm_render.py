@@ -1,0 +1,310 @@
+"""The LLVM renderer/runtime on hand-written Kernel IR programs (independent of lowering)."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import dtypes as dt
+from graphc.backends.llvm import cache, compile_kernel_program, load_compiled
+from graphc.errors import FailedPreconditionError, InvalidArgumentError
+from graphc.kernel.expr import Cast, Const, Dim, Load, Math, Var, i64
+from graphc.kernel.ir import Buffer, Check, If, Kernel, KernelProgram, Let, LibCall, Loop, Store
+from graphc.runtime_state import RunContext
+
+f32, f64, i64t = dt.float32, dt.float64, dt.int64
+
+
+def _opts(threads=None):
+    return gc.CompileOptions(threads=threads, cache_dir=None)
+
+
+def _run(kp, feeds, variables=None, threads=None, trace=None):
+    c = compile_kernel_program(kp, _opts(threads))
+    ctx = RunContext(variables or {}, {}, list(feeds))
+    out = c.runner.run(ctx, trace)
+    return out, ctx, c
+
+
+def _w1_program():
+    i = Var("i", i64t)
+    x = Load("x", i, f32)
+
+    def c(v):
+        return Const(v, f32)
+
+    a = Math.MUL(x, c(1.702))
+    s = Math.DIV(c(1.0), Math.ADD(c(1.0), Math.EXP(Math.NEG(a))))
+    y = Math.MUL(x, s)
+    z = Math.ADD(Math.MUL(Math.TANH(Math.ADD(Math.MUL(y, c(0.5)), c(0.1))), y), x)
+    n = Dim("n")
+    return KernelProgram(
+        buffers={"x": Buffer("x", f32, (n,), "input"), "z": Buffer("z", f32, (n,), "output")},
+        kernels=[
+            Kernel(
+                "w1",
+                (Loop("i", i64(0), n, (Store("z", i, z),), parallel=True),),
+                ops=("a", "s", "y", "z"),
+            )
+        ],
+        dims={"n": (0, 0)},
+        inputs=("x",),
+        outputs=("z",),
+    )
+
+
+def _w1_ref(x):
+    a = x * np.float32(1.702)
+    s = 1 / (1 + np.exp(-a))
+    y = x * s
+    return np.tanh(y * np.float32(0.5) + np.float32(0.1)) * y + x
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_w1_chain_dynamic_sizes(rng, threads):
+    kp = _w1_program()
+    c = compile_kernel_program(kp, _opts(threads))
+    for n in (0, 1, 17, 1000, 300_000):  # 300k: large enough to split over threads
+        x = (rng.standard_normal(n) * 4).astype(np.float32)
+        (z,) = c.runner.run(RunContext({}, {}, [x]), None)
+        assert z.shape == (n,) and z.dtype == np.float32
+        np.testing.assert_allclose(z, _w1_ref(x), rtol=2e-6, atol=2e-6)
+
+
+def test_threads_on_off_equal(rng):
+    kp = _w1_program()
+    x = rng.standard_normal(400_000).astype(np.float32)
+    (a,), _, _ = _run(kp, [x], threads=1)
+    (b,), _, _ = _run(kp, [x], threads=2)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_trace_records_kernel_times(rng):
+    kp = _w1_program()
+    trace = []
+    _run(kp, [rng.standard_normal(100).astype(np.float32)], trace=trace)
+    assert len(trace) == 1
+    name, ops, start, end = trace[0]
+    assert name == "w1" and ops == ("a", "s", "y", "z") and 0 < start <= end
+
+
+def test_feed_shape_mismatch_raises_before_native_code():
+    kp = _w1_program()
+    kp.buffers["y"] = Buffer("y", f32, (Dim("n"),), "input")
+    kp.inputs = ("x", "y")
+    c = compile_kernel_program(kp, _opts())
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        c.runner.run(RunContext({}, {}, [np.zeros(4, np.float32), np.zeros(5, np.float32)]), None)
+
+
+def test_row_reduction_and_sequential_scan(rng):
+    """Row sums (reduce=True accumulator) and a running max (sequential Let) of a (m, n)."""
+    m, n = Dim("m"), Dim("n")
+    i, j = Var("i", i64t), Var("j", i64t)
+    idx = Math.ADD(Math.MUL(i, n), j)
+    acc = Var("acc", f64)
+    body = (
+        Let("acc", f64, Const(0.0, f64)),
+        Let("mx", f32, Const(-np.inf, f32)),
+        Loop(
+            "j",
+            i64(0),
+            n,
+            (
+                Let("acc", f64, Math.ADD(acc, Cast(Load("x", idx, f32), f64)), reduce=True),
+                Let("mx", f32, Math.MAX(Var("mx", f32), Load("x", idx, f32))),
+                Store("cm", idx, Var("mx", f32)),
+            ),
+        ),
+        Store("s", i, acc),
+    )
+    kp = KernelProgram(
+        buffers={
+            "x": Buffer("x", f32, (m, n), "input"),
+            "s": Buffer("s", f64, (m,), "output"),
+            "cm": Buffer("cm", f32, (m, n), "output"),
+        },
+        kernels=[Kernel("rows", (Loop("i", i64(0), m, body, parallel=True),))],
+        dims={"m": (0, 0), "n": (0, 1)},
+        inputs=("x",),
+        outputs=("s", "cm"),
+    )
+    x = rng.standard_normal((5, 37)).astype(np.float32)
+    x[2, 3] = np.nan
+    (s, cm), _, _ = _run(kp, [x])
+    np.testing.assert_allclose(s, x.astype(np.float64).sum(1), rtol=1e-12)
+    np.testing.assert_array_equal(cm, np.maximum.accumulate(x, axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_gemm_libcall_batched(rng, dtype, ta, tb):
+    d = dt.as_dtype(dtype)
+    bsz, m, n, k = 3, 4, 5, 6
+    a = (rng.standard_normal((bsz, k, m) if ta else (bsz, m, k)) * 3).astype(dtype)
+    b = (rng.standard_normal((n, k) if tb else (k, n)) * 3).astype(dtype)
+    kp = KernelProgram(
+        buffers={
+            "a": Buffer("a", d, (i64(a.size),), "input"),
+            "b": Buffer("b", d, (i64(b.size),), "input"),
+            "c": Buffer("c", d, (i64(bsz), i64(m), i64(n)), "output"),
+        },
+        kernels=[
+            Kernel(
+                "mm",
+                (
+                    LibCall(
+                        "gemm",
+                        (
+                            "a",
+                            "b",
+                            "c",
+                            Const(ta, i64t),
+                            Const(tb, i64t),
+                            i64(m),
+                            i64(n),
+                            i64(k),
+                            i64(bsz),
+                            i64(m * k),
+                            i64(0),
+                            i64(m * n),
+                            Const(2.0, f64),
+                            Const(0.0, f64),
+                            i64(0),
+                            i64(0),
+                            i64(0),
+                        ),
+                    ),
+                ),
+            )
+        ],
+        inputs=("a", "b"),
+        outputs=("c",),
+    )
+    (c,), _, _ = _run(kp, [a.reshape(-1), b.reshape(-1)])
+    aa = np.swapaxes(a, 1, 2) if ta else a
+    bb = b.T if tb else b
+    want = 2 * np.matmul(aa.astype(np.float64), bb.astype(np.float64))
+    np.testing.assert_allclose(c, want.astype(dtype), rtol=1e-5, atol=1e-4)
+
+
+def test_variables_status_rng_and_if(rng):
+    """var copy-in/copy-out with an in-place update, a status check raised via If."""
+    n = i64(4)
+    i = Var("i", i64t)
+    w = Load("w", i, f32)
+    g = Load("g", i, f32)
+    body = (
+        Store("w_new", i, Math.SUB(w, Math.MUL(Const(0.5, f32), g))),
+        If(Math.ISNAN(g), (Store("status", i64(0), Const(1, dt.int32)),)),
+    )
+    kp = KernelProgram(
+        buffers={
+            "g": Buffer("g", f32, (n,), "input"),
+            "w": Buffer("w", f32, (n,), "var"),
+            "w_new": Buffer("w_new", f32, (n,), "temp", alias_of="w"),
+            "status": Buffer("status", dt.int32, (i64(1),), "status"),
+        },
+        kernels=[Kernel("sgd", (Loop("i", i64(0), n, body),))],
+        inputs=("g",),
+        outputs=(),
+        var_reads={"w": "w"},
+        var_updates={"w": "w_new"},
+        checks=(Check(0, "gradient is NaN"),),
+    )
+    c = compile_kernel_program(kp, _opts())
+    w0 = np.arange(4, dtype=np.float32)
+    w0.setflags(write=False)
+    variables = {"w": w0}
+    ctx = RunContext(variables, {}, [np.ones(4, np.float32)])
+    c.runner.run(ctx, None)
+    np.testing.assert_array_equal(ctx.pending["w"], w0 - 0.5)
+    np.testing.assert_array_equal(variables["w"], np.arange(4))  # session value untouched
+    bad = np.array([1, np.nan, 1, 1], np.float32)
+    with pytest.raises(InvalidArgumentError, match="gradient is NaN"):
+        c.runner.run(RunContext(variables, {}, [bad]), None)
+    with pytest.raises(FailedPreconditionError, match="uninitialized value w"):
+        c.runner.run(RunContext({}, {}, [np.ones(4, np.float32)]), None)
+
+
+def test_integer_and_bool_semantics_match_numpy_math(rng):
+    """Integer floor division/mod by zero and negatives, int pow, comparisons, casts."""
+    from graphc.kernel.expr import NUMPY_MATH
+
+    n = i64(12)
+    i = Var("i", i64t)
+    a = Load("a", i, dt.int32)
+    b = Load("b", i, dt.int32)
+    f = Load("f", i, f32)
+    outs = {
+        "div": (Math.FLOORDIV(a, b), dt.int32),
+        "mod": (Math.MOD(a, b), dt.int32),
+        "pow": (Math.POW(a, b), dt.int32),
+        "lt": (Math.LT(a, b), dt.bool_),
+        "fmod": (Math.MOD(f, Cast(b, f32)), f32),
+        "fdiv": (Math.FLOORDIV(f, Cast(b, f32)), f32),
+        "cast": (Cast(f, dt.int32), dt.int32),
+        "tobool": (Cast(f, dt.bool_), dt.bool_),
+        "sign": (Math.SIGN(f), f32),
+        "round": (Math.ROUND(f), f32),
+        "mx": (Math.MAX(f, Cast(a, f32)), f32),
+    }
+    bufs = {
+        "a": Buffer("a", dt.int32, (n,), "input"),
+        "b": Buffer("b", dt.int32, (n,), "input"),
+        "f": Buffer("f", f32, (n,), "input"),
+    }
+    body = []
+    for name, (e, d) in outs.items():
+        bufs[name] = Buffer(name, d, (n,), "output")
+        body.append(Store(name, i, e))
+    kp = KernelProgram(
+        bufs,
+        [Kernel("k", (Loop("i", i64(0), n, tuple(body)),))],
+        inputs=("a", "b", "f"),
+        outputs=tuple(outs),
+    )
+    av = np.array([7, -7, 7, -7, 0, 5, -(2**31), 3, 2, 9, -9, 1], np.int32)
+    bv = np.array([2, 2, -2, -2, 3, 0, -1, 3, 10, 0, 4, -3], np.int32)
+    fv = np.array([2.5, -2.5, 0.5, 1.5, -0.0, np.nan, 7.9, -7.9, 3.0, 1e3, -1e-3, 0], np.float32)
+    got, _, _ = _run(kp, [av, bv, fv])
+    M = NUMPY_MATH
+    bf = bv.astype(np.float32)
+    want = {
+        "div": M[Math.FLOORDIV](av, bv),
+        "mod": M[Math.MOD](av, bv),
+        "pow": M[Math.POW](av, bv),
+        "lt": av < bv,
+        "fmod": M[Math.MOD](fv, bf),
+        "fdiv": M[Math.FLOORDIV](fv, bf),
+        "tobool": fv.astype(bool),
+        "sign": np.sign(fv),
+        "round": np.rint(fv),
+        "mx": np.maximum(fv, av.astype(np.float32)),
+    }
+    for k, g in zip(outs, got):
+        if k == "cast":
+            ok = np.isfinite(fv)
+            np.testing.assert_array_equal(g[ok], fv[ok].astype(np.int32))
+            continue
+        np.testing.assert_array_equal(g, want[k], err_msg=k)
+
+
+def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
+    kp = _w1_program()
+    c = compile_kernel_program(kp, _opts())
+    key = "k" * 64
+    c.manifest["key"] = key
+    assert cache.save(tmp_path, key, c.manifest, c.obj)
+    man, obj = cache.load(tmp_path, key)
+    c2 = load_compiled(man, obj, _opts())
+    x = rng.standard_normal(1000).astype(np.float32)
+    (z,) = c2.runner.run(RunContext({}, {}, [x]), None)
+    np.testing.assert_allclose(z, _w1_ref(x), rtol=2e-6, atol=2e-6)
+    path = cache.entry_path(tmp_path, key)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cache.load(tmp_path, key) is None
+    path.write_bytes(bytes(data[:100]))
+    assert cache.load(tmp_path, key) is None
+    assert cache.load(tmp_path / "missing", key) is None
