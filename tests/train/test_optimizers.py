@@ -347,3 +347,31 @@ def test_bad_hyperparameters():
         gc.train.AdagradOptimizer(0.1, initial_accumulator_value=0.0)
     with pytest.raises(TypeError, match="momentum"):
         gc.train.MomentumOptimizer(0.1)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_updates_use_the_values_from_before_the_step(target):
+    # Each layer's gradient reads the other layer's weights: a backend that let an update
+    # land before another variable's gradient was computed would fail this.
+    rng = np.random.default_rng(5)
+    xv = rng.normal(size=(4, 3))
+    w1v, w2v = rng.normal(size=(3, 5)), rng.normal(size=(5, 2))
+    w1 = gc.Variable(w1v, name="w1")
+    w2 = gc.Variable(w2v, name="w2")
+    out = gc.matmul(gc.tanh(gc.matmul(gc.constant(xv), w1)), w2)
+    loss = gc.reduce_sum(out * out)
+    train = gc.train.MomentumOptimizer(0.01, 0.9).minimize(loss)
+    a1, a2 = np.zeros_like(w1v), np.zeros_like(w2v)
+    with gc.Session(target=target) as sess:
+        sess.run(gc.global_variables_initializer())
+        for _ in range(3):
+            h = np.tanh(xv @ w1v)
+            o = h @ w2v
+            g2 = h.T @ (2 * o)
+            g1 = xv.T @ ((2 * o) @ w2v.T * (1 - h * h))
+            _, fetched_loss = sess.run([train, loss])
+            assert fetched_loss == pytest.approx((o * o).sum(), rel=1e-12)  # pre-update loss
+            a1, a2 = a1 * 0.9 + g1, a2 * 0.9 + g2
+            w1v, w2v = w1v - 0.01 * a1, w2v - 0.01 * a2
+            np.testing.assert_allclose(sess.run(w1), w1v, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(sess.run(w2), w2v, rtol=1e-10, atol=1e-12)
