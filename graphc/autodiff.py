@@ -130,6 +130,11 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
                 if g is None or t not in reached or not _differentiable_dtype(t):
                     continue
                 g = convert_to_tensor(g)
+                if not _compatible(g.shape, t.shape):
+                    raise AssertionError(
+                        f"gradient rule of {op.type} '{op.name}' returned shape {g.shape} for "
+                        f"input {t.name} of shape {t.shape}"
+                    )
                 if g.dtype != t.dtype:
                     g = cast(g, t.dtype)
                 pending.setdefault(t, []).append(g)

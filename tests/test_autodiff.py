@@ -335,3 +335,26 @@ def test_gradient_graph_compiles_and_agrees_on_cpu():
     np.testing.assert_allclose(
         run(g, {x: xv}, target="cpu"), run(g, {x: xv}, target="reference"), rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_rule_returning_the_wrong_shape_is_reported(monkeypatch):
+    from graphc.ops import registry
+
+    class BadGrad(registry.OpDef):
+        type = "BadGradForTest"
+        no_examples_reason = "test-only op"
+
+        def infer(self, specs, attrs):
+            return [specs[0]]
+
+        def ref(self, xs, attrs):
+            return xs[0]
+
+        def vjp(self, op, grads):
+            return [gc.reduce_sum(grads[0])]  # forgets the shape of the input
+
+    monkeypatch.setitem(registry.REGISTRY, "BadGradForTest", BadGrad())
+    x = gc.placeholder(gc.float64, (3,), name="x")
+    y = registry.apply1("BadGradForTest", [x])
+    with pytest.raises(AssertionError, match=r"BadGradForTest.*shape \(\).*shape \(3,\)"):
+        gc.gradients(gc.reduce_sum(y), x)
