@@ -31,6 +31,10 @@ def _differentiable_dtype(t: Tensor) -> bool:
     return t.dtype.is_floating
 
 
+def _reads_x(op, read_of: dict) -> bool:
+    return op.type == "ReadVariable" and op.attrs.get("var") in read_of
+
+
 def _compatible(a, b) -> bool:
     if a is None or b is None:
         return True
@@ -70,11 +74,14 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
     # Ops on a path from xs (forward reachability; graph order is a topological order).
     reached: set = set(xs)
     fwd_ops: set = set()
+    # A fresh read of a variable x (``var.read_value()``, a ReadVariable op without inputs)
+    # is x too, as in TF: its gradient goes to the variable.
+    read_of = {x.op.attrs["var"]: x for x in xs if x.op.type == "VariableV2"}
     x_ops_min = min((x.op._id for x in xs), default=0)
     for op in graph._ops[x_ops_min:]:
         if op in stop_ops:
             continue
-        if any(t in reached for t in op.inputs):
+        if any(t in reached for t in op.inputs) or _reads_x(op, read_of):
             fwd_ops.add(op)
             reached.update(op.outputs)
     # ... that also lead to ys (backward reachability).
@@ -116,6 +123,9 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
                 if contributions and len(contributions) > 1:
                     pending[t] = [out_grads[-1]]
             if all(g is None for g in out_grads) or op in stop_ops:
+                continue
+            if _reads_x(op, read_of):
+                pending.setdefault(read_of[op.attrs["var"]], []).append(out_grads[0])
                 continue
             if not op.op_def.differentiable:
                 continue

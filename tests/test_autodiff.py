@@ -182,6 +182,19 @@ def test_variables_as_xs():
     np.testing.assert_allclose(run(g), 2 * (wv @ xv) @ xv.T, rtol=1e-12)
 
 
+def test_fresh_variable_reads_carry_the_gradient():
+    w = gc.Variable(np.array([1.0, 2.0, 3.0]), name="w")
+    fresh = w.read_value()
+    y = gc.reduce_sum(fresh * fresh) + gc.reduce_sum(w * 2.0)
+    (g,) = gc.gradients(y, w)
+    np.testing.assert_allclose(run(g), [4.0, 6.0, 8.0])
+    (g_stop,) = gc.gradients(y, w, stop_gradients=[fresh])
+    np.testing.assert_allclose(run(g_stop), [2.0, 2.0, 2.0])
+    # With respect to the read itself, the direct reads of w do not count.
+    (g_read,) = gc.gradients(y, fresh)
+    np.testing.assert_allclose(run(g_read), [2.0, 4.0, 6.0])
+
+
 def test_bad_arguments():
     x = gc.placeholder(gc.float64, (), name="x")
     other = gc.Graph()
