@@ -63,13 +63,14 @@ def _allocate(kp: KernelProgram, ctx, dims) -> dict:
         arr = np.ascontiguousarray(ctx.feeds[k], dtype=b.dtype.np).reshape(-1)
         if arr.size != sizes[name]:
             raise InvalidArgumentError(f"feed {k}: {arr.size} elements, expected {sizes[name]}")
-        storage[name] = _readonly(arr)
+        storage[name] = _readonly(arr if arr.size else np.zeros(1, arr.dtype))
     roots: dict = {}
     for name, b in kp.buffers.items():
         if name in storage:
             continue
         if b.kind == "const":
-            storage[name] = _readonly(np.ascontiguousarray(b.value, dtype=b.dtype.np).reshape(-1))
+            v = np.ascontiguousarray(b.value, dtype=b.dtype.np).reshape(-1)
+            storage[name] = _readonly(v if v.size else np.zeros(1, v.dtype))
         elif b.kind == "var":
             v = np.ascontiguousarray(variables[name], dtype=b.dtype.np).reshape(-1)
             storage[name] = v.copy() if name in in_place_vars else _readonly(v)
@@ -78,7 +79,7 @@ def _allocate(kp: KernelProgram, ctx, dims) -> dict:
         elif b.kind == "status":
             storage[name] = np.zeros(sizes[name], np.int32)
         elif b.alias_of is None:
-            storage[name] = np.zeros(sizes[name], b.dtype.np)
+            storage[name] = np.zeros(max(sizes[name], 1), b.dtype.np)
         else:
             roots[name] = b.alias_of
     for name, root in roots.items():

@@ -13,7 +13,9 @@ planner ``passes/plan.py`` and every renderer):
     - ``var``: a session variable's value *at the start of the run* (see Variables),
     - ``rng``: int64 per-run random keys, filled by the runtime (see Random ops),
     - ``status``: int32 failure flags, zeroed by the runtime before the run (see Checks).
-  A buffer of size 0 is legal (no storage is needed; no kernel touches an element of it).
+  Every buffer has storage for at least one element: a size-0 buffer gets one dummy
+  element, so a load clamped to index 0 (concat/pad of an empty piece, whose value a SELECT
+  discards) is always safe.
 * A ``Kernel`` body is a tuple of statements:
     - ``Loop(var, start, stop, body, parallel)``: ``for var in range(start, stop)``; loop
       variables are int64 ``Var``s. ``parallel=True`` (outermost loops only) promises

@@ -168,6 +168,7 @@ class GroupEmitter(KernelBuilder):
         self.row_values: dict = {}  # reduction node id -> local holding this row's value
         self.row_flat = None  # flat row index in the current row kernel
         self.overrides: dict = {}  # ref -> buffer to load instead of computing (gemm output)
+        self.k = 0  # output index of the node being lowered (multi-output ops)
 
     def ix(self, shape, dims=None, flat=None) -> Ix:
         return Ix(self, shape, dims, flat)
@@ -223,7 +224,9 @@ class GroupEmitter(KernelBuilder):
         if fn is None:
             raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
         dt = node.outs[ref[1]].dtype
+        saved, self.k = self.k, ref[1]
         expr = fn(self, node, ix)
+        self.k = saved
         v = self.bind(expr, dt)
         if node.op == "CheckNumerics":
             self._check_numerics(node, v)
@@ -357,6 +360,13 @@ class Lowering:
             self.rng_slots[node.id] = len(self.rng)
             self.rng.append((a.get("_op", node.name), int(a["seed"]), int(a["seed2"])))
         return self.rng_slots[node.id]
+
+    def plain_check(self, node, message) -> int:
+        key = (node.id, "plain")
+        if key not in self.check_of:
+            self.check_of[key] = len(self.checks)
+            self.checks.append(Check(len(self.checks), message, "plain"))
+        return self.check_of[key]
 
     def check_slots(self, node) -> tuple:
         if node.id not in self.check_of:
@@ -517,10 +527,7 @@ def lower_group(lw: Lowering, gi: int, plan, consumers=None) -> Kernel:
     if kind == "opaque":
         (node,) = nodes
         kb = KernelBuilder(lw, group.name)
-        op = node.op
-        if op == "SumToShape":
-            op = "SumToShape_dynamic"
-        fn = L.OPAQUE.get(op)
+        fn = L.opaque_fn(node)
         if fn is None:
             raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
         fn(kb, node)
@@ -575,6 +582,15 @@ def _emit_loop_group(lw, name, nodes, stored, flat_first=True):
     if not stored:
         kb = GroupEmitter(lw, name, [n.id for n in nodes])
         return kb, ()
+    shapes = list(dict.fromkeys(lw.shapes[r] for r in stored))
+    if len(shapes) > 1 and len({r[0] for r in stored}) == 1:
+        # one multi-output op (split, unstack): one loop nest per output shape
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        for shape in shapes:
+            with kb.nest(shape) as idx:
+                _store_all(kb, [r for r in stored if lw.shapes[r] == shape],
+                           kb.ix(shape, dims=idx))  # fmt: skip
+        return kb, kb.body()
     space = _stored_space(lw, stored)
     for flat in [True, False] if flat_first else [False]:
         kb = GroupEmitter(lw, name, [n.id for n in nodes])

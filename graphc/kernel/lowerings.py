@@ -62,6 +62,15 @@ def op_kind(node) -> str | None:
     return kind
 
 
+def opaque_fn(node):
+    """The whole-kernel lowering of an opaque node (None: not lowerable)."""
+    if node.op == "MatMul":
+        return OPAQUE.get("MatMul_loops")
+    if node.op == "SumToShape":
+        return OPAQUE.get("SumToShape_dynamic")
+    return OPAQUE.get(node.op)
+
+
 def value_fn(node):
     fn = VALUE.get(node.op)
     if fn is None and getattr(REGISTRY.get(node.op), "elementwise", False):
@@ -119,6 +128,11 @@ def _assign(g, node, ix):
         return v
     old = g.var_before(node, ix)
     return (Math.ADD if node.op == "AssignAdd" else Math.SUB)(old, v)
+
+
+@value_rule("elementwise", "Cast")
+def _cast(g, node, ix):
+    return Cast(g.value(node.inputs[0], ix), node.attrs["dtype"])
 
 
 @value_rule("elementwise", "ZerosLike")
@@ -352,6 +366,40 @@ def _cumsum(kb, node):
                 kb.emit(Store(out, flat, kb.var(acc, dt)))
 
 
+@opaque("MatMul_loops")
+def _matmul_loops(kb, node):
+    """Integer matmul (no BLAS): out[b, i, j] = sum_k a[b, i, k] * b[b, k, j]."""
+    from .lower import Ix
+
+    a_ref, b_ref = node.inputs
+    a_s, b_s = kb.shape(a_ref), kb.shape(b_ref)
+    c_s = kb.shape((node.id, 0))
+    ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
+    k_dim = a_s[-2] if ta else a_s[-1]
+    dt = node.outs[0].dtype
+    out = kb.out_buffer(node)
+    batch = c_s[:-2]
+
+    def operand_batch(op_s, bidx):
+        r, t = len(batch), len(op_s) - 2
+        return [sym.ZERO if sym.const_value(op_s[j]) == 1 else
+                sym.select(sym.eq(op_s[j], 1), 0, bidx[r - t + j]) for j in range(t)]  # fmt: skip
+
+    with kb.nest(c_s) as idx:
+        bidx, i, j = idx[:-2], idx[-2], idx[-1]
+        acc = kb.new_var("acc")
+        kb.emit(Let(acc, dt, Const(0, dt)))
+        with kb.loop(k_dim) as k:
+            ab = operand_batch(a_s, bidx)
+            bb = operand_batch(b_s, bidx)
+            ai = [*ab, k, i] if ta else [*ab, i, k]
+            bi = [*bb, j, k] if tb else [*bb, k, j]
+            av = kb.load(a_ref, Ix(kb, a_s, dims=ai).flat())
+            bv = kb.load(b_ref, Ix(kb, b_s, dims=bi).flat())
+            kb.emit(Let(acc, dt, Math.ADD(kb.var(acc, dt), Math.MUL(av, bv)), reduce=True))
+        kb.emit(Store(out, sym.flat_index(idx, c_s), kb.var(acc, dt)))
+
+
 @opaque("SumToShape_dynamic")
 def _sum_to_shape_dynamic(kb, node):
     """Sum g to like's runtime shape when only the run time knows which dims broadcast."""
@@ -373,3 +421,6 @@ def _sum_to_shape_dynamic(kb, node):
 
 
 _ = Loop
+
+
+from . import lower_index  # noqa: E402,F401 - registers the index-op lowerings

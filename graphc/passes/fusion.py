@@ -247,12 +247,33 @@ class _Driver:
             return "a GEMM kernel takes only an elementwise epilogue"
         if kind == "reduction" and "gemm" in kinds:
             return "a GEMM kernel takes only an elementwise epilogue"
-        if L.is_expensive(node) and self.replicates(p, readers):
+        if L.is_expensive(node) and "reduction" not in kinds and self.replicates(p, readers):
+            # (in a row kernel a row-shaped value is computed once per row: no replication)
             return (f"{node.op} is expensive and its consumer reads each element several "
                     "times (broadcast): computed once in its own kernel instead")  # fmt: skip
         return None
 
+    def downstream_of_row(self, p) -> bool:
+        """``p`` is an elementwise function of a reduction's row (it will live in a row
+        kernel, computed once per row)."""
+        shape = self.lw.shapes[(p, 0)]
+        stack, seen = [p], set()
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            node = self.node(nid)
+            kind = L.op_kind(node)
+            if kind == "reduction" and nid != p:
+                return _strip(self.lw.shapes[(nid, 0)]) == _strip(shape)
+            if kind in ("elementwise", "reduction"):
+                stack.extend(src for src, _ in node.inputs)
+        return False
+
     def replicates(self, p, readers) -> bool:
+        if self.downstream_of_row(p):
+            return False
         shape = self.lw.shapes[(p, 0)]
         for c in readers:
             cn = self.node(c)

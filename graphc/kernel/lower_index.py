@@ -1,0 +1,345 @@
+"""Lowerings of index-mapping ops: each output element reads its input(s) at a computed index.
+
+Loads are always in bounds (indices are clamped where a SELECT discards the value), because
+a native backend evaluates both arms of a select. Out-of-range gather indices raise a
+status flag (InvalidArgumentError after the run), as TF on CPU.
+"""
+
+from __future__ import annotations
+
+from .. import dtypes as _dt
+from ..ops.indexing import _expand_key
+from . import sym
+from .expr import Cast, Const, Math, i64
+from .ir import STATUS_BUFFER, If, Store
+from .lowerings import value_rule
+from .shapes import rule
+
+
+def _clamp(i, n):
+    """``i`` clamped into [0, n) (0 when n == 0: every buffer has room for one element)."""
+    return sym.maximum(sym.minimum(i, sym.sub(n, 1)), 0)
+
+
+def _lt(a, b):
+    return Math.LT(sym.as_expr(a), sym.as_expr(b))
+
+
+# -- concat / stack / unstack / split -------------------------------------------------------------
+
+
+@rule("ConcatV2")
+def _concat_shape(n, ins, checks):
+    axis = n.attrs["axis"]
+    out = list(ins[0])
+    out[axis] = sym.ZERO
+    for s in ins:
+        out[axis] = sym.add(out[axis], s[axis])
+    return tuple(out)
+
+
+@value_rule("index", "ConcatV2")
+def _concat(g, node, ix):
+    axis = node.attrs["axis"]
+    dims = ix.dims()
+    j = dims[axis]
+    pieces = []
+    offset = sym.ZERO
+    for ref in node.inputs:
+        s = g.shape(ref)
+        if sym.const_value(s[axis]) != 0:
+            pieces.append((ref, offset, s[axis]))
+        offset = sym.add(offset, s[axis])
+    out = None
+    for ref, off, size in reversed(pieces):
+        d = list(dims)
+        d[axis] = _clamp(sym.sub(j, off), size)
+        here = _lt(j, sym.add(off, size))
+        if sym.const_value(size) is None:  # may be empty at run time: never index past 0
+            here = Math.AND(here, Math.GE(j, off))
+            flat = sym.select(here, sym.flat_index(d, g.shape(ref)), 0)
+            v = g.value(ref, g.ix(g.shape(ref), flat=flat))
+        else:
+            v = g.value(ref, g.ix(g.shape(ref), dims=d))
+        out = v if out is None else Math.SELECT(here, v, out)
+    return out
+
+
+@rule("Pack")
+def _pack_shape(n, ins, checks):
+    s = list(ins[0])
+    s.insert(n.attrs["axis"], i64(len(ins)))
+    return tuple(s)
+
+
+@value_rule("index", "Pack")
+def _pack(g, node, ix):
+    axis = node.attrs["axis"]
+    dims = list(ix.dims())
+    k = dims.pop(axis)
+    out = None
+    for j in reversed(range(len(node.inputs))):
+        ref = node.inputs[j]
+        v = g.value(ref, g.ix(g.shape(ref), dims=dims))
+        out = v if out is None else Math.SELECT(sym.eq(k, j), v, out)
+    return out
+
+
+@rule("Unpack")
+def _unpack_shape(n, ins, checks):
+    s = list(ins[0])
+    s.pop(n.attrs["axis"])
+    return [tuple(s)] * n.attrs["num"]
+
+
+@value_rule("index", "Unpack")
+def _unpack(g, node, ix):
+    dims = list(ix.dims())
+    dims.insert(node.attrs["axis"], i64(g.k))
+    return g.value(node.inputs[0], g.ix(g.shape(node.inputs[0]), dims=dims))
+
+
+def _split_offset(g, node, k):
+    axis = node.attrs["axis"]
+    off = sym.ZERO
+    for j in range(k):
+        off = sym.add(off, g.lw.shapes[(node.id, j)][axis])
+    return off
+
+
+@value_rule("index", "SplitV")
+def _split(g, node, ix):
+    axis = node.attrs["axis"]
+    dims = list(ix.dims())
+    dims[axis] = sym.add(dims[axis], _split_offset(g, node, g.k))
+    return g.value(node.inputs[0], g.ix(g.shape(node.inputs[0]), dims=dims))
+
+
+@rule("SplitV")
+def _split_shape(n, ins, checks):
+    x = ins[0]
+    axis, num, sizes = n.attrs["axis"], n.attrs["num"], n.attrs["sizes"]
+    d = x[axis]
+    if sizes is None:
+        checks.append((sym.eq(sym.mod(d, num), 0), f"SplitV '{n.name}': uneven split"))
+        pieces = [sym.floordiv(d, num)] * num
+    else:
+        known = sum(s for s in sizes if s != -1)
+        pieces = [sym.sub(d, known) if s == -1 else i64(s) for s in sizes]
+        checks.append((sym.eq(sym.product([1]), 1) if -1 in sizes else sym.eq(d, known),
+                       f"SplitV '{n.name}': sizes do not add up"))  # fmt: skip
+    return [tuple(x[:axis]) + (p,) + tuple(x[axis + 1 :]) for p in pieces]
+
+
+# -- pad / tile / reverse ----------------------------------------------------------------------
+
+
+@rule("Pad")
+def _pad_shape(n, ins, checks):
+    return tuple(sym.add(d, lo + hi) for d, (lo, hi) in zip(ins[0], n.attrs["paddings"]))
+
+
+@value_rule("index", "Pad")
+def _pad(g, node, ix):
+    x = node.inputs[0]
+    shape = g.shape(x)
+    mode = node.attrs["mode"]
+    inside = Const(True, _dt.bool_)
+    dims = []
+    for o, d, (lo, _hi) in zip(ix.dims(), shape, node.attrs["paddings"]):
+        i = sym.sub(o, lo)
+        if mode == "CONSTANT":
+            if lo or _hi:
+                inside = sym.logical_and(inside, Math.AND(Math.GE(i, sym.ZERO), _lt(i, d)))
+                i = _clamp(i, d)
+        elif lo or _hi:
+            extra = 0 if mode == "REFLECT" else 1
+            # reflect about the edges once (paddings are smaller than the dim: checked)
+            i = sym.select(_lt(i, 0), sym.sub(sym.sub(0, i), extra), i)
+            last = sym.sub(sym.mul(d, 2), sym.add(2, -extra) if extra == 0 else 1)
+            i = sym.select(Math.GE(i, d), sym.sub(last, i), i)
+        dims.append(i)
+    if mode != "CONSTANT" or isinstance(inside, Const):
+        return g.value(x, g.ix(shape, dims=dims))
+    # outside the input, read element 0 (discarded) so an empty input is never indexed past 0
+    flat = sym.select(inside, sym.flat_index(dims, shape), 0)
+    v = g.value(x, g.ix(shape, flat=flat))
+    dt = node.outs[0].dtype
+    import numpy as np
+
+    cval = np.asarray(node.attrs["constant_values"]).astype(dt.np).reshape(()).item()
+    return Math.SELECT(inside, v, Const(cval, dt))
+
+
+@rule("Tile")
+def _tile_shape(n, ins, checks):
+    return tuple(sym.mul(d, m) for d, m in zip(ins[0], n.attrs["multiples"]))
+
+
+@value_rule("index", "Tile")
+def _tile(g, node, ix):
+    x = node.inputs[0]
+    shape = g.shape(x)
+    if not shape:
+        return g.value(x, ix)
+    dims = [o if m == 1 else sym.mod(o, d)
+            for o, d, m in zip(ix.dims(), shape, node.attrs["multiples"])]  # fmt: skip
+    return g.value(x, g.ix(shape, dims=dims))
+
+
+rule("ReverseV2")(lambda n, ins, c: ins[0])
+
+
+@value_rule("index", "ReverseV2")
+def _reverse(g, node, ix):
+    x = node.inputs[0]
+    shape = g.shape(x)
+    axes = {a % len(shape) for a in node.attrs["axes"]} if shape else set()
+    dims = [sym.sub(sym.sub(d, 1), o) if k in axes else o
+            for k, (o, d) in enumerate(zip(ix.dims(), shape))]  # fmt: skip
+    return g.value(x, g.ix(shape, dims=dims))
+
+
+# -- strided slice -----------------------------------------------------------------------------
+
+
+def _slice_params(item, d):
+    """(start, length, step) of a Python slice on a dim of size ``d`` (int64 expressions)."""
+    _, start, stop, step = item
+    step = 1 if step is None else step
+    cd = sym.const_value(d)
+    if cd is not None:
+        r = range(*slice(start, stop, step).indices(cd))
+        return i64(r.start), i64(len(r)), step
+
+    def norm(v, default, lo, hi):
+        if v is None:
+            return sym.as_expr(default)
+        if v < 0:
+            return sym.maximum(sym.add(d, v), lo)
+        return sym.minimum(i64(v), hi)
+
+    if step > 0:
+        s = norm(start, 0, 0, d)
+        e = norm(stop, d, 0, d)
+        length = sym.maximum(sym.floordiv(sym.add(sym.sub(e, s), step - 1), step), 0)
+    else:
+        s = norm(start, sym.sub(d, 1), -1, sym.sub(d, 1))
+        e = norm(stop, -1, -1, sym.sub(d, 1))
+        length = sym.maximum(sym.floordiv(sym.add(sym.sub(s, e), -step - 1), -step), 0)
+    return s, length, step
+
+
+def _key_items(node, shape):
+    return _expand_key(node.attrs["key"], len(shape))
+
+
+@rule("StridedSlice")
+def _strided_shape(n, ins, checks):
+    shape = ins[0]
+    out = []
+    axis = 0
+    for it in _key_items(n, shape):
+        if it[0] == "new":
+            out.append(sym.ONE)
+            continue
+        d = shape[axis]
+        if it[0] == "int":
+            i = it[1]
+            checks.append((Math.AND(Math.GE(i64(i), sym.sub(0, d)), _lt(i, d)),
+                           f"StridedSlice '{n.name}': index {i} out of range"))  # fmt: skip
+        elif it[0] == "slice":
+            out.append(_slice_params(it, d)[1])
+        else:
+            begin, size = it[1], it[2]
+            if size == -1:
+                out.append(sym.sub(d, begin))
+                checks.append((Math.LE(i64(begin), d), f"StridedSlice '{n.name}': bad span"))
+            else:
+                out.append(i64(size))
+                checks.append((Math.LE(i64(begin + size), d),
+                               f"StridedSlice '{n.name}': bad span"))  # fmt: skip
+        axis += 1
+    return tuple(out)
+
+
+@value_rule("index", "StridedSlice")
+def _strided(g, node, ix):
+    x = node.inputs[0]
+    shape = g.shape(x)
+    odims = list(ix.dims())
+    dims = []
+    axis = 0
+    for it in _key_items(node, shape):
+        if it[0] == "new":
+            odims.pop(0)
+            continue
+        d = shape[axis]
+        if it[0] == "int":
+            i = it[1]
+            dims.append(i64(i) if i >= 0 else sym.add(d, i))
+        elif it[0] == "slice":
+            start, _, step = _slice_params(it, d)
+            dims.append(sym.add(start, sym.mul(odims.pop(0), step)))
+        else:
+            dims.append(sym.add(odims.pop(0), it[1]))
+        axis += 1
+    return g.value(x, g.ix(shape, dims=dims))
+
+
+# -- gather / one_hot --------------------------------------------------------------------------
+
+
+@rule("GatherV2")
+def _gather_shape(n, ins, checks):
+    p, i = ins
+    axis, bd = n.attrs["axis"], n.attrs["batch_dims"]
+    return tuple(i[:bd]) + tuple(p[bd:axis]) + tuple(i[bd:]) + tuple(p[axis + 1 :])
+
+
+@value_rule("index", "GatherV2")
+def _gather(g, node, ix):
+    p_ref, i_ref = node.inputs
+    p, i = g.shape(p_ref), g.shape(i_ref)
+    axis, bd = node.attrs["axis"], node.attrs["batch_dims"]
+    dims = ix.dims()
+    ri = len(i)
+    idx_dims = list(dims[:bd]) + list(dims[axis : axis + ri - bd])
+    raw = g.value(i_ref, g.ix(i, dims=idx_dims))
+    k = g.bind(
+        Cast(raw, _dt.int64)
+        if node.inputs and g.lw.program.spec(tuple(i_ref)).dtype != _dt.int64
+        else raw,
+        _dt.int64,
+    )
+    d = p[axis]
+    bad = Math.OR(Math.LT(k, sym.ZERO), Math.GE(k, d))
+    slot = g.lw.plain_check(node, f"GatherV2 '{node.name}': indices out of range [0, dim of "
+                                  f"params axis {axis})")  # fmt: skip
+    g.emit(If(bad, (Store(STATUS_BUFFER, i64(slot), Const(1, _dt.int32)),)))
+    g.writes.add(STATUS_BUFFER)
+    pdims = list(dims[:axis]) + [_clamp(k, d)] + list(dims[axis + ri - bd :])
+    return g.value(p_ref, g.ix(p, dims=pdims))
+
+
+@rule("OneHot")
+def _one_hot_shape(n, ins, checks):
+    s = list(ins[0])
+    s.insert(n.attrs["axis"], i64(n.attrs["depth"]))
+    return tuple(s)
+
+
+@value_rule("index", "OneHot")
+def _one_hot(g, node, ix):
+    dims = list(ix.dims())
+    k = dims.pop(node.attrs["axis"])
+    ref = node.inputs[0]
+    idx = g.value(ref, g.ix(g.shape(ref), dims=dims))
+    if g.lw.program.spec(tuple(ref)).dtype != _dt.int64:
+        idx = Cast(idx, _dt.int64)
+    dt = node.outs[0].dtype
+    import numpy as np
+
+    on = np.asarray(node.attrs["on_value"]).astype(dt.np).item()
+    off = np.asarray(node.attrs["off_value"]).astype(dt.np).item()
+    return Math.SELECT(Math.EQ(idx, k), Const(on, dt), Const(off, dt))

@@ -1,0 +1,196 @@
+"""Structure tests of the fusion decisions, each also checked for values against the
+reference interpreter through the Kernel IR interpreter."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.options import CompileOptions
+from graphc.passes.fusion import fuse
+from graphc.program import extract
+from tests.kernel.helpers import assert_close, compile_kernels, run_both
+
+
+def _build(fn, *arrays, dynamic=True):
+    phs = [
+        gc.placeholder(gc.as_dtype(a.dtype), (None,) + a.shape[1:] if dynamic else a.shape)
+        for a in arrays
+    ]
+    out = fn(*phs)
+    return phs, out if isinstance(out, list | tuple) else [out]
+
+
+def _check(fn, *arrays, fusion=True, rtol=1e-5, atol=1e-6):
+    phs, outs = _build(fn, *arrays)
+    prog, plan, kp = compile_kernels(outs, phs, fusion)
+    ref, got, _, _ = run_both(prog, kp, arrays)
+    assert_close(got, ref, rtol, atol)
+    return prog, plan, kp
+
+
+def w1(x):
+    a = x * 1.702
+    s = 1 / (1 + gc.exp(-a))
+    y = x * s
+    return gc.tanh(y * 0.5 + 0.1) * y + x
+
+
+def softmax(x):
+    m = gc.reduce_max(x, axis=-1, keepdims=True)
+    e = gc.exp(x - m)
+    return e / gc.reduce_sum(e, axis=-1, keepdims=True)
+
+
+def layer_norm(x, gamma, beta):
+    mean = gc.reduce_mean(x, axis=-1, keepdims=True)
+    d = x - mean
+    var = gc.reduce_mean(d * d, axis=-1, keepdims=True)
+    return d * gc.rsqrt(var + 1e-5) * gamma + beta
+
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((6, 10)).astype(np.float32)
+
+
+def test_w1_chain_is_one_kernel_with_one_flat_loop():
+    prog, plan, kp = _check(w1, X)
+    assert len(plan.groups) == 1 and plan.groups[0].kind == "loop"
+    assert len(kp.kernels) == 1
+    body = kp.kernels[0].body
+    assert (
+        len(body) == 1
+        and body[0].parallel
+        and not any(type(s).__name__ == "Loop" for s in body[0].body)
+    ), "elementwise chain without broadcasting should be a single flat loop"
+    assert all(d == "fuse" for _, d, _ in plan.decisions)
+
+
+def test_w1_unfused_has_one_kernel_per_op():
+    prog, plan, kp = _check(w1, X, fusion=False)
+    compute = [n for n in prog.nodes if n.op not in ("Feed", "Const")]
+    assert len(kp.kernels) == len(compute) == 11  # 10 arithmetic ops + the final add
+    assert any("fusion disabled" in why for _, _, why in plan.decisions)
+
+
+def test_softmax_is_at_most_two_kernels():
+    prog, plan, kp = _check(softmax, X)
+    assert len(kp.kernels) <= 2
+    assert {g.kind for g in plan.groups} == {"reduction"}
+
+
+def test_nn_softmax_and_log_softmax_are_at_most_two_kernels():
+    for fn in (gc.nn.softmax, gc.nn.log_softmax):
+        prog, plan, kp = _check(fn, X)
+        assert len(kp.kernels) <= 2, (fn, plan.report())
+
+
+def test_layer_norm_forward_is_at_most_two_kernels():
+    gamma = rng.standard_normal(10).astype(np.float32)
+    beta = rng.standard_normal(10).astype(np.float32)
+
+    def build(x):
+        return layer_norm(x, gc.constant(gamma), gc.constant(beta))
+
+    prog, plan, kp = _check(build, X, rtol=1e-4, atol=1e-5)
+    assert len(kp.kernels) <= 2, plan.report()
+
+
+def test_matmul_bias_relu_is_gemm_plus_fused_epilogue():
+    w = rng.standard_normal((10, 7)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32)
+
+    def build(x):
+        return gc.nn.relu(gc.matmul(x, gc.constant(w)) + gc.constant(b))
+
+    prog, plan, kp = _check(build, X, rtol=1e-4, atol=1e-5)
+    assert len(kp.kernels) == 1
+    (k,) = kp.kernels
+    assert plan.groups[0].kind == "gemm"
+    assert set(k.op_types) == {"MatMul", "Add", "Relu"}
+    calls = [s for s in k.body if type(s).__name__ == "LibCall"]
+    assert len(calls) == 1 and calls[0].fn == "gemm"
+    # the epilogue writes the GEMM's output in place: no temporary for the raw product
+    assert not [b for b in kp.buffers.values() if b.kind == "temp"]
+
+
+def test_expensive_producer_with_two_consumer_kernels_is_not_duplicated():
+    def build(x):
+        e = gc.exp(x)  # read by two reductions over different axes
+        return [gc.reduce_sum(e, axis=0), gc.reduce_sum(e, axis=1)]
+
+    prog, plan, kp = _check(build, X)
+    refusals = [(w, why) for w, d, why in plan.decisions if d == "refuse"]
+    assert any("Exp" in w and "expensive" in why for w, why in refusals), refusals
+    assert len(kp.kernels) == 3
+
+
+def test_reduction_with_consumers_in_two_kernels_is_refused_with_reason():
+    def build(x):
+        s = gc.reduce_sum(x, axis=1, keepdims=True)
+        return [x / s, gc.transpose(s) * 2.0]
+
+    prog, plan, kp = _check(build, X)
+    reasons = [why for w, d, why in plan.decisions if d == "refuse" and "Sum" in w]
+    assert reasons and all(why for why in reasons)
+
+
+def test_cheap_producer_is_duplicated_into_consumers():
+    def build(x):
+        y = x * 2.0
+        return [gc.reduce_sum(y, axis=0), gc.reduce_max(y, axis=1)]
+
+    prog, plan, kp = _check(build, X)
+    assert any(d == "fuse" and "duplicated" in why for _, d, why in plan.decisions)
+    mul = next(n.id for n in prog.nodes if n.op == "Mul")
+    assert sum(mul in g.nodes for g in plan.groups) == 2
+    assert not any(b.kind == "temp" for b in kp.buffers.values())
+
+
+def test_sibling_reductions_over_the_same_input_share_a_kernel():
+    def build(x):
+        return [gc.reduce_sum(x, axis=1), gc.reduce_max(x, axis=1)]
+
+    prog, plan, kp = _check(build, X)
+    assert len(kp.kernels) == 1
+    assert any(d == "fuse" and "siblings" in w for w, d, _ in plan.decisions)
+
+
+def test_gemm_operand_producer_is_refused():
+    w = rng.standard_normal((10, 4)).astype(np.float32)
+
+    def build(x):
+        return gc.matmul(x * 2.0, gc.constant(w))
+
+    prog, plan, kp = _check(build, X, rtol=1e-4, atol=1e-5)
+    assert any(d == "refuse" and "BLAS" in why for _, d, why in plan.decisions)
+    assert len(kp.kernels) == 2
+
+
+def test_broadcast_bias_forces_nested_loops_but_stays_one_kernel():
+    b = rng.standard_normal(10).astype(np.float32)
+    prog, plan, kp = _check(lambda x: gc.tanh(x + gc.constant(b)) * 3.0, X)
+    assert len(kp.kernels) == 1
+    text = kp.text()
+    assert "//" not in text and "%" not in text, "no div/mod in the index arithmetic"
+
+
+def test_fusion_plan_interface():
+    x = gc.placeholder(gc.float32, (None, 3))
+    y = gc.exp(x) + 1.0
+    prog = extract([y], [], [x])
+    plan = fuse(prog, CompileOptions(cache_dir=None))
+    (g,) = plan.groups
+    assert g.kind == "loop" and g.name and len(g.nodes) == 2  # exp, add (constants inline)
+    for what, decision, reason in plan.decisions:
+        assert decision in ("fuse", "refuse") and what and reason
+    unfused = fuse(prog, CompileOptions(fusion=False, cache_dir=None))
+    assert len(unfused.groups) == 2
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_one_kernel_program_serves_every_batch_size(batch):
+    phs, outs = _build(softmax, X)
+    prog, plan, kp = compile_kernels(outs, phs)
+    x = rng.standard_normal((batch, 10)).astype(np.float32)
+    ref, got, _, _ = run_both(prog, kp, [x])
+    assert_close(got, ref)
