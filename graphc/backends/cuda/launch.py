@@ -1,0 +1,111 @@
+"""Launch geometry and library-call arguments, computed from runtime sizes (no GPU needed).
+
+The runtime asks ``configure`` how to launch each ``render.Launch`` once the run's dims are
+known; the grid-stride loops make every grid size correct, so these choices only affect
+speed. Kept apart from ``runtime.py`` so that it is tested on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...kernel.runtime import eval_int
+from .render import Launch
+
+THREADS_BLOCK = 256
+MAX_GRID = 65535 * 32  # enough blocks to fill any GPU several times over; loops stride
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How to launch one function: ``None`` function means "nothing to do" (empty range)."""
+
+    function: str | None
+    params: tuple
+    grid: tuple
+    block: tuple
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def rows_block(inner: int) -> int:
+    """Threads per row block: about 4 elements per thread, a multiple of 32, 32..1024."""
+    want = _ceil_div(max(inner, 1), 4)
+    return max(32, min(1024, _ceil_div(want, 32) * 32))
+
+
+def configure(launch: Launch, dims: dict, sm_count: int = 132) -> Geometry:
+    """Grid and block for ``launch`` given the run's dim values."""
+    if launch.kind == "serial":
+        return Geometry(launch.function, launch.params, (1, 1, 1), (1, 1, 1))
+    if launch.kind == "threads":
+        n = int(eval_int(launch.count, dims))
+        if n <= 0:
+            return Geometry(None, launch.params, (0, 1, 1), (THREADS_BLOCK, 1, 1))
+        grid = min(_ceil_div(n, THREADS_BLOCK), MAX_GRID)
+        return Geometry(launch.function, launch.params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
+    if launch.kind == "rows":
+        rows = int(eval_int(launch.count, dims))
+        inner = int(eval_int(launch.inner, dims))
+        if rows <= 0:
+            return Geometry(None, launch.params, (0, 1, 1), (32, 1, 1))
+        # Short rows, or strided ones with plenty of rows: one thread per row reads
+        # coalesced across threads and wastes no lanes.
+        if launch.alt and (inner < 64 or (not launch.contiguous and rows >= 8 * sm_count * 4)):
+            grid = min(_ceil_div(rows, THREADS_BLOCK), MAX_GRID)
+            return Geometry(launch.alt, launch.alt_params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
+        block = rows_block(inner)
+        return Geometry(launch.function, launch.params, (min(rows, MAX_GRID), 1, 1), (block, 1, 1))
+    raise ValueError(f"no geometry for a {launch.kind!r} launch")
+
+
+@dataclass(frozen=True)
+class GemmArgs:
+    """A ``gemm`` LibCall with every size evaluated (see graphc.kernel.ir.LIBCALLS)."""
+
+    a: str
+    b: str
+    c: str
+    trans_a: bool
+    trans_b: bool
+    m: int
+    n: int
+    k: int
+    batch: int
+    stride_a: int
+    stride_b: int
+    stride_c: int
+    alpha: float
+    beta: float
+    offset_a: int
+    offset_b: int
+    offset_c: int
+
+    @property
+    def lda(self) -> int:
+        """Leading dimension of A as stored (row-major): its row length."""
+        return self.m if self.trans_a else self.k
+
+    @property
+    def ldb(self) -> int:
+        return self.k if self.trans_b else self.n
+
+    def tiled_grid(self) -> tuple:
+        """Grid of the fallback kernel ``gc_gemm_*`` (64 x 64 tiles, batch on z)."""
+        return (_ceil_div(self.n, 64), _ceil_div(self.m, 64), max(1, min(self.batch, 65535)))
+
+
+def gemm_args(launch: Launch, dims: dict) -> GemmArgs:
+    a, b, c, *rest = launch.args
+    vals = [eval_int(x, dims) for x in rest]
+    ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc = vals
+    g = GemmArgs(a, b, c, bool(ta), bool(tb), int(m), int(n), int(k), int(batch),
+                 int(sa), int(sb), int(sc), float(alpha), float(beta),
+                 int(oa), int(ob), int(oc))  # fmt: skip
+    if min(g.m, g.n, g.k, g.batch) < 0:
+        raise ValueError(f"gemm with negative size: {g}")
+    if g.batch > 1 and g.stride_c == 0:
+        raise ValueError("gemm: several batch entries would write one output (stride_c == 0)")
+    return g

@@ -1,0 +1,183 @@
+"""The CUDA renderer without a GPU: hand-written Kernel IR programs render to CUDA C that
+nvcc compiles to PTX, that runs on the CPU (host emulation, one thread per block) with the
+meaning of the Kernel IR interpreter, and that maps loops to the intended launch kinds.
+
+What needs a GPU (many threads cooperating, the pycuda runtime) is in test_cuda_runtime.py.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphc import dtypes as dt
+from graphc.backends.cuda import launch as L
+from graphc.backends.cuda.mathtable import MATH, render_const
+from graphc.backends.cuda.nvcc import compile_source, find_nvcc
+from graphc.backends.cuda.render import render_program, template_source
+from graphc.errors import CompileError, InvalidArgumentError, UnimplementedError
+from graphc.kernel import interp
+from graphc.kernel.expr import Const, Math, i64
+from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
+from graphc.runtime_state import RunContext
+from tests.backends import cuda_emulation as emu
+from tests.backends import cuda_programs as P
+
+#: PTX / host builds are cached by source hash here, across test runs.
+CACHE = Path(tempfile.gettempdir()) / "graphc-cuda-test-cache"
+
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found (CUDA toolkit)")
+needs_host = pytest.mark.skipif(emu.available() is not None, reason=str(emu.available()))
+
+
+def batch_source(modules: list) -> str:
+    """One translation unit for several modules (rendered with distinct prefixes)."""
+    return "\n".join([template_source(), *(m.body for m in modules)])
+
+
+def test_math_table_has_one_entry_per_math_member():
+    assert set(MATH) == set(Math)
+    for fn, entry in MATH.items():
+        assert len(entry) == 3, fn
+
+
+def test_constants_are_exact():
+    assert render_const(1.702, dt.float32) == "1.7020000219345093f"
+    assert float(render_const(0.1, dt.float64)) == 0.1
+    assert render_const(float("-inf"), dt.float32) == "(-GC_INF_F)"
+    assert render_const(float("nan"), dt.float64) == "GC_NAN_D"
+    assert render_const(-(2**63), dt.int64) == "(-9223372036854775807LL - 1)"
+    assert render_const(True, dt.bool_) == "true"
+
+
+def test_launch_kinds_follow_the_loop_shapes():
+    kinds = {
+        name: [(ln.kind, bool(ln.alt)) for k in render_program(f()).kernels for ln in k.launches]
+        for name, f in P.ALL.items()
+    }
+    assert kinds["elementwise_chain"] == [("threads", False)]
+    assert kinds["softmax_rows"] == [("rows", True)]  # block per row, thread per row as alt
+    assert kinds["layer_norm_rows"] == [("rows", True)]
+    # column sum (collapsed nest) rows; full sum: one block; argmax carries values: serial
+    assert kinds["column_sum_and_full_sum"] == [("rows", True), ("rows", False),
+                                                ("serial", False)]  # fmt: skip
+    assert kinds["gemm_bias_relu"] == [("gemm", False), ("threads", False)]
+    assert kinds["split_kernel"] == [("threads", False), ("threads", False)]
+    assert kinds["status_check"] == [("rows", True)]
+
+
+def test_row_kernels_use_warp_shuffles_and_shared_memory():
+    m = render_program(P.softmax_rows())
+    rows = m.body.split("gc_k0_softmax_rows")[1]
+    assert rows.count("gc_block_reduce<float>") == 2
+    assert "GcMax()" in rows and "GcAdd()" in rows
+    assert "threadIdx.x; " in rows and "+= blockDim.x" in rows
+
+
+def test_runtime_dims_are_kernel_arguments():
+    m = render_program(P.elementwise_chain())
+    assert re.search(r"gc_k0_fused_chain\(const float\* b_x, float\* b_z, gc_i64 d_n\)", m.body)
+    static = render_program(P.elementwise_chain(1 << 24))
+    assert "gc_i64 d_" not in static.body and "16777216LL" in static.body
+
+
+@needs_nvcc
+def test_hand_written_programs_compile_to_ptx():
+    modules = [render_program(f(), prefix=f"p{i}_") for i, f in enumerate(P.ALL.values())]
+    ptx, _ = compile_source(batch_source(modules), "sm_90", "ptx", cache_dir=CACHE)
+    text = ptx.decode()
+    for m in modules:
+        for fn in m.functions:
+            assert f".entry {fn}(" in text, fn
+    for fn in ("gc_gemm_f32", "gc_gemm_f64", "gc_gemm_f16"):
+        assert f".entry {fn}(" in text
+    assert "shfl.sync.bfly" in text  # the warp reductions survived
+
+
+@needs_nvcc
+def test_nvcc_errors_name_the_line_and_the_cache_is_used(tmp_path):
+    with pytest.raises(CompileError, match="undefined_thing"):
+        compile_source('extern "C" __global__ void f() { undefined_thing(); }', cache_dir=None)
+    src = 'extern "C" __global__ void g(float* x) { x[threadIdx.x] = 1.0f; }'
+    first, hit1 = compile_source(src, cache_dir=tmp_path)
+    second, hit2 = compile_source(src, cache_dir=tmp_path)
+    assert (hit1, hit2) == (False, True) and first == second
+    assert len(list((tmp_path / "cuda").glob("*.ptx"))) == 1
+
+
+@needs_host
+@pytest.mark.parametrize("variant", ["auto", "rows", "threads"])
+def test_emulated_programs_match_the_kernel_ir_interpreter(variant):
+    names = list(P.ALL)
+    programs = {n: P.ALL[n]() for n in names}
+    modules = {n: render_program(programs[n], prefix=f"p{i}_") for i, n in enumerate(names)}
+    lib = emu.build(batch_source(list(modules.values())), CACHE)
+    for name in names:
+        kp = programs[name]
+        feeds, variables = P.feeds_for(name, kp, np.random.default_rng(7))
+        want = interp.run(kp, RunContext(dict(variables), {}, list(feeds)))
+        got = emu.run(modules[name], kp, RunContext(dict(variables), {}, list(feeds)), lib,
+                      variant)  # fmt: skip
+        for buf, g, w in zip(kp.outputs, got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape, (name, buf)
+            if w.dtype.kind == "f":
+                tol = 2e-3 if w.dtype == np.float16 else 1e-4 if "gemm" in name else 1e-5
+                np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True,
+                                           err_msg=f"{name}:{buf}")  # fmt: skip
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=f"{name}:{buf}")
+
+
+@needs_host
+def test_status_flags_raise_like_the_interpreter():
+    kp = P.status_check()
+    m = render_program(kp)
+    lib = emu.build(batch_source([m]), CACHE)
+    x = np.zeros((3, 64), np.float32)
+    x[1, 5] = np.nan
+    # (the Kernel IR interpreter cannot vectorise a taken flag inside a reduction loop yet)
+    with pytest.raises(InvalidArgumentError, match="x is bad : Tensor had NaN"):
+        emu.run(m, kp, RunContext({}, {}, [x]), lib)
+    x[1, 5] = np.inf
+    with pytest.raises(InvalidArgumentError, match="x is bad : Tensor had Inf"):
+        emu.run(m, kp, RunContext({}, {}, [x]), lib)
+
+
+def test_geometry_choices():
+    sm = render_program(P.softmax_rows()).kernels[0].launches[0]
+    geo = L.configure(sm, {"r": 4096})
+    assert geo.function.endswith("_rows") and geo.grid == (4096, 1, 1)
+    assert geo.block[0] % 32 == 0 and 32 <= geo.block[0] <= 1024
+    assert L.configure(sm, {"r": 0}).function is None  # empty: no launch
+    chain = render_program(P.elementwise_chain()).kernels[0].launches[0]
+    geo = L.configure(chain, {"n": 1 << 24})
+    assert geo.grid[0] * geo.block[0] >= 1 << 24 or geo.grid[0] == L.MAX_GRID
+    assert L.rows_block(1) == 32 and L.rows_block(10**6) == 1024
+
+
+def test_gemm_arguments_are_evaluated_from_dims():
+    launch = render_program(P.gemm_bias_relu()).kernels[0].launches[0]
+    g = L.gemm_args(launch, {"b": 256})
+    assert (g.a, g.b, g.c) == ("x", "w", "h")
+    assert (g.m, g.n, g.k, g.batch, g.lda, g.ldb) == (256, 512, 784, 1, 784, 512)
+    assert g.tiled_grid() == (8, 4, 1)
+
+
+def _program(body, buffers):
+    return KernelProgram(buffers, [Kernel("k", body)], {}, (), ())
+
+
+def test_unsupported_library_calls_are_named():
+    bufs = {"a": Buffer("a", dt.float32, (i64(4),), "temp")}
+    with pytest.raises(UnimplementedError, match="conv"):
+        render_program(_program((LibCall("conv", ("a",)),), bufs))
+
+
+def test_unknown_buffer_is_a_compile_error():
+    body = (Loop("i", i64(0), i64(4), (Store("nope", i64(0), Const(1.0, dt.float32)),), True),)
+    with pytest.raises(CompileError, match="nope"):
+        render_program(_program(body, {}))
