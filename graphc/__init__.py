@@ -25,6 +25,7 @@ from .ops.constant import *  # noqa: F403
 from .ops.control import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
+from .ops.nn import *  # noqa: F403  (API.md: every op is importable from gc)
 from .ops.random import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.registry import convert_to_tensor

@@ -2,7 +2,15 @@
 
 from .ops.elementwise import *  # noqa: F403
 from .ops.elementwise import __all__ as _ew
+from .ops.elementwise import mod
 from .ops.reduce import *  # noqa: F403
 from .ops.reduce import __all__ as _red
 
-__all__ = list(_ew) + list(_red)
+# tf.math spellings of functions that live elsewhere in graphc
+floormod = mod
+_TF_ALIASES = [
+    "floormod", "softplus", "softsign", "softmax", "log_softmax", "l2_normalize",
+    "unsorted_segment_sum",
+]  # fmt: skip
+
+__all__ = list(_ew) + list(_red) + _TF_ALIASES

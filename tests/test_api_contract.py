@@ -8,8 +8,6 @@ and, where the behaviour is target-independent by contract, the cpu target too.
 
 from __future__ import annotations
 
-import collections
-import json
 import re
 
 import numpy as np
@@ -672,3 +670,663 @@ def test_variable_as_feed_key_and_feed_overrides_value(target):
         sess.run(v.initializer)
         np.testing.assert_allclose(sess.run(y, {"v:0": [0.0, 1.0]}), [0.0, 3.0])
         np.testing.assert_allclose(sess.run(v), [1.0, 2.0])
+
+
+# =============================================================================================
+# Ops: elementwise
+# =============================================================================================
+
+_X = np.array([[-2.5, -1.5, -0.5, 0.0], [0.5, 1.5, 2.5, 3.7]], np.float64)
+_POS = np.abs(_X) + 0.25
+_Y = np.array([1.5, -2.0, 0.75, 3.0])
+_erf = np.vectorize(__import__("math").erf)
+
+UNARY = {
+    "negative": (np.negative, _X), "abs": (np.abs, _X), "sign": (np.sign, _X),
+    "exp": (np.exp, _X), "expm1": (np.expm1, _X), "log": (np.log, _POS),
+    "log1p": (np.log1p, _POS), "sqrt": (np.sqrt, _POS), "rsqrt": (lambda v: 1 / np.sqrt(v), _POS),
+    "square": (np.square, _X), "reciprocal": (np.reciprocal, _POS), "sin": (np.sin, _X),
+    "cos": (np.cos, _X), "tan": (np.tan, _X / 3), "tanh": (np.tanh, _X),
+    "sigmoid": (lambda v: 1 / (1 + np.exp(-v)), _X), "erf": (_erf, _X),
+    "floor": (np.floor, _X), "ceil": (np.ceil, _X), "round": (np.round, _X),
+    "is_nan": (np.isnan, np.array([1.0, np.nan, np.inf])),
+    "is_finite": (np.isfinite, np.array([1.0, np.nan, -np.inf])),
+}  # fmt: skip
+
+BINARY = {
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
+    "floordiv": np.floor_divide, "mod": np.mod, "maximum": np.maximum, "minimum": np.minimum,
+    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
+    "greater": np.greater, "greater_equal": np.greater_equal,
+}  # fmt: skip
+
+
+def test_elementwise_unary_values(target):
+    outs = {k: getattr(gc, k)(gc.constant(x)) for k, (_, x) in UNARY.items()}
+    got = run(outs, target=target)
+    for k, (fn, x) in UNARY.items():
+        np.testing.assert_allclose(got[k], fn(x), rtol=1e-6, atol=1e-12, err_msg=k)
+        assert got[k].dtype == np.asarray(fn(x)).dtype, k
+    # round is half to even (numpy and TF)
+    np.testing.assert_array_equal(
+        run(gc.round([0.5, 1.5, 2.5, -0.5]), target=target), [0, 2, 2, -0]
+    )
+
+
+def test_elementwise_binary_values_with_broadcasting(target):
+    a = gc.constant(_X)
+    outs = {k: getattr(gc, k)(a, _Y) for k in BINARY}
+    outs["pow"] = gc.pow(gc.constant(_POS), _Y)
+    got = run(outs, target=target)
+    for k, fn in BINARY.items():
+        np.testing.assert_allclose(got[k], fn(_X, _Y), rtol=1e-12, err_msg=k)
+        assert got[k].dtype == fn(_X, _Y).dtype, k
+    np.testing.assert_allclose(got["pow"], _POS**_Y, rtol=1e-12)
+
+
+def test_where_cast_logical_clip(target):
+    c = np.array([[True, False, True]])
+    x = np.arange(6.0).reshape(2, 3)
+    got = run(
+        {
+            "where": gc.where(c, x, -x),
+            "where_b": gc.where(gc.constant(x) > 2, x, 0.0),
+            "cast_i": gc.cast(gc.constant([1.7, -1.7, 2.5]), gc.int32),
+            "cast_f": gc.cast(gc.constant([1, 2]), gc.float64),
+            "cast_b": gc.cast(gc.constant([0.0, 2.0]), gc.bool),
+            "cast_bf": gc.cast(gc.constant([True, False]), gc.float32),
+            "and": gc.logical_and(c, [[True, True, False]]),
+            "or": gc.logical_or(c, [[False, True, False]]),
+            "not": gc.logical_not(c),
+            "clip": gc.clip_by_value(gc.constant(x), 1.5, 4.0),
+        },
+        target=target,
+    )
+    np.testing.assert_array_equal(got["where"], np.where(c, x, -x))
+    np.testing.assert_array_equal(got["where_b"], np.where(x > 2, x, 0))
+    np.testing.assert_array_equal(got["cast_i"], [1, -1, 2])  # toward zero
+    assert got["cast_i"].dtype == np.int32 and got["cast_f"].dtype == np.float64
+    np.testing.assert_array_equal(got["cast_b"], [False, True])
+    np.testing.assert_array_equal(got["cast_bf"], [1.0, 0.0])
+    np.testing.assert_array_equal(got["and"], [[True, False, False]])
+    np.testing.assert_array_equal(got["or"], [[True, True, True]])
+    np.testing.assert_array_equal(got["not"], [[False, True, False]])
+    np.testing.assert_array_equal(got["clip"], np.clip(x, 1.5, 4.0))
+    with pytest.raises(TypeError, match="Select"):
+        gc.where(gc.constant([1.0]), 1.0, 2.0)  # condition must be bool
+
+
+# =============================================================================================
+# Ops: reductions
+# =============================================================================================
+
+
+def test_reductions_axis_forms_and_keepdims(target):
+    x_np = np.random.default_rng(0).normal(size=(2, 3, 4))
+    x = gc.constant(x_np)
+    b_np = x_np > 0
+    cases = []
+    for name, fn in [
+        ("reduce_sum", np.sum), ("reduce_mean", np.mean), ("reduce_max", np.max),
+        ("reduce_min", np.min), ("reduce_prod", np.prod),
+        ("reduce_logsumexp", lambda v, axis, keepdims: np.log(np.sum(np.exp(v), axis=axis,
+                                                                     keepdims=keepdims))),
+    ]:  # fmt: skip
+        for axis in (None, 1, -1, (0, 2), (-1, 0)):
+            for keepdims in (False, True):
+                cases.append((name, fn, x_np, x, axis, keepdims))
+    for name, fn in [("reduce_any", np.any), ("reduce_all", np.all)]:
+        for axis in (None, 0, (1, 2)):
+            for keepdims in (False, True):
+                cases.append((name, fn, b_np, gc.constant(b_np), axis, keepdims))
+    tensors = [getattr(gc, n)(t, axis=a, keepdims=k) for n, _, _, t, a, k in cases]
+    got = run(tensors, target=target)
+    for (name, fn, v, _, axis, keepdims), t, out in zip(cases, tensors, got):
+        want = fn(v, axis=axis, keepdims=keepdims)
+        assert t.shape == np.shape(want), (name, axis, keepdims)
+        np.testing.assert_allclose(out, want, rtol=1e-10, err_msg=f"{name} {axis} {keepdims}")
+    # positional axis and gc.math aliases
+    np.testing.assert_allclose(run(gc.math.reduce_sum(x, 1)), x_np.sum(1))
+    with pytest.raises(ValueError, match="ReduceSum|Sum|axis"):
+        gc.reduce_sum(x, axis=3)
+
+
+def test_argmax_argmin_int64(target):
+    x_np = np.array([[3.0, 9.0, 1.0], [7.0, 2.0, 8.0]])
+    x = gc.constant(x_np)
+    t = {
+        "amax1": gc.argmax(x, axis=1), "amax0": gc.argmax(x, axis=0),
+        "amin": gc.argmin(x, axis=-1), "amax_neg": gc.argmax(x, -2),
+    }  # fmt: skip
+    for v in t.values():
+        assert v.dtype == gc.int64
+    got = run(t, target=target)
+    np.testing.assert_array_equal(got["amax1"], x_np.argmax(1))
+    np.testing.assert_array_equal(got["amax0"], x_np.argmax(0))
+    np.testing.assert_array_equal(got["amin"], x_np.argmin(-1))
+    np.testing.assert_array_equal(got["amax_neg"], x_np.argmax(0))
+    for v in got.values():
+        assert v.dtype == np.int64
+    assert gc.argmax(x, 1, output_type=gc.int32).dtype == gc.int32
+
+
+def test_cumsum(target):
+    x_np = np.arange(1.0, 13.0).reshape(3, 4)
+    x = gc.constant(x_np)
+    got = run(
+        {
+            "a0": gc.cumsum(x),
+            "a1": gc.cumsum(x, axis=1),
+            "neg": gc.cumsum(x, axis=-1),
+            "excl": gc.cumsum(x, axis=1, exclusive=True),
+            "rev": gc.cumsum(x, axis=1, reverse=True),
+            "both": gc.cumsum(x, axis=0, exclusive=True, reverse=True),
+            "int": gc.cumsum(gc.constant([1, 2, 3])),
+        },  # fmt: skip
+        target=target,
+    )
+    np.testing.assert_allclose(got["a0"], np.cumsum(x_np, 0))
+    np.testing.assert_allclose(got["a1"], np.cumsum(x_np, 1))
+    np.testing.assert_allclose(got["neg"], np.cumsum(x_np, 1))
+    np.testing.assert_allclose(got["excl"], np.cumsum(x_np, 1) - x_np)
+    np.testing.assert_allclose(got["rev"], np.cumsum(x_np[:, ::-1], 1)[:, ::-1])
+    np.testing.assert_allclose(got["both"], np.cumsum(x_np[::-1], 0)[::-1] - x_np)
+    np.testing.assert_array_equal(got["int"], [1, 3, 6])
+    assert got["int"].dtype == np.int32
+
+
+# =============================================================================================
+# Ops: linear algebra
+# =============================================================================================
+
+
+def test_matmul_transpose_flags_and_batch_broadcasting(target):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
+    ba, bb = rng.normal(size=(2, 1, 3, 4)), rng.normal(size=(6, 4, 5))
+    t = {
+        "plain": gc.matmul(a, b),
+        "ta": gc.matmul(a.T.copy(), b, transpose_a=True),
+        "tb": gc.matmul(a, b.T.copy(), transpose_b=True),
+        "both": gc.matmul(a.T.copy(), b.T.copy(), transpose_a=True, transpose_b=True),
+        "batch": gc.matmul(ba, bb),
+        "batch_t": gc.matmul(ba, np.swapaxes(bb, -1, -2).copy(), transpose_b=True),
+        "op": gc.constant(ba) @ bb,
+    }
+    assert t["batch"].shape == (2, 6, 3, 5)
+    got = run(t, target=target)
+    for k in ("plain", "ta", "tb", "both"):
+        np.testing.assert_allclose(got[k], a @ b, rtol=1e-10, err_msg=k)
+    for k in ("batch", "batch_t", "op"):
+        np.testing.assert_allclose(got[k], ba @ bb, rtol=1e-10, err_msg=k)
+    p = gc.placeholder(gc.float64, (None, 4), name="p")
+    np.testing.assert_allclose(run(gc.matmul(p, b), {p: a}, target=target), a @ b, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"MatMul.*\(3, 4\).*\(3, 4\)"):
+        gc.matmul(a, a)
+
+
+def test_tensordot(target):
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(4, 3, 5))
+    got = run(
+        {
+            "int": gc.tensordot(a, rng.normal(size=(4, 5)), 1),
+            "pairs": gc.tensordot(a, b, [[1, 2], [1, 0]]),
+            "zero": gc.tensordot(a[0, 0], b[0, 0], 0),
+        },
+        target=target,
+    )
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(4, 3, 5))
+    np.testing.assert_allclose(got["int"], np.tensordot(a, rng.normal(size=(4, 5)), 1), rtol=1e-10)
+    np.testing.assert_allclose(got["pairs"], np.tensordot(a, b, [[1, 2], [1, 0]]), rtol=1e-10)
+    np.testing.assert_allclose(got["zero"], np.tensordot(a[0, 0], b[0, 0], 0), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "eq,shapes",
+    [
+        ("ij,jk->ik", [(3, 4), (4, 5)]),
+        ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+        ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+        ("ij->ji", [(3, 4)]),
+        ("abc->cab", [(2, 3, 4)]),
+        ("ij->", [(3, 4)]),
+        ("ij->j", [(3, 4)]),
+        ("i,i->", [(5,), (5,)]),
+        ("i,j->ij", [(3,), (4,)]),
+        ("ij,ij->ij", [(3, 4), (3, 4)]),
+        ("ij,jk", [(3, 4), (4, 5)]),
+        ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),
+    ],
+)
+def test_einsum_forms(eq, shapes, target):
+    rng = np.random.default_rng(3)
+    ops = [rng.normal(size=s) for s in shapes]
+    t = gc.einsum(eq, *ops)
+    want = np.einsum(eq, *ops)
+    assert t.shape == want.shape
+    np.testing.assert_allclose(run(t, target=target), want, rtol=1e-10, atol=1e-12)
+
+
+def test_einsum_errors_name_the_problem():
+    with pytest.raises(ValueError, match="einsum"):
+        gc.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="einsum"):
+        gc.einsum("ij,jk->ik", np.ones((2, 3)))
+
+
+# =============================================================================================
+# Ops: shape
+# =============================================================================================
+
+
+def test_shape_ops_values(target):
+    x_np = np.arange(24.0).reshape(2, 3, 4)
+    x = gc.constant(x_np)
+    t = {
+        "reshape": gc.reshape(x, (4, -1)),
+        "reshape2": gc.reshape(x, [-1]),
+        "transpose": gc.transpose(x),
+        "transpose_perm": gc.transpose(x, perm=[1, 0, 2]),
+        "expand": gc.expand_dims(x, 1),
+        "expand_neg": gc.expand_dims(x, -1),
+        "squeeze": gc.squeeze(gc.constant(np.ones((1, 3, 1)))),
+        "squeeze_axis": gc.squeeze(gc.constant(np.ones((1, 3, 1))), axis=[2]),
+        "broadcast_to": gc.broadcast_to(gc.constant([1.0, 2.0]), (3, 2)),
+        "concat": gc.concat([x, x], axis=1),
+        "concat_neg": gc.concat([x, x], axis=-1),
+        "stack": gc.stack([x, x], axis=1),
+        "slice": gc.slice(x, [0, 1, 1], [2, -1, 2]),
+        "tile": gc.tile(gc.constant([[1, 2]]), [2, 3]),
+        "reverse": gc.reverse(x, [0, -1]),
+        "pad": gc.pad(gc.constant([[1, 2]]), [[1, 0], [0, 2]]),
+        "pad_c": gc.pad(gc.constant([[1.0, 2.0]]), [[0, 1], [1, 1]], constant_values=9.0),
+        "shape": gc.shape(x),
+        "size": gc.size(x),
+    }
+    got = run(t, target=target)
+    np.testing.assert_array_equal(got["reshape"], x_np.reshape(4, -1))
+    np.testing.assert_array_equal(got["reshape2"], x_np.reshape(-1))
+    np.testing.assert_array_equal(got["transpose"], x_np.T)
+    np.testing.assert_array_equal(got["transpose_perm"], x_np.transpose(1, 0, 2))
+    np.testing.assert_array_equal(got["expand"], x_np[:, None])
+    np.testing.assert_array_equal(got["expand_neg"], x_np[..., None])
+    assert got["squeeze"].shape == (3,) and got["squeeze_axis"].shape == (1, 3)
+    np.testing.assert_array_equal(got["broadcast_to"], [[1, 2]] * 3)
+    np.testing.assert_array_equal(got["concat"], np.concatenate([x_np, x_np], 1))
+    np.testing.assert_array_equal(got["concat_neg"], np.concatenate([x_np, x_np], -1))
+    np.testing.assert_array_equal(got["stack"], np.stack([x_np, x_np], 1))
+    np.testing.assert_array_equal(got["slice"], x_np[0:2, 1:, 1:3])
+    np.testing.assert_array_equal(got["tile"], np.tile([[1, 2]], [2, 3]))
+    np.testing.assert_array_equal(got["reverse"], x_np[::-1, :, ::-1])
+    np.testing.assert_array_equal(got["pad"], np.pad([[1, 2]], [[1, 0], [0, 2]]))
+    np.testing.assert_array_equal(
+        got["pad_c"], np.pad([[1.0, 2.0]], [[0, 1], [1, 1]], constant_values=9.0)
+    )
+    np.testing.assert_array_equal(got["shape"], [2, 3, 4])
+    assert got["shape"].dtype == np.int32
+    assert got["size"] == 24 and got["size"].dtype == np.int32
+    with pytest.raises(ValueError, match="-1"):
+        gc.reshape(x, (-1, -1))
+
+
+def test_unstack_and_split(target):
+    x_np = np.arange(24.0).reshape(4, 6)
+    x = gc.constant(x_np)
+    parts = gc.unstack(x)
+    assert len(parts) == 4 and parts[0].shape == (6,)
+    cols = gc.unstack(x, axis=1)
+    even = gc.split(x, 3, axis=1)
+    sized = gc.split(x, [1, -1, 2], axis=1)
+    rows = gc.split(x, 2)
+    assert [p.shape for p in sized] == [(4, 1), (4, 3), (4, 2)]
+    got = run({"parts": parts, "cols": cols, "even": even, "sized": sized, "rows": rows},
+              target=target)  # fmt: skip
+    for i, p in enumerate(got["parts"]):
+        np.testing.assert_array_equal(p, x_np[i])
+    for i, p in enumerate(got["cols"]):
+        np.testing.assert_array_equal(p, x_np[:, i])
+    for g, w in zip(got["even"], np.split(x_np, 3, axis=1)):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got["sized"], np.split(x_np, [1, 4], axis=1)):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got["rows"], np.split(x_np, 2)):
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="(?i)split"):
+        gc.split(x, 4, axis=1)
+
+
+def test_gather_gather_nd_one_hot(target):
+    p_np = np.arange(24.0).reshape(4, 3, 2)
+    p = gc.constant(p_np)
+    idx = np.array([[3, 0], [1, 1]])
+    t = {
+        "g0": gc.gather(p, idx),
+        "g1": gc.gather(p, [2, 0], axis=1),
+        "gneg": gc.gather(p, [1], axis=-1),
+        "gnd": gc.gather_nd(p, [[0, 1], [3, 2]]),
+        "gnd_full": gc.gather_nd(p, [[0, 1, 1], [3, 2, 0]]),
+        "oh": gc.one_hot([0, 2, 1, 5], 3),
+        "oh_vals": gc.one_hot(gc.constant([[1], [0]]), 2, on_value=5.0, off_value=-1.0),
+        "emb": gc.nn.embedding_lookup(p, [1, 1]),
+    }
+    assert t["g0"].shape == (2, 2, 3, 2) and t["oh"].dtype == gc.float32
+    got = run(t, target=target)
+    np.testing.assert_array_equal(got["g0"], p_np[idx])
+    np.testing.assert_array_equal(got["g1"], p_np[:, [2, 0]])
+    np.testing.assert_array_equal(got["gneg"], p_np[:, :, [1]])
+    np.testing.assert_array_equal(got["gnd"], np.stack([p_np[0, 1], p_np[3, 2]]))
+    np.testing.assert_array_equal(got["gnd_full"], [p_np[0, 1, 1], p_np[3, 2, 0]])
+    np.testing.assert_array_equal(got["oh"], np.eye(3)[[0, 2, 1]].tolist() + [[0, 0, 0]])
+    np.testing.assert_array_equal(got["oh_vals"], [[[-1.0, 5.0]], [[5.0, -1.0]]])
+    np.testing.assert_array_equal(got["emb"], p_np[[1, 1]])
+
+
+def test_shape_and_size_of_none_dims(target):
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    s, n = gc.shape(x), gc.size(x)
+    assert s.shape == (2,) and s.dtype == gc.int32
+    got = run([s, n], {x: np.ones((5, 3))}, target=target)
+    np.testing.assert_array_equal(got[0], [5, 3])
+    assert got[1] == 15
+    r = gc.reshape(x, (-1,))
+    assert r.shape == (None,)
+    assert run(r, {x: np.ones((2, 3))}, target=target).shape == (6,)
+
+
+# =============================================================================================
+# Ops: names and aliases
+# =============================================================================================
+
+API_TOP_LEVEL = """
+add subtract multiply divide floordiv mod pow maximum minimum negative abs sign exp expm1 log
+log1p sqrt rsqrt square reciprocal sin cos tan tanh sigmoid erf floor ceil round where cast
+equal not_equal less less_equal greater greater_equal logical_and logical_or logical_not
+clip_by_value is_nan is_finite
+reduce_sum reduce_mean reduce_max reduce_min reduce_prod reduce_logsumexp reduce_any
+reduce_all argmax argmin cumsum
+matmul tensordot einsum
+reshape transpose expand_dims squeeze broadcast_to concat stack unstack split slice gather
+gather_nd one_hot pad tile reverse shape size
+stop_gradient check_numerics identity no_op group name_scope control_dependencies
+constant placeholder placeholder_with_default zeros ones fill zeros_like ones_like range
+random_normal random_uniform truncated_normal Variable global_variables trainable_variables
+global_variables_initializer variables_initializer assign assign_add
+gradients hessians jacobian Graph get_default_graph reset_default_graph Session
+CompileOptions RunOptions RunMetadata Tensor Operation
+""".split()
+
+API_NN = """
+relu relu6 leaky_relu elu selu gelu silu softplus softsign sigmoid tanh softmax log_softmax
+bias_add dropout l2_normalize moments layer_norm batch_normalization conv2d conv2d_transpose
+max_pool2d avg_pool2d sparse_softmax_cross_entropy_with_logits
+softmax_cross_entropy_with_logits sigmoid_cross_entropy_with_logits l2_loss embedding_lookup
+""".split()
+
+API_MATH = """
+add subtract multiply divide floordiv mod pow maximum minimum negative abs sign exp expm1 log
+log1p sqrt rsqrt square reciprocal sin cos tan tanh sigmoid erf floor ceil round equal
+not_equal less less_equal greater greater_equal logical_and logical_or logical_not is_nan
+is_finite reduce_sum reduce_mean reduce_max reduce_min reduce_prod reduce_logsumexp
+reduce_any reduce_all argmax argmin cumsum
+""".split()
+
+
+@pytest.mark.parametrize("name", API_TOP_LEVEL)
+def test_every_listed_name_is_in_gc(name):
+    assert callable(getattr(gc, name)), name
+
+
+@pytest.mark.parametrize("name", API_NN)
+def test_every_nn_name_is_in_gc_nn(name):
+    assert callable(getattr(gc.nn, name)), name
+
+
+@pytest.mark.parametrize("name", API_NN)
+def test_nn_ops_are_also_importable_from_gc(name):
+    # "Ops (all importable from gc; gc.nn and gc.math hold the usual aliases)"
+    assert getattr(gc, name) is getattr(gc.nn, name)
+
+
+@pytest.mark.parametrize("name", API_MATH)
+def test_usual_math_aliases(name):
+    assert getattr(gc.math, name) is getattr(gc, name)
+
+
+def test_usual_tf_aliases():
+    # the aliases TF users reach for (tf.math.*, tf.nn.* spellings of the same functions)
+    assert gc.math.truediv is not None and gc.math.squared_difference is not None
+    assert gc.math.floormod is gc.mod
+    assert gc.math.softplus is gc.nn.softplus
+    assert gc.math.log_softmax is gc.nn.log_softmax
+    assert gc.math.softmax is gc.nn.softmax
+    assert gc.math.l2_normalize is gc.nn.l2_normalize
+    assert gc.nn.sigmoid is gc.sigmoid and gc.nn.tanh is gc.tanh
+    assert gc.nn.max_pool is not None and gc.nn.avg_pool is not None
+    assert gc.nn.softmax_cross_entropy_with_logits_v2 is not None and gc.nn.swish is gc.nn.silu
+
+
+# =============================================================================================
+# Ops: gc.nn
+# =============================================================================================
+
+
+def _np_softmax(v, axis=-1):
+    e = np.exp(v - v.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _np_sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def test_nn_activations(target):
+    x = np.linspace(-7.0, 8.0, 31)
+    erf = np.vectorize(__import__("math").erf)
+    selu_a, selu_s = 1.6732632423543772, 1.0507009873554805
+    want = {
+        "relu": np.maximum(x, 0),
+        "relu6": np.clip(x, 0, 6),
+        "leaky_relu": np.where(x > 0, x, 0.2 * x),
+        "elu": np.where(x > 0, x, np.expm1(x)),
+        "selu": selu_s * np.where(x > 0, x, selu_a * np.expm1(x)),
+        "gelu": 0.5 * x * (1 + erf(x / np.sqrt(2))),
+        "silu": x * _np_sigmoid(x),
+        "softplus": np.log1p(np.exp(x)),
+        "softsign": x / (1 + np.abs(x)),
+        "sigmoid": _np_sigmoid(x),
+        "tanh": np.tanh(x),
+    }
+    t = {k: getattr(gc.nn, k)(x) for k in want}
+    t["gelu_tanh"] = gc.nn.gelu(x, approximate=True)
+    t["leaky_05"] = gc.nn.leaky_relu(x, alpha=0.5)
+    want["gelu_tanh"] = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    want["leaky_05"] = np.where(x > 0, x, 0.5 * x)
+    got = run(t, target=target)
+    for k, w in want.items():
+        np.testing.assert_allclose(got[k], w, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_nn_softmax_family(target):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(4, 5)) * 3
+    labels_sparse = np.array([0, 4, 2, 2])
+    labels = _np_softmax(rng.normal(size=(4, 5)))
+    binary = rng.uniform(size=(4, 5))
+    logp = np.log(_np_softmax(logits))
+    t = {
+        "softmax": gc.nn.softmax(logits),
+        "softmax0": gc.nn.softmax(logits, axis=0),
+        "log_softmax": gc.nn.log_softmax(logits),
+        "sparse": gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels_sparse, logits=logits
+        ),
+        "dense": gc.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits),
+        "sigmoid_ce": gc.nn.sigmoid_cross_entropy_with_logits(labels=binary, logits=logits),
+        "l2_loss": gc.nn.l2_loss(logits),
+        "l2n": gc.nn.l2_normalize(logits, axis=1),
+        "bias_add": gc.nn.bias_add(logits, np.arange(5.0)),
+    }
+    got = run(t, target=target)
+    np.testing.assert_allclose(got["softmax"], _np_softmax(logits), rtol=1e-10)
+    np.testing.assert_allclose(got["softmax0"], _np_softmax(logits, 0), rtol=1e-10)
+    np.testing.assert_allclose(got["log_softmax"], logp, rtol=1e-10)
+    np.testing.assert_allclose(got["sparse"], -logp[np.arange(4), labels_sparse], rtol=1e-10)
+    np.testing.assert_allclose(got["dense"], -(labels * logp).sum(1), rtol=1e-10)
+    p = _np_sigmoid(logits)
+    np.testing.assert_allclose(
+        got["sigmoid_ce"], -(binary * np.log(p) + (1 - binary) * np.log(1 - p)), rtol=1e-9
+    )
+    np.testing.assert_allclose(got["l2_loss"], (logits**2).sum() / 2, rtol=1e-12)
+    np.testing.assert_allclose(
+        got["l2n"], logits / np.sqrt((logits**2).sum(1, keepdims=True)), rtol=1e-10
+    )
+    np.testing.assert_allclose(got["bias_add"], logits + np.arange(5.0))
+    # keyword-only spirit of TF: positional labels/logits are a common bug, names are required
+    with pytest.raises(ValueError, match="labels"):
+        gc.nn.softmax_cross_entropy_with_logits(logits=logits)
+
+
+def test_nn_moments_layer_norm_batch_normalization(target):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3, 4, 5))
+    gamma, beta = rng.normal(size=5), rng.normal(size=5)
+    mean, var = gc.nn.moments(x, axes=[0, 1])
+    mean_k, var_k = gc.nn.moments(x, [2], keepdims=True)
+    t = {
+        "mean": mean, "var": var, "mean_k": mean_k, "var_k": var_k,
+        "ln": gc.nn.layer_norm(x, gamma, beta),
+        "ln_plain": gc.nn.layer_norm(x, axis=[1, 2], epsilon=1e-3),
+        "bn": gc.nn.batch_normalization(x, x.mean((0, 1)), x.var((0, 1)), beta, gamma, 1e-3),
+    }  # fmt: skip
+    got = run(t, target=target)
+    np.testing.assert_allclose(got["mean"], x.mean((0, 1)), rtol=1e-10)
+    np.testing.assert_allclose(got["var"], x.var((0, 1)), rtol=1e-10)
+    assert got["mean_k"].shape == (3, 4, 1)
+    np.testing.assert_allclose(got["var_k"], x.var(2, keepdims=True), rtol=1e-10)
+    m, v = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    np.testing.assert_allclose(got["ln"], (x - m) / np.sqrt(v + 1e-5) * gamma + beta, rtol=1e-9)
+    m, v = x.mean((1, 2), keepdims=True), x.var((1, 2), keepdims=True)
+    np.testing.assert_allclose(got["ln_plain"], (x - m) / np.sqrt(v + 1e-3), rtol=1e-9)
+    want = (x - x.mean((0, 1))) / np.sqrt(x.var((0, 1)) + 1e-3) * gamma + beta
+    np.testing.assert_allclose(got["bn"], want, rtol=1e-9)
+
+
+def _np_conv2d(x, w, stride, padding, dilation=1):
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    ekh, ekw = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-wd // stride)
+        ph = max((oh - 1) * stride + ekh - h, 0)
+        pw = max((ow - 1) * stride + ekw - wd, 0)
+        x = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)])
+    else:
+        oh, ow = (h - ekh) // stride + 1, (wd - ekw) // stride + 1
+    out = np.zeros((n, oh, ow, o))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[
+                :,
+                i * stride : i * stride + ekh : dilation,
+                j * stride : j * stride + ekw : dilation,
+            ]
+            out[:, i, j] = np.einsum("nhwc,hwco->no", patch, w)
+    return out
+
+
+def _np_pool(x, k, stride, padding, fn):
+    n, h, wd, c = x.shape
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-wd // stride)
+        ph, pw = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - wd, 0)
+        top, left = ph // 2, pw // 2
+    else:
+        oh, ow, top, left = (h - k) // stride + 1, (wd - k) // stride + 1, 0, 0
+    out = np.zeros((n, oh, ow, c))
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * stride - top, j * stride - left
+            win = x[:, max(r0, 0) : r0 + k, max(c0, 0) : c0 + k]  # padding is not counted
+            out[:, i, j] = fn(win, axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_nn_conv2d_and_pooling_nhwc(padding, target):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 7, 6, 3))
+    w = rng.normal(size=(3, 2, 3, 4))
+    t = {
+        "conv": gc.nn.conv2d(x, w, strides=2, padding=padding),
+        "conv_list": gc.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding=padding),
+        "dil": gc.nn.conv2d(x, w, strides=1, padding=padding, dilations=2),
+        "max": gc.nn.max_pool2d(x, ksize=3, strides=2, padding=padding),
+        "avg": gc.nn.avg_pool2d(x, ksize=2, strides=2, padding=padding),
+    }
+    got = run(t, target=target)
+    np.testing.assert_allclose(got["conv"], _np_conv2d(x, w, 2, padding), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got["conv_list"], _np_conv2d(x, w, 1, padding), rtol=1e-9,
+                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(got["dil"], _np_conv2d(x, w, 1, padding, 2), rtol=1e-9,
+                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(got["max"], _np_pool(x, 3, 2, padding, np.max), rtol=1e-12)
+    np.testing.assert_allclose(got["avg"], _np_pool(x, 2, 2, padding, np.mean), rtol=1e-12)
+    with pytest.raises(ValueError) as info:
+        gc.nn.conv2d(x, rng.normal(size=(3, 3, 5, 4)), strides=1, padding=padding)
+    msg = str(info.value)
+    assert "Conv2D" in msg and "(2, 7, 6, 3)" in msg and "(3, 3, 5, 4)" in msg and FILE in msg
+
+
+def test_nn_conv2d_transpose_is_the_adjoint_of_conv2d(target):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(1, 6, 6, 2))
+    w = rng.normal(size=(3, 3, 4, 2))  # HWIO of the transposed conv: out 4, in 2
+    y = rng.normal(size=(1, 12, 12, 4))
+    up = gc.nn.conv2d_transpose(x, w, output_shape=(1, 12, 12, 4), strides=2, padding="SAME")
+    assert up.shape == (1, 12, 12, 4)
+    got = run(up, target=target)
+    # <conv2d_transpose(x), y> == <x, conv2d(y)>
+    down = _np_conv2d(y, w, 2, "SAME")
+    np.testing.assert_allclose((got * y).sum(), (x * down).sum(), rtol=1e-9)
+
+
+def test_nn_dropout(target):
+    x = np.ones((200, 100), np.float32)
+    d = gc.nn.dropout(x, rate=0.25, seed=3)
+    with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
+        a, b = sess.run(d), sess.run(d)
+    kept = a != 0
+    assert abs(kept.mean() - 0.75) < 0.02
+    np.testing.assert_allclose(a[kept], 1 / 0.75, rtol=1e-6)
+    assert not np.array_equal(a, b)
+    again = run(d, target=target)
+    np.testing.assert_array_equal(again, a)  # seeded: the same stream in a new session
+    rate = gc.placeholder_with_default(0.0, ())
+    e = gc.nn.dropout(x, rate=rate, seed=1)
+    np.testing.assert_array_equal(run(e, target=target), x)
+    assert (run(e, {rate: 0.5}, target=target) == 0).mean() > 0.4
+    with pytest.raises(ValueError, match="rate"):
+        gc.nn.dropout(x, rate=1.5)
+
+
+def test_stop_gradient_and_check_numerics(target):
+    x = gc.placeholder(gc.float64, (3,), name="x")
+    y = gc.reduce_sum(x * gc.stop_gradient(x * 2))
+    (g,) = gc.gradients(y, [x])
+    v = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(run(g, {x: v}, target=target), 2 * v)  # not 4 * v
+    np.testing.assert_allclose(run(gc.stop_gradient(x), {x: v}, target=target), v)
+    checked = gc.check_numerics(gc.log(x), "log of x went bad")
+    np.testing.assert_allclose(run(checked, {x: v}, target=target), np.log(v))
+    with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
+        with pytest.raises(gc.errors.InvalidArgumentError, match="log of x went bad"):
+            sess.run(checked, {x: [1.0, -1.0, 2.0]})  # NaN
+        with pytest.raises(gc.errors.InvalidArgumentError, match="log of x went bad"):
+            sess.run(checked, {x: [1.0, 0.0, 2.0]})  # -Inf
+        np.testing.assert_allclose(sess.run(checked, {x: v}), np.log(v))  # still usable
+    # a check whose output is not fetched still runs when a consumer of it is fetched
+    z = gc.check_numerics(x, "x has NaN") * 2
+    with pytest.raises(gc.errors.InvalidArgumentError, match="x has NaN"):
+        run(z, {x: [np.nan, 0.0, 0.0]}, target=target)
