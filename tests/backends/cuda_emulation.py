@@ -60,10 +60,10 @@ def available() -> str | None:
     return None
 
 
-def build(source: str, cache_dir: Path) -> ctypes.CDLL:
+def build(source: str, cache_dir: Path, opt: str = "-O1") -> ctypes.CDLL:
     """Compile a module as a host shared library (cached by source hash)."""
     code = SHIM + source
-    key = hashlib.sha256(code.encode()).hexdigest()[:24]
+    key = hashlib.sha256((opt + code).encode()).hexdigest()[:24]
     lib = cache_dir / f"emu_{key}.so"
     if not lib.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def build(source: str, cache_dir: Path) -> ctypes.CDLL:
             src = Path(tmp) / "m.cpp"
             src.write_text(code)
             out = Path(tmp) / "m.so"
-            cmd = ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-w", f"-I{CUDA_INCLUDE}",
+            cmd = ["g++", "-std=c++17", opt, "-shared", "-fPIC", "-w", f"-I{CUDA_INCLUDE}",
                    str(src), "-o", str(out)]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode:
@@ -113,7 +113,8 @@ def run(module: CudaModule, kp: KernelProgram, ctx, lib: ctypes.CDLL, variant="a
     for rk in module.kernels:
         for launch in rk.launches:
             if launch.kind == "gemm":
-                _gemm(L.gemm_args(launch, dims), storage)
+                for call in L.gemm_calls(launch, dims):
+                    _gemm(call, storage)
                 continue
             geo = L.configure(launch, dims)
             if geo.function is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,17 @@ from graphc.backends.cuda import launch as L
 from graphc.backends.cuda.mathtable import MATH, render_const
 from graphc.backends.cuda.nvcc import compile_source, find_nvcc
 from graphc.backends.cuda.render import render_program, template_source
+from graphc.backends.reference.interpreter import run_program
 from graphc.errors import CompileError, InvalidArgumentError, UnimplementedError
 from graphc.kernel import interp
 from graphc.kernel.expr import Const, Math, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
+from graphc.ops.registry import REGISTRY
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
 from tests.backends import cuda_programs as P
+from tests.kernel.helpers import compile_kernels
+from tests.oracle import build_example
 
 #: PTX / host builds are cached by source hash here, across test runs.
 CACHE = Path(tempfile.gettempdir()) / "graphc-cuda-test-cache"
@@ -181,3 +186,157 @@ def test_unknown_buffer_is_a_compile_error():
     body = (Loop("i", i64(0), i64(4), (Store("nope", i64(0), Const(1.0, dt.float32)),), True),)
     with pytest.raises(CompileError, match="nope"):
         render_program(_program(body, {}))
+
+
+# -- every op example of the registry, and two training graphs, through the lowering ----------
+
+
+def _training_graphs():
+    """(name, graph, fetches+targets, placeholders, feed arrays, variables) of an MLP train
+    step and a small CNN train step (each one SGD step, as the examples run them)."""
+    import graphc as gc
+
+    rng = np.random.default_rng(3)
+    out = []
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 20), name="x")
+        labels = gc.placeholder(gc.int64, (None,), name="labels")
+        w1 = gc.Variable(rng.standard_normal((20, 32)).astype(np.float32) * 0.3, name="w1")
+        b1 = gc.Variable(np.zeros(32, np.float32), name="b1")
+        w2 = gc.Variable(rng.standard_normal((32, 10)).astype(np.float32) * 0.3, name="w2")
+        b2 = gc.Variable(np.zeros(10, np.float32), name="b2")
+        logits = gc.matmul(gc.nn.relu(gc.matmul(x, w1) + b1), w2) + b2
+        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        loss = gc.reduce_mean(xent)
+        params = [w1, b1, w2, b2]
+        grads = gc.gradients(loss, params)
+        step = gc.group(*[gc.assign_sub(p, 0.1 * gr) for p, gr in zip(params, grads)])
+    feeds = [rng.random((16, 20), dtype=np.float32), rng.integers(0, 10, 16)]
+    out.append(("mlp_train_step", g, [loss], [step], [x, labels], feeds, params))
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 8, 8, 1), name="x")
+        labels = gc.placeholder(gc.int64, (None,), name="labels")
+        k = gc.Variable(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3, name="k")
+        w = gc.Variable(rng.standard_normal((64, 10)).astype(np.float32) * 0.1, name="w")
+        h = gc.nn.max_pool(gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "SAME")),
+                           [1, 2, 2, 1], [1, 2, 2, 1], "VALID")  # fmt: skip
+        logits = gc.matmul(gc.reshape(h, (-1, 64)), w)
+        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        loss = gc.reduce_mean(xent)
+        grads = gc.gradients(loss, [k, w])
+        step = gc.group(*[gc.assign_sub(p, 0.1 * gr) for p, gr in zip([k, w], grads)])
+    feeds = [rng.random((4, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 4)]
+    out.append(("cnn_train_step", g, [loss], [step], [x, labels], feeds, [k, w]))
+    return out
+
+
+def _collect_cases():
+    """Every lowerable case: (id, reference Program, KernelProgram, feeds, variables, tol)."""
+    cases, gaps = [], {}
+    for name in sorted(REGISTRY):
+        for i, example in enumerate(REGISTRY[name].examples()):
+            for dynamic in (False, True):
+                if dynamic and not example.dynamic:
+                    continue
+                for fusion in (True, False):
+                    g, phs, outs, arrays = build_example(example, dynamic=dynamic)
+                    try:
+                        prog, _, kp = compile_kernels(outs, phs, fusion)
+                    except UnimplementedError as exc:
+                        gaps[name] = str(exc)
+                        continue
+                    cid = f"{name}-{i}-{'dynamic' if dynamic else 'static'}-{fusion}"
+                    cases.append((cid, prog, kp, arrays, {}, (example.rtol, example.atol)))
+    for name, g, fetches, targets, phs, feeds, _params in _training_graphs():
+        with g.as_default():
+            import graphc as gc
+
+            sess = gc.Session(graph=g, target="reference")
+            sess.run(gc.global_variables_initializer())
+            variables = sess.variable_values()
+            sess.close()
+        for fusion in (True, False):
+            try:
+                from graphc.kernel.lower import lower
+                from graphc.options import CompileOptions
+                from graphc.passes.fusion import fuse
+                from graphc.program import extract
+
+                prog = extract(fetches, targets, phs)
+                kp = lower(prog, fuse(prog, CompileOptions(fusion=fusion, cache_dir=None)))
+            except UnimplementedError as exc:
+                gaps[name] = str(exc)
+                continue
+            cases.append((f"{name}-{fusion}", prog, kp, feeds, variables, (1e-4, 1e-5)))
+    return cases, gaps
+
+
+@pytest.fixture(scope="module")
+def lowered():
+    cases, gaps = _collect_cases()
+    modules, failures = {}, {}
+    for j, (cid, _, kp, *_rest) in enumerate(cases):
+        try:
+            modules[cid] = render_program(kp, prefix=f"r{j}_")
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            failures[cid] = f"{type(exc).__name__}: {exc}"
+    return cases, gaps, modules, failures
+
+
+def test_every_lowered_example_renders(lowered):
+    cases, gaps, modules, failures = lowered
+    assert len(cases) > 500, "the registry walk found too few lowerable examples"
+    assert not failures, "\n".join(f"{k}: {v}" for k, v in failures.items())
+    for name in ("mlp_train_step", "cnn_train_step"):
+        assert any(c[0].startswith(name) for c in cases) or name in gaps, name
+
+
+@needs_nvcc
+def test_every_lowered_example_compiles_to_ptx(lowered):
+    _, _, modules, _ = lowered
+    mods = list(modules.values())
+    # nvcc starts slowly and is single-threaded: two big translation units, side by side
+    halves = [mods[: len(mods) // 2], mods[len(mods) // 2 :]]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(
+            lambda part: compile_source(batch_source(part), "sm_90", "ptx", cache_dir=CACHE),
+            halves,
+        ))  # fmt: skip
+    text = "".join(r[0].decode() for r in results)
+    for m in mods:
+        for fn in m.functions:
+            assert f".entry {fn}(" in text, fn
+
+
+@needs_host
+def test_every_lowered_example_runs_like_the_reference(lowered):
+    """Host emulation of every generated kernel (both mappings) against the reference."""
+    cases, _, modules, _ = lowered
+    lib = emu.build(batch_source(list(modules.values())), CACHE, opt="-O0")
+    problems = []
+    for cid, prog, kp, feeds, variables, (rtol, atol) in cases:
+        if cid not in modules:
+            continue
+        want = run_program(prog, RunContext(dict(variables), {}, list(feeds)))
+        for variant in ("auto", "rows", "threads"):
+            ctx = RunContext(dict(variables), {}, list(feeds))
+            try:
+                got = emu.run(modules[cid], kp, ctx, lib, variant)
+            except Exception as exc:  # noqa: BLE001 - collected, reported together
+                problems.append(f"{cid} [{variant}]: {type(exc).__name__}: {exc}")
+                continue
+            for k, (g, w) in enumerate(zip(got, want)):
+                w = np.asarray(w)
+                if g.shape != w.shape or g.dtype != w.dtype:
+                    problems.append(f"{cid} [{variant}] output {k}: {g.dtype}{g.shape} vs "
+                                    f"{w.dtype}{w.shape}")  # fmt: skip
+                    continue
+                tol = (max(rtol, 2e-3), max(atol, 2e-3)) if w.dtype == np.float16 else (
+                    max(rtol, 1e-5), max(atol, 1e-6))  # fmt: skip
+                ok = (np.allclose(g, w, rtol=tol[0], atol=tol[1], equal_nan=True)
+                      if w.dtype.kind == "f" else np.array_equal(g, w))  # fmt: skip
+                if not ok:
+                    problems.append(f"{cid} [{variant}] output {k} differs")
+    assert not problems, "\n".join(problems[:40])

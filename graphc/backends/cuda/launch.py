@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ...kernel.expr import NUMPY_MATH, Call, Const, Dim, Var
 from ...kernel.runtime import eval_int
 from .render import Launch
 
@@ -97,9 +100,40 @@ class GemmArgs:
         return (_ceil_div(self.n, 64), _ceil_div(self.m, 64), max(1, min(self.batch, 65535)))
 
 
-def gemm_args(launch: Launch, dims: dict) -> GemmArgs:
+def eval_scalar(e, dims: dict, env: dict):
+    """Value of a size expression over Dims, Consts and bound loop variables (``env``)."""
+    if isinstance(e, Var):
+        return env[e.name]
+    if isinstance(e, Const | Dim):
+        return eval_int(e, dims)
+    if isinstance(e, Call):
+        args = [np.asarray(eval_scalar(a, dims, env)) for a in e.args]
+        return np.asarray(NUMPY_MATH[e.fn](*args)).item()
+    raise TypeError(f"not a size expression: {e!r}")
+
+
+def gemm_calls(launch: Launch, dims: dict) -> list:
+    """Every library GEMM a ``gemm`` launch makes (one per iteration of its loops)."""
+    ranges = []
+    for var, start, stop in launch.loops:
+        ranges.append((var, start, stop))
+    out = []
+
+    def walk(level, env):
+        if level == len(ranges):
+            out.append(gemm_args(launch, dims, env))
+            return
+        var, start, stop = ranges[level]
+        for v in range(int(eval_scalar(start, dims, env)), int(eval_scalar(stop, dims, env))):
+            walk(level + 1, {**env, var: v})
+
+    walk(0, {})
+    return out
+
+
+def gemm_args(launch: Launch, dims: dict, env=None) -> GemmArgs:
     a, b, c, *rest = launch.args
-    vals = [eval_int(x, dims) for x in rest]
+    vals = [eval_scalar(x, dims, env or {}) for x in rest]
     ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc = vals
     g = GemmArgs(a, b, c, bool(ta), bool(tb), int(m), int(n), int(k), int(batch),
                  int(sa), int(sb), int(sc), float(alpha), float(beta),

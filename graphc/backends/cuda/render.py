@@ -91,6 +91,7 @@ class Launch:
     contiguous: bool = True
     args: tuple = ()  # gemm: the LibCall arguments (see graphc.kernel.ir.LIBCALLS)
     alt_params: tuple = ()  # parameters of ``alt``
+    loops: tuple = ()  # gemm: (var, start, stop) of enclosing loops, outermost first
 
 
 @dataclass
@@ -397,6 +398,8 @@ class _Function:
         if isinstance(e, Call) and e.fn in (Math.ADD, Math.MUL, Math.FLOORDIV, Math.MOD,
                                             Math.MAX, Math.MIN, Math.DIV):  # fmt: skip
             return all(self._nonneg(a) for a in e.args)
+        if isinstance(e, Call) and e.fn is Math.SELECT:  # broadcast indices: c ? 0 : i
+            return self._nonneg(e.args[1]) and self._nonneg(e.args[2])
         return False
 
     def _positive(self, e: Expr) -> bool:
@@ -556,6 +559,12 @@ class _ModuleRenderer:
     def _launch(self, name: str, prefix: tuple, unit: list, rk) -> Launch:
         if len(unit) == 1 and isinstance(unit[0], LibCall):
             return self._libcall(unit[0])
+        nest = _libcall_nest(unit)
+        if nest is not None:  # batched GEMM by loops: one library call per iteration
+            loops, call = nest
+            launch = self._libcall(call, {v for v, _, _ in loops})
+            launch.loops = tuple(loops)
+            return launch
         if len(unit) == 1 and isinstance(unit[0], Loop) and unit[0].parallel:
             return self._parallel(name, list(prefix), unit[0], rk)
         rows = self._rows_function(name, list(prefix), unit, None, rk)
@@ -569,7 +578,7 @@ class _ModuleRenderer:
         self._add(fn)
         return Launch("serial", fn.name, fn.params())
 
-    def _libcall(self, s: LibCall) -> Launch:
+    def _libcall(self, s: LibCall, loop_vars=frozenset()) -> Launch:
         if s.fn not in LIBCALLS:
             raise UnimplementedError(f"cuda renderer: unknown library call '{s.fn}'")
         if len(s.args) != len(LIBCALLS[s.fn]):
@@ -580,9 +589,13 @@ class _ModuleRenderer:
             if name in ("A", "B", "C"):
                 if a not in self.program.buffers:
                     raise CompileError(f"cuda renderer: gemm operand {name}={a!r} is no buffer")
-            elif any(isinstance(x, Var | Load) for x in _walk_expr(a)):
+            elif any(
+                isinstance(x, Load) or (isinstance(x, Var) and x.name not in loop_vars)
+                for x in _walk_expr(a)
+            ):
                 raise UnimplementedError(
-                    f"cuda renderer: gemm argument {name} must depend on sizes only, got {a!r}"
+                    f"cuda renderer: gemm argument {name} must depend on sizes and enclosing "
+                    f"loop variables only, got {a!r}"
                 )
         dtypes = {self.program.buffers[b].dtype for b in s.args[:3]}
         if len(dtypes) != 1 or next(iter(dtypes)) not in (_dt.float16, _dt.float32, _dt.float64):
@@ -655,7 +668,6 @@ class _ModuleRenderer:
             return None
         coop, inner = checked
         fn = _Function(self, name)
-        fn.uses_smem = True
         fn.stmts(prefix, 1)
         depth = 1
         if nest is not None:
@@ -791,6 +803,7 @@ class _ModuleRenderer:
         fn.stmts(body, depth + 1)
         fn.emit("}", depth)
         for s, red_fn, p in combine:
+            fn.uses_smem = True
             total = fn.tmp(s.dtype)
             op = _REDUCERS[red_fn]
             if s.dtype.is_bool:
@@ -822,6 +835,24 @@ def _product(exprs: list) -> Expr:
     for e in exprs[1:]:
         out = Call(Math.MUL, (out, e))
     return out
+
+
+def _libcall_nest(unit):
+    """([(var, start, stop)...], LibCall) when ``unit`` is loops around a single LibCall."""
+    loops = []
+    body = unit
+    while len(body) == 1 and isinstance(body[0], Loop):
+        loop = body[0]
+        loops.append((loop.var, loop.start, loop.stop))
+        body = loop.body
+    if loops and len(body) == 1 and isinstance(body[0], LibCall):
+        bound_vars = set()
+        for var, start, stop in loops:
+            if (_var_names(start) | _var_names(stop)) - bound_vars:
+                return None
+            bound_vars.add(var)
+        return loops, body[0]
+    return None
 
 
 def _extent(start: Expr, stop: Expr) -> Expr:
