@@ -200,10 +200,11 @@ class _Exec:
         self._check_dtype(val, _dtype_of_array(buf), f"Store to {s.buffer}")
         if not buf.flags.writeable:
             raise KernelIRError(f"kernel {self.kernel.name} stores to read-only {s.buffer}")
-        idx, val = np.broadcast_arrays(idx, val)
         if self.mask is not None:
-            m = np.broadcast_to(self.mask, idx.shape)
+            idx, val, m = np.broadcast_arrays(idx, val, self.mask)
             idx, val = idx[m], val[m]
+        else:
+            idx, val = np.broadcast_arrays(idx, val)
         self._bounds(idx, buf, s.buffer)
         buf[idx] = val
 

@@ -635,7 +635,7 @@ def _emit_row_group(lw, name, nodes, stored, reductions):
     full_stored, row_stored = [], []
     for ref in stored:
         s = lw.shapes[ref]
-        if s == space:
+        if s == space and ref[0] not in specs:
             full_stored.append(ref)
         elif sym.product(s) == sym.product(row_shape) and _is_row_shape(s, space, axes):
             row_stored.append(ref)
@@ -647,7 +647,10 @@ def _emit_row_group(lw, name, nodes, stored, reductions):
 
         def full_ix(avars):
             dims = [
-                row_dims[d] if d in row_dims else avars[axes.index(d)] for d in range(len(space))
+                row_dims[d]
+                if d in row_dims
+                else (sym.ZERO if sym.const_value(space[d]) == 1 else avars[axes.index(d)])
+                for d in range(len(space))
             ]
             return kb.ix(space, dims=dims)
 

@@ -59,9 +59,14 @@ class SymShapes:
             self.shapes[(n.id, 0)] = tuple(shape)
             return
         static = [s.shape for s in n.outs]
+        ins = [self.shapes[tuple(r)] for r in n.inputs]
         if all(s is not None and None not in s for s in static):
             for k, s in enumerate(static):
                 self.shapes[(n.id, k)] = tuple(i64(d) for d in s)
+            dynamic_in = any(sym.const_value(d) is None for s in ins for d in s)
+            fn = SHAPE_RULES.get(n.op) or (_broadcast if _is_elementwise(n) else None)
+            if dynamic_in and fn is not None:
+                fn(n, ins, self.checks)  # only for its run-time checks
             return
         fn = SHAPE_RULES.get(n.op)
         if fn is None:
@@ -73,7 +78,6 @@ class SymShapes:
                 raise UnimplementedError(
                     f"{n.op} '{n.name}': no symbolic shape rule for unknown dims {static}"
                 )
-        ins = [self.shapes[tuple(r)] for r in n.inputs]
         out = fn(n, ins, self.checks)
         outs = out if isinstance(out, list) else [out]
         for k, s in enumerate(outs):
@@ -81,6 +85,12 @@ class SymShapes:
             if spec is not None:
                 s = tuple(s[i] if d is None else i64(d) for i, d in enumerate(spec))
             self.shapes[(n.id, k)] = tuple(s)
+
+
+def _is_elementwise(n) -> bool:
+    from ..ops.registry import REGISTRY
+
+    return getattr(REGISTRY.get(n.op), "elementwise", False)
 
 
 def broadcast(shapes, checks, what="") -> tuple:

@@ -49,8 +49,8 @@ def plan(kp: KernelProgram) -> KernelProgram:
     if not kp.checks:
         for var, upd in kp.var_updates.items():
             var_buf = next((b for b, v in kp.var_reads.items() if v == var), None)
-            if var_buf is None or buffers[upd].kind != "temp":
-                continue
+            if var_buf is None or buffers[upd].kind != "temp" or var_buf in kp.outputs:
+                continue  # (a fetched old value must survive the run)
             if _in_place_ok(kp, var_buf, upd, live):
                 in_place[upd] = var_buf
     # -- temporaries: greedy reuse of freed storage of the same byte size --------------------
