@@ -771,7 +771,12 @@ def _emit_gemm_group(lw, name, nodes, stored, mm):
         c_buf = f"t{mm.id}"
         lw.buffers[c_buf] = Buffer(c_buf, dt, c_shape, "temp")
         kb.writes.add(c_buf)
-    _emit_gemm(kb, mm, c_buf)
+    if mm.op == "Conv2D":
+        from .lower_nn import emit_conv2d
+
+        emit_conv2d(kb, mm, c_buf)
+    else:
+        _emit_gemm(kb, mm, c_buf)
     if epilogue:
         kb.overrides[mm_ref] = c_buf
         kb.reads.add(c_buf)

@@ -423,4 +423,4 @@ def _sum_to_shape_dynamic(kb, node):
 _ = Loop
 
 
-from . import lower_index  # noqa: E402,F401 - registers the index-op lowerings
+from . import lower_index, lower_nn  # noqa: E402,F401 - register the index/NN lowerings

@@ -63,7 +63,7 @@ class FusionPlan:
 def _kind_of(program, nodes, shapes=None) -> str:
     kinds = {L.op_kind(program.node(n)) for n in nodes}
     if "gemm" in kinds:
-        return "gemm"
+        return "conv" if any(program.node(n).op == "Conv2D" for n in nodes) else "gemm"
     if "conv" in kinds:
         return "conv"
     if "reduction" in kinds:

@@ -15,10 +15,14 @@ from tests.oracle import build_example
 
 #: op types that lower() rejects with UnimplementedError (to do)
 KNOWN_GAPS = {
+    "Einsum", "GatherGrad", "GatherNd", "GatherNdGrad", "MaxPoolGradGrad", "PadGrad",
+    "ScatterNd", "StridedSliceGrad", "TileGrad", "UnsortedSegmentSum", "SplitLike",
+}  # fmt: skip
+#: window ops lower with static H, W, C only (N may be unknown): with every dim unknown
+#: they raise UnimplementedError naming the op
+STATIC_SPATIAL = {
     "AvgPool", "AvgPoolGrad", "Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput",
-    "Einsum", "GatherGrad", "GatherNd", "GatherNdGrad", "MaxPool", "MaxPoolGrad",
-    "MaxPoolGradGrad", "PadGrad", "ScatterNd", "StridedSliceGrad", "TileGrad",
-    "UnsortedSegmentSum", "SplitLike",
+    "MaxPool", "MaxPoolGrad",
 }  # fmt: skip
 
 OPS = sorted(REGISTRY)
@@ -33,7 +37,7 @@ def test_example_lowers_and_matches_reference(name, index, dynamic, fusion):
     if dynamic and not example.dynamic:
         pytest.skip("example needs static shapes")
     g, phs, outs, arrays = build_example(example, dynamic=dynamic)
-    if name in KNOWN_GAPS:
+    if name in KNOWN_GAPS or (dynamic and name in STATIC_SPATIAL):
         with pytest.raises(UnimplementedError, match=name):
             compile_kernels(outs, phs, fusion)
         return
@@ -43,4 +47,4 @@ def test_example_lowers_and_matches_reference(name, index, dynamic, fusion):
 
 
 def test_known_gaps_are_registered_ops():
-    assert KNOWN_GAPS <= set(REGISTRY), KNOWN_GAPS - set(REGISTRY)
+    assert KNOWN_GAPS | STATIC_SPATIAL <= set(REGISTRY), KNOWN_GAPS - set(REGISTRY)

@@ -194,3 +194,31 @@ def test_one_kernel_program_serves_every_batch_size(batch):
     x = rng.standard_normal((batch, 10)).astype(np.float32)
     ref, got, _, _ = run_both(prog, kp, [x])
     assert_close(got, ref)
+
+
+def test_conv_bias_relu_is_one_conv_kernel_and_matches_reference():
+    f = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    xs = rng.standard_normal((2, 6, 5, 2)).astype(np.float32)
+
+    def build(x):
+        y = gc.nn.conv2d(x, gc.constant(f), strides=1, padding="SAME")
+        return gc.nn.relu(y + gc.constant(b))
+
+    prog, plan, kp = _check(build, xs, rtol=1e-4, atol=1e-5)
+    assert len(kp.kernels) == 1 and plan.groups[0].kind == "conv"
+
+
+def test_small_cnn_training_step_matches_reference():
+    f = gc.Variable(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3, name="f")
+    x = gc.placeholder(gc.float32, (None, 8, 8, 1))
+    h = gc.nn.max_pool2d(gc.nn.relu(gc.nn.conv2d(x, f, 1, "VALID")), 2, 2, "VALID")
+    loss = gc.reduce_mean(gc.square(h))
+    (g,) = gc.gradients(loss, [f])
+    step = gc.assign_sub(f, 0.1 * g)
+    prog, plan, kp = compile_kernels([loss], [x], targets=[step.op])
+    xs = rng.standard_normal((3, 8, 8, 1)).astype(np.float32)
+    state = {"f": rng.standard_normal((3, 3, 1, 4)).astype(np.float32)}
+    ref, got, ref_ctx, ctx = run_both(prog, kp, [xs], state)
+    assert_close(got, ref, 1e-4, 1e-5)
+    np.testing.assert_allclose(ctx.pending["f"], ref_ctx.pending["f"], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,310 @@
+"""Lowerings of the NN window ops (NHWC data, HWIO filters; H, W, C static, N may be dynamic).
+
+* Conv2D: im2col into a temporary ``[N*OH*OW, KH*KW*C]`` (skipped for 1x1 stride-1 unpadded
+  convolutions) then one ``gemm`` with the filters viewed as ``[KH*KW*C, O]``: the product is
+  the NHWC output directly. It is a "gemm" kind op, so bias/activation epilogues fuse.
+* Conv2DBackpropInput: ``gemm`` of the output gradient with the transposed filters into
+  column form, then col2im as a gather (each input element sums the taps that saw it: no
+  atomics, parallel over the input).
+* Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a``.
+* Pools: direct loops over the window (max: first maximum wins, as TF; avg: SAME divides by
+  the number of real inputs). Their gradients are gathers over the windows containing each
+  input element.
+"""
+
+from __future__ import annotations
+
+from .. import dtypes as _dt
+from ..errors import UnimplementedError
+from ..ops.nn import _Window
+from . import sym
+from .expr import Const, Math, Var, i64
+from .ir import Buffer, Let, LibCall, Store
+from .lowerings import KINDS, opaque
+from .shapes import rule
+
+
+def _static(kb, ref, axes, what):
+    shape = kb.shape(ref)
+    out = []
+    for a in axes:
+        v = sym.const_value(shape[a])
+        if v is None:
+            raise UnimplementedError(f"{what}: dim {a} must be static for the compiled targets")
+        out.append(v)
+    return out
+
+
+def _window(node, h, w, kh, kw):
+    attrs = dict(node.attrs)
+    attrs.setdefault("dilations", (1, 1))
+    return _Window(h, w, kh, kw, attrs)
+
+
+def _temp(kb, name, dt, shape):
+    kb.lw.buffers[name] = Buffer(name, dt, tuple(sym.as_expr(d) for d in shape), "temp")
+    kb.writes.add(name)
+    kb.reads.add(name)
+    return name
+
+
+def _inside(y, x, h, w):
+    return Math.AND(
+        Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, i64(h))),
+        Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, i64(w))),
+    )
+
+
+def _im2col(kb, x_ref, win, n, c, col):
+    """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    dt = kb.lw.program.spec(tuple(x_ref)).dtype
+    k = win.kh * win.kw * c
+    with kb.nest([n, win.oh, win.ow]) as (b, oy, ox):
+        with kb.nest([win.kh, win.kw, c], parallel=False) as (i, j, ch):
+            y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
+            xx = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+            ok = kb.bind(_inside(y, xx, win.h, win.w), _dt.bool_)
+            flat = sym.select(ok, sym.flat_index((b, y, xx, ch), (n, win.h, win.w, c)), 0)
+            v = kb.load(x_ref, flat)
+            row = sym.flat_index((b, oy, ox), (n, win.oh, win.ow))
+            col_idx = sym.add(sym.mul(row, k), sym.flat_index((i, j, ch), (win.kh, win.kw, c)))
+            kb.emit(Store(col, col_idx, Math.SELECT(ok, v, Const(0.0, dt))))
+
+
+def _gemm(kb, a, b, c, ta, tb, m, n, k, dt):
+    one, zero = Const(1.0, dt), Const(0.0, dt)
+    z = sym.ZERO
+    kb.emit(LibCall("gemm", (a, b, c, i64(ta), i64(tb), sym.as_expr(m), sym.as_expr(n),
+                             sym.as_expr(k), sym.ONE, z, z, z, one, zero, z, z, z)))  # fmt: skip
+
+
+# -- Conv2D (a "gemm" kind op: epilogues fuse; called from lower._emit_gemm_group) -------------
+
+
+@rule("Conv2D")
+def _conv_shape(n, ins, checks):
+    return (ins[0][0], sym.ONE, sym.ONE, ins[1][3])  # H, W, O come from the static spec
+
+
+KINDS["Conv2D"] = "gemm"
+
+
+def emit_conv2d(kb, node, c_buf):
+    x_ref, f_ref = (tuple(r) for r in node.inputs)
+    h, w, c = _static(kb, x_ref, (1, 2, 3), f"Conv2D '{node.name}'")
+    kh, kw, _, o = _static(kb, f_ref, (0, 1, 2, 3), f"Conv2D '{node.name}'")
+    n = kb.shape(x_ref)[0]
+    win = _window(node, h, w, kh, kw)
+    dt = node.outs[0].dtype
+    m = sym.mul(n, win.oh * win.ow)
+    k = kh * kw * c
+    f_buf = kb.lw.buffer_for_read(f_ref)
+    kb.reads.add(f_buf)
+    direct = (kh, kw) == (1, 1) and win.s == (1, 1) and (win.pt, win.pl) == (0, 0)
+    if direct:
+        a_buf = kb.lw.buffer_for_read(x_ref)
+        kb.reads.add(a_buf)
+    else:
+        a_buf = _temp(kb, f"col{node.id}", dt, (m, k))
+        _im2col(kb, x_ref, win, n, c, a_buf)
+    _gemm(kb, a_buf, f_buf, c_buf, 0, 0, m, o, k, dt)
+
+
+@rule("Conv2DBackpropInput")
+def _conv_bi_shape(n, ins, checks):
+    return (ins[0][0], sym.ONE, sym.ONE, ins[1][2])
+
+
+@opaque("Conv2DBackpropInput")
+def _conv_backprop_input(kb, node):
+    g_ref, f_ref = (tuple(r) for r in node.inputs[:2])
+    out_shape = kb.shape((node.id, 0))
+    h, w, c = (sym.const_value(d) for d in out_shape[1:])
+    if None in (h, w, c):
+        raise UnimplementedError(f"Conv2DBackpropInput '{node.name}': H, W, C must be static")
+    kh, kw, _, o = _static(kb, f_ref, (0, 1, 2, 3), f"Conv2DBackpropInput '{node.name}'")
+    n = out_shape[0]
+    win = _window(node, h, w, kh, kw)
+    dt = node.outs[0].dtype
+    m = sym.mul(n, win.oh * win.ow)
+    k = kh * kw * c
+    g_buf, f_buf = kb.lw.buffer_for_read(g_ref), kb.lw.buffer_for_read(f_ref)
+    kb.reads.update((g_buf, f_buf))
+    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    _gemm(kb, g_buf, f_buf, cols, 0, 1, m, k, o, dt)  # [M, O] @ [K, O]^T
+    out = kb.out_buffer(node)
+    (sh, sw), (dh, dw) = win.s, win.d
+    with kb.nest([n, h, w, c]) as (b, y, x, ch):
+        acc = kb.new_var("acc")
+        kb.emit(Let(acc, dt, Const(0.0, dt)))
+        with kb.nest([kh, kw], parallel=False) as (i, j):
+            ty = sym.add(sym.sub(y, sym.mul(i, dh)), win.pt)  # = oy * sh
+            tx = sym.add(sym.sub(x, sym.mul(j, dw)), win.pl)
+            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
+            ok = _inside(oy, ox, win.oh, win.ow)
+            if sh > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
+            if sw > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok = kb.bind(ok, _dt.bool_)
+            row = sym.flat_index((b, oy, ox), (n, win.oh, win.ow))
+            idx = sym.add(sym.mul(row, k), sym.flat_index((i, j, ch), (kh, kw, c)))
+            v = kb.bind(_load_buf(cols, sym.select(ok, idx, 0), dt), dt)
+            kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), Math.SELECT(ok, v, Const(0.0, dt))),
+                        reduce=True))  # fmt: skip
+        kb.emit(Store(out, sym.flat_index((b, y, x, ch), (n, h, w, c)), Var(acc, dt)))
+
+
+def _load_buf(buf, idx, dt):
+    from .expr import Load
+
+    return Load(buf, idx, dt)
+
+
+@opaque("Conv2DBackpropFilter")
+def _conv_backprop_filter(kb, node):
+    x_ref, g_ref = (tuple(r) for r in node.inputs[:2])
+    h, w, c = _static(kb, x_ref, (1, 2, 3), f"Conv2DBackpropFilter '{node.name}'")
+    kh, kw, _, o = (sym.const_value(d) for d in kb.shape((node.id, 0)))
+    n = kb.shape(x_ref)[0]
+    win = _window(node, h, w, kh, kw)
+    dt = node.outs[0].dtype
+    m = sym.mul(n, win.oh * win.ow)
+    k = kh * kw * c
+    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    _im2col(kb, x_ref, win, n, c, cols)
+    g_buf = kb.lw.buffer_for_read(g_ref)
+    kb.reads.add(g_buf)
+    _gemm(kb, cols, g_buf, kb.out_buffer(node), 1, 0, k, o, m, dt)  # [M, K]^T @ [M, O]
+
+
+# -- pools -------------------------------------------------------------------------------------
+
+
+def _pool_geometry(kb, node, x_ref):
+    h, w, c = _static(kb, x_ref, (1, 2, 3), f"{node.op} '{node.name}'")
+    kh, kw = node.attrs["ksize"]
+    return _window(node, h, w, kh, kw), kb.shape(x_ref)[0], c
+
+
+def _taps(kb, win, oy, ox):
+    """Nested tap loops; yields (y, x, inside) of the current tap."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    return win, sh, sw, dh, dw
+
+
+@rule("MaxPool", "AvgPool")
+def _pool_shape(n, ins, checks):
+    return (ins[0][0], sym.ONE, sym.ONE, ins[0][3])
+
+
+@opaque("MaxPool", "AvgPool")
+def _pool(kb, node):
+    x_ref = tuple(node.inputs[0])
+    win, n, c = _pool_geometry(kb, node, x_ref)
+    dt = node.outs[0].dtype
+    out = kb.out_buffer(node)
+    (sh, sw), (dh, dw) = win.s, win.d
+    is_max = node.op == "MaxPool"
+    with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
+        acc, cnt = kb.new_var("acc"), kb.new_var("cnt")
+        kb.emit(Let(acc, dt, Const(float("-inf") if is_max else 0.0, dt)))
+        if not is_max:
+            kb.emit(Let(cnt, dt, Const(0.0, dt)))
+        with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
+            y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
+            x = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+            ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+            flat = sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0)
+            v = kb.load(x_ref, flat)
+            if is_max:
+                v = Math.SELECT(ok, v, Const(float("-inf"), dt))
+                kb.emit(Let(acc, dt, Math.MAX(Var(acc, dt), v), reduce=True))
+            else:
+                v = Math.SELECT(ok, v, Const(0.0, dt))
+                kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), v), reduce=True))
+                one = Math.SELECT(ok, Const(1.0, dt), Const(0.0, dt))
+                kb.emit(Let(cnt, dt, Math.ADD(Var(cnt, dt), one), reduce=True))
+        res = Var(acc, dt) if is_max else Math.DIV(Var(acc, dt), Var(cnt, dt))
+        kb.emit(Store(out, sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c)), res))
+
+
+rule("MaxPoolGrad", "AvgPoolGrad")(lambda n, ins, c: ins[0])
+
+
+def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
+    """Flat input index of the first maximum of window (oy, ox) (sequential over taps)."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    best, arg = kb.new_var("best"), kb.new_var("arg")
+    kb.emit(Let(best, dt, Const(float("-inf"), dt)))
+    kb.emit(Let(arg, _dt.int64, i64(-1)))
+    with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
+        y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
+        x = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+        ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+        flat = kb.bind(sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0),
+                       _dt.int64)  # fmt: skip
+        v = kb.bind(Math.SELECT(ok, kb.load(x_ref, flat), Const(float("-inf"), dt)), dt)
+        b_var = Var(best, dt)
+        # first maximum; an all -inf window picks its first real tap (as argmax on padded -inf)
+        better = kb.bind(Math.OR(Math.GT(v, b_var),
+                                 Math.AND(ok, Math.EQ(Var(arg, _dt.int64), i64(-1)))),
+                         _dt.bool_)  # fmt: skip
+        kb.emit(Let(arg, _dt.int64, Math.SELECT(better, flat, Var(arg, _dt.int64))))
+        kb.emit(Let(best, dt, Math.SELECT(better, v, b_var)))
+    return Var(arg, _dt.int64)
+
+
+@opaque("MaxPoolGrad", "AvgPoolGrad")
+def _pool_grad(kb, node):
+    """Gather form: each input element sums the gradients of the windows that chose it."""
+    x_ref, g_ref = (tuple(r) for r in node.inputs[:2])
+    win, n, c = _pool_geometry(kb, node, x_ref)
+    dt = node.outs[0].dtype
+    out = kb.out_buffer(node)
+    (sh, sw), (dh, dw) = win.s, win.d
+    is_max = node.op == "MaxPoolGrad"
+    with kb.nest([n, win.h, win.w, c]) as (b, y, x, ch):
+        acc = kb.new_var("acc")
+        kb.emit(Let(acc, dt, Const(0.0, dt)))
+        me = sym.flat_index((b, y, x, ch), (n, win.h, win.w, c))
+        with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
+            ty = sym.add(sym.sub(y, sym.mul(i, dh)), win.pt)
+            tx = sym.add(sym.sub(x, sym.mul(j, dw)), win.pl)
+            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
+            ok = _inside(oy, ox, win.oh, win.ow)
+            if sh > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
+            if sw > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok = kb.bind(ok, _dt.bool_)
+            oy = kb.bind(sym.select(ok, oy, 0), _dt.int64)
+            ox = kb.bind(sym.select(ok, ox, 0), _dt.int64)
+            gflat = sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c))
+            gv = kb.load(g_ref, gflat)
+            if is_max:
+                arg = _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)
+                take = Math.AND(ok, Math.EQ(arg, me))
+                kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), Math.SELECT(take, gv, Const(0.0, dt)))))
+            else:
+                cnt = _avg_count(win, oy, ox, dt)
+                add = Math.SELECT(ok, Math.DIV(gv, cnt), Const(0.0, dt))
+                kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), add)))
+        kb.emit(Store(out, me, Var(acc, dt)))
+
+
+def _avg_count(win, oy, ox, dt):
+    """Number of real inputs in window (oy, ox) (dilation 1 for pools)."""
+    (sh, sw) = win.s
+
+    def span(o, s, k, pad, size):
+        lo = sym.maximum(sym.add(sym.mul(o, s), -pad), 0)
+        hi = sym.minimum(sym.add(sym.mul(o, s), k - pad), size)
+        return sym.maximum(sym.sub(hi, lo), 0)
+
+    ny = span(oy, sh, win.kh, win.pt, win.h)
+    nx = span(ox, sw, win.kw, win.pl, win.w)
+    from .expr import Cast
+
+    return Cast(sym.mul(ny, nx), dt)
