@@ -4,6 +4,8 @@ reference, time the ones that are right, and collect kernel counts, bytes and me
 
 from __future__ import annotations
 
+import ast
+import operator
 import shutil
 import tempfile
 import time
@@ -22,7 +24,7 @@ from .workloads import WORKLOADS, Workload
 REFERENCE, UNFUSED, FUSED = "graphc reference", "graphc unfused", "graphc fused"
 
 # exe.stats keys the backends may use for the two memory figures (first one present wins).
-BYTES_KEYS = ("bytes_moved", "bytes_moved_per_run", "estimated_bytes_moved", "buffer_bytes")
+BYTES_KEYS = ("bytes_moved", "bytes_moved_per_run", "estimated_bytes_moved")
 PEAK_KEYS = ("peak_temp_bytes", "peak_temporary_bytes", "peak_temp_memory", "peak_bytes")
 
 
@@ -100,29 +102,80 @@ def _session_skip(exc: Exception) -> Skip | None:
     return None
 
 
-def _number(v):
+_SIZE_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}  # fmt: skip
+
+
+def size_value(expr: str, dims: dict) -> int | None:
+    """Evaluate a size expression such as ``"((d0_0 * 4) + 64)"`` or ``"max(a, b)"``.
+
+    Backends state sizes that depend on ``None`` dimensions as such text, naming the
+    runtime dims ``d<feed>_<axis>``. Only integer arithmetic, max/min and known dim names
+    are accepted; anything else gives None (reported as "n/a").
+    """
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in dims:
+            return dims[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS:
+            return _SIZE_OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if is_call and node.func.id in ("max", "min") and node.args and not node.keywords:
+            return (max if node.func.id == "max" else min)(ev(a) for a in node.args)
+        raise ValueError("not a size expression")
+
+    try:
+        return int(ev(ast.parse(expr.strip(), mode="eval")))
+    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def feed_dims(feeds: dict) -> dict:
+    """``d<feed>_<axis>`` -> size for a feed dict, feeds in the Session's order."""
+    ordered = sorted(feeds, key=lambda t: (t.op._id, t.value_index))
+    return {
+        f"d{i}_{axis}": int(n)
+        for i, t in enumerate(ordered)
+        for axis, n in enumerate(np.shape(feeds[t]))
+    }
+
+
+def _number(v, dims=None):
+    if isinstance(v, str) and dims is not None:
+        return size_value(v, dims)
     if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
         return None
     return int(v)
 
 
-def exe_figures(exe) -> dict:
+def _first(stats: dict, keys, dims):
+    for k in keys:
+        v = _number(stats.get(k), dims)
+        if v is not None:
+            return v
+    return None
+
+
+def exe_figures(exe, dims: dict | None = None) -> dict:
     """Kernel count, bytes moved per run, peak temporary memory and compile time of ``exe``.
 
     Backends fill ``exe.stats`` as they can; a figure they do not provide is None ("n/a").
+    ``dims`` gives the runtime sizes for figures that depend on ``None`` dimensions.
     """
     stats = getattr(exe, "stats", {}) or {}
     out = {"kernels": len(exe.kernels)}
-    out["bytes_moved"] = next(
-        (_number(stats[k]) for k in BYTES_KEYS if _number(stats.get(k)) is not None), None
-    )
+    out["bytes_moved"] = _first(stats, BYTES_KEYS, dims)
     if out["bytes_moved"] is None and exe.kernels:
-        per_kernel = [_number(getattr(k, "bytes_moved", None)) for k in exe.kernels]
+        per_kernel = [_number(getattr(k, "bytes_moved", None), dims) for k in exe.kernels]
         if all(b is not None for b in per_kernel):
             out["bytes_moved"] = sum(per_kernel)
-    out["peak_temp_bytes"] = next(
-        (_number(stats[k]) for k in PEAK_KEYS if _number(stats.get(k)) is not None), None
-    )
+    out["peak_temp_bytes"] = _first(stats, PEAK_KEYS, dims)
     seconds = stats.get("compile_seconds") or {}
     total = seconds.get("total") if isinstance(seconds, dict) else None
     out["compile_s"] = float(total) if isinstance(total, int | float) else None
@@ -171,7 +224,8 @@ class GraphcImpl:
         """Figures of the compiled step (after the runs: sess.compile then hits the cache)."""
         feed_list = list(self.case.feeds[0])
         exe = self.sess.compile(self.case.run_fetches, feed_list)
-        self.figures = exe_figures(exe)
+        # figures for the last (for W8 the largest) feed, the one each step ends with
+        self.figures = exe_figures(exe, feed_dims(self.case.feeds[-1]))
         if len(self.case.feeds) > 1:
             # executables compiled by the training-step runs over all the feeds (batch sizes)
             self.extra["compiles"] = self._step_compiles
@@ -207,7 +261,7 @@ class GraphcColdCompile(GraphcImpl):
         return GraphcImpl.values(self)
 
     def collect(self):
-        self.figures = exe_figures(self.exe)
+        self.figures = exe_figures(self.exe, feed_dims(self.case.feeds[-1]))
 
     def close(self):
         super().close()
@@ -239,7 +293,7 @@ class GraphcWarmStart(GraphcColdCompile):
 
     def collect(self):
         exe = self.sess.compile(self.case.run_fetches, list(self.case.feeds[0]))
-        self.figures = exe_figures(exe)
+        self.figures = exe_figures(exe, feed_dims(self.case.feeds[-1]))
         self.figures["compile_s"] = None  # it was loaded, not compiled, when all goes well
         info = self.sess.cache_info()
         self.extra["disk_loads"] = info.get("disk_loads")
@@ -412,7 +466,10 @@ def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> 
             out.reason = f"refused, not timed: {problem}"
             return out
         stage = "timing"
-        t = time_runs(impl.run, repeat, warmup=1, inner=inner, budget_s=budget_s)
+        # No warm-up for compile timings: a cold compile must stay cold (and the first run
+        # above already warmed everything a run-time measurement needs).
+        warmup = 0 if workload.kind == "compile" else 1
+        t = time_runs(impl.run, repeat, warmup=warmup, inner=inner, budget_s=budget_s)
         out.median_s, out.min_s, out.runs, out.inner = t.median_s, t.min_s, t.runs, t.inner
         stage = "collecting figures"
         impl.collect()

@@ -10,12 +10,23 @@ import sys
 import numpy as np
 import pytest
 
+import graphc as gc
 from graphc.bench import WORKLOADS, run_suite
 from graphc.bench.measure import compare, time_runs
 from graphc.bench.progress import Progress
 from graphc.bench.report import format_table, to_dict, write_json
-from graphc.bench.runner import FUSED, REFERENCE, UNFUSED, exe_figures, run_workload, select
-from graphc.bench.workloads import ElementwiseChain, w1_numpy
+from graphc.bench.runner import (
+    FUSED,
+    REFERENCE,
+    UNFUSED,
+    BenchResult,
+    exe_figures,
+    feed_dims,
+    run_workload,
+    select,
+    size_value,
+)
+from graphc.bench.workloads import Case, ElementwiseChain, TinyRun, w1_numpy
 
 
 def _quick(suite, **kw):
@@ -95,7 +106,7 @@ def _shift(target):
 
 
 def test_a_wrong_graphc_result_is_refused():
-    res = _quick("W1", result_hook=_shift(FUSED))
+    res = _quick("W4", result_hook=_shift(FUSED))
     (w,) = res.workloads
     fused = _impl(w, FUSED)
     assert fused.status == "wrong"
@@ -109,7 +120,7 @@ def test_a_wrong_graphc_result_is_refused():
 
 
 def test_a_wrong_peer_result_is_refused_but_graphc_stands():
-    res = _quick("W1", result_hook=_shift("numpy eager"))
+    res = _quick("W4", result_hook=_shift("numpy eager"))
     (w,) = res.workloads
     peer = _impl(w, "numpy eager")
     assert peer.status == "wrong" and peer.median_s is None
@@ -128,20 +139,81 @@ def test_missing_ops_skip_a_workload_with_the_reason():
     assert res.impls == []
 
 
-def test_compile_and_batch_workloads():
-    res = _quick("W5,W8", repeat=2)
-    w5, w8 = res.workloads
-    if w5.status == "skipped":
-        pytest.skip(w5.reason)
-    names = [i.name for i in w5.impls]
-    assert names[:4] == [f"{UNFUSED} cold compile", f"{UNFUSED} warm start",
-                         f"{FUSED} cold compile", f"{FUSED} warm start"]  # fmt: skip
-    assert all(i.status == "ok" for i in w5.impls[:4]), [i.reason for i in w5.impls]
-    assert "disk_loads" in w5.impls[3].extra
-    for i in w8.impls:
-        if i.family == "graphc":
-            assert i.extra["batch_sizes"] == [2, 3, 5, 8]
-            assert i.extra["compiles"] >= 1
+class TinyStep(TinyRun):
+    """A W5-style compile workload on a tiny training step: quick to compile anywhere."""
+
+    id, kind = "T5", "compile"
+
+    def inner_calls(self, sizes):
+        return 1
+
+    def build(self, sizes, inputs):
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, (None,), name="x")
+            w = gc.Variable(np.float32(0.5), name="w")
+            loss = gc.reduce_sum(gc.square(x * w - 1.0))
+            (grad,) = gc.gradients(loss, [w])
+            step = gc.group(gc.assign_sub(w, 0.1 * grad))
+            init = gc.global_variables_initializer()
+        return Case(g, [loss, step], [{x: inputs["x"]}], loss=loss, variables=[w], init=init)
+
+
+class TinyBatches(TinyRun):
+    """A W8-style workload: one graph fed four sizes of its None dimension in turn."""
+
+    id = "T8"
+
+    def inner_calls(self, sizes):
+        return 1
+
+    def build(self, sizes, inputs):
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, (None,), name="x")
+            y = x * 2 + 1
+        return Case(g, [y], [{x: inputs["x"][:n]} for n in (1, 2, 3, 4)])
+
+    def numpy(self, sizes, inputs):
+        x = inputs["x"]
+        return lambda: [x * np.float32(2) + np.float32(1)]
+
+
+def _run(workload, repeat=1):
+    return run_workload(workload, True, "cpu", repeat, 5.0, [], Progress(1, enabled=False), None)
+
+
+def test_compile_workload_rows():
+    res = _run(TinyStep())
+    assert res.status == "ok", res.reason
+    assert res.baseline == f"{FUSED} cold compile"
+    assert [i.name for i in res.impls] == [
+        f"{UNFUSED} cold compile", f"{UNFUSED} warm start",
+        f"{FUSED} cold compile", f"{FUSED} warm start",
+    ]  # fmt: skip
+    for i in res.impls:
+        assert i.status == "ok", (i.name, i.reason)
+        assert i.median_s > 0 and i.max_abs_err is not None
+    warm = res.impls[3]
+    assert "disk_loads" in warm.extra and "compiles" in warm.extra
+    assert res.speedups["fused_cold_over_warm"] == pytest.approx(
+        res.impls[2].median_s / warm.median_s
+    )
+
+
+def test_batch_sizes_report_the_compilations_of_the_step():
+    res = _run(TinyBatches(), repeat=2)
+    assert res.status == "ok", res.reason
+    for i in res.impls:
+        assert i.status == "ok", (i.name, i.reason)
+        assert i.extra["batch_sizes"] == [1, 2, 3, 4]
+        # a new size of a None dimension must not compile again (API.md)
+        assert i.extra["compiles"] == 1, i.name
+    assert "compilation(s) of the step over batch sizes 1, 2, 3, 4" in format_table(
+        BenchResult({"peers": {}, "cpu": "x", "cores": 1, "cpu_flags": [], "numpy": "",
+                     "graphc": ""}, {"target": "cpu", "quick": True, "repeat": 2,
+                                     "seconds": 0.0}, [res])
+    )  # fmt: skip
 
 
 def test_select():
@@ -194,6 +266,25 @@ def test_exe_figures_reads_stats_and_falls_back_to_na():
     assert summed["bytes_moved"] == 7 and summed["peak_temp_bytes"] is None
     unknown = exe_figures(Exe({"bytes_moved": "lots"}, [K(None)]))
     assert unknown["bytes_moved"] is None and unknown["compile_s"] is None
+
+
+def test_size_expressions_of_none_dims_are_evaluated():
+    dims = {"d0_0": 1000, "d1_0": 3}
+    assert size_value("((d0_0 * 4) + (d0_0 * 4))", dims) == 8000
+    assert size_value("max((d0_0 * 4), (d1_0 * 8)) - 1", dims) == 3999
+    assert size_value("((d0_0 // 2) % 7)", dims) == 500 % 7
+    for bad in ("d9_0 * 4", "__import__('os')", "d0_0 ** 2", "(", "1.5 * d0_0"):
+        assert size_value(bad, dims) is None, bad
+
+    class Exe:
+        stats = {"bytes_moved": "(d0_0 * 4)", "peak_temp_bytes": "max(d0_0, 16)"}
+        kernels = [object()]
+
+    x = gc.placeholder(gc.float32, (None, 2))
+    assert feed_dims({x: np.zeros((5, 2))}) == {"d0_0": 5, "d0_1": 2}
+    figures = exe_figures(Exe(), feed_dims({x: np.zeros((5, 2))}))
+    assert figures["bytes_moved"] == 20 and figures["peak_temp_bytes"] == 16
+    assert exe_figures(Exe())["bytes_moved"] is None  # no sizes given: n/a
 
 
 def test_progress_bar_goes_to_its_stream():
