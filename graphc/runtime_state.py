@@ -33,8 +33,11 @@ class RunContext:
 
     def commit(self) -> None:
         for name, value in self.pending.items():
-            value = np.array(value, copy=True)
-            value.setflags(write=False)
+            # A device-resident value (cuda target) is immutable already: keeping it, not a
+            # host copy, is what keeps variables on the GPU between runs.
+            if not getattr(value, "__graphc_device__", False):
+                value = np.array(value, copy=True)
+                value.setflags(write=False)
             self.variables[name] = value
         for name, value in self.pending_rng.items():
             self.rng_counters[name] = value + 1

@@ -340,3 +340,50 @@ def test_every_lowered_example_runs_like_the_reference(lowered):
                 if not ok:
                     problems.append(f"{cid} [{variant}] output {k} differs")
     assert not problems, "\n".join(problems[:40])
+
+
+@needs_host
+@pytest.mark.parametrize("fusion", [True, False], ids=["fused", "unfused"])
+def test_planned_train_steps_run_like_the_reference(fusion):
+    """The executable's pipeline (optimise, fuse, lower, plan: aliasing, in-place updates)
+    then the emulated module: three SGD steps keep matching the reference."""
+    import graphc as gc
+    from graphc.backends.cuda import lower_for_cuda
+    from graphc.passes.manager import optimize
+    from graphc.program import extract
+
+    name, g, fetches, targets, phs, feeds, _ = _training_graphs()[0]
+    with gc.Session(graph=g, target="reference") as sess:
+        sess.run(gc.global_variables_initializer())
+        variables = sess.variable_values()
+    options = gc.CompileOptions(fusion=fusion, cache_dir=None)
+    prog = extract(fetches, targets, phs)
+    _, kp, _ = lower_for_cuda(optimize(prog, options).program, options)
+    assert kp.var_updates, "the step updates its variables"
+    module = render_program(kp)
+    lib = emu.build(batch_source([module]), CACHE, opt="-O0")
+    ref_vars, emu_vars = dict(variables), dict(variables)
+    for _ in range(3):
+        ref_ctx = RunContext(ref_vars, {}, list(feeds))
+        want = run_program(prog, ref_ctx)
+        ref_ctx.commit()
+        ctx = RunContext(emu_vars, {}, list(feeds))
+        got = emu.run(module, kp, ctx, lib)
+        ctx.commit()
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+    for var in ref_vars:
+        np.testing.assert_allclose(emu_vars[var], ref_vars[var], rtol=1e-5, atol=1e-6)
+
+
+@needs_nvcc
+def test_runtime_compile_path_builds_a_cubin(tmp_path):
+    """What build_executable does before pycuda: nvcc -cubin for the GPU's arch, cached."""
+    import graphc as gc
+    from graphc.backends.cuda import nvcc_options
+
+    module = render_program(P.softmax_rows())
+    flags = nvcc_options(gc.CompileOptions(fast_math=True, cache_dir=None))
+    assert "-use_fast_math" in flags
+    cubin, hit = compile_source(module.source, "sm_90", "cubin", tmp_path, flags)
+    assert cubin[:4] == b"\x7fELF" and not hit
+    assert compile_source(module.source, "sm_90", "cubin", tmp_path, flags) == (cubin, True)

@@ -39,8 +39,12 @@ def rows_block(inner: int) -> int:
     return max(32, min(1024, _ceil_div(want, 32) * 32))
 
 
-def configure(launch: Launch, dims: dict, sm_count: int = 132) -> Geometry:
-    """Grid and block for ``launch`` given the run's dim values."""
+def configure(launch: Launch, dims: dict, sm_count: int = 132, limits=None) -> Geometry:
+    """Grid and block for ``launch`` given the run's dim values.
+
+    ``limits``: function name -> the most threads per block it can launch with (its
+    register use decides; the runtime reads it from the compiled function).
+    """
     if launch.kind == "serial":
         return Geometry(launch.function, launch.params, (1, 1, 1), (1, 1, 1))
     if launch.kind == "threads":
@@ -60,6 +64,8 @@ def configure(launch: Launch, dims: dict, sm_count: int = 132) -> Geometry:
             grid = min(_ceil_div(rows, THREADS_BLOCK), MAX_GRID)
             return Geometry(launch.alt, launch.alt_params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
         block = rows_block(inner)
+        if limits and launch.function in limits:
+            block = max(32, min(block, limits[launch.function] // 32 * 32))
         return Geometry(launch.function, launch.params, (min(rows, MAX_GRID), 1, 1), (block, 1, 1))
     raise ValueError(f"no geometry for a {launch.kind!r} launch")
 
