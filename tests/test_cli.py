@@ -42,6 +42,18 @@ def test_python_m_graphc_bench_rejects_an_unknown_workload():
     assert "unknown workload(s) W42" in proc.stderr
 
 
+def test_bench_rejects_unknown_peers_and_unavailable_targets(capsys):
+    assert main(["bench", "--quick", "--suite", "W4", "--peers", "numpy eager,mxnet"]) == 2
+    assert "unknown peer(s) 'mxnet'" in capsys.readouterr().err
+    from graphc.backends.cuda import availability
+
+    problem = availability()
+    if problem is None:
+        pytest.skip("a GPU is usable here")
+    assert main(["bench", "--quick", "--suite", "W4", "--target", "cuda"]) == 2
+    assert "target 'cuda' is unavailable" in capsys.readouterr().err
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "bench" in capsys.readouterr().err

@@ -215,28 +215,23 @@ def _import_tf():
     return tf
 
 
-def _tf_session(build, xla: bool):
-    """build(tf) -> (fetches, feed_dict, init op or None, values fn(sess, out) or None)."""
+def _tf_open(build, xla: bool):
+    """build(tf) in a new tf.Graph; returns (tf session, what build returned)."""
     tf = _import_tf()
     g = tf.Graph()
     with g.as_default():
-        fetches, feed, init, values = build(tf)
+        built = build(tf)
+        init = tf.compat.v1.global_variables_initializer()
     config = tf.compat.v1.ConfigProto()
     if xla:
         config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.ON_1
     sess = tf.compat.v1.Session(graph=g, config=config)
-    if init is not None:
-        sess.run(init)
-
-    def run():
-        out = sess.run(fetches, feed)
-        return values(sess, out) if values is not None else list(out)
-
-    return run
+    sess.run(init)
+    return sess, built
 
 
 def _tf_fn(make):
-    """make(tf, ph, sizes, inputs) -> (outputs, {placeholder name: array})."""
+    """make(tf, ph, sizes, inputs) -> outputs, ``ph(name)`` making a fed placeholder."""
 
     def builder_for(xla):
         def builder(workload, sizes, inputs, device):
@@ -247,10 +242,11 @@ def _tf_fn(make):
                     phs[name] = tf.compat.v1.placeholder(tf.float32, inputs[name].shape, name)
                     return phs[name]
 
-                outs = make(tf, ph, sizes, inputs)
-                return list(outs), {phs[k]: inputs[k] for k in phs}, None, None
+                outs = list(make(tf, ph, sizes, inputs))
+                return outs, {phs[k]: inputs[k] for k in phs}
 
-            return _tf_session(build, xla)
+            sess, (outs, feed) = _tf_open(build, xla)
+            return lambda: sess.run(outs, feed)
 
         return builder
 
@@ -293,33 +289,18 @@ def _tf_mlp(xla):
             feeds = [
                 {x: inputs["x"][:b], y: inputs["labels"][:b].astype(np.int32)} for b in batches
             ]
-            init = tf.compat.v1.global_variables_initializer()
-            return (loss, step, params), feeds, init, None
+            return loss, step, params, feeds
 
-        tf = _import_tf()
-        g = tf.Graph()
-        with g.as_default():
-            (loss, step, params), feeds, init, _ = build(tf)
-        config = tf.compat.v1.ConfigProto()
-        if xla:
-            config.graph_options.optimizer_options.global_jit_level = (
-                tf.compat.v1.OptimizerOptions.ON_1
-            )
-        sess = tf.compat.v1.Session(graph=g, config=config)
-        sess.run(init)
-        last = []
-
-        def run():
-            losses = [sess.run([loss, step], f)[0] for f in feeds]
-            last[:] = losses
-            return losses
+        sess, (loss, step, params, feeds) = _tf_open(build, xla)
 
         class Stepper:
+            losses: list = []
+
             def run(self):
-                run()
+                self.losses = [sess.run([loss, step], f)[0] for f in feeds]
 
             def values(self):
-                return [*last, *sess.run(params)]
+                return [*self.losses, *sess.run(params)]
 
         return Stepper()
 

@@ -350,7 +350,15 @@ def select(suite: str | None) -> list[Workload]:
 
 
 def available_peers(names=None) -> list:
-    """The peers importable here (optionally only those named)."""
+    """The peers importable here (optionally only those named; unknown names are an error)."""
+    if names is not None:
+        known = [p.name for p in PEERS]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown peer(s) {', '.join(map(repr, unknown))}; expected some of "
+                f"{', '.join(map(repr, known))}"
+            )
     return [p for p in PEERS if p.available() and (names is None or p.name in names)]
 
 

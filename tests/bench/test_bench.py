@@ -319,3 +319,37 @@ def test_plot_writes_a_png_or_says_matplotlib_is_missing(w1_w4, tmp_path, monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(PlotUnavailableError, match="graphc\\[plot\\]"):
         plot(w1_w4, tmp_path / "again.png")
+
+
+def test_peer_plumbing_objects_functions_and_failures(monkeypatch):
+    from graphc.bench import peers, runner
+
+    class Stepper:  # the run()/values() form (W5's JAX peer uses it)
+        def __init__(self, workload, sizes, inputs, device):
+            self.x = inputs["x"]
+
+        def run(self):
+            self.out = self.x * 2 + 1
+
+        def values(self):
+            return [self.out]
+
+    def broken(workload, sizes, inputs, device):
+        raise RuntimeError("this framework is broken here")
+
+    fake = [
+        peers.Peer("fake stepper", "numpy", {"W4": Stepper}),
+        peers.Peer("fake broken", "numpy", {"W4": broken}),
+        peers.Peer("not installed", "surely_not_a_module_xyz", {"W4": broken}),
+    ]
+    monkeypatch.setattr(runner, "PEERS", peers.PEERS + fake)
+    res = run_suite(suite="W4", quick=True, repeat=2, progress=False,
+                    peers=["fake stepper", "fake broken", "not installed"])  # fmt: skip
+    (w,) = res.workloads
+    names = [i.name for i in w.impls]
+    assert "not installed" not in names  # not importable: not run, not an error
+    assert _impl(w, "fake stepper").status == "ok" and _impl(w, "fake stepper").median_s > 0
+    bad = _impl(w, "fake broken")
+    assert bad.status == "error" and "this framework is broken here" in bad.reason
+    assert res.ok  # a peer failing is reported, it does not fail graphc
+    assert "fused_over_fake_stepper" in w.speedups
