@@ -61,13 +61,19 @@ def configure(launch: Launch, dims: dict, sm_count: int = 132, limits=None) -> G
         # Short rows, or strided ones with plenty of rows: one thread per row reads
         # coalesced across threads and wastes no lanes.
         if launch.alt and (inner < 64 or (not launch.contiguous and rows >= 8 * sm_count * 4)):
-            grid = min(_ceil_div(rows, THREADS_BLOCK), MAX_GRID)
-            return Geometry(launch.alt, launch.alt_params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
+            return configure_alt(launch, dims)
         block = rows_block(inner)
         if limits and launch.function in limits:
             block = max(32, min(block, limits[launch.function] // 32 * 32))
         return Geometry(launch.function, launch.params, (min(rows, MAX_GRID), 1, 1), (block, 1, 1))
     raise ValueError(f"no geometry for a {launch.kind!r} launch")
+
+
+def configure_alt(launch: Launch, dims: dict) -> Geometry:
+    """The one-thread-per-row function of a ``rows`` launch."""
+    rows = int(eval_int(launch.count, dims))
+    grid = min(max(_ceil_div(rows, THREADS_BLOCK), 1), MAX_GRID)
+    return Geometry(launch.alt, launch.alt_params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
 
 
 @dataclass(frozen=True)

@@ -78,12 +78,13 @@ class Device:
         return self.pool.allocate(max(int(nbytes), 16))
 
     def load_module(self, key: str, cubin: bytes):
-        module = self.modules.get(key)
-        if module is None:
-            with self.active():
-                module = drv.module_from_buffer(cubin)
-            self.modules[key] = module
-        return module
+        with self.lock:
+            module = self.modules.get(key)
+            if module is None:
+                with self.active():
+                    module = drv.module_from_buffer(cubin)
+                self.modules[key] = module
+            return module
 
 
 class DeviceArray:
@@ -137,18 +138,19 @@ class CudaRunner:
         self.device = dev
         self.kp = kp
         self.module = module
+        self.variant = None  # tests: "rows" / "threads" forces that function where both exist
         self.cu_module = dev.load_module(cubin_key, cubin)
         self.functions: dict = {}
         self.limits: dict = {}
-        for rk in module.kernels:
-            for launch in rk.launches:
-                if launch.kind == "gemm":
-                    continue
-                self._prepare(launch.function, launch.params)
-                if launch.alt:
-                    self._prepare(launch.alt, launch.alt_params)
         self.consts: dict = {}
-        with dev.active():
+        with dev.lock, dev.active():
+            for rk in module.kernels:
+                for launch in rk.launches:
+                    if launch.kind == "gemm":
+                        continue
+                    self._prepare(launch.function, launch.params)
+                    if launch.alt:
+                        self._prepare(launch.alt, launch.alt_params)
             for name, buf in kp.buffers.items():
                 if buf.kind == "const":
                     host = np.ascontiguousarray(np.asarray(buf.value, buf.dtype.np))
@@ -255,6 +257,15 @@ class CudaRunner:
                 geo = L.configure(launch, dims, dev.sm_count, self.limits)
                 if geo.function is None:
                     continue
+                if self.variant == "threads" and launch.alt:
+                    geo = L.configure_alt(launch, dims)
+                elif self.variant == "rows" and launch.kind == "rows":
+                    geo = L.Geometry(
+                        launch.function,
+                        launch.params,
+                        geo.grid,
+                        (min(256, self.limits[launch.function]) // 32 * 32, 1, 1),
+                    )
                 args = [ptrs[n] if kind == "buffer" else np.int64(dims[n])
                         for kind, n in geo.params]  # fmt: skip
                 self.functions[geo.function].prepared_async_call(
