@@ -579,8 +579,10 @@ class GatherNdGrad(OpDef):
 
 
 @located("gather_nd")
-def gather_nd(params, indices, name=None):
+def gather_nd(params, indices, name=None, batch_dims=0):
     """Gather by index vectors: ``indices[..., :k]`` index the first k dims of ``params``."""
+    if static_int(batch_dims, "batch_dims", "gather_nd") != 0:
+        raise ValueError("batch_dims != 0 is not supported; use gather(..., batch_dims=)")
     p = convert_to_tensor(params)
     i = convert_to_tensor(indices)
     return apply1("GatherNd", [p, i], None, name)

@@ -443,3 +443,12 @@ def test_static_arguments_accept_constants_and_refuse_computed_tensors():
         gc.concat([t, t], axis=gc.placeholder(gc.int32, ()))
     with pytest.raises(ValueError, match="slice: begin must be static"):
         gc.slice(t, gc.placeholder(gc.int32, (2,)), [1, 1])
+
+
+def test_public_builders_are_exported():
+    from graphc.ops import shape
+
+    for name in shape.__all__:
+        assert getattr(gc, name) is getattr(shape, name), name
+    with pytest.raises(ValueError, match="batch_dims"):
+        gc.gather_nd(np.zeros((2, 2)), [[0]], batch_dims=1)
