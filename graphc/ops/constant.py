@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..graph.core import get_default_graph
+from ..graph.core import Tensor, get_default_graph
 from .registry import DTypeError, Example, OpDef, ShapeError, apply1, convert_to_tensor, register
 
 __all__ = [
@@ -14,6 +14,32 @@ __all__ = [
 ]  # fmt: skip
 
 _builtin_range = range
+
+
+def shape_argument(shape, what: str):
+    """A ``shape`` argument given as a tensor, TF-style: ``(static_shape, like)``.
+
+    ``gc.shape(t)`` gives ``(None, t)``: the result takes t's runtime shape, so ``None`` dims
+    keep working. A constant tensor gives its static value. A shape computed any other way
+    would make the output's shape data-dependent: a ValueError naming the tensor.
+    Non-tensors give ``(shape, None)`` unchanged.
+    """
+    if hasattr(shape, "_as_graph_tensor"):
+        shape = shape._as_graph_tensor()
+    if not isinstance(shape, Tensor):
+        return shape, None
+    if not shape.dtype.is_integer:
+        raise TypeError(
+            f"{what}: a shape tensor must be integer, got {shape.name} of {shape.dtype.name}"
+        )
+    if shape.op.type == "Shape":
+        return None, shape.op.inputs[0]
+    if shape.op.type == "Const":
+        return tuple(int(d) for d in np.asarray(shape.op.attrs["value"]).reshape(-1)), None
+    raise ValueError(
+        f"{what}: the shape tensor {shape.name} is computed at run time; give a static shape, "
+        "a constant, or gc.shape(t) of another tensor"
+    )
 
 
 def _as_shape(shape, what="shape") -> tuple:
@@ -46,7 +72,7 @@ class Const(OpDef):
 
 
 def constant(value, dtype=None, shape=None, name=None, graph=None):
-    """A constant tensor holding ``value`` (optionally cast to ``dtype``, broadcast to ``shape``)."""
+    """A constant tensor of ``value`` (optionally cast to ``dtype``, broadcast to ``shape``)."""
     if dtype is not None:
         dt = _dt.as_dtype(dtype)
     else:
@@ -56,6 +82,17 @@ def constant(value, dtype=None, shape=None, name=None, graph=None):
         raise TypeError(f"cannot make a constant from {type(value).__name__}: {value!r}")
     if dt.is_integer and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"cannot convert non-finite {value!r} to {dt.name}")
+    if (
+        (dt.is_integer or dt.is_bool)
+        and arr.dtype.kind == "f"
+        and not isinstance(value, np.ndarray | np.generic)
+        and not np.all(arr == np.trunc(arr))
+    ):
+        # TF: Python data that does not fit the requested dtype is a TypeError, not a silent
+        # truncation (numpy arrays are converted with astype, as TF does).
+        raise TypeError(
+            f"constant: cannot convert {value!r} to {dt.name} without losing its fraction"
+        )
     arr = arr.astype(dt.np)
     if shape is not None:
         shape = _as_shape(shape)
@@ -69,7 +106,9 @@ def constant(value, dtype=None, shape=None, name=None, graph=None):
     arr.setflags(write=False)
     from .registry import apply_op
 
-    return apply_op("Const", [], {"value": arr, "dtype": dt}, name, graph=graph or get_default_graph()).outputs[0]
+    return apply_op(
+        "Const", [], {"value": arr, "dtype": dt}, name, graph=graph or get_default_graph()
+    ).outputs[0]
 
 
 @register
@@ -119,14 +158,14 @@ class PlaceholderWithDefault(OpDef):
         return [grads[0]]
 
     def examples(self):
-        return [
-            Example(lambda x: placeholder_with_default(x, (2, 3)), [np.ones((2, 3), "f8")])
-        ]
+        return [Example(lambda x: placeholder_with_default(x, (2, 3)), [np.ones((2, 3), "f8")])]
 
 
 def placeholder_with_default(value, shape, name=None):
     """A placeholder that evaluates to ``value`` when not fed."""
-    return apply1("PlaceholderWithDefault", [convert_to_tensor(value)], {"shape": _as_shape(shape)}, name)
+    return apply1(
+        "PlaceholderWithDefault", [convert_to_tensor(value)], {"shape": _as_shape(shape)}, name
+    )
 
 
 @register
@@ -151,7 +190,18 @@ class Fill(OpDef):
 
 
 def fill(dims, value, name=None):
-    """A tensor of shape ``dims`` with every element ``value``."""
+    """A tensor of shape ``dims`` with every element ``value``.
+
+    ``dims`` may be ``gc.shape(t)`` (TF idiom): the result then has t's runtime shape.
+    """
+    dims, like = shape_argument(dims, "fill")
+    if like is not None:
+        from .elementwise import broadcast_like
+
+        v = convert_to_tensor(value)
+        if v.shape not in (None, ()):
+            raise ValueError(f"fill: value must be a scalar, got {v.name} of shape {v.shape}")
+        return broadcast_like(v, like, name=name)
     shape = _as_shape(dims)
     if shape is None or any(d is None for d in shape):
         raise ValueError(f"fill needs a fully known shape, got {dims}")
@@ -178,7 +228,9 @@ class ZerosLike(OpDef):
         return [(specs[0].shape, attrs.get("dtype") or specs[0].dtype)]
 
     def ref(self, xs, attrs):
-        return np.full(xs[0].shape, attrs["value"], dtype=(attrs.get("dtype") or _dt.as_dtype(xs[0].dtype)).np)
+        return np.full(
+            xs[0].shape, attrs["value"], dtype=(attrs.get("dtype") or _dt.as_dtype(xs[0].dtype)).np
+        )
 
     def examples(self):
         return [Example(lambda x: ones_like(x), [np.ones((2, 3))], grad=False)]
@@ -226,7 +278,9 @@ def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 - TF
         if not isinstance(v, int | float | np.number):
             raise TypeError(f"range bounds must be Python numbers, got {v!r}")
     if dtype is None:
-        dtype = _dt.float32 if any(isinstance(v, float) for v in (start, limit, delta)) else _dt.int32
+        dtype = (
+            _dt.float32 if any(isinstance(v, float) for v in (start, limit, delta)) else _dt.int32
+        )
     dtype = _dt.as_dtype(dtype)
     if dtype.is_bool:
         raise DTypeError("range of bool")

@@ -446,11 +446,14 @@ def l2_normalize(x, axis=None, epsilon=1e-12, name=None):
     return _ew().multiply(x, rsqrt(maximum(sq, epsilon)), name=name)
 
 
-def moments(x, axes, shift=None, keepdims=False, name=None):
+def moments(x, axes, shift=None, keepdims=False, name=None, keep_dims=None):
     """(mean, variance) of ``x`` over ``axes``; variance is the biased (1/n) estimate.
 
-    ``shift`` is accepted for TF compatibility and ignored (the result is the same).
+    ``shift`` is accepted for TF compatibility and ignored (the result is the same);
+    ``keep_dims`` is TF1's spelling of ``keepdims``.
     """
+    if keep_dims is not None:
+        keepdims = keep_dims
     from .reduce import reduce_mean
     from .shape import squeeze
 

@@ -69,7 +69,6 @@ def truncated_standard_normal(key, n: int, rounds: int = 16) -> np.ndarray:
 
 
 class _RandomOp(OpDef):
-
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False
@@ -132,8 +131,17 @@ def _random(type_name, shape, dtype, seed, name):
     seed, seed2 = _seeds(graph, seed)
     inputs = []
     if hasattr(shape, "dtype") or hasattr(shape, "_as_graph_tensor"):
+        shape = convert_to_tensor(shape)
+        if shape.dtype.is_integer:
+            # TF: an integer tensor holds the shape - gc.shape(t) (t's runtime shape, None
+            # dims included) or a constant; anything else would be data-dependent.
+            from .constant import shape_argument
+
+            shape, like = shape_argument(shape, type_name)
+            shape = like if like is not None else shape
+    if hasattr(shape, "dtype"):
         # a tensor whose runtime shape the values take (e.g. dropout on a None batch dim)
-        inputs = [convert_to_tensor(shape)]
+        inputs = [shape]
         static = None
     else:
         from .constant import _as_shape

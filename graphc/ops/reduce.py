@@ -62,7 +62,14 @@ class Reduction(OpDef):
         if axes is not None and rank is not None and any(a >= rank for a in axes):
             raise ShapeError(f"axes {axes} out of range for rank {rank}")
         if axes is None:
-            return [(None if rank is None else reduced_shape(x.shape, range(rank), attrs["keepdims"]), x.dtype)]
+            return [
+                (
+                    None
+                    if rank is None
+                    else reduced_shape(x.shape, range(rank), attrs["keepdims"]),
+                    x.dtype,
+                )
+            ]
         return [(reduced_shape(x.shape, axes, attrs["keepdims"]), self.out_dtype(x.dtype))]
 
     def out_dtype(self, dtype):
@@ -279,6 +286,25 @@ class Cumsum(OpDef):
         ]
 
 
+def _tf1_args(fn):
+    """Accept TF1's deprecated spellings ``keep_dims=`` and ``reduction_indices=`` too."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, reduction_indices=None, keep_dims=None, **kwargs):
+        if reduction_indices is not None:
+            if kwargs.get("axis") is not None or len(args) > 1:
+                raise ValueError(f"{fn.__name__}: give axis or reduction_indices, not both")
+            kwargs["axis"] = reduction_indices
+        if keep_dims is not None:
+            if "keepdims" in kwargs or len(args) > 2:
+                raise ValueError(f"{fn.__name__}: give keepdims or keep_dims, not both")
+            kwargs["keepdims"] = keep_dims
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _reduce(type_name, x, axis, keepdims, name):
     x = convert_to_tensor(x)
     rank = None if x.shape is None else len(x.shape)
@@ -288,6 +314,7 @@ def _reduce(type_name, x, axis, keepdims, name):
     return apply1(type_name, [x], {"axes": axes, "keepdims": bool(keepdims)}, name)
 
 
+@_tf1_args
 def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
     """Sum over ``axis`` (None: all)."""
     x = convert_to_tensor(input_tensor)
@@ -298,44 +325,52 @@ def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
     return _reduce("Sum", x, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
-    """Mean over ``axis`` (integer input: integer mean, truncated, as TF)."""
+    """Mean over ``axis`` (integer input: integer mean, truncated toward zero, as TF)."""
     x = convert_to_tensor(input_tensor)
     if not x.dtype.is_floating:
-        from .elementwise import cast, floordiv
+        from .elementwise import abs, cast, floordiv, multiply, sign
         from .shape import size
 
         s = reduce_sum(x, axis, keepdims)
-        n = cast(size(x), x.dtype) // cast(size(s), x.dtype)
-        return floordiv(s, n, name=name)
+        n = cast(size(x), s.dtype) // cast(size(s), s.dtype)
+        # C-style division (TF's integer mean): -3 / 2 is -1, where floordiv gives -2
+        return multiply(floordiv(abs(s), n), sign(s), name=name)
     return _reduce("Mean", x, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
     """Maximum over ``axis``."""
     return _reduce("Max", input_tensor, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
     """Minimum over ``axis``."""
     return _reduce("Min", input_tensor, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_prod(input_tensor, axis=None, keepdims=False, name=None):
     """Product over ``axis``."""
     return _reduce("Prod", input_tensor, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_any(input_tensor, axis=None, keepdims=False, name=None):
     """Logical or over ``axis``."""
     return _reduce("Any", input_tensor, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_all(input_tensor, axis=None, keepdims=False, name=None):
     """Logical and over ``axis``."""
     return _reduce("All", input_tensor, axis, keepdims, name)
 
 
+@_tf1_args
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first)."""
     from .control import stop_gradient
@@ -380,6 +415,7 @@ def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
     return apply1("Cumsum", [x], attrs, name)
 
 
+@_tf1_args
 def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=_dt.int64, name=None):
     """Number of non-zero elements over ``axis``."""
     from .elementwise import cast, not_equal
