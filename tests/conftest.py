@@ -1,9 +1,17 @@
-"""Shared fixtures: every test gets a fresh default graph and no on-disk cache by default."""
+"""Shared fixtures: every test gets a fresh default graph; the default on-disk compile cache
+is a private temporary directory per test process (never the user's ~/.cache)."""
+
+import os
+import tempfile
 
 import numpy as np
 import pytest
 
 import graphc as gc
+
+
+# Read by graphc.config when CompileOptions() is created; set before any test runs.
+os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphc-test-cache-")
 
 
 @pytest.fixture(autouse=True)

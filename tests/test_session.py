@@ -127,7 +127,8 @@ def test_compile_cache_reused_and_dynamic_dims(target):
         for n in (1, 4, 7, 2):
             np.testing.assert_allclose(sess.run(y, {x: np.ones((n, 3))}), np.full(n, 6.0))
         info = sess.cache_info()
-        assert info["compiles"] == 1 and info["hits"] == 3
+        # one executable for all sizes: compiled here, or loaded from the disk cache
+        assert info["compiles"] + info["disk_loads"] == 1 and info["hits"] == 3
 
 
 def test_random_streams_are_reproducible(target):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..kernel.expr import Arg, Cast, Const, Math, eval_expr
+from ..kernel.expr import Arg, Const, Math, eval_expr
+from ..kernel.expr import Cast as CastExpr
 from .registry import (
     DTypeError,
     Example,
@@ -343,7 +344,7 @@ class Cast(Unary):
         return [(specs[0].shape, attrs["dtype"])]
 
     def scalar(self, args, attrs):
-        return Cast(args[0], attrs["dtype"])
+        return CastExpr(args[0], attrs["dtype"])
 
     def ref(self, xs, attrs):
         with np.errstate(all="ignore"):
