@@ -35,17 +35,30 @@ def test_session_says_what_is_missing():
 
 
 def test_missing_pycuda_is_named(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pycuda", None)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     assert "pycuda is not installed" in cuda_backend.availability()
 
 
+def test_missing_driver_is_named(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)  # import fails like libcuda missing
+    assert "cannot load the CUDA driver" in cuda_backend.availability()
+
+
 def test_missing_gpu_is_named(monkeypatch):
+    import importlib.util
+
     fake_driver = types.SimpleNamespace(
         init=lambda: None, Device=types.SimpleNamespace(count=lambda: 0)
     )
     fake = types.ModuleType("pycuda")
     fake.driver = fake_driver
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setitem(sys.modules, "pycuda", fake)
     monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
     assert cuda_backend.availability() == "no CUDA GPU was found"

@@ -14,10 +14,14 @@ from pathlib import Path
 
 def availability() -> str | None:
     """None when a GPU and pycuda are usable, else a sentence saying what is missing."""
-    try:
-        import pycuda.driver as drv  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (pip install 'graphc[cuda]')"
+    try:
+        import pycuda.driver as drv
+    except ImportError as exc:  # e.g. libcuda.so.1 missing: installed, but no GPU driver
+        return f"pycuda is installed but cannot load the CUDA driver, so no GPU is usable ({exc})"
     try:
         drv.init()
         if drv.Device.count() == 0:
