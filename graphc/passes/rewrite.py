@@ -27,6 +27,7 @@ from .. import dtypes as _dt
 from ..graph.core import TensorSpec
 from ..ops.registry import REGISTRY, DTypeError, ShapeError, get_op_def
 from ..program import Node, Program
+from . import symshape
 
 #: How many successive rewrites one node may go through in one pass (a guard against rules
 #: that would undo each other).
@@ -139,10 +140,6 @@ def fits_into(small, big) -> bool:
     return all(s == 1 or (s is not None and s == b) for s, b in zip(small, tail))
 
 
-#: ops whose output has the runtime shape of their input 0
-_SHAPE_PRESERVING = {"Identity", "StopGradient", "ZerosLike", "Cast", "CheckNumerics"}
-
-
 # -- the rebuilder -----------------------------------------------------------------------------
 
 
@@ -157,7 +154,7 @@ class Rewriter:
         self.pending: list[Node] = []
         self.fired: list[str] = []
         self.current: Node | None = None
-        self._shape_memo: dict = {}
+        self._shapes = symshape.SymbolicShapes(self.by_id.__getitem__)
         self.next_id = max((n.id for n in program.nodes), default=-1) + 1
 
     # -- queries rules use -------------------------------------------------------------------
@@ -210,46 +207,18 @@ class Rewriter:
             return self.splat(n.inputs[0], depth - 1)
         return None
 
-    def shape_class(self, ref):
-        """A key equal for two refs that provably have one shape at run time.
-
-        A static shape is its own key; otherwise the key is a representative Ref found by
-        following ops whose output has the runtime shape of one input (unary elementwise,
-        zeros_like, cast, *_like ops, and n-ary elementwise ops where every other operand
-        fits into one of them).
-        """
-        ref = self.resolve(ref)
-        key = self._shape_memo.get(ref)
-        if key is None:
-            key = self._shape_class(ref)
-            self._shape_memo[ref] = key
-        return key
-
-    def _shape_class(self, ref):
-        spec = self.spec(ref)
-        if fully_known(spec.shape):
-            return ("static", tuple(spec.shape))
-        n = self.by_id[ref[0]]
-        if len(n.outs) == 1 and n.inputs:
-            if n.op in _SHAPE_PRESERVING or _unary_elementwise(n):
-                return self.shape_class(n.inputs[0])
-            if n.op in ("BroadcastLike", "ReshapeLike", "SumToShape"):
-                return self.shape_class(n.inputs[1])
-            if getattr(n.op_def, "elementwise", False):
-                for i, x in enumerate(n.inputs):
-                    if all(self.fits(y, x) for j, y in enumerate(n.inputs) if j != i):
-                        return self.shape_class(x)
-        return ("ref", ref)
+    def dims(self, ref):
+        """Symbolic dims of ``ref``: ints, or keys equal for provably equal unknown sizes."""
+        return self._shapes.dims(self.resolve(ref))
 
     def same_runtime_shape(self, a, b) -> bool:
         """``a`` and ``b`` provably have one shape at run time."""
-        return self.shape_class(a) == self.shape_class(b)
+        da, db = self.dims(a), self.dims(b)
+        return da is not None and da == db
 
     def fits(self, small, big) -> bool:
-        """Broadcasting ``small`` against ``big`` gives ``big``'s runtime shape."""
-        if fits_into(self.shape(small), self.shape(big)):
-            return True
-        return self.same_runtime_shape(small, big)
+        """Broadcasting ``small`` against ``big`` provably gives ``big``'s runtime shape."""
+        return symshape.fits(self.dims(small), self.dims(big))
 
     # -- building ------------------------------------------------------------------------
     def add(self, op: str, inputs, attrs=None, suffix: str = "") -> tuple:
@@ -352,7 +321,3 @@ class Rewriter:
             self._emit(n)
         fetches = tuple(self.resolve(r) for r in self.src.fetches)
         return Program(tuple(self.nodes), self.src.feeds, fetches, self.src.targets)
-
-
-def _unary_elementwise(n: Node) -> bool:
-    return len(n.inputs) == 1 and len(n.outs) == 1 and getattr(n.op_def, "elementwise", False)

@@ -155,11 +155,23 @@ def log_exp(n, rw):
 
 @RULES.rule("Log")
 def log_softmax(n, rw):
-    """log(softmax(x, axis)) -> log_softmax(x, axis)  (stable: no log of an underflowed 0)."""
-    p = _producer_op(rw, n.inputs[0], "Softmax")
-    if p is None or "LogSoftmax" not in REGISTRY:
+    """log(softmax(z)) -> log_softmax(z):  log(exp(z) / reduce_sum(exp(z), axes, keepdims))
+    -> z - log(reduce_sum(exp(z), axes, keepdims))  (gc.nn.softmax's composite form; also a
+    Softmax op, should one be registered). Stable: no log of an underflowed 0.
+    """
+    p = rw.producer(n.inputs[0])
+    if p.op == "Softmax" and "LogSoftmax" in REGISTRY:
+        return Replace("LogSoftmax", tuple(p.inputs), dict(p.attrs))
+    if p.op != "RealDiv":
         return None
-    return Replace("LogSoftmax", tuple(p.inputs), dict(p.attrs))
+    e, s = p.inputs
+    exp = _producer_op(rw, e, "Exp")
+    total = _producer_op(rw, s, "Sum")
+    if exp is None or total is None or not total.attrs["keepdims"]:
+        return None
+    if rw.resolve(total.inputs[0]) != rw.resolve(e):
+        return None
+    return Replace("Sub", (exp.inputs[0], rw.add("Log", (s,), suffix="log_sum")), {})
 
 
 # -- casts, identities -----------------------------------------------------------------------

@@ -108,3 +108,32 @@ def test_gradient_graph_gets_smaller_and_computes_the_same():
     assert len(after.nodes) < len(before.nodes)
     for op in ("SumToShape", "BroadcastLike", "ZerosLike", "Size"):
         assert count(after, op) == 0, (op, after.text())
+
+
+def test_unknown_batch_dims_are_tracked_symbolically():
+    x = placeholder((None, 4), name="x")
+    w1, w2 = placeholder((4, 3), name="w1"), placeholder((3, 4), name="w2")
+    h = gc.nn.relu(gc.matmul(x, w1) + 1.0)  # (batch, 3)
+    g = gc.matmul(gc.transpose(gc.matmul(h, w2)), x)  # (4, 4): no batch
+    a = gc.matmul(gc.exp(x), gc.transpose(w2)) * 2.0  # (batch, 3) again
+    vals = [RNG.normal(size=(5, 4)), RNG.normal(size=(4, 3)), RNG.normal(size=(3, 4))]
+    _, after = cleaned([gc.sum_to_shape(a, h), g], [x, w1, w2], vals)
+    assert count(after, "SumToShape") == 0
+    # another feed's unknown batch is a different symbol: that sum_to_shape stays
+    y = placeholder((None, 3), name="y")
+    vals2 = [RNG.normal(size=(5, 4)), RNG.normal(size=(4, 3)), RNG.normal(size=(5, 3))]
+    _, after = cleaned(gc.sum_to_shape(h, y), [x, w1, y], vals2)
+    assert count(after, "SumToShape") == 1
+
+
+def test_symbolic_broadcasting_rules():
+    from graphc.passes.symshape import broadcast, fits
+
+    a, b = ("dim", 0, 0, 0), ("dim", 1, 0, 0)
+    assert broadcast([(a, 3), (1, 3)]) == (a, 3)
+    assert broadcast([(a, 3), (5, 1)]) == (5, 3)
+    assert broadcast([(a,), (a,)]) == (a,)
+    c = broadcast([(a,), (b,)])
+    assert c[0] not in (a, b) and broadcast([(b,), (a,)]) == c
+    assert fits((1, 3), (a, 3)) and fits((3,), (a, 3)) and not fits((b, 3), (a, 3))
+    assert not fits((2, 3), (3,))

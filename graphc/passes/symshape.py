@@ -1,0 +1,158 @@
+"""Symbolic shapes: which unknown (``None``) dimensions are provably equal at run time.
+
+Each dimension of a value is either an ``int`` (static) or a *symbol*: a hashable key naming
+the first value/axis the size came from (``("dim", node_id, output, axis)``). Symbols flow
+through ops whose output sizes are those of an input (elementwise ops, matmul's batch and
+row/column dims, transposes, reductions, expand/squeeze, the ``*_like`` ops...), so that
+``sum_to_shape(g, x)`` can be seen to be a no-op when ``g`` and ``x`` share every symbol,
+although both have an unknown batch dimension.
+
+Broadcasting rule: a static size other than 1 wins (the others must equal it or be 1);
+sizes of 1 drop out; equal symbols stay; two different symbols make a fresh one (either may
+be 1 at run time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: ops whose output 0 has the shape of input 0
+SAME_AS_INPUT0 = frozenset(
+    {"Identity", "StopGradient", "ZerosLike", "Cast", "CheckNumerics", "PlaceholderWithDefault"}
+)
+#: ops whose output 0 has the runtime shape of input 1
+SAME_AS_INPUT1 = frozenset({"BroadcastLike", "ReshapeLike", "SumToShape"})
+REDUCTIONS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "Any", "All"})
+
+
+class SymbolicShapes:
+    """Memoised symbolic dims of the refs of a program being built.
+
+    ``node_of(node_id)`` returns the (final) Node with that id; the Node must not change
+    afterwards in a way that changes its output shape.
+    """
+
+    def __init__(self, node_of: Callable):
+        self.node_of = node_of
+        self.memo: dict = {}
+
+    def dims(self, ref) -> tuple | None:
+        """The symbolic dims of ``ref`` (None when its rank is unknown)."""
+        ref = tuple(ref)
+        if ref not in self.memo:
+            self.memo[ref] = self._dims(ref)
+        return self.memo[ref]
+
+    def _fresh(self, ref, shape) -> tuple:
+        return tuple(
+            d if d is not None else ("dim", ref[0], ref[1], axis) for axis, d in enumerate(shape)
+        )
+
+    def _dims(self, ref):
+        n = self.node_of(ref[0])
+        shape = n.outs[ref[1]].shape
+        if shape is None:
+            return None
+        fresh = self._fresh(ref, shape)
+        if None not in shape or ref[1] != 0 or not n.inputs:
+            return fresh
+        derived = self._derive(n)
+        if derived is None or len(derived) != len(shape):
+            return fresh
+        # a static size known for the output beats a symbol derived from the inputs
+        return tuple(s if s is not None else d for s, d in zip(shape, derived))
+
+    def _derive(self, n):
+        op = n.op
+        if op in SAME_AS_INPUT0:
+            return self.dims(n.inputs[0])
+        if op in SAME_AS_INPUT1:
+            return self.dims(n.inputs[1])
+        if getattr(n.op_def, "elementwise", False):
+            return broadcast([self.dims(r) for r in n.inputs])
+        if op in REDUCTIONS:
+            x = self.dims(n.inputs[0])
+            axes = n.attrs.get("axes")
+            if x is None:
+                return None
+            axes = range(len(x)) if axes is None else axes
+            if n.attrs.get("keepdims"):
+                return tuple(1 if i in axes else d for i, d in enumerate(x))
+            return tuple(d for i, d in enumerate(x) if i not in axes)
+        if op == "Transpose":
+            x = self.dims(n.inputs[0])
+            return None if x is None else tuple(x[p] for p in n.attrs["perm"])
+        if op == "ExpandDims":
+            x = self.dims(n.inputs[0])
+            a = n.attrs["axis"]
+            return None if x is None else x[:a] + (1,) + x[a:]
+        if op == "Squeeze":
+            x = self.dims(n.inputs[0])
+            axes = n.attrs["axes"]
+            return None if x is None else tuple(d for i, d in enumerate(x) if i not in axes)
+        if op == "MatMul":
+            return self._matmul(n)
+        if op == "Reshape":
+            return self._reshape(n)
+        return None
+
+    def _matmul(self, n):
+        a, b = (self.dims(r) for r in n.inputs)
+        if a is None or b is None or len(a) < 2 or len(b) < 2:
+            return None
+        m = a[-1] if n.attrs.get("transpose_a") else a[-2]
+        k = b[-2] if n.attrs.get("transpose_b") else b[-1]
+        batch = broadcast([a[:-2], b[:-2]])
+        return None if batch is None else batch + (m, k)
+
+    def _reshape(self, n):
+        """Reshape keeps a symbol only in the plain case: one unknown dim in and one -1 out,
+        with the same product of static sizes on both sides."""
+        x = self.dims(n.inputs[0])
+        target = n.attrs["shape"]
+        if x is None or list(target).count(-1) != 1:
+            return None
+        syms = [d for d in x if not isinstance(d, int)]
+        if len(syms) != 1:
+            return None
+        known_in = _product(d for d in x if isinstance(d, int))
+        known_out = _product(d for d in target if d != -1)
+        if known_in != known_out:
+            return None
+        return tuple(syms[0] if d == -1 else d for d in target)
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def broadcast(shapes) -> tuple | None:
+    """Symbolic numpy broadcasting (see the module doc string); None if a rank is unknown."""
+    if any(s is None for s in shapes):
+        return None
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        ints = {d for d in dims if isinstance(d, int) and d != 1}
+        syms = {d for d in dims if not isinstance(d, int)}
+        if ints:
+            out.append(ints.pop() if len(ints) == 1 else ("conflict", i))
+        elif len(syms) == 1:
+            out.append(syms.pop())
+        elif not syms:
+            out.append(1)
+        else:
+            out.append(("bcast",) + tuple(sorted(syms, key=repr)))
+    return tuple(out)
+
+
+def fits(small, big) -> bool:
+    """Broadcasting dims ``small`` against ``big`` leaves ``big`` unchanged."""
+    if small is None or big is None or len(small) > len(big):
+        return False
+    tail = big[len(big) - len(small) :]
+    return all(s == 1 or s == b for s, b in zip(small, tail))
