@@ -27,18 +27,6 @@ def target(request):
     return request.param
 
 
-def xfail_on_cpu(request, target, reason):
-    """Mark this test instance an expected failure on the cpu target (a backend gap)."""
-    if target == "cpu":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-CPU_SLICE_GRAD = (
-    "cpu backend (graphc/kernel/lowerings.py, not mine): no lowering for StridedSliceGrad, "
-    "so gradients through t[...] (and gc.jacobian/gc.hessians, which index) do not compile"
-)
-
-
 def run(fetches, feed_dict=None, target="reference"):
     with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
         return sess.run(fetches, feed_dict)
@@ -1411,8 +1399,7 @@ def test_gradients_of_gradients(target):
     np.testing.assert_allclose(run(gg, {x: xv}, target=target), want, rtol=1e-10)
 
 
-def test_hessians_and_jacobian(target, request):
-    xfail_on_cpu(request, target, CPU_SLICE_GRAD)
+def test_hessians_and_jacobian(target):
     x = gc.placeholder(gc.float64, (3,), name="x")
     a = np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
     y = gc.reduce_sum(x * gc.reshape(gc.matmul(a, gc.reshape(x, (3, 1))), (3,)))
@@ -1433,9 +1420,8 @@ def test_hessians_and_jacobian(target, request):
     np.testing.assert_allclose(got_j, want_j, rtol=1e-12)
 
 
-def test_gradients_through_indexing_compile_like_any_graph(target, request):
+def test_gradients_through_indexing_compile_like_any_graph(target):
     """API.md: the gradient graph "can be ... optimised and compiled like any other"."""
-    xfail_on_cpu(request, target, CPU_SLICE_GRAD)
     x = gc.placeholder(gc.float64, (3, 2), name="x")
     y = gc.reduce_sum(x[:, 0] * x[1, 1])
     (g,) = gc.gradients(y, [x])
@@ -1818,6 +1804,20 @@ def test_tf1_reduction_keyword_spellings(target):
     assert mean.shape == (1, 3) and var.shape == (1, 3)
 
 
+def test_unsorted_segment_sum_runs_on_every_target(target):
+    data = np.arange(8.0).reshape(4, 2)
+    ids = gc.placeholder(gc.int32, (None,), name="ids")
+    out = run(gc.unsorted_segment_sum(data, ids, 3), {ids: [0, 2, 0, 1]}, target=target)
+    np.testing.assert_allclose(out, [[4, 6], [6, 7], [2, 3]])
+
+
+def test_gather_nd_with_none_dims_runs_on_every_target(target):
+    p = np.arange(12.0).reshape(4, 3)
+    idx = gc.placeholder(gc.int32, (None, 2), name="idx")
+    out = run(gc.gather_nd(p, idx), {idx: [[0, 1], [3, 2]]}, target=target)
+    np.testing.assert_allclose(out, [1.0, 11.0])
+
+
 # =============================================================================================
 # Known gaps in code owned by others (strict xfail: they start failing once fixed)
 # =============================================================================================
@@ -1852,25 +1852,3 @@ def test_run_time_shape_errors_are_invalid_argument_errors(target, request):
         run(x + v, {x: np.ones((2, 3)), v: np.ones((3, 1))}, target=target)
     with pytest.raises(gc.errors.InvalidArgumentError, match="Reshape"):
         run(gc.reshape(x, (-1, 2)), {x: np.ones((1, 3))}, target=target)
-
-
-CPU_MISSING = (
-    "cpu backend (graphc/kernel, not mine): {} has no lowering (UnimplementedError), so this op "
-    "cannot run on the default target"
-)
-
-
-def test_unsorted_segment_sum_runs_on_every_target(target, request):
-    xfail_on_cpu(request, target, CPU_MISSING.format("UnsortedSegmentSum"))
-    data = np.arange(8.0).reshape(4, 2)
-    ids = gc.placeholder(gc.int32, (None,), name="ids")
-    out = run(gc.unsorted_segment_sum(data, ids, 3), {ids: [0, 2, 0, 1]}, target=target)
-    np.testing.assert_allclose(out, [[4, 6], [6, 7], [2, 3]])
-
-
-def test_gather_nd_with_none_dims_runs_on_every_target(target, request):
-    xfail_on_cpu(request, target, CPU_MISSING.format("GatherNd with a None dim in indices"))
-    p = np.arange(12.0).reshape(4, 3)
-    idx = gc.placeholder(gc.int32, (None, 2), name="idx")
-    out = run(gc.gather_nd(p, idx), {idx: [[0, 1], [3, 2]]}, target=target)
-    np.testing.assert_allclose(out, [1.0, 11.0])
