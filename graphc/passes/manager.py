@@ -61,6 +61,7 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
     if options.verify:
         _verify(program, "input")
     rounds = 1 if options.opt_level < 2 else MAX_ROUNDS
+    after: dict = {}  # pass name -> its output in the last round (printed once, at the end)
     for _ in range(rounds if passes else 0):
         before = program.hash()
         for name, fn in passes:
@@ -69,12 +70,17 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
             result.seconds[name] = result.seconds.get(name, 0.0) + time.perf_counter() - t0
             if options.verify:
                 _verify(program, name)
-            text = program.text()
-            result.stages[name] = text
-            dump.write(name, text)
+            after[name] = program
+            if dump.directory is not None:
+                dump.write(name, program.text())
         result.rounds += 1
         if program.hash() == before:
             break
+    texts: dict = {}
+    for name, prog in after.items():
+        if id(prog) not in texts:
+            texts[id(prog)] = prog.text()
+        result.stages[name] = texts[id(prog)]
     result.program = program
     return result
 
