@@ -23,7 +23,7 @@ from graphc.backends.cuda.render import render_program, template_source
 from graphc.backends.reference.interpreter import run_program
 from graphc.errors import CompileError, InvalidArgumentError, UnimplementedError
 from graphc.kernel import interp
-from graphc.kernel.expr import Const, Math, i64
+from graphc.kernel.expr import Const, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
 from graphc.ops.registry import REGISTRY
 from graphc.runtime_state import RunContext
@@ -85,7 +85,10 @@ def test_row_kernels_use_warp_shuffles_and_shared_memory():
 
 def test_runtime_dims_are_kernel_arguments():
     m = render_program(P.elementwise_chain())
-    assert re.search(r"gc_k0_fused_chain\(const float\* b_x, float\* b_z, gc_i64 d_n\)", m.body)
+    head = (
+        r"gc_k0_fused_chain\(const float\* __restrict__ b_x, float\* __restrict__ b_z, gc_i64 d_n\)"
+    )
+    assert re.search(head, m.body)
     static = render_program(P.elementwise_chain(1 << 24))
     assert "gc_i64 d_" not in static.body and "16777216LL" in static.body
 
@@ -170,6 +173,22 @@ def test_gemm_arguments_are_evaluated_from_dims():
     assert (g.a, g.b, g.c) == ("x", "w", "h")
     assert (g.m, g.n, g.k, g.batch, g.lda, g.ldb) == (256, 512, 784, 1, 784, 512)
     assert g.tiled_grid() == (8, 4, 1)
+
+
+def test_buffers_sharing_storage_are_not_restrict():
+    f32 = dt.float32
+    i = Var("i", dt.int64)
+    body = (Loop("i", i64(0), i64(8), (Store("b", i, Load("a", i, f32)),
+                                       Store("c", i, Load("x", i, f32))), True),)  # fmt: skip
+    bufs = {
+        "x": Buffer("x", f32, (i64(8),), "input"),
+        "a": Buffer("a", f32, (i64(8),), "temp"),
+        "b": Buffer("b", f32, (i64(8),), "temp", alias_of="a"),
+        "c": Buffer("c", f32, (i64(8),), "output"),
+    }
+    src = render_program(KernelProgram(bufs, [Kernel("k", body)], {}, ("x",), ("c",))).body
+    assert "const float* __restrict__ b_x" in src and "float* __restrict__ b_c" in src
+    assert "const float* b_a" in src and "float* b_b" in src
 
 
 def _program(body, buffers):

@@ -473,8 +473,11 @@ class _Function:
                 self.stmts([s], depth)
 
     def source(self) -> str:
-        params = [self.module.param_decl(b, b in self.written)
-                  for b in self.module.ordered(self.buffers)]  # fmt: skip
+        roots = [self.module.root(b) for b in self.buffers]
+        params = [
+            self.module.param_decl(b, b in self.written, roots.count(self.module.root(b)) == 1)
+            for b in self.module.ordered(self.buffers)
+        ]
         params += [f"gc_i64 {self.module.names('d_', d)}" for d in sorted(self.dims)]
         head = f'extern "C" __global__ void {self.name}({", ".join(params) or "void"}) {{'
         body = [f"  {t} {n};" for n, t in sorted(self.decls.items())]
@@ -499,9 +502,20 @@ class _ModuleRenderer:
     def ordered(self, buffers) -> list:
         return sorted(buffers, key=lambda b: self._order[b])
 
-    def param_decl(self, buffer: str, written: bool) -> str:
+    def root(self, buffer: str) -> str:
+        """The buffer whose storage ``buffer`` shares (itself when it owns its storage)."""
+        while self.program.buffers[buffer].alias_of is not None:
+            buffer = self.program.buffers[buffer].alias_of
+        return buffer
+
+    def param_decl(self, buffer: str, written: bool, alone: bool) -> str:
+        """A pointer parameter; ``__restrict__`` when no other parameter of the function can
+        share its storage (distinct buffers live in distinct allocations unless planned
+        to alias), which lets loads go through the read-only cache."""
         ident = self.names("b_", buffer)
         ctype = STORAGE_TYPE[self.program.buffers[buffer].dtype.name]
+        if alone:
+            ident = f"__restrict__ {ident}"
         return f"{'' if written else 'const '}{ctype}* {ident}"
 
     # -- kernels ----------------------------------------------------------------------------
