@@ -180,6 +180,11 @@ class Program:
         for i in feed_ids:
             if i not in seen:
                 raise AssertionError(f"feed %{i} is not defined")
+            if seen[i].op != "Feed":
+                raise AssertionError(f"feed %{i} is a {seen[i].op} node, not a Feed")
+        for i in self.targets:
+            if i not in seen:
+                raise AssertionError(f"target %{i} is not defined")
 
 
 def _shape_compatible(a, b) -> bool:

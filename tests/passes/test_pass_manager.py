@@ -1,5 +1,6 @@
 """The pass manager (PIPELINE, optimize) and the Program IR's hash/text/verify contract."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.graph.core import TensorSpec
 from graphc.options import CompileOptions
 from graphc.passes import manager
 from graphc.passes.manager import PIPELINE, PassError, PipelineResult, optimize
@@ -188,3 +190,19 @@ def test_program_text_is_stable_and_skips_private_attrs():
     p = program_of(r)
     assert "_op" not in p.text() and "r1" not in p.text()
     assert isinstance(p, Program)
+
+
+def test_verify_reports_broken_programs():
+    x = placeholder((3,), name="x")
+    p = program_of(gc.exp(x), [x])
+    p.verify()
+    feed, exp = p.nodes
+    with pytest.raises(AssertionError, match="before its definition"):
+        p.with_nodes([exp, feed]).verify()
+    wrong = dataclasses.replace(exp, outs=(TensorSpec((4,), gc.float64),))
+    with pytest.raises(AssertionError, match="infers"):
+        p.with_nodes([feed, wrong]).verify()
+    with pytest.raises(AssertionError, match="target %7"):
+        p.with_nodes(p.nodes, targets=(7,)).verify()
+    with pytest.raises(AssertionError, match="fetch %9.0"):
+        p.with_nodes(p.nodes, fetches=((9, 0),)).verify()
