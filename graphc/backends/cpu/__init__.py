@@ -1,22 +1,202 @@
-"""The cpu target.
+"""The cpu target: the optimised Program is fused, lowered to Kernel IR and compiled to native
+code with LLVM (``graphc/backends/llvm``); one native call runs a whole ``Session.run``.
 
-Interim: until the LLVM code generator lands, the optimised Program runs in the numpy
-interpreter, one kernel per node.
+Pipeline: ``passes.fusion.fuse`` -> ``kernel.lower.lower`` -> (``passes.plan.plan`` when
+present: buffer reuse) -> ``llvm.compile_kernel_program``. Compiled code is cached on disk
+(``CompileOptions.cache_dir``; see ``llvm/cache.py``): a hit skips lowering and LLVM entirely
+and sets ``exe.stats["loaded_from_disk"] = True``.
+
+Programs with ops the lowering cannot express yet run those ops on the host with their numpy
+reference, between native segments: an explicit, labelled fallback (``fallback.py``: kernels
+named ``host_fallback:<op>``, ``exe.stats["host_fallback_ops"]``), never a silent one.
 """
 
 from __future__ import annotations
 
+import time
+
+from ...errors import UnimplementedError
 from ...executable import Executable, KernelInfo
-from ..reference.interpreter import ReferenceExecutable
+
+
+class _Stages(dict):
+    """Stage texts; a callable value is computed on first access (e.g. assembly)."""
+
+    def __getitem__(self, key):
+        v = super().__getitem__(key)
+        if callable(v):
+            v = v()
+            self[key] = v
+        return v
+
+
+def _cache_key(source, options):
+    from ..llvm import cache, jit
+
+    return cache.cache_key(source.hash(), options.key(), jit.host())
+
+
+def try_load_cached(source, options):
+    """The Executable for ``source`` from the disk cache, or None (no passes run)."""
+    if options.cache_dir is None:
+        return None
+    from ..llvm import cache, load_compiled
+
+    t0 = time.perf_counter()
+    key = _cache_key(source, options)
+    hit = cache.load(options.cache_dir, key)
+    if hit is None:
+        return None
+    manifest, obj = hit
+    try:
+        compiled = load_compiled(manifest, obj, options)
+    except Exception:  # noqa: BLE001 - an unusable entry is a miss; recompile
+        return None
+    kernels = [KernelInfo(n, tuple(ops), tuple(types)) for n, ops, types in manifest["kernels"]]
+    stats = dict(manifest.get("stats", {}))
+    stats["loaded_from_disk"] = True
+    stats["compile_seconds"] = {"cache_load": time.perf_counter() - t0}
+    stages = _Stages(manifest.get("stages", {}))
+    _add_code_stages(stages, compiled.llvm_ir)
+    return Executable("cpu", source, source, compiled.runner, kernels, stats, stages,
+                      [tuple(d) for d in manifest.get("decisions", [])])  # fmt: skip
+
+
+def _add_code_stages(stages, llvm_ir):
+    from ..llvm import jit
+
+    stages["llvm"] = llvm_ir
+    stages["asm"] = lambda: jit.emit_assembly(llvm_ir)
 
 
 def build_executable(source, result, options) -> Executable:
+    """Compile the optimised Program of ``result`` for this CPU (or load it from disk)."""
+    cached = try_load_cached(source, options)
+    if cached is not None:
+        return cached
+    from ..llvm import cache, compile_kernel_program
+
     program = result.program
+    secs = {}
+    try:
+        kp, fplan = _lower(program, options, secs)
+    except UnimplementedError as exc:
+        return _host_fallback_executable(source, program, result, options, exc)
+    compiled = compile_kernel_program(kp, options, fast_math=options.fast_math)
+    secs.update(compiled.seconds)
+
     kernels = [
-        KernelInfo(n.name or f"%{n.id}", (n.name,), (n.op,))
-        for n in program.nodes
-        if n.op not in ("Feed", "NoOp")
+        KernelInfo(k.name, tuple(k.ops), tuple(k.op_types), _int_or_none(k.bytes_moved))
+        for k in kp.kernels
     ]
-    stats = {"kernel_count": len(kernels)}
-    return Executable("cpu", source, program, ReferenceExecutable(program), kernels, stats,
-                      dict(result.stages))  # fmt: skip
+    stats = _stats(kp)
+    stats["loaded_from_disk"] = False
+    stats["compile_seconds"] = secs
+    stages = _Stages(result.stages)
+    stages["fusion"] = fplan.report()
+    stages["kernel"] = kp.text()
+    _add_code_stages(stages, compiled.llvm_ir)
+    decisions = [tuple(d) for d in fplan.decisions]
+    exe = Executable("cpu", source, program, compiled.runner, kernels, stats, stages, decisions)
+    if options.cache_dir is not None:
+        key = _cache_key(source, options)
+        manifest = dict(compiled.manifest)
+        manifest.update(
+            key=key,
+            stats={k: v for k, v in stats.items() if k != "compile_seconds"},
+            stages={k: v for k, v in stages.items() if isinstance(v, str) and k != "llvm"},
+            decisions=[list(map(str, d)) for d in decisions],
+        )
+        cache.save(options.cache_dir, key, manifest, compiled.obj)
+    if options.dump_dir is not None:
+        _dump(options.dump_dir, stages)
+    return exe
+
+
+def _lower(program, options, secs):
+    """(KernelProgram, FusionPlan) of an optimised Program: fuse, lower, plan buffers."""
+    from ...kernel.lower import lower
+    from ...passes.fusion import fuse
+
+    t0 = time.perf_counter()
+    fplan = fuse(program, options)
+    secs["fusion"] = secs.get("fusion", 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kp = lower(program, fplan, options)
+    secs["lower"] = secs.get("lower", 0.0) + time.perf_counter() - t0
+    try:
+        from ...passes.plan import plan as plan_buffers
+    except ImportError:
+        plan_buffers = None
+    if plan_buffers is not None:
+        t0 = time.perf_counter()
+        kp = plan_buffers(kp) or kp
+        secs["plan"] = secs.get("plan", 0.0) + time.perf_counter() - t0
+    return kp, fplan
+
+
+def _host_fallback_executable(source, program, result, options, exc):
+    """Ops without a lowering run on the host, labelled as such (see fallback.py)."""
+    from ..llvm import compile_kernel_program
+    from . import fallback
+
+    secs: dict = {}
+    texts = []
+
+    def compile_segment(sub):
+        kp, _ = _lower(sub, options, secs)
+        compiled = compile_kernel_program(kp, options, fast_math=options.fast_math)
+        for k, v in compiled.seconds.items():
+            secs[k] = secs.get(k, 0.0) + v
+        texts.append(kp.text())
+        infos = [KernelInfo(k.name, tuple(k.ops), tuple(k.op_types)) for k in kp.kernels]
+        return compiled.runner, infos
+
+    t0 = time.perf_counter()
+    runner, kernels, fstats = fallback.build(source, program, options, compile_segment)
+    secs["host_fallback_split"] = time.perf_counter() - t0
+    stats = {"kernel_count": len(kernels), "loaded_from_disk": False, "compile_seconds": secs}
+    stats.update(fstats)
+    stats["host_fallback_reason"] = str(exc)
+    stages = _Stages(result.stages)
+    stages["kernel"] = "\n\n".join(texts)
+    return Executable("cpu", source, program, runner, kernels, stats, stages)
+
+
+def _int_or_none(v):
+    return v if isinstance(v, int) else None
+
+
+def _stats(kp) -> dict:
+    """kernel_count, buffer bytes by kind and peak temporary memory (static sizes; a
+    dynamic size counts as unknown and is left out)."""
+    from ...kernel.runtime import eval_int
+
+    by_kind: dict = {}
+    for b in kp.buffers.values():
+        try:
+            n = 1
+            for d in b.shape:
+                n *= int(eval_int(d, {}))
+        except (KeyError, TypeError):
+            continue
+        if b.alias_of is None:
+            by_kind[b.kind] = by_kind.get(b.kind, 0) + n * b.dtype.itemsize
+    stats = {
+        "kernel_count": len(kp.kernels),
+        "buffer_bytes": by_kind,
+        "peak_temp_bytes": by_kind.get("temp", 0),
+    }
+    for k, v in (kp.stats or {}).items():
+        stats.setdefault(k, v)
+    return stats
+
+
+def _dump(dump_dir, stages):
+    from pathlib import Path
+
+    d = Path(dump_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("kernel", "fusion", "llvm"):
+        if name in stages:
+            (d / f"cpu.{name}.txt").write_text(stages[name])

@@ -6,10 +6,11 @@ An entry is one file ``<cache_dir>/cpu-<key>.gcx``::
     | sha256 of everything before it (32 bytes)
 
 ``key`` is the sha256 of (Program hash, target, host CPU name + features + triple, graphc
-version, llvmlite version, CompileOptions.key()). Entries are written to a temp file in the
-same directory and ``os.replace``d, so a reader sees a complete old or new file, never a torn
-one; a truncated, corrupt or mismatching file is treated as a miss (and rewritten by the
-next compile). The manifest holds what the runtime needs (buffers with symbolic shapes,
+version, llvmlite version, CompileOptions.key(), a hash of the compiler's own sources).
+Entries are written to a temp file in the same directory and ``os.replace``d, so a reader
+sees a complete old or new file, never a torn one; a truncated, corrupt or mismatching file
+is treated as a miss (and rewritten by the next compile). The manifest holds what the runtime
+needs (buffers with symbolic shapes,
 dims, checks, kernels) encoded as plain JSON.
 """
 
@@ -32,6 +33,27 @@ MAGIC = b"GCXCPU01"
 FORMAT = 1
 
 
+_CODEGEN_HASH = None
+
+
+def codegen_hash() -> str:
+    """sha256 of the code generator's own sources (lowering included), so an entry written
+    by another version of the compiler is never reused, even with an unchanged version."""
+    global _CODEGEN_HASH
+    if _CODEGEN_HASH is None:
+        here = Path(__file__).resolve().parent
+        files = sorted(here.glob("*.py")) + sorted((here.parent.parent / "kernel").glob("*.py"))
+        files += sorted((here.parent.parent / "passes").glob("*.py"))
+        h = hashlib.sha256()
+        for f in files:
+            try:
+                h.update(f.name.encode() + f.read_bytes())
+            except OSError:
+                pass
+        _CODEGEN_HASH = h.hexdigest()
+    return _CODEGEN_HASH
+
+
 def cache_key(program_hash: str, options_key, host: dict) -> str:
     import llvmlite
 
@@ -47,6 +69,7 @@ def cache_key(program_hash: str, options_key, host: dict) -> str:
         "graphc": __version__,
         "llvmlite": llvmlite.__version__,
         "options": repr(tuple(options_key)),
+        "codegen": codegen_hash(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

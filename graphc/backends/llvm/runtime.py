@@ -22,10 +22,33 @@ import numpy as np
 from ...errors import InvalidArgumentError
 from ...kernel.ir import KernelProgram
 from ...kernel.runtime import bind_variables, check_dims, eval_int, raise_status, rng_keys
+from .render import DATA_WORD
 
 _ENTRY_T = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32
 )
+
+
+def _probe_native_descriptor() -> bool:
+    """Whether a numpy array object holds its data pointer at word DATA_WORD (CPython)."""
+    a = np.arange(3.0)
+    try:
+        return ctypes.c_void_p.from_address(id(a) + 8 * DATA_WORD).value == a.ctypes.data
+    except (ValueError, OSError):  # pragma: no cover
+        return False
+
+
+_NATIVE_DESCRIPTOR = _probe_native_descriptor()
+
+
+def descriptor(arr: np.ndarray, keep: list) -> int:
+    """What a buffer-table slot holds for ``arr`` (see ``render.py``)."""
+    if _NATIVE_DESCRIPTOR:
+        return id(arr)
+    block = (ctypes.c_void_p * (DATA_WORD + 1))()
+    block[DATA_WORD] = arr.ctypes.data
+    keep.append(block)
+    return ctypes.addressof(block)
 
 
 class _Plan:
@@ -38,6 +61,9 @@ class LLVMRunner:
     """Holds the loaded code of one Executable; ``run(ctx, trace)`` returns the fetches."""
 
     target = "cpu"
+    #: every array run() returns is new (outputs are allocated per run, others copied), so
+    #: the Session hands them to the caller without another copy
+    fresh_outputs = True
 
     def __init__(
         self,
@@ -77,12 +103,25 @@ class LLVMRunner:
         self.status_roots = [r for r, k in roots if k == "status"]
         self.private_vars = {r for r in self.var_roots if r in written_roots}
         self.inputs = [
-            (k, name, self.slot_of[layout.root[name]], bufs[name].dtype.np)
+            (k, name, self.slot_of[layout.root[name]], np.dtype(bufs[name].dtype.np))
             for k, name in enumerate(kp.inputs)
             if name is not None
         ]
         self.dim_src = [kp.dims[d] for d in layout.dims]
         self.static = not layout.dims
+        self._run = self._run_general
+        self.out_slots = [(r, self.slot_of[r], np.dtype(bufs[r].dtype.np)) for r in self.out_roots]
+        # every fetch is an output buffer of its own (no alias, no reshape): hand it over as is
+        self.simple_outputs = all(
+            bufs[n].kind == "output" and layout.root[n] == n and len(self.members[n]) == 1
+            for n in kp.outputs
+        ) and len(set(kp.outputs)) == len(kp.outputs)
+        lean = not (self.var_roots or self.rng_roots or self.status_roots or kp.var_updates)
+        if self.static and lean and self.simple_outputs and _NATIVE_DESCRIPTOR:
+            try:
+                self._run = self._fast_path()
+            except InvalidArgumentError:  # a failing static shape check: report it per run
+                pass
 
     # -- sizes -------------------------------------------------------------------------------
     def _plan(self, dvals: tuple) -> _Plan:
@@ -114,7 +153,44 @@ class LLVMRunner:
         return p
 
     # -- the run ---------------------------------------------------------------------------
+    def _fast_path(self):
+        """A lean run() for static programs without variables, randomness or checks: the
+        per-run Python work is one check per feed, one np.empty per fetch, one call."""
+        plan = self._plan(())
+        table, entry, addr, daddr, nthr = (self.table, self.entry, self.table_addr,
+                                           self.dims_addr, self.nthreads)  # fmt: skip
+        ins = [(k, slot, npdt, plan.shapes[name]) for k, name, slot, npdt in self.inputs]
+        slot_of = self.slot_of
+        outs = [(slot_of[n], plan.shapes[n], np.dtype(self.kp.buffers[n].dtype.np))
+                for n in self.kp.outputs]  # fmt: skip
+        for r, a in plan.temps.items():
+            table[slot_of[r]] = id(a)  # cached for this plan: set once
+        slow = self._run_general
+        empty = np.empty
+
+        def run(ctx, trace=None):
+            if trace is not None:
+                return slow(ctx, trace)
+            feeds = ctx.feeds
+            for k, slot, npdt, shape in ins:
+                a = feeds[k]
+                if a.dtype is not npdt or a.shape != shape or not a.flags.c_contiguous:
+                    return slow(ctx, trace)
+                table[slot] = id(a)
+            res = []
+            for slot, shape, npdt in outs:
+                a = empty(shape, npdt)
+                table[slot] = id(a)
+                res.append(a)
+            entry(addr, daddr, None, nthr)
+            return res
+
+        return run
+
     def run(self, ctx, trace: list | None = None) -> list:
+        return self._run(ctx, trace)
+
+    def _run_general(self, ctx, trace: list | None = None) -> list:
         feeds = ctx.feeds
         kp = self.kp
         if self.static:
@@ -123,63 +199,40 @@ class LLVMRunner:
             dvals = tuple(int(feeds[k].shape[axis]) for k, axis in self.dim_src)
         plan = self._plans.get(dvals) or self._plan(dvals)
         table = self.table
-        keep = []  # arrays whose memory the native code uses during the call
+        keep = []  # arrays (and descriptor blocks) the native code uses during the call
+        shapes = plan.shapes
         for k, name, slot, npdt in self.inputs:
             arr = feeds[k]
             if arr.dtype != npdt or not arr.flags.c_contiguous:
                 arr = np.ascontiguousarray(arr, dtype=npdt)
-            if arr.shape != plan.shapes[name]:
+            if arr.shape != shapes[name]:
                 raise InvalidArgumentError(
                     f"feed {k} ({name}): shape {arr.shape} does not match the shape "
-                    f"{plan.shapes[name]} implied by the other feeds"
+                    f"{shapes[name]} implied by the other feeds"
                 )
             keep.append(arr)
-            table[slot] = arr.ctypes.data
-        arrays = {}
-        for r in self.out_roots:
-            a = np.empty(plan.out_shapes[r], kp.buffers[r].dtype.np)
-            if plan.root_bytes[r] > a.nbytes or a.nbytes == 0:
-                a = np.empty(max(plan.root_bytes[r], 1), np.uint8)
+            table[slot] = descriptor(arr, keep)
+        arrays = plan.temps.copy() if plan.temps else {}
+        for r, slot, npdt in self.out_slots:
+            a = np.empty(plan.out_shapes[r], npdt)
+            if plan.root_bytes[r] > a.nbytes:  # a larger buffer aliases this output
+                a = np.empty(plan.root_bytes[r], np.uint8)
             arrays[r] = a
-            table[self.slot_of[r]] = a.ctypes.data
-        for r in self.temp_roots:
-            a = plan.temps[r]
-            arrays[r] = a
-            table[self.slot_of[r]] = a.ctypes.data
+            table[slot] = descriptor(a, keep)
+        for r, a in plan.temps.items():
+            table[self.slot_of[r]] = descriptor(a, keep)
         if self.var_roots:
-            values = bind_variables(kp, ctx)
-            for r in self.var_roots:
-                v = values.get(r)
-                if v is None:  # written before being read (Assign): no old value needed
-                    v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
-                else:
-                    v = np.asarray(v)
-                    want = plan.shapes[r]
-                    if v.shape != want:
-                        raise InvalidArgumentError(
-                            f"variable {kp.var_reads.get(r)} has shape {v.shape}, the program "
-                            f"expects {want}"
-                        )
-                    if (
-                        r in self.private_vars
-                        or v.dtype != kp.buffers[r].dtype.np
-                        or not v.flags.c_contiguous
-                    ):
-                        v = np.array(v, dtype=kp.buffers[r].dtype.np, order="C", copy=True)
-                    if v.nbytes == 0:
-                        v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
-                arrays[r] = v
-                table[self.slot_of[r]] = v.ctypes.data
+            self._bind_vars(ctx, plan, arrays, keep)
         for r in self.rng_roots:
             a = rng_keys(kp, ctx)
             if a.size == 0:
                 a = np.zeros(1, np.int64)
             arrays[r] = a
-            table[self.slot_of[r]] = a.ctypes.data
+            table[self.slot_of[r]] = descriptor(a, keep)
         for r in self.status_roots:
             a = np.zeros(max(plan.root_bytes[r] // 4, 1), np.int32)
             arrays[r] = a
-            table[self.slot_of[r]] = a.ctypes.data
+            table[self.slot_of[r]] = descriptor(a, keep)
         if not self.static:
             for i, v in enumerate(dvals):
                 self.dims_arr[i] = v
@@ -192,10 +245,35 @@ class LLVMRunner:
             for i, (name, ops) in enumerate(self.kernel_names):
                 trace.append((name, ops, tr[2 * i], tr[2 * i + 1]))
         for var, buf in kp.var_updates.items():
-            ctx.write_variable(var, self._value(buf, plan, arrays, feeds, fresh=False))
-        return [self._value(name, plan, arrays, feeds, fresh=True) for name in kp.outputs]
+            ctx.write_variable(var, self._value(buf, plan, arrays, feeds))
+        if self.simple_outputs:
+            return [arrays[r] for r in kp.outputs]
+        return [self._value(name, plan, arrays, feeds) for name in kp.outputs]
 
-    def _value(self, name, plan, arrays, feeds, fresh):
+    def _bind_vars(self, ctx, plan, arrays, keep):
+        kp = self.kp
+        values = bind_variables(kp, ctx)
+        for r in self.var_roots:
+            v = values.get(r)
+            if v is None:  # written before being read (Assign): no old value needed
+                v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
+            else:
+                v = np.asarray(v)
+                want = plan.shapes[r]
+                if v.shape != want:
+                    raise InvalidArgumentError(
+                        f"variable {kp.var_reads.get(r)} has shape {v.shape}, the program "
+                        f"expects {want}"
+                    )
+                npdt = kp.buffers[r].dtype.np
+                if r in self.private_vars or v.dtype != npdt or not v.flags.c_contiguous:
+                    v = np.array(v, dtype=npdt, order="C", copy=True)
+                if v.nbytes == 0:
+                    v = np.zeros(max(plan.root_bytes[r], 1), np.uint8)
+            arrays[r] = v
+            self.table[self.slot_of[r]] = descriptor(v, keep)
+
+    def _value(self, name, plan, arrays, feeds):
         """The array of buffer ``name`` after the run (outputs as is; others copied)."""
         b = self.kp.buffers[name]
         shape = plan.shapes[name]
@@ -213,4 +291,5 @@ class LLVMRunner:
         return np.array(raw.view(b.dtype.np).reshape(shape))
 
     def close(self) -> None:
+        self._run = self._run_general
         self._plans.clear()
