@@ -1,0 +1,202 @@
+"""The cpu target through the public API: compile cache (memory and disk), dynamic dims,
+threads, tracing, inspection, variables and the host fallback label."""
+
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends.llvm import cache
+
+
+def _mlp(batch=None):
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(gc.float32, (batch, 8), name="x")
+    labels = gc.placeholder(gc.int64, (batch,), name="labels")
+    w1 = gc.Variable(rng.normal(size=(8, 16)).astype(np.float32) * 0.3, name="w1")
+    b1 = gc.Variable(np.zeros(16, np.float32), name="b1")
+    w2 = gc.Variable(rng.normal(size=(16, 4)).astype(np.float32) * 0.3, name="w2")
+    h = gc.nn.relu(gc.matmul(x, w1) + b1)
+    logits = gc.matmul(h, w2)
+    loss = gc.reduce_mean(
+        gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+    step = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    return x, labels, loss, step
+
+
+def _train(target, options, sizes=(5, 3, 9)):
+    gc.reset_default_graph()
+    x, labels, loss, step = _mlp()
+    rng = np.random.default_rng(1)
+    losses = []
+    with gc.Session(target=target, options=options) as sess:
+        sess.run(gc.global_variables_initializer())
+        for n in sizes:
+            xv = rng.normal(size=(n, 8)).astype(np.float32)
+            lv = rng.integers(0, 4, size=n)
+            losses.append(sess.run([loss, step], {x: xv, labels: lv})[0])
+        info = sess.cache_info()
+        values = sess.variable_values()
+    return losses, info, values
+
+
+def test_training_steps_match_reference_with_one_compile_for_all_batch_sizes(tmp_path):
+    opts = gc.CompileOptions(cache_dir=tmp_path)
+    losses, info, values = _train("cpu", opts)
+    ref_losses, _, ref_values = _train("reference", None)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for k in ref_values:
+        np.testing.assert_allclose(values[k], ref_values[k], rtol=1e-5, atol=1e-6)
+    # initializer + step (new batch sizes reuse the step: no recompilation)
+    assert info["compiles"] == 2 and info["hits"] == 2
+
+
+def test_disk_cache_hit_skips_compilation_and_survives_corruption(tmp_path):
+    opts = gc.CompileOptions(cache_dir=tmp_path)
+    first, info1, _ = _train("cpu", opts)
+    assert info1["compiles"] == 2 and info1["disk_loads"] == 0
+    entries = sorted(tmp_path.glob("cpu-*.gcx"))
+    assert len(entries) == 2
+    second, info2, _ = _train("cpu", opts)
+    assert info2["compiles"] == 0 and info2["disk_loads"] == 2
+    np.testing.assert_array_equal(first, second)
+    # corrupt one entry and truncate the other: both become misses and are rewritten
+    data = bytearray(entries[0].read_bytes())
+    data[len(data) // 3] ^= 0x5A
+    entries[0].write_bytes(bytes(data))
+    entries[1].write_bytes(entries[1].read_bytes()[:50])
+    third, info3, _ = _train("cpu", opts)
+    assert info3["compiles"] == 2 and info3["disk_loads"] == 0
+    np.testing.assert_array_equal(first, third)
+    _, info4, _ = _train("cpu", opts)
+    assert info4["disk_loads"] == 2
+    assert not list(tmp_path.glob(".tmp-*"))  # no temp files left behind
+
+
+def test_loaded_from_disk_flag_and_inspection(tmp_path):
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = gc.tanh(x * 2.0 + 1.0)
+    opts = gc.CompileOptions(cache_dir=tmp_path)
+    with gc.Session(options=opts) as sess:
+        exe = sess.compile(y, [x])
+        assert exe.stats["loaded_from_disk"] is False
+        assert exe.stats["kernel_count"] == len(exe.kernels) == 1
+        assert {"Mul", "Add", "Tanh"} <= set(exe.kernels[0].op_types)
+        assert "compile_seconds" in exe.stats and "llvm_opt" in exe.stats["compile_seconds"]
+        ir = exe.dump_ir("llvm")
+        assert "define" in ir and "gc_entry" in ir
+        assert "<16 x float>" in ir or "<8 x float>" in ir  # the loop was vectorised
+        asm = exe.dump_ir("asm")
+        assert "gc_entry" in asm
+    with gc.Session(options=opts) as sess:
+        exe2 = sess.compile(y, [x])
+        assert exe2.stats["loaded_from_disk"] is True
+        assert sess.cache_info()["disk_loads"] == 1 and sess.cache_info()["compiles"] == 0
+        assert "gc_entry" in exe2.dump_ir("llvm")
+        v = np.linspace(-2, 2, 7).astype(np.float32)
+        np.testing.assert_allclose(sess.run(y, {x: v}), np.tanh(v * 2 + 1), rtol=1e-6)
+
+
+def test_cache_key_depends_on_options_and_program(tmp_path):
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    y = x * 2.0
+    z = x * 3.0
+    for fusion in (True, False):
+        with gc.Session(options=gc.CompileOptions(cache_dir=tmp_path, fusion=fusion)) as sess:
+            sess.run([y, z], {x: np.ones(3, np.float32)})
+            sess.run(y, {x: np.ones(3, np.float32)})
+    assert len(list(tmp_path.glob("cpu-*.gcx"))) == 4
+
+
+def test_unwritable_cache_dir_still_compiles(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    x = gc.placeholder(gc.float32, (2,))
+    with gc.Session(options=gc.CompileOptions(cache_dir=blocker / "sub")) as sess:
+        np.testing.assert_array_equal(sess.run(x + 1, {x: [1, 2]}), [2, 3])
+
+
+def test_trace_fills_step_stats_and_chrome_trace():
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    y = gc.nn.softmax(x)
+    z = gc.reduce_sum(y * y)
+    meta = gc.RunMetadata()
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        sess.run(z, {x: np.ones((3, 4))}, options=gc.RunOptions(trace=True), run_metadata=meta)
+        exe = sess.compile(z, [x])
+    assert len(meta.step_stats) == len(exe.kernels) >= 1
+    for s, k in zip(meta.step_stats, exe.kernels):
+        assert s.name == k.name and s.ops == k.ops and s.end >= s.start > 0
+    import json
+
+    events = json.loads(meta.chrome_trace())["traceEvents"]
+    assert [e["name"] for e in events] == [k.name for k in exe.kernels]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_option_gives_identical_results(threads):
+    rng = np.random.default_rng(3)
+    x = gc.placeholder(gc.float32, (None, 256), name="x")
+    y = gc.nn.softmax(gc.exp(x) * gc.sigmoid(x)) + gc.reduce_max(x, axis=1, keepdims=True)
+    xv = rng.normal(size=(2048, 256)).astype(np.float32)  # big enough to use threads
+    with gc.Session(options=gc.CompileOptions(cache_dir=None, threads=threads)) as sess:
+        got = sess.run(y, {x: xv})
+    with gc.Session(options=gc.CompileOptions(cache_dir=None, threads=1)) as sess:
+        one = sess.run(y, {x: xv})
+    np.testing.assert_array_equal(got, one)
+    with gc.Session("reference") as sess:
+        np.testing.assert_allclose(got, sess.run(y, {x: xv}), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_feeds_never_reach_native_code():
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.placeholder(gc.float32, (None, 3), name="y")
+    z = x + y
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        np.testing.assert_array_equal(sess.run(z, {x: np.ones((2, 3)), y: np.ones((2, 3))}), 2)
+        with pytest.raises((ValueError, gc.errors.InvalidArgumentError)):
+            sess.run(z, {x: np.ones((2, 3)), y: np.ones((5, 3))})
+        with pytest.raises(ValueError):
+            sess.run(z, {x: np.ones((2, 4)), y: np.ones((2, 4))})
+        with pytest.raises(ValueError):
+            sess.run(z, {x: [["a", "b", "c"]], y: np.ones((1, 3))})
+        # non-contiguous and other-dtype feeds are converted, not misread
+        big = np.arange(12, dtype=np.float64).reshape(2, 6)[:, ::2]
+        np.testing.assert_array_equal(sess.run(z, {x: big, y: big}), 2 * big)
+
+
+def test_uninitialized_variable_raises_before_running():
+    v = gc.Variable(np.ones(3, np.float32), name="v")
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        with pytest.raises(gc.errors.FailedPreconditionError, match="v"):
+            sess.run(v * 2)
+
+
+def test_host_fallback_is_labelled():
+    """An op without a lowering runs on the host and says so (never silently)."""
+    from graphc.kernel import lowerings
+
+    x = gc.placeholder(gc.float32, (1, 6, 6, 1), name="x")
+    y = gc.nn.max_pool2d(x, 2, 2, "VALID") * 2.0
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        xv = np.arange(36, dtype=np.float32).reshape(1, 6, 6, 1)
+        got = sess.run(y, {x: xv})
+        exe = sess.compile(y, [x])
+    with gc.Session("reference") as sess:
+        np.testing.assert_array_equal(got, sess.run(y, {x: xv}))
+    if "MaxPool" in getattr(lowerings, "OPAQUE", {}) or not exe.stats.get("host_fallback_ops"):
+        pytest.skip("MaxPool is lowered now")
+    assert exe.stats["host_fallback_ops"] == ["MaxPool"]
+    assert any(k.name.startswith("host_fallback:") for k in exe.kernels)
+
+
+def test_cache_files_are_not_pickles(tmp_path):
+    x = gc.placeholder(gc.float32, (2,))
+    with gc.Session(options=gc.CompileOptions(cache_dir=tmp_path)) as sess:
+        sess.run(x * 2, {x: [1, 2]})
+    (entry,) = tmp_path.glob("cpu-*.gcx")
+    data = entry.read_bytes()
+    assert data.startswith(cache.MAGIC) and b"\x80\x04\x95" not in data[:16]
+    assert os.path.getsize(entry) > 100
