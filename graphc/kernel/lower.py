@@ -358,7 +358,7 @@ class Lowering:
         if node.id not in self.rng_slots:
             a = node.attrs
             self.rng_slots[node.id] = len(self.rng)
-            self.rng.append((a.get("_op", node.name), int(a["seed"]), int(a["seed2"])))
+            self.rng.append((a.get("stream", node.name), int(a["seed"]), int(a["seed2"])))
         return self.rng_slots[node.id]
 
     def plain_check(self, node, message) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..graph.core import get_default_graph
 from .registry import DTypeError, Example, OpDef, apply1, convert_to_tensor, register
+from .shape_util import located
 
 __all__ = ["random_normal", "random_uniform", "truncated_normal", "set_random_seed"]
 
@@ -82,7 +83,7 @@ class _RandomOp(OpDef):
 
     def ref_stateful(self, xs, attrs, ctx):
         shape = xs[0].shape if xs else tuple(attrs["shape"])
-        key = stream_key(attrs["seed"], attrs["seed2"], ctx.rng_counter(attrs["_op"]))
+        key = stream_key(attrs["seed"], attrs["seed2"], ctx.rng_counter(attrs["stream"]))
         n = int(np.prod(shape, dtype=np.int64))
         return self.draw(key, n, attrs["dtype"].np).reshape(shape)
 
@@ -151,10 +152,13 @@ def _random(type_name, shape, dtype, seed, name):
             raise ValueError(f"{type_name}: shape must be fully known, got {shape}")
     attrs = {"shape": static, "dtype": dtype, "seed": int(seed), "seed2": int(seed2)}
     out = apply1(type_name, inputs, attrs, name)
-    out.op.attrs["_op"] = out.op.name  # the key of its run counter in the session
+    # The key of its run counter in the session. Part of the program text (and so of the
+    # compile-cache key): two random ops with different streams never share an executable.
+    out.op.attrs["stream"] = out.op.name
     return out
 
 
+@located("random_uniform")
 def random_uniform(shape, minval=0, maxval=1, dtype=_dt.float32, seed=None, name=None):
     """Uniform values in [minval, maxval). ``shape`` may be a tuple or a tensor to shape like."""
     u = _random("RandomUniform", shape, dtype, seed, name)
@@ -163,6 +167,7 @@ def random_uniform(shape, minval=0, maxval=1, dtype=_dt.float32, seed=None, name
     return u * (maxval - minval) + minval
 
 
+@located("random_normal")
 def random_normal(shape, mean=0.0, stddev=1.0, dtype=_dt.float32, seed=None, name=None):
     """Normal values with the given mean and standard deviation."""
     z = _random("RandomStandardNormal", shape, dtype, seed, name)
@@ -171,6 +176,7 @@ def random_normal(shape, mean=0.0, stddev=1.0, dtype=_dt.float32, seed=None, nam
     return z * stddev + mean
 
 
+@located("truncated_normal")
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=_dt.float32, seed=None, name=None):
     """Normal values redrawn when more than two standard deviations from the mean."""
     z = _random("TruncatedNormal", shape, dtype, seed, name)

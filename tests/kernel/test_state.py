@@ -80,7 +80,7 @@ def test_random_ops_match_reference_stream_run_after_run(make):
     r = make()
     prog, _, kp = compile_kernels([r * 2.0], [])
     for counter in (0, 1, 7):
-        rng = {r.op.attrs["_op"]: counter}
+        rng = {r.op.attrs["stream"]: counter}
         ref, got, ref_ctx, ctx = run_both(prog, kp, [], rng=rng)
         assert_close(got, ref, 1e-6, 1e-6)
         assert ctx.pending_rng == ref_ctx.pending_rng

@@ -185,10 +185,19 @@ def test_stateful_training_step_gives_the_same_variables_optimised():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_program_text_is_stable_and_skips_private_attrs():
+def test_program_text_names_random_streams():
+    # The stream (run-counter key) of a random op changes what a run draws, so it is part of
+    # the program text and hash; other op names are not.
     r = gc.random_uniform((2,), seed=1, name="r1")
-    p = program_of(r)
-    assert "_op" not in p.text() and "r1" not in p.text()
+    p = program_of(gc.multiply(r, 2.0, name="m1"))
+    assert "stream='r1'" in p.text() and "m1" not in p.text()
+    gc.reset_default_graph()
+    r = gc.random_uniform((2,), seed=1, name="r1")
+    same = program_of(gc.multiply(r, 2.0, name="other_name"))
+    gc.reset_default_graph()
+    r = gc.random_uniform((2,), seed=1, name="r2")
+    other_stream = program_of(gc.multiply(r, 2.0, name="m1"))
+    assert same.hash() == p.hash() != other_stream.hash()
     assert isinstance(p, Program)
 
 
