@@ -28,7 +28,13 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 JOBS=$(nproc 2>/dev/null || echo 4)
 SITE=/tmp/site
-CUDA_ROOT=${CUDA_HOME:-${CUDA_PATH:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}}
+if [ -n "${CUDA_HOME:-${CUDA_PATH:-}}" ]; then
+  CUDA_ROOT=${CUDA_HOME:-$CUDA_PATH}
+elif [ -d /usr/local/cuda/include ]; then
+  CUDA_ROOT=/usr/local/cuda
+else
+  CUDA_ROOT=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+fi
 export PYTHONUNBUFFERED=1
 # The whole script must end inside one device command (at most 600 s): each step gets what
 # is left of GPU_CHECK_SECONDS, and later steps are skipped rather than cut off mid-way.
@@ -50,17 +56,30 @@ if ((${#wheels[@]})); then
     2>&1 | tail -3
 fi
 export PYTHONPATH="$SITE:$ROOT"
-if ! $PY -c "import pycuda.driver" 2>/dev/null; then
+if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('pycuda') is None)"; then
   sdist=(.gpu/pycuda-*.tar.gz)
   if ((${#sdist[@]} == 0)); then
     log "FAIL: no pycuda wheel or sdist in .gpu/"; exit 2
   fi
-  log "building pycuda from ${sdist[0]} with $JOBS jobs"
+  # pycuda links with -lcuda: the toolkit's stub, else the driver's library (a bare
+  # libcuda.so.1 gets an unversioned link next to it in /tmp/cudadrv).
+  CUDADRV_DIR=""
+  for d in "$CUDA_ROOT/lib64/stubs" "$CUDA_ROOT/targets/x86_64-linux/lib/stubs" \
+    /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu /usr/lib64; do
+    if [ -e "$d/libcuda.so" ]; then CUDADRV_DIR=$d; break; fi
+    lib=$(ls "$d"/libcuda.so.* 2>/dev/null | head -1)
+    if [ -n "$lib" ]; then
+      mkdir -p /tmp/cudadrv && ln -sf "$lib" /tmp/cudadrv/libcuda.so && CUDADRV_DIR=/tmp/cudadrv
+      break
+    fi
+  done
+  log "building pycuda from ${sdist[0]} with $JOBS jobs (libcuda from ${CUDADRV_DIR:-nowhere})"
   rm -rf /tmp/pycuda-build && mkdir -p /tmp/pycuda-build
   tar xzf "${sdist[0]}" -C /tmp/pycuda-build
   (
     cd /tmp/pycuda-build/pycuda-* &&
-      $PY configure.py --cuda-root="$CUDA_ROOT" --no-cuda-enable-curand &&
+      $PY configure.py --cuda-root="$CUDA_ROOT" --no-cuda-enable-curand \
+        ${CUDADRV_DIR:+--cudadrv-lib-dir="$CUDADRV_DIR"} &&
       $PY setup.py -q build_ext -j "$JOBS" &&
       $PY setup.py -q bdist_wheel -d /tmp/pycuda-wheel
   ) >"$OUT/pycuda_build.log" 2>&1 || { log "FAIL: pycuda build (see pycuda_build.log)"; tail -30 "$OUT/pycuda_build.log"; exit 3; }
