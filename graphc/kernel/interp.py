@@ -379,12 +379,53 @@ def _vectorisable(loop: Loop, outer_vars: set) -> bool:
     visit(loop.body)
     if carried:
         return False
+    loaded_vars = _load_dependent_vars(loop.body)
     for buf, idxs in stores.items():
         if buf == STATUS_BUFFER:
             continue  # flags: every writer writes the same value
         if buf in loads and (len(idxs) != 1 or loads[buf] != idxs):
             return False
+        if buf in loads and any(_reads_loaded(i, loaded_vars) for i in idxs):
+            return False  # out[idx[i]] += ...: indices may repeat (scatter-add)
     return True
+
+
+def _load_dependent_vars(body) -> set:
+    """Locals defined in ``body`` (at any depth) whose value depends on a Load."""
+    lets = []
+
+    def collect(b):
+        for s in b:
+            if isinstance(s, Let):
+                lets.append(s)
+            elif isinstance(s, Loop):
+                collect(s.body)
+            elif isinstance(s, If):
+                collect(s.then)
+                collect(s.orelse)
+
+    collect(body)
+    out: set = set()
+    changed = True
+    while changed:
+        changed = False
+        for s in lets:
+            if s.var not in out and _reads_loaded(s.value, out):
+                out.add(s.var)
+                changed = True
+    return out
+
+
+def _reads_loaded(e, loaded_vars) -> bool:
+    if isinstance(e, Load):
+        return True
+    if isinstance(e, Var):
+        return e.name in loaded_vars
+    if isinstance(e, Call):
+        return any(_reads_loaded(a, loaded_vars) for a in e.args)
+    if isinstance(e, Cast):
+        return _reads_loaded(e.x, loaded_vars)
+    return False
 
 
 _ = RNG_BUFFER

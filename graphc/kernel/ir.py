@@ -41,7 +41,10 @@ planner ``passes/plan.py`` and every renderer):
   loop sequential (scans, argmax).
 * A loop is *vectorisable* by a renderer/interpreter when its body carries nothing from one
   iteration to the next except ``reduce=True`` accumulators, and it stores to no buffer it
-  also loads, except at the identical index expression (in-place elementwise updates).
+  also loads, except at the identical index expression (in-place elementwise updates) when
+  that index does not depend on a value loaded inside the loop. A data-dependent index
+  (``out[idx[i]] += g[i]``: scatter-add, where indices may repeat) makes the loop
+  sequential; such loops are never ``parallel``.
 
 Runtime dims and shape checks
   ``dims``: name -> (feed position k, axis): the size of axis ``axis`` of ``ctx.feeds[k]``.

@@ -343,3 +343,66 @@ def _one_hot(g, node, ix):
     on = np.asarray(node.attrs["on_value"]).astype(dt.np).item()
     off = np.asarray(node.attrs["off_value"]).astype(dt.np).item()
     return Math.SELECT(Math.EQ(idx, k), Const(on, dt), Const(off, dt))
+
+
+# -- gather_nd ---------------------------------------------------------------------------------
+
+
+def index_depth(node, ishape, what="indices"):
+    """The static length K of the index vectors (the last dim of the indices)."""
+    from ..errors import UnimplementedError
+
+    k = sym.const_value(ishape[-1]) if ishape else None
+    if k is None:
+        raise UnimplementedError(
+            f"{node.op} '{node.name}': the index depth (last dimension of {what}) must be "
+            "static for the compiled targets"
+        )
+    return k
+
+
+def _gather_nd_depth(node, p, i):
+    """K: static from the indices, else from the ranks when the output's rank is known."""
+    out = node.outs[0].shape
+    if sym.const_value(i[-1]) is None and out is not None:
+        return len(p) - (len(out) - (len(i) - 1))
+    return index_depth(node, i)
+
+
+@rule("GatherNd")
+def _gather_nd_shape(n, ins, checks):
+    p, i = ins
+    k = _gather_nd_depth(n, p, i)
+    if sym.const_value(i[-1]) is None:
+        checks.append((sym.eq(i[-1], k), f"GatherNd '{n.name}': index vectors must have "
+                                         f"length {k}"))  # fmt: skip
+    return tuple(i[:-1]) + tuple(p[k:])
+
+
+def nd_index(g, node, i_ref, batch_dims, k, pshape, op_what):
+    """Index vector ``indices[batch_dims, :]`` as clamped int64 dims of ``pshape[:k]`` plus the
+    bool "all in range" (out-of-range raises the op's status flag)."""
+    ishape = g.shape(i_ref)
+    dims, ok = [], Const(True, _dt.bool_)
+    cast = g.lw.program.spec(tuple(i_ref)).dtype != _dt.int64
+    for j in range(k):
+        raw = g.value(i_ref, g.ix(ishape, dims=[*batch_dims, i64(j)]))
+        kj = g.bind(Cast(raw, _dt.int64) if cast else raw, _dt.int64)
+        ok = sym.logical_and(ok, Math.AND(Math.GE(kj, sym.ZERO), _lt(kj, pshape[j])))
+        dims.append(_clamp(kj, pshape[j]))
+    if k:
+        slot = g.lw.plain_check(node, f"{op_what}: indices out of range")
+        g.emit(If(Math.NOT(ok), (Store(STATUS_BUFFER, i64(slot), Const(1, _dt.int32)),)))
+        g.writes.add(STATUS_BUFFER)
+    return dims, ok
+
+
+@value_rule("index", "GatherNd")
+def _gather_nd(g, node, ix):
+    p_ref, i_ref = node.inputs
+    p, i = g.shape(p_ref), g.shape(i_ref)
+    k = _gather_nd_depth(node, p, i)
+    dims = ix.dims()
+    r = len(i) - 1
+    pdims, _ = nd_index(g, node, i_ref, dims[:r], k, p, f"GatherNd '{node.name}'")
+    return g.value(p_ref, g.ix(p, dims=[*pdims, *dims[r:]]))

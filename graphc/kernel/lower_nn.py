@@ -194,7 +194,7 @@ def _taps(kb, win, oy, ox):
     return win, sh, sw, dh, dw
 
 
-@rule("MaxPool", "AvgPool")
+@rule("MaxPool", "AvgPool", "MaxPoolGradGrad")
 def _pool_shape(n, ins, checks):
     return (ins[0][0], sym.ONE, sym.ONE, ins[0][3])
 
@@ -308,3 +308,18 @@ def _avg_count(win, oy, ox, dt):
     from .expr import Cast
 
     return Cast(sym.mul(ny, nx), dt)
+
+
+@opaque("MaxPoolGradGrad")
+def _max_pool_grad_grad(kb, node):
+    """out[window] = d at the first maximum of x in the window (MaxPoolGrad's adjoint in g)."""
+    x_ref, d_ref = (tuple(r) for r in node.inputs[:2])
+    win, n, c = _pool_geometry(kb, node, x_ref)
+    dt = node.outs[0].dtype
+    out = kb.out_buffer(node)
+    with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
+        arg = kb.bind(_argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt), _dt.int64)
+        found = kb.bind(Math.GE(arg, sym.ZERO), _dt.bool_)
+        v = kb.load(d_ref, sym.select(found, arg, 0))
+        flat = sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c))
+        kb.emit(Store(out, flat, Math.SELECT(found, v, Const(0.0, dt))))

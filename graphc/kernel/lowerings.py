@@ -423,4 +423,5 @@ def _sum_to_shape_dynamic(kb, node):
 _ = Loop
 
 
-from . import lower_index, lower_nn  # noqa: E402,F401 - register the index/NN lowerings
+# register the index / NN / adjoint / scatter / einsum lowerings
+from . import lower_adjoint, lower_einsum, lower_index, lower_nn, lower_scatter  # noqa: E402,F401
