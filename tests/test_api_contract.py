@@ -1855,6 +1855,70 @@ def test_gather_nd_with_none_dims_runs_on_every_target(target):
     np.testing.assert_allclose(out, [1.0, 11.0])
 
 
+_X23 = np.zeros((2, 3), np.float32)
+BUILD_ERRORS = {
+    "reduce_sum": lambda x: gc.reduce_sum(x, axis=5),
+    "reduce_mean": lambda x: gc.reduce_mean(x, axis=(0, 7)),
+    "reduce_max": lambda x: gc.reduce_max(x, axis=-3),
+    "reduce_logsumexp": lambda x: gc.reduce_logsumexp(x, axis=3),
+    "ArgMax": lambda x: gc.argmax(x, axis=4),
+    "Cumsum": lambda x: gc.cumsum(x, axis=3),
+    "softmax": lambda x: gc.nn.softmax(x, axis=3),
+    "log_softmax": lambda x: gc.nn.log_softmax(x, axis=-4),
+    "sparse_softmax_cross_entropy_with_logits": lambda x: (
+        gc.nn.sparse_softmax_cross_entropy_with_logits(labels=np.zeros(3, np.int32), logits=x)
+    ),
+    "softmax_cross_entropy_with_logits": lambda x: gc.nn.softmax_cross_entropy_with_logits(
+        labels=np.zeros((3, 3)), logits=x
+    ),
+    "sigmoid_cross_entropy_with_logits": lambda x: gc.nn.sigmoid_cross_entropy_with_logits(
+        labels=np.zeros((3, 3)), logits=x
+    ),
+    "bias_add": lambda x: gc.nn.bias_add(x, np.zeros(4, np.float32)),
+    "moments": lambda x: gc.nn.moments(x, [5]),
+    "Conv2D": lambda x: gc.nn.conv2d(x, np.ones((1, 1, 3, 1)), 1, "SAME"),
+    "conv2d": lambda x: gc.nn.conv2d(x[None, None], np.ones((1, 1, 3, 1)), 1, "FULL"),
+    "MaxPool": lambda x: gc.nn.max_pool2d(x, 2, 2, "VALID"),
+    "fill": lambda x: gc.fill((None, 2), 1.0),
+    "Fill": lambda x: gc.fill((2, 2), x),
+    "cast": lambda x: gc.cast(x, "complex64"),
+    "Maximum": lambda x: gc.clip_by_value(x, np.ones(4, np.float32), 2.0),
+    "random_normal": lambda x: gc.random_normal((None, 2)),
+    "Variable": lambda x: gc.Variable(gc.placeholder(gc.float32, (None, 3))),
+    "MatMul": lambda x: gc.matmul(x, x),
+    "Add": lambda x: x + np.zeros((3, 2), np.float32),
+}
+
+
+@pytest.mark.parametrize("op_name", sorted(BUILD_ERRORS))
+def test_build_errors_name_the_op_the_shapes_and_the_users_line(op_name):
+    """API.md: errors at build time name the op, the shapes and the user's file and line."""
+    build = BUILD_ERRORS[op_name]
+    x = gc.placeholder(gc.float32, (2, 3), name="x")
+    with pytest.raises((ValueError, TypeError)) as info:
+        build(x)
+    msg = str(info.value)
+    assert op_name in msg, msg
+    first = build.__code__.co_firstlineno
+    assert any(f"{FILE}:{n}" in msg for n in range(first, first + 3)), msg
+    if op_name not in ("fill", "random_normal", "Variable", "cast", "conv2d"):
+        assert "(2, 3)" in msg, msg
+
+
+def test_nn_ops_convert_numpy_arguments_to_the_input_dtype(target):
+    """TF converts the other inputs of a single-type op to the first one's dtype."""
+    rng = np.random.default_rng(9)
+    x_np = rng.normal(size=(1, 5, 5, 2)).astype(np.float32)
+    w_np = rng.normal(size=(3, 3, 2, 4))  # float64
+    x = gc.placeholder(gc.float32, (None, 5, 5, 2), name="x")
+    y = gc.nn.bias_add(gc.nn.conv2d(x, w_np, 1, "SAME"), np.arange(4.0))
+    up = gc.nn.conv2d_transpose(x, rng.normal(size=(2, 2, 3, 2)), (1, 10, 10, 3), 2)
+    assert y.dtype == gc.float32 and up.dtype == gc.float32
+    got = run(y, {x: x_np}, target=target)
+    want = _np_conv2d(x_np.astype(np.float64), w_np.astype(np.float32), 1, "SAME") + np.arange(4.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 # =============================================================================================
 # Known gaps in code owned by others (strict xfail: they start failing once fixed)
 # =============================================================================================

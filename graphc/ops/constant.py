@@ -7,6 +7,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..graph.core import Tensor, get_default_graph
 from .registry import DTypeError, Example, OpDef, ShapeError, apply1, convert_to_tensor, register
+from .shape_util import located
 
 __all__ = [
     "constant", "placeholder", "placeholder_with_default", "zeros", "ones", "fill",
@@ -71,6 +72,7 @@ class Const(OpDef):
         return [Example(lambda: constant([[1.0, 2.0]]), [], grad=False)]
 
 
+@located("constant")
 def constant(value, dtype=None, shape=None, name=None, graph=None):
     """A constant tensor of ``value`` (optionally cast to ``dtype``, broadcast to ``shape``)."""
     if dtype is not None:
@@ -129,6 +131,7 @@ class Placeholder(OpDef):
         return []
 
 
+@located("placeholder")
 def placeholder(dtype, shape=None, name=None):
     """A tensor to be fed with ``feed_dict``; ``None`` dims take any size at run time."""
     from .registry import apply_op
@@ -161,6 +164,7 @@ class PlaceholderWithDefault(OpDef):
         return [Example(lambda x: placeholder_with_default(x, (2, 3)), [np.ones((2, 3), "f8")])]
 
 
+@located("placeholder_with_default")
 def placeholder_with_default(value, shape, name=None):
     """A placeholder that evaluates to ``value`` when not fed."""
     return apply1(
@@ -189,6 +193,7 @@ class Fill(OpDef):
         return [Example(lambda v: fill((2, 3), v), [np.array(1.5)])]
 
 
+@located("fill")
 def fill(dims, value, name=None):
     """A tensor of shape ``dims`` with every element ``value``.
 
@@ -208,11 +213,13 @@ def fill(dims, value, name=None):
     return apply1("Fill", [convert_to_tensor(value)], {"shape": shape}, name)
 
 
+@located("zeros")
 def zeros(shape, dtype=_dt.float32, name=None):
     """A tensor of zeros."""
     return fill(shape, constant(0, dtype=dtype), name=name)
 
 
+@located("ones")
 def ones(shape, dtype=_dt.float32, name=None):
     """A tensor of ones."""
     return fill(shape, constant(1, dtype=dtype), name=name)
@@ -236,6 +243,7 @@ class ZerosLike(OpDef):
         return [Example(lambda x: ones_like(x), [np.ones((2, 3))], grad=False)]
 
 
+@located("zeros_like")
 def zeros_like(tensor, dtype=None, name=None):
     """Zeros with the shape (and by default the dtype) of ``tensor``."""
     t = convert_to_tensor(tensor)
@@ -243,6 +251,7 @@ def zeros_like(tensor, dtype=None, name=None):
     return apply1("ZerosLike", [t], attrs, name)
 
 
+@located("ones_like")
 def ones_like(tensor, dtype=None, name=None):
     """Ones with the shape (and by default the dtype) of ``tensor``."""
     t = convert_to_tensor(tensor)
@@ -270,6 +279,7 @@ class Range(OpDef):
         return [Example(lambda: range(1, 10, 2), [], grad=False)]
 
 
+@located("range")
 def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 - TF name
     """Numbers from ``start`` up to (not including) ``limit`` by ``delta``."""
     if limit is None:

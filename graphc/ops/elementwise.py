@@ -23,6 +23,7 @@ from .registry import (
     convert_to_tensor,
     register,
 )
+from .shape_util import located
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "truediv", "floordiv", "mod", "pow", "maximum",
@@ -625,6 +626,7 @@ is_nan = _unary_builder("IsNan", "True where x is NaN.")
 is_finite = _unary_builder("IsFinite", "True where x is neither NaN nor infinite.")
 
 
+@located("cast")
 def cast(x, dtype, name=None):
     """Convert ``x`` to ``dtype``; a no-op when it already has it."""
     x = convert_to_tensor(x)
@@ -634,6 +636,7 @@ def cast(x, dtype, name=None):
     return apply1("Cast", [x], {"dtype": dtype}, name)
 
 
+@located("where")
 def where(condition, x=None, y=None, name=None):
     """Elementwise ``x`` where ``condition`` else ``y`` (all three broadcast)."""
     if x is None or y is None:
@@ -646,6 +649,7 @@ def where(condition, x=None, y=None, name=None):
     return apply1("Select", [c, a, b], None, name)
 
 
+@located("clip_by_value")
 def clip_by_value(t, clip_value_min, clip_value_max, name=None):
     """Clamp ``t`` to [clip_value_min, clip_value_max]."""
     return minimum(maximum(t, clip_value_min), clip_value_max, name=name)

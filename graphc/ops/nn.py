@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..graph.core import Tensor
 from ..kernel.expr import Const, Math
 from .elementwise import Unary
 from .registry import (
@@ -31,6 +32,7 @@ from .registry import (
     normalize_axis,
     register,
 )
+from .shape_util import located
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "softplus",
@@ -225,36 +227,43 @@ class Softsign(_Activation):
         return g / (d * d)
 
 
+@located("relu")
 def relu(features, name=None):
     """max(features, 0)."""
     return _activation("Relu", features, name)
 
 
+@located("relu6")
 def relu6(features, name=None):
     """min(max(features, 0), 6)."""
     return _activation("Relu6", features, name)
 
 
+@located("leaky_relu")
 def leaky_relu(features, alpha=0.2, name=None):
     """features where positive, else alpha * features."""
     return _activation("LeakyRelu", features, name, alpha=float(alpha))
 
 
+@located("elu")
 def elu(features, name=None):
     """features where positive, else exp(features) - 1."""
     return _activation("Elu", features, name)
 
 
+@located("selu")
 def selu(features, name=None):
     """Scaled ELU with the self-normalising constants of Klambauer et al."""
     return _activation("Selu", features, name)
 
 
+@located("gelu")
 def gelu(features, approximate=False, name=None):
     """Gaussian error linear unit x * Phi(x) (tanh approximation with ``approximate``)."""
     return _activation("Gelu", features, name, approximate=bool(approximate))
 
 
+@located("silu")
 def silu(features, name=None):
     """x * sigmoid(x)."""
     return _activation("Silu", features, name)
@@ -263,11 +272,13 @@ def silu(features, name=None):
 swish = silu
 
 
+@located("softplus")
 def softplus(features, name=None):
     """log(1 + exp(features)), computed stably."""
     return _activation("Softplus", features, name)
 
 
+@located("softsign")
 def softsign(features, name=None):
     """features / (1 + |features|)."""
     return _activation("Softsign", features, name)
@@ -304,6 +315,7 @@ def _shifted(logits, axis):
     return logits - m
 
 
+@located("softmax")
 def softmax(logits, axis=-1, name=None):
     """exp(logits) / sum(exp(logits)) along ``axis``, with the max subtracted first."""
     from .control import identity
@@ -317,6 +329,7 @@ def softmax(logits, axis=-1, name=None):
     return identity(out, name=name) if name else out
 
 
+@located("log_softmax")
 def log_softmax(logits, axis=-1, name=None):
     """logits - logsumexp(logits) along ``axis``, computed stably."""
     from .control import identity
@@ -330,6 +343,7 @@ def log_softmax(logits, axis=-1, name=None):
     return identity(out, name=name) if name else out
 
 
+@located("softmax_cross_entropy_with_logits")
 def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
     """-sum(labels * log_softmax(logits)) along ``axis`` (labels: a distribution per row).
 
@@ -363,6 +377,7 @@ def _same_shape(a, b, what):
         )
 
 
+@located("sparse_softmax_cross_entropy_with_logits")
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """-log_softmax(logits)[..., labels]: labels are class indices (int), logits [..., C].
 
@@ -401,6 +416,7 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     return where(valid, loss, constant(np.nan, dtype=x.dtype), name=name)
 
 
+@located("sigmoid_cross_entropy_with_logits")
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Elementwise logistic loss max(x, 0) - x * z + log(1 + exp(-|x|)), stable for any x."""
     what = "sigmoid_cross_entropy_with_logits"
@@ -415,6 +431,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     return _ew().subtract(softplus(x), x * z, name=name)
 
 
+@located("l2_loss")
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2."""
     from .reduce import reduce_sum
@@ -435,6 +452,7 @@ def _axes_list(x, axes, what):
     return out
 
 
+@located("l2_normalize")
 def l2_normalize(x, axis=None, epsilon=1e-12, name=None):
     """x / sqrt(max(sum(x ** 2, axis), epsilon))."""
     from .elementwise import maximum, rsqrt
@@ -446,6 +464,7 @@ def l2_normalize(x, axis=None, epsilon=1e-12, name=None):
     return _ew().multiply(x, rsqrt(maximum(sq, epsilon)), name=name)
 
 
+@located("moments")
 def moments(x, axes, shift=None, keepdims=False, name=None, keep_dims=None):
     """(mean, variance) of ``x`` over ``axes``; variance is the biased (1/n) estimate.
 
@@ -469,6 +488,7 @@ def moments(x, axes, shift=None, keepdims=False, name=None, keep_dims=None):
     return mean, var
 
 
+@located("layer_norm")
 def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-5, name=None):
     """(x - mean) / sqrt(var + epsilon) * gamma + beta, moments over ``axis`` (int or list)."""
     from .elementwise import rsqrt
@@ -487,6 +507,7 @@ def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-5, name=None):
     return out
 
 
+@located("batch_normalization")
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
     """(x - mean) * scale / sqrt(variance + eps) + offset (offset/scale may be None), as TF."""
     from .elementwise import rsqrt
@@ -499,12 +520,13 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
     return _ew().add(x * inv, shift, name=name)
 
 
+@located("bias_add")
 def bias_add(value, bias, data_format=None, name=None):
     """value + bias, bias a vector matching the last dim of value (NHWC/NC layouts)."""
     if data_format not in (None, "NHWC", "NWC", "NC", "N...C"):
         raise ValueError(f"bias_add: data_format {data_format!r} is not supported (channels last)")
     v = convert_to_tensor(value)
-    b = convert_to_tensor(bias)
+    b = _like_input(v, bias)
     if b.shape is not None and len(b.shape) != 1:
         raise ValueError(f"bias_add: bias {b.name} must be rank 1, got shape {b.shape}")
     if v.shape is not None and len(v.shape) < 1:
@@ -521,6 +543,7 @@ def bias_add(value, bias, data_format=None, name=None):
 # == dropout and embeddings ====================================================================
 
 
+@located("dropout")
 def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None):
     """Zero each element with probability ``rate``, scale the rest by 1 / (1 - rate) (as TF).
 
@@ -566,6 +589,7 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
     return _ew().multiply(x * (1 / (1 - rate)), keep, name=name)
 
 
+@located("embedding_lookup")
 def embedding_lookup(params, ids, name=None):
     """Rows ``params[ids]`` (gather along axis 0); ``params`` may be a one-element list."""
     from .shape import gather
@@ -893,6 +917,16 @@ class Conv2DBackpropFilter(OpDef):
         ]
 
 
+def _like_input(x, value):
+    """``value`` as a tensor; a non-tensor (numpy array, list) takes the dtype of tensor ``x``,
+    as TF converts the later inputs of an op whose inputs share one type attribute."""
+    if hasattr(value, "_as_graph_tensor") or isinstance(value, Tensor):
+        return convert_to_tensor(value)
+    if x.dtype.is_floating and np.asarray(value).dtype.kind in "fiub":
+        return convert_to_tensor(np.asarray(value), dtype=x.dtype)
+    return convert_to_tensor(value)
+
+
 def _conv_window_attrs(strides, padding, dilations):
     return {
         "strides": _pair(strides, "strides"),
@@ -901,6 +935,7 @@ def _conv_window_attrs(strides, padding, dilations):
     }
 
 
+@located("conv2d")
 def conv2d(input, filters, strides, padding, dilations=1, data_format="NHWC", name=None):  # noqa: A002
     """2-D convolution of NHWC ``input`` with HWIO ``filters``.
 
@@ -909,17 +944,20 @@ def conv2d(input, filters, strides, padding, dilations=1, data_format="NHWC", na
     """
     if data_format != "NHWC":
         raise ValueError(f"conv2d: data_format {data_format!r} is not supported (NHWC only)")
-    x, f = convert_to_tensor(input), convert_to_tensor(filters)
+    x = convert_to_tensor(input)
+    f = _like_input(x, filters)
     return apply1("Conv2D", [x, f], _conv_window_attrs(strides, padding, dilations), name)
 
 
+@located("conv2d_transpose")
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", dilations=1,  # noqa: A002
                      data_format="NHWC", name=None):  # fmt: skip
     """Transpose (gradient) of conv2d: ``filters`` are [KH, KW, out_channels, in_channels] and
     ``output_shape`` is the NHWC shape of the result (its batch entry may be None)."""
     if data_format != "NHWC":
         raise ValueError(f"conv2d_transpose: data_format {data_format!r} is not supported")
-    x, f = convert_to_tensor(input), convert_to_tensor(filters)
+    x = convert_to_tensor(input)
+    f = _like_input(x, filters)
     if hasattr(output_shape, "op"):
         raise TypeError("conv2d_transpose: output_shape must be static (a list of 4 ints)")
     shape = tuple(None if d is None or int(d) < 0 else int(d) for d in output_shape)
@@ -1132,6 +1170,7 @@ def _pool_attrs(ksize, strides, padding):
     }
 
 
+@located("max_pool2d")
 def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
     """Max over ksize windows of NHWC ``input`` (ksize/strides: int, [h, w] or [1, h, w, 1])."""
     if data_format != "NHWC":
@@ -1140,6 +1179,7 @@ def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  
     return apply1("MaxPool", [x], _pool_attrs(ksize, strides, padding), name)
 
 
+@located("avg_pool2d")
 def avg_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
     """Mean over ksize windows of NHWC ``input``; SAME divides by the real inputs covered."""
     if data_format != "NHWC":

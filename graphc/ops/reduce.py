@@ -15,6 +15,7 @@ from .registry import (
     normalize_axis,
     register,
 )
+from .shape_util import located
 
 __all__ = [
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_any",
@@ -314,6 +315,7 @@ def _reduce(type_name, x, axis, keepdims, name):
     return apply1(type_name, [x], {"axes": axes, "keepdims": bool(keepdims)}, name)
 
 
+@located("reduce_sum")
 @_tf1_args
 def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
     """Sum over ``axis`` (None: all)."""
@@ -325,6 +327,7 @@ def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
     return _reduce("Sum", x, axis, keepdims, name)
 
 
+@located("reduce_mean")
 @_tf1_args
 def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
     """Mean over ``axis`` (integer input: integer mean, truncated toward zero, as TF)."""
@@ -340,36 +343,42 @@ def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
     return _reduce("Mean", x, axis, keepdims, name)
 
 
+@located("reduce_max")
 @_tf1_args
 def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
     """Maximum over ``axis``."""
     return _reduce("Max", input_tensor, axis, keepdims, name)
 
 
+@located("reduce_min")
 @_tf1_args
 def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
     """Minimum over ``axis``."""
     return _reduce("Min", input_tensor, axis, keepdims, name)
 
 
+@located("reduce_prod")
 @_tf1_args
 def reduce_prod(input_tensor, axis=None, keepdims=False, name=None):
     """Product over ``axis``."""
     return _reduce("Prod", input_tensor, axis, keepdims, name)
 
 
+@located("reduce_any")
 @_tf1_args
 def reduce_any(input_tensor, axis=None, keepdims=False, name=None):
     """Logical or over ``axis``."""
     return _reduce("Any", input_tensor, axis, keepdims, name)
 
 
+@located("reduce_all")
 @_tf1_args
 def reduce_all(input_tensor, axis=None, keepdims=False, name=None):
     """Logical and over ``axis``."""
     return _reduce("All", input_tensor, axis, keepdims, name)
 
 
+@located("reduce_logsumexp")
 @_tf1_args
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first)."""
@@ -377,6 +386,8 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     from .elementwise import exp, is_finite, log, where, zeros_like_
 
     x = convert_to_tensor(input_tensor)
+    if x.shape is not None:
+        _axes(axis, len(x.shape))  # a bad axis is reported as this op's, not reduce_max's
     m = stop_gradient(reduce_max(x, axis, keepdims=True))
     m = where(is_finite(m), m, zeros_like_(m))
     s = reduce_sum(exp(x - m), axis, keepdims=True)
@@ -394,6 +405,7 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     return out
 
 
+@located("argmax")
 def argmax(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
     """Index of the largest value along ``axis`` (default 0), as int64."""
     x = convert_to_tensor(input)
@@ -401,6 +413,7 @@ def argmax(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - 
     return apply1("ArgMax", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)
 
 
+@located("argmin")
 def argmin(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
     """Index of the smallest value along ``axis`` (default 0), as int64."""
     x = convert_to_tensor(input)
@@ -408,6 +421,7 @@ def argmin(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - 
     return apply1("ArgMin", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)
 
 
+@located("cumsum")
 def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
     """Cumulative sum along ``axis``."""
     x = convert_to_tensor(x)
@@ -415,6 +429,7 @@ def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
     return apply1("Cumsum", [x], attrs, name)
 
 
+@located("count_nonzero")
 @_tf1_args
 def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=_dt.int64, name=None):
     """Number of non-zero elements over ``axis``."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import FailedPreconditionError
-from ..graph.core import Operation, Tensor, get_default_graph
+from ..graph.core import Operation, Tensor, get_default_graph, user_location
 from .registry import DTypeError, Example, OpDef, ShapeError, apply_op, convert_to_tensor, register
 
 __all__ = [
@@ -154,9 +154,10 @@ class Variable(Tensor):
                 else:
                     init = convert_to_tensor(initial_value, dtype=dtype, name="initial_value")
         if init.shape is None or any(d is None for d in init.shape):
+            file, line = user_location()
             raise ValueError(
                 f"Variable {var_name}: initial value must have a fully known shape, "
-                f"got {init.shape}"
+                f"got {init.shape} at {file}:{line}"
             )
         attrs = {"var": var_name, "shape": tuple(init.shape), "dtype": init.dtype}
         with graph.control_dependencies(None):
