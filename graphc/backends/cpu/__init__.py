@@ -107,7 +107,7 @@ def build_executable(source, result, options) -> Executable:
             stages={k: v for k, v in stages.items() if isinstance(v, str) and k != "llvm"},
             decisions=[list(map(str, d)) for d in decisions],
         )
-        cache.save(options.cache_dir, key, manifest, compiled.obj)
+        cache.save(options.cache_dir, key, manifest, b"".join(compiled.obj))
     if options.dump_dir is not None:
         _dump(options.dump_dir, stages)
     return exe

@@ -17,10 +17,23 @@ from ...kernel.ir import KernelProgram, LibCall, Store
 from . import jit
 
 
+#: modules compiled in parallel threads for a large program (LLVM optimisation and code
+#: generation dominate compile time; llvmlite releases the GIL)
+COMPILE_THREADS = 2
+#: estimated code size (render._code_size summed over kernels) worth a second thread
+PARALLEL_COMPILE_MIN = 400
+
+
+def _code_size(kp) -> int:
+    from .render import _code_size as size
+
+    return sum(size(k.body) for k in kp.kernels)
+
+
 @dataclass
 class Compiled:
     runner: object
-    obj: bytes
+    obj: list  # object code of each module
     manifest: dict
     seconds: dict = field(default_factory=dict)
     llvm_ir: str = ""
@@ -63,31 +76,28 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     secs = {}
     t0 = time.perf_counter()
     r = Renderer(kp, fast_math=fast_math)
-    module = r.render()
-    text = str(module)
+    parts = COMPILE_THREADS if _code_size(kp) >= PARALLEL_COMPILE_MIN else 1
+    texts = [str(m) for m in r.render_parts(parts)]
     secs["llvm_render"] = time.perf_counter() - t0
-    opt_level = 3 if options.opt_level >= 1 else 0
-    mod, s2 = jit.optimise(text, opt_level)
+    opt_level = 2 if options.opt_level >= 1 else 0
+    objs, ir_text, s2 = jit.compile_modules(texts, opt_level)
     secs.update(s2)
     t0 = time.perf_counter()
-    obj = jit.emit_object(mod)
-    secs["llvm_codegen"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    loaded = jit.LoadedObject(obj)
+    loaded = jit.LoadedObject(objs)
     secs["llvm_load"] = time.perf_counter() - t0
     layout = r.layout
     names = [(k.name, tuple(k.ops)) for k in kp.kernels]
     consts = {n: kp.buffers[n].value for n in kp.outputs if kp.buffers[n].kind == "const"}
     wr = written_roots(kp, layout)
     runner = LLVMRunner(kp, layout, loaded, names, threads_for(options), wr, consts)
-    ir_text = str(mod)
     manifest = {
         "program": encode_program(kp, consts),
         "kernels": [[k.name, list(k.ops), list(k.op_types)] for k in kp.kernels],
         "written_roots": sorted(wr),
+        "object_sizes": [len(o) for o in objs],
         "llvm_ir": ir_text,
     }
-    return Compiled(runner, obj, manifest, secs, ir_text)
+    return Compiled(runner, objs, manifest, secs, ir_text)
 
 
 def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
@@ -99,11 +109,18 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     t0 = time.perf_counter()
     kp, consts = decode_program(manifest["program"])
     layout = Layout.of(kp)
-    loaded = jit.LoadedObject(obj)
+    sizes = manifest.get("object_sizes", [len(obj)])
+    if sum(sizes) != len(obj):
+        raise ValueError("object sizes do not match the cache entry")
+    objs, pos = [], 0
+    for n in sizes:
+        objs.append(obj[pos : pos + n])
+        pos += n
+    loaded = jit.LoadedObject(objs)
     names = [(n, tuple(ops)) for n, ops, _ in manifest["kernels"]]
     runner = LLVMRunner(
         kp, layout, loaded, names, threads_for(options), set(manifest["written_roots"]), consts
     )
     return Compiled(
-        runner, obj, manifest, {"load": time.perf_counter() - t0}, manifest.get("llvm_ir", "")
+        runner, objs, manifest, {"load": time.perf_counter() - t0}, manifest.get("llvm_ir", "")
     )

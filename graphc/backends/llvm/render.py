@@ -142,6 +142,21 @@ def buffers_used(body) -> set:
     return out
 
 
+def _code_size(body) -> int:
+    """Rough size of the code a body compiles to (statements and expression nodes)."""
+    total = 0
+    for s in body:
+        if isinstance(s, Loop):
+            total += 4 + _code_size(s.body) * (3 if s.parallel else 1)
+        elif isinstance(s, If):
+            total += 1 + _code_size(s.then) + _code_size(s.orelse)
+        elif isinstance(s, LibCall):
+            total += 8
+        else:
+            total += 1 + _expr_cost(getattr(s, "value", None))
+    return total
+
+
 def _body_cost(body) -> int:
     """Static work estimate of one execution of ``body`` (inner loops of unknown trip count
     count as 64 iterations)."""
@@ -253,6 +268,33 @@ class Renderer:
         self._entry(kfns)
         return self.module
 
+    def render_parts(self, parts: int) -> list:
+        """The program as ``parts`` modules that LLVM can optimise and compile in parallel
+        threads: module 0 holds the entry point and calls kernels defined (with external
+        linkage) in the others. Kernels are dealt out by estimated code size."""
+        n = len(self.kp.kernels)
+        parts = max(1, min(parts, n))
+        if parts == 1:
+            return [self.render()]
+        sizes = [(_code_size(k.body), i) for i, k in enumerate(self.kp.kernels)]
+        owner = {}
+        load = [0] * parts
+        for size, i in sorted(sizes, reverse=True):
+            p = load.index(min(load))
+            owner[i] = p
+            load[p] += size
+        others = [Renderer(self.kp, self.fast_math, name=f"graphc.part{p}") for p in range(parts)]
+        others[0] = self
+        kfns = []
+        for i, k in enumerate(self.kp.kernels):
+            r = others[owner[i]]
+            fn, roots = r._kernel(i, k, external=owner[i] != 0)
+            if owner[i] != 0:  # declare it in the entry's module
+                fn = ir.Function(self.module, fn.function_type, fn.name)
+            kfns.append((fn, roots))
+        self._entry(kfns)
+        return [r.module for r in others]
+
     def _now(self, b: ir.IRBuilder):
         """CLOCK_MONOTONIC seconds as a double (the clock of time.perf_counter on Linux)."""
         fn = self._decls.get("gc.now")
@@ -324,12 +366,12 @@ class Renderer:
                 raise ValueError(f"kernel refers to unknown buffer {name!r}")
         return sorted({self.layout.root[n] for n in used})
 
-    def _kernel(self, i: int, k):
+    def _kernel(self, i: int, k, external: bool = False):
         roots = self._roots_of(k.body)
         name = f"k{i}.{_sanitize(k.name)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
-        fn.linkage = "internal"
+        fn.linkage = "external" if external else "internal"
         for a in fn.args[: len(roots)]:
             a.add_attribute("noalias")
         fn.attributes.add("nounwind")
@@ -462,6 +504,9 @@ class Renderer:
         for a in fn.args[: len(roots)]:
             a.add_attribute("noalias")
         fn.attributes.add("nounwind")
+        # called from up to three places (serial path, chunk 0, failed thread start):
+        # inlining would triple the vectorised loop code and the compile time
+        fn.attributes.add("noinline")
         dims, frame, lo, hi = fn.args[len(roots) :]
         g = _Fn(self, fn, dict(zip(roots, fn.args)), dims)
         g.nthreads = ir.Constant(I32, 1)
