@@ -1,4 +1,9 @@
-"""Lowerings of the NN window ops (NHWC data, HWIO filters; H, W, C static, N may be dynamic).
+"""Lowerings of the NN window ops (NHWC data, HWIO filters; any dim may be unknown).
+
+Window geometry (output size, SAME padding) is computed symbolically (``SymWindow``) from
+the runtime sizes, so a new batch or image size runs the same code; the shape rules add the
+run-time checks (channels agree, a VALID window fits, a gradient has the pooled shape).
+Strides, dilations, padding mode and pool sizes are attributes, always static.
 
 * Conv2D: im2col into a temporary ``[N*OH*OW, KH*KW*C]`` (skipped for 1x1 stride-1 unpadded
   convolutions) then one ``gemm`` with the filters viewed as ``[KH*KW*C, O]``: the product is
@@ -15,8 +20,6 @@
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from ..errors import UnimplementedError
-from ..ops.nn import _Window
 from . import sym
 from .expr import Const, Math, Var, i64
 from .ir import Buffer, Let, LibCall, Store
@@ -24,21 +27,49 @@ from .lowerings import KINDS, opaque
 from .shapes import rule
 
 
-def _static(kb, ref, axes, what):
-    shape = kb.shape(ref)
-    out = []
-    for a in axes:
-        v = sym.const_value(shape[a])
-        if v is None:
-            raise UnimplementedError(f"{what}: dim {a} must be static for the compiled targets")
-        out.append(v)
-    return out
+class SymWindow:
+    """Geometry of a 2-D window op on NHWC data with sizes as int64 expressions."""
+
+    def __init__(self, h, w, kh, kw, attrs):
+        sh, sw = attrs["strides"]
+        dh, dw = attrs.get("dilations", (1, 1))
+        pad = attrs["padding"]
+        self.h, self.w, self.kh, self.kw = (sym.as_expr(v) for v in (h, w, kh, kw))
+        self.s, self.d = (sh, sw), (dh, dw)
+        self.oh, self.pt, self.eff_h = _geometry(self.h, self.kh, sh, dh, pad)
+        self.ow, self.pl, self.eff_w = _geometry(self.w, self.kw, sw, dw, pad)
+
+
+def _geometry(n, k, s, d, padding):
+    """(output size, padding before, effective window) along one dim (TF's rule)."""
+    eff = sym.add(sym.mul(sym.sub(k, 1), d), 1)
+    if padding == "SAME":
+        out = sym.floordiv(sym.add(n, s - 1), s)
+        total = sym.maximum(sym.sub(sym.add(sym.mul(sym.sub(out, 1), s), eff), n), 0)
+        return out, sym.floordiv(total, 2), eff
+    return sym.add(sym.floordiv(sym.sub(n, eff), s), 1), sym.ZERO, eff
 
 
 def _window(node, h, w, kh, kw):
     attrs = dict(node.attrs)
     attrs.setdefault("dilations", (1, 1))
-    return _Window(h, w, kh, kw, attrs)
+    return SymWindow(h, w, kh, kw, attrs)
+
+
+def _same_dims(checks, got, want, message):
+    for a, b in zip(got, want):
+        if a != b:
+            checks.append((sym.eq(a, b), message))
+
+
+def _window_checks(checks, win, padding, what):
+    """A VALID window must fit the input (the output size would be negative)."""
+    if padding != "VALID":
+        return
+    for n, eff, axis in ((win.h, win.eff_h, "height"), (win.w, win.eff_w, "width")):
+        if sym.const_value(n) is None or sym.const_value(eff) is None:
+            checks.append((Math.GE(n, eff), f"{what}: VALID window does not fit the input "
+                                            f"{axis}"))  # fmt: skip
 
 
 def _temp(kb, name, dt, shape):
@@ -50,8 +81,8 @@ def _temp(kb, name, dt, shape):
 
 def _inside(y, x, h, w):
     return Math.AND(
-        Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, i64(h))),
-        Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, i64(w))),
+        Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, sym.as_expr(h))),
+        Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, sym.as_expr(w))),
     )
 
 
@@ -59,11 +90,11 @@ def _im2col(kb, x_ref, win, n, c, col):
     """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
     (sh, sw), (dh, dw) = win.s, win.d
     dt = kb.lw.program.spec(tuple(x_ref)).dtype
-    k = win.kh * win.kw * c
+    k = sym.product([win.kh, win.kw, c])
     with kb.nest([n, win.oh, win.ow]) as (b, oy, ox):
         with kb.nest([win.kh, win.kw, c], parallel=False) as (i, j, ch):
-            y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
-            xx = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+            y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
+            xx = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
             ok = kb.bind(_inside(y, xx, win.h, win.w), _dt.bool_)
             flat = sym.select(ok, sym.flat_index((b, y, xx, ch), (n, win.h, win.w, c)), 0)
             v = kb.load(x_ref, flat)
@@ -84,7 +115,12 @@ def _gemm(kb, a, b, c, ta, tb, m, n, k, dt):
 
 @rule("Conv2D")
 def _conv_shape(n, ins, checks):
-    return (ins[0][0], sym.ONE, sym.ONE, ins[1][3])  # H, W, O come from the static spec
+    (b, h, w, c), (kh, kw, ci, o) = ins
+    what = f"Conv2D '{n.name}'"
+    _same_dims(checks, [c], [ci], f"{what}: input channels do not match the filters'")
+    win = _window(n, h, w, kh, kw)
+    _window_checks(checks, win, n.attrs["padding"], what)
+    return (b, win.oh, win.ow, o)
 
 
 KINDS["Conv2D"] = "gemm"
@@ -92,16 +128,19 @@ KINDS["Conv2D"] = "gemm"
 
 def emit_conv2d(kb, node, c_buf):
     x_ref, f_ref = (tuple(r) for r in node.inputs)
-    h, w, c = _static(kb, x_ref, (1, 2, 3), f"Conv2D '{node.name}'")
-    kh, kw, _, o = _static(kb, f_ref, (0, 1, 2, 3), f"Conv2D '{node.name}'")
-    n = kb.shape(x_ref)[0]
+    n, h, w, c = kb.shape(x_ref)
+    kh, kw, _, o = kb.shape(f_ref)
     win = _window(node, h, w, kh, kw)
     dt = node.outs[0].dtype
-    m = sym.mul(n, win.oh * win.ow)
-    k = kh * kw * c
+    m = sym.product([n, win.oh, win.ow])
+    k = sym.product([kh, kw, c])
     f_buf = kb.lw.buffer_for_read(f_ref)
     kb.reads.add(f_buf)
-    direct = (kh, kw) == (1, 1) and win.s == (1, 1) and (win.pt, win.pl) == (0, 0)
+    direct = (
+        (sym.const_value(kh), sym.const_value(kw)) == (1, 1)
+        and win.s == (1, 1)
+        and (sym.const_value(win.pt), sym.const_value(win.pl)) == (0, 0)
+    )
     if direct:
         a_buf = kb.lw.buffer_for_read(x_ref)
         kb.reads.add(a_buf)
@@ -113,22 +152,29 @@ def emit_conv2d(kb, node, c_buf):
 
 @rule("Conv2DBackpropInput")
 def _conv_bi_shape(n, ins, checks):
-    return (ins[0][0], sym.ONE, sym.ONE, ins[1][2])
+    (b, oh, ow, o), (kh, kw, c, fo) = ins[:2]
+    what = f"Conv2DBackpropInput '{n.name}'"
+    if n.attrs["input_hw"] is not None:
+        h, w = (i64(d) for d in n.attrs["input_hw"])
+    else:
+        lb, h, w, lc = ins[2]
+        _same_dims(checks, [lb, lc], [b, c], f"{what}: the input shape does not fit")
+    win = _window(n, h, w, kh, kw)
+    _window_checks(checks, win, n.attrs["padding"], what)
+    _same_dims(checks, [oh, ow, o], [win.oh, win.ow, fo],
+               f"{what}: out_backprop does not fit the input and filters")  # fmt: skip
+    return (b, h, w, c)
 
 
 @opaque("Conv2DBackpropInput")
 def _conv_backprop_input(kb, node):
     g_ref, f_ref = (tuple(r) for r in node.inputs[:2])
-    out_shape = kb.shape((node.id, 0))
-    h, w, c = (sym.const_value(d) for d in out_shape[1:])
-    if None in (h, w, c):
-        raise UnimplementedError(f"Conv2DBackpropInput '{node.name}': H, W, C must be static")
-    kh, kw, _, o = _static(kb, f_ref, (0, 1, 2, 3), f"Conv2DBackpropInput '{node.name}'")
-    n = out_shape[0]
+    n, h, w, c = kb.shape((node.id, 0))
+    kh, kw, _, o = kb.shape(f_ref)
     win = _window(node, h, w, kh, kw)
     dt = node.outs[0].dtype
-    m = sym.mul(n, win.oh * win.ow)
-    k = kh * kw * c
+    m = sym.product([n, win.oh, win.ow])
+    k = sym.product([kh, kw, c])
     g_buf, f_buf = kb.lw.buffer_for_read(g_ref), kb.lw.buffer_for_read(f_ref)
     kb.reads.update((g_buf, f_buf))
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
@@ -162,16 +208,26 @@ def _load_buf(buf, idx, dt):
     return Load(buf, idx, dt)
 
 
+@rule("Conv2DBackpropFilter")
+def _conv_bf_shape(n, ins, checks):
+    (b, h, w, c), (gb, oh, ow, o), (kh, kw, fc, fo) = ins
+    what = f"Conv2DBackpropFilter '{n.name}'"
+    win = _window(n, h, w, kh, kw)
+    _window_checks(checks, win, n.attrs["padding"], what)
+    _same_dims(checks, [gb, oh, ow, o, c], [b, win.oh, win.ow, fo, fc],
+               f"{what}: out_backprop does not fit the input and filters")  # fmt: skip
+    return (kh, kw, c, o)
+
+
 @opaque("Conv2DBackpropFilter")
 def _conv_backprop_filter(kb, node):
     x_ref, g_ref = (tuple(r) for r in node.inputs[:2])
-    h, w, c = _static(kb, x_ref, (1, 2, 3), f"Conv2DBackpropFilter '{node.name}'")
-    kh, kw, _, o = (sym.const_value(d) for d in kb.shape((node.id, 0)))
-    n = kb.shape(x_ref)[0]
+    n, h, w, c = kb.shape(x_ref)
+    kh, kw, _, o = kb.shape((node.id, 0))
     win = _window(node, h, w, kh, kw)
     dt = node.outs[0].dtype
-    m = sym.mul(n, win.oh * win.ow)
-    k = kh * kw * c
+    m = sym.product([n, win.oh, win.ow])
+    k = sym.product([kh, kw, c])
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _im2col(kb, x_ref, win, n, c, cols)
     g_buf = kb.lw.buffer_for_read(g_ref)
@@ -183,9 +239,9 @@ def _conv_backprop_filter(kb, node):
 
 
 def _pool_geometry(kb, node, x_ref):
-    h, w, c = _static(kb, x_ref, (1, 2, 3), f"{node.op} '{node.name}'")
+    n, h, w, c = kb.shape(x_ref)
     kh, kw = node.attrs["ksize"]
-    return _window(node, h, w, kh, kw), kb.shape(x_ref)[0], c
+    return _window(node, h, w, kh, kw), n, c
 
 
 def _taps(kb, win, oy, ox):
@@ -196,7 +252,13 @@ def _taps(kb, win, oy, ox):
 
 @rule("MaxPool", "AvgPool", "MaxPoolGradGrad")
 def _pool_shape(n, ins, checks):
-    return (ins[0][0], sym.ONE, sym.ONE, ins[0][3])
+    b, h, w, c = ins[0]
+    win = _window(n, h, w, *n.attrs["ksize"])
+    what = f"{n.op} '{n.name}'"
+    _window_checks(checks, win, n.attrs["padding"], what)
+    if n.op == "MaxPoolGradGrad":
+        _same_dims(checks, ins[1], ins[0], f"{what}: d must have the shape of x")
+    return (b, win.oh, win.ow, c)
 
 
 @opaque("MaxPool", "AvgPool")
@@ -213,8 +275,8 @@ def _pool(kb, node):
         if not is_max:
             kb.emit(Let(cnt, dt, Const(0.0, dt)))
         with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
-            y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
-            x = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+            y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
+            x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
             ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
             flat = sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0)
             v = kb.load(x_ref, flat)
@@ -230,7 +292,12 @@ def _pool(kb, node):
         kb.emit(Store(out, sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c)), res))
 
 
-rule("MaxPoolGrad", "AvgPoolGrad")(lambda n, ins, c: ins[0])
+@rule("MaxPoolGrad", "AvgPoolGrad")
+def _pool_grad_shape(n, ins, checks):
+    pooled = _pool_shape(n, ins[:1], checks)
+    _same_dims(checks, ins[1], pooled, f"{n.op} '{n.name}': the gradient does not fit the "
+                                       "pooled shape")  # fmt: skip
+    return tuple(ins[0])
 
 
 def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
@@ -240,8 +307,8 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
     kb.emit(Let(best, dt, Const(float("-inf"), dt)))
     kb.emit(Let(arg, _dt.int64, i64(-1)))
     with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
-        y = sym.add(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), -win.pt)
-        x = sym.add(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), -win.pl)
+        y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
+        x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
         ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
         flat = kb.bind(sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0),
                        _dt.int64)  # fmt: skip
@@ -299,8 +366,8 @@ def _avg_count(win, oy, ox, dt):
     (sh, sw) = win.s
 
     def span(o, s, k, pad, size):
-        lo = sym.maximum(sym.add(sym.mul(o, s), -pad), 0)
-        hi = sym.minimum(sym.add(sym.mul(o, s), k - pad), size)
+        lo = sym.maximum(sym.sub(sym.mul(o, s), pad), 0)
+        hi = sym.minimum(sym.add(sym.mul(o, s), sym.sub(k, pad)), size)
         return sym.maximum(sym.sub(hi, lo), 0)
 
     ny = span(oy, sh, win.kh, win.pt, win.h)

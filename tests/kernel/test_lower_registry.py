@@ -15,12 +15,6 @@ from tests.oracle import build_example
 
 #: op types that lower() rejects with UnimplementedError (to do)
 KNOWN_GAPS: set = set()
-#: window ops lower with static H, W, C only (N may be unknown): with every dim unknown
-#: they raise UnimplementedError naming the op
-STATIC_SPATIAL = {
-    "AvgPool", "AvgPoolGrad", "Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput",
-    "MaxPool", "MaxPoolGrad", "MaxPoolGradGrad",
-}  # fmt: skip
 #: ops whose index depth (last dim of the indices) sets the output rank: with every dim
 #: unknown they raise UnimplementedError naming the op
 STATIC_INDEX_DEPTH = {"GatherNd"}
@@ -37,7 +31,7 @@ def test_example_lowers_and_matches_reference(name, index, dynamic, fusion):
     if dynamic and not example.dynamic:
         pytest.skip("example needs static shapes")
     g, phs, outs, arrays = build_example(example, dynamic=dynamic)
-    if name in KNOWN_GAPS or (dynamic and name in STATIC_SPATIAL | STATIC_INDEX_DEPTH):
+    if name in KNOWN_GAPS or (dynamic and name in STATIC_INDEX_DEPTH):
         with pytest.raises(UnimplementedError, match=name):
             compile_kernels(outs, phs, fusion)
         return
@@ -47,4 +41,4 @@ def test_example_lowers_and_matches_reference(name, index, dynamic, fusion):
 
 
 def test_known_gaps_are_registered_ops():
-    assert KNOWN_GAPS | STATIC_SPATIAL | STATIC_INDEX_DEPTH <= set(REGISTRY)
+    assert KNOWN_GAPS | STATIC_INDEX_DEPTH <= set(REGISTRY)
