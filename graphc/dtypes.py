@@ -104,6 +104,9 @@ def default_dtype_for_value(value) -> DType:
     if arr.dtype.kind == "f":
         return float32
     if arr.dtype.kind in "iu":
+        # as TF: int32, unless a value needs 64 bits
+        if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
+            return int64
         return int32
     if arr.dtype.kind == "b":
         return bool_

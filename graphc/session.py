@@ -351,16 +351,15 @@ class Session:
 
     def compile(self, fetches, feed_list=()):
         """The Executable for ``fetches`` given feeds of ``feed_list``, without running it."""
-        leaves: list = []
-        _flatten(fetches, leaves)
-        fetch_tensors, target_ops = [], []
-        for x in leaves:
-            e = self._resolve_fetch(x)
-            (target_ops if isinstance(e, Operation) else fetch_tensors).append(e)
-        feeds = sorted(
-            (self.graph.as_graph_element(f) for f in feed_list),
-            key=lambda t: (t.op._id, t.value_index),
-        )
+        # the same resolution and de-duplication as run(), so a later run is a cache hit
+        _, _, fetch_tensors, target_ops, _ = self._prepare(fetches, None)
+        feeds = {}
+        for f in feed_list:
+            t = self.graph.as_graph_element(f)
+            if isinstance(t, Operation):
+                raise TypeError(f"feed_list entry {f!r} is an operation; give one of its tensors")
+            feeds[id(t)] = t
+        feeds = sorted(feeds.values(), key=lambda t: (t.op._id, t.value_index))
         with self._lock:
             return self._executable(fetch_tensors, target_ops, feeds)
 

@@ -1629,6 +1629,21 @@ def test_compile_and_cache_info(target):
         assert sess.cache_info()["hits"] == 5
 
 
+def test_compile_then_run_is_a_cache_hit_for_any_fetch_structure(target):
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = x * 3.0
+    op = gc.no_op(name="noop")
+    with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
+        exe = sess.compile({"a": y, "b": [y, op, "noop"]}, ["x:0", x])
+        assert sess.cache_info()["compiles"] == 1
+        out = sess.run([y, op], {x: [1.0, 2.0]})
+        np.testing.assert_allclose(out[0], [3.0, 6.0])
+        assert sess.cache_info()["compiles"] == 1 and sess.cache_info()["hits"] == 1
+        assert exe is sess.compile((y, op), [x])
+        with pytest.raises(TypeError, match="noop"):
+            sess.compile(y, ["noop"])
+
+
 def test_compiled_executable_details_on_cpu(tmp_path):
     x = gc.placeholder(gc.float32, (None, 8), name="x")
     w = gc.Variable(np.ones((8, 4), np.float32), name="w")
@@ -1809,6 +1824,18 @@ def test_constant_refuses_lossy_python_values():
     assert run(gc.constant(2.0, dtype=gc.int32)) == 2  # integral values are fine
     # numpy arrays convert like astype (as TF does)
     np.testing.assert_array_equal(run(gc.constant(np.array([1.7, -1.7]), dtype=gc.int32)), [1, -1])
+
+
+def test_python_ints_that_do_not_fit_are_refused_or_widened():
+    assert gc.constant(2**40).dtype == gc.int64  # TF: int32 unless a value needs 64 bits
+    assert gc.constant([1, -(2**33)]).dtype == gc.int64
+    assert gc.constant(7).dtype == gc.int32
+    assert run(gc.constant(2**40)) == 2**40
+    with pytest.raises(TypeError, match="int32"):
+        gc.constant(2**31, dtype=gc.int32)
+    i = gc.constant(np.array([1, 2], np.int32))
+    with pytest.raises(TypeError, match="int32"):
+        i + 2**40  # a weak Python int takes int32 and would wrap around
 
 
 def test_integer_reduce_mean_truncates_toward_zero(target):

@@ -95,6 +95,16 @@ def constant(value, dtype=None, shape=None, name=None, graph=None):
         raise TypeError(
             f"constant: cannot convert {value!r} to {dt.name} without losing its fraction"
         )
+    if (
+        dt.is_integer
+        and arr.dtype.kind in "iu"
+        and arr.size
+        and not isinstance(value, np.ndarray | np.generic)
+    ):
+        info = np.iinfo(dt.np)
+        if arr.min() < info.min or arr.max() > info.max:
+            # a Python int that does not fit would wrap around silently
+            raise TypeError(f"constant: {value!r} does not fit in {dt.name}")
     arr = arr.astype(dt.np)
     if shape is not None:
         shape = _as_shape(shape)
