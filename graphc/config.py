@@ -41,3 +41,8 @@ def debug_verify() -> bool:
 def cuda_root() -> str | None:
     """CUDA toolkit root, if the environment names one."""
     return os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+
+
+def enable_tf_xla_cpu_jit() -> None:
+    """Ask TensorFlow (a benchmark peer, loaded later) to auto-cluster for XLA on the CPU."""
+    os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")

@@ -205,11 +205,11 @@ JAX = Peer(
 
 
 def _import_tf():
-    import os
-
     # XLA auto-clustering on CPU is off unless this flag is set before TensorFlow loads; it only
     # takes effect in sessions that ask for a global JIT level (the "+ XLA" peer).
-    os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
+    from .. import config
+
+    config.enable_tf_xla_cpu_jit()
     import tensorflow as tf
 
     return tf
