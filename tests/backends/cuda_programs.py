@@ -307,3 +307,35 @@ def feeds_for(name: str, kp: KernelProgram, rng) -> tuple:
         shape = tuple(sizes[d.name] if isinstance(d, Dim) else int(d.value) for d in buf.shape)
         variables[var] = _rand(rng, shape, buf.dtype)
     return feeds, variables
+
+
+def gemm_case(dtype, trans_a, trans_b, m, n, k, batch, broadcast_b=False, alpha=1.0, beta=0.0,
+              offset=0) -> KernelProgram:  # fmt: skip
+    """C[b] = alpha op(A[b]) op(B[b]) + beta C0[b] (C0 copied into C first), with offsets."""
+    sa, sb, sc = m * k, 0 if broadcast_b else k * n, m * n
+    a_len, b_len, c_len = offset + batch * sa, offset + max(batch * sb, k * n), offset + batch * sc
+    i = iv("i")
+    body = (Store("c", i, Load("c0", i, dtype)),)
+    copy = Kernel("init_c", (Loop("i", i64(0), i64(c_len), body, parallel=True),))
+    call = LibCall("gemm", (
+        "a", "b", "c", i64(int(trans_a)), i64(int(trans_b)), i64(m), i64(n), i64(k),
+        i64(batch), i64(sa), i64(sb), i64(sc), Const(alpha, dtype), Const(beta, dtype),
+        i64(offset), i64(offset), i64(offset)))  # fmt: skip
+    bufs = {
+        "a": Buffer("a", dtype, (i64(a_len),), "input"),
+        "b": Buffer("b", dtype, (i64(b_len),), "input"),
+        "c0": Buffer("c0", dtype, (i64(c_len),), "input"),
+        "c": Buffer("c", dtype, (i64(c_len),), "output"),
+    }
+    return KernelProgram(bufs, [copy, Kernel("gemm", (call,))], {}, ("a", "b", "c0"), ("c",))
+
+
+GEMM_CASES = {
+    "f32_nn": lambda: gemm_case(F32, False, False, 70, 45, 33, 1),
+    "f32_tn_batched": lambda: gemm_case(F32, True, False, 17, 66, 20, 3, alpha=0.5, beta=2.0),
+    "f32_nt_broadcast_b_offsets": lambda: gemm_case(
+        F32, False, True, 9, 130, 65, 2, broadcast_b=True, offset=5
+    ),
+    "f64_tt": lambda: gemm_case(dt.float64, True, True, 65, 64, 17, 1, beta=-1.0),
+    "f16_nn": lambda: gemm_case(dt.float16, False, False, 20, 24, 16, 2),
+}
