@@ -1644,6 +1644,35 @@ def test_compile_then_run_is_a_cache_hit_for_any_fetch_structure(target):
             sess.compile(y, ["noop"])
 
 
+def test_cache_info_compiles_exclude_disk_cache_loads(tmp_path):
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.reduce_sum(gc.exp(x) * 2.0, axis=1)
+    v = np.ones((2, 3), np.float32)
+    infos = []
+    for _ in range(2):
+        opts = gc.CompileOptions(cache_dir=tmp_path / "cache")
+        with gc.Session(target="cpu", options=opts) as sess:
+            np.testing.assert_allclose(sess.run(y, {x: v}), np.exp(v).sum(1) * 2, rtol=1e-6)
+            np.testing.assert_allclose(sess.run(y, {x: v[:1]}), np.exp(v[:1]).sum(1) * 2, rtol=1e-6)
+            infos.append(sess.cache_info())
+    assert infos[0]["compiles"] == 1 and infos[0]["hits"] == 1
+    assert infos[1]["compiles"] == 0 and infos[1]["hits"] == 1  # loaded from disk instead
+
+
+def test_session_usable_after_run_time_errors(target):
+    x = gc.placeholder(gc.float32, (2,), name="x")
+    v = gc.Variable(0.0, name="steps")
+    with gc.control_dependencies([v.assign_add(1.0)]):
+        y = gc.check_numerics(gc.log(x), "bad log")
+    with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
+        sess.run(v.initializer)
+        with pytest.raises(gc.errors.InvalidArgumentError, match="bad log"):
+            sess.run(y, {x: [-1.0, 1.0]})
+        assert sess.run(v) == 0.0  # a failed run commits no variable update
+        np.testing.assert_allclose(sess.run(y, {x: [1.0, np.e]}), [0.0, 1.0], rtol=1e-6)
+        assert sess.run(v) == 1.0
+
+
 def test_compiled_executable_details_on_cpu(tmp_path):
     x = gc.placeholder(gc.float32, (None, 8), name="x")
     w = gc.Variable(np.ones((8, 4), np.float32), name="w")
