@@ -405,8 +405,10 @@ def test_every_lowered_example_runs_like_the_reference(lowered):
 
 
 @needs_host
+@pytest.mark.parametrize("threaded", [None, (3, 64)], ids=["one-thread", "many-thread"])
+@pytest.mark.parametrize("graph", [0, 1], ids=["mlp", "cnn"])
 @pytest.mark.parametrize("fusion", [True, False], ids=["fused", "unfused"])
-def test_planned_train_steps_run_like_the_reference(fusion):
+def test_planned_train_steps_run_like_the_reference(fusion, graph, threaded):
     """The executable's pipeline (optimise, fuse, lower, plan: aliasing, in-place updates)
     then the emulated module: three SGD steps keep matching the reference."""
     import graphc as gc
@@ -414,7 +416,7 @@ def test_planned_train_steps_run_like_the_reference(fusion):
     from graphc.passes.manager import optimize
     from graphc.program import extract
 
-    name, g, fetches, targets, phs, feeds, _ = _training_graphs()[0]
+    name, g, fetches, targets, phs, feeds, _ = _training_graphs()[graph]
     with gc.Session(graph=g, target="reference") as sess:
         sess.run(gc.global_variables_initializer())
         variables = sess.variable_values()
@@ -423,14 +425,14 @@ def test_planned_train_steps_run_like_the_reference(fusion):
     _, kp, _ = lower_for_cuda(optimize(prog, options).program, options)
     assert kp.var_updates, "the step updates its variables"
     module = render_program(kp)
-    lib = emu.build(batch_source([module]), CACHE, opt="-O0")
+    lib = emu.build(batch_source([module]), CACHE, opt="-O0", threaded=bool(threaded))
     ref_vars, emu_vars = dict(variables), dict(variables)
     for _ in range(3):
         ref_ctx = RunContext(ref_vars, {}, list(feeds))
         want = run_program(prog, ref_ctx)
         ref_ctx.commit()
         ctx = RunContext(emu_vars, {}, list(feeds))
-        got = emu.run(module, kp, ctx, lib)
+        got = emu.run(module, kp, ctx, lib, threaded=threaded)
         ctx.commit()
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
     for var in ref_vars:
