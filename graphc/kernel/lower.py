@@ -169,6 +169,12 @@ class GroupEmitter(KernelBuilder):
         self.row_flat = None  # flat row index in the current row kernel
         self.overrides: dict = {}  # ref -> buffer to load instead of computing (gemm output)
         self.k = 0  # output index of the node being lowered (multi-output ops)
+        # row kernels: expensive members computed at the full index in several passes over
+        # a row are stored (in an output row) by the first pass and loaded by later ones
+        self.full_flat = None  # flat full-space index of the current pass over the row
+        self.pass_no = 0  # number of the current pass over the row
+        self.expensive_seen: dict = {}  # ref -> passes computing it at the full index
+        self.row_cache: dict = {}  # ref -> (buffer, pass that stores it, passes reading it)
 
     def ix(self, shape, dims=None, flat=None) -> Ix:
         return Ix(self, shape, dims, flat)
@@ -220,6 +226,13 @@ class GroupEmitter(KernelBuilder):
         hit = self.lookup(key)
         if hit is not None:
             return hit
+        at_full = self.full_flat is not None and ix.flat() == self.full_flat
+        cached = self.row_cache.get(ref) if at_full else None
+        if cached is not None and self.pass_no > cached[1]:
+            v = self._load_buffer(cached[0], ref, ix.flat())
+            self.reads.add(cached[0])
+            self.remember(key, v)
+            return v
         fn = L.value_fn(node)
         if fn is None:
             raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
@@ -230,6 +243,11 @@ class GroupEmitter(KernelBuilder):
         v = self.bind(expr, dt)
         if node.op == "CheckNumerics":
             self._check_numerics(node, v)
+        if at_full and L.is_expensive(node):
+            self.expensive_seen.setdefault(ref, set()).add(self.pass_no)
+            if cached is not None and cached[1] == self.pass_no:
+                self.emit(Store(cached[0], ix.flat(), v))
+                self.writes.add(cached[0])
         self.remember(key, v)
         return v
 
@@ -560,7 +578,12 @@ def emit_group(lw, name, nodes, stored, kind):
             raise Illegal("a GEMM kernel takes one matmul and an elementwise epilogue")
         return _emit_gemm_group(lw, name, nodes, stored, gemms[0])
     if reductions:
-        return _emit_row_group(lw, name, nodes, stored, reductions)
+        kb, body = _emit_row_group(lw, name, nodes, stored, reductions)
+        if kind is not None:  # the final lowering (not a fusion probe): avoid recomputation
+            cache = _row_cache_plan(lw, kb, stored)
+            if cache:
+                kb, body = _emit_row_group(lw, name, nodes, stored, reductions, cache)
+        return kb, body
     return _emit_loop_group(lw, name, nodes, stored)
 
 
@@ -615,7 +638,27 @@ def _store_all(kb, stored, ix):
         kb.emit(Store(buf, ix.flat(), v))
 
 
-def _emit_row_group(lw, name, nodes, stored, reductions):
+def _row_cache_plan(lw, kb, stored) -> dict:
+    """ref -> (output buffer, storing pass, passes) for expensive members a row kernel computes in several
+    passes: the first pass stores them into a full-shaped output of the same dtype (which
+    the last pass overwrites element by element after reading it)."""
+    free = [
+        r for r in kb.full_stored if lw.program.node(r[0]).op not in MUST_STORE
+    ]  # fmt: skip
+    plan = {}
+    for ref, passes in sorted(kb.expensive_seen.items(), key=lambda kv: min(kv[1])):
+        if len(passes) < 2:
+            continue
+        dt = lw.program.spec(ref).dtype
+        out = next((r for r in free if lw.program.spec(r).dtype == dt), None)
+        if out is None:
+            continue
+        free.remove(out)
+        plan[ref] = (lw.buffer_for_write(out), min(passes), frozenset(passes))
+    return plan
+
+
+def _emit_row_group(lw, name, nodes, stored, reductions, cache=None):
     specs = {}
     for r in reductions:
         spec = L.REDUCTIONS[r.op](r, lw.shapes)
@@ -632,6 +675,7 @@ def _emit_row_group(lw, name, nodes, stored, reductions):
     outer_axes = [d for d in range(len(space)) if d not in axes]
     row_shape = tuple(space[d] for d in outer_axes)
     kb = GroupEmitter(lw, name, [n.id for n in nodes])
+    kb.row_cache = dict(cache or {})
     full_stored, row_stored = [], []
     for ref in stored:
         s = lw.shapes[ref]
@@ -666,9 +710,17 @@ def _emit_row_group(lw, name, nodes, stored, reductions):
             v = kb.value(ref, kb.ix(lw.shapes[ref], flat=kb.row_flat))
             kb.emit(Store(kb.out_buffer(node, ref[1]), kb.row_flat, v))
         if full_stored:
+            kb.pass_no += 1
             with kb.nest([space[d] for d in axes], parallel=False) as avars:
                 ix = full_ix(avars)
+                kb.full_flat = ix.flat()
+                # read cached values before any store to the output rows holding them
+                for ref, (_, _, passes) in kb.row_cache.items():
+                    if kb.pass_no in passes:
+                        kb.value(ref, ix)
                 _store_all(kb, full_stored, ix)
+                kb.full_flat = None
+    kb.full_stored = full_stored
     return kb, kb.body()
 
 
@@ -734,9 +786,13 @@ def _emit_reduction(kb, node, spec, space, axes, full_ix):
         else:
             init = Const(dt.np.type(_INIT[spec.op]).item(), dt)
         kb.emit(Let(acc, dt, init))
+        kb.pass_no += 1
         with kb.nest(extents, parallel=False) as avars:
-            v = kb.value(spec.ref, full_ix(avars))
+            ix = full_ix(avars)
+            kb.full_flat = ix.flat()
+            v = kb.value(spec.ref, ix)
             kb.emit(Let(acc, dt, _COMBINE[spec.op](Var(acc, dt), v), reduce=True))
+        kb.full_flat = None
         final = Var(acc, dt)
         if spec.op == "mean":
             final = Math.DIV(final, Cast(sym.product(extents), dt))
