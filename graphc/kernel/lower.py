@@ -639,9 +639,9 @@ def _store_all(kb, stored, ix):
 
 
 def _row_cache_plan(lw, kb, stored) -> dict:
-    """ref -> (output buffer, storing pass, passes) for expensive members a row kernel computes in several
-    passes: the first pass stores them into a full-shaped output of the same dtype (which
-    the last pass overwrites element by element after reading it)."""
+    """ref -> (output buffer, storing pass, passes) for the expensive members a row kernel
+    computes in several passes: the first pass stores them into a full-shaped output of the
+    same dtype (which the last pass overwrites element by element after reading it)."""
     free = [
         r for r in kb.full_stored if lw.program.node(r[0]).op not in MUST_STORE
     ]  # fmt: skip
