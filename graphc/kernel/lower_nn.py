@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from . import sym
-from .expr import Const, Math, Var, i64
+from .expr import Cast, Const, Math, Var, i64
 from .ir import Buffer, Let, LibCall, Store
 from .lowerings import KINDS, opaque
 from .shapes import rule
@@ -301,11 +301,13 @@ def _pool_grad_shape(n, ins, checks):
 
 
 def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
-    """Flat input index of the first maximum of window (oy, ox) (sequential over taps)."""
+    """(flat input index, tap number i * kw + j) of the first maximum of window (oy, ox)
+    (sequential over taps; both -1 when the window has no real input)."""
     (sh, sw), (dh, dw) = win.s, win.d
-    best, arg = kb.new_var("best"), kb.new_var("arg")
+    best, arg, tap = kb.new_var("best"), kb.new_var("arg"), kb.new_var("tap")
     kb.emit(Let(best, dt, Const(float("-inf"), dt)))
     kb.emit(Let(arg, _dt.int64, i64(-1)))
+    kb.emit(Let(tap, _dt.int32, Const(-1, _dt.int32)))
     with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
         y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
         x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
@@ -319,19 +321,31 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
                                  Math.AND(ok, Math.EQ(Var(arg, _dt.int64), i64(-1)))),
                          _dt.bool_)  # fmt: skip
         kb.emit(Let(arg, _dt.int64, Math.SELECT(better, flat, Var(arg, _dt.int64))))
+        here = Cast(sym.add(sym.mul(i, win.kw), j), _dt.int32)
+        kb.emit(Let(tap, _dt.int32, Math.SELECT(better, here, Var(tap, _dt.int32))))
         kb.emit(Let(best, dt, Math.SELECT(better, v, b_var)))
-    return Var(arg, _dt.int64)
+    return Var(arg, _dt.int64), Var(tap, _dt.int32)
 
 
 @opaque("MaxPoolGrad", "AvgPoolGrad")
 def _pool_grad(kb, node):
-    """Gather form: each input element sums the gradients of the windows that chose it."""
+    """Gather form: each input element sums the gradients of the windows that chose it.
+
+    MaxPoolGrad first stores each window's argmax tap (int32, one pass over the windows),
+    so the gather compares instead of recomputing the argmax of every candidate window.
+    """
     x_ref, g_ref = (tuple(r) for r in node.inputs[:2])
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
     (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPoolGrad"
+    pooled = (n, win.oh, win.ow, c)
+    if is_max:
+        taps = _temp(kb, f"argtap{node.id}", _dt.int32, pooled)
+        with kb.nest(pooled) as (b, oy, ox, ch):
+            _, tap = _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)
+            kb.emit(Store(taps, sym.flat_index((b, oy, ox, ch), pooled), tap))
     with kb.nest([n, win.h, win.w, c]) as (b, y, x, ch):
         acc = kb.new_var("acc")
         kb.emit(Let(acc, dt, Const(0.0, dt)))
@@ -348,11 +362,12 @@ def _pool_grad(kb, node):
             ok = kb.bind(ok, _dt.bool_)
             oy = kb.bind(sym.select(ok, oy, 0), _dt.int64)
             ox = kb.bind(sym.select(ok, ox, 0), _dt.int64)
-            gflat = sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c))
+            gflat = kb.bind(sym.flat_index((b, oy, ox, ch), pooled), _dt.int64)
             gv = kb.load(g_ref, gflat)
             if is_max:
-                arg = _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)
-                take = Math.AND(ok, Math.EQ(arg, me))
+                tap = kb.bind(_load_buf(taps, gflat, _dt.int32), _dt.int32)
+                here = Cast(sym.add(sym.mul(i, win.kw), j), _dt.int32)
+                take = Math.AND(ok, Math.EQ(tap, here))
                 kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), Math.SELECT(take, gv, Const(0.0, dt)))))
             else:
                 cnt = _avg_count(win, oy, ox, dt)
@@ -385,7 +400,7 @@ def _max_pool_grad_grad(kb, node):
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
-        arg = kb.bind(_argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt), _dt.int64)
+        arg = kb.bind(_argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)[0], _dt.int64)
         found = kb.bind(Math.GE(arg, sym.ZERO), _dt.bool_)
         v = kb.load(d_ref, sym.select(found, arg, 0))
         flat = sym.flat_index((b, oy, ox, ch), (n, win.oh, win.ow, c))
