@@ -1,0 +1,153 @@
+"""graphc's pycuda runtime (graphc/backends/cuda/runtime.py), unmodified, on a fake pycuda
+whose kernels run in the many-thread host emulation (tests/backends/fake_pycuda.py).
+
+This checks the runtime's own logic without a GPU: buffer binding and storage sharing,
+feeds in / fetches out, launch geometry, the tiled GEMM fallback, status flags, device-
+resident variables (DeviceArray) and commit-on-success, traces. pycuda's real behaviour,
+cuBLAS and the GPU itself are checked by the tests marked ``cuda``.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.kernel import interp
+from graphc.runtime_state import RunContext
+from tests.backends import cuda_emulation as emu
+from tests.backends import cuda_programs as P
+from tests.backends import fake_pycuda
+
+pytestmark = pytest.mark.skipif(emu.available() is not None, reason=str(emu.available()))
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Session(target="cuda") works, on the fake pycuda (nvcc hands back the source)."""
+    fake_pycuda.install(monkeypatch)
+    sys.modules["pycuda"].__spec__ = importlib.machinery.ModuleSpec("pycuda", None)
+    from graphc.backends.cuda import cublas, nvcc
+
+    def fake_nvcc(source, arch, kind, cache_dir, options=()):
+        return source.encode(), False
+
+    monkeypatch.setattr(nvcc, "compile_source", fake_nvcc)
+    monkeypatch.setattr(cublas, "load", lambda: None)  # the tiled GEMM of kernels/cuda
+    monkeypatch.delitem(sys.modules, "graphc.backends.cuda.runtime", raising=False)
+    import graphc.backends.cuda.runtime as runtime
+
+    yield runtime
+    monkeypatch.delitem(sys.modules, "graphc.backends.cuda.runtime", raising=False)
+
+
+def test_fake_gpu_is_available(fake_gpu):
+    from graphc.backends.cuda import availability
+
+    assert availability() is None
+    assert fake_gpu.device().arch == "sm_90"
+
+
+RUNNER_CASES = ["softmax_rows", "layer_norm_rows", "column_sum_and_full_sum", "gemm_bias_relu",
+                "split_kernel", "status_check", "every_math_float32"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", RUNNER_CASES)
+def test_runner_matches_the_interpreter(fake_gpu, name):
+    from graphc.backends.cuda.render import render_program
+
+    kp = P.ALL[name]()
+    feeds, variables = P.feeds_for(name, kp, np.random.default_rng(2))  # (may set consts)
+    module = render_program(kp)
+    runner = fake_gpu.CudaRunner(fake_gpu.device(), kp, module, name, module.source.encode())
+    want = interp.run(kp, RunContext(dict(variables), {}, list(feeds)))
+    got = runner.run(RunContext(dict(variables), {}, list(feeds)))
+    for buf, g, w in zip(kp.outputs, got, want):
+        tol = 1e-4 if "gemm" in name else 1e-5
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=f"{name}:{buf}")
+
+
+def _mlp():
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 12), name="x")
+        labels = gc.placeholder(gc.int64, (None,), name="labels")
+        w1 = gc.Variable(rng.standard_normal((12, 16)).astype(np.float32) * 0.3, name="w1")
+        b1 = gc.Variable(np.zeros(16, np.float32), name="b1")
+        w2 = gc.Variable(rng.standard_normal((16, 5)).astype(np.float32) * 0.3, name="w2")
+        logits = gc.matmul(gc.nn.relu(gc.matmul(x, w1) + b1), w2)
+        loss = gc.reduce_mean(
+            gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        )
+        params = [w1, b1, w2]
+        grads = gc.gradients(loss, params)
+        step = gc.group(*[gc.assign_sub(p, 0.5 * gr) for p, gr in zip(params, grads)])
+        init = gc.global_variables_initializer()
+    feeds = {x: rng.random((9, 12), dtype=np.float32), labels: rng.integers(0, 5, 9)}
+    return g, loss, step, init, params, feeds
+
+
+def test_training_keeps_variables_on_the_device(fake_gpu):
+    g, loss, step, init, params, feeds = _mlp()
+    results = {}
+    for target in ("reference", "cuda"):
+        with gc.Session(graph=g, target=target, options=gc.CompileOptions(cache_dir=None)) as s:
+            s.run(init)
+            losses = [s.run([loss, step], feeds)[0] for _ in range(4)]
+            if target == "cuda":
+                assert all(isinstance(v, fake_gpu.DeviceArray) for v in s._variables.values())
+                w1 = s.run(params[0])  # a fetched variable comes back as a host array
+                assert isinstance(w1, np.ndarray)
+            results[target] = (losses, s.variable_values())
+    np.testing.assert_allclose(results["cuda"][0], results["reference"][0], rtol=1e-5)
+    for name, value in results["reference"][1].items():
+        np.testing.assert_allclose(results["cuda"][1][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_trace_lists_every_kernel(fake_gpu):
+    g, loss, step, init, params, feeds = _mlp()
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(init)
+        meta = gc.RunMetadata()
+        s.run([loss, step], feeds, options=gc.RunOptions(trace=True), run_metadata=meta)
+        exe = s.compile([loss, step], list(feeds))
+    assert [st.name for st in meta.step_stats] == [k.name for k in exe.kernels]
+    assert all(st.duration > 0 for st in meta.step_stats)
+    assert exe.stats["kernel_count"] == len(exe.kernels) and "cuda" in exe.dump_ir()
+
+
+def test_failed_run_commits_nothing(fake_gpu):
+    g = gc.Graph()
+    with g.as_default():
+        v = gc.Variable(np.ones(4, np.float32), name="v")
+        x = gc.placeholder(gc.float32, (4,))
+        upd = gc.assign_add(v, gc.check_numerics(x, "x is bad"))
+        init = gc.global_variables_initializer()
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(init)
+        s.run(upd, {x: np.ones(4, np.float32)})
+        with pytest.raises(gc.errors.InvalidArgumentError, match="x is bad"):
+            s.run(upd, {x: np.array([1, np.nan, 1, 1], np.float32)})
+        np.testing.assert_array_equal(s.run(v), np.full(4, 2, np.float32))
+        with pytest.raises(gc.errors.FailedPreconditionError):
+            w = gc.Variable(np.ones(2, np.float32), name="w")
+            s.run(w + 1.0)
+
+
+def test_dynamic_sizes_reuse_one_executable(fake_gpu):
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, None))
+        y = gc.nn.softmax(x * 2.0) + gc.reduce_sum(x, axis=1, keepdims=True)
+    rng = np.random.default_rng(1)
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        for shape in [(3, 5), (70, 130), (1, 1), (0, 4)]:
+            a = rng.standard_normal(shape).astype(np.float32)
+            e = np.exp(2 * a - (2 * a).max(axis=1, keepdims=True)) if a.size else a
+            want = e / e.sum(axis=1, keepdims=True) + a.sum(axis=1, keepdims=True)
+            np.testing.assert_allclose(s.run(y, {x: a}), want, rtol=1e-5, atol=1e-6)
+        assert s.cache_info()["compiles"] == 1
