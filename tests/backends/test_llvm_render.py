@@ -308,3 +308,37 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
     path.write_bytes(bytes(data[:100]))
     assert cache.load(tmp_path, key) is None
     assert cache.load(tmp_path / "missing", key) is None
+
+
+@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype):
+    """Big enough (>= 2^21 multiply-adds) to be split by rows of C over two threads."""
+    d = dt.as_dtype(dtype)
+    m, n, k = 200, 96, 160
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    iv = Var("i", i64t)
+    kp = KernelProgram(
+        buffers={
+            "a": Buffer("a", d, (i64(a.size),), "input"),
+            "b": Buffer("b", d, (i64(b.size),), "input"),
+            "c0": Buffer("c0", d, (i64(m * n),), "input"),
+            "c": Buffer("c", d, (i64(m), i64(n)), "output"),
+        },
+        kernels=[Kernel("mm", (
+            Loop("i", i64(0), i64(m * n), (Store("c", iv, Load("c0", iv, d)),)),
+            LibCall("gemm", (
+                "a", "b", "c", Const(ta, i64t), Const(tb, i64t), i64(m), i64(n), i64(k),
+                i64(1), i64(0), i64(0), i64(0), Const(0.5, f64), Const(2.0, f64),
+                i64(0), i64(0), i64(0))),
+        ))],
+        inputs=("a", "b", "c0"),
+        outputs=("c",),
+    )  # fmt: skip
+    for threads in (1, 2):
+        (c,), _, _ = _run(kp, [a.reshape(-1), b.reshape(-1), c0.reshape(-1)], threads=threads)
+        want = 0.5 * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + 2.0 * c0
+        np.testing.assert_allclose(c, want, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                   atol=1e-3 if dtype == np.float32 else 1e-10)  # fmt: skip

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from ...kernel.ir import KernelProgram, LibCall, Store
 from . import jit
 
-
 #: modules compiled in parallel threads for a large program (LLVM optimisation and code
 #: generation dominate compile time; llvmlite releases the GIL)
 COMPILE_THREADS = 2

@@ -67,6 +67,12 @@ def _load_blas():
     lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
     for name in ("scipy_cblas_sgemm", "scipy_cblas_dgemm"):
         llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    # generated code splits large GEMMs over its own threads (render._blas_gemm): a second,
+    # spinning BLAS thread pool would only compete with them for the cores
+    try:
+        lib.scipy_openblas_set_num_threads(1)
+    except AttributeError:  # pragma: no cover
+        pass
     _state["blas_lib"] = lib
 
 

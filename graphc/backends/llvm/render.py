@@ -47,6 +47,11 @@ F64 = ir.DoubleType()
 PTR = ir.PointerType()
 VOID = ir.VoidType()
 
+#: a GEMM is split over threads when it has at least this many multiply-adds ...
+GEMM_PARALLEL_MIN_FLOPS = 1 << 21
+#: ... and at least this many rows of C per thread
+GEMM_MIN_ROWS = 32
+
 #: index (in pointer words) of the data pointer in a buffer descriptor (PyArrayObject.data)
 DATA_WORD = 2
 
@@ -548,20 +553,36 @@ class Renderer:
         return ir.LiteralStructType([PTR, PTR, PTR, I64, I64])
 
     def _spawn(self, f: _Fn, outl, roots, frame, lo, trips, n):
-        """Split [lo, lo+trips) into n chunks: n-1 pthreads + the calling thread."""
+        """Split the outlined loop's [lo, lo+trips) over n threads (see _spawn_chunks)."""
         b = f.b
         ab = self._argblock_ty()
-        create = self.declare("pthread_create", I32, [PTR, PTR, PTR, PTR])
-        join = self.declare("pthread_join", I32, [I64, PTR])
         rarr = b.alloca(PTR, ir.Constant(I64, max(len(roots), 1)))
         for k, r in enumerate(roots):
             b.store(f.roots[r], _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
-        blocks = b.alloca(ab, n)
+        root_vals = [f.roots[r] for r in roots]
+
+        def fill(blk, s_, e_):
+            for k, v in enumerate([rarr, f.dims_ptr, frame, s_, e_]):
+                b.store(v, _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)],
+                                source_etype=ab))  # fmt: skip
+
+        def inline(s_, e_):
+            b.call(outl, root_vals + [f.dims_ptr, frame, s_, e_])
+
+        self._spawn_chunks(f, lo, trips, n, ab, fill, outl.trampoline, inline)
+
+    def _spawn_chunks(self, f: _Fn, lo, trips, n, block_ty, fill, tramp, inline):
+        """Split [lo, lo+trips) into n chunks: chunks 1..n-1 on new pthreads (argument block
+        ``block_ty`` filled by ``fill(blk, start, end)``, entry ``tramp``), chunk 0 on the
+        calling thread (``inline(start, end)``), then join. A thread that cannot be started
+        runs its chunk inline: no failure mode."""
+        b = f.b
+        create = self.declare("pthread_create", I32, [PTR, PTR, PTR, PTR])
+        join = self.declare("pthread_join", I32, [I64, PTR])
+        blocks = b.alloca(block_ty, n)
         tids = b.alloca(I64, n)
         ok = b.alloca(I1, n)
         chunk = b.sdiv(b.add(trips, b.sub(n, ir.Constant(I64, 1))), n)
-        tramp = outl.trampoline
-        root_vals = [f.roots[r] for r in roots]
 
         def bounds(t):
             s = b.add(lo, b.mul(t, chunk))
@@ -570,22 +591,18 @@ class Renderer:
             e = b.select(b.icmp_signed("<", e, end), e, end)
             return s, e
 
-        # threads 1..n-1
         with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
             s_, e_ = bounds(t)
-            blk = _gep(b, blocks, [t], source_etype=ab)
-            for k, v in enumerate([rarr, f.dims_ptr, frame, s_, e_]):
-                b.store(
-                    v, _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ab)
-                )
+            blk = _gep(b, blocks, [t], source_etype=block_ty)
+            fill(blk, s_, e_)
             tid = _gep(b, tids, [t], source_etype=I64)
             rc = b.call(create, [tid, ir.Constant(PTR, None), tramp, blk])
             started = b.icmp_signed("==", rc, ir.Constant(I32, 0))
             b.store(started, _gep(b, ok, [t], source_etype=I1))
             with b.if_then(b.not_(started)):
-                b.call(outl, root_vals + [f.dims_ptr, frame, s_, e_])  # could not start
+                inline(s_, e_)
         s0, e0 = bounds(ir.Constant(I64, 0))
-        b.call(outl, root_vals + [f.dims_ptr, frame, s0, e0])
+        inline(s0, e0)
         with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
             started = b.load(_gep(b, ok, [t], source_etype=I1), typ=I1)
             with b.if_then(started):
@@ -612,16 +629,14 @@ class Renderer:
         _ = (m_, n_, k_, batch_, sa_, sb_, sc_, oa_, ob_, oc_, b)
 
     def _blas_gemm(self, f, s, dt, ta, tb, ival, alpha, beta):
+        """cblas_?gemm per batch item; a large product is split by rows of C over threads
+        (each thread one single-threaded BLAS call), so GEMMs and loops share one threading
+        scheme and no BLAS thread pool spins against the kernel threads."""
         b = f.b
         a_name, b_name, c_name = s.args[:3]
         m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
-        fty = value_type(dt)
-        fname = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
-        gemm = self.declare(
-            fname, VOID, [I32, I32, I32, I32, I32, I32, fty, PTR, I32, PTR, I32, fty, PTR, I32]
-        )
-        al = self._cast(f, self._expr(f, alpha), expr_dtype(alpha), dt)
-        be = self._cast(f, self._expr(f, beta), expr_dtype(beta), dt)
+        al = self._cast(f, self._expr(f, alpha), expr_dtype(alpha), _dt.float64)
+        be = self._cast(f, self._expr(f, beta), expr_dtype(beta), _dt.float64)
         one = ir.Constant(I64, 1)
 
         def mx1(v):
@@ -630,34 +645,100 @@ class Renderer:
         lda = mx1(m if ta else k)
         ldb = mx1(k if tb else n)
         ldc = mx1(n)
-        nonempty = b.and_(
-            b.icmp_signed(">", m, ir.Constant(I64, 0)), b.icmp_signed(">", n, ir.Constant(I64, 0))
-        )
-        t32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, ldc)]
+        nonempty = b.and_(b.icmp_signed(">", m, ir.Constant(I64, 0)),
+                          b.icmp_signed(">", n, ir.Constant(I64, 0)))  # fmt: skip
+        rows_fn, thread_fn, args_ty, blk_ty = self._gemm_helpers(dt, ta, tb)
+        args = f.alloca(args_ty, name="gemm.args")
+        flops = b.mul(b.mul(m, n), k)
+        want = b.sdiv(m, ir.Constant(I64, GEMM_MIN_ROWS))
+        nthr = b.sext(f.nthreads, I64)
+        nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
+        big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
+        nt = b.select(big, nt, one)
         with b.if_then(nonempty):
             with _for(b, f.fn, ir.Constant(I64, 0), batch) as i:
                 pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
                 pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
                 pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
-                b.call(
-                    gemm,
-                    [
-                        ir.Constant(I32, 101),
-                        ir.Constant(I32, 112 if ta else 111),
-                        ir.Constant(I32, 112 if tb else 111),
-                        t32[0],
-                        t32[1],
-                        t32[2],
-                        al,
-                        pa,
-                        t32[3],
-                        pb,
-                        t32[4],
-                        be,
-                        pc,
-                        t32[5],
-                    ],
-                )
+                for j, v in enumerate([n, k, al, be, pa, lda, pb, ldb, pc, ldc]):
+                    b.store(v, _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                    source_etype=args_ty))  # fmt: skip
+                serial = b.icmp_signed("<=", nt, one)
+                with b.if_else(serial, likely=True) as (then, otherwise):
+                    with then:
+                        b.call(rows_fn, [args, ir.Constant(I64, 0), m])
+                    with otherwise:
+
+                        def fill(blk, s_, e_):
+                            for j, v in enumerate([args, s_, e_]):
+                                b.store(v, _gep(b, blk, [ir.Constant(I32, 0),
+                                                         ir.Constant(I32, j)],
+                                                source_etype=blk_ty))  # fmt: skip
+
+                        def inline(s_, e_):
+                            b.call(rows_fn, [args, s_, e_])
+
+                        self._spawn_chunks(f, ir.Constant(I64, 0), m, nt, blk_ty, fill,
+                                           thread_fn, inline)  # fmt: skip
+
+    def _gemm_helpers(self, dt, ta, tb):
+        """(rows function, pthread entry, argument struct type, thread block type) for one
+        (dtype, trans_a, trans_b): ``rows(args, m0, m1)`` computes rows [m0, m1) of C."""
+        sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
+        args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64])
+        blk_ty = ir.LiteralStructType([PTR, I64, I64])
+        name = f"gc.gemm_rows.{sfx}"
+        fn = self._decls.get(name)
+        if fn is not None:
+            return fn, self._decls[name + ".thread"], args_ty, blk_ty
+        fty = value_type(dt)
+        esize = dt.itemsize
+        cblas = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
+        gemm = self.declare(cblas, VOID, [I32, I32, I32, I32, I32, I32, fty, PTR, I32, PTR, I32,
+                                          fty, PTR, I32])  # fmt: skip
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        self._decls[name] = fn
+        args, m0, m1 = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+        def field_(j, ty):
+            p = _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
+            return b.load(p, typ=ty)
+
+        n, k = field_(0, I64), field_(1, I64)
+        al, be = field_(2, F64), field_(3, F64)
+        pa, lda, pb, ldb, pc, ldc = (field_(4, PTR), field_(5, I64), field_(6, PTR),
+                                     field_(7, I64), field_(8, PTR), field_(9, I64))  # fmt: skip
+        if dt == _dt.float32:
+            al, be = b.fptrunc(al, fty), b.fptrunc(be, fty)
+        a_off = m0 if ta else b.mul(m0, lda)  # first row of op(A)
+        pa = _gep(b, pa, [b.mul(a_off, ir.Constant(I64, esize))], source_etype=I8)
+        pc = _gep(b, pc, [b.mul(b.mul(m0, ldc), ir.Constant(I64, esize))], source_etype=I8)
+        rows = b.sub(m1, m0)
+
+        def i32(v):
+            return b.trunc(v, I32)
+
+        b.call(gemm, [ir.Constant(I32, 101), ir.Constant(I32, 112 if ta else 111),
+                      ir.Constant(I32, 112 if tb else 111), i32(rows), i32(n), i32(k), al,
+                      pa, i32(lda), pb, i32(ldb), be, pc, i32(ldc)])  # fmt: skip
+        b.ret_void()
+
+        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), name + ".thread")
+        tr.linkage = "internal"
+        self._decls[name + ".thread"] = tr
+        tb_ = ir.IRBuilder(tr.append_basic_block("entry"))
+        (blk,) = tr.args
+
+        def bfield(j, ty):
+            p = _gep(tb_, blk, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=blk_ty)
+            return tb_.load(p, typ=ty)
+
+        tb_.call(fn, [bfield(0, PTR), bfield(1, I64), bfield(2, I64)])
+        tb_.ret(ir.Constant(PTR, None))
+        return fn, tr, args_ty, blk_ty
 
     def _naive_gemm(self, f, s, dt, ta, tb, ival, alpha, beta):
         """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
