@@ -2005,12 +2005,6 @@ def test_integer_pow_with_negative_exponent_is_an_error(target):
         run(a ** gc.constant([-1, 2]), {a: [2, 3]}, target=target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graphc/ops/shape.py (not mine): reshape(t, gc.shape(u)) raises TypeError; TF takes "
-    "a shape tensor. broadcast_to already routes gc.shape(u) to broadcast_like; reshape could "
-    "route it to reshape_like the same way",
-)
 def test_reshape_to_the_shape_of_another_tensor(target):
     x = gc.placeholder(gc.float32, (None, 3), name="x")
     y = gc.reshape(gc.reshape(x, (-1,)) * 2.0, gc.shape(x))
@@ -2019,15 +2013,6 @@ def test_reshape_to_the_shape_of_another_tensor(target):
 
 
 def test_run_time_shape_errors_are_invalid_argument_errors(target, request):
-    if target == "reference":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="graphc/backends/reference/interpreter.py (not mine) wraps ArithmeticError "
-                "and IndexError into InvalidArgumentError but lets numpy's ValueError (failed "
-                "broadcast/reshape) through raw, without the op name",
-            )
-        )
     x = gc.placeholder(gc.float32, (None, 3), name="x")
     v = gc.placeholder(gc.float32, (None, 1), name="v")
     with pytest.raises(gc.errors.InvalidArgumentError, match="Add"):

@@ -193,8 +193,12 @@ class Size(OpDef):
 def reshape(tensor, shape, name=None):
     """Same elements in a new shape; one dimension may be -1 (inferred)."""
     x = convert_to_tensor(tensor)
+    if isinstance(shape, Tensor) and shape.op.type == "Shape":
+        # gc.shape(u): the run-time shape of another tensor (as TF's shape tensors)
+        return reshape_like(x, shape.op.inputs[0], name=name)
     if hasattr(shape, "dtype") and hasattr(shape, "op"):
-        raise TypeError("reshape takes a static shape (tuple of ints, one -1 allowed)")
+        target = tuple(int(d) for d in static_ints(shape, "shape", "reshape").reshape(-1))
+        return reshape(x, target, name=name)
     target = tuple(-1 if d is None else int(d) for d in shape)
     if any(d < -1 for d in target):
         raise ValueError(f"reshape: invalid target shape {shape}")

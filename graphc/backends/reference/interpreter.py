@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ...errors import InvalidArgumentError
+from ...errors import GraphcError, InvalidArgumentError
 from ...ops.registry import get_op_def
 from ...program import Program
 from ...runtime_state import RunContext
@@ -46,8 +46,9 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
             else:
                 with np.errstate(all="ignore"):
                     out = op_def.ref(xs, n.attrs)
-        except (InvalidArgumentError, ArithmeticError, IndexError) as exc:
-            if isinstance(exc, InvalidArgumentError):
+        except (GraphcError, ArithmeticError, IndexError, ValueError) as exc:
+            # numpy's errors (failed broadcast or reshape at run time...) become the op's.
+            if isinstance(exc, GraphcError):
                 raise
             raise InvalidArgumentError(
                 f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}) failed: {exc}"
