@@ -387,7 +387,21 @@ def _vectorisable(loop: Loop, outer_vars: set) -> bool:
             return False
         if buf in loads and any(_reads_loaded(i, loaded_vars) for i in idxs):
             return False  # out[idx[i]] += ...: indices may repeat (scatter-add)
+        if buf in loads and not any(_mentions(i, loop.var) for i in idxs):
+            return False  # every iteration updates the same element: carried
     return True
+
+
+def _mentions(e, name) -> bool:
+    if isinstance(e, Var):
+        return e.name == name
+    if isinstance(e, Load):
+        return _mentions(e.index, name)
+    if isinstance(e, Call):
+        return any(_mentions(a, name) for a in e.args)
+    if isinstance(e, Cast):
+        return _mentions(e.x, name)
+    return False
 
 
 def _load_dependent_vars(body) -> set:

@@ -42,9 +42,11 @@ planner ``passes/plan.py`` and every renderer):
 * A loop is *vectorisable* by a renderer/interpreter when its body carries nothing from one
   iteration to the next except ``reduce=True`` accumulators, and it stores to no buffer it
   also loads, except at the identical index expression (in-place elementwise updates) when
-  that index does not depend on a value loaded inside the loop. A data-dependent index
-  (``out[idx[i]] += g[i]``: scatter-add, where indices may repeat) makes the loop
-  sequential; such loops are never ``parallel``.
+  that index uses the loop's variable and does not depend on a value loaded inside the
+  loop. A data-dependent index (``out[idx[i]] += g[i]``: scatter-add, where indices may
+  repeat) or one the loop's variable does not change (``out[c] = out[c] + x[a, c]`` in a
+  loop over ``a``: accumulation in memory) makes the loop sequential; such loops are never
+  ``parallel``.
 
 Runtime dims and shape checks
   ``dims``: name -> (feed position k, axis): the size of axis ``axis`` of ``ctx.feeds[k]``.

@@ -294,7 +294,11 @@ def _strip_ones(shape):
 class Lowering:
     """State shared by the kernels of one program: buffers, variables, rng and checks."""
 
-    def __init__(self, program: Program, plan, options=None):
+    def __init__(self, program: Program, plan, options=None, reduction_layout="rows"):
+        if reduction_layout not in ("rows", "columns"):
+            raise ValueError(f"reduction_layout must be 'rows' or 'columns', got "
+                             f"{reduction_layout!r}")  # fmt: skip
+        self.reduction_layout = reduction_layout
         self.program = program
         self.plan = plan
         self.shapes = SymShapes(program)
@@ -395,9 +399,16 @@ class Lowering:
         return self.check_of[node.id]
 
 
-def lower(program: Program, plan, options=None) -> KernelProgram:
-    """Lower every group of ``plan`` (a FusionPlan) to one Kernel, in dependency order."""
-    lw = Lowering(program, plan, options)
+def lower(program: Program, plan, options=None, reduction_layout="rows") -> KernelProgram:
+    """Lower every group of ``plan`` (a FusionPlan) to one Kernel, in dependency order.
+
+    ``reduction_layout``: how a reduction over leading axes that keeps trailing ones (a bias
+    gradient: sum over the batch of [N, D]) loops. ``"rows"`` (default; what a GPU wants):
+    one accumulator per output element, parallel over the outputs, the reduced axis read
+    with a stride. ``"columns"`` (what a SIMD CPU wants): the kept trailing axes innermost,
+    unit-stride, accumulating into the output row, parallel over chunks of it.
+    """
+    lw = Lowering(program, plan, options, reduction_layout)
     kernels = []
     consumers = ref_consumers(program)
     for gi in ordered_groups(program, plan):
@@ -578,6 +589,12 @@ def emit_group(lw, name, nodes, stored, kind):
             raise Illegal("a GEMM kernel takes one matmul and an elementwise epilogue")
         return _emit_gemm_group(lw, name, nodes, stored, gemms[0])
     if reductions:
+        if kind is not None and lw.reduction_layout == "columns":
+            from .lower_columns import emit_column_group
+
+            done = emit_column_group(lw, name, nodes, stored, reductions)
+            if done is not None:
+                return done
         kb, body = _emit_row_group(lw, name, nodes, stored, reductions)
         if kind is not None:  # the final lowering (not a fusion probe): avoid recomputation
             cache = _row_cache_plan(lw, kb, stored)

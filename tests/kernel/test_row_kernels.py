@@ -1,13 +1,20 @@
 """Row kernels compute each expensive fused producer once per element: a value a later pass
-over the row needs again is stored into an output row by the first pass and loaded back."""
+over the row needs again is stored into an output row by the first pass and loaded back.
+The column layout of leading-axis reductions is unit-stride and matches the reference."""
 
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.kernel.expr import Call, Cast, Load, Math
+from graphc.kernel.expr import Call, Cast, Load, Math, Var
 from graphc.kernel.ir import If, Let, Loop, Store
+from graphc.kernel.lower import lower
+from graphc.ops.registry import REGISTRY
+from graphc.options import CompileOptions
+from graphc.passes.fusion import fuse
+from graphc.program import extract
 from tests.kernel.helpers import assert_close, compile_kernels, run_both
+from tests.oracle import build_example
 
 
 def _calls(body, fn):
@@ -93,3 +100,107 @@ def test_no_cache_without_an_output_of_the_same_dtype():
     prog, _, kp = compile_kernels([y], [x])
     ref, got, _, _ = run_both(prog, kp, [_xs((4, 8), 2)])
     assert_close(got, ref)
+
+
+# -- column layout of reductions over leading axes (lower(..., reduction_layout="columns")) --
+
+REDUCE_OPS = ["Sum", "Mean", "Max", "Min", "Prod", "Any", "All", "SumToShape"]
+RED_CASES = [(n, i) for n in REDUCE_OPS for i in range(len(REGISTRY[n].examples()))]
+
+
+def _lower_columns(outs, feeds, fusion=True):
+    prog = extract(list(outs), [], list(feeds))
+    fplan = fuse(prog, CompileOptions(fusion=fusion, cache_dir=None))
+    return prog, lower(prog, fplan, None, reduction_layout="columns")
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("name,index", RED_CASES, ids=[f"{n}-{i}" for n, i in RED_CASES])
+def test_column_layout_matches_reference(name, index, dynamic):
+    example = REGISTRY[name].examples()[index]
+    if dynamic and not example.dynamic:
+        pytest.skip("example needs static shapes")
+    g, phs, outs, arrays = build_example(example, dynamic=dynamic)
+    with g.as_default():
+        # a fused producer and a leading-axis reduction of it too
+        extra = [gc.reduce_sum(gc.square(p), axis=0) for p, a in zip(phs, arrays)
+                 if a.dtype.kind == "f" and a.ndim >= 2]  # fmt: skip
+    prog, kp = _lower_columns(list(outs) + extra, phs)
+    ref, got, _, _ = run_both(prog, kp, arrays)
+    assert_close(got, ref, example.rtol, example.atol)
+
+
+def _innermost_loops(body, out=None):
+    out = [] if out is None else out
+    for s in body:
+        if isinstance(s, Loop):
+            if any(isinstance(x, Loop) for x in s.body):
+                _innermost_loops(s.body, out)
+            else:
+                out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("batch", [None, 300])
+def test_bias_gradient_reduction_is_unit_stride_and_parallel_in_columns(batch):
+    x = gc.placeholder(gc.float32, (batch, 1500))
+    y = gc.reduce_sum(gc.exp(x), axis=0)
+    prog, kp = _lower_columns([y], [x])
+    (kernel,) = kp.kernels
+    (top,) = kernel.body
+    assert isinstance(top, Loop) and top.parallel  # chunks of the output row
+    for loop in _innermost_loops(kernel.body):
+        for e in _loads(loop.body):
+            assert _coeff_one(e.index, loop.var), (e, kp.text())
+    ref, got, _, _ = run_both(prog, kp, [_xs((300, 1500), 4)])
+    assert_close(got, ref, 1e-5, 1e-3)
+    # the default (rows) layout keeps one accumulator per output element
+    _, _, rows = compile_kernels([y], [x])
+    assert any(isinstance(s, Let) and s.reduce for s in _walk(rows.kernels[0].body))
+
+
+def test_column_layout_leaves_row_kernels_alone():
+    x = gc.placeholder(gc.float32, (None, 16))
+    y = gc.nn.softmax(x, axis=0)  # reduction read again by its consumer: a row kernel
+    prog, kp = _lower_columns([y], [x])
+    assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in _walk(k.body))
+    ref, got, _, _ = run_both(prog, kp, [_xs((5, 16), 5)])
+    assert_close(got, ref)
+
+
+def _walk(body):
+    for s in body:
+        yield s
+        if isinstance(s, Loop):
+            yield from _walk(s.body)
+        elif isinstance(s, If):
+            yield from _walk(s.then)
+            yield from _walk(s.orelse)
+
+
+def _loads(body):
+    out = []
+
+    def expr(e):
+        if isinstance(e, Load):
+            out.append(e)
+            expr(e.index)
+        elif isinstance(e, Call):
+            for a in e.args:
+                expr(a)
+        elif isinstance(e, Cast):
+            expr(e.x)
+
+    for s in _walk(body):
+        if isinstance(s, Let):
+            expr(s.value)
+        elif isinstance(s, Store):
+            expr(s.value)
+    return out
+
+
+def _coeff_one(index, var):
+    """``index`` is ``... + var`` (unit stride in ``var``)."""
+    if isinstance(index, Var):
+        return index.name == var
+    return isinstance(index, Call) and index.fn is Math.ADD and _coeff_one(index.args[1], var)
