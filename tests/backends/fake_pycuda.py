@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -164,7 +165,7 @@ class _Module:
         return _Function(self.lib, name)
 
 
-CACHE = Path("/tmp/graphc-cuda-test-cache")
+CACHE = Path(tempfile.gettempdir()) / "graphc-cuda-test-cache"
 _modules: dict = {}
 
 
