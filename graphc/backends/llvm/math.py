@@ -26,8 +26,24 @@ Algorithms (Cephes-style, constants from Cephes / Eigen where named):
   n mod 4. Accurate for |x| up to ~1e9 (f64: ~1e6 for full accuracy); beyond that the
   reduction loses bits (numpy uses Payne-Hanek).
 
-Measured maximum errors against numpy (tests/backends/test_llvm_math.py asserts them;
-figures in docs/benchmarks.md) are of the order of 1-3 ulp.
+Measured maximum errors (tests/backends/test_llvm_math.py, ``pytest -s`` prints them; dense
+sweeps of 200k points over the domain plus tiny arguments, against float64 libm /
+``math.erf``; ulp of the result type):
+
+    function  domain           float32   float64
+    exp       [-100, 88]       1.24 ulp  1.00 ulp
+    expm1     [-20, 20]        2.97      3.00
+    log       [1e-30, 1e30]    1.81      2.00
+    log1p     [-0.999, 1e6]    2.03      2.00
+    tanh      [-12, 12]        4.37      2.00
+    sigmoid   [-40, 40]        2.39      3.00
+    erf       [-5, 5]          5.39      3.00
+    sin, cos  [-100, 100]      1.5       2.00
+    tan       [-1.5, 1.5]      2.88      3.00
+
+(For W1's float32 chain that is a max abs error of ~4e-6 on outputs of magnitude ~10.)
+Special values follow numpy: NaN in -> NaN out, exp(+-inf) = inf/0, log(0) = -inf,
+log(x<0) = NaN, sin/cos(inf) = NaN, overflow to inf and underflow through subnormals to 0.
 """
 
 from __future__ import annotations

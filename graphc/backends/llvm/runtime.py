@@ -204,7 +204,7 @@ class LLVMRunner:
         for k, name, slot, npdt in self.inputs:
             arr = feeds[k]
             if arr.dtype != npdt or not arr.flags.c_contiguous:
-                arr = np.ascontiguousarray(arr, dtype=npdt)
+                arr = np.array(arr, dtype=npdt, order="C")  # keeps 0-d arrays 0-d
             if arr.shape != shapes[name]:
                 raise InvalidArgumentError(
                     f"feed {k} ({name}): shape {arr.shape} does not match the shape "
