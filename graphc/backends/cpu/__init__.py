@@ -122,7 +122,7 @@ def _lower(program, options, secs):
     fplan = fuse(program, options)
     secs["fusion"] = secs.get("fusion", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    kp = lower(program, fplan, options)
+    kp = lower(program, fplan, options, reduction_layout="columns")  # unit-stride SIMD
     secs["lower"] = secs.get("lower", 0.0) + time.perf_counter() - t0
     try:
         from ...passes.plan import plan as plan_buffers
