@@ -308,6 +308,8 @@ def sum_to_shape_axes(node, shapes):
             axes.append(lead + k)
         elif sym.const_value(d) == 1 and sym.const_value(gd) is None:
             return None  # gd may be 1 or not at run time
+        elif sym.const_value(gd) == 1 and sym.const_value(d) is None:
+            return None  # like's dim must be 1 at run time (checked): not the row shape
         elif sym.const_value(gd) == 1:
             continue  # g broadcast along a dim like has: shapes were checked
         else:
@@ -414,7 +416,10 @@ def _sum_to_shape_dynamic(kb, node):
             sym.select(sym.eq(like[k], 1), g[lead + k], 1) for k in range(len(like))
         ]
         with kb.nest(extents, parallel=False) as jidx:
-            dims = list(jidx[:lead]) + [sym.add(oidx[k], jidx[lead + k]) for k in range(len(like))]
+            dims = list(jidx[:lead]) + [
+                sym.ZERO if sym.const_value(g[lead + k]) == 1 else sym.add(oidx[k], jidx[lead + k])
+                for k in range(len(like))
+            ]
             v = kb.load(node.inputs[0], sym.flat_index(dims, g))
             kb.emit(Let(acc, dt, Math.ADD(kb.var(acc, dt), v), reduce=True))
         kb.emit(Store(out, sym.flat_index(oidx, like), kb.var(acc, dt)))

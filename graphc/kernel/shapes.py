@@ -122,7 +122,23 @@ rule("Identity", "StopGradient", "CheckNumerics", "Cumsum", "Assign", "AssignAdd
      "AssignSub", "PlaceholderWithDefault")(lambda n, ins, c: ins[0])  # fmt: skip
 rule("ZerosLike")(lambda n, ins, c: ins[0])
 rule("BroadcastLike")(lambda n, ins, c: broadcast(ins, c, f"{n.op} '{n.name}'") and ins[1])
-rule("ReshapeLike", "SumToShape")(lambda n, ins, c: ins[1])
+rule("ReshapeLike")(lambda n, ins, c: ins[1])
+
+
+@rule("SumToShape")
+def _sum_to_shape(n, ins, checks):
+    g, like = ins
+    lead = len(g) - len(like)
+    for k, d in enumerate(like):
+        gd = g[lead + k]
+        if gd != d and sym.const_value(d) != 1:
+            # like's dim is the sum's: g's must equal it (or like's be 1, summed)
+            ok = sym.logical_or(sym.eq(gd, d), sym.eq(d, 1))
+            checks.append((ok, f"SumToShape '{n.name}': cannot sum a dimension of size "
+                               "1 to a larger one"))  # fmt: skip
+    return like
+
+
 rule("RandomUniform", "RandomStandardNormal", "TruncatedNormal")(lambda n, ins, c: ins[0])
 rule("Size")(lambda n, ins, c: ())
 rule("Shape")(lambda n, ins, c: (i64(len(ins[0])),))

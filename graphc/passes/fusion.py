@@ -281,8 +281,7 @@ class _Driver:
             if ck == "reduction":
                 continue
             out = self.lw.shapes[(c, 0)]
-            if ck == "index" and cn.op not in ("Reshape", "ReshapeLike", "ExpandDims", "Squeeze",
-                                               "Transpose"):  # fmt: skip
+            if ck == "index" and cn.op not in _READS_EACH_ONCE:
                 return True
             if ck == "elementwise" and _strip(out) != _strip(shape):
                 return True
@@ -397,6 +396,15 @@ class _Driver:
                         seen.add(nxt)
                         stack.append(nxt)
         return False
+
+
+#: index ops that compute each input element at most once, with no masked (discarded) read:
+#: an expensive producer fused into them is not recomputed (Concat/Pad/gathers evaluate
+#: clamped reads that a SELECT discards, Tile/broadcasts read elements repeatedly)
+_READS_EACH_ONCE = (
+    "Reshape", "ReshapeLike", "ExpandDims", "Squeeze", "Transpose", "StridedSlice", "ReverseV2",
+    "SplitV", "SplitLike", "Unpack", "TileGrad",
+)  # fmt: skip
 
 
 def _strip(shape):

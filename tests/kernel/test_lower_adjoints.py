@@ -162,3 +162,17 @@ def test_slice_gradient_fuses_with_its_producer():
     xs = np.random.default_rng(3).standard_normal((6, 5)).astype(np.float32)
     ref, got, _, _ = run_both(prog, kp, [xs])
     assert_close(got, ref, 1e-5, 1e-6)
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_sum_to_shape_of_a_size_one_gradient_to_an_unknown_dim(fusion):
+    from graphc.ops.elementwise import sum_to_shape
+
+    g = gc.placeholder(gc.float64, (1,))
+    like = gc.placeholder(gc.float64, (None,))
+    out = -sum_to_shape(-g, like)
+    prog, _, kp = compile_kernels([out], [g, like], fusion)
+    ref, got, _, _ = run_both(prog, kp, [np.array([2.5]), np.zeros(1)])
+    assert_close(got, ref)
+    with pytest.raises(InvalidArgumentError, match="SumToShape"):
+        interp.run(kp, RunContext({}, {}, [np.array([2.5]), np.zeros(3)]))

@@ -222,3 +222,24 @@ def test_small_cnn_training_step_matches_reference():
     ref, got, ref_ctx, ctx = run_both(prog, kp, [xs], state)
     assert_close(got, ref, 1e-4, 1e-5)
     np.testing.assert_allclose(ctx.pending["f"], ref_ctx.pending["f"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "index_op,fused",
+    [
+        (lambda t: t[1::2, ::-1], True),  # strided slice: each element read once
+        (lambda t: gc.reverse(t, [1]), True),
+        (lambda t: gc.split(t, 2, axis=1)[1], True),
+        (lambda t: gc.tile(t, [2, 1]), False),  # each element read twice
+        (lambda t: gc.pad(t, [[1, 1], [0, 0]]), False),  # masked reads outside the input
+    ],
+    ids=["slice", "reverse", "split", "tile", "pad"],
+)
+def test_expensive_producer_fuses_only_into_index_ops_that_read_each_element_once(index_op, fused):
+    def build(x):
+        return index_op(gc.exp(x)) * 2.0
+
+    prog, plan, kp = _check(build, X)
+    exp = next(n.id for n in prog.nodes if n.op == "Exp")
+    (group,) = [g for g in plan.groups if exp in g.nodes]
+    assert (len(group.nodes) > 1) == fused, plan.report()
