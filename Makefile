@@ -20,9 +20,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
 
-## Train a small model on the digits data set through gc.Session.
+## Train a small model on the digits data set through gc.Session, then show what fusion buys.
 demo: $(STAMP)
 	$(PY) examples/mlp_digits.py
+	$(PY) examples/bench_fusion.py
 
 ## Run the benchmark suite.
 bench: $(STAMP)
