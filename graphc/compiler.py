@@ -41,6 +41,14 @@ def compile_program(program: Program, target: str, options: CompileOptions) -> E
     from .passes.manager import optimize
 
     t0 = time.perf_counter()
+    if target == "cpu":
+        # a disk-cache hit (keyed by this un-optimised Program) needs no pass at all
+        from .backends.cpu import try_load_cached
+
+        exe = try_load_cached(program, options)
+        if exe is not None:
+            exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
+            return exe
     result = optimize(program, options)
     if target == "cpu":
         from .backends.cpu import build_executable

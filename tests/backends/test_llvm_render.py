@@ -294,7 +294,10 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
     c = compile_kernel_program(kp, _opts())
     key = "k" * 64
     c.manifest["key"] = key
-    assert cache.save(tmp_path, key, c.manifest, b"".join(c.obj))
+    from graphc.backends.llvm import cache_payload
+
+    payload = cache_payload(c)
+    assert cache.save(tmp_path, key, c.manifest, payload)
     man, obj = cache.load(tmp_path, key)
     c2 = load_compiled(man, obj, _opts())
     x = rng.standard_normal(1000).astype(np.float32)

@@ -63,10 +63,11 @@ def try_load_cached(source, options):
 
 
 def _add_code_stages(stages, llvm_ir):
+    """ "llvm" (optimised IR) and "asm" stages; both may be computed on first access."""
     from ..llvm import jit
 
     stages["llvm"] = llvm_ir
-    stages["asm"] = lambda: jit.emit_assembly(llvm_ir)
+    stages["asm"] = lambda: jit.emit_assembly(stages["llvm"])
 
 
 def build_executable(source, result, options) -> Executable:
@@ -74,7 +75,7 @@ def build_executable(source, result, options) -> Executable:
     cached = try_load_cached(source, options)
     if cached is not None:
         return cached
-    from ..llvm import cache, compile_kernel_program
+    from ..llvm import cache, cache_payload, compile_kernel_program
 
     program = result.program
     secs = {}
@@ -107,7 +108,9 @@ def build_executable(source, result, options) -> Executable:
             stages={k: v for k, v in stages.items() if isinstance(v, str) and k != "llvm"},
             decisions=[list(map(str, d)) for d in decisions],
         )
-        cache.save(options.cache_dir, key, manifest, b"".join(compiled.obj))
+        payload = cache_payload(compiled)
+        manifest["ir_zlib_size"] = compiled.manifest["ir_zlib_size"]
+        cache.save(options.cache_dir, key, manifest, payload)
     if options.dump_dir is not None:
         _dump(options.dump_dir, stages)
     return exe

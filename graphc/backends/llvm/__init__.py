@@ -16,17 +16,8 @@ from dataclasses import dataclass, field
 from ...kernel.ir import KernelProgram, LibCall, Store
 from . import jit
 
-#: modules compiled in parallel threads for a large program (LLVM optimisation and code
-#: generation dominate compile time; llvmlite releases the GIL)
-COMPILE_THREADS = 2
-#: estimated code size (render._code_size summed over kernels) worth a second thread
-PARALLEL_COMPILE_MIN = 400
-
-
-def _code_size(kp) -> int:
-    from .render import _code_size as size
-
-    return sum(size(k.body) for k in kp.kernels)
+#: IR text longer than this is not stored with a disk-cache entry (dump_ir says so)
+MAX_STORED_IR = 1 << 20
 
 
 @dataclass
@@ -35,7 +26,7 @@ class Compiled:
     obj: list  # object code of each module
     manifest: dict
     seconds: dict = field(default_factory=dict)
-    llvm_ir: str = ""
+    llvm_ir: object = ""  # the optimised IR text, or a callable producing it (lazy)
 
 
 def _written(body, out: set):
@@ -75,10 +66,9 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     secs = {}
     t0 = time.perf_counter()
     r = Renderer(kp, fast_math=fast_math)
-    parts = COMPILE_THREADS if _code_size(kp) >= PARALLEL_COMPILE_MIN else 1
-    texts = [str(m) for m in r.render_parts(parts)]
+    texts = [str(r.render())]
     secs["llvm_render"] = time.perf_counter() - t0
-    opt_level = 2 if options.opt_level >= 1 else 0
+    opt_level = 3 if options.opt_level >= 1 else 0  # O3 pipeline, host CPU features
     objs, ir_text, s2 = jit.compile_modules(texts, opt_level)
     secs.update(s2)
     t0 = time.perf_counter()
@@ -94,9 +84,21 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
         "kernels": [[k.name, list(k.ops), list(k.op_types)] for k in kp.kernels],
         "written_roots": sorted(wr),
         "object_sizes": [len(o) for o in objs],
-        "llvm_ir": ir_text,
     }
     return Compiled(runner, objs, manifest, secs, ir_text)
+
+
+def cache_payload(compiled: Compiled) -> bytes:
+    """Object code of every module, then the zlib-compressed IR text (for dump_ir); the
+    manifest's object_sizes / ir_zlib_size say where each ends."""
+    import zlib
+
+    text = compiled.llvm_ir
+    if len(text) > MAX_STORED_IR:  # mostly baked constants: not worth reading on every load
+        text = f"(IR of {len(text)} characters not stored in the disk cache)"
+    ir = zlib.compress(text.encode(), 1)
+    compiled.manifest["ir_zlib_size"] = len(ir)
+    return b"".join(compiled.obj) + ir
 
 
 def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
@@ -108,9 +110,17 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     t0 = time.perf_counter()
     kp, consts = decode_program(manifest["program"])
     layout = Layout.of(kp)
-    sizes = manifest.get("object_sizes", [len(obj)])
-    if sum(sizes) != len(obj):
+    sizes = manifest["object_sizes"]
+    ir_size = manifest.get("ir_zlib_size", 0)
+    if sum(sizes) + ir_size != len(obj):
         raise ValueError("object sizes do not match the cache entry")
+    ir_blob = obj[sum(sizes) :]
+
+    def llvm_ir():
+        import zlib
+
+        return zlib.decompress(ir_blob).decode() if ir_blob else "(IR not stored)"
+
     objs, pos = [], 0
     for n in sizes:
         objs.append(obj[pos : pos + n])
@@ -120,6 +130,4 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     runner = LLVMRunner(
         kp, layout, loaded, names, threads_for(options), set(manifest["written_roots"]), consts
     )
-    return Compiled(
-        runner, objs, manifest, {"load": time.perf_counter() - t0}, manifest.get("llvm_ir", "")
-    )
+    return Compiled(runner, objs, manifest, {"load": time.perf_counter() - t0}, llvm_ir)

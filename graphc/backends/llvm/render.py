@@ -147,21 +147,6 @@ def buffers_used(body) -> set:
     return out
 
 
-def _code_size(body) -> int:
-    """Rough size of the code a body compiles to (statements and expression nodes)."""
-    total = 0
-    for s in body:
-        if isinstance(s, Loop):
-            total += 4 + _code_size(s.body) * (3 if s.parallel else 1)
-        elif isinstance(s, If):
-            total += 1 + _code_size(s.then) + _code_size(s.orelse)
-        elif isinstance(s, LibCall):
-            total += 8
-        else:
-            total += 1 + _expr_cost(getattr(s, "value", None))
-    return total
-
-
 def _body_cost(body) -> int:
     """Static work estimate of one execution of ``body`` (inner loops of unknown trip count
     count as 64 iterations)."""
@@ -273,33 +258,6 @@ class Renderer:
         self._entry(kfns)
         return self.module
 
-    def render_parts(self, parts: int) -> list:
-        """The program as ``parts`` modules that LLVM can optimise and compile in parallel
-        threads: module 0 holds the entry point and calls kernels defined (with external
-        linkage) in the others. Kernels are dealt out by estimated code size."""
-        n = len(self.kp.kernels)
-        parts = max(1, min(parts, n))
-        if parts == 1:
-            return [self.render()]
-        sizes = [(_code_size(k.body), i) for i, k in enumerate(self.kp.kernels)]
-        owner = {}
-        load = [0] * parts
-        for size, i in sorted(sizes, reverse=True):
-            p = load.index(min(load))
-            owner[i] = p
-            load[p] += size
-        others = [Renderer(self.kp, self.fast_math, name=f"graphc.part{p}") for p in range(parts)]
-        others[0] = self
-        kfns = []
-        for i, k in enumerate(self.kp.kernels):
-            r = others[owner[i]]
-            fn, roots = r._kernel(i, k, external=owner[i] != 0)
-            if owner[i] != 0:  # declare it in the entry's module
-                fn = ir.Function(self.module, fn.function_type, fn.name)
-            kfns.append((fn, roots))
-        self._entry(kfns)
-        return [r.module for r in others]
-
     def _now(self, b: ir.IRBuilder):
         """CLOCK_MONOTONIC seconds as a double (the clock of time.perf_counter on Linux)."""
         fn = self._decls.get("gc.now")
@@ -371,12 +329,12 @@ class Renderer:
                 raise ValueError(f"kernel refers to unknown buffer {name!r}")
         return sorted({self.layout.root[n] for n in used})
 
-    def _kernel(self, i: int, k, external: bool = False):
+    def _kernel(self, i: int, k):
         roots = self._roots_of(k.body)
         name = f"k{i}.{_sanitize(k.name)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
-        fn.linkage = "external" if external else "internal"
+        fn.linkage = "internal"
         for a in fn.args[: len(roots)]:
             a.add_attribute("noalias")
         fn.attributes.add("nounwind")
@@ -500,7 +458,16 @@ class Renderer:
             with then:
                 b.call(outl, root_vals + [f.dims_ptr, frame, lo, hi])
             with otherwise:
-                self._spawn(f, outl, roots, frame, lo, trips, n)
+                # context of the body wrapper: {roots array, dims, frame}
+                rarr = b.alloca(PTR, ir.Constant(I64, max(len(roots), 1)))
+                for k, v in enumerate(root_vals):
+                    b.store(v, _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
+                ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
+                ctx = b.alloca(ctx_ty)
+                for k, v in enumerate([rarr, f.dims_ptr, frame]):
+                    b.store(v, _gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
+                                    source_etype=ctx_ty))  # fmt: skip
+                b.call(self._parallel_for(), [outl.wrapper, ctx, lo, trips, n])
 
     def _outline(self, f: _Fn, s: Loop, roots, locals_, frame_ty, j):
         args = [PTR] * len(roots) + [PTR, PTR, I64, I64]
@@ -527,87 +494,95 @@ class Renderer:
         g.b.ret_void()
         g.finish()
 
-        # pthread trampoline: ptr -> ptr, argument block {roots ptr, dims, frame, lo, hi}
-        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), f"{g.kernel_name}.thread")
-        tr.linkage = "internal"
-        tb = ir.IRBuilder(tr.append_basic_block("entry"))
-        (arg,) = tr.args
-        ab = self._argblock_ty()
+        # body wrapper for gc.parallel_for: (ctx = {roots array, dims, frame}, lo, hi)
+        wr = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]),
+                         f"{g.kernel_name}.body")  # fmt: skip
+        wr.linkage = "internal"
+        wb = ir.IRBuilder(wr.append_basic_block("entry"))
+        ctx, wlo, whi = wr.args
+        ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
 
-        def field_(k, ty):
-            return tb.load(
-                _gep(tb, arg, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ab), typ=ty
-            )
+        def field_(k):
+            p = _gep(wb, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ctx_ty)
+            return wb.load(p, typ=PTR)
 
-        rptr = field_(0, PTR)
+        rptr = field_(0)
         rv = [
-            tb.load(_gep(tb, rptr, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+            wb.load(_gep(wb, rptr, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
             for k in range(len(roots))
         ]
-        tb.call(fn, rv + [field_(1, PTR), field_(2, PTR), field_(3, I64), field_(4, I64)])
-        tb.ret(ir.Constant(PTR, None))
-        fn.trampoline = tr
+        wb.call(fn, rv + [field_(1), field_(2), wlo, whi])
+        wb.ret_void()
+        fn.wrapper = wr
         return fn
 
-    def _argblock_ty(self):
-        return ir.LiteralStructType([PTR, PTR, PTR, I64, I64])
+    def _parallel_for(self) -> ir.Function:
+        """``gc.parallel_for(body, ctx, lo, trips, n)``: run ``body(ctx, s, e)`` over n chunks
+        of [lo, lo+trips): chunks 1..n-1 on new pthreads, chunk 0 on the calling thread, then
+        join. A thread that cannot be started runs its chunk inline (no failure mode). One
+        shared copy per module keeps the per-kernel code (and compile time) small."""
+        fn = self._decls.get("gc.parallel_for")
+        if fn is not None:
+            return fn
+        body_ty = ir.FunctionType(VOID, [PTR, I64, I64])
+        fn = ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR, PTR, I64, I64, I64]), "gc.parallel_for"
+        )
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        self._decls["gc.parallel_for"] = fn
+        body, ctx, lo, trips, n = fn.args
+        blk_ty = ir.LiteralStructType([PTR, PTR, I64, I64])
+        # pthread entry: blk = {body, ctx, start, end}
+        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), "gc.parallel_for.thread")
+        tr.linkage = "internal"
+        tb = ir.IRBuilder(tr.append_basic_block("entry"))
+        (blk,) = tr.args
 
-    def _spawn(self, f: _Fn, outl, roots, frame, lo, trips, n):
-        """Split the outlined loop's [lo, lo+trips) over n threads (see _spawn_chunks)."""
-        b = f.b
-        ab = self._argblock_ty()
-        rarr = b.alloca(PTR, ir.Constant(I64, max(len(roots), 1)))
-        for k, r in enumerate(roots):
-            b.store(f.roots[r], _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
-        root_vals = [f.roots[r] for r in roots]
+        def bfield(bb, p, k, ty):
+            q = _gep(bb, p, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=blk_ty)
+            return bb.load(q, typ=ty)
 
-        def fill(blk, s_, e_):
-            for k, v in enumerate([rarr, f.dims_ptr, frame, s_, e_]):
-                b.store(v, _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)],
-                                source_etype=ab))  # fmt: skip
+        fields = [bfield(tb, blk, 1, PTR), bfield(tb, blk, 2, I64), bfield(tb, blk, 3, I64)]
+        tb.call(_as_fn(tb, bfield(tb, blk, 0, PTR), body_ty), fields)
+        tb.ret(ir.Constant(PTR, None))
 
-        def inline(s_, e_):
-            b.call(outl, root_vals + [f.dims_ptr, frame, s_, e_])
-
-        self._spawn_chunks(f, lo, trips, n, ab, fill, outl.trampoline, inline)
-
-    def _spawn_chunks(self, f: _Fn, lo, trips, n, block_ty, fill, tramp, inline):
-        """Split [lo, lo+trips) into n chunks: chunks 1..n-1 on new pthreads (argument block
-        ``block_ty`` filled by ``fill(blk, start, end)``, entry ``tramp``), chunk 0 on the
-        calling thread (``inline(start, end)``), then join. A thread that cannot be started
-        runs its chunk inline: no failure mode."""
-        b = f.b
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        body_fn = _as_fn(b, body, body_ty)
         create = self.declare("pthread_create", I32, [PTR, PTR, PTR, PTR])
         join = self.declare("pthread_join", I32, [I64, PTR])
-        blocks = b.alloca(block_ty, n)
+        blocks = b.alloca(blk_ty, n)
         tids = b.alloca(I64, n)
         ok = b.alloca(I1, n)
         chunk = b.sdiv(b.add(trips, b.sub(n, ir.Constant(I64, 1))), n)
 
         def bounds(t):
-            s = b.add(lo, b.mul(t, chunk))
-            e = b.add(s, chunk)
+            s_ = b.add(lo, b.mul(t, chunk))
+            e_ = b.add(s_, chunk)
             end = b.add(lo, trips)
-            e = b.select(b.icmp_signed("<", e, end), e, end)
-            return s, e
+            return s_, b.select(b.icmp_signed("<", e_, end), e_, end)
 
-        with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
+        with _for(b, fn, ir.Constant(I64, 1), n) as t:
             s_, e_ = bounds(t)
-            blk = _gep(b, blocks, [t], source_etype=block_ty)
-            fill(blk, s_, e_)
+            blk = _gep(b, blocks, [t], source_etype=blk_ty)
+            for k, v in enumerate([body, ctx, s_, e_]):
+                q = _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=blk_ty)
+                b.store(v, q)
             tid = _gep(b, tids, [t], source_etype=I64)
-            rc = b.call(create, [tid, ir.Constant(PTR, None), tramp, blk])
+            rc = b.call(create, [tid, ir.Constant(PTR, None), tr, blk])
             started = b.icmp_signed("==", rc, ir.Constant(I32, 0))
             b.store(started, _gep(b, ok, [t], source_etype=I1))
             with b.if_then(b.not_(started)):
-                inline(s_, e_)
+                b.call(body_fn, [ctx, s_, e_])
         s0, e0 = bounds(ir.Constant(I64, 0))
-        inline(s0, e0)
-        with _for(b, f.fn, ir.Constant(I64, 1), n) as t:
+        b.call(body_fn, [ctx, s0, e0])
+        with _for(b, fn, ir.Constant(I64, 1), n) as t:
             started = b.load(_gep(b, ok, [t], source_etype=I1), typ=I1)
             with b.if_then(started):
                 tid = b.load(_gep(b, tids, [t], source_etype=I64), typ=I64)
                 b.call(join, [tid, ir.Constant(PTR, None)])
+        b.ret_void()
+        return fn
 
     # -- library calls ----------------------------------------------------------------------
     def _libcall(self, f: _Fn, s: LibCall):
@@ -647,7 +622,7 @@ class Renderer:
         ldc = mx1(n)
         nonempty = b.and_(b.icmp_signed(">", m, ir.Constant(I64, 0)),
                           b.icmp_signed(">", n, ir.Constant(I64, 0)))  # fmt: skip
-        rows_fn, thread_fn, args_ty, blk_ty = self._gemm_helpers(dt, ta, tb)
+        rows_fn, args_ty = self._gemm_rows(dt, ta, tb)
         args = f.alloca(args_ty, name="gemm.args")
         flops = b.mul(b.mul(m, n), k)
         want = b.sdiv(m, ir.Constant(I64, GEMM_MIN_ROWS))
@@ -668,29 +643,17 @@ class Renderer:
                     with then:
                         b.call(rows_fn, [args, ir.Constant(I64, 0), m])
                     with otherwise:
+                        b.call(self._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), m, nt])
 
-                        def fill(blk, s_, e_):
-                            for j, v in enumerate([args, s_, e_]):
-                                b.store(v, _gep(b, blk, [ir.Constant(I32, 0),
-                                                         ir.Constant(I32, j)],
-                                                source_etype=blk_ty))  # fmt: skip
-
-                        def inline(s_, e_):
-                            b.call(rows_fn, [args, s_, e_])
-
-                        self._spawn_chunks(f, ir.Constant(I64, 0), m, nt, blk_ty, fill,
-                                           thread_fn, inline)  # fmt: skip
-
-    def _gemm_helpers(self, dt, ta, tb):
-        """(rows function, pthread entry, argument struct type, thread block type) for one
-        (dtype, trans_a, trans_b): ``rows(args, m0, m1)`` computes rows [m0, m1) of C."""
+    def _gemm_rows(self, dt, ta, tb):
+        """(rows function, argument struct type) for one (dtype, trans_a, trans_b):
+        ``rows(args, m0, m1)`` computes rows [m0, m1) of C (a gc.parallel_for body)."""
         sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
         args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64])
-        blk_ty = ir.LiteralStructType([PTR, I64, I64])
         name = f"gc.gemm_rows.{sfx}"
         fn = self._decls.get(name)
         if fn is not None:
-            return fn, self._decls[name + ".thread"], args_ty, blk_ty
+            return fn, args_ty
         fty = value_type(dt)
         esize = dt.itemsize
         cblas = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
@@ -726,19 +689,7 @@ class Renderer:
                       pa, i32(lda), pb, i32(ldb), be, pc, i32(ldc)])  # fmt: skip
         b.ret_void()
 
-        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), name + ".thread")
-        tr.linkage = "internal"
-        self._decls[name + ".thread"] = tr
-        tb_ = ir.IRBuilder(tr.append_basic_block("entry"))
-        (blk,) = tr.args
-
-        def bfield(j, ty):
-            p = _gep(tb_, blk, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=blk_ty)
-            return tb_.load(p, typ=ty)
-
-        tb_.call(fn, [bfield(0, PTR), bfield(1, I64), bfield(2, I64)])
-        tb_.ret(ir.Constant(PTR, None))
-        return fn, tr, args_ty, blk_ty
+        return fn, args_ty
 
     def _naive_gemm(self, f, s, dt, ta, tb, ival, alpha, beta):
         """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
@@ -1094,6 +1045,13 @@ def _gep(b, base, indices, inbounds=False, source_etype=None):
     if r.type.is_opaque:
         return r
     cast = ir.instructions.CastInstr(b.block, "bitcast", r, PTR)  # builder skips "equal" types
+    b._insert(cast)
+    return cast
+
+
+def _as_fn(b, ptr, fty):
+    """``ptr`` typed as a pointer to ``fty`` so llvmlite can build an indirect call."""
+    cast = ir.instructions.CastInstr(b.block, "bitcast", ptr, ir.PointerType(fty))
     b._insert(cast)
     return cast
 
