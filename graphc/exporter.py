@@ -1,4 +1,5 @@
-"""Export compiled graphs (module named exporter so that gc.export stays the function): ``gc.export`` / ``gc.load`` artifacts and ``gc.export_c`` libraries.
+"""Export compiled graphs: ``gc.export`` / ``gc.load`` artifacts and ``gc.export_c`` libraries
+(the module is called exporter so that ``gc.export`` stays the function).
 
 An artifact is one file (graphc/artifact.py container) holding: the optimised Program (JSON +
 array blob), the variables' values, the signature, the graphc version, the target and machine
@@ -9,12 +10,15 @@ when the machine matches, else recompiles from the stored Program (and says why)
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
+import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -77,7 +81,14 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
         if t.name not in used_feeds and not any(t is o for _, o in outs):
             warnings.warn(f"export: input {name!r} ({t.name}) does not affect the outputs",
                           stacklevel=2)  # fmt: skip
-    exe = compile_program(program, sess.target, sess.options)
+    with tempfile.TemporaryDirectory(prefix="graphc-export-") as tmp:
+        options = sess.options
+        if sess.target == "cpu" and options.cache_dir is None:
+            # the native code is taken from the backend's disk-cache entry: give it one
+            options = copy.copy(options)
+            options.cache_dir = Path(tmp)
+        exe = compile_program(program, sess.target, options)
+        native = _export_native(program, exe, options)
     optimised = exe.program
     var_names = sorted({
         n.attrs["var"] for n in optimised.nodes
@@ -100,7 +111,8 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
         arr = np.array(values[name], order="C")
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         var_meta.append({"name": name, "dtype": _dt.as_dtype(arr.dtype).name,
-                         "shape": list(arr.shape), "offset": offset, "nbytes": len(data)})  # fmt: skip
+                         "shape": list(arr.shape), "offset": offset,
+                         "nbytes": len(data)})  # fmt: skip
         var_parts.append(data)
         offset += len(data)
     sections = {
@@ -110,9 +122,8 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
         "variables.bin": b"".join(var_parts),
     }
     native_manifest = None
-    exporter = getattr(exe.runner, "export_native", None)
-    if exporter is not None:
-        native_manifest, blobs = exporter()
+    if native is not None:
+        native_manifest, blobs = native
         for k, v in blobs.items():
             sections[f"native/{k}"] = v
     header = {
@@ -136,6 +147,16 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
     }
     write_container(path, header, sections)
     return str(path)
+
+
+def _export_native(program, exe, options):
+    """(header, sections) of the executable's native code, or None (not a cpu target, or
+    nothing the backend can store, e.g. host-fallback ops)."""
+    if exe.target != "cpu":
+        return None
+    from .backends.cpu.native import export_native
+
+    return export_native(program, exe, options)
 
 
 def _load_variables(meta_bytes: bytes, blob: bytes) -> dict:
@@ -176,8 +197,8 @@ class Signature:
 class Model:
     """A loaded artifact: call it with keyword arrays, get a dict of numpy arrays."""
 
-    def __init__(self, path, target=None, options: CompileOptions | None = None):
-        header, sections = read_container(path)
+    def __init__(self, path, target=None, options: CompileOptions | None = None, native=True):
+        header, sections = read_container(path)  # every checksum verified here
         self.path = str(path)
         self.header = header
         for key in ("program.json", "program.bin", "variables.json", "variables.bin"):
@@ -192,19 +213,30 @@ class Model:
         if len(self._output_order) != len(self.program.fetches):
             raise InvalidArtifactError(f"{path}: signature and program disagree on outputs")
         self.target = check_target(target or header.get("target", "cpu"))
+        #: why the stored native code is not running (None when it runs, or there is none)
         self.recompiled_reason = None
+        #: True when the stored machine code runs (no compilation happened on load)
+        self.loaded_native = False
         options = options or CompileOptions(cache_dir=None)
-        native = {k[len("native/") :]: v for k, v in sections.items() if k.startswith("native/")}
+        native_blobs = {
+            k[len("native/") :]: v for k, v in sections.items() if k.startswith("native/")
+        }
         self.executable = None
-        if self.target == header.get("target") and header.get("native") and native:
-            self.executable = self._load_native(header["native"], native, options)
+        has_native = bool(header.get("native")) and bool(native_blobs)
+        if has_native and not native:
+            self.recompiled_reason = "native code disabled by the caller (native=False)"
+        elif has_native and self.target != header.get("target"):
+            self.recompiled_reason = (
+                f"target {self.target!r} differs from the exported {header.get('target')!r}"
+            )
+        elif has_native:
+            self.executable = self._load_native(header["native"], native_blobs, options)
+            self.loaded_native = self.executable is not None
         if self.executable is None:
             self.executable = compile_program(self.program, self.target, options)
-            if self.recompiled_reason is None and header.get("native"):
-                self.recompiled_reason = f"target {self.target!r} differs from the exported one"
-            if self.recompiled_reason:
-                warnings.warn(f"gc.load: recompiled {path}: {self.recompiled_reason}",
-                              stacklevel=3)  # fmt: skip
+            if self.recompiled_reason and native:
+                warnings.warn(f"gc.load: recompiled {path} from its stored program: "
+                              f"{self.recompiled_reason}", stacklevel=3)  # fmt: skip
         self._rng: dict = {}
         self._lock = threading.Lock()
         self._needed = [
@@ -218,24 +250,14 @@ class Model:
             for name, s in self.signature.inputs.items()
         }  # fmt: skip
 
-    def _load_native(self, manifest, blobs, options):
+    def _load_native(self, header, blobs, options):
+        from .backends.cpu.native import NativeMismatch, load_native
+
         try:
-            from .backends.cpu import load_native
-        except ImportError:
-            self.recompiled_reason = "this graphc's cpu backend cannot load native code"
-            return None
-        try:
-            return load_native(self.program, manifest, blobs, options)
-        except InvalidArtifactError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any mismatch means: recompile from Program
+            return load_native(self.program, header, blobs, options)
+        except NativeMismatch as exc:  # another machine: recompile from the Program
             self.recompiled_reason = str(exc)
             return None
-
-    @property
-    def loaded_native(self) -> bool:
-        """True when the stored machine code runs (no recompilation happened)."""
-        return self.recompiled_reason is None and bool(self.header.get("native"))
 
     def __call__(self, **inputs) -> dict:
         """Run the model: ``m(x=array, ...)`` -> {output name: array}."""
@@ -266,9 +288,15 @@ class Model:
         return f"<gc.Model {self.path} target={self.target} {self.signature!r}>"
 
 
-def load(path, target=None) -> Model:
-    """Load an artifact written by ``gc.export``; ``target`` defaults to the exported one."""
-    return Model(path, target)
+def load(path, target=None, *, native: bool = True) -> Model:
+    """Load an artifact written by ``gc.export``; ``target`` defaults to the exported one.
+
+    The stored native code runs when this machine can run it (same triple, every CPU feature
+    it was compiled for); otherwise the stored Program is recompiled, with a warning saying
+    why. ``native=False`` always recompiles (for artifacts whose origin is not trusted: the
+    checksums catch corruption, not a deliberately altered and re-checksummed file).
+    """
+    return Model(path, target, native=native)
 
 
 def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model"):
@@ -307,8 +335,30 @@ def describe(path) -> str:
     lines.append("sections:")
     for s in header.get("sections", []):
         lines.append(f"  {s['name']:<24} {s['size']:>12,d} bytes  sha256 {s['sha256'][:16]}")
-    lines.append(f"native code   {'yes' if header.get('native') else 'no'}")
+    lines.extend(_describe_native(header.get("native"), sections))
     return "\n".join(lines)
+
+
+def _describe_native(native, sections) -> list:
+    if not native:
+        return ["native code   no (loading recompiles the stored program)"]
+    code = sections.get("native/code.bin", b"")
+    feats = native.get("features") or []
+    lines = [
+        f"native code   yes: {native.get('backend')} for {native.get('triple')}, "
+        f"CPU {native.get('cpu')}, {len(code):,d} bytes",
+        f"  needs CPU features ({len(feats)}): {', '.join(feats)}",
+    ]
+    try:
+        from .backends.cpu.native import NativeMismatch, check_machine
+
+        check_machine(native)
+        lines.append("  this machine: can run it (gc.load will not recompile)")
+    except NativeMismatch as exc:
+        lines.append(f"  this machine: cannot run it ({exc}); gc.load recompiles")
+    except (InvalidArtifactError, ImportError) as exc:
+        lines.append(f"  this machine: unusable native code ({exc})")
+    return lines
 
 
 def to_dot(path) -> str:

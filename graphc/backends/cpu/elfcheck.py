@@ -30,14 +30,17 @@ _SECTION_TYPES = {
     SHT_INIT_ARRAY, SHT_FINI_ARRAY, SHT_GROUP, SHT_X86_64_UNWIND, SHT_LLVM_ADDRSIG,
 }  # fmt: skip
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON = 0, 0xFF00, 0xFFF1, 0xFFF2
-SHF_EXECINSTR = 0x4
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
+_CODE = SHF_ALLOC | SHF_EXECINSTR
 
 # symbol types: NOTYPE, OBJECT, FUNC, SECTION, FILE (no TLS, no GNU_IFUNC: an ifunc resolver
 # would run at load time)
 _SYMBOL_TYPES = {0, 1, 2, 3, 4}
 _SYMBOL_BINDS = {0, 1, 2}  # LOCAL, GLOBAL, WEAK
-STT_FUNC = 2
+STT_FUNC, STT_SECTION, STT_FILE = 2, 3, 4
+_RELOC_SYMBOL_TYPES = {0, 1, 2, 3}
 
+R_X86_64_PLT32 = 4
 #: x86-64 relocation types the code generator emits -> bytes patched
 X86_64_RELOCS = {
     0: 0,  # NONE
@@ -85,8 +88,9 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
         raise ValueError("not an ELF object (bad magic or too short)")
     if obj[4] != 2 or obj[5] != 1 or obj[6] != 1:
         raise ValueError("not a little-endian ELF64 version-1 object")
-    (e_type, e_machine, e_version, _entry, e_phoff, e_shoff, _flags, e_ehsize, _phentsize,
-     e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from("<HHIQQQIHHHHHH", obj, 16)  # fmt: skip
+    fields = struct.unpack_from("<HHIQQQIHHHHHH", obj, 16)
+    e_type, e_machine, e_version, _entry, e_phoff, e_shoff, _flags, e_ehsize = fields[:8]
+    _phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx = fields[8:]
     if e_type != 1:
         raise ValueError(f"ELF type {e_type}, expected a relocatable object (1)")
     if e_machine != machine:
@@ -123,6 +127,16 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
         if link >= e_shnum:
             raise ValueError(f"section {i}: link {link} out of range")
 
+    # section contents may not overlap each other, the ELF header or the section table
+    # (a shifted offset would otherwise make the loader copy the wrong bytes as code)
+    spans = [(0, 64, "the ELF header"), (e_shoff, e_shoff + 64 * e_shnum, "the section table")]
+    spans += [(s[3], s[3] + s[4], f"section {i}") for i, s in enumerate(secs)
+              if i and s[1] != SHT_NOBITS and s[4]]  # fmt: skip
+    spans.sort()
+    for (_, a1, aw), (b0, _, bw) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise ValueError(f"{aw} and {bw} overlap")
+
     def data(i):
         _, typ, _, off, size, *_ = secs[i]
         return b"" if typ == SHT_NOBITS else obj[off : off + size]
@@ -150,7 +164,7 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
         raise ValueError("symbol table is empty or its first-global index is out of range")
     syms = data(st)
     out = ObjectInfo(machine)
-    sym_defined = []
+    sym_shndx, sym_types, funcs, seen_names = [], [], [], set()
     for j in range(nsyms):
         s_name, s_info, _other, s_shndx, s_value, s_size = struct.unpack_from(
             "<IBBHQQ", syms, 24 * j
@@ -160,22 +174,42 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
         styp, bind = s_info & 0xF, s_info >> 4
         if styp not in _SYMBOL_TYPES or bind not in _SYMBOL_BINDS:
             raise ValueError(f"{what} ({name}): unsupported type {styp} / binding {bind}")
+        if j and (bind == 0) != (j < st_info):  # locals first, as sh_info says
+            raise ValueError(f"{what} ({name}): binding {bind} out of order")
+        if styp == STT_FILE and (bind != 0 or s_shndx != SHN_ABS):
+            raise ValueError(f"{what} ({name}): a file symbol must be local and absolute")
+        sym_types.append(styp)
+        sym_shndx.append(s_shndx)
+        if styp == STT_SECTION and (bind != 0 or s_value or s_size or s_shndx == SHN_UNDEF):
+            raise ValueError(f"{what}: a section symbol must be local, at offset 0")
+        if s_shndx != SHN_UNDEF and styp in (0, 1, 2):
+            # LLVM's loader resolves relocations by symbol NAME, locals included: two
+            # symbols with one name would send a relocation to the wrong one
+            if not name or name in seen_names:
+                raise ValueError(f"{what}: defined symbol name {name!r} empty or repeated")
+            seen_names.add(name)
         if s_shndx == SHN_UNDEF:
-            if j and bind != 0 and not name:
-                raise ValueError(f"{what}: undefined global without a name")
-            if j and bind != 0:
+            if j and (bind == 0 or not name or styp not in (0, 1, 2)):
+                raise ValueError(f"{what} ({name}): an undefined symbol must be a named global")
+            if j:
                 out.undefined.add(name)
-            sym_defined.append(j == 0 or bind == 0)
             continue
-        sym_defined.append(True)
         if s_shndx in (SHN_ABS, SHN_COMMON):
             continue
         if s_shndx >= SHN_LORESERVE or s_shndx >= e_shnum or secs[s_shndx][1] == SHT_NULL:
             raise ValueError(f"{what} ({name}): section index {s_shndx} out of range")
         if s_value + s_size > sec_size(s_shndx):
             raise ValueError(f"{what} ({name}): extends past its section")
-        if styp == STT_FUNC and bind != 0 and secs[s_shndx][2] & SHF_EXECINSTR:
-            out.functions.add(name)
+        if styp == STT_FUNC:
+            if secs[s_shndx][1] != SHT_PROGBITS or (secs[s_shndx][2] & _CODE) != _CODE:
+                raise ValueError(f"{what} ({name}): function outside an executable section")
+            funcs.append((s_shndx, s_value, s_value + max(s_size, 1), name))
+            if bind != 0:
+                out.functions.add(name)
+    funcs.sort()
+    for a, b in zip(funcs, funcs[1:]):
+        if a[0] == b[0] and b[1] < a[2]:
+            raise ValueError(f"functions {a[3]} and {b[3]} overlap")
 
     relocs = X86_64_RELOCS if machine == EM_X86_64 else None
     for i, (_, typ, _, _, size, link, info, _, ent) in enumerate(secs):
@@ -186,6 +220,8 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
                 raise ValueError(f"section {i}: relocations do not use the symbol table")
             if not 0 < info < e_shnum or secs[info][1] in (SHT_NULL, SHT_NOBITS, SHT_RELA):
                 raise ValueError(f"section {i}: relocates an invalid section {info}")
+            if not secs[info][2] & SHF_ALLOC:
+                raise ValueError(f"section {i}: relocates section {info}, which is not loaded")
             target_size = sec_size(info)
             rel = data(i)
             for r in range(size // 24):
@@ -193,6 +229,17 @@ def validate(obj: bytes, machine: int) -> ObjectInfo:
                 sym, rtype = r_info >> 32, r_info & 0xFFFFFFFF
                 if sym >= nsyms:
                     raise ValueError(f"section {i}: relocation {r} names symbol {sym} of {nsyms}")
+                if sym_types[sym] not in _RELOC_SYMBOL_TYPES:  # LLVM: "unreachable"
+                    raise ValueError(f"section {i}: relocation {r} refers to a file symbol")
+                if (
+                    rtype == R_X86_64_PLT32
+                    and relocs is not None
+                    and not (sym_shndx[sym] == SHN_UNDEF or sym_types[sym] == STT_FUNC)
+                ):
+                    raise ValueError(f"section {i}: relocation {r} calls a non-function")
+                shndx = sym_shndx[sym]
+                if SHN_UNDEF < shndx < SHN_LORESERVE and not secs[shndx][2] & SHF_ALLOC:
+                    raise ValueError(f"section {i}: relocation {r} refers to unloaded data")
                 if relocs is not None:
                     if rtype not in relocs:
                         raise ValueError(f"section {i}: unsupported relocation type {rtype}")
