@@ -209,3 +209,17 @@ def test_cache_files_are_not_pickles(tmp_path):
     data = entry.read_bytes()
     assert data.startswith(cache.MAGIC) and b"\x80\x04\x95" not in data[:16]
     assert os.path.getsize(entry) > 100
+
+
+def test_recycled_outputs_never_overwrite_arrays_the_caller_holds():
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = x * 2.0
+    n = 1 << 17  # 512 kB: large enough to be recycled
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        first = sess.run(y, {x: np.ones(n, np.float32)})
+        view = first[10:]
+        second = sess.run(y, {x: np.full(n, 3.0, np.float32)})
+        assert first is not second and np.all(first == 2) and np.all(view == 2)
+        del first, view
+        third = sess.run(y, {x: np.full(n, 5.0, np.float32)})
+        assert np.all(second == 6) and np.all(third == 10)

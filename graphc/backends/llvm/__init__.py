@@ -64,6 +64,7 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     from .runtime import LLVMRunner
 
     secs = {}
+    jit.host()  # initialise LLVM and the host-dependent emitters before rendering
     t0 = time.perf_counter()
     r = Renderer(kp, fast_math=fast_math)
     texts = [str(r.render())]

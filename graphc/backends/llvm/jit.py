@@ -33,6 +33,10 @@ def _init():
         target = llvm.Target.from_triple(llvm.get_process_triple())
         tm = _target_machine(target, cpu, features)
         _load_blas()
+        from . import math as _math
+
+        # vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane without
+        _math.HOST["ldexp"] = "+avx512f" in features.split(",")
         # read the data layout once: each ``tm.target_data`` wrapper frees shared state
         # when collected, and a second one then crashes
         td = tm.target_data
@@ -83,6 +87,10 @@ def host() -> dict:
 
 
 #: separates the modules of one program in its IR text (``dump_ir("llvm")``)
+#: loop interleaving (several vector bodies per iteration): measured no faster on W1 and
+#: larger code, so off
+INTERLEAVE = False
+
 MODULE_SEP = "\n; ==== graphc: next module ====\n"
 
 
@@ -106,7 +114,7 @@ def compile_module(ir_text: str, opt_level: int = 3) -> tuple[bytes, str, dict]:
     # one 512-bit vector body per loop: interleaving (4 bodies) and unrolling multiply code
     # size and compile time (W3 step: 0.82 s -> 0.51 s) for no gain on memory-bound loops
     pto.loop_unrolling = False
-    pto.loop_interleaving = False
+    pto.loop_interleaving = INTERLEAVE
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
     secs["llvm_opt"] = time.perf_counter() - t0

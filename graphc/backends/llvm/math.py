@@ -10,7 +10,8 @@ Algorithms (Cephes-style, constants from Cephes / Eigen where named):
 
 * ``exp``: n = rint(x / ln2), r = x - n ln2 (Cody-Waite 2-part ln2), exp(r) by a degree-6
   minimax polynomial (f32, Cephes expf) or the degree-13 Taylor series (f64), scaled by
-  2^n as two exponent-bit multiplications (so subnormal results come out right).
+  2^n with ``llvm.ldexp`` (one ``vscalefps`` with AVX-512) or, elsewhere, as two exponent-bit
+  multiplications (so subnormal results come out right).
 * ``log``: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m-1)/(m+1),
   by the odd series in s (|s| <= 0.172); subnormals are pre-scaled by 2^25.
 * ``log1p(x) = log(u) - ((u-1)-x)/u`` with u = 1+x (Goldberg), ``expm1(x) = (u-1) x / log u``
@@ -178,13 +179,29 @@ def _exp(m: _B, x):
             ],
         )
         p = m.fma(m.mul(r, r), poly, m.add(r, m.c(1.0)))
-    ni = m.b.fptosi(n, m.ity)
-    n1 = m.b.ashr(ni, m.ci(1))
-    n2 = m.b.sub(ni, n1)
-    y = m.mul(m.mul(p, m.pow2i(n1)), m.pow2i(n2))
+    ni = m.b.fptosi(n, I32)
+    if HOST["ldexp"]:
+        y = m.b.call(_ldexp(m.m, m.t), [p, ni])  # AVX-512: one vscalefps
+    else:
+        ni = m.b.sext(ni, m.ity) if m.is64 else ni
+        n1 = m.b.ashr(ni, m.ci(1))
+        n2 = m.b.sub(ni, n1)  # two steps: 2^n itself may be subnormal or overflow
+        y = m.mul(m.mul(p, m.pow2i(n1)), m.pow2i(n2))
     y = m.sel(m.gt(x, m.c(hi)), m.c(np.inf), y)
     y = m.sel(m.lt(x, m.c(nan_lo)), m.c(0.0), y)
     return m.sel(m.isnan(x), x, y)
+
+
+#: host properties the emitters adapt to (set by the renderer from the target features)
+HOST = {"ldexp": False}
+
+
+def _ldexp(module, ty):
+    name = f"llvm.ldexp.{_suffix(ty)}.i32"
+    try:
+        return module.get_global(name)
+    except KeyError:
+        return ir.Function(module, ir.FunctionType(ty, [ty, I32]), name)
 
 
 def _log(m: _B, x):

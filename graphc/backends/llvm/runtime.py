@@ -16,6 +16,7 @@ gets a private copy of its value, so a failed run changes nothing.
 from __future__ import annotations
 
 import ctypes
+import sys
 
 import numpy as np
 
@@ -51,10 +52,16 @@ def descriptor(arr: np.ndarray, keep: list) -> int:
     return ctypes.addressof(block)
 
 
+#: outputs at least this large are recycled when the caller has dropped them
+REUSE_MIN_BYTES = 1 << 18
+#: sys.getrefcount of an array referenced only by the reuse table (table + argument)
+REFS_IF_UNUSED = 2
+
+
 class _Plan:
     """Concrete sizes and cached temporaries for one value of the runtime dims."""
 
-    __slots__ = ("shapes", "root_bytes", "temps", "out_shapes")
+    __slots__ = ("shapes", "root_bytes", "temps", "out_shapes", "out_nbytes")
 
 
 class LLVMRunner:
@@ -90,6 +97,7 @@ class LLVMRunner:
         self.dims_addr = ctypes.addressof(self.dims_arr)
         self.trace_arr = (ctypes.c_double * max(2 * len(kernel_names), 1))()
         self._plans: dict = {}
+        self._reuse: dict = {}  # output root -> last array handed out (see _output_array)
         bufs = kp.buffers
         # members of each root (a root's storage must fit its largest member)
         self.members: dict = {}
@@ -147,10 +155,26 @@ class LLVMRunner:
         # temporaries: zero-filled once per dims value (like the Kernel IR interpreter)
         p.temps = {r: np.zeros(max(p.root_bytes[r], 1), np.uint8) for r in self.temp_roots}
         p.out_shapes = {r: p.shapes[r] for r in self.out_roots}
+        p.out_nbytes = {
+            r: int(np.prod(p.shapes[r], dtype=np.int64)) * self.kp.buffers[r].dtype.itemsize
+            for r in self.out_roots
+        }
         if len(self._plans) > 16:  # many batch sizes: keep memory bounded
             self._plans.clear()
         self._plans[dvals] = p
         return p
+
+    def _output_array(self, root, shape, npdt):
+        """A fresh-to-the-caller array for an output: the previous run's array when nobody
+        but this runner holds it any more (its pages are already mapped: writing 64 MB of new
+        memory costs ~10 ms of page faults), else a new one. Small outputs are always new."""
+        prev = self._reuse.get(root)
+        if prev is not None and prev.shape == shape and sys.getrefcount(prev) == REFS_IF_UNUSED:
+            return prev
+        a = np.empty(shape, npdt)
+        if a.nbytes >= REUSE_MIN_BYTES:
+            self._reuse[root] = a
+        return a
 
     # -- the run ---------------------------------------------------------------------------
     def _fast_path(self):
@@ -161,8 +185,12 @@ class LLVMRunner:
                                            self.dims_addr, self.nthreads)  # fmt: skip
         ins = [(k, slot, npdt, plan.shapes[name]) for k, name, slot, npdt in self.inputs]
         slot_of = self.slot_of
-        outs = [(slot_of[n], plan.shapes[n], np.dtype(self.kp.buffers[n].dtype.np))
-                for n in self.kp.outputs]  # fmt: skip
+        outs = []
+        for n in self.kp.outputs:
+            npdt = np.dtype(self.kp.buffers[n].dtype.np)
+            big = plan.out_nbytes[n] >= REUSE_MIN_BYTES
+            outs.append((slot_of[n], plan.shapes[n], npdt, n if big else None))
+        output_array = self._output_array
         for r, a in plan.temps.items():
             table[slot_of[r]] = id(a)  # cached for this plan: set once
         slow = self._run_general
@@ -178,8 +206,8 @@ class LLVMRunner:
                     return slow(ctx, trace)
                 table[slot] = id(a)
             res = []
-            for slot, shape, npdt in outs:
-                a = empty(shape, npdt)
+            for slot, shape, npdt, r in outs:
+                a = empty(shape, npdt) if r is None else output_array(r, shape, npdt)
                 table[slot] = id(a)
                 res.append(a)
             entry(addr, daddr, None, nthr)
@@ -214,9 +242,10 @@ class LLVMRunner:
             table[slot] = descriptor(arr, keep)
         arrays = plan.temps.copy() if plan.temps else {}
         for r, slot, npdt in self.out_slots:
-            a = np.empty(plan.out_shapes[r], npdt)
-            if plan.root_bytes[r] > a.nbytes:  # a larger buffer aliases this output
+            if plan.root_bytes[r] > plan.out_nbytes[r]:  # a larger buffer aliases this output
                 a = np.empty(plan.root_bytes[r], np.uint8)
+            else:
+                a = self._output_array(r, plan.out_shapes[r], npdt)
             arrays[r] = a
             table[slot] = descriptor(a, keep)
         for r, a in plan.temps.items():
@@ -293,3 +322,4 @@ class LLVMRunner:
     def close(self) -> None:
         self._run = self._run_general
         self._plans.clear()
+        self._reuse.clear()

@@ -1,0 +1,178 @@
+"""GEMM for the LLVM renderer: the ``gemm`` LibCall of the Kernel IR.
+
+float32/float64 call scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm`` from the generated
+code, once per batch item; a product with at least GEMM_PARALLEL_MIN_FLOPS multiply-adds is
+split by rows of C over the module's ``gc.parallel_for`` threads (OpenBLAS itself runs
+single-threaded, see ``jit._load_blas``), so GEMMs and loops share one threading scheme and
+no spinning BLAS pool competes with kernel threads. Other dtypes get a plain loop nest
+(float16 accumulates in float32, integers in int64).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ... import dtypes as _dt
+from ...errors import UnimplementedError
+from ...kernel.expr import Const, expr_dtype
+from ...kernel.ir import LibCall
+from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
+
+#: a GEMM is split over threads when it has at least this many multiply-adds ...
+GEMM_PARALLEL_MIN_FLOPS = 1 << 21
+#: ... and at least this many rows of C per thread
+GEMM_MIN_ROWS = 32
+
+
+def emit_libcall(r, f, s: LibCall):
+    """``gemm`` (see kernel.ir.LIBCALLS): BLAS for float32/64, a loop nest otherwise."""
+    if s.fn != "gemm":
+        raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
+    (_, _, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args
+    dt = r.kp.buffers[c].dtype
+    ival = [r._index(f, e) for e in (m, n, k, batch, sa, sb, sc, oa, ob, oc)]
+    ta_v = bool(ta.value) if isinstance(ta, Const) else ta
+    tb_v = bool(tb.value) if isinstance(tb, Const) else tb
+    if not isinstance(ta_v, bool) or not isinstance(tb_v, bool):
+        raise UnimplementedError("gemm: trans_a/trans_b must be constants")
+    if dt in (_dt.float32, _dt.float64):
+        _blas_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta)
+    else:
+        _naive_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta)
+
+
+def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
+    """cblas_?gemm per batch item; a large product is split by rows of C over threads
+    (each thread one single-threaded BLAS call), so GEMMs and loops share one threading
+    scheme and no BLAS thread pool spins against the kernel threads."""
+    b = f.b
+    a_name, b_name, c_name = s.args[:3]
+    m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
+    al = r._cast(f, r._expr(f, alpha), expr_dtype(alpha), _dt.float64)
+    be = r._cast(f, r._expr(f, beta), expr_dtype(beta), _dt.float64)
+    one = ir.Constant(I64, 1)
+
+    def mx1(v):
+        return b.select(b.icmp_signed("<", v, one), one, v)
+
+    lda = mx1(m if ta else k)
+    ldb = mx1(k if tb else n)
+    ldc = mx1(n)
+    nonempty = b.and_(b.icmp_signed(">", m, ir.Constant(I64, 0)),
+                      b.icmp_signed(">", n, ir.Constant(I64, 0)))  # fmt: skip
+    rows_fn, args_ty = _gemm_rows(r, dt, ta, tb)
+    args = f.alloca(args_ty, name="gemm.args")
+    flops = b.mul(b.mul(m, n), k)
+    want = b.sdiv(m, ir.Constant(I64, GEMM_MIN_ROWS))
+    nthr = b.sext(f.nthreads, I64)
+    nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
+    big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
+    nt = b.select(big, nt, one)
+    with b.if_then(nonempty):
+        with _for(b, f.fn, ir.Constant(I64, 0), batch) as i:
+            pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
+            pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
+            pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
+            for j, v in enumerate([n, k, al, be, pa, lda, pb, ldb, pc, ldc]):
+                b.store(v, _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                source_etype=args_ty))  # fmt: skip
+            serial = b.icmp_signed("<=", nt, one)
+            with b.if_else(serial, likely=True) as (then, otherwise):
+                with then:
+                    b.call(rows_fn, [args, ir.Constant(I64, 0), m])
+                with otherwise:
+                    b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), m, nt])
+
+
+def _gemm_rows(r, dt, ta, tb):
+    """(rows function, argument struct type) for one (dtype, trans_a, trans_b):
+    ``rows(args, m0, m1)`` computes rows [m0, m1) of C (a gc.parallel_for body)."""
+    sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
+    args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64])
+    name = f"gc.gemm_rows.{sfx}"
+    fn = r._decls.get(name)
+    if fn is not None:
+        return fn, args_ty
+    fty = value_type(dt)
+    esize = dt.itemsize
+    cblas = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
+    gemm = r.declare(cblas, VOID, [I32, I32, I32, I32, I32, I32, fty, PTR, I32, PTR, I32,
+                                      fty, PTR, I32])  # fmt: skip
+    fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    r._decls[name] = fn
+    args, m0, m1 = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def field_(j, ty):
+        p = _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
+        return b.load(p, typ=ty)
+
+    n, k = field_(0, I64), field_(1, I64)
+    al, be = field_(2, F64), field_(3, F64)
+    pa, lda, pb, ldb, pc, ldc = (field_(4, PTR), field_(5, I64), field_(6, PTR),
+                                 field_(7, I64), field_(8, PTR), field_(9, I64))  # fmt: skip
+    if dt == _dt.float32:
+        al, be = b.fptrunc(al, fty), b.fptrunc(be, fty)
+    a_off = m0 if ta else b.mul(m0, lda)  # first row of op(A)
+    pa = _gep(b, pa, [b.mul(a_off, ir.Constant(I64, esize))], source_etype=I8)
+    pc = _gep(b, pc, [b.mul(b.mul(m0, ldc), ir.Constant(I64, esize))], source_etype=I8)
+    rows = b.sub(m1, m0)
+
+    def i32(v):
+        return b.trunc(v, I32)
+
+    b.call(gemm, [ir.Constant(I32, 101), ir.Constant(I32, 112 if ta else 111),
+                  ir.Constant(I32, 112 if tb else 111), i32(rows), i32(n), i32(k), al,
+                  pa, i32(lda), pb, i32(ldb), be, pc, i32(ldc)])  # fmt: skip
+    b.ret_void()
+
+    return fn, args_ty
+
+
+def _naive_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
+    """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
+    b = f.b
+    a_name, b_name, c_name = s.args[:3]
+    m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
+    acc_dt = _dt.float32 if dt == _dt.float16 else (_dt.int64 if dt.is_integer else dt)
+    if dt == _dt.bool_:
+        raise UnimplementedError("gemm on bool buffers")
+    at = r.kp.buffers[a_name].dtype
+    bt = r.kp.buffers[b_name].dtype
+    al = r._cast(f, r._expr(f, alpha), expr_dtype(alpha), acc_dt)
+    be = r._cast(f, r._expr(f, beta), expr_dtype(beta), acc_dt)
+    acc_slot = f.alloca(value_type(acc_dt))
+    fl = acc_dt.is_floating
+    zero = ir.Constant(value_type(acc_dt), 0.0 if fl else 0)
+    with _for(b, f.fn, ir.Constant(I64, 0), batch) as bi:
+        with _for(b, f.fn, ir.Constant(I64, 0), m) as i:
+            with _for(b, f.fn, ir.Constant(I64, 0), n) as j:
+                b.store(zero, acc_slot)
+                with _for(b, f.fn, ir.Constant(I64, 0), k) as p:
+                    ia = b.add(
+                        b.add(oa, b.mul(bi, sa)),
+                        b.add(b.mul(p, m), i) if ta else b.add(b.mul(i, k), p),
+                    )
+                    ib = b.add(
+                        b.add(ob, b.mul(bi, sb)),
+                        b.add(b.mul(j, k), p) if tb else b.add(b.mul(p, n), j),
+                    )
+                    pa, ea = f.buf_ptr(a_name, ia)
+                    pb, eb = f.buf_ptr(b_name, ib)
+                    va = r._cast(f, b.load(pa, typ=ea), at, acc_dt)
+                    vb = r._cast(f, b.load(pb, typ=eb), bt, acc_dt)
+                    prod = b.fmul(va, vb) if fl else b.mul(va, vb)
+                    acc = b.load(acc_slot, typ=value_type(acc_dt))
+                    b.store(b.fadd(acc, prod) if fl else b.add(acc, prod), acc_slot)
+                ic = b.add(b.add(oc, b.mul(bi, sc)), b.add(b.mul(i, n), j))
+                pc, ec = f.buf_ptr(c_name, ic)
+                acc = b.load(acc_slot, typ=value_type(acc_dt))
+                res = b.fmul(acc, al) if fl else b.mul(acc, al)
+                old = r._cast(f, b.load(pc, typ=ec), dt, acc_dt)
+                oldb = b.fmul(old, be) if fl else b.mul(old, be)
+                # beta == 0 must not propagate NaN/Inf from the uninitialised C
+                is0 = b.fcmp_ordered("==", be, zero) if fl else b.icmp_signed("==", be, zero)
+                res = b.select(is0, res, b.fadd(res, oldb) if fl else b.add(res, oldb))
+                b.store(r._cast(f, res, acc_dt, dt), pc)
