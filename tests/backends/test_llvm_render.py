@@ -313,12 +313,14 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
     assert cache.load(tmp_path / "missing", key) is None
 
 
-@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 1)])
+@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype):
-    """Big enough (>= 2^21 multiply-adds) to be split by rows of C over two threads."""
+@pytest.mark.parametrize("m,n", [(200, 96), (96, 200)], ids=["rows", "columns"])
+def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype, m, n):
+    """Big enough (>= 2^21 multiply-adds) to be split over two threads, by rows of C when
+    M >= N, else by columns."""
     d = dt.as_dtype(dtype)
-    m, n, k = 200, 96, 160
+    k = 160
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     c0 = rng.standard_normal((m, n)).astype(dtype)

@@ -63,7 +63,10 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     rows_fn, args_ty = _gemm_rows(r, dt, ta, tb)
     args = f.alloca(args_ty, name="gemm.args")
     flops = b.mul(b.mul(m, n), k)
-    want = b.sdiv(m, ir.Constant(I64, GEMM_MIN_ROWS))
+    # split the larger of M and N: each thread then re-packs only the smaller operand
+    by_cols = b.icmp_signed(">", n, m)
+    span = b.select(by_cols, n, m)
+    want = b.sdiv(span, ir.Constant(I64, GEMM_MIN_ROWS))
     nthr = b.sext(f.nthreads, I64)
     nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
     big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
@@ -73,22 +76,24 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
             pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
-            for j, v in enumerate([n, k, al, be, pa, lda, pb, ldb, pc, ldc]):
+            cols = b.zext(by_cols, I64)
+            for j, v in enumerate([n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols]):
                 b.store(v, _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                                 source_etype=args_ty))  # fmt: skip
             serial = b.icmp_signed("<=", nt, one)
             with b.if_else(serial, likely=True) as (then, otherwise):
                 with then:
-                    b.call(rows_fn, [args, ir.Constant(I64, 0), m])
+                    b.call(rows_fn, [args, ir.Constant(I64, 0), span])
                 with otherwise:
-                    b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), m, nt])
+                    b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), span, nt])
 
 
 def _gemm_rows(r, dt, ta, tb):
-    """(rows function, argument struct type) for one (dtype, trans_a, trans_b):
-    ``rows(args, m0, m1)`` computes rows [m0, m1) of C (a gc.parallel_for body)."""
+    """(part function, argument struct type) for one (dtype, trans_a, trans_b):
+    ``part(args, p0, p1)`` computes rows [p0, p1) of C, or columns when ``args.cols`` is set
+    (a gc.parallel_for body)."""
     sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
-    args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64])
+    args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64])
     name = f"gc.gemm_rows.{sfx}"
     fn = r._decls.get(name)
     if fn is not None:
@@ -115,10 +120,23 @@ def _gemm_rows(r, dt, ta, tb):
                                  field_(7, I64), field_(8, PTR), field_(9, I64))  # fmt: skip
     if dt == _dt.float32:
         al, be = b.fptrunc(al, fty), b.fptrunc(be, fty)
-    a_off = m0 if ta else b.mul(m0, lda)  # first row of op(A)
-    pa = _gep(b, pa, [b.mul(a_off, ir.Constant(I64, esize))], source_etype=I8)
-    pc = _gep(b, pc, [b.mul(b.mul(m0, ldc), ir.Constant(I64, esize))], source_etype=I8)
-    rows = b.sub(m1, m0)
+    m, cols = field_(10, I64), field_(11, I64)
+    es = ir.Constant(I64, esize)
+    zero = ir.Constant(I64, 0)
+    by_cols = b.icmp_signed("!=", cols, zero)
+    # rows [p0, p1): A from row p0 of op(A), C from row p0
+    a_row = m0 if ta else b.mul(m0, lda)
+    # columns [p0, p1): B from column p0 of op(B), C from column p0
+    b_col = b.mul(m0, ldb) if tb else m0
+    a_off = b.select(by_cols, zero, a_row)
+    b_off = b.select(by_cols, b_col, zero)
+    c_off = b.select(by_cols, m0, b.mul(m0, ldc))
+    pa = _gep(b, pa, [b.mul(a_off, es)], source_etype=I8)
+    pb = _gep(b, pb, [b.mul(b_off, es)], source_etype=I8)
+    pc = _gep(b, pc, [b.mul(c_off, es)], source_etype=I8)
+    part = b.sub(m1, m0)
+    rows = b.select(by_cols, m, part)
+    n = b.select(by_cols, part, n)
 
     def i32(v):
         return b.trunc(v, I32)
