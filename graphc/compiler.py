@@ -57,4 +57,15 @@ def compile_program(program: Program, target: str, options: CompileOptions) -> E
     exe = build_executable(program, result, options)
     exe.stats.setdefault("compile_seconds", {}).update(result.seconds)
     exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
+    if options.dump_dir is not None:
+        _dump_dot(options.dump_dir, exe)
     return exe
+
+
+def _dump_dot(dump_dir, exe: Executable) -> None:
+    """The optimised program as DOT, fusion groups as clusters (``dot -Tsvg graph.dot``)."""
+    from pathlib import Path
+
+    d = Path(dump_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{exe.target}.graph.dot").write_text(exe.to_dot())
