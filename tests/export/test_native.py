@@ -311,3 +311,15 @@ def test_fuzzed_object_structure_never_crashes(artifact, tmp_path):
     assert proc.returncode == 0, f"fuzz child died (rc {proc.returncode}):\n{tail}"
     counts = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert counts["invalid"] >= 20 and counts["ran"] >= 1, counts  # most flips are caught
+
+
+def test_cli_inspect_shows_native_code(artifact, capsys):
+    from graphc.backends.llvm import jit
+    from graphc.cli import main
+
+    path, _, _ = artifact
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"native code   yes: llvm-cpu for {jit.host()['triple']}" in out
+    assert f"CPU {jit.host()['cpu']}" in out and "needs CPU features" in out
+    assert "this machine: can run it" in out
