@@ -89,6 +89,12 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
             options.cache_dir = Path(tmp)
         exe = compile_program(program, sess.target, options)
         native = _export_native(program, exe, options)
+        if native is None and options is sess.options and _has_native(exe):
+            # the session's cache directory is unusable (e.g. read-only): use a private one
+            options = copy.copy(options)
+            options.cache_dir = Path(tmp)
+            exe = compile_program(program, sess.target, options)
+            native = _export_native(program, exe, options)
     optimised = exe.program
     var_names = sorted({
         n.attrs["var"] for n in optimised.nodes
@@ -147,6 +153,10 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
     }
     write_container(path, header, sections)
     return str(path)
+
+
+def _has_native(exe) -> bool:
+    return exe.target == "cpu" and not exe.stats.get("host_fallback_ops")
 
 
 def _export_native(program, exe, options):

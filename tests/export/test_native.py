@@ -323,3 +323,36 @@ def test_cli_inspect_shows_native_code(artifact, capsys):
     assert f"native code   yes: llvm-cpu for {jit.host()['triple']}" in out
     assert f"CPU {jit.host()['cpu']}" in out and "needs CPU features" in out
     assert "this machine: can run it" in out
+
+
+def test_training_step_runs_natively_and_updates_its_variables(tmp_path):
+    """An artifact whose outputs depend on assignments: each call is one SGD step."""
+    rng = np.random.default_rng(5)
+    x = gc.placeholder(gc.float32, (None, 6), name="x")
+    t = gc.placeholder(gc.float32, (None, 2), name="t")
+    w = gc.Variable(rng.normal(size=(6, 2)).astype(np.float32), name="w")
+    loss = gc.reduce_mean(gc.square(gc.matmul(x, w) - t))
+    (grad,) = gc.gradients(loss, [w])
+    with gc.control_dependencies([gc.assign_sub(w, 0.1 * grad)]):
+        stepped = gc.identity(loss)
+    sess = gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None))
+    sess.run(gc.global_variables_initializer())
+    gc.export(sess, tmp_path / "step.gca", inputs={"x": x, "t": t}, outputs={"loss": stepped})
+    xs, ts = rng.normal(size=(9, 6)).astype(np.float32), rng.normal(size=(9, 2)).astype(np.float32)
+    want = [sess.run(stepped, {x: xs, t: ts}) for _ in range(3)]
+    m = gc.load(tmp_path / "step.gca")
+    assert m.loaded_native
+    got = [m(x=xs, t=ts)["loss"] for _ in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got[2] < got[0]
+
+
+def test_unwritable_session_cache_still_exports_native_code(tmp_path):
+    ro = tmp_path / "ro"
+    ro.write_text("a file, not a directory: the cache cannot be written here")
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    sess = gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=ro))
+    gc.export(sess, tmp_path / "m.gca", inputs={"x": x}, outputs={"y": gc.exp(x)})
+    m = gc.load(tmp_path / "m.gca")
+    assert m.loaded_native
+    np.testing.assert_allclose(m(x=np.ones((2, 3)))["y"], np.exp(np.ones((2, 3))), rtol=1e-6)
