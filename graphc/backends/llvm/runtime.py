@@ -274,7 +274,8 @@ class LLVMRunner:
             for i, (name, ops) in enumerate(self.kernel_names):
                 trace.append((name, ops, tr[2 * i], tr[2 * i + 1]))
         for var, buf in kp.var_updates.items():
-            ctx.write_variable(var, self._value(buf, plan, arrays, feeds))
+            # a view is enough: the Session commits (copies) before this runner runs again
+            ctx.write_variable(var, self._value(buf, plan, arrays, feeds, copy=False))
         if self.simple_outputs:
             return [arrays[r] for r in kp.outputs]
         return [self._value(name, plan, arrays, feeds) for name in kp.outputs]
@@ -302,8 +303,9 @@ class LLVMRunner:
             arrays[r] = v
             self.table[self.slot_of[r]] = descriptor(v, keep)
 
-    def _value(self, name, plan, arrays, feeds):
-        """The array of buffer ``name`` after the run (outputs as is; others copied)."""
+    def _value(self, name, plan, arrays, feeds, copy=True):
+        """The array of buffer ``name`` after the run (outputs as is; others copied unless
+        ``copy=False``)."""
         b = self.kp.buffers[name]
         shape = plan.shapes[name]
         if b.kind == "input":
@@ -317,7 +319,8 @@ class LLVMRunner:
             return a
         n = int(np.prod(shape, dtype=np.int64))
         raw = a.reshape(-1).view(np.uint8)[: n * b.dtype.itemsize]
-        return np.array(raw.view(b.dtype.np).reshape(shape))
+        view = raw.view(b.dtype.np).reshape(shape)
+        return np.array(view) if copy else view
 
     def close(self) -> None:
         self._run = self._run_general
