@@ -347,3 +347,35 @@ def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype, m, n):
         want = 0.5 * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + 2.0 * c0
         np.testing.assert_allclose(c, want, rtol=1e-4 if dtype == np.float32 else 1e-10,
                                    atol=1e-3 if dtype == np.float32 else 1e-10)  # fmt: skip
+
+
+def test_runner_accepts_numpy_scalars_and_lists_as_feeds():
+    """The native code reads an ndarray's data pointer: anything else is converted first."""
+    f = Dim("n")
+    i = Var("i", i64t)
+    kp = KernelProgram(
+        buffers={
+            "x": Buffer("x", f32, (), "input"),
+            "y": Buffer("y", f32, (f,), "input"),
+            "z": Buffer("z", f32, (f,), "output"),
+        },  # fmt: skip
+        kernels=[
+            Kernel(
+                "k",
+                (
+                    Loop(
+                        "i",
+                        i64(0),
+                        f,
+                        (Store("z", i, Math.ADD(Load("x", i64(0), f32), Load("y", i, f32))),),
+                    ),
+                ),
+            )
+        ],  # fmt: skip
+        dims={"n": (1, 0)},
+        inputs=("x", "y"),
+        outputs=("z",),
+    )
+    c = compile_kernel_program(kp, _opts())
+    (z,) = c.runner.run(RunContext({}, {}, [np.float32(2.0), [1.0, 2.0]]), None)
+    np.testing.assert_array_equal(z, [3.0, 4.0])

@@ -195,6 +195,7 @@ class LLVMRunner:
             table[slot_of[r]] = id(a)  # cached for this plan: set once
         slow = self._run_general
         empty = np.empty
+        ndarray = np.ndarray
 
         def run(ctx, trace=None):
             if trace is not None:
@@ -202,7 +203,8 @@ class LLVMRunner:
             feeds = ctx.feeds
             for k, slot, npdt, shape in ins:
                 a = feeds[k]
-                if a.dtype is not npdt or a.shape != shape or not a.flags.c_contiguous:
+                if (type(a) is not ndarray or a.dtype is not npdt or a.shape != shape
+                        or not a.flags.c_contiguous):  # fmt: skip
                     return slow(ctx, trace)
                 table[slot] = id(a)
             res = []
@@ -224,13 +226,15 @@ class LLVMRunner:
         if self.static:
             dvals = ()
         else:
-            dvals = tuple(int(feeds[k].shape[axis]) for k, axis in self.dim_src)
+            dvals = tuple(int(np.shape(feeds[k])[axis]) for k, axis in self.dim_src)
         plan = self._plans.get(dvals) or self._plan(dvals)
         table = self.table
         keep = []  # arrays (and descriptor blocks) the native code uses during the call
         shapes = plan.shapes
         for k, name, slot, npdt in self.inputs:
             arr = feeds[k]
+            if not isinstance(arr, np.ndarray):  # numpy scalars, lists: the native code
+                arr = np.asarray(arr)  # reads an ndarray's data pointer (see descriptor)
             if arr.dtype != npdt or not arr.flags.c_contiguous:
                 arr = np.array(arr, dtype=npdt, order="C")  # keeps 0-d arrays 0-d
             if arr.shape != shapes[name]:
