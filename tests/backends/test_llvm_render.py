@@ -63,7 +63,7 @@ def _w1_ref(x):
 def test_w1_chain_dynamic_sizes(rng, threads):
     kp = _w1_program()
     c = compile_kernel_program(kp, _opts(threads))
-    for n in (0, 1, 17, 1000, 300_000):  # 300k: large enough to split over threads
+    for n in (0, 1, 17, 1000, 300_000):  # 300k: large enough to split over threads (18M units)
         x = (rng.standard_normal(n) * 4).astype(np.float32)
         (z,) = c.runner.run(RunContext({}, {}, [x]), None)
         assert z.shape == (n,) and z.dtype == np.float32
@@ -315,12 +315,12 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
 
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,n", [(200, 96), (96, 200)], ids=["rows", "columns"])
+@pytest.mark.parametrize("m,n", [(400, 192), (192, 400)], ids=["rows", "columns"])
 def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype, m, n):
-    """Big enough (>= 2^21 multiply-adds) to be split over two threads, by rows of C when
+    """Big enough (>= 2^24 multiply-adds) to be split over two threads, by rows of C when
     M >= N, else by columns."""
     d = dt.as_dtype(dtype)
-    k = 160
+    k = 256
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     c0 = rng.standard_normal((m, n)).astype(dtype)

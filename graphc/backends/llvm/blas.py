@@ -18,8 +18,9 @@ from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
 
-#: a GEMM is split over threads when it has at least this many multiply-adds ...
-GEMM_PARALLEL_MIN_FLOPS = 1 << 21
+#: a GEMM is split over threads when it has at least this many multiply-adds (~160 us on
+#: one core: thread start-up is 25-70 us) ...
+GEMM_PARALLEL_MIN_FLOPS = 1 << 24
 #: ... and at least this many rows of C per thread
 GEMM_MIN_ROWS = 32
 
