@@ -148,6 +148,17 @@ def buffers_used(body) -> set:
     return out
 
 
+def _has_vars(e) -> bool:
+    """Whether an expression reads a loop variable, a local or memory (not only Dims)."""
+    if isinstance(e, Var | Load):
+        return True
+    if isinstance(e, Call):
+        return any(_has_vars(a) for a in e.args)
+    if isinstance(e, Cast):
+        return _has_vars(e.x)
+    return False
+
+
 def _body_cost(body) -> int:
     """Static work estimate of one execution of ``body`` (inner loops of unknown trip count
     count as 64 iterations)."""
@@ -447,8 +458,7 @@ class Renderer:
             p = _gep(b, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
             b.store(b.load(slot, typ=value_type(dt)), p)
         trips = b.sub(hi, lo)
-        cost = max(_body_cost(s.body), 1)
-        work = b.mul(trips, ir.Constant(I64, cost))
+        work = b.mul(trips, self._cost_ir(f, s.body))
         want = b.sdiv(work, ir.Constant(I64, PARALLEL_MIN_WORK))
         nthr = b.sext(f.nthreads, I64)
         n = b.select(b.icmp_signed("<", want, nthr), want, nthr)
@@ -469,6 +479,24 @@ class Renderer:
                     b.store(v, _gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
                                     source_etype=ctx_ty))  # fmt: skip
                 b.call(self._parallel_for(), [outl.wrapper, ctx, lo, trips, n])
+
+    def _cost_ir(self, f: _Fn, body):
+        """Work estimate of one execution of ``body`` as an i64 value: like _body_cost, but
+        inner loops whose bounds depend on runtime dims only count their real trip count."""
+        b = f.b
+        static = 0
+        total = None
+        for s in body:
+            if isinstance(s, Loop) and not (_has_vars(s.start) or _has_vars(s.stop)):
+                inner = self._cost_ir(f, s.body)
+                n = b.sub(self._index(f, s.stop), self._index(f, s.start))
+                n = b.select(b.icmp_signed("<", n, ir.Constant(I64, 0)), ir.Constant(I64, 0), n)
+                term = b.mul(n, inner)
+                total = term if total is None else b.add(total, term)
+            else:
+                static += _body_cost((s,))
+        const = ir.Constant(I64, max(static, 1))
+        return const if total is None else b.add(total, const)
 
     def _outline(self, f: _Fn, s: Loop, roots, locals_, frame_ty, j):
         args = [PTR] * len(roots) + [PTR, PTR, I64, I64]
