@@ -223,3 +223,19 @@ def test_recycled_outputs_never_overwrite_arrays_the_caller_holds():
         del first, view
         third = sess.run(y, {x: np.full(n, 5.0, np.float32)})
         assert np.all(second == 6) and np.all(third == 10)
+
+
+def test_max_min_reductions_propagate_nan_like_numpy():
+    x = gc.placeholder(gc.float32, (None, 40), name="x")
+    outs = [gc.reduce_max(x, axis=1), gc.reduce_min(x, axis=1), gc.nn.softmax(x)]
+    xv = np.random.default_rng(5).normal(size=(6, 40)).astype(np.float32)
+    xv[1, 17] = np.nan
+    xv[3, 0] = -np.inf
+    xv[4, :] = -0.0
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        got = sess.run(outs, {x: xv})
+    with gc.Session("reference") as sess:
+        want = sess.run(outs, {x: xv})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_allclose(g[~np.isnan(w)], w[~np.isnan(w)], rtol=1e-6)

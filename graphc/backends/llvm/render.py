@@ -741,7 +741,11 @@ class Renderer:
         if fn is Math.DIV:
             return b.fdiv(x, y, flags=flags)
         if fn in (Math.MAX, Math.MIN):
-            # numpy maximum/minimum propagate NaN from either side
+            # numpy maximum/minimum propagate NaN from either side. In a reduction, the
+            # IEEE-754-2019 intrinsics (same NaN rule) let LLVM vectorise the loop.
+            if "reassoc" in flags:
+                name = "llvm.maximum" if fn is Math.MAX else "llvm.minimum"
+                return intr(name, x, y)
             pick = b.fcmp_ordered(">" if fn is Math.MAX else "<", x, y)
             r = b.select(pick, x, y)
             return b.select(b.fcmp_unordered("uno", x, x), x, r)
