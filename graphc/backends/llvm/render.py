@@ -148,6 +148,37 @@ def buffers_used(body) -> set:
     return out
 
 
+class _SSA:
+    """A scope entry bound to an SSA value (a local assigned by exactly one Let)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+
+def _single_lets(body) -> set:
+    """Locals assigned by exactly one Let in ``body`` (nested bodies included), minus loop
+    variables: their one definition dominates every use (a local is visible only after its
+    Let, in the same body and nested ones), so they can be SSA values."""
+    counts: dict = {}
+    loops: set = set()
+
+    def walk(stmts):
+        for s in stmts:
+            if isinstance(s, Let):
+                counts[s.var] = counts.get(s.var, 0) + 1
+            elif isinstance(s, Loop):
+                loops.add(s.var)
+                walk(s.body)
+            elif isinstance(s, If):
+                walk(s.then)
+                walk(s.orelse)
+
+    walk(body)
+    return {v for v, n in counts.items() if n == 1 and v not in loops}
+
+
 def _has_vars(e) -> bool:
     """Whether an expression reads a loop variable, a local or memory (not only Dims)."""
     if isinstance(e, Var | Load):
@@ -203,6 +234,7 @@ class _Fn:
         self.dim_vals: dict = {}
         self.scope: dict = {}  # var -> (alloca, dtype)
         self.memo: dict = {}
+        self.single: set = set()  # locals bound as SSA values (see _single_lets)
 
     def finish(self):
         ir.IRBuilder(self.entry).branch(self.body_block)
@@ -354,6 +386,7 @@ class Renderer:
         f.nthreads = fn.args[len(roots) + 1]
         f.kernel_name = name
         f.par_count = 0
+        f.single = _single_lets(k.body)
         self._stmts(f, k.body, top=True)
         f.b.ret_void()
         f.finish()
@@ -397,8 +430,14 @@ class Renderer:
         f.memo = {}
 
     def _let(self, f: _Fn, s: Let):
+        if s.var in f.single and not s.reduce:
+            # assigned once in the kernel: bind the SSA value itself (no alloca/store/load:
+            # a third fewer instructions to print, parse and optimise)
+            v = self._cast(f, self._expr(f, s.value), expr_dtype(s.value), s.dtype)
+            f.scope[s.var] = (_SSA(v), s.dtype)
+            return
         slot = f.scope.get(s.var)
-        if slot is None or slot[1] != s.dtype:
+        if slot is None or slot[1] != s.dtype or isinstance(slot[0], _SSA):
             slot = (f.alloca(value_type(s.dtype), name=_sanitize(s.var)), s.dtype)
             f.scope[s.var] = slot
         flags = ("reassoc", "nsz") if s.reduce and s.dtype.is_floating else ()
@@ -456,7 +495,8 @@ class Renderer:
         frame = f.alloca(frame_ty, name="frame")
         for k, (_, (slot, dt)) in enumerate(locals_):
             p = _gep(b, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
-            b.store(b.load(slot, typ=value_type(dt)), p)
+            v = slot.v if isinstance(slot, _SSA) else b.load(slot, typ=value_type(dt))
+            b.store(v, p)
         trips = b.sub(hi, lo)
         work = b.mul(trips, self._cost_ir(f, s.body))
         want = b.sdiv(work, ir.Constant(I64, PARALLEL_MIN_WORK))
@@ -513,6 +553,7 @@ class Renderer:
         g.nthreads = ir.Constant(I32, 1)
         g.kernel_name = f"{f.kernel_name}.par{j}"
         g.par_count = 0
+        g.single = f.single
         eb = ir.IRBuilder(g.entry)
         for k, (var, (_, dt)) in enumerate(locals_):
             slot = eb.alloca(value_type(dt), name=_sanitize(var))
@@ -637,6 +678,8 @@ class Renderer:
             slot = f.scope.get(e.name)
             if slot is None:
                 raise ValueError(f"variable {e.name!r} used before definition")
+            if isinstance(slot[0], _SSA):
+                return slot[0].v
             return b.load(slot[0], typ=value_type(slot[1]))
         if isinstance(e, Dim):
             return f.dim(e.name)
