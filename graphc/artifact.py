@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 from .errors import InvalidArtifactError
+from .fsutil import atomic_write_bytes
 
 MAGIC = b"GRAPHC\x00\x01"
 FORMAT_VERSION = 1
@@ -32,25 +31,9 @@ def write_container(path, header: dict, sections: dict) -> None:
         offset += len(data)
     head = dict(header, format_version=FORMAT_VERSION, sections=entries)
     head_bytes = json.dumps(head, sort_keys=True).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(struct.pack("<Q", len(head_bytes)))
-            f.write(head_bytes)
-            f.write(hashlib.sha256(head_bytes).digest())
-            for data in sections.values():
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    body = [MAGIC, struct.pack("<Q", len(head_bytes)), head_bytes,
+            hashlib.sha256(head_bytes).digest(), *sections.values()]  # fmt: skip
+    atomic_write_bytes(path, b"".join(body))
 
 
 def read_container(path) -> tuple[dict, dict]:

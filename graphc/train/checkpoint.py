@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 
 import numpy as np
 
 from ..errors import InvalidArtifactError
+from ..fsutil import atomic_write_bytes
 
 MAGIC = b"GCCKPT01"
 FORMAT = "graphc-checkpoint"
@@ -115,22 +114,7 @@ def decode(raw: bytes, source: str = "<bytes>") -> tuple[dict, dict]:
 
 def write_file(path: str, raw: bytes) -> None:
     """Write ``raw`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)  # fmt: skip
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, raw)
 
 
 def read_file(path: str) -> tuple[dict, dict]:

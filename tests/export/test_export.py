@@ -116,12 +116,12 @@ def test_export_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "m.gca"
     gc.export(sess, path, inputs={"x": x}, outputs={"y": y})
     good = path.read_bytes()
-    import graphc.artifact as artifact
+    import graphc.fsutil as fsutil
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(artifact.os, "fsync", boom)
+    monkeypatch.setattr(fsutil.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         gc.export(sess, path, inputs={"x": x}, outputs={"y": y * 2})
     assert path.read_bytes() == good

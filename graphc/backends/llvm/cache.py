@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ... import dtypes as _dt
+from ...fsutil import atomic_write_bytes
 from ...kernel.expr import Call, Cast, Const, Dim, Math
 from ...kernel.ir import Buffer, Check, KernelProgram
 
@@ -86,17 +85,8 @@ def save(cache_dir, key: str, manifest: dict, obj: bytes) -> bool:
         man = json.dumps(manifest, separators=(",", ":")).encode()
         body = MAGIC + struct.pack("<Q", len(man)) + man + struct.pack("<Q", len(obj)) + obj
         data = body + hashlib.sha256(body).digest()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gcx", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, entry_path(d, key))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # no fsync: a cache entry lost in a crash is only a recompile
+        atomic_write_bytes(entry_path(d, key), data, fsync=False)
         return True
     except OSError:
         return False
