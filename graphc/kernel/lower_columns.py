@@ -12,7 +12,8 @@ rather than strided over the reduced axis::
             for c in t*T .. min(C, t*T + T): out[o*C + c] = op(out[o*C + c], x[o, a, c])
         (mean: for c ...: out[o*C + c] /= count)
 
-Taken only for groups made of reductions and the producers fused into them, with
+Taken only for groups made of reductions, the producers fused into them and reshapes of their
+rows (a SumToShape lowered to Sum + Reshape), with
 ``sum/mean/prod/max/min/any/all`` reductions whose output dtype is their accumulator's;
 anything else returns None and gets the row layout.
 """
@@ -23,6 +24,7 @@ from . import lowerings as L
 from . import sym
 from .expr import Cast, Const, Load, Math
 from .ir import Store
+from .lower import Ix
 
 #: output-row elements per parallel iteration when the row is long
 TILE = 512
@@ -42,9 +44,16 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     if not axes or axes[-1] == len(space) - 1:
         return None  # the reduced axis is already innermost: the row layout is unit-stride
     red_ids = set(specs)
-    if any(src in red_ids for n in nodes for src, _ in n.inputs):
-        return None  # a member reads a reduction's row: row kernel
-    if sorted(stored) != sorted((r, 0) for r in red_ids):
+    views = _row_views(nodes, red_ids)
+    if views is None:
+        return None  # a member computes with a reduction's row: row kernel
+    targets: dict = {r: [] for r in red_ids}  # reduction id -> refs holding its row
+    for ref in stored:
+        rid = ref[0] if ref[0] in red_ids else views.get(ref[0])
+        if rid is None or ref[1] != 0:
+            return None
+        targets[rid].append(tuple(ref))
+    if not all(targets.values()):
         return None
     for r in reductions:
         if lw.program.spec((r.id, 0)).dtype != lw.program.spec(specs[r.id].ref).dtype:
@@ -60,7 +69,13 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     else:
         tiles = sym.floordiv(sym.add(c_size, TILE - 1), TILE)
     kb = GroupEmitter(lw, name, [n.id for n in nodes])
-    outs = {r.id: kb.out_buffer(r) for r in reductions}
+    prog = lw.program
+    # accumulate in the first stored view of each row, copy the finished chunk to the others
+    bufs = {
+        rid: [kb.out_buffer(prog.node(ref[0]), ref[1]) for ref in sorted(refs)]
+        for rid, refs in targets.items()
+    }
+    outs = {rid: b[0] for rid, b in bufs.items()}
     dts = {r.id: r.outs[0].dtype for r in reductions}
     red_shape = [space[d] for d in axes]
     with kb.loop(sym.mul(sym.product(outer), tiles), parallel=True) as p:
@@ -92,7 +107,11 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                 od, ad = iter(outer_dims), iter(avars)
                 dims = [next(ad) if d in axes else next(od) for d in range(last + 1)]
                 base = sym.flat_index(dims, space[: last + 1])
-                ix = kb.ix(space, flat=sym.add(sym.mul(base, c_size), c))
+                flat = sym.add(sym.mul(base, c_size), c)
+                # one trailing axis: hand over the multi-index too, so broadcast operands
+                # are indexed by loop variables instead of divisions of the flat index
+                full = (*dims, c) if len(inner) == 1 else None
+                ix = Ix(kb, space, full, flat)
                 for r in reductions:
                     s, dt, buf = specs[r.id], dts[r.id], outs[r.id]
                     v = kb.value(s.ref, ix)
@@ -109,4 +128,35 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                     at = sym.add(row, c)
                     cur = kb.bind(Load(buf, at, dt), dt)
                     kb.emit(Store(buf, at, Math.DIV(cur, Cast(count, dt))))
+        copies = [r for r in reductions if len(bufs[r.id]) > 1]
+        if copies:
+            with chunk() as c:
+                at = sym.add(row, c)
+                for r in copies:
+                    dt = dts[r.id]
+                    cur = kb.bind(Load(outs[r.id], at, dt), dt)
+                    kb.reads.add(outs[r.id])
+                    for buf in bufs[r.id][1:]:
+                        kb.emit(Store(buf, at, cur))
     return kb, kb.body()
+
+
+#: ops that only re-view their first input (same elements in the same row-major order)
+_VIEWS = ("Reshape", "ReshapeLike", "ExpandDims", "Squeeze")
+
+
+def _row_views(nodes, red_ids):
+    """node id -> reduction id for the members that are views (reshapes) of a reduction's
+    row, e.g. the Reshape a SumToShape becomes after its Sum; they share the row's flat
+    index, so the column kernel stores the row into their buffers directly. None when a
+    member does anything else with a row (an elementwise epilogue needs the row kernel)."""
+    views: dict = {}
+    for n in nodes:  # program order: a view of a view follows it
+        rows = [i for i, (src, _) in enumerate(n.inputs) if src in red_ids or src in views]
+        if not rows:
+            continue
+        if n.op not in _VIEWS or rows != [0] or n.inputs[0][1] != 0 or len(n.outs) != 1:
+            return None
+        src = n.inputs[0][0]
+        views[n.id] = views.get(src, src)
+    return views
