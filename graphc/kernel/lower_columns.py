@@ -12,8 +12,14 @@ rather than strided over the reduced axis::
             for c in t*T .. min(C, t*T + T): out[o*C + c] = op(out[o*C + c], x[o, a, c])
         (mean: for c ...: out[o*C + c] /= count)
 
-Taken only for groups made of reductions, the producers fused into them and reshapes of their
-rows (a SumToShape lowered to Sum + Reshape), with
+Taken only for groups made of reductions, the producers fused into them and an epilogue over
+their rows: reshapes of a row (a SumToShape lowered to Sum + Reshape) share its buffer, and
+elementwise consumers of the rows (a bias gradient's SGD update) are computed per chunk once
+the rows are final::
+
+        for c in t*T .. min(C, t*T + T): y[o*C + c] = f(out[o*C + c], ...)
+
+(a row that is not stored itself accumulates in a temporary row buffer); with
 ``sum/mean/prod/max/min/any/all`` reductions whose output dtype is their accumulator's;
 anything else returns None and gets the row layout.
 """
@@ -44,17 +50,21 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     if not axes or axes[-1] == len(space) - 1:
         return None  # the reduced axis is already innermost: the row layout is unit-stride
     red_ids = set(specs)
+    post = _row_epilogue(lw, nodes, red_ids, space, axes)
+    if post is None:
+        return None  # a member uses a row in a way the column kernel cannot: row kernel
     views = _row_views(nodes, red_ids)
-    if views is None:
-        return None  # a member computes with a reduction's row: row kernel
-    targets: dict = {r: [] for r in red_ids}  # reduction id -> refs holding its row
+    targets: dict = {r: [] for r in red_ids}  # reduction id -> stored refs equal to its row
+    computed = []  # stored refs of the elementwise epilogue, computed from finished rows
     for ref in stored:
+        ref = tuple(ref)
         rid = ref[0] if ref[0] in red_ids else views.get(ref[0])
-        if rid is None or ref[1] != 0:
+        if ref[1] != 0 or (rid is None and ref[0] not in post):
             return None
-        targets[rid].append(tuple(ref))
-    if not all(targets.values()):
-        return None
+        if rid is None:
+            computed.append(ref)
+        else:
+            targets[rid].append(ref)
     for r in reductions:
         if lw.program.spec((r.id, 0)).dtype != lw.program.spec(specs[r.id].ref).dtype:
             return None
@@ -75,6 +85,10 @@ def emit_column_group(lw, name, nodes, stored, reductions):
         rid: [kb.out_buffer(prog.node(ref[0]), ref[1]) for ref in sorted(refs)]
         for rid, refs in targets.items()
     }
+    for rid, b in bufs.items():
+        if not b:  # the row is only read by the epilogue: a temporary row buffer
+            b.append(lw.buffer_for_write((rid, 0)))
+            kb.writes.add(b[0])
     outs = {rid: b[0] for rid, b in bufs.items()}
     dts = {r.id: r.outs[0].dtype for r in reductions}
     red_shape = [space[d] for d in axes]
@@ -138,6 +152,19 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                     kb.reads.add(outs[r.id])
                     for buf in bufs[r.id][1:]:
                         kb.emit(Store(buf, at, cur))
+        if computed:
+            with chunk() as c:
+                at = sym.add(row, c)
+                kb.row_flat = at
+                for r in reductions:
+                    dt = dts[r.id]
+                    kb.row_values[r.id] = kb.bind(Load(outs[r.id], at, dt), dt)
+                    kb.reads.add(outs[r.id])
+                for ref in computed:
+                    v = kb.value(ref, kb.ix(lw.shapes[ref], flat=at))
+                    kb.emit(Store(kb.out_buffer(prog.node(ref[0]), ref[1]), at, v))
+                kb.row_flat = None
+                kb.row_values.clear()
     return kb, kb.body()
 
 
@@ -145,18 +172,43 @@ def emit_column_group(lw, name, nodes, stored, reductions):
 _VIEWS = ("Reshape", "ReshapeLike", "ExpandDims", "Squeeze")
 
 
+def _row_epilogue(lw, nodes, red_ids, space, axes):
+    """Ids of the members computed from reductions' rows (elementwise ops and reshapes of
+    row-shaped values, evaluated per row element once the rows are final), or None when a
+    member mixes a row with a full-space member or is anything else."""
+    from .lower import _is_row_shape
+
+    row_size = sym.product([d for i, d in enumerate(space) if i not in axes])
+    members = {n.id for n in nodes}
+    post: set = set()
+    for n in nodes:  # program order: producers first
+        srcs = [src for src, _ in n.inputs if src in members]
+        if n.id in red_ids or not any(s in red_ids or s in post for s in srcs):
+            continue
+        if any(s not in red_ids and s not in post for s in srcs):
+            return None  # also needs a value over the reduced space
+        if len(n.outs) != 1 or (n.op not in _VIEWS and L.op_kind(n) != "elementwise"):
+            return None
+        shape = lw.shapes[(n.id, 0)]
+        if sym.product(shape) != row_size:
+            return None
+        if n.op not in _VIEWS and not _is_row_shape(shape, space, axes):
+            return None
+        post.add(n.id)
+    return post
+
+
 def _row_views(nodes, red_ids):
     """node id -> reduction id for the members that are views (reshapes) of a reduction's
     row, e.g. the Reshape a SumToShape becomes after its Sum; they share the row's flat
-    index, so the column kernel stores the row into their buffers directly. None when a
-    member does anything else with a row (an elementwise epilogue needs the row kernel)."""
+    index, so the column kernel stores the row into their buffers directly."""
     views: dict = {}
     for n in nodes:  # program order: a view of a view follows it
         rows = [i for i, (src, _) in enumerate(n.inputs) if src in red_ids or src in views]
         if not rows:
             continue
         if n.op not in _VIEWS or rows != [0] or n.inputs[0][1] != 0 or len(n.outs) != 1:
-            return None
+            continue  # computed by the epilogue, not an alias of the row
         src = n.inputs[0][0]
         views[n.id] = views.get(src, src)
     return views

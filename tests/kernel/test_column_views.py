@@ -120,13 +120,53 @@ def test_row_and_its_views_all_fetched():
     assert_close(got, ref, 1e-5, 1e-4)
 
 
-def test_elementwise_epilogue_keeps_the_row_layout():
+@pytest.mark.parametrize("cols", [32, 1100])  # one column tile / several
+def test_elementwise_epilogue_of_rows_gets_the_column_layout(cols):
+    x = gc.placeholder(gc.float32, (None, cols))
+    d = gc.placeholder(gc.float32, (None, cols))
+    b = gc.placeholder(gc.float32, (cols,))
+    s = gc.reshape(gc.reduce_sum(x * d, axis=0, keepdims=True), [cols])
+    y = b - 0.5 * s  # the row is not fetched: a temporary row buffer
+    prog, kp = _lower([y], [x, d, b])
+    (kernel,) = kp.kernels
+    assert _is_column_kernel(kernel), kp.text()
+    arrays = [_xs((13, cols), 1), _xs((13, cols), 2), _xs((cols,), 3)]
+    ref, got, _, _ = run_both(prog, kp, arrays)
+    assert_close(got, ref, 1e-5, 1e-4)
+    with gc.Session(graph=x.graph, target="cpu") as sess:  # the compiled CPU kernel too
+        out = sess.run(y, dict(zip([x, d, b], arrays)))
+    assert_close([out], ref, 1e-5, 1e-4)
+
+
+def test_row_read_with_the_reduced_space_keeps_the_row_layout():
     x = gc.placeholder(gc.float32, (None, 32))
-    y = gc.reshape(gc.reduce_sum(x, axis=0, keepdims=True), [32]) * 2.0
+    y = x - gc.reduce_mean(x, axis=0) + gc.reduce_sum(gc.exp(x), axis=0) * 2.0
     prog, kp = _lower([y], [x])
     assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in _walk(k.body))
     ref, got, _, _ = run_both(prog, kp, [_xs((9, 32), 4)])
     assert_close(got, ref, 1e-5, 1e-4)
+
+
+def test_bias_sgd_update_fused_with_its_gradient_is_a_column_kernel():
+    x = gc.placeholder(gc.float32, (None, 8, 8, 16))
+    bias = gc.Variable(np.linspace(-1, 1, 16).astype(np.float32), name="bias")
+    loss = gc.reduce_sum(gc.square(gc.nn.relu(x + bias)))
+    (g,) = gc.gradients(loss, [bias])
+    step = gc.assign_sub(bias, 0.01 * g)
+    prog = extract([step], [], [x])
+    opts = CompileOptions(cache_dir=None)
+    prog = optimize(prog, opts).program
+    kp = lower(prog, fuse(prog, opts), None, reduction_layout="columns")
+    (k,) = [k for k in kp.kernels if "AssignSub" in k.op_types]
+    assert {"Sum", "SumToShape"} & set(k.op_types), k.op_types  # fused with the gradient
+    assert _is_column_kernel(k), kp.text()
+    xs = _xs((5, 8, 8, 16), 9)
+    b0 = np.linspace(-1, 1, 16).astype(np.float32)
+    want = b0 - 0.01 * (2 * np.maximum(xs + b0, 0)).sum(axis=(0, 1, 2))
+    with gc.Session(graph=x.graph, target="cpu") as sess:
+        sess.run(gc.global_variables_initializer())
+        got = sess.run(step, {x: xs})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_layer_norm_gamma_beta_gradients_use_the_column_layout():
