@@ -315,10 +315,15 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
 
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,n", [(400, 192), (192, 400)], ids=["rows", "columns"])
+@pytest.mark.parametrize(
+    "m,n", [(400, 192), (192, 400), (32, 1024)], ids=["rows", "columns", "thin-threshold"]
+)
 def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype, m, n):
-    """Big enough (>= 2^24 multiply-adds) to be split over two threads, by rows of C when
-    M >= N, else by columns."""
+    """Big enough (>= blas.GEMM_PARALLEL_MIN_FLOPS multiply-adds; the thin case exactly at it)
+    to be split over two threads, by rows of C when M >= N, else by columns."""
+    from graphc.backends.llvm import blas
+
+    assert m * n * 256 >= blas.GEMM_PARALLEL_MIN_FLOPS
     d = dt.as_dtype(dtype)
     k = 256
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)

@@ -18,9 +18,11 @@ from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
 
-#: a GEMM is split over threads when it has at least this many multiply-adds (~160 us on
-#: one core: thread start-up is 25-70 us) ...
-GEMM_PARALLEL_MIN_FLOPS = 1 << 24
+#: a GEMM is split over threads when it has at least this many multiply-adds (~170 us on
+#: one core at ~100 GFLOP/s: thread start-up is 25-70 us). Measured on 2 cores, W8 (MLP step,
+#: batches 32..256, whose batch-32 GEMMs have 8.4M-12.8M multiply-adds), median of 40 runs
+#: in separate processes: 2^24 13.8-14.0 ms, 2^23 11.8-12.2 ms, 2^22 12.3 ms ...
+GEMM_PARALLEL_MIN_FLOPS = 1 << 23
 #: ... and at least this many rows of C per thread
 GEMM_MIN_ROWS = 32
 
