@@ -1022,15 +1022,19 @@ class MaxPool(_Pool):
         return _pool_examples(max_pool2d)
 
 
-@register
-class MaxPoolGrad(_Pool):
-    """Inputs (x, g): g routed to the first maximum of each window of x, summed."""
+class _PoolGrad(_Pool):
+    """Inputs (x or a tensor shaped like it, g pooled-shaped): the output has x's shape."""
 
     def infer(self, specs, attrs):
         (pooled, dtype), = _Pool.infer(self, specs[:1], attrs)  # fmt: skip
         _float_same(specs)
         _check_pooled(specs[1].shape, pooled)
         return [(specs[0].shape, dtype)]
+
+
+@register
+class MaxPoolGrad(_PoolGrad):
+    """Inputs (x, g): g routed to the first maximum of each window of x, summed."""
 
     def ref(self, xs, attrs):
         x, g = xs
@@ -1129,14 +1133,8 @@ class AvgPool(_Pool):
 
 
 @register
-class AvgPoolGrad(_Pool):
+class AvgPoolGrad(_PoolGrad):
     """Inputs (like, g): each g spread evenly over its window; only like's shape is read."""
-
-    def infer(self, specs, attrs):
-        (pooled, dtype), = _Pool.infer(self, specs[:1], attrs)  # fmt: skip
-        _float_same(specs)
-        _check_pooled(specs[1].shape, pooled)
-        return [(specs[0].shape, dtype)]
 
     def ref(self, xs, attrs):
         like, g = xs
