@@ -1976,16 +1976,10 @@ def test_nn_ops_convert_numpy_arguments_to_the_input_dtype(target):
 
 
 # =============================================================================================
-# Known gaps in code owned by others (strict xfail: they start failing once fixed)
+# Integer arithmetic errors (TF: InvalidArgumentError at run time)
 # =============================================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graphc/kernel/expr.py (not mine): integer x // 0 gives x and x % 0 gives 0 silently "
-    "(the Math table guards the divisor); TF raises InvalidArgumentError 'Integer division by "
-    "zero' (API.md is silent, so TF1 decides)",
-)
 def test_integer_division_by_zero_is_an_error(target):
     a = gc.placeholder(gc.int32, (2,), name="a")
     b = gc.placeholder(gc.int32, (2,), name="b")
@@ -1993,12 +1987,31 @@ def test_integer_division_by_zero_is_an_error(target):
         run(a // b, {a: [7, 1], b: [0, 1]}, target=target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graphc/kernel/expr.py (not mine): integer pow clamps a negative exponent to 0, so "
-    "2 ** -1 == 1; TF raises InvalidArgumentError 'Integers to negative integer powers are "
-    "not allowed' (numpy raises ValueError)",
-)
+@pytest.mark.parametrize("dtype", [gc.int32, gc.int64])
+@pytest.mark.parametrize("op", ["floordiv", "mod", "divide_fused"])
+def test_integer_division_by_zero_names_the_op_and_valid_runs_still_work(target, dtype, op):
+    a = gc.placeholder(dtype, (None, 3), name="a")
+    b = gc.placeholder(dtype, (3,), name="b")
+    if op == "floordiv":
+        y = gc.floordiv(a, b, name="q")
+        want_op = "FloorDiv"
+    elif op == "mod":
+        y = gc.mod(a, b, name="q")
+        want_op = "FloorMod"
+    else:  # inside a fused elementwise chain
+        y = (gc.floordiv(a * 3, b, name="q") + 1) * 2
+        want_op = "FloorDiv"
+    av = np.array([[7, -7, 0], [5, 9, -2]])
+    with pytest.raises(
+        gc.errors.InvalidArgumentError, match=f"{want_op} '.*q.*'.*division by zero"
+    ):
+        run(y, {a: av, b: [2, 0, 1]}, target=target)
+    got = run(y, {a: av, b: [2, -3, 1]}, target=target)
+    bv = np.array([2, -3, 1])
+    want = {"floordiv": av // bv, "mod": av % bv, "divide_fused": (av * 3 // bv + 1) * 2}[op]
+    np.testing.assert_array_equal(got, want)
+
+
 def test_integer_pow_with_negative_exponent_is_an_error(target):
     a = gc.placeholder(gc.int32, (2,), name="a")
     with pytest.raises(gc.errors.InvalidArgumentError, match="(?i)negative"):

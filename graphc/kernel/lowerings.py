@@ -25,7 +25,7 @@ from .. import dtypes as _dt
 from ..ops.registry import REGISTRY
 from . import sym
 from .expr import Cast, Const, Load, Math, i64
-from .ir import RNG_BUFFER, Let, Loop, Store
+from .ir import RNG_BUFFER, STATUS_BUFFER, If, Let, Loop, Store
 
 KINDS: dict = {}
 VALUE: dict = {}
@@ -113,7 +113,19 @@ def _uses(e, fns) -> bool:
 def _scalar_body(g, node, ix):
     """OpDef.scalar with each operand loaded at its broadcast index."""
     args = [g.value(ref, g.broadcast_ix(ix, ref)) for ref in node.inputs]
-    return REGISTRY[node.op].scalar(args, node.attrs)
+    op_def = REGISTRY[node.op]
+    dt = g.lw.program.spec(tuple(node.inputs[0])).dtype if node.inputs else None
+    if dt is not None and dt.is_integer:
+        integer_error = getattr(op_def, "integer_error", None)
+        error = integer_error(args, dt) if integer_error else None
+        if error is not None:
+            # TF refuses integer division by zero (and negative integer powers) at run time:
+            # flag it in the status buffer; the runtime raises InvalidArgumentError after the run.
+            bad, message = error
+            slot = g.lw.plain_check(node, f"{node.op} '{node.name}': {message}")
+            g.emit(If(bad, (Store(STATUS_BUFFER, i64(slot), Const(1, _dt.int32)),)))
+            g.writes.add(STATUS_BUFFER)
+    return op_def.scalar(args, node.attrs)
 
 
 @value_rule("elementwise", "Identity", "StopGradient", "PlaceholderWithDefault", "CheckNumerics")

@@ -57,7 +57,17 @@ class Elementwise(OpDef):
     def scalar(self, args, attrs):
         return self.math(*args)
 
+    def integer_error(self, args, dtype):
+        """For integer operands of ``dtype``: ``(bad, message)``, ``bad`` a bool Expr over the
+        operand Exprs ``args`` true for an element TF refuses (division by zero...), or None.
+        The reference raises; the kernels report it through the status buffer."""
+        return None
+
     def ref(self, xs, attrs):
+        if xs and xs[0].dtype.kind in "iu":
+            error = self.integer_error([Arg(i) for i in range(len(xs))], _dt.as_dtype(xs[0].dtype))
+            if error is not None and np.any(eval_expr(error[0], list(xs))):
+                raise ArithmeticError(error[1])
         out = eval_expr(self.scalar([Arg(i) for i in range(len(xs))], attrs), list(xs))
         dtype = _dt.bool_.np if self.out_bool else xs[0].dtype
         return np.asarray(out).astype(dtype, copy=False)
@@ -110,16 +120,22 @@ class Binary(Elementwise):
         return apply1(self.type, [a, b])
 
 
+def _integer_examples(build, nonzero):
+    """int32/int64 cases (negative operands included) for ops with an integer error check:
+    divisors are non-zero (``nonzero``) or exponents small and non-negative."""
+    a = np.array([[7, -7, 0], [13, -1, 5]])
+    b = np.array([2, -3, 4]) if nonzero else np.array([0, 3, 2])
+    return [
+        Example(build, [a.astype(np.int32), b.astype(np.int32)], grad=False),
+        Example(build, [a.astype(np.int64), b[:1].astype(np.int64)], grad=False),
+    ]
+
+
 def _unbroadcast(g, x):
     """Sum gradient ``g`` down to the shape of input ``x`` (no-op when shapes are equal)."""
     if g is None:
         return None
-    if (
-        g.shape is not None
-        and x.shape is not None
-        and g.shape == x.shape
-        and None not in x.shape
-    ):
+    if g.shape is not None and x.shape is not None and g.shape == x.shape and None not in x.shape:
         return g
     return sum_to_shape(g, x)
 
@@ -158,6 +174,13 @@ class Mul(Binary):
 @register
 class RealDiv(Binary):
     math = Math.DIV
+
+    def integer_error(self, args, dtype):
+        return Math.EQ(args[1], Const(0, dtype)), "Integer division by zero"
+
+    def examples(self):
+        return super().examples() + _integer_examples(self._builder, nonzero=True)
+
     domain = ((-2.0, 2.0), (0.5, 2.0))
 
     def vjp(self, op, grads):
@@ -169,6 +192,13 @@ class RealDiv(Binary):
 @register
 class FloorDiv(Binary):
     math = Math.FLOORDIV
+
+    def integer_error(self, args, dtype):
+        return Math.EQ(args[1], Const(0, dtype)), "Integer division by zero"
+
+    def examples(self):
+        return super().examples() + _integer_examples(self._builder, nonzero=True)
+
     differentiable = False
     domain = ((-5.0, 5.0), (0.5, 2.0))
 
@@ -176,6 +206,10 @@ class FloorDiv(Binary):
 @register
 class FloorMod(Binary):
     math = Math.MOD
+
+    def integer_error(self, args, dtype):
+        return Math.EQ(args[1], Const(0, dtype)), "Integer division by zero"
+
     domain = ((-5.0, 5.0), (0.5, 2.0))
 
     def vjp(self, op, grads):
@@ -187,12 +221,22 @@ class FloorMod(Binary):
         # keep away from the jumps of mod so central differences are valid
         a = np.array([[0.3, 1.2, -0.7], [2.2, -1.6, 0.9]])
         b = np.array([1.5, 1.7, 1.9])
-        return [Example(self._builder, [a, b], grad=True)]
+        return [Example(self._builder, [a, b], grad=True)] + _integer_examples(
+            self._builder, nonzero=True
+        )
 
 
 @register
 class Pow(Binary):
     math = Math.POW
+
+    def integer_error(self, args, dtype):
+        message = "Integers to negative integer powers are not allowed"
+        return Math.LT(args[1], Const(0, dtype)), message
+
+    def examples(self):
+        return super().examples() + _integer_examples(self._builder, nonzero=False)
+
     domain = ((0.5, 2.0), (-2.0, 2.0))
 
     def vjp(self, op, grads):
@@ -292,9 +336,7 @@ _unary("Cos", Math.COS, lambda op, g: negative(g) * sin(_x(op)))
 _unary("Tan", Math.TAN, lambda op, g: g * (1 + _y(op) * _y(op)), domain=(-1.2, 1.2))
 _unary("Tanh", Math.TANH, lambda op, g: g * (1 - _y(op) * _y(op)))
 _unary("Sigmoid", Math.SIGMOID, lambda op, g: g * _y(op) * (1 - _y(op)), domain=(-6.0, 6.0))
-_unary(
-    "Erf", Math.ERF, lambda op, g: g * (2 / np.sqrt(np.pi)) * exp(negative(square(_x(op))))
-)
+_unary("Erf", Math.ERF, lambda op, g: g * (2 / np.sqrt(np.pi)) * exp(negative(square(_x(op)))))
 _unary("Floor", Math.FLOOR, differentiable=False)
 _unary("Ceil", Math.CEIL, differentiable=False)
 _unary("Round", Math.ROUND, differentiable=False)
