@@ -5,9 +5,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-version = re.search(
-    r'__version__ = "([^"]+)"', Path("graphc/version.py").read_text()
-).group(1)
+version = re.search(r'__version__ = "([^"]+)"', Path("graphc/version.py").read_text()).group(1)
 
 setup(
     name="graphc",
@@ -16,8 +14,11 @@ setup(
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["graphc", "graphc.*"]),
-    package_data={"graphc": ["py.typed"]},
+    # The hand-written CUDA templates live in the top-level kernels/cuda folder; a wheel ships
+    # them inside the package as graphc/_cuda_kernels (graphc.backends.cuda.render.kernels_dir).
+    packages=find_packages(include=["graphc", "graphc.*"]) + ["graphc._cuda_kernels"],
+    package_dir={"graphc._cuda_kernels": "kernels/cuda"},
+    package_data={"graphc": ["py.typed"], "graphc._cuda_kernels": ["*.cuh"]},
     install_requires=["numpy>=1.23", "llvmlite>=0.41", "networkx>=2.8", "scipy-openblas32>=0.3.27"],
     extras_require={
         "cuda": ["pycuda>=2022.1"],

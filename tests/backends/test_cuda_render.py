@@ -451,3 +451,26 @@ def test_runtime_compile_path_builds_a_cubin(tmp_path):
     cubin, hit = compile_source(module.source, "sm_90", "cubin", tmp_path, flags)
     assert cubin[:4] == b"\x7fELF" and not hit
     assert compile_source(module.source, "sm_90", "cubin", tmp_path, flags) == (cubin, True)
+
+
+def test_templates_are_found_in_a_checkout_or_inside_an_installed_package(tmp_path):
+    from graphc.backends.cuda.render import find_kernels_dir, kernels_dir
+
+    assert (kernels_dir() / "gemm.cuh").is_file()
+    checkout = tmp_path / "checkout"
+    (checkout / "graphc").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="_cuda_kernels"):
+        find_kernels_dir(checkout / "graphc")
+    installed = checkout / "graphc" / "_cuda_kernels"  # where setup.py puts them in a wheel
+    installed.mkdir()
+    (installed / "prelude.cuh").write_text("// x")
+    assert find_kernels_dir(checkout / "graphc") == installed
+    (checkout / "kernels" / "cuda").mkdir(parents=True)
+    (checkout / "kernels" / "cuda" / "prelude.cuh").write_text("// y")
+    assert find_kernels_dir(checkout / "graphc") == checkout / "kernels" / "cuda"
+
+
+def test_setup_py_ships_the_templates_as_package_data():
+    text = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    assert '"graphc._cuda_kernels": "kernels/cuda"' in text
+    assert '"graphc._cuda_kernels": ["*.cuh"]' in text

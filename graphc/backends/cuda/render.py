@@ -57,8 +57,21 @@ TEMPLATES = ("prelude.cuh", "reduce.cuh", "gemm.cuh")
 
 
 def kernels_dir() -> Path:
-    """The folder holding the hand-written CUDA templates (``kernels/cuda``)."""
-    return Path(__file__).resolve().parents[3] / "kernels" / "cuda"
+    """The folder holding the hand-written CUDA templates: ``kernels/cuda`` of the checkout,
+    or ``graphc/_cuda_kernels`` where setup.py put them in an installed wheel."""
+    return find_kernels_dir(Path(__file__).resolve().parents[2])
+
+
+def find_kernels_dir(package: Path) -> Path:
+    """``kernels/cuda`` beside the ``graphc`` package folder ``package``, else the copy
+    inside it (``_cuda_kernels``); FileNotFoundError naming both places if neither exists."""
+    for candidate in (package.parent / "kernels" / "cuda", package / "_cuda_kernels"):
+        if (candidate / "prelude.cuh").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"the CUDA templates (prelude.cuh...) are missing: looked in {package.parent}/kernels/cuda "
+        f"and {package}/_cuda_kernels; reinstall graphc"
+    )
 
 
 def template_source() -> str:
