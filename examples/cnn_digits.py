@@ -6,58 +6,14 @@
 conv 3x3x16 - relu - max pool 2 - conv 3x3x32 - relu - max pool 2 - dense 64 - relu - dense
 10, trained with Adam. The whole training step (forward pass, conv/pool gradients, Adam
 updates) is one graph run by gc.Session; the data set ships with scikit-learn (no download).
+The data, dense layer and training loop shared with mlp_digits.py are in digits_training.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from dataclasses import dataclass, field
-
+import digits_training as dt
 import numpy as np
-
-try:
-    import graphc as gc
-except ImportError:  # run from a source checkout without installing: use the checkout
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import graphc as gc
-
-
-@dataclass
-class History:
-    """What a training run measured: per-step losses, per-epoch losses and accuracies."""
-
-    step_losses: list = field(default_factory=list)
-    epoch_losses: list = field(default_factory=list)
-    train_accuracy: list = field(default_factory=list)
-    test_accuracy: list = field(default_factory=list)
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.test_accuracy[-1]
-
-
-def load_data(seed: int):
-    """Digits scaled to [0, 1], split 75/25 (stratified, fixed seed)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    return train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
-
-
-def dense(x, n_in, n_out, name, seed):
-    """A fully connected layer with Glorot-uniform weights and zero bias."""
-    limit = float(np.sqrt(6.0 / (n_in + n_out)))
-    with gc.name_scope(name):
-        w = gc.Variable(gc.random_uniform((n_in, n_out), -limit, limit, seed=seed), name="w")
-        b = gc.Variable(np.zeros(n_out, np.float32), name="b")
-        return gc.matmul(x, w) + b
+from digits_training import gc
 
 
 def conv(x, k, c_in, c_out, name, seed):
@@ -72,101 +28,36 @@ def conv(x, k, c_in, c_out, name, seed):
         return gc.nn.relu(gc.nn.bias_add(gc.nn.conv2d(x, w, strides=1, padding="SAME"), b))
 
 
-def build_model(channels: list, dense_units: int, lr: float, seed: int):
+def build_model(args):
     """Placeholders, logits, loss, accuracy and the Adam training op."""
     x = gc.placeholder(gc.float32, (None, 64), name="x")
     y = gc.placeholder(gc.int64, (None,), name="y")
     h = gc.reshape(x, (-1, 8, 8, 1))  # NHWC
     c_in, size = 1, 8
-    for i, c in enumerate(channels):
-        h = conv(h, 3, c_in, c, f"conv{i}", seed + i)
+    for i, c in enumerate(args.channels):
+        h = conv(h, 3, c_in, c, f"conv{i}", args.seed + i)
         h = gc.nn.max_pool2d(h, ksize=2, strides=2, padding="SAME")
         c_in, size = c, (size + 1) // 2
     flat = size * size * c_in
     h = gc.reshape(h, (-1, flat))
-    h = gc.nn.relu(dense(h, flat, dense_units, "dense", seed + 10))
-    logits = dense(h, dense_units, 10, "logits", seed + 11)
-    loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-    correct = gc.equal(gc.argmax(logits, axis=1), y)
-    accuracy = gc.reduce_mean(gc.cast(correct, gc.float32))
-    step = gc.train.get_or_create_global_step()
-    train_op = gc.train.AdamOptimizer(lr).minimize(loss, global_step=step)
+    h = gc.nn.relu(dt.dense(h, flat, args.dense, "dense", args.seed + 10))
+    logits = dt.dense(h, args.dense, 10, "logits", args.seed + 11)
+    loss, accuracy, train_op = dt.classifier_head(logits, y, args.lr)
     return x, y, loss, accuracy, train_op
 
 
-def progress(epoch, epochs, done, total, loss, width=20):
-    """One-line progress bar, redrawn in place on a terminal."""
-    if not sys.stdout.isatty():
-        return
-    filled = int(width * done / max(total, 1))
-    bar = "#" * filled + "." * (width - filled)
-    print(f"\repoch {epoch}/{epochs} [{bar}] loss {loss:.4f}", end="", flush=True)
-
-
-def train(args) -> History:
+def train(args) -> dt.History:
     """Train with the parsed ``args``; returns the History (prints one line per epoch)."""
-    x_train, x_test, y_train, y_test = load_data(args.seed)
-    graph = gc.Graph()
-    with graph.as_default():
-        x, y, loss, accuracy, train_op = build_model(args.channels, args.dense, args.lr, args.seed)
-        init = gc.global_variables_initializer()
-    rng = np.random.default_rng(args.seed)
-    hist = History()
-    steps_left = args.steps if args.steps else None
-    n_batches = int(np.ceil(len(x_train) / args.batch_size))
-    with gc.Session(graph=graph, target=args.target) as sess:
-        sess.run(init)
-        for epoch in range(1, args.epochs + 1):
-            t0 = time.perf_counter()
-            order = rng.permutation(len(x_train))
-            losses = []
-            for b in range(n_batches):
-                if steps_left is not None and steps_left <= 0:
-                    break
-                idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-                _, batch_loss = sess.run([train_op, loss], {x: x_train[idx], y: y_train[idx]})
-                losses.append(float(batch_loss))
-                progress(epoch, args.epochs, b + 1, n_batches, np.mean(losses))
-                if steps_left is not None:
-                    steps_left -= 1
-            if not losses:
-                break
-            hist.step_losses.extend(losses)
-            hist.epoch_losses.append(float(np.mean(losses)))
-            hist.train_accuracy.append(float(sess.run(accuracy, {x: x_train, y: y_train})))
-            test_loss, test_acc = sess.run([loss, accuracy], {x: x_test, y: y_test})
-            hist.test_accuracy.append(float(test_acc))
-            end = "\r" if sys.stdout.isatty() else ""
-            print(
-                f"{end}epoch {epoch}/{args.epochs}  loss {hist.epoch_losses[-1]:.4f}  "
-                f"train acc {hist.train_accuracy[-1]:.2%}  test loss {float(test_loss):.4f}  "
-                f"test acc {test_acc:.2%}  ({time.perf_counter() - t0:.2f}s)",
-                flush=True,
-            )
-    return hist
+    return dt.train(args, build_model)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training set")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=0,
-        help="stop after this many training steps in total (0: no limit; for tests)",
-    )
-    p.add_argument("--target", choices=["cpu", "reference"], default="cpu",
-                   help="gc.Session target")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--channels", type=int, nargs="+", default=[16, 32],
-                   help="output channels of each conv + pool block")  # fmt: skip
-    p.add_argument("--dense", type=int, default=64, help="units of the hidden dense layer")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.steps < 0:
-        p.error("--epochs and --batch-size must be positive, --steps non-negative")
-    return args
+    def model_args(p):
+        p.add_argument("--channels", type=int, nargs="+", default=[16, 32],
+                       help="output channels of each conv + pool block")  # fmt: skip
+        p.add_argument("--dense", type=int, default=64, help="units of the hidden dense layer")
+
+    return dt.parse_args(__doc__.split("\n")[0], argv, model_args)
 
 
 def main(argv=None) -> float:
