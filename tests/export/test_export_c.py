@@ -188,3 +188,42 @@ def test_export_c_refuses_what_it_cannot_build(tmp_path, monkeypatch):
     monkeypatch.setattr(ec.shutil, "which", lambda name: None)
     with pytest.raises(gc.errors.UnavailableError, match="C compiler"):
         gc.export_c(sess, tmp_path, {"x": x}, {"y": x * 2}, "m")
+
+
+def _cc_knows_cpu_feature(tmp_path, feature):
+    src = tmp_path / "probe.c"
+    src.write_text(f'int main(void) {{ return __builtin_cpu_supports("{feature}") ? 0 : 1; }}\n')
+    cc = shutil.which("cc") or shutil.which("gcc")
+    proc = subprocess.run([cc, str(src), "-o", str(tmp_path / "probe")], capture_output=True)
+    if proc.returncode != 0:
+        return None
+    return subprocess.run([str(tmp_path / "probe")]).returncode == 0
+
+
+def test_the_library_checks_the_cpu_features_it_was_built_for(tmp_path, monkeypatch):
+    from graphc.backends.cpu import export_c as ec
+    from graphc.backends.cpu.native import host
+
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    y = gc.exp(x) * 2.0
+    needed = ec.required_cpu_features(host())
+    if host()["triple"].startswith("x86_64"):
+        enabled = {f[1:] for f in host()["features"].split(",") if f.startswith("+")}
+        assert needed == [f for f in ec.X86_FEATURES if f in enabled]
+    lib = _load(tmp_path / "ok", gc.Session(target="cpu"), {"x": x}, {"y": y}, "cpuok")
+    header = (tmp_path / "ok" / "cpuok.h").read_text()
+    assert "CPUOK_ERR_CPU (-8)" in header
+    assert all(f in header for f in needed)
+    xv = np.ones((3, 4), np.float32)
+    out = np.empty_like(xv)
+    assert lib.cpuok_run(_ptrs(xv), (ctypes.c_int64 * 1)(3), _ptrs(out)) == 0
+    np.testing.assert_allclose(out, 2 * np.exp(xv), rtol=1e-6)
+
+    # A library built for a CPU with an extension this one lacks refuses to run: an error
+    # code, not SIGILL. (avx512er: Xeon Phi only, absent from every CPU CI runs on.)
+    if _cc_knows_cpu_feature(tmp_path, "avx512er") is not False:
+        pytest.skip("the C compiler does not know avx512er, or this CPU has it")
+    monkeypatch.setattr(ec, "required_cpu_features", lambda host: [*needed, "avx512er"])
+    lib = _load(tmp_path / "phi", gc.Session(target="cpu"), {"x": x}, {"y": y}, "phi")
+    rc = lib.phi_run(_ptrs(xv), (ctypes.c_int64 * 1)(3), _ptrs(out))
+    assert rc == -8 and b"instruction set" in lib.phi_error(rc)
