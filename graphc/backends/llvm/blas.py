@@ -2,9 +2,10 @@
 
 float32/float64 call scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm`` from the generated
 code, once per batch item; a product with at least GEMM_PARALLEL_MIN_FLOPS multiply-adds is
-split by rows of C over the module's ``gc.parallel_for`` threads (OpenBLAS itself runs
-single-threaded, see ``jit._load_blas``), so GEMMs and loops share one threading scheme and
-no spinning BLAS pool competes with kernel threads. Other dtypes get a plain loop nest
+split by rows of C (columns when they are few) over the process-wide worker pool
+(``gc_parallel_for``, ``pool.py``; OpenBLAS itself runs single-threaded, see
+``jit._load_blas``), so GEMMs and loops share one set of threads and no spinning BLAS pool
+competes with them. Other dtypes get a plain loop nest
 (float16 accumulates in float32, integers in int64).
 """
 
@@ -23,8 +24,13 @@ from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
 #: batches 32..256, whose batch-32 GEMMs have 8.4M-12.8M multiply-adds), median of 40 runs
 #: in separate processes: 2^24 13.8-14.0 ms, 2^23 11.8-12.2 ms, 2^22 12.3 ms ...
 GEMM_PARALLEL_MIN_FLOPS = 1 << 23
-#: ... and at least this many rows of C per thread
+#: ... and at least this many rows (or columns) of C per thread
 GEMM_MIN_ROWS = 32
+#: rows of C per thread from which a GEMM is split by rows; a thinner product with more
+#: columns than rows is split by columns. Measured on 2 cores (sgemm, one chunk per thread on
+#: a pool): 256x512x784 by rows 1045 us, by columns 1065-1085 us; 32x512x784 by rows 226 us,
+#: by columns 190 us
+GEMM_ROW_SPLIT_MIN = 64
 
 
 def emit_libcall(r, f, s: LibCall):
@@ -66,11 +72,13 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     rows_fn, args_ty = _gemm_rows(r, dt, ta, tb)
     args = f.alloca(args_ty, name="gemm.args")
     flops = b.mul(b.mul(m, n), k)
-    # split the larger of M and N: each thread then re-packs only the smaller operand
-    by_cols = b.icmp_signed(">", n, m)
+    nthr = b.sext(f.nthreads, I64)
+    # split rows of C (measured faster than columns for every W3 product, also when N > M:
+    # each thread's C and A rows are contiguous); columns only when the rows are too few
+    few_rows = b.icmp_signed("<", m, b.mul(nthr, ir.Constant(I64, GEMM_ROW_SPLIT_MIN)))
+    by_cols = b.and_(few_rows, b.icmp_signed(">", n, m))
     span = b.select(by_cols, n, m)
     want = b.sdiv(span, ir.Constant(I64, GEMM_MIN_ROWS))
-    nthr = b.sext(f.nthreads, I64)
     nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
     big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     nt = b.select(big, nt, one)
@@ -94,7 +102,7 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
 def _gemm_rows(r, dt, ta, tb):
     """(part function, argument struct type) for one (dtype, trans_a, trans_b):
     ``part(args, p0, p1)`` computes rows [p0, p1) of C, or columns when ``args.cols`` is set
-    (a gc.parallel_for body)."""
+    (a gc_parallel_for body)."""
     sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
     args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64])
     name = f"gc.gemm_rows.{sfx}"
