@@ -98,9 +98,9 @@ def test_pool_threads_are_created_once_and_reused():
         (2 * blas.GEMM_ROW_SPLIT_MIN, 1023, 129, 1, 0),  # at it: rows
         (257, 509, 131, 0, 1),  # odd sizes, rows
         (61, 2053, 67, 1, 1),  # few rows, odd columns
-        (1 << 11, 1 << 11, 2, 0, 0),  # K=2 exactly at the split threshold
-        (1, 1 << 23, 1, 0, 0),  # one row: columns
-        (255, 255, 129, 0, 0),  # just under the split threshold: one thread
+        (1 << 10, blas.GEMM_PARALLEL_MIN_FLOPS >> 11, 2, 0, 0),  # K=2 exactly at the threshold
+        (1, blas.GEMM_PARALLEL_MIN_FLOPS, 1, 0, 0),  # one row: columns
+        (64, 64, (blas.GEMM_PARALLEL_MIN_FLOPS >> 12) - 1, 0, 1),  # just under: one thread
     ],
 )
 def test_gemm_split_matches_reference(m, n, k, ta, tb, threads):
@@ -109,11 +109,16 @@ def test_gemm_split_matches_reference(m, n, k, ta, tb, threads):
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     pa = gc.placeholder(gc.float32, a.shape)
     pb = gc.placeholder(gc.float32, b.shape)
-    y = gc.matmul(pa, pb, transpose_a=bool(ta), transpose_b=bool(tb)) * 2.0
+    y = gc.matmul(pa, pb, transpose_a=bool(ta), transpose_b=bool(tb))
     want = gc.Session(target="reference").run(y, {pa: a, pb: b})
     s = gc.Session(options=gc.CompileOptions(threads=threads, cache_dir=None))
+    s.compile(y, [pa, pb])
+    jobs = pool.stats()["jobs"]
     got = s.run(y, {pa: a, pb: b})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.sqrt(k))
+    by_cols = m < threads * blas.GEMM_ROW_SPLIT_MIN and n > m
+    split = m * n * k >= blas.GEMM_PARALLEL_MIN_FLOPS and (n if by_cols else m) >= 64
+    assert pool.stats()["jobs"] - jobs == int(split)  # one job on the pool, or none
 
 
 def test_concurrent_sessions_from_python_threads():

@@ -19,11 +19,12 @@ from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
 
-#: a GEMM is split over threads when it has at least this many multiply-adds (~170 us on
-#: one core at ~100 GFLOP/s: thread start-up is 25-70 us). Measured on 2 cores, W8 (MLP step,
-#: batches 32..256, whose batch-32 GEMMs have 8.4M-12.8M multiply-adds), median of 40 runs
-#: in separate processes: 2^24 13.8-14.0 ms, 2^23 11.8-12.2 ms, 2^22 12.3 ms ...
-GEMM_PARALLEL_MIN_FLOPS = 1 << 23
+#: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
+#: core). The pool's workers spin between the kernels of a step, so handing them a chunk
+#: costs ~1 us. Measured on 2 cores, sgemm on one thread vs split in two (min of 3000):
+#: 256x10x512 52 -> 18 us, 512x10x256 (A transposed) 59 -> 14 us, 256x512x10 44 -> 26 us
+#: (the three small GEMMs of the W3 step, 1.3M each), 128x512x64 90 -> 50 us
+GEMM_PARALLEL_MIN_FLOPS = 1 << 20
 #: ... and at least this many rows (or columns) of C per thread
 GEMM_MIN_ROWS = 32
 #: rows of C per thread from which a GEMM is split by rows; a thinner product with more
