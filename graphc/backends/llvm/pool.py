@@ -21,8 +21,10 @@ How a call runs:
   job's fields are the current job's: the caller rewrites them only after every chunk of the
   previous job has been claimed and finished.
 - Workers spin on the ticket for WORKER_SPIN_NS after their last chunk (the next GEMM of a
-  training step usually comes a few microseconds later), then park on a condition variable;
-  the caller broadcasts only when some worker is parked. The caller waits for the last chunk
+  training step usually comes a few microseconds later), calling sched_yield every 16 pauses
+  so that on a loaded machine the spinning gives the core to whoever wants it (pure spinning
+  made W8 ~1.5x slower at load average 10), then park on a condition variable; the caller
+  broadcasts only when some worker is parked. The caller waits for the last chunk
   by spinning for CALLER_SPIN_NS, then yielding the core between checks.
 - Kernels report errors through status buffers, never by unwinding, so every chunk returns
   and a job always completes.
@@ -46,7 +48,7 @@ import llvmlite.binding as llvm
 #: between two GEMMs of a training step)
 WORKER_SPIN_NS = 100_000
 #: how long the caller spins for the last chunk before yielding the core between checks
-CALLER_SPIN_NS = 200_000
+CALLER_SPIN_NS = 20_000
 #: most worker threads the pool starts: one fewer than the CPUs this process may run on (the
 #: caller is the other), at most MAX_WORKERS. A call asking for more chunks still completes:
 #: the threads there are claim them (more threads than cores would only compete, and each
@@ -84,7 +86,8 @@ POOL_IR = r"""
 @pid = internal global i32 0, align 4          ; process whose threads @tids are
 @nworkers = internal global i64 0, align 8
 @tids = internal global [{MAXW} x i64] zeroinitializer, align 8
-@stats = internal global [4 x i64] zeroinitializer, align 8  ; -, created, jobs, contended
+; worker chunks, threads created, jobs, contended calls
+@stats = internal global [4 x i64] zeroinitializer, align 8
 @mutex = internal global [128 x i8] zeroinitializer, align 64
 @cond = internal global [128 x i8] zeroinitializer, align 64
 
@@ -112,9 +115,12 @@ define internal i64 @now_ns() {
   ret i64 %t
 }
 
-; Claim and run chunks of job %gen until none is left (or another job is current).
-define internal void @run_chunks(i64 %gen) {
+; Claim and run chunks of job %gen until none is left (or another job is current); returns
+; how many it ran.
+define internal i64 @run_chunks(i64 %gen) {
 entry:
+  %ran = alloca i64, align 8
+  store i64 0, ptr %ran, align 8
   br label %loop
 loop:
   %v = load atomic i64, ptr @ticket acquire, align 8
@@ -156,9 +162,13 @@ call:
   br label %count
 count:
   atomicrmw add ptr @done, i64 1 release
+  %r0 = load i64, ptr %ran, align 8
+  %r1 = add i64 %r0, 1
+  store i64 %r1, ptr %ran, align 8
   br label %loop
 out:
-  ret void
+  %total = load i64, ptr %ran, align 8
+  ret i64 %total
 }
 
 ; Worker thread: %arg is the generation current when it was created (its first job is the
@@ -192,6 +202,8 @@ pause:
   %check = icmp eq i64 %m, 0
   br i1 %check, label %clock, label %spin
 clock:
+  ; give the core away when another thread wants it (a loaded machine), else spin on
+  call i32 @sched_yield()
   %t = call i64 @now_ns()
   %dl = load i64, ptr %deadline, align 8
   %late = icmp sge i64 %t, %dl
@@ -217,11 +229,13 @@ woke:
   atomicrmw sub ptr @sleepers, i32 1 seq_cst
   call i32 @pthread_mutex_unlock(ptr @mutex)
   store i64 %g2, ptr %seen, align 8
-  call void @run_chunks(i64 %g2)
+  %n2 = call i64 @run_chunks(i64 %g2)
+  atomicrmw add ptr @stats, i64 %n2 monotonic
   br label %idle
 work:
   store i64 %g, ptr %seen, align 8
-  call void @run_chunks(i64 %g)
+  %n1 = call i64 @run_chunks(i64 %g)
+  atomicrmw add ptr @stats, i64 %n1 monotonic
   br label %idle
 quit:
   atomicrmw sub ptr @sleepers, i32 1 seq_cst
@@ -328,7 +342,7 @@ wake:
   call i32 @pthread_mutex_unlock(ptr @mutex)
   br label %share
 share:
-  call void @run_chunks(i64 %gen)
+  call i64 @run_chunks(i64 %gen)
   %t0 = call i64 @now_ns()
   %deadline = add i64 %t0, {CALLER_SPIN_NS}
   br label %waitloop
@@ -388,10 +402,13 @@ out:
   ret void
 }
 
-; out[0..4] = live workers, workers ever created, parallel jobs run, calls that found the
-; pool busy (and ran serially)
+; out[0..5] = live workers, workers ever created, parallel jobs run, calls that found the
+; pool busy (and ran serially), chunks run by workers
 define void @gc_pool_stats(ptr %out) {
 entry:
+  %v4 = load atomic i64, ptr @stats monotonic, align 8
+  %o4 = getelementptr i64, ptr %out, i64 4
+  store i64 %v4, ptr %o4, align 8
   %nw = load atomic i64, ptr @nworkers monotonic, align 8
   store i64 %nw, ptr %out, align 8
   %p1 = getelementptr [4 x i64], ptr @stats, i64 0, i64 1
@@ -462,9 +479,11 @@ def shutdown() -> None:
 
 def stats() -> dict:
     """{'workers': live worker threads, 'created': threads ever started, 'jobs': parallel
-    jobs run, 'contended': calls that found the pool busy and ran serially}."""
+    jobs run, 'contended': calls that found the pool busy and ran serially, 'worker_chunks':
+    chunks run by workers (the rest ran on the calling threads)}."""
+    names = ("workers", "created", "jobs", "contended", "worker_chunks")
     if not _state:
-        return {"workers": 0, "created": 0, "jobs": 0, "contended": 0}
-    out = (ctypes.c_int64 * 4)()
+        return dict.fromkeys(names, 0)
+    out = (ctypes.c_int64 * 5)()
     ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_state["addrs"]["gc_pool_stats"])(out)
-    return dict(zip(("workers", "created", "jobs", "contended"), out))
+    return dict(zip(names, out))
