@@ -16,14 +16,22 @@ class RunContext:
         self.feeds = feeds
         self.pending: dict = {}
         self.pending_rng: dict = {}
+        self.owned: set = set()  # pending values commit may keep without a copy
 
     def read_variable(self, name: str):
         if name in self.pending:
             return self.pending[name]
         return self.variables.get(name)
 
-    def write_variable(self, name: str, value: np.ndarray) -> None:
+    def write_variable(self, name: str, value: np.ndarray, owned: bool = False) -> None:
+        """Stage a variable's new value (committed only if the whole run succeeds).
+        ``owned``: ``value`` is an array made for this run that nothing else references or
+        will write to again, so commit keeps it (read-only) instead of copying it."""
         self.pending[name] = value
+        if owned:
+            self.owned.add(name)
+        else:
+            self.owned.discard(name)
 
     def rng_counter(self, op_name: str) -> int:
         """This run's counter for a random op (each run of the op draws fresh values)."""
@@ -36,7 +44,8 @@ class RunContext:
             # A device-resident value (cuda target) is immutable already: keeping it, not a
             # host copy, is what keeps variables on the GPU between runs.
             if not getattr(value, "__graphc_device__", False):
-                value = np.array(value, copy=True)
+                if name not in self.owned:
+                    value = np.array(value, copy=True)
                 value.setflags(write=False)
             self.variables[name] = value
         for name, value in self.pending_rng.items():

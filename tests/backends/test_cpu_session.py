@@ -239,3 +239,46 @@ def test_max_min_reductions_propagate_nan_like_numpy():
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g[~np.isnan(w)], w[~np.isnan(w)], rtol=1e-6)
+
+
+def test_variable_update_is_committed_without_a_second_copy(monkeypatch):
+    """A variable's new value is computed into an array made for the run (a private copy of
+    the variable when it is updated in place, else a temporary the runner hands over), so a
+    failed run changes nothing; commit keeps that array, read-only, instead of copying it."""
+    from graphc import runtime_state
+
+    x, labels, loss, step = _mlp()
+    sess = gc.Session(options=gc.CompileOptions(cache_dir=None))
+    sess.run(gc.global_variables_initializer())
+    feeds = {x: np.ones((4, 8), np.float32), labels: np.arange(4) % 4}
+    sess.run(step, feeds)
+    committed = []
+    real = runtime_state.RunContext.commit
+
+    def spy(ctx):
+        committed.append({n: ctx.pending[n] for n in ctx.owned})
+        real(ctx)
+
+    monkeypatch.setattr(runtime_state.RunContext, "commit", spy)
+    before = sess.variable_values()
+    sess.run(step, feeds)
+    owned = committed[-1]
+    assert set(owned) == set(before)
+    values = sess._variables
+    for name, arr in owned.items():
+        assert values[name] is arr and not arr.flags.writeable
+        assert not np.array_equal(arr, before[name])
+    kept = {n: a.copy() for n, a in owned.items()}
+    sess.run(step, feeds)  # the next run does not write to the committed arrays
+    for name, arr in owned.items():
+        assert values[name] is not arr
+        np.testing.assert_array_equal(arr, kept[name])
+        assert not np.array_equal(values[name], arr)
+    for _ in range(3):  # the arrays handed over two runs ago are recycled: results still right
+        sess.run(step, feeds)
+    ref = gc.Session(target="reference")
+    ref.run(gc.global_variables_initializer())
+    for _ in range(6):  # as many steps as sess ran
+        ref.run(step, feeds)
+    for name, arr in ref.variable_values().items():
+        np.testing.assert_allclose(sess.variable_values()[name], arr, rtol=1e-5, atol=1e-6)

@@ -320,7 +320,8 @@ def test_disk_cache_roundtrip_and_corruption(tmp_path, rng):
 )
 def test_large_gemm_split_over_threads_matches_numpy(rng, ta, tb, dtype, m, n):
     """Big enough (>= blas.GEMM_PARALLEL_MIN_FLOPS multiply-adds; the thin case exactly at it)
-    to be split over two threads, by rows of C when M >= N, else by columns."""
+    to be split over two threads: by rows of C, by columns when the rows are few (fewer than
+    blas.GEMM_ROW_SPLIT_MIN per thread) and N > M."""
     from graphc.backends.llvm import blas
 
     assert m * n * 256 >= blas.GEMM_PARALLEL_MIN_FLOPS

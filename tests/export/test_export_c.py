@@ -88,7 +88,8 @@ def test_c_program_matches_session_run(tmp_path):
         check=True, capture_output=True,
     )  # fmt: skip
     want_all = {}
-    for batch in (7, 300):  # one library, two sizes of the None dim
+    # one library, three sizes of the None dim; the largest splits its GEMM over the pool
+    for batch in (7, 300, 70000):
         data = np.random.default_rng(batch).normal(size=(batch, 20)).astype(np.float32)
         data.tofile(tmp_path / "in.bin")
         want_all[batch] = (data, sess.run(y, {x: data}))

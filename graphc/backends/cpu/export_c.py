@@ -132,6 +132,7 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") 
     from ...compiler import compile_program
     from ...exporter import _as_named_tensors
     from ...program import extract
+    from ..llvm import pool
     from ..llvm.cache import decode_program
     from ..llvm.render import Layout
     from . import elfcheck
@@ -173,6 +174,8 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") 
         kp, consts = decode_program(manifest["program"])
         layout = Layout.of(kp)
         objs = object_code(manifest, payload)
+        if any(b"gc_parallel_for" in o for o in objs):
+            objs.append(pool.object_code())  # the worker pool the parallel loops call
         machine = elfcheck.EM_X86_64 if host()["triple"].startswith("x86_64") else 183
         undefined = set()
         for o in objs:
@@ -383,6 +386,11 @@ class _Spec:
           "static int gc_cpu_ok(void) {\n  static volatile int ok = -1;\n"
           f"  if (ok < 0) {{\n    __builtin_cpu_init();\n    ok = {checks or '1'};\n  }}\n"
           "  return ok;\n}")  # fmt: skip
+        # the worker pool (llvm/pool.py, linked when the code has parallel loops): join its
+        # threads before the library's code is unmapped (dlclose, exit)
+        w("extern void gc_pool_shutdown(void) __attribute__((weak));")
+        w("static void __attribute__((destructor)) gc_fini(void) {\n"
+          "  if (gc_pool_shutdown)\n    gc_pool_shutdown();\n}")  # fmt: skip
         w("static int64_t gc_floordiv(int64_t a, int64_t b) {\n"
           "  if (b == 0) return 0;\n  if (b == -1) return (int64_t)(0 - (uint64_t)a);\n"
           "  int64_t q = a / b;\n  if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;\n"

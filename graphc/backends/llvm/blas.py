@@ -2,9 +2,10 @@
 
 float32/float64 call scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm`` from the generated
 code, once per batch item; a product with at least GEMM_PARALLEL_MIN_FLOPS multiply-adds is
-split by rows of C over the module's ``gc.parallel_for`` threads (OpenBLAS itself runs
-single-threaded, see ``jit._load_blas``), so GEMMs and loops share one threading scheme and
-no spinning BLAS pool competes with kernel threads. Other dtypes get a plain loop nest
+split by rows of C (columns when they are few) over the process-wide worker pool
+(``gc_parallel_for``, ``pool.py``; OpenBLAS itself runs single-threaded, see
+``jit._load_blas``), so GEMMs and loops share one set of threads and no spinning BLAS pool
+competes with them. Other dtypes get a plain loop nest
 (float16 accumulates in float32, integers in int64).
 """
 
@@ -18,13 +19,19 @@ from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
 
-#: a GEMM is split over threads when it has at least this many multiply-adds (~170 us on
-#: one core at ~100 GFLOP/s: thread start-up is 25-70 us). Measured on 2 cores, W8 (MLP step,
-#: batches 32..256, whose batch-32 GEMMs have 8.4M-12.8M multiply-adds), median of 40 runs
-#: in separate processes: 2^24 13.8-14.0 ms, 2^23 11.8-12.2 ms, 2^22 12.3 ms ...
-GEMM_PARALLEL_MIN_FLOPS = 1 << 23
-#: ... and at least this many rows of C per thread
+#: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
+#: core). The pool's workers spin between the kernels of a step, so handing them a chunk
+#: costs ~1 us. Measured on 2 cores, sgemm on one thread vs split in two (min of 3000):
+#: 256x10x512 52 -> 18 us, 512x10x256 (A transposed) 59 -> 14 us, 256x512x10 44 -> 26 us
+#: (the three small GEMMs of the W3 step, 1.3M each), 128x512x64 90 -> 50 us
+GEMM_PARALLEL_MIN_FLOPS = 1 << 20
+#: ... and at least this many rows (or columns) of C per thread
 GEMM_MIN_ROWS = 32
+#: rows of C per thread from which a GEMM is split by rows; a thinner product with more
+#: columns than rows is split by columns. Measured on 2 cores (sgemm, one chunk per thread on
+#: a pool): 256x512x784 by rows 1045 us, by columns 1065-1085 us; 32x512x784 by rows 226 us,
+#: by columns 190 us
+GEMM_ROW_SPLIT_MIN = 64
 
 
 def emit_libcall(r, f, s: LibCall):
@@ -66,11 +73,13 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     rows_fn, args_ty = _gemm_rows(r, dt, ta, tb)
     args = f.alloca(args_ty, name="gemm.args")
     flops = b.mul(b.mul(m, n), k)
-    # split the larger of M and N: each thread then re-packs only the smaller operand
-    by_cols = b.icmp_signed(">", n, m)
+    nthr = b.sext(f.nthreads, I64)
+    # split rows of C (measured faster than columns for every W3 product, also when N > M:
+    # each thread's C and A rows are contiguous); columns only when the rows are too few
+    few_rows = b.icmp_signed("<", m, b.mul(nthr, ir.Constant(I64, GEMM_ROW_SPLIT_MIN)))
+    by_cols = b.and_(few_rows, b.icmp_signed(">", n, m))
     span = b.select(by_cols, n, m)
     want = b.sdiv(span, ir.Constant(I64, GEMM_MIN_ROWS))
-    nthr = b.sext(f.nthreads, I64)
     nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
     big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     nt = b.select(big, nt, one)
@@ -94,7 +103,7 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
 def _gemm_rows(r, dt, ta, tb):
     """(part function, argument struct type) for one (dtype, trans_a, trans_b):
     ``part(args, p0, p1)`` computes rows [p0, p1) of C, or columns when ``args.cols`` is set
-    (a gc.parallel_for body)."""
+    (a gc_parallel_for body)."""
     sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
     args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64])
     name = f"gc.gemm_rows.{sfx}"

@@ -32,7 +32,7 @@ def _init():
         features = llvm.get_host_cpu_features().flatten()
         target = llvm.Target.from_triple(llvm.get_process_triple())
         tm = _target_machine(target, cpu, features)
-        _load_blas()
+        blas_lib = _load_blas()
         from . import math as _math
 
         # vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane without
@@ -40,7 +40,7 @@ def _init():
         # read the data layout once: each ``tm.target_data`` wrapper frees shared state
         # when collected, and a second one then crashes
         td = tm.target_data
-        _state.update(
+        s = dict(
             tm=tm,
             td=td,
             target=target,
@@ -48,7 +48,16 @@ def _init():
             cpu=cpu,
             features=features,
             triple=llvm.get_process_triple(),
+            blas_lib=blas_lib,
         )
+        # the worker pool every program's parallel loops call (gc_parallel_for): loaded
+        # before _state is published, so no program can be loaded without its symbols
+        from . import pool
+
+        pool.load(
+            lambda text: _compile(s, text, 2)[0], lambda obj: LoadedObject(obj, s), s["triple"]
+        )
+        _state.update(s)
     return _state
 
 
@@ -77,7 +86,7 @@ def _load_blas():
         lib.scipy_openblas_set_num_threads(1)
     except AttributeError:  # pragma: no cover
         pass
-    _state["blas_lib"] = lib
+    return lib
 
 
 def host() -> dict:
@@ -97,7 +106,10 @@ MODULE_SEP = "\n; ==== graphc: next module ====\n"
 def compile_module(ir_text: str, opt_level: int = 3) -> tuple[bytes, str, dict]:
     """Parse, verify, optimise and emit object code for one module (in an LLVM context,
     target machine and pass builder of its own). Returns (object, optimised IR, seconds)."""
-    s = _init()
+    return _compile(_init(), ir_text, opt_level)
+
+
+def _compile(s: dict, ir_text: str, opt_level: int) -> tuple[bytes, str, dict]:
     secs = {}
     t0 = time.perf_counter()
     ctx = llvm.create_context()
@@ -157,8 +169,8 @@ class LoadedObject:
     """Object code (one or several objects, linked together) loaded into the process;
     ``address(name)`` of its symbols."""
 
-    def __init__(self, objs):
-        s = _init()
+    def __init__(self, objs, state: dict | None = None):
+        s = state or _init()
         empty = llvm.parse_assembly("")
         empty.triple = s["triple"]
         # the engine takes ownership of (and frees) its target machine: give it its own

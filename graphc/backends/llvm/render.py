@@ -18,11 +18,11 @@ roots are distinct allocations, so every pointer parameter is ``noalias``: LLVM 
 vectorise loops without runtime checks. A top-level ``Loop(parallel=True)`` is outlined into
 ``kN.parJ(ptr noalias root..., ptr dims, ptr frame, i64 lo, i64 hi)`` (``frame``: the scalar
 locals it reads). When its estimated work (trip count x static body cost) is below
-PARALLEL_MIN_WORK the kernel calls it directly; otherwise the module's one
-``gc.parallel_for`` helper splits the range over ``pthread_create``d threads, the calling
-thread taking the first chunk (thread start-up costs ~20 us; measured: W1 on 2^24 floats
-runs 16.4 -> 8.4 ms on 2 threads). Large GEMMs are split by rows of C the same way, each chunk
-one single-threaded OpenBLAS call. Scalar locals (``Let``) live in allocas that SROA
+PARALLEL_MIN_WORK the kernel calls it directly; otherwise the
+process-wide worker pool (``gc_parallel_for``, ``pool.py``) splits the range over its
+threads, the calling thread taking a share (measured: W1 on 2^24 floats runs 16.4 -> 8.4 ms
+on 2 threads). Large GEMMs are split by rows of C the same way, each chunk one
+single-threaded OpenBLAS call. Scalar locals (``Let``) live in allocas that SROA
 promotes to SSA values; a ``Let(reduce=True)`` update gets the ``reassoc`` fast-math flag so
 LLVM may vectorise the reduction. Transcendentals come from ``math.py`` (vectorisable
 polynomials).
@@ -587,72 +587,10 @@ class Renderer:
         return fn
 
     def _parallel_for(self) -> ir.Function:
-        """``gc.parallel_for(body, ctx, lo, trips, n)``: run ``body(ctx, s, e)`` over n chunks
-        of [lo, lo+trips): chunks 1..n-1 on new pthreads, chunk 0 on the calling thread, then
-        join. A thread that cannot be started runs its chunk inline (no failure mode). One
-        shared copy per module keeps the per-kernel code (and compile time) small."""
-        fn = self._decls.get("gc.parallel_for")
-        if fn is not None:
-            return fn
-        body_ty = ir.FunctionType(VOID, [PTR, I64, I64])
-        fn = ir.Function(
-            self.module, ir.FunctionType(VOID, [PTR, PTR, I64, I64, I64]), "gc.parallel_for"
-        )
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        self._decls["gc.parallel_for"] = fn
-        body, ctx, lo, trips, n = fn.args
-        blk_ty = ir.LiteralStructType([PTR, PTR, I64, I64])
-        # pthread entry: blk = {body, ctx, start, end}
-        tr = ir.Function(self.module, ir.FunctionType(PTR, [PTR]), "gc.parallel_for.thread")
-        tr.linkage = "internal"
-        tb = ir.IRBuilder(tr.append_basic_block("entry"))
-        (blk,) = tr.args
-
-        def bfield(bb, p, k, ty):
-            q = _gep(bb, p, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=blk_ty)
-            return bb.load(q, typ=ty)
-
-        fields = [bfield(tb, blk, 1, PTR), bfield(tb, blk, 2, I64), bfield(tb, blk, 3, I64)]
-        tb.call(_as_fn(tb, bfield(tb, blk, 0, PTR), body_ty), fields)
-        tb.ret(ir.Constant(PTR, None))
-
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        body_fn = _as_fn(b, body, body_ty)
-        create = self.declare("pthread_create", I32, [PTR, PTR, PTR, PTR])
-        join = self.declare("pthread_join", I32, [I64, PTR])
-        blocks = b.alloca(blk_ty, n)
-        tids = b.alloca(I64, n)
-        ok = b.alloca(I1, n)
-        chunk = b.sdiv(b.add(trips, b.sub(n, ir.Constant(I64, 1))), n)
-
-        def bounds(t):
-            s_ = b.add(lo, b.mul(t, chunk))
-            e_ = b.add(s_, chunk)
-            end = b.add(lo, trips)
-            return s_, b.select(b.icmp_signed("<", e_, end), e_, end)
-
-        with _for(b, fn, ir.Constant(I64, 1), n) as t:
-            s_, e_ = bounds(t)
-            blk = _gep(b, blocks, [t], source_etype=blk_ty)
-            for k, v in enumerate([body, ctx, s_, e_]):
-                q = _gep(b, blk, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=blk_ty)
-                b.store(v, q)
-            tid = _gep(b, tids, [t], source_etype=I64)
-            rc = b.call(create, [tid, ir.Constant(PTR, None), tr, blk])
-            started = b.icmp_signed("==", rc, ir.Constant(I32, 0))
-            b.store(started, _gep(b, ok, [t], source_etype=I1))
-            with b.if_then(b.not_(started)):
-                b.call(body_fn, [ctx, s_, e_])
-        s0, e0 = bounds(ir.Constant(I64, 0))
-        b.call(body_fn, [ctx, s0, e0])
-        with _for(b, fn, ir.Constant(I64, 1), n) as t:
-            started = b.load(_gep(b, ok, [t], source_etype=I1), typ=I1)
-            with b.if_then(started):
-                tid = b.load(_gep(b, tids, [t], source_etype=I64), typ=I64)
-                b.call(join, [tid, ir.Constant(PTR, None)])
-        b.ret_void()
-        return fn
+        """``gc_parallel_for(body, ctx, lo, trips, n)``: run ``body(ctx, s, e)`` over n chunks
+        of [lo, lo+trips) on the process-wide worker pool (``pool.py``), the calling thread
+        taking a share; it returns when every chunk is done."""
+        return self.declare("gc_parallel_for", VOID, [PTR, PTR, I64, I64, I64])
 
     # -- library calls ----------------------------------------------------------------------
     def _libcall(self, f: _Fn, s: LibCall):
