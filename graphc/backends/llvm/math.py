@@ -332,7 +332,7 @@ def _sigmoid(m: _B, x):
 
 
 def _erf_f32(m: _B, x):
-    xc = m.clamp(x, -4.0, 4.0)
+    xc = m.clamp_nan(x, -4.0, 4.0)  # NaN passes through to the result
     z = m.mul(xc, xc)
     num = m.horner(
         z,
@@ -356,8 +356,7 @@ def _erf_f32(m: _B, x):
             -1.42647390514189e-02,
         ],
     )
-    y = m.div(m.mul(xc, num), den)
-    return m.sel(m.isnan(x), x, y)
+    return m.div(m.mul(xc, num), den)
 
 
 def _erfc_scaled_cheb() -> list:
