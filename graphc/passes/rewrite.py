@@ -207,6 +207,17 @@ class Rewriter:
             return self.splat(n.inputs[0], depth - 1)
         return None
 
+    def src_uses(self, ref) -> int:
+        """How often the input Program reads ``ref`` (node inputs and fetches). A rule that
+        folds a value into one consumer duplicates work unless this is 1."""
+        counts = self.__dict__.get("_src_uses")
+        if counts is None:
+            counts = {}
+            for r in [r for n in self.src.nodes for r in n.inputs] + list(self.src.fetches):
+                counts[tuple(r)] = counts.get(tuple(r), 0) + 1
+            self._src_uses = counts
+        return counts.get(tuple(ref), 0)
+
     def dims(self, ref):
         """Symbolic dims of ``ref``: ints, or keys equal for provably equal unknown sizes."""
         return self._shapes.dims(self.resolve(ref))

@@ -102,6 +102,26 @@ def div_by_constant(n, rw):
     return Replace("Mul", (x, rw.const_node(recip, "reciprocal")), {})
 
 
+@RULES.rule("Mul")
+def mul_reciprocal(n, rw):
+    """x * (1/d) -> x / d;  (1/d) * x -> x / d  (also reciprocal(d); floats), when 1/d has no
+    other use. Within rounding: one rounding instead of two, and one operation less (W1's
+    ``x * (1 / (1 + exp(-a)))``)."""
+    for i in (0, 1):
+        x, r = n.inputs[1 - i], n.inputs[i]
+        p = rw.producer(r)
+        if p.op == "Reciprocal":
+            d = p.inputs[0]
+        elif p.op == "RealDiv" and rw.splat(p.inputs[0]) == 1 and rw.fits(p.inputs[0], p.inputs[1]):
+            d = p.inputs[1]
+        else:
+            continue
+        if not rw.dtype(d).is_floating or p.control or rw.src_uses(r) != 1:
+            continue
+        return Replace("RealDiv", (x, d), {})
+    return None
+
+
 @RULES.rule("Neg")
 def neg_neg(n, rw):
     """-(-x) -> x."""

@@ -225,6 +225,33 @@ def test_recycled_outputs_never_overwrite_arrays_the_caller_holds():
         assert np.all(second == 6) and np.all(third == 10)
 
 
+def test_large_outputs_are_recycled_once_the_caller_drops_them():
+    # a dropped output comes back on the next run (no fresh pages to fault in), for the
+    # lean and the general (traced) run path alike
+    import weakref
+
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = x * 2.0
+    n = 1 << 17
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        for opts in (None, gc.RunOptions(trace=True)):
+            first = sess.run(y, {x: np.ones(n, np.float32)}, options=opts)
+            ref = weakref.ref(first)
+            del first
+            second = sess.run(y, {x: np.full(n, 3.0, np.float32)}, options=opts)
+            assert ref() is second and np.all(second == 6)
+            del second
+        # y = sess.run(...) in a loop: the previous result is alive during the next run, so
+        # two arrays take turns
+        ids = []
+        y_val = None
+        for k in range(6):
+            y_val = sess.run(y, {x: np.full(n, float(k), np.float32)})
+            assert np.all(y_val == 2 * k)
+            ids.append(id(y_val))
+        assert len(set(ids[2:])) == 2 and ids[2] == ids[4] and ids[3] == ids[5]
+
+
 def test_max_min_reductions_propagate_nan_like_numpy():
     x = gc.placeholder(gc.float32, (None, 40), name="x")
     outs = [gc.reduce_max(x, axis=1), gc.reduce_min(x, axis=1), gc.nn.softmax(x)]

@@ -92,6 +92,29 @@ def test_division_by_zero_constant_or_integer_is_left_alone():
     assert count(after, "RealDiv") == 1
 
 
+def test_multiplication_by_a_reciprocal_used_once_becomes_a_division():
+    x, d = placeholder((None, 3), gc.float32, name="x"), placeholder((3,), gc.float32, name="d")
+    vals = [RNG.normal(size=(4, 3)).astype("f4"), RNG.uniform(0.5, 2, size=3).astype("f4")]
+    for build in (lambda: x * (1.0 / d), lambda: (1 / (1 + gc.exp(-d))) * x,
+                  lambda: x * gc.reciprocal(d)):  # fmt: skip
+        _, after = simplified(build(), [x, d], vals)
+        assert fetched_node(after).op == "RealDiv" and count(after, "RealDiv") == 1
+        assert count(after, "Mul") == 0 and count(after, "Reciprocal") == 0
+    # the reciprocal is needed elsewhere too (another product, or fetched): kept, no second
+    # division
+    r = 1.0 / d
+    _, after = simplified([x * r, (x + 1) * r], [x, d], vals)
+    assert count(after, "RealDiv") == 1 and count(after, "Mul") == 2
+    _, after = simplified([x * r, r], [x, d], vals)
+    assert count(after, "RealDiv") == 1 and count(after, "Mul") == 1
+    # a numerator that is not 1, or a 1 that widens d: not a reciprocal of d
+    _, after = simplified(x * (2.0 / d), [x, d], vals)
+    assert count(after, "Mul") == 1
+    ones = gc.constant(np.ones((4, 3), np.float32))
+    _, after = simplified(x * (ones / d), [x, d], vals)
+    assert count(after, "Mul") == 1
+
+
 def test_negation_folds_into_add_and_sub():
     x, y = placeholder((3,), name="x"), placeholder((3,), name="y")
     vals = [RNG.normal(size=3), RNG.normal(size=3)]

@@ -8,15 +8,19 @@ loop vectoriser turns it into 512-bit code on AVX-512 machines.
 
 Algorithms (Cephes-style, constants from Cephes / Eigen where named):
 
-* ``exp``: n = rint(x / ln2), r = x - n ln2 (Cody-Waite 2-part ln2), exp(r) by a degree-6
-  minimax polynomial (f32, Cephes expf) or the degree-13 Taylor series (f64), scaled by
-  2^n with ``llvm.ldexp`` (one ``vscalefps`` with AVX-512) or, elsewhere, as two exponent-bit
-  multiplications (so subnormal results come out right).
+* ``exp``: x clamped to just outside the finite range of exp (NaN passes), n = rint(x / ln2)
+  by adding 1.5 2^23 (2^52) and read off the bits (no float-to-int conversion),
+  r = x - n ln2 (Cody-Waite 2-part ln2), exp(r) by Cephes expf's polynomial 1 + r + r^2 P5(r)
+  in plain Horner form (f32; one rounding less than Cephes' grouping) or the degree-13
+  Taylor series (f64), scaled by 2^n with ``llvm.ldexp`` (one ``vscalefps`` with AVX-512) or,
+  elsewhere, as two exponent-bit multiplications (so subnormal results come out right).
+  Overflow to inf and underflow to 0 come out of that scaling: no selects.
 * ``log``: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m-1)/(m+1),
   by the odd series in s (|s| <= 0.172); subnormals are pre-scaled by 2^25.
 * ``log1p(x) = log(u) - ((u-1)-x)/u`` with u = 1+x (Goldberg), ``expm1(x) = (u-1) x / log u``
   with u = exp(x) (Kahan): both accurate near 0 with no branches.
-* ``tanh`` (f32): Eigen's rational approximation on [-7.9, 7.9] (one division, no exp).
+* ``tanh`` (f32): Eigen's rational approximation on [-7.9, 7.9] (one division, no exp;
+  x times num/den, so tiny and subnormal x come back unchanged).
   ``tanh`` (f64): |x| < 0.625: x + x z P(z)/Q(z) (Cephes); else 1 - 2/(exp(2|x|)+1).
 * ``sigmoid``: e = exp(-|x|); x >= 0 ? 1/(1+e) : e/(1+e) (the reference formula).
 * ``erf`` (f32): Eigen/XLA's rational approximation on [-4, 4] (odd degree 13 / even degree
@@ -32,19 +36,21 @@ sweeps of 200k points over the domain plus tiny arguments, against float64 libm 
 ``math.erf``; ulp of the result type):
 
     function  domain           float32   float64
-    exp       [-100, 88]       1.24 ulp  1.00 ulp
+    exp       [-100, 88]       0.83 ulp  1.00 ulp
     expm1     [-20, 20]        2.97      3.00
     log       [1e-30, 1e30]    1.81      2.00
     log1p     [-0.999, 1e6]    2.03      2.00
-    tanh      [-12, 12]        4.37      2.00
+    tanh      [-12, 12]        4.50      2.00
     sigmoid   [-40, 40]        2.39      3.00
     erf       [-5, 5]          5.39      3.00
     sin, cos  [-100, 100]      1.5       2.00
     tan       [-1.5, 1.5]      2.88      3.00
 
 (For W1's float32 chain that is a max abs error of ~4e-6 on outputs of magnitude ~10.)
-Special values follow numpy: NaN in -> NaN out, exp(+-inf) = inf/0, log(0) = -inf,
-log(x<0) = NaN, sin/cos(inf) = NaN, overflow to inf and underflow through subnormals to 0.
+Special values follow numpy (the clamps that keep polynomials in range pass NaN through,
+so NaN needs no select where the arithmetic propagates it): NaN in -> NaN out,
+exp(+-inf) = inf/0, log(0) = -inf, log(x<0) = NaN, sin/cos(inf) = NaN, overflow to inf and
+underflow through subnormals to 0.
 """
 
 from __future__ import annotations
@@ -134,6 +140,12 @@ class _B:
         x = self.sel(self.gt(x, self.c(lo)), x, self.c(lo))
         return self.sel(self.lt(x, self.c(hi)), x, self.c(hi))
 
+    def clamp_nan(self, x, lo, hi):
+        """x limited to [lo, hi], NaN passed through (one vmaxps/vminps each, like clamp):
+        the NaN then flows through the arithmetic and needs no select of its own."""
+        x = self.sel(self.lt(x, self.c(lo)), self.c(lo), x)
+        return self.sel(self.gt(x, self.c(hi)), self.c(hi), x)
+
     def bits(self, a):
         return self.b.bitcast(a, self.ity)
 
@@ -151,12 +163,19 @@ class _B:
 
 
 def _exp(m: _B, x):
+    # The clamp bounds lie just outside the finite range of exp: there the scaling by 2^n
+    # itself rounds to inf (n = 128 / 1024) or to 0 (p 2^n below half the smallest
+    # subnormal), so overflow, underflow and +-inf need no selects; NaN passes the clamp
+    # and the arithmetic. n = rint(x / ln2) comes from adding 1.5 2^mant (the add rounds to
+    # an integer): its integer value is then the bit pattern minus that of 1.5 2^mant, with
+    # no float-to-int conversion (poison for NaN in LLVM IR).
     if m.is64:
-        hi, lo, nan_lo = 709.782712893384, -745.2, -745.2
+        lo, hi, shift, sbits = -746.0, 710.0, 1.5 * 2.0**52, 0x4338000000000000
     else:
-        hi, lo, nan_lo = 88.72283935546875, -103.972084045410, -103.97
-    xc = m.clamp(x, lo, hi)
-    n = m.rint(m.mul(xc, m.c(1.4426950408889634)))
+        lo, hi, shift, sbits = -104.0, 89.0, 1.5 * 2.0**23, 0x4B400000
+    xc = m.clamp_nan(x, lo, hi)
+    t = m.fma(xc, m.c(1.4426950408889634), m.c(shift))
+    n = m.sub(t, m.c(shift))
     if m.is64:
         r = m.fma(n, m.c(-6.93145751953125e-1), xc)
         r = m.fma(n, m.c(-1.42860682030941723212e-6), r)
@@ -167,7 +186,7 @@ def _exp(m: _B, x):
     else:
         r = m.fma(n, m.c(-0.693359375), xc)
         r = m.fma(n, m.c(2.12194440e-4), r)
-        poly = m.horner(
+        p = m.horner(
             r,
             [
                 1.9875691500e-4,
@@ -176,20 +195,17 @@ def _exp(m: _B, x):
                 4.1665795894e-2,
                 1.6666665459e-1,
                 5.0000001201e-1,
+                1.0,
+                1.0,
             ],
         )
-        p = m.fma(m.mul(r, r), poly, m.add(r, m.c(1.0)))
-    ni = m.b.fptosi(n, I32)
+    ni = m.b.sub(m.bits(t), m.ci(sbits))  # n as an integer
     if HOST["ldexp"]:
-        y = m.b.call(_ldexp(m.m, m.t), [p, ni])  # AVX-512: one vscalefps
-    else:
-        ni = m.b.sext(ni, m.ity) if m.is64 else ni
-        n1 = m.b.ashr(ni, m.ci(1))
-        n2 = m.b.sub(ni, n1)  # two steps: 2^n itself may be subnormal or overflow
-        y = m.mul(m.mul(p, m.pow2i(n1)), m.pow2i(n2))
-    y = m.sel(m.gt(x, m.c(hi)), m.c(np.inf), y)
-    y = m.sel(m.lt(x, m.c(nan_lo)), m.c(0.0), y)
-    return m.sel(m.isnan(x), x, y)
+        ni32 = m.b.trunc(ni, I32) if m.is64 else ni
+        return m.b.call(_ldexp(m.m, m.t), [p, ni32])  # AVX-512: one vscalefps
+    n1 = m.b.ashr(ni, m.ci(1))
+    n2 = m.b.sub(ni, n1)  # two steps: 2^n itself may be subnormal or overflow
+    return m.mul(m.mul(p, m.pow2i(n1)), m.pow2i(n2))
 
 
 #: host properties the emitters adapt to (set by the renderer from the target features)
@@ -248,6 +264,9 @@ def _expm1(m: _B, x):
     u = _call(m, "EXP", x)
     um1 = m.sub(u, m.c(1.0))
     y = m.div(m.mul(um1, x), _call(m, "LOG", u))
+    # u beyond 2^(mantissa+2): u - 1 is already exact to the last bit (and (u-1) x above
+    # would overflow for x near the overflow threshold of exp)
+    y = m.sel(m.gt(u, m.c(2.0 ** (54 if m.is64 else 25))), um1, y)
     y = m.sel(m.eq(um1, m.c(-1.0)), m.c(-1.0), y)
     y = m.sel(m.eq(u, m.c(1.0)), x, y)
     y = m.sel(m.eq(u, m.c(np.inf)), u, y)
@@ -271,7 +290,7 @@ def _tanh(m: _B, x):
     else:
         # Eigen's rational approximation (odd 13 / even 6) on [-7.9053, 7.9053]: one
         # division, no exp; |x| < 4e-4 returns x (tanh x = x to float32 precision there)
-        xc = m.clamp(x, -7.90531110763549805, 7.90531110763549805)
+        xc = m.clamp_nan(x, -7.90531110763549805, 7.90531110763549805)
         z = m.mul(xc, xc)
         num = m.horner(
             z,
@@ -294,9 +313,10 @@ def _tanh(m: _B, x):
                 4.89352518554385e-03,
             ],
         )
-        y = m.div(m.mul(xc, num), den)
-        y = m.sel(m.lt(a, m.c(0.0004)), x, y)
-        return m.sel(m.isnan(x), x, y)
+        # NaN passes the clamp and the arithmetic; tiny |x| needs no select of its own
+        # (num/den = 1 - 1.3e-7 at 0: within the documented error; subnormal x keep their
+        # value and -0 stays -0 as x is multiplied by the ratio last)
+        return m.mul(xc, m.div(num, den))
     e = _call(m, "EXP", m.add(a, a))
     large = m.copysign(m.sub(m.c(1.0), m.div(m.c(2.0), m.add(e, m.c(1.0)))), x)
     return m.sel(m.lt(a, m.c(0.625)), small, large)
@@ -307,12 +327,12 @@ def _sigmoid(m: _B, x):
     e = _call(m, "EXP", m.b.fneg(a))
     pos = m.div(m.c(1.0), m.add(m.c(1.0), e))
     neg = m.mul(e, pos)  # e / (1 + e) with one division
-    y = m.sel(m.b.fcmp_ordered(">=", x, m.c(0.0)), pos, neg)
-    return m.sel(m.isnan(x), x, y)
+    # a NaN x gives a NaN e (exp passes it through), so pos and neg are NaN already
+    return m.sel(m.b.fcmp_ordered(">=", x, m.c(0.0)), pos, neg)
 
 
 def _erf_f32(m: _B, x):
-    xc = m.clamp(x, -4.0, 4.0)
+    xc = m.clamp_nan(x, -4.0, 4.0)  # NaN passes through to the result
     z = m.mul(xc, xc)
     num = m.horner(
         z,
@@ -336,8 +356,7 @@ def _erf_f32(m: _B, x):
             -1.42647390514189e-02,
         ],
     )
-    y = m.div(m.mul(xc, num), den)
-    return m.sel(m.isnan(x), x, y)
+    return m.div(m.mul(xc, num), den)
 
 
 def _erfc_scaled_cheb() -> list:

@@ -9,8 +9,9 @@ variable updates go to ``ctx.write_variable`` (the Session commits them; a priva
 for this run, or a temporary holding the new value, is committed as is, without a copy: the
 runner then gives the temporary's root a different array for the next run).
 
-Storage: one slot per storage root (see ``render.Layout``). Outputs get fresh arrays every
-run (they are handed to the caller); temporaries live in arrays cached per runtime-dims value
+Storage: one slot per storage root (see ``render.Layout``). Outputs get arrays the caller
+does not hold (new ones, or large ones recycled once the caller dropped them: their pages are
+mapped already); temporaries live in arrays cached per runtime-dims value
 (the Session serialises runs of one Executable under its lock); a variable updated in place
 gets a private copy of its value, so a failed run changes nothing.
 """
@@ -57,8 +58,27 @@ def descriptor(arr: np.ndarray, keep: list) -> int:
 
 #: outputs at least this large are recycled when the caller has dropped them
 REUSE_MIN_BYTES = 1 << 18
-#: sys.getrefcount of an array referenced only by the reuse table (table + argument)
-REFS_IF_UNUSED = 2
+
+
+#: recycled arrays kept per output: two, so that ``y = sess.run(...)`` in a loop (the previous
+#: result is still held while the next run executes) recycles every other array
+REUSE_DEPTH = 2
+
+
+def _refs(pool: list, i: int) -> int:
+    """sys.getrefcount of ``pool[i]`` as seen from here (the pool's reference, the
+    temporary of the lookup and whatever else holds the object)."""
+    return sys.getrefcount(pool[i])
+
+
+def _probe_refs_if_unused() -> int:
+    # measured rather than assumed: whether the interpreter counts the lookup temporary
+    # differs between CPython versions
+    return _refs([np.empty(1)], 0)
+
+
+#: _refs of an array referenced only by its reuse pool
+REFS_IF_UNUSED = _probe_refs_if_unused()
 
 
 class _Plan:
@@ -100,7 +120,7 @@ class LLVMRunner:
         self.dims_addr = ctypes.addressof(self.dims_arr)
         self.trace_arr = (ctypes.c_double * max(2 * len(kernel_names), 1))()
         self._plans: dict = {}
-        self._reuse: dict = {}  # output root -> last array handed out (see _output_array)
+        self._reuse: dict = {}  # output root -> arrays handed out recently (see _output_array)
         bufs = kp.buffers
         # members of each root (a root's storage must fit its largest member)
         self.members: dict = {}
@@ -175,15 +195,23 @@ class LLVMRunner:
         return p
 
     def _output_array(self, root, shape, npdt):
-        """A fresh-to-the-caller array for an output: the previous run's array when nobody
-        but this runner holds it any more (its pages are already mapped: writing 64 MB of new
-        memory costs ~10 ms of page faults), else a new one. Small outputs are always new."""
-        prev = self._reuse.get(root)
-        if prev is not None and prev.shape == shape and sys.getrefcount(prev) == REFS_IF_UNUSED:
-            return prev
+        """A fresh-to-the-caller array for an output: one of the last REUSE_DEPTH arrays
+        handed out that nobody but this runner holds any more (its pages are already mapped:
+        writing 64 MB of new memory costs ~7 ms of page faults), else a new one. Small outputs
+        are always new."""
+        pool = self._reuse.get(root)
+        if pool is not None:
+            for i in range(len(pool)):
+                if _refs(pool, i) == REFS_IF_UNUSED:
+                    prev = pool[i]
+                    if prev.shape == shape and prev.dtype == npdt:
+                        return prev
         a = np.empty(shape, npdt)
         if a.nbytes >= REUSE_MIN_BYTES:
-            self._reuse[root] = a
+            pool = self._reuse.setdefault(root, [])
+            if len(pool) >= REUSE_DEPTH:
+                pool.pop(0)  # the oldest (e.g. of a previous batch size)
+            pool.append(a)
         return a
 
     # -- the run ---------------------------------------------------------------------------
