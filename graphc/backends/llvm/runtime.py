@@ -81,6 +81,16 @@ def _probe_refs_if_unused() -> int:
 REFS_IF_UNUSED = _probe_refs_if_unused()
 
 
+def _probe_refs_of_local() -> int:
+    ring = [np.empty(1)]
+    old = ring.pop(0)
+    return sys.getrefcount(old)
+
+
+#: sys.getrefcount of an array held only by one local name (see Runner._hand_over)
+REFS_OF_LOCAL = _probe_refs_of_local()
+
+
 class _Plan:
     """Concrete sizes and cached temporaries for one value of the runtime dims."""
 
@@ -340,8 +350,8 @@ class LLVMRunner:
         spare = None
         if len(ring) == 2:
             old = ring.pop(0)
-            # references: the local name and getrefcount's argument
-            if old.nbytes == out.nbytes and sys.getrefcount(old) == REFS_IF_UNUSED:
+            # nothing but the local name holds it: the Session has replaced that value
+            if old.nbytes == out.nbytes and sys.getrefcount(old) == REFS_OF_LOCAL:
                 spare = old
         ring.append(out)
         plan.temps[root] = spare if spare is not None else np.empty_like(out)
