@@ -20,7 +20,7 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from . import sym
+from . import lower_window, sym
 from .expr import Cast, Const, Math, Var, i64
 from .ir import Buffer, Let, LibCall, Store
 from .lowerings import KINDS, opaque
@@ -180,6 +180,9 @@ def _conv_backprop_input(kb, node):
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _gemm(kb, g_buf, f_buf, cols, 0, 1, m, k, o, dt)  # [M, O] @ [K, O]^T
     out = kb.out_buffer(node)
+    if lower_window.static_taps(kh, kw):
+        lower_window.emit_col2im(kb, cols, win, n, c, out, dt)
+        return
     (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, h, w, c]) as (b, y, x, ch):
         acc = kb.new_var("acc")
@@ -244,12 +247,6 @@ def _pool_geometry(kb, node, x_ref):
     return _window(node, h, w, kh, kw), n, c
 
 
-def _taps(kb, win, oy, ox):
-    """Nested tap loops; yields (y, x, inside) of the current tap."""
-    (sh, sw), (dh, dw) = win.s, win.d
-    return win, sh, sw, dh, dw
-
-
 @rule("MaxPool", "AvgPool", "MaxPoolGradGrad")
 def _pool_shape(n, ins, checks):
     b, h, w, c = ins[0]
@@ -267,8 +264,11 @@ def _pool(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
-    (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPool"
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_pool(kb, node, x_ref, win, n, c, out, is_max)
+        return
+    (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
         acc, cnt = kb.new_var("acc"), kb.new_var("cnt")
         kb.emit(Let(acc, dt, Const(float("-inf") if is_max else 0.0, dt)))
@@ -343,6 +343,13 @@ def _pool_grad(kb, node):
     pooled = (n, win.oh, win.ow, c)
     if is_max:
         taps = _temp(kb, f"argtap{node.id}", _dt.int32, pooled)
+    if lower_window.static_taps(win.kh, win.kw):
+        if is_max:
+            lower_window.emit_max_pool_grad(kb, node, x_ref, g_ref, win, n, c, out, taps)
+        else:
+            lower_window.emit_avg_pool_grad(kb, node, g_ref, win, n, c, out, _avg_count)
+        return
+    if is_max:
         with kb.nest(pooled) as (b, oy, ox, ch):
             _, tap = _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)
             kb.emit(Store(taps, sym.flat_index((b, oy, ox, ch), pooled), tap))
@@ -399,6 +406,9 @@ def _max_pool_grad_grad(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_max_pool_grad_grad(kb, node, x_ref, d_ref, win, n, c, out)
+        return
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
         arg = kb.bind(_argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)[0], _dt.int64)
         found = kb.bind(Math.GE(arg, sym.ZERO), _dt.bool_)

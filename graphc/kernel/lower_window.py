@@ -1,0 +1,227 @@
+"""Channel-innermost lowerings of the 2-D window ops: pools, their gradients and col2im.
+
+NHWC keeps the channels of one pixel contiguous. These kernels run one flat parallel loop
+over the pixels (threads split it into runs of whole images or rows; the CUDA renderer gives
+each pixel a thread) with the channel loop innermost, and unroll the window taps in Python:
+per pixel, each tap's position and its "inside the image" test are computed once, so the
+channel loop body is straight-line code over contiguous loads and one store, with no value
+carried between channels. LLVM vectorises it; the tap-innermost form of ``lower_nn.py``
+(a tap loop per element, index arithmetic and divisions per tap and channel) does not.
+
+Taps are unrolled only for windows known at compile time with at most ``MAX_TAPS`` taps
+(pools always know their window; convolutions know it when the filter's spatial size is
+static); other windows keep the generic tap loops of ``lower_nn.py``.
+
+Results are bit-identical to the tap-loop forms: taps are visited in the same order
+(row-major over the window), accumulations start from the same value, padding reads as
+-inf (max) or is skipped (sums), and max pools pick the first maximum as TF does.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .. import dtypes as _dt
+from . import sym
+from .expr import Const, Expr, Load, Math
+from .ir import Store
+
+#: Largest window (kh * kw taps) unrolled into the channel loop.
+MAX_TAPS = 64
+
+_TRUE = Const(True, _dt.bool_)
+
+
+def static_taps(kh, kw) -> bool:
+    """True when a window of kh x kw taps is unrolled here (both sizes static, not too many)."""
+    kh, kw = sym.const_value(sym.as_expr(kh)), sym.const_value(sym.as_expr(kw))
+    return kh is not None and kw is not None and 0 < kh * kw <= MAX_TAPS
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Tap ``t`` (= i * kw + j) of one pixel: ``ok`` says it is real (inside the image, or
+    a window that exists), ``at`` is the flat pixel index it refers to (0 when not ok, so
+    loads through it stay in bounds)."""
+
+    t: int
+    ok: Expr
+    at: Expr
+    yx: tuple = ()  # source taps: the window (oy, ox), (0, 0) when not ok
+
+
+@contextmanager
+def pixel_loop(kb, n, hh, ww):
+    """One parallel loop over the n * hh * ww pixels; yields (p, b, y, x), p the flat pixel."""
+    with kb.loop(sym.product([n, hh, ww]), parallel=True) as p:
+        b, y, x = (kb.bind(e, _dt.int64) for e in sym.unflatten(p, (n, hh, ww)))
+        yield p, b, y, x
+
+
+def window_taps(kb, win, padding, n, b, oy, ox) -> list:
+    """Taps of window (oy, ox): the input pixel (oy*sh + i*dh - pt, ox*sw + j*dw - pl)."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    kh, kw = sym.const_value(win.kh), sym.const_value(win.kw)
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            y = sym.sub(sym.add(sym.mul(oy, sh), i * dh), win.pt)
+            x = sym.sub(sym.add(sym.mul(ox, sw), j * dw), win.pl)
+            # a VALID window always fits (the output size is computed so)
+            ok = _TRUE if padding == "VALID" else kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+            at = sym.select(ok, sym.flat_index((b, y, x), (n, win.h, win.w)), 0)
+            taps.append(Tap(i * kw + j, ok, kb.bind(at, _dt.int64)))
+    return taps
+
+
+def source_taps(kb, win, n, b, y, x) -> list:
+    """Windows that read input pixel (y, x): tap (i, j) of window (oy, ox) does when
+    oy * sh = y + pt - i * dh (and the same across); ``at`` is the flat window (b, oy, ox)."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    kh, kw = sym.const_value(win.kh), sym.const_value(win.kw)
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            ty = sym.sub(sym.add(y, win.pt), i * dh)
+            tx = sym.sub(sym.add(x, win.pl), j * dw)
+            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
+            ok = _inside(oy, ox, win.oh, win.ow)
+            if sh > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
+            if sw > 1:
+                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok = kb.bind(ok, _dt.bool_)
+            oy = kb.bind(sym.select(ok, oy, 0), _dt.int64)
+            ox = kb.bind(sym.select(ok, ox, 0), _dt.int64)
+            at = kb.bind(sym.flat_index((b, oy, ox), (n, win.oh, win.ow)), _dt.int64)
+            taps.append(Tap(i * kw + j, ok, at, (oy, ox)))
+    return taps
+
+
+def _inside(y, x, h, w):
+    return Math.AND(
+        Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, sym.as_expr(h))),
+        Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, sym.as_expr(w))),
+    )
+
+
+def _masked(ok, v, fill):
+    return v if ok == _TRUE else Math.SELECT(ok, v, fill)
+
+
+def _elem(at, c, ch):
+    """Flat index of channel ``ch`` of pixel ``at`` (NHWC, c channels)."""
+    return sym.add(sym.mul(at, c), ch)
+
+
+# -- pools -------------------------------------------------------------------------------------
+
+
+def emit_pool(kb, node, x_ref, win, n, c, out, is_max):
+    """MaxPool / AvgPool: per output pixel, the max (or mean over real inputs) of its taps."""
+    dt = node.outs[0].dtype
+    padding = node.attrs["padding"]
+    fill = Const(float("-inf") if is_max else 0.0, dt)
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        taps = window_taps(kb, win, padding, n, b, oy, ox)
+        if not is_max:
+            cnt = Const(0.0, dt)
+            for tap in taps:
+                cnt = Math.ADD(cnt, _masked(tap.ok, Const(1.0, dt), Const(0.0, dt)))
+            cnt = kb.bind(cnt, dt)
+        with kb.loop(c) as ch:
+            acc = fill
+            for tap in taps:
+                v = _masked(tap.ok, kb.load(x_ref, _elem(tap.at, c, ch)), fill)
+                acc = kb.bind(Math.MAX(acc, v) if is_max else Math.ADD(acc, v), dt)
+            res = acc if is_max else Math.DIV(acc, cnt)
+            kb.emit(Store(out, _elem(p, c, ch), res))
+
+
+def first_max(kb, x_ref, taps, c, ch, dt, d_ref=None):
+    """(tap number, d at that tap) of the first maximum of x over ``taps`` at channel ch.
+
+    The tap is -1 (and d 0) when no tap is real; NaN never wins after the first real tap
+    (comparisons with NaN are false), as in the tap-loop form.
+    """
+    ninf = Const(float("-inf"), dt)
+    best, tap, dv = ninf, Const(-1, _dt.int32), Const(0.0, dt) if d_ref else None
+    for t in taps:
+        at = _elem(t.at, c, ch)
+        v = _masked(t.ok, kb.load(x_ref, at), ninf)
+        first = Math.AND(t.ok, Math.EQ(tap, Const(-1, _dt.int32)))
+        better = kb.bind(Math.OR(Math.GT(v, best), first), _dt.bool_)
+        tap = kb.bind(Math.SELECT(better, Const(t.t, _dt.int32), tap), _dt.int32)
+        best = kb.bind(Math.SELECT(better, v, best), dt)
+        if d_ref is not None:
+            dv = kb.bind(Math.SELECT(better, kb.load(d_ref, at), dv), dt)
+    return tap, dv
+
+
+def emit_max_pool_grad(kb, node, x_ref, g_ref, win, n, c, out, taps_buf):
+    """Two passes: each window's argmax tap (int32, pooled shape), then per input element
+    the sum of the gradients of the windows whose argmax it is."""
+    dt = node.outs[0].dtype
+    padding = node.attrs["padding"]
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        taps = window_taps(kb, win, padding, n, b, oy, ox)
+        with kb.loop(c) as ch:
+            tap, _ = first_max(kb, x_ref, taps, c, ch, dt)
+            kb.emit(Store(taps_buf, _elem(p, c, ch), tap))
+    with pixel_loop(kb, n, win.h, win.w) as (p, b, y, x):
+        sources = source_taps(kb, win, n, b, y, x)
+        with kb.loop(c) as ch:
+            acc = Const(0.0, dt)
+            for s in sources:
+                at = _elem(s.at, c, ch)
+                chosen = Math.EQ(Load(taps_buf, at, _dt.int32), Const(s.t, _dt.int32))
+                take = Math.AND(s.ok, chosen)
+                acc = kb.bind(
+                    Math.ADD(acc, Math.SELECT(take, kb.load(g_ref, at), Const(0.0, dt))), dt
+                )
+            kb.emit(Store(out, _elem(p, c, ch), acc))
+
+
+def emit_avg_pool_grad(kb, node, g_ref, win, n, c, out, count):
+    """Per input element, the sum over the windows reading it of their gradient / count."""
+    dt = node.outs[0].dtype
+    with pixel_loop(kb, n, win.h, win.w) as (p, b, y, x):
+        sources = source_taps(kb, win, n, b, y, x)
+        counts = [kb.bind(count(win, *s.yx, dt), dt) for s in sources]
+        with kb.loop(c) as ch:
+            acc = Const(0.0, dt)
+            for s, cnt in zip(sources, counts):
+                v = Math.DIV(kb.load(g_ref, _elem(s.at, c, ch)), cnt)
+                acc = kb.bind(Math.ADD(acc, Math.SELECT(s.ok, v, Const(0.0, dt))), dt)
+            kb.emit(Store(out, _elem(p, c, ch), acc))
+
+
+def emit_max_pool_grad_grad(kb, node, x_ref, d_ref, win, n, c, out):
+    """out[window] = d at the first maximum of x in the window (0 for an empty window)."""
+    dt = node.outs[0].dtype
+    padding = node.attrs["padding"]
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        taps = window_taps(kb, win, padding, n, b, oy, ox)
+        with kb.loop(c) as ch:
+            _, dv = first_max(kb, x_ref, taps, c, ch, dt, d_ref)
+            kb.emit(Store(out, _elem(p, c, ch), dv))
+
+
+# -- convolution -------------------------------------------------------------------------------
+
+
+def emit_col2im(kb, cols, win, n, c, out, dt):
+    """out[b, y, x, ch] = sum of the column entries of the taps that read (y, x): ``cols`` is
+    [N*OH*OW, KH*KW*C] (row = output pixel, column = (tap, channel)); a gather, so no
+    atomics and no zero-fill."""
+    k = sym.mul(sym.product([win.kh, win.kw]), c)
+    with pixel_loop(kb, n, win.h, win.w) as (p, b, y, x):
+        sources = source_taps(kb, win, n, b, y, x)
+        with kb.loop(c) as ch:
+            acc = Const(0.0, dt)
+            for s in sources:
+                idx = sym.add(sym.mul(s.at, k), sym.add(sym.mul(s.t, c), ch))
+                v = Math.SELECT(s.ok, Load(cols, idx, dt), Const(0.0, dt))
+                acc = kb.bind(Math.ADD(acc, v), dt)
+            kb.emit(Store(out, _elem(p, c, ch), acc))
