@@ -301,8 +301,10 @@ def _pool_grad_shape(n, ins, checks):
 
 
 def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
-    """(flat input index, tap number i * kw + j) of the first maximum of window (oy, ox)
-    (sequential over taps; both -1 when the window has no real input)."""
+    """(flat input index, tap number i * kw + j) of the maximum of window (oy, ox), chosen as
+    the reference's argmax over the -inf padded window: the first NaN, else the first maximum,
+    tap 0 for an all -inf window (sequential over taps). The index is -1 when the chosen tap
+    is padding."""
     (sh, sw), (dh, dw) = win.s, win.d
     best, arg, tap = kb.new_var("best"), kb.new_var("arg"), kb.new_var("tap")
     kb.emit(Let(best, dt, Const(float("-inf"), dt)))
@@ -315,14 +317,15 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
         flat = kb.bind(sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0),
                        _dt.int64)  # fmt: skip
         v = kb.bind(Math.SELECT(ok, kb.load(x_ref, flat), Const(float("-inf"), dt)), dt)
-        b_var = Var(best, dt)
-        # first maximum; an all -inf window picks its first real tap (as argmax on padded -inf)
-        better = kb.bind(Math.OR(Math.GT(v, b_var),
-                                 Math.AND(ok, Math.EQ(Var(arg, _dt.int64), i64(-1)))),
-                         _dt.bool_)  # fmt: skip
-        kb.emit(Let(arg, _dt.int64, Math.SELECT(better, flat, Var(arg, _dt.int64))))
+        b_var, t_var = Var(best, dt), Var(tap, _dt.int32)
+        nan_first = Math.AND(Math.ISNAN(v), Math.NOT(Math.ISNAN(b_var)))
+        better = Math.OR(Math.OR(Math.EQ(t_var, Const(-1, _dt.int32)), Math.GT(v, b_var)),
+                         nan_first)  # fmt: skip
+        better = kb.bind(better, _dt.bool_)
+        real = sym.select(ok, flat, -1)
+        kb.emit(Let(arg, _dt.int64, Math.SELECT(better, real, Var(arg, _dt.int64))))
         here = Cast(sym.add(sym.mul(i, win.kw), j), _dt.int32)
-        kb.emit(Let(tap, _dt.int32, Math.SELECT(better, here, Var(tap, _dt.int32))))
+        kb.emit(Let(tap, _dt.int32, Math.SELECT(better, here, t_var)))
         kb.emit(Let(best, dt, Math.SELECT(better, v, b_var)))
     return Var(arg, _dt.int64), Var(tap, _dt.int32)
 

@@ -14,7 +14,8 @@ static); other windows keep the generic tap loops of ``lower_nn.py``.
 
 Results are bit-identical to the tap-loop forms: taps are visited in the same order
 (row-major over the window), accumulations start from the same value, padding reads as
--inf (max) or is skipped (sums), and max pools pick the first maximum as TF does.
+-inf (max) or is skipped (sums), and max pools pick the window's maximum as the reference's
+argmax does (first NaN, else first maximum, with padding taps counted as -inf).
 """
 
 from __future__ import annotations
@@ -140,22 +141,25 @@ def emit_pool(kb, node, x_ref, win, n, c, out, is_max):
 
 
 def first_max(kb, x_ref, taps, c, ch, dt, d_ref=None):
-    """(tap number, d at that tap) of the first maximum of x over ``taps`` at channel ch.
-
-    The tap is -1 (and d 0) when no tap is real; NaN never wins after the first real tap
-    (comparisons with NaN are false), as in the tap-loop form.
-    """
-    ninf = Const(float("-inf"), dt)
-    best, tap, dv = ninf, Const(-1, _dt.int32), Const(0.0, dt) if d_ref else None
+    """(tap number, d at that tap) of the maximum of x over ``taps`` at channel ch, chosen as
+    the reference does (numpy argmax over the window with padding read as -inf): the first
+    NaN, else the first maximum; an all -inf window picks tap 0 even when it is padding.
+    d is 0 when the chosen tap is padding (its gradient falls outside the image)."""
+    ninf, zero = Const(float("-inf"), dt), Const(0.0, dt)
+    best = tap = dv = None
     for t in taps:
         at = _elem(t.at, c, ch)
-        v = _masked(t.ok, kb.load(x_ref, at), ninf)
-        first = Math.AND(t.ok, Math.EQ(tap, Const(-1, _dt.int32)))
-        better = kb.bind(Math.OR(Math.GT(v, best), first), _dt.bool_)
+        v = kb.bind(_masked(t.ok, kb.load(x_ref, at), ninf), dt)
+        d = _masked(t.ok, kb.load(d_ref, at), zero) if d_ref is not None else None
+        if best is None:
+            best, tap, dv = v, Const(t.t, _dt.int32), d
+            continue
+        nan_first = Math.AND(Math.ISNAN(v), Math.NOT(Math.ISNAN(best)))
+        better = kb.bind(Math.OR(Math.GT(v, best), nan_first), _dt.bool_)
         tap = kb.bind(Math.SELECT(better, Const(t.t, _dt.int32), tap), _dt.int32)
         best = kb.bind(Math.SELECT(better, v, best), dt)
         if d_ref is not None:
-            dv = kb.bind(Math.SELECT(better, kb.load(d_ref, at), dv), dt)
+            dv = kb.bind(Math.SELECT(better, d, dv), dt)
     return tap, dv
 
 
