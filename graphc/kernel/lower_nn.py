@@ -344,6 +344,9 @@ def _pool_grad(kb, node):
     (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPoolGrad"
     pooled = (n, win.oh, win.ow, c)
+    if is_max and lower_window.static_taps(win.kh, win.kw) and lower_window.disjoint(win):
+        lower_window.emit_max_pool_grad_disjoint(kb, node, x_ref, g_ref, win, n, c, out)
+        return
     if is_max:
         taps = _temp(kb, f"argtap{node.id}", _dt.int32, pooled)
     if lower_window.static_taps(win.kh, win.kw):

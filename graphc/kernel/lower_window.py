@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import dtypes as _dt
 from . import sym
 from .expr import Const, Expr, Load, Math
-from .ir import Store
+from .ir import If, Store
 
 #: Largest window (kh * kw taps) unrolled into the channel loop.
 MAX_TAPS = 64
@@ -161,6 +161,61 @@ def first_max(kb, x_ref, taps, c, ch, dt, d_ref=None):
         if d_ref is not None:
             dv = kb.bind(Math.SELECT(better, d, dv), dt)
     return tap, dv
+
+
+def disjoint(win) -> bool:
+    """True when no two windows share an input element (stride at least the window)."""
+    eh, ew = sym.const_value(win.eff_h), sym.const_value(win.eff_w)
+    return eh is not None and ew is not None and win.s[0] >= eh and win.s[1] >= ew
+
+
+def _tiles(win, padding) -> bool:
+    """True when disjoint windows provably cover every input element: stride = window and
+    SAME padding (the last window reaches past the end) or a size the stride divides."""
+    for size, s, eff in ((win.h, win.s[0], win.eff_h), (win.w, win.s[1], win.eff_w)):
+        if s != sym.const_value(eff):
+            return False
+        if padding != "SAME" and (sym.const_value(size) is None or sym.const_value(size) % s):
+            return False
+    return True
+
+
+def _guarded(kb, ok, emit):
+    """``emit()`` into an If(ok), or inline when ok is the constant True."""
+    if ok == _TRUE:
+        emit()
+        return
+    kb.blocks.append([])
+    kb.memos.append({})
+    emit()
+    then = tuple(kb.blocks.pop())
+    kb.memos.pop()
+    kb.emit(If(ok, then))
+
+
+def emit_max_pool_grad_disjoint(kb, node, x_ref, g_ref, win, n, c, out):
+    """Disjoint windows: one pass over the windows writes every tap of each window (its
+    gradient at the argmax tap, 0 elsewhere; padding taps skipped), so no argmax buffer and
+    no gather. Elements no window covers are zeroed first, only when some may exist."""
+    dt = node.outs[0].dtype
+    padding = node.attrs["padding"]
+    if not _tiles(win, padding):
+        with kb.loop(sym.product([n, win.h, win.w, c]), parallel=True) as e:
+            kb.emit(Store(out, e, Const(0.0, dt)))
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        taps = window_taps(kb, win, padding, n, b, oy, ox)
+        for t in taps:
+
+            def write(t=t):
+                # one channel loop per tap: the argmax is recomputed from L1-resident rows
+                # (cheaper than a stored argmax row), and each loop stores one contiguous row
+                with kb.loop(c) as ch:
+                    tap, _ = first_max(kb, x_ref, taps, c, ch, dt)
+                    gv = kb.load(g_ref, _elem(p, c, ch))
+                    take = Math.EQ(tap, Const(t.t, _dt.int32))
+                    kb.emit(Store(out, _elem(t.at, c, ch), Math.SELECT(take, gv, Const(0.0, dt))))
+
+            _guarded(kb, t.ok, write)
 
 
 def emit_max_pool_grad(kb, node, x_ref, g_ref, win, n, c, out, taps_buf):

@@ -9,14 +9,15 @@ import pytest
 import graphc as gc
 from graphc.kernel import interp, lower_window
 from graphc.kernel.expr import i64
-from graphc.kernel.ir import Loop
+from graphc.kernel.ir import If, Loop
 from graphc.runtime_state import RunContext
 from tests.kernel.helpers import assert_close, compile_kernels
 from tests.oracle import run
 
 POOLS = [((2, 2), (2, 2), "VALID"), ((3, 3), (2, 2), "SAME"), ((3, 2), (1, 2), "SAME"),
          ((2, 3), (3, 1), "VALID"), ((2, 2), (3, 3), "VALID"), ((1, 1), (2, 2), "SAME"),
-         ((4, 3), (2, 3), "SAME")]  # fmt: skip
+         ((4, 3), (2, 3), "SAME"), ((2, 2), (2, 2), "SAME"), ((3, 3), (3, 3), "SAME"),
+         ((1, 1), (1, 1), "VALID"), ((1, 2), (1, 2), "VALID")]  # fmt: skip
 CONVS = [((3, 3), 1, "SAME", 1), ((2, 3), 2, "SAME", 1), ((3, 2), (2, 1), "VALID", 1),
          ((3, 3), 1, "SAME", 2), ((1, 1), 2, "VALID", 1), ((5, 4), (3, 2), "SAME", 1)]  # fmt: skip
 
@@ -156,10 +157,30 @@ def test_channel_loop_is_innermost_and_vectorisable(op):
     assert pixel_loops
     for pixels in pixel_loops:
         assert pixels.parallel
-        (channels,) = _loops(pixels.body)
-        assert channels.stop == i64(8)
-        assert not _loops(channels.body), "taps are unrolled, not looped inside the channels"
-        assert interp._vectorisable(channels, set())
+        channel_loops = _loops(_flat_ifs(pixels.body))
+        assert channel_loops
+        for channels in channel_loops:
+            assert channels.stop == i64(8)
+            assert not _loops(channels.body), "taps are unrolled, not looped inside the channels"
+            assert interp._vectorisable(channels, set())
+    # disjoint windows: MaxPoolGrad is one pass over the windows, no argmax buffer
+    assert len(pixel_loops) == (1 if op == "MaxPoolGrad" else len(pixel_loops))
+    assert not any(b.startswith("argtap") for b in kp.buffers)
+
+
+def test_overlapping_max_pool_grad_is_two_gather_passes():
+    phs, outs = _pool_graph((3, 3), (2, 2), "SAME", gc.float32, (2, 6, 6, 8))
+    _, _, kp = compile_kernels(outs, phs, fusion=False)
+    (kernel,) = _kernels_of(kp, "MaxPoolGrad")
+    assert len(_loops(kernel.body)) == 2  # argmax taps, then the gather
+    assert any(b.startswith("argtap") for b in kernel.writes)
+
+
+def _flat_ifs(body):
+    out = []
+    for s in body:
+        out.extend(_flat_ifs(s.then) if isinstance(s, If) else [s])
+    return out
 
 
 def test_large_or_unknown_windows_keep_tap_loops():
