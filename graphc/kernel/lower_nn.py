@@ -12,9 +12,14 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
 * Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a``.
-* Pools: direct loops over the window (max: first maximum wins, as TF; avg: SAME divides by
-  the number of real inputs). Their gradients are gathers over the windows containing each
-  input element.
+* Pools: max (the reference's argmax: first NaN, else first maximum) or mean over the
+  window (SAME divides by the number of real inputs). Their gradients are gathers over the
+  windows containing each input element; MaxPoolGrad with disjoint windows writes each
+  window's taps in one pass instead.
+
+Windows known at compile time with at most ``lower_window.MAX_TAPS`` taps (every pool, and
+convolutions with a static filter size) use the channel-innermost, tap-unrolled kernels of
+``lower_window.py`` (vectorised channel loops); the tap-loop forms below serve the others.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class SymWindow:
         pad = attrs["padding"]
         self.h, self.w, self.kh, self.kw = (sym.as_expr(v) for v in (h, w, kh, kw))
         self.s, self.d = (sh, sw), (dh, dw)
+        self.padding = pad
         self.oh, self.pt, self.eff_h = _geometry(self.h, self.kh, sh, dh, pad)
         self.ow, self.pl, self.eff_w = _geometry(self.w, self.kw, sw, dw, pad)
 
@@ -90,6 +96,9 @@ def _im2col(kb, x_ref, win, n, c, col):
     """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
     (sh, sw), (dh, dw) = win.s, win.d
     dt = kb.lw.program.spec(tuple(x_ref)).dtype
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_im2col(kb, x_ref, win, win.padding, n, c, col, dt)
+        return
     k = sym.product([win.kh, win.kw, c])
     with kb.nest([n, win.oh, win.ow]) as (b, oy, ox):
         with kb.nest([win.kh, win.kw, c], parallel=False) as (i, j, ch):

@@ -270,6 +270,18 @@ def emit_max_pool_grad_grad(kb, node, x_ref, d_ref, win, n, c, out):
 # -- convolution -------------------------------------------------------------------------------
 
 
+def emit_im2col(kb, x_ref, win, padding, n, c, col, dt):
+    """col[(b, oy, ox), (tap, ch)] = x at the tap's input pixel, or 0 in the padding: one
+    contiguous channel row copied per tap (the tap's position and test computed per pixel)."""
+    k = sym.mul(sym.product([win.kh, win.kw]), c)
+    zero = Const(0.0, dt)
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        for t in window_taps(kb, win, padding, n, b, oy, ox):
+            with kb.loop(c) as ch:
+                v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
+                kb.emit(Store(col, sym.add(sym.mul(p, k), sym.add(sym.mul(t.t, c), ch)), v))
+
+
 def emit_col2im(kb, cols, win, n, c, out, dt):
     """out[b, y, x, ch] = sum of the column entries of the taps that read (y, x): ``cols`` is
     [N*OH*OW, KH*KW*C] (row = output pixel, column = (tap, channel)); a gather, so no

@@ -147,7 +147,8 @@ def _kernels_of(kp, op):
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AvgPool", "MaxPoolGrad", "AvgPoolGrad",
-                                "MaxPoolGradGrad", "Conv2DBackpropInput"])  # fmt: skip
+                                "MaxPoolGradGrad", "Conv2D", "Conv2DBackpropInput",
+                                "Conv2DBackpropFilter"])  # fmt: skip
 def test_channel_loop_is_innermost_and_vectorisable(op):
     phs, outs = (_conv_graph((3, 3), 1, "SAME", 1, gc.float32, (2, 6, 6, 8)) if op.startswith(
         "Conv") else _pool_graph((2, 2), (2, 2), "VALID", gc.float32, (2, 6, 6, 8)))  # fmt: skip
@@ -191,8 +192,8 @@ def test_large_or_unknown_windows_keep_tap_loops():
     f = gc.placeholder(gc.float32, (None, None, 2, 3))
     z = gc.nn.conv2d(x, f, 1, "SAME")
     (dx,) = gc.gradients(gc.reduce_sum(z), [x])
-    _, _, kp = compile_kernels([y, dx], [x, f], fusion=False)
-    for op in ("MaxPool", "Conv2DBackpropInput"):
+    _, _, kp = compile_kernels([y, z, dx], [x, f], fusion=False)
+    for op in ("MaxPool", "Conv2DBackpropInput", "Conv2D"):
         (kernel,) = _kernels_of(kp, op)
         (outer,) = _loops(kernel.body)
         depth, body = 1, outer.body
