@@ -8,6 +8,8 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
 * Conv2D: im2col into a temporary ``[N*OH*OW, KH*KW*C]`` (skipped for 1x1 stride-1 unpadded
   convolutions) then one ``gemm`` with the filters viewed as ``[KH*KW*C, O]``: the product is
   the NHWC output directly. It is a "gemm" kind op, so bias/activation epilogues fuse.
+  Short static dot products (KH*KW*C at most ``lower_window.DIRECT_MAX_K``: first layers)
+  are computed directly, without im2col or BLAS.
 * Conv2DBackpropInput: ``gemm`` of the output gradient with the transposed filters into
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
@@ -150,6 +152,9 @@ def emit_conv2d(kb, node, c_buf):
         and win.s == (1, 1)
         and (sym.const_value(win.pt), sym.const_value(win.pl)) == (0, 0)
     )
+    if not direct and lower_window.direct_conv(win, c):
+        lower_window.emit_direct_conv(kb, x_ref, f_buf, win, win.padding, n, c, o, c_buf, dt)
+        return
     if direct:
         a_buf = kb.lw.buffer_for_read(x_ref)
         kb.reads.add(a_buf)

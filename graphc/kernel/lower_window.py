@@ -31,6 +31,10 @@ from .ir import If, Store
 #: Largest window (kh * kw taps) unrolled into the channel loop.
 MAX_TAPS = 64
 
+#: Largest static kh * kw * c of a Conv2D computed directly instead of im2col + GEMM: a
+#: product that short runs BLAS far below its speed, and im2col costs more than the math.
+DIRECT_MAX_K = 32
+
 _TRUE = Const(True, _dt.bool_)
 
 
@@ -296,3 +300,29 @@ def emit_col2im(kb, cols, win, n, c, out, dt):
                 v = Math.SELECT(s.ok, Load(cols, idx, dt), Const(0.0, dt))
                 acc = kb.bind(Math.ADD(acc, v), dt)
             kb.emit(Store(out, _elem(p, c, ch), acc))
+
+
+def direct_conv(win, c) -> bool:
+    """True when the Conv2D is computed by ``emit_direct_conv`` (static, short dot products)."""
+    k = sym.const_value(sym.mul(sym.product([win.kh, win.kw]), c))
+    return static_taps(win.kh, win.kw) and k is not None and k <= DIRECT_MAX_K
+
+
+def emit_direct_conv(kb, x_ref, f_buf, win, padding, n, c, o, out, dt):
+    """out[p, oc] = sum over (tap, ch) of x[tap pixel, ch] * f[tap, ch, oc]: the K inputs of
+    each output pixel are loaded once (0 in the padding) and the filter-row loop over the
+    output channels is innermost and contiguous (vectorised). For the first layer of a CNN
+    (1-3 input channels) this replaces an im2col copy and a GEMM with K of 9 to 27."""
+    zero = Const(0.0, dt)
+    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+        xs = []
+        for t in window_taps(kb, win, padding, n, b, oy, ox):
+            for ch in range(sym.const_value(sym.as_expr(c))):
+                v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
+                xs.append(kb.bind(v, dt))
+        with kb.loop(o) as oc:
+            acc = zero
+            for r, xv in enumerate(xs):
+                w = Load(f_buf, sym.add(sym.mul(r, o), oc), dt)
+                acc = kb.bind(Math.ADD(acc, Math.MUL(xv, w)), dt)
+            kb.emit(Store(out, _elem(p, o, oc), acc))

@@ -9,7 +9,7 @@ import pytest
 import graphc as gc
 from graphc.kernel import interp, lower_window
 from graphc.kernel.expr import i64
-from graphc.kernel.ir import If, Loop
+from graphc.kernel.ir import If, LibCall, Loop
 from graphc.runtime_state import RunContext
 from tests.kernel.helpers import assert_close, compile_kernels
 from tests.oracle import run
@@ -200,3 +200,20 @@ def test_large_or_unknown_windows_keep_tap_loops():
         while _loops(body):
             depth, body = depth + 1, _loops(body)[0].body
         assert depth == 6, f"{op}: 4 element loops + 2 tap loops, got {depth}"
+
+
+@pytest.mark.parametrize("c,direct", [(1, True), (3, True), (4, False)])
+def test_short_convolutions_are_direct_loops(c, direct):
+    """KH*KW*C <= DIRECT_MAX_K (first layers): no im2col buffer and no GEMM; longer: GEMM."""
+    x = gc.placeholder(gc.float32, (2, 9, 7, c))
+    f = gc.placeholder(gc.float32, (3, 3, c, 16))
+    y = gc.nn.relu(gc.nn.conv2d(x, f, 1, "SAME"))
+    _, _, kp = compile_kernels([y], [x, f], fusion=True)
+    (kernel,) = _kernels_of(kp, "Conv2D")
+    calls = [s for s in kernel.body if isinstance(s, LibCall)]
+    assert bool(calls) != direct
+    assert any(b.startswith("col") for b in kp.buffers) != direct
+    if direct:
+        (pixels, *_) = _loops(kernel.body)
+        (outs,) = _loops(pixels.body)
+        assert outs.stop == i64(16) and interp._vectorisable(outs, set())
