@@ -9,7 +9,8 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
   convolutions) then one ``gemm`` with the filters viewed as ``[KH*KW*C, O]``: the product is
   the NHWC output directly. It is a "gemm" kind op, so bias/activation epilogues fuse.
   Short static dot products (KH*KW*C at most ``lower_window.DIRECT_MAX_K``: first layers)
-  are computed directly, without im2col or BLAS.
+  are computed directly, without im2col or BLAS (Conv2DBackpropFilter too: per-image
+  partial sums, then a sum over the batch).
 * Conv2DBackpropInput: ``gemm`` of the output gradient with the transposed filters into
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
@@ -245,6 +246,11 @@ def _conv_backprop_filter(kb, node):
     dt = node.outs[0].dtype
     m = sym.product([n, win.oh, win.ow])
     k = sym.product([kh, kw, c])
+    if lower_window.direct_conv(win, c):
+        part = _temp(kb, f"part{node.id}", dt, (n, k, o))
+        lower_window.emit_direct_filter_grad(kb, x_ref, g_ref, win, n, c, o, kb.out_buffer(node),
+                                             part, dt)  # fmt: skip
+        return
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _im2col(kb, x_ref, win, n, c, cols)
     g_buf = kb.lw.buffer_for_read(g_ref)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from .. import dtypes as _dt
 from . import sym
-from .expr import Const, Expr, Load, Math
-from .ir import If, Store
+from .expr import Const, Expr, Load, Math, Var
+from .ir import If, Let, Store
 
 #: Largest window (kh * kw taps) unrolled into the channel loop.
 MAX_TAPS = 64
@@ -326,3 +326,40 @@ def emit_direct_conv(kb, x_ref, f_buf, win, padding, n, c, o, out, dt):
                 w = Load(f_buf, sym.add(sym.mul(r, o), oc), dt)
                 acc = kb.bind(Math.ADD(acc, Math.MUL(xv, w)), dt)
             kb.emit(Store(out, _elem(p, o, oc), acc))
+
+
+def emit_direct_filter_grad(kb, x_ref, g_ref, win, n, c, o, out, part, dt):
+    """Conv2DBackpropFilter for short static dot products (``direct_conv``):
+    dW[(tap, ch), oc] = sum over output pixels of x[tap pixel, ch] * g[pixel, oc].
+
+    Threads split the batch: image b accumulates its pixels into ``part[b]`` ([K, O], L1
+    resident; the output-channel loop innermost and contiguous), then a second loop sums the
+    partials over the batch. This replaces an im2col copy and a GEMM whose result has K (9
+    for a 3x3 single-channel layer) rows."""
+    padding = win.padding
+    k = sym.mul(sym.product([win.kh, win.kw]), c)
+    ko = sym.mul(k, o)
+    zero = Const(0.0, dt)
+    with kb.loop(n, parallel=True) as b:
+        with kb.loop(ko) as e:
+            kb.emit(Store(part, sym.add(sym.mul(b, ko), e), zero))
+        with kb.loop(sym.mul(win.oh, win.ow)) as q:
+            oy, ox = (kb.bind(v, _dt.int64) for v in sym.unflatten(q, (win.oh, win.ow)))
+            p = sym.add(sym.mul(b, sym.mul(win.oh, win.ow)), q)
+            xs = []
+            for t in window_taps(kb, win, padding, n, b, oy, ox):
+                for ch in range(sym.const_value(sym.as_expr(c))):
+                    v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
+                    xs.append(kb.bind(v, dt))
+            with kb.loop(o) as oc:
+                gv = kb.load(g_ref, _elem(p, o, oc))
+                for r, xv in enumerate(xs):
+                    at = sym.add(sym.mul(b, ko), sym.add(sym.mul(r, o), oc))
+                    kb.emit(Store(part, at, Math.ADD(Load(part, at, dt), Math.MUL(xv, gv))))
+    with kb.loop(ko, parallel=True) as e:
+        acc = kb.new_var("acc")
+        kb.emit(Let(acc, dt, zero))
+        with kb.loop(n) as b:
+            v = Load(part, sym.add(sym.mul(b, ko), e), dt)
+            kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), v), reduce=True))
+        kb.emit(Store(out, e, Var(acc, dt)))

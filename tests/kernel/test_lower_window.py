@@ -209,12 +209,19 @@ def test_short_convolutions_are_direct_loops(c, direct):
     x = gc.placeholder(gc.float32, (2, 9, 7, c))
     f = gc.placeholder(gc.float32, (3, 3, c, 16))
     y = gc.nn.relu(gc.nn.conv2d(x, f, 1, "SAME"))
-    _, _, kp = compile_kernels([y], [x, f], fusion=True)
-    (kernel,) = _kernels_of(kp, "Conv2D")
-    calls = [s for s in kernel.body if isinstance(s, LibCall)]
-    assert bool(calls) != direct
-    assert any(b.startswith("col") for b in kp.buffers) != direct
+    (df,) = gc.gradients(gc.reduce_sum(y), [f])
+    _, _, kp = compile_kernels([y, df], [x, f], fusion=True)
+    for op in ("Conv2D", "Conv2DBackpropFilter"):
+        (kernel,) = _kernels_of(kp, op)
+        calls = [s for s in kernel.body if isinstance(s, LibCall)]
+        assert bool(calls) != direct
+        assert any(b.startswith("col") for b in kernel.writes) != direct
     if direct:
+        (kernel,) = _kernels_of(kp, "Conv2D")
         (pixels, *_) = _loops(kernel.body)
         (outs,) = _loops(pixels.body)
         assert outs.stop == i64(16) and interp._vectorisable(outs, set())
+        # filter gradient: per-image partial sums over the pixels, then a sum over the batch
+        (kernel,) = _kernels_of(kp, "Conv2DBackpropFilter")
+        images, total = _loops(kernel.body)
+        assert images.parallel and images.stop == i64(2) and total.parallel
