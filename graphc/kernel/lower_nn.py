@@ -8,19 +8,27 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
 * Conv2D: im2col into a temporary ``[N*OH*OW, KH*KW*C]`` (skipped for 1x1 stride-1 unpadded
   convolutions) then one ``gemm`` with the filters viewed as ``[KH*KW*C, O]``: the product is
   the NHWC output directly. It is a "gemm" kind op, so bias/activation epilogues fuse.
+  Short static dot products (KH*KW*C at most ``lower_window.DIRECT_MAX_K``: first layers)
+  are computed directly, without im2col or BLAS (Conv2DBackpropFilter too: per-image
+  partial sums, then a sum over the batch).
 * Conv2DBackpropInput: ``gemm`` of the output gradient with the transposed filters into
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
 * Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a``.
-* Pools: direct loops over the window (max: first maximum wins, as TF; avg: SAME divides by
-  the number of real inputs). Their gradients are gathers over the windows containing each
-  input element.
+* Pools: max (the reference's argmax: first NaN, else first maximum) or mean over the
+  window (SAME divides by the number of real inputs). Their gradients are gathers over the
+  windows containing each input element; MaxPoolGrad with disjoint windows writes each
+  window's taps in one pass instead.
+
+Windows known at compile time with at most ``lower_window.MAX_TAPS`` taps (every pool, and
+convolutions with a static filter size) use the channel-innermost, tap-unrolled kernels of
+``lower_window.py`` (vectorised channel loops); the tap-loop forms below serve the others.
 """
 
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from . import sym
+from . import lower_window, sym
 from .expr import Cast, Const, Math, Var, i64
 from .ir import Buffer, Let, LibCall, Store
 from .lowerings import KINDS, opaque
@@ -36,6 +44,7 @@ class SymWindow:
         pad = attrs["padding"]
         self.h, self.w, self.kh, self.kw = (sym.as_expr(v) for v in (h, w, kh, kw))
         self.s, self.d = (sh, sw), (dh, dw)
+        self.padding = pad
         self.oh, self.pt, self.eff_h = _geometry(self.h, self.kh, sh, dh, pad)
         self.ow, self.pl, self.eff_w = _geometry(self.w, self.kw, sw, dw, pad)
 
@@ -90,6 +99,9 @@ def _im2col(kb, x_ref, win, n, c, col):
     """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
     (sh, sw), (dh, dw) = win.s, win.d
     dt = kb.lw.program.spec(tuple(x_ref)).dtype
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_im2col(kb, x_ref, win, win.padding, n, c, col, dt)
+        return
     k = sym.product([win.kh, win.kw, c])
     with kb.nest([n, win.oh, win.ow]) as (b, oy, ox):
         with kb.nest([win.kh, win.kw, c], parallel=False) as (i, j, ch):
@@ -141,6 +153,9 @@ def emit_conv2d(kb, node, c_buf):
         and win.s == (1, 1)
         and (sym.const_value(win.pt), sym.const_value(win.pl)) == (0, 0)
     )
+    if not direct and lower_window.direct_conv(win, c):
+        lower_window.emit_direct_conv(kb, x_ref, f_buf, win, win.padding, n, c, o, c_buf, dt)
+        return
     if direct:
         a_buf = kb.lw.buffer_for_read(x_ref)
         kb.reads.add(a_buf)
@@ -180,6 +195,9 @@ def _conv_backprop_input(kb, node):
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _gemm(kb, g_buf, f_buf, cols, 0, 1, m, k, o, dt)  # [M, O] @ [K, O]^T
     out = kb.out_buffer(node)
+    if lower_window.static_taps(kh, kw):
+        lower_window.emit_col2im(kb, cols, win, n, c, out, dt)
+        return
     (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, h, w, c]) as (b, y, x, ch):
         acc = kb.new_var("acc")
@@ -228,6 +246,11 @@ def _conv_backprop_filter(kb, node):
     dt = node.outs[0].dtype
     m = sym.product([n, win.oh, win.ow])
     k = sym.product([kh, kw, c])
+    if lower_window.direct_conv(win, c):
+        part = _temp(kb, f"part{node.id}", dt, (n, k, o))
+        lower_window.emit_direct_filter_grad(kb, x_ref, g_ref, win, n, c, o, kb.out_buffer(node),
+                                             part, dt)  # fmt: skip
+        return
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _im2col(kb, x_ref, win, n, c, cols)
     g_buf = kb.lw.buffer_for_read(g_ref)
@@ -242,12 +265,6 @@ def _pool_geometry(kb, node, x_ref):
     n, h, w, c = kb.shape(x_ref)
     kh, kw = node.attrs["ksize"]
     return _window(node, h, w, kh, kw), n, c
-
-
-def _taps(kb, win, oy, ox):
-    """Nested tap loops; yields (y, x, inside) of the current tap."""
-    (sh, sw), (dh, dw) = win.s, win.d
-    return win, sh, sw, dh, dw
 
 
 @rule("MaxPool", "AvgPool", "MaxPoolGradGrad")
@@ -267,8 +284,11 @@ def _pool(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
-    (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPool"
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_pool(kb, node, x_ref, win, n, c, out, is_max)
+        return
+    (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
         acc, cnt = kb.new_var("acc"), kb.new_var("cnt")
         kb.emit(Let(acc, dt, Const(float("-inf") if is_max else 0.0, dt)))
@@ -301,8 +321,10 @@ def _pool_grad_shape(n, ins, checks):
 
 
 def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
-    """(flat input index, tap number i * kw + j) of the first maximum of window (oy, ox)
-    (sequential over taps; both -1 when the window has no real input)."""
+    """(flat input index, tap number i * kw + j) of the maximum of window (oy, ox), chosen as
+    the reference's argmax over the -inf padded window: the first NaN, else the first maximum,
+    tap 0 for an all -inf window (sequential over taps). The index is -1 when the chosen tap
+    is padding."""
     (sh, sw), (dh, dw) = win.s, win.d
     best, arg, tap = kb.new_var("best"), kb.new_var("arg"), kb.new_var("tap")
     kb.emit(Let(best, dt, Const(float("-inf"), dt)))
@@ -315,14 +337,15 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
         flat = kb.bind(sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0),
                        _dt.int64)  # fmt: skip
         v = kb.bind(Math.SELECT(ok, kb.load(x_ref, flat), Const(float("-inf"), dt)), dt)
-        b_var = Var(best, dt)
-        # first maximum; an all -inf window picks its first real tap (as argmax on padded -inf)
-        better = kb.bind(Math.OR(Math.GT(v, b_var),
-                                 Math.AND(ok, Math.EQ(Var(arg, _dt.int64), i64(-1)))),
-                         _dt.bool_)  # fmt: skip
-        kb.emit(Let(arg, _dt.int64, Math.SELECT(better, flat, Var(arg, _dt.int64))))
+        b_var, t_var = Var(best, dt), Var(tap, _dt.int32)
+        nan_first = Math.AND(Math.ISNAN(v), Math.NOT(Math.ISNAN(b_var)))
+        better = Math.OR(Math.OR(Math.EQ(t_var, Const(-1, _dt.int32)), Math.GT(v, b_var)),
+                         nan_first)  # fmt: skip
+        better = kb.bind(better, _dt.bool_)
+        real = sym.select(ok, flat, -1)
+        kb.emit(Let(arg, _dt.int64, Math.SELECT(better, real, Var(arg, _dt.int64))))
         here = Cast(sym.add(sym.mul(i, win.kw), j), _dt.int32)
-        kb.emit(Let(tap, _dt.int32, Math.SELECT(better, here, Var(tap, _dt.int32))))
+        kb.emit(Let(tap, _dt.int32, Math.SELECT(better, here, t_var)))
         kb.emit(Let(best, dt, Math.SELECT(better, v, b_var)))
     return Var(arg, _dt.int64), Var(tap, _dt.int32)
 
@@ -341,8 +364,18 @@ def _pool_grad(kb, node):
     (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPoolGrad"
     pooled = (n, win.oh, win.ow, c)
+    if is_max and lower_window.static_taps(win.kh, win.kw) and lower_window.disjoint(win):
+        lower_window.emit_max_pool_grad_disjoint(kb, node, x_ref, g_ref, win, n, c, out)
+        return
     if is_max:
         taps = _temp(kb, f"argtap{node.id}", _dt.int32, pooled)
+    if lower_window.static_taps(win.kh, win.kw):
+        if is_max:
+            lower_window.emit_max_pool_grad(kb, node, x_ref, g_ref, win, n, c, out, taps)
+        else:
+            lower_window.emit_avg_pool_grad(kb, node, g_ref, win, n, c, out, _avg_count)
+        return
+    if is_max:
         with kb.nest(pooled) as (b, oy, ox, ch):
             _, tap = _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)
             kb.emit(Store(taps, sym.flat_index((b, oy, ox, ch), pooled), tap))
@@ -399,6 +432,9 @@ def _max_pool_grad_grad(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
+    if lower_window.static_taps(win.kh, win.kw):
+        lower_window.emit_max_pool_grad_grad(kb, node, x_ref, d_ref, win, n, c, out)
+        return
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
         arg = kb.bind(_argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt)[0], _dt.int64)
         found = kb.bind(Math.GE(arg, sym.ZERO), _dt.bool_)

@@ -771,6 +771,8 @@ class Conv2D(OpDef):
             Example(conv(strides=(2, 1), padding="VALID"), [x, _sample(2, 3, 3, 2)]),
             Example(conv(dilations=2), [_sample(1, 6, 6, 2), _sample(2, 2, 2, 3)]),
             Example(conv(strides=2, padding="SAME"), [_sample(1, 4, 4, 1), _sample(2, 2, 1, 2)]),
+            # KH*KW*C = 45: im2col + GEMM (the ones above are short enough to run directly)
+            Example(conv(), [_sample(1, 4, 5, 5), _sample(3, 3, 5, 2)]),
         ]
 
 
