@@ -69,7 +69,7 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     r = Renderer(kp, fast_math=fast_math)
     texts = [str(r.render())]
     secs["llvm_render"] = time.perf_counter() - t0
-    opt_level = 3 if options.opt_level >= 1 else 0  # O3 pipeline, host CPU features
+    opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0  # host CPU features
     objs, ir_text, s2 = jit.compile_modules(texts, opt_level)
     secs.update(s2)
     t0 = time.perf_counter()

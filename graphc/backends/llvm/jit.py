@@ -1,7 +1,8 @@
 """llvmlite plumbing: host target machine, verification, O3 pipeline, object code, loading.
 
 Compilation goes LLVM IR text -> verified module -> O3 (new pass manager, tuned for the host
-CPU name and features, e.g. znver4 with AVX-512) -> relocatable object code. Loading always goes
+CPU name and features, e.g. znver4 with AVX-512; the renderer marks loop-free glue functions
+``optnone``, so only functions with loops pay for it) -> relocatable object code. Loading always goes
 through the object code (also when it comes straight from the compiler), so a module loaded
 from the disk cache runs exactly the code a fresh compile would.
 """
@@ -92,6 +93,9 @@ def host() -> dict:
 INTERLEAVE = False
 
 MODULE_SEP = "\n; ==== graphc: next module ====\n"
+
+#: LLVM pipeline (speed level) of the functions with loops (the rest is optnone glue)
+SPEED_LEVEL = 3
 
 
 def compile_module(ir_text: str, opt_level: int = 3) -> tuple[bytes, str, dict]:
