@@ -62,12 +62,14 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     from .cache import encode_program
     from .render import Renderer
     from .runtime import LLVMRunner
+    from .split import split_module
 
     secs = {}
     jit.host()  # initialise LLVM and the host-dependent emitters before rendering
     t0 = time.perf_counter()
     r = Renderer(kp, fast_math=fast_math)
-    texts = [str(r.render())]
+    # one module per core: LLVM compiles them on parallel threads (see split.py)
+    texts = split_module(r.render(), threads_for(options))
     secs["llvm_render"] = time.perf_counter() - t0
     opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0  # host CPU features
     objs, ir_text, s2 = jit.compile_modules(texts, opt_level)

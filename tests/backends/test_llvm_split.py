@@ -1,0 +1,114 @@
+"""Programs split into several LLVM modules compiled on parallel threads (llvm/split.py)."""
+
+import re
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends.llvm import jit, split
+from graphc.bench.workloads import build_mlp_step, mlp_inputs
+
+SIZES = {"inputs": 20, "hidden": 16, "classes": 5, "batch": 7}
+
+
+@pytest.fixture
+def always_split(monkeypatch):
+    """Split even small programs, and record the module texts handed to LLVM."""
+    monkeypatch.setattr(split, "MIN_SPLIT_COST", 0)
+    texts = []
+    orig = jit.compile_modules
+
+    def spy(ir_texts, opt_level=3):
+        texts.append(list(ir_texts))
+        return orig(ir_texts, opt_level)
+
+    monkeypatch.setattr(jit, "compile_modules", spy)
+    return texts
+
+
+def _mlp():
+    inputs = mlp_inputs(SIZES, np.random.default_rng(0), SIZES["batch"])
+    g, x, labels, loss, step, params, init = build_mlp_step(SIZES, inputs)
+    feed = {x: inputs["x"], labels: inputs["labels"]}
+    return g, feed, [loss, step], params, init
+
+
+def _train(target, options=None, steps=2):
+    g, feed, fetches, params, init = _mlp()
+    with gc.Session(graph=g, target=target, options=options) as s:
+        s.run(init)
+        losses = [s.run(fetches, feed_dict=feed)[0] for _ in range(steps)]
+        exe = s.compile(fetches, list(feed)) if target == "cpu" else None
+        return losses, s.run(params), exe
+
+
+def _step(compiled):
+    """The module texts of the training step: the largest program compiled."""
+    return max(compiled, key=lambda texts: sum(map(len, texts)))
+
+
+def _defined(text):
+    return set(re.findall(r'^define [^@]*@"?([\w.]+)"?\(', text, re.M))
+
+
+def test_split_step_matches_reference(always_split):
+    want_losses, want_params, _ = _train("reference")
+    losses, params, exe = _train("cpu", gc.CompileOptions(threads=2, cache_dir=None))
+    texts = _step(always_split)
+    assert len(texts) == 2
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-5, atol=1e-6)
+    for p, w in zip(params, want_params):
+        np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)
+    assert exe.dump_ir("llvm").count(jit.MODULE_SEP) == 1
+
+
+def test_split_modules_structure(always_split):
+    _train("cpu", gc.CompileOptions(threads=2, cache_dir=None), steps=1)
+    texts = _step(always_split)
+    defs = [_defined(t) for t in texts]
+    assert "gc_entry" in defs[0] and "gc.parallel_for" in defs[0]
+    kernels = {n for d in defs for n in d if n.startswith("k")}
+    assert kernels and all(any(n in d for d in defs) for n in kernels)
+    for a in range(len(defs)):  # each kernel function in exactly one module ...
+        for b in range(a + 1, len(defs)):
+            assert not {n for n in defs[a] & defs[b] if not n.startswith("gc.")}
+    for d in defs:  # ... with the other functions of its kernel
+        for n in d:
+            if n.startswith("k"):
+                head = n.split(".")[0]
+                assert {m for dd in defs for m in dd if m.split(".")[0] == head} <= d
+    exp_users = [t for t in texts if "@gc.exp.f32" in t or '@"gc.exp.f32"' in t]
+    assert exp_users and all("gc.exp.f32" in _defined(t) for t in exp_users)
+    ctx = llvm.create_context()
+    for t in texts:  # every module is valid on its own
+        llvm.parse_assembly(t, context=ctx).verify()
+
+
+def test_one_thread_or_small_program_is_not_split(always_split, monkeypatch):
+    _train("cpu", gc.CompileOptions(threads=1, cache_dir=None), steps=1)
+    monkeypatch.setattr(split, "MIN_SPLIT_COST", 10**9)
+    _train("cpu", gc.CompileOptions(threads=2, cache_dir=None), steps=1)
+    assert always_split and all(len(t) == 1 for t in always_split)
+
+
+def test_split_program_loads_from_disk_cache(always_split, tmp_path):
+    opts = gc.CompileOptions(threads=2, cache_dir=tmp_path)
+    losses, params, exe = _train("cpu", opts)
+    compiles = len(always_split)
+    assert len(_step(always_split)) == 2
+    assert not exe.stats["loaded_from_disk"]
+    losses2, params2, exe2 = _train("cpu", opts)
+    assert exe2.stats["loaded_from_disk"] and len(always_split) == compiles  # all loaded
+    np.testing.assert_array_equal(losses, losses2)
+    for p, q in zip(params, params2):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_compile_modules_reraises_error_of_a_worker_thread():
+    ok = "define i32 @f() {\n  ret i32 1\n}\n"
+    with pytest.raises(RuntimeError):
+        jit.compile_modules([ok, "this is not LLVM IR"])
+    objs, text, secs = jit.compile_modules([ok, ok.replace("@f", "@g")])
+    assert len(objs) == 2 and text.count(jit.MODULE_SEP) == 1 and secs["llvm_wall"] > 0
