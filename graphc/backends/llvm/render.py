@@ -348,13 +348,15 @@ class Renderer:
         bufs, dims, trace, nthreads = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         slot_of = {n: i for i, n in enumerate(self.layout.slots)}
-        has_trace = b.icmp_unsigned("!=", trace, ir.Constant(PTR, None))
+        data = {}  # root -> its data pointer, read once (the table is fixed during a call)
+        stamp = self._stamp_fn()
         for i, (kfn, roots) in enumerate(kfns):
             args = []
             for root in roots:
                 if self.kp.buffers[root].kind == "const":
                     args.append(self.const_global(root))
-                else:
+                    continue
+                if root not in data:
                     p = _gep(
                         b, bufs, [ir.Constant(I64, slot_of[root])], inbounds=True, source_etype=PTR
                     )
@@ -363,16 +365,25 @@ class Renderer:
                     # numpy array object itself (PyArrayObject.data follows PyObject_HEAD)
                     dp = _gep(b, desc, [ir.Constant(I64, DATA_WORD)], inbounds=True,
                               source_etype=PTR)  # fmt: skip
-                    args.append(b.load(dp, typ=PTR))
-            self._stamp(b, has_trace, trace, 2 * i)
+                    data[root] = b.load(dp, typ=PTR)
+                args.append(data[root])
+            b.call(stamp, [trace, ir.Constant(I64, 2 * i)])
             b.call(kfn, args + [dims, nthreads])
-            self._stamp(b, has_trace, trace, 2 * i + 1)
+            b.call(stamp, [trace, ir.Constant(I64, 2 * i + 1)])
         b.ret(ir.Constant(I32, 0))
 
-    def _stamp(self, b, has_trace, trace, k):
-        with b.if_then(has_trace, likely=False):
-            p = _gep(b, trace, [ir.Constant(I64, k)], inbounds=True, source_etype=F64)
-            b.store(self._now(b), p)
+    def _stamp_fn(self) -> ir.Function:
+        """``gc.stamp(trace, k)``: ``trace[k] = now()`` when tracing (trace is not null); one
+        call per stamp keeps the entry point short."""
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64]), "gc.stamp")
+        fn.linkage = "internal"
+        mark_cold(fn)
+        trace, k = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        with b.if_then(b.icmp_unsigned("!=", trace, ir.Constant(PTR, None)), likely=False):
+            b.store(self._now(b), _gep(b, trace, [k], inbounds=True, source_etype=F64))
+        b.ret_void()
+        return fn
 
     def _roots_of(self, body) -> list:
         used = buffers_used(body)
