@@ -112,3 +112,53 @@ def test_compile_modules_reraises_error_of_a_worker_thread():
         jit.compile_modules([ok, "this is not LLVM IR"])
     objs, text, secs = jit.compile_modules([ok, ok.replace("@f", "@g")])
     assert len(objs) == 2 and text.count(jit.MODULE_SEP) == 1 and secs["llvm_wall"] > 0
+
+
+def _twin_program():
+    """Three kernels: a = x * 2 and b = y * 2 (the same code on other buffers), c = x + y."""
+    from graphc import dtypes as dt
+    from graphc.kernel.expr import Const, Dim, Load, Math, Var, i64
+    from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Loop, Store
+
+    f32 = dt.float32
+    n = Dim("n")
+    i = Var("i", dt.int64)
+
+    def loop(out, value):
+        return (Loop("i", i64(0), n, (Store(out, i, value),), parallel=True),)
+
+    buf = {k: Buffer(k, f32, (n,), "input" if k in "xy" else "output") for k in "xyabc"}
+    two = Const(2.0, f32)
+    return KernelProgram(
+        buffers=buf,
+        kernels=[
+            Kernel("double_x", loop("a", Math.MUL(Load("x", i, f32), two)), ops=("a",)),
+            Kernel("double_y", loop("b", Math.MUL(Load("y", i, f32), two)), ops=("b",)),
+            Kernel("sum", loop("c", Math.ADD(Load("x", i, f32), Load("y", i, f32))), ops=("c",)),
+        ],
+        dims={"n": (0, 0)},
+        inputs=("x", "y"),
+        outputs=("a", "b", "c"),
+    )
+
+
+def test_identical_kernels_are_compiled_once(rng):
+    from graphc.backends.llvm import compile_kernel_program
+    from graphc.backends.llvm.render import Renderer
+    from graphc.runtime_state import RunContext
+
+    jit.host()
+    module = Renderer(_twin_program()).render()
+    (text,) = split.split_module(module, 1)
+    kernels = {n.split(".")[0] for n in _defined(text) if n.startswith("k")}
+    assert kernels == {"k0", "k2"}  # k1 (double_y) runs k0's code
+    assert '@"k0.double_x"(' in text.split('@"gc_entry"', 1)[1]
+
+    c = compile_kernel_program(_twin_program(), gc.CompileOptions(cache_dir=None))
+    x, y = rng.standard_normal((2, 1001)).astype(np.float32)
+    trace = []
+    a, b, s = c.runner.run(RunContext({}, {}, [x, y]), trace)
+    np.testing.assert_array_equal(a, x * 2)
+    np.testing.assert_array_equal(b, y * 2)
+    np.testing.assert_array_equal(s, x + y)
+    assert [t[0] for t in trace] == ["double_x", "double_y", "sum"]  # still one per kernel
