@@ -2,10 +2,12 @@
 
 ``compile_kernel_program(kp, options)`` renders a Kernel IR program to LLVM IR
 (``render.py``; transcendental polynomials in ``math.py``, GEMM through scipy-openblas32),
-verifies and optimises it at O3 for the host CPU (``jit.py``), emits object code, loads it and
-returns a ``Compiled`` whose ``runner`` (``runtime.py``) executes the whole program with one
-native call. ``load_compiled(manifest, obj)`` rebuilds the same from the disk cache
-(``cache.py``) without re-rendering or re-optimising.
+compiles identical kernels once and splits a large program into one module per core
+(``split.py``), verifies and optimises the modules at O3 for the host CPU on parallel threads
+(``jit.py``), emits object code, loads it and returns a ``Compiled`` whose ``runner``
+(``runtime.py``) executes the whole program with one native call. ``load_compiled(manifest,
+obj)`` rebuilds the same from the disk cache (``cache.py``) without re-rendering or
+re-optimising.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def threads_for(options) -> int:
 
 
 def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) -> Compiled:
-    """Render, verify, optimise (O3, host CPU), emit object code and load it."""
+    """Render, split, verify, optimise (O3, host CPU), emit object code and load it."""
     from .cache import encode_program
     from .render import Renderer
     from .runtime import LLVMRunner
