@@ -162,3 +162,16 @@ def test_identical_kernels_are_compiled_once(rng):
     np.testing.assert_array_equal(b, y * 2)
     np.testing.assert_array_equal(s, x + y)
     assert [t[0] for t in trace] == ["double_x", "double_y", "sum"]  # still one per kernel
+
+
+def test_compile_modules_without_a_free_thread(monkeypatch):
+    """A module whose thread cannot start is compiled on the calling thread."""
+    import threading
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    ok = "define i32 @f() {\n  ret i32 1\n}\n"
+    objs, text, _ = jit.compile_modules([ok, ok.replace("@f", "@g"), ok.replace("@f", "@h")])
+    assert len(objs) == 3 and all(objs) and "@h" in text

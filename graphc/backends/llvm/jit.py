@@ -179,10 +179,16 @@ def compile_modules(ir_texts: list, opt_level: int = 3) -> tuple[list, str, dict
         except BaseException as e:  # re-raised on the calling thread
             results[i] = e
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, len(ir_texts))]
-    for t in threads:
-        t.start()
-    work(0)
+    threads, inline = [], [0]
+    for i in range(1, len(ir_texts)):
+        t = threading.Thread(target=work, args=(i,), name=f"graphc-llvm-{i}")
+        try:
+            t.start()
+            threads.append(t)
+        except RuntimeError:  # no thread to be had: compile it here
+            inline.append(i)
+    for i in inline:
+        work(i)
     for t in threads:
         t.join()
     objs, texts, secs = [], [], {}
