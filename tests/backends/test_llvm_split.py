@@ -175,3 +175,32 @@ def test_compile_modules_without_a_free_thread(monkeypatch):
     ok = "define i32 @f() {\n  ret i32 1\n}\n"
     objs, text, _ = jit.compile_modules([ok, ok.replace("@f", "@g"), ok.replace("@f", "@h")])
     assert len(objs) == 3 and all(objs) and "@h" in text
+
+
+def test_concurrent_split_compiles_in_two_sessions(always_split):
+    """Two threads compiling split programs at once (four LLVM modules in flight) give the
+    reference results: each module has an LLVM context of its own."""
+    import threading
+    import traceback
+
+    want_losses, want_params, _ = _train("reference")
+    results, errors = [], []
+
+    def train():
+        try:
+            results.append(_train("cpu", gc.CompileOptions(threads=2, cache_dir=None)))
+        except BaseException:  # reported below, with where it came from
+            errors.append(traceback.format_exc())
+
+    for _ in range(2):
+        threads = [threading.Thread(target=train) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+    assert len(results) == 4
+    for losses, params, _ in results:
+        np.testing.assert_allclose(losses, want_losses, rtol=1e-5, atol=1e-6)
+        for p, w in zip(params, want_params):
+            np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)

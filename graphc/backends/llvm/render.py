@@ -73,6 +73,12 @@ _VALUE_TYPES = {
 }
 
 
+# llvmlite fills the escape table of byte-array constants (our const globals) on first use,
+# without a lock: a second thread printing one meanwhile reads a half-filled table (KeyError).
+# Printing one here, while this module is imported (under the import lock), fills it.
+str(ir.Constant(ir.ArrayType(I8, 1), bytearray(1)))
+
+
 def value_type(dtype):
     """LLVM type of a scalar value of ``dtype`` (bool is i1 in registers)."""
     return _VALUE_TYPES[dtype]
