@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
+from contextlib import contextmanager
 
 from .errors import UnavailableError
 from .executable import Executable, KernelInfo
@@ -26,8 +29,38 @@ def check_target(target: str) -> str:
     return target
 
 
+_gc_lock = threading.Lock()
+_gc_state = {"depth": 0, "was_enabled": False}
+
+
+@contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off while compiling: passes, lowering and the
+    llvmlite IR builder allocate many small objects, which trigger collections that scan
+    every live object (~6% of a cold compile of the W3 step). Nothing a compile creates
+    needs collecting before it ends; the collector's previous state is restored after
+    the last of any concurrent compiles."""
+    with _gc_lock:
+        if _gc_state["depth"] == 0:
+            _gc_state["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _gc_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_state["depth"] -= 1
+            if _gc_state["depth"] == 0 and _gc_state["was_enabled"]:
+                gc.enable()
+
+
 def compile_program(program: Program, target: str, options: CompileOptions) -> Executable:
     """Optimise ``program`` and build the target's Executable."""
+    with _gc_paused():
+        return _compile(program, target, options)
+
+
+def _compile(program: Program, target: str, options: CompileOptions) -> Executable:
     if target == "reference":
         # The oracle runs the extracted graph as is: no pass may change what it computes.
         from .backends.reference import ReferenceExecutable

@@ -18,7 +18,8 @@ class CompileOptions:
     opt_level: 0 runs no optimisation passes; 1 the cheap ones; 2 all (default).
     dump_dir: write the Program after each pass, the Kernel IR, the generated code and a
         DOT file of fusion groups there.
-    threads: worker threads for the cpu target (default: every core).
+    threads: worker threads for the cpu target (default: every core), at run time and
+        for compiling (LLVM modules of a large program compile in parallel).
     cache_dir: the persistent compile cache (default under the user cache dir; None: off).
     fast_math: let the backend reassociate floating-point arithmetic.
     """

@@ -141,7 +141,7 @@ def test_random_streams_are_reproducible(target):
             return [sess.run([r, u, t]) for _ in range(2)]
 
     first, second = draw(), draw()
-    for (a, b) in zip(first, second):
+    for a, b in zip(first, second):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     assert not np.array_equal(first[0][0], first[1][0])  # next run: next values
@@ -226,3 +226,46 @@ def test_unavailable_cuda_target_says_why():
 def test_unknown_target():
     with pytest.raises(ValueError, match="target"):
         gc.Session(target="tpu")
+
+
+def test_compile_pauses_and_restores_the_garbage_collector(monkeypatch):
+    """The cyclic GC is off while a program compiles and comes back as it was, also when
+    the compile fails or another one runs inside it."""
+    import gc as pygc
+
+    from graphc import compiler
+
+    seen = []
+    inner = compiler._compile
+
+    def spy(program, target, options):
+        seen.append(pygc.isenabled())
+        if len(seen) == 1:  # a nested compile keeps it off, and so does its end
+            compiler.compile_program(program, target, options)
+            seen.append(pygc.isenabled())
+        return inner(program, target, options)
+
+    monkeypatch.setattr(compiler, "_compile", spy)
+    x = gc.placeholder(gc.float32, (3,))
+    y = x * 2.0
+    assert pygc.isenabled()
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as s:
+        np.testing.assert_array_equal(s.run(y, {x: np.ones(3, np.float32)}), [2, 2, 2])
+    assert seen == [False, False, False] and pygc.isenabled()
+
+    pygc.disable()
+    try:
+        with gc.Session(options=gc.CompileOptions(cache_dir=None)) as s:
+            s.run(y * 3.0, {x: np.ones(3, np.float32)})
+        assert not pygc.isenabled()  # the user's choice is kept
+    finally:
+        pygc.enable()
+
+    def boom(program, target, options):
+        raise RuntimeError("compile failed")
+
+    monkeypatch.setattr(compiler, "_compile", boom)
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as s:
+        with pytest.raises(RuntimeError, match="compile failed"):
+            s.run(y + 1.0, {x: np.ones(3, np.float32)})
+    assert pygc.isenabled()

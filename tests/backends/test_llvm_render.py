@@ -385,3 +385,64 @@ def test_runner_accepts_numpy_scalars_and_lists_as_feeds():
     c = compile_kernel_program(kp, _opts())
     (z,) = c.runner.run(RunContext({}, {}, [np.float32(2.0), [1.0, 2.0]]), None)
     np.testing.assert_array_equal(z, [3.0, 4.0])
+
+
+def _gemm_program(dtype):
+    d = dt.as_dtype(dtype)
+    m = n = k = 8
+    zero, one = Const(0, i64t), Const(1.0, f64)
+    shape = (i64(m), i64(n), i64(k), i64(1), i64(0), i64(0), i64(0))
+    args = ("a", "b", "c", zero, zero, *shape, one, Const(0.0, f64), i64(0), i64(0), i64(0))
+    return KernelProgram(
+        buffers={
+            "a": Buffer("a", d, (i64(m * k),), "input"),
+            "b": Buffer("b", d, (i64(k * n),), "input"),
+            "c": Buffer("c", d, (i64(m), i64(n)), "output"),
+        },
+        kernels=[Kernel("mm", (LibCall("gemm", args),))],
+        inputs=("a", "b"),
+        outputs=("c",),
+    )
+
+
+def _optnone(module) -> dict:
+    return {
+        f.name: "optnone" in f.attributes
+        for f in module.functions
+        if f.blocks  # definitions
+    }
+
+
+def test_only_functions_with_loops_are_optimised():
+    """Loop-free glue (entry point, dispatch, thread start-up, BLAS calls) is optnone, so the
+    O3 pipeline only spends compile time where loops can be vectorised."""
+    from graphc.backends.llvm import jit
+    from graphc.backends.llvm.render import Renderer
+
+    jit.host()
+    flags = _optnone(Renderer(_w1_program()).render())
+    assert flags["k0.w1.par0"] is False  # the elementwise loop: O3, vectorised
+    assert flags["k0.w1"] is True  # dispatch only: the loop is outlined into .par0
+    for glue in ("gc_entry", "k0.w1.par0.body"):  # (the pool itself is llvm/pool.py)
+        assert flags[glue] is True, glue
+    assert not any(v for k, v in flags.items() if k.startswith("gc.") and "exp" in k)
+
+    blas = _optnone(Renderer(_gemm_program(np.float32)).render())
+    assert blas["k0.mm"] is True and blas["gc.gemm_rows.s00"] is True
+    naive = _optnone(Renderer(_gemm_program(np.int32)).render())  # no BLAS: triple loop
+    assert naive["k0.mm"] is False
+
+    c = compile_kernel_program(_w1_program(), _opts())
+    par = [d for d in c.llvm_ir.split("\ndefine ") if d.split("(", 1)[0].endswith("@k0.w1.par0")]
+    assert len(par) == 1
+    par = par[0].split("\n}\n", 1)[0]
+    assert "x float>" in par  # the hot loop still went through the vectoriser
+
+
+def test_optnone_glue_runs_gemm_and_naive_gemm(rng):
+    for dtype in (np.float32, np.int32):
+        a = (rng.standard_normal(64) * 3).astype(dtype)
+        b = (rng.standard_normal(64) * 3).astype(dtype)
+        (c,), _, _ = _run(_gemm_program(dtype), [a, b])
+        want = a.reshape(8, 8).astype(np.float64) @ b.reshape(8, 8).astype(np.float64)
+        np.testing.assert_allclose(c, want.astype(dtype), rtol=1e-5, atol=1e-4)

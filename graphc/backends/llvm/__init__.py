@@ -2,10 +2,12 @@
 
 ``compile_kernel_program(kp, options)`` renders a Kernel IR program to LLVM IR
 (``render.py``; transcendental polynomials in ``math.py``, GEMM through scipy-openblas32),
-verifies and optimises it at O3 for the host CPU (``jit.py``), emits object code, loads it and
-returns a ``Compiled`` whose ``runner`` (``runtime.py``) executes the whole program with one
-native call. ``load_compiled(manifest, obj)`` rebuilds the same from the disk cache
-(``cache.py``) without re-rendering or re-optimising.
+compiles identical kernels once and splits a large program into one module per core
+(``split.py``), verifies and optimises the modules at O3 for the host CPU on parallel threads
+(``jit.py``), emits object code, loads it and returns a ``Compiled`` whose ``runner``
+(``runtime.py``) executes the whole program with one native call. ``load_compiled(manifest,
+obj)`` rebuilds the same from the disk cache (``cache.py``) without re-rendering or
+re-optimising.
 """
 
 from __future__ import annotations
@@ -58,18 +60,20 @@ def threads_for(options) -> int:
 
 
 def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) -> Compiled:
-    """Render, verify, optimise (O3, host CPU), emit object code and load it."""
+    """Render, split, verify, optimise (O3, host CPU), emit object code and load it."""
     from .cache import encode_program
     from .render import Renderer
     from .runtime import LLVMRunner
+    from .split import split_module
 
     secs = {}
     jit.host()  # initialise LLVM and the host-dependent emitters before rendering
     t0 = time.perf_counter()
     r = Renderer(kp, fast_math=fast_math)
-    texts = [str(r.render())]
+    # one module per core: LLVM compiles them on parallel threads (see split.py)
+    texts = split_module(r.render(), threads_for(options))
     secs["llvm_render"] = time.perf_counter() - t0
-    opt_level = 3 if options.opt_level >= 1 else 0  # O3 pipeline, host CPU features
+    opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0  # host CPU features
     objs, ir_text, s2 = jit.compile_modules(texts, opt_level)
     secs.update(s2)
     t0 = time.perf_counter()

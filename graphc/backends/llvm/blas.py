@@ -17,7 +17,7 @@ from ... import dtypes as _dt
 from ...errors import UnimplementedError
 from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
-from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, value_type
+from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, mark_cold, value_type
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
 #: core). The pool's workers spin between the kernels of a step, so handing them a chunk
@@ -118,6 +118,7 @@ def _gemm_rows(r, dt, ta, tb):
     fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
+    mark_cold(fn)
     r._decls[name] = fn
     args, m0, m1 = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -164,6 +165,7 @@ def _gemm_rows(r, dt, ta, tb):
 def _naive_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
     b = f.b
+    f.hot = True  # loops: optimise this function (see render.mark_cold)
     a_name, b_name, c_name = s.args[:3]
     m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
     acc_dt = _dt.float32 if dt == _dt.float16 else (_dt.int64 if dt.is_integer else dt)

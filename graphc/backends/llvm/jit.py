@@ -1,13 +1,16 @@
 """llvmlite plumbing: host target machine, verification, O3 pipeline, object code, loading.
 
 Compilation goes LLVM IR text -> verified module -> O3 (new pass manager, tuned for the host
-CPU name and features, e.g. znver4 with AVX-512) -> relocatable object code. Loading always goes
+CPU name and features, e.g. znver4 with AVX-512; the renderer marks loop-free glue functions
+``optnone``, so only functions with loops pay for it) -> relocatable object code. A program
+split into several modules (split.py) compiles them on parallel threads. Loading always goes
 through the object code (also when it comes straight from the compiler), so a module loaded
 from the disk cache runs exactly the code a fresh compile would.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 
@@ -102,14 +105,50 @@ INTERLEAVE = False
 
 MODULE_SEP = "\n; ==== graphc: next module ====\n"
 
+#: LLVM pipeline (speed level) of the functions with loops (the rest is optnone glue)
+SPEED_LEVEL = 3
 
-def compile_module(ir_text: str, opt_level: int = 3) -> tuple[bytes, str, dict]:
+
+def _unlocked(fn):
+    """The ctypes function behind an llvmlite binding, or None. llvmlite runs every LLVM call
+    under one process-wide lock; optimising and emitting a module only touch that module, its
+    own LLVM context, target machine and pass builder, which LLVM allows on several threads at
+    once (ctypes releases the GIL during the call)."""
+    return getattr(fn, "_cfn", None)
+
+
+def _run_passes(mpm, mod, pb, parallel: bool):
+    raw = _unlocked(llvm.ffi.lib.LLVMPY_RunNewModulePassManager) if parallel else None
+    if raw is None:
+        mpm.run(mod, pb)
+    else:
+        raw(mpm, mod, pb)
+
+
+def _emit_object(tm, mod, parallel: bool) -> bytes:
+    lib = llvm.ffi.lib
+    raw = _unlocked(lib.LLVMPY_TargetMachineEmitToMemory) if parallel else None
+    if raw is None:
+        return tm.emit_object(mod)
+    with llvm.ffi.OutputString() as err:
+        mb = raw(tm, mod, 1, err)
+        if not mb:
+            raise RuntimeError(str(err))
+    try:
+        return ctypes.string_at(lib.LLVMPY_GetBufferStart(mb), lib.LLVMPY_GetBufferSize(mb))
+    finally:
+        lib.LLVMPY_DisposeMemoryBuffer(mb)
+
+
+def compile_module(ir_text: str, opt_level: int = 3, parallel: bool = False):
     """Parse, verify, optimise and emit object code for one module (in an LLVM context,
-    target machine and pass builder of its own). Returns (object, optimised IR, seconds)."""
-    return _compile(_init(), ir_text, opt_level)
+    target machine and pass builder of its own). Returns (object, optimised IR, seconds).
+    ``parallel``: optimise and emit outside llvmlite's global lock (other threads compile
+    other modules meanwhile)."""
+    return _compile(_init(), ir_text, opt_level, parallel)
 
 
-def _compile(s: dict, ir_text: str, opt_level: int) -> tuple[bytes, str, dict]:
+def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False):
     secs = {}
     t0 = time.perf_counter()
     ctx = llvm.create_context()
@@ -128,10 +167,10 @@ def _compile(s: dict, ir_text: str, opt_level: int) -> tuple[bytes, str, dict]:
     pto.loop_unrolling = False
     pto.loop_interleaving = INTERLEAVE
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    _run_passes(pb.getModulePassManager(), mod, pb, parallel)
     secs["llvm_opt"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    obj = tm.emit_object(mod)
+    obj = _emit_object(tm, mod, parallel)
     secs["llvm_codegen"] = time.perf_counter() - t0
     text = str(mod)
     del pb, pto, mod
@@ -139,15 +178,41 @@ def _compile(s: dict, ir_text: str, opt_level: int) -> tuple[bytes, str, dict]:
 
 
 def compile_modules(ir_texts: list, opt_level: int = 3) -> tuple[list, str, dict]:
-    """compile_module for each text (llvmlite serialises LLVM calls under one lock, so
-    threads would not help); returns (objects, IR texts joined by MODULE_SEP, seconds)."""
+    """compile_module for each text, on a thread each (the first on the calling thread);
+    returns (objects, IR texts joined by MODULE_SEP, seconds: the sums over the modules of
+    each phase, and ``llvm_wall``, the elapsed time of them all)."""
+    t0 = time.perf_counter()
+    parallel = len(ir_texts) > 1
+    results: list = [None] * len(ir_texts)
+
+    def work(i):
+        try:
+            results[i] = compile_module(ir_texts[i], opt_level, parallel)
+        except BaseException as e:  # re-raised on the calling thread
+            results[i] = e
+
+    threads, inline = [], [0]
+    for i in range(1, len(ir_texts)):
+        t = threading.Thread(target=work, args=(i,), name=f"graphc-llvm-{i}")
+        try:
+            t.start()
+            threads.append(t)
+        except RuntimeError:  # no thread to be had: compile it here
+            inline.append(i)
+    for i in inline:
+        work(i)
+    for t in threads:
+        t.join()
     objs, texts, secs = [], [], {}
-    for t in ir_texts:
-        obj, text, sc = compile_module(t, opt_level)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+        obj, text, sc = r
         objs.append(obj)
         texts.append(text)
         for k, v in sc.items():
             secs[k] = secs.get(k, 0.0) + v
+    secs["llvm_wall"] = time.perf_counter() - t0
     return objs, MODULE_SEP.join(texts), secs
 
 
