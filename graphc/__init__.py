@@ -9,7 +9,7 @@
 The public names are those of shared/API.md.
 """
 
-from . import errors
+from . import errors, math, nn  # noqa: E402  (namespaces built on the names above)
 from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
 from .graph import (
     Graph,
@@ -34,8 +34,6 @@ from .ops.state import *  # noqa: F403
 from .options import CompileOptions, RunMetadata, RunOptions
 from .session import InteractiveSession, Session, get_default_session
 from .version import __version__
-
-from . import math, nn  # noqa: E402  (namespaces built on the names above)
 
 bool = bool_  # noqa: A001 - gc.bool, as in the API
 newaxis = None

@@ -24,8 +24,16 @@ class CompileOptions:
     fast_math: let the backend reassociate floating-point arithmetic.
     """
 
-    def __init__(self, fusion: bool = True, opt_level: int = 2, dump_dir=None, threads=None,
-                 cache_dir=_DEFAULT, fast_math: bool = False, verify: bool | None = None):  # fmt: skip
+    def __init__(
+        self,
+        fusion: bool = True,
+        opt_level: int = 2,
+        dump_dir=None,
+        threads=None,
+        cache_dir=_DEFAULT,
+        fast_math: bool = False,
+        verify: bool | None = None,
+    ):
         if opt_level not in (0, 1, 2, 3):
             raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):

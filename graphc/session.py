@@ -10,7 +10,6 @@ import numpy as np
 
 from . import dtypes as _dt
 from .compiler import check_target, compile_program
-from .errors import InvalidArgumentError
 from .graph.core import Operation, Tensor, get_default_graph
 from .options import CompileOptions, KernelStat, RunMetadata, RunOptions
 from .program import extract
@@ -114,7 +113,9 @@ def validate_feed(tensor: Tensor, value) -> np.ndarray:
         )
     if arr.dtype != target:
         arr = arr.astype(target)
-    return np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
+    return (
+        np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
+    )
 
 
 _LEAVES = (Tensor, Operation)

@@ -9,7 +9,6 @@ import pytest
 
 import graphc as gc
 
-
 # Read by graphc.config when CompileOptions() is created; set before any test runs.
 os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphc-test-cache-")
 

@@ -180,7 +180,12 @@ def _attach_operators():
     for op, fn in table.items():
         setattr(Tensor, f"__{op}__", binary(fn))
         setattr(Tensor, f"__r{op}__", binary(fn, reverse=True))
-    for op, fn in {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}.items():
+    for op, fn in {
+        "lt": "less",
+        "le": "less_equal",
+        "gt": "greater",
+        "ge": "greater_equal",
+    }.items():
         setattr(Tensor, f"__{op}__", binary(fn))
     Tensor.__neg__ = unary("negative")
     Tensor.__abs__ = unary("abs")

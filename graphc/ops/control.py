@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..graph.core import Operation, Tensor, get_default_graph
-from .registry import Example, OpDef, apply_op, apply1, convert_to_tensor, register
+from .registry import Example, OpDef, apply1, apply_op, convert_to_tensor, register
 
 __all__ = ["identity", "no_op", "group", "stop_gradient", "check_numerics", "tuple_"]
 

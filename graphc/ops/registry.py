@@ -143,10 +143,7 @@ def _is_weak_scalar(value) -> bool:
 
 def convert_args(values, graph=None, dtype_hint=None) -> list[Tensor]:
     """Convert operands of one op: Python scalars take the tensors' dtype ("weak" types)."""
-    tensors = [
-        v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v
-        for v in values
-    ]
+    tensors = [v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v for v in values]
     strong = [v.dtype for v in tensors if isinstance(v, Tensor)]
     strong += [
         _dt.default_dtype_for_value(v)
@@ -179,9 +176,7 @@ def convert_args(values, graph=None, dtype_hint=None) -> list[Tensor]:
 
 
 def _fmt_specs(specs) -> str:
-    return ", ".join(
-        f"{'?' if s.shape is None else tuple(s.shape)} {s.dtype.name}" for s in specs
-    )
+    return ", ".join(f"{'?' if s.shape is None else tuple(s.shape)} {s.dtype.name}" for s in specs)
 
 
 def apply_op(type_name: str, inputs: Sequence, attrs: dict | None = None, name=None, graph=None):

@@ -65,7 +65,6 @@ class ReadVariable(OpDef):
 
 
 class _AssignBase(OpDef):
-
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False
@@ -136,9 +135,7 @@ class Variable(Tensor):
                  collections=None, validate_shape=True):  # fmt: skip
         if initial_value is None:
             raise ValueError("Variable needs an initial_value")
-        graph = (
-            initial_value.graph if isinstance(initial_value, Tensor) else get_default_graph()
-        )
+        graph = initial_value.graph if isinstance(initial_value, Tensor) else get_default_graph()
         base = name or "Variable"
         with graph.name_scope(base) as scope:
             var_name = scope[:-1]
@@ -191,7 +188,9 @@ class Variable(Tensor):
     def read_value(self) -> Tensor:
         """A fresh read, ordered after the control dependencies in scope."""
         attrs = dict(self.op.attrs)
-        return apply_op("ReadVariable", [], attrs, name=self.op.name + "/read", graph=self.graph).outputs[0]
+        return apply_op(
+            "ReadVariable", [], attrs, name=self.op.name + "/read", graph=self.graph
+        ).outputs[0]
 
     def assign(self, value, use_locking=False, name=None, read_value=True):
         return assign(self, value, name=name)
@@ -274,7 +273,6 @@ def global_variables_initializer():
 
 @register
 class IsVariableInitialized(OpDef):
-
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False
@@ -291,7 +289,9 @@ class IsVariableInitialized(OpDef):
 
 def is_variable_initialized(variable):
     """A bool scalar: whether ``variable`` holds a value in the session."""
-    return apply_op("IsVariableInitialized", [], dict(variable.op.attrs), graph=variable.graph).outputs[0]
+    return apply_op(
+        "IsVariableInitialized", [], dict(variable.op.attrs), graph=variable.graph
+    ).outputs[0]
 
 
 def report_uninitialized_variables(var_list=None):
