@@ -9,7 +9,7 @@
 The public names are those of shared/API.md.
 """
 
-from . import errors, math, nn  # noqa: E402  (namespaces built on the names above)
+from . import errors, math, nn  # gc.math, gc.nn: tf.math / tf.nn namespaces
 from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
 from .graph import (
     Graph,
