@@ -42,6 +42,7 @@ from ...errors import UnimplementedError
 from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 from . import math as _m
+from .recip import hoist_divisors
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -409,7 +410,8 @@ class Renderer:
         return sorted({self.layout.root[n] for n in used})
 
     def _kernel(self, i: int, k):
-        roots = self._roots_of(k.body)
+        body = hoist_divisors(k.body)
+        roots = self._roots_of(body)
         name = f"k{i}.{_sanitize(k.name)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
@@ -421,8 +423,8 @@ class Renderer:
         f.nthreads = fn.args[len(roots) + 1]
         f.kernel_name = name
         f.par_count = 0
-        f.single = _single_lets(k.body)
-        self._stmts(f, k.body, top=True)
+        f.single = _single_lets(body)
+        self._stmts(f, body, top=True)
         f.b.ret_void()
         f.finish()
         return fn, roots
@@ -577,6 +579,11 @@ class Renderer:
                 n = b.sub(self._index(f, s.stop), self._index(f, s.start))
                 n = b.select(b.icmp_signed("<", n, ir.Constant(I64, 0)), ir.Constant(I64, 0), n)
                 term = b.mul(n, inner)
+                total = term if total is None else b.add(total, term)
+            elif isinstance(s, If) and _has_loop(s.then + s.orelse):
+                # (hoist_divisors puts row passes under an If: count them like the rest)
+                t, e = self._cost_ir(f, s.then), self._cost_ir(f, s.orelse)
+                term = b.select(b.icmp_signed(">", t, e), t, e)
                 total = term if total is None else b.add(total, term)
             else:
                 static += _body_cost((s,))
@@ -1043,6 +1050,10 @@ class _LoopID(ir.values.MDValue):
 
     def __eq__(self, other):
         return self is other
+
+
+def _has_loop(body) -> bool:
+    return any(isinstance(s, Loop) for s in body)
 
 
 def _innermost_reduction(body) -> bool:
