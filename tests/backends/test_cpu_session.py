@@ -309,3 +309,48 @@ def test_variable_update_is_committed_without_a_second_copy(monkeypatch):
         ref.run(step, feeds)
     for name, arr in ref.variable_values().items():
         np.testing.assert_allclose(sess.variable_values()[name], arr, rtol=1e-5, atol=1e-6)
+
+
+def test_large_arrays_the_runner_allocates_start_on_a_cache_line():
+    """Temporaries, recycled outputs and variables' new values (handed-over temporaries) of at
+    least ALIGN_MIN_BYTES start on an ALIGN-byte boundary (OpenBLAS runs faster on them)."""
+    from graphc.backends.llvm.runtime import ALIGN, ALIGN_MIN_BYTES, REUSE_MIN_BYTES, aligned_empty
+
+    for shape, dtype in [((2000,), np.float32), ((37, 53), np.float64), (5000, np.uint8)]:
+        a = aligned_empty(shape, dtype)
+        assert a.ctypes.data % ALIGN == 0 and a.flags.c_contiguous and a.flags.writeable
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
+        assert a.dtype == dtype
+        assert not aligned_empty(shape, dtype, zero=True).any()
+    assert aligned_empty((3, 0), np.float32).shape == (3, 0)
+    assert aligned_empty(7, np.float32, zero=True).tolist() == [0.0] * 7
+
+    # variables' new values: temporaries handed over to the Session (the MLP training step)
+    from graphc.bench.workloads import build_mlp_step, mlp_inputs
+
+    sizes = {"inputs": 64, "hidden": 128, "classes": 10}
+    inputs = mlp_inputs(sizes, np.random.default_rng(0), 40)
+    g, x, labels, loss, step, params, init = build_mlp_step(sizes, inputs)
+    with gc.Session(graph=g, options=gc.CompileOptions(cache_dir=None)) as sess:
+        sess.run(init)
+        for _ in range(3):
+            sess.run([loss, step], {x: inputs["x"], labels: inputs["labels"]})
+        big = [a for a in sess._variables.values() if a.nbytes >= ALIGN_MIN_BYTES]
+        assert len(big) == 3 and all(a.ctypes.data % ALIGN == 0 for a in big)  # w1, w2, w3
+    # recycled outputs and cached temporaries
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 64))
+        w = gc.constant(rng.standard_normal((64, 96)).astype(np.float32))
+        y = gc.matmul(gc.nn.relu(gc.matmul(x, w)), w, transpose_b=True) * 2.0
+    xs = rng.standard_normal((1100, 64)).astype(np.float32)  # y: a recycled output
+    assert xs.nbytes >= REUSE_MIN_BYTES
+    with gc.Session(graph=g, options=gc.CompileOptions(cache_dir=None)) as sess:
+        for _ in range(3):
+            out = sess.run(y, {x: xs})
+            assert out.ctypes.data % ALIGN == 0
+        runner = sess.compile([y], [x]).runner
+        temps = [a for p in runner._plans.values() for a in p.temps.values()]
+        big = [a for a in temps if a.nbytes >= ALIGN_MIN_BYTES]
+        assert big and all(a.ctypes.data % ALIGN == 0 for a in big)

@@ -34,8 +34,13 @@ GEMM_MIN_ROWS = 32
 GEMM_ROW_SPLIT_MIN = 64
 
 
-def emit_libcall(r, f, s: LibCall):
-    """``gemm`` (see kernel.ir.LIBCALLS): BLAS for float32/64, a loop nest otherwise."""
+def emit_libcall(r, f, s: LibCall, epilogue=None):
+    """``gemm`` (see kernel.ir.LIBCALLS): BLAS for float32/64, a loop nest otherwise.
+
+    ``epilogue``: (body, ctx, lo, hi) of the parallel loop after the GEMM that
+    ``epilogue.row_epilogue`` accepted; the result is then an i1 value, true when each row
+    chunk of C ran ``body(ctx, r0 * n, r1 * n)`` right after computing its rows (else the
+    caller runs the loop)."""
     if s.fn != "gemm":
         raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
     (_, _, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args
@@ -46,12 +51,12 @@ def emit_libcall(r, f, s: LibCall):
     if not isinstance(ta_v, bool) or not isinstance(tb_v, bool):
         raise UnimplementedError("gemm: trans_a/trans_b must be constants")
     if dt in (_dt.float32, _dt.float64):
-        _blas_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta)
-    else:
-        _naive_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta)
+        return _blas_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta, epilogue)
+    _naive_gemm(r, f, s, dt, ta_v, tb_v, ival, alpha, beta)
+    return ir.Constant(ir.IntType(1), 0)
 
 
-def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
+def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
     """cblas_?gemm per batch item; a large product is split by rows of C over threads
     (each thread one single-threaded BLAS call), so GEMMs and loops share one threading
     scheme and no BLAS thread pool spins against the kernel threads."""
@@ -83,13 +88,26 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     nt = b.select(b.icmp_signed("<", want, nthr), want, nthr)
     big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     nt = b.select(big, nt, one)
+    # the epilogue runs per row chunk when the GEMM is split by rows and the loop covers C
+    fused = ir.Constant(ir.IntType(1), 0)
+    epi_fn = epi_ctx = ir.Constant(PTR, None)
+    if epilogue is not None:
+        body, ctx, lo, hi = epilogue
+        zero = ir.Constant(I64, 0)
+        fused = b.and_(b.and_(nonempty, b.icmp_signed(">", nt, one)), b.not_(by_cols))
+        fused = b.and_(fused, b.icmp_signed("==", batch, one))
+        fused = b.and_(fused, b.icmp_signed("==", lo, zero))
+        fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, n)))
+        epi_fn = b.select(fused, body, epi_fn)
+        epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
         with _for(b, f.fn, ir.Constant(I64, 0), batch) as i:
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
             pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
             cols = b.zext(by_cols, I64)
-            for j, v in enumerate([n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols]):
+            fields = [n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols, epi_fn, epi_ctx]
+            for j, v in enumerate(fields):
                 b.store(v, _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                                 source_etype=args_ty))  # fmt: skip
             serial = b.icmp_signed("<=", nt, one)
@@ -98,14 +116,18 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
                     b.call(rows_fn, [args, ir.Constant(I64, 0), span])
                 with otherwise:
                     b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), span, nt])
+    return fused
 
 
 def _gemm_rows(r, dt, ta, tb):
     """(part function, argument struct type) for one (dtype, trans_a, trans_b):
     ``part(args, p0, p1)`` computes rows [p0, p1) of C, or columns when ``args.cols`` is set
-    (a gc_parallel_for body)."""
+    (a gc_parallel_for body), then ``args.epi(args.epi_ctx, p0 * n, p1 * n)`` when ``epi``
+    is set (rows only: see epilogue.py)."""
     sfx = f"{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
-    args_ty = ir.LiteralStructType([I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64])
+    args_ty = ir.LiteralStructType(
+        [I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64, PTR, PTR]
+    )
     name = f"gc.gemm_rows.{sfx}"
     fn = r._decls.get(name)
     if fn is not None:
@@ -157,6 +179,12 @@ def _gemm_rows(r, dt, ta, tb):
     b.call(gemm, [ir.Constant(I32, 101), ir.Constant(I32, 112 if ta else 111),
                   ir.Constant(I32, 112 if tb else 111), i32(rows), i32(n), i32(k), al,
                   pa, i32(lda), pb, i32(ldb), be, pc, i32(ldc)])  # fmt: skip
+    # (a typed pointer type only to tell llvmlite the callee's signature: prints as ptr)
+    epi = field_(12, ir.PointerType(ir.FunctionType(VOID, [PTR, I64, I64])))
+    epi_ctx = field_(13, PTR)
+    with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(epi, I64), ir.Constant(I64, 0))):
+        n_full = field_(0, I64)
+        b.call(epi, [epi_ctx, b.mul(m0, n_full), b.mul(m1, n_full)])
     b.ret_void()
 
     return fn, args_ty

@@ -22,11 +22,13 @@ PARALLEL_MIN_WORK the kernel calls it directly; otherwise the
 process-wide worker pool (``gc_parallel_for``, ``pool.py``) splits the range over its
 threads, the calling thread taking a share (measured: W1 on 2^24 floats runs 16.4 -> 8.4 ms
 on 2 threads). Large GEMMs are split by rows of C the same way, each chunk one
-single-threaded OpenBLAS call. Scalar locals (``Let``) live in allocas that SROA
-promotes to SSA values; a ``Let(reduce=True)`` update gets the ``reassoc`` fast-math flag so
-LLVM may vectorise the reduction, and its loop asks for interleaved vector bodies (several
-independent accumulators, REDUCE_INTERLEAVE). Transcendentals come from ``math.py`` (vectorisable
-polynomials).
+single-threaded OpenBLAS call; a GEMM's epilogue loop then runs inside each row chunk right
+after its sgemm when no chunk can see another's rows (``epilogue.py``). Scalar locals
+(``Let``) live in allocas that SROA promotes to SSA values; a ``Let(reduce=True)`` update
+gets the ``reassoc`` fast-math flag so LLVM may vectorise the reduction, and its loop asks
+for interleaved vector bodies (several independent accumulators, REDUCE_INTERLEAVE). A
+division by a loop-invariant local becomes a multiply by its reciprocal where that is exact
+to an ulp (``recip.py``). Transcendentals come from ``math.py`` (vectorisable polynomials).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ...errors import UnimplementedError
 from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 from . import math as _m
+from .epilogue import row_epilogue
 from .recip import hoist_divisors
 
 I1 = ir.IntType(1)
@@ -431,8 +434,16 @@ class Renderer:
 
     # -- statements -------------------------------------------------------------------------
     def _stmts(self, f: _Fn, body, top=False):
-        for s in body:
+        skip = None
+        for j, s in enumerate(body):
             f.memo = {}
+            if s is skip:  # an epilogue rendered with its GEMM
+                continue
+            nxt = body[j + 1] if j + 1 < len(body) else None
+            if top and isinstance(s, LibCall) and row_epilogue(s, nxt, self.kp, self.layout.root):
+                self._gemm_with_epilogue(f, s, nxt)
+                skip = nxt
+                continue
             if isinstance(s, Loop):
                 if s.parallel and top:
                     self._parallel_loop(f, s)
@@ -528,6 +539,36 @@ class Renderer:
 
     def _parallel_loop(self, f: _Fn, s: Loop):
         """Outline the loop body; run it inline or over threads depending on its size."""
+        self._dispatch_loop(f, self._setup_loop(f, s))
+
+    def _gemm_with_epilogue(self, f: _Fn, call: LibCall, loop: Loop):
+        """A GEMM whose epilogue loop runs inside its row chunks when the sizes allow it
+        (see epilogue.py), else after it as usual."""
+        from .blas import emit_libcall
+
+        p = self._setup_loop(f, loop)
+        ctx = self._loop_ctx(f, p)
+        fused = emit_libcall(self, f, call, epilogue=(p["outl"].wrapper, ctx, p["lo"], p["hi"]))
+        f.memo = {}
+        with f.b.if_then(f.b.not_(fused)):
+            self._dispatch_loop(f, p, ctx)
+
+    def _loop_ctx(self, f: _Fn, p):
+        """Context of the outlined body's wrapper: {roots array, dims, frame}."""
+        b = f.b
+        root_vals = p["roots"]
+        rarr = b.alloca(PTR, ir.Constant(I64, max(len(root_vals), 1)))
+        for k, v in enumerate(root_vals):
+            b.store(v, _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
+        ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
+        ctx = b.alloca(ctx_ty)
+        for k, v in enumerate([rarr, f.dims_ptr, p["frame"]]):
+            b.store(v, _gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
+                            source_etype=ctx_ty))  # fmt: skip
+        return ctx
+
+    def _setup_loop(self, f: _Fn, s: Loop) -> dict:
+        """Outline parallel loop ``s``; its bounds, frame of locals and thread count."""
         b = f.b
         j = f.par_count
         f.par_count += 1
@@ -550,22 +591,21 @@ class Renderer:
         nthr = b.sext(f.nthreads, I64)
         n = b.select(b.icmp_signed("<", want, nthr), want, nthr)
         n = b.select(b.icmp_signed("<", trips, n), trips, n)
-        serial = b.icmp_signed("<=", n, ir.Constant(I64, 1))
         root_vals = [f.roots[r] for r in roots]
+        return {"outl": outl, "frame": frame, "lo": lo, "hi": hi, "trips": trips, "n": n,
+                "roots": root_vals}  # fmt: skip
+
+    def _dispatch_loop(self, f: _Fn, p: dict, ctx=None):
+        """Run a set-up loop inline, or over the pool when it is worth it."""
+        b = f.b
+        serial = b.icmp_signed("<=", p["n"], ir.Constant(I64, 1))
         with b.if_else(serial, likely=True) as (then, otherwise):
             with then:
-                b.call(outl, root_vals + [f.dims_ptr, frame, lo, hi])
+                b.call(p["outl"], p["roots"] + [f.dims_ptr, p["frame"], p["lo"], p["hi"]])
             with otherwise:
-                # context of the body wrapper: {roots array, dims, frame}
-                rarr = b.alloca(PTR, ir.Constant(I64, max(len(roots), 1)))
-                for k, v in enumerate(root_vals):
-                    b.store(v, _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
-                ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
-                ctx = b.alloca(ctx_ty)
-                for k, v in enumerate([rarr, f.dims_ptr, frame]):
-                    b.store(v, _gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
-                                    source_etype=ctx_ty))  # fmt: skip
-                b.call(self._parallel_for(), [outl.wrapper, ctx, lo, trips, n])
+                if ctx is None:
+                    ctx = self._loop_ctx(f, p)
+                b.call(self._parallel_for(), [p["outl"].wrapper, ctx, p["lo"], p["trips"], p["n"]])
 
     def _cost_ir(self, f: _Fn, body):
         """Work estimate of one execution of ``body`` as an i64 value: like _body_cost, but
