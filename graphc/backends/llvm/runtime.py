@@ -239,7 +239,10 @@ class LLVMRunner:
                     prev = pool[i]
                     if prev.shape == shape and prev.dtype == npdt:
                         return prev
-        a = aligned_empty(shape, npdt)
+        # not forced onto a 64-byte line: an elementwise kernel reading a fed array (malloc's
+        # offset, 16 bytes past a line) and writing an output on another offset ran ~12%
+        # slower (W1: loads and stores at different offsets within a 4 KiB page)
+        a = np.empty(shape, npdt)
         if a.nbytes >= REUSE_MIN_BYTES:
             pool = self._reuse.setdefault(root, [])
             if len(pool) >= REUSE_DEPTH:
