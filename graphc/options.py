@@ -47,10 +47,14 @@ class CompileOptions:
             self.cache_dir = Path(self.cache_dir)
         self.fast_math = bool(fast_math)
         self.verify = config.debug_verify() if verify is None else bool(verify)
+        #: cpu: emit position-independent code for a shared library (gc.export_c sets it)
+        self.position_independent = False
 
     def key(self) -> tuple:
         """The part of the options that changes generated code (a cache-key component)."""
-        return (self.fusion, self.opt_level, self.threads, self.fast_math)
+        return (self.fusion, self.opt_level, self.threads, self.fast_math) + (
+            ("pic",) if self.position_independent else ()
+        )
 
     def __repr__(self) -> str:
         return (

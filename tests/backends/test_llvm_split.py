@@ -20,9 +20,9 @@ def always_split(monkeypatch):
     texts = []
     orig = jit.compile_modules
 
-    def spy(ir_texts, opt_level=3):
+    def spy(ir_texts, opt_level=3, pic=False):
         texts.append(list(ir_texts))
-        return orig(ir_texts, opt_level)
+        return orig(ir_texts, opt_level, pic)
 
     monkeypatch.setattr(jit, "compile_modules", spy)
     return texts

@@ -161,6 +161,7 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") 
         tmp = Path(tmp)
         options = copy.copy(sess.options)
         options.cache_dir = tmp / "cache"
+        options.position_independent = True  # linked into a shared library: no text relocations
         exe = compile_program(program, "cpu", options)
         if exe.stats.get("host_fallback_ops"):
             raise UnimplementedError(

@@ -74,7 +74,8 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     texts = split_module(r.render(), threads_for(options))
     secs["llvm_render"] = time.perf_counter() - t0
     opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0  # host CPU features
-    objs, ir_text, s2 = jit.compile_modules(texts, opt_level)
+    pic = getattr(options, "position_independent", False)  # for a shared library
+    objs, ir_text, s2 = jit.compile_modules(texts, opt_level, pic)
     secs.update(s2)
     t0 = time.perf_counter()
     loaded = jit.LoadedObject(objs)

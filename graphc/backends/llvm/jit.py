@@ -58,15 +58,26 @@ def _init():
         from . import pool
 
         pool.load(
-            lambda text: _compile(s, text, 2)[0], lambda obj: LoadedObject(obj, s), s["triple"]
+            lambda text, pic=False: _compile(s, text, 2, pic=pic)[0],
+            lambda obj: LoadedObject(obj, s),
+            s["triple"],
         )
         _state.update(s)
     return _state
 
 
-def _target_machine(target, cpu, features):
+def _target_machine(target, cpu, features, pic: bool = False):
+    """Objects loaded into this process use the large code model without PIC: every reference
+    to another section or symbol is a 64-bit absolute address. With the small model,
+    RuntimeDyld maps .text and .rodata (constant pools) separately and patches 32-bit
+    PC-relative offsets between them; once the address space is fragmented (PyTorch and JAX
+    loaded in the same process) they can land more than 2 GB apart and LLVM aborts the process
+    ("isInt<32>(RealOffset)" in RuntimeDyldELF; seen in `graphc bench` with both peers
+    loaded). ``pic``: position-independent small-model code for the system linker to put in a
+    shared library (gc.export_c), where the linker keeps the sections together."""
+    reloc, model = ("pic", "default") if pic else ("static", "large")
     return target.create_target_machine(
-        cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default", jit=False
+        cpu=cpu, features=features, opt=3, reloc=reloc, codemodel=model, jit=False
     )
 
 
@@ -140,15 +151,15 @@ def _emit_object(tm, mod, parallel: bool) -> bytes:
         lib.LLVMPY_DisposeMemoryBuffer(mb)
 
 
-def compile_module(ir_text: str, opt_level: int = 3, parallel: bool = False):
+def compile_module(ir_text: str, opt_level: int = 3, parallel: bool = False, pic: bool = False):
     """Parse, verify, optimise and emit object code for one module (in an LLVM context,
     target machine and pass builder of its own). Returns (object, optimised IR, seconds).
     ``parallel``: optimise and emit outside llvmlite's global lock (other threads compile
-    other modules meanwhile)."""
-    return _compile(_init(), ir_text, opt_level, parallel)
+    other modules meanwhile). ``pic``: for a shared library (see _target_machine)."""
+    return _compile(_init(), ir_text, opt_level, parallel, pic)
 
 
-def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False):
+def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False, pic: bool = False):
     secs = {}
     t0 = time.perf_counter()
     ctx = llvm.create_context()
@@ -158,7 +169,7 @@ def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False):
     mod.verify()
     secs["llvm_parse_verify"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tm = _target_machine(s["target"], s["cpu"], s["features"])
+    tm = _target_machine(s["target"], s["cpu"], s["features"], pic)
     pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
     pto.loop_vectorization = opt_level >= 2
     pto.slp_vectorization = opt_level >= 2
@@ -177,7 +188,7 @@ def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False):
     return obj, text, secs
 
 
-def compile_modules(ir_texts: list, opt_level: int = 3) -> tuple[list, str, dict]:
+def compile_modules(ir_texts: list, opt_level: int = 3, pic: bool = False) -> tuple:
     """compile_module for each text, on a thread each (the first on the calling thread);
     returns (objects, IR texts joined by MODULE_SEP, seconds: the sums over the modules of
     each phase, and ``llvm_wall``, the elapsed time of them all)."""
@@ -187,7 +198,7 @@ def compile_modules(ir_texts: list, opt_level: int = 3) -> tuple[list, str, dict
 
     def work(i):
         try:
-            results[i] = compile_module(ir_texts[i], opt_level, parallel)
+            results[i] = compile_module(ir_texts[i], opt_level, parallel, pic)
         except BaseException as e:  # re-raised on the calling thread
             results[i] = e
 

@@ -447,7 +447,8 @@ _state: dict = {}
 
 def load(compile_ir, load_object, triple: str) -> None:
     """Compile and load the pool (once per process) and register its symbols
-    (``compile_ir(text) -> object code``, ``load_object(obj) -> jit.LoadedObject``)."""
+    (``compile_ir(text, pic=False) -> object code``, ``load_object(obj) ->
+    jit.LoadedObject``)."""
     if _state:
         return
     with _lock:
@@ -460,15 +461,19 @@ def load(compile_ir, load_object, triple: str) -> None:
             llvm.add_symbol(name, addr)
         # never freed: a thread may still run the pool's code while the interpreter exits
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(loaded))
-        _state.update(obj=obj, loaded=loaded, addrs=addrs)
+        _state.update(obj=obj, loaded=loaded, addrs=addrs, compile_ir=compile_ir, triple=triple)
         atexit.register(shutdown)
 
 
 def object_code() -> bytes:
-    """The pool's object code (``gc.export_c`` links it into the library)."""
+    """The pool's position-independent object code (``gc.export_c`` links it into a shared
+    library; the copy loaded in this process is not PIC, see jit._target_machine)."""
     if not _state:
         raise RuntimeError("the worker pool is not loaded (jit._init loads it)")
-    return _state["obj"]
+    with _lock:
+        if "pic_obj" not in _state:
+            _state["pic_obj"] = _state["compile_ir"](pool_ir(_state["triple"]), pic=True)
+    return _state["pic_obj"]
 
 
 def shutdown() -> None:
