@@ -88,16 +88,8 @@ def _temp(kb, name, dt, shape):
     return name
 
 
-def _inside(y, x, h, w):
-    return Math.AND(
-        Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, sym.as_expr(h))),
-        Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, sym.as_expr(w))),
-    )
-
-
 def _im2col(kb, x_ref, win, n, c, col):
     """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
-    (sh, sw), (dh, dw) = win.s, win.d
     dt = kb.lw.program.spec(tuple(x_ref)).dtype
     if lower_window.static_taps(win.kh, win.kw):
         lower_window.emit_im2col(kb, x_ref, win, win.padding, n, c, col, dt)
@@ -105,9 +97,8 @@ def _im2col(kb, x_ref, win, n, c, col):
     k = sym.product([win.kh, win.kw, c])
     with kb.nest([n, win.oh, win.ow]) as (b, oy, ox):
         with kb.nest([win.kh, win.kw, c], parallel=False) as (i, j, ch):
-            y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
-            xx = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
-            ok = kb.bind(_inside(y, xx, win.h, win.w), _dt.bool_)
+            y, xx = lower_window.tap_pixel(win, oy, ox, i, j)
+            ok = kb.bind(lower_window.inside(y, xx, win.h, win.w), _dt.bool_)
             flat = sym.select(ok, sym.flat_index((b, y, xx, ch), (n, win.h, win.w, c)), 0)
             v = kb.load(x_ref, flat)
             row = sym.flat_index((b, oy, ox), (n, win.oh, win.ow))
@@ -198,19 +189,11 @@ def _conv_backprop_input(kb, node):
     if lower_window.static_taps(kh, kw):
         lower_window.emit_col2im(kb, cols, win, n, c, out, dt)
         return
-    (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, h, w, c]) as (b, y, x, ch):
         acc = kb.new_var("acc")
         kb.emit(Let(acc, dt, Const(0.0, dt)))
         with kb.nest([kh, kw], parallel=False) as (i, j):
-            ty = sym.add(sym.sub(y, sym.mul(i, dh)), win.pt)  # = oy * sh
-            tx = sym.add(sym.sub(x, sym.mul(j, dw)), win.pl)
-            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
-            ok = _inside(oy, ox, win.oh, win.ow)
-            if sh > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
-            if sw > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok, oy, ox = lower_window.reaching_window(win, y, x, i, j)
             ok = kb.bind(ok, _dt.bool_)
             row = sym.flat_index((b, oy, ox), (n, win.oh, win.ow))
             idx = sym.add(sym.mul(row, k), sym.flat_index((i, j, ch), (kh, kw, c)))
@@ -288,16 +271,14 @@ def _pool(kb, node):
     if lower_window.static_taps(win.kh, win.kw):
         lower_window.emit_pool(kb, node, x_ref, win, n, c, out, is_max)
         return
-    (sh, sw), (dh, dw) = win.s, win.d
     with kb.nest([n, win.oh, win.ow, c]) as (b, oy, ox, ch):
         acc, cnt = kb.new_var("acc"), kb.new_var("cnt")
         kb.emit(Let(acc, dt, Const(float("-inf") if is_max else 0.0, dt)))
         if not is_max:
             kb.emit(Let(cnt, dt, Const(0.0, dt)))
         with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
-            y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
-            x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
-            ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+            y, x = lower_window.tap_pixel(win, oy, ox, i, j)
+            ok = kb.bind(lower_window.inside(y, x, win.h, win.w), _dt.bool_)
             flat = sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0)
             v = kb.load(x_ref, flat)
             if is_max:
@@ -325,15 +306,13 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
     the reference's argmax over the -inf padded window: the first NaN, else the first maximum,
     tap 0 for an all -inf window (sequential over taps). The index is -1 when the chosen tap
     is padding."""
-    (sh, sw), (dh, dw) = win.s, win.d
     best, arg, tap = kb.new_var("best"), kb.new_var("arg"), kb.new_var("tap")
     kb.emit(Let(best, dt, Const(float("-inf"), dt)))
     kb.emit(Let(arg, _dt.int64, i64(-1)))
     kb.emit(Let(tap, _dt.int32, Const(-1, _dt.int32)))
     with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
-        y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
-        x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
-        ok = kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+        y, x = lower_window.tap_pixel(win, oy, ox, i, j)
+        ok = kb.bind(lower_window.inside(y, x, win.h, win.w), _dt.bool_)
         flat = kb.bind(sym.select(ok, sym.flat_index((b, y, x, ch), (n, win.h, win.w, c)), 0),
                        _dt.int64)  # fmt: skip
         v = kb.bind(Math.SELECT(ok, kb.load(x_ref, flat), Const(float("-inf"), dt)), dt)
@@ -361,7 +340,6 @@ def _pool_grad(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
-    (sh, sw), (dh, dw) = win.s, win.d
     is_max = node.op == "MaxPoolGrad"
     pooled = (n, win.oh, win.ow, c)
     if is_max and lower_window.static_taps(win.kh, win.kw) and lower_window.disjoint(win):
@@ -384,14 +362,7 @@ def _pool_grad(kb, node):
         kb.emit(Let(acc, dt, Const(0.0, dt)))
         me = sym.flat_index((b, y, x, ch), (n, win.h, win.w, c))
         with kb.nest([win.kh, win.kw], parallel=False) as (i, j):
-            ty = sym.add(sym.sub(y, sym.mul(i, dh)), win.pt)
-            tx = sym.add(sym.sub(x, sym.mul(j, dw)), win.pl)
-            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
-            ok = _inside(oy, ox, win.oh, win.ow)
-            if sh > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
-            if sw > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok, oy, ox = lower_window.reaching_window(win, y, x, i, j)
             ok = kb.bind(ok, _dt.bool_)
             oy = kb.bind(sym.select(ok, oy, 0), _dt.int64)
             ox = kb.bind(sym.select(ok, ox, 0), _dt.int64)

@@ -66,15 +66,13 @@ def pixel_loop(kb, n, hh, ww):
 
 def window_taps(kb, win, padding, n, b, oy, ox) -> list:
     """Taps of window (oy, ox): the input pixel (oy*sh + i*dh - pt, ox*sw + j*dw - pl)."""
-    (sh, sw), (dh, dw) = win.s, win.d
     kh, kw = sym.const_value(win.kh), sym.const_value(win.kw)
     taps = []
     for i in range(kh):
         for j in range(kw):
-            y = sym.sub(sym.add(sym.mul(oy, sh), i * dh), win.pt)
-            x = sym.sub(sym.add(sym.mul(ox, sw), j * dw), win.pl)
+            y, x = tap_pixel(win, oy, ox, i, j)
             # a VALID window always fits (the output size is computed so)
-            ok = _TRUE if padding == "VALID" else kb.bind(_inside(y, x, win.h, win.w), _dt.bool_)
+            ok = _TRUE if padding == "VALID" else kb.bind(inside(y, x, win.h, win.w), _dt.bool_)
             at = sym.select(ok, sym.flat_index((b, y, x), (n, win.h, win.w)), 0)
             taps.append(Tap(i * kw + j, ok, kb.bind(at, _dt.int64)))
     return taps
@@ -83,19 +81,11 @@ def window_taps(kb, win, padding, n, b, oy, ox) -> list:
 def source_taps(kb, win, n, b, y, x) -> list:
     """Windows that read input pixel (y, x): tap (i, j) of window (oy, ox) does when
     oy * sh = y + pt - i * dh (and the same across); ``at`` is the flat window (b, oy, ox)."""
-    (sh, sw), (dh, dw) = win.s, win.d
     kh, kw = sym.const_value(win.kh), sym.const_value(win.kw)
     taps = []
     for i in range(kh):
         for j in range(kw):
-            ty = sym.sub(sym.add(y, win.pt), i * dh)
-            tx = sym.sub(sym.add(x, win.pl), j * dw)
-            oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
-            ok = _inside(oy, ox, win.oh, win.ow)
-            if sh > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
-            if sw > 1:
-                ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+            ok, oy, ox = reaching_window(win, y, x, i, j)
             ok = kb.bind(ok, _dt.bool_)
             oy = kb.bind(sym.select(ok, oy, 0), _dt.int64)
             ox = kb.bind(sym.select(ok, ox, 0), _dt.int64)
@@ -104,11 +94,37 @@ def source_taps(kb, win, n, b, y, x) -> list:
     return taps
 
 
-def _inside(y, x, h, w):
+def inside(y, x, h, w):
+    """0 <= y < h and 0 <= x < w."""
     return Math.AND(
         Math.AND(Math.GE(y, sym.ZERO), Math.LT(y, sym.as_expr(h))),
         Math.AND(Math.GE(x, sym.ZERO), Math.LT(x, sym.as_expr(w))),
     )
+
+
+def tap_pixel(win, oy, ox, i, j):
+    """The input pixel (y, x) that tap (i, j) of output window (oy, ox) reads:
+    y = oy * sh + i * dh - pt (and the same across); it may lie in the padding."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    y = sym.sub(sym.add(sym.mul(oy, sh), sym.mul(i, dh)), win.pt)
+    x = sym.sub(sym.add(sym.mul(ox, sw), sym.mul(j, dw)), win.pl)
+    return y, x
+
+
+def reaching_window(win, y, x, i, j):
+    """``(ok, oy, ox)``: the output window whose tap (i, j) reads input pixel (y, x), from
+    oy * sh = y + pt - i * dh (and the same across); ``ok`` is false where no window does
+    (outside the output, or between two strides). ``oy``/``ox`` are only valid where ok."""
+    (sh, sw), (dh, dw) = win.s, win.d
+    ty = sym.sub(sym.add(y, win.pt), sym.mul(i, dh))
+    tx = sym.sub(sym.add(x, win.pl), sym.mul(j, dw))
+    oy, ox = sym.floordiv(ty, sh), sym.floordiv(tx, sw)
+    ok = inside(oy, ox, win.oh, win.ow)
+    if sh > 1:
+        ok = Math.AND(ok, Math.EQ(sym.mod(ty, sh), sym.ZERO))
+    if sw > 1:
+        ok = Math.AND(ok, Math.EQ(sym.mod(tx, sw), sym.ZERO))
+    return ok, oy, ox
 
 
 def _masked(ok, v, fill):
