@@ -58,12 +58,37 @@ def _init():
         from . import pool
 
         pool.load(
-            lambda text, pic=False: _compile(s, text, 2, pic=pic)[0],
+            lambda text, pic=False: _pool_object(s, text, pic),
             lambda obj: LoadedObject(obj, s),
             s["triple"],
         )
         _state.update(s)
     return _state
+
+
+def _pool_object(s: dict, text: str, pic: bool) -> bytes:
+    """Object code of the worker pool's IR ``text``: from the default disk cache when it holds
+    an entry for this exact text, host CPU and llvmlite (checksummed like every entry), else
+    compiled and stored. Compiling it costs 25-40 ms of every new process's first compile or
+    gc.load."""
+    import hashlib
+    import json
+
+    import llvmlite
+
+    from ... import config
+    from . import cache
+
+    parts = [text, s["triple"], s["cpu"], s["features"], llvmlite.__version__, pic, "pool"]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    cache_dir = config.default_cache_dir()
+    hit = cache.load(cache_dir, key) if cache_dir is not None else None
+    if hit is not None and hit[0].get("kind") == "worker pool":
+        return hit[1]
+    obj = _compile(s, text, 2, pic=pic)[0]
+    if cache_dir is not None:
+        cache.save(cache_dir, key, {"key": key, "kind": "worker pool"}, obj)
+    return obj
 
 
 def _target_machine(target, cpu, features, pic: bool = False):
