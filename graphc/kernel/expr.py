@@ -266,6 +266,21 @@ _BOOL_RESULT = {
 }  # fmt: skip
 
 
+def sub_exprs(e: Expr):
+    """``e`` and every expression inside it (Call arguments, Cast operands, Load indices),
+    parents before children: the one walk analyses of kernel bodies share."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        if isinstance(x, Call):
+            stack.extend(reversed(x.args))
+        elif isinstance(x, Cast):
+            stack.append(x.x)
+        elif isinstance(x, Load):
+            stack.append(x.index)
+
+
 def i64(value: int) -> Const:
     """An int64 constant (index arithmetic)."""
     return Const(int(value), _dt.int64)

@@ -17,7 +17,7 @@ running the loop after the GEMM.
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...kernel.expr import Call, Cast, Const, Load, Var
+from ...kernel.expr import Const, Load, Var, sub_exprs
 from ...kernel.ir import If, Let, LibCall, Loop, Store
 
 
@@ -45,17 +45,9 @@ def row_epilogue(call, loop, kp, root: dict) -> bool:
     ok = [True]
 
     def exprs(e):
-        if not ok[0]:
-            return
-        if isinstance(e, Load):
-            if root[e.buffer] == c_root and (e.buffer != c or e.index != i):
+        for x in sub_exprs(e):
+            if isinstance(x, Load) and root[x.buffer] == c_root and (x.buffer != c or x.index != i):
                 ok[0] = False
-            exprs(e.index)
-        elif isinstance(e, Call):
-            for x in e.args:
-                exprs(x)
-        elif isinstance(e, Cast):
-            exprs(e.x)
 
     def stmts(body):
         for s in body:

@@ -19,7 +19,7 @@ multiplies; other constants keep their correctly rounded division).
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
+from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype, sub_exprs
 from ...kernel.ir import If, Let, LibCall, Loop, Store
 
 #: smallest and largest |d| (as powers of two) whose reciprocal is a normal number
@@ -98,21 +98,13 @@ def _qualifies(d, assigned) -> bool:
 
 def _vars(e):
     """Names of the locals ``e`` reads, or None when it loads memory (not invariant for sure)."""
-    if isinstance(e, Var):
-        return {e.name}
-    if isinstance(e, (Const, Dim)):
-        return set()
-    if isinstance(e, Cast):
-        return _vars(e.x)
-    if isinstance(e, Call):
-        out = set()
-        for a in e.args:
-            v = _vars(a)
-            if v is None:
-                return None
-            out |= v
-        return out
-    return None
+    out = set()
+    for x in sub_exprs(e):
+        if isinstance(x, Var):
+            out.add(x.name)
+        elif not isinstance(x, (Const, Dim, Cast, Call)):
+            return None
+    return out
 
 
 def _replace_body(body, recips) -> tuple:
