@@ -202,7 +202,8 @@ def test_geometry_choices():
     assert L.configure(sm, {"r": 0}).function is None  # empty: no launch
     chain = render_program(P.elementwise_chain()).kernels[0].launches[0]
     geo = L.configure(chain, {"n": 1 << 24})
-    assert geo.grid[0] * geo.block[0] >= 1 << 24 or geo.grid[0] == L.MAX_GRID
+    assert chain.vector == 4  # float4 loads and stores: a thread takes 4 elements a step
+    assert geo.grid[0] * geo.block[0] * 4 >= 1 << 24 or geo.grid[0] == L.MAX_GRID
     assert L.rows_block(1) == 32 and L.rows_block(10**6) == 1024
 
 

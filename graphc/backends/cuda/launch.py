@@ -51,7 +51,8 @@ def configure(launch: Launch, dims: dict, sm_count: int = 132, limits=None) -> G
         n = int(eval_int(launch.count, dims))
         if n <= 0:
             return Geometry(None, launch.params, (0, 1, 1), (THREADS_BLOCK, 1, 1))
-        grid = min(_ceil_div(n, THREADS_BLOCK), MAX_GRID)
+        per_thread = _ceil_div(n, launch.vector)  # vectorised launches take quads
+        grid = min(_ceil_div(per_thread, THREADS_BLOCK), MAX_GRID)
         return Geometry(launch.function, launch.params, (grid, 1, 1), (THREADS_BLOCK, 1, 1))
     if launch.kind == "rows":
         rows = int(eval_int(launch.count, dims))

@@ -6,9 +6,13 @@ How a ``Kernel`` body becomes launches (each a ``Launch``, in order):
   maximal run of other statements. Top-level ``Let``s are scalars: they are re-evaluated at
   the start of every later launch that reads them (only when that is provably the same
   value; otherwise the whole kernel runs as one ``serial`` launch, which is always right).
-* A parallel loop (perfect nests of parallel loops are collapsed into one index space)
-  becomes a grid-stride loop over ``blockIdx``/``threadIdx``: ``threads``, one thread per
-  iteration, inner loops stay sequential C loops.
+* A parallel loop (perfect nests of parallel loops are collapsed into one index space, and
+  so are inner sequential loops that are plain element-wise maps) becomes a grid-stride
+  loop over ``blockIdx``/``threadIdx``: ``threads``, one thread per iteration, other inner
+  loops stay sequential C loops. Where its loads and stores are contiguous and aligned,
+  each thread takes 4 (or 2) iterations a step and moves them as one 128-bit
+  ``float4``/``double2`` access, with a scalar loop for the tail and for misaligned
+  pointers (``vectorize.py`` decides which accesses may move).
 * When its body has the row-reduction shape (inner sequential loops whose iterations only
   accumulate ``reduce=True`` lets or store to distinct elements), a second function maps
   one *block* per iteration (``rows``): each inner loop is strided over the block's
@@ -51,6 +55,7 @@ from .mathtable import (
     render_const,
     render_wrapping,
 )
+from .vectorize import LANES, VectorPlan, plan_vectors, vector_type
 
 #: Hand-written CUDA templates pasted into every module, in this order.
 TEMPLATES = ("prelude.cuh", "reduce.cuh", "gemm.cuh")
@@ -89,9 +94,10 @@ def template_source() -> str:
 class Launch:
     """One launch of a generated kernel.
 
-    kind: ``threads`` (grid-stride over ``count`` iterations), ``rows`` (one block per row of
-    ``count`` rows, inner cooperative loops of length ``inner``; ``alt`` names the
-    one-thread-per-row function of the same loop), ``serial`` (one thread), ``gemm``.
+    kind: ``threads`` (grid-stride over ``count`` iterations, ``vector`` per thread a step),
+    ``rows`` (one block per row of ``count`` rows, inner cooperative loops of length
+    ``inner``; ``alt`` names the one-thread-per-row function of the same loop), ``serial``
+    (one thread), ``gemm``.
     params: ``("buffer", name)`` / ``("dim", name)`` in argument order.
     """
 
@@ -105,6 +111,7 @@ class Launch:
     args: tuple = ()  # gemm: the LibCall arguments (see graphc.kernel.ir.LIBCALLS)
     alt_params: tuple = ()  # parameters of ``alt``
     loops: tuple = ()  # gemm: (var, start, stop) of enclosing loops, outermost first
+    vector: int = 1  # threads: iterations per thread per step (vectorised loads/stores)
 
 
 @dataclass
@@ -341,6 +348,12 @@ class _Function:
         prev = self.decls.get(ident)
         if prev is not None and prev != ctype:
             raise CompileError(f"cuda renderer: scalar '{name}' is used as {prev} and {ctype}")
+        self.decls[ident] = ctype
+        return ident
+
+    def vec(self, name: str, ctype: str) -> str:
+        """Declare a local of a CUDA vector type (``float4``...)."""
+        ident = self.module.names("v_", name)
         self.decls[ident] = ctype
         return ident
 
@@ -660,15 +673,21 @@ class _ModuleRenderer:
 
     def _parallel(self, name: str, prefix: list, loop: Loop, rk) -> Launch:
         nest, body = self._collapse(loop)
+        nest, body = self._flatten_maps(nest, body)
         count = _product([_extent(start, stop) for _, start, stop in nest])
         threads = _Function(self, name)
         threads.stmts(prefix, 1)
         n = threads.tmp(_dt.int64)
         threads.emit(f"{threads.expr(n)} = {threads.expr(count)};", 1)
+        vec = plan_vectors(nest, body, self.program.buffers, self.root)
+        first = "(gc_i64)blockIdx.x * blockDim.x + threadIdx.x"
+        if vec is not None:
+            done = self._vector_loop(threads, nest, body, vec, threads.expr(n))
+            first = f"{done} + {first}"  # the scalar loop finishes what quads left
         gi = threads.tmp(_dt.int64)
         g = threads.expr(gi)
         threads.emit(
-            f"for ({g} = (gc_i64)blockIdx.x * blockDim.x + threadIdx.x; {g} < {threads.expr(n)}; "
+            f"for ({g} = {first}; {g} < {threads.expr(n)}; "
             f"{g} += (gc_i64)gridDim.x * blockDim.x) {{",
             1,
         )
@@ -678,11 +697,86 @@ class _ModuleRenderer:
         self._add(threads)
         rows = self._rows_function(name + "_rows", prefix, body, nest, rk)
         if rows is None:
-            return Launch("threads", threads.name, threads.params(), count)
+            launch = Launch("threads", threads.name, threads.params(), count)
+            launch.vector = vec.width if vec is not None else 1
+            return launch
         fn, inner, contiguous = rows
         launch = Launch("rows", fn.name, fn.params(), count, inner, threads.name, contiguous)
         launch.alt_params = threads.params()
         return launch
+
+    def _flatten_maps(self, nest, body):
+        """Absorb inner sequential loops whose iterations are independent element-wise maps
+        (no accumulator, distinct stores: what a block-per-row mapping would also accept)
+        into the parallel index space: one thread per element, not per row."""
+        nest = list(nest)
+        while len(body) == 1 and isinstance(body[0], Loop) and not body[0].parallel:
+            inner = body[0]
+            if (_var_names(inner.start) | _var_names(inner.stop)) & {v for v, _, _ in nest}:
+                break
+            if any(isinstance(s, Let) and s.reduce for s in inner.body):
+                break
+            if self._coop_refusal(inner, []) is not None:
+                break
+            nest.append((inner.var, inner.start, inner.stop))
+            body = list(inner.body)
+        return nest, body
+
+    def _vector_loop(self, fn: _Function, nest, body, vec: VectorPlan, n: str) -> str:
+        """Emit the quad loop of ``vec`` (each thread: ``width`` iterations, vector loads at
+        the start, vector stores at the end); returns the C expression of how many flat
+        iterations it covered (0 when a pointer is not aligned for the vectors)."""
+        w = vec.width
+        buffers = self.program.buffers
+        moved = list(dict.fromkeys([b for b, _ in vec.loads] + list(vec.stores)))
+        aligned = " | ".join(f"(unsigned long long){fn.buf(b)}" for b in moved)
+        mask = w * max(buffers[b].dtype.itemsize for b in moved) - 1
+        nq, q, base = fn.tmp(_dt.int64), fn.tmp(_dt.int64), fn.tmp(_dt.int64)
+        fn.emit(f"{fn.expr(nq)} = (({aligned}) & {mask}ULL) == 0 ? {n} / {w} : 0;", 1)
+        fn.emit(
+            f"for ({fn.expr(q)} = (gc_i64)blockIdx.x * blockDim.x + threadIdx.x; "
+            f"{fn.expr(q)} < {fn.expr(nq)}; {fn.expr(q)} += (gc_i64)gridDim.x * blockDim.x) {{",
+            1,
+        )
+        self._index_space(fn, nest, 2, f"({fn.expr(q)} * {w})")
+        inner = fn.var(nest[-1][0], _dt.int64)
+        fn.emit(f"{fn.expr(base)} = {inner};", 2)
+        loaded = {}
+        for k, (b, index) in enumerate(vec.loads):
+            vt = vector_type(buffers[b].dtype, w)
+            v = fn.vec(f"__vl{k}", vt)
+            fn.emit(f"{v} = *reinterpret_cast<const {vt}*>({fn.buf(b)} + ({fn.expr(index)}));", 2)
+            loaded[(b, index)] = (v, buffers[b].dtype)
+        stored = {b: [] for b in vec.stores}
+        for j in range(w):
+            if j:
+                fn.emit(f"{inner} = {fn.expr(base)} + {j};", 2)
+            names = {}
+            for key, (v, dtype) in loaded.items():
+                lane = fn.tmp(dtype)
+                fn.emit(f"{fn.expr(lane)} = {v}.{LANES[j]};", 2)
+                names[key] = lane
+            copy = []
+            for s in body:
+                s = _replace_loads(s, names)
+                if isinstance(s, Store) and s.buffer in stored:
+                    lane = fn.tmp(buffers[s.buffer].dtype)
+                    stored[s.buffer].append(lane)
+                    copy.append(Let(lane.name, lane.dtype, s.value))
+                else:
+                    copy.append(s)
+            fn.stmts(copy, 2)
+        fn.emit(f"{inner} = {fn.expr(base)};", 2)
+        indices = {s.buffer: s.index for s in body if isinstance(s, Store)}
+        for k, (b, lanes) in enumerate(stored.items()):
+            vt = vector_type(buffers[b].dtype, w)
+            v = fn.vec(f"__vs{k}", vt)
+            for j, lane in enumerate(lanes):
+                fn.emit(f"{v}.{LANES[j]} = {fn.expr(lane)};", 2)
+            fn.written.add(b)
+            fn.emit(f"*reinterpret_cast<{vt}*>({fn.buf(b)} + ({fn.expr(indices[b])})) = {v};", 2)
+        fn.emit("}", 1)
+        return f"{fn.expr(nq)} * {w}"
 
     # -- one block per row --------------------------------------------------------------------
     def _rows_function(self, name, prefix, body, nest, rk):
@@ -855,6 +949,36 @@ class _ModuleRenderer:
              "// ---- generated kernels ----", body]
         )  # fmt: skip
         return CudaModule(source, kernels, [fn.name for fn in self.functions], body)
+
+
+def _replace_expr_loads(e: Expr, names: dict) -> Expr:
+    """``e`` with every ``Load`` whose (buffer, index) is in ``names`` replaced by that Var."""
+    if isinstance(e, Load):
+        hit = names.get((e.buffer, e.index))
+        if hit is not None:
+            return hit
+        return Load(e.buffer, _replace_expr_loads(e.index, names), e.dtype)
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(_replace_expr_loads(a, names) for a in e.args))
+    if isinstance(e, Cast):
+        return Cast(_replace_expr_loads(e.x, names), e.dtype)
+    return e
+
+
+def _replace_loads(s, names: dict):
+    """Statement ``s`` (loop-free) with the loads of ``names`` replaced (see above)."""
+    if not names:
+        return s
+    if isinstance(s, Let):
+        return Let(s.var, s.dtype, _replace_expr_loads(s.value, names), s.reduce)
+    if isinstance(s, Store):
+        return Store(s.buffer, _replace_expr_loads(s.index, names),
+                     _replace_expr_loads(s.value, names))  # fmt: skip
+    if isinstance(s, If):
+        return If(_replace_expr_loads(s.cond, names),
+                  tuple(_replace_loads(x, names) for x in s.then),
+                  tuple(_replace_loads(x, names) for x in s.orelse))  # fmt: skip
+    raise CompileError(f"cuda renderer: cannot vectorise statement {s!r}")
 
 
 def _product(exprs: list) -> Expr:
