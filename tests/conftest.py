@@ -1,7 +1,9 @@
 """Shared fixtures: every test gets a fresh default graph; the default on-disk compile cache
 is a private temporary directory per test process (never the user's ~/.cache)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -11,6 +13,7 @@ import graphc as gc
 
 # Read by graphc.config when CompileOptions() is created; set before any test runs.
 os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphc-test-cache-")
+atexit.register(shutil.rmtree, os.environ["GRAPHC_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
