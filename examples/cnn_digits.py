@@ -2,6 +2,7 @@
 
     python examples/cnn_digits.py                  # defaults: reaches >= 97% test accuracy
     python examples/cnn_digits.py --epochs 5 --target reference
+    python examples/cnn_digits.py --target cuda     # on an NVIDIA GPU (pip install 'graphc[cuda]')
 
 conv 3x3x16 - relu - max pool 2 - conv 3x3x32 - relu - max pool 2 - dense 64 - relu - dense
 10, trained with Adam. The whole training step (forward pass, conv/pool gradients, Adam

@@ -129,8 +129,8 @@ def parse_args(description: str, argv=None, add_model_args=None, epochs: int = 3
         default=0,
         help="stop after this many training steps in total (0: no limit; for tests)",
     )
-    p.add_argument("--target", choices=["cpu", "reference"], default="cpu",
-                   help="gc.Session target")  # fmt: skip
+    p.add_argument("--target", choices=["cpu", "cuda", "reference"], default="cpu",
+                   help="gc.Session target (cuda: an NVIDIA GPU and pycuda)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0)

@@ -2,6 +2,7 @@
 
     python examples/mlp_digits.py                  # defaults: reaches >= 95% test accuracy
     python examples/mlp_digits.py --epochs 5 --target reference
+    python examples/mlp_digits.py --target cuda     # on an NVIDIA GPU (pip install 'graphc[cuda]')
 
 The whole training step (forward pass, gradients from gc.gradients, Adam updates) is one
 graph run by gc.Session; the data set ships with scikit-learn (no download). The data,

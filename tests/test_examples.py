@@ -32,14 +32,17 @@ def check_history(hist, steps, min_accuracy):
     assert hist.final_accuracy >= min_accuracy, hist.test_accuracy
 
 
-@pytest.mark.parametrize("target", ["cpu", "reference"])
+TARGETS = ["cpu", "reference", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_mlp_trains(target):
     mlp = load("mlp_digits")
     hist = mlp.train(mlp.parse_args(["--steps", "60", "--epochs", "2", "--target", target]))
     check_history(hist, 60, 0.6)
 
 
-@pytest.mark.parametrize("target", ["cpu", "reference"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_cnn_trains(target):
     cnn = load("cnn_digits")
     hist = cnn.train(cnn.parse_args(["--steps", "60", "--epochs", "2", "--target", target]))

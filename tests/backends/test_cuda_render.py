@@ -475,3 +475,37 @@ def test_setup_py_ships_the_templates_as_package_data():
     text = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
     assert '"graphc._cuda_kernels": "kernels/cuda"' in text
     assert '"graphc._cuda_kernels": ["*.cuh"]' in text
+
+
+@needs_nvcc
+def test_example_graphs_compile_with_the_runtime_flags():
+    """Every executable examples/*_digits.py --target cuda builds (initialiser with random
+    init, Adam train step, evaluation) rendered and compiled to PTX with the flags the
+    runtime uses, in one translation unit."""
+    pytest.importorskip("sklearn")
+    import graphc as gc
+    from graphc.backends.cuda import lower_for_cuda, nvcc_options
+    from graphc.passes.manager import optimize
+    from graphc.program import extract
+    from tests.test_examples import load
+
+    options = gc.CompileOptions(cache_dir=None)
+    modules = []
+    for name in ("mlp_digits", "cnn_digits"):
+        example = load(name)
+        g = gc.Graph()
+        with g.as_default():
+            x, y, loss, accuracy, train_op = example.build_model(example.parse_args([]))
+            init = gc.global_variables_initializer()
+        for fetches in ([init], [train_op, loss], [loss, accuracy]):
+            prog = extract([f for f in fetches if not isinstance(f, gc.Operation)],
+                           [f for f in fetches if isinstance(f, gc.Operation)],
+                           [x, y] if init not in fetches else [])  # fmt: skip
+            _, kp, _ = lower_for_cuda(optimize(prog, options).program, options)
+            modules.append(render_program(kp, prefix=f"e{len(modules)}_"))
+    assert len(modules) == 6 and sum(len(m.functions) for m in modules) > 60
+    ptx, _ = compile_source(batch_source(modules), "sm_90", "ptx", CACHE, nvcc_options(options))
+    text = ptx.decode()
+    for m in modules:
+        for fn in m.functions:
+            assert f".entry {fn}(" in text, fn

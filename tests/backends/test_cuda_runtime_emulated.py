@@ -151,3 +151,22 @@ def test_dynamic_sizes_reuse_one_executable(fake_gpu):
             want = e / e.sum(axis=1, keepdims=True) + a.sum(axis=1, keepdims=True)
             np.testing.assert_allclose(s.run(y, {x: a}), want, rtol=1e-5, atol=1e-6)
         assert s.cache_info()["compiles"] == 1
+
+
+@pytest.mark.parametrize("name", ["mlp_digits", "cnn_digits"])
+def test_examples_train_on_the_cuda_target_like_the_reference(fake_gpu, name):
+    """examples/*_digits.py --target cuda, end to end through gc.Session (random init,
+    Adam, fused train step, evaluation): the same losses and accuracies as the reference."""
+    pytest.importorskip("sklearn")
+    from tests.test_examples import load
+
+    example = load(name)
+    flags = ["--steps", "4", "--epochs", "1", "--batch-size", "16", "--seed", "1"]
+    if name == "cnn_digits":
+        flags += ["--channels", "4", "--dense", "16"]
+    hist = {t: example.train(example.parse_args([*flags, "--target", t]))
+            for t in ("reference", "cuda")}  # fmt: skip
+    np.testing.assert_allclose(hist["cuda"].step_losses, hist["reference"].step_losses,
+                               rtol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(hist["cuda"].test_accuracy, hist["reference"].test_accuracy,
+                               atol=1e-6)  # fmt: skip
