@@ -7,11 +7,15 @@ the feed in and the fetch out over PCIe; that time is reported apart, since the 
 about the kernels. W3 (MLP 784-512-512-10, batch 256, fwd+bwd+SGD): Session.run per step
 against PyTorch eager on the same GPU (both with device-resident weights).
 
-    python scripts/gpu_kernel_bench.py OUT_DIR
+    python scripts/gpu_kernel_bench.py OUT_DIR [--quick]
+
+``--quick``: tiny sizes and few repeats, a smoke test of this script (the tests run it on
+the emulated GPU), not a measurement.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -24,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import graphc as gc  # noqa: E402
 
 
-def kernel_seconds(sess, fetches, feeds, repeat=20) -> tuple:
+def kernel_seconds(sess, fetches, feeds, repeat=None) -> tuple:
     """(median summed kernel time, median wall time of Session.run)."""
     sess.run(fetches, feeds)  # compile + warm
     kern, wall = [], []
-    for _ in range(repeat):
+    for _ in range(repeat or SIZES["repeat"]):
         meta = gc.RunMetadata()
         t0 = time.perf_counter()
         sess.run(fetches, feeds, options=gc.RunOptions(trace=True), run_metadata=meta)
@@ -37,7 +41,7 @@ def kernel_seconds(sess, fetches, feeds, repeat=20) -> tuple:
     return statistics.median(kern), statistics.median(wall)
 
 
-def copy_seconds(nbytes: int, repeat=20) -> float:
+def copy_seconds(nbytes: int, repeat=None) -> float:
     """Median time of a device-to-device copy of ``nbytes`` (reads + writes 2*nbytes)."""
     import pycuda.driver as drv
 
@@ -47,7 +51,7 @@ def copy_seconds(nbytes: int, repeat=20) -> float:
     with dev.active():
         a, b = dev.allocate(nbytes), dev.allocate(nbytes)
         times = []
-        for _ in range(repeat + 2):
+        for _ in range((repeat or SIZES["repeat"]) + 2):
             s, e = drv.Event(), drv.Event()
             s.record()
             drv.memcpy_dtod(int(b), int(a), nbytes)
@@ -57,8 +61,21 @@ def copy_seconds(nbytes: int, repeat=20) -> float:
     return statistics.median(times[2:])
 
 
+#: sizes and repeats: the BENCH.md workloads, or tiny ones for a smoke test (--quick)
+FULL = {
+    "w1": 1 << 24,
+    "w2": (4096, 1024),
+    "w3_batch": 256,
+    "w3_hidden": 512,
+    "w3_steps": 30,
+    "repeat": 20,
+}
+QUICK = {"w1": 4099, "w2": (9, 1024), "w3_batch": 8, "w3_hidden": 32, "w3_steps": 2, "repeat": 2}
+SIZES = dict(FULL)
+
+
 def w1(results):
-    x = np.random.default_rng(0).standard_normal(1 << 24).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(SIZES["w1"]).astype(np.float32)
     g = gc.Graph()
     with g.as_default():
         p = gc.placeholder(gc.float32, (None,))
@@ -79,7 +96,7 @@ def w1(results):
 
 
 def w2(results):
-    x = np.random.default_rng(1).standard_normal((4096, 1024)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal(SIZES["w2"]).astype(np.float32)
     g = gc.Graph()
     with g.as_default():
         p = gc.placeholder(gc.float32, (None, 1024))
@@ -95,12 +112,13 @@ def w2(results):
                          target="<= 1.5x copy limit")  # fmt: skip
 
 
-def w3(results, steps=30):
+def w3(results):
     from graphc.bench import workloads as W
 
-    sizes = {"inputs": 784, "hidden": 512, "classes": 10}
+    steps = SIZES["w3_steps"]
+    sizes = {"inputs": 784, "hidden": SIZES["w3_hidden"], "classes": 10}
     rng = np.random.default_rng(2)
-    inputs = W.mlp_inputs(sizes, rng, 256)
+    inputs = W.mlp_inputs(sizes, rng, SIZES["w3_batch"])
     g, x, labels, loss, step, params, init = W.build_mlp_step(sizes, inputs)
     feeds = {x: inputs["x"], labels: inputs["labels"]}
     with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as sess:
@@ -111,7 +129,7 @@ def w3(results, steps=30):
             t0 = time.perf_counter()
             sess.run([loss, step], feeds)
             times.append(time.perf_counter() - t0)
-        k, _ = kernel_seconds(sess, [loss, step], feeds, repeat=10)
+        k, _ = kernel_seconds(sess, [loss, step], feeds, repeat=min(10, SIZES["repeat"]))
     ours = statistics.median(times)
     row = dict(step_ms=ours * 1e3, kernel_ms=k * 1e3, target="<= 1.3x PyTorch eager")
     try:
@@ -148,8 +166,14 @@ def w3(results, steps=30):
     results["W3"] = row
 
 
-def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", nargs="?", default=".", help="folder for gpu_bench.json")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    args = parser.parse_args(argv)
+    global SIZES
+    SIZES = QUICK if args.quick else dict(FULL)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from graphc.backends.cuda.runtime import device
 

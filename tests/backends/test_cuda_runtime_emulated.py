@@ -170,3 +170,33 @@ def test_examples_train_on_the_cuda_target_like_the_reference(fake_gpu, name):
                                rtol=1e-4)  # fmt: skip
     np.testing.assert_allclose(hist["cuda"].test_accuracy, hist["reference"].test_accuracy,
                                atol=1e-6)  # fmt: skip
+
+
+def test_gpu_benchmarks_run_on_the_emulated_gpu(fake_gpu, tmp_path):
+    """The GPU rows' two entry points (scripts/gpu_kernel_bench.py and
+    ``graphc bench --target cuda``) at tiny sizes: every row runs and checks its result, so
+    a device session spends its time measuring, not debugging the scripts."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from graphc.bench.runner import run_suite
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gpu_kernel_bench.py"
+    spec = importlib.util.spec_from_file_location("gpu_kernel_bench", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(tmp_path), "--quick"]) == 0
+    rows = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert rows["device"] == "host emulation"
+    for name in ("W1", "W2"):
+        assert isinstance(rows[name], dict), rows[name]  # a failed row is a string
+        assert rows[name]["max_abs_error"] < 1e-5 and rows[name]["kernel_ms"] > 0
+    assert isinstance(rows["W3"], dict) and rows["W3"]["step_ms"] > 0, rows["W3"]
+    result = run_suite("W1,W2,W3", quick=True, target="cuda", repeat=1, budget_s=1,
+                       peers=[], progress=False)  # fmt: skip
+    assert [w.id for w in result.workloads] == ["W1", "W2", "W3"]
+    assert result.ok and result.options["target"] == "cuda"
+    for w in result.workloads:
+        assert w.status == "ok" and w.impls, (w.id, w.status, w.reason)
+        assert all(i.status == "ok" for i in w.impls), [(i.name, i.reason) for i in w.impls]
