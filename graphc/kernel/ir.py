@@ -93,7 +93,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
-from .expr import Expr
+from .expr import Expr, sub_exprs
 
 #: Library routines a LibCall may name, with their argument lists.
 LIBCALLS = {
@@ -174,6 +174,41 @@ class If(Stmt):
 class LibCall(Stmt):
     fn: str
     args: tuple
+
+
+def walk_stmts(stmts):
+    """Every statement of ``stmts`` and of the bodies nested in them (Loop bodies, If
+    branches), in program order: the one statement walk analyses of kernel bodies share."""
+    for s in stmts:
+        yield s
+        if isinstance(s, Loop):
+            yield from walk_stmts(s.body)
+        elif isinstance(s, If):
+            yield from walk_stmts(s.then)
+            yield from walk_stmts(s.orelse)
+
+
+def stmt_exprs(s: Stmt) -> tuple:
+    """The expressions statement ``s`` holds itself (not those of nested statements);
+    a LibCall's buffer-name arguments are not expressions."""
+    if isinstance(s, Let):
+        return (s.value,)
+    if isinstance(s, Store):
+        return (s.index, s.value)
+    if isinstance(s, Loop):
+        return (s.start, s.stop)
+    if isinstance(s, If):
+        return (s.cond,)
+    if isinstance(s, LibCall):
+        return tuple(a for a in s.args if isinstance(a, Expr))
+    raise TypeError(f"unknown Kernel IR statement {s!r}")
+
+
+def exprs_in(stmts):
+    """Every expression in ``stmts`` and their nested bodies, sub-expressions included."""
+    for s in walk_stmts(stmts):
+        for e in stmt_exprs(s):
+            yield from sub_exprs(e)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..kernel import sym
-from ..kernel.expr import Call, Cast, Const, Load
-from ..kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
+from ..kernel.expr import Const, Load
+from ..kernel.ir import KernelProgram, Store, exprs_in, walk_stmts
 from ..kernel.printer import expr_text
 
 
@@ -100,51 +100,17 @@ def _in_place_ok(kp, var_buf, upd, live) -> bool:
         return False
     kernel = kp.kernels[writer]
     stores, loads = set(), set()
-    for s in _walk(kernel.body):
+    for s in walk_stmts(kernel.body):
         if isinstance(s, Store) and s.buffer == upd:
             stores.add(s.index)
-        for e in _exprs(s):
-            for ld in _loads(e):
-                if ld.buffer == var_buf:
-                    loads.add(ld.index)
-                if ld.buffer == upd:
-                    return False
+    for ld in exprs_in(kernel.body):
+        if not isinstance(ld, Load):
+            continue
+        if ld.buffer == var_buf:
+            loads.add(ld.index)
+        if ld.buffer == upd:
+            return False
     return len(stores) == 1 and loads <= stores
-
-
-def _walk(body):
-    for s in body:
-        yield s
-        if isinstance(s, Loop):
-            yield from _walk(s.body)
-        elif isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-
-
-def _exprs(s):
-    if isinstance(s, Let):
-        return [s.value]
-    if isinstance(s, Store):
-        return [s.index, s.value]
-    if isinstance(s, Loop):
-        return [s.start, s.stop]
-    if isinstance(s, If):
-        return [s.cond]
-    if isinstance(s, LibCall):
-        return [a for a in s.args if not isinstance(a, str)]
-    return []
-
-
-def _loads(e):
-    if isinstance(e, Load):
-        yield e
-        yield from _loads(e.index)
-    elif isinstance(e, Call):
-        for a in e.args:
-            yield from _loads(a)
-    elif isinstance(e, Cast):
-        yield from _loads(e.x)
 
 
 def stats(kp: KernelProgram, live=None) -> dict:

@@ -11,23 +11,13 @@ import pytest
 
 import graphc as gc
 from graphc.kernel.expr import Call, Cast, Load, Math, Var
-from graphc.kernel.ir import If, Let, Loop, Store
+from graphc.kernel.ir import Let, Loop, Store, walk_stmts
 from graphc.kernel.lower import lower
 from graphc.options import CompileOptions
 from graphc.passes.fusion import fuse
 from graphc.passes.manager import optimize
 from graphc.program import extract
 from tests.kernel.helpers import assert_close, run_both
-
-
-def _walk(body):
-    for s in body:
-        yield s
-        if isinstance(s, Loop):
-            yield from _walk(s.body)
-        elif isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
 
 
 def _innermost_loops(body, out=None):
@@ -54,7 +44,7 @@ def _loads(body):
         elif isinstance(e, Cast):
             expr(e.x)
 
-    for s in _walk(body):
+    for s in walk_stmts(body):
         if isinstance(s, (Let, Store)):
             expr(s.value)
     return out
@@ -79,7 +69,7 @@ def _lower(outs, feeds, pipeline=False):
 def _is_column_kernel(kernel):
     """No scalar accumulator, and every load of the batch-sized operands in the innermost
     loops is unit-stride in that loop's variable (or does not depend on it)."""
-    if any(isinstance(s, Let) and s.reduce for s in _walk(kernel.body)):
+    if any(isinstance(s, Let) and s.reduce for s in walk_stmts(kernel.body)):
         return False
     inner = _innermost_loops(kernel.body)
     return bool(inner) and all(
@@ -142,7 +132,7 @@ def test_row_read_with_the_reduced_space_keeps_the_row_layout():
     x = gc.placeholder(gc.float32, (None, 32))
     y = x - gc.reduce_mean(x, axis=0) + gc.reduce_sum(gc.exp(x), axis=0) * 2.0
     prog, kp = _lower([y], [x])
-    assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in _walk(k.body))
+    assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in walk_stmts(k.body))
     ref, got, _, _ = run_both(prog, kp, [_xs((9, 32), 4)])
     assert_close(got, ref, 1e-5, 1e-4)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.kernel.expr import Call, Cast, Load, Math, Var
-from graphc.kernel.ir import If, Let, Loop, Store
+from graphc.kernel.expr import Call, Cast, Load, Math, Var, sub_exprs
+from graphc.kernel.ir import If, Let, Loop, Store, walk_stmts
 from graphc.kernel.lower import lower
 from graphc.ops.registry import REGISTRY
 from graphc.options import CompileOptions
@@ -156,47 +156,22 @@ def test_bias_gradient_reduction_is_unit_stride_and_parallel_in_columns(batch):
     assert_close(got, ref, 1e-5, 1e-3)
     # the default (rows) layout keeps one accumulator per output element
     _, _, rows = compile_kernels([y], [x])
-    assert any(isinstance(s, Let) and s.reduce for s in _walk(rows.kernels[0].body))
+    assert any(isinstance(s, Let) and s.reduce for s in walk_stmts(rows.kernels[0].body))
 
 
 def test_column_layout_leaves_row_kernels_alone():
     x = gc.placeholder(gc.float32, (None, 16))
     y = gc.nn.softmax(x, axis=0)  # reduction read again by its consumer: a row kernel
     prog, kp = _lower_columns([y], [x])
-    assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in _walk(k.body))
+    assert any(isinstance(s, Let) and s.reduce for k in kp.kernels for s in walk_stmts(k.body))
     ref, got, _, _ = run_both(prog, kp, [_xs((5, 16), 5)])
     assert_close(got, ref)
 
 
-def _walk(body):
-    for s in body:
-        yield s
-        if isinstance(s, Loop):
-            yield from _walk(s.body)
-        elif isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-
-
 def _loads(body):
-    out = []
-
-    def expr(e):
-        if isinstance(e, Load):
-            out.append(e)
-            expr(e.index)
-        elif isinstance(e, Call):
-            for a in e.args:
-                expr(a)
-        elif isinstance(e, Cast):
-            expr(e.x)
-
-    for s in _walk(body):
-        if isinstance(s, Let):
-            expr(s.value)
-        elif isinstance(s, Store):
-            expr(s.value)
-    return out
+    """Loads in the values of Lets and Stores (not in store indices), in body order."""
+    return [x for s in walk_stmts(body) if isinstance(s, Let | Store)
+            for x in sub_exprs(s.value) if isinstance(x, Load)]  # fmt: skip
 
 
 def _coeff_one(index, var):

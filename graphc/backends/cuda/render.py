@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ... import dtypes as _dt
 from ...errors import CompileError, UnimplementedError
-from ...kernel.expr import Call, Cast, Const, Dim, Expr, Load, Math, Var, expr_dtype
+from ...kernel.expr import Call, Cast, Const, Dim, Expr, Load, Math, Var, expr_dtype, sub_exprs
 from ...kernel.ir import (
     LIBCALLS,
     STATUS_BUFFER,
@@ -46,6 +46,9 @@ from ...kernel.ir import (
     LibCall,
     Loop,
     Store,
+    exprs_in,
+    stmt_exprs,
+    walk_stmts,
 )
 from .mathtable import (
     STORAGE_TYPE,
@@ -158,55 +161,14 @@ class _Namer:
 # -- small analyses over statements and expressions -----------------------------------------
 
 
-def _walk_expr(e: Expr):
-    yield e
-    if isinstance(e, Call):
-        for a in e.args:
-            yield from _walk_expr(a)
-    elif isinstance(e, Cast):
-        yield from _walk_expr(e.x)
-    elif isinstance(e, Load):
-        yield from _walk_expr(e.index)
-
-
-def _stmt_exprs(s):
-    if isinstance(s, Loop):
-        return (s.start, s.stop)
-    if isinstance(s, Let):
-        return (s.value,)
-    if isinstance(s, Store):
-        return (s.index, s.value)
-    if isinstance(s, LibCall):
-        return tuple(a for a in s.args if isinstance(a, Expr))
-    if isinstance(s, If):
-        return (s.cond,)
-    raise CompileError(f"cuda renderer: unknown statement {s!r}")
-
-
-def _walk_stmts(stmts):
-    for s in stmts:
-        yield s
-        if isinstance(s, Loop):
-            yield from _walk_stmts(s.body)
-        elif isinstance(s, If):
-            yield from _walk_stmts(s.then)
-            yield from _walk_stmts(s.orelse)
-
-
-def _exprs_of(stmts):
-    for s in _walk_stmts(stmts):
-        for e in _stmt_exprs(s):
-            yield from _walk_expr(e)
-
-
 def _var_names(e: Expr) -> set:
-    return {x.name for x in _walk_expr(e) if isinstance(x, Var)}
+    return {x.name for x in sub_exprs(e) if isinstance(x, Var)}
 
 
 def _reads(stmts) -> set:
     """Buffers loaded by ``stmts`` (LibCall operands count as reads too)."""
-    out = {x.buffer for x in _exprs_of(stmts) if isinstance(x, Load)}
-    for s in _walk_stmts(stmts):
+    out = {x.buffer for x in exprs_in(stmts) if isinstance(x, Load)}
+    for s in walk_stmts(stmts):
         if isinstance(s, LibCall) and s.fn == "gemm":
             out.update(s.args[:3])
     return out
@@ -214,7 +176,7 @@ def _reads(stmts) -> set:
 
 def _writes(stmts) -> set:
     out = set()
-    for s in _walk_stmts(stmts):
+    for s in walk_stmts(stmts):
         if isinstance(s, Store):
             out.add(s.buffer)
         elif isinstance(s, LibCall) and s.fn == "gemm":
@@ -223,7 +185,7 @@ def _writes(stmts) -> set:
 
 
 def _assigned(stmts) -> set:
-    return {s.var for s in _walk_stmts(stmts) if isinstance(s, Let)}
+    return {s.var for s in walk_stmts(stmts) if isinstance(s, Let)}
 
 
 def _reads_before_write(stmts, var: str) -> bool:
@@ -247,7 +209,7 @@ def _reads_before_write(stmts, var: str) -> bool:
             if _reads_before_write(s.then, var) or _reads_before_write(s.orelse, var):
                 return True
         else:
-            if any(var in _var_names(e) for e in _stmt_exprs(s)):
+            if any(var in _var_names(e) for e in stmt_exprs(s)):
                 return True
     return False
 
@@ -631,7 +593,7 @@ class _ModuleRenderer:
                     raise CompileError(f"cuda renderer: gemm operand {name}={a!r} is no buffer")
             elif any(
                 isinstance(x, Load) or (isinstance(x, Var) and x.name not in loop_vars)
-                for x in _walk_expr(a)
+                for x in sub_exprs(a)
             ):
                 raise UnimplementedError(
                     f"cuda renderer: gemm argument {name} must depend on sizes and enclosing "
@@ -826,7 +788,7 @@ class _ModuleRenderer:
             _linear_coeff(x.index, s.var) == 1
             for s in body
             if id(s) in coop
-            for x in _exprs_of(s.body)
+            for x in exprs_in(s.body)
             if isinstance(x, Load)
         )
         return fn, inner, contiguous
@@ -837,7 +799,7 @@ class _ModuleRenderer:
         for i, s in enumerate(body):
             if isinstance(s, LibCall):
                 return None
-            if isinstance(s, If) and any(isinstance(x, Loop) for x in _walk_stmts([s])):
+            if isinstance(s, If) and any(isinstance(x, Loop) for x in walk_stmts([s])):
                 return None
             if not isinstance(s, Loop):
                 continue
@@ -867,7 +829,7 @@ class _ModuleRenderer:
             if isinstance(s, If):
                 # status flags: every racing thread stores the same value to one slot
                 if not all(isinstance(x, If) or (isinstance(x, Store) and x.buffer == STATUS_BUFFER)
-                           for x in _walk_stmts([s])):  # fmt: skip
+                           for x in walk_stmts([s])):  # fmt: skip
                     return "conditional other than a status flag"
                 continue
             if isinstance(s, Let) and s.reduce:
@@ -882,7 +844,7 @@ class _ModuleRenderer:
         if accs.keys() & local:
             return "an accumulator is also assigned directly"
         for s in loop.body:
-            others = [e for e in _stmt_exprs(s)]
+            others = [e for e in stmt_exprs(s)]
             if isinstance(s, Let) and s.var in accs:
                 others = [accs[s.var][1]]
             if any(_var_names(e) & accs.keys() for e in others):
@@ -897,10 +859,10 @@ class _ModuleRenderer:
             c = _linear_coeff(index, loop.var)
             if not c:
                 return f"store index of '{b}' is not injective in {loop.var}"
-            loads = {x.index for x in _exprs_of(loop.body) if isinstance(x, Load) and x.buffer == b}
+            loads = {x.index for x in exprs_in(loop.body) if isinstance(x, Load) and x.buffer == b}
             if loads - {index}:
                 return f"'{b}' is read and written at different indices"
-        if any(loop.var in _var_names(e) for s in after for e in _stmt_exprs(s)):
+        if any(loop.var in _var_names(e) for s in after for e in stmt_exprs(s)):
             return "loop variable used after the loop"
         return None
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ... import dtypes as _dt
 from ...kernel.expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
-from ...kernel.ir import If, Let, Loop, Store
+from ...kernel.ir import If, Let, Loop, Store, stmt_exprs, walk_stmts
 
 #: CUDA vector type of ``width`` elements of a scalar type, by (dtype name, width).
 VECTOR_TYPE = {
@@ -127,20 +127,9 @@ def _eager_loads(e: Expr, out: list) -> None:
 
 
 def _all_loads(stmts):
-    """Every Load in ``stmts`` (anywhere), in body order, one statement at a time."""
-    for s in stmts:
-        exprs = ()
-        if isinstance(s, Let):
-            exprs = (s.value,)
-        elif isinstance(s, Store):
-            exprs = (s.index, s.value)
-        elif isinstance(s, If):
-            exprs = (s.cond,)
-        loads = [x for e in exprs for x in sub_exprs(e) if isinstance(x, Load)]
-        yield s, loads
-        if isinstance(s, If):
-            yield from _all_loads(s.then)
-            yield from _all_loads(s.orelse)
+    """(statement, its own Loads) for every statement of ``stmts``, in body order."""
+    for s in walk_stmts(stmts):
+        yield s, [x for e in stmt_exprs(s) for x in sub_exprs(e) if isinstance(x, Load)]
 
 
 def plan_vectors(nest, body, buffers, root) -> VectorPlan | None:
@@ -150,10 +139,10 @@ def plan_vectors(nest, body, buffers, root) -> VectorPlan | None:
     buffers: the program's buffers (name -> Buffer); root(name): the buffer whose storage
     ``name`` shares.
     """
-    if any(isinstance(s, Loop) for s in _walk(body)):
+    if any(isinstance(s, Loop) for s in walk_stmts(body)):
         return None
     used = {x.buffer for _, loads in _all_loads(body) for x in loads}
-    used |= {s.buffer for s in _walk(body) if isinstance(s, Store)}
+    used |= {s.buffer for s in walk_stmts(body) if isinstance(s, Store)}
     if used - buffers.keys():
         return None  # the renderer names the unknown buffer
     # storage read after a store to it (in body order): neither its loads nor its stores move
@@ -163,7 +152,7 @@ def plan_vectors(nest, body, buffers, root) -> VectorPlan | None:
         if isinstance(s, Store):
             stored.add(root(s.buffer))
     store_count: dict = {}
-    for s in _walk(body):
+    for s in walk_stmts(body):
         if isinstance(s, Store):
             store_count[root(s.buffer)] = store_count.get(root(s.buffer), 0) + 1
     eager, top_stores = [], []
@@ -207,17 +196,6 @@ def plan_vectors(nest, body, buffers, root) -> VectorPlan | None:
     if not loads and not stores:
         return None
     return VectorPlan(width, tuple(loads), tuple(stores))
-
-
-def _walk(stmts):
-    """Every statement of ``stmts``, If branches included."""
-    for s in stmts:
-        yield s
-        if isinstance(s, If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-        elif isinstance(s, Loop):
-            yield from _walk(s.body)
 
 
 def vector_type(dtype: _dt.DType, width: int) -> str:

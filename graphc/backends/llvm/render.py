@@ -42,7 +42,7 @@ from llvmlite import ir
 from ... import dtypes as _dt
 from ...errors import UnimplementedError
 from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
-from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
+from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 from . import math as _m
 from .epilogue import row_epilogue
 from .recip import hoist_divisors
@@ -134,40 +134,14 @@ def _sanitize(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", name)[:48]
 
 
-def _walk_exprs(e, out: set):
-    if isinstance(e, Load):
-        out.add(e.buffer)
-        _walk_exprs(e.index, out)
-    elif isinstance(e, Call):
-        for a in e.args:
-            _walk_exprs(a, out)
-    elif isinstance(e, Cast):
-        _walk_exprs(e.x, out)
-
-
 def buffers_used(body) -> set:
     """Buffer names loaded, stored or passed to a library call anywhere in ``body``."""
-    out: set = set()
-    for s in body:
-        if isinstance(s, Loop):
-            _walk_exprs(s.start, out)
-            _walk_exprs(s.stop, out)
-            out |= buffers_used(s.body)
-        elif isinstance(s, If):
-            _walk_exprs(s.cond, out)
-            out |= buffers_used(s.then) | buffers_used(s.orelse)
-        elif isinstance(s, Let):
-            _walk_exprs(s.value, out)
-        elif isinstance(s, Store):
+    out = {x.buffer for x in exprs_in(body) if isinstance(x, Load)}
+    for s in walk_stmts(body):
+        if isinstance(s, Store):
             out.add(s.buffer)
-            _walk_exprs(s.index, out)
-            _walk_exprs(s.value, out)
         elif isinstance(s, LibCall):
-            for a in s.args:
-                if isinstance(a, str):
-                    out.add(a)
-                else:
-                    _walk_exprs(a, out)
+            out.update(a for a in s.args if isinstance(a, str))
     return out
 
 
