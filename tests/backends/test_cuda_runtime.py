@@ -140,6 +140,35 @@ def test_large_rows_and_reductions():
         np.testing.assert_allclose(v, w, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.cuda
+def test_vectorised_maps_with_tails_and_broadcasts():
+    """float4 loads/stores over many blocks: an odd length (scalar tail), a broadcast bias
+    row, a float64 result (double2) and an in-place variable update."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1 << 20) + 3).astype(np.float32)
+    a = rng.standard_normal((4099, 64)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        px = gc.placeholder(gc.float32, (None,))
+        pa = gc.placeholder(gc.float32, (None, 64))
+        pb = gc.placeholder(gc.float32, (64,))
+        v = gc.Variable(np.ones((4099, 64), np.float32))
+        outs = [gc.tanh(px * 0.5) * px, gc.cast(gc.nn.relu(pa + pb), gc.float64)]
+        upd = gc.assign_sub(v, 0.5 * pa)
+        init = gc.global_variables_initializer()
+    feeds = {px: x, pa: a, pb: b}
+    want = run(g, outs, feeds, target="reference")
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(init)
+        got = s.run(outs, feeds)
+        s.run(upd, feeds)
+        updated = s.run(v)
+    for w, v_ in zip(want, got):
+        _close(v_, w, 1e-5, 1e-6, "vectorised map")
+    np.testing.assert_allclose(updated, 1 - 0.5 * a, rtol=1e-6)
+
+
 def _mlp():
     rng = np.random.default_rng(0)
     g = gc.Graph()
