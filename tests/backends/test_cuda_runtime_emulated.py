@@ -194,3 +194,26 @@ def test_gpu_benchmarks_run_on_the_emulated_gpu(fake_gpu, tmp_path):
     for w in result.workloads:
         assert w.status == "ok" and w.impls, (w.id, w.status, w.reason)
         assert all(i.status == "ok" for i in w.impls), [(i.name, i.reason) for i in w.impls]
+
+
+def test_sizes_are_worked_out_once_per_set_of_dims(fake_gpu):
+    """A repeated run reuses its size plan (no size arithmetic in Python); a new batch size
+    gets its own; a failing shape check raises every time and is never cached."""
+    g = gc.Graph()
+    with g.as_default():
+        a = gc.placeholder(gc.float32, (None,))
+        b = gc.placeholder(gc.float32, (None,))
+        y = gc.nn.relu(a + b) * 2.0
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        runner = s.compile(y, [a, b]).runner
+        for n in (5, 5, 9, 5):
+            x = np.arange(n, dtype=np.float32)
+            np.testing.assert_allclose(s.run(y, {a: x, b: x}), np.maximum(2 * x, 0) * 2)
+        assert len(runner.plans) == 2
+        for _ in range(2):
+            with pytest.raises(gc.errors.InvalidArgumentError):
+                s.run(y, {a: np.ones(3, np.float32), b: np.ones(4, np.float32)})
+        assert len(runner.plans) == 2
+        for n in range(20, 20 + fake_gpu.PLAN_CACHE + 3):
+            s.run(y, {a: np.ones(n, np.float32), b: np.ones(n, np.float32)})
+        assert len(runner.plans) == fake_gpu.PLAN_CACHE

@@ -40,6 +40,7 @@ class Cublas:
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
         self.handle = ctypes.c_void_p()
+        self.stream = None  # the stream the handle was last set to
         status = lib.cublasCreate_v2(ctypes.byref(self.handle))
         if status != 0:
             raise OSError(f"cublasCreate failed with status {status}")
@@ -60,9 +61,11 @@ class Cublas:
 
     def gemm(self, dtype, g, a_ptr: int, b_ptr: int, c_ptr: int, stream_handle: int) -> None:
         """C = alpha op(A) op(B) + beta C for every batch entry; pointers include offsets."""
-        status = self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_handle))
-        if status != 0:
-            raise RuntimeError(f"cublasSetStream failed with status {status}")
+        if stream_handle != self.stream:  # the runtime uses one stream: set it once
+            status = self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_handle))
+            if status != 0:
+                raise RuntimeError(f"cublasSetStream failed with status {status}")
+            self.stream = stream_handle
         if dtype.name == "float32":
             fn, scalar = self.lib.cublasSgemmStridedBatched, ctypes.c_float
         else:

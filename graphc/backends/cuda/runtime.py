@@ -10,6 +10,11 @@ variable updates handed to the session as ``DeviceArray``s, which stay on the GP
 next run (numpy sees them through ``__array__``, copied to the host on first use).
 A failed run commits nothing: in-place variable updates write a private copy.
 
+Everything that depends only on the run's sizes (buffer sizes, launch geometry, kernel
+argument lists, GEMM arguments, fetch shapes) is worked out once per distinct set of dims
+and kept (``_SizePlan``): a repeated run does no size arithmetic in Python, which would
+otherwise cost more than the kernels of a small training step.
+
 This module cannot run on machines without a GPU; keep it small and plain.
 """
 
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pycuda.driver as drv
@@ -129,6 +136,25 @@ def _signature(params) -> str:
     return "".join("P" if kind == "buffer" else "q" for kind, _ in params)
 
 
+@dataclass
+class _SizePlan:
+    """What a run with one set of dims does, with every size already evaluated.
+
+    roots: (root buffer, bytes) of every storage group; steps: per RenderedKernel, its
+    launches as ("kernel", function, grid, block, args) with each argument a root buffer
+    name (its pointer at run time) or an np.int64, or ("gemm", dtype, [GemmArgs]);
+    shapes: every buffer's concrete shape.
+    """
+
+    roots: list
+    steps: list  # [(RenderedKernel, [step...])]
+    shapes: dict
+
+
+#: distinct dims sets whose plans a runner keeps (a few batch sizes in turn stay cached)
+PLAN_CACHE = 16
+
+
 class CudaRunner:
     """Runs one KernelProgram's module; ``run(ctx, trace)`` as every backend's runner."""
 
@@ -143,6 +169,9 @@ class CudaRunner:
         self.functions: dict = {}
         self.limits: dict = {}
         self.consts: dict = {}
+        self.root = {name: self._find_root(name) for name in kp.buffers}
+        self.in_place = {self.root[b] for b in kp.var_updates.values()}
+        self.plans: OrderedDict = OrderedDict()  # (dims..., variant) -> _SizePlan
         with dev.lock, dev.active():
             for rk in module.kernels:
                 for launch in rk.launches:
@@ -165,56 +194,101 @@ class CudaRunner:
         self.functions[name] = fn
         self.limits[name] = fn.get_attribute(drv.function_attribute.MAX_THREADS_PER_BLOCK)
 
+    def _find_root(self, name: str) -> str:
+        while self.kp.buffers[name].alias_of is not None:
+            name = self.kp.buffers[name].alias_of
+        return name
+
     def close(self) -> None:
         self.consts.clear()  # pooled allocations return to the pool when dropped
+        self.plans.clear()
 
     # -- a run -----------------------------------------------------------------------------
     def run(self, ctx, trace: list | None = None) -> list:
         kp = self.kp
         dims = dim_values(kp, ctx.feeds)
-        check_dims(kp, dims)
+        plan = self._plan(dims)
         values = bind_variables(kp, ctx)
         dev = self.device
         with dev.lock, dev.active():
             owned: dict = {}  # root buffer -> pooled allocation this run owns
-            ptrs = self._bind(dims, ctx, values, owned)
-            events = self._launch_all(dims, ptrs, trace is not None)
+            ptrs = self._bind(plan, ctx, values, owned)
+            events = self._launch_all(plan, ptrs, trace is not None)
             dev.stream.synchronize()
             if STATUS_BUFFER in kp.buffers:
-                status = np.empty(shape_of(kp, STATUS_BUFFER, dims), np.int32)
+                status = np.empty(plan.shapes[STATUS_BUFFER], np.int32)
                 drv.memcpy_dtoh(status, ptrs[STATUS_BUFFER])
                 raise_status(kp, status)
-            outputs = [self._fetch(name, dims, ptrs, ctx) for name in kp.outputs]
-            self._commit(dims, ptrs, owned, ctx)
+            outputs = [self._fetch(name, plan, ptrs, ctx) for name in kp.outputs]
+            self._commit(plan, ptrs, owned, ctx)
         if events:
             self._trace(events, trace)
         return outputs
 
-    def _nbytes(self, name: str, dims: dict) -> int:
-        buf = self.kp.buffers[name]
-        return int(np.prod(shape_of(self.kp, name, dims), dtype=np.int64)) * buf.dtype.itemsize
+    def _plan(self, dims: dict) -> _SizePlan:
+        """The cached plan for these dims (checked and built on first sight)."""
+        key = (*dims.values(), self.variant)
+        plan = self.plans.get(key)
+        if plan is not None:
+            self.plans.move_to_end(key)
+            return plan
+        check_dims(self.kp, dims)  # a failing check raises before anything is cached
+        plan = self._build_plan(dims)
+        self.plans[key] = plan
+        if len(self.plans) > PLAN_CACHE:
+            self.plans.popitem(last=False)
+        return plan
 
-    def _root(self, name: str) -> str:
-        while self.kp.buffers[name].alias_of is not None:
-            name = self.kp.buffers[name].alias_of
-        return name
+    def _build_plan(self, dims: dict) -> _SizePlan:
+        kp = self.kp
+        shapes = {name: shape_of(kp, name, dims) for name in kp.buffers}
+        sizes: dict = {}
+        for name, shape in shapes.items():  # a storage group is as large as its largest member
+            nbytes = int(np.prod(shape, dtype=np.int64)) * kp.buffers[name].dtype.itemsize
+            root = self.root[name]
+            sizes[root] = max(sizes.get(root, 0), nbytes)
+        steps = []
+        for rk in self.module.kernels:
+            launches = []
+            for launch in rk.launches:
+                if launch.kind == "gemm":
+                    dtype = kp.buffers[launch.args[2]].dtype
+                    calls = [g for g in L.gemm_calls(launch, dims) if g.m and g.n and g.batch]
+                    launches.append(("gemm", dtype, self._gemm_calls(dtype, calls)))
+                    continue
+                geo = self._geometry(launch, dims)
+                if geo.function is None:
+                    continue
+                args = tuple(self.root[n] if kind == "buffer" else np.int64(dims[n])
+                             for kind, n in geo.params)  # fmt: skip
+                launches.append(("kernel", self.functions[geo.function], geo.grid, geo.block,
+                                 args))  # fmt: skip
+            steps.append((rk, launches))
+        return _SizePlan(list(sizes.items()), steps, shapes)
 
-    def _bind(self, dims, ctx, values, owned) -> dict:
+    def _geometry(self, launch, dims) -> L.Geometry:
+        geo = L.configure(launch, dims, self.device.sm_count, self.limits)
+        if geo.function is None:
+            return geo
+        if self.variant == "threads" and launch.alt:
+            return L.configure_alt(launch, dims)
+        if self.variant == "rows" and launch.kind == "rows":
+            block = (min(256, self.limits[launch.function]) // 32 * 32, 1, 1)
+            return L.Geometry(launch.function, launch.params, geo.grid, block)
+        return geo
+
+    def _bind(self, plan: _SizePlan, ctx, values, owned) -> dict:
         """Device pointer of every buffer: inputs/vars/rng copied in, the rest allocated."""
         kp, dev = self.kp, self.device
-        sizes: dict = {}
-        for name in kp.buffers:  # a storage group is as large as its largest member
-            root = self._root(name)
-            sizes[root] = max(sizes.get(root, 0), self._nbytes(name, dims))
-        in_place = {self._root(b) for b in kp.var_updates.values()}
         ptrs: dict = {}
-        for root, nbytes in sizes.items():
+        for root, nbytes in plan.roots:
             buf = kp.buffers[root]
             if buf.kind == "const":
                 ptrs[root] = int(self.consts[root])
                 continue
             value = values.get(root) if buf.kind == "var" else None
-            if isinstance(value, DeviceArray) and value.device is dev and root not in in_place:
+            resident = isinstance(value, DeviceArray) and value.device is dev
+            if resident and root not in self.in_place:
                 ptrs[root] = int(value.alloc)  # resident and only read: no copy at all
                 continue
             alloc = dev.allocate(nbytes)
@@ -226,7 +300,7 @@ class CudaRunner:
                 if host.nbytes:
                     drv.memcpy_htod(ptrs[root], host)
             elif buf.kind == "var":
-                if isinstance(value, DeviceArray) and value.device is dev:
+                if resident:
                     if value.nbytes:  # private copy for an in-place update
                         drv.memcpy_dtod(ptrs[root], int(value.alloc), value.nbytes)
                 else:
@@ -239,56 +313,41 @@ class CudaRunner:
                     drv.memcpy_htod(ptrs[root], keys)
             elif buf.kind == "status":
                 drv.memset_d8(ptrs[root], 0, nbytes)
-        for name in kp.buffers:
-            ptrs[name] = ptrs[self._root(name)]
         return ptrs
 
-    def _launch_all(self, dims, ptrs, timed: bool) -> list:
-        dev = self.device
+    def _launch_all(self, plan: _SizePlan, ptrs: dict, timed: bool) -> list:
+        stream = self.device.stream
         events = []
-        for rk in self.module.kernels:
+        for rk, launches in plan.steps:
             if timed:
                 start = drv.Event()
-                start.record(dev.stream)
-            for launch in rk.launches:
-                if launch.kind == "gemm":
-                    self._gemm(launch, dims, ptrs)
+                start.record(stream)
+            for step in launches:
+                if step[0] == "gemm":
+                    self._gemm(step[1], step[2], ptrs)
                     continue
-                geo = L.configure(launch, dims, dev.sm_count, self.limits)
-                if geo.function is None:
-                    continue
-                if self.variant == "threads" and launch.alt:
-                    geo = L.configure_alt(launch, dims)
-                elif self.variant == "rows" and launch.kind == "rows":
-                    geo = L.Geometry(
-                        launch.function,
-                        launch.params,
-                        geo.grid,
-                        (min(256, self.limits[launch.function]) // 32 * 32, 1, 1),
-                    )
-                args = [ptrs[n] if kind == "buffer" else np.int64(dims[n])
-                        for kind, n in geo.params]  # fmt: skip
-                self.functions[geo.function].prepared_async_call(
-                    geo.grid, geo.block, dev.stream, *args
+                _, fn, grid, block, args = step
+                fn.prepared_async_call(
+                    grid, block, stream, *[ptrs[a] if type(a) is str else a for a in args]
                 )
             if timed:
                 end = drv.Event()
-                end.record(dev.stream)
+                end.record(stream)
                 events.append((rk, start, end))
         return events
 
-    def _gemm(self, launch, dims, ptrs) -> None:
-        dev, kp = self.device, self.kp
-        dtype = kp.buffers[launch.args[2]].dtype
+    def _gemm_calls(self, dtype, calls: list) -> list:
+        """Per library GEMM: (A, B, C as (root, byte offset), how to run it): cuBLAS when it
+        takes the call, else the tiled kernel with its argument tail evaluated."""
+        dev = self.device
         size = dtype.itemsize
-        for g in L.gemm_calls(launch, dims):
-            if g.m == 0 or g.n == 0 or g.batch == 0:
-                continue
-            a = ptrs[g.a] + g.offset_a * size
-            b = ptrs[g.b] + g.offset_b * size
-            c = ptrs[g.c] + g.offset_c * size
+        out = []
+        for g in calls:
+            operands = tuple((self.root[b], off * size)
+                             for b, off in ((g.a, g.offset_a), (g.b, g.offset_b),
+                                            (g.c, g.offset_c)))  # fmt: skip
             if dev.cublas is not None and dev.cublas.supports(dtype, g):
-                dev.cublas.gemm(dtype, g, a, b, c, dev.stream.handle)
+                out.append((operands, None, g))
                 continue
             name, scalar = {
                 "float32": ("gc_gemm_f32", np.float32),
@@ -300,38 +359,47 @@ class CudaRunner:
                 fn = self.cu_module.get_function(name)
                 fn.prepare("PPPiiqqqqqqq" + ("dd" if scalar is np.float64 else "ff"))
                 self.functions[name] = fn
-            fn.prepared_async_call(
-                g.tiled_grid(), (256, 1, 1), dev.stream,
-                a, b, c, np.int32(g.trans_a), np.int32(g.trans_b),
-                np.int64(g.m), np.int64(g.n), np.int64(g.k), np.int64(g.batch),
-                np.int64(g.stride_a), np.int64(g.stride_b), np.int64(g.stride_c),
-                scalar(g.alpha), scalar(g.beta),
-            )  # fmt: skip
+            tail = (np.int32(g.trans_a), np.int32(g.trans_b),
+                    np.int64(g.m), np.int64(g.n), np.int64(g.k), np.int64(g.batch),
+                    np.int64(g.stride_a), np.int64(g.stride_b), np.int64(g.stride_c),
+                    scalar(g.alpha), scalar(g.beta))  # fmt: skip
+            out.append((operands, (fn, g.tiled_grid(), tail), g))
+        return out
 
-    def _fetch(self, name, dims, ptrs, ctx) -> np.ndarray:
+    def _gemm(self, dtype, calls: list, ptrs: dict) -> None:
+        dev = self.device
+        for operands, tiled, g in calls:
+            a, b, c = (ptrs[root] + offset for root, offset in operands)
+            if tiled is None:
+                dev.cublas.gemm(dtype, g, a, b, c, dev.stream.handle)
+            else:
+                fn, grid, tail = tiled
+                fn.prepared_async_call(grid, (256, 1, 1), dev.stream, a, b, c, *tail)
+
+    def _fetch(self, name, plan: _SizePlan, ptrs, ctx) -> np.ndarray:
         buf = self.kp.buffers[name]
         if buf.kind == "input":
             return np.array(ctx.feeds[self.kp.inputs.index(name)], dtype=buf.dtype.np)
-        host = np.empty(shape_of(self.kp, name, dims), buf.dtype.np)
+        host = np.empty(plan.shapes[name], buf.dtype.np)
         if host.nbytes:
-            drv.memcpy_dtoh(host, ptrs[name])
+            drv.memcpy_dtoh(host, ptrs[self.root[name]])
         return host
 
-    def _commit(self, dims, ptrs, owned, ctx) -> None:
+    def _commit(self, plan: _SizePlan, ptrs, owned, ctx) -> None:
         """Hand each updated variable to the session as a DeviceArray (no host copy)."""
         kp, dev = self.kp, self.device
         for var, name in kp.var_updates.items():
             buf = kp.buffers[name]
-            shape = shape_of(kp, name, dims)
-            root = self._root(name)
+            shape = plan.shapes[name]
+            root = self.root[name]
             alloc = owned.pop(root, None)
             if alloc is None:
                 # storage this run does not own (a feed, a constant, a resident variable, or
                 # one already handed to another variable): the new value gets its own copy
-                nbytes = self._nbytes(name, dims)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * buf.dtype.itemsize
                 alloc = dev.allocate(nbytes)
                 if nbytes:
-                    drv.memcpy_dtod(int(alloc), ptrs[name], nbytes)
+                    drv.memcpy_dtod(int(alloc), ptrs[root], nbytes)
             ctx.write_variable(var, DeviceArray(dev, alloc, shape, buf.dtype.np))
 
     @staticmethod
