@@ -217,3 +217,15 @@ def test_sizes_are_worked_out_once_per_set_of_dims(fake_gpu):
         for n in range(20, 20 + fake_gpu.PLAN_CACHE + 3):
             s.run(y, {a: np.ones(n, np.float32), b: np.ones(n, np.float32)})
         assert len(runner.plans) == fake_gpu.PLAN_CACHE
+
+
+def test_overhead_script_runs():
+    """scripts/cuda_overhead.py (the cuda runtime's own cost per run, without a GPU)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "cuda_overhead.py"),
+                           "--runs", "5"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "median Python overhead" in proc.stdout, proc.stdout
