@@ -20,6 +20,7 @@ This module cannot run on machines without a GPU; keep it small and plain.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -104,15 +105,12 @@ class DeviceArray:
         self.alloc = alloc
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize
         self._host = None
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     def __array__(self, dtype=None, copy=None):
         if self._host is None:
