@@ -197,8 +197,11 @@ def run(module: CudaModule, kp: KernelProgram, ctx, lib: ctypes.CDLL, variant="a
             value = variables[name]
         elif name == RNG_BUFFER:
             value = rng_keys(kp, ctx)
-        else:
-            value = np.zeros(shape, buf.dtype.np)
+        elif buf.kind == "status":
+            value = np.zeros(shape, buf.dtype.np)  # the runtime zeroes the flags
+        else:  # device memory is not zeroed: all-ones bytes (NaN, -1) expose a stray read
+            value = np.full(int(np.prod(shape)) * buf.dtype.itemsize, 0xFF, np.uint8)
+            value = value.view(buf.dtype.np).reshape(shape)
         storage[name] = np.array(value, dtype=buf.dtype.np, order="C").reshape(shape).copy()
     for name, buf in kp.buffers.items():  # planned storage sharing, as on the device
         if buf.alias_of is not None:

@@ -28,7 +28,9 @@ MAX_THREADS = 64
 
 class _Alloc:
     def __init__(self, nbytes: int):
-        self.buf = np.zeros(max(nbytes, 1), np.uint8)
+        # like device memory, not zeroed: all-ones bytes read as NaN (float) or -1 (int),
+        # so a kernel that reads storage nobody wrote fails the comparison loudly
+        self.buf = np.full(max(nbytes, 1), 0xFF, np.uint8)
 
     def __int__(self) -> int:
         return self.buf.ctypes.data

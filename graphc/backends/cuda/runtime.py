@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pycuda.driver as drv
@@ -142,11 +142,15 @@ class _SizePlan:
     launches as ("kernel", function, grid, block, args) with each argument a root buffer
     name (its pointer at run time) or an np.int64, or ("gemm", dtype, [GemmArgs]);
     shapes: every buffer's concrete shape.
+    Only the plan used last keeps its scratch storage, so memory stays that of one run.
     """
 
     roots: list
     steps: list  # [(RenderedKernel, [step...])]
     shapes: dict
+    #: device storage kept between runs with these dims: every root except those whose
+    #: new value is handed to a variable (a run overwrites or zeroes what it reads)
+    scratch: dict = field(default_factory=dict)
 
 
 #: distinct dims sets whose plans a runner keeps (a few batch sizes in turn stay cached)
@@ -170,6 +174,7 @@ class CudaRunner:
         self.root = {name: self._find_root(name) for name in kp.buffers}
         self.in_place = {self.root[b] for b in kp.var_updates.values()}
         self.plans: OrderedDict = OrderedDict()  # (dims..., variant) -> _SizePlan
+        self._last_plan = None
         with dev.lock, dev.active():
             for rk in module.kernels:
                 for launch in rk.launches:
@@ -200,6 +205,7 @@ class CudaRunner:
     def close(self) -> None:
         self.consts.clear()  # pooled allocations return to the pool when dropped
         self.plans.clear()
+        self._last_plan = None
 
     # -- a run -----------------------------------------------------------------------------
     def run(self, ctx, trace: list | None = None) -> list:
@@ -227,14 +233,16 @@ class CudaRunner:
         """The cached plan for these dims (checked and built on first sight)."""
         key = (*dims.values(), self.variant)
         plan = self.plans.get(key)
-        if plan is not None:
-            self.plans.move_to_end(key)
-            return plan
-        check_dims(self.kp, dims)  # a failing check raises before anything is cached
-        plan = self._build_plan(dims)
-        self.plans[key] = plan
-        if len(self.plans) > PLAN_CACHE:
-            self.plans.popitem(last=False)
+        if plan is None:
+            check_dims(self.kp, dims)  # a failing check raises before anything is cached
+            plan = self._build_plan(dims)
+            self.plans[key] = plan
+            if len(self.plans) > PLAN_CACHE:
+                self.plans.popitem(last=False)
+        self.plans.move_to_end(key)
+        if self._last_plan is not None and self._last_plan is not plan:
+            self._last_plan.scratch.clear()  # back to the pool: one set of sizes holds memory
+        self._last_plan = plan
         return plan
 
     def _build_plan(self, dims: dict) -> _SizePlan:
@@ -289,8 +297,12 @@ class CudaRunner:
             if resident and root not in self.in_place:
                 ptrs[root] = int(value.alloc)  # resident and only read: no copy at all
                 continue
-            alloc = dev.allocate(nbytes)
-            owned[root] = alloc
+            if root in self.in_place:  # its new value goes to a variable: fresh storage
+                alloc = owned[root] = dev.allocate(nbytes)
+            else:
+                alloc = plan.scratch.get(root)
+                if alloc is None:
+                    alloc = plan.scratch[root] = dev.allocate(nbytes)
             ptrs[root] = int(alloc)
             if buf.kind == "input":
                 feed = ctx.feeds[kp.inputs.index(root)]
