@@ -106,6 +106,7 @@ class DeviceArray:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.nbytes = math.prod(self.shape) * self.dtype.itemsize
+        self.ptr = int(alloc)  # the device address (fixed for the allocation's life)
         self._host = None
 
     @property
@@ -118,7 +119,7 @@ class DeviceArray:
             if host.nbytes:
                 with self.device.lock, self.device.active():
                     self.device.stream.synchronize()
-                    drv.memcpy_dtoh(host, int(self.alloc))
+                    drv.memcpy_dtoh(host, self.ptr)
             host.setflags(write=False)
             self._host = host
         out = self._host
@@ -148,8 +149,9 @@ class _SizePlan:
     roots: list
     steps: list  # [(RenderedKernel, [step...])]
     shapes: dict
-    #: device storage kept between runs with these dims: every root except those whose
-    #: new value is handed to a variable (a run overwrites or zeroes what it reads)
+    #: device storage kept between runs with these dims, root -> (allocation, address):
+    #: every root except those whose new value is handed to a variable (a run overwrites
+    #: or zeroes what it reads)
     scratch: dict = field(default_factory=dict)
 
 
@@ -295,15 +297,17 @@ class CudaRunner:
             value = values.get(root) if buf.kind == "var" else None
             resident = isinstance(value, DeviceArray) and value.device is dev
             if resident and root not in self.in_place:
-                ptrs[root] = int(value.alloc)  # resident and only read: no copy at all
+                ptrs[root] = value.ptr  # resident and only read: no copy at all
                 continue
             if root in self.in_place:  # its new value goes to a variable: fresh storage
                 alloc = owned[root] = dev.allocate(nbytes)
+                ptrs[root] = int(alloc)
             else:
-                alloc = plan.scratch.get(root)
-                if alloc is None:
-                    alloc = plan.scratch[root] = dev.allocate(nbytes)
-            ptrs[root] = int(alloc)
+                kept = plan.scratch.get(root)
+                if kept is None:
+                    alloc = dev.allocate(nbytes)
+                    kept = plan.scratch[root] = (alloc, int(alloc))
+                ptrs[root] = kept[1]
             if buf.kind == "input":
                 feed = ctx.feeds[kp.inputs.index(root)]
                 host = np.ascontiguousarray(feed, dtype=buf.dtype.np)
@@ -312,7 +316,7 @@ class CudaRunner:
             elif buf.kind == "var":
                 if resident:
                     if value.nbytes:  # private copy for an in-place update
-                        drv.memcpy_dtod(ptrs[root], int(value.alloc), value.nbytes)
+                        drv.memcpy_dtod(ptrs[root], value.ptr, value.nbytes)
                 else:
                     host = np.ascontiguousarray(np.asarray(value), dtype=buf.dtype.np)
                     if host.nbytes:
