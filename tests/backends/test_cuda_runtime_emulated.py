@@ -229,3 +229,30 @@ def test_overhead_script_runs():
                            "--runs", "5"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "median Python overhead" in proc.stdout, proc.stdout
+
+
+def test_concurrent_runs_with_different_sizes(fake_gpu):
+    """Two threads share one executable with different batch sizes: each run's plan and
+    kept storage stay its own (they change only under the device lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = gc.Graph()
+    with g.as_default():
+        a = gc.placeholder(gc.float32, (None, 8))
+        y = gc.nn.softmax(a * 3.0) + 1.0
+    rng = np.random.default_rng(3)
+    inputs = {n: rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 9)}
+    want = {}
+    for n, x in inputs.items():
+        e = np.exp(3 * x - (3 * x).max(axis=1, keepdims=True))
+        want[n] = e / e.sum(axis=1, keepdims=True) + 1.0
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(y, {a: inputs[5]})
+
+        def work(n):
+            for _ in range(8):
+                np.testing.assert_allclose(s.run(y, {a: inputs[n]}), want[n], rtol=1e-5)
+            return n
+
+        with ThreadPoolExecutor(2) as pool:
+            assert sorted(pool.map(work, (5, 9))) == [5, 9]

@@ -213,10 +213,12 @@ class CudaRunner:
     def run(self, ctx, trace: list | None = None) -> list:
         kp = self.kp
         dims = dim_values(kp, ctx.feeds)
-        plan = self._plan(dims)
-        values = bind_variables(kp, ctx)
         dev = self.device
+        # the plan and its kept storage change only under the device lock: a concurrent
+        # run of this runner must not drop storage another run is using
         with dev.lock, dev.active():
+            plan = self._plan(dims)
+            values = bind_variables(kp, ctx)
             owned: dict = {}  # root buffer -> pooled allocation this run owns
             ptrs = self._bind(plan, ctx, values, owned)
             events = self._launch_all(plan, ptrs, trace is not None)
