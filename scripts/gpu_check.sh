@@ -5,7 +5,9 @@
 #   1. pycuda from the source distribution in .gpu/ (or a wheel a previous run left in
 #      .gpu/wheels/), its pure-Python needs from .gpu/wheels/, installed into /tmp/site;
 #   2. pytest -m cuda (every op example against the reference on the GPU, the hand-written
-#      programs in both thread mappings, resident variables, traces, failed runs, cache);
+#      programs in both thread mappings, resident variables, traces, failed runs, cache,
+#      vectorised maps, and the digits examples training on --target cuda: the device
+#      image has scikit-learn);
 #   3. the GPU rows of shared/BENCH.md: scripts/gpu_kernel_bench.py (W1/W2 kernel time vs
 #      the device copy limit, W3 step vs PyTorch eager) and `python -m graphc.bench
 #      --suite W1,W2,W3 --target cuda`.
@@ -98,7 +100,7 @@ EOF
 # (each case compiles its own module with nvcc: spread them over the cores)
 T=$(( $(left) - 200 )); ((T > 240)) && T=240
 log "pytest -m cuda (timeout ${T}s)"
-timeout "$T" $PY -m pytest -q -m cuda -n "$JOBS" -p no:cacheprovider tests/backends \
+timeout "$T" $PY -m pytest -q -m cuda -n "$JOBS" -p no:cacheprovider tests/backends tests/test_examples.py \
   >"$OUT/pytest_cuda.log" 2>&1
 rc=$?
 tail -15 "$OUT/pytest_cuda.log"
