@@ -256,3 +256,22 @@ def test_concurrent_runs_with_different_sizes(fake_gpu):
 
         with ThreadPoolExecutor(2) as pool:
             assert sorted(pool.map(work, (5, 9))) == [5, 9]
+
+
+def test_export_from_a_cuda_session_and_load_anywhere(fake_gpu, tmp_path):
+    """gc.export of a trained cuda session (variables resident on the device) writes their
+    values; gc.load runs the artifact on cuda and on cpu with the same results."""
+    g, loss, step, init, params, feeds = _mlp()
+    x = next(t for t in feeds if t.op.type == "Placeholder" and t.dtype == gc.float32)
+    with g.as_default():
+        probs = gc.nn.softmax(gc.matmul(gc.nn.relu(gc.matmul(x, params[0]) + params[1]),
+                                        params[2]))  # fmt: skip
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(init)
+        for _ in range(3):
+            s.run([loss, step], feeds)
+        want = s.run(probs, {x: feeds[x]})
+        path = gc.export(s, tmp_path / "mlp.gcx", {"x": x}, {"probs": probs})
+    for target in ("cuda", "cpu"):
+        model = gc.load(path, target=target)
+        np.testing.assert_allclose(model(x=feeds[x])["probs"], want, rtol=1e-5, atol=1e-6)
