@@ -74,14 +74,15 @@ def _compile(program: Program, target: str, options: CompileOptions) -> Executab
     from .passes.manager import optimize
 
     t0 = time.perf_counter()
+    # a disk-cache hit (keyed by this un-optimised Program) needs no pass at all
     if target == "cpu":
-        # a disk-cache hit (keyed by this un-optimised Program) needs no pass at all
         from .backends.cpu import try_load_cached
-
-        exe = try_load_cached(program, options)
-        if exe is not None:
-            exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
-            return exe
+    else:
+        from .backends.cuda import try_load_cached
+    exe = try_load_cached(program, options)
+    if exe is not None:
+        exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
+        return exe
     result = optimize(program, options)
     if target == "cpu":
         from .backends.cpu import build_executable

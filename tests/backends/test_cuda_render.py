@@ -509,3 +509,18 @@ def test_example_graphs_compile_with_the_runtime_flags():
     for m in modules:
         for fn in m.functions:
             assert f".entry {fn}(" in text, fn
+
+
+def test_launches_survive_the_disk_cache_manifest(lowered):
+    """Every launch of every lowered example (sizes, GEMM arguments with loop variables,
+    vector widths) comes back equal from the JSON manifest of the executable cache."""
+    import json
+
+    from graphc.backends.cuda.cache import decode_module, encode_module
+
+    _, _, modules, _ = lowered
+    for cid, module in modules.items():
+        back = decode_module(json.loads(json.dumps(encode_module(module))), module.source)
+        assert back.kernels == module.kernels, cid
+        assert back.functions == module.functions, cid
+    assert any(ln.loops for m in modules.values() for k in m.kernels for ln in k.launches)

@@ -275,3 +275,48 @@ def test_export_from_a_cuda_session_and_load_anywhere(fake_gpu, tmp_path):
     for target in ("cuda", "cpu"):
         model = gc.load(path, target=target)
         np.testing.assert_allclose(model(x=feeds[x])["probs"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_executables_are_cached_on_disk_like_the_cpu_target(fake_gpu, tmp_path, monkeypatch):
+    """A second session with the same cache_dir loads the whole executable: no pass, no
+    lowering, no nvcc; same results, same kernels, stages still there. A damaged entry is a
+    miss that compiles again; other options are another entry."""
+    import graphc.passes.manager as manager
+    from graphc.backends.cuda import nvcc
+
+    g, loss, step, init, params, feeds = _mlp()
+    opts = gc.CompileOptions(cache_dir=tmp_path)
+
+    def train(expect_disk):
+        with gc.Session(graph=g, target="cuda", options=opts) as s:
+            s.run(init)
+            losses = [s.run([loss, step], feeds)[0] for _ in range(3)]
+            exe = s.compile([loss, step], list(feeds))
+            assert exe.stats["loaded_from_disk"] is expect_disk
+            return losses, exe, s.variable_values()
+
+    first, exe1, vars1 = train(False)
+    entries = sorted(tmp_path.glob("cuda-*.gcx"))
+    assert len(entries) == 2  # the initialiser and the train step
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cache hit must not compile")
+
+    with monkeypatch.context() as m:
+        m.setattr(manager, "optimize", refuse)
+        m.setattr(nvcc, "compile_source", refuse)
+        second, exe2, vars2 = train(True)
+    np.testing.assert_array_equal(second, first)
+    for name, value in vars1.items():
+        np.testing.assert_array_equal(vars2[name], value)
+    assert [k.name for k in exe2.kernels] == [k.name for k in exe1.kernels]
+    assert exe2.dump_ir("cuda") == exe1.dump_ir("cuda") and "kernel" in exe2.stages
+    for entry in entries:
+        data = bytearray(entry.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        entry.write_bytes(bytes(data))
+    again, _, _ = train(False)  # damaged: compiled again, and rewritten
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+    opts = gc.CompileOptions(cache_dir=tmp_path, fusion=False)
+    train(False)
+    assert len(list(tmp_path.glob("cuda-*.gcx"))) == 4

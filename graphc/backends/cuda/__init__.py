@@ -3,7 +3,9 @@
 Pipeline: ``passes.fusion.fuse`` -> ``kernel.lower.lower`` -> ``passes.plan.plan`` ->
 ``render.render_program`` (CUDA C) -> ``nvcc.compile_source`` (cubin for the GPU's
 architecture, cached on disk) -> ``runtime.CudaRunner`` (pycuda). Everything up to the cubin
-runs without a GPU (the tests do); the runtime needs one.
+runs without a GPU (the tests do); the runtime needs one. With ``CompileOptions.cache_dir``
+the whole executable is kept on disk (``cache.py``) and a later compile of the same Program
+skips all of it (``exe.stats["loaded_from_disk"]``).
 """
 
 from __future__ import annotations
@@ -54,9 +56,46 @@ def nvcc_options(options) -> tuple:
     return ("-O3", "-std=c++17") + (("-use_fast_math",) if options.fast_math else ())
 
 
+def _disk_key(source, options, dev) -> str:
+    from . import cache
+    from .nvcc import find_nvcc, nvcc_version
+
+    nvcc = find_nvcc()
+    return cache.cache_key(source.hash(), options.key(), dev.arch,
+                           nvcc_version(nvcc) if nvcc else "none")  # fmt: skip
+
+
+def try_load_cached(source, options):
+    """The Executable for ``source`` from the disk cache, or None (no passes run)."""
+    if options.cache_dir is None:
+        return None
+    from ...executable import Executable, KernelInfo
+    from . import cache
+    from .runtime import CudaRunner, device
+
+    t0 = time.perf_counter()
+    dev = device()
+    hit = cache.load(options.cache_dir, _disk_key(source, options, dev))
+    if hit is None:
+        return None
+    manifest, kp, module, cubin = hit
+    try:
+        runner = CudaRunner(dev, kp, module, manifest["cubin_key"], cubin)
+    except Exception:  # noqa: BLE001 - an entry the driver refuses is a miss; recompile
+        return None
+    kernels = [KernelInfo(n, tuple(ops), tuple(types), moved)
+               for n, ops, types, moved in manifest["kernels"]]  # fmt: skip
+    stats = dict(manifest["stats"], loaded_from_disk=True, cubin_from_disk=True)
+    stats["compile_seconds"] = {"cache_load": time.perf_counter() - t0}
+    stages = dict(manifest["stages"], cuda=module.source)
+    return Executable("cuda", source, source, runner, kernels, stats, stages,
+                      [tuple(d) for d in manifest["decisions"]])  # fmt: skip
+
+
 def build_executable(source, result, options):
     """Compile the optimised Program of ``result`` for the GPU of this process."""
     from ...executable import Executable, KernelInfo
+    from . import cache
     from .nvcc import cache_key, compile_source, find_nvcc
     from .render import render_program
     from .runtime import CudaRunner, device
@@ -96,4 +135,13 @@ def build_executable(source, result, options):
         for name, ext in (("kernel", "txt"), ("fusion", "txt"), ("cuda", "cu")):
             (d / f"cuda.{name}.{ext}").write_text(stages[name])
     decisions = [tuple(x) for x in fplan.decisions]
+    if options.cache_dir is not None:
+        extra = {
+            "kernels": [[k.name, list(k.ops), list(k.op_types), k.bytes_moved] for k in kernels],
+            "stats": {k: v for k, v in stats.items() if k != "compile_seconds"},
+            "stages": {k: v for k, v in stages.items() if isinstance(v, str) and k != "cuda"},
+            "decisions": [list(map(str, d)) for d in decisions],
+        }
+        cache.save(options.cache_dir, _disk_key(source, options, dev), kp, module, cubin, key,
+                   extra)  # fmt: skip
     return Executable("cuda", source, program, runner, kernels, stats, stages, decisions)

@@ -1,6 +1,7 @@
 """Persistent compile cache of the cpu target: object code + a JSON manifest, no pickle.
 
-An entry is one file ``<cache_dir>/cpu-<key>.gcx``::
+An entry is one file ``<cache_dir>/cpu-<key>.gcx`` (the cuda target keeps its entries in the
+same container as ``cuda-<key>.gcx``, see ``graphc/backends/cuda/cache.py``)::
 
     b"GCXCPU01" | u64 manifest length | manifest (UTF-8 JSON) | u64 object length | object code
     | sha256 of everything before it (32 bytes)
@@ -25,7 +26,7 @@ import numpy as np
 
 from ... import dtypes as _dt
 from ...fsutil import atomic_write_bytes
-from ...kernel.expr import Call, Cast, Const, Dim, Math
+from ...kernel.expr import Call, Cast, Const, Dim, Math, Var
 from ...kernel.ir import Buffer, Check, KernelProgram
 
 MAGIC = b"GCXCPU01"
@@ -73,11 +74,11 @@ def cache_key(program_hash: str, options_key, host: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def entry_path(cache_dir, key: str) -> Path:
-    return Path(cache_dir) / f"cpu-{key}.gcx"
+def entry_path(cache_dir, key: str, target: str = "cpu") -> Path:
+    return Path(cache_dir) / f"{target}-{key}.gcx"
 
 
-def save(cache_dir, key: str, manifest: dict, obj: bytes) -> bool:
+def save(cache_dir, key: str, manifest: dict, obj: bytes, target: str = "cpu") -> bool:
     """Write an entry atomically; False (and nothing written) if the directory is unusable."""
     try:
         d = Path(cache_dir)
@@ -86,16 +87,16 @@ def save(cache_dir, key: str, manifest: dict, obj: bytes) -> bool:
         body = MAGIC + struct.pack("<Q", len(man)) + man + struct.pack("<Q", len(obj)) + obj
         data = body + hashlib.sha256(body).digest()
         # no fsync: a cache entry lost in a crash is only a recompile
-        atomic_write_bytes(entry_path(d, key), data, fsync=False)
+        atomic_write_bytes(entry_path(d, key, target), data, fsync=False)
         return True
     except OSError:
         return False
 
 
-def load(cache_dir, key: str):
+def load(cache_dir, key: str, target: str = "cpu"):
     """(manifest, object bytes) of a valid entry, else None."""
     try:
-        data = entry_path(cache_dir, key).read_bytes()
+        data = entry_path(cache_dir, key, target).read_bytes()
     except OSError:
         return None
     try:
@@ -126,6 +127,8 @@ def load(cache_dir, key: str):
 
 
 def encode_expr(e):
+    if isinstance(e, Var):
+        return ["v", e.name, e.dtype.name]
     if isinstance(e, Const):
         v = e.value
         v = bool(v) if e.dtype == _dt.bool_ else (float(v) if e.dtype.is_floating else int(v))
@@ -149,6 +152,8 @@ def decode_expr(j):
         return Call(Math[j[1]], tuple(decode_expr(a) for a in j[2]))
     if tag == "x":
         return Cast(decode_expr(j[1]), _dt.as_dtype(j[2]))
+    if tag == "v":
+        return Var(j[1], _dt.as_dtype(j[2]))
     raise ValueError(f"bad expression tag {tag!r}")
 
 
