@@ -36,13 +36,7 @@ def codegen_hash() -> str:
     package = here.parent.parent
     files = sorted(here.glob("*.py")) + sorted((package / "kernel").glob("*.py"))
     files += sorted((package / "passes").glob("*.py")) + sorted(kernels_dir().glob("*.cuh"))
-    h = hashlib.sha256()
-    for f in files:
-        try:
-            h.update(f.name.encode() + f.read_bytes())
-        except OSError:
-            pass
-    return h.hexdigest()
+    return _container.sources_hash(files)
 
 
 def cache_key(program_hash: str, options_key, arch: str, nvcc_version: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +34,25 @@ MAGIC = b"GCXCPU01"
 FORMAT = 1
 
 
-_CODEGEN_HASH = None
+def sources_hash(files) -> str:
+    """sha256 over the names and contents of ``files`` (unreadable ones are skipped)."""
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            h.update(f.name.encode() + f.read_bytes())
+        except OSError:
+            pass
+    return h.hexdigest()
 
 
+@lru_cache(maxsize=1)
 def codegen_hash() -> str:
     """sha256 of the code generator's own sources (lowering included), so an entry written
     by another version of the compiler is never reused, even with an unchanged version."""
-    global _CODEGEN_HASH
-    if _CODEGEN_HASH is None:
-        here = Path(__file__).resolve().parent
-        files = sorted(here.glob("*.py")) + sorted((here.parent.parent / "kernel").glob("*.py"))
-        files += sorted((here.parent.parent / "passes").glob("*.py"))
-        h = hashlib.sha256()
-        for f in files:
-            try:
-                h.update(f.name.encode() + f.read_bytes())
-            except OSError:
-                pass
-        _CODEGEN_HASH = h.hexdigest()
-    return _CODEGEN_HASH
+    here = Path(__file__).resolve().parent
+    files = sorted(here.glob("*.py")) + sorted((here.parent.parent / "kernel").glob("*.py"))
+    files += sorted((here.parent.parent / "passes").glob("*.py"))
+    return sources_hash(files)
 
 
 def cache_key(program_hash: str, options_key, host: dict) -> str:
