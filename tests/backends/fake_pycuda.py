@@ -108,7 +108,7 @@ function_attribute = types.SimpleNamespace(MAX_THREADS_PER_BLOCK="MAX_THREADS_PE
 
 
 class Stream:
-    handle = 0
+    handle = 0x5EED  # a CUstream is a pointer; nonzero, so that it survives c_void_p
 
     def synchronize(self) -> None:
         pass  # launches run synchronously here
