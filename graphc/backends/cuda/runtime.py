@@ -141,8 +141,8 @@ class _SizePlan:
 
     roots: (root buffer, bytes) of every storage group; steps: per RenderedKernel, its
     launches as ("kernel", function, grid, block, args) with each argument a root buffer
-    name (its pointer at run time) or an np.int64, or ("gemm", dtype, [GemmArgs]);
-    shapes: every buffer's concrete shape.
+    name (its pointer at run time) or an np.int64, or ("gemm", dtype, calls) with calls
+    from ``_gemm_calls``; shapes: every buffer's concrete shape.
     Only the plan used last keeps its scratch storage, so memory stays that of one run.
     """
 
@@ -225,7 +225,7 @@ class CudaRunner:
             dev.stream.synchronize()
             if STATUS_BUFFER in kp.buffers:
                 status = np.empty(plan.shapes[STATUS_BUFFER], np.int32)
-                drv.memcpy_dtoh(status, ptrs[STATUS_BUFFER])
+                drv.memcpy_dtoh(status, ptrs[self.root[STATUS_BUFFER]])
                 raise_status(kp, status)
             outputs = [self._fetch(name, plan, ptrs, ctx) for name in kp.outputs]
             self._commit(plan, ptrs, owned, ctx)
