@@ -100,11 +100,17 @@ EOF
 # (each case compiles its own module with nvcc: spread them over the cores)
 T=$(( $(left) - 200 )); ((T > 240)) && T=240
 log "pytest -m cuda (timeout ${T}s)"
-timeout "$T" $PY -m pytest -q -m cuda -n "$JOBS" -p no:cacheprovider tests/backends tests/test_examples.py \
-  >"$OUT/pytest_cuda.log" 2>&1
+# -v: one line per finished test, so a run cut off by the timeout still says what passed
+timeout "$T" $PY -m pytest -v -m cuda -n "$JOBS" -p no:cacheprovider --durations=10 \
+  tests/backends tests/test_examples.py >"$OUT/pytest_cuda.log" 2>&1
 rc=$?
 tail -15 "$OUT/pytest_cuda.log"
-log "pytest -m cuda exit status $rc"
+for word in PASSED FAILED SKIPPED ERROR; do
+  printf '%s %s  ' "$word" "$(grep -c " $word " "$OUT/pytest_cuda.log")"
+done | tee -a "$OUT/summary.txt"
+echo | tee -a "$OUT/summary.txt"
+grep " FAILED \| ERROR " "$OUT/pytest_cuda.log" | head -20 | tee -a "$OUT/summary.txt"
+log "pytest -m cuda exit status $rc (124: cut off by the timeout)"
 
 # -- 3. GPU benchmark rows ----------------------------------------------------------------
 T=$(( $(left) - 90 )); ((T > 110)) && T=110
