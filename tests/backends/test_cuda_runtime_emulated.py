@@ -368,3 +368,24 @@ def test_training_through_the_cublas_interface(fake_gpu):
     np.testing.assert_allclose(results["cuda"][0], results["reference"][0], rtol=1e-5)
     for name, value in results["reference"][1].items():
         np.testing.assert_allclose(results["cuda"][1][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_of_device_resident_variables(fake_gpu, tmp_path):
+    """Saver.save reads variables that live on the device; restore into a new cuda
+    session continues training exactly where the first one was."""
+    g, loss, step, init, params, feeds = _mlp()
+    with g.as_default():
+        saver = gc.train.Saver()
+    opts = gc.CompileOptions(cache_dir=None)
+    with gc.Session(graph=g, target="cuda", options=opts) as s:
+        s.run(init)
+        s.run([loss, step], feeds)
+        path = saver.save(s, str(tmp_path / "ckpt"))
+        saved = s.variable_values()
+        after = [s.run([loss, step], feeds)[0] for _ in range(2)]
+    with gc.Session(graph=g, target="cuda", options=opts) as s:
+        saver.restore(s, path)
+        for name, value in saved.items():
+            np.testing.assert_array_equal(s.variable_values()[name], value)
+        again = [s.run([loss, step], feeds)[0] for _ in range(2)]
+    np.testing.assert_array_equal(again, after)
