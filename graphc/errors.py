@@ -29,6 +29,11 @@ class CompileError(GraphcError):
     """The compiler failed on a graph it accepted: a bug, reported with the stage that failed."""
 
 
+class ResourceExhaustedError(GraphcError, MemoryError):
+    """A device ran out of memory (the run changed nothing; free memory or use smaller
+    batches)."""
+
+
 class NotFoundError(GraphcError, KeyError):
     """A named tensor, operation or file does not exist."""
 
@@ -45,4 +50,5 @@ __all__ = [
     "InvalidArtifactError",
     "CompileError",
     "NotFoundError",
+    "ResourceExhaustedError",
 ]

@@ -38,13 +38,31 @@ class _Alloc:
     __index__ = __int__
 
 
+class MemoryError(Exception):  # noqa: A001 - pycuda._driver.MemoryError has this name
+    """What pycuda raises when cuMemAlloc fails."""
+
+
+#: the fake device's memory (tests lower it to provoke out-of-memory)
+TOTAL_MEMORY = 1 << 34
+
+
 class DeviceMemoryPool:
     def __init__(self):
         self.allocations = 0
+        self.limit = TOTAL_MEMORY  # bytes one allocation may have (tests lower it)
 
     def allocate(self, nbytes: int) -> _Alloc:
+        if nbytes > self.limit:
+            raise MemoryError("cuMemAlloc failed: out of memory")
         self.allocations += 1
         return _Alloc(int(nbytes))
+
+    def free_held(self) -> None:
+        pass
+
+
+def mem_get_info() -> tuple:
+    return TOTAL_MEMORY // 2, TOTAL_MEMORY
 
 
 def _ptr(x) -> int:

@@ -389,3 +389,26 @@ def test_checkpoints_of_device_resident_variables(fake_gpu, tmp_path):
             np.testing.assert_array_equal(s.variable_values()[name], value)
         again = [s.run([loss, step], feeds)[0] for _ in range(2)]
     np.testing.assert_array_equal(again, after)
+
+
+def test_out_of_device_memory_is_resource_exhausted_and_changes_nothing(fake_gpu):
+    """A run that cannot get device memory raises ResourceExhaustedError naming the sizes;
+    the session and its variables are as before, and the next run that fits works."""
+    g = gc.Graph()
+    with g.as_default():
+        v = gc.Variable(np.ones(4, np.float32), name="v")
+        x = gc.placeholder(gc.float32, (None,))
+        upd = gc.assign_add(v, v * 0.0 + gc.reduce_sum(x))
+        init = gc.global_variables_initializer()
+    with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=None)) as s:
+        s.run(init)
+        s.run(upd, {x: np.ones(3, np.float32)})
+        pool = fake_gpu.device().pool
+        pool.limit = 4096
+        with pytest.raises(gc.errors.ResourceExhaustedError, match="bytes requested") as err:
+            s.run(upd, {x: np.ones(10_000, np.float32)})
+        assert isinstance(err.value, MemoryError)
+        np.testing.assert_array_equal(s.run(v), np.full(4, 4, np.float32))
+        pool.limit = fake_pycuda.TOTAL_MEMORY
+        s.run(upd, {x: np.ones(10_000, np.float32)})
+        np.testing.assert_array_equal(s.run(v), np.full(4, 10_004, np.float32))

@@ -31,6 +31,7 @@ import numpy as np
 import pycuda.driver as drv
 from pycuda.tools import DeviceMemoryPool
 
+from ...errors import ResourceExhaustedError
 from ...kernel.ir import RNG_BUFFER, STATUS_BUFFER
 from ...kernel.runtime import (
     bind_variables,
@@ -45,6 +46,9 @@ from . import launch as L
 
 _device = None
 _device_lock = threading.Lock()
+
+#: what pycuda raises when cuMemAlloc fails (pycuda._driver.MemoryError)
+_OUT_OF_MEMORY = getattr(drv, "MemoryError", MemoryError)
 
 
 def device() -> Device:
@@ -83,7 +87,21 @@ class Device:
             drv.Context.pop()
 
     def allocate(self, nbytes: int):
-        return self.pool.allocate(max(int(nbytes), 16))
+        """Pooled device memory; ResourceExhaustedError when the GPU has no more, after
+        giving the pool's cached blocks back to the driver once."""
+        nbytes = max(int(nbytes), 16)
+        try:
+            return self.pool.allocate(nbytes)
+        except _OUT_OF_MEMORY:
+            self.pool.free_held()
+        try:
+            return self.pool.allocate(nbytes)
+        except _OUT_OF_MEMORY as exc:
+            free, total = drv.mem_get_info()
+            raise ResourceExhaustedError(
+                f"out of memory on {self.name}: {nbytes} bytes requested, {free} of {total} "
+                f"bytes free ({exc})"
+            ) from None
 
     def load_module(self, key: str, cubin: bytes):
         with self.lock:
