@@ -339,3 +339,31 @@ GEMM_CASES = {
     "f64_tt": lambda: gemm_case(dt.float64, True, True, 65, 64, 17, 1, beta=-1.0),
     "f16_nn": lambda: gemm_case(dt.float16, False, False, 20, 24, 16, 2),
 }
+
+
+def mlp_step(n_in=12, hidden=16, classes=5, batch=9, lr=0.5, scale=0.3):
+    """A one-hidden-layer MLP train step (relu, sparse softmax cross-entropy, SGD):
+    (graph, loss, step op, initialiser, [w1, b1, w2], feeds)."""
+    import graphc as gc
+
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, n_in), name="x")
+        labels = gc.placeholder(gc.int64, (None,), name="labels")
+        w1 = gc.Variable(rng.standard_normal((n_in, hidden)).astype(np.float32) * scale,
+                         name="w1")  # fmt: skip
+        b1 = gc.Variable(np.zeros(hidden, np.float32), name="b1")
+        w2 = gc.Variable(rng.standard_normal((hidden, classes)).astype(np.float32) * scale,
+                         name="w2")  # fmt: skip
+        logits = gc.matmul(gc.nn.relu(gc.matmul(x, w1) + b1), w2)
+        loss = gc.reduce_mean(
+            gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        )
+        params = [w1, b1, w2]
+        grads = gc.gradients(loss, params)
+        step = gc.group(*[gc.assign_sub(p, lr * gr) for p, gr in zip(params, grads)])
+        init = gc.global_variables_initializer()
+    feeds = {x: rng.random((batch, n_in), dtype=np.float32),
+             labels: rng.integers(0, classes, batch)}  # fmt: skip
+    return g, loss, step, init, params, feeds

@@ -170,24 +170,8 @@ def test_vectorised_maps_with_tails_and_broadcasts():
 
 
 def _mlp():
-    rng = np.random.default_rng(0)
-    g = gc.Graph()
-    with g.as_default():
-        x = gc.placeholder(gc.float32, (None, 784))
-        labels = gc.placeholder(gc.int64, (None,))
-        w1 = gc.Variable(rng.standard_normal((784, 512)).astype(np.float32) * 0.05)
-        b1 = gc.Variable(np.zeros(512, np.float32))
-        w2 = gc.Variable(rng.standard_normal((512, 10)).astype(np.float32) * 0.05)
-        logits = gc.matmul(gc.nn.relu(gc.matmul(x, w1) + b1), w2)
-        loss = gc.reduce_mean(
-            gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        )
-        params = [w1, b1, w2]
-        grads = gc.gradients(loss, params)
-        step = gc.group(*[gc.assign_sub(p, 0.1 * gr) for p, gr in zip(params, grads)])
-        init = gc.global_variables_initializer()
-    feeds = {x: rng.random((256, 784), dtype=np.float32), labels: rng.integers(0, 10, 256)}
-    return g, loss, step, init, params, feeds
+    """The W3-sized layer pair (784-512-10, batch 256)."""
+    return P.mlp_step(784, 512, 10, 256, lr=0.1, scale=0.05)
 
 
 @pytest.mark.cuda
