@@ -66,6 +66,25 @@ def test_missing_gpu_is_named(monkeypatch):
         gc.Session(target="cuda")
 
 
+def test_missing_nvcc_is_named(monkeypatch):
+    import importlib.util
+
+    from graphc.backends.cuda import nvcc
+
+    fake_driver = types.SimpleNamespace(
+        init=lambda: None, Device=types.SimpleNamespace(count=lambda: 1)
+    )
+    fake = types.ModuleType("pycuda")
+    fake.driver = fake_driver
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setitem(sys.modules, "pycuda", fake)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    monkeypatch.setattr(nvcc, "find_nvcc", lambda: None)
+    assert "nvcc" in cuda_backend.availability() and "CUDA_HOME" in cuda_backend.availability()
+    with pytest.raises(gc.errors.UnavailableError, match="nvcc"):
+        gc.Session(target="cuda")
+
+
 # -- on a GPU ---------------------------------------------------------------------------------
 
 

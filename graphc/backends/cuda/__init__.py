@@ -15,8 +15,10 @@ from pathlib import Path
 
 
 def availability() -> str | None:
-    """None when a GPU and pycuda are usable, else a sentence saying what is missing."""
+    """None when a GPU, pycuda and nvcc are usable, else a sentence saying what is missing."""
     import importlib.util
+
+    from .nvcc import find_nvcc
 
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (pip install 'graphc[cuda]')"
@@ -30,6 +32,8 @@ def availability() -> str | None:
             return "no CUDA GPU was found"
     except Exception as exc:  # noqa: BLE001 - any driver failure means no usable GPU
         return f"the CUDA driver could not be initialised ({exc})"
+    if find_nvcc() is None:  # kernels are compiled at run time
+        return "nvcc (the CUDA toolkit) was not found: set CUDA_HOME or put nvcc on PATH"
     return None
 
 
