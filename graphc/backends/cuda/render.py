@@ -674,8 +674,9 @@ class _ModuleRenderer:
         nest = list(nest)
         while len(body) == 1 and isinstance(body[0], Loop) and not body[0].parallel:
             inner = body[0]
-            if (_var_names(inner.start) | _var_names(inner.stop)) & {v for v, _, _ in nest}:
-                break
+            bounds = [x for e in (inner.start, inner.stop) for x in sub_exprs(e)]
+            if any(isinstance(x, Var | Load) for x in bounds):
+                break  # the launch size must be computable from the run's dims alone
             if any(isinstance(s, Let) and s.reduce for s in inner.body):
                 break
             if self._coop_refusal(inner, []) is not None:
