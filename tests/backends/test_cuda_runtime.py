@@ -50,35 +50,31 @@ def test_missing_driver_is_named(monkeypatch):
     assert "cannot load the CUDA driver" in cuda_backend.availability()
 
 
-def test_missing_gpu_is_named(monkeypatch):
+def _installed_driver(monkeypatch, gpus: int) -> None:
+    """pycuda importable, its driver seeing ``gpus`` GPUs."""
     import importlib.util
 
     fake_driver = types.SimpleNamespace(
-        init=lambda: None, Device=types.SimpleNamespace(count=lambda: 0)
+        init=lambda: None, Device=types.SimpleNamespace(count=lambda: gpus)
     )
     fake = types.ModuleType("pycuda")
     fake.driver = fake_driver
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setitem(sys.modules, "pycuda", fake)
     monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+
+
+def test_missing_gpu_is_named(monkeypatch):
+    _installed_driver(monkeypatch, gpus=0)
     assert cuda_backend.availability() == "no CUDA GPU was found"
     with pytest.raises(gc.errors.UnavailableError, match="no CUDA GPU was found"):
         gc.Session(target="cuda")
 
 
 def test_missing_nvcc_is_named(monkeypatch):
-    import importlib.util
-
     from graphc.backends.cuda import nvcc
 
-    fake_driver = types.SimpleNamespace(
-        init=lambda: None, Device=types.SimpleNamespace(count=lambda: 1)
-    )
-    fake = types.ModuleType("pycuda")
-    fake.driver = fake_driver
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
-    monkeypatch.setitem(sys.modules, "pycuda", fake)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", fake_driver)
+    _installed_driver(monkeypatch, gpus=1)
     monkeypatch.setattr(nvcc, "find_nvcc", lambda: None)
     assert "nvcc" in cuda_backend.availability() and "CUDA_HOME" in cuda_backend.availability()
     with pytest.raises(gc.errors.UnavailableError, match="nvcc"):
