@@ -324,6 +324,18 @@ def direct_conv(win, c) -> bool:
     return static_taps(win.kh, win.kw) and k is not None and k <= DIRECT_MAX_K
 
 
+def _window_values(kb, x_ref, win, padding, n, b, oy, ox, c, dt) -> list:
+    """The K = taps x channels inputs of output pixel (b, oy, ox), each bound once, in
+    (tap, channel) order; 0 where a tap falls in the padding (``c`` is static)."""
+    zero = Const(0.0, dt)
+    xs = []
+    for t in window_taps(kb, win, padding, n, b, oy, ox):
+        for ch in range(sym.const_value(sym.as_expr(c))):
+            v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
+            xs.append(kb.bind(v, dt))
+    return xs
+
+
 def emit_direct_conv(kb, x_ref, f_buf, win, padding, n, c, o, out, dt):
     """out[p, oc] = sum over (tap, ch) of x[tap pixel, ch] * f[tap, ch, oc]: the K inputs of
     each output pixel are loaded once (0 in the padding) and the filter-row loop over the
@@ -331,11 +343,7 @@ def emit_direct_conv(kb, x_ref, f_buf, win, padding, n, c, o, out, dt):
     (1-3 input channels) this replaces an im2col copy and a GEMM with K of 9 to 27."""
     zero = Const(0.0, dt)
     with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
-        xs = []
-        for t in window_taps(kb, win, padding, n, b, oy, ox):
-            for ch in range(sym.const_value(sym.as_expr(c))):
-                v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
-                xs.append(kb.bind(v, dt))
+        xs = _window_values(kb, x_ref, win, padding, n, b, oy, ox, c, dt)
         with kb.loop(o) as oc:
             acc = zero
             for r, xv in enumerate(xs):
@@ -362,11 +370,7 @@ def emit_direct_filter_grad(kb, x_ref, g_ref, win, n, c, o, out, part, dt):
         with kb.loop(sym.mul(win.oh, win.ow)) as q:
             oy, ox = (kb.bind(v, _dt.int64) for v in sym.unflatten(q, (win.oh, win.ow)))
             p = sym.add(sym.mul(b, sym.mul(win.oh, win.ow)), q)
-            xs = []
-            for t in window_taps(kb, win, padding, n, b, oy, ox):
-                for ch in range(sym.const_value(sym.as_expr(c))):
-                    v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
-                    xs.append(kb.bind(v, dt))
+            xs = _window_values(kb, x_ref, win, padding, n, b, oy, ox, c, dt)
             with kb.loop(o) as oc:
                 gv = kb.load(g_ref, _elem(p, o, oc))
                 for r, xv in enumerate(xs):
