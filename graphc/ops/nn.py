@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..graph.core import Tensor
 from ..kernel.expr import Const, Math
-from .elementwise import Unary
+from .elementwise import Elementwise, Unary
 from .registry import (
     DTypeError,
     Example,
@@ -343,26 +343,47 @@ def log_softmax(logits, axis=-1, name=None):
     return identity(out, name=name) if name else out
 
 
-@located("softmax_cross_entropy_with_logits")
-def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
-    """-sum(labels * log_softmax(logits)) along ``axis`` (labels: a distribution per row).
-
-    Gradients flow into both (as TF's ``_v2``); stable for any finite logits.
-    """
+def _softmax_xent(labels, logits, axis, name, what, stop_labels):
     from .reduce import reduce_sum
 
     if labels is None or logits is None:
-        raise ValueError("softmax_cross_entropy_with_logits needs labels= and logits=")
-    x = _float_tensor(logits, "softmax_cross_entropy_with_logits")
+        raise ValueError(f"{what} needs labels= and logits=")
+    x = _float_tensor(logits, what)
     z = convert_to_tensor(labels)
     if z.dtype != x.dtype:
         z = _ew().cast(z, x.dtype)
-    _same_shape(z, x, "softmax_cross_entropy_with_logits")
-    axis = _axis(x, axis, "softmax_cross_entropy_with_logits")
+    _same_shape(z, x, what)
+    axis = _axis(x, axis, what)
+    if stop_labels:
+        from .control import stop_gradient
+
+        z = stop_gradient(z)
+    # d/dlogits = softmax * sum(labels) - labels: right also for labels not summing to 1
     return reduce_sum(-(z * log_softmax(x, axis)), axis, name=name)
 
 
-softmax_cross_entropy_with_logits_v2 = softmax_cross_entropy_with_logits
+@located("softmax_cross_entropy_with_logits")
+def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None, dim=None):
+    """-sum(labels * log_softmax(logits)) along ``axis`` (labels: a distribution per row).
+
+    TF1's v1: no gradient flows into ``labels`` (use ``softmax_cross_entropy_with_logits_v2``
+    for that). The gradient w.r.t. logits is ``softmax * sum(labels) - labels``. Stable for
+    any finite logits. ``dim`` is TF1's spelling of ``axis``.
+    """
+    if dim is not None:
+        axis = dim
+    return _softmax_xent(labels, logits, axis, name, "softmax_cross_entropy_with_logits", True)
+
+
+@located("softmax_cross_entropy_with_logits_v2")
+def softmax_cross_entropy_with_logits_v2(labels=None, logits=None, axis=-1, name=None,
+                                         dim=None):  # fmt: skip
+    """As ``softmax_cross_entropy_with_logits``, with gradients flowing into ``labels`` too
+    (``-log_softmax(logits)``), as TF's ``_v2``."""
+    if dim is not None:
+        axis = dim
+    what = "softmax_cross_entropy_with_logits_v2"
+    return _softmax_xent(labels, logits, axis, name, what, False)
 
 
 def _compatible(s1, s2) -> bool:
@@ -377,17 +398,71 @@ def _same_shape(a, b, what):
         )
 
 
+@register
+class CheckIndexRange(Elementwise):
+    """``x`` itself (integers), where every element is in ``[0, limit)``; an element outside
+    raises InvalidArgumentError at run time on every target (the compiled ones through the
+    status flags). Guards class labels and shard rows, as TF's kernels do."""
+
+    kinds = "i"
+    differentiable = False
+    message = "a value (label, id) is outside its valid range [0, limit)"
+
+    def scalar(self, args, attrs):
+        return args[0]
+
+    def integer_error(self, args, dtype):
+        bad = Math.OR(Math.LT(args[0], Const(0, dtype)), Math.GE(args[0], args[1]))
+        return bad, self.message
+
+    def ref(self, xs, attrs):
+        x, limit = xs
+        bad = (x < 0) | (x >= limit)
+        if np.any(bad):
+            pos = tuple(int(p) for p in np.argwhere(bad)[0])
+            lim = np.broadcast_to(limit, bad.shape)[pos]
+            raise ArithmeticError(
+                f"value {np.broadcast_to(x, bad.shape)[pos]} at {list(pos)} is outside the "
+                f"valid range [0, {lim})"
+            )
+        return np.asarray(np.broadcast_to(x, bad.shape)).copy()
+
+    def examples(self):
+        def build(x, n):
+            return apply1("CheckIndexRange", [x, n])
+
+        return [
+            Example(build, [np.array([[0, 2], [1, 0]], np.int32), np.array(3, np.int32)],
+                    grad=False),
+            Example(build, [np.array([4, 0, 1], np.int64), np.array([5, 1, 2], np.int64)],
+                    grad=False),
+            Example(build, [np.zeros((0, 2), np.int32), np.array(1, np.int32)], grad=False),
+        ]  # fmt: skip
+
+
+def _in_range(x, limit, scope, name):
+    """``x`` checked to lie in ``[0, limit)`` when run (``limit`` broadcasts against x); the
+    check op is named ``scope/name``, so that a failure names the op that asked for it."""
+    if isinstance(limit, Tensor):
+        if limit.dtype != x.dtype:
+            limit = _ew().cast(limit, x.dtype)
+    else:
+        limit = convert_to_tensor(np.asarray(limit, dtype=x.dtype.np))
+    with x.graph.name_scope(scope):
+        return apply1("CheckIndexRange", [x, limit], None, name)
+
+
 @located("sparse_softmax_cross_entropy_with_logits")
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """-log_softmax(logits)[..., labels]: labels are class indices (int), logits [..., C].
 
-    A label outside [0, C) gives a NaN loss for its row (as TF on GPU), so that it cannot go
-    unnoticed (``check_numerics`` catches it).
+    A label outside [0, C) raises InvalidArgumentError at run time on every target (as TF on
+    CPU).
     """
     from .constant import constant, ones_like
-    from .elementwise import cast, equal, where
+    from .elementwise import cast, equal
     from .reduce import cumsum, reduce_sum
-    from .shape import expand_dims
+    from .shape import expand_dims, shape
 
     what = "sparse_softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
@@ -405,15 +480,15 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
         )
     n_classes = x.shape[-1]
     if n_classes is not None:
+        y = _in_range(y, n_classes, what, "labels_in_range")
         classes = constant(np.arange(n_classes), dtype=y.dtype)
         mask = cast(equal(expand_dims(y, -1), classes), x.dtype)
     else:
+        y = _in_range(y, shape(x, out_type=y.dtype)[-1], what, "labels_in_range")
         # class index of each logit, of the logits' runtime shape
         ids = cumsum(ones_like(x), axis=-1, exclusive=True)
         mask = cast(equal(ids, cast(expand_dims(y, -1), x.dtype)), x.dtype)
-    loss = reduce_sum(-(mask * log_softmax(x, -1)), -1)
-    valid = reduce_sum(mask, -1) > 0
-    return where(valid, loss, constant(np.nan, dtype=x.dtype), name=name)
+    return reduce_sum(-(mask * log_softmax(x, -1)), -1, name=name)
 
 
 @located("sigmoid_cross_entropy_with_logits")
@@ -590,15 +665,65 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
 
 
 @located("embedding_lookup")
-def embedding_lookup(params, ids, name=None):
-    """Rows ``params[ids]`` (gather along axis 0); ``params`` may be a one-element list."""
-    from .shape import gather
+def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_indices=True,
+                     max_norm=None):  # fmt: skip
+    """Rows of ``params`` at ``ids``: shape ``ids.shape + params.shape[1:]`` (TF1).
 
-    if isinstance(params, list | tuple):
-        if len(params) != 1:
-            raise ValueError("embedding_lookup: sharded params (more than one) are not supported")
-        params = params[0]
-    return gather(params, ids, name=name)
+    ``params`` is a tensor or a list of shards of one table (same dtype and row shape). With
+    n shards, ``partition_strategy="mod"`` (TF1's default) keeps id i in shard ``i % n`` at
+    row ``i // n``; ``"div"`` splits the ids in contiguous blocks, the first
+    ``total % n`` shards one row longer. An id whose row is not in its shard raises
+    InvalidArgumentError when run. Gradients flow to each shard.
+    """
+    from .shape import concat, gather, shape, stack
+
+    del validate_indices  # TF1 compatibility: ids are always validated
+    if max_norm is not None:
+        raise ValueError("embedding_lookup: max_norm is not supported")
+    if partition_strategy not in ("mod", "div"):
+        raise ValueError(f"embedding_lookup: partition_strategy must be 'mod' or 'div', got "
+                         f"{partition_strategy!r}")  # fmt: skip
+    shards = list(params) if isinstance(params, list | tuple) else [params]
+    if not shards:
+        raise ValueError("embedding_lookup: params is an empty list")
+    shards = [convert_to_tensor(p) for p in shards]
+    if len(shards) == 1:
+        return gather(shards[0], ids, name=name)
+    i = convert_to_tensor(ids)
+    if not i.dtype.is_integer:
+        raise TypeError(f"embedding_lookup: ids {i.name} must be integers, got {i.dtype.name}")
+    for p in shards:
+        if p.dtype != shards[0].dtype:
+            raise TypeError(f"embedding_lookup: shards {shards[0].name} and {p.name} have "
+                            f"dtypes {shards[0].dtype.name} and {p.dtype.name}")  # fmt: skip
+        if p.shape is not None and len(p.shape) < 1:
+            raise ValueError(f"embedding_lookup: shard {p.name} must have rank >= 1")
+    ew = _ew()
+    n = len(shards)
+    static = [None if p.shape is None else p.shape[0] for p in shards]
+    if None in static:
+        from .reduce import cumsum
+
+        sizes = stack([shape(p, out_type=i.dtype)[0] for p in shards])
+        starts = cumsum(sizes, exclusive=True)
+    else:
+        sizes = convert_to_tensor(np.asarray(static, dtype=i.dtype.np))
+        starts = convert_to_tensor(np.cumsum([0, *static[:-1]]).astype(i.dtype.np))
+    if partition_strategy == "mod":
+        shard = ew.mod(i, n)
+        row = ew.floordiv(i, n)
+    else:
+        from .reduce import reduce_sum
+
+        total = reduce_sum(sizes) if None in static else sum(static)
+        per, extras = total // n, total % n
+        shard = ew.maximum(i // (per + 1), (i - extras) // per)
+        row = ew.where(shard < extras, i % (per + 1), (i - extras) % per)
+    # the row must exist in its shard (TF's gather from that shard checks it); then one
+    # gather from the shards laid end to end
+    row = _in_range(row, gather(sizes, shard), "embedding_lookup", "row_in_shard")
+    flat = gather(starts, shard) + row
+    return gather(concat(shards, 0), flat, name=name)
 
 
 # == convolution and pooling ===================================================================

@@ -1,0 +1,194 @@
+"""TF1 semantics of nn and indexing ops that used to differ or be refused (issue 13).
+
+Each case runs on target="reference" and target="cpu" (which must agree, natively: no host
+fallback) and checks gradients against central differences.
+"""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.ops.registry import Example
+from tests.ops.test_gradients_registry import check_gradients
+
+
+def _both(fetches, feeds=None, graph=None, rtol=1e-5, atol=1e-6):
+    """Run on reference and cpu; they must agree and cpu must run every op natively."""
+    feeds = feeds or {}
+    with gc.Session(graph=graph, target="reference") as sess:
+        want = sess.run(fetches, feeds)
+    opts = gc.CompileOptions(cache_dir=None)
+    with gc.Session(graph=graph, target="cpu", options=opts) as sess:
+        got = sess.run(fetches, feeds)
+        exe = sess.compile(fetches, list(feeds))
+    assert not exe.stats.get("host_fallback_ops"), exe.stats.get("host_fallback_ops")
+    for w, v in zip(want if isinstance(want, list) else [want],
+                    got if isinstance(got, list) else [got]):  # fmt: skip
+        np.testing.assert_allclose(v, w, rtol=rtol, atol=atol)
+    return want
+
+
+def _raises_everywhere(fetches, feeds, match):
+    for target in ("reference", "cpu"):
+        with gc.Session(target=target, options=gc.CompileOptions(cache_dir=None)) as sess:
+            with pytest.raises(gc.errors.InvalidArgumentError, match=match):
+                sess.run(fetches, feeds)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_graph():
+    gc.reset_default_graph()
+    yield
+
+
+def _log_softmax(x):
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+# -- softmax_cross_entropy_with_logits: v1 stops labels, v2 does not -------------------------
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_softmax_cross_entropy_gradients_for_labels_not_summing_to_one(rng, v2):
+    fn = (gc.nn.softmax_cross_entropy_with_logits_v2 if v2
+          else gc.nn.softmax_cross_entropy_with_logits)  # fmt: skip
+    labels = rng.uniform(0.1, 1.0, size=(3, 4))  # rows sum to about 2, not 1
+    logits = rng.normal(size=(3, 4))
+    z = gc.placeholder(gc.float64, (None, 4))
+    x = gc.placeholder(gc.float64, (None, 4))
+    loss = fn(labels=z, logits=x)
+    gz, gx = gc.gradients(gc.reduce_sum(loss), [z, x])
+    feeds = {z: labels, x: logits}
+    fetch = [loss, gx] + ([gz] if v2 else [])
+    got = _both(fetch, feeds, rtol=1e-10, atol=1e-12)
+    ls = _log_softmax(logits)
+    np.testing.assert_allclose(got[0], -(labels * ls).sum(-1), rtol=1e-12)
+    sm = np.exp(ls)
+    np.testing.assert_allclose(got[1], sm * labels.sum(-1, keepdims=True) - labels, atol=1e-12)
+    if v2:
+        np.testing.assert_allclose(got[2], -ls, atol=1e-12)
+    else:
+        assert gz is None or np.all(_both(gz, feeds) == 0)
+    if v2:
+        check_gradients(Example(lambda a, b: fn(labels=a, logits=b), [labels, logits]))
+    else:  # labels are constants to v1's gradient
+        check_gradients(Example(lambda b: fn(labels=labels, logits=b), [logits]))
+
+
+def test_softmax_cross_entropy_v1_stops_labels_in_the_gradient():
+    z = gc.placeholder(gc.float32, (2, 3))
+    x = gc.placeholder(gc.float32, (2, 3))
+    (g1,) = gc.gradients(gc.nn.softmax_cross_entropy_with_logits(labels=z, logits=x), [z])
+    (g2,) = gc.gradients(gc.nn.softmax_cross_entropy_with_logits_v2(labels=z, logits=x), [z])
+    assert g1 is None and g2 is not None
+
+
+# -- sparse_softmax_cross_entropy_with_logits: out-of-range labels raise ----------------------
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (None, None)], ids=["static", "dynamic"])
+@pytest.mark.parametrize("bad", [4, -1, 100])
+def test_sparse_cross_entropy_label_out_of_range_raises(rng, shape, bad):
+    x = gc.placeholder(gc.float32, shape)
+    y = gc.placeholder(gc.int64, (None,))
+    loss = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x)
+    (g,) = gc.gradients(gc.reduce_sum(loss), [x])
+    logits = rng.normal(size=(3, 4)).astype(np.float32)
+    ok = np.array([1, 3, 0])
+    got = _both([loss, g], {x: logits, y: ok})
+    np.testing.assert_allclose(got[0], -_log_softmax(logits)[np.arange(3), ok], rtol=1e-5)
+    labels = np.array([1, bad, 0])
+    for fetch in (loss, g):
+        _raises_everywhere(fetch, {x: logits, y: labels}, "labels_in_range")
+
+
+def test_sparse_cross_entropy_gradients(rng):
+    ids = np.array([[1, 3], [0, 2]], np.int32)
+    logits = rng.normal(size=(2, 2, 4))
+    check_gradients(Example(lambda a, b: gc.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=a, logits=b), [ids, logits]))  # fmt: skip
+    x = gc.placeholder(gc.float64, (None, 2, 4))
+    loss = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=x)
+    (g,) = gc.gradients(gc.reduce_sum(loss * loss), [x])
+    _both([loss, g], {x: logits}, rtol=1e-10, atol=1e-12)
+
+
+# -- embedding_lookup with sharded params -----------------------------------------------------
+
+
+def _tf_embedding(shards, ids, strategy):
+    """TF1's embedding_lookup, element by element."""
+    n, total = len(shards), sum(s.shape[0] for s in shards)
+    rows = []
+    for i in ids.reshape(-1):
+        if strategy == "mod":
+            p, r = i % n, i // n
+        else:
+            per, extras = total // n, total % n
+            p = max(i // (per + 1), (i - extras) // per)
+            r = i % (per + 1) if p < extras else (i - extras) % per
+        rows.append(shards[p][r])
+    return np.array(rows).reshape(ids.shape + shards[0].shape[1:])
+
+
+@pytest.mark.parametrize(
+    "strategy,sizes",
+    [("mod", (3, 3, 2)), ("mod", (4, 3)), ("div", (3, 3, 2)), ("div", (2, 2))],
+)
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_embedding_lookup_sharded(rng, strategy, sizes, dynamic):
+    shards = [rng.normal(size=(k, 2)) for k in sizes]
+    total = sum(sizes)
+    ids = np.array([[0, total - 1], [total // 2, 1], [2, 2]], np.int64)
+    phs = [gc.placeholder(gc.float64, (None, 2) if dynamic else s.shape) for s in shards]
+    out = gc.nn.embedding_lookup(phs, ids, partition_strategy=strategy)
+    assert out.shape == (3, 2, 2)
+    grads = gc.gradients(gc.reduce_sum(out * out), phs)
+    feeds = dict(zip(phs, shards))
+    got = _both([out, *grads], feeds, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[0], _tf_embedding(shards, ids, strategy), rtol=1e-12)
+    # each shard's gradient is 2 * row at every id that reads it (repeats add)
+    want = [np.zeros_like(s) for s in shards]
+    n = len(shards)
+    for i in ids.reshape(-1):
+        probe = [np.zeros_like(s) for s in shards]
+        _mark(probe, i, n, total, strategy)
+        for w, p, s in zip(want, probe, shards):
+            w += 2 * p * s
+    for g, w in zip(got[1:], want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    check_gradients(
+        Example(
+            lambda *t: gc.nn.embedding_lookup(list(t), ids, partition_strategy=strategy), shards
+        )
+    )
+
+
+def _mark(probe, i, n, total, strategy):
+    if strategy == "mod":
+        probe[i % n][i // n] = 1
+        return
+    per, extras = total // n, total % n
+    p = max(i // (per + 1), (i - extras) // per)
+    probe[p][i % (per + 1) if p < extras else (i - extras) % per] = 1
+
+
+@pytest.mark.parametrize("strategy", ["mod", "div"])
+def test_embedding_lookup_sharded_id_out_of_range_raises(strategy):
+    shards = [np.ones((3, 2), np.float32), np.ones((2, 2), np.float32)]
+    ids = gc.placeholder(gc.int32, (None,))
+    out = gc.nn.embedding_lookup(shards, ids, partition_strategy=strategy)
+    _both(out, {ids: np.array([0, 4, 2])})
+    for bad in (5, -1, 50):
+        _raises_everywhere(out, {ids: np.array([0, bad])}, "range|not in")
+
+
+def test_embedding_lookup_single_shard_and_errors():
+    p = np.arange(6.0).reshape(3, 2)
+    got = _both(gc.nn.embedding_lookup([p], [2, 0]))
+    np.testing.assert_array_equal(got, p[[2, 0]])
+    with pytest.raises(ValueError, match="partition_strategy"):
+        gc.nn.embedding_lookup([p, p], [0], partition_strategy="hash")
+    with pytest.raises(TypeError, match="dtypes"):
+        gc.nn.embedding_lookup([p, p.astype(np.float32)], [0])
