@@ -6,6 +6,7 @@ GRAPHC_THREADS     default number of worker threads for the cpu target
 GRAPHC_DEBUG       set to 1 to verify the Program after every pass
 """
 
+GRAPHC_MAX_BUFFER_BYTES  largest buffer one run may allocate (default: physical memory)
 import os
 from pathlib import Path
 
@@ -46,3 +47,16 @@ def cuda_root() -> str | None:
 def enable_tf_xla_cpu_jit() -> None:
     """Ask TensorFlow (a benchmark peer, loaded later) to auto-cluster for XLA on the CPU."""
     os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
+
+
+def max_buffer_bytes() -> int:
+    """Largest number of bytes one run may allocate for one buffer (GRAPHC_MAX_BUFFER_BYTES;
+    default: the machine's physical memory, since a larger buffer could only be paged in
+    until the kernel's out-of-memory killer ends the process)."""
+    value = os.environ.get("GRAPHC_MAX_BUFFER_BYTES", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 1 << 40

@@ -36,6 +36,8 @@ from .ir import (
     LibCall,
     Loop,
     Store,
+    exprs_in,
+    walk_stmts,
 )
 from .shapes import SymShapes
 
@@ -820,7 +822,11 @@ def _emit_reduction(kb, node, spec, space, axes, full_ix):
 
 
 def _emit_gemm_group(lw, name, nodes, stored, mm):
-    """``gemm`` LibCall for ``mm`` then the epilogue members as a loop over their outputs."""
+    """``gemm`` LibCall for ``mm`` then the epilogue members as a loop over their outputs.
+
+    The GEMM writes straight into the epilogue's output (in place) when that is the only
+    stored value, of C's shape and dtype, and the epilogue reads each element of C only at
+    the index it then overwrites (not so for a transpose of a square C, say)."""
     prog = lw.program
     mm_ref = (mm.id, 0)
     for src, _ in mm.inputs:
@@ -835,6 +841,17 @@ def _emit_gemm_group(lw, name, nodes, stored, mm):
         and lw.shapes[epilogue[0]] == c_shape
         and prog.spec(epilogue[0]).dtype == dt
     )
+    if in_place:
+        kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=True)
+        if _reads_only_overwritten(kb.body(), kb.overrides[mm_ref]):
+            return kb, kb.body()
+    kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=False)
+    return kb, kb.body()
+
+
+def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
+    prog = lw.program
+    mm_ref = (mm.id, 0)
     kb = GroupEmitter(lw, name, [n.id for n in nodes if n.id != mm.id])
     if in_place:
         c_buf = kb.out_buffer(prog.node(epilogue[0][0]), epilogue[0][1])
@@ -842,7 +859,7 @@ def _emit_gemm_group(lw, name, nodes, stored, mm):
         c_buf = kb.out_buffer(mm)
     else:
         c_buf = f"t{mm.id}"
-        lw.buffers[c_buf] = Buffer(c_buf, dt, c_shape, "temp")
+        lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
         kb.writes.add(c_buf)
     if mm.op == "Conv2D":
         from .lower_nn import emit_conv2d
@@ -850,12 +867,13 @@ def _emit_gemm_group(lw, name, nodes, stored, mm):
         emit_conv2d(kb, mm, c_buf)
     else:
         _emit_gemm(kb, mm, c_buf)
+    kb.overrides[mm_ref] = c_buf
     if epilogue:
-        kb.overrides[mm_ref] = c_buf
         kb.reads.add(c_buf)
         space = _stored_space(lw, epilogue)
+        saved = list(kb.blocks[0])
         for flat in (True, False):
-            saved = list(kb.blocks[0])
+            kb.blocks[0] = list(saved)
             kb.divmod_used = False
             if flat:
                 with kb.loop(sym.product(space), parallel=True) as i:
@@ -863,10 +881,19 @@ def _emit_gemm_group(lw, name, nodes, stored, mm):
             else:
                 with kb.nest(space) as idx:
                     _store_all(kb, epilogue, kb.ix(space, dims=idx))
+            # the flat loop unless it needs a divmod (multi-index) and a nest can do without;
+            # the nest is kept even when it needs one too
             if not kb.divmod_used or len(space) <= 1:
                 break
-            kb.blocks[0] = saved
-    return kb, kb.body()
+    return kb
+
+
+def _reads_only_overwritten(body, buf) -> bool:
+    """Every Load of ``buf`` in ``body`` is at the index of the one Store to ``buf``."""
+    stores = {s.index for s in walk_stmts(body) if isinstance(s, Store) and s.buffer == buf}
+    if len(stores) != 1:
+        return False
+    return all(e.index in stores for e in exprs_in(body) if isinstance(e, Load) and e.buffer == buf)
 
 
 def _emit_gemm(kb, mm, c_buf):
