@@ -50,6 +50,9 @@ def _concat(g, node, ix):
         if sym.const_value(s[axis]) != 0:
             pieces.append((ref, offset, s[axis]))
         offset = sym.add(offset, s[axis])
+    if not pieces:  # every input is empty along the axis: so is the output (never read)
+        dt = node.outs[0].dtype
+        return Const(dt.np.type(0).item(), dt)
     out = None
     for ref, off, size in reversed(pieces):
         d = list(dims)
