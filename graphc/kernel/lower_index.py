@@ -13,7 +13,7 @@ from . import sym
 from .expr import Cast, Const, Math, i64
 from .ir import STATUS_BUFFER, If, Store
 from .lowerings import value_rule
-from .shapes import rule
+from .shapes import require, require_eq, rule
 
 
 def _clamp(i, n):
@@ -33,8 +33,12 @@ def _concat_shape(n, ins, checks):
     axis = n.attrs["axis"]
     out = list(ins[0])
     out[axis] = sym.ZERO
-    for s in ins:
+    for j, s in enumerate(ins):
         out[axis] = sym.add(out[axis], s[axis])
+        for k, (a, b) in enumerate(zip(ins[0], s)):
+            if k != axis and j:
+                require_eq(checks, n, a, b, f"dimension {k} of input {j} differs from input "
+                           "0's (only the concat axis may differ)")  # fmt: skip
     return tuple(out)
 
 
@@ -70,6 +74,10 @@ def _concat(g, node, ix):
 
 @rule("Pack")
 def _pack_shape(n, ins, checks):
+    for j, x in enumerate(ins[1:], 1):
+        for k, (a, b) in enumerate(zip(ins[0], x)):
+            require_eq(checks, n, a, b, f"all inputs must have the same shape: dimension {k} "
+                       f"of input {j} differs from input 0's")  # fmt: skip
     s = list(ins[0])
     s.insert(n.attrs["axis"], i64(len(ins)))
     return tuple(s)
@@ -90,6 +98,9 @@ def _pack(g, node, ix):
 
 @rule("Unpack")
 def _unpack_shape(n, ins, checks):
+    axis = n.attrs["axis"]
+    require_eq(checks, n, ins[0][axis], i64(n.attrs["num"]),
+               f"cannot unstack dimension {axis} into {n.attrs['num']} tensors")  # fmt: skip
     s = list(ins[0])
     s.pop(n.attrs["axis"])
     return [tuple(s)] * n.attrs["num"]
@@ -139,6 +150,14 @@ def _split_shape(n, ins, checks):
 
 @rule("Pad")
 def _pad_shape(n, ins, checks):
+    mode = n.attrs["mode"]
+    if mode != "CONSTANT":
+        extra = 1 if mode == "REFLECT" else 0  # REFLECT: pads < size; SYMMETRIC: pads <= size
+        for k, (d, (lo, hi)) in enumerate(zip(ins[0], n.attrs["paddings"])):
+            if lo or hi:
+                require(checks, n, Math.GE(sym.sub(d, extra), i64(max(lo, hi))),
+                        f"{mode} paddings {(lo, hi)} are too large for dimension {k} of "
+                        "size {0}", d)  # fmt: skip
     return tuple(sym.add(d, lo + hi) for d, (lo, hi) in zip(ins[0], n.attrs["paddings"]))
 
 

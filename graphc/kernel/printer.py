@@ -65,8 +65,10 @@ def print_program(kp: KernelProgram) -> str:
     out = []
     for name, (k, axis) in kp.dims.items():
         out.append(f"dim {name} = feeds[{k}].shape[{axis}]")
-    for cond, msg in kp.dim_checks:
-        out.append(f"check {expr_text(cond)}  # {msg}")
+    for check in kp.dim_checks:
+        cond, msg = check[0], check[1]
+        sizes = ", ".join(expr_text(a) for a in (check[2] if len(check) > 2 else ()))
+        out.append(f"check {expr_text(cond)}  # {msg}" + (f" [{sizes}]" if sizes else ""))
     for name, b in kp.buffers.items():
         shape = ", ".join(expr_text(d) for d in b.shape)
         alias = f" alias_of={b.alias_of}" if b.alias_of else ""

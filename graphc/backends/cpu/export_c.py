@@ -424,8 +424,8 @@ class _Spec:
             if axis >= len(t.shape):
                 raise UnimplementedError(f"export_c: dim {name} reads a missing input axis")
             w(f"  D[{self.dim_index[name]}] = ishape[{k}][{axis}];")
-        for i, (cond, _) in enumerate(kp.dim_checks):
-            w(f"  if (!({_cexpr(cond, self.dim_index)})) return {CHECK_BASE - i};")
+        for i, check in enumerate(kp.dim_checks):
+            w(f"  if (!({_cexpr(check[0], self.dim_index)})) return {CHECK_BASE - i};")
         for bi, b in enumerate(self.bufs):
             buf = kp.buffers[b]
             w(f"  {{ /* {b} */ int64_t n = 1;")
@@ -483,8 +483,9 @@ class _Spec:
                  '  case 0: return "ok";']  # fmt: skip
         for code, msg in ERRORS.values():
             lines.append(f"  case {code}: return {json.dumps(msg)};")
-        for i, (_, msg) in enumerate(kp.dim_checks):
-            lines.append(f"  case {CHECK_BASE - i}: return {json.dumps(str(msg))};")
+        for i, check in enumerate(kp.dim_checks):
+            msg = _static_message(check)
+            lines.append(f"  case {CHECK_BASE - i}: return {json.dumps(msg)};")
         for ch in kp.checks:
             suffix = {"nan": " : Tensor had NaN values", "inf": " : Tensor had Inf values"}
             text = str(ch.message) + suffix.get(ch.kind, "")
@@ -568,3 +569,18 @@ class _Spec:
         w("  for (int i = 0; i < nowned; i++) free(owned[i]);")
         w("  return rc;\n}")
         return "\n".join(lines)
+
+
+def _static_message(check) -> str:
+    """A shape check's message for a C string: its size fields shown as the expressions
+    (``d0_1``...), since the C library returns one fixed text per error code."""
+    msg = str(check[1])
+    args = check[2] if len(check) > 2 else ()
+    if not args:
+        return msg
+    from ...kernel.printer import expr_text
+
+    try:
+        return msg.format(*(expr_text(a) for a in args))
+    except (IndexError, KeyError, ValueError):
+        return msg

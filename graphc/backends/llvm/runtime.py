@@ -24,9 +24,17 @@ import sys
 
 import numpy as np
 
-from ...errors import InvalidArgumentError
+from ...errors import InvalidArgumentError, ResourceExhaustedError
 from ...kernel.ir import KernelProgram
-from ...kernel.runtime import bind_variables, check_dims, eval_int, raise_status, rng_keys
+from ...kernel.runtime import (
+    bind_variables,
+    check_dims,
+    check_sizes,
+    check_total,
+    eval_int,
+    raise_status,
+    rng_keys,
+)
 from .render import DATA_WORD
 
 _ENTRY_T = ctypes.CFUNCTYPE(
@@ -189,8 +197,8 @@ class LLVMRunner:
         if self.static and lean and self.simple_outputs and _NATIVE_DESCRIPTOR:
             try:
                 self._run = self._fast_path()
-            except InvalidArgumentError:  # a failing static shape check: report it per run
-                pass
+            except (InvalidArgumentError, ResourceExhaustedError):
+                pass  # a failing static shape check or size: reported by each run
 
     # -- sizes -------------------------------------------------------------------------------
     def _plan(self, dvals: tuple) -> _Plan:
@@ -200,28 +208,24 @@ class LLVMRunner:
         dims = dict(zip(self.layout.dims, dvals))
         check_dims(self.kp, dims)
         p = _Plan()
-        p.shapes = {
-            n: tuple(int(eval_int(d, dims)) for d in b.shape) for n, b in self.kp.buffers.items()
-        }
-        for n, shp in p.shapes.items():
-            if any(s < 0 for s in shp):
-                raise InvalidArgumentError(f"buffer {n}: negative size {shp} for dims {dims}")
-        p.root_bytes = {}
-        for root, names in self.members.items():
-            nb = [
-                int(np.prod(p.shapes[n], dtype=np.int64)) * self.kp.buffers[n].dtype.itemsize
-                for n in names
-            ]
-            p.root_bytes[root] = max(nb)
+        bufs = self.kp.buffers
+        p.shapes = {n: tuple(int(eval_int(d, dims)) for d in b.shape) for n, b in bufs.items()}
+        nbytes = check_sizes(p.shapes, {n: b.dtype.itemsize for n, b in bufs.items()})
+        p.root_bytes = {root: max(nbytes[n] for n in names) for root, names in self.members.items()}
+        check_total(sum(p.root_bytes[r] for r in self.temp_roots + self.out_roots))
         # temporaries: zero-filled once per dims value (like the Kernel IR interpreter)
-        p.temps = {
-            r: aligned_empty(max(p.root_bytes[r], 1), np.uint8, zero=True) for r in self.temp_roots
-        }
+        try:
+            p.temps = {
+                r: aligned_empty(max(p.root_bytes[r], 1), np.uint8, zero=True)
+                for r in self.temp_roots
+            }
+        except MemoryError:
+            raise ResourceExhaustedError(
+                f"out of memory allocating {sum(p.root_bytes[r] for r in self.temp_roots):,} "
+                f"bytes of temporaries for dims {dims}"
+            ) from None
         p.out_shapes = {r: p.shapes[r] for r in self.out_roots}
-        p.out_nbytes = {
-            r: int(np.prod(p.shapes[r], dtype=np.int64)) * self.kp.buffers[r].dtype.itemsize
-            for r in self.out_roots
-        }
+        p.out_nbytes = {r: nbytes[r] for r in self.out_roots}
         if len(self._plans) > 16:  # many batch sizes: keep memory bounded
             self._plans.clear()
         self._plans[dvals] = p
@@ -292,7 +296,14 @@ class LLVMRunner:
         return run
 
     def run(self, ctx, trace: list | None = None) -> list:
-        return self._run(ctx, trace)
+        try:
+            return self._run(ctx, trace)
+        except ResourceExhaustedError:
+            raise
+        except MemoryError:
+            raise ResourceExhaustedError(
+                "out of memory allocating this run's outputs or temporaries"
+            ) from None
 
     def _run_general(self, ctx, trace: list | None = None) -> list:
         feeds = ctx.feeds

@@ -6,10 +6,18 @@ import time
 
 import numpy as np
 
-from ...errors import GraphcError, InvalidArgumentError
+from ...errors import GraphcError, InvalidArgumentError, ResourceExhaustedError
 from ...ops.registry import get_op_def
 from ...program import Program
 from ...runtime_state import RunContext
+
+
+def _too_big(exc) -> bool:
+    """numpy's ValueError for an array whose byte size does not fit an int64."""
+    text = str(exc)
+    return isinstance(exc, ValueError) and (
+        "array is too big" in text or "Maximum allowed size exceeded" in text
+    )
 
 
 def _check_output(node, k, value):
@@ -46,10 +54,15 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
             else:
                 with np.errstate(all="ignore"):
                     out = op_def.ref(xs, n.attrs)
-        except (GraphcError, ArithmeticError, IndexError, ValueError) as exc:
+        except (GraphcError, ArithmeticError, IndexError, ValueError, MemoryError) as exc:
             # numpy's errors (failed broadcast or reshape at run time...) become the op's.
             if isinstance(exc, GraphcError):
                 raise
+            if isinstance(exc, MemoryError) or _too_big(exc):
+                raise ResourceExhaustedError(
+                    f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}): "
+                    f"out of memory for its result: {exc}"
+                ) from None
             raise InvalidArgumentError(
                 f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}) failed: {exc}"
             ) from exc
