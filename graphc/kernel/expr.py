@@ -202,6 +202,31 @@ def _erf(x):
 NUMPY_MATH = _np_math()
 
 
+def cast_values(x, dtype) -> np.ndarray:
+    """``x`` converted to numpy dtype ``dtype``: the meaning of ``Cast`` on every target.
+
+    Floating -> integer is a *saturating* conversion (as XLA's convert and LLVM's
+    ``fptosi.sat``): NaN gives 0, values beyond the integer range give its minimum or
+    maximum, the rest truncate toward zero. numpy's ``astype`` leaves out-of-range values
+    undefined (it gives INT_MIN on x86), hence this function. Other conversions are numpy's
+    (integers wrap, float -> bool is ``x != 0``).
+    """
+    x = np.asarray(x)
+    dtype = np.dtype(dtype)
+    if x.dtype.kind != "f" or dtype.kind not in "iu":
+        with np.errstate(all="ignore"):
+            return x.astype(dtype)
+    info = np.iinfo(dtype)
+    # the bounds as floats are powers of two (max + 1 and min), exact in every float type
+    hi, lo = float(info.max) + 1.0, float(info.min)
+    with np.errstate(all="ignore"):
+        inside = (x < hi) & (x >= lo)  # False for NaN
+        out = np.where(inside, x, 0).astype(dtype)
+        out = np.where(x >= hi, dtype.type(info.max), out)
+        out = np.where(x < lo, dtype.type(info.min), out)
+    return np.asarray(out, dtype=dtype)
+
+
 def eval_expr(expr: Expr, args: list[np.ndarray]) -> np.ndarray:
     """numpy meaning of a scalar expression applied elementwise to broadcastable arrays."""
     if isinstance(expr, Arg):
@@ -209,7 +234,7 @@ def eval_expr(expr: Expr, args: list[np.ndarray]) -> np.ndarray:
     if isinstance(expr, Const):
         return np.asarray(expr.value, dtype=expr.dtype.np)
     if isinstance(expr, Cast):
-        return np.asarray(eval_expr(expr.x, args)).astype(expr.dtype.np)
+        return cast_values(eval_expr(expr.x, args), expr.dtype.np)
     if isinstance(expr, Call):
         vals = [eval_expr(a, args) for a in expr.args]
         return NUMPY_MATH[expr.fn](*vals)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var
+from .expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
 from .ir import RNG_BUFFER, STATUS_BUFFER, If, Kernel, KernelProgram, Let, LibCall, Loop, Store
 from .runtime import bind_variables, check_dims, dim_values, eval_int, raise_status, rng_keys
 
@@ -316,8 +316,7 @@ class _Exec:
             args = [np.asarray(self.expr(a)) for a in e.args]
             return np.asarray(NUMPY_MATH[e.fn](*args))
         if isinstance(e, Cast):
-            with np.errstate(all="ignore"):
-                return np.asarray(self.expr(e.x)).astype(e.dtype.np)
+            return cast_values(self.expr(e.x), e.dtype.np)
         raise KernelIRError(f"not a kernel expression: {e!r}")
 
     def _bounds(self, idx, buf, name):

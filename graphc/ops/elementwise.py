@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..kernel.expr import Arg, Const, Math, eval_expr
+from ..kernel.expr import Arg, Const, Math, cast_values, eval_expr
 from ..kernel.expr import Cast as CastExpr
 from .registry import (
     DTypeError,
@@ -377,9 +377,20 @@ class LogicalNot(Unary):
         return [Example(self._builder, [np.array([True, False])], grad=False)]
 
 
+_CAST_EDGES = np.array([
+    np.nan, np.inf, -np.inf, 3e9, -3e9, 1e19, -1e19, 1e30, -1e30, 2.7, -2.7, 0.5, -0.5,
+    2147483520.0, -2147483648.0, 9.2e18, -9.2e18,
+])  # fmt: skip
+
+
 @register
 class Cast(Unary):
-    """Convert to ``attrs['dtype']`` (float->int truncates toward zero, like numpy/TF)."""
+    """Convert to ``attrs['dtype']``.
+
+    Floating -> int32/int64 truncates toward zero and *saturates*, the same on every target
+    (XLA's and JAX's convert): NaN -> 0, +inf and values above the range -> the dtype's
+    maximum, -inf and values below it -> its minimum (numpy and TF leave those undefined).
+    """
 
     kinds = "fib"
 
@@ -390,8 +401,7 @@ class Cast(Unary):
         return CastExpr(args[0], attrs["dtype"])
 
     def ref(self, xs, attrs):
-        with np.errstate(all="ignore"):
-            return xs[0].astype(attrs["dtype"].np)
+        return cast_values(xs[0], attrs["dtype"].np)
 
     def vjp(self, op, grads):
         x = op.inputs[0]
@@ -406,6 +416,10 @@ class Cast(Unary):
             Example(lambda t: cast(t, _dt.float64), [x.astype("f4")], float64=False, grad_tol=1e-2),
             Example(lambda t: cast(t, _dt.int32), [x], grad=False),
             Example(lambda t: cast(t > 0, _dt.float64), [x], grad=False),
+            # saturating: NaN -> 0, out of range -> the int range's ends, truncation
+            Example(lambda t: cast(t, _dt.int32), [_CAST_EDGES.astype("f4")], grad=False),
+            Example(lambda t: cast(t, _dt.int64), [_CAST_EDGES], grad=False),
+            Example(lambda t: cast(t, _dt.int64), [_CAST_EDGES.astype("f4")], grad=False),
         ]
 
 
@@ -670,7 +684,11 @@ is_finite = _unary_builder("IsFinite", "True where x is neither NaN nor infinite
 
 @located("cast")
 def cast(x, dtype, name=None):
-    """Convert ``x`` to ``dtype``; a no-op when it already has it."""
+    """Convert ``x`` to ``dtype``; a no-op when it already has it.
+
+    Floating -> integer truncates toward zero and saturates (NaN -> 0, out-of-range values
+    and infinities -> the integer type's minimum or maximum), on every target.
+    """
     x = convert_to_tensor(x)
     dtype = _dt.as_dtype(dtype)
     if x.dtype == dtype:
@@ -680,15 +698,70 @@ def cast(x, dtype, name=None):
 
 @located("where")
 def where(condition, x=None, y=None, name=None):
-    """Elementwise ``x`` where ``condition`` else ``y`` (all three broadcast)."""
-    if x is None or y is None:
-        raise ValueError("where(condition) without x and y is not supported; give x and y")
+    """TF1's ``tf.where``.
+
+    ``where(condition, x, y)``: ``x`` where ``condition`` is true, else ``y``. A condition of
+    the shape of ``x`` selects elements (condition, x and y also broadcast like numpy); a
+    rank-1 condition with ``x``/``y`` of higher rank selects *rows*, as TF1: its length is
+    the first dimension of ``x``, and ``condition[i]`` picks ``x[i]`` or ``y[i]`` whole.
+
+    ``where(condition)``: the coordinates of the true (non-zero) elements of ``condition``,
+    an int64 tensor of shape ``(num_true, rank(condition))`` in row-major order. Its size
+    depends on the values: the cpu target runs it on the host (``host_fallback:``).
+    """
     c = convert_to_tensor(condition)
+    if x is None and y is None:
+        return apply1("Where", [c], None, name)
+    if x is None or y is None:
+        raise ValueError("give both x and y, or neither (where(condition): coordinates)")
     a, b = convert_args([x, y])
     if a.dtype != b.dtype:
         dt = _dt.result_type(a.dtype, b.dtype)
         a, b = cast(a, dt), cast(b, dt)
+    if c.shape is not None and len(c.shape) == 1:
+        c = _rows_condition(c, broadcast_shapes(a.shape, b.shape))
     return apply1("Select", [c, a, b], None, name)
+
+
+def _rows_condition(c, shape):
+    """A rank-1 condition reshaped to pick whole rows of values of ``shape`` (TF1's where)."""
+    if shape is None:
+        raise ValueError(
+            "a rank-1 condition needs x and y of known rank (it selects rows when they have "
+            "rank > 1, elements when rank 1)"
+        )
+    if len(shape) <= 1:
+        return c
+    n, rows = c.shape[0], shape[0]
+    if n is not None and rows is not None and n != rows:
+        raise ValueError(
+            f"a rank-1 condition selects rows: its length {n} must equal the first "
+            f"dimension of x and y, {rows}"
+        )
+    from .shape import reshape
+
+    return reshape(c, (-1,) + (1,) * (len(shape) - 1))
+
+
+@register
+class Where(OpDef):
+    """``where(condition)``: int64 coordinates ``(num_true, rank)`` of the non-zero elements.
+
+    The output size depends on the condition's values; the compiled targets cannot size
+    such a buffer before the run, so the cpu target runs it on the host (labelled)."""
+
+    differentiable = False
+    no_examples_reason = (
+        "data-dependent output size (num_true, rank): static inputs do not give a static "
+        "shape; tested on the reference and cpu targets in tests/ops/test_semantics_tf1.py"
+    )
+
+    def infer(self, specs, attrs):
+        (c,) = specs
+        return [((None, None if c.shape is None else len(c.shape)), _dt.int64)]
+
+    def ref(self, xs, attrs):
+        return np.argwhere(xs[0]).astype(np.int64)
 
 
 @located("clip_by_value")

@@ -123,9 +123,16 @@ class Sum(Reduction):
         return [_bcast(grads[0], op)]
 
 
+def _mean(x, axis, keepdims):
+    """np.mean without its warning for an empty axis (0 / 0: NaN, as TF)."""
+    if all(x.shape[a] for a in axis):
+        return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.full(reduced_shape(x.shape, axis, keepdims), np.nan, x.dtype)
+
+
 @register
 class Mean(Reduction):
-    np_fn = staticmethod(np.mean)
+    np_fn = staticmethod(_mean)
     kinds = "f"
 
     def _build(self, x, **kw):
@@ -140,6 +147,15 @@ class Mean(Reduction):
 
 
 class _MaxMin(Reduction):
+    def examples(self):
+        b = self._build
+        return super().examples() + [
+            # empty axis: -inf / +inf for floats, the dtype's lowest / highest for integers
+            Example(lambda t: b(t, axis=1), [np.zeros((2, 0))], grad=False),
+            Example(lambda t: b(t, axis=1), [np.zeros((2, 0), np.int32)], grad=False),
+            Example(lambda t: b(t, axis=0), [np.zeros((0, 3), np.int64)], grad=False),
+        ]
+
     def vjp(self, op, grads):
         from .elementwise import broadcast_like, cast, equal
 
@@ -150,9 +166,26 @@ class _MaxMin(Reduction):
         return [mask * _bcast(grads[0], op) / count]
 
 
+def _empty_identity(fn, largest):
+    """``fn`` (np.max / np.min) with TF's value for an empty reduction: -inf / +inf for
+    floats, the dtype's lowest / highest value for integers (numpy raises instead)."""
+
+    def reduce(x, axis, keepdims):
+        if x.dtype.kind == "f":
+            init = np.inf if largest else -np.inf
+        else:
+            info = np.iinfo(x.dtype)
+            init = info.max if largest else info.min
+        return fn(x, axis=axis, keepdims=keepdims, initial=x.dtype.type(init))
+
+    return staticmethod(reduce)
+
+
 @register
 class Max(_MaxMin):
-    np_fn = staticmethod(np.max)
+    """Maximum over axes; over an empty axis -inf (floats) or the dtype's minimum, as TF."""
+
+    np_fn = _empty_identity(np.max, largest=False)
 
     def _build(self, x, **kw):
         return reduce_max(x, **kw)
@@ -160,7 +193,9 @@ class Max(_MaxMin):
 
 @register
 class Min(_MaxMin):
-    np_fn = staticmethod(np.min)
+    """Minimum over axes; over an empty axis +inf (floats) or the dtype's maximum, as TF."""
+
+    np_fn = _empty_identity(np.min, largest=True)
 
     def _build(self, x, **kw):
         return reduce_min(x, **kw)
@@ -174,16 +209,39 @@ class Prod(Reduction):
         return reduce_prod(x, **kw)
 
     def vjp(self, op, grads):
-        # d prod / dx_i = prod / x_i; exact where no x_i is zero (as TF's fast path)
-        x = op.inputs[0]
-        from .elementwise import broadcast_like
+        """d prod / dx_i = product of the other elements, finite where rows hold zeros.
 
-        y = broadcast_like(_keep(op.outputs[0], op), x)
-        return [_bcast(grads[0], op) * y / x]
+        Counting the zeros of each row (TF computes the same with exclusive cumprods):
+        none: prod / x_i; one: the product of the non-zero elements at the zero, 0
+        elsewhere; two or more: 0 everywhere."""
+        from .elementwise import cast, equal, logical_and, ones_like_, where, zeros_like_
+
+        if grads[0] is None:
+            return [None]
+        x = op.inputs[0]
+        axes = op.attrs["axes"]
+        zero = equal(x, zeros_like_(x))
+        count = reduce_sum(cast(zero, _dt.int32), axes, keepdims=True)
+        safe = where(zero, ones_like_(x), x)  # zeros replaced by 1
+        nonzero_prod = reduce_prod(safe, axes, keepdims=True)
+        one_zero = logical_and(equal(count, 1), zero)
+        others = where(
+            equal(count, 0),
+            nonzero_prod / safe,
+            where(one_zero, nonzero_prod, zeros_like_(x)),
+        )
+        return [_bcast(grads[0], op) * others]
 
     def examples(self):
         x = _rng.uniform(0.5, 1.5, (3, 4))
-        return [Example(lambda t: reduce_prod(t, axis=1), [x]), Example(reduce_prod, [x])]
+        zeros = np.array([[1.5, 0.0, -2.0, 0.5], [0.0, 0.0, 3.0, 1.0], [0.7, 1.2, -0.9, 1.1]])
+        return [
+            Example(lambda t: reduce_prod(t, axis=1), [x]),
+            Example(reduce_prod, [x]),
+            # rows with one zero and with two: the gradient stays finite and exact
+            Example(lambda t: reduce_prod(t, axis=1), [zeros]),
+            Example(lambda t: reduce_prod(t, axis=0, keepdims=True), [zeros]),
+        ]
 
 
 class _Logical(Reduction):
@@ -227,12 +285,22 @@ class _Arg(OpDef):
         return [(tuple(d for i, d in enumerate(x.shape) if i != axis), attrs["output_type"])]
 
     def ref(self, xs, attrs):
+        # numpy's argmax/argmin: the first NaN wins (the kernels' rule too)
         return self.np_fn(xs[0], axis=attrs["axis"]).astype(attrs["output_type"].np)
 
     def examples(self):
         x = _rng.uniform(-2, 2, (3, 4))
+        nan = np.nan
+        with_nan = np.array([[1.0, nan, 3.0, nan], [-np.inf, 2.0, 2.0, -1.0],
+                             [nan, 5.0, -5.0, 0.0]], np.float32)  # fmt: skip
         return [Example(lambda t: self.build(t, axis=1), [x], grad=False),
-                Example(lambda t: self.build(t, axis=0), [x], grad=False)]  # fmt: skip
+                Example(lambda t: self.build(t, axis=0), [x], grad=False),
+                # NaN: the index of the first NaN; ties: the first index
+                Example(lambda t: self.build(t, axis=1), [with_nan], grad=False),
+                Example(lambda t: self.build(t, axis=0), [with_nan], grad=False),
+                Example(lambda t: self.build(t, axis=0), [np.array([1.0, nan, 3.0])], grad=False),
+                Example(lambda t: self.build(t, axis=0), [np.array([4, 9, 9, -2], np.int32)],
+                        grad=False)]  # fmt: skip
 
 
 @register
@@ -330,14 +398,19 @@ def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
 @located("reduce_mean")
 @_tf1_args
 def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
-    """Mean over ``axis`` (integer input: integer mean, truncated toward zero, as TF)."""
+    """Mean over ``axis`` (integer input: integer mean, truncated toward zero, as TF).
+
+    Over an empty axis: NaN for floats, 0 for integers (as TF).
+    """
     x = convert_to_tensor(input_tensor)
     if not x.dtype.is_floating:
-        from .elementwise import abs, cast, floordiv, multiply, sign
+        from .elementwise import abs, cast, floordiv, maximum, multiply, sign
         from .shape import size
 
         s = reduce_sum(x, axis, keepdims)
-        n = cast(size(x), s.dtype) // cast(size(s), s.dtype)
+        # elements per output value; max(., 1): an empty axis gives 0 as TF (the sum is 0
+        # there), and an empty output divides nothing
+        n = maximum(cast(size(x), s.dtype) // maximum(cast(size(s), s.dtype), 1), 1)
         # C-style division (TF's integer mean): -3 / 2 is -1, where floordiv gives -2
         return multiply(floordiv(abs(s), n), sign(s), name=name)
     return _reduce("Mean", x, axis, keepdims, name)
@@ -346,14 +419,14 @@ def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
 @located("reduce_max")
 @_tf1_args
 def reduce_max(input_tensor, axis=None, keepdims=False, name=None):
-    """Maximum over ``axis``."""
+    """Maximum over ``axis``; over an empty axis -inf (integers: the dtype's minimum), as TF."""
     return _reduce("Max", input_tensor, axis, keepdims, name)
 
 
 @located("reduce_min")
 @_tf1_args
 def reduce_min(input_tensor, axis=None, keepdims=False, name=None):
-    """Minimum over ``axis``."""
+    """Minimum over ``axis``; over an empty axis +inf (integers: the dtype's maximum), as TF."""
     return _reduce("Min", input_tensor, axis, keepdims, name)
 
 
@@ -381,7 +454,8 @@ def reduce_all(input_tensor, axis=None, keepdims=False, name=None):
 @located("reduce_logsumexp")
 @_tf1_args
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
-    """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first)."""
+    """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first); -inf over an
+    empty axis, as TF."""
     from .control import stop_gradient
     from .elementwise import exp, is_finite, log, where, zeros_like_
 
@@ -407,7 +481,11 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
 
 @located("argmax")
 def argmax(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
-    """Index of the largest value along ``axis`` (default 0), as int64."""
+    """Index of the largest value along ``axis`` (default 0), as int64.
+
+    Ties give the first index; a NaN counts as the largest value, so the first NaN's index
+    is returned (as numpy and JAX), on every target.
+    """
     x = convert_to_tensor(input)
     axis = 0 if axis is None else int(axis)
     return apply1("ArgMax", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)
@@ -415,7 +493,11 @@ def argmax(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - 
 
 @located("argmin")
 def argmin(input, axis=None, output_type=_dt.int64, name=None):  # noqa: A002 - TF name
-    """Index of the smallest value along ``axis`` (default 0), as int64."""
+    """Index of the smallest value along ``axis`` (default 0), as int64.
+
+    Ties give the first index; a NaN counts as the smallest value, so the first NaN's index
+    is returned (as numpy and JAX), on every target.
+    """
     x = convert_to_tensor(input)
     axis = 0 if axis is None else int(axis)
     return apply1("ArgMin", [x], {"axis": axis, "output_type": _dt.as_dtype(output_type)}, name)

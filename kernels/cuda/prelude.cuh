@@ -82,6 +82,17 @@ template <typename T> __device__ __forceinline__ T gc_shr(T a, T b) {
   return (b < 0 || b >= 64) ? (T)0 : (T)(long long)(u >> b);
 }
 
+// Float -> integer conversion with graphc's (XLA's) saturating rule, as eval_expr's
+// cast_values: NaN -> 0, beyond the range -> its ends, else truncation toward zero (a plain
+// C cast is undefined out of range). The bounds are powers of two, exact in F.
+template <typename I, typename F> __device__ __forceinline__ I gc_f2i(F x) {
+  const F hi = F(sizeof(I) == 8 ? 9223372036854775808.0 : 2147483648.0);
+  if (x != x) return I(0);
+  if (x >= hi) return sizeof(I) == 8 ? I(9223372036854775807LL) : I(2147483647);
+  if (x < -hi) return sizeof(I) == 8 ? I(-9223372036854775807LL - 1) : I(-2147483647 - 1);
+  return I(x);
+}
+
 template <typename T> __device__ __forceinline__ T gc_sign(T x) {
   return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));
 }

@@ -168,4 +168,7 @@ def render_cast(code: str, src: _dt.DType, dst: _dt.DType) -> str:
         if src == _dt.float64:
             return f"gc_rh_d({code})"
         return f"gc_rh((float)({code}))"
+    if src.is_floating and dst.is_integer:
+        # saturating, NaN -> 0 (cast_values): a C cast is undefined out of range
+        return f"gc_f2i<{VALUE_TYPE[dst.name]}, {VALUE_TYPE[src.name]}>({code})"
     return f"(({VALUE_TYPE[dst.name]})({code}))"
