@@ -425,7 +425,8 @@ class Cast(Unary):
 
 @register
 class Select(Elementwise):
-    """``where(cond, x, y)``: elementwise choice, broadcasting all three."""
+    """Elementwise choice, broadcasting all three inputs (numpy rules). ``where`` builds it,
+    reshaping a rank-1 condition first to select rows (TF1)."""
 
     math = Math.SELECT
 
@@ -448,8 +449,12 @@ class Select(Elementwise):
 
     def examples(self):
         c = np.array([[True, False, True]])
+        rows = np.array([True, False, True])
         return [
             Example(lambda c, x, y: where(c, x, y), [c, _sample((2, 3)), _sample((2, 1))]),
+            # TF1: a rank-1 condition picks whole rows of higher-rank values
+            Example(lambda c, x, y: where(c, x, y), [rows, _sample((3, 2)), _sample((3, 2))]),
+            Example(lambda c, x, y: where(c, x, y), [rows, _sample((3, 2, 2)), _sample((2,))]),
         ]
 
 

@@ -212,8 +212,9 @@ class Prod(Reduction):
         """d prod / dx_i = product of the other elements, finite where rows hold zeros.
 
         Counting the zeros of each row (TF computes the same with exclusive cumprods):
-        none: prod / x_i; one: the product of the non-zero elements at the zero, 0
-        elsewhere; two or more: 0 everywhere."""
+        none: prod / x_i; one: the product ``p`` of the non-zero elements at the zero, 0
+        elsewhere; two or more: 0 everywhere. The zeros' own sum ``z`` (0, but it depends on
+        them) enters where the value is 0, so that second derivatives are exact as well."""
         from .elementwise import cast, equal, logical_and, ones_like_, where, zeros_like_
 
         if grads[0] is None:
@@ -223,12 +224,17 @@ class Prod(Reduction):
         zero = equal(x, zeros_like_(x))
         count = reduce_sum(cast(zero, _dt.int32), axes, keepdims=True)
         safe = where(zero, ones_like_(x), x)  # zeros replaced by 1
-        nonzero_prod = reduce_prod(safe, axes, keepdims=True)
-        one_zero = logical_and(equal(count, 1), zero)
+        p = reduce_prod(safe, axes, keepdims=True)
+        z = reduce_sum(where(zero, x, zeros_like_(x)), axes, keepdims=True)
+        two_zeros = logical_and(equal(count, 2), zero)
         others = where(
             equal(count, 0),
-            nonzero_prod / safe,
-            where(one_zero, nonzero_prod, zeros_like_(x)),
+            p / safe,
+            where(
+                equal(count, 1),
+                where(zero, p, z * p / safe),
+                where(two_zeros, (z - x) * p, zeros_like_(x)),
+            ),
         )
         return [_bcast(grads[0], op) * others]
 

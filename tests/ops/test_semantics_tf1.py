@@ -178,6 +178,20 @@ def test_reduce_prod_gradient_with_zeros_matches_central_differences(axis):
     check_gradients(Example(lambda t: gc.reduce_prod(t, axis=axis), [x_val]))
 
 
+@pytest.mark.parametrize("axis", [1, None])
+def test_reduce_prod_second_derivatives_with_zeros_are_exact(axis):
+    """Rows with no, one, two and three zeros: the gradient of the gradient is exact too."""
+    x_val = np.array([[1.5, 0.4, -2.0, 0.5], [0.0, 1.1, 3.0, 0.6], [0.7, 0.0, 0.0, 0.9],
+                      [0.0, 0.0, 0.0, 1.3]])  # fmt: skip
+    if axis is None:
+        x_val = x_val[:2]  # one zero in all
+
+    def grad(t):
+        return gc.gradients(gc.reduce_prod(t, axis=axis), [t])[0]
+
+    check_gradients(Example(grad, [x_val]))
+
+
 # -- 4. integer reduce_mean over an empty axis ---------------------------------------------------
 
 
