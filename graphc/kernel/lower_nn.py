@@ -1,8 +1,9 @@
 """Lowerings of the NN window ops (NHWC data, HWIO filters; any dim may be unknown).
 
-Window geometry (output size, SAME padding) is computed symbolically (``SymWindow``) from
-the runtime sizes, so a new batch or image size runs the same code; the shape rules add the
-run-time checks (channels agree, a VALID window fits, a gradient has the pooled shape).
+Window geometry (output size, SAME or explicit padding) is computed symbolically
+(``SymWindow``) from the runtime sizes, so a new batch or image size runs the same code; the
+shape rules add the run-time checks (channels agree, a VALID or explicitly padded window
+fits, a gradient has the pooled shape).
 Strides, dilations, padding mode and pool sizes are attributes, always static.
 
 * Conv2D: im2col into a temporary ``[N*OH*OW, KH*KW*C]`` (skipped for 1x1 stride-1 unpadded
@@ -36,7 +37,10 @@ from .shapes import rule
 
 
 class SymWindow:
-    """Geometry of a 2-D window op on NHWC data with sizes as int64 expressions."""
+    """Geometry of a 2-D window op on NHWC data with sizes as int64 expressions.
+
+    ``padding`` is "SAME", "VALID" or explicit ((top, bottom), (left, right)); ``pt``/``pb``
+    and ``pl``/``pr`` are the padding before/after along height and width."""
 
     def __init__(self, h, w, kh, kw, attrs):
         sh, sw = attrs["strides"]
@@ -45,18 +49,27 @@ class SymWindow:
         self.h, self.w, self.kh, self.kw = (sym.as_expr(v) for v in (h, w, kh, kw))
         self.s, self.d = (sh, sw), (dh, dw)
         self.padding = pad
-        self.oh, self.pt, self.eff_h = _geometry(self.h, self.kh, sh, dh, pad)
-        self.ow, self.pl, self.eff_w = _geometry(self.w, self.kw, sw, dw, pad)
+        ph, pw = (pad, pad) if isinstance(pad, str) else pad
+        self.oh, self.pt, self.pb, self.eff_h = _geometry(self.h, self.kh, sh, dh, ph)
+        self.ow, self.pl, self.pr, self.eff_w = _geometry(self.w, self.kw, sw, dw, pw)
+
+    def unpadded(self) -> bool:
+        """True when no side is provably padded (all four pads are the constant 0)."""
+        return all(sym.const_value(p) == 0 for p in (self.pt, self.pb, self.pl, self.pr))
 
 
 def _geometry(n, k, s, d, padding):
-    """(output size, padding before, effective window) along one dim (TF's rule)."""
+    """(output size, padding before, padding after, effective window) along one dim (TF's
+    rule); ``padding`` is this dim's: "SAME", "VALID" or (before, after)."""
     eff = sym.add(sym.mul(sym.sub(k, 1), d), 1)
     if padding == "SAME":
         out = sym.floordiv(sym.add(n, s - 1), s)
         total = sym.maximum(sym.sub(sym.add(sym.mul(sym.sub(out, 1), s), eff), n), 0)
-        return out, sym.floordiv(total, 2), eff
-    return sym.add(sym.floordiv(sym.sub(n, eff), s), 1), sym.ZERO, eff
+        before = sym.floordiv(total, 2)
+        return out, before, sym.sub(total, before), eff
+    lo, hi = (0, 0) if padding == "VALID" else padding
+    padded = sym.add(n, lo + hi)
+    return sym.add(sym.floordiv(sym.sub(padded, eff), s), 1), i64(lo), i64(hi), eff
 
 
 def _window(node, h, w, kh, kw):
@@ -72,13 +85,16 @@ def _same_dims(checks, got, want, message):
 
 
 def _window_checks(checks, win, padding, what):
-    """A VALID window must fit the input (the output size would be negative)."""
-    if padding != "VALID":
+    """A VALID (or explicitly padded) window must fit the padded input (the output size
+    would be negative)."""
+    if padding == "SAME":
         return
-    for n, eff, axis in ((win.h, win.eff_h, "height"), (win.w, win.eff_w, "width")):
+    for n, pad, eff, axis in ((win.h, sym.add(win.pt, win.pb), win.eff_h, "height"),
+                              (win.w, sym.add(win.pl, win.pr), win.eff_w, "width")):  # fmt: skip
         if sym.const_value(n) is None or sym.const_value(eff) is None:
-            checks.append((Math.GE(n, eff), f"{what}: VALID window does not fit the input "
-                                            f"{axis}"))  # fmt: skip
+            kind = "VALID" if padding == "VALID" else "padded"
+            checks.append((Math.GE(sym.add(n, pad), eff),
+                           f"{what}: {kind} window does not fit the input {axis}"))  # fmt: skip
 
 
 def _temp(kb, name, dt, shape):
@@ -139,11 +155,8 @@ def emit_conv2d(kb, node, c_buf):
     k = sym.product([kh, kw, c])
     f_buf = kb.lw.buffer_for_read(f_ref)
     kb.reads.add(f_buf)
-    direct = (
-        (sym.const_value(kh), sym.const_value(kw)) == (1, 1)
-        and win.s == (1, 1)
-        and (sym.const_value(win.pt), sym.const_value(win.pl)) == (0, 0)
-    )
+    direct = (sym.const_value(kh), sym.const_value(kw)) == (1, 1) and win.s == (1, 1)
+    direct = direct and win.unpadded()
     if not direct and lower_window.direct_conv(win, c):
         lower_window.emit_direct_conv(kb, x_ref, f_buf, win, win.padding, n, c, o, c_buf, dt)
         return

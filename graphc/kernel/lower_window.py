@@ -191,7 +191,10 @@ def disjoint(win) -> bool:
 
 def _tiles(win, padding) -> bool:
     """True when disjoint windows provably cover every input element: stride = window and
-    SAME padding (the last window reaches past the end) or a size the stride divides."""
+    SAME padding (the last window reaches past the end) or a size the stride divides.
+    Explicit padding shifts the windows: never assumed to tile."""
+    if padding not in ("SAME", "VALID"):
+        return False
     for size, s, eff in ((win.h, win.s[0], win.eff_h), (win.w, win.s[1], win.eff_w)):
         if s != sym.const_value(eff):
             return False

@@ -7,7 +7,8 @@ convolution and pooling.
   composites of elementwise ops and reductions: fusion sees through them and their gradients
   come from the parts. Each subtracts the running maximum first, so large logits neither
   overflow nor lose the gradient.
-* conv2d and pooling are dedicated OpDefs (NHWC data, HWIO filters, TF's SAME/VALID padding)
+* conv2d and pooling are dedicated OpDefs (NHWC data, HWIO filters, TF's SAME/VALID or
+  explicit padding)
   with dedicated backprop ops. The backprop ops are linear in their gradient input, so each
   one's gradient is another op of the same family: second-order gradients work.
 """
@@ -749,27 +750,61 @@ def _pair(value, what, allow4=True):
 
 
 def _padding(padding):
-    if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
-        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
-    return padding.upper()
+    """ "SAME", "VALID", or TF's explicit NHWC list [[0, 0], [top, bottom], [left, right],
+    [0, 0]] as ((top, bottom), (left, right)) (all zero: "VALID")."""
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(f"padding must be 'SAME', 'VALID' or an explicit list, got "
+                             f"{padding!r}")  # fmt: skip
+        return padding.upper()
+    try:
+        pads = np.asarray(padding)
+        ok = pads.shape == (4, 2) and pads.dtype.kind in "iu"
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"explicit padding must be 4 [before, after] pairs of ints (NHWC), got "
+                         f"{padding!r}")  # fmt: skip
+    if pads[0].any() or pads[3].any():
+        raise ValueError(f"explicit padding {pads.tolist()} must be [0, 0] for the batch and "
+                         "channel dimensions")  # fmt: skip
+    if (pads < 0).any():
+        raise ValueError(f"explicit padding {pads.tolist()} must not be negative")
+    if not pads.any():
+        return "VALID"
+    return tuple((int(a), int(b)) for a, b in pads[1:3])
+
+
+def _axis_padding(padding, axis):
+    """The padding along spatial ``axis`` (0: height, 1: width): "SAME", "VALID" or a pair."""
+    return padding if isinstance(padding, str) else tuple(padding[axis])
 
 
 def _out_size(n, k, s, d, padding):
-    """Output length of a window op along one dim (None if unknown); TF's rule."""
+    """Output length of a window op along one dim (None if unknown); TF's rule.
+    ``padding`` is this dim's: "SAME", "VALID" or (before, after)."""
     if n is None or k is None:
         return None
     eff = (k - 1) * d + 1
     if padding == "SAME":
         return -(-n // s)
-    if n < eff:
-        raise ShapeError(f"VALID window of size {eff} does not fit an input of size {n}")
-    return (n - eff) // s + 1
+    if padding == "VALID":
+        if n < eff:
+            raise ShapeError(f"VALID window of size {eff} does not fit an input of size {n}")
+        return (n - eff) // s + 1
+    padded = n + padding[0] + padding[1]
+    if padded < eff:
+        raise ShapeError(f"window of size {eff} does not fit an input of size {n} padded by "
+                         f"{padding} to {padded}")  # fmt: skip
+    return (padded - eff) // s + 1
 
 
 def _pads(n, k, s, d, padding):
     """(before, after) padding along one dim: TF's SAME puts the odd element after."""
     if padding == "VALID":
         return 0, 0
+    if padding != "SAME":
+        return padding
     out = -(-n // s)
     total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
     return total // 2, total - total // 2
@@ -782,13 +817,14 @@ class _Window:
         sh, sw = attrs["strides"]
         dh, dw = attrs.get("dilations", (1, 1))
         pad = attrs["padding"]
+        ph, pw = _axis_padding(pad, 0), _axis_padding(pad, 1)
         try:
-            self.oh = _out_size(h, kh, sh, dh, pad)
-            self.ow = _out_size(w, kw, sw, dw, pad)
+            self.oh = _out_size(h, kh, sh, dh, ph)
+            self.ow = _out_size(w, kw, sw, dw, pw)
         except ShapeError as exc:
             raise InvalidArgumentError(f"input {h}x{w}, window {kh}x{kw}: {exc}") from None
-        self.pt, self.pb = _pads(h, kh, sh, dh, pad)
-        self.pl, self.pr = _pads(w, kw, sw, dw, pad)
+        self.pt, self.pb = _pads(h, kh, sh, dh, ph)
+        self.pl, self.pr = _pads(w, kw, sw, dw, pw)
         self.h, self.w, self.kh, self.kw = h, w, kh, kw
         self.s, self.d = (sh, sw), (dh, dw)
 
@@ -843,7 +879,8 @@ def _window_out(n_h, n_w, kh, kw, attrs):
     sh, sw = attrs["strides"]
     dh, dw = attrs.get("dilations", (1, 1))
     p = attrs["padding"]
-    return _out_size(n_h, kh, sh, dh, p), _out_size(n_w, kw, sw, dw, p)
+    return (_out_size(n_h, kh, sh, dh, _axis_padding(p, 0)),
+            _out_size(n_w, kw, sw, dw, _axis_padding(p, 1)))  # fmt: skip
 
 
 def _conv_attrs_doc(attrs):
@@ -898,7 +935,16 @@ class Conv2D(OpDef):
             Example(conv(strides=2, padding="SAME"), [_sample(1, 4, 4, 1), _sample(2, 2, 1, 2)]),
             # KH*KW*C = 45: im2col + GEMM (the ones above are short enough to run directly)
             Example(conv(), [_sample(1, 4, 5, 5), _sample(3, 3, 5, 2)]),
-        ]
+            # explicit (asymmetric) padding: direct, im2col + GEMM, strided, dilated, 1x1
+            Example(conv(padding=[[0, 0], [1, 0], [2, 1], [0, 0]]), [x, f]),
+            Example(conv(padding=[[0, 0], [0, 2], [1, 1], [0, 0]]),
+                    [_sample(1, 4, 5, 5), _sample(3, 3, 5, 2)]),
+            Example(conv(strides=2, padding=[[0, 0], [2, 1], [0, 3], [0, 0]]), [x, f]),
+            Example(conv(dilations=2, padding=[[0, 0], [1, 2], [2, 0], [0, 0]]),
+                    [_sample(1, 5, 5, 2), _sample(2, 2, 2, 3)]),
+            Example(conv(padding=[[0, 0], [0, 1], [1, 0], [0, 0]]),
+                    [_sample(2, 3, 4, 3), _sample(1, 1, 3, 2)]),
+        ]  # fmt: skip
 
 
 def _window_attrs(attrs):
@@ -981,6 +1027,12 @@ class Conv2DBackpropInput(OpDef):
             Example(
                 bi_like(2, "SAME"), [_sample(2, 3, 2, 2), _sample(3, 3, 1, 2), _sample(2, 5, 4, 1)]
             ),  # fmt: skip
+            Example(bi(1, ((1, 0), (2, 1)), (5, 6)), [_sample(2, 4, 7, 4), _sample(3, 3, 3, 4)]),
+            Example(bi(2, ((2, 1), (0, 3)), (5, 6)), [_sample(1, 3, 4, 2), _sample(3, 3, 3, 2)]),
+            Example(
+                bi_like(2, ((0, 1), (1, 1))),
+                [_sample(1, 3, 3, 2), _sample(2, 2, 1, 2), _sample(1, 5, 4, 1)],
+            ),
         ]
 
 
@@ -1041,6 +1093,14 @@ class Conv2DBackpropFilter(OpDef):
             Example(
                 bf(1, "SAME", 2), [_sample(1, 5, 5, 1), _sample(1, 5, 5, 2), _sample(2, 2, 1, 2)]
             ),
+            Example(
+                bf(1, ((1, 0), (2, 1))),
+                [_sample(2, 5, 6, 3), _sample(2, 4, 7, 4), _sample(3, 3, 3, 4)],
+            ),
+            Example(
+                bf(2, ((0, 2), (1, 0))),
+                [_sample(1, 5, 6, 4), _sample(1, 3, 3, 3), _sample(3, 3, 4, 3)],
+            ),
         ]
 
 
@@ -1067,7 +1127,8 @@ def conv2d(input, filters, strides, padding, dilations=1, data_format="NHWC", na
     """2-D convolution of NHWC ``input`` with HWIO ``filters``.
 
     ``strides``/``dilations``: int, [h, w] or [1, h, w, 1]; ``padding``: "SAME" (TF's split:
-    the odd padding element goes after) or "VALID".
+    the odd padding element goes after), "VALID", or TF's explicit list
+    ``[[0, 0], [top, bottom], [left, right], [0, 0]]`` (zeros added on those sides).
     """
     if data_format != "NHWC":
         raise ValueError(f"conv2d: data_format {data_format!r} is not supported (NHWC only)")
@@ -1121,6 +1182,8 @@ def _pool_examples(build):
         Example(lambda t: build(t, 3, 2, "SAME"), [x]),
         Example(lambda t: build(t, (2, 3), (1, 2), "SAME"), [x]),
         Example(lambda t: build(t, 3, 1, "VALID"), [_sample(1, 4, 4, 2)]),
+        Example(lambda t: build(t, 3, 2, [[0, 0], [1, 0], [2, 1], [0, 0]]), [x]),
+        Example(lambda t: build(t, 2, 2, [[0, 0], [0, 1], [1, 0], [0, 0]]), [x]),
     ]
 
 
@@ -1184,6 +1247,8 @@ class MaxPoolGrad(_PoolGrad):
         return [
             Example(mpg(2, 2, "VALID"), [x, _sample(2, 2, 3, 3)]),
             Example(mpg(3, 2, "SAME"), [x, _sample(2, 3, 3, 3)]),
+            Example(mpg(3, 2, [[0, 0], [1, 0], [2, 1], [0, 0]]), [x, _sample(2, 2, 4, 3)]),
+            Example(mpg(2, 2, [[0, 0], [0, 1], [1, 0], [0, 0]]), [x, _sample(2, 3, 3, 3)]),
         ]
 
 
@@ -1212,10 +1277,14 @@ class MaxPoolGradGrad(_Pool):
         return [None, apply1("MaxPoolGrad", [op.inputs[0], grads[0]], op.attrs)]
 
     def examples(self):
-        a = _pool_attrs(3, 2, "SAME")
+        def mpgg(padding):
+            a = _pool_attrs(3, 2, padding)
+            return lambda x, d: apply1("MaxPoolGradGrad", [x, d], a)
+
         x = _distinct(2, 5, 6, 3)
         return [
-            Example(lambda x, d: apply1("MaxPoolGradGrad", [x, d], a), [x, _sample(2, 5, 6, 3)])
+            Example(mpgg("SAME"), [x, _sample(2, 5, 6, 3)]),
+            Example(mpgg([[0, 0], [1, 0], [2, 1], [0, 0]]), [x, _sample(2, 5, 6, 3)]),
         ]
 
 
@@ -1284,6 +1353,7 @@ class AvgPoolGrad(_PoolGrad):
         return [
             Example(apg(2, 2, "VALID"), [x, _sample(2, 2, 3, 3)]),
             Example(apg(3, 2, "SAME"), [x, _sample(2, 3, 3, 3)]),
+            Example(apg(3, 2, [[0, 0], [1, 0], [2, 1], [0, 0]]), [x, _sample(2, 2, 4, 3)]),
         ]
 
 
@@ -1297,7 +1367,8 @@ def _pool_attrs(ksize, strides, padding):
 
 @located("max_pool2d")
 def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """Max over ksize windows of NHWC ``input`` (ksize/strides: int, [h, w] or [1, h, w, 1])."""
+    """Max over ksize windows of NHWC ``input`` (ksize/strides: int, [h, w] or [1, h, w, 1]);
+    ``padding`` as conv2d's (explicit padding never wins: it reads as -inf)."""
     if data_format != "NHWC":
         raise ValueError(f"max_pool2d: data_format {data_format!r} is not supported (NHWC only)")
     x = convert_to_tensor(input)
@@ -1306,7 +1377,8 @@ def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  
 
 @located("avg_pool2d")
 def avg_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """Mean over ksize windows of NHWC ``input``; SAME divides by the real inputs covered."""
+    """Mean over ksize windows of NHWC ``input``; SAME and explicit padding divide by the real
+    inputs covered."""
     if data_format != "NHWC":
         raise ValueError(f"avg_pool2d: data_format {data_format!r} is not supported (NHWC only)")
     x = convert_to_tensor(input)

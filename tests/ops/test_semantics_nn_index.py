@@ -192,3 +192,108 @@ def test_embedding_lookup_single_shard_and_errors():
         gc.nn.embedding_lookup([p, p], [0], partition_strategy="hash")
     with pytest.raises(TypeError, match="dtypes"):
         gc.nn.embedding_lookup([p, p.astype(np.float32)], [0])
+
+
+# -- explicit padding in conv2d and pools -----------------------------------------------------
+
+
+def _np_conv_valid(x, f, strides=(1, 1), dil=(1, 1)):
+    n, h, w, c = x.shape
+    kh, kw, _, o = f.shape
+    eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+    oh, ow = (h - eh) // strides[0] + 1, (w - ew) // strides[1] + 1
+    out = np.zeros((n, oh, ow, o))
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dil[0], i * dil[0] + (oh - 1) * strides[0] + 1, strides[0])
+            cols = slice(j * dil[1], j * dil[1] + (ow - 1) * strides[1] + 1, strides[1])
+            win = x[:, rows, cols, :]
+            out += np.tensordot(win, f[i, j], axes=([3], [0]))
+    return out
+
+
+CONV_CASES = [
+    # (x shape, f shape, strides, dilations, [[top, bottom], [left, right]])
+    ((2, 5, 6, 3), (3, 3, 3, 4), 1, 1, [[1, 0], [2, 1]]),  # short: direct kernel
+    ((1, 4, 5, 5), (3, 3, 5, 2), 1, 1, [[0, 2], [1, 1]]),  # im2col + GEMM
+    ((2, 5, 6, 3), (3, 3, 3, 2), 2, 1, [[2, 1], [0, 3]]),
+    ((1, 5, 5, 2), (2, 2, 2, 3), 1, 2, [[1, 2], [2, 0]]),
+    ((2, 3, 4, 3), (1, 1, 3, 2), 1, 1, [[0, 1], [1, 0]]),  # 1x1: no GEMM on x itself
+    ((1, 2, 2, 1), (3, 3, 1, 1), 1, 1, [[2, 2], [1, 1]]),  # window larger than the input
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_conv2d_explicit_padding(rng, case, dynamic):
+    xs, fs, s, d, pads = case
+    x_val, f_val = rng.normal(size=xs), rng.normal(size=fs)
+    padding = [[0, 0], *pads, [0, 0]]
+    x = gc.placeholder(gc.float64, (None, None, None, xs[3]) if dynamic else xs)
+    f = gc.placeholder(gc.float64, fs)
+    y = gc.nn.conv2d(x, f, strides=s, padding=padding, dilations=d)
+    want = _np_conv_valid(np.pad(x_val, padding), f_val, (s, s), (d, d))
+    if not dynamic:
+        assert y.shape == want.shape
+    gx, gf = gc.gradients(gc.reduce_sum(y * y), [x, f])
+    got = _both([y, gx, gf], {x: x_val, f: f_val}, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got[0], want, rtol=1e-10, atol=1e-12)
+    check_gradients(Example(lambda a, b: gc.nn.conv2d(a, b, s, padding, d), [x_val, f_val]))
+
+
+def test_conv2d_explicit_padding_validation_and_zero_pads(rng):
+    x = gc.placeholder(gc.float32, (1, 4, 4, 2))
+    f = gc.placeholder(gc.float32, (3, 3, 2, 1))
+    zero = gc.nn.conv2d(x, f, 1, [[0, 0], [0, 0], [0, 0], [0, 0]])
+    assert zero.op.attrs["padding"] == "VALID"
+    for bad in ([[1, 0], [0, 0], [0, 0], [0, 0]], [[0, 0], [0, 0], [0, 0], [0, 1]],
+                [[0, 0], [-1, 0], [0, 0], [0, 0]], [[0, 0], [1, 1]], "FULL",
+                [[0, 0], [1.5, 0], [0, 0], [0, 0]]):  # fmt: skip
+        with pytest.raises(ValueError, match="padding"):
+            gc.nn.conv2d(x, f, 1, bad)
+    with pytest.raises(ValueError, match="does not fit"):
+        gc.nn.conv2d(gc.placeholder(gc.float32, (1, 1, 1, 2)), f, 1, [[0, 0], [1, 0], [0, 0],
+                                                                       [0, 0]])  # fmt: skip
+    # too small at run time (dynamic sizes): refused on every target
+    xd = gc.placeholder(gc.float32, (None, None, None, 2))
+    f_val = rng.normal(size=(3, 3, 2, 1)).astype(np.float32)
+    y = gc.nn.conv2d(xd, f_val, 1, [[0, 0], [1, 0], [0, 1], [0, 0]])
+    _both(y, {xd: np.ones((1, 2, 2, 2), np.float32)})
+    _raises_everywhere(y, {xd: np.ones((1, 1, 4, 2), np.float32)}, "fit|negative|size")
+
+
+def test_conv2d_transpose_explicit_padding_is_the_adjoint(rng):
+    padding = [[0, 0], [1, 0], [0, 2], [0, 0]]
+    x_val, f_val = rng.normal(size=(2, 5, 6, 3)), rng.normal(size=(3, 3, 3, 4))
+    y = gc.nn.conv2d(x_val, f_val, 2, padding)
+    g_val = rng.normal(size=y.shape)
+    t = gc.nn.conv2d_transpose(g_val, f_val, (2, 5, 6, 3), 2, padding)
+    y_v, t_v = _both([y, t])
+    np.testing.assert_allclose((y_v * g_val).sum(), (x_val * t_v).sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_pools_explicit_padding(rng, pool, dynamic):
+    x_val = rng.permutation(2 * 5 * 6 * 3).reshape(2, 5, 6, 3) / 20.0  # no ties
+    pads = [[0, 0], [1, 0], [2, 1], [0, 0]]
+    fn = gc.nn.max_pool2d if pool == "max" else gc.nn.avg_pool2d
+    x = gc.placeholder(gc.float64, (None, None, None, 3) if dynamic else x_val.shape)
+    y = fn(x, 3, 2, pads)
+    (gx,) = gc.gradients(gc.reduce_sum(y * y), [x])
+    got = _both([y, gx], {x: x_val}, rtol=1e-12, atol=1e-12)
+    fill = -np.inf if pool == "max" else 0.0
+    xp = np.pad(x_val, pads, constant_values=fill)
+    ones = np.pad(np.ones_like(x_val), pads)
+    oh, ow = (5 + 1 - 3) // 2 + 1, (6 + 3 - 3) // 2 + 1
+    want = np.zeros((2, oh, ow, 3))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, :]
+            if pool == "max":
+                want[:, i, j] = win.max(axis=(1, 2))
+            else:  # TF's SAME rule: divide by the real (unpadded) inputs
+                cnt = ones[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, :].sum(axis=(1, 2))
+                want[:, i, j] = win.sum(axis=(1, 2)) / cnt
+    np.testing.assert_allclose(got[0], want, rtol=1e-12)
+    check_gradients(Example(lambda t: fn(t, 3, 2, pads), [x_val]))
