@@ -771,10 +771,17 @@ class PadGrad(OpDef):
         if len(paddings) != len(g.shape):
             raise ShapeError(f"paddings {paddings} do not match rank {len(g.shape)}")
         out = []
+        mode = attrs["mode"]
         for d, (lo, hi) in zip(g.shape, paddings):
             if d is not None and d - lo - hi < 0:
                 raise ShapeError(f"padded size {d} is smaller than the paddings {(lo, hi)}")
-            out.append(None if d is None else d - lo - hi)
+            size = None if d is None else d - lo - hi
+            # the forward Pad's rule, on the unpadded size: a mirror pad copies at most the
+            # dimension less one (REFLECT) or the whole dimension (SYMMETRIC)
+            limit = None if size is None else size - (mode == "REFLECT")
+            if mode != "CONSTANT" and (lo or hi) and limit is not None and max(lo, hi) > limit:
+                raise ShapeError(f"{mode} paddings {(lo, hi)} are too large for size {size}")
+            out.append(size)
         return [(tuple(out), g.dtype)]
 
     def ref(self, xs, attrs):
@@ -871,6 +878,12 @@ class TileGrad(OpDef):
 
     def infer(self, specs, attrs):
         g, x = specs
+        if g.shape is not None and x.shape is not None:
+            want = [None if d is None else d * m for d, m in zip(x.shape, attrs["multiples"])]
+            if len(g.shape) != len(want) or any(
+                a is not None and b is not None and a != b for a, b in zip(g.shape, want)
+            ):
+                raise ShapeError(f"gradient of shape {g.shape} does not fit the tiling {want}")
         return [(x.shape, g.dtype)]
 
     def ref(self, xs, attrs):

@@ -278,7 +278,11 @@ class Rewriter:
             return False
         target = self.spec(ref)
         out = n.outs[0]
-        return target.dtype == out.dtype and shape_compatible(target.shape, out.shape)
+        return (
+            target.dtype == out.dtype
+            and shape_compatible(target.shape, out.shape)
+            and _no_widening(target.shape, out.shape)
+        )
 
     def _in_place(self, n: Node, r: Replace) -> Node | None:
         inputs = tuple(self.resolve(x) for x in r.inputs)
@@ -332,3 +336,15 @@ class Rewriter:
             self._emit(n)
         fetches = tuple(self.resolve(r) for r in self.src.fetches)
         return Program(tuple(self.nodes), self.src.feeds, fetches, self.src.targets)
+
+
+def _no_widening(target, out) -> bool:
+    """Aliasing a node to ``target`` keeps every static size the node promised: where its
+    output is static, so is the target. Otherwise the node is the only thing that holds fed
+    sizes to its static shape (``placeholder_with_default(x, (2, 3))`` with ``x`` of shape
+    ``(None, None)``), and dropping it would drop that run-time contract."""
+    if out is None:
+        return True
+    if target is None:
+        return False
+    return all(o is None or t == o for t, o in zip(target, out))

@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 
+from ... import dtypes as _dt
 from ...errors import GraphcError, InvalidArgumentError, ResourceExhaustedError
-from ...ops.registry import get_op_def
+from ...graph.core import TensorSpec
+from ...ops.registry import ShapeError, get_op_def
 from ...program import Program
 from ...runtime_state import RunContext
 
@@ -18,6 +20,20 @@ def _too_big(exc) -> bool:
     return isinstance(exc, ValueError) and (
         "array is too big" in text or "Maximum allowed size exceeded" in text
     )
+
+
+def _check_contract(node, op_def, xs) -> None:
+    """The op's build-time shape rule (``OpDef.infer``) holds for the run's concrete input
+    shapes: a size fed for a ``None`` dim that the rule would have refused at build time is
+    refused here, as the compiled targets' run-time shape checks refuse it."""
+    specs = [TensorSpec(np.shape(x), _dt.as_dtype(np.asarray(x).dtype)) for x in xs]
+    try:
+        op_def.infer(specs, node.attrs)
+    except ShapeError as exc:
+        raise InvalidArgumentError(
+            f"{node.op} '{node.name}' (built at {node.location[0]}:{node.location[1]}): {exc} "
+            f"(input shapes {', '.join(str(tuple(s.shape)) for s in specs)})"
+        ) from None
 
 
 def _check_output(node, k, value):
@@ -49,6 +65,8 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
         xs = [values[src][k] for src, k in n.inputs]
         start = time.perf_counter() if trace is not None else 0.0
         try:
+            if check and n.inputs:
+                _check_contract(n, op_def, xs)
             if op_def.stateful:
                 out = op_def.ref_stateful(xs, n.attrs, ctx)
             else:
