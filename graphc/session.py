@@ -10,6 +10,7 @@ import numpy as np
 
 from . import dtypes as _dt
 from .compiler import check_target, compile_program
+from .errors import ResourceExhaustedError
 from .graph.core import Operation, Tensor, get_default_graph
 from .options import CompileOptions, KernelStat, RunMetadata, RunOptions
 from .program import extract
@@ -84,6 +85,9 @@ def validate_feed(tensor: Tensor, value) -> np.ndarray:
     """Convert a fed value to the tensor's dtype; ValueError naming it if it does not fit."""
     try:
         arr = np.asarray(value)
+    except MemoryError:
+        raise ResourceExhaustedError(f"out of memory converting the value fed for "
+                                     f"'{tensor.name}' to an array") from None  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's value
         raise ValueError(f"cannot convert the value fed for '{tensor.name}': {exc}") from None
     target = tensor.dtype.np
@@ -112,10 +116,33 @@ def validate_feed(tensor: Tensor, value) -> np.ndarray:
             f"shape {_fmt_shape(shape)}"
         )
     if arr.dtype != target:
-        arr = arr.astype(target)
+        if target.kind in "iu" and arr.dtype.kind in "iu" and arr.size:
+            _check_int_range(tensor, arr, target)
+        try:
+            arr = arr.astype(target)
+        except MemoryError:
+            raise ResourceExhaustedError(
+                f"out of memory converting the value fed for '{tensor.name}' "
+                f"({arr.nbytes:,} bytes) to {tensor.dtype.name}"
+            ) from None
     return (
         np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
     )
+
+
+def _check_int_range(tensor: Tensor, arr: np.ndarray, target: np.dtype) -> None:
+    """ValueError when an integer feed holds a value the tensor's dtype cannot represent
+    (casting would wrap it: 2**40 fed to an int32 placeholder would read as 0)."""
+    if np.can_cast(arr.dtype, target, "safe"):
+        return
+    info = np.iinfo(target)
+    lo, hi = arr.min(), arr.max()
+    if int(lo) < info.min or int(hi) > info.max:
+        bad = int(hi) if int(hi) > info.max else int(lo)
+        raise ValueError(
+            f"cannot feed value {bad} for tensor '{tensor.name}', which has dtype "
+            f"{tensor.dtype.name} (range [{info.min}, {info.max}]): it would wrap"
+        )
 
 
 _LEAVES = (Tensor, Operation)
