@@ -1,12 +1,14 @@
 """Process-wide settings. The only module that reads ``os.environ``.
 
 GRAPHC_CACHE_DIR   default on-disk compile cache (default: ~/.cache/graphc)
+GRAPHC_CONFIG_DIR  graphc's per-user configuration, e.g. the compile cache's secret key
+                   (default: $XDG_CONFIG_HOME/graphc, else ~/.config/graphc)
 GRAPHC_NO_CACHE    set to 1 to disable the on-disk cache by default
 GRAPHC_THREADS     default number of worker threads for the cpu target
 GRAPHC_DEBUG       set to 1 to verify the Program after every pass
+GRAPHC_MAX_BUFFER_BYTES  largest buffer one run may allocate (default: physical memory)
 """
 
-GRAPHC_MAX_BUFFER_BYTES  largest buffer one run may allocate (default: physical memory)
 import os
 from pathlib import Path
 
@@ -24,6 +26,21 @@ def default_cache_dir() -> Path | None:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "graphc"
+
+
+def config_dir() -> Path:
+    """graphc's per-user configuration directory (private: created 0700)."""
+    explicit = os.environ.get("GRAPHC_CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "graphc"
+
+
+def cache_key_file() -> Path:
+    """The file holding the secret key that authenticates compile-cache entries: per user,
+    outside the cache directory, so that whoever can write entries cannot forge them."""
+    return config_dir() / "cache.key"
 
 
 def default_threads() -> int:

@@ -4,8 +4,11 @@
 An artifact is one file (graphc/artifact.py container) holding: the optimised Program (JSON +
 array blob), the variables' values, the signature, the graphc version, the target and machine
 it was compiled for, and (when the backend can export it) the native code, each section
-checksummed. Loading verifies every checksum first, never unpickles, and runs the stored code
-when the machine matches, else recompiles from the stored Program (and says why).
+checksummed, and optionally signed (``signing_key``). Loading verifies every checksum (and the
+signature when ``verify_key`` is given) first, checks the header's schema and that the
+signature and variables agree with the stored Program, never unpickles, and runs the stored
+code when the machine matches, else recompiles from the stored Program (and says why).
+``native=False`` never runs stored code.
 """
 
 from __future__ import annotations
@@ -67,12 +70,18 @@ def _machine() -> dict:
     return info
 
 
-def export(sess, path, inputs: dict, outputs: dict) -> str:
+def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None = None) -> str:
     """Write a self-contained artifact for ``outputs`` computed from ``inputs`` to ``path``.
 
     Holds the optimised graph, the current values of the variables it reads, and the
-    compiled code for the session's target. Returns the path.
+    compiled code for the session's target. ``signing_key`` (bytes): append an HMAC-SHA256 of
+    the whole file under that key, for ``gc.load(path, verify_key=key)`` on the machines the
+    artifact is moved to. Returns the path.
     """
+    if signing_key is not None:
+        from .artifact import _check_key
+
+        _check_key(signing_key, "signing_key")
     ins = _as_named_tensors(sess, inputs, "inputs")
     outs = _as_named_tensors(sess, outputs, "outputs")
     program = extract([t for _, t in outs], [], [t for _, t in ins])
@@ -88,14 +97,16 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
             options = copy.copy(options)
             options.cache_dir = Path(tmp)
         exe = compile_program(program, sess.target, options)
-        native = _export_native(program, exe, options)
+        optimised = _optimised(program, exe, options)
+        native = _export_native(program, optimised, exe, options)
         if native is None and options is sess.options and _has_native(exe):
-            # the session's cache directory is unusable (e.g. read-only): use a private one
+            # the session's cache directory is unusable (e.g. read-only, or not private):
+            # use a private one
             options = copy.copy(options)
             options.cache_dir = Path(tmp)
             exe = compile_program(program, sess.target, options)
-            native = _export_native(program, exe, options)
-    optimised = exe.program
+            optimised = _optimised(program, exe, options)
+            native = _export_native(program, optimised, exe, options)
     var_names = sorted({
         n.attrs["var"] for n in optimised.nodes
         if n.op in ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub",
@@ -151,7 +162,7 @@ def export(sess, path, inputs: dict, outputs: dict) -> str:
         ],
         "stats": {k: v for k, v in exe.stats.items() if isinstance(v, int | float | str)},
     }
-    write_container(path, header, sections)
+    write_container(path, header, sections, signing_key=signing_key)
     return str(path)
 
 
@@ -159,14 +170,26 @@ def _has_native(exe) -> bool:
     return exe.target == "cpu" and not exe.stats.get("host_fallback_ops")
 
 
-def _export_native(program, exe, options):
+def _optimised(program, exe, options):
+    """The optimised Program ``exe`` runs: an executable loaded from the disk cache holds
+    only the un-optimised one (its key), so the passes run again (deterministic: the entry
+    was built from their result). The artifact stores it, and gc.load lowers it again to
+    check the stored native code's manifest."""
+    if exe.target == "reference" or not exe.stats.get("loaded_from_disk"):
+        return exe.program
+    from .passes.manager import optimize
+
+    return optimize(program, options).program
+
+
+def _export_native(program, optimised, exe, options):
     """(header, sections) of the executable's native code, or None (not a cpu target, or
     nothing the backend can store, e.g. host-fallback ops)."""
     if exe.target != "cpu":
         return None
     from .backends.cpu.native import export_native
 
-    return export_native(program, exe, options)
+    return export_native(program, optimised, exe, options)
 
 
 def _load_variables(meta_bytes: bytes, blob: bytes) -> dict:
@@ -186,8 +209,121 @@ def _load_variables(meta_bytes: bytes, blob: bytes) -> dict:
         return out
     except InvalidArtifactError:
         raise
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError,
+            UnicodeDecodeError) as exc:  # fmt: skip
         raise InvalidArtifactError(f"malformed variables section: {exc}") from None
+
+
+def _is_dtype_name(v) -> bool:
+    try:
+        return isinstance(v, str) and _dt.as_dtype(v).name == v
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_spec(v) -> bool:
+    """{"dtype": name, "shape": None or [int >= 0 or None, ...]}"""
+    if not isinstance(v, dict) or set(v) != {"dtype", "shape"} or not _is_dtype_name(v["dtype"]):
+        return False
+    shape = v["shape"]
+    return shape is None or (isinstance(shape, list) and all(
+        d is None or (type(d) is int and d >= 0) for d in shape))  # fmt: skip
+
+
+def _is_str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def check_header(header: dict, where: str) -> None:
+    """InvalidArtifactError unless the graphc part of an artifact's header (read_container
+    checked the container part) has the fields and types loading and ``describe`` use."""
+
+    def bad(msg):
+        return InvalidArtifactError(f"{where}: malformed header: {msg}")
+
+    for key in ("graphc_version", "target", "created", "program_hash"):
+        if not isinstance(header.get(key), str):
+            raise bad(f"{key!r} must be a string")
+    if header["target"] not in ("cpu", "cuda", "reference"):
+        raise bad(f"unknown target {header['target']!r:.40}")
+    sig = header.get("signature")
+    if not isinstance(sig, dict) or set(sig) != {"inputs", "outputs"}:
+        raise bad("'signature' must be an object with inputs and outputs")
+    for part in ("inputs", "outputs"):
+        specs = sig[part]
+        if not isinstance(specs, dict) or not all(
+            isinstance(k, str) and _is_spec(v) for k, v in specs.items()
+        ):
+            raise bad(f"signature {part} must map names to {{dtype, shape}}")
+        order = header.get(part[:-1] + "_order")
+        if (
+            not _is_str_list(order)
+            or sorted(order) != sorted(specs)
+            or len(set(order)) != len(order)
+        ):
+            raise bad(f"'{part[:-1]}_order' must list the signature's {part}, each once")
+    if not isinstance(header.get("machine"), dict):
+        raise bad("'machine' must be an object")
+    if header.get("native") is not None and not isinstance(header["native"], dict):
+        raise bad("'native' must be an object or null")
+    if not isinstance(header.get("stats"), dict):
+        raise bad("'stats' must be an object")
+    kernels = header.get("kernels")
+    if not isinstance(kernels, list) or not all(
+        isinstance(k, dict) and isinstance(k.get("name"), str) and _is_str_list(k.get("ops"))
+        and _is_str_list(k.get("node_names", [])) for k in kernels
+    ):  # fmt: skip
+        raise bad("'kernels' must be a list of {name, ops, node_names}")
+
+
+def _read(path, verify_key=None):
+    """(header, sections) of an artifact whose container and header are well-formed."""
+    header, sections = read_container(path, verify_key)  # every checksum verified here
+    check_header(header, str(path))
+    for key in ("program.json", "program.bin", "variables.json", "variables.bin"):
+        if key not in sections:
+            raise InvalidArtifactError(f"{path}: missing section {key!r}")
+    return header, sections
+
+
+def _check_against_program(path, program, header, variables) -> None:
+    """InvalidArtifactError unless the header's signature and the stored variables agree with
+    the stored Program: the inputs are checked against the signature before a run, and the
+    compiled code trusts the Program's shapes and dtypes."""
+    sig = header["signature"]
+    order = header["input_order"]
+    for nid, _ in program.feeds:
+        node = program.node(nid)
+        k = node.attrs.get("index")
+        if type(k) is not int or not 0 <= k < len(order):
+            raise InvalidArtifactError(f"{path}: feed {node.name!r} reads no signature input")
+        spec, have = sig["inputs"][order[k]], node.outs[0]
+        shape = None if have.shape is None else list(have.shape)
+        if spec["dtype"] != have.dtype.name or spec["shape"] != shape:
+            raise InvalidArtifactError(
+                f"{path}: signature input {order[k]!r} is {spec['dtype']}{spec['shape']}, the "
+                f"stored program takes {have.dtype.name}{shape}"
+            )
+    for name, (nid, port) in zip(header["output_order"], program.fetches):
+        have = program.node(nid).outs[port].dtype.name
+        if sig["outputs"][name]["dtype"] != have:
+            raise InvalidArtifactError(
+                f"{path}: signature output {name!r} is {sig['outputs'][name]['dtype']}, the "
+                f"stored program computes {have}"
+            )
+    for n in program.nodes:
+        if n.op not in ("VariableV2", "ReadVariable") or n.attrs.get("var") not in variables:
+            continue
+        value, spec = variables[n.attrs["var"]], n.outs[0]
+        fits = spec.shape is None or (
+            len(spec.shape) == value.ndim
+            and all(d is None or d == v for d, v in zip(spec.shape, value.shape))
+        )
+        if value.dtype != spec.dtype.np or not fits:
+            raise InvalidArtifactError(
+                f"{path}: variable {n.attrs['var']!r} holds {value.dtype}{list(value.shape)}, "
+                f"the stored program reads {spec.dtype.name}{spec.shape}"
+            )
 
 
 @dataclass(frozen=True)
@@ -207,22 +343,21 @@ class Signature:
 class Model:
     """A loaded artifact: call it with keyword arrays, get a dict of numpy arrays."""
 
-    def __init__(self, path, target=None, options: CompileOptions | None = None, native=True):
-        header, sections = read_container(path)  # every checksum verified here
+    def __init__(self, path, target=None, options: CompileOptions | None = None, native=True,
+                 verify_key=None):  # fmt: skip
+        header, sections = _read(path, verify_key)
         self.path = str(path)
         self.header = header
-        for key in ("program.json", "program.bin", "variables.json", "variables.bin"):
-            if key not in sections:
-                raise InvalidArtifactError(f"{path}: missing section {key!r}")
         self.program = loads_program(sections["program.json"], sections["program.bin"])
         self._variables = _load_variables(sections["variables.json"], sections["variables.bin"])
-        sig = header.get("signature", {})
-        self.signature = Signature(dict(sig.get("inputs", {})), dict(sig.get("outputs", {})))
-        self._input_order = list(header.get("input_order", self.signature.inputs))
-        self._output_order = list(header.get("output_order", self.signature.outputs))
+        sig = header["signature"]
+        self.signature = Signature(dict(sig["inputs"]), dict(sig["outputs"]))
+        self._input_order = list(header["input_order"])
+        self._output_order = list(header["output_order"])
         if len(self._output_order) != len(self.program.fetches):
             raise InvalidArtifactError(f"{path}: signature and program disagree on outputs")
-        self.target = check_target(target or header.get("target", "cpu"))
+        _check_against_program(path, self.program, header, self._variables)
+        self.target = check_target(target or header["target"])
         #: why the stored native code is not running (None when it runs, or there is none)
         self.recompiled_reason = None
         #: True when the stored machine code runs (no compilation happened on load)
@@ -298,15 +433,18 @@ class Model:
         return f"<gc.Model {self.path} target={self.target} {self.signature!r}>"
 
 
-def load(path, target=None, *, native: bool = True) -> Model:
+def load(path, target=None, *, native: bool = True, verify_key: bytes | None = None) -> Model:
     """Load an artifact written by ``gc.export``; ``target`` defaults to the exported one.
 
     The stored native code runs when this machine can run it (same triple, every CPU feature
     it was compiled for); otherwise the stored Program is recompiled, with a warning saying
-    why. ``native=False`` always recompiles (for artifacts whose origin is not trusted: the
-    checksums catch corruption, not a deliberately altered and re-checksummed file).
+    why. Running stored native code trusts the artifact's author: the checksums catch
+    corruption, not a deliberately altered and re-checksummed file. ``native=False`` never
+    runs stored code: it always recompiles the stored Program (and reads no compile cache).
+    ``verify_key`` (bytes): the artifact must carry an HMAC-SHA256 signature under that key
+    (``gc.export(..., signing_key=key)``), else InvalidArtifactError.
     """
-    return Model(path, target, native=native)
+    return Model(path, target, native=native, verify_key=verify_key)
 
 
 def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model"):
@@ -318,7 +456,7 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model"):
 
 def describe(path) -> str:
     """Human-readable summary of an artifact: signature, ops, kernels, sizes and versions."""
-    header, sections = read_container(path)
+    header, sections = _read(path)
     program = loads_program(sections["program.json"], sections["program.bin"])
     lines = [
         f"artifact      {path}",
@@ -353,7 +491,7 @@ def _describe_native(native, sections) -> list:
     if not native:
         return ["native code   no (loading recompiles the stored program)"]
     code = sections.get("native/code.bin", b"")
-    feats = native.get("features") or []
+    feats = native.get("features") if _is_str_list(native.get("features")) else []
     lines = [
         f"native code   yes: {native.get('backend')} for {native.get('triple')}, "
         f"CPU {native.get('cpu')}, {len(code):,d} bytes",
@@ -376,7 +514,7 @@ def to_dot(path) -> str:
     from .executable import KernelInfo
     from .passes.dot import program_to_dot
 
-    header, sections = read_container(path)
+    header, sections = _read(path)
     program = loads_program(sections["program.json"], sections["program.bin"])
     kernels = [KernelInfo(k["name"], tuple(k.get("node_names", ())), tuple(k["ops"]))
                for k in header.get("kernels", [])]  # fmt: skip

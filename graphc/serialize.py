@@ -103,6 +103,12 @@ def _enc_spec(s: TensorSpec):
 
 def _dec_spec(v) -> TensorSpec:
     shape, dtype = v
+    if shape is not None and not (
+        isinstance(shape, list) and all(d is None or (type(d) is int and d >= 0) for d in shape)
+    ):
+        raise ValueError(f"malformed shape {shape!r:.80}")
+    if not isinstance(dtype, str) or _dt.as_dtype(dtype).name != dtype:
+        raise ValueError(f"malformed dtype {dtype!r:.80}")
     return TensorSpec(None if shape is None else tuple(shape), _dt.as_dtype(dtype))
 
 
@@ -128,8 +134,11 @@ def program_to_json(program: Program) -> tuple[dict, bytes]:
 
 
 def program_from_json(doc: dict, blob: bytes) -> Program:
-    """Inverse of program_to_json; InvalidArtifactError on anything malformed."""
+    """Inverse of program_to_json; InvalidArtifactError on anything malformed (whatever the
+    JSON's shape: a wrong type anywhere is malformed, never a stray TypeError)."""
     try:
+        if not isinstance(doc, dict):
+            raise InvalidArtifactError("malformed stored program: not a JSON object")
         nodes = []
         for d in doc["nodes"]:
             if d["op"] not in REGISTRY:
@@ -149,12 +158,15 @@ def program_from_json(doc: dict, blob: bytes) -> Program:
         )
     except InvalidArtifactError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+            RecursionError) as exc:  # fmt: skip
         raise InvalidArtifactError(f"malformed stored program: {exc}") from None
     try:
         program.verify()
-    except AssertionError as exc:
-        raise InvalidArtifactError(f"stored program does not verify: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - shape inference on any stored attrs: malformed
+        raise InvalidArtifactError(
+            f"stored program does not verify: {type(exc).__name__}: {exc}"
+        ) from None
     return program
 
 
@@ -166,6 +178,6 @@ def dumps_program(program: Program) -> tuple[bytes, bytes]:
 def loads_program(text: bytes, blob: bytes) -> Program:
     try:
         doc = json.loads(text.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidArtifactError(f"stored program is not valid JSON: {exc}") from None
     return program_from_json(doc, blob)

@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets a fresh default graph; the default on-disk compile cache
-is a private temporary directory per test process (never the user's ~/.cache)."""
+and graphc's config directory (the cache key) are private temporary directories per test
+process (never the user's ~/.cache or ~/.config)."""
 
 import atexit
 import os
@@ -14,6 +15,9 @@ import graphc as gc
 # Read by graphc.config when CompileOptions() is created; set before any test runs.
 os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphc-test-cache-")
 atexit.register(shutil.rmtree, os.environ["GRAPHC_CACHE_DIR"], ignore_errors=True)
+# ... and the cache's secret key (graphc.config.cache_key_file) lives in a private one too
+os.environ["GRAPHC_CONFIG_DIR"] = tempfile.mkdtemp(prefix="graphc-test-config-")
+atexit.register(shutil.rmtree, os.environ["GRAPHC_CONFIG_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

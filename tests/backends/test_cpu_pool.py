@@ -27,7 +27,7 @@ needs_worker = pytest.mark.skipif(
 
 
 def _parallel_for():
-    jit._init()
+    jit.load_pool()
     return PARALLEL_FOR(pool._state["addrs"]["gc_parallel_for"])
 
 

@@ -37,8 +37,10 @@ def _cache_key(source, options):
 
 
 def try_load_cached(source, options):
-    """The Executable for ``source`` from the disk cache, or None (no passes run)."""
-    if options.cache_dir is None:
+    """The Executable for ``source`` from the disk cache, or None (no passes run). Never a
+    hit when ``options.dump_dir`` is set: the dumps are written by the passes and the
+    backend as they run (the compile still writes its entry)."""
+    if options.cache_dir is None or options.dump_dir is not None:
         return None
     from ..llvm import cache, load_compiled
 

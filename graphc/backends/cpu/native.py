@@ -2,23 +2,28 @@
 
 ``export_native`` takes the backend's disk-cache entry of an Executable (the JSON manifest
 plus object code of ``llvm/cache.py``: exactly what a warm start loads) and describes the
-machine it needs: target triple, CPU name (informational) and the CPU features the code was
-compiled with. ``load_native`` runs it on a later load without LLVM compiling anything,
-after checking, in this order:
+machine it needs: target triple, CPU name (informational), the CPU features the code was
+compiled with, and the fusion setting it was lowered with. ``load_native`` runs it on a later
+load without LLVM compiling anything, after checking, in this order:
 
 1. the machine: same triple, and the host CPU has every feature the code was compiled for
    (else ``NativeMismatch``: the caller recompiles from the stored Program and says why);
-2. the manifest: well-formed JSON with the fields and types the runtime uses, a
-   KernelProgram that decodes and is consistent (buffers, aliases, dims, feeds, fetches,
-   checks) and agrees with the stored Program's fetch dtypes;
+2. the manifest, against the stored Program: everything the runtime takes from it (buffers
+   with their dtypes and symbolic shapes, dims, feeds, fetches, variables, random streams,
+   status-check slots, constants, the kernel list, the storage the code writes) is derived
+   again by lowering the stored Program (fusion, Kernel IR, buffer plan: no LLVM) and must be
+   identical: a manifest that describes smaller buffers than the code writes, other dtypes,
+   or other status slots never reaches the runtime;
 3. the object code: ``elfcheck.validate`` (every offset, index, relocation in bounds and
    of a known kind), the ``gc_entry`` function present, every external symbol resolvable
-   in this process (LLVM aborts on an unresolved one).
+   in this process (LLVM aborts on an unresolved one; a missing BLAS is
+   ``UnavailableError`` naming scipy-openblas32).
 
-Any failure in 2-3 is ``InvalidArtifactError``. Checksums (artifact.py) are verified before
-any of this. The machine code itself cannot be verified: an artifact whose native section
-was altered and re-checksummed on purpose can run arbitrary code, so load native code only
-from artifacts you trust (``gc.load(path, native=False)`` always recompiles).
+Any failure in 2-3 is ``InvalidArtifactError``. Checksums (artifact.py), and the signature
+when ``gc.load(verify_key=...)`` asks for one, are verified before any of this. The machine
+code itself cannot be verified: an artifact whose code section was altered on purpose (and
+re-checksummed) can run arbitrary code, so load native code only from artifacts you trust or
+whose signature you verify (``gc.load(path, native=False)`` never runs stored code).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import time
 
 from ...errors import InvalidArtifactError
 
-FORMAT = 1
+#: 2: the header names the fusion setting, and loading derives the manifest from the Program
+FORMAT = 2
 BACKEND = "llvm-cpu"
 ENTRY = "gc_entry"
 
@@ -68,15 +74,23 @@ def object_code(manifest: dict, payload: bytes) -> list:
     return objs
 
 
-def export_native(source, exe, options):
-    """(header dict, sections dict) holding ``exe``'s native code, or None when it has
-    none to store (host-fallback ops, or the cache entry could not be written)."""
+def export_native(source, program, exe, options):
+    """(header dict, sections dict) holding ``exe``'s native code, or None when it has none to
+    store (host-fallback ops, the cache entry could not be written, or its manifest is not the
+    one ``program`` lowers to: a later load would refuse it).
+
+    ``source``: the Program the executable was compiled from (its cache key); ``program``: the
+    optimised Program the artifact stores, which the code was lowered from."""
     if exe.target != "cpu" or exe.stats.get("host_fallback_ops"):
         return None
     entry = cache_entry(source, options)
     if entry is None:
         return None
     manifest, payload = entry
+    try:
+        check_derived(manifest, program, options.fusion)
+    except InvalidArtifactError:
+        return None
     h = host()
     header = {
         "format": FORMAT,
@@ -86,6 +100,7 @@ def export_native(source, exe, options):
         "features": sorted(_features(h["features"])),
         "object_sizes": list(manifest["object_sizes"]),
         "llvmlite": _llvmlite_version(),
+        "fusion": bool(options.fusion),
     }
     man = dict(manifest)
     man.pop("key", None)  # the cache key of the exporting machine means nothing elsewhere
@@ -103,17 +118,31 @@ def _llvmlite_version() -> str:
 
 
 def check_machine(header: dict) -> None:
-    """NativeMismatch unless this machine can run code described by ``header``."""
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise InvalidArtifactError(f"native code: unknown format {header!r:.80}")
+    """NativeMismatch unless this machine can run code described by ``header``;
+    InvalidArtifactError when ``header`` is malformed."""
+    if not isinstance(header, dict):
+        raise InvalidArtifactError(f"native code: header is not an object: {header!r:.80}")
+    if header.get("format") == 1:
+        raise NativeMismatch(
+            "the native code was stored by an older graphc (format 1), whose manifest cannot "
+            "be checked against the stored program"
+        )
+    if header.get("format") != FORMAT:
+        raise InvalidArtifactError(f"native code: unknown format {header.get('format')!r:.80}")
     if header.get("backend") != BACKEND:
-        raise NativeMismatch(f"native code is for backend {header.get('backend')!r}")
+        raise NativeMismatch(f"native code is for backend {header.get('backend')!r:.80}")
     feats = header.get("features")
     triple = header.get("triple")
     if not isinstance(triple, str) or not isinstance(feats, list):
         raise InvalidArtifactError("native code: triple/features missing or malformed")
     if not all(isinstance(f, str) for f in feats):
         raise InvalidArtifactError("native code: features must be strings")
+    for key, kind in (("cpu", str), ("llvmlite", str), ("fusion", bool)):
+        if not isinstance(header.get(key), kind):
+            raise InvalidArtifactError(f"native code: {key} missing or malformed")
+    sizes = header.get("object_sizes")
+    if not isinstance(sizes, list) or not sizes or not all(type(n) is int and n > 0 for n in sizes):
+        raise InvalidArtifactError("native code: object_sizes missing or malformed")
     h = host()
     if triple != h["triple"]:
         raise NativeMismatch(f"the code was compiled for {triple}, this machine is {h['triple']}")
@@ -129,110 +158,69 @@ def _bad(msg: str):
     return InvalidArtifactError(f"native code: {msg}")
 
 
-def _is_str_list(v) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+def derive_manifest(program, fusion: bool) -> dict:
+    """The runtime part of the manifest (``llvm.runtime_manifest``) that ``program`` lowers to,
+    as JSON values: what the stored code must have been compiled from."""
+    from types import SimpleNamespace
 
-
-def check_manifest(manifest, payload: bytes, program):
-    """(KernelProgram, consts) of a manifest after checking what the runtime relies on."""
-    from ...kernel.runtime import eval_int
-    from ..llvm.cache import decode_program
+    from ..llvm import runtime_manifest
     from ..llvm.render import Layout
+    from . import _lower
 
+    try:
+        kp, _ = _lower(program, SimpleNamespace(fusion=fusion), {})
+        return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp))))
+    except Exception as exc:  # noqa: BLE001 - a program that does not lower has no native code
+        raise _bad(f"the stored program does not lower ({type(exc).__name__}: {exc})") from None
+
+
+def _difference(want, got, where: str) -> str | None:
+    """Where two JSON values first differ (a path such as ``program.buffers[3]``), or None."""
+    if type(want) is not type(got):
+        return where
+    if isinstance(want, dict):
+        for k in sorted(set(want) | set(got), key=str):
+            if k not in want or k not in got:
+                return f"{where}.{k}"
+            d = _difference(want[k], got[k], f"{where}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(want, list):
+        if len(want) != len(got):
+            return f"{where} (length {len(got)}, the program needs {len(want)})"
+        for i, (a, b) in enumerate(zip(want, got)):
+            d = _difference(a, b, f"{where}[{i}]")
+            if d:
+                return d
+        return None
+    return None if want == got else where
+
+
+def check_derived(manifest, program, fusion: bool) -> None:
+    """InvalidArtifactError unless every field the runtime reads from ``manifest`` is the one
+    ``program`` lowers to (see derive_manifest)."""
+    if not isinstance(manifest, dict):
+        raise _bad("manifest is not an object")
+    want = derive_manifest(program, fusion)
+    for field, value in want.items():
+        where = _difference(value, manifest.get(field), field)
+        if where:
+            raise _bad(f"the manifest does not match the stored program at {where}")
+
+
+def check_manifest(manifest, payload: bytes, program, fusion: bool) -> None:
+    """InvalidArtifactError unless ``manifest`` describes ``payload`` (object sizes) and is the
+    one ``program`` lowers to with ``fusion``."""
     if not isinstance(manifest, dict):
         raise _bad("manifest is not an object")
     sizes = manifest.get("object_sizes")
-    if (
-        not isinstance(sizes, list)
-        or not sizes
-        or not all(isinstance(s, int) and s > 0 for s in sizes)
-    ):
+    if not isinstance(sizes, list) or not sizes or not all(type(s) is int and s > 0 for s in sizes):
         raise _bad("object_sizes missing or malformed")
     ir_size = manifest.get("ir_zlib_size", 0)
-    if not isinstance(ir_size, int) or ir_size < 0 or sum(sizes) + ir_size != len(payload):
+    if type(ir_size) is not int or ir_size < 0 or sum(sizes) + ir_size != len(payload):
         raise _bad("object sizes do not add up to the stored code")
-    kernels = manifest.get("kernels")
-    if not isinstance(kernels, list) or not all(
-        isinstance(k, list) and len(k) == 3 and isinstance(k[0], str) and _is_str_list(k[1])
-        and _is_str_list(k[2]) for k in kernels
-    ):  # fmt: skip
-        raise _bad("kernel list malformed")
-    if not _is_str_list(manifest.get("written_roots")):
-        raise _bad("written_roots malformed")
-    if not isinstance(manifest.get("program"), dict):
-        raise _bad("program missing")
-    try:
-        kp, consts = decode_program(manifest["program"])
-        layout = Layout.of(kp)
-    except InvalidArtifactError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is a malformed manifest
-        raise _bad(f"runtime description does not decode ({type(exc).__name__}: {exc})") from None
-    bufs = kp.buffers
-    kinds = {"input", "output", "temp", "const", "var", "rng", "status"}
-    for b in bufs.values():
-        if b.kind not in kinds:
-            raise _bad(f"buffer {b.name}: unknown kind {b.kind!r}")
-        if b.alias_of is not None and b.alias_of not in bufs:
-            raise _bad(f"buffer {b.name}: aliases unknown buffer {b.alias_of!r}")
-    if set(manifest["written_roots"]) - set(bufs):
-        raise _bad("written_roots names unknown buffers")
-    n_feeds = len(kp.inputs)
-    fed = {program.node(i).attrs.get("index") for i, _ in program.feeds}
-    for k, name in enumerate(kp.inputs):
-        if name is None:
-            continue
-        if k not in fed or name not in bufs or bufs[name].kind != "input":
-            raise _bad(f"input {k} names no input buffer or no input of the program")
-    for name, src in kp.dims.items():
-        if not (isinstance(src, tuple) and len(src) == 2 and all(isinstance(v, int) for v in src)):
-            raise _bad(f"dim {name}: malformed source")
-        k, axis = src
-        if (
-            not 0 <= k < n_feeds
-            or kp.inputs[k] is None
-            or not 0 <= axis < len(bufs[kp.inputs[k]].shape)
-        ):
-            raise _bad(f"dim {name}: reads axis {axis} of feed {k}, which does not exist")
-    if len(kp.outputs) != len(program.fetches):
-        raise _bad("the code returns a different number of outputs than the program")
-    for name, (nid, port) in zip(kp.outputs, program.fetches):
-        if name not in bufs:
-            raise _bad(f"output {name!r} names no buffer")
-        want = program.node(nid).outs[port].dtype
-        if bufs[name].dtype != want:
-            raise _bad(f"output {name}: dtype {bufs[name].dtype} but the program says {want}")
-        if bufs[name].kind == "const" and name not in consts:
-            raise _bad(f"const output {name} has no value")
-    for buf, var in kp.var_reads.items():
-        if buf not in bufs or bufs[buf].kind != "var" or not isinstance(var, str):
-            raise _bad(f"variable read {var!r} names no var buffer")
-    for var, buf in kp.var_updates.items():
-        if buf not in bufs or not isinstance(var, str):
-            raise _bad(f"variable update {var!r} names no buffer")
-    from ...kernel.ir import RNG_BUFFER, STATUS_BUFFER
-
-    if kp.rng and (RNG_BUFFER not in bufs or bufs[RNG_BUFFER].kind != "rng"):
-        raise _bad("random ops without an rng buffer")
-    dims = {d: 1 for d in kp.dims}
-    try:
-        shapes = {n: [int(eval_int(d, dims)) for d in b.shape] for n, b in bufs.items()}
-    except Exception as exc:  # noqa: BLE001
-        raise _bad(f"a buffer size does not evaluate ({exc})") from None
-    if kp.rng and shapes[RNG_BUFFER] != [len(kp.rng)]:
-        raise _bad("rng buffer size does not match the random ops")
-    if kp.checks:
-        if STATUS_BUFFER not in bufs or bufs[STATUS_BUFFER].kind != "status":
-            raise _bad("checks without a status buffer")
-        n_status = 1
-        for s in shapes[STATUS_BUFFER]:
-            n_status *= s
-        if any(not 0 <= c.slot < n_status for c in kp.checks):
-            raise _bad("a check's status slot is out of range")
-    for n, v in consts.items():
-        if n not in bufs or list(v.shape) != shapes[n] or v.dtype != bufs[n].dtype.np:
-            raise _bad(f"const {n}: value does not match its buffer")
-    return kp, consts, layout
+    check_derived(manifest, program, fusion)
 
 
 class _LazyStages(dict):
@@ -246,16 +234,18 @@ class _LazyStages(dict):
         return v
 
 
-def check_objects(objs: list) -> None:
-    """elfcheck every object; gc_entry defined; every external symbol resolvable here."""
+def check_objects(objs: list, pool_cache_dir=None) -> None:
+    """elfcheck every object; gc_entry defined; every external symbol resolvable here (the
+    worker pool is loaded first, from ``pool_cache_dir`` if not None; a BLAS symbol without
+    the BLAS is UnavailableError)."""
     import ctypes
 
     import llvmlite.binding as llvm
 
-    from ..llvm import jit
+    from ..llvm import blas, jit
     from . import elfcheck
 
-    jit._init()  # loads the BLAS and registers its symbols
+    jit.load_pool(pool_cache_dir)  # registers the pool's symbols (and the BLAS's, if any)
     triple = host()["triple"]
     machine = elfcheck.EM_X86_64 if triple.startswith("x86_64") else elfcheck.EM_AARCH64
     functions, undefined = set(), set()
@@ -273,6 +263,8 @@ def check_objects(objs: list) -> None:
         s for s in undefined - functions
         if not llvm.address_of_symbol(s) and not hasattr(process, s)
     )  # fmt: skip
+    if set(unresolved) & set(blas.SYMBOLS):
+        blas.load_library()  # raises UnavailableError naming the package
     if unresolved:
         raise _bad(f"the object code needs symbol(s) {', '.join(unresolved)} this process lacks")
 
@@ -284,7 +276,7 @@ def load_native(program, header: dict, blobs: dict, options):
     manifest or object code is malformed.
     """
     from ...executable import Executable, KernelInfo
-    from ..llvm import load_compiled
+    from ..llvm import blas, load_compiled
 
     t0 = time.perf_counter()
     check_machine(header)
@@ -295,10 +287,13 @@ def load_native(program, header: dict, blobs: dict, options):
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad(f"manifest is not JSON ({exc})") from None
     payload = blobs["code.bin"]
-    check_manifest(manifest, payload, program)
+    check_manifest(manifest, payload, program, header["fusion"])
     if header.get("object_sizes") != manifest["object_sizes"]:
         raise _bad("header and manifest disagree on the object sizes")
-    check_objects(object_code(manifest, payload))
+    objs = object_code(manifest, payload)
+    check_objects(objs, options.cache_dir)
+    if blas.uses_blas(objs):
+        blas.load_library()  # UnavailableError naming the package, before LLVM sees the code
     try:
         compiled = load_compiled(manifest, payload, options)
     except Exception as exc:  # noqa: BLE001 - validated above; anything left is malformed

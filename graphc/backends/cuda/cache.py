@@ -1,17 +1,18 @@
 """Persistent compile cache of the cuda target: a whole Executable, keyed like the cpu one.
 
-An entry (``<cache_dir>/cuda-<key>.gcx``, the checksummed container of
-``graphc/backends/llvm/cache.py``) holds the cubin, the generated CUDA C (zlib) and a JSON
-manifest: the KernelProgram's runtime part (buffers with symbolic shapes, dims, checks,
-constants), every kernel's launches (kind, function, parameters, size expressions), the
-kernel list, stats, stage texts and fusion decisions. A hit rebuilds the runner from it
-without running the pass pipeline, the lowering or nvcc.
+An entry (``<cache_dir>/cuda-<key>.gcx``, the authenticated container of
+``graphc/backends/llvm/cache.py``: HMAC-SHA256 under the user's cache key, read only from a
+directory of the user's own that others cannot write) holds the cubin, the generated CUDA C
+(zlib) and a JSON manifest: the KernelProgram's runtime part (buffers with symbolic shapes,
+dims, checks, constants), every kernel's launches (kind, function, parameters, size
+expressions), the kernel list, stats, stage texts and fusion decisions. A hit rebuilds the
+runner from it without running the pass pipeline, the lowering or nvcc.
 
 ``key`` is the sha256 of (un-optimised Program hash, GPU architecture, nvcc version,
 CompileOptions.key(), graphc version, a hash of the compiler's own sources and CUDA
-templates). A truncated, corrupt or mismatching entry is a miss (the next compile rewrites
-it). nvcc's own cubin cache (``nvcc.py``, keyed by the source) stays underneath: a miss
-here whose CUDA C is unchanged still skips nvcc.
+templates). A truncated, corrupt, forged or mismatching entry is a miss (the next compile
+rewrites it), never loaded. nvcc's own cubin cache (``nvcc.py``, keyed by the source) stays
+underneath: a miss here whose CUDA C is unchanged still skips nvcc.
 """
 
 from __future__ import annotations

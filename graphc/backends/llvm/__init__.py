@@ -61,7 +61,6 @@ def threads_for(options) -> int:
 
 def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) -> Compiled:
     """Render, split, verify, optimise (O3, host CPU), emit object code and load it."""
-    from .cache import encode_program
     from .render import Renderer
     from .runtime import LLVMRunner
     from .split import split_module
@@ -78,20 +77,35 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     objs, ir_text, s2 = jit.compile_modules(texts, opt_level, pic)
     secs.update(s2)
     t0 = time.perf_counter()
-    loaded = jit.LoadedObject(objs)
+    loaded = jit.LoadedObject(objs, pool_cache_dir=options.cache_dir)
     secs["llvm_load"] = time.perf_counter() - t0
     layout = r.layout
     names = [(k.name, tuple(k.ops)) for k in kp.kernels]
-    consts = {n: kp.buffers[n].value for n in kp.outputs if kp.buffers[n].kind == "const"}
+    consts = output_consts(kp)
     wr = written_roots(kp, layout)
     runner = LLVMRunner(kp, layout, loaded, names, threads_for(options), wr, consts)
-    manifest = {
-        "program": encode_program(kp, consts),
-        "kernels": [[k.name, list(k.ops), list(k.op_types)] for k in kp.kernels],
-        "written_roots": sorted(wr),
-        "object_sizes": [len(o) for o in objs],
-    }
+    manifest = dict(runtime_manifest(kp, layout), object_sizes=[len(o) for o in objs])
     return Compiled(runner, objs, manifest, secs, ir_text)
+
+
+def output_consts(kp: KernelProgram) -> dict:
+    """Values of the constant buffers that are outputs (the runtime returns them; other
+    constants are baked into the code)."""
+    return {n: kp.buffers[n].value for n in kp.outputs if kp.buffers[n].kind == "const"}
+
+
+def runtime_manifest(kp: KernelProgram, layout) -> dict:
+    """What the runtime takes from a manifest besides the object code, as JSON values: the
+    KernelProgram's runtime part, the kernel list and the storage roots the code writes. A
+    function of ``kp`` alone, so gc.load can derive it from an artifact's stored program and
+    compare (``cpu/native.py``)."""
+    from .cache import encode_program
+
+    return {
+        "program": encode_program(kp, output_consts(kp)),
+        "kernels": [[k.name, list(k.ops), list(k.op_types)] for k in kp.kernels],
+        "written_roots": sorted(written_roots(kp, layout)),
+    }
 
 
 def cache_payload(compiled: Compiled) -> bytes:
@@ -109,6 +123,7 @@ def cache_payload(compiled: Compiled) -> bytes:
 
 def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     """Rebuild a Compiled from a cache entry: link the object code, decode the manifest."""
+    from . import blas
     from .cache import decode_program
     from .render import Layout
     from .runtime import LLVMRunner
@@ -131,7 +146,9 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     for n in sizes:
         objs.append(obj[pos : pos + n])
         pos += n
-    loaded = jit.LoadedObject(objs)
+    if blas.uses_blas(objs):
+        blas.load_library()  # an unresolved BLAS symbol would abort the process
+    loaded = jit.LoadedObject(objs, pool_cache_dir=options.cache_dir)
     names = [(n, tuple(ops)) for n, ops, _ in manifest["kernels"]]
     runner = LLVMRunner(
         kp, layout, loaded, names, threads_for(options), set(manifest["written_roots"]), consts

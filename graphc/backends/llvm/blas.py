@@ -4,17 +4,26 @@ float32/float64 call scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm`` from the
 code, once per batch item; a product with at least GEMM_PARALLEL_MIN_FLOPS multiply-adds is
 split by rows of C (columns when they are few) over the process-wide worker pool
 (``gc_parallel_for``, ``pool.py``; OpenBLAS itself runs single-threaded, see
-``jit._load_blas``), so GEMMs and loops share one set of threads and no spinning BLAS pool
+``load_library``), so GEMMs and loops share one set of threads and no spinning BLAS pool
 competes with them. Other dtypes get a plain loop nest
 (float16 accumulates in float32, integers in int64).
+
+Without scipy-openblas32 the code would call an unresolved symbol (LLVM aborts the process
+on loading it), so a float GEMM then raises ``UnavailableError`` naming the package, at
+compile time and before stored code that calls the BLAS is loaded.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import threading
+
+import llvmlite.binding as llvm
 from llvmlite import ir
 
 from ... import dtypes as _dt
-from ...errors import UnimplementedError
+from ...errors import UnavailableError, UnimplementedError
 from ...kernel.expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, mark_cold, value_type
@@ -32,6 +41,60 @@ GEMM_MIN_ROWS = 32
 #: a pool): 256x512x784 by rows 1045 us, by columns 1065-1085 us; 32x512x784 by rows 226 us,
 #: by columns 190 us
 GEMM_ROW_SPLIT_MIN = 64
+
+
+#: the pip package that provides the BLAS
+PACKAGE = "scipy-openblas32"
+#: the BLAS functions generated code calls
+SYMBOLS = ("scipy_cblas_sgemm", "scipy_cblas_dgemm")
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def load_library():
+    """Load scipy-openblas32 and make its cblas symbols resolvable by JIT-linked code (once
+    per process); UnavailableError naming the package when it cannot be loaded."""
+    with _lock:
+        if "lib" in _state:
+            return _state["lib"]
+        try:
+            import scipy_openblas32 as sob
+
+            path = os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}.so")
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            addrs = {name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                     for name in SYMBOLS}  # fmt: skip
+        except (ImportError, OSError, AttributeError) as exc:
+            raise UnavailableError(
+                f"float32/float64 matmul on the cpu target needs the package {PACKAGE} "
+                f"(a dependency of graphc; install it with pip): {type(exc).__name__}: {exc}"
+            ) from None
+        for name, addr in addrs.items():
+            llvm.add_symbol(name, addr)
+        # generated code splits large GEMMs over its own threads (_blas_gemm): a second,
+        # spinning BLAS thread pool would only compete with them for the cores
+        try:
+            lib.scipy_openblas_set_num_threads(1)
+        except AttributeError:  # pragma: no cover
+            pass
+        _state["lib"] = lib
+        return lib
+
+
+def try_load():
+    """load_library(), or None when the BLAS is unavailable (programs without a float GEMM
+    do not need it; those with one raise when compiled or loaded)."""
+    try:
+        return load_library()
+    except UnavailableError:
+        return None
+
+
+def uses_blas(objs) -> bool:
+    """Whether object code (bytes, or a list of them) calls the BLAS."""
+    return any(name.encode() in o for o in ([objs] if isinstance(objs, bytes) else objs)
+               for name in SYMBOLS)  # fmt: skip
 
 
 def emit_libcall(r, f, s: LibCall, epilogue=None):
@@ -60,6 +123,7 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
     """cblas_?gemm per batch item; a large product is split by rows of C over threads
     (each thread one single-threaded BLAS call), so GEMMs and loops share one threading
     scheme and no BLAS thread pool spins against the kernel threads."""
+    load_library()  # refuse now rather than emit a call nothing can resolve
     b = f.b
     a_name, b_name, c_name = s.args[:3]
     m, n, k, batch, sa, sb, sc, oa, ob, oc = ival

@@ -35,7 +35,9 @@ def _init():
         features = llvm.get_host_cpu_features().flatten()
         target = llvm.Target.from_triple(llvm.get_process_triple())
         tm = _target_machine(target, cpu, features)
-        blas_lib = _load_blas()
+        from . import blas
+
+        blas_lib = blas.try_load()  # None without scipy-openblas32: GEMMs then refuse to compile
         from . import math as _math
 
         # vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane without
@@ -53,35 +55,43 @@ def _init():
             triple=llvm.get_process_triple(),
             blas_lib=blas_lib,
         )
-        # the worker pool every program's parallel loops call (gc_parallel_for): loaded
-        # before _state is published, so no program can be loaded without its symbols
-        from . import pool
-
-        pool.load(
-            lambda text, pic=False: _pool_object(s, text, pic),
-            lambda obj: LoadedObject(obj, s),
-            s["triple"],
-        )
         _state.update(s)
     return _state
 
 
-def _pool_object(s: dict, text: str, pic: bool) -> bytes:
-    """Object code of the worker pool's IR ``text``: from the default disk cache when it holds
-    an entry for this exact text, host CPU and llvmlite (checksummed like every entry), else
-    compiled and stored. Compiling it costs 25-40 ms of every new process's first compile or
-    gc.load."""
+def load_pool(cache_dir=None) -> None:
+    """Load the worker pool every program's parallel loops call (``gc_parallel_for``), once per
+    process, before any program's object code is loaded (that code needs the pool's symbols).
+
+    ``cache_dir``: the compile cache of whoever loads the first program (a Session's
+    ``CompileOptions.cache_dir``); None compiles the pool without reading or writing any
+    cache. The default cache directory is read only when the caller's options name it."""
+    from . import pool
+
+    if pool.loaded():
+        return
+    s = _init()
+    pool.load(
+        lambda text, pic=False: _pool_object(s, text, pic, None if pic else cache_dir),
+        lambda obj: LoadedObject(obj, s),
+        s["triple"],
+    )
+
+
+def _pool_object(s: dict, text: str, pic: bool, cache_dir) -> bytes:
+    """Object code of the worker pool's IR ``text``: from the disk cache ``cache_dir`` when it
+    holds an authenticated entry for this exact text, host CPU and llvmlite, else compiled
+    (and stored there). Compiling it costs 25-40 ms of every new process's first compile or
+    gc.load. ``cache_dir`` None: compiled, nothing read or written."""
     import hashlib
     import json
 
     import llvmlite
 
-    from ... import config
     from . import cache
 
     parts = [text, s["triple"], s["cpu"], s["features"], llvmlite.__version__, pic, "pool"]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-    cache_dir = config.default_cache_dir()
     hit = cache.load(cache_dir, key) if cache_dir is not None else None
     if hit is not None and hit[0].get("kind") == "worker pool":
         return hit[1]
@@ -104,28 +114,6 @@ def _target_machine(target, cpu, features, pic: bool = False):
     return target.create_target_machine(
         cpu=cpu, features=features, opt=3, reloc=reloc, codemodel=model, jit=False
     )
-
-
-def _load_blas():
-    """Make scipy-openblas32's cblas symbols resolvable by JIT-linked code."""
-    import ctypes
-    import os
-
-    try:
-        import scipy_openblas32 as sob
-    except ImportError:  # pragma: no cover - install_requires has it
-        return
-    path = os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}.so")
-    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-    for name in ("scipy_cblas_sgemm", "scipy_cblas_dgemm"):
-        llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
-    # generated code splits large GEMMs over its own threads (render._blas_gemm): a second,
-    # spinning BLAS thread pool would only compete with them for the cores
-    try:
-        lib.scipy_openblas_set_num_threads(1)
-    except AttributeError:  # pragma: no cover
-        pass
-    return lib
 
 
 def host() -> dict:
@@ -270,7 +258,11 @@ class LoadedObject:
     """Object code (one or several objects, linked together) loaded into the process;
     ``address(name)`` of its symbols."""
 
-    def __init__(self, objs, state: dict | None = None):
+    def __init__(self, objs, state: dict | None = None, pool_cache_dir=None):
+        """``state``: given only when loading the worker pool itself; every other object
+        needs the pool first (see load_pool; ``pool_cache_dir`` is where it may be cached)."""
+        if state is None:
+            load_pool(pool_cache_dir)
         s = state or _init()
         empty = llvm.parse_assembly("")
         empty.triple = s["triple"]

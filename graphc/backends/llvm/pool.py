@@ -445,6 +445,11 @@ _lock = threading.Lock()
 _state: dict = {}
 
 
+def loaded() -> bool:
+    """Whether the pool is loaded in this process (see jit.load_pool)."""
+    return bool(_state)
+
+
 def load(compile_ir, load_object, triple: str) -> None:
     """Compile and load the pool (once per process) and register its symbols
     (``compile_ir(text, pic=False) -> object code``, ``load_object(obj) ->
@@ -469,7 +474,7 @@ def object_code() -> bytes:
     """The pool's position-independent object code (``gc.export_c`` links it into a shared
     library; the copy loaded in this process is not PIC, see jit._target_machine)."""
     if not _state:
-        raise RuntimeError("the worker pool is not loaded (jit._init loads it)")
+        raise RuntimeError("the worker pool is not loaded (jit.load_pool loads it)")
     with _lock:
         if "pic_obj" not in _state:
             _state["pic_obj"] = _state["compile_ir"](pool_ir(_state["triple"]), pic=True)

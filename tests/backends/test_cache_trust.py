@@ -1,0 +1,378 @@
+"""The on-disk compile cache holds machine code that a hit runs: it must not be a way to run
+someone else's code (issue 13). Entries are authenticated with a per-user secret key, the
+cache directory must be the user's own, the worker pool reads only the cache its caller names,
+a missing BLAS is an error instead of a crash, and dumps are written on warm starts too."""
+
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import config
+from graphc.backends.llvm import blas, cache, jit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def key_file(tmp_path, monkeypatch):
+    """A fresh key location for this test (the key is read once per path and process)."""
+    path = tmp_path / "config" / "graphc" / "cache.key"
+    monkeypatch.setattr(config, "cache_key_file", lambda: path)
+    monkeypatch.setattr(cache, "_keys", {})
+    monkeypatch.setattr(cache, "_warned", set())
+    return path
+
+
+def _program():
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    return x, gc.reduce_sum(gc.exp(x) * 2.0, axis=1)
+
+
+def _run(cache_dir, loaded=None):
+    """Run the program in a new Session on ``cache_dir``; (result, loaded_from_disk)."""
+    gc.reset_default_graph()
+    x, y = _program()
+    v = np.ones((2, 3), np.float32)
+    with gc.Session(options=gc.CompileOptions(cache_dir=cache_dir)) as sess:
+        out = sess.run(y, {x: v})
+        exe = sess.compile(y, [x])
+    np.testing.assert_allclose(out, np.exp(v).sum(1) * 2, rtol=1e-6)
+    return out, exe.stats["loaded_from_disk"]
+
+
+def _entries(d):
+    return sorted(p for p in Path(d).glob("cpu-*.gcx") if b'"kind":"worker pool"' not in
+                  p.read_bytes())  # fmt: skip
+
+
+def _split(data: bytes):
+    """(manifest dict, object code) of an entry file, whatever its trailer."""
+    pos = len(cache.MAGIC)
+    (mlen,) = struct.unpack_from("<Q", data, pos)
+    man = json.loads(data[pos + 8 : pos + 8 + mlen])
+    pos += 8 + mlen
+    (olen,) = struct.unpack_from("<Q", data, pos)
+    return man, data[pos + 8 : pos + 8 + olen]
+
+
+def _rebuild(manifest, obj, trailer) -> bytes:
+    man = json.dumps(manifest, separators=(",", ":")).encode()
+    body = cache.MAGIC + struct.pack("<Q", len(man)) + man + struct.pack("<Q", len(obj)) + obj
+    return body + trailer(body)
+
+
+@pytest.fixture
+def loaded_objects(monkeypatch):
+    """Every object file handed to LLVM's loader from now on."""
+    seen = []
+    real = jit.LoadedObject.__init__
+
+    def spy(self, objs, *a, **k):
+        seen.extend([objs] if isinstance(objs, bytes) else list(objs))
+        return real(self, objs, *a, **k)
+
+    monkeypatch.setattr(jit.LoadedObject, "__init__", spy)
+    return seen
+
+
+@pytest.mark.parametrize("trailer", ["sha256", "hmac with another key", "none"])
+def test_forged_entry_is_a_miss_and_never_runs(tmp_path, key_file, loaded_objects, trailer):
+    """An entry rebuilt by someone without the key (its checksum recomputed, or MAC'd with a
+    key of their own) holding injected code: recompiled and overwritten, never loaded."""
+    import hashlib
+    import hmac
+
+    d = tmp_path / "cache"
+    _run(d)
+    (entry,) = _entries(d)
+    manifest, obj = _split(entry.read_bytes())
+    injected = b"\xcc" * len(obj)  # int3 everywhere: the stand-in for injected machine code
+    make = {
+        "sha256": lambda body: hashlib.sha256(body).digest(),
+        "hmac with another key": lambda body: hmac.new(b"k" * 32, body, "sha256").digest(),
+        "none": lambda body: b"",
+    }[trailer]
+    entry.write_bytes(_rebuild(manifest, injected, make))
+    loaded_objects.clear()
+    _, from_disk = _run(d)
+    assert not from_disk  # a miss: compiled again
+    assert all(b"\xcc" * 64 not in o for o in loaded_objects)
+    rewritten = entry.read_bytes()
+    assert _split(rewritten)[1] != injected  # atomically overwritten by the recompile
+    assert _run(d)[1]  # ... with an entry that verifies
+
+
+def test_entry_mac_covers_every_byte(tmp_path, key_file):
+    d = tmp_path / "cache"
+    _run(d)
+    (entry,) = _entries(d)
+    good = entry.read_bytes()
+    for pos in (3, len(cache.MAGIC) + 9, len(good) // 2, len(good) - 40, len(good) - 1):
+        bad = bytearray(good)
+        bad[pos] ^= 0x10
+        entry.write_bytes(bytes(bad))
+        assert not _run(d)[1], pos
+        assert entry.read_bytes() != bytes(bad)
+
+
+def test_key_is_created_private_and_reused(tmp_path, key_file):
+    d = tmp_path / "cache"
+    assert not key_file.exists()
+    _run(d)
+    st = key_file.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == cache.KEY_BYTES
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert not [p for p in key_file.parent.iterdir() if p.name != "cache.key"]  # no temp left
+    key = key_file.read_bytes()
+    cache._keys.clear()  # as a new process would: the key is read again from the file
+    assert _run(d)[1] and key_file.read_bytes() == key
+
+
+def test_concurrent_key_creation_keeps_the_first_key(tmp_path, key_file):
+    key_file.parent.mkdir(parents=True, mode=0o700)
+    cache._create_key(key_file)
+    first = key_file.read_bytes()
+    cache._create_key(key_file)  # a second process racing to create it: no replacement
+    assert key_file.read_bytes() == first and len(first) == cache.KEY_BYTES
+
+
+@pytest.mark.parametrize("problem", ["mode 644", "mode 660", "other owner", "symlink", "short"])
+def test_untrustworthy_key_file_is_ignored_with_a_warning(tmp_path, key_file, monkeypatch,
+                                                          problem):  # fmt: skip
+    """Entries written with the real key are then misses (their MAC does not verify with the
+    process's random stand-in key); compiling still works."""
+    d = tmp_path / "cache"
+    _run(d)  # an entry authenticated with the key in key_file
+    cache._keys.clear()
+    if problem.startswith("mode"):
+        key_file.chmod(int(problem.split()[1], 8))
+    elif problem == "other owner":
+        real = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: real + 1)
+        if hasattr(os, "getuid"):
+            monkeypatch.setattr(os, "getuid", lambda: real + 1)
+    elif problem == "symlink":
+        target = tmp_path / "elsewhere.key"
+        key_file.rename(target)
+        key_file.symlink_to(target)
+    else:
+        key_file.write_bytes(b"short")
+    if problem == "other owner":
+        d.chmod(0o700)  # the directory check would refuse first; here only the key matters
+        monkeypatch.setattr(cache, "dir_problem", lambda st: None)
+    with pytest.warns(UserWarning, match=r"ignoring the compile cache key .*cache\.key"):
+        assert not _run(d)[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(d)  # warned once; the process's own new entry works
+    assert key_file.exists() or key_file.is_symlink()  # never deleted or replaced by graphc
+
+
+def test_created_cache_dir_is_private(tmp_path, key_file):
+    d = tmp_path / "a" / "cache"
+    _run(d)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o777, 0o1777])
+def test_cache_dir_writable_by_others_is_not_used(tmp_path, key_file, mode):
+    d = tmp_path / "shared"
+    _run(d)  # a valid entry, readable had the directory been private
+    d.chmod(mode)
+    with pytest.warns(UserWarning, match=rf"not using the compile cache {d}: group or others"):
+        assert not _run(d)[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per directory
+        assert not _run(d)[1]
+    d.chmod(0o700)
+    assert _run(d)[1]
+
+
+def test_cache_dir_of_another_user_is_not_used(tmp_path, key_file, monkeypatch):
+    d = tmp_path / "theirs"
+    _run(d)
+    real = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: real + 1)
+    monkeypatch.setattr(cache, "secret_key", lambda: b"\0" * 32)  # the key is not the point
+    with pytest.warns(UserWarning, match=rf"{d}: it is owned by uid {real}, not by this user"):
+        assert not _run(d)[1]
+    assert len(_entries(d)) == 1  # nothing written there either
+
+
+def test_cuda_entries_share_the_authenticated_container(tmp_path, key_file):
+    """cuda/cache.py stores its entries through llvm/cache.py: same MAC, same directory rule."""
+    d = tmp_path / "cache"
+    assert cache.save(d, "k1", {"key": "k1"}, b"cubin", target="cuda")
+    assert cache.load(d, "k1", target="cuda") == ({"key": "k1"}, b"cubin")
+    entry = cache.entry_path(d, "k1", "cuda")
+    data = entry.read_bytes()
+    entry.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert cache.load(d, "k1", target="cuda") is None
+    from graphc.backends.cuda import cache as cuda_cache
+
+    assert cuda_cache._container is cache
+
+
+# -- the worker pool reads only the cache its caller names ---------------------------------------
+
+SPY = """
+import json, os, sys
+import numpy as np
+import graphc as gc
+from graphc.backends.llvm import cache
+seen = []
+for name in ("load", "save"):
+    real = getattr(cache, name)
+    def spy(d, *a, _real=real, _name=name, **k):
+        seen.append([_name, str(d)])
+        return _real(d, *a, **k)
+    setattr(cache, name, spy)
+"""
+
+
+def _child(script, cache_dir, tmp_path):
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache_dir),
+           "GRAPHC_CONFIG_DIR": str(tmp_path / "config")}  # fmt: skip
+    env.pop("GRAPHC_NO_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", SPY + textwrap.dedent(script)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_session_without_cache_never_reads_the_default_dir(tmp_path):
+    default = tmp_path / "default-cache"
+    seen = _child(
+        """
+        x = gc.placeholder(gc.float32, (None,))
+        with gc.Session(options=gc.CompileOptions(cache_dir=None)) as s:
+            assert s.run(gc.exp(x) * 2, {x: np.zeros(3, np.float32)}).tolist() == [2.0] * 3
+        print(json.dumps(seen))
+        """,
+        default, tmp_path,
+    )  # fmt: skip
+    assert seen == [] and not default.exists()
+
+
+def test_session_cache_dir_holds_the_pool_not_the_default_dir(tmp_path):
+    default, mine = tmp_path / "default-cache", tmp_path / "mine"
+    seen = _child(
+        f"""
+        x = gc.placeholder(gc.float32, (None,))
+        with gc.Session(options=gc.CompileOptions(cache_dir={str(mine)!r})) as s:
+            s.run(gc.exp(x), {{x: np.zeros(3, np.float32)}})
+        print(json.dumps(seen))
+        """,
+        default, tmp_path,
+    )  # fmt: skip
+    assert seen and {d for _, d in seen} == {str(mine)} and not default.exists()
+    assert any(b'"kind":"worker pool"' in p.read_bytes() for p in mine.glob("cpu-*.gcx"))
+
+
+def test_load_native_false_touches_no_cache(tmp_path):
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        gc.export(sess, tmp_path / "m.gca", inputs={"x": x}, outputs={"y": gc.exp(x)})
+    default = tmp_path / "default-cache"
+    for native in (False, True):
+        seen = _child(
+            f"""
+            m = gc.load({str(tmp_path / "m.gca")!r}, native={native})
+            assert m.loaded_native == {native}
+            assert np.allclose(m(x=np.zeros((2, 3), np.float32))["y"], 1.0)
+            print(json.dumps(seen))
+            """,
+            default, tmp_path,
+        )  # fmt: skip
+        assert seen == [] and not default.exists()
+
+
+def test_default_session_caches_the_pool_in_the_default_dir(tmp_path):
+    """CompileOptions() names the default directory: the pool may come from there."""
+    default = tmp_path / "default-cache"
+    seen = _child(
+        """
+        x = gc.placeholder(gc.float32, (None,))
+        with gc.Session() as s:
+            s.run(gc.exp(x), {x: np.zeros(3, np.float32)})
+        print(json.dumps(seen))
+        """,
+        default, tmp_path,
+    )  # fmt: skip
+    assert {d for _, d in seen} == {str(default)}
+    assert stat.S_IMODE(default.stat().st_mode) == 0o700
+
+
+# -- BLAS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_openblas(monkeypatch):
+    """As if scipy-openblas32 were not installed (import fails) and never loaded."""
+    monkeypatch.setitem(sys.modules, "scipy_openblas32", None)
+    monkeypatch.setattr(blas, "_state", {})
+
+
+def _matmul():
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    w = gc.constant(np.arange(8, dtype=np.float32).reshape(4, 2))
+    return x, gc.matmul(x, w)
+
+
+def test_matmul_without_openblas_is_unavailable_not_a_crash(no_openblas):
+    x, y = _matmul()
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        with pytest.raises(gc.errors.UnavailableError, match="scipy-openblas32"):
+            sess.run(y, {x: np.ones((3, 4), np.float32)})
+        # programs without a float GEMM do not need it
+        np.testing.assert_allclose(sess.run(gc.exp(x), {x: np.zeros((1, 4))}), np.ones((1, 4)))
+
+
+def test_cached_matmul_without_openblas_is_unavailable(tmp_path, key_file, monkeypatch):
+    """An entry written where the BLAS was installed, read where it is not."""
+    x, y = _matmul()
+    with gc.Session(options=gc.CompileOptions(cache_dir=tmp_path)) as sess:
+        sess.run(y, {x: np.ones((3, 4), np.float32)})
+    monkeypatch.setitem(sys.modules, "scipy_openblas32", None)
+    monkeypatch.setattr(blas, "_state", {})
+    with gc.Session(options=gc.CompileOptions(cache_dir=tmp_path)) as sess:
+        with pytest.raises(gc.errors.UnavailableError, match="scipy-openblas32"):
+            sess.run(y, {x: np.ones((3, 4), np.float32)})
+
+
+def test_exported_matmul_without_openblas_is_unavailable(tmp_path, monkeypatch):
+    x, y = _matmul()
+    with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+        gc.export(sess, tmp_path / "mm.gca", inputs={"x": x}, outputs={"y": y})
+    monkeypatch.setitem(sys.modules, "scipy_openblas32", None)
+    monkeypatch.setattr(blas, "_state", {})
+    with pytest.raises(gc.errors.UnavailableError, match="scipy-openblas32"):
+        gc.load(tmp_path / "mm.gca")
+
+
+# -- dumps ------------------------------------------------------------------------------------
+
+
+def test_dump_dir_is_written_on_a_warm_cache(tmp_path, key_file):
+    x, y = _program()
+    v = np.ones((2, 3), np.float32)
+    dumps = []
+    for i in range(2):
+        opts = gc.CompileOptions(cache_dir=tmp_path / "cache", dump_dir=tmp_path / f"dump{i}")
+        with gc.Session(options=opts) as sess:
+            sess.run(y, {x: v})
+        dumps.append({p.name: p.read_text() for p in (tmp_path / f"dump{i}").iterdir()})
+    assert _entries(tmp_path / "cache")  # the first session wrote an entry
+    assert dumps[0] and dumps[0].keys() == dumps[1].keys()
+    assert any(n.startswith("cpu.") for n in dumps[1]) and "cpu.graph.dot" in dumps[1]
+    assert dumps[0] == dumps[1]
