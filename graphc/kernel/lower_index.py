@@ -386,19 +386,25 @@ def index_depth(node, ishape, what="indices"):
 def _gather_nd_depth(node, p, i):
     """K: static from the indices, else from the ranks when the output's rank is known."""
     out = node.outs[0].shape
+    bd = node.attrs.get("batch_dims", 0)
     if sym.const_value(i[-1]) is None and out is not None:
-        return len(p) - (len(out) - (len(i) - 1))
+        return len(p) - bd - (len(out) - (len(i) - 1))
     return index_depth(node, i)
 
 
 @rule("GatherNd")
 def _gather_nd_shape(n, ins, checks):
     p, i = ins
+    bd = n.attrs.get("batch_dims", 0)
     k = _gather_nd_depth(n, p, i)
+    what = f"GatherNd '{n.name}'"
     if sym.const_value(i[-1]) is None:
-        checks.append((sym.eq(i[-1], k), f"GatherNd '{n.name}': index vectors must have "
-                                         f"length {k}"))  # fmt: skip
-    return tuple(i[:-1]) + tuple(p[k:])
+        checks.append((sym.eq(i[-1], k), f"{what}: index vectors must have length {k}"))
+    for a, b in zip(p[:bd], i[:bd]):
+        if a != b:
+            checks.append((sym.eq(a, b), f"{what}: batch dimensions of params and indices "
+                                         "differ"))  # fmt: skip
+    return tuple(i[:-1]) + tuple(p[bd + k :])
 
 
 def nd_index(g, node, i_ref, batch_dims, k, pshape, op_what):
@@ -421,10 +427,12 @@ def nd_index(g, node, i_ref, batch_dims, k, pshape, op_what):
 
 @value_rule("index", "GatherNd")
 def _gather_nd(g, node, ix):
+    """out[b, i, rest] = params[b, indices[b, i, :], rest] (b: the batch_dims leading dims)."""
     p_ref, i_ref = node.inputs
     p, i = g.shape(p_ref), g.shape(i_ref)
+    bd = node.attrs.get("batch_dims", 0)
     k = _gather_nd_depth(node, p, i)
     dims = ix.dims()
     r = len(i) - 1
-    pdims, _ = nd_index(g, node, i_ref, dims[:r], k, p, f"GatherNd '{node.name}'")
-    return g.value(p_ref, g.ix(p, dims=[*pdims, *dims[r:]]))
+    pdims, _ = nd_index(g, node, i_ref, dims[:r], k, p[bd:], f"GatherNd '{node.name}'")
+    return g.value(p_ref, g.ix(p, dims=[*dims[:bd], *pdims, *dims[r:]]))

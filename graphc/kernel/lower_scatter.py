@@ -137,19 +137,24 @@ def _gather_grad(kb, node):
 
 
 def _nd_depth(node, out_rank, src_rank, ishape):
-    """K from the ranks (src = indices[:-1] + out[K:]); the static last index dim must agree."""
-    k = out_rank - (src_rank - (len(ishape) - 1))
+    """K from the ranks (src = indices[:-1] + out[bd + K:]); the static last index dim must
+    agree."""
+    bd = node.attrs.get("batch_dims", 0)
+    k = out_rank - bd - (src_rank - (len(ishape) - 1))
     if sym.const_value(ishape[-1]) is None:
         return k
     return index_depth(node, ishape)
 
 
 def _nd_checks(n, out, src, i, checks, what):
+    bd = n.attrs.get("batch_dims", 0)
     k = _nd_depth(n, len(out), len(src), i)
     if sym.const_value(i[-1]) is None:
         checks.append((sym.eq(i[-1], k), f"{what}: index vectors must have length {k}"))
-    _same_dims(checks, src, tuple(i[:-1]) + tuple(out[k:]), f"{what}: the updates do not fit "
-                                                            "the indexed shape")  # fmt: skip
+    _same_dims(checks, i[:bd], out[:bd], f"{what}: batch dimensions of the indices and the "
+                                         "output differ")  # fmt: skip
+    want = tuple(i[:-1]) + tuple(out[bd + k :])
+    _same_dims(checks, src, want, f"{what}: the updates do not fit the indexed shape")
 
 
 @rule("GatherNdGrad")
@@ -168,30 +173,48 @@ def _scatter_nd_shape(n, ins, checks):
 
 
 def _scatter_nd(kb, node, src_ref, i_ref):
+    """out[b, idx[b, j, :], rest] += src[b, j, rest]: zero-fill, then per batch entry b (the
+    ``batch_dims`` leading dims; a parallel loop, entries write disjoint parts of out) a
+    sequential loop over its index vectors j."""
     out_shape = kb.shape((node.id, 0))
     src, i = kb.shape(src_ref), kb.shape(i_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
+    bd = node.attrs.get("batch_dims", 0)
     k = _nd_depth(node, len(out_shape), len(src), i)
     _zero_fill(kb, out, out_shape, dt)
-    row_size = sym.product(out_shape[k:])
-    n_idx = sym.product(i[:-1])
+    row_size = sym.product(out_shape[bd + k :])
+    n_batch = sym.product(i[:bd])
+    n_idx = sym.product(i[bd:-1])
+    block = sym.product(out_shape[bd : bd + k])  # rows of one batch entry
     flag = _flag(kb, node, f"{node.op} '{node.name}': indices out of range")
-    with kb.loop(n_idx) as j:  # sequential: indices may repeat
-        ok, row = Const(True, _dt.bool_), sym.ZERO
-        for c in range(k):
-            kc = _index(kb, i_ref, sym.add(sym.mul(j, k), c))
-            ok = sym.logical_and(ok, Math.AND(Math.GE(kc, sym.ZERO), Math.LT(kc, out_shape[c])))
-            row = sym.add(sym.mul(row, out_shape[c]), kc)
-        row = kb.bind(row, _dt.int64)
 
-        def add():
-            _add_row(kb, out, row, src_ref, j, row_size, dt)
+    def scatter(b):
+        with kb.loop(n_idx) as jj:  # sequential: indices may repeat
+            j = jj if b is None else sym.add(sym.mul(b, n_idx), jj)
+            ok, row = Const(True, _dt.bool_), sym.ZERO
+            for c in range(k):
+                kc = _index(kb, i_ref, sym.add(sym.mul(j, k), c))
+                in_range = Math.AND(Math.GE(kc, sym.ZERO), Math.LT(kc, out_shape[bd + c]))
+                ok = sym.logical_and(ok, in_range)
+                row = sym.add(sym.mul(row, out_shape[bd + c]), kc)
+            if b is not None:
+                row = sym.add(sym.mul(b, block), row)
+            row = kb.bind(row, _dt.int64)
 
-        if k:
-            _guarded(kb, kb.bind(ok, _dt.bool_), flag, add)
-        else:
-            add()
+            def add():
+                _add_row(kb, out, row, src_ref, j, row_size, dt)
+
+            if k:
+                _guarded(kb, kb.bind(ok, _dt.bool_), flag, add)
+            else:
+                add()
+
+    if bd == 0 or sym.const_value(n_batch) == 1:
+        scatter(None if bd == 0 else sym.ZERO)
+    else:
+        with kb.loop(n_batch, parallel=True) as b:
+            scatter(b)
 
 
 @opaque("GatherNdGrad")

@@ -297,3 +297,107 @@ def test_pools_explicit_padding(rng, pool, dynamic):
                 want[:, i, j] = win.sum(axis=(1, 2)) / cnt
     np.testing.assert_allclose(got[0], want, rtol=1e-12)
     check_gradients(Example(lambda t: fn(t, 3, 2, pads), [x_val]))
+
+
+# -- gather / gather_nd with batch_dims -------------------------------------------------------
+
+
+def _np_gather(p, idx, axis, bd):
+    """TF's gather with batch_dims, by explicit loops over the batch entries."""
+    if bd == 0:
+        return np.take(p, idx, axis=axis)
+    return np.stack([_np_gather(p[b], idx[b], axis - 1, bd - 1) for b in range(p.shape[0])])
+
+
+def _np_gather_nd(p, idx, bd):
+    if bd == 0:
+        k = idx.shape[-1]
+        flat = idx.reshape(int(np.prod(idx.shape[:-1])), k)
+        rows = [p[tuple(v)] for v in flat]
+        return np.array(rows).reshape(idx.shape[:-1] + p.shape[k:])
+    return np.stack([_np_gather_nd(p[b], idx[b], bd - 1) for b in range(p.shape[0])])
+
+
+GATHER_CASES = [
+    # (params shape, indices, axis, batch_dims)
+    ((2, 3, 4), [[0, 2], [1, 1]], None, 1),  # axis defaults to batch_dims
+    ((2, 3, 4), [[0, 2, 3], [1, 1, 0]], 2, 1),
+    ((2, 3, 4), [[[0, 3], [1, 1], [2, 0]], [[3, 3], [0, 1], [2, 2]]], 2, 2),
+    ((2, 3, 4), [[0, 2, 1], [1, 1, 3]], -1, -1),  # negative axis and batch_dims
+    ((3, 2, 2), [[[1], [0]], [[0], [0]], [[1], [1]]], 1, 1),
+    ((2, 5), [[4, 0, 0, 1], [2, 2, 3, 3]], 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", GATHER_CASES, ids=[str(i) for i in range(len(GATHER_CASES))])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_gather_batch_dims(rng, case, dynamic):
+    ps, idx, axis, bd = case
+    p_val, idx = rng.normal(size=ps), np.array(idx, np.int32)
+    p = gc.placeholder(gc.float64, (None,) * len(ps) if dynamic else ps)
+    i = gc.placeholder(gc.int32, (None,) * idx.ndim if dynamic else idx.shape)
+    y = gc.gather(p, i, axis=axis, batch_dims=bd)
+    bd_n = bd % idx.ndim if bd < 0 else bd
+    ax_n = bd_n if axis is None else axis % len(ps)
+    want = _np_gather(p_val, idx, ax_n, bd_n)
+    (gp,) = gc.gradients(gc.reduce_sum(y * y), [p])
+    got = _both([y, gp], {p: p_val, i: idx}, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[0], want)
+    check_gradients(Example(lambda a: gc.gather(a, idx, axis=axis, batch_dims=bd), [p_val]))
+
+
+def test_gather_batch_dims_errors():
+    p = gc.placeholder(gc.float32, (2, 3, 4))
+    with pytest.raises(ValueError, match="batch_dims"):
+        gc.gather(p, np.zeros((2, 3), np.int32), axis=0, batch_dims=1)
+    with pytest.raises(ValueError, match="batch_dims"):
+        gc.gather(p, np.zeros((2,), np.int32), axis=2, batch_dims=2)
+    with pytest.raises(ValueError, match="batch"):
+        gc.gather(p, np.zeros((3, 2), np.int32), batch_dims=1)
+    i = gc.placeholder(gc.int32, (None, None))
+    y = gc.gather(np.ones((2, 3, 4), np.float32), i, batch_dims=1)
+    _raises_everywhere(y, {i: np.array([[0], [3]], np.int32)}, "range|not in")
+
+
+GATHER_ND_CASES = [
+    # (params shape, indices, batch_dims)
+    ((2, 3, 4), [[[0, 1]], [[2, 3]]], 1),
+    ((2, 3, 4), [[1], [2]], 1),  # whole rows per batch entry
+    ((3, 4, 2), [[[3], [0], [3]], [[1], [1], [2]], [[0], [2], [2]]], 1),
+    ((2, 3, 4), [[[3], [0], [1]], [[2], [2], [0]]], 2),
+    ((2, 3, 4, 2), [[[[1, 0]], [[2, 3]]], [[[0, 0]], [[1, 1]]]], 1),
+    ((2, 3), [[[], []], [[], []]], 1),  # empty index vectors: whole batch entries
+]
+
+
+@pytest.mark.parametrize("case", GATHER_ND_CASES, ids=[str(i) for i in range(len(GATHER_ND_CASES))])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_gather_nd_batch_dims(rng, case, dynamic):
+    ps, idx, bd = case
+    p_val, idx = rng.normal(size=ps), np.array(idx, np.int64).reshape(np.shape(idx))
+    p = gc.placeholder(gc.float64, (None,) * len(ps) if dynamic else ps)
+    # the index depth (last dim) stays static: it sets the output rank
+    ishape = ((None,) * (idx.ndim - 1) + idx.shape[-1:]) if dynamic else idx.shape
+    i = gc.placeholder(gc.int64, ishape)
+    y = gc.gather_nd(p, i, batch_dims=bd)
+    want = _np_gather_nd(p_val, idx, bd)
+    assert len(y.shape) == want.ndim
+    (gp,) = gc.gradients(gc.reduce_sum(y * y), [p])
+    got = _both([y, gp], {p: p_val, i: idx}, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[0], want)
+    check_gradients(Example(lambda a: gc.gather_nd(a, idx, batch_dims=bd), [p_val]))
+
+
+def test_gather_nd_batch_dims_errors():
+    p = gc.placeholder(gc.float32, (2, 3, 4))
+    with pytest.raises(ValueError, match="batch"):
+        gc.gather_nd(p, np.zeros((3, 1), np.int32), batch_dims=1)
+    with pytest.raises(ValueError, match="index vectors"):
+        gc.gather_nd(p, np.zeros((2, 3), np.int32), batch_dims=1)
+    with pytest.raises(ValueError, match="batch_dims"):
+        gc.gather_nd(p, np.zeros((2, 1), np.int32), batch_dims=-1)
+    i = gc.placeholder(gc.int32, (None, 1))
+    y = gc.gather_nd(np.ones((2, 3, 4), np.float32), i, batch_dims=1)
+    _both(y, {i: np.array([[2], [0]], np.int32)})
+    _raises_everywhere(y, {i: np.array([[0], [3]], np.int32)}, "range|not in")
+    _raises_everywhere(y, {i: np.array([[0], [1], [2]], np.int32)}, "batch|differ|fit")
