@@ -77,7 +77,8 @@ _BIN = {Math.ADD: "+", Math.SUB: "-", Math.MUL: "*", Math.EQ: "==", Math.NE: "!=
 
 
 def _cexpr(e, dim_index: dict) -> str:
-    """C text (int64 arithmetic, wrapping as uint64) of a size/check expression."""
+    """C text of a size/check expression: int64 arithmetic whose overflow sets the
+    ``gc_ovf`` flag of ``gc_plan`` (which then returns TOO_LARGE), never wraps silently."""
     if isinstance(e, Const):
         return f"INT64_C({int(e.value)})"
     if isinstance(e, Dim):
@@ -86,8 +87,9 @@ def _cexpr(e, dim_index: dict) -> str:
         return f"((int64_t)({_cexpr(e.x, dim_index)}))"
     if isinstance(e, Call):
         a = [_cexpr(x, dim_index) for x in e.args]
-        if e.fn in (Math.ADD, Math.SUB, Math.MUL):  # wrap like numpy int64, no C UB
-            return f"((int64_t)((uint64_t)({a[0]}) {_BIN[e.fn]} (uint64_t)({a[1]})))"
+        if e.fn in (Math.ADD, Math.SUB, Math.MUL):  # checked: an overflow sets gc_ovf
+            op = {Math.ADD: "add", Math.SUB: "sub", Math.MUL: "mul"}[e.fn]
+            return f"gc_c{op}({a[0]}, {a[1]}, &gc_ovf)"
         if e.fn in _BIN:
             return f"((int64_t)(({a[0]}) {_BIN[e.fn]} ({a[1]})))"
         simple = {Math.FLOORDIV: "gc_floordiv", Math.DIV: "gc_floordiv", Math.MOD: "gc_mod",
@@ -399,6 +401,10 @@ class _Spec:
         w("static int64_t gc_mod(int64_t a, int64_t b) {\n"
           "  if (b == 0 || b == -1) return 0;\n  int64_t r = a % b;\n"
           "  if (r != 0 && ((r < 0) != (b < 0))) r += b;\n  return r;\n}")  # fmt: skip
+        for op in ("add", "sub", "mul"):
+            w(f"static int64_t gc_c{op}(int64_t a, int64_t b, int *ovf) {{\n"
+              f"  int64_t r;\n  if (__builtin_{op}_overflow(a, b, &r)) *ovf = 1;\n"
+              "  return r;\n}")  # fmt: skip
         w("static int64_t gc_max(int64_t a, int64_t b) { return a > b ? a : b; }")
         w("static int64_t gc_min(int64_t a, int64_t b) { return a < b ? a : b; }")
         w("static int64_t gc_abs(int64_t a) { return a < 0 ? (int64_t)(0 - (uint64_t)a) : a; }")
@@ -406,6 +412,7 @@ class _Spec:
           f"  int64_t count[{nb}];\n  int64_t bytes[{nb}];\n}};")  # fmt: skip
         # plan: dims, checks, every buffer's shape, count and bytes
         w("static int gc_plan(const int64_t *dims, struct gc_plan *p) {")
+        w("  int gc_ovf = 0;")
         if self.user_dims:
             w("  if (!dims) return -1;")
         w(f"  int64_t ishape[{max(nin, 1)}][{max([len(t.shape) for _, t in self.ins] + [1])}];")
@@ -426,11 +433,13 @@ class _Spec:
             w(f"  D[{self.dim_index[name]}] = ishape[{k}][{axis}];")
         for i, check in enumerate(kp.dim_checks):
             w(f"  if (!({_cexpr(check[0], self.dim_index)})) return {CHECK_BASE - i};")
+            w("  if (gc_ovf) return -4;")
         for bi, b in enumerate(self.bufs):
             buf = kp.buffers[b]
             w(f"  {{ /* {b} */ int64_t n = 1;")
             for ax, e in enumerate(buf.shape):
                 w(f"    p->shape[{bi}][{ax}] = {_cexpr(e, self.dim_index)};")
+                w("    if (gc_ovf) return -4;")
                 w(f"    if (p->shape[{bi}][{ax}] < 0) return -3;")
                 w(f"    if (__builtin_mul_overflow(n, p->shape[{bi}][{ax}], &n)) return -4;")
             w(f"    p->count[{bi}] = n;")
