@@ -264,8 +264,10 @@ def check_header(header: dict, where: str) -> None:
             raise bad(f"'{part[:-1]}_order' must list the signature's {part}, each once")
     if not isinstance(header.get("machine"), dict):
         raise bad("'machine' must be an object")
-    if header.get("native") is not None and not isinstance(header["native"], dict):
-        raise bad("'native' must be an object or null")
+    if header.get("native") is not None:
+        from .backends.cpu.native import check_header_schema
+
+        check_header_schema(header["native"])
     if not isinstance(header.get("stats"), dict):
         raise bad("'stats' must be an object")
     kernels = header.get("kernels")

@@ -117,32 +117,39 @@ def _llvmlite_version() -> str:
     return llvmlite.__version__
 
 
+def check_header_schema(header) -> None:
+    """InvalidArtifactError unless the artifact header's ``native`` part has the fields and
+    types of its format (format 1, an older graphc's, only needs to be an object)."""
+    if not isinstance(header, dict):
+        raise InvalidArtifactError(f"native code: header is not an object: {header!r:.80}")
+    if header.get("format") == 1 and type(header.get("format")) is int:
+        return
+    if header.get("format") != FORMAT or type(header.get("format")) is not int:
+        raise InvalidArtifactError(f"native code: unknown format {header.get('format')!r:.80}")
+    for key, kind in (("backend", str), ("triple", str), ("cpu", str), ("llvmlite", str),
+                      ("fusion", bool)):  # fmt: skip
+        if not isinstance(header.get(key), kind):
+            raise InvalidArtifactError(f"native code: {key} missing or malformed")
+    feats = header.get("features")
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise InvalidArtifactError("native code: features must be a list of strings")
+    sizes = header.get("object_sizes")
+    if not isinstance(sizes, list) or not sizes or not all(type(n) is int and n > 0 for n in sizes):
+        raise InvalidArtifactError("native code: object_sizes missing or malformed")
+
+
 def check_machine(header: dict) -> None:
     """NativeMismatch unless this machine can run code described by ``header``;
     InvalidArtifactError when ``header`` is malformed."""
-    if not isinstance(header, dict):
-        raise InvalidArtifactError(f"native code: header is not an object: {header!r:.80}")
-    if header.get("format") == 1:
+    check_header_schema(header)
+    if header["format"] == 1:
         raise NativeMismatch(
             "the native code was stored by an older graphc (format 1), whose manifest cannot "
             "be checked against the stored program"
         )
-    if header.get("format") != FORMAT:
-        raise InvalidArtifactError(f"native code: unknown format {header.get('format')!r:.80}")
-    if header.get("backend") != BACKEND:
-        raise NativeMismatch(f"native code is for backend {header.get('backend')!r:.80}")
-    feats = header.get("features")
-    triple = header.get("triple")
-    if not isinstance(triple, str) or not isinstance(feats, list):
-        raise InvalidArtifactError("native code: triple/features missing or malformed")
-    if not all(isinstance(f, str) for f in feats):
-        raise InvalidArtifactError("native code: features must be strings")
-    for key, kind in (("cpu", str), ("llvmlite", str), ("fusion", bool)):
-        if not isinstance(header.get(key), kind):
-            raise InvalidArtifactError(f"native code: {key} missing or malformed")
-    sizes = header.get("object_sizes")
-    if not isinstance(sizes, list) or not sizes or not all(type(n) is int and n > 0 for n in sizes):
-        raise InvalidArtifactError("native code: object_sizes missing or malformed")
+    if header["backend"] != BACKEND:
+        raise NativeMismatch(f"native code is for backend {header['backend']!r:.80}")
+    triple, feats = header["triple"], header["features"]
     h = host()
     if triple != h["triple"]:
         raise NativeMismatch(f"the code was compiled for {triple}, this machine is {h['triple']}")
