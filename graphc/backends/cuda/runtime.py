@@ -36,6 +36,7 @@ from ...kernel.ir import RNG_BUFFER, STATUS_BUFFER
 from ...kernel.runtime import (
     bind_variables,
     check_dims,
+    check_sizes,
     dim_values,
     raise_status,
     rng_keys,
@@ -270,9 +271,10 @@ class CudaRunner:
     def _build_plan(self, dims: dict) -> _SizePlan:
         kp = self.kp
         shapes = {name: shape_of(kp, name, dims) for name in kp.buffers}
+        # exact sizes, refused past the limit before any device memory is touched
+        nbytes_of = check_sizes(shapes, {n: b.dtype.itemsize for n, b in kp.buffers.items()})
         sizes: dict = {}
-        for name, shape in shapes.items():  # a storage group is as large as its largest member
-            nbytes = int(np.prod(shape, dtype=np.int64)) * kp.buffers[name].dtype.itemsize
+        for name, nbytes in nbytes_of.items():  # a storage group is as large as its largest
             root = self.root[name]
             sizes[root] = max(sizes.get(root, 0), nbytes)
         steps = []
