@@ -4,7 +4,8 @@
 the Einsum op that reaches the compiler is the general remainder: one opaque kernel with a
 parallel nest over the output subscripts (and the broadcast ``...`` dims), an inner
 reduction over the summed subscripts accumulating the product of the operands, and a
-store. Operands of an ellipsis broadcast along their size-1 dims, as numpy does.
+store. Operands of an ellipsis broadcast along their size-1 dims, as numpy does. A subscript
+repeated within an operand indexes each of its dims with the same loop index (a diagonal).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class _Plan:
                     self.sizes[c] = d
                 elif prev != d:
                     checks.append((sym.eq(prev, d), f"{what}: subscript {c!r} has different "
-                                                     "sizes in different operands"))  # fmt: skip
+                                                     "sizes (in two operands, or repeated in "
+                                                     "one)"))  # fmt: skip
                     if sym.const_value(prev) is None and sym.const_value(d) is not None:
                         self.sizes[c] = d
                 layout.append(c)

@@ -205,12 +205,6 @@ def _parse(equation: str, n_operands: int) -> tuple[list[str], str]:
                 counts[c] = counts.get(c, 0) + 1
         ell = _ELL if any(_ELL in s for s in ins) else ""
         out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c != _ELL))
-    for s in ins:
-        if len(set(s)) != len(s):
-            raise ValueError(
-                f"einsum: repeated subscript in operand {s!r} of {equation!r} (diagonals are "
-                "not supported)"
-            )
     if len(set(out)) != len(out):
         raise ValueError(f"einsum: repeated subscript in the output of {equation!r}")
     letters = set("".join(ins))
@@ -225,6 +219,12 @@ def _parse(equation: str, n_operands: int) -> tuple[list[str], str]:
 
 def _unparse(ins, out) -> str:
     return ",".join(ins).replace(_ELL, "...") + "->" + out.replace(_ELL, "...")
+
+
+def _dedup(sub: str) -> str:
+    """Subscripts without repeats, in order of first appearance ("iji" -> "ij"): the
+    subscripts of an operand's diagonal."""
+    return "".join(dict.fromkeys(sub))
 
 
 def _einsum_shape(ins, out, shapes):
@@ -254,7 +254,8 @@ def _einsum_shape(ins, out, shapes):
                 continue
             prev = sizes.get(c)
             if prev is not None and d is not None and prev != d:
-                raise ShapeError(f"subscript {c!r} has size {prev} and {d} in different operands")
+                raise ShapeError(f"subscript {c!r} has sizes {prev} and {d} (a subscript names "
+                                 "one size, in all operands and repeated within one)")  # fmt: skip
             if prev is None:
                 sizes[c] = d
     ell = broadcast_shapes(*ell_shapes) if ell_shapes else ()
@@ -269,11 +270,13 @@ def _einsum_shape(ins, out, shapes):
 
 @register
 class Einsum(OpDef):
-    """``np.einsum`` of an explicit equation (no repeated subscripts within an operand).
+    """``np.einsum`` of an explicit equation; a subscript repeated within an operand reads
+    its diagonal ("ii->i", "ii->" the trace, "iij->ij").
 
     Gradient of operand i: einsum of the output gradient with the other operands, producing
     operand i's subscripts; subscripts only operand i has are summed in the forward pass, so
-    the gradient is broadcast along them.
+    the gradient is broadcast along them. An operand with repeated subscripts gets the
+    gradient of its diagonal, placed on the diagonal (zeros elsewhere).
     """
 
     def infer(self, specs, attrs):
@@ -293,14 +296,15 @@ class Einsum(OpDef):
             _einsum_shape(ins, out, [x.shape for x in xs])
         except ShapeError as exc:
             raise InvalidArgumentError(f"Einsum {attrs['equation']!r}: {exc}") from None
-        return np.asarray(np.einsum(attrs["equation"], *xs)).astype(xs[0].dtype, copy=False)
+        # a copy: np.einsum returns a diagonal as a view of its operand
+        return np.array(np.einsum(attrs["equation"], *xs), dtype=xs[0].dtype)
 
     def vjp(self, op, grads):
         g = grads[0]
         if g is None:
             return [None] * len(op.inputs)
         ins, out = _parse(op.attrs["equation"], len(op.inputs))
-        return [_einsum_operand_grad(g, op.inputs, ins, out, i) for i in range(len(ins))]
+        return [_einsum_grad(g, list(op.inputs), ins, out, i) for i in range(len(ins))]
 
     def examples(self):
         e = _einsum_op  # the op itself, without the matmul/reduce_sum rewrites of ``einsum``
@@ -318,12 +322,75 @@ class Einsum(OpDef):
             Example(lambda a, b: e("ij,jk", a, b), [_sample(2, 3), _sample(3, 4)]),  # implicit
             Example(lambda a, b: e("ijk,j->ik", a, b), [_sample(2, 3, 4), _sample(3)]),
             Example(lambda a: e("abc->cb", a), [_sample(2, 3, 4)]),
+            # repeated subscripts within an operand: diagonals and traces
+            Example(lambda a: e("ii->i", a), [_sample(3, 3)]),
+            Example(lambda a: e("ii->", a), [_sample(3, 3)]),
+            Example(lambda a: e("iij->ji", a), [_sample(3, 3, 2)]),
+            Example(lambda a, b: e("ii,ij->j", a, b), [_sample(3, 3), _sample(3, 4)]),
+            Example(lambda a: e("ijij->ij", a), [_sample(2, 3, 2, 3)]),
+            Example(lambda a: e("...ii->...i", a), [_sample(2, 3, 3)]),
+            Example(lambda a: e("iii->i", a), [_sample(2, 2, 2)]),
         ]
 
 
 def _einsum_op(equation, *operands):
     ins, out = _parse(equation, len(operands))
     return apply1("Einsum", list(operands), {"equation": _unparse(ins, out)})
+
+
+def _einsum_grad(g, operands, ins, out, i):
+    """Gradient of operand i; one with repeated subscripts gets its diagonal's gradient placed
+    on the diagonal."""
+    sub = ins[i]
+    diag = _dedup(sub)
+    if diag == sub:
+        return _einsum_operand_grad(g, operands, ins, out, i)
+    x = operands[i]
+    xd = _einsum_op(_unparse([sub], diag), x)  # the diagonal: its shape sizes the gradient
+    r = _einsum_operand_grad(g, [*operands[:i], xd, *operands[i + 1 :]],
+                             [*ins[:i], diag, *ins[i + 1 :]], out, i)  # fmt: skip
+    return _diag_embed(r, x, sub)
+
+
+def _diag_embed(r, x, sub):
+    """``r`` (subscripts ``_dedup(sub)``) placed on the diagonal of a tensor shaped like ``x``
+    (subscripts ``sub``): ``out[..i..i..] = r[..i..]``, zero off the diagonal."""
+    from .constant import constant, ones_like
+    from .elementwise import cast, equal
+    from .reduce import cumsum
+    from .shape import expand_dims
+
+    if x.shape is None:
+        raise ValueError("einsum gradient: repeated subscripts need operands of known rank")
+    n_ell = len(x.shape) - (len(sub) - 1) if _ELL in sub else 0
+    first: dict = {}
+    pairs = []
+    axis = 0
+    for c in sub:
+        if c == _ELL:
+            axis += n_ell
+            continue
+        if c in first:
+            r = expand_dims(r, axis)  # r's dims before ``axis`` are x's: the same position
+            pairs.append((first[c], axis))
+        else:
+            first[c] = axis
+        axis += 1
+    rank = len(x.shape)
+    involved = sorted({a for p in pairs for a in p})
+    if all(x.shape[a] is not None for a in involved):
+        grids = np.indices([x.shape[a] if a in involved else 1 for a in range(rank)])
+        mask = np.ones(grids.shape[1:], bool)
+        for a, b in pairs:
+            mask &= grids[a] == grids[b]
+        return r * constant(mask.astype(r.dtype.np))
+    ones = ones_like(x)
+    iota = {a: cumsum(ones, axis=a, exclusive=True) for a in involved}
+    mask = None
+    for a, b in pairs:
+        m = cast(equal(iota[a], iota[b]), r.dtype)
+        mask = m if mask is None else mask * m
+    return r * mask
 
 
 def _einsum_operand_grad(g, operands, ins, out, i):
@@ -392,12 +459,15 @@ def _as_matmul(ins, out):
 
 
 def einsum(equation, *inputs, name=None):
-    """Einstein summation. Supports explicit and implicit equations and a '...' per operand
-    (broadcast like numpy); not repeated subscripts within one operand (diagonals).
+    """Einstein summation. Supports explicit and implicit equations, a '...' per operand
+    (broadcast like numpy) and subscripts repeated within one operand (its diagonal:
+    "ii->i", the trace "ii->", "iij->ij"), as TF.
 
-    Equations without '...' become ``reduce_sum``/``transpose``/``reshape``/``MatMul`` ops
-    (operands contracted left to right), so they use the GEMM and reduction paths of every
-    backend; the rest (and merged dims of unknown size) build one ``Einsum`` op.
+    An operand with repeated subscripts is first reduced to its diagonal (a one-operand
+    ``Einsum`` op). Equations without '...' then become ``reduce_sum``/``transpose``/
+    ``reshape``/``MatMul`` ops (operands contracted left to right), so they use the GEMM and
+    reduction paths of every backend; the rest (and merged dims of unknown size) build one
+    ``Einsum`` op.
     """
     from .elementwise import cast
 
@@ -420,6 +490,11 @@ def einsum(equation, *inputs, name=None):
         raise ValueError(
             f"einsum {equation!r}: {exc} (operand shapes {shapes}) at {file}:{line}"
         ) from None
+    if any(_dedup(s) != s for s in ins):
+        tensors = [t if _dedup(s) == s else _einsum_op(_unparse([s], _dedup(s)), t)
+                   for t, s in zip(tensors, ins)]  # fmt: skip
+        ins = [_dedup(s) for s in ins]
+        canonical = _unparse(ins, out)
     mm = _as_matmul(ins, out) if _ELL not in "".join(ins) + out else None
     if mm is None and _ELL in out and all(s.startswith(_ELL) for s in ins) and out[0] == _ELL:
         stripped = _as_matmul([s[1:] for s in ins], out[1:])

@@ -401,3 +401,48 @@ def test_gather_nd_batch_dims_errors():
     _both(y, {i: np.array([[2], [0]], np.int32)})
     _raises_everywhere(y, {i: np.array([[0], [3]], np.int32)}, "range|not in")
     _raises_everywhere(y, {i: np.array([[0], [1], [2]], np.int32)}, "batch|differ|fit")
+
+
+# -- einsum with subscripts repeated within an operand ----------------------------------------
+
+EINSUM_CASES = [
+    ("ii->i", [(3, 3)]),  # diagonal
+    ("ii->", [(3, 3)]),  # trace
+    ("ii", [(4, 4)]),  # implicit: the trace
+    ("iij->ij", [(3, 3, 2)]),
+    ("iji->j", [(2, 4, 2)]),
+    ("iii->i", [(2, 2, 2)]),
+    ("ii,ij->j", [(3, 3), (3, 4)]),  # diagonal then a matmul
+    ("ij,jj", [(2, 3), (3, 3)]),
+    ("...ii->...i", [(2, 3, 3)]),  # batched diagonal
+    ("bii,bi->b", [(2, 3, 3), (2, 3)]),
+]
+
+
+@pytest.mark.parametrize("eq,shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_einsum_repeated_subscripts(rng, eq, shapes, dynamic):
+    arrays = [rng.normal(size=s) for s in shapes]
+    phs = [gc.placeholder(gc.float64, (None,) * len(s) if dynamic else s) for s in shapes]
+    y = gc.einsum(eq, *phs)
+    grads = gc.gradients(gc.reduce_sum(y * y), phs)
+    feeds = dict(zip(phs, arrays))
+    got = _both([y, *grads], feeds, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[0], np.einsum(eq, *arrays), rtol=1e-12)
+    check_gradients(Example(lambda *t: gc.einsum(eq, *t), arrays))
+
+
+def test_einsum_diagonal_gradient_is_on_the_diagonal(rng):
+    a = rng.normal(size=(3, 3))
+    x = gc.placeholder(gc.float64, (3, 3))
+    (g,) = gc.gradients(gc.einsum("ii->", x), [x])
+    np.testing.assert_array_equal(_both(g, {x: a}), np.eye(3))
+
+
+def test_einsum_diagonal_of_non_square_operand_is_refused():
+    with pytest.raises(ValueError, match="sizes 3 and 4"):
+        gc.einsum("ii->i", gc.placeholder(gc.float32, (3, 4)))
+    x = gc.placeholder(gc.float32, (None, None))
+    y = gc.einsum("ii->i", x)
+    _both(y, {x: np.ones((2, 2), np.float32)})
+    _raises_everywhere(y, {x: np.ones((2, 3), np.float32)}, "sizes|subscript")
