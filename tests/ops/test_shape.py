@@ -450,5 +450,6 @@ def test_public_builders_are_exported():
 
     for name in shape.__all__:
         assert getattr(gc, name) is getattr(shape, name), name
-    with pytest.raises(ValueError, match="batch_dims"):
+    with pytest.raises(ValueError, match="batch dimensions"):  # 2 batch entries vs 1
         gc.gather_nd(np.zeros((2, 2)), [[0]], batch_dims=1)
+    np.testing.assert_array_equal(run(gc.gather_nd(np.eye(2), [[1], [0]], batch_dims=1)), [0, 0])
