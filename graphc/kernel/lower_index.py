@@ -316,6 +316,8 @@ def _strided(g, node, ix):
 def _gather_shape(n, ins, checks):
     p, i = ins
     axis, bd = n.attrs["axis"], n.attrs["batch_dims"]
+    for k in range(bd):
+        require_eq(checks, n, p[k], i[k], f"batch dimension {k} of params and indices differ")
     return tuple(i[:bd]) + tuple(p[bd:axis]) + tuple(i[bd:]) + tuple(p[axis + 1 :])
 
 

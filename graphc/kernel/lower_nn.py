@@ -87,6 +87,10 @@ def _same_dims(checks, got, want, message):
 def _window_checks(checks, win, padding, what):
     """A VALID (or explicitly padded) window must fit the padded input (the output size
     would be negative)."""
+    for k, axis in ((win.kh, "height"), (win.kw, "width")):
+        if sym.const_value(k) is None:  # a window of no element (TF: filter of no element)
+            checks.append((Math.GE(k, sym.ONE), f"{what}: the window {axis} must be at "
+                           "least 1"))  # fmt: skip
     if padding == "SAME":
         return
     for n, pad, eff, axis in ((win.h, sym.add(win.pt, win.pb), win.eff_h, "height"),

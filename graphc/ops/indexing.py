@@ -422,7 +422,9 @@ class GatherGrad(OpDef):
         _check_index_dtype(i)
         if g.shape is not None and p.shape is not None and i.shape is not None:
             want = _gather_out_shape(p.shape, i.shape, attrs["axis"], attrs["batch_dims"])
-            if len(want) != len(g.shape):
+            if len(want) != len(g.shape) or any(
+                a is not None and b is not None and a != b for a, b in zip(g.shape, want)
+            ):
                 raise ShapeError(f"gradient of shape {g.shape} does not fit the gather {want}")
         return [(p.shape, g.dtype)]
 

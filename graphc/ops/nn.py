@@ -876,6 +876,9 @@ def _merge(a, b, what):
 
 
 def _window_out(n_h, n_w, kh, kw, attrs):
+    for k in (kh, kw):
+        if k is not None and k < 1:  # TF: "filter must not have zero elements"
+            raise ShapeError(f"window sizes must be at least 1, got {(kh, kw)}")
     sh, sw = attrs["strides"]
     dh, dw = attrs.get("dilations", (1, 1))
     p = attrs["padding"]
