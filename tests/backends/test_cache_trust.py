@@ -376,3 +376,44 @@ def test_dump_dir_is_written_on_a_warm_cache(tmp_path, key_file):
     assert dumps[0] and dumps[0].keys() == dumps[1].keys()
     assert any(n.startswith("cpu.") for n in dumps[1]) and "cpu.graph.dot" in dumps[1]
     assert dumps[0] == dumps[1]
+
+
+# -- the cuda target's entries, on the fake GPU -----------------------------------------------
+
+
+def _cuda_fixture():
+    from tests.backends import cuda_emulation as emu
+
+    if emu.available() is not None:
+        return None
+    from tests.backends.test_cuda_runtime_emulated import fake_gpu
+
+    return fake_gpu
+
+
+fake_gpu = _cuda_fixture()
+
+
+@pytest.mark.skipif(fake_gpu is None, reason="no host emulation of the cuda runtime")
+def test_cuda_entry_forged_is_a_miss(request, tmp_path, key_file, monkeypatch):
+    """A whole cuda executable from the disk cache: used when its MAC verifies, a miss (and
+    rewritten) when it was rebuilt without the key."""
+    import hashlib
+
+    request.getfixturevalue("fake_gpu")
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.reduce_sum(gc.exp(x) * 2.0, axis=1)
+    v = np.ones((2, 3), np.float32)
+    d = tmp_path / "cache"
+
+    def run():
+        with gc.Session(target="cuda", options=gc.CompileOptions(cache_dir=d)) as sess:
+            np.testing.assert_allclose(sess.run(y, {x: v}), np.exp(v).sum(1) * 2, rtol=1e-5)
+            return sess.compile(y, [x]).stats["loaded_from_disk"]
+
+    assert not run() and run()
+    (entry,) = d.glob("cuda-*.gcx")
+    manifest, payload = _split(entry.read_bytes())
+    entry.write_bytes(_rebuild(manifest, payload, lambda body: hashlib.sha256(body).digest()))
+    assert not run()  # a miss, recompiled ...
+    assert run()  # ... and rewritten with a MAC that verifies
