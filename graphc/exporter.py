@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import config
 from . import dtypes as _dt
 from .artifact import read_container, write_container
 from .compiler import check_target, compile_program
@@ -364,6 +365,9 @@ class Model:
         self.recompiled_reason = None
         #: True when the stored machine code runs (no compilation happened on load)
         self.loaded_native = False
+        # the worker pool's object code (loaded before stored code) may come from the default
+        # disk cache, authenticated like every entry; nothing else on load reads a cache
+        pool_cache = options.cache_dir if options is not None else config.default_cache_dir()
         options = options or CompileOptions(cache_dir=None)
         native_blobs = {
             k[len("native/") :]: v for k, v in sections.items() if k.startswith("native/")
@@ -377,7 +381,8 @@ class Model:
                 f"target {self.target!r} differs from the exported {header.get('target')!r}"
             )
         elif has_native:
-            self.executable = self._load_native(header["native"], native_blobs, options)
+            self.executable = self._load_native(header["native"], native_blobs, options,
+                                                pool_cache)  # fmt: skip
             self.loaded_native = self.executable is not None
         if self.executable is None:
             self.executable = compile_program(self.program, self.target, options)
@@ -397,11 +402,11 @@ class Model:
             for name, s in self.signature.inputs.items()
         }  # fmt: skip
 
-    def _load_native(self, header, blobs, options):
+    def _load_native(self, header, blobs, options, pool_cache):
         from .backends.cpu.native import NativeMismatch, load_native
 
         try:
-            return load_native(self.program, header, blobs, options)
+            return load_native(self.program, header, blobs, options, pool_cache)
         except NativeMismatch as exc:  # another machine: recompile from the Program
             self.recompiled_reason = str(exc)
             return None
@@ -441,8 +446,9 @@ def load(path, target=None, *, native: bool = True, verify_key: bytes | None = N
     The stored native code runs when this machine can run it (same triple, every CPU feature
     it was compiled for); otherwise the stored Program is recompiled, with a warning saying
     why. Running stored native code trusts the artifact's author: the checksums catch
-    corruption, not a deliberately altered and re-checksummed file. ``native=False`` never
-    runs stored code: it always recompiles the stored Program (and reads no compile cache).
+    corruption, not a deliberately altered and re-checksummed file (the worker pool's object
+    code may then come from the default compile cache). ``native=False`` never runs stored
+    code: it always recompiles the stored Program, and reads no compile cache.
     ``verify_key`` (bytes): the artifact must carry an HMAC-SHA256 signature under that key
     (``gc.export(..., signing_key=key)``), else InvalidArtifactError.
     """

@@ -279,22 +279,32 @@ def test_session_cache_dir_holds_the_pool_not_the_default_dir(tmp_path):
     assert any(b'"kind":"worker pool"' in p.read_bytes() for p in mine.glob("cpu-*.gcx"))
 
 
-def test_load_native_false_touches_no_cache(tmp_path):
+def _load_in_child(tmp_path, native):
     x = gc.placeholder(gc.float32, (None, 3), name="x")
     with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
         gc.export(sess, tmp_path / "m.gca", inputs={"x": x}, outputs={"y": gc.exp(x)})
+    return _child(
+        f"""
+        m = gc.load({str(tmp_path / "m.gca")!r}, native={native})
+        assert m.loaded_native == {native}
+        assert np.allclose(m(x=np.zeros((2, 3), np.float32))["y"], 1.0)
+        print(json.dumps(seen))
+        """,
+        tmp_path / "default-cache", tmp_path,
+    )  # fmt: skip
+
+
+def test_load_native_false_touches_no_cache(tmp_path):
+    assert _load_in_child(tmp_path, False) == []
+    assert not (tmp_path / "default-cache").exists()
+
+
+def test_native_load_reads_only_the_pool_from_the_default_cache(tmp_path):
     default = tmp_path / "default-cache"
-    for native in (False, True):
-        seen = _child(
-            f"""
-            m = gc.load({str(tmp_path / "m.gca")!r}, native={native})
-            assert m.loaded_native == {native}
-            assert np.allclose(m(x=np.zeros((2, 3), np.float32))["y"], 1.0)
-            print(json.dumps(seen))
-            """,
-            default, tmp_path,
-        )  # fmt: skip
-        assert seen == [] and not default.exists()
+    seen = _load_in_child(tmp_path, True)
+    assert {d for _, d in seen} == {str(default)}
+    entries = list(default.glob("*.gcx"))
+    assert len(entries) == 1 and b'"kind":"worker pool"' in entries[0].read_bytes()
 
 
 def test_default_session_caches_the_pool_in_the_default_dir(tmp_path):

@@ -1,6 +1,7 @@
 """Native code in cpu artifacts: loaded without compiling, refused on another CPU, validated."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -305,7 +306,10 @@ def test_fuzzed_object_structure_never_crashes(artifact, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(script), str(path), str(out), "7"],
         capture_output=True, text=True, timeout=600, cwd=root,
-        env={"PYTHONPATH": str(root), "GRAPHC_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(root), "GRAPHC_THREADS": "1", "PATH": "/usr/bin:/bin",
+             # a native load may cache the worker pool: in the tests' own directories
+             "GRAPHC_CACHE_DIR": os.environ["GRAPHC_CACHE_DIR"],
+             "GRAPHC_CONFIG_DIR": os.environ["GRAPHC_CONFIG_DIR"]},
     )  # fmt: skip
     tail = (proc.stdout + proc.stderr)[-2000:]
     assert proc.returncode == 0, f"fuzz child died (rc {proc.returncode}):\n{tail}"

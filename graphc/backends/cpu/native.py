@@ -276,8 +276,10 @@ def check_objects(objs: list, pool_cache_dir=None) -> None:
         raise _bad(f"the object code needs symbol(s) {', '.join(unresolved)} this process lacks")
 
 
-def load_native(program, header: dict, blobs: dict, options):
+def load_native(program, header: dict, blobs: dict, options, pool_cache_dir=None):
     """An Executable running the stored code of ``program`` (no LLVM compilation).
+    ``pool_cache_dir``: where the worker pool's object code may be cached, if it is not
+    loaded yet (None: compiled).
 
     NativeMismatch when this machine cannot run it; InvalidArtifactError when the stored
     manifest or object code is malformed.
@@ -298,7 +300,7 @@ def load_native(program, header: dict, blobs: dict, options):
     if header.get("object_sizes") != manifest["object_sizes"]:
         raise _bad("header and manifest disagree on the object sizes")
     objs = object_code(manifest, payload)
-    check_objects(objs, options.cache_dir)
+    check_objects(objs, pool_cache_dir)
     if blas.uses_blas(objs):
         blas.load_library()  # UnavailableError naming the package, before LLVM sees the code
     try:
