@@ -178,6 +178,18 @@ def test_untrustworthy_key_file_is_ignored_with_a_warning(tmp_path, key_file, mo
     assert key_file.exists() or key_file.is_symlink()  # never deleted or replaced by graphc
 
 
+def test_key_that_cannot_be_created_leaves_a_working_cache_for_the_process(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the config directory would be")
+    monkeypatch.setattr(config, "cache_key_file", lambda: blocker / "graphc" / "cache.key")
+    monkeypatch.setattr(cache, "_keys", {})
+    monkeypatch.setattr(cache, "_warned", set())
+    d = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="cache key .*cannot be read or created"):
+        assert not _run(d)[1]
+    assert _run(d)[1]  # this process's random key: its own entries verify
+
+
 def test_created_cache_dir_is_private(tmp_path, key_file):
     d = tmp_path / "a" / "cache"
     _run(d)

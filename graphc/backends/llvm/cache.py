@@ -116,18 +116,17 @@ def usable_dir(cache_dir, create: bool = False) -> Path | None:
 
 
 def _read_key(path: Path) -> bytes:
-    """The key in ``path``; FileNotFoundError when absent, ValueError (saying why) when the file
-    may not be trusted: not a regular file, another owner, readable or writable by group or
-    others, or not exactly KEY_BYTES long."""
+    """The key in ``path``; FileNotFoundError when absent (another OSError when it cannot be
+    opened), ValueError (saying why) when the file may not be trusted: a symbolic link, not a
+    regular file, another owner, readable or writable by group or others, or not exactly
+    KEY_BYTES long."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
+    except OSError:
         if Path(path).is_symlink():
             raise ValueError("it is a symbolic link") from None
-        raise ValueError(f"it cannot be read ({exc.strerror})") from None
+        raise  # missing (FileNotFoundError), or unreadable: the caller says which
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -190,15 +189,14 @@ def secret_key() -> bytes:
             _create_key(path)
             key = _read_key(path)
     except ValueError as exc:
-        problem = str(exc)
+        problem = f"{exc}; remove it to let graphc create it again with mode 600"
     except OSError as exc:
-        problem = f"it cannot be created ({exc.strerror or exc})"
+        problem = f"it cannot be read or created ({exc.strerror or exc})"
     if key is None:
         _warn_once(
             ("key", str(path)),
             f"graphc: ignoring the compile cache key {path}: {problem}. Cache entries of "
-            "other processes will not be used (a random key is used for this one); remove "
-            "the file to let graphc create it again with mode 600.",
+            "other processes will not be used (this one uses a random key of its own).",
         )
         key = os.urandom(KEY_BYTES)
     with _lock:
