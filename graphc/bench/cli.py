@@ -9,7 +9,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``graphc bench`` (shared by both entry points)."""
     parser.add_argument(
-        "--suite", default=None, help="workloads to run, e.g. W1 or W1,W3 (default: all, W1..W8)"
+        "--suite", default=None, help="workloads to run, e.g. W1 or W1,W3 or W12 (default: W1..W8)"
     )
     parser.add_argument(
         "--target",
@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated peer names to compare with (default: all "
         "importable ones; 'none' for none)",
     )
+    parser.add_argument(
+        "--scale",
+        default=None,
+        metavar="N,N,...",
+        help="W12 only: the unrolled steps and MLP layers of its points (default 8,16,32,64; "
+        "--quick: 2,4)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     # fmt: skip
 
@@ -71,10 +78,18 @@ def run(args) -> int:
     if args.peers is not None:
         peers = [] if args.peers.strip().lower() == "none" else [
             p.strip() for p in args.peers.split(",") if p.strip()]  # fmt: skip
+    scale = None
+    if args.scale is not None:
+        try:
+            scale = [int(n) for n in args.scale.split(",") if n.strip()]
+        except ValueError:
+            print(f"graphc bench: --scale takes integers like 8,16, got {args.scale!r}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     try:
         result = run_suite(
             suite=args.suite, quick=args.quick, target=args.target, repeat=args.repeat,
-            budget_s=args.budget, peers=peers, progress=not args.no_progress,
+            budget_s=args.budget, peers=peers, progress=not args.no_progress, scale=scale,
         )  # fmt: skip
     except (ValueError, errors.UnavailableError) as exc:
         print(f"graphc bench: {exc}", file=sys.stderr)

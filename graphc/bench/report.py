@@ -154,6 +154,9 @@ def format_table(result) -> str:
         if w.status in ("skipped", "error"):
             lines.append(f"  {w.status}: {w.reason}")
             continue
+        if not w.baseline:  # a scaling workload: one row per size, compile seconds by stage
+            lines.extend(_scaling_rows(w))
+            continue
         rows = [COLUMNS]
         for i in w.impls:
             if i.status != "ok":
@@ -189,12 +192,40 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
-def _align(rows) -> list:
-    full = [r for r in rows if len(r) == len(COLUMNS)]
-    widths = [max(len(r[c]) for r in full) for c in range(len(COLUMNS))]
+def _scaling_rows(w) -> list:
+    """A scaling workload's block: per point its op count, kernels, cold compile seconds in
+    total, per op and per stage; then each series' per-op ratio of largest to smallest."""
+    stages = next((list(i.extra["stages"]) for i in w.impls if "stages" in i.extra), [])
+    head = ("point", "ops", "kernels", "compile", "ms/op", *stages, "max err")
+    rows = [head]
+    for i in w.impls:
+        if i.status != "ok":
+            label = "WRONG" if i.status == "wrong" else i.status
+            rows.append((i.name, f"{label}: {i.reason}"))
+            continue
+        st = i.extra["stages"]
+        rows.append((
+            i.name, str(i.extra["ops"]), str(i.kernels), f"{i.compile_s:.2f} s",
+            f"{i.extra['s_per_op'] * 1e3:.2f}", *(f"{st[k]:.2f}" for k in stages),
+            _err(i.max_abs_err),
+        ))  # fmt: skip
+    out = _align(rows, len(head))
+    for key, value in w.speedups.items():
+        series = key.split("_", 1)[0]
+        out.append(f"  {series}: seconds per op at the largest size / at the smallest: "
+                   f"{value:.2f}x (target <= 1.3x)")  # fmt: skip
+    if w.status == "refused":
+        out.append(f"  REFUSED: {w.reason}")
+    return out
+
+
+def _align(rows, ncols=None) -> list:
+    ncols = len(COLUMNS) if ncols is None else ncols
+    full = [r for r in rows if len(r) == ncols]
+    widths = [max(len(r[c]) for r in full) for c in range(ncols)]
     out = []
     for r in rows:
-        if len(r) != len(COLUMNS):
+        if len(r) != ncols:
             out.append(f"  {r[0].ljust(widths[0])}  {r[1]}")
             continue
         cells = [r[0].ljust(widths[0])] + [r[c].rjust(widths[c]) for c in range(1, len(r))]

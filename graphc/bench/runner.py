@@ -337,9 +337,12 @@ class PeerImpl:
 
 
 def select(suite: str | None) -> list[Workload]:
-    """Workloads named by ``suite`` ("W1,W3", "all" or None for all), in suite order."""
+    """Workloads named by ``suite`` ("W1,W3", "all" or None for all), in suite order.
+
+    "All" is the default suite (W1..W8); W12 (compile scaling, minutes) runs when named.
+    """
     if suite is None or suite.strip().lower() in ("", "all"):
-        return list(WORKLOADS.values())
+        return [w for w in WORKLOADS.values() if w.in_default_suite]
     ids = [s.strip().upper() for s in suite.split(",") if s.strip()]
     unknown = [i for i in ids if i not in WORKLOADS]
     if unknown:
@@ -362,8 +365,11 @@ def available_peers(names=None) -> list:
     return [p for p in PEERS if p.available() and (names is None or p.name in names)]
 
 
-def _steps(workload, peers) -> int:
-    """Progress steps of one workload: its graphc variants and the peers that implement it."""
+def _steps(workload, peers, quick=False, scale=None) -> int:
+    """Progress steps of one workload: its graphc variants and the peers that implement it
+    (a scaling workload: its points)."""
+    if workload.kind == "scaling":
+        return len(workload.points(workload.scaled(workload.sizes(quick), scale)))
     return (4 if workload.kind == "compile" else 3) + sum(workload.id in p.builders for p in peers)
 
 
@@ -397,9 +403,12 @@ def _fail_reason(exc: BaseException) -> str:
 
 
 def run_workload(workload, quick, target, repeat, budget_s, peers, progress, result_hook,
-                 seed=0) -> WorkloadResult:  # fmt: skip
-    """Build, check and time one workload; never raises for a failing implementation."""
+                 seed=0, scale=None) -> WorkloadResult:  # fmt: skip
+    """Build, check and time one workload; never raises for a failing implementation.
+    ``scale``: the sizes of a scaling workload's points (None: those of ``quick``)."""
     sizes = workload.sizes(quick)
+    if workload.kind == "scaling":
+        sizes = workload.scaled(sizes, scale)
     res = WorkloadResult(
         workload.id, workload.title, workload.stresses, workload.describe(sizes),
         workload.unit, {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
@@ -409,7 +418,11 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
     missing = workload.missing()
     if missing:
         res.status, res.reason = "skipped", missing
-        progress.advance(_steps(workload, peers), f"{workload.id} skipped")
+        progress.advance(_steps(workload, peers, quick, scale), f"{workload.id} skipped")
+        return res
+    if workload.kind == "scaling":
+        res.baseline = ""
+        _run_scaling(workload, sizes, res, target, progress, result_hook, seed)
         return res
     inputs = workload.inputs(sizes, np.random.default_rng(seed))
     try:
@@ -454,6 +467,90 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         res.status = "refused"
         res.reason = "a graphc result differs from the reference: see the implementations"
     return res
+
+
+#: compile stages of a scaling table: column -> ``compile_seconds`` keys summed into it
+SCALING_STAGES = {
+    "passes": ("cleanup", "simplify", "fold", "cse", "dce"),
+    "fusion": ("fusion",),
+    "lower": ("lower",),
+    "plan": ("plan",),
+    "render": ("llvm_render",),
+    "llvm": ("llvm_wall",),
+    "load": ("llvm_load",),
+}
+
+
+def _run_scaling(workload, sizes, res, target, progress, result_hook, seed) -> None:
+    """One row per (series, size) point: a cold compile of its step (fused, no disk cache),
+    timed per stage from ``exe.stats["compile_seconds"]``, then one run checked against the
+    reference. A failing point (a RecursionError...) is reported and the others still run."""
+    for series, n in workload.points(sizes):
+        name = workload.point_name(series, n)
+        progress.note(f"{workload.id} {name}")
+        res.impls.append(_scaling_point(workload, sizes, series, n, name, target, result_hook,
+                                        seed))  # fmt: skip
+        progress.advance(1)
+    for series in dict.fromkeys(s for s, _ in workload.points(sizes)):
+        rows = [i for i in res.impls if i.extra.get("series") == series]
+        ok = [i for i in rows if i.status == "ok"]
+        if len(ok) == len(rows) >= 2:
+            first, last = ok[0].extra["s_per_op"], ok[-1].extra["s_per_op"]
+            res.speedups[f"{series}_per_op_largest_over_smallest"] = last / first
+    if any(i.status == "wrong" for i in res.impls):
+        res.status = "refused"
+        res.reason = "a graphc result differs from the reference: see the implementations"
+
+
+def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) -> ImplResult:
+    out = ImplResult(name, "graphc")
+    out.extra.update(series=series, size=n)
+    stage = "building the graph"
+    ref = sess = None
+    try:
+        inputs = workload.point_inputs(sizes, series, n, np.random.default_rng(seed))
+        case = workload.build_point(sizes, series, n, inputs)
+        stage = "the reference run"
+        ref = GraphcImpl(REFERENCE, case, "reference", gc.CompileOptions(cache_dir=None))
+        ref.setup()
+        ref.run()
+        expected = [np.asarray(v) for v in ref.values()]
+        stage = "compiling"
+        opts = gc.CompileOptions(fusion=True, cache_dir=None)
+        sess = GraphcImpl(f"{FUSED} {name}", case, target, opts)
+        sess.setup()  # runs the initializer (its own small executable)
+        t0 = time.perf_counter()
+        exe = sess.sess.compile(case.run_fetches, list(case.feeds[0]))
+        wall = time.perf_counter() - t0
+        seconds = dict(exe.stats.get("compile_seconds") or {})
+        total = float(seconds.get("total", wall))
+        ops = len(exe.source.nodes)
+        out.median_s = out.min_s = out.compile_s = total
+        out.runs, out.kernels = 1, len(exe.kernels)
+        out.extra.update(
+            ops=ops, s_per_op=total / ops,
+            stages={col: sum(seconds.get(k, 0.0) for k in keys)
+                    for col, keys in SCALING_STAGES.items()},
+        )  # fmt: skip
+        stage = "the compiled run"
+        sess.run()
+        got = sess.values()
+        if result_hook is not None:
+            got = result_hook(name, workload.id, got)
+        err, problem = compare(got, expected, workload.rtol, workload.atol)
+        out.max_abs_err = err
+        if problem:
+            out.status, out.reason = "wrong", f"refused: {problem}"
+    except Exception as exc:  # noqa: BLE001 - one point failing must not stop the series
+        skip = _session_skip(exc)
+        out.status = "skipped" if skip else "error"
+        out.reason = f"{stage}: {_fail_reason(exc)}"
+        out.median_s = out.min_s = out.compile_s = None
+    finally:
+        for impl in (ref, sess):
+            if impl is not None:
+                impl.close()
+    return out
 
 
 def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> ImplResult:
@@ -519,9 +616,11 @@ def _ratios(res: WorkloadResult) -> None:
 
 
 def run_suite(suite=None, quick=False, target="cpu", repeat=10, budget_s=10.0, peers=None,
-              progress: bool = True, result_hook=None, stream=None) -> BenchResult:  # fmt: skip
+              progress: bool = True, result_hook=None, stream=None,
+              scale=None) -> BenchResult:  # fmt: skip
     """Run the selected workloads; ``result_hook(impl, workload_id, values) -> values`` may
     alter results before they are checked (tests use it to inject a wrong result).
+    ``scale``: sizes of the points of scaling workloads (W12), e.g. ``(8, 16)``.
     """
     from .report import machine_info
 
@@ -531,11 +630,18 @@ def run_suite(suite=None, quick=False, target="cpu", repeat=10, budget_s=10.0, p
     gc.Session(target=target).close()  # raises UnavailableError naming what is missing
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
+    if scale is not None:
+        scale = tuple(int(n) for n in scale)
+        if not scale or min(scale) < 1:
+            raise ValueError(f"scale sizes must be positive integers, got {scale}")
     peer_list = available_peers(peers)
-    bar = Progress(sum(_steps(w, peer_list) for w in workloads), enabled=progress, stream=stream)
+    steps = sum(_steps(w, peer_list, quick, scale) for w in workloads)
+    bar = Progress(steps, enabled=progress, stream=stream)
     t0 = time.perf_counter()
     results = [
-        run_workload(w, quick, target, repeat, budget_s, peer_list, bar, result_hook)
+        run_workload(
+            w, quick, target, repeat, budget_s, peer_list, bar, result_hook, scale=scale
+        )  # fmt: skip
         for w in workloads
     ]
     bar.finish()
@@ -545,6 +651,7 @@ def run_suite(suite=None, quick=False, target="cpu", repeat=10, budget_s=10.0, p
         "target": target,
         "repeat": repeat,
         "budget_s": budget_s,
+        "scale": None if scale is None else list(scale),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return BenchResult(machine_info(), options, results)

@@ -1,5 +1,6 @@
-"""The workloads W1..W8 of shared/BENCH.md: each builds a graphc graph through the public API
-and says what numpy (eager, op by op) computes for the same inputs.
+"""The workloads W1..W8 (and W12, ``scaling.py``) of shared/BENCH.md: each builds a graphc
+graph through the public API and says what numpy (eager, op by op) computes for the same
+inputs.
 
 A workload's *values* are what the runner compares against the reference before timing:
 for a function, its outputs; for a training step, the loss of one step followed by every
@@ -37,7 +38,8 @@ class Workload:
     title = ""
     stresses = ""
     requires: tuple = ()  # public names ("nn.relu", "matmul") the graph is built from
-    kind = "fn"  # fn | step | compile
+    kind = "fn"  # fn | step | compile | scaling
+    in_default_suite = True  # run by ``graphc bench`` without --suite
     unit = "ms"  # how the table shows a time ("us" for the dispatch-overhead workload)
     rtol, atol = 2e-4, 2e-5  # result check: |got - ref| <= atol * max(1, |ref|max) + rtol*|ref|
 
@@ -530,6 +532,9 @@ class CNNStep(Workload):
         return step
 
 
+# W12 lives in its own module (it builds on Case and Workload above)
+from .scaling import CompileScaling  # noqa: E402
+
 WORKLOADS = {
     w.id: w
     for w in (
@@ -541,5 +546,6 @@ WORKLOADS = {
         LayerNorm(),
         CNNStep(),
         MLPBatches(),
+        CompileScaling(),
     )
 }
