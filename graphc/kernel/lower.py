@@ -39,7 +39,7 @@ from .ir import (
     exprs_in,
     walk_stmts,
 )
-from .shapes import SymShapes
+from .shapes import SymShapes, with_location
 
 
 class Illegal(Exception):
@@ -389,6 +389,7 @@ class Lowering:
         key = (node.id, "plain")
         if key not in self.check_of:
             self.check_of[key] = len(self.checks)
+            message = with_location(node, message)
             self.checks.append(Check(len(self.checks), message, "plain"))
         return self.check_of[key]
 

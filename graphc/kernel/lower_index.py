@@ -135,13 +135,18 @@ def _split_shape(n, ins, checks):
     axis, num, sizes = n.attrs["axis"], n.attrs["num"], n.attrs["sizes"]
     d = x[axis]
     if sizes is None:
-        checks.append((sym.eq(sym.mod(d, num), 0), f"SplitV '{n.name}': uneven split"))
+        what = f"cannot split dimension {axis} of size {{0}} into {num} equal parts"
+        require(checks, n, sym.eq(sym.mod(d, num), 0), what, d)
         pieces = [sym.floordiv(d, num)] * num
     else:
         known = sum(s for s in sizes if s != -1)
         pieces = [sym.sub(d, known) if s == -1 else i64(s) for s in sizes]
-        checks.append((sym.eq(sym.product([1]), 1) if -1 in sizes else sym.eq(d, known),
-                       f"SplitV '{n.name}': sizes do not add up"))  # fmt: skip
+        if -1 in sizes:  # the -1 piece takes the rest, which must not be negative
+            require(checks, n, Math.GE(d, i64(known)), f"the sizes {list(sizes)} need more "
+                    f"than the {{0}} elements of dimension {axis}", d)  # fmt: skip
+        else:
+            require_eq(checks, n, d, i64(known), f"the sizes {list(sizes)} do not add up to "
+                       f"dimension {axis}")  # fmt: skip
     return [tuple(x[:axis]) + (p,) + tuple(x[axis + 1 :]) for p in pieces]
 
 

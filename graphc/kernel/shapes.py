@@ -29,6 +29,20 @@ def located(n) -> str:
     return f"{n.op} '{n.name}'{at}"
 
 
+def with_location(n, message: str) -> str:
+    """``message`` of node ``n`` with the user's line after its leading ``Op 'name'`` (any
+    op word: a gradient op may speak for its forward op); unchanged when it has one."""
+    head = f" '{n.name}'"
+    where = getattr(n, "location", None)
+    if not where or not where[1] or "(built at " in message:
+        return message
+    word = message.split(" ", 1)[0]
+    if not message.startswith(word + head):
+        return message
+    cut = len(word) + len(head)
+    return f"{message[:cut]} (built at {where[0]}:{where[1]}){message[cut:]}"
+
+
 def require(checks: list, n, cond, what: str, *sizes) -> None:
     """Add the run-time shape contract ``cond`` (a bool Expr over Dims) of node ``n``.
 
@@ -65,7 +79,7 @@ class SymShapes:
         self.program = program
         self.shapes: dict = {}  # (node id, k) -> tuple[Expr]
         self.dims: dict = {}  # dim name -> (feed index, axis)
-        self.checks: list = []  # (bool Expr, message)
+        self.checks: list = []  # (bool Expr, message[, sizes the message names])
         for n in program.nodes:
             self._node(n)
 
@@ -98,7 +112,9 @@ class SymShapes:
             fn = SHAPE_RULES.get(n.op) or (_broadcast if _is_elementwise(n) else None)
             if dynamic_in and fn is not None:
                 # its run-time checks, and that the sizes it derives are the static ones
+                mark = len(self.checks)
                 out = fn(n, ins, self.checks)
+                self._locate(n, mark)
                 self._agree(n, out if isinstance(out, list) else [out], static)
             return
         fn = SHAPE_RULES.get(n.op)
@@ -111,7 +127,9 @@ class SymShapes:
                 raise UnimplementedError(
                     f"{n.op} '{n.name}': no symbolic shape rule for unknown dims {static}"
                 )
+        mark = len(self.checks)
         out = fn(n, ins, self.checks)
+        self._locate(n, mark)
         outs = out if isinstance(out, list) else [out]
         self._agree(n, outs, static)
         for k, s in enumerate(outs):
@@ -119,6 +137,12 @@ class SymShapes:
             if spec is not None:
                 s = tuple(s[i] if d is None else i64(d) for i, d in enumerate(spec))
             self.shapes[(n.id, k)] = tuple(s)
+
+    def _locate(self, n, mark: int) -> None:
+        """Checks a rule added as plain ``"Op 'name': ..."`` also name the user's line."""
+        for j in range(mark, len(self.checks)):
+            c = self.checks[j]
+            self.checks[j] = (c[0], with_location(n, c[1]), *c[2:])
 
     def _agree(self, n, derived, static):
         """Contract: a size the rule derives from run-time dims equals the static size that

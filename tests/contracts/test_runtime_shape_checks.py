@@ -66,6 +66,8 @@ def check_example(name, index, fusion=True):
             fd = dict(zip(phs, feeds))
             want = _outcome(ref, outs, fd)
             got = _outcome(cpu, outs, fd)
+            if got[0] == "raise":  # names the op that refused and the user's line
+                assert "built at" in got[1] and "oracle.py" in got[1], got[1]
             assert got[0] == want[0], (
                 f"{name}[{index}] {what}: reference {want[0]} ({str(want[1])[:200]}), "
                 f"cpu {got[0]} ({str(got[1])[:200]})"
@@ -81,5 +83,6 @@ def check_example(name, index, fusion=True):
 
 
 @pytest.mark.parametrize("name,index", CASES, ids=[f"{n}-{i}" for n, i in CASES])
-def test_cpu_raises_where_reference_raises(name, index):
-    check_example(name, index)
+@pytest.mark.parametrize("fusion", [True, False], ids=["fused", "unfused"])
+def test_cpu_raises_where_reference_raises(name, index, fusion):
+    check_example(name, index, fusion)
