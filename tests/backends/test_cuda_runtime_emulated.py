@@ -397,3 +397,21 @@ def test_out_of_device_memory_is_resource_exhausted_and_changes_nothing(fake_gpu
         pool.limit = fake_pycuda.TOTAL_MEMORY
         s.run(upd, {x: np.ones(10_000, np.float32)})
         np.testing.assert_array_equal(s.run(v), np.full(4, 10_004, np.float32))
+
+
+def test_fed_sizes_are_checked_before_any_launch(fake_gpu):
+    """The run-time shape contracts and the size limit hold on the cuda target too: the
+    observed out-of-bounds cases raise before anything is copied or launched."""
+    f32 = np.float32
+    a = gc.placeholder(gc.float32, (1, None), name="a")
+    b = gc.placeholder(gc.float32, (1, None), name="b")
+    x = gc.placeholder(gc.float32, (None, None), name="x")
+    with gc.Session(target="cuda") as sess:
+        with pytest.raises(gc.errors.InvalidArgumentError, match=r"ConcatV2.*built at.*4 vs 3"):
+            sess.run(gc.concat([a, b], 0), {a: np.ones((1, 4), f32), b: np.ones((1, 3), f32)})
+        with pytest.raises(gc.errors.InvalidArgumentError, match="Squeeze"):
+            sess.run(gc.squeeze(x, 0), {x: np.ones((2, 3), f32)})
+        with pytest.raises(gc.errors.ResourceExhaustedError):
+            sess.run(gc.exp(x @ gc.transpose(x)), {x: np.ones((2**31, 0), f32)})
+        out = sess.run(gc.concat([a, b], 0), {a: np.ones((1, 2), f32), b: np.ones((1, 2), f32)})
+    np.testing.assert_array_equal(out, np.ones((2, 2)))
