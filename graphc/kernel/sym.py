@@ -7,7 +7,7 @@ sizes and simple index expressions, and dynamic ones stay readable (``d0_0 * 784
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from .expr import Call, Const, Expr, Math, i64
+from .expr import Call, Const, Dim, Expr, Math, i64
 
 ZERO = i64(0)
 ONE = i64(1)
@@ -115,7 +115,32 @@ def maximum(a, b) -> Expr:
         return i64(max(ca, cb))
     if a == b:
         return a
+    # max(size, 0) of a size (a slice of a whole dynamic dim: max(d - 0, 0)) is the size
+    if ca == 0 and nonnegative(b):
+        return b
+    if cb == 0 and nonnegative(a):
+        return a
     return Math.MAX(a, b)
+
+
+_NONNEG_FNS = (Math.ADD, Math.MUL, Math.FLOORDIV, Math.MAX, Math.MIN)
+
+
+def nonnegative(e, depth: int = 4) -> bool:
+    """``e`` is provably >= 0: a runtime Dim (a size), a constant >= 0, or sums, products,
+    floor quotients, max/min and selects of such (looked at ``depth`` levels deep)."""
+    if isinstance(e, Dim):
+        return True
+    c = const_value(e)
+    if c is not None:
+        return not isinstance(c, bool) and c >= 0
+    if depth <= 0 or not isinstance(e, Call):
+        return False
+    if e.fn in _NONNEG_FNS:
+        return all(nonnegative(x, depth - 1) for x in e.args)
+    if e.fn is Math.SELECT:
+        return nonnegative(e.args[1], depth - 1) and nonnegative(e.args[2], depth - 1)
+    return False
 
 
 def eq(a, b) -> Expr:
@@ -190,7 +215,16 @@ def unflatten(flat, shape) -> tuple:
 
 
 def broadcast_dim(a, b) -> Expr:
-    """numpy broadcast of two int64 sizes (valid broadcasts only: one is 1 or they agree)."""
+    """numpy broadcast of two int64 sizes (valid broadcasts only: one is 1 or they agree).
+
+    Two dynamic sizes give ``select(a == 1, b, a)``. A broadcast against sizes already in
+    it gives it back: ``bcast(bcast(p, q), q) == bcast(p, q)`` for any sizes (a broadcast is
+    1 only when all its members are), and ``bcast(q, bcast(p, q)) == bcast(p, q)`` for sizes
+    that broadcast (``shapes.broadcast`` adds the run-time check of every pair it joins, and
+    the runtime refuses failing checks before any size is used). So a value broadcast against
+    the same batch size at every step of a deep graph keeps one small size expression
+    instead of one nested a level deeper per op.
+    """
     a, b = as_expr(a), as_expr(b)
     if a == b:
         return a
@@ -205,4 +239,29 @@ def broadcast_dim(a, b) -> Expr:
         return a  # b is dynamic: it must be 1 or equal to a (checked at run time)
     if cb is not None:
         return b
+    ma, mb = _broadcast_members(a), _broadcast_members(b)
+    if mb <= ma:
+        return a
+    if ma <= mb:
+        return b
     return select(eq(a, 1), b, a)
+
+
+def _broadcast_members(e) -> set:
+    """The sizes a broadcast expression ``select(p == 1, q, p)`` was built from (``{e}`` for
+    any other expression), found with an explicit stack."""
+    out, stack = set(), [e]
+    while stack:
+        x = stack.pop()
+        if (
+            isinstance(x, Call)
+            and x.fn is Math.SELECT
+            and isinstance(x.args[0], Call)
+            and x.args[0].fn is Math.EQ
+            and x.args[0].args[0] == x.args[2]
+            and const_value(x.args[0].args[1]) == 1
+        ):
+            stack += (x.args[2], x.args[1])
+        else:
+            out.add(x)
+    return out

@@ -1,0 +1,56 @@
+"""kernel.sym: the smart constructors keep sizes small and mean what they would unsimplified."""
+
+import itertools
+
+from graphc.kernel import sym
+from graphc.kernel.expr import Dim, Math, i64, sub_exprs
+from graphc.kernel.runtime import eval_int
+
+
+def _naive_bcast(a, b):
+    return Math.SELECT(Math.EQ(a, i64(1)), b, a)
+
+
+def _size(e):
+    return sum(1 for _ in sub_exprs(e))
+
+
+def test_broadcast_against_a_member_is_the_same_size():
+    p, q, r = Dim("p"), Dim("q"), Dim("r")
+    pq = sym.broadcast_dim(p, q)
+    assert sym.broadcast_dim(pq, q) is pq and sym.broadcast_dim(q, pq) is pq
+    assert sym.broadcast_dim(pq, p) is pq
+    pqr = sym.broadcast_dim(pq, r)
+    assert sym.broadcast_dim(pqr, sym.broadcast_dim(r, p)) is pqr
+    # the simplified forms mean what the nested ones mean for sizes that broadcast (the
+    # run-time checks that come with every broadcast refuse the others before any size is
+    # used); against a member the result is the same for any sizes
+    forms = {
+        "pq.q": (sym.broadcast_dim(pq, q), _naive_bcast(_naive_bcast(p, q), q)),
+        "q.pq": (sym.broadcast_dim(q, pq), _naive_bcast(q, _naive_bcast(p, q))),
+        "pqr.rp": (sym.broadcast_dim(pqr, sym.broadcast_dim(r, p)),
+                   _naive_bcast(_naive_bcast(_naive_bcast(p, q), r), _naive_bcast(r, p))),
+    }  # fmt: skip
+    for vals in itertools.product([0, 1, 2, 3], repeat=3):
+        dims = dict(zip("pqr", vals))
+        valid = len({v for v in vals if v != 1}) <= 1
+        for name, (got, naive) in forms.items():
+            if valid or name != "q.pq":
+                assert eval_int(got, dims) == eval_int(naive, dims), (name, dims)
+
+
+def test_a_deep_chain_of_broadcasts_stays_small():
+    d, e = Dim("d0_0"), Dim("d1_0")
+    x = sym.broadcast_dim(d, e)
+    for _ in range(5000):
+        x = sym.broadcast_dim(sym.broadcast_dim(x, d), e)
+    assert _size(x) == _size(sym.broadcast_dim(d, e)) <= 7
+
+
+def test_max_of_a_size_and_zero_is_the_size():
+    d = Dim("d")
+    assert sym.maximum(d, 0) is d and sym.maximum(0, sym.mul(d, 4)) == sym.mul(d, 4)
+    n = sym.sub(d, 3)  # may be negative: kept
+    assert sym.maximum(n, 0) == Math.MAX(n, i64(0))
+    assert sym.nonnegative(sym.floordiv(sym.add(d, 2), 3))
+    assert not sym.nonnegative(sym.sub(d, 1)) and not sym.nonnegative(i64(-1))
