@@ -9,7 +9,7 @@ although both have an unknown batch dimension.
 
 Broadcasting rule: a static size other than 1 wins (the others must equal it or be 1);
 sizes of 1 drop out; equal symbols stay; two different symbols make a fresh one (either may
-be 1 at run time).
+be 1 at run time) named by the set of plain symbols broadcast together.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ SAME_AS_INPUT0 = frozenset(
 #: ops whose output 0 has the runtime shape of input 1
 SAME_AS_INPUT1 = frozenset({"BroadcastLike", "ReshapeLike", "SumToShape"})
 REDUCTIONS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "Any", "All"})
+#: other ops whose symbolic dims are derived from those of input 0 alone
+_READS_INPUT0 = REDUCTIONS | {"Transpose", "ExpandDims", "Squeeze", "Reshape"}
 
 
 class SymbolicShapes:
@@ -37,11 +39,49 @@ class SymbolicShapes:
         self.memo: dict = {}
 
     def dims(self, ref) -> tuple | None:
-        """The symbolic dims of ``ref`` (None when its rank is unknown)."""
+        """The symbolic dims of ``ref`` (None when its rank is unknown).
+
+        The inputs a rule reads are computed first, deepest first, with an explicit stack:
+        a chain of ops thousands deep needs no recursion as deep as itself.
+        """
         ref = tuple(ref)
-        if ref not in self.memo:
-            self.memo[ref] = self._dims(ref)
-        return self.memo[ref]
+        memo = self.memo
+        if ref in memo:
+            return memo[ref]
+        stack = [ref]
+        while stack:
+            r = stack[-1]
+            if r in memo:
+                stack.pop()
+                continue
+            pending = [i for i in self._reads(r) if i not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            memo[r] = self._dims(r)
+        return memo[ref]
+
+    def _reads(self, ref) -> list:
+        """The refs whose dims ``_dims(ref)`` reads (those ``_derive`` asks for)."""
+        n = self.node_of(ref[0])
+        shape = n.outs[ref[1]].shape
+        if shape is None or None not in shape or ref[1] != 0 or not n.inputs:
+            return []
+        op = n.op
+        if op in SAME_AS_INPUT0:
+            picked = n.inputs[:1]
+        elif op in SAME_AS_INPUT1:
+            picked = n.inputs[1:2]
+        elif getattr(n.op_def, "elementwise", False):
+            picked = n.inputs
+        elif op in _READS_INPUT0:
+            picked = n.inputs[:1]
+        elif op == "MatMul":
+            picked = n.inputs[:2]
+        else:
+            picked = ()
+        return [tuple(r) for r in picked]
 
     def _fresh(self, ref, shape) -> tuple:
         return tuple(
@@ -63,6 +103,7 @@ class SymbolicShapes:
         return tuple(s if s is not None else d for s, d in zip(shape, derived))
 
     def _derive(self, n):
+        # reads the dims of the inputs ``_reads`` names (keep the two in step)
         op = n.op
         if op in SAME_AS_INPUT0:
             return self.dims(n.inputs[0])
@@ -146,8 +187,24 @@ def broadcast(shapes) -> tuple | None:
         elif not syms:
             out.append(1)
         else:
-            out.append(("bcast",) + tuple(sorted(syms, key=repr)))
+            out.append(_bcast_symbol(syms))
     return tuple(out)
+
+
+def _bcast_symbol(syms) -> tuple:
+    """The symbol of the broadcast of several symbols: ``("bcast", *members)`` over the
+    flat set of plain symbols, so that broadcasting ``bcast(a, b)`` against ``a`` again gives
+    ``bcast(a, b)`` (the same size when the sizes broadcast) instead of a symbol nested one
+    level deeper per op of a deep graph."""
+    members = set()
+    for s in syms:
+        if isinstance(s, tuple) and s and s[0] == "bcast":
+            members.update(s[1:])
+        else:
+            members.add(s)
+    if len(members) == 1:
+        return members.pop()
+    return ("bcast",) + tuple(sorted(members, key=repr))
 
 
 def fits(small, big) -> bool:
