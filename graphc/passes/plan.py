@@ -10,10 +10,11 @@ total buffer bytes. Sizes with runtime dims are reported as expressions (text).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 
 from ..kernel import sym
-from ..kernel.expr import Const, Load
+from ..kernel.expr import Call, Const, Load, Math
 from ..kernel.ir import KernelProgram, Store, exprs_in, walk_stmts
 from ..kernel.printer import expr_text
 
@@ -60,24 +61,30 @@ def plan(kp: KernelProgram) -> KernelProgram:
         if b.kind == "temp" and n in live and n not in in_place and b.alias_of is None
     ]
     temps.sort(key=lambda n: live[n][0])
-    free: list = []  # (byte size expr, root name, free after kernel index)
+    # Storage that frees up, per byte size: each temp takes the longest-free storage of its
+    # size (the one freed first in the order storage was released), else its own.
+    # ``waiting``: (free after kernel, seq, root), not yet free for the temps to come;
+    # ``ready``: (seq, root), free for every later temp (temps come by first kernel).
+    waiting: dict = {}
+    ready: dict = {}
+    seq = 0
     alias: dict = {}
     for name in temps:
         first, last = live[name]
         if name in pinned:
             last = end
         size = nbytes(buffers[name])
-        chosen = None
-        for j, (fsize, _root, free_after) in enumerate(free):
-            if fsize == size and free_after < first:
-                chosen = j
-                break
-        if chosen is not None:
-            _, root, _ = free.pop(chosen)
+        w, r = waiting.setdefault(size, []), ready.setdefault(size, [])
+        while w and w[0][0] < first:
+            _, k, root = heapq.heappop(w)
+            heapq.heappush(r, (k, root))
+        if r:
+            _, root = heapq.heappop(r)
             alias[name] = root
         else:
             root = name
-        free.append((size, root, last))
+        heapq.heappush(w, (last, seq, root))
+        seq += 1
     for name, root in alias.items():
         buffers[name] = replace(buffers[name], alias_of=root)
     for upd, var_buf in in_place.items():
@@ -114,19 +121,24 @@ def _in_place_ok(kp, var_buf, upd, live) -> bool:
 
 
 def stats(kp: KernelProgram, live=None) -> dict:
-    """Bytes moved per kernel, totals and the peak of live temporary storage."""
+    """Bytes moved per kernel, totals and the peak of live temporary storage.
+
+    Sums of sizes are kept as coefficients of their distinct non-constant factors
+    (``_Sum``): a total over thousands of buffers of a few dynamic sizes stays a short
+    expression (``d0_0 * 123456 + 7890``) instead of a chain as long as the program.
+    """
     live = live or liveness(kp)
     per_kernel = {}
-    total = sym.ZERO
+    total = _Sum()
     for k in kp.kernels:
-        moved = sym.ZERO
+        moved = _Sum()
         for name in sorted(set(k.reads) | set(k.writes)):
             b = kp.buffers.get(name)
             if b is not None and b.kind not in ("rng", "status"):
-                moved = sym.add(moved, nbytes(b))
-        k.bytes_moved = _value(moved)
+                moved.add(nbytes(b))
+        k.bytes_moved = _value(moved.expr())
         per_kernel[k.name] = k.bytes_moved
-        total = sym.add(total, moved)
+        total.update(moved)
     # peak: sum of live temp roots at each kernel
     roots = {n for n, b in kp.buffers.items() if b.kind == "temp" and b.alias_of is None}
     span: dict = {}
@@ -141,31 +153,93 @@ def stats(kp: KernelProgram, live=None) -> dict:
             hi = len(kp.kernels)
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))
-    peak = sym.ZERO
+    # the live temporary bytes at each kernel, swept once: a root counts from lo to hi
+    starts: dict = {}
+    stops: dict = {}
+    for root, (lo, hi) in span.items():
+        starts.setdefault(lo, []).append(root)
+        stops.setdefault(hi + 1, []).append(root)
+    cur = _Sum()
     peak_candidates = []
     for k in range(len(kp.kernels) + 1):
-        cur = sym.ZERO
-        for root, (lo, hi) in span.items():
-            if lo <= k <= hi:
-                cur = sym.add(cur, nbytes(kp.buffers[root]))
-        peak_candidates.append(cur)
-    consts = [sym.const_value(c) for c in peak_candidates]
-    if all(c is not None for c in consts):
-        peak = max(consts, default=0)
+        for root in stops.get(k, ()):
+            cur.add(nbytes(kp.buffers[root]), -1)
+        for root in starts.get(k, ()):
+            cur.add(nbytes(kp.buffers[root]))
+        peak_candidates.append(cur.snapshot())
+    if all(set(c) <= {None} for c in peak_candidates):
+        peak = max((c.get(None, 0) for c in peak_candidates), default=0)
     else:
-        peak = expr_text(_max_all(peak_candidates))
-    all_bytes = sym.ZERO
+        peak = expr_text(_max_all([_Sum(c).expr() for c in _maximal(peak_candidates)]))
+    all_bytes = _Sum()
     for b in kp.buffers.values():
         if b.alias_of is None and b.kind not in ("rng", "status"):
-            all_bytes = sym.add(all_bytes, nbytes(b))
+            all_bytes.add(nbytes(b))
     return {
         "kernel_count": len(kp.kernels),
         "bytes_moved_per_kernel": per_kernel,
-        "bytes_moved": _value(total),
+        "bytes_moved": _value(total.expr()),
         "peak_temp_bytes": peak,
-        "buffer_bytes": _value(all_bytes),
+        "buffer_bytes": _value(all_bytes.expr()),
         "temp_buffers": sum(1 for b in kp.buffers.values() if b.kind == "temp"),
     }
+
+
+class _Sum:
+    """A sum of int64 sizes as {non-constant factor (None: the constant): coefficient}: a
+    size ``x * c`` (``nbytes``) adds ``c`` to the coefficient of ``x``."""
+
+    def __init__(self, terms=None):
+        self.terms: dict = dict(terms or {})
+
+    def add(self, e, sign: int = 1) -> None:
+        c = sym.const_value(e)
+        key = None
+        if c is None:
+            key, c = e, 1
+            if isinstance(e, Call) and e.fn is Math.MUL:
+                k = sym.const_value(e.args[1])
+                if k is not None:
+                    key, c = e.args[0], k
+        c = self.terms.get(key, 0) + sign * c
+        if c:
+            self.terms[key] = c
+        else:
+            self.terms.pop(key, None)
+
+    def update(self, other: _Sum) -> None:
+        for key, c in other.terms.items():
+            c += self.terms.get(key, 0)
+            if c:
+                self.terms[key] = c
+            else:
+                self.terms.pop(key, None)
+
+    def snapshot(self) -> dict:
+        return dict(self.terms)
+
+    def expr(self):
+        out = sym.ZERO
+        for key, c in self.terms.items():
+            if key is not None:
+                out = sym.add(out, sym.mul(key, c))
+        return sym.add(out, self.terms.get(None, 0))
+
+
+def _maximal(candidates: list) -> list:
+    """The sums of ``candidates`` that no other one bounds from above for every value of the
+    runtime dims (each factor is a size, >= 0: a sum with every coefficient at most
+    another's is at most it), once each, in order of first appearance."""
+    firsts: dict = {}
+    for i, c in enumerate(candidates):
+        firsts.setdefault(frozenset(c.items()), (i, c))
+    # larger sums first: a sum can only be bounded by one with a coefficient total as large
+    order = sorted(firsts.values(), key=lambda ic: (-sum(ic[1].values()), ic[0]))
+    kept: list = []
+    for i, c in order:
+        if not any(all(v <= o.get(key, 0) for key, v in c.items()) for _, o in kept):
+            kept.append((i, c))
+    return [c for _, c in sorted(kept, key=lambda ic: ic[0])]
 
 
 def _max_all(xs):

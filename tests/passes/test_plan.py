@@ -57,3 +57,18 @@ def test_dynamic_sizes_are_reported_as_expressions():
     prog, _, kp = compile_kernels([y], [x], fusion=False)
     s = plan(kp).stats
     assert isinstance(s["bytes_moved"], str) and "d0_0" in s["bytes_moved"]
+
+
+def test_stats_of_a_long_dynamic_program_are_short_expressions():
+    # 300 unfused kernels with a runtime batch size: totals and the peak collect their
+    # terms per size instead of chaining one term per buffer (and kernel)
+    x = gc.placeholder(gc.float32, (None, 4))
+    y = x
+    for _ in range(150):
+        y = gc.exp(y) * 0.5
+    prog, _, kp = compile_kernels([y], [x], fusion=False)
+    s = plan(kp).stats
+    assert s["kernel_count"] == 300
+    assert s["bytes_moved"] == "(d0_0 * 9600)"  # each kernel reads 16 and writes 16 bytes a row
+    assert s["peak_temp_bytes"] == "(d0_0 * 32)"  # two rows of 4 float32 live at a time
+    assert len(s["buffer_bytes"]) < 40
