@@ -1,7 +1,8 @@
 """The on-disk compile cache holds machine code that a hit runs: it must not be a way to run
 someone else's code (issue 13). Entries are authenticated with a per-user secret key, the
-cache directory must be the user's own, the worker pool reads only the cache its caller names,
-a missing BLAS is an error instead of a crash, and dumps are written on warm starts too."""
+cache directory must be the user's own (nvcc's cubin cache too), the worker pool reads only
+the cache its caller names, a missing BLAS is an error instead of a crash, and dumps are
+written on warm starts too."""
 
 import json
 import os
@@ -233,6 +234,176 @@ def test_cuda_entries_share_the_authenticated_container(tmp_path, key_file):
     from graphc.backends.cuda import cache as cuda_cache
 
     assert cuda_cache._container is cache
+
+
+# -- nvcc's cubin cache (graphc/backends/cuda/nvcc.py) ---------------------------------------
+
+FAKE_NVCC = """#!/bin/sh
+# A stand-in nvcc for graphc's tests: its output is the .cu file, and it logs each compile.
+if [ "$1" = "--version" ]; then echo "fake nvcc for graphc's tests"; exit 0; fi
+out=; src=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -o) out=$2; shift ;;
+        *.cu) src=$1 ;;
+    esac
+    shift
+done
+echo "$src" >> "$(dirname "$0")/compiles.log"
+cat "$src" > "$out"
+"""
+
+
+def write_fake_nvcc(bin_dir: Path) -> Path:
+    """An executable stand-in for nvcc in ``bin_dir`` (see FAKE_NVCC); ``compiles`` counts
+    its compiles."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "nvcc"
+    script.write_text(FAKE_NVCC)
+    script.chmod(0o755)
+    return script
+
+
+def compiles(script: Path) -> int:
+    log = script.parent / "compiles.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.fixture
+def fake_nvcc(tmp_path, monkeypatch):
+    """nvcc.compile_source, unmodified, runs a fake nvcc (the output is the source); the
+    fixture's value counts the compiles so far."""
+    from graphc.backends.cuda import nvcc
+
+    script = write_fake_nvcc(tmp_path / "toolkit" / "bin")
+    monkeypatch.setattr(nvcc, "find_nvcc", lambda: str(script))
+    return lambda: compiles(script)
+
+
+KERNEL = 'extern "C" __global__ void k(float* x) { x[threadIdx.x] = 1.0f; }'
+NVCC_FLAGS = ("-O3", "-std=c++17")
+PLANTED = b"\x7fELF planted GPU code"
+
+
+def _nvcc(d, source=KERNEL, kind="cubin"):
+    from graphc.backends.cuda import nvcc
+
+    return nvcc.compile_source(source, "sm_90", kind, d, NVCC_FLAGS)
+
+
+def _nvcc_entry(d, source=KERNEL, kind="cubin"):
+    """(key, entry path) that compile_source looks up for ``source``."""
+    from graphc.backends.cuda import nvcc
+
+    key = nvcc.cache_key(source, "sm_90", kind, nvcc.find_nvcc(), NVCC_FLAGS)
+    return key, cache.entry_path(d, key, nvcc.entry_target(kind))
+
+
+def test_nvcc_output_is_an_authenticated_entry_and_a_hit(tmp_path, key_file, fake_nvcc):
+    d = tmp_path / "cache"
+    assert _nvcc(d) == (KERNEL.encode(), False) and fake_nvcc() == 1
+    key, entry = _nvcc_entry(d)
+    assert [p.name for p in d.iterdir()] == [entry.name] == [f"nvcc-cubin-{key}.gcx"]
+    assert entry.read_bytes().startswith(cache.MAGIC)  # the container, not raw bytes
+    assert _split(entry.read_bytes())[1] == KERNEL.encode()
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert _nvcc(d) == (KERNEL.encode(), True) and fake_nvcc() == 1
+    cache._keys.clear()  # as a new process: the key is read from the key file again
+    assert _nvcc(d) == (KERNEL.encode(), True) and fake_nvcc() == 1
+    assert _nvcc(d, kind="ptx") == (KERNEL.encode(), False)  # another entry
+    assert _nvcc(d, kind="ptx") == (KERNEL.encode(), True) and fake_nvcc() == 2
+
+
+@pytest.mark.parametrize(
+    "plant",
+    ["old raw layout", "raw bytes", "sha256", "hmac with another key", "altered",
+     "entry of another source"],
+)  # fmt: skip
+def test_planted_or_forged_cubin_is_a_miss_and_never_returned(tmp_path, key_file, fake_nvcc,
+                                                              plant):  # fmt: skip
+    """A file where compile_source looks for the cubin that graphc would load: in the old
+    raw layout (cuda/<key>.cubin), raw bytes under the entry's name, rebuilt by someone
+    without the key (checksum recomputed, or MAC'd with a key of their own), a genuine entry
+    altered afterwards, or a genuine entry of another source renamed: nvcc runs again, its
+    output is returned and atomically replaces the entry, which is then a hit."""
+    import hashlib
+    import hmac
+
+    d = tmp_path / "cache"
+    d.mkdir(mode=0o700)
+    key, entry = _nvcc_entry(d)
+    manifest = {"key": key, "kind": "cubin", "arch": "sm_90"}
+    if plant == "old raw layout":
+        (d / "cuda").mkdir(mode=0o700)
+        (d / "cuda" / f"{key}.cubin").write_bytes(PLANTED)
+    elif plant == "raw bytes":
+        entry.write_bytes(PLANTED)
+    elif plant == "sha256":
+        entry.write_bytes(_rebuild(manifest, PLANTED, lambda body: hashlib.sha256(body).digest()))
+    elif plant == "hmac with another key":
+        mac = lambda body: hmac.new(b"k" * 32, body, "sha256").digest()  # noqa: E731
+        entry.write_bytes(_rebuild(manifest, PLANTED, mac))
+    elif plant == "altered":
+        _nvcc(d)  # a genuine entry, whose code is then changed in place
+        entry.write_bytes(entry.read_bytes().replace(b"1.0f", b"6.6f"))
+    else:
+        other = KERNEL.replace("1.0f", "6.6f")
+        _nvcc(d, other)
+        _nvcc_entry(d, other)[1].replace(entry)  # authentic, for another key
+    assert entry.exists() or plant == "old raw layout"
+    before = fake_nvcc()
+    assert _nvcc(d) == (KERNEL.encode(), False) and fake_nvcc() == before + 1
+    manifest, code = _split(entry.read_bytes())
+    assert code == KERNEL.encode() and manifest["key"] == key  # rewritten from nvcc's output
+    assert _nvcc(d) == (KERNEL.encode(), True) and fake_nvcc() == before + 1
+
+
+@pytest.mark.parametrize("problem", ["mode 777", "mode 770", "mode 1777", "another user"])
+def test_nvcc_cache_in_an_unsafe_dir_is_not_used(tmp_path, key_file, fake_nvcc, monkeypatch,
+                                                 problem):  # fmt: skip
+    """Neither read (a valid entry is there) nor written; one warning per directory."""
+    import re
+
+    d = tmp_path / "shared"
+    _nvcc(d)  # a genuine entry: a hit, had the directory stayed private
+    _, entry = _nvcc_entry(d)
+    good = entry.read_bytes()
+    if problem.startswith("mode"):
+        d.chmod(int(problem.split()[1], 8))
+        why = "group or others may write it"
+    else:
+        real = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: real + 1)
+        monkeypatch.setattr(cache, "secret_key", lambda: b"\0" * 32)  # the key is not the point
+        why = f"it is owned by uid {real}, not by this user"
+    with pytest.warns(UserWarning, match=rf"not using the compile cache {re.escape(str(d))}: "
+                      + re.escape(why)):  # fmt: skip
+        assert _nvcc(d) == (KERNEL.encode(), False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per directory
+        assert _nvcc(d) == (KERNEL.encode(), False)
+        assert _nvcc(d, kind="ptx") == (KERNEL.encode(), False)
+    assert fake_nvcc() == 4
+    assert [p.name for p in d.iterdir()] == [entry.name] and entry.read_bytes() == good
+
+
+def test_nvcc_without_cache_dir_reads_and_writes_nothing(tmp_path, key_file, fake_nvcc,
+                                                         monkeypatch):  # fmt: skip
+    def refuse(*args, **kwargs):
+        raise AssertionError("cache_dir=None must not touch a cache")
+
+    for name in ("load", "save", "usable_dir", "secret_key"):
+        monkeypatch.setattr(cache, name, refuse)
+    default = config.default_cache_dir()
+    listing = sorted(default.iterdir()) if default and default.is_dir() else None
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for _ in range(2):
+        assert _nvcc(None) == (KERNEL.encode(), False)
+    assert fake_nvcc() == 2
+    assert not list(cwd.iterdir()) and not key_file.exists()
+    assert (sorted(default.iterdir()) if default and default.is_dir() else None) == listing
 
 
 # -- the worker pool reads only the cache its caller names ---------------------------------------

@@ -242,11 +242,26 @@ def test_compiled_modules_are_cached_on_disk(tmp_path):
     with g.as_default():
         x = gc.placeholder(gc.float32, (None,))
         y = gc.tanh(x * 2.0) + 1.0
+    from graphc.backends.cuda import nvcc
+    from graphc.backends.cuda.runtime import device
+
+    opts = gc.CompileOptions(cache_dir=tmp_path)
     stats = []
     for _ in range(2):
-        with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=tmp_path)) as s:
+        with gc.Session(graph=g, target="cuda", options=opts) as s:
             np.testing.assert_allclose(s.run(y, {x: np.ones(3, np.float32)}),
                                        np.tanh(2.0) + 1.0, rtol=1e-6)  # fmt: skip
-            stats.append(s.compile(y, [x]).stats)
+            exe = s.compile(y, [x])
+            stats.append(exe.stats)
     assert [st["cubin_from_disk"] for st in stats] == [False, True]
-    assert any((tmp_path / "cuda").glob("*.cubin"))
+    assert [st["loaded_from_disk"] for st in stats] == [False, True]  # the executable entry
+    assert list(tmp_path.glob("cuda-*.gcx"))
+    # nvcc's cubin underneath: an authenticated entry named by its key, no raw .cubin file
+    arch = device().arch
+    key = nvcc.cache_key(exe.stages["cuda"], arch, "cubin", nvcc.find_nvcc(),
+                         cuda_backend.nvcc_options(opts))  # fmt: skip
+    names = [p.name for p in tmp_path.glob("nvcc-*.gcx")]
+    assert f"nvcc-cubin-{key}.gcx" in names and all(n.startswith("nvcc-cubin-") for n in names)
+    assert not (tmp_path / "cuda").exists() and not list(tmp_path.rglob("*.cubin"))
+    cubin = nvcc.load_cached(tmp_path, key, "cubin", arch)
+    assert cubin is not None and cubin[:4] == b"\x7fELF"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.backends.cuda import nvcc
 from graphc.kernel import interp
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
@@ -23,6 +24,9 @@ from tests.backends import cuda_programs as P
 from tests.backends import fake_pycuda
 
 pytestmark = pytest.mark.skipif(emu.available() is not None, reason=str(emu.available()))
+
+#: nvcc.compile_source itself (the fake_gpu fixture replaces it)
+REAL_COMPILE_SOURCE = nvcc.compile_source
 
 
 @pytest.fixture
@@ -305,6 +309,64 @@ def test_executables_are_cached_on_disk_like_the_cpu_target(fake_gpu, tmp_path, 
     opts = gc.CompileOptions(cache_dir=tmp_path, fusion=False)
     train(False)
     assert len(list(tmp_path.glob("cuda-*.gcx"))) == 4
+
+
+@pytest.mark.parametrize("plant", ["raw bytes", "sha256", "old raw layout"])
+def test_a_planted_cubin_never_reaches_the_driver(fake_gpu, tmp_path, monkeypatch, plant):
+    """Under the executable cache, nvcc's own cache (nvcc-cubin-<key>.gcx, authenticated):
+    when the executable entry misses, a cubin planted for the module (raw bytes under the
+    entry's name, an entry rebuilt with a recomputed checksum, or a raw file in the old
+    layout cuda/<key>.cubin) is a miss too: nvcc runs and the driver loads its output, never
+    the planted bytes. A genuine entry is a hit."""
+    import hashlib
+
+    from graphc.backends.llvm import cache
+    from tests.backends.test_cache_trust import _rebuild, compiles, write_fake_nvcc
+
+    script = write_fake_nvcc(tmp_path / "toolkit" / "bin")  # its output is the source
+    monkeypatch.setattr(nvcc, "compile_source", REAL_COMPILE_SOURCE)
+    monkeypatch.setattr(nvcc, "find_nvcc", lambda: str(script))
+    loaded = []
+    real_load = fake_pycuda.module_from_buffer
+    monkeypatch.setattr(fake_pycuda, "module_from_buffer",
+                        lambda data: loaded.append(data) or real_load(data))  # fmt: skip
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None,))
+        y = gc.tanh(x * 2.0) + 1.0
+    d = tmp_path / "cache"
+
+    def run():
+        """A session as a new process would have it: no module loaded, no executable entry
+        on disk (so the cubin cache is asked)."""
+        fake_gpu.device().modules.clear()
+        for e in d.glob("cuda-*.gcx"):
+            e.unlink()
+        loaded.clear()
+        with gc.Session(graph=g, target="cuda", options=gc.CompileOptions(cache_dir=d)) as s:
+            out = s.run(y, {x: np.ones(3, np.float32)})
+            exe = s.compile(y, [x])
+        np.testing.assert_allclose(out, np.tanh(2.0) + 1.0, rtol=1e-6)
+        return exe.stats["cubin_from_disk"], exe.stages["cuda"].encode()
+
+    from_disk, source = run()
+    assert not from_disk and compiles(script) == 1 and loaded == [source]
+    (entry,) = d.glob("nvcc-cubin-*.gcx")
+    key = entry.name[len("nvcc-cubin-") : -len(".gcx")]
+    planted = b"// planted\n" + source  # would run like the real one: only its origin differs
+    if plant == "raw bytes":
+        entry.write_bytes(planted)
+    elif plant == "sha256":
+        manifest = {"key": key, "kind": "cubin", "arch": "sm_90"}
+        entry.write_bytes(_rebuild(manifest, planted, lambda body: hashlib.sha256(body).digest()))
+    else:
+        entry.unlink()
+        (d / "cuda").mkdir(mode=0o700)
+        (d / "cuda" / f"{key}.cubin").write_bytes(planted)
+    assert run() == (False, source) and compiles(script) == 2  # a miss: nvcc ran
+    assert loaded == [source]  # the driver got nvcc's output, not the planted bytes
+    assert cache.load(d, key, target="nvcc-cubin")[1] == source  # the entry was rewritten
+    assert run() == (True, source) and compiles(script) == 2 and loaded == [source]
 
 
 @pytest.mark.parametrize("name", sorted(P.GEMM_CASES))

@@ -28,7 +28,12 @@ from graphc.passes.plan import plan as plan_buffers
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
 from tests.backends import cuda_programs as P
-from tests.backends.test_cuda_render import CACHE, needs_host, needs_nvcc
+from tests.backends.test_cuda_render import (
+    CACHE,
+    needs_host,
+    needs_nvcc,
+    ptx_cache,  # noqa: F401 - a fixture
+)
 from tests.kernel.helpers import compile_kernels
 
 F32, F64, I64 = dt.float32, dt.float64, dt.int64
@@ -216,6 +221,7 @@ def test_lowered_maps_run_like_the_interpreter_on_many_threads(cols):
 
 
 @needs_nvcc
+@pytest.mark.usefixtures("ptx_cache")  # CACHE's entries verify across test runs
 def test_ptx_has_vector_memory_instructions():
     modules = [render_program(P.elementwise_chain(), prefix="v0_"),
                render_program(one_loop([Store("z", i, Cast(x, F64))],

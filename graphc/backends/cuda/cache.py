@@ -11,8 +11,9 @@ runner from it without running the pass pipeline, the lowering or nvcc.
 ``key`` is the sha256 of (un-optimised Program hash, GPU architecture, nvcc version,
 CompileOptions.key(), graphc version, a hash of the compiler's own sources and CUDA
 templates). A truncated, corrupt, forged or mismatching entry is a miss (the next compile
-rewrites it), never loaded. nvcc's own cubin cache (``nvcc.py``, keyed by the source) stays
-underneath: a miss here whose CUDA C is unchanged still skips nvcc.
+rewrites it), never loaded. nvcc's own cubin cache (``nvcc.py``, keyed by the source, its
+entries ``nvcc-cubin-<key>.gcx`` in the same container) stays underneath: a miss here whose
+CUDA C is unchanged still skips nvcc.
 """
 
 from __future__ import annotations

@@ -1,8 +1,20 @@
 """Compile generated CUDA C with nvcc, with an on-disk cache keyed by what changes the code.
 
 Used by the runtime (``cubin`` for the GPU's architecture) and by the tests that compile every
-rendered kernel to PTX on machines without a GPU. No pickle: the cache holds the compiler's
-output files, named by a sha256 key.
+rendered kernel to PTX on machines without a GPU.
+
+The disk cache holds GPU code that the runtime loads, so it trusts nothing it reads: an
+entry is one file ``<cache_dir>/nvcc-<kind>-<key>.gcx`` in the authenticated container of
+``graphc/backends/llvm/cache.py`` (HMAC-SHA256 under the user's secret cache key; read and
+written only in a directory of the user's own that group and others cannot write, else not
+at all, with one warning). A planted, forged, altered or foreign file is a miss: nvcc runs
+again and the entry is atomically rewritten; its bytes are never returned. Files of the old
+layout (raw ``<cache_dir>/cuda/<key>.cubin``) are not read. No pickle.
+
+This level sits under the executable cache (``cache.py``, keyed by the un-optimised
+program, options and the compiler's own sources): it is what still skips nvcc when that
+cache misses but the CUDA C is unchanged (another graph or option set that renders the same
+module, an edit of graphc that does not change the generated code, ``dump_dir`` set).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from pathlib import Path
 from ... import config
 from ...errors import CompileError, UnavailableError
 from ...version import __version__
+from ..llvm import cache as _container
 
 
 def find_nvcc() -> str | None:
@@ -49,11 +62,29 @@ def cache_key(source: str, arch: str, kind: str, nvcc: str, options=()) -> str:
     return h.hexdigest()
 
 
+def entry_target(kind: str) -> str:
+    """The container's target name of ``kind``'s entries: ``<cache_dir>/nvcc-<kind>-<key>.gcx``."""
+    return f"nvcc-{kind}"
+
+
+def load_cached(cache_dir, key: str, kind: str, arch: str) -> bytes | None:
+    """nvcc's output for ``key`` from an entry whose HMAC verifies and whose manifest names
+    this key, kind and arch; None otherwise (a miss)."""
+    hit = _container.load(cache_dir, key, target=entry_target(kind))
+    if hit is None:
+        return None
+    manifest, data = hit
+    if manifest.get("kind") != kind or manifest.get("arch") != arch or not data:
+        return None
+    return data
+
+
 def compile_source(source: str, arch: str = "sm_90", kind: str = "ptx", cache_dir=None,
                    options=("-O3", "-std=c++17")) -> tuple:  # fmt: skip
     """Compile ``source`` to ``kind`` ("ptx" or "cubin") for ``arch``.
 
-    Returns (bytes, loaded_from_cache). ``cache_dir`` None disables the disk cache.
+    Returns (bytes, loaded_from_cache). ``cache_dir`` None disables the disk cache (nothing
+    is read or written); otherwise an entry is used only when it authenticates (see above).
     Raises UnavailableError without nvcc and CompileError with nvcc's messages on failure.
     """
     if kind not in ("ptx", "cubin"):
@@ -62,9 +93,10 @@ def compile_source(source: str, arch: str = "sm_90", kind: str = "ptx", cache_di
     if nvcc is None:
         raise UnavailableError("nvcc was not found (set CUDA_HOME or put nvcc on PATH)")
     key = cache_key(source, arch, kind, nvcc, options)
-    cached = Path(cache_dir) / "cuda" / f"{key}.{kind}" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        return cached.read_bytes(), True
+    if cache_dir is not None:
+        hit = load_cached(cache_dir, key, kind, arch)
+        if hit is not None:
+            return hit, True
     with tempfile.TemporaryDirectory(prefix="graphc-nvcc-") as tmp:
         src = Path(tmp) / "module.cu"
         out = Path(tmp) / f"module.{kind}"
@@ -76,11 +108,11 @@ def compile_source(source: str, arch: str = "sm_90", kind: str = "ptx", cache_di
                 f"nvcc failed ({' '.join(cmd[:3])}):\n{_excerpt(proc.stderr, source)}"
             )
         data = out.read_bytes()
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        part = cached.with_suffix(f".{os.getpid()}.part")
-        part.write_bytes(data)
-        os.replace(part, cached)  # atomic: a concurrent reader sees all or nothing
+    if cache_dir is not None:
+        # atomic (a reader sees the old entry or the new one); False, nothing written, when
+        # the directory is not the user's own
+        _container.save(cache_dir, key, {"key": key, "kind": kind, "arch": arch}, data,
+                        target=entry_target(kind))  # fmt: skip
     return data, False
 
 
