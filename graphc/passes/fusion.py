@@ -19,12 +19,15 @@ kernel per op: the unfused baseline.
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass, field
 
 from ..errors import UnimplementedError
 from ..kernel import lowerings as L
-from ..kernel.lower import Illegal, Lowering, emit_group, ref_consumers, stored_refs
+from ..kernel.lower import MUST_STORE, Illegal, Lowering, emit_group, node_deps, ref_consumers
 from ..program import Program
+
+_UNKNOWN = object()
 
 
 @dataclass
@@ -114,14 +117,23 @@ def _finish(program, groups, decisions=(), shapes=None) -> FusionPlan:
 
 
 class _Driver:
+    """The fusion driver. Its bookkeeping costs what a decision touches, not the program:
+    ``owner`` maps each node to the groups computing it, a legality probe derives the
+    probed group's stored outputs from its own nodes and their consumers (and is lowered
+    once per distinct (nodes, stored outputs)), and sibling fusion asks a reachability
+    closure of the groups kept up to date as groups merge."""
+
     def __init__(self, program, lw, compute):
         self.program = program
         self.lw = lw
         self.compute = compute
         self.groups: list = [{n} for n in compute]  # index -> set of node ids (None: gone)
+        self.owner: dict = {n: [gi] for gi, n in enumerate(compute)}  # node -> group indices
         self.consumers = ref_consumers(program)
         self.decisions: list = []
         self.fetches = {tuple(r) for r in program.fetches}
+        self._probes: dict = {}  # (nodes, stored refs) -> None (legal) or why not
+        self._first_reduction: dict = {}  # node id -> first reduction above it, or None
 
     # -- helpers -------------------------------------------------------------------------
     def node(self, nid):
@@ -147,7 +159,25 @@ class _Driver:
         return pm
 
     def groups_of(self, nid) -> list:
-        return [gi for gi, g in enumerate(self.groups) if g is not None and nid in g]
+        """Indices of the groups computing node ``nid``, ascending."""
+        return list(self.owner.get(nid, ()))
+
+    def commit(self, trial, changed) -> None:
+        """Make ``trial`` the grouping; ``changed``: the indices whose node sets differ."""
+        for gi in changed:
+            for nid in self.groups[gi] or ():
+                self.owner[nid].remove(gi)
+        self.groups = trial
+        for gi in changed:
+            for nid in trial[gi] or ():
+                insort(self.owner.setdefault(nid, []), gi)
+
+    def _owners(self, groups, changed, nid) -> list:
+        """Indices of the groups of ``groups`` (``self.groups`` but at ``changed``) that
+        compute ``nid``."""
+        out = [gi for gi in self.owner.get(nid, ()) if gi not in changed]
+        out += [gi for gi in changed if groups[gi] and nid in groups[gi]]
+        return out
 
     def compute_consumers(self, nid) -> list:
         out = []
@@ -157,25 +187,43 @@ class _Driver:
                     out.append(c)
         return out
 
-    def plan_with(self, groups) -> FusionPlan:
-        live = [sorted(g, key=self._pos) for g in groups if g]
-        return FusionPlan([FusionGroup("g", "loop", tuple(g)) for g in live])
+    def stored(self, groups, changed, target, nodes) -> list:
+        """Outputs of group ``target`` of ``groups`` (``nodes``: its nodes in program order)
+        that another kernel, a fetch or the runtime needs in memory: ``lower.stored_refs`` of
+        the plan ``groups`` would make, found from the group's nodes and their consumers."""
+        out = []
+        for nid in nodes:
+            node = self.node(nid)
+            if L.op_kind(node) == "source" or min(self._owners(groups, changed, nid)) != target:
+                continue  # (a node duplicated into several groups is stored by the first)
+            for k in range(len(node.outs)):
+                ref = (nid, k)
+                need = ref in self.fetches or node.op in MUST_STORE
+                for c in self.consumers.get(ref, ()) if not need else ():
+                    if any(nid not in groups[gj] for gj in self._owners(groups, changed, c)):
+                        need = True
+                        break
+                if need:
+                    out.append(ref)
+        return out
 
-    def legal(self, groups, gi_new) -> str | None:
-        """None when the changed groups each lower to one kernel, else the reason."""
-        plan = self.plan_with(groups)
-        live = [g for g in groups if g]
+    def legal(self, groups, gi_new, changed) -> str | None:
+        """None when the groups ``gi_new`` of ``groups`` (which differs from the current
+        grouping at ``changed``) each lower to one kernel, else the reason."""
         for target in gi_new:
-            g = groups[target]
-            idx = live.index(g)
-            nodes = [self.node(n) for n in plan.groups[idx].nodes]
-            try:
-                stored = stored_refs(self.program, plan, idx, self.consumers)
-                emit_group(self.lw, "probe", nodes, stored, None)
-            except Illegal as exc:
-                return str(exc)
-            except UnimplementedError as exc:
-                return str(exc)
+            nodes = sorted(groups[target], key=self._pos)
+            stored = self.stored(groups, changed, target, nodes)
+            key = (tuple(nodes), tuple(stored))
+            why = self._probes.get(key, _UNKNOWN)
+            if why is _UNKNOWN:
+                why = None
+                try:
+                    emit_group(self.lw, "probe", [self.node(n) for n in nodes], stored, None)
+                except (Illegal, UnimplementedError) as exc:
+                    why = str(exc)
+                self._probes[key] = why
+            if why:
+                return why
         return None
 
     # -- the driver ------------------------------------------------------------------------
@@ -206,11 +254,11 @@ class _Driver:
             trial = list(self.groups)
             trial[gi] = self.groups[gi] | self.groups[own]
             trial[own] = None
-            why = self.legal(trial, [gi])
+            why = self.legal(trial, [gi], {gi, own})
             if why:
                 self.decisions.append((what, "refuse", why))
                 return
-            self.groups = trial
+            self.commit(trial, {gi, own})
             self.decisions.append((what, "fuse", self.fuse_reason(p, gi)))
             return
         # several consumer kernels: duplicate a cheap producer into each of them
@@ -222,11 +270,11 @@ class _Driver:
         for gi in cgroups:
             trial[gi] = self.groups[gi] | {p}
         trial[own] = None
-        why = self.legal(trial, cgroups)
+        why = self.legal(trial, cgroups, {*cgroups, own})
         if why:
             self.decisions.append((what, "refuse", why))
             return
-        self.groups = trial
+        self.commit(trial, {*cgroups, own})
         self.decisions.append(
             (what, "fuse", f"cheap producer duplicated into {len(cgroups)} consumer kernels")
         )
@@ -255,21 +303,46 @@ class _Driver:
 
     def downstream_of_row(self, p) -> bool:
         """``p`` is an elementwise function of a reduction's row (it will live in a row
-        kernel, computed once per row)."""
-        shape = self.lw.shapes[(p, 0)]
-        stack, seen = [p], set()
+        kernel, computed once per row): the first reduction a depth-first walk up its
+        elementwise inputs meets (last input first) has its shape."""
+        if L.op_kind(self.node(p)) not in ("elementwise", "reduction"):
+            return False
+        red = None
+        for src, _ in reversed(self.node(p).inputs):
+            red = self.first_reduction(src)
+            if red is not None:
+                break
+        if red is None:
+            return False
+        return _strip(self.lw.shapes[(red, 0)]) == _strip(self.lw.shapes[(p, 0)])
+
+    def first_reduction(self, nid):
+        """The first reduction met walking up from ``nid`` through elementwise ops, depth
+        first, last input first (``nid`` itself when it is one); None if none. Memoised for
+        the whole program and computed with an explicit stack: chains of elementwise ops run
+        through every step of an unrolled loop."""
+        memo = self._first_reduction
+        stack = [nid]
         while stack:
-            nid = stack.pop()
-            if nid in seen:
+            n = stack[-1]
+            if n in memo:
+                stack.pop()
                 continue
-            seen.add(nid)
-            node = self.node(nid)
+            node = self.node(n)
             kind = L.op_kind(node)
-            if kind == "reduction" and nid != p:
-                return _strip(self.lw.shapes[(nid, 0)]) == _strip(shape)
-            if kind in ("elementwise", "reduction"):
-                stack.extend(src for src, _ in node.inputs)
-        return False
+            if kind == "reduction":
+                memo[n] = n
+            elif kind != "elementwise":
+                memo[n] = None
+            else:
+                pending = [src for src, _ in node.inputs if src not in memo]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                memo[n] = next((memo[src] for src, _ in reversed(node.inputs)
+                                if memo[src] is not None), None)  # fmt: skip
+            stack.pop()
+        return memo[nid]
 
     def replicates(self, p, readers) -> bool:
         if self.downstream_of_row(p):
@@ -324,42 +397,57 @@ class _Driver:
 
     # -- multi-output (sibling) fusion -------------------------------------------------------
     def siblings(self):
-        changed = True
-        while changed:
-            changed = False
-            live = [gi for gi, g in enumerate(self.groups) if g]
-            reads = {gi: self.external_inputs(gi) for gi in live}
-            for a_i, a in enumerate(live):
-                for b in live[a_i + 1 :]:
-                    if not self.groups[a] or not self.groups[b]:
-                        continue
-                    shared = reads[a] & reads[b]
-                    if not shared or not self.sibling_kinds_ok(a, b):
-                        continue
-                    if self.reachable(a, b) or self.reachable(b, a):
+        """Merge independent groups that read a common input: pairs (a, b), a < b, in order;
+        after each merge the scan starts again from the first pair (so refusals before it
+        are reported again, as they were decided again). Only pairs sharing an input are
+        looked at (an index from each input to its readers); whether one depends on the
+        other is a bit of a reachability closure of the groups, contracted at each merge."""
+        live = [gi for gi, g in enumerate(self.groups) if g]
+        reads = {gi: self.external_inputs(gi) for gi in live}
+        readers: dict = {}
+        for gi in live:
+            for ref in reads[gi]:
+                readers.setdefault(ref, []).append(gi)
+        kinds_ok = {gi: self._sibling_kind_ok(gi) for gi in live}
+        reach = self.reach_closure(live)
+        while True:
+            merged = None
+            for a in live:
+                if not kinds_ok[a]:
+                    continue
+                for b in sorted({b for ref in reads[a] for b in readers[ref] if b > a}):
+                    if not kinds_ok[b] or (reach[b] >> a) & 1 or (reach[a] >> b) & 1:
                         continue
                     trial = list(self.groups)
                     trial[a] = self.groups[a] | self.groups[b]
                     trial[b] = None
                     what = f"siblings {self.gname(a)} + {self.gname(b)}"
-                    why = self.legal(trial, [a])
+                    why = self.legal(trial, [a], {a, b})
                     if why:
                         self.decisions.append((what, "refuse", why))
                         continue
-                    src = self.label(sorted(shared)[0][0])
+                    src = self.label(sorted(reads[a] & reads[b])[0][0])
                     self.decisions.append((what, "fuse", f"both read {src}: one pass over it"))
-                    self.groups = trial
-                    changed = True
+                    self.commit(trial, {a, b})
+                    merged = (a, b)
                     break
-                if changed:
+                if merged:
                     break
+            if merged is None:
+                return
+            a, b = merged
+            live.remove(b)
+            for ref in reads.pop(b) | reads[a]:
+                readers[ref] = [gi for gi in readers[ref] if gi not in (a, b)]
+            reads[a] = self.external_inputs(a)
+            for ref in reads[a]:
+                insort(readers.setdefault(ref, []), a)
+            kinds_ok[a] = self._sibling_kind_ok(a)
+            _contract(reach, live, a, b)
 
-    def sibling_kinds_ok(self, a, b) -> bool:
-        for gi in (a, b):
-            kinds = {L.op_kind(self.node(n)) for n in self.groups[gi]}
-            if kinds & {"gemm", "conv", "opaque", None}:
-                return False
-        return True
+    def _sibling_kind_ok(self, gi) -> bool:
+        kinds = {L.op_kind(self.node(n)) for n in self.groups[gi]}
+        return not kinds & {"gemm", "conv", "opaque", None}
 
     def external_inputs(self, gi) -> set:
         g = self.groups[gi]
@@ -371,31 +459,25 @@ class _Driver:
                     out.add(tuple(ref))
         return out
 
-    def reachable(self, a, b) -> bool:
-        """True when group ``b`` depends (transitively, through any kernel) on group ``a``."""
-        from ..kernel.lower import node_deps
+    def reach_closure(self, live) -> dict:
+        """group -> bitset of the groups it depends on, transitively through any kernel.
 
+        Group ``g`` depends on every group computing a node that a node of ``g`` depends on
+        (``lower.node_deps``), a node duplicated into several groups on all of them. The
+        graph may have cycles (through duplicated nodes): its strongly connected components
+        (Tarjan, an explicit stack) are closed in reverse topological order.
+        """
         deps = self.__dict__.get("_deps")
         if deps is None:
-            deps = node_deps(self.program)
-            self.__dict__["_deps"] = deps
-        ga = self.groups[a]
-        owner: dict = {}
-        for gi, g in enumerate(self.groups):
-            for nid in g or ():
-                owner.setdefault(nid, []).append(gi)
-        stack = list(self.groups[b])
-        seen = set(stack)
-        while stack:
-            nid = stack.pop()
-            for src in deps[nid]:
-                if src in ga:
-                    return True
-                for nxt in [src, *(m for gj in owner.get(src, ()) for m in self.groups[gj])]:
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        stack.append(nxt)
-        return False
+            deps = self.__dict__["_deps"] = node_deps(self.program)
+        succ = {}
+        for gi in live:
+            out = set()
+            for nid in self.groups[gi]:
+                for src in deps[nid]:
+                    out.update(self.owner.get(src, ()))
+            succ[gi] = sorted(out)
+        return _closure(live, succ)
 
 
 #: index ops that compute each input element at most once, with no masked (discarded) read:
@@ -405,6 +487,80 @@ _READS_EACH_ONCE = (
     "Reshape", "ReshapeLike", "ExpandDims", "Squeeze", "Transpose", "StridedSlice", "ReverseV2",
     "SplitV", "SplitLike", "Unpack", "TileGrad",
 )  # fmt: skip
+
+
+def _closure(nodes, succ) -> dict:
+    """node -> bitset (an int) of the nodes reachable from it by one or more ``succ`` edges."""
+    index: dict = {}
+    low: dict = {}
+    on_stack: set = set()
+    stack: list = []
+    reach: dict = {}
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack.add(v)
+            edges = succ[v]
+            while i < len(edges):
+                w = edges[i]
+                i += 1
+                if w not in index:
+                    work.append((v, i))
+                    work.append((w, 0))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                if low[v] == index[v]:  # v roots a component: close it
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    members = set(comp)
+                    bits = 0
+                    for u in comp:
+                        for w in succ[u]:
+                            if w not in members:
+                                bits |= (1 << w) | reach[w]
+                    if len(comp) > 1 or v in succ[v]:
+                        for u in comp:
+                            bits |= 1 << u
+                    for u in comp:
+                        reach[u] = bits
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[v])
+                continue
+    return reach
+
+
+def _contract(reach: dict, live, a, b) -> None:
+    """Update the closure ``reach`` after group ``b`` merged into group ``a``: a group that
+    reached either now reaches all that either reached (the edges of the merged group are
+    the union of both groups' edges); bit ``b`` becomes bit ``a``."""
+    both = (1 << a) | (1 << b)
+    merged = reach[a] | reach[b]
+
+    def rename(bits):
+        return (bits & ~(1 << b)) | (1 << a) if (bits >> b) & 1 else bits
+
+    merged = rename(merged)
+    for x in live:
+        if x != a and reach[x] & both:
+            reach[x] = rename(reach[x] | merged)
+    reach[a] = merged
+    reach.pop(b, None)
 
 
 def _strip(shape):
