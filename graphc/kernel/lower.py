@@ -16,6 +16,7 @@ Each fusion group becomes one Kernel:
 
 from __future__ import annotations
 
+import heapq
 from contextlib import contextmanager
 
 from .. import dtypes as _dt
@@ -209,6 +210,37 @@ class GroupEmitter(KernelBuilder):
 
     def value(self, ref, ix: Ix) -> Expr:
         ref = tuple(ref)
+        v = self._known_value(ref, ix)
+        if v is not None:
+            return v
+        node = self.lw.program.node(ref[0])
+        key = ("value", ref, ix.flat())
+        at_full = self.full_flat is not None and ix.flat() == self.full_flat
+        cached = self.row_cache.get(ref) if at_full else None
+        fn = L.value_fn(node)
+        if fn is None:
+            raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
+        if fn is L.scalar_body:
+            self._operands_first(node, ix)
+        dt = node.outs[ref[1]].dtype
+        saved, self.k = self.k, ref[1]
+        expr = fn(self, node, ix)
+        self.k = saved
+        v = self.bind(expr, dt)
+        if node.op == "CheckNumerics":
+            self._check_numerics(node, v)
+        if at_full and L.is_expensive(node):
+            self.expensive_seen.setdefault(ref, set()).add(self.pass_no)
+            if cached is not None and cached[1] == self.pass_no:
+                self.emit(Store(cached[0], ix.flat(), v))
+                self.writes.add(cached[0])
+        self.remember(key, v)
+        return v
+
+    def _known_value(self, ref, ix: Ix) -> Expr | None:
+        """The value of ``ref`` at ``ix`` when it needs no computing here: a scalar
+        constant, a load (of a non-member, an override or a row cache), a row's reduced
+        value or one computed before; else None (nothing emitted)."""
         node = self.lw.program.node(ref[0])
         if node.op == "Const" and node.attrs["value"].size == 1:
             v = node.attrs["value"].reshape(())
@@ -235,23 +267,28 @@ class GroupEmitter(KernelBuilder):
             self.reads.add(cached[0])
             self.remember(key, v)
             return v
-        fn = L.value_fn(node)
-        if fn is None:
-            raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
-        dt = node.outs[ref[1]].dtype
-        saved, self.k = self.k, ref[1]
-        expr = fn(self, node, ix)
-        self.k = saved
-        v = self.bind(expr, dt)
-        if node.op == "CheckNumerics":
-            self._check_numerics(node, v)
-        if at_full and L.is_expensive(node):
-            self.expensive_seen.setdefault(ref, set()).add(self.pass_no)
-            if cached is not None and cached[1] == self.pass_no:
-                self.emit(Store(cached[0], ix.flat(), v))
-                self.writes.add(cached[0])
-        self.remember(key, v)
-        return v
+        return None
+
+    def _operands_first(self, node, ix: Ix) -> None:
+        """Compute the operands of elementwise member ``node`` before it, and theirs down a
+        chain of such members, exactly in the order ``lowerings.scalar_body`` asks for them
+        (each operand at its broadcast index), with an explicit stack: a fused chain of
+        hundreds of ops then needs no recursion as deep as itself."""
+        stack = [(None, node, ix, 0)]
+        while stack:
+            ref, n, x, i = stack.pop()
+            if i < len(n.inputs):
+                stack.append((ref, n, x, i + 1))
+                r = tuple(n.inputs[i])
+                rx = self.broadcast_ix(x, r)
+                if self._known_value(r, rx) is None:
+                    src = self.lw.program.node(r[0])
+                    if L.value_fn(src) is L.scalar_body:
+                        stack.append((r, src, rx, 0))
+                    else:
+                        self.value(r, rx)
+            elif ref is not None:
+                self.value(ref, x)
 
     def _load_buffer(self, buf, ref, flat):
         dt = self.lw.program.spec(ref).dtype
@@ -414,8 +451,9 @@ def lower(program: Program, plan, options=None, reduction_layout="rows") -> Kern
     lw = Lowering(program, plan, options, reduction_layout)
     kernels = []
     consumers = ref_consumers(program)
-    for gi in ordered_groups(program, plan):
-        kernels.append(lower_group(lw, gi, plan, consumers))
+    index = GroupIndex(plan)
+    for gi in ordered_groups(program, plan, index):
+        kernels.append(lower_group(lw, gi, plan, consumers, index))
     # fetched sources (feeds, constants, variables) are outputs too
     outputs = tuple(lw.buffer_for_read(r) for r in program.fetches)
     if lw.rng:
@@ -453,36 +491,48 @@ def _dedupe(checks):
     return out
 
 
-def ordered_groups(program, plan) -> list:
-    """Group indices in an order that respects data and variable dependencies (stable)."""
+class GroupIndex:
+    """Who computes what in a FusionPlan, computed once: ``groups_of`` (node id -> group
+    indices) and ``members`` (group index -> set of node ids)."""
+
+    def __init__(self, plan):
+        self.groups_of = plan.groups_of()
+        self.members = [set(g.nodes) for g in plan.groups]
+
+
+def ordered_groups(program, plan, index=None) -> list:
+    """Group indices in an order that respects data and variable dependencies (stable): of
+    the groups whose predecessors are all placed, the one whose first node comes first in
+    the program (Kahn's algorithm, the ready groups in a heap)."""
+    index = index or GroupIndex(plan)
     pos = {n.id: i for i, n in enumerate(program.nodes)}
-    first_group: dict = {}
-    for gi, g in enumerate(plan.groups):
-        for nid in g.nodes:
-            first_group.setdefault(nid, gi)
     deps = node_deps(program)
     preds: dict = {gi: set() for gi in range(len(plan.groups))}
-    groups_of = plan.groups_of()
+    groups_of = index.groups_of
     for gi, g in enumerate(plan.groups):
-        members = set(g.nodes)
+        members = index.members[gi]
         for nid in g.nodes:
             for src in deps[nid]:
                 if src not in members:
                     preds[gi].update(gj for gj in groups_of.get(src, ()) if gj != gi)
+    succs: dict = {gi: [] for gi in preds}
+    for gi, ps in preds.items():
+        for gj in ps:
+            succs[gj].append(gi)
+    waiting = {gi: len(ps) for gi, ps in preds.items()}
+    key = {gi: (min(pos[n] for n in g.nodes), gi) for gi, g in enumerate(plan.groups)}
+    ready = [key[gi] for gi, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
     order = []
-    done: set = set()
-    remaining = sorted(
-        range(len(plan.groups)), key=lambda gi: min(pos[n] for n in plan.groups[gi].nodes)
-    )
-    while remaining:
-        for gi in remaining:
-            if preds[gi] <= done:
-                order.append(gi)
-                done.add(gi)
-                remaining.remove(gi)
-                break
-        else:
-            raise AssertionError("fusion groups form a cycle")
+    while ready:
+        _, gi = heapq.heappop(ready)
+        order.append(gi)
+        for gj in succs[gi]:
+            waiting[gj] -= 1
+            if waiting[gj] == 0:
+                heapq.heappush(ready, key[gj])
+    if len(order) != len(plan.groups):
+        raise AssertionError("fusion groups form a cycle")
     return order
 
 
@@ -515,14 +565,16 @@ _VAR_OPS = ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub")
 MUST_STORE = ("Assign", "AssignAdd", "AssignSub", "CheckNumerics")
 
 
-def stored_refs(program, plan, gi, consumers=None) -> list:
+def stored_refs(program, plan, gi, consumers=None, index=None) -> list:
     """Outputs of group ``gi`` that another kernel, a fetch or the runtime needs in memory.
 
-    A node duplicated into several groups is stored by the first of them only.
+    A node duplicated into several groups is stored by the first of them only. ``index``:
+    the plan's GroupIndex, when the caller asks for every group.
     """
     consumers = consumers if consumers is not None else ref_consumers(program)
     fetches = {tuple(r) for r in program.fetches}
-    groups_of = plan.groups_of()
+    index = index or GroupIndex(plan)
+    groups_of, members = index.groups_of, index.members
     out = []
     for nid in plan.groups[gi].nodes:
         node = program.node(nid)
@@ -532,7 +584,7 @@ def stored_refs(program, plan, gi, consumers=None) -> list:
             ref = (nid, k)
             need = ref in fetches or node.op in MUST_STORE
             for c in consumers.get(ref, ()):
-                if any(nid not in plan.groups[gj].nodes for gj in groups_of.get(c, ())):
+                if any(nid not in members[gj] for gj in groups_of.get(c, ())):
                     need = True
             if need:
                 out.append(ref)
@@ -550,11 +602,11 @@ def ref_consumers(program) -> dict:
 # -- one group ---------------------------------------------------------------------------------
 
 
-def lower_group(lw: Lowering, gi: int, plan, consumers=None) -> Kernel:
+def lower_group(lw: Lowering, gi: int, plan, consumers=None, index=None) -> Kernel:
     program = lw.program
     group = plan.groups[gi]
     nodes = [program.node(n) for n in group.nodes]
-    stored = stored_refs(program, plan, gi, consumers)
+    stored = stored_refs(program, plan, gi, consumers, index)
     kind = group.kind
     if kind == "opaque":
         (node,) = nodes

@@ -74,7 +74,7 @@ def opaque_fn(node):
 def value_fn(node):
     fn = VALUE.get(node.op)
     if fn is None and getattr(REGISTRY.get(node.op), "elementwise", False):
-        return _scalar_body
+        return scalar_body
     return fn
 
 
@@ -110,7 +110,7 @@ def _uses(e, fns) -> bool:
 # -- elementwise -------------------------------------------------------------------------------
 
 
-def _scalar_body(g, node, ix):
+def scalar_body(g, node, ix):
     """OpDef.scalar with each operand loaded at its broadcast index."""
     args = [g.value(ref, g.broadcast_ix(ix, ref)) for ref in node.inputs]
     op_def = REGISTRY[node.op]
