@@ -29,6 +29,24 @@ from ..program import Program
 
 _UNKNOWN = object()
 
+#: The most ops a kernel of elementwise ops only computes: a longer chain is cut into
+#: kernels of this many. LLVM's optimiser takes time superlinear in a loop body's length
+#: (one loop of 1,000 chained ops: 0.4 s; of 5,000: 10 s), and 256 chained ops per element
+#: are compute-bound already. Kernels with reductions, GEMMs or index ops are not bounded.
+MAX_ELEMENTWISE_OPS = 256
+
+
+class _Trial:
+    """The driver's grouping with the groups of ``changes`` (index -> node set, or None for
+    a group merged away) in place of its own: a candidate, checked before it is committed."""
+
+    def __init__(self, groups: list, changes: dict):
+        self.groups, self.changes = groups, changes
+        self.stored: dict = {}  # group index -> the stored refs its probe found
+
+    def __getitem__(self, gi):
+        return self.changes[gi] if gi in self.changes else self.groups[gi]
+
 
 @dataclass
 class FusionGroup:
@@ -121,7 +139,15 @@ class _Driver:
     ``owner`` maps each node to the groups computing it, a legality probe derives the
     probed group's stored outputs from its own nodes and their consumers (and is lowered
     once per distinct (nodes, stored outputs)), and sibling fusion asks a reachability
-    closure of the groups kept up to date as groups merge."""
+    closure of the groups kept up to date as groups merge.
+
+    While producers are offered, a node changes groups only when it is offered itself, and
+    by then its consumers have been: so the outputs a group must store do not change after
+    it was probed except by the producers that join it. An elementwise producer joining an
+    elementwise group, read there only and stored nowhere, leaves the group's stored
+    outputs and so its one loop nest as they were (the producer is computed inline from
+    loads where it was loaded): that merge needs no probe (``extends_loop``).
+    """
 
     def __init__(self, program, lw, compute):
         self.program = program
@@ -134,6 +160,11 @@ class _Driver:
         self.fetches = {tuple(r) for r in program.fetches}
         self._probes: dict = {}  # (nodes, stored refs) -> None (legal) or why not
         self._first_reduction: dict = {}  # node id -> first reduction above it, or None
+        # groups of elementwise (scalar_body) ops only, and the stored refs of the groups
+        # that passed a probe while producers are offered
+        self._pure = {gi: self._scalar(n) for gi, n in enumerate(compute)}
+        self._probed_stored: dict = {}
+        self._kinds = {gi: {L.op_kind(self.node(n))} for gi, n in enumerate(compute)}
 
     # -- helpers -------------------------------------------------------------------------
     def node(self, nid):
@@ -162,22 +193,67 @@ class _Driver:
         """Indices of the groups computing node ``nid``, ascending."""
         return list(self.owner.get(nid, ()))
 
-    def commit(self, trial, changed) -> None:
-        """Make ``trial`` the grouping; ``changed``: the indices whose node sets differ."""
-        for gi in changed:
-            for nid in self.groups[gi] or ():
+    def commit(self, trial: _Trial) -> None:
+        """Make ``trial`` the grouping."""
+        for gi, new in trial.changes.items():
+            old = self.groups[gi] or set()
+            new = new or set()
+            for nid in old - new:
                 self.owner[nid].remove(gi)
-        self.groups = trial
-        for gi in changed:
-            for nid in trial[gi] or ():
+            added = new - old
+            for nid in added:
                 insort(self.owner.setdefault(nid, []), gi)
+            self._pure[gi] = self._pure[gi] and all(self._scalar(n) for n in added)
+            self._kinds[gi] |= {L.op_kind(self.node(n)) for n in added}
+            self.groups[gi] = new or None
+            if gi in trial.stored:
+                self._probed_stored[gi] = trial.stored[gi]
+            else:
+                self._probed_stored.pop(gi, None)
 
-    def _owners(self, groups, changed, nid) -> list:
-        """Indices of the groups of ``groups`` (``self.groups`` but at ``changed``) that
-        compute ``nid``."""
-        out = [gi for gi in self.owner.get(nid, ()) if gi not in changed]
-        out += [gi for gi in changed if groups[gi] and nid in groups[gi]]
-        return out
+    def absorb(self, gi, own) -> None:
+        """Commit the merge of the offered producer's group ``own`` (just that producer)
+        into group ``gi`` in place: what ``extends_loop`` allows, at a cost independent of
+        the size of ``gi``."""
+        (p,) = self.groups[own]
+        self.groups[gi].add(p)
+        self.groups[own] = None
+        self.owner[p] = [gi]
+        self._kinds[gi] |= self._kinds[own]
+        self._probed_stored.pop(own, None)
+
+    def _scalar(self, nid) -> bool:
+        return L.value_fn(self.node(nid)) is L.scalar_body
+
+    def too_long(self, gis, p=None) -> str | None:
+        """Why the union of groups ``gis`` (and producer ``p``) is refused as one kernel of
+        elementwise ops only longer than MAX_ELEMENTWISE_OPS, else None."""
+        if not all(self._pure[gi] for gi in gis) or (p is not None and not self._scalar(p)):
+            return None
+        n = sum(len(self.groups[gi]) for gi in gis) + (p is not None)
+        if n <= MAX_ELEMENTWISE_OPS:
+            return None
+        return (f"an elementwise kernel of {n} ops would be longer than "
+                f"{MAX_ELEMENTWISE_OPS} (LLVM's time grows faster than a loop body)")  # fmt: skip
+
+    def extends_loop(self, p, gi) -> bool:
+        """Merging producer ``p`` (offered; all its consumers in group ``gi``) into ``gi``
+        is legal without a probe (see the class doc string)."""
+        node = self.node(p)
+        return (
+            gi in self._probed_stored
+            and self._pure[gi]
+            and self._scalar(p)
+            and node.op not in MUST_STORE
+            and not any((p, k) in self.fetches for k in range(len(node.outs)))
+        )
+
+    def _owners(self, trial: _Trial, nid) -> list:
+        """Indices of the groups of ``trial`` that compute ``nid``, ascending."""
+        changes = trial.changes
+        out = [gi for gi in self.owner.get(nid, ()) if gi not in changes]
+        out += [gi for gi, g in changes.items() if g and nid in g]
+        return sorted(out)
 
     def compute_consumers(self, nid) -> list:
         out = []
@@ -187,32 +263,33 @@ class _Driver:
                     out.append(c)
         return out
 
-    def stored(self, groups, changed, target, nodes) -> list:
-        """Outputs of group ``target`` of ``groups`` (``nodes``: its nodes in program order)
+    def stored(self, trial: _Trial, target, nodes) -> list:
+        """Outputs of group ``target`` of ``trial`` (``nodes``: its nodes in program order)
         that another kernel, a fetch or the runtime needs in memory: ``lower.stored_refs`` of
-        the plan ``groups`` would make, found from the group's nodes and their consumers."""
+        the plan ``trial`` would make, found from the group's nodes and their consumers."""
         out = []
         for nid in nodes:
             node = self.node(nid)
-            if L.op_kind(node) == "source" or min(self._owners(groups, changed, nid)) != target:
+            if L.op_kind(node) == "source" or min(self._owners(trial, nid)) != target:
                 continue  # (a node duplicated into several groups is stored by the first)
             for k in range(len(node.outs)):
                 ref = (nid, k)
                 need = ref in self.fetches or node.op in MUST_STORE
                 for c in self.consumers.get(ref, ()) if not need else ():
-                    if any(nid not in groups[gj] for gj in self._owners(groups, changed, c)):
+                    if any(nid not in trial[gj] for gj in self._owners(trial, c)):
                         need = True
                         break
                 if need:
                     out.append(ref)
         return out
 
-    def legal(self, groups, gi_new, changed) -> str | None:
-        """None when the groups ``gi_new`` of ``groups`` (which differs from the current
-        grouping at ``changed``) each lower to one kernel, else the reason."""
+    def legal(self, trial: _Trial, gi_new) -> str | None:
+        """None when the groups ``gi_new`` of ``trial`` each lower to one kernel, else the
+        reason."""
         for target in gi_new:
-            nodes = sorted(groups[target], key=self._pos)
-            stored = self.stored(groups, changed, target, nodes)
+            nodes = sorted(trial[target], key=self._pos)
+            stored = self.stored(trial, target, nodes)
+            trial.stored[target] = tuple(stored)
             key = (tuple(nodes), tuple(stored))
             why = self._probes.get(key, _UNKNOWN)
             if why is _UNKNOWN:
@@ -251,14 +328,16 @@ class _Driver:
             if reason:
                 self.decisions.append((what, "refuse", reason))
                 return
-            trial = list(self.groups)
-            trial[gi] = self.groups[gi] | self.groups[own]
-            trial[own] = None
-            why = self.legal(trial, [gi], {gi, own})
+            if self.extends_loop(p, gi):
+                self.absorb(gi, own)
+                self.decisions.append((what, "fuse", self.fuse_reason(p, gi)))
+                return
+            trial = _Trial(self.groups, {gi: self.groups[gi] | self.groups[own], own: None})
+            why = self.legal(trial, [gi])
             if why:
                 self.decisions.append((what, "refuse", why))
                 return
-            self.commit(trial, {gi, own})
+            self.commit(trial)
             self.decisions.append((what, "fuse", self.fuse_reason(p, gi)))
             return
         # several consumer kernels: duplicate a cheap producer into each of them
@@ -266,15 +345,14 @@ class _Driver:
         if why:
             self.decisions.append((what, "refuse", why))
             return
-        trial = list(self.groups)
-        for gi in cgroups:
-            trial[gi] = self.groups[gi] | {p}
-        trial[own] = None
-        why = self.legal(trial, cgroups, {*cgroups, own})
+        changes = {gi: self.groups[gi] | {p} for gi in cgroups}
+        changes[own] = None
+        trial = _Trial(self.groups, changes)
+        why = self.legal(trial, cgroups)
         if why:
             self.decisions.append((what, "refuse", why))
             return
-        self.commit(trial, {*cgroups, own})
+        self.commit(trial)
         self.decisions.append(
             (what, "fuse", f"cheap producer duplicated into {len(cgroups)} consumer kernels")
         )
@@ -284,10 +362,12 @@ class _Driver:
         """None to try the merge of producer ``p`` into group ``gi``, else why not."""
         node = self.node(p)
         kind = L.op_kind(node)
-        members = [self.node(n) for n in self.groups[gi]]
-        kinds = {L.op_kind(n) for n in members}
+        kinds = self._kinds[gi]
         if "opaque" in kinds or None in kinds:
             return "the consumer needs a kernel of its own"
+        too_long = self.too_long([gi], p)
+        if too_long:
+            return too_long
         readers = [c for c in self.compute_consumers(p) if c in self.groups[gi]]
         if any(L.op_kind(self.node(c)) == "gemm" for c in readers):
             return "GEMM operands are read from memory by the BLAS library"
@@ -364,6 +444,10 @@ class _Driver:
         node = self.node(p)
         kind = L.op_kind(node)
         n = len(cgroups)
+        for gi in cgroups:
+            too_long = self.too_long([gi], p)
+            if too_long:
+                return too_long
         if kind == "reduction":
             return f"producer is a reduction with consumers in {n} kernels (not duplicated)"
         if kind == "gemm":
@@ -384,7 +468,7 @@ class _Driver:
     def fuse_reason(self, p, gi) -> str:
         node = self.node(p)
         kind = L.op_kind(node)
-        kinds = {L.op_kind(self.node(n)) for n in self.groups[gi]}
+        kinds = self._kinds[gi]
         if kind == "gemm":
             return "elementwise epilogue fused after the GEMM"
         if kind == "reduction":
@@ -402,6 +486,8 @@ class _Driver:
         are reported again, as they were decided again). Only pairs sharing an input are
         looked at (an index from each input to its readers); whether one depends on the
         other is a bit of a reachability closure of the groups, contracted at each merge."""
+        # merges below move nodes offered long ago: stored outputs may change
+        self._probed_stored.clear()
         live = [gi for gi, g in enumerate(self.groups) if g]
         reads = {gi: self.external_inputs(gi) for gi in live}
         readers: dict = {}
@@ -418,17 +504,15 @@ class _Driver:
                 for b in sorted({b for ref in reads[a] for b in readers[ref] if b > a}):
                     if not kinds_ok[b] or (reach[b] >> a) & 1 or (reach[a] >> b) & 1:
                         continue
-                    trial = list(self.groups)
-                    trial[a] = self.groups[a] | self.groups[b]
-                    trial[b] = None
                     what = f"siblings {self.gname(a)} + {self.gname(b)}"
-                    why = self.legal(trial, [a], {a, b})
+                    trial = _Trial(self.groups, {a: self.groups[a] | self.groups[b], b: None})
+                    why = self.too_long([a, b]) or self.legal(trial, [a])
                     if why:
                         self.decisions.append((what, "refuse", why))
                         continue
                     src = self.label(sorted(reads[a] & reads[b])[0][0])
                     self.decisions.append((what, "fuse", f"both read {src}: one pass over it"))
-                    self.commit(trial, {a, b})
+                    self.commit(trial)
                     merged = (a, b)
                     break
                 if merged:
@@ -446,8 +530,7 @@ class _Driver:
             _contract(reach, live, a, b)
 
     def _sibling_kind_ok(self, gi) -> bool:
-        kinds = {L.op_kind(self.node(n)) for n in self.groups[gi]}
-        return not kinds & {"gemm", "conv", "opaque", None}
+        return not self._kinds[gi] & {"gemm", "conv", "opaque", None}
 
     def external_inputs(self, gi) -> set:
         g = self.groups[gi]
