@@ -21,6 +21,7 @@ from .graph import (
     name_scope,
     reset_default_graph,
 )
+from .graph.core import get_default_session
 from .ops.constant import *  # noqa: F403
 from .ops.control import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
@@ -32,7 +33,7 @@ from .ops.registry import convert_to_tensor
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .options import CompileOptions, RunMetadata, RunOptions
-from .session import InteractiveSession, Session, get_default_session
+from .session import InteractiveSession, Session
 from .version import __version__
 
 bool = bool_  # noqa: A001 - gc.bool, as in the API

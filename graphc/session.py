@@ -11,35 +11,15 @@ import numpy as np
 from . import dtypes as _dt
 from .compiler import check_target, compile_program
 from .errors import ResourceExhaustedError
-from .graph.core import Operation, Tensor, get_default_graph
+from .graph.core import (
+    Operation,
+    Tensor,
+    get_default_graph,
+    session_stack,
+)
 from .options import CompileOptions, KernelStat, RunMetadata, RunOptions
 from .program import extract
 from .runtime_state import RunContext
-
-_default_sessions = threading.local()
-
-
-def _session_stack() -> list:
-    if not hasattr(_default_sessions, "stack"):
-        _default_sessions.stack = []
-    return _default_sessions.stack
-
-
-def get_default_session():
-    """The innermost session of ``with sess:`` / ``sess.as_default()`` in this thread."""
-    stack = _session_stack()
-    return stack[-1] if stack else None
-
-
-def _session_for(session, graph):
-    if session is None:
-        session = get_default_session()
-    if session is None:
-        raise ValueError("no default session: pass session= or use `with gc.Session() as sess:`")
-    if session.graph is not graph:
-        raise ValueError("the session's graph is not the graph of this tensor")
-    return session
-
 
 # -- fetch structures --------------------------------------------------------------------------
 
@@ -211,11 +191,11 @@ class Session:
     def __enter__(self):
         self._context_entered.append(self.graph.as_default())
         self._context_entered[-1].__enter__()
-        _session_stack().append(self)
+        session_stack().append(self)
         return self
 
     def __exit__(self, *exc):
-        stack = _session_stack()
+        stack = session_stack()
         if stack and stack[-1] is self:
             stack.pop()
         self._context_entered.pop().__exit__(*exc)
@@ -228,11 +208,11 @@ class Session:
 
         @contextlib.contextmanager
         def cm():
-            _session_stack().append(self)
+            session_stack().append(self)
             try:
                 yield self
             finally:
-                _session_stack().pop()
+                session_stack().pop()
 
         return cm()
 

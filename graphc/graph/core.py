@@ -75,9 +75,7 @@ class Operation:
 
     def run(self, feed_dict=None, session=None):
         """Run this operation in ``session`` (default: the innermost active session)."""
-        from ..session import _session_for
-
-        _session_for(session, self.graph).run(self, feed_dict)
+        session_for(session, self.graph).run(self, feed_dict)
 
     def where(self) -> str:
         """``file:line`` of the user code that built this op."""
@@ -117,9 +115,7 @@ class Tensor:
 
     def eval(self, feed_dict=None, session=None):
         """Evaluate in ``session`` (default: the innermost active session)."""
-        from ..session import _session_for
-
-        return _session_for(session, self.graph).run(self, feed_dict)
+        return session_for(session, self.graph).run(self, feed_dict)
 
     def __repr__(self) -> str:
         return f"<gc.Tensor '{self.name}' shape={self._shape} dtype={self._dtype.name}>"
@@ -146,54 +142,63 @@ class Tensor:
     def __iter__(self):
         raise TypeError("a gc.Tensor is not iterable; use gc.unstack")
 
-    def __getitem__(self, key):
-        from ..ops.shape import getitem
-
-        return getitem(self, key)
-
-    # Operators are attached below by _attach_operators().
+    # Operators and indexing are installed by the ops layer (install_operators).
 
 
-def _attach_operators():
-    def binary(fn_name, reverse=False):
-        def method(self, other):
-            from ..ops import elementwise, linalg
+def install_operators(binary_fns: dict, unary_fns: dict, getitem) -> None:
+    """Give Tensor its Python operators. The ops layer calls this when it loads (the graph
+    layer sits below the ops and imports none of them).
 
-            fn = getattr(elementwise, fn_name, None) or getattr(linalg, fn_name)
-            return fn(other, self) if reverse else fn(self, other)
+    ``binary_fns``: operator name ("add", "lt"...) -> fn(x, y); arithmetic ones also get
+    their reflected form (``__radd__``). ``unary_fns``: "neg", "abs", "invert" -> fn(x).
+    """
+    reflected = {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and",
+                 "or", "xor"}  # fmt: skip
 
-        return method
+    def binary(fn, reverse=False):
+        if reverse:
+            return lambda self, other: fn(other, self)
+        return lambda self, other: fn(self, other)
 
-    def unary(fn_name):
-        def method(self):
-            from ..ops import elementwise
-
-            return getattr(elementwise, fn_name)(self)
-
-        return method
-
-    table = {
-        "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
-        "floordiv": "floordiv", "mod": "mod", "pow": "pow", "matmul": "matmul",
-        "and": "logical_and", "or": "logical_or", "xor": "logical_xor",
-    }  # fmt: skip
-    for op, fn in table.items():
+    for op, fn in binary_fns.items():
         setattr(Tensor, f"__{op}__", binary(fn))
-        setattr(Tensor, f"__r{op}__", binary(fn, reverse=True))
-    for op, fn in {
-        "lt": "less",
-        "le": "less_equal",
-        "gt": "greater",
-        "ge": "greater_equal",
-    }.items():
-        setattr(Tensor, f"__{op}__", binary(fn))
-    Tensor.__neg__ = unary("negative")
-    Tensor.__abs__ = unary("abs")
-    Tensor.__invert__ = unary("logical_not")
+        if op in reflected:
+            setattr(Tensor, f"__r{op}__", binary(fn, reverse=True))
+    for op, fn in unary_fns.items():
+        setattr(Tensor, f"__{op}__", fn)
     Tensor.__pos__ = lambda self: self
+    Tensor.__getitem__ = lambda self, key: getitem(self, key)
 
 
-_attach_operators()
+# -- the default session (TF1's `with sess:`) ---------------------------------------------------
+# Kept here, below the session module, so that Tensor.eval and Operation.run need no import
+# of it: a Session pushes itself on entering its `with` block.
+
+_default_sessions = threading.local()
+
+
+def session_stack() -> list:
+    """This thread's stack of sessions made default by ``with sess:``."""
+    if not hasattr(_default_sessions, "stack"):
+        _default_sessions.stack = []
+    return _default_sessions.stack
+
+
+def get_default_session():
+    """The innermost session of ``with sess:`` / ``sess.as_default()`` in this thread."""
+    stack = session_stack()
+    return stack[-1] if stack else None
+
+
+def session_for(session, graph):
+    """``session``, else the default session; ValueError when none or of another graph."""
+    if session is None:
+        session = get_default_session()
+    if session is None:
+        raise ValueError("no default session: pass session= or use `with gc.Session() as sess:`")
+    if session.graph is not graph:
+        raise ValueError("the session's graph is not the graph of this tensor")
+    return session
 
 
 class Graph:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import FailedPreconditionError
-from ..graph.core import Operation, Tensor, get_default_graph, user_location
+from ..graph.core import Operation, Tensor, get_default_graph, session_for, user_location
 from .registry import DTypeError, Example, OpDef, ShapeError, apply_op, convert_to_tensor, register
 
 __all__ = [
@@ -202,9 +202,7 @@ class Variable(Tensor):
         return assign_sub(self, delta, name=name)
 
     def load(self, value, session=None):
-        from ..session import _session_for
-
-        _session_for(session, self.graph).load_variable(self, value)
+        session_for(session, self.graph).load_variable(self, value)
 
     def eval(self, session=None):
         return super().eval(session=session)
