@@ -219,11 +219,12 @@ class _Sum:
         return dict(self.terms)
 
     def expr(self):
-        out = sym.ZERO
-        for key, c in self.terms.items():
-            if key is not None:
-                out = sym.add(out, sym.mul(key, c))
-        return sym.add(out, self.terms.get(None, 0))
+        terms = [sym.mul(key, c) for key, c in self.terms.items() if key is not None]
+        return sym.add(_balanced(sym.add, terms, sym.ZERO), self.terms.get(None, 0))
+
+
+#: distinct live-byte sums beyond which the peak is reported as an upper bound
+_MAX_EXACT_PEAK = 64
 
 
 def _maximal(candidates: list) -> list:
@@ -233,6 +234,14 @@ def _maximal(candidates: list) -> list:
     firsts: dict = {}
     for i, c in enumerate(candidates):
         firsts.setdefault(frozenset(c.items()), (i, c))
+    if len(firsts) > _MAX_EXACT_PEAK:
+        # the pairwise test would be quadratic in the program: one upper bound instead,
+        # each factor's largest coefficient (a run's peak is at most that)
+        bound: dict = {}
+        for _, c in firsts.values():
+            for key, v in c.items():
+                bound[key] = max(bound.get(key, 0), v)
+        return [bound]
     # larger sums first: a sum can only be bounded by one with a coefficient total as large
     order = sorted(firsts.values(), key=lambda ic: (-sum(ic[1].values()), ic[0]))
     kept: list = []
@@ -243,7 +252,15 @@ def _maximal(candidates: list) -> list:
 
 
 def _max_all(xs):
-    out = Const(0, sym.ZERO.dtype)
-    for x in xs:
-        out = sym.maximum(out, x)
-    return out
+    return sym.maximum(Const(0, sym.ZERO.dtype), _balanced(sym.maximum, list(xs), sym.ZERO))
+
+
+def _balanced(fn, xs: list, empty):
+    """``fn`` folded over ``xs`` as a balanced tree: an expression of depth log2(len(xs)),
+    which the printer and the code generators walk recursively (a chain of one term per
+    kernel raised RecursionError)."""
+    if not xs:
+        return empty
+    while len(xs) > 1:
+        xs = [fn(xs[i], xs[i + 1]) if i + 1 < len(xs) else xs[i] for i in range(0, len(xs), 2)]
+    return xs[0]

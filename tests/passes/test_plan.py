@@ -72,3 +72,20 @@ def test_stats_of_a_long_dynamic_program_are_short_expressions():
     assert s["bytes_moved"] == "(d0_0 * 9600)"  # each kernel reads 16 and writes 16 bytes a row
     assert s["peak_temp_bytes"] == "(d0_0 * 32)"  # two rows of 4 float32 live at a time
     assert len(s["buffer_bytes"]) < 40
+
+
+def test_stats_of_many_kernels_with_distinct_dynamic_sizes_stay_shallow_and_fast():
+    # 1000 kernels, each on its own runtime size: the live-byte sums all differ, so the peak
+    # is an upper bound over them; neither it nor the totals may nest one level per kernel
+    # (the printer recursed once per level: RecursionError)
+    import time
+
+    xs = [gc.placeholder(gc.float32, (None,)) for _ in range(500)]
+    ys = [gc.exp(x) * 0.5 for x in xs]
+    prog, _, kp = compile_kernels(ys, xs, fusion=False)
+    t0 = time.perf_counter()
+    s = plan(kp).stats
+    assert time.perf_counter() - t0 < 10
+    assert s["kernel_count"] == 1000
+    assert isinstance(s["peak_temp_bytes"], str) and "d499_0" in s["peak_temp_bytes"]
+    assert isinstance(s["bytes_moved"], str)
