@@ -29,11 +29,18 @@ from ..program import Program
 
 _UNKNOWN = object()
 
-#: The most ops a kernel of elementwise ops only computes: a longer chain is cut into
-#: kernels of this many. LLVM's optimiser takes time superlinear in a loop body's length
-#: (one loop of 1,000 chained ops: 0.4 s; of 5,000: 10 s), and 256 chained ops per element
-#: are compute-bound already. Kernels with reductions, GEMMs or index ops are not bounded.
-MAX_ELEMENTWISE_OPS = 256
+#: The most ops one kernel computes. A merge is checked by lowering the merged kernel, so a
+#: kernel growing with the program (a chain of ops, the reductions of every step of an
+#: unrolled loop) would cost lowerings quadratic in it, and LLVM's optimiser takes time
+#: superlinear in a function's length (one loop of 1,000 chained ops: 0.4 s; of 5,000:
+#: 10 s). Longer kernels are cut; 256 ops per element are compute-bound already.
+MAX_KERNEL_OPS = 256
+
+#: The most kernels a cheap producer is duplicated into (XLA's instruction fusion has the
+#: same kind of bound). Without it a chain of cheap ops read at every step (an LSTM's cell
+#: state) is recomputed from its start in every kernel that reads a step: kernels, compile
+#: and run time quadratic in the number of steps.
+MAX_COPIES = 8
 
 
 class _Trial:
@@ -143,10 +150,11 @@ class _Driver:
 
     While producers are offered, a node changes groups only when it is offered itself, and
     by then its consumers have been: so the outputs a group must store do not change after
-    it was probed except by the producers that join it. An elementwise producer joining an
-    elementwise group, read there only and stored nowhere, leaves the group's stored
-    outputs and so its one loop nest as they were (the producer is computed inline from
-    loads where it was loaded): that merge needs no probe (``extends_loop``).
+    it was probed except by the producers that join it. An elementwise producer joining a
+    loop or row kernel, read there only and stored nowhere, leaves the kernel's stored
+    outputs and so its loop nests as they were (the producer is computed inline from loads
+    where it was loaded, and lowering refuses nothing for that): that merge needs no probe
+    (``joins_without_probe``).
     """
 
     def __init__(self, program, lw, compute):
@@ -160,9 +168,7 @@ class _Driver:
         self.fetches = {tuple(r) for r in program.fetches}
         self._probes: dict = {}  # (nodes, stored refs) -> None (legal) or why not
         self._first_reduction: dict = {}  # node id -> first reduction above it, or None
-        # groups of elementwise (scalar_body) ops only, and the stored refs of the groups
-        # that passed a probe while producers are offered
-        self._pure = {gi: self._scalar(n) for gi, n in enumerate(compute)}
+        # the stored refs of the groups that passed a probe while producers are offered
         self._probed_stored: dict = {}
         self._kinds = {gi: {L.op_kind(self.node(n))} for gi, n in enumerate(compute)}
 
@@ -203,7 +209,6 @@ class _Driver:
             added = new - old
             for nid in added:
                 insort(self.owner.setdefault(nid, []), gi)
-            self._pure[gi] = self._pure[gi] and all(self._scalar(n) for n in added)
             self._kinds[gi] |= {L.op_kind(self.node(n)) for n in added}
             self.groups[gi] = new or None
             if gi in trial.stored:
@@ -211,38 +216,38 @@ class _Driver:
             else:
                 self._probed_stored.pop(gi, None)
 
-    def absorb(self, gi, own) -> None:
+    def absorb(self, gis, own) -> None:
         """Commit the merge of the offered producer's group ``own`` (just that producer)
-        into group ``gi`` in place: what ``extends_loop`` allows, at a cost independent of
-        the size of ``gi``."""
+        into each group of ``gis`` in place: what ``joins_without_probe`` allows, at a cost
+        independent of the size of the groups."""
         (p,) = self.groups[own]
-        self.groups[gi].add(p)
+        for gi in gis:
+            self.groups[gi].add(p)
+            self._kinds[gi] |= self._kinds[own]
         self.groups[own] = None
-        self.owner[p] = [gi]
-        self._kinds[gi] |= self._kinds[own]
+        self.owner[p] = sorted(gis)
         self._probed_stored.pop(own, None)
 
     def _scalar(self, nid) -> bool:
         return L.value_fn(self.node(nid)) is L.scalar_body
 
-    def too_long(self, gis, p=None) -> str | None:
-        """Why the union of groups ``gis`` (and producer ``p``) is refused as one kernel of
-        elementwise ops only longer than MAX_ELEMENTWISE_OPS, else None."""
-        if not all(self._pure[gi] for gi in gis) or (p is not None and not self._scalar(p)):
+    def too_long(self, gis, extra=0) -> str | None:
+        """Why the union of groups ``gis`` and ``extra`` more ops is refused as a kernel
+        longer than MAX_KERNEL_OPS, else None."""
+        n = sum(len(self.groups[gi]) for gi in gis) + extra
+        if n <= MAX_KERNEL_OPS:
             return None
-        n = sum(len(self.groups[gi]) for gi in gis) + (p is not None)
-        if n <= MAX_ELEMENTWISE_OPS:
-            return None
-        return (f"an elementwise kernel of {n} ops would be longer than "
-                f"{MAX_ELEMENTWISE_OPS} (LLVM's time grows faster than a loop body)")  # fmt: skip
+        return f"the kernel would compute {n} ops, more than the {MAX_KERNEL_OPS} one takes"
 
-    def extends_loop(self, p, gi) -> bool:
-        """Merging producer ``p`` (offered; all its consumers in group ``gi``) into ``gi``
-        is legal without a probe (see the class doc string)."""
+    def joins_without_probe(self, p, gi) -> bool:
+        """Merging producer ``p`` (offered; its consumers all in ``gi``, or ``p`` copied into
+        each of their groups) into ``gi`` is legal without a probe (see the class doc
+        string): ``gi`` passed a probe, is a loop or row kernel (no GEMM), and ``p`` is an
+        elementwise op stored nowhere."""
         node = self.node(p)
         return (
             gi in self._probed_stored
-            and self._pure[gi]
+            and not self._kinds[gi] & {"gemm", "conv", "opaque", None}
             and self._scalar(p)
             and node.op not in MUST_STORE
             and not any((p, k) in self.fetches for k in range(len(node.outs)))
@@ -328,8 +333,8 @@ class _Driver:
             if reason:
                 self.decisions.append((what, "refuse", reason))
                 return
-            if self.extends_loop(p, gi):
-                self.absorb(gi, own)
+            if self.joins_without_probe(p, gi):
+                self.absorb([gi], own)
                 self.decisions.append((what, "fuse", self.fuse_reason(p, gi)))
                 return
             trial = _Trial(self.groups, {gi: self.groups[gi] | self.groups[own], own: None})
@@ -345,14 +350,24 @@ class _Driver:
         if why:
             self.decisions.append((what, "refuse", why))
             return
-        changes = {gi: self.groups[gi] | {p} for gi in cgroups}
-        changes[own] = None
-        trial = _Trial(self.groups, changes)
-        why = self.legal(trial, cgroups)
-        if why:
-            self.decisions.append((what, "refuse", why))
+        fast = all(self.joins_without_probe(p, gi) for gi in cgroups)
+        if not fast:
+            changes = {gi: self.groups[gi] | {p} for gi in cgroups}
+            changes[own] = None
+            trial = _Trial(self.groups, changes)
+            why = self.legal(trial, cgroups)
+            if why:
+                self.decisions.append((what, "refuse", why))
+                return
+        if len(cgroups) > MAX_COPIES:  # (after the probe: its reason comes first)
+            self.decisions.append((what, "refuse", f"producer is read by {len(cgroups)} "
+                                   f"kernels: stored once, not computed in more than "
+                                   f"{MAX_COPIES}"))  # fmt: skip
             return
-        self.commit(trial)
+        if fast:
+            self.absorb(cgroups, own)
+        else:
+            self.commit(trial)
         self.decisions.append(
             (what, "fuse", f"cheap producer duplicated into {len(cgroups)} consumer kernels")
         )
@@ -365,9 +380,6 @@ class _Driver:
         kinds = self._kinds[gi]
         if "opaque" in kinds or None in kinds:
             return "the consumer needs a kernel of its own"
-        too_long = self.too_long([gi], p)
-        if too_long:
-            return too_long
         readers = [c for c in self.compute_consumers(p) if c in self.groups[gi]]
         if any(L.op_kind(self.node(c)) == "gemm" for c in readers):
             return "GEMM operands are read from memory by the BLAS library"
@@ -379,7 +391,7 @@ class _Driver:
             # (in a row kernel a row-shaped value is computed once per row: no replication)
             return (f"{node.op} is expensive and its consumer reads each element several "
                     "times (broadcast): computed once in its own kernel instead")  # fmt: skip
-        return None
+        return self.too_long([gi], 1)
 
     def downstream_of_row(self, p) -> bool:
         """``p`` is an elementwise function of a reduction's row (it will live in a row
@@ -444,10 +456,6 @@ class _Driver:
         node = self.node(p)
         kind = L.op_kind(node)
         n = len(cgroups)
-        for gi in cgroups:
-            too_long = self.too_long([gi], p)
-            if too_long:
-                return too_long
         if kind == "reduction":
             return f"producer is a reduction with consumers in {n} kernels (not duplicated)"
         if kind == "gemm":
@@ -463,6 +471,10 @@ class _Driver:
             if any(L.op_kind(self.node(c)) == "gemm" for c in self.compute_consumers(p)
                    if c in self.groups[gi]):  # fmt: skip
                 return "GEMM operands are read from memory by the BLAS library"
+        for gi in cgroups:
+            too_long = self.too_long([gi], 1)
+            if too_long:
+                return too_long
         return None
 
     def fuse_reason(self, p, gi) -> str:
