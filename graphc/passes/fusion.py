@@ -167,6 +167,7 @@ class _Driver:
         self.decisions: list = []
         self.fetches = {tuple(r) for r in program.fetches}
         self._probes: dict = {}  # (nodes, stored refs) -> None (legal) or why not
+        self._gnames: dict = {}  # (group index, size) -> gname (groups only grow)
         self._first_reduction: dict = {}  # node id -> first reduction above it, or None
         # the stored refs of the groups that passed a probe while producers are offered
         self._probed_stored: dict = {}
@@ -181,8 +182,14 @@ class _Driver:
         return f"{n.op} '{n.name}'"
 
     def gname(self, gi) -> str:
-        nodes = sorted(self.groups[gi], key=self._pos)
-        return "{" + ", ".join(self.node(n).op for n in nodes) + "}"
+        """``{Op, Op, ...}``: the ops of group ``gi`` in program order (kept per group until
+        the group changes: sibling fusion names each pair it decides on)."""
+        key = (gi, len(self.groups[gi]))
+        name = self._gnames.get(key)
+        if name is None:
+            nodes = sorted(self.groups[gi], key=self._pos)
+            name = self._gnames[key] = "{" + ", ".join(self.node(n).op for n in nodes) + "}"
+        return name
 
     def _pos(self, nid):
         return self._posmap[nid]
