@@ -53,6 +53,10 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     post = _row_epilogue(lw, nodes, red_ids, space, axes)
     if post is None:
         return None  # a member uses a row in a way the column kernel cannot: row kernel
+    if any(s.ref[0] in red_ids or s.ref[0] in post for s in specs.values()):
+        # a reduction of a row (softmax's sum of exp(x - max) over a size-1 axis, where the
+        # full space is the row shape): all rows accumulate in one sweep here
+        return None
     views = _row_views(nodes, red_ids)
     targets: dict = {r: [] for r in red_ids}  # reduction id -> stored refs equal to its row
     computed = []  # stored refs of the elementwise epilogue, computed from finished rows
