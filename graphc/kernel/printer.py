@@ -13,7 +13,41 @@ _INFIX = {
 
 
 def expr_text(e) -> str:
-    """One expression as text (infix for arithmetic, ``fn(...)`` for the rest)."""
+    """One expression as text (infix for arithmetic, ``fn(...)`` for the rest).
+
+    Operands are printed before the expressions using them with an explicit stack (an
+    expression as deep as a program must not need recursion as deep), each shared
+    sub-expression object once (by identity: hashing a deep expression recurses too).
+    """
+    done: dict = {}  # id -> text
+    stack = [e]
+    while stack:
+        x = stack[-1]
+        if id(x) in done:
+            stack.pop()
+            continue
+        kids = _operands(x)
+        pending = [k for k in kids if id(k) not in done]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        done[id(x)] = _text(x, [done[id(k)] for k in kids])
+    return done[id(e)]
+
+
+def _operands(e) -> tuple:
+    if isinstance(e, Load):
+        return (e.index,)
+    if isinstance(e, Cast):
+        return (e.x,)
+    if isinstance(e, Call):
+        return tuple(e.args)
+    return ()
+
+
+def _text(e, ops: list) -> str:
+    """``e`` as text, given the texts of its operands (``_operands``)."""
     if isinstance(e, Const):
         v = e.value
         if e.dtype.is_floating:
@@ -22,16 +56,16 @@ def expr_text(e) -> str:
     if isinstance(e, Var | Dim):
         return e.name
     if isinstance(e, Load):
-        return f"{e.buffer}[{expr_text(e.index)}]"
+        return f"{e.buffer}[{ops[0]}]"
     if isinstance(e, Cast):
-        return f"{e.dtype.name}({expr_text(e.x)})"
+        return f"{e.dtype.name}({ops[0]})"
     if isinstance(e, Arg):
         return f"arg{e.index}"
     if isinstance(e, Call):
         if e.fn in _INFIX:
-            a, b = e.args
-            return f"({expr_text(a)} {_INFIX[e.fn]} {expr_text(b)})"
-        return f"{e.fn.name.lower()}({', '.join(expr_text(a) for a in e.args)})"
+            a, b = ops
+            return f"({a} {_INFIX[e.fn]} {b})"
+        return f"{e.fn.name.lower()}({', '.join(ops)})"
     return repr(e)
 
 

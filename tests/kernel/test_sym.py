@@ -54,3 +54,14 @@ def test_max_of_a_size_and_zero_is_the_size():
     assert sym.maximum(n, 0) == Math.MAX(n, i64(0))
     assert sym.nonnegative(sym.floordiv(sym.add(d, 2), 3))
     assert not sym.nonnegative(sym.sub(d, 1)) and not sym.nonnegative(i64(-1))
+
+
+def test_printing_an_expression_deeper_than_the_recursion_limit():
+    from graphc.kernel.printer import expr_text
+
+    x = Dim("d")
+    for _ in range(5000):
+        x = sym.add(sym.mul(x, 3), Dim("e"))
+    text = expr_text(x)
+    assert text == "(" * 10000 + "d" + " * 3) + e)" * 5000
+    assert expr_text(sym.add(sym.mul(Dim("d"), 4), 7)) == "((d * 4) + 7)"
