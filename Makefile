@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint format install clean
+.PHONY: test demo bench fuzz lint format install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/mlp_digits.py
 	$(PY) examples/bench_fusion.py
+
+## Differential fuzzer, long run: N random programs from seed SEED on fused and unfused cpu
+## against the reference (forward and gradients); a failure prints its seed and a shrunk
+## reproducer. `make fuzz SEED=123 N=50000`
+SEED ?= 0
+N ?= 20000
+fuzz: $(STAMP)
+	$(PY) scripts/fuzz.py --seed $(SEED) --n $(N) --keep-going
 
 ## Run the benchmark suite.
 bench: $(STAMP)

@@ -200,13 +200,14 @@ def _simplify_sizes(p: Program) -> Program:
     return q
 
 
-def shrink(p: Program, outcome: Outcome, budget_s: float = 120.0, options=None):
+def shrink(p: Program, outcome: Outcome, budget_s: float = 120.0, options=None, test=None):
     """The smallest program found (within ``budget_s``) failing with ``outcome``'s
-    signature, and its outcome."""
+    signature, and its outcome. ``test(program, options)``: ``check`` unless given."""
+    test = test or check
     sig = outcome.signature()
     deadline = time.monotonic() + budget_s
     best, best_out = _dce(p), outcome
-    again = check(best, options)
+    again = test(best, options)
     if again is None or again.signature() != sig:
         best = p
     progress = True
@@ -216,7 +217,7 @@ def shrink(p: Program, outcome: Outcome, budget_s: float = 120.0, options=None):
             if time.monotonic() > deadline:
                 break
             cand = _simplify_sizes(_dce(cand))
-            out = check(cand, options)
+            out = test(cand, options)
             if out is not None and out.signature() == sig:
                 best, best_out, progress = cand, out, True
                 break
