@@ -30,8 +30,10 @@ demo: $(STAMP)
 ## reproducer. `make fuzz SEED=123 N=50000`
 SEED ?= 0
 N ?= 20000
+JOBS ?= 2
+BATCH ?= 8
 fuzz: $(STAMP)
-	$(PY) scripts/fuzz.py --seed $(SEED) --n $(N) --keep-going
+	$(PY) scripts/fuzz.py --seed $(SEED) --n $(N) --jobs $(JOBS) --batch $(BATCH) --keep-going
 
 ## Run the benchmark suite.
 bench: $(STAMP)
