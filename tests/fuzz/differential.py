@@ -146,6 +146,11 @@ def _candidates(p: Program):
             q = p.copy()
             q.outputs = [o]
             yield q
+        if len(p.outputs) > 2:
+            for o in p.outputs:
+                q = p.copy()
+                q.outputs = [x for x in p.outputs if x != o]
+                yield q
     if p.grad and p.fetch_forward:
         q = p.copy()
         q.grad = False

@@ -207,6 +207,7 @@ _BINARY = {
     "minimum": "gc.minimum({}, {})",
 }  # fmt: skip
 _LAYOUT = ("transpose", "tile", "squeeze", "expand_dims", "reshape", "broadcast_to")
+_VIEWS = ("squeeze", "expand_dims", "reshape")
 _REDUCE = {"sum": "gc.reduce_sum", "mean": "gc.reduce_mean", "max": "gc.reduce_max"}
 
 
@@ -357,9 +358,12 @@ class Generator:
         while done < n_ops and tries < 60:
             tries += 1
             kind = self.kinds[int(rng.choice(len(self.kinds), p=self.weights))]
+            # layout changes after GEMMs (their epilogues), views after layout changes
             last = self.p.nodes[-1].kind
-            if (last == "matmul" and self.coin(0.6)) or (last in _LAYOUT and self.coin(0.4)):
-                kind = self.choice(_LAYOUT)  # layout changes around GEMMs: views, epilogues
+            if last == "matmul" and self.coin(0.6):
+                kind = self.choice(_LAYOUT)
+            elif last in _LAYOUT and self.coin(0.5):
+                kind = self.choice(_VIEWS if self.coin(0.7) else _LAYOUT)
             before = (list(self.p.nodes), dict(self.p.pins), [dict(s) for s in self.p.sizes])
             x = self.pick()
             out = getattr(self, "op_" + kind)(x)
