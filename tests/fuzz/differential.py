@@ -151,6 +151,12 @@ def _candidates(p: Program):
                 q = p.copy()
                 q.outputs = [x for x in p.outputs if x != o]
                 yield q
+    for o in p.outputs:  # fetch an input of an output instead (drops the output's op)
+        for j in dict.fromkeys(p.nodes[o].args):
+            if p.nodes[j].kind not in ("placeholder", "const"):
+                q = p.copy()
+                q.outputs = sorted({j if x == o else x for x in p.outputs})
+                yield q
     if p.grad and p.fetch_forward:
         q = p.copy()
         q.grad = False
