@@ -36,10 +36,11 @@ _UNKNOWN = object()
 #: 10 s). Longer kernels are cut; 256 ops per element are compute-bound already.
 MAX_KERNEL_OPS = 256
 
-#: The most kernels a cheap producer is duplicated into (XLA's instruction fusion has the
-#: same kind of bound). Without it a chain of cheap ops read at every step (an LSTM's cell
-#: state) is recomputed from its start in every kernel that reads a step: kernels, compile
-#: and run time quadratic in the number of steps.
+#: The most kernels a cheap producer is duplicated into when one of its consumers is itself
+#: copied into several (copies of copies). Without it a chain of cheap ops read at every
+#: step (an LSTM's cell state) is recomputed from its start in every kernel that reads a
+#: step: kernels, compile and run time quadratic in the number of steps. A producer read
+#: by many kernels computed once each (slices of one tensor) is still copied into all.
 MAX_COPIES = 8
 
 
@@ -366,10 +367,11 @@ class _Driver:
             if why:
                 self.decisions.append((what, "refuse", why))
                 return
-        if len(cgroups) > MAX_COPIES:  # (after the probe: its reason comes first)
+        if len(cgroups) > MAX_COPIES and any(len(self.owner[c]) > 1 for c in consumers):
+            # (after the probe: its reason comes first)
             self.decisions.append((what, "refuse", f"producer is read by {len(cgroups)} "
-                                   f"kernels: stored once, not computed in more than "
-                                   f"{MAX_COPIES}"))  # fmt: skip
+                                   f"kernels, through copies: stored once, not computed in "
+                                   f"more than {MAX_COPIES}"))  # fmt: skip
             return
         if fast:
             self.absorb(cgroups, own)
