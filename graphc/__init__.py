@@ -9,7 +9,7 @@
 The public names are those of shared/API.md.
 """
 
-from . import errors, math, nn  # gc.math, gc.nn: tf.math / tf.nn namespaces
+from . import debugging, errors, math, nn  # gc.math, gc.nn...: tf.math / tf.nn namespaces
 from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
 from .graph import (
     Graph,
@@ -24,6 +24,7 @@ from .graph import (
 from .graph.core import get_default_session
 from .ops.constant import *  # noqa: F403
 from .ops.control import *  # noqa: F403
+from .ops.debug import print_
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.nn import *  # noqa: F403  (API.md: every op is importable from gc)
@@ -37,6 +38,7 @@ from .session import InteractiveSession, Session
 from .version import __version__
 
 bool = bool_  # noqa: A001 - gc.bool, as in the API
+print = print_  # noqa: A001 - gc.print, as in the API (tf.print)
 newaxis = None
 
 from .autodiff import gradients, hessians, jacobian  # noqa: E402

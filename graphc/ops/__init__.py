@@ -4,6 +4,7 @@ from ..graph.core import install_operators as _install_operators
 from . import (  # noqa: F401 - importing registers the ops
     constant,
     control,
+    debug,
     elementwise,
     linalg,
     nn,

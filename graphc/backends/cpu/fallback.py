@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ...errors import InvalidArgumentError, UnimplementedError
+from ...errors import GraphcError, InvalidArgumentError, UnimplementedError
 from ...ops.registry import get_op_def
 from ...program import Node, Program
 
@@ -125,6 +125,8 @@ def _run_host(node, xs, ctx) -> list:
         else:
             with np.errstate(all="ignore"):
                 out = op_def.ref(xs, node.attrs)
+    except GraphcError:
+        raise  # the op's own run-time error (a failed assert) already names it
     except (ArithmeticError, IndexError, ValueError) as exc:
         raise InvalidArgumentError(
             f"{node.op} '{node.name}' (built at {node.location[0]}:{node.location[1]}) "
