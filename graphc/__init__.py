@@ -46,13 +46,13 @@ from .exporter import export, export_c, load  # noqa: E402
 
 
 def __getattr__(name):
-    # gc.train loads on first use, keeping `import graphc` fast.
+    # gc.train and gc.distribute load on first use, keeping `import graphc` fast.
     if name == "clip_by_global_norm":
         from .train import clip_by_global_norm
 
         return clip_by_global_norm
-    if name == "train":
+    if name in ("train", "distribute"):  # gc.distribute: mpi4py only when used
         import importlib
 
-        return importlib.import_module(".train", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'graphc' has no attribute {name!r}")

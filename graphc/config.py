@@ -7,6 +7,9 @@ GRAPHC_NO_CACHE    set to 1 to disable the on-disk cache by default
 GRAPHC_THREADS     default number of worker threads for the cpu target
 GRAPHC_DEBUG       set to 1 to verify the Program after every pass
 GRAPHC_MAX_BUFFER_BYTES  largest buffer one run may allocate (default: physical memory)
+GRAPHC_DIST_TIMEOUT  seconds a gc.distribute collective waits for the other processes before
+                   it raises (default 300; 0 waits forever)
+GRAPHC_DIST_BUCKET_BYTES  bytes of gradients packed into one allreduce (default 4 MiB)
 """
 
 import os
@@ -43,12 +46,54 @@ def cache_key_file() -> Path:
     return config_dir() / "cache.key"
 
 
+_threads_override: list = []  # set_default_threads(n): [n]
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
 def default_threads() -> int:
-    """Worker threads used by the cpu target when CompileOptions.threads is None."""
+    """Worker threads used by the cpu target when CompileOptions.threads is None:
+    GRAPHC_THREADS, else what ``set_default_threads`` chose (gc.distribute.init: the cores
+    shared by the processes of one machine), else every core."""
     value = os.environ.get("GRAPHC_THREADS")
     if value and value.isdigit() and int(value) > 0:
         return int(value)
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if _threads_override:
+        return _threads_override[0]
+    return cpu_count()
+
+
+def threads_from_environment() -> bool:
+    """Whether GRAPHC_THREADS fixes the thread count (it wins over set_default_threads)."""
+    value = os.environ.get("GRAPHC_THREADS")
+    return bool(value and value.isdigit() and int(value) > 0)
+
+
+def set_default_threads(n: int | None) -> None:
+    """The process-wide default of CompileOptions.threads (None: back to every core)."""
+    _threads_override.clear()
+    if n is not None:
+        _threads_override.append(max(1, int(n)))
+
+
+def dist_timeout() -> float:
+    """Seconds a gc.distribute collective waits for the other processes (0: forever)."""
+    value = os.environ.get("GRAPHC_DIST_TIMEOUT", "").strip()
+    try:
+        return max(0.0, float(value)) if value else 300.0
+    except ValueError:
+        return 300.0
+
+
+def dist_bucket_bytes() -> int:
+    """Bytes of gradients gc.distribute packs into one allreduce (tensor fusion)."""
+    value = os.environ.get("GRAPHC_DIST_BUCKET_BYTES", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return 4 << 20
 
 
 def debug_verify() -> bool:

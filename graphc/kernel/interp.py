@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
+from ..expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
 from .ir import RNG_BUFFER, STATUS_BUFFER, If, Kernel, KernelProgram, Let, LibCall, Loop, Store
 from .runtime import bind_variables, check_dims, dim_values, eval_int, raise_status, rng_keys
 

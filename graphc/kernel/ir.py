@@ -93,7 +93,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
-from .expr import Expr, sub_exprs
+from ..expr import Expr, sub_exprs
 
 #: Library routines a LibCall may name, with their argument lists.
 LIBCALLS = {

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 
 from .. import dtypes as _dt
 from ..errors import UnimplementedError
+from ..expr import Cast, Const, Dim, Expr, Load, Math, Var, i64
 from ..program import Program
 from . import lowerings as L
 from . import sym
-from .expr import Cast, Const, Dim, Expr, Load, Math, Var, i64
 from .ir import (
     RNG_BUFFER,
     STATUS_BUFFER,

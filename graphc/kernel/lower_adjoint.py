@@ -19,8 +19,8 @@ import itertools
 
 from .. import dtypes as _dt
 from ..errors import UnimplementedError
+from ..expr import Const, Math, Var
 from . import sym
-from .expr import Const, Math, Var
 from .ir import Let
 from .lower_index import _key_items, _slice_params, _strided_shape
 from .lowerings import value_rule

@@ -26,9 +26,9 @@ anything else returns None and gets the row layout.
 
 from __future__ import annotations
 
+from ..expr import Cast, Const, Load, Math
 from . import lowerings as L
 from . import sym
-from .expr import Cast, Const, Load, Math
 from .ir import Store
 from .lower import Ix
 

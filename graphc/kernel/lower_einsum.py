@@ -10,9 +10,9 @@ repeated within an operand indexes each of its dims with the same loop index (a 
 
 from __future__ import annotations
 
+from ..expr import Const, Math, Var
 from ..ops.linalg import _ELL, _parse
 from . import sym
-from .expr import Const, Math, Var
 from .ir import Let, Store
 from .lowerings import opaque
 from .shapes import broadcast, rule

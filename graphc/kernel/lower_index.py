@@ -8,9 +8,9 @@ status flag (InvalidArgumentError after the run), as TF on CPU.
 from __future__ import annotations
 
 from .. import dtypes as _dt
+from ..expr import Cast, Const, Math, i64
 from ..ops.indexing import _expand_key
 from . import sym
-from .expr import Cast, Const, Math, i64
 from .ir import STATUS_BUFFER, If, Store
 from .lowerings import value_rule
 from .shapes import require, require_eq, rule

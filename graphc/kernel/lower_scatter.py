@@ -16,8 +16,8 @@ the reference raises) and is skipped; UnsortedSegmentSum drops negative ids, as 
 from __future__ import annotations
 
 from .. import dtypes as _dt
+from ..expr import Cast, Const, Load, Math, i64
 from . import sym
-from .expr import Cast, Const, Load, Math, i64
 from .ir import STATUS_BUFFER, If, Let, Store
 from .lower_index import index_depth
 from .lowerings import opaque

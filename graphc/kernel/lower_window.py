@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .. import dtypes as _dt
+from ..expr import Const, Expr, Load, Math, Var
 from . import sym
-from .expr import Const, Expr, Load, Math, Var
 from .ir import If, Let, Store
 
 #: Largest window (kh * kw taps) unrolled into the channel loop.

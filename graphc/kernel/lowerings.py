@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes as _dt
+from ..expr import Cast, Const, Load, Math, i64
 from ..ops.registry import REGISTRY
 from . import sym
-from .expr import Cast, Const, Load, Math, i64
 from .ir import RNG_BUFFER, STATUS_BUFFER, If, Let, Loop, Store
 
 KINDS: dict = {}
@@ -88,7 +88,7 @@ def is_expensive(node) -> bool:
     scalar = getattr(op_def, "scalar", None)
     if scalar is None or not getattr(op_def, "elementwise", False):
         return False
-    from .expr import Arg
+    from ..expr import Arg
 
     try:
         body = scalar([Arg(i) for i in range(len(node.inputs))], node.attrs)
@@ -98,7 +98,7 @@ def is_expensive(node) -> bool:
 
 
 def _uses(e, fns) -> bool:
-    from .expr import Call
+    from ..expr import Call
 
     if isinstance(e, Call):
         return e.fn in fns or any(_uses(a, fns) for a in e.args)

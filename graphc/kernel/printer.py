@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .expr import Arg, Call, Cast, Const, Dim, Load, Math, Var
+from ..expr import Arg, Call, Cast, Const, Dim, Load, Math, Var
 from .ir import If, KernelProgram, Let, LibCall, Loop, Store
 
 _INFIX = {

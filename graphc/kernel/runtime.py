@@ -11,8 +11,8 @@ import numpy as np
 
 from .. import config
 from ..errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
+from ..expr import NUMPY_MATH, Call, Const, Dim, Math
 from ..ops import random as _random
-from .expr import NUMPY_MATH, Call, Const, Dim, Math
 from .ir import Check, KernelProgram
 
 

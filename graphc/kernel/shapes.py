@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..errors import UnimplementedError
+from ..expr import Const, Dim, Math, i64
 from ..program import Program
 from . import sym
-from .expr import Const, Dim, Math, i64
 
 #: op type -> fn(node, in_shapes, checks) -> shape tuple (list of int64 Exprs)
 SHAPE_RULES: dict = {}

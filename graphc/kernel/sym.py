@@ -7,7 +7,7 @@ sizes and simple index expressions, and dynamic ones stay readable (``d0_0 * 784
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from .expr import Call, Const, Dim, Expr, Math, i64
+from ..expr import Call, Const, Dim, Expr, Math, i64
 
 ZERO = i64(0)
 ONE = i64(1)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..kernel.expr import Arg, Const, Math, cast_values, eval_expr
-from ..kernel.expr import Cast as CastExpr
+from ..expr import Arg, Const, Math, cast_values, eval_expr
+from ..expr import Cast as CastExpr
 from .registry import (
     DTypeError,
     Example,

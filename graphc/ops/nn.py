@@ -20,8 +20,8 @@ import math
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..expr import Const, Math
 from ..graph.core import Tensor
-from ..kernel.expr import Const, Math
 from .elementwise import Elementwise, Unary
 from .registry import (
     DTypeError,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 
+from ..expr import Call, Const, Load, Math
 from ..kernel import sym
-from ..kernel.expr import Call, Const, Load, Math
 from ..kernel.ir import KernelProgram, Store, exprs_in, walk_stmts
 from ..kernel.printer import expr_text
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dtypes as dt
-from graphc.kernel.expr import Cast, Const, Dim, Load, Math, Var, i64
+from graphc.expr import Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import (
     STATUS_BUFFER,
     Buffer,
@@ -175,7 +175,7 @@ def gemm_bias_relu() -> KernelProgram:
 
 def every_math(dtype) -> KernelProgram:
     """One store per Math member applicable to ``dtype`` (bool results stored as bool)."""
-    from graphc.kernel.expr import expr_dtype
+    from graphc.expr import expr_dtype
 
     i = iv("i")
     a, b, c = (Load(n, i, dtype) for n in ("a", "b", "c"))
@@ -209,7 +209,7 @@ def every_math(dtype) -> KernelProgram:
 
 
 def _integer_valued(fn, dtype) -> bool:
-    from graphc.kernel.expr import NUMPY_MATH
+    from graphc.expr import NUMPY_MATH
 
     x = np.array([1, 2], dtype.np)
     args = (x > 1, x, x) if fn is Math.SELECT else (x,) * fn.arity

@@ -24,8 +24,8 @@ from graphc.backends.cuda.nvcc import compile_source, find_nvcc
 from graphc.backends.cuda.render import render_program, template_source
 from graphc.backends.reference.interpreter import run_program
 from graphc.errors import CompileError, InvalidArgumentError, UnimplementedError
+from graphc.expr import Const, Load, Math, Var, i64
 from graphc.kernel import interp
-from graphc.kernel.expr import Const, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
 from graphc.ops.registry import REGISTRY
 from graphc.runtime_state import RunContext

@@ -21,8 +21,8 @@ from graphc.backends.cuda import launch as L
 from graphc.backends.cuda.nvcc import compile_source
 from graphc.backends.cuda.render import render_program, template_source
 from graphc.backends.cuda.vectorize import affine
+from graphc.expr import Call, Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel import interp
-from graphc.kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, If, Kernel, KernelProgram, Loop, Store
 from graphc.passes.plan import plan as plan_buffers
 from graphc.runtime_state import RunContext

@@ -10,7 +10,7 @@ from graphc import dtypes as dt
 from graphc.backends.llvm import compile_kernel_program
 from graphc.backends.llvm.epilogue import row_epilogue
 from graphc.backends.llvm.render import Layout, Renderer
-from graphc.kernel.expr import Const, Dim, Load, Math, Var, i64
+from graphc.expr import Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
 from graphc.runtime_state import RunContext
 

@@ -12,7 +12,7 @@ import pytest
 import graphc as gc
 from graphc import dtypes as dt
 from graphc.backends.llvm import compile_kernel_program
-from graphc.kernel.expr import NUMPY_MATH, Dim, Load, Math, Var, i64
+from graphc.expr import NUMPY_MATH, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Loop, Store
 from graphc.runtime_state import RunContext
 

@@ -7,7 +7,7 @@ import graphc as gc
 from graphc import dtypes as dt
 from graphc.backends.llvm import compile_kernel_program
 from graphc.backends.llvm.recip import hoist_divisors
-from graphc.kernel.expr import Const, Dim, Load, Math, Var, i64
+from graphc.expr import Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, If, Kernel, KernelProgram, Let, Loop, Store
 from graphc.runtime_state import RunContext
 

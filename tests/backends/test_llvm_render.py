@@ -7,7 +7,7 @@ import graphc as gc
 from graphc import dtypes as dt
 from graphc.backends.llvm import cache, compile_kernel_program, load_compiled
 from graphc.errors import FailedPreconditionError, InvalidArgumentError
-from graphc.kernel.expr import Cast, Const, Dim, Load, Math, Var, i64
+from graphc.expr import Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Check, If, Kernel, KernelProgram, Let, LibCall, Loop, Store
 from graphc.runtime_state import RunContext
 
@@ -228,7 +228,7 @@ def test_variables_status_rng_and_if(rng):
 
 def test_integer_and_bool_semantics_match_numpy_math(rng):
     """Integer floor division/mod by zero and negatives, int pow, comparisons, casts."""
-    from graphc.kernel.expr import NUMPY_MATH
+    from graphc.expr import NUMPY_MATH
 
     n = i64(12)
     i = Var("i", i64t)

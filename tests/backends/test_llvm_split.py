@@ -119,7 +119,7 @@ def test_compile_modules_reraises_error_of_a_worker_thread():
 def _twin_program():
     """Three kernels: a = x * 2 and b = y * 2 (the same code on other buffers), c = x + y."""
     from graphc import dtypes as dt
-    from graphc.kernel.expr import Const, Dim, Load, Math, Var, i64
+    from graphc.expr import Const, Dim, Load, Math, Var, i64
     from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Loop, Store
 
     f32 = dt.float32

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.kernel.expr import Call, Cast, Load, Math, Var
+from graphc.expr import Call, Cast, Load, Math, Var
 from graphc.kernel.ir import Let, Loop, Store, walk_stmts
 from graphc.kernel.lower import lower
 from graphc.options import CompileOptions

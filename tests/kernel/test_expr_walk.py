@@ -1,7 +1,7 @@
-"""kernel.expr.sub_exprs: the shared walk over an expression's parts."""
+"""graphc.expr.sub_exprs: the shared walk over an expression's parts."""
 
 from graphc import dtypes as dt
-from graphc.kernel.expr import Cast, Const, Dim, Load, Math, Var, sub_exprs
+from graphc.expr import Cast, Const, Dim, Load, Math, Var, sub_exprs
 
 
 def test_sub_exprs_visits_every_part_parents_first():

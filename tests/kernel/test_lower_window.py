@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.expr import i64
 from graphc.kernel import interp, lower_window
-from graphc.kernel.expr import i64
 from graphc.kernel.ir import If, LibCall, Loop
 from graphc.runtime_state import RunContext
 from tests.kernel.helpers import assert_close, compile_kernels

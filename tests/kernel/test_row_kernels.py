@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.kernel.expr import Call, Cast, Load, Math, Var, sub_exprs
+from graphc.expr import Call, Cast, Load, Math, Var, sub_exprs
 from graphc.kernel.ir import If, Let, Loop, Store, walk_stmts
 from graphc.kernel.lower import lower
 from graphc.ops.registry import REGISTRY

@@ -2,8 +2,8 @@
 
 import itertools
 
+from graphc.expr import Dim, Math, i64, sub_exprs
 from graphc.kernel import sym
-from graphc.kernel.expr import Dim, Math, i64, sub_exprs
 from graphc.kernel.runtime import eval_int
 
 

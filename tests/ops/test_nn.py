@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.kernel.expr import Arg, eval_expr
+from graphc.expr import Arg, eval_expr
 from graphc.ops.registry import Example, get_op_def
 from tests.ops.test_gradients_registry import check_gradients
 

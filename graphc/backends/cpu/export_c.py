@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FailedPreconditionError, UnavailableError, UnimplementedError
-from ...kernel.expr import Call, Cast, Const, Dim, Math
+from ...expr import Call, Cast, Const, Dim, Math
 
 #: error codes (the header repeats them); a failing shape check i returns CHECK_BASE - i,
 #: a raised status slot s (CheckNumerics, index out of range) returns STATUS_BASE - s

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...kernel.expr import NUMPY_MATH, Call, Const, Dim, Var
+from ...expr import NUMPY_MATH, Call, Const, Dim, Var
 from ...kernel.runtime import eval_int
 from .render import Launch
 

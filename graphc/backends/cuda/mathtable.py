@@ -1,6 +1,6 @@
 """CUDA C spellings of Kernel IR scalars: C types, constants, casts and the ``Math`` table.
 
-Every ``graphc.kernel.expr.Math`` member has one entry in ``MATH`` (a registry test checks
+Every ``graphc.expr.Math`` member has one entry in ``MATH`` (a registry test checks
 this). Entries are format strings over the rendered operands ``{0} {1} {2}`` and ``{T}``
 (the C type of the result), one spelling per operand class:
 
@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ... import dtypes as _dt
-from ...kernel.expr import Math
+from ...expr import Math
 
 #: C type of a buffer element.
 STORAGE_TYPE = {

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ... import dtypes as _dt
 from ...errors import CompileError, UnimplementedError
-from ...kernel.expr import Call, Cast, Const, Dim, Expr, Load, Math, Var, expr_dtype, sub_exprs
+from ...expr import Call, Cast, Const, Dim, Expr, Load, Math, Var, expr_dtype, sub_exprs
 from ...kernel.ir import (
     LIBCALLS,
     STATUS_BUFFER,

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import dtypes as _dt
-from ...kernel.expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
+from ...expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
 from ...kernel.ir import If, Let, Loop, Store, stmt_exprs, walk_stmts
 
 #: CUDA vector type of ``width`` elements of a scalar type, by (dtype name, width).

@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from ... import dtypes as _dt
 from ...errors import UnavailableError, UnimplementedError
-from ...kernel.expr import Const, expr_dtype
+from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, mark_cold, value_type
 

@@ -46,8 +46,8 @@ import numpy as np
 
 from ... import config
 from ... import dtypes as _dt
+from ...expr import Call, Cast, Const, Dim, Math, Var
 from ...fsutil import atomic_write_bytes
-from ...kernel.expr import Call, Cast, Const, Dim, Math, Var
 from ...kernel.ir import Buffer, Check, KernelProgram
 
 MAGIC = b"GCXCPU02"

@@ -17,7 +17,7 @@ running the loop after the GEMM.
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...kernel.expr import Const, Load, Var, sub_exprs
+from ...expr import Const, Load, Var, sub_exprs
 from ...kernel.ir import If, Let, LibCall, Loop, Store
 
 

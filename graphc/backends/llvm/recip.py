@@ -19,7 +19,7 @@ multiplies; other constants keep their correctly rounded division).
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype, sub_exprs
+from ...expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype, sub_exprs
 from ...kernel.ir import If, Let, LibCall, Loop, Store
 
 #: smallest and largest |d| (as powers of two) whose reciprocal is a normal number

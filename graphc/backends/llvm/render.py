@@ -41,7 +41,7 @@ from llvmlite import ir
 
 from ... import dtypes as _dt
 from ...errors import UnimplementedError
-from ...kernel.expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
+from ...expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 from . import math as _m
 from .epilogue import row_epilogue

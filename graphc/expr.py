@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import dtypes as _dt
+from . import dtypes as _dt
 
 
 class Math(enum.Enum):
