@@ -72,8 +72,8 @@ class _SubContext:
     def read_variable(self, name):
         return self._ctx.read_variable(name)
 
-    def write_variable(self, name, value):
-        self._ctx.write_variable(name, value)
+    def write_variable(self, name, value, owned=False):
+        self._ctx.write_variable(name, value, owned)
 
     def rng_counter(self, op_name):
         return self._ctx.rng_counter(op_name)
