@@ -22,7 +22,9 @@ setup(
     install_requires=["numpy>=1.23", "llvmlite>=0.41", "networkx>=2.8", "scipy-openblas32>=0.3.27"],
     extras_require={
         "cuda": ["pycuda>=2022.1"],
-        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3"],
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3",
+                 "mpi4py>=4", "mpich"],  # tests/distribute runs real MPI jobs
+        "mpi": ["mpi4py>=4", "mpich"],  # gc.distribute: data-parallel training over MPI
         "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["graphc=graphc.cli:main"]},
