@@ -17,6 +17,7 @@ inputs of unknown rank, ops that run on the host (no native lowering).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -26,8 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import FailedPreconditionError, UnavailableError, UnimplementedError
-from ...expr import Call, Cast, Const, Dim, Math
+from .backends.cpu import elfcheck
+from .backends.cpu.native import cache_entry, host, object_code
+from .backends.llvm import pool
+from .backends.llvm.cache import decode_program
+from .backends.llvm.render import Layout
+from .compiler import compile_program
+from .errors import FailedPreconditionError, UnavailableError, UnimplementedError
+from .expr import Call, Cast, Const, Dim, Math
+from .kernel.ir import STATUS_BUFFER
+from .kernel.printer import expr_text
+from .program import extract
+from .signature import named_tensors
+from .version import __version__
 
 #: error codes (the header repeats them); a failing shape check i returns CHECK_BASE - i,
 #: a raised status slot s (CheckNumerics, index out of range) returns STATUS_BASE - s
@@ -131,14 +143,6 @@ def _blas_library() -> Path | None:
 
 def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") -> dict:
     """Write ``name.h`` and ``libname.so`` to ``directory``; returns their paths."""
-    from ...compiler import compile_program
-    from ...exporter import _as_named_tensors
-    from ...program import extract
-    from ..llvm import pool
-    from ..llvm.cache import decode_program
-    from ..llvm.render import Layout
-    from . import elfcheck
-    from .native import cache_entry, host, object_code
 
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         raise ValueError(f"export_c: name {name!r} must be a C identifier")
@@ -148,8 +152,8 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") 
             f"is {sess.target!r} (use gc.Session(target='cpu'))"
         )
     cc = find_cc()
-    ins = _as_named_tensors(sess, inputs, "inputs")
-    outs = _as_named_tensors(sess, outputs, "outputs")
+    ins = named_tensors(sess, inputs, "inputs")
+    outs = named_tensors(sess, outputs, "outputs")
     for iname, t in ins:
         if t.shape is None:
             raise UnimplementedError(
@@ -157,7 +161,6 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model") 
                 "input's rank (give the placeholder a shape, None for runtime sizes)"
             )
     program = extract([t for _, t in outs], [], [t for _, t in ins])
-    import copy
 
     with tempfile.TemporaryDirectory(prefix="graphc-export-c-") as tmp:
         tmp = Path(tmp)
@@ -283,7 +286,6 @@ class _Spec:
 
     # -- header ------------------------------------------------------------------------------
     def header(self, host, manifest) -> str:
-        from ...version import __version__
 
         n = self.name
         N = n.upper()
@@ -554,8 +556,6 @@ class _Spec:
             w(f"    table[{s}] = desc[{s}];\n  }}")
         w("  gc_entry(table, p.D, 0, gc_threads);")
         if kp.checks:
-            from ...kernel.ir import STATUS_BUFFER
-
             s = slots.index(lay.root[STATUS_BUFFER])
             w(f"  {{ const int32_t *st = (const int32_t *)desc[{s}][2];")
             for ch in sorted(kp.checks, key=lambda c: c.slot):
@@ -587,7 +587,6 @@ def _static_message(check) -> str:
     args = check[2] if len(check) > 2 else ()
     if not args:
         return msg
-    from ...kernel.printer import expr_text
 
     try:
         return msg.format(*(expr_text(a) for a in args))

@@ -29,30 +29,17 @@ import numpy as np
 from . import config
 from . import dtypes as _dt
 from .artifact import read_container, write_container
+from .clib import export_c
 from .compiler import check_target, compile_program
 from .errors import FailedPreconditionError, InvalidArgumentError, InvalidArtifactError
-from .graph.core import Tensor
 from .options import CompileOptions
 from .program import extract
 from .runtime_state import RunContext
 from .serialize import dumps_program, loads_program
+from .signature import named_tensors
 from .version import __version__
 
 __all__ = ["export", "load", "export_c", "Model"]
-
-
-def _as_named_tensors(sess, mapping, what) -> list:
-    if not isinstance(mapping, dict) or not mapping:
-        raise TypeError(f"export: {what} must be a non-empty dict of name -> tensor")
-    out = []
-    for name, t in mapping.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"export: {what} name {name!r} must be a Python identifier")
-        t = sess.graph.as_graph_element(t)
-        if not isinstance(t, Tensor):
-            raise TypeError(f"export: {what}[{name!r}] must be a tensor, got {t!r}")
-        out.append((name, t))
-    return out
 
 
 def _spec(t) -> dict:
@@ -83,8 +70,8 @@ def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None
         from .artifact import _check_key
 
         _check_key(signing_key, "signing_key")
-    ins = _as_named_tensors(sess, inputs, "inputs")
-    outs = _as_named_tensors(sess, outputs, "outputs")
+    ins = named_tensors(sess, inputs, "inputs")
+    outs = named_tensors(sess, outputs, "outputs")
     program = extract([t for _, t in outs], [], [t for _, t in ins])
     used_feeds = {name for _, name in program.feeds}
     for name, t in ins:
@@ -453,13 +440,6 @@ def load(path, target=None, *, native: bool = True, verify_key: bytes | None = N
     (``gc.export(..., signing_key=key)``), else InvalidArtifactError.
     """
     return Model(path, target, native=native, verify_key=verify_key)
-
-
-def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model"):
-    """Write ``name.h`` and ``libname.so`` (plain C API, weights embedded) to ``directory``."""
-    from .backends.cpu.export_c import export_c as _export_c
-
-    return _export_c(sess, directory, inputs, outputs, name)
 
 
 def describe(path) -> str:

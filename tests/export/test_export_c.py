@@ -184,7 +184,7 @@ def test_export_c_refuses_what_it_cannot_build(tmp_path, monkeypatch):
     u = gc.placeholder(gc.float32, None, name="unknown_rank")
     with pytest.raises(gc.errors.UnimplementedError, match="unknown rank"):
         gc.export_c(sess, tmp_path, {"u": u}, {"y": u * 2}, "m")
-    import graphc.backends.cpu.export_c as ec
+    import graphc.clib as ec
 
     monkeypatch.setattr(ec.shutil, "which", lambda name: None)
     with pytest.raises(gc.errors.UnavailableError, match="C compiler"):
@@ -202,7 +202,7 @@ def _cc_knows_cpu_feature(tmp_path, feature):
 
 
 def test_the_library_checks_the_cpu_features_it_was_built_for(tmp_path, monkeypatch):
-    from graphc.backends.cpu import export_c as ec
+    import graphc.clib as ec
     from graphc.backends.cpu.native import host
 
     x = gc.placeholder(gc.float32, (None, 4), name="x")
