@@ -34,6 +34,10 @@ class ResourceExhaustedError(GraphcError, MemoryError):
     batches)."""
 
 
+class OutOfRangeError(GraphcError):
+    """An iterator reached the end of its dataset (``sess.run`` of ``it.get_next()``)."""
+
+
 class NotFoundError(GraphcError, KeyError):
     """A named tensor, operation or file does not exist."""
 
@@ -50,5 +54,6 @@ __all__ = [
     "InvalidArtifactError",
     "CompileError",
     "NotFoundError",
+    "OutOfRangeError",
     "ResourceExhaustedError",
 ]

@@ -11,6 +11,7 @@ import numpy as np
 from . import dtypes as _dt
 from .compiler import check_target, compile_program
 from .errors import ResourceExhaustedError
+from .feed_sources import plan_for
 from .graph.core import (
     Operation,
     Tensor,
@@ -186,6 +187,7 @@ class Session:
         self._closed = False
         self._context_entered = []
         self._fast: dict = {}  # see _fast_key
+        self._source_plans: dict = {}  # gc.data iterators a run signature reads (_sources)
 
     # -- context management --------------------------------------------------------------
     def __enter__(self):
@@ -227,6 +229,7 @@ class Session:
                     close()
             self._cache.clear()
             self._fast.clear()
+            self._source_plans.clear()
 
     # -- running -------------------------------------------------------------------------
     def _resolve_fetch(self, leaf):
@@ -304,21 +307,31 @@ class Session:
         if fast is not None and not self._closed:
             return self._run_fast(fast, feed_dict, options, run_metadata)
         rebuild, slots, fetch_tensors, target_ops, feeds = self._prepare(fetches, feed_dict)
-        with self._lock:
-            exe = self._executable(fetch_tensors, target_ops, [t for t, _ in feeds])
-            ctx = RunContext(self._variables, self._rng_counters, [v for _, v in feeds])
-            trace = [] if (options is not None and options.trace) else None
-            outputs = exe.run(ctx, trace)
-            ctx.commit()
-            values = _unpack(exe, outputs, slots)
+        plan = self._sources(fetch_tensors, target_ops, feeds)
+        taken = None
+        if plan is not None:  # gc.data iterators: their next element is fed after feed_dict's
+            values, taken = plan.take()
+            feeds = feeds + list(zip(plan.tensors, values))
+        try:
+            with self._lock:
+                exe = self._executable(fetch_tensors, target_ops, [t for t, _ in feeds])
+                ctx = RunContext(self._variables, self._rng_counters, [v for _, v in feeds])
+                trace = [] if (options is not None and options.trace) else None
+                outputs = exe.run(ctx, trace)
+                ctx.commit()
+                values = _unpack(exe, outputs, slots)
+        except BaseException:
+            if taken:  # a failed run hands its elements back: the next run reads them again
+                plan.give_back(taken)
+            raise
         if key is not None:
-            self._install_fast(key, fetches, feed_dict, exe, rebuild, slots, feeds)
+            self._install_fast(key, fetches, feed_dict, exe, rebuild, slots, feeds, plan)
         if trace is not None and run_metadata is not None:
             run_metadata.step_stats = _step_stats(trace)
         return rebuild(values)
 
     # -- the hot path: a repeated (fetches, feed keys) signature skips resolution -----------
-    def _install_fast(self, key, fetches, feed_dict, exe, rebuild, slots, feeds):
+    def _install_fast(self, key, fetches, feed_dict, exe, rebuild, slots, feeds, plan):
         order = {id(t): j for j, (t, _) in enumerate(feeds)}
         perm = []
         for i, k in enumerate(feed_dict or ()):
@@ -330,10 +343,11 @@ class Session:
         if len(self._fast) > 256:
             self._fast.clear()
         # the entry holds the key objects, so their ids cannot be reused while it lives
-        self._fast[key] = (exe, rebuild, slots, tuple(perm), (fetches, tuple(feed_dict or ())))
+        keep = (fetches, tuple(feed_dict or ()))
+        self._fast[key] = (exe, rebuild, slots, tuple(perm), keep, plan)
 
     def _run_fast(self, fast, feed_dict, options, run_metadata):
-        exe, rebuild, slots, perm, _ = fast
+        exe, rebuild, slots, perm, _, plan = fast
         if perm:
             vals = list(feed_dict.values())
             feeds = []
@@ -345,6 +359,17 @@ class Session:
                 feeds.append(v)
         else:
             feeds = []
+        if plan is not None:  # gc.data iterators (as in run)
+            values, taken = plan.take()
+            feeds.extend(values)
+            try:
+                return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
+            except BaseException:
+                plan.give_back(taken)
+                raise
+        return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
+
+    def _run_fast_feeds(self, exe, rebuild, slots, feeds, options, run_metadata):
         trace = [] if (options is not None and options.trace) else None
         with self._lock:
             self._hits += 1
@@ -368,8 +393,26 @@ class Session:
                 raise TypeError(f"feed_list entry {f!r} is an operation; give one of its tensors")
             feeds[id(t)] = t
         feeds = sorted(feeds.values(), key=lambda t: (t.op._id, t.value_index))
+        plan = self._sources(fetch_tensors, target_ops, [(t, None) for t in feeds])
+        if plan is not None:  # gc.data iterators' tensors come after the fed ones, as in run
+            feeds = feeds + plan.tensors
         with self._lock:
             return self._executable(fetch_tensors, target_ops, feeds)
+
+    def _sources(self, fetch_tensors, target_ops, feeds):
+        """The gc.data iterators (feed_sources.SourcePlan) a run of this signature reads, or
+        None; one graph walk per signature."""
+        ids = tuple(id(t) for t, _ in feeds)
+        key = (tuple(map(id, fetch_tensors)), tuple(map(id, target_ops)), ids)
+        hit = self._source_plans.get(key)
+        if hit is None:
+            fed = [t for t, _ in feeds]
+            if len(self._source_plans) > 1024:
+                self._source_plans.clear()
+            # the entry holds the key objects, so their ids cannot be reused while it lives
+            hit = (plan_for(fetch_tensors, target_ops, fed), (fetch_tensors, target_ops, fed))
+            self._source_plans[key] = hit
+        return hit[0]
 
     def cache_info(self) -> dict:
         """``compiles``: executables compiled by this session; ``hits``: runs that reused one."""
