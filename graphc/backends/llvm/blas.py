@@ -26,7 +26,7 @@ from ... import dtypes as _dt
 from ...errors import UnavailableError, UnimplementedError
 from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
-from .render import F64, I8, I32, I64, PTR, VOID, _for, _gep, mark_cold, value_type
+from .irutil import F64, I8, I32, I64, PTR, VOID, for_range, gep, mark_cold, value_type
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
 #: core). The pool's workers spin between the kernels of a step, so handing them a chunk
@@ -165,14 +165,14 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
-        with _for(b, f.fn, ir.Constant(I64, 0), batch) as i:
+        with for_range(b, f.fn, ir.Constant(I64, 0), batch) as i:
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
             pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
             cols = b.zext(by_cols, I64)
             fields = [n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols, epi_fn, epi_ctx]
             for j, v in enumerate(fields):
-                b.store(v, _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                                 source_etype=args_ty))  # fmt: skip
             serial = b.icmp_signed("<=", nt, one)
             with b.if_else(serial, likely=True) as (then, otherwise):
@@ -210,7 +210,7 @@ def _gemm_rows(r, dt, ta, tb):
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def field_(j, ty):
-        p = _gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
+        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
         return b.load(p, typ=ty)
 
     n, k = field_(0, I64), field_(1, I64)
@@ -230,9 +230,9 @@ def _gemm_rows(r, dt, ta, tb):
     a_off = b.select(by_cols, zero, a_row)
     b_off = b.select(by_cols, b_col, zero)
     c_off = b.select(by_cols, m0, b.mul(m0, ldc))
-    pa = _gep(b, pa, [b.mul(a_off, es)], source_etype=I8)
-    pb = _gep(b, pb, [b.mul(b_off, es)], source_etype=I8)
-    pc = _gep(b, pc, [b.mul(c_off, es)], source_etype=I8)
+    pa = gep(b, pa, [b.mul(a_off, es)], source_etype=I8)
+    pb = gep(b, pb, [b.mul(b_off, es)], source_etype=I8)
+    pc = gep(b, pc, [b.mul(c_off, es)], source_etype=I8)
     part = b.sub(m1, m0)
     rows = b.select(by_cols, m, part)
     n = b.select(by_cols, part, n)
@@ -257,7 +257,7 @@ def _gemm_rows(r, dt, ta, tb):
 def _naive_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     """Triple loop for dtypes BLAS lacks (float16 accumulates in float32, ints in int64)."""
     b = f.b
-    f.hot = True  # loops: optimise this function (see render.mark_cold)
+    f.hot = True  # loops: optimise this function (see irutil.mark_cold)
     a_name, b_name, c_name = s.args[:3]
     m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
     acc_dt = _dt.float32 if dt == _dt.float16 else (_dt.int64 if dt.is_integer else dt)
@@ -270,11 +270,11 @@ def _naive_gemm(r, f, s, dt, ta, tb, ival, alpha, beta):
     acc_slot = f.alloca(value_type(acc_dt))
     fl = acc_dt.is_floating
     zero = ir.Constant(value_type(acc_dt), 0.0 if fl else 0)
-    with _for(b, f.fn, ir.Constant(I64, 0), batch) as bi:
-        with _for(b, f.fn, ir.Constant(I64, 0), m) as i:
-            with _for(b, f.fn, ir.Constant(I64, 0), n) as j:
+    with for_range(b, f.fn, ir.Constant(I64, 0), batch) as bi:
+        with for_range(b, f.fn, ir.Constant(I64, 0), m) as i:
+            with for_range(b, f.fn, ir.Constant(I64, 0), n) as j:
                 b.store(zero, acc_slot)
-                with _for(b, f.fn, ir.Constant(I64, 0), k) as p:
+                with for_range(b, f.fn, ir.Constant(I64, 0), k) as p:
                     ia = b.add(
                         b.add(oa, b.mul(bi, sa)),
                         b.add(b.mul(p, m), i) if ta else b.add(b.mul(i, k), p),

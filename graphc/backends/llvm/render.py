@@ -44,16 +44,23 @@ from ...errors import UnimplementedError
 from ...expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 from . import math as _m
+from .blas import emit_libcall
 from .epilogue import row_epilogue
+from .irutil import (
+    F64,
+    I1,
+    I8,
+    I32,
+    I64,
+    PTR,
+    VOID,
+    const,
+    gep,
+    mark_cold,
+    memory_type,
+    value_type,
+)
 from .recip import hoist_divisors
-
-I1 = ir.IntType(1)
-I8 = ir.IntType(8)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-F64 = ir.DoubleType()
-PTR = ir.PointerType()
-VOID = ir.VoidType()
 
 #: index (in pointer words) of the data pointer in a buffer descriptor (PyArrayObject.data)
 DATA_WORD = 2
@@ -73,34 +80,6 @@ PARALLEL_MIN_WORK = 1 << 22
 #: Two suffice where an exp already fills the pipes.
 REDUCE_INTERLEAVE = 4
 REDUCE_INTERLEAVE_COSTLY = 2
-
-#: mark loop-free functions ``optnone`` (see mark_cold); off only to compare compile times
-OPTNONE_GLUE = True
-
-_VALUE_TYPES = {
-    _dt.float16: ir.HalfType(),
-    _dt.float32: ir.FloatType(),
-    _dt.float64: ir.DoubleType(),
-    _dt.int32: I32,
-    _dt.int64: I64,
-    _dt.bool_: I1,
-}
-
-
-# llvmlite fills the escape table of byte-array constants (our const globals) on first use,
-# without a lock: a second thread printing one meanwhile reads a half-filled table (KeyError).
-# Printing one here, while this module is imported (under the import lock), fills it.
-str(ir.Constant(ir.ArrayType(I8, 1), bytearray(1)))
-
-
-def value_type(dtype):
-    """LLVM type of a scalar value of ``dtype`` (bool is i1 in registers)."""
-    return _VALUE_TYPES[dtype]
-
-
-def memory_type(dtype):
-    """LLVM type of one element in memory (bool is a byte, as in numpy)."""
-    return I8 if dtype == _dt.bool_ else _VALUE_TYPES[dtype]
 
 
 @dataclass
@@ -248,7 +227,7 @@ class _Fn:
         if v is None:
             idx = self.r.layout.dims.index(name)
             eb = ir.IRBuilder(self.entry)
-            p = _gep(eb, self.dims_ptr, [ir.Constant(I64, idx)], inbounds=True, source_etype=I64)
+            p = gep(eb, self.dims_ptr, [ir.Constant(I64, idx)], inbounds=True, source_etype=I64)
             v = eb.load(p, name=f"dim.{_sanitize(name)}", typ=I64)
             self.dim_vals[name] = v
         return v
@@ -258,7 +237,7 @@ class _Fn:
         root = r.layout.root[buffer]
         base = self.roots[root]
         ety = memory_type(r.kp.buffers[buffer].dtype)
-        return _gep(self.b, base, [index], inbounds=True, source_etype=ety), ety
+        return gep(self.b, base, [index], inbounds=True, source_etype=ety), ety
 
 
 class Renderer:
@@ -315,7 +294,7 @@ class Renderer:
             ts = fb.alloca(ir.ArrayType(I64, 2))
             fb.call(cg, [ir.Constant(I32, 1), ts])
             sec = fb.load(
-                _gep(
+                gep(
                     fb,
                     ts,
                     [ir.Constant(I64, 0), ir.Constant(I32, 0)],
@@ -324,7 +303,7 @@ class Renderer:
                 typ=I64,
             )
             nsec = fb.load(
-                _gep(
+                gep(
                     fb,
                     ts,
                     [ir.Constant(I64, 0), ir.Constant(I32, 1)],
@@ -351,13 +330,13 @@ class Renderer:
                     args.append(self.const_global(root))
                     continue
                 if root not in data:
-                    p = _gep(
+                    p = gep(
                         b, bufs, [ir.Constant(I64, slot_of[root])], inbounds=True, source_etype=PTR
                     )
                     desc = b.load(p, typ=PTR)
                     # a slot holds a descriptor whose third word is the data pointer: a
                     # numpy array object itself (PyArrayObject.data follows PyObject_HEAD)
-                    dp = _gep(b, desc, [ir.Constant(I64, DATA_WORD)], inbounds=True,
+                    dp = gep(b, desc, [ir.Constant(I64, DATA_WORD)], inbounds=True,
                               source_etype=PTR)  # fmt: skip
                     data[root] = b.load(dp, typ=PTR)
                 args.append(data[root])
@@ -375,7 +354,7 @@ class Renderer:
         trace, k = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         with b.if_then(b.icmp_unsigned("!=", trace, ir.Constant(PTR, None)), likely=False):
-            b.store(self._now(b), _gep(b, trace, [k], inbounds=True, source_etype=F64))
+            b.store(self._now(b), gep(b, trace, [k], inbounds=True, source_etype=F64))
         b.ret_void()
         return fn
 
@@ -518,8 +497,6 @@ class Renderer:
     def _gemm_with_epilogue(self, f: _Fn, call: LibCall, loop: Loop):
         """A GEMM whose epilogue loop runs inside its row chunks when the sizes allow it
         (see epilogue.py), else after it as usual."""
-        from .blas import emit_libcall
-
         p = self._setup_loop(f, loop)
         ctx = self._loop_ctx(f, p)
         fused = emit_libcall(self, f, call, epilogue=(p["outl"].wrapper, ctx, p["lo"], p["hi"]))
@@ -533,11 +510,11 @@ class Renderer:
         root_vals = p["roots"]
         rarr = b.alloca(PTR, ir.Constant(I64, max(len(root_vals), 1)))
         for k, v in enumerate(root_vals):
-            b.store(v, _gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
+            b.store(v, gep(b, rarr, [ir.Constant(I64, k)], source_etype=PTR))
         ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
         ctx = b.alloca(ctx_ty)
         for k, v in enumerate([rarr, f.dims_ptr, p["frame"]]):
-            b.store(v, _gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
+            b.store(v, gep(b, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)],
                             source_etype=ctx_ty))  # fmt: skip
         return ctx
 
@@ -556,7 +533,7 @@ class Renderer:
         hi = self._index(f, s.stop)
         frame = f.alloca(frame_ty, name="frame")
         for k, (_, (slot, dt)) in enumerate(locals_):
-            p = _gep(b, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
+            p = gep(b, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
             v = slot.v if isinstance(slot, _SSA) else b.load(slot, typ=value_type(dt))
             b.store(v, p)
         trips = b.sub(hi, lo)
@@ -623,7 +600,7 @@ class Renderer:
         eb = ir.IRBuilder(g.entry)
         for k, (var, (_, dt)) in enumerate(locals_):
             slot = eb.alloca(value_type(dt), name=_sanitize(var))
-            p = _gep(eb, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
+            p = gep(eb, frame, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=frame_ty)
             eb.store(eb.load(p, typ=value_type(dt)), slot)
             g.scope[var] = (slot, dt)
         self._loop(g, s, start=lo, stop=hi)
@@ -640,12 +617,12 @@ class Renderer:
         ctx_ty = ir.LiteralStructType([PTR, PTR, PTR])
 
         def field_(k):
-            p = _gep(wb, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ctx_ty)
+            p = gep(wb, ctx, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=ctx_ty)
             return wb.load(p, typ=PTR)
 
         rptr = field_(0)
         rv = [
-            wb.load(_gep(wb, rptr, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+            wb.load(gep(wb, rptr, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
             for k in range(len(roots))
         ]
         wb.call(fn, rv + [field_(1), field_(2), wlo, whi])
@@ -661,8 +638,6 @@ class Renderer:
 
     # -- library calls ----------------------------------------------------------------------
     def _libcall(self, f: _Fn, s: LibCall):
-        from .blas import emit_libcall
-
         emit_libcall(self, f, s)
 
     # -- expressions ------------------------------------------------------------------------
@@ -678,7 +653,7 @@ class Renderer:
     def _expr_uncached(self, f: _Fn, e, flags):
         b = f.b
         if isinstance(e, Const):
-            return _const(e.value, e.dtype)
+            return const(e.value, e.dtype)
         if isinstance(e, Var):
             slot = f.scope.get(e.name)
             if slot is None:
@@ -973,79 +948,6 @@ class Renderer:
         b.position_at_end(done)
         b.ret(r2)
         return fn
-
-
-def mark_cold(fn: ir.Function):
-    """Exempt loop-free glue (the entry point, kernel dispatch, thread start-up, BLAS calls)
-    from optimisation: ``optnone`` makes LLVM skip its IR passes and select its instructions
-    the fast way, so only functions with loops go through the O3 pipeline. Measured on the
-    W3 step: LLVM time 0.37 -> 0.24 s; the unoptimised glue costs nanoseconds per call."""
-    if OPTNONE_GLUE:
-        fn.attributes.add("noinline")  # LLVM requires it next to optnone
-        fn.attributes.add("optnone")
-
-
-def _gep(b, base, indices, inbounds=False, source_etype=None):
-    """getelementptr returning an opaque ``ptr`` (llvmlite's IR layer otherwise hands back
-    typed pointers whose store type checks reject opaque values)."""
-    r = b.gep(base, indices, inbounds=inbounds, source_etype=source_etype)
-    if r.type.is_opaque:
-        return r
-    cast = ir.instructions.CastInstr(b.block, "bitcast", r, PTR)  # builder skips "equal" types
-    b._insert(cast)
-    return cast
-
-
-def _as_fn(b, ptr, fty):
-    """``ptr`` typed as a pointer to ``fty`` so llvmlite can build an indirect call."""
-    cast = ir.instructions.CastInstr(b.block, "bitcast", ptr, ir.PointerType(fty))
-    b._insert(cast)
-    return cast
-
-
-def _const(value, dtype):
-    ty = value_type(dtype)
-    if dtype == _dt.bool_:
-        return ir.Constant(I1, 1 if value else 0)
-    if dtype.is_floating:
-        v = float(value)
-        if dtype == _dt.float16:
-            v = float(np.float16(v))
-        elif dtype == _dt.float32:
-            v = float(np.float32(v))
-        return ir.Constant(ty, v)
-    return ir.Constant(ty, int(np.asarray(value).astype(dtype.np)))
-
-
-class _for:
-    """``with _for(b, fn, lo, hi) as i:`` emits a counted loop (runtime helper loops)."""
-
-    def __init__(self, b, fn, lo, hi):
-        self.b, self.fn, self.lo, self.hi = b, fn, lo, hi
-
-    def __enter__(self):
-        b = self.b
-        self.pre = b.block
-        self.head = self.fn.append_basic_block("l.head")
-        self.body = self.fn.append_basic_block("l.body")
-        self.exit = self.fn.append_basic_block("l.exit")
-        b.branch(self.head)
-        b.position_at_end(self.head)
-        self.i = b.phi(I64)
-        self.i.add_incoming(self.lo, self.pre)
-        b.cbranch(b.icmp_signed("<", self.i, self.hi), self.body, self.exit)
-        b.position_at_end(self.body)
-        return self.i
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            return False
-        b = self.b
-        nxt = b.add(self.i, ir.Constant(I64, 1))
-        self.i.add_incoming(nxt, b.block)
-        b.branch(self.head)
-        b.position_at_end(self.exit)
-        return False
 
 
 class _LoopID(ir.values.MDValue):

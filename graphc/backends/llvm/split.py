@@ -2,7 +2,7 @@
 
 LLVM optimisation and code generation are most of a cold compile and each module compiles on
 one core. The functions with loops (kernels and their outlined loops; everything else is
-``optnone`` glue, see render.mark_cold) do not depend on each other, so they are dealt over
+``optnone`` glue, see irutil.mark_cold) do not depend on each other, so they are dealt over
 ``parts`` modules, balanced by instruction count; the first module also holds the glue and
 the constants. Every function that another module may call becomes external (the modules
 are linked into one engine, see jit.LoadedObject) and is declared in the other modules;
