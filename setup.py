@@ -26,6 +26,7 @@ setup(
                  "mpi4py>=4", "mpich"],  # tests/distribute runs real MPI jobs
         "mpi": ["mpi4py>=4", "mpich"],  # gc.distribute: data-parallel training over MPI
         "plot": ["matplotlib>=3.5"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.17"],
     },
     entry_points={"console_scripts": ["graphc=graphc.cli:main"]},
 )

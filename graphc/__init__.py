@@ -10,6 +10,7 @@ The public names are those of shared/API.md.
 """
 
 from . import debugging, errors, math, nn  # gc.math, gc.nn...: tf.math / tf.nn namespaces
+from . import onnx  # gc.onnx: imports the onnx package only when used
 from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
 from .graph import (
     Graph,
@@ -22,17 +23,21 @@ from .graph import (
     reset_default_graph,
 )
 from .graph.core import get_default_session
+from .ops.bitwise import *  # noqa: F403
 from .ops.constant import *  # noqa: F403
 from .ops.control import *  # noqa: F403
 from .ops.debug import print_
+from .ops.cumulative import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
+from .ops.gather_scatter import *  # noqa: F403
 from .ops.nn import *  # noqa: F403  (API.md: every op is importable from gc)
 from .ops.random import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.registry import convert_to_tensor
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
+from .ops.sorting import *  # noqa: F403
 from .options import CompileOptions, RunMetadata, RunOptions
 from .session import InteractiveSession, Session
 from .version import __version__

@@ -2,15 +2,19 @@
 
 from ..graph.core import install_operators as _install_operators
 from . import (  # noqa: F401 - importing registers the ops
+    bitwise,
     constant,
     control,
+    cumulative,
     debug,
     elementwise,
+    gather_scatter,
     linalg,
     nn,
     random,
     reduce,
     shape,
+    sorting,
     state,
 )
 from .registry import REGISTRY, OpDef, get_op_def, register  # noqa: F401

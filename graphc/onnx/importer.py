@@ -1,0 +1,334 @@
+"""ONNX model -> graphc graph (``gc.onnx.import_model``).
+
+The importer walks the model's nodes in order and calls one handler per node
+(``graphc/onnx/handlers/``). Every ONNX value becomes a graphc tensor; initializers become
+constants and graph inputs placeholders (``None`` for symbolic dims). Values known at import
+time (initializers, ``Constant`` nodes, the ``Shape`` of a tensor of static shape, and
+anything computed from those only) are *static*: a handler that needs one as an attribute
+(Reshape's shape, Pad's pads, TopK's k...) gets it with ``ctx.const(i)``, evaluated by the
+reference interpreter, so shape subgraphs fold away. An input that must be static but is
+computed from a graph input raises ``NeedConstant`` (an ``UnimplementedError`` naming the
+node and input).
+
+ONNX element types graphc has no dtype for ride in a wider carrier (``graphc/onnx/types.py``):
+after each node whose output is such a type, the carrier is wrapped back into range unless
+the op only moves values (``_PRESERVES``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import GraphcError, InvalidArgumentError, UnimplementedError
+from ..graph import Graph, get_default_graph, name_scope
+from ..ops import constant as _const
+from ..ops import elementwise as _ew
+from ..session import Session
+from . import types as _ty
+from .handlers import HANDLERS
+
+#: ops whose outputs hold only values of their inputs (or of a compare): no wrap needed
+_PRESERVES = {
+    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
+    "Slice", "Gather", "GatherElements", "GatherND", "Expand", "Tile", "Pad", "Max", "Min",
+    "ReduceMax", "ReduceMin", "Where", "TopK", "Constant", "ConstantOfShape", "Shape", "Size",
+    "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "ArgMax", "ArgMin",
+    "DepthToSpace", "SpaceToDepth", "ScatterElements", "ScatterND", "Scatter", "Trilu",
+    "MaxPool", "GlobalMaxPool", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "And", "Or", "Xor",
+    "Not", "OneHot", "Clip", "Relu", "Sign", "Dropout", "Compress", "ReverseSequence",
+}  # fmt: skip
+
+#: ops whose outputs are never static (random draws)
+_RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+           "Bernoulli", "Multinomial"}  # fmt: skip
+
+
+class NeedConstant(UnimplementedError):
+    """A node needs an input's value at import time, and it depends on a graph input."""
+
+    def __init__(self, value_name: str, node_label: str, what: str):
+        super().__init__(
+            f"ONNX node {node_label}: input {value_name!r} ({what}) must be known at import time "
+            "(a constant, an initializer or computed from static shapes), but it depends on a "
+            "graph input"
+        )
+        self.value_name = value_name
+
+
+class NodeContext:
+    """What a handler sees of one node: inputs, static values, attributes, types."""
+
+    def __init__(self, importer: Importer, node: onnx.NodeProto):
+        self.imp = importer
+        self.node = node
+        self.op_type = node.op_type
+        self.opset = importer.opset.get(node.domain or "", importer.opset.get("", 1))
+        self.label = f"{node.name or '(unnamed)'} ({node.op_type})"
+        self._attrs = {a.name: a for a in node.attribute}
+
+    # -- attributes --
+    def attr(self, name: str, default=None):
+        a = self._attrs.get(name)
+        if a is None:
+            return default
+        if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            raise UnimplementedError(f"ONNX node {self.label}: subgraph attributes (control "
+                                     "flow) are not supported yet")  # fmt: skip
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            return v.decode()
+        if isinstance(v, onnx.TensorProto):
+            return numpy_helper.to_array(v)
+        if isinstance(v, list) and v and isinstance(v[0], bytes):
+            return [s.decode() for s in v]
+        return v
+
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    # -- inputs --
+    @property
+    def n_inputs(self) -> int:
+        return len(self.node.input)
+
+    def has(self, i: int) -> bool:
+        return i < len(self.node.input) and bool(self.node.input[i])
+
+    def input(self, i: int):
+        """Input ``i`` as a graphc tensor (``None`` when absent)."""
+        if not self.has(i):
+            return None
+        return self.imp.tensors[self.node.input[i]]
+
+    def inputs(self) -> list:
+        return [self.input(i) for i in range(self.n_inputs)]
+
+    def in_type(self, i: int) -> int:
+        return self.imp.types[self.node.input[i]]
+
+    def out_type(self, k: int = 0) -> int | None:
+        """The ONNX element type shape inference gave output ``k`` (None if unknown)."""
+        if k >= len(self.node.output):
+            return None
+        return self.imp.declared.get(self.node.output[k])
+
+    def is_static(self, i: int) -> bool:
+        return self.has(i) and self.node.input[i] in self.imp.static
+
+    def const(self, i: int, what: str = "a static argument"):
+        """Input ``i``'s value (numpy, in its ONNX dtype) at import time; ``None`` if absent."""
+        if not self.has(i):
+            return None
+        return self.imp.value_of(self.node.input[i], self.label, what)
+
+    def const_ints(self, i: int, what: str = "a static argument"):
+        v = self.const(i, what)
+        return None if v is None else [int(d) for d in np.asarray(v).reshape(-1)]
+
+    # -- building --
+    def constant(self, value, elem_type: int):
+        """A graphc constant holding ``value`` as ONNX ``elem_type`` (in its carrier)."""
+        return _const.constant(_ty.to_carrier(np.asarray(value), elem_type),
+                               dtype=_ty.carrier(elem_type))  # fmt: skip
+
+    def fail(self, message: str, kind=UnimplementedError):
+        raise kind(f"ONNX node {self.label}: {message}")
+
+
+class Importer:
+    """One import: ONNX values -> graphc tensors of ``graph``."""
+
+    def __init__(self, model: onnx.ModelProto, graph: Graph, static_inputs=None,
+                 input_shapes=None):  # fmt: skip
+        self.model = model
+        self.graph = graph
+        self.static_inputs = dict(static_inputs or {})
+        self.input_shapes = dict(input_shapes or {})
+        self.opset = {o.domain or "": o.version for o in model.opset_import}
+        self.tensors: dict = {}
+        self.types: dict = {}
+        self.values: dict = {}
+        self.static: set = set()
+        self.declared: dict = {}
+        self.inputs: dict = {}
+        self.outputs: dict = {}
+        self.output_types: dict = {}
+
+    # -- static values --
+    def value_of(self, name: str, label: str, what: str):
+        if name in self.values:
+            return self.values[name]
+        if name not in self.static:
+            raise NeedConstant(name, label, what)
+        with Session(graph=self.graph, target="reference") as sess:
+            carried = sess.run(self.tensors[name])
+        value = _ty.from_carrier(np.asarray(carried), self.types[name])
+        self.values[name] = value
+        return value
+
+    def _set(self, name, tensor, elem_type, static, value=None):
+        self.tensors[name] = tensor
+        self.types[name] = elem_type
+        if static:
+            self.static.add(name)
+        if value is not None:
+            self.values[name] = np.asarray(value)
+
+    def _add_constant(self, name, array):
+        array = np.asarray(array)
+        et = _ty.from_numpy(array.dtype)
+        t = _const.constant(_ty.to_carrier(array, et), dtype=_ty.carrier(et),
+                            name=_op_name("const_" + name))  # fmt: skip
+        self._set(name, t, et, True, array)
+
+    # -- the walk --
+    def run(self):
+        g = self.model.graph
+        self._declared_types()
+        with self.graph.as_default():
+            for init in g.initializer:
+                self._add_constant(init.name, _tensor_array(init))
+            for vi in g.input:
+                if vi.name in self.tensors:
+                    continue
+                et = _tensor_type(vi, "graph input")
+                if vi.name in self.static_inputs:
+                    value = np.asarray(self.static_inputs[vi.name]).astype(_ty.numpy_dtype(et))
+                    self._add_constant(vi.name, value)
+                    continue
+                shape = self.input_shapes.get(vi.name, _static_shape(vi))
+                ph = _const.placeholder(_ty.carrier(et), shape=shape, name=_op_name(vi.name))
+                self._set(vi.name, ph, et, False)
+                self.inputs[vi.name] = ph
+            for node in g.node:
+                self._convert(node)
+            for vi in g.output:
+                if vi.name not in self.tensors:
+                    raise InvalidArgumentError(f"ONNX graph output {vi.name!r} is not computed")
+                self.outputs[vi.name] = self.tensors[vi.name]
+                self.output_types[vi.name] = self.types[vi.name]
+        return self.inputs, self.outputs
+
+    def _declared_types(self):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model)
+        except Exception:  # noqa: BLE001 - shape inference is a hint; handlers decide
+            inferred = self.model
+        g = inferred.graph
+        for vi in list(g.value_info) + list(g.output) + list(g.input):
+            tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+            if tt is not None and tt.elem_type:
+                self.declared[vi.name] = tt.elem_type
+
+    def _convert(self, node: onnx.NodeProto):
+        ctx = NodeContext(self, node)
+        if node.domain not in ("", "ai.onnx"):
+            ctx.fail(f"ops of domain {node.domain!r} are not supported")
+        fn = HANDLERS.get(node.op_type)
+        if fn is None:
+            ctx.fail(f"ONNX op {node.op_type} is not supported by graphc's importer")
+        for name in node.input:
+            if name and name not in self.tensors:
+                ctx.fail(f"input {name!r} is not defined before the node", InvalidArgumentError)
+        static = node.op_type not in _RANDOM and all(
+            (not name) or name in self.static for name in node.input
+        )
+        try:
+            with name_scope(_op_name(node.name or node.op_type)):
+                outs = fn(ctx)
+        except NeedConstant:
+            raise
+        except GraphcError as exc:
+            if str(exc).startswith("ONNX node"):
+                raise
+            raise type(exc)(f"ONNX node {ctx.label}: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgumentError(f"ONNX node {ctx.label}: {exc}") from exc
+        if not isinstance(outs, list | tuple):
+            outs = [outs]
+        for k, name in enumerate(node.output):
+            if not name:
+                continue
+            out = outs[k] if k < len(outs) else None
+            if out is None:
+                ctx.fail(f"output {k} ({name!r}) is not produced by graphc's converter")
+            self._bind_output(ctx, name, out, static, node.op_type)
+
+    def _bind_output(self, ctx, name, out, static, op_type):
+        et = self.declared.get(name)
+        if isinstance(out, np.ndarray | np.generic):
+            arr = np.asarray(out)
+            et = et or _ty.from_numpy(arr.dtype)
+            arr = arr.astype(_ty.numpy_dtype(et))
+            t = ctx.constant(arr, et)
+            self._set(name, t, et, True, arr)
+            return
+        if et is None or not _ty.supported(et):
+            if et is not None:
+                _ty.carrier(et)  # raises: a type graphc lacks
+            et = _ty.from_graphc(out.dtype)
+        want = _ty.carrier(et)
+        if out.dtype != want:
+            out = _ew.cast(out, want)
+        if _ty.is_narrow(et) and op_type not in _PRESERVES:
+            out = _ty.wrap(out, et)
+        self._set(name, out, et, static)
+
+
+def _op_name(name: str) -> str:
+    """An ONNX name as a graphc op name (letters, digits, ``_ . -``)."""
+    s = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+    if not s or not (s[0].isalnum() or s[0] == "_"):
+        s = "v" + s
+    return s
+
+
+def _tensor_type(vi, what):
+    if not vi.type.HasField("tensor_type"):
+        raise UnimplementedError(f"ONNX {what} {vi.name!r}: only tensors are supported "
+                                 "(not sequences, maps or optionals)")  # fmt: skip
+    return vi.type.tensor_type.elem_type
+
+
+def _static_shape(vi):
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+
+
+def _tensor_array(tp: onnx.TensorProto) -> np.ndarray:
+    if not _ty.supported(tp.data_type):
+        _ty.carrier(tp.data_type)
+    return numpy_helper.to_array(tp)
+
+
+def import_model(model_or_path, graph=None, static_inputs=None, input_shapes=None):
+    """Import an ONNX model (a ``ModelProto`` or a path) into ``graph`` (default: the default
+    graph). Returns ``(inputs, outputs)``: dicts from ONNX value names to graphc placeholders
+    and tensors.
+
+    ``static_inputs`` (name -> array) makes those graph inputs constants, and
+    ``input_shapes`` (name -> shape) overrides the declared shapes of graph inputs (the ONNX
+    backend uses both to specialise a model on what it is run with).
+    """
+    model = onnx.load(model_or_path) if isinstance(model_or_path, str) else model_or_path
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f"import_model: expected an onnx.ModelProto or a path, got "
+                        f"{type(model_or_path).__name__}")  # fmt: skip
+    graph = graph or get_default_graph()
+    imp = Importer(model, graph, static_inputs, input_shapes)
+    imp.run()
+    return imp.inputs, imp.outputs
+
+
+def import_with_types(model, graph, static_inputs=None, input_shapes=None):
+    """``import_model`` that also returns the ONNX element types of inputs and outputs."""
+    imp = Importer(model, graph, static_inputs, input_shapes)
+    imp.run()
+    in_types = {n: imp.types[n] for n in imp.inputs}
+    return imp.inputs, imp.outputs, in_types, dict(imp.output_types)
