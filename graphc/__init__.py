@@ -25,6 +25,7 @@ from .graph import (
 from .graph.core import get_default_session
 from .ops.bitwise import *  # noqa: F403
 from .ops.constant import *  # noqa: F403
+from .ops.control_flow import *  # noqa: F403  (cond, case, while_loop; registers the ops)
 from .ops.control import *  # noqa: F403
 from .ops.debug import print_
 from .ops.cumulative import *  # noqa: F403

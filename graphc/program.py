@@ -66,6 +66,8 @@ def _fmt_value(v) -> str:
         return f"array({v.dtype.str},{v.shape},sha:{digest})"
     if isinstance(v, _dt.DType):
         return v.name
+    if isinstance(v, Program):  # a control-flow body: its whole text, through its hash
+        return f"program(sha:{v.hash()})"
     if isinstance(v, tuple | list):
         return "(" + ",".join(_fmt_value(x) for x in v) + ")"
     if isinstance(v, dict):

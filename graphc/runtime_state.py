@@ -50,3 +50,24 @@ class RunContext:
             self.variables[name] = value
         for name, value in self.pending_rng.items():
             self.rng_counters[name] = value + 1
+
+
+class SubContext:
+    """The context a sub-program runs in (a control-flow body, a native segment): its own
+    feeds, and the run's variables and random streams, so that its writes are the run's
+    writes (committed, or not, with the whole run)."""
+
+    __slots__ = ("feeds", "_ctx")
+
+    def __init__(self, ctx, feeds: list):
+        self.feeds = feeds
+        self._ctx = ctx
+
+    def read_variable(self, name: str):
+        return self._ctx.read_variable(name)
+
+    def write_variable(self, name: str, value, owned: bool = False) -> None:
+        self._ctx.write_variable(name, value, owned)
+
+    def rng_counter(self, op_name: str) -> int:
+        return self._ctx.rng_counter(op_name)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import dtypes as _dt
-from .errors import InvalidArtifactError
+from .errors import InvalidArtifactError, UnimplementedError
 from .graph.core import TensorSpec
 from .ops.registry import REGISTRY
 from .program import Node, Program
@@ -57,6 +57,11 @@ def _enc(value, blob: _Blob):
         return {"t": "list", "v": [_enc(v, blob) for v in value]}
     if isinstance(value, dict):
         return {"t": "dict", "v": {str(k): _enc(v, blob) for k, v in value.items()}}
+    if isinstance(value, Program):
+        raise UnimplementedError(
+            "control flow (while_loop, cond, scan...) cannot be stored in an artifact yet: its "
+            "bodies are sub-programs that the artifact format does not hold"
+        )
     raise TypeError(f"cannot serialise attribute value of type {type(value).__name__}")
 
 

@@ -139,6 +139,17 @@ class Variable(Tensor):
         base = name or "Variable"
         with graph.name_scope(base) as scope:
             var_name = scope[:-1]
+        outermost = getattr(graph, "outermost_graph", None)
+        if outermost is not None:  # inside a control-flow body: variables live outside it
+            if isinstance(initial_value, Tensor):
+                file, line = user_location()
+                raise ValueError(
+                    f"Variable {name or ''}: the initial value is computed inside a "
+                    f"control-flow body; pass a value or an initializer function at {file}:{line}"
+                )
+            with outermost.as_default():
+                self.__init__(initial_value, trainable, name, dtype, collections, validate_shape)
+            return
             if callable(initial_value):
                 initial_value = initial_value()
             with graph.name_scope("Initializer"), graph.control_dependencies(None):

@@ -21,6 +21,7 @@ import numpy as np
 from ...errors import GraphcError, InvalidArgumentError, UnimplementedError
 from ...ops.registry import get_op_def
 from ...program import Node, Program
+from .control import ControlStep, is_control
 
 
 def lowerable(program: Program, node: Node, options) -> bool:
@@ -87,7 +88,8 @@ class SegmentedRunner:
 
     def __init__(self, program: Program, steps: list):
         self.program = program
-        self.steps = steps  # ("native", runner, in_refs, out_refs, name) | ("host", node)
+        # ("native", runner, in_refs, out_refs, name) | ("host", node, ControlStep | None)
+        self.steps = steps
 
     def run(self, ctx, trace: list | None = None) -> list:
         values: dict = {}
@@ -101,9 +103,10 @@ class SegmentedRunner:
                 outs = runner.run(sub, trace)
                 values.update(zip(out_refs, outs))
             else:
-                node = step[1]
+                node, control = step[1], step[2]
                 t0 = time.perf_counter()
-                outs = _run_host(node, [values[r] for r in node.inputs], ctx)
+                xs = [values[r] for r in node.inputs]
+                outs = _run_host(node, xs, ctx) if control is None else control.run(xs, ctx)
                 for k, o in enumerate(outs):
                     values[(node.id, k)] = o
                 if trace is not None:
@@ -115,6 +118,8 @@ class SegmentedRunner:
         for step in self.steps:
             if step[0] == "native" and hasattr(step[1], "close"):
                 step[1].close()
+            elif step[0] == "host" and step[2] is not None:
+                step[2].close()
 
 
 def _run_host(node, xs, ctx) -> list:
@@ -197,8 +202,14 @@ def build(source, program: Program, options, compile_segment):
     for step, later_refs in zip(steps, needed_after):
         if step[0] == "host":
             node = step[1]
-            out_steps.append(("host", node))
+            control = None
+            if is_control(node):  # a loop or branch: its bodies are compiled (control.py)
+                needed = {k for k in range(len(node.outs)) if (node.id, k) in later_refs}
+                control = ControlStep(node, options, needed)
+            out_steps.append(("host", node, control))
             kernels.append(KernelInfo(f"host_fallback:{node.name}", (node.name,), (node.op,)))
+            if control is not None:
+                kernels.extend(control.kernels)
             host_ops.append(node.op)
             continue
         sub, in_refs, out_refs = segment_program(program, step[1], later_refs)

@@ -11,7 +11,7 @@ from ...errors import GraphcError, InvalidArgumentError, ResourceExhaustedError
 from ...graph.core import TensorSpec
 from ...ops.registry import ShapeError, get_op_def
 from ...program import Program
-from ...runtime_state import RunContext
+from ...runtime_state import RunContext, SubContext
 
 
 def _too_big(exc) -> bool:
@@ -60,6 +60,7 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
         for src, _ in n.inputs:
             last_use[src] = n.id
     keep = {src for src, _ in program.fetches}
+    used = None  # refs read by some node or fetched (control ops skip unread outputs)
     for n in program.nodes:
         op_def = get_op_def(n.op)
         xs = [values[src][k] for src, k in n.inputs]
@@ -67,7 +68,12 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
         try:
             if check and n.inputs:
                 _check_contract(n, op_def, xs)
-            if op_def.stateful:
+            if hasattr(op_def, "run_control"):  # control flow: bodies run recursively
+                if used is None:
+                    used = {r for m in program.nodes for r in m.inputs} | set(program.fetches)
+                needed = {k for k in range(len(n.outs)) if (n.id, k) in used}
+                out = op_def.run_control(xs, n.attrs, ctx, _body_runner(n, ctx, check), needed)
+            elif op_def.stateful:
                 out = op_def.ref_stateful(xs, n.attrs, ctx)
             else:
                 with np.errstate(all="ignore"):
@@ -97,6 +103,16 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
             if last_use.get(src) == n.id and src not in keep:
                 values.pop(src, None)
     return [values[src][k] for src, k in program.fetches]
+
+
+def _body_runner(node, ctx, check):
+    """``call(attr, feeds)`` for a control op: runs the sub-Program ``node.attrs[attr]``
+    with ``feeds`` in this run's state."""
+
+    def call(attr, feeds):
+        return run_program(node.attrs[attr], SubContext(ctx, list(feeds)), None, check)
+
+    return call
 
 
 class ReferenceExecutable:

@@ -1,0 +1,61 @@
+"""Control-flow ops on the cpu target: the loop or branch runs on the host, each body is
+its own compiled native executable.
+
+A ``While`` or ``If`` node has no lowering, so ``fallback.py`` runs it on the host between
+native segments. ``ControlStep`` compiles every body Program of the node once, through the
+normal pipeline (passes, fusion, lowering, LLVM; a body with control flow of its own goes
+through this module again), and then runs the op's shared meaning
+(``graphc/ops/control_flow.py`` ``run_control``) with a ``call`` that invokes the body's
+native runner: one native call per body evaluation, no compilation per iteration, the trip
+count decided at run time. A body's executable is cached on disk like any program (keyed
+by the body's own Program hash).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ...executable import KernelInfo
+from ...ops.registry import get_op_def
+from ...passes.manager import optimize
+from ...runtime_state import SubContext
+from . import build_executable
+
+
+def is_control(node) -> bool:
+    """Whether ``node`` is a control-flow op (its attributes hold bodies)."""
+    return hasattr(get_op_def(node.op), "run_control")
+
+
+class ControlStep:
+    """A compiled control-flow node: its bodies' runners and the outputs read later."""
+
+    def __init__(self, node, options, needed):
+        self.node = node
+        self.op_def = get_op_def(node.op)
+        self.needed = needed
+        self.runners: dict = {}
+        self.kernels: list = []
+        self.seconds = 0.0
+        t0 = time.perf_counter()
+        for attr, program in self.op_def.programs(node.attrs).items():
+            exe = build_executable(program, optimize(program, options), options)
+            self.runners[attr] = exe.runner
+            self.kernels.extend(
+                KernelInfo(f"{node.name}/{attr}/{k.name}", k.ops, k.op_types) for k in exe.kernels
+            )
+        self.seconds = time.perf_counter() - t0
+
+    def run(self, xs, ctx) -> list:
+        runners = self.runners
+
+        def call(attr, feeds):
+            return runners[attr].run(SubContext(ctx, feeds))
+
+        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            close = getattr(r, "close", None)
+            if close is not None:
+                close()

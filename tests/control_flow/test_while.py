@@ -1,0 +1,222 @@
+"""gc.while_loop forward: TF1 semantics on the reference and cpu targets, run-time trip
+counts, nesting of loop variables, captures, state, shape invariants and build errors."""
+
+import collections
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import InvalidArgumentError
+
+from .helpers import TARGETS, line_of, run, run_both
+
+
+def test_counter_and_doubling_on_both_targets():
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    i, y = gc.while_loop(lambda i, x: i < 5, lambda i, x: (i + 1, x * 2.0), (gc.constant(0), x))
+    ref, cpu = run_both([i, y], {x: [1.0, 2.0]})
+    assert ref[0] == 5
+    np.testing.assert_allclose(cpu[1], [32.0, 64.0])
+
+
+def test_trip_count_decided_at_run_time_compiles_once():
+    n = gc.placeholder(gc.int32, (), name="n")
+    x = gc.placeholder(gc.float64, (None, 3), name="x")
+
+    def body(i, acc):
+        return i + 1, acc + gc.cast(i, gc.float64) * x
+
+    _, acc = gc.while_loop(lambda i, acc: i < n, body, [gc.constant(0), gc.zeros_like(x)])
+    data = np.arange(6.0).reshape(2, 3)
+    with gc.Session(target="cpu") as sess:
+        for trips in (0, 1, 7, 30):
+            got = sess.run(acc, {n: trips, x: data})
+            np.testing.assert_allclose(got, data * sum(range(trips)))
+        got = sess.run(acc, {n: 4, x: np.ones((5, 3))})  # another batch size
+        np.testing.assert_allclose(got, np.full((5, 3), 6.0))
+        assert sess.cache_info()["compiles"] == 1
+
+
+def test_single_var_list_returns_tensor_and_same_structure_option():
+    r = gc.while_loop(lambda v: v < 10, lambda v: v + 3, [gc.constant(1)])
+    assert isinstance(r, gc.Tensor)
+    r2 = gc.while_loop(lambda v: v < 10, lambda v: [v + 3], [gc.constant(1)],
+                       return_same_structure=True)  # fmt: skip
+    assert isinstance(r2, list) and len(r2) == 1
+    for target in TARGETS:
+        assert run(r, target=target) == 10
+        assert run(r2, target=target) == [10]
+
+
+Pair = collections.namedtuple("Pair", ["a", "b"])
+
+
+def test_nested_loop_vars_dict_namedtuple_list():
+    x = gc.placeholder(gc.float32, (2,), name="x")
+    loop_vars = (gc.constant(0), {"p": Pair(x, gc.constant(1.0)), "q": [x * 0.0]})
+
+    def body(i, d):
+        p = d["p"]
+        return i + 1, {"p": Pair(p.a + 1.0, p.b * 2.0), "q": [d["q"][0] + p.a]}
+
+    out = gc.while_loop(lambda i, d: i < 3, body, loop_vars)
+    assert isinstance(out[1]["p"], Pair) and isinstance(out[1]["q"], list)
+    ref, cpu = run_both(out, {x: [1.0, 10.0]})
+    np.testing.assert_allclose(cpu[1]["p"].a, [4.0, 13.0])
+    assert cpu[1]["p"].b == 8.0
+    np.testing.assert_allclose(cpu[1]["q"][0], [1 + 2 + 3, 10 + 11 + 12])
+
+
+def test_captured_outer_tensors_and_nested_loops():
+    w = gc.placeholder(gc.float32, (None,), name="w")
+    scale = gc.constant(0.5)
+
+    def outer_body(i, acc):
+        def inner_body(j, a):
+            return j + 1, a + w * scale  # captures from two levels up
+
+        _, a = gc.while_loop(lambda j, a: j < i, inner_body, (gc.constant(0), acc))
+        return i + 1, a
+
+    _, acc = gc.while_loop(lambda i, a: i < 4, outer_body, (gc.constant(0), gc.zeros_like(w)))
+    ref, cpu = run_both(acc, {w: [2.0, 4.0, 6.0]})
+    np.testing.assert_allclose(cpu, np.array([2.0, 4.0, 6.0]) * 0.5 * (0 + 1 + 2 + 3))
+
+
+def test_zero_iterations_returns_initial_values():
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    y = gc.while_loop(lambda v: gc.reduce_sum(v) < 0.0, lambda v: v * 2.0, [x])
+    for target in TARGETS:
+        np.testing.assert_allclose(run(y, {x: [1.0, 2.0, 3.0]}, target), [1.0, 2.0, 3.0])
+
+
+def test_maximum_iterations_stops_the_loop():
+    m = gc.placeholder(gc.int32, (), name="m")
+    i = gc.while_loop(lambda i: i < 100, lambda i: i + 1, [gc.constant(0)], maximum_iterations=m)
+    j = gc.while_loop(lambda i: i < 3, lambda i: i + 1, [gc.constant(0)], maximum_iterations=10)
+    for target in TARGETS:
+        assert run(i, {m: 7}, target) == 7
+        assert run(j, target=target) == 3
+
+
+def test_shape_invariants_let_a_shape_grow():
+    x = gc.constant(np.ones((1, 2), np.float32))
+
+    def body(i, v):
+        return i + 1, gc.concat([v, v], axis=0)
+
+    _, v = gc.while_loop(lambda i, v: i < 3, body, (gc.constant(0), x),
+                         shape_invariants=((), (None, 2)))  # fmt: skip
+    assert v.shape == (None, 2)
+    for target in TARGETS:
+        assert run(v, target=target).shape == (8, 2)
+
+
+def test_shape_change_without_invariant_names_the_user_line():
+    x = gc.constant(np.ones((1, 2), np.float32))
+    with pytest.raises(ValueError, match="shape_invariants") as exc:
+        gc.while_loop(lambda v: gc.reduce_sum(v) < 9.0, lambda v: gc.concat([v, v], 0), [x])  # L1
+    assert f"test_while.py:{line_of('# L1')}" in str(exc.value)
+
+
+def test_build_errors_name_the_user_line():
+    x = gc.constant(1.0)
+    with pytest.raises(TypeError, match="scalar bool") as exc:
+        gc.while_loop(lambda v: v * 2.0, lambda v: v, [x])  # L2
+    assert f"test_while.py:{line_of('# L2')}" in str(exc.value)
+    with pytest.raises(TypeError, match="float32 before the loop but the body returns int32"):
+        gc.while_loop(lambda v: v < 3.0, lambda v: gc.constant(1), [x])
+    with pytest.raises(ValueError, match="structure of loop_vars"):
+        gc.while_loop(lambda a, b: a < 3.0, lambda a, b: (a, b, a), (x, x))
+    with pytest.raises(TypeError, match="callable"):
+        gc.while_loop(None, lambda v: v, [x])
+    with pytest.raises(TypeError, match="maximum_iterations"):
+        gc.while_loop(lambda v: v < 3.0, lambda v: v, [x], maximum_iterations=2.5)
+
+
+def test_run_time_shape_check_of_a_loop_var_is_an_error_not_a_crash():
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    k = gc.placeholder(gc.int32, (None,), name="k")
+    # the body's result has an unknown length (a gather by a fed index list); the loop
+    # variable promised (None,) with the fed length, checked every iteration at run time
+    v0 = gc.constant(np.zeros(3, np.float32))
+    out = gc.while_loop(lambda v: gc.reduce_sum(v) < 5.0, lambda v: gc.gather(v + 1.0, k), [v0])
+    for target in TARGETS:
+        np.testing.assert_allclose(run(out, {k: [0, 1, 2]}, target), [2.0, 2.0, 2.0])
+        with pytest.raises(InvalidArgumentError, match="loop variable 0 has shape"):
+            run(out, {k: [0, 1]}, target)
+    _ = x
+
+
+def test_assignments_inside_the_body_run_every_iteration():
+    v = gc.Variable(0.0, name="counter")
+
+    def body(i):
+        with gc.control_dependencies([v.assign_add(2.0)]):
+            return i + 1
+
+    i = gc.while_loop(lambda i: i < 4, body, [gc.constant(0)])
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            sess.run(gc.global_variables_initializer())
+            assert sess.run(i) == 4
+            assert sess.run(v) == 8.0
+            sess.run(i)
+            assert sess.run(v) == 16.0
+
+
+def test_variable_created_in_a_body_lives_in_the_outer_graph():
+    def body(x):
+        w = gc.Variable(np.float32(3.0), name="w_in_body")
+        return x * w
+
+    y = gc.while_loop(lambda x: x < 100.0, body, [gc.constant(1.0)])
+    (w,) = [v for v in gc.global_variables() if "w_in_body" in v.name]
+    assert w.graph is gc.get_default_graph()
+    for target in TARGETS:
+        assert run(y, target=target) == 243.0
+
+
+def test_bodies_are_part_of_the_program_hash_and_disk_cache(tmp_path):
+    """Two loops that differ only inside their bodies: different programs, and a shared
+    disk cache never hands one the other's code."""
+    results = []
+    for k in (2.0, 3.0):
+        gc.reset_default_graph()
+        x = gc.placeholder(gc.float32, (2,), name="x")
+        y = gc.while_loop(lambda v: gc.reduce_sum(v) < 50.0, lambda v, k=k: v * k, [x])
+        opts = gc.CompileOptions(cache_dir=str(tmp_path))
+        with gc.Session(target="cpu", options=opts) as sess:
+            results.append(sess.run(y, {x: [1.0, 1.0]}))
+            exe = sess.compile(y, [x])
+            results.append(exe.program.hash())
+    np.testing.assert_allclose(results[0], [32.0, 32.0])
+    np.testing.assert_allclose(results[2], [27.0, 27.0])
+    assert results[1] != results[3]
+
+
+def test_cpu_labels_the_host_loop_and_compiles_bodies():
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = gc.while_loop(lambda v: gc.reduce_sum(v) < 100.0, lambda v: gc.exp(v) + 1.0, [x])
+    with gc.Session(target="cpu") as sess:
+        exe = sess.compile(y, [x])
+    assert "While" in exe.stats["host_fallback_ops"]
+    names = [k.name for k in exe.kernels]
+    assert any("/body/" in n for n in names) and any("/cond/" in n for n in names)
+
+
+@pytest.mark.skipif(os.environ.get("GRAPHC_SLOW") != "1", reason="timing; GRAPHC_SLOW=1")
+def test_per_iteration_overhead_is_small():
+    import time
+
+    n = gc.placeholder(gc.int32, (), name="n")
+    i = gc.while_loop(lambda i: i < n, lambda i: i + 1, [gc.constant(0)], back_prop=False)
+    with gc.Session(target="cpu") as sess:
+        sess.run(i, {n: 10})
+        t0 = time.perf_counter()
+        sess.run(i, {n: 10000})
+        per = (time.perf_counter() - t0) / 10000
+    print(f"while_loop on cpu: {per * 1e6:.1f} us per iteration")
+    assert per < 200e-6
