@@ -23,9 +23,12 @@ setup(
     extras_require={
         "cuda": ["pycuda>=2022.1"],
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3",
-                 "mpi4py>=4", "mpich"],  # tests/distribute runs real MPI jobs
+                 "mpi4py>=4", "mpich",  # tests/distribute runs real MPI jobs
+                 "tensorboard>=2.10"],  # tests/summary reads event files with TensorBoard
         "mpi": ["mpi4py>=4", "mpich"],  # gc.distribute: data-parallel training over MPI
         "plot": ["matplotlib>=3.5"],
+        "tensorboard": ["tensorboard>=2.10"],  # gc.summary: TensorBoard's protos and writer
+        "examples": ["scikit-learn>=1.1", "tqdm>=4"],  # examples/: digits data, progress bars
         "onnx": ["onnx>=1.16", "onnxruntime>=1.17"],
     },
     entry_points={"console_scripts": ["graphc=graphc.cli:main"]},

@@ -50,6 +50,7 @@ newaxis = None
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
 from . import data  # noqa: E402  (gc.data: input pipelines)
+from . import summary  # noqa: E402  (gc.summary: TensorBoard summaries)
 
 
 def __getattr__(name):

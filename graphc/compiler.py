@@ -11,6 +11,7 @@ from .errors import UnavailableError
 from .executable import Executable, KernelInfo
 from .options import CompileOptions
 from .program import Program
+from .progress import compile_progress
 
 TARGETS = ("cpu", "cuda", "reference")
 
@@ -56,7 +57,7 @@ def _gc_paused():
 
 def compile_program(program: Program, target: str, options: CompileOptions) -> Executable:
     """Optimise ``program`` and build the target's Executable."""
-    with _gc_paused():
+    with _gc_paused(), compile_progress(program, target, getattr(options, "verbose", None)):
         return _compile(program, target, options)
 
 

@@ -22,6 +22,9 @@ class CompileOptions:
         for compiling (LLVM modules of a large program compile in parallel).
     cache_dir: the persistent compile cache (default under the user cache dir; None: off).
     fast_math: let the backend reassociate floating-point arithmetic.
+    verbose: progress lines on stderr (what is compiled, then how long it took): True for
+        every compile, False never, None (default) for a compile that takes more than about
+        2 s while stderr is a terminal.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class CompileOptions:
         cache_dir=_DEFAULT,
         fast_math: bool = False,
         verify: bool | None = None,
+        verbose: bool | None = None,
     ):
         if opt_level not in (0, 1, 2, 3):
             raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
@@ -47,6 +51,7 @@ class CompileOptions:
             self.cache_dir = Path(self.cache_dir)
         self.fast_math = bool(fast_math)
         self.verify = config.debug_verify() if verify is None else bool(verify)
+        self.verbose = None if verbose is None else bool(verbose)  # graphc/progress.py
         #: cpu: emit position-independent code for a shared library (gc.export_c sets it)
         self.position_independent = False
 

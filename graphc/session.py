@@ -27,6 +27,10 @@ from .runtime_state import RunContext
 
 def _flatten(fetches, leaves: list):
     """Returns a rebuild function; appends the leaves to ``leaves``."""
+    if hasattr(fetches, "_graphc_fetch_parts"):
+        # a composite fetch (gc.summary): its tensors are fetched, then turned into one value
+        rebuild_parts = _flatten(list(fetches._graphc_fetch_parts()), leaves)
+        return lambda vals: fetches._graphc_fetch_value(rebuild_parts(vals))
     if isinstance(fetches, Tensor | Operation | str) or hasattr(fetches, "_as_graph_tensor"):
         i = len(leaves)
         leaves.append(fetches)
