@@ -28,6 +28,7 @@ from ..graph import Graph, get_default_graph, name_scope
 from ..ops import constant as _const
 from ..ops import elementwise as _ew
 from ..session import Session
+from . import functions as _fn
 from . import types as _ty
 from .handlers import HANDLERS
 
@@ -62,11 +63,12 @@ class NeedConstant(UnimplementedError):
 class NodeContext:
     """What a handler sees of one node: inputs, static values, attributes, types."""
 
-    def __init__(self, importer: Importer, node: onnx.NodeProto):
+    def __init__(self, importer: Importer, node: onnx.NodeProto, opset: dict | None = None):
         self.imp = importer
         self.node = node
         self.op_type = node.op_type
-        self.opset = importer.opset.get(node.domain or "", importer.opset.get("", 1))
+        opsets = opset or importer.opset
+        self.opset = opsets.get(node.domain or "", opsets.get("", 1))
         self.label = f"{node.name or '(unnamed)'} ({node.op_type})"
         self._attrs = {a.name: a for a in node.attribute}
 
@@ -224,18 +226,21 @@ class Importer:
             if tt is not None and tt.elem_type:
                 self.declared[vi.name] = tt.elem_type
 
-    def _convert(self, node: onnx.NodeProto):
-        ctx = NodeContext(self, node)
+    def _convert(self, node: onnx.NodeProto, opset: dict | None = None, depth: int = 0):
+        ctx = NodeContext(self, node, opset)
         if node.domain not in ("", "ai.onnx"):
             ctx.fail(f"ops of domain {node.domain!r} are not supported")
-        fn = HANDLERS.get(node.op_type)
-        if fn is None:
-            ctx.fail(f"ONNX op {node.op_type} is not supported by graphc's importer")
         for name in node.input:
             if name and name not in self.tensors:
                 ctx.fail(f"input {name!r} is not defined before the node", InvalidArgumentError)
+        fn = HANDLERS.get(node.op_type)
+        if fn is None:
+            self._expand_function(ctx, depth)
+            return
+        # CastLike reads only the element type of its second input
+        deps = node.input[:1] if node.op_type == "CastLike" else node.input
         static = node.op_type not in _RANDOM and all(
-            (not name) or name in self.static for name in node.input
+            (not name) or name in self.static for name in deps
         )
         try:
             with name_scope(_op_name(node.name or node.op_type)):
@@ -257,6 +262,23 @@ class Importer:
             if out is None:
                 ctx.fail(f"output {k} ({name!r}) is not produced by graphc's converter")
             self._bind_output(ctx, name, out, static, node.op_type)
+
+    def _expand_function(self, ctx, depth):
+        """Import an op graphc has no handler for through its ONNX function body."""
+        node = ctx.node
+        types = [
+            _fn.tensor_type(self.types[n], self.tensors[n].shape) if n else onnx.TypeProto()
+            for n in node.input
+        ]
+        fp = None if depth > 8 else _fn.function_body(node, ctx.opset, types)
+        if fp is None:
+            ctx.fail(f"ONNX op {node.op_type} is not supported by graphc's importer")
+        body, opset = _fn.expand(node, fp, _fn.filled(node, ctx.opset))
+        for inner in body:
+            self._convert(inner, opset or None, depth + 1)
+        for name in node.output:
+            if name and name not in self.tensors:
+                ctx.fail(f"the function body of {node.op_type} does not compute {name!r}")
 
     def _bind_output(self, ctx, name, out, static, op_type):
         et = self.declared.get(name)

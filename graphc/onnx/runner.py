@@ -126,8 +126,7 @@ class OnnxModel:
                 self._generic = _Instance(self.model, self.target)
             except NeedConstant as exc:
                 self._generic_failed = True
-                if exc.value_name in self.input_names:
-                    self._static_names.add(exc.value_name)
+                self._static_names |= self._input_ancestors(exc.value_name)
             except (UnimplementedError, InvalidArgumentError):
                 self._generic_failed = True  # e.g. a shape needed static: specialise
             else:
@@ -151,15 +150,35 @@ class OnnxModel:
             try:
                 inst = _Instance(self.model, self.target, static, shapes)
             except NeedConstant as exc:
-                if exc.value_name not in self.input_names or exc.value_name in self._static_names:
+                new = self._input_ancestors(exc.value_name) - self._static_names
+                if not new:
                     raise
-                self._static_names.add(exc.value_name)
+                self._static_names |= new
                 continue
             if len(self._instances) >= MAX_SPECIALISATIONS:
                 old = self._instances.pop(next(iter(self._instances)))
                 old.close()
             self._instances[key] = inst
             return inst
+
+    def _input_ancestors(self, value_name) -> set:
+        """The graph inputs ``value_name`` is computed from (the inputs to bind as constants
+        so that it is known at import time)."""
+        producer = {}
+        for node in self.model.graph.node:
+            for o in node.output:
+                producer[o] = node
+        found, stack, seen = set(), [value_name], set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v in self.input_names:
+                found.add(v)
+            elif v in producer:
+                stack.extend(i for i in producer[v].input if i)
+        return found
 
     def close(self):
         for inst in list(self._instances.values()) + [self._generic]:

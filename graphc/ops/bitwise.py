@@ -73,38 +73,33 @@ class BitwiseXor(_BitwiseBinary):
     np_fn = np.bitwise_xor
 
 
-def _shift_count(b, bits):
-    if (np.asarray(b) < 0).any() or (np.asarray(b) >= bits).any():
-        # as TF: a count outside [0, bits) gives 0 for left shifts (C leaves it undefined)
-        return np.clip(b, 0, bits)
-    return b
-
-
 @register
 class LeftShift(_BitwiseBinary):
-    """``a << b`` (bits shifted out are lost; a count past the width gives 0)."""
+    """``a << b`` (bits shifted out are lost; a count outside [0, width) gives 0)."""
 
     def ref(self, xs, attrs):
         a, b = xs
         bits = a.dtype.itemsize * 8
-        b = np.broadcast_to(_shift_count(b, bits), np.broadcast_shapes(a.shape, b.shape))
-        u = np.broadcast_to(a, b.shape).astype(np.uint64)
-        out = np.where(b >= bits, 0, np.left_shift(u, np.minimum(b, bits - 1).astype(np.uint64)))
-        return out.astype(np.uint64).astype(a.dtype)
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        big = np.broadcast_to((b < 0) | (b >= bits), shape)
+        count = np.broadcast_to(np.clip(b, 0, bits - 1), shape).astype(np.uint64)
+        u = np.broadcast_to(a, shape).astype(np.int64).astype(np.uint64)
+        out = np.where(big, np.uint64(0), np.left_shift(u, count))
+        return out.astype(np.uint64).view(np.int64).astype(a.dtype)
 
 
 @register
 class RightShift(_BitwiseBinary):
     """``a >> b``: arithmetic for signed integers, or logical (``logical=True``: the bits are
-    read as unsigned, zeros shift in). A count past the width gives 0 (or -1 for a negative
-    ``a`` shifted arithmetically)."""
+    read as unsigned, zeros shift in). A count outside [0, width) shifts every bit out: 0,
+    or -1 for a negative ``a`` shifted arithmetically."""
 
     def ref(self, xs, attrs):
         a, b = xs
         bits = a.dtype.itemsize * 8
         shape = np.broadcast_shapes(a.shape, b.shape)
         b = np.broadcast_to(np.clip(b, 0, bits - 1), shape).astype(np.uint64)
-        big = np.broadcast_to(xs[1] >= bits, shape)
+        big = np.broadcast_to((xs[1] < 0) | (xs[1] >= bits), shape)
         a = np.broadcast_to(a, shape)
         if attrs.get("logical"):
             u = a.view(np.dtype(f"u{a.dtype.itemsize}")).astype(np.uint64)
