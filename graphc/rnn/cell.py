@@ -1,0 +1,412 @@
+"""``gc.nn.rnn_cell``: TF1's recurrent cells (``tf.compat.v1.nn.rnn_cell``).
+
+A cell maps ``(inputs, state)`` to ``(output, new_state)`` for one time step, with the same
+math, variable shapes, variable names and default initializers as TF1, so weights carry
+over between the two:
+
+==================  ==========================================  ===========================
+cell                variables (under the cell's scope)          state
+==================  ==========================================  ===========================
+BasicRNNCell        ``kernel`` [d+n, n], ``bias`` [n]            h
+LSTMCell            ``kernel`` [d+n, 4n], ``bias`` [4n]          ``LSTMStateTuple(c, h)``
+BasicLSTMCell       as LSTMCell                                  ``LSTMStateTuple(c, h)``
+GRUCell             ``gates/kernel`` [d+n, 2n], ``gates/bias``,  h
+                    ``candidate/kernel`` [d+n, n],
+                    ``candidate/bias``
+MultiRNNCell        ``cell_<i>/<cell scope>/...``                tuple of the cells' states
+==================  ==========================================  ===========================
+
+(d: input depth, n: ``num_units``). The LSTM's gate order in its kernel is i, j, f, o
+(input gate, candidate, forget gate, output gate). Kernels start glorot-uniform, biases
+zero (the GRU's gate bias one), as in TF1.
+
+A cell creates its variables on its first call, under ``<enclosing scope>/<cell name>``
+(``rnn/lstm_cell/kernel`` inside ``dynamic_rnn``; a second cell in the same scope gets
+``lstm_cell_1``), and reuses them on every later call: call the same cell object to share
+weights.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from .. import dtypes as _dt
+from ..graph.core import Tensor, user_location
+from ..ops.constant import fill, zeros, zeros_like
+from ..ops.elementwise import sigmoid, tanh
+from ..ops.linalg import matmul
+from ..ops.nn import bias_add
+from ..ops.reduce import reduce_sum
+from ..ops.registry import convert_to_tensor
+from ..ops.shape import concat, expand_dims, split
+from . import nest
+from . import variables as _vars
+
+__all__ = [
+    "RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell", "MultiRNNCell",
+    "LSTMStateTuple",
+]  # fmt: skip
+
+
+class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
+    """The state of an LSTM cell: cell state ``c`` and output ``h`` (TF1's tuple)."""
+
+    __slots__ = ()
+
+    @property
+    def dtype(self):
+        c, h = self
+        if c.dtype != h.dtype:
+            raise TypeError(f"inconsistent dtypes of c and h: {c.dtype.name} vs {h.dtype.name}")
+        return c.dtype
+
+
+def _ones_initializer(shape, dtype):
+    return fill(shape, convert_to_tensor(1, dtype=dtype))
+
+
+def batch_zeros(batch_size, units: int, dtype) -> Tensor:
+    """Zeros of shape [batch_size, units]. ``batch_size``: an int, a constant, or a runtime
+    dim ``gc.shape(t)[k]`` of another tensor (the TF1 idiom), which keeps the batch ``None``."""
+    dtype = _dt.as_dtype(dtype)
+    if isinstance(batch_size, Tensor):
+        op = batch_size.op
+        if op.type == "Const":
+            batch_size = int(op.attrs["value"])
+        elif (
+            op.type == "StridedSlice"
+            and op.inputs[0].op.type == "Shape"
+            and len(op.attrs["key"]) == 1
+            and op.attrs["key"][0][0] == "int"
+        ):
+            source = op.inputs[0].op.inputs[0]
+            axis = op.attrs["key"][0][1] % len(source.shape)
+            others = [i for i in range(len(source.shape)) if i != axis]
+            column = reduce_sum(zeros_like(source, dtype=dtype), axis=others)  # [B] zeros
+            return expand_dims(column, 1) + zeros((1, units), dtype)
+        else:
+            file, line = user_location()
+            raise ValueError(
+                f"zero_state: batch_size {batch_size.name} is computed at run time; give an "
+                f"int or gc.shape(t)[k] of the tensor whose dim it is, at {file}:{line}"
+            )
+    if not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"zero_state: batch_size must be a non-negative int, got {batch_size!r}")
+    return zeros((batch_size, units), dtype)
+
+
+class RNNCell:
+    """Base class of the cells: ``state_size``, ``output_size``, ``zero_state`` and
+    ``__call__(inputs, state, scope=None) -> (output, new_state)``.
+
+    Subclasses set ``_base_name`` and implement ``_build(input_depth, dtype)`` (create the
+    variables with ``self._variable``) and ``_step(inputs, state)``."""
+
+    _base_name = "rnn_cell"
+
+    def __init__(self, name=None, dtype=None):
+        self._name = name
+        self._dtype = None if dtype is None else _dt.as_dtype(dtype)
+        self._scope_path: str | None = None
+        self._graph = None
+        self._built_depth: int | None = None
+        self._variables: list = []
+
+    @property
+    def state_size(self):
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def variables(self) -> list:
+        """The cell's variables, once it has been called (or built by ``dynamic_rnn``)."""
+        return list(self._variables)
+
+    trainable_variables = variables
+    weights = variables
+
+    def zero_state(self, batch_size, dtype):
+        """Zero-filled state of shape [batch_size, size] for each part of ``state_size``."""
+        return nest.map_structure(
+            lambda size: batch_zeros(batch_size, size, dtype), self.state_size
+        )
+
+    def __call__(self, inputs, state, scope=None):
+        """One time step: ``(output, new_state)``; builds the variables on the first call."""
+        inputs = convert_to_tensor(inputs)
+        self._check_inputs(inputs)
+        name = type(self).__name__
+        nest.assert_same_structure(self.state_size, state, f"{name}: state vs state_size")
+        flat_state = [convert_to_tensor(s) for s in nest.flatten(state)]
+        for s, size in zip(flat_state, nest.flatten(self.state_size)):
+            if s.shape is not None and (len(s.shape) != 2 or s.shape[-1] not in (None, size)):
+                file, line = user_location()
+                raise ValueError(
+                    f"{name}: state {s.name} has shape {s.shape}, expected [batch, {size}], "
+                    f"at {file}:{line}"
+                )
+        state = nest.pack_sequence_as(state, flat_state)
+        graph = inputs.graph
+        with self._enter(graph, scope) as path:
+            self._maybe_build(graph, int(inputs.shape[-1]), inputs.dtype)
+            with graph.name_scope(path.rsplit("/", 1)[-1]):
+                return self._step(inputs, state)
+
+    # -- scopes and variables ------------------------------------------------------------
+    def _enter(self, graph, scope=None):
+        """Enter this cell's variable scope, captured on first use."""
+        if self._graph is not None and graph is not self._graph:
+            raise ValueError(f"{type(self).__name__} is used in two graphs")
+        if self._scope_path is None:
+            self._graph = graph
+            if scope is not None:
+                name = scope if isinstance(scope, str) else str(scope)
+                self._scope_path = _vars._join(_vars.current_scope(graph), name)
+            else:
+                self._scope_path = _vars.unique_scope(graph, self._name or self._base_name)
+        return _vars.scope(graph, self._scope_path, absolute=True)
+
+    def _maybe_build(self, graph, input_depth: int, dtype) -> None:
+        if self._built_depth is not None:
+            if input_depth != self._built_depth:
+                file, line = user_location()
+                raise ValueError(
+                    f"{type(self).__name__} '{self._scope_path}' was built for inputs of "
+                    f"depth {self._built_depth}, called with depth {input_depth}, at "
+                    f"{file}:{line}"
+                )
+            return
+        dtype = self._dtype or _dt.as_dtype(dtype)
+        if not dtype.is_floating:
+            raise TypeError(f"{type(self).__name__}: inputs must be floating, got {dtype.name}")
+        self._dtype = dtype
+        self._build(graph, input_depth, dtype)
+        self._built_depth = input_depth
+
+    def build_for(self, graph, input_depth: int, dtype, scope=None) -> None:
+        """Create the variables for inputs of ``input_depth`` now (what the first call would),
+        so that a loop body built later only reads them (``dynamic_rnn`` does this)."""
+        with self._enter(graph, scope):
+            self._maybe_build(graph, input_depth, dtype)
+
+    def _variable(self, graph, name, shape, initializer=None):
+        var = _vars.get_variable(graph, name, shape, self._dtype, initializer)
+        self._variables.append(var)
+        return var
+
+    def _check_inputs(self, inputs: Tensor) -> None:
+        if inputs.shape is None or len(inputs.shape) != 2 or inputs.shape[-1] is None:
+            file, line = user_location()
+            raise ValueError(
+                f"{type(self).__name__}: inputs must be [batch, depth] with a known depth, "
+                f"got {inputs.shape} at {file}:{line}"
+            )
+
+    def _build(self, graph, input_depth: int, dtype) -> None:
+        raise NotImplementedError
+
+    def _step(self, inputs, state):
+        raise NotImplementedError
+
+
+def _check_units(num_units) -> int:
+    if not isinstance(num_units, int) or isinstance(num_units, bool) or num_units <= 0:
+        raise ValueError(f"num_units must be a positive int, got {num_units!r}")
+    return num_units
+
+
+class BasicRNNCell(RNNCell):
+    """``h' = activation(concat([x, h]) @ kernel + bias)``; output and state are ``h'``."""
+
+    _base_name = "basic_rnn_cell"
+
+    def __init__(self, num_units, activation=None, reuse=None, name=None, dtype=None):
+        super().__init__(name, dtype)
+        self._num_units = _check_units(num_units)
+        self._activation = activation or tanh
+
+    @property
+    def state_size(self):
+        return self._num_units
+
+    @property
+    def output_size(self):
+        return self._num_units
+
+    def _build(self, graph, input_depth, dtype):
+        n = self._num_units
+        self._kernel = self._variable(graph, "kernel", (input_depth + n, n))
+        self._bias = self._variable(graph, "bias", (n,), _vars.zeros_initializer)
+
+    def _step(self, inputs, state):
+        h = self._activation(bias_add(matmul(concat([inputs, state], 1), self._kernel), self._bias))
+        return h, h
+
+
+class LSTMCell(RNNCell):
+    """TF1's ``LSTMCell`` (no peepholes, no projection):
+
+    ``i, j, f, o = split(concat([x, h]) @ kernel + bias, 4)``;
+    ``c' = sigmoid(f + forget_bias) * c + sigmoid(i) * activation(j)``;
+    ``h' = sigmoid(o) * activation(c')``. Output ``h'``, state ``LSTMStateTuple(c', h')``
+    (with ``state_is_tuple=False``: ``concat([c', h'], 1)``)."""
+
+    _base_name = "lstm_cell"
+
+    def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
+                 initializer=None, reuse=None, name=None, dtype=None):  # fmt: skip
+        super().__init__(name, dtype)
+        self._num_units = _check_units(num_units)
+        self._forget_bias = float(forget_bias)
+        self._state_is_tuple = bool(state_is_tuple)
+        self._activation = activation or tanh
+        self._initializer = initializer
+
+    @property
+    def state_size(self):
+        n = self._num_units
+        return LSTMStateTuple(n, n) if self._state_is_tuple else 2 * n
+
+    @property
+    def output_size(self):
+        return self._num_units
+
+    def _build(self, graph, input_depth, dtype):
+        n = self._num_units
+        self._kernel = self._variable(graph, "kernel", (input_depth + n, 4 * n), self._initializer)
+        self._bias = self._variable(graph, "bias", (4 * n,), _vars.zeros_initializer)
+
+    def _step(self, inputs, state):
+        n = self._num_units
+        if self._state_is_tuple:
+            c, h = state
+        else:
+            c, h = split(state, [n, n], axis=1)
+        gates = bias_add(matmul(concat([inputs, h], 1), self._kernel), self._bias)
+        i, j, f, o = split(gates, 4, axis=1)
+        act = self._activation
+        new_c = sigmoid(f + self._forget_bias) * c + sigmoid(i) * act(j)
+        new_h = sigmoid(o) * act(new_c)
+        if self._state_is_tuple:
+            return new_h, LSTMStateTuple(new_c, new_h)
+        return new_h, concat([new_c, new_h], 1)
+
+
+class BasicLSTMCell(LSTMCell):
+    """TF1's ``BasicLSTMCell``: the math and variables of ``LSTMCell``, scope
+    ``basic_lstm_cell``."""
+
+    _base_name = "basic_lstm_cell"
+
+    def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
+                 reuse=None, name=None, dtype=None):  # fmt: skip
+        super().__init__(num_units, forget_bias, state_is_tuple, activation, None, reuse, name,
+                         dtype)  # fmt: skip
+
+
+class GRUCell(RNNCell):
+    """TF1's ``GRUCell``: ``r, u = split(sigmoid(concat([x, h]) @ gates/kernel +
+    gates/bias), 2)``; ``c = activation(concat([x, r * h]) @ candidate/kernel +
+    candidate/bias)``; ``h' = u * h + (1 - u) * c``."""
+
+    _base_name = "gru_cell"
+
+    def __init__(self, num_units, activation=None, reuse=None, kernel_initializer=None,
+                 bias_initializer=None, name=None, dtype=None):  # fmt: skip
+        super().__init__(name, dtype)
+        self._num_units = _check_units(num_units)
+        self._activation = activation or tanh
+        self._kernel_initializer = kernel_initializer
+        self._bias_initializer = bias_initializer
+
+    @property
+    def state_size(self):
+        return self._num_units
+
+    @property
+    def output_size(self):
+        return self._num_units
+
+    def _build(self, graph, input_depth, dtype):
+        n, d = self._num_units, input_depth
+        k_init, b_init = self._kernel_initializer, self._bias_initializer
+        self._gate_kernel = self._variable(graph, "gates/kernel", (d + n, 2 * n), k_init)
+        self._gate_bias = self._variable(graph, "gates/bias", (2 * n,), b_init or _ones_initializer)
+        self._candidate_kernel = self._variable(graph, "candidate/kernel", (d + n, n), k_init)
+        self._candidate_bias = self._variable(
+            graph, "candidate/bias", (n,), b_init or _vars.zeros_initializer
+        )
+
+    def _step(self, inputs, state):
+        gates = bias_add(matmul(concat([inputs, state], 1), self._gate_kernel), self._gate_bias)
+        r, u = split(sigmoid(gates), 2, axis=1)
+        candidate = bias_add(
+            matmul(concat([inputs, r * state], 1), self._candidate_kernel), self._candidate_bias
+        )
+        c = self._activation(candidate)
+        new_h = u * state + (1 - u) * c
+        return new_h, new_h
+
+
+class MultiRNNCell(RNNCell):
+    """Cells stacked in depth: cell i reads cell i-1's output; the state is the tuple of the
+    cells' states; cell i's variables live under ``multi_rnn_cell/cell_<i>/``."""
+
+    _base_name = "multi_rnn_cell"
+
+    def __init__(self, cells, state_is_tuple=True):
+        super().__init__()
+        cells = list(cells)
+        if not cells:
+            raise ValueError("MultiRNNCell needs at least one cell")
+        for c in cells:
+            if not isinstance(c, RNNCell):
+                raise TypeError(f"MultiRNNCell takes RNN cells, got {type(c).__name__}")
+        if len({id(c) for c in cells}) != len(cells):
+            raise ValueError(
+                "MultiRNNCell: the same cell object appears twice (it would share its "
+                "weights across layers); create one cell per layer"
+            )
+        if not state_is_tuple:
+            raise ValueError("MultiRNNCell supports state_is_tuple=True only")
+        self._cells = cells
+
+    @property
+    def state_size(self):
+        return tuple(c.state_size for c in self._cells)
+
+    @property
+    def output_size(self):
+        return self._cells[-1].output_size
+
+    @property
+    def variables(self):
+        return [v for c in self._cells for v in c.variables]
+
+    trainable_variables = variables
+    weights = variables
+
+    def zero_state(self, batch_size, dtype):
+        return tuple(c.zero_state(batch_size, dtype) for c in self._cells)
+
+    def _maybe_build(self, graph, input_depth, dtype):
+        if self._built_depth is not None and input_depth != self._built_depth:
+            super()._maybe_build(graph, input_depth, dtype)  # raises
+        depth = input_depth
+        for i, c in enumerate(self._cells):
+            with _vars.scope(graph, f"cell_{i}"):
+                c.build_for(graph, depth, dtype)
+            depth = c.output_size
+        self._built_depth = input_depth
+
+    def _step(self, inputs, state):
+        graph = inputs.graph
+        out, new_states = inputs, []
+        for i, (c, s) in enumerate(zip(self._cells, state)):
+            with _vars.scope(graph, f"cell_{i}"), graph.name_scope(f"cell_{i}"):
+                out, s = c(out, s)
+            new_states.append(s)
+        return out, tuple(new_states)
