@@ -27,6 +27,7 @@ collective). ``python -m mpi4py script.py`` does the same for exceptions raised 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import socket
 import sys
 import time
@@ -77,6 +78,13 @@ def mpi_module():
             raise UnavailableError(f"{INSTALL_HINT}: loading MPI failed: {exc}") from None
         _state.mpi = MPI
     return _state.mpi
+
+
+def require_installed() -> None:
+    """UnavailableError unless mpi4py is installed (checked without initialising MPI, so
+    that building graphs with collective ops does not start MPI)."""
+    if _state.mpi is None and importlib.util.find_spec("mpi4py") is None:
+        raise UnavailableError(INSTALL_HINT)
 
 
 def available() -> bool:

@@ -157,7 +157,7 @@ def _check_op(op) -> str:
 def allreduce(tensor, op: str = "average", name=None, bucket_bytes=None) -> Tensor:
     """An op: ``tensor`` summed (``op="sum"``) or averaged (``"average"``) over every
     process of the job. Every process must run it, with the same shape."""
-    comm.mpi_module()
+    comm.require_installed()
     t = convert_to_tensor(tensor)
     return _allreduce_op([t], _check_op(op), [t.name], bucket_bytes, name)[0]
 
@@ -165,14 +165,14 @@ def allreduce(tensor, op: str = "average", name=None, bucket_bytes=None) -> Tens
 def grouped_allreduce(tensors, op: str = "average", name=None, bucket_bytes=None) -> list:
     """``allreduce`` of several tensors as one op: they are packed into buckets of at most
     ``bucket_bytes`` (default GRAPHC_DIST_BUCKET_BYTES, 4 MiB), one MPI call per bucket."""
-    comm.mpi_module()
+    comm.require_installed()
     ts = _tensors(tensors, "grouped_allreduce")
     return _allreduce_op(ts, _check_op(op), [t.name for t in ts], bucket_bytes, name)
 
 
 def broadcast(tensor, root_rank: int = 0, name=None) -> Tensor:
     """An op: ``tensor``'s value on process ``root_rank``, on every process."""
-    comm.mpi_module()
+    comm.require_installed()
     t = convert_to_tensor(tensor)
     return _broadcast_op([t], _root(root_rank), [t.name], None, name)[0]
 
@@ -186,7 +186,7 @@ def _root(root_rank) -> int:
 def broadcast_variables(variables, root_rank: int = 0, name=None):
     """An op that sets each variable to its value on process ``root_rank`` (one broadcast
     op for all of them, bucketed)."""
-    comm.mpi_module()
+    comm.require_installed()
     variables = list(variables)
     for v in variables:
         if not isinstance(v, Variable):

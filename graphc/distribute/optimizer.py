@@ -20,7 +20,7 @@ class DistributedOptimizer(Optimizer):
 
     def __init__(self, optimizer, name=None, op: str = "average", bucket_bytes=None,
                  use_locking: bool = False):  # fmt: skip
-        comm.mpi_module()
+        comm.require_installed()
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"DistributedOptimizer wraps a gc.train optimizer, got {optimizer!r}")
         if isinstance(optimizer, DistributedOptimizer):

@@ -142,20 +142,21 @@ def _lower(program, options, secs):
 
 def _host_fallback_executable(source, program, result, options, exc):
     """Ops without a lowering run on the host, labelled as such (see fallback.py)."""
-    from ..llvm import compile_kernel_program
     from . import fallback
 
     secs: dict = {}
     texts = []
+    hits = []
 
     def compile_segment(sub):
-        kp, _ = _lower(sub, options, secs)
-        compiled = compile_kernel_program(kp, options, fast_math=options.fast_math)
-        for k, v in compiled.seconds.items():
+        # each native segment is an ordinary Program: compiled (or loaded) through the disk
+        # cache like a whole one, so a second process or run of the same step compiles nothing
+        exe = build_executable(sub, _SegmentResult(sub), options)
+        for k, v in exe.stats.get("compile_seconds", {}).items():
             secs[k] = secs.get(k, 0.0) + v
-        texts.append(kp.text())
-        infos = [KernelInfo(k.name, tuple(k.ops), tuple(k.op_types)) for k in kp.kernels]
-        return compiled.runner, infos
+        texts.append(exe.stages.get("kernel", ""))
+        hits.append(bool(exe.stats.get("loaded_from_disk")))
+        return exe.runner, list(exe.kernels)
 
     t0 = time.perf_counter()
     runner, kernels, fstats = fallback.build(source, program, options, compile_segment)
@@ -163,9 +164,19 @@ def _host_fallback_executable(source, program, result, options, exc):
     stats = {"kernel_count": len(kernels), "loaded_from_disk": False, "compile_seconds": secs}
     stats.update(fstats)
     stats["host_fallback_reason"] = str(exc)
+    stats["segments_loaded_from_disk"] = sum(hits)
     stages = _Stages(result.stages)
     stages["kernel"] = "\n\n".join(texts)
     return Executable("cpu", source, program, runner, kernels, stats, stages)
+
+
+class _SegmentResult:
+    """What build_executable reads of a pass-pipeline result, for a fallback segment (already
+    optimised with the whole program)."""
+
+    def __init__(self, program):
+        self.program = program
+        self.stages: dict = {}
 
 
 def _int_or_none(v):
