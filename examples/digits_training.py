@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+try:  # optional: a progress bar per epoch (pip install 'graphc[examples]')
+    from tqdm import tqdm
+except ImportError:
+    tqdm = None
+
 try:
     import graphc as gc
 except ImportError:  # run from a source checkout without installing: use the checkout
@@ -67,7 +72,7 @@ def classifier_head(logits, y, lr: float):
 
 
 def progress(epoch, epochs, done, total, loss, width=20):
-    """One-line progress bar, redrawn in place on a terminal."""
+    """One-line progress bar, redrawn in place on a terminal (when tqdm is not installed)."""
     if not sys.stdout.isatty():
         return
     filled = int(width * done / max(total, 1))
@@ -93,15 +98,24 @@ def train(args, build) -> History:
             t0 = time.perf_counter()
             order = rng.permutation(len(x_train))
             losses = []
-            for b in range(n_batches):
+            bar = None
+            if tqdm is not None:  # disable=None: shown on a terminal only
+                bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{args.epochs}", unit="step",
+                           leave=False, disable=None)  # fmt: skip
+            for b in bar if bar is not None else range(n_batches):
                 if steps_left is not None and steps_left <= 0:
                     break
                 idx = order[b * args.batch_size : (b + 1) * args.batch_size]
                 _, batch_loss = sess.run([train_op, loss], {x: x_train[idx], y: y_train[idx]})
                 losses.append(float(batch_loss))
-                progress(epoch, args.epochs, b + 1, n_batches, np.mean(losses))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
+                else:
+                    progress(epoch, args.epochs, b + 1, n_batches, np.mean(losses))
                 if steps_left is not None:
                     steps_left -= 1
+            if bar is not None:
+                bar.close()
             if not losses:
                 break
             hist.step_losses.extend(losses)

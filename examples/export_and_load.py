@@ -1,7 +1,7 @@
 """Train a small classifier, export it to one file, load it back and serve predictions.
 
-    python examples/export_and_load.py                 # writes digits_mlp.gca in a temp dir
-    python examples/export_and_load.py --out model.gca --steps 300
+    python examples/export_and_load.py                 # writes digits_mlp.gcx in a temp dir
+    python examples/export_and_load.py --out model.gcx --steps 300
 
 ``gc.export`` stores the optimised graph, the trained weights and the compiled code;
 ``gc.load`` needs neither this script nor a recompilation on the same machine.
@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=300, help="training steps before export")
     p.add_argument("--target", choices=["cpu", "reference"], default="cpu")
     args = p.parse_args(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="graphc-export-")) / "digits_mlp.gca"
+    out = args.out or Path(tempfile.mkdtemp(prefix="graphc-export-")) / "digits_mlp.gcx"
     trained = train_and_export(out, args.steps, args.target)
 
     t0 = time.perf_counter()

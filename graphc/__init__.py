@@ -6,7 +6,7 @@
     with gc.Session() as sess:
         print(sess.run(y, {x: np.ones((3, 4))}))
 
-The public names are those of shared/API.md.
+The public names are described in docs/api.md (the user guide).
 """
 
 from . import debugging, errors, math, nn  # gc.math, gc.nn...: tf.math / tf.nn namespaces
@@ -32,7 +32,7 @@ from .ops.cumulative import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.gather_scatter import *  # noqa: F403
-from .ops.nn import *  # noqa: F403  (API.md: every op is importable from gc)
+from .ops.nn import *  # noqa: F403  (every op is importable from gc)
 from .ops.random import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.registry import convert_to_tensor
@@ -47,10 +47,9 @@ bool = bool_  # noqa: A001 - gc.bool, as in the API
 print = print_  # noqa: A001 - gc.print, as in the API (tf.print)
 newaxis = None
 
+from . import data, summary  # noqa: E402  (gc.data: input pipelines; gc.summary: TensorBoard)
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
-from . import data  # noqa: E402  (gc.data: input pipelines)
-from . import summary  # noqa: E402  (gc.summary: TensorBoard summaries)
 
 
 def __getattr__(name):

@@ -35,13 +35,20 @@ def _artifact_errors():
     return (errors.GraphcError, OSError)
 
 
+def _fail(command: str, path: str, exc: Exception) -> int:
+    """Print ``graphc COMMAND: PATH: why`` (the path once: most messages already name it)."""
+    why = str(exc)
+    where = "" if str(path) in why else f"{path}: "
+    print(f"graphc {command}: {where}{why}", file=sys.stderr)
+    return 1
+
+
 def _inspect(args) -> int:
     describe = _export_function("describe")
     try:
         print(describe(args.artifact))
     except _artifact_errors() as exc:
-        print(f"graphc inspect: {args.artifact}: {exc}", file=sys.stderr)
-        return 1
+        return _fail("inspect", args.artifact, exc)
     return 0
 
 
@@ -54,8 +61,10 @@ def _dot(args) -> int:
     try:
         text = to_dot(args.artifact)
     except _artifact_errors() as exc:
-        print(f"graphc dot: {args.artifact}: {exc}", file=sys.stderr)
-        return 1
+        return _fail("dot", args.artifact, exc)
+    if args.output == "-":  # the DOT text on stdout (graphc dot m.gcx -o - | dot -Tsvg)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
     out = Path(args.output)
     fmt = _RENDERED.get(out.suffix.lower())
     if fmt is None:
@@ -103,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         required=True,
         metavar="FILE",
-        help="where to write it: .dot (text) or .svg/.png/.pdf (needs Graphviz)",
+        help="where to write it: .dot (text), - (the text on stdout) or .svg/.png/.pdf "
+        "(needs Graphviz)",
     )
     dot.set_defaults(func=_dot)
     return parser

@@ -90,3 +90,26 @@ def test_inspect_and_dot_of_an_exported_model(tmp_path, capsys):
     dot = tmp_path / "g.dot"
     assert main(["dot", str(path), "-o", str(dot)]) == 0
     assert dot.read_text().startswith("digraph")
+
+
+def test_a_bad_artifact_is_named_once(tmp_path, capsys):
+    bad = tmp_path / "bad.gcx"
+    bad.write_bytes(b"not an artifact at all")
+    assert main(["inspect", str(bad)]) == 1
+    assert main(["dot", str(bad), "-o", "-"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"graphc inspect: {bad}: ") and lines[1].startswith("graphc dot:")
+    assert all(line.count(str(bad)) == 1 for line in lines)
+
+
+def test_dot_to_stdout(tmp_path, capsys, monkeypatch):
+    x = gc.placeholder(gc.float32, (None, 2), name="x")
+    y = gc.exp(x) + 1
+    path = tmp_path / "model.gcx"
+    with gc.Session() as sess:
+        gc.export(sess, str(path), inputs={"x": x}, outputs={"y": y})
+    monkeypatch.chdir(tmp_path)
+    assert main(["dot", str(path), "-o", "-"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("digraph") and out.out.rstrip().endswith("}")
+    assert not (tmp_path / "-").exists() and "wrote" not in out.err

@@ -16,7 +16,7 @@ def test_export_and_load_example(tmp_path, target, capsys):
     spec = importlib.util.spec_from_file_location("example_export_and_load", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path / "m.gca"
+    out = tmp_path / "m.gcx"
     result = module.main(["--out", str(out), "--steps", "60", "--target", target])
     assert out.exists()
     assert result["accuracy"] > 0.5  # 60 steps already beat 10% chance by far

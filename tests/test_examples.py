@@ -2,6 +2,7 @@
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,52 @@ def test_bad_flags():
         mlp.parse_args(["--target", "tpu"])
     with pytest.raises(SystemExit):
         mlp.parse_args(["--epochs", "0"])
+
+
+class _FakeTqdm:
+    """Records how the examples drive tqdm."""
+
+    bars: list = []
+
+    def __init__(self, iterable, **kwargs):
+        self.iterable, self.kwargs, self.postfix, self.closed = iterable, kwargs, [], False
+        _FakeTqdm.bars.append(self)
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **kwargs):
+        self.postfix.append(kwargs)
+
+    def close(self):
+        self.closed = True
+
+
+def _load_with_tqdm(monkeypatch, tqdm_module):
+    """The MLP example with digits_training imported afresh while ``tqdm`` is that module."""
+    monkeypatch.setitem(sys.modules, "tqdm", tqdm_module)
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    path = EXAMPLES / "digits_training.py"
+    spec = importlib.util.spec_from_file_location("digits_training", path)
+    shared = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "digits_training", shared)
+    spec.loader.exec_module(shared)
+    return shared, load("mlp_digits")
+
+
+def test_progress_bar_per_epoch_with_tqdm_and_without(monkeypatch):
+    fake = types.ModuleType("tqdm")
+    fake.tqdm = _FakeTqdm
+    _FakeTqdm.bars = []
+    shared, mlp = _load_with_tqdm(monkeypatch, fake)
+    assert shared.tqdm is _FakeTqdm
+    hist = mlp.train(mlp.parse_args(["--steps", "8", "--epochs", "2", "--batch-size", "200"]))
+    assert len(hist.step_losses) == 8
+    assert [b.kwargs["desc"] for b in _FakeTqdm.bars] == ["epoch 1/2", "epoch 2/2"]
+    assert all(b.closed and b.kwargs["disable"] is None for b in _FakeTqdm.bars)
+    assert len(_FakeTqdm.bars[0].postfix) == 7 and "loss" in _FakeTqdm.bars[0].postfix[0]
+    shared, mlp = _load_with_tqdm(monkeypatch, None)  # not installed: the plain fallback
+    assert shared.tqdm is None
+    hist = mlp.train(mlp.parse_args(["--steps", "3", "--epochs", "1"]))
+    assert len(hist.step_losses) == 3

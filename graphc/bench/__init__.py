@@ -1,4 +1,4 @@
-"""``graphc bench``: the benchmark suite of shared/BENCH.md (workloads W1..W8).
+"""``graphc bench``: the benchmark suite (workloads W1..W8, docs/benchmarks.md).
 
 Every workload runs three ways on graphc (``target="reference"``, unfused with
 ``CompileOptions(fusion=False)``, fused) and on the peers importable here (numpy eager always;

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m graphc.bench",
         description="Benchmark graphc (reference, unfused, fused) against the peers installed "
-        "here on the workloads of BENCH.md.",
+        "here on the workloads of docs/benchmarks.md.",
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""Workload W12 of shared/BENCH.md: compile time as the graph grows.
+"""Workload W12 of the benchmark (docs/benchmarks.md): compile time as the graph grows.
 
 Two series of training steps (Adam), each built at several sizes through the public API:
 

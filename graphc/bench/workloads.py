@@ -1,6 +1,6 @@
-"""The workloads W1..W8 (and W12, ``scaling.py``) of shared/BENCH.md: each builds a graphc
-graph through the public API and says what numpy (eager, op by op) computes for the same
-inputs.
+"""The workloads W1..W8 (and W12, ``scaling.py``) of the benchmark (docs/benchmarks.md):
+each builds a graphc graph through the public API and says what numpy (eager, op by op)
+computes for the same inputs.
 
 A workload's *values* are what the runner compares against the reference before timing:
 for a function, its outputs; for a training step, the loss of one step followed by every
