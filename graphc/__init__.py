@@ -24,13 +24,14 @@ from .graph import (
 )
 from .graph.core import get_default_session
 from .ops.bitwise import *  # noqa: F403
+from .ops.branches import *  # noqa: F403  (cond, case)
 from .ops.constant import *  # noqa: F403
-from .ops.control_flow import *  # noqa: F403  (cond, case, while_loop; registers the ops)
 from .ops.control import *  # noqa: F403
 from .ops.debug import print_
 from .ops.cumulative import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
+from .ops.loops import *  # noqa: F403  (while_loop, scan, map_fn, foldl)
 from .ops.gather_scatter import *  # noqa: F403
 from .ops.nn import *  # noqa: F403  (every op is importable from gc)
 from .ops.random import *  # noqa: F403
@@ -48,6 +49,7 @@ print = print_  # noqa: A001 - gc.print, as in the API (tf.print)
 newaxis = None
 
 from . import data, summary  # noqa: E402  (gc.data: input pipelines; gc.summary: TensorBoard)
+from . import control_grad  # noqa: E402, F401  (installs the gradients of while_loop and cond)
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
 

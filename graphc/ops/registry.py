@@ -189,6 +189,13 @@ def apply_op(type_name: str, inputs: Sequence, attrs: dict | None = None, name=N
     attrs = dict(attrs or {})
     inputs = [convert_to_tensor(x) for x in inputs]
     graph = graph or (inputs[0].graph if inputs else get_default_graph())
+    default = get_default_graph()
+    capture = getattr(default, "capture", None)
+    if capture is not None and default.encloses(graph):
+        # Built inside a control-flow body (ops/func_graph.py): the op goes into the body,
+        # and tensors of enclosing graphs become the body's captured inputs.
+        graph = default
+        inputs = [capture(t) for t in inputs]
     for t in inputs:
         if t.graph is not graph:
             raise ValueError(
@@ -210,13 +217,6 @@ def apply_op(type_name: str, inputs: Sequence, attrs: dict | None = None, name=N
     return graph._create_op(op_def, inputs, attrs, out_specs, name, location)
 
 
-    default = get_default_graph()
-    capture = getattr(default, "capture", None)
-    if capture is not None and default.encloses(graph):
-        # Built inside a control-flow body (ops/func_graph.py): the op goes into the body,
-        # and tensors of enclosing graphs become the body's captured inputs.
-        graph = default
-        inputs = [capture(t) for t in inputs]
 def apply1(type_name: str, inputs: Sequence, attrs: dict | None = None, name=None) -> Tensor:
     """``apply_op`` for single-output ops: returns the output tensor."""
     return apply_op(type_name, inputs, attrs, name).outputs[0]

@@ -136,9 +136,6 @@ class Variable(Tensor):
         if initial_value is None:
             raise ValueError("Variable needs an initial_value")
         graph = initial_value.graph if isinstance(initial_value, Tensor) else get_default_graph()
-        base = name or "Variable"
-        with graph.name_scope(base) as scope:
-            var_name = scope[:-1]
         outermost = getattr(graph, "outermost_graph", None)
         if outermost is not None:  # inside a control-flow body: variables live outside it
             if isinstance(initial_value, Tensor):
@@ -150,6 +147,9 @@ class Variable(Tensor):
             with outermost.as_default():
                 self.__init__(initial_value, trainable, name, dtype, collections, validate_shape)
             return
+        base = name or "Variable"
+        with graph.name_scope(base) as scope:
+            var_name = scope[:-1]
             if callable(initial_value):
                 initial_value = initial_value()
             with graph.name_scope("Initializer"), graph.control_dependencies(None):
