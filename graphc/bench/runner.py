@@ -370,6 +370,8 @@ def _steps(workload, peers, quick=False, scale=None) -> int:
     (a scaling workload: its points)."""
     if workload.kind == "scaling":
         return len(workload.points(workload.scaled(workload.sizes(quick), scale)))
+    if workload.kind == "distributed":
+        return 2  # a job of 1 process, then one of 2
     return (4 if workload.kind == "compile" else 3) + sum(workload.id in p.builders for p in peers)
 
 
@@ -419,6 +421,9 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
     if missing:
         res.status, res.reason = "skipped", missing
         progress.advance(_steps(workload, peers, quick, scale), f"{workload.id} skipped")
+        return res
+    if workload.kind == "distributed":  # W14: MPI jobs of its own (distributed.py)
+        workload.run_jobs(sizes, res, repeat, progress, ImplResult)
         return res
     if workload.kind == "scaling":
         res.baseline = ""

@@ -533,6 +533,7 @@ class CNNStep(Workload):
 
 
 # W12 lives in its own module (it builds on Case and Workload above)
+from .distributed import DataParallel  # noqa: E402  (W14: W3 over MPI processes)
 from .scaling import CompileScaling  # noqa: E402
 
 WORKLOADS = {
@@ -547,5 +548,6 @@ WORKLOADS = {
         CNNStep(),
         MLPBatches(),
         CompileScaling(),
+        DataParallel(),
     )
 }
