@@ -1,4 +1,4 @@
-"""Workload W14 of shared/BENCH.md: W3 data-parallel over 2 processes against 1 process.
+"""Workload W14 (docs/benchmarks.md): W3 data-parallel over 2 processes against 1 process.
 
 ``graphc bench --suite W14`` launches the jobs itself (``mpiexec -n N python -m mpi4py
 graphc/bench/dist_worker.py``, see ``graphc.distribute.launch``): one job of 1 process and

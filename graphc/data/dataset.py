@@ -194,6 +194,17 @@ class _TensorSlices(Dataset):
         for i in range(self._n):
             yield st.pack(template, [x[i].copy() for x in leaves])
 
+    def _batches(self, size: int, drop_remainder: bool):
+        """``batch(size)`` of these slices, cut as array slices (one copy per component
+        and batch instead of a copy per element and a stack)."""
+        leaves, template = self._leaves, self._template
+        single = len(leaves) == 1 and not isinstance(template, tuple | dict)
+        for i in range(0, self._n, size):
+            if drop_remainder and i + size > self._n:
+                return
+            parts = [x[i : i + size].copy() for x in leaves]
+            yield parts[0] if single else st.pack(template, parts)
+
 
 def _specs_of(output_types, output_shapes):
     """The nesting of TensorSpecs from parallel nestings of dtypes and shapes."""
@@ -387,6 +398,9 @@ class _Batch(_Unary):
         return st.pack(first, out)
 
     def _iterate(self):
+        if type(self._input) is _TensorSlices:  # the same batches, cut in one slice each
+            yield from self._input._batches(self._n, self._drop)
+            return
         buf: list = []
         for x in self._input._iterate():
             buf.append(x)

@@ -251,3 +251,20 @@ def test_prefetch_thread_stops_when_consumer_leaves():
     n = len(produced)
     time.sleep(0.1)
     assert len(produced) == n  # the generator is no longer read
+
+
+def test_batches_of_slices_equal_stacked_elements():
+    rng = np.random.default_rng(3)
+    data = {"x": rng.random((11, 3)), "y": (rng.random(11) * 10).astype(np.int32)}
+    for drop in (False, True):
+        fast = list(Dataset.from_tensor_slices(data).batch(4, drop_remainder=drop))
+        slow = list(Dataset.from_tensor_slices(data).map(lambda e: e).batch(4, drop))
+        assert len(fast) == len(slow) == (2 if drop else 3)
+        for a, b in zip(fast, slow):
+            assert list(a) == ["x", "y"]
+            np.testing.assert_array_equal(a["x"], b["x"])
+            np.testing.assert_array_equal(a["y"], b["y"])
+    x = np.arange(5.0)
+    batches = list(Dataset.from_tensor_slices(x).batch(2))
+    batches[0][0] = 99.0  # a batch is a copy: writing to it leaves the source alone
+    assert x[0] == 0 and [b.tolist() for b in batches] == [[99.0, 1.0], [2.0, 3.0], [4.0]]
