@@ -4,5 +4,6 @@ from .ops.elementwise import sigmoid, tanh  # noqa: F401
 from .ops.nn import *  # noqa: F403
 from .ops.nn import __all__ as _nn
 from .rnn import cell as rnn_cell  # gc.nn.rnn_cell, as tf.nn.rnn_cell
+from .rnn import dynamic_rnn
 
-__all__ = ["sigmoid", "tanh", "rnn_cell", *_nn]
+__all__ = ["sigmoid", "tanh", "rnn_cell", "dynamic_rnn", *_nn]

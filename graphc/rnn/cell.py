@@ -61,6 +61,12 @@ class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
         return c.dtype
 
 
+def outermost(graph):
+    """The graph variables live in: ``graph`` itself, or for a control-flow body being
+    traced (a ``FuncGraph``) the graph that encloses it all."""
+    return getattr(graph, "outermost_graph", graph)
+
+
 def _ones_initializer(shape, dtype):
     return fill(shape, convert_to_tensor(1, dtype=dtype))
 
@@ -150,8 +156,9 @@ class RNNCell:
                 )
         state = nest.pack_sequence_as(state, flat_state)
         graph = inputs.graph
-        with self._enter(graph, scope) as path:
-            self._maybe_build(graph, int(inputs.shape[-1]), inputs.dtype)
+        outer = outermost(graph)
+        with self._enter(outer, scope) as path:
+            self._maybe_build(outer, int(inputs.shape[-1]), inputs.dtype)
             with graph.name_scope(path.rsplit("/", 1)[-1]):
                 return self._step(inputs, state)
 
@@ -406,7 +413,7 @@ class MultiRNNCell(RNNCell):
         graph = inputs.graph
         out, new_states = inputs, []
         for i, (c, s) in enumerate(zip(self._cells, state)):
-            with _vars.scope(graph, f"cell_{i}"), graph.name_scope(f"cell_{i}"):
+            with _vars.scope(outermost(graph), f"cell_{i}"), graph.name_scope(f"cell_{i}"):
                 out, s = c(out, s)
             new_states.append(s)
         return out, tuple(new_states)
