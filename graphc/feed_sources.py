@@ -3,17 +3,19 @@
 An iterator's ``get_next()`` tensors are Placeholder ops carrying two private attrs
 (names starting with ``_`` stay out of the program text and hash):
 
-- ``SOURCE``: the object the values come from; it has ``take()`` (the next element's
-  flattened components, validated numpy arrays of the placeholders' dtypes, or
-  ``gc.errors.OutOfRangeError``), and ``give_back(values)`` (put an element back at the
-  front, for a run that failed after taking it);
+- ``SOURCE``: the object the values come from; it has ``take(session)`` (the next
+  element's flattened components, validated numpy arrays of the placeholders' dtypes, or
+  ``gc.errors.OutOfRangeError``), ``give_back(session, values)`` (put an element back at
+  the front, for a run that failed after taking it) and ``release(session)`` (the session
+  closes: stop its threads). A source keeps one position per session, as TF does;
 - ``COMPONENT``: which of those components this placeholder is.
 
-An op carrying ``RESTART`` (an iterator's initializer, a NoOp) restarts that source when a
-run needs it. The Session asks ``plan_for`` once per (fetches, targets, feeds) signature
-which sources a run needs; every run of that signature then takes one element per source
-(all get_next tensors of one iterator see the same element) and feeds it. Sources are
-duck-typed, so this module and the Session import nothing of gc.data.
+An op carrying ``RESTART`` (an iterator's initializer, a NoOp) restarts that source
+(``restart(session)``) when a run needs it. The Session asks ``plan_for`` once per
+(fetches, targets, feeds) signature which sources a run needs; every run of that signature
+then takes one element per source (all get_next tensors of one iterator see the same
+element) and feeds it. Sources are duck-typed, so this module and the Session import
+nothing of gc.data.
 """
 
 from __future__ import annotations
@@ -34,29 +36,36 @@ class SourcePlan:
         self._restarts = restarts
         self.tensors = [t for _, comps in pulls for _, t in comps]
 
-    def take(self) -> tuple[list, list]:
+    def take(self, owner) -> tuple[list, list]:
         """(values for ``tensors``, what was taken: hand it to ``give_back`` if the run
         fails). Restarts come first, so a run of an initializer and get_next together
         reads the first element."""
         for source in self._restarts:
-            source.restart()
+            source.restart(owner)
         values: list = []
         taken: list = []
         try:
             for source, comps in self._pulls:
-                element = source.take()
+                element = source.take(owner)
                 taken.append((source, element))
                 values.extend(element[c] for c, _ in comps)
         except BaseException:
-            self.give_back(taken)
+            self.give_back(owner, taken)
             raise
         return values, taken
 
     @staticmethod
-    def give_back(taken: list) -> None:
+    def give_back(owner, taken: list) -> None:
         """Return taken elements to their sources (the run that took them failed)."""
         for source, element in reversed(taken):
-            source.give_back(element)
+            source.give_back(owner, element)
+
+    def release(self, owner) -> None:
+        """The session ``owner`` closes: its sources stop their threads."""
+        for source, _ in self._pulls:
+            source.release(owner)
+        for source in self._restarts:
+            source.release(owner)
 
 
 def plan_for(fetch_tensors, target_ops, fed) -> SourcePlan | None:

@@ -233,6 +233,9 @@ class Session:
                     close()
             self._cache.clear()
             self._fast.clear()
+            for plan, _ in self._source_plans.values():  # gc.data iterators stop their threads
+                if plan is not None:
+                    plan.release(self)
             self._source_plans.clear()
 
     # -- running -------------------------------------------------------------------------
@@ -314,7 +317,7 @@ class Session:
         plan = self._sources(fetch_tensors, target_ops, feeds)
         taken = None
         if plan is not None:  # gc.data iterators: their next element is fed after feed_dict's
-            values, taken = plan.take()
+            values, taken = plan.take(self)
             feeds = feeds + list(zip(plan.tensors, values))
         try:
             with self._lock:
@@ -326,7 +329,7 @@ class Session:
                 values = _unpack(exe, outputs, slots)
         except BaseException:
             if taken:  # a failed run hands its elements back: the next run reads them again
-                plan.give_back(taken)
+                plan.give_back(self, taken)
             raise
         if key is not None:
             self._install_fast(key, fetches, feed_dict, exe, rebuild, slots, feeds, plan)
@@ -364,12 +367,12 @@ class Session:
         else:
             feeds = []
         if plan is not None:  # gc.data iterators (as in run)
-            values, taken = plan.take()
+            values, taken = plan.take(self)
             feeds.extend(values)
             try:
                 return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
             except BaseException:
-                plan.give_back(taken)
+                plan.give_back(self, taken)
                 raise
         return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
 

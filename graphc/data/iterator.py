@@ -13,11 +13,15 @@ Differences from TF1, on purpose:
   An element that does not fit the declared dtypes/shapes raises InvalidArgumentError
   and is consumed (reading it again would fail again).
 - ``get_next()`` called twice returns the same tensors: one element per run per iterator.
+
+As in TF, the position is per session: two sessions on one graph each read the whole
+dataset; closing a session stops the iterator's threads there.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 from ..errors import FailedPreconditionError, OutOfRangeError
 from ..feed_sources import COMPONENT, RESTART, SOURCE
@@ -43,10 +47,10 @@ class Iterator:
         file, line = user_location()
         self._where = f"iterator made at {file}:{line}"
         self._lock = threading.Lock()
-        self._source = None  # the Python iterator of the current pass
-        self._pushback: list = []
-        self._ended = False
-        self._started = not initializable  # a one-shot iterator starts at its first take
+        # the position lives in each session, as in TF: session -> _Pass (weak: a session
+        # that is dropped without close() frees its pass, and the pass its threads)
+        self._passes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._initializable = initializable  # a one-shot iterator starts at its first take
         self._outputs = None
         self._initializer = None
         if initializable:
@@ -94,46 +98,77 @@ class Iterator:
         return self._outputs
 
     # -- the feed_sources protocol (called by the Session) -----------------------------------
-    def restart(self) -> None:
+    def _pass(self, owner) -> _Pass:
+        """The state of this iterator in session ``owner`` (made on first use)."""
         with self._lock:
-            self._close()
-            self._started = True
-            self._ended = False
+            state = self._passes.get(owner)
+            if state is None:
+                state = self._passes[owner] = _Pass(started=not self._initializable)
+            return state
 
-    def take(self) -> list:
-        with self._lock:
-            if self._pushback:
-                return self._pushback.pop()
-            if not self._started:
+    def restart(self, owner) -> None:
+        state = self._pass(owner)
+        with state.lock:
+            state.close()
+            state.started = True
+            state.ended = False
+
+    def take(self, owner) -> list:
+        state = self._pass(owner)
+        with state.lock:
+            if state.pushback:
+                return state.pushback.pop()
+            if not state.started:
                 raise FailedPreconditionError(
                     f"GetNext() failed because the iterator has not been initialized "
                     f"({self._where}): run its initializer first"
                 )
-            if self._ended:
+            if state.ended:
                 raise OutOfRangeError(f"End of sequence ({self._where})")
-            if self._source is None:
-                self._source = iter(self._dataset._iterate())
+            if state.source is None:
+                state.source = iter(self._dataset._iterate())
             try:
-                element = next(self._source)
+                element = next(state.source)
             except StopIteration:
-                self._ended = True
-                self._close()
+                state.close()
+                state.ended = True
                 raise OutOfRangeError(f"End of sequence ({self._where})") from None
         if type(element) is Failed:
             raise element.exc
         return st.element_components(element, self._spec, f"element of the {self._where}")
 
-    def give_back(self, values: list) -> None:
-        with self._lock:
-            self._pushback.append(values)
+    def give_back(self, owner, values: list) -> None:
+        state = self._pass(owner)
+        with state.lock:
+            state.pushback.append(values)
 
-    def _close(self) -> None:
-        source, self._source = self._source, None
-        self._pushback.clear()
+    def release(self, owner) -> None:
+        """``owner`` (a session) is closing: stop this iterator's threads there."""
+        with self._lock:
+            state = self._passes.pop(owner, None)
+        if state is not None:
+            with state.lock:
+                state.close()
+
+
+class _Pass:
+    """An iterator's position in one session: the Python iterator of the current pass over
+    the dataset, elements given back by failed runs, whether it started or ended."""
+
+    def __init__(self, started: bool):
+        self.lock = threading.Lock()
+        self.source = None
+        self.pushback: list = []
+        self.started = started
+        self.ended = False
+
+    def close(self) -> None:
+        source, self.source = self.source, None
+        self.pushback.clear()
         if source is not None:
             close_iterator(source)
 
     def __del__(self):
-        source = getattr(self, "_source", None)
+        source = getattr(self, "source", None)
         if source is not None:
             close_iterator(source)

@@ -1,6 +1,7 @@
 """gc.data iterators in a Session: get_next tensors fed by the session, one element per run."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -208,3 +209,20 @@ def test_training_from_a_dataset_matches_feed_dict(target):
     assert len(losses1) == 10
     np.testing.assert_allclose(losses1, losses2, rtol=1e-6)
     assert losses1[-1] < losses1[0]
+
+
+def test_position_is_per_session_and_close_stops_threads():
+    v = Dataset.range(4).repeat().prefetch(2).make_one_shot_iterator().get_next()
+    out = v * 1
+    s1, s2 = gc.Session(options=OPTS), gc.Session(options=OPTS)
+    assert [int(s1.run(out)) for _ in range(3)] == [0, 1, 2]
+    assert [int(s2.run(out)) for _ in range(2)] == [0, 1]  # its own pass, as in TF
+    assert int(s1.run(out)) == 3
+    s1.close()
+    s2.close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(
+        t.name == "graphc-data-prefetch" and t.is_alive() for t in threading.enumerate()
+    ):
+        time.sleep(0.01)
+    assert not [t for t in threading.enumerate() if t.name == "graphc-data-prefetch"]
