@@ -52,16 +52,32 @@ class RunContext:
             self.rng_counters[name] = value + 1
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def iteration_counter(counter: int, iteration: int) -> int:
+    """The random-stream counter of iteration ``iteration`` of a loop body whose run
+    counter is ``counter``: a splitmix64 step, so that each iteration draws its own numbers
+    (a dropout mask per step of an RNN), the same on every target, without advancing any
+    counter the session keeps."""
+    z = (counter + (iteration + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
 class SubContext:
-    """The context a sub-program runs in (a control-flow body, a native segment): its own
-    feeds, and the run's variables and random streams, so that its writes are the run's
-    writes (committed, or not, with the whole run)."""
+    """The context a sub-program runs in (a control-flow body): its own feeds, and the
+    run's variables and random streams, so that its writes are the run's writes (committed,
+    or not, with the whole run). ``iteration``: the loop iteration it runs (None outside a
+    loop), which gives its random ops a stream of their own."""
 
-    __slots__ = ("feeds", "_ctx")
+    __slots__ = ("feeds", "_ctx", "iteration")
 
-    def __init__(self, ctx, feeds: list):
+    def __init__(self, ctx, feeds: list, iteration: int | None = None):
         self.feeds = feeds
         self._ctx = ctx
+        self.iteration = iteration
 
     def read_variable(self, name: str):
         return self._ctx.read_variable(name)
@@ -70,4 +86,7 @@ class SubContext:
         self._ctx.write_variable(name, value, owned)
 
     def rng_counter(self, op_name: str) -> int:
-        return self._ctx.rng_counter(op_name)
+        counter = self._ctx.rng_counter(op_name)
+        if self.iteration is None:
+            return counter
+        return iteration_counter(counter, self.iteration)

@@ -15,8 +15,10 @@ variables, then one row of each *stacked* output. The op's outputs: the final lo
 variables, then each stacked output with a leading axis of the trip count. The last
 ``n_history`` stacked outputs are the *history*: the loop variables at the start of each
 iteration, which the gradient needs (only with ``back_prop``; computed only when read).
-``cond`` reads ``vars + caps`` and returns a scalar bool; without ``cond`` the loop runs
-once per row of the sliced inputs.
+``cond`` reads ``vars + caps`` and returns a scalar bool; with a ``cond`` the body also
+returns, last, the condition evaluated on its new variables, so an iteration is one body
+call (``cond`` alone runs once, before the first). Without ``cond`` the loop runs once per
+row of the sliced inputs.
 
 ``If`` inputs: the scalar bool predicate, then captured tensors; ``then``/``else`` read the
 captured tensors and return the outputs.
@@ -30,7 +32,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..graph.core import TensorSpec, get_default_graph
 from .control_runtime import fmt_shape, run_if, run_while
-from .func_graph import program_has_effect, to_program, trace
+from .func_graph import import_program, program_has_effect, to_program, trace
 from .registry import OpDef, ShapeError, apply_op, register
 
 _NO_EXAMPLES = "control flow: its bodies are traced functions; tested in tests/control_flow"
@@ -179,14 +181,24 @@ def build_loop(body_fn, loop_vars, sliced=(), cond_fn=None, var_shapes=None, rev
     dtypes = [t.dtype for t in loop_vars]
     bt = trace(body, specs + row_specs, list, graph, "body", out_dtypes=dtypes)
     check = _check_body(bt.outputs[:n], specs, what)
-    caps = _union(ct.captured if ct else [], bt.captured)
-    layout = bt.args + _cap_layout(bt, caps)
     history = bt.args[:n] if back_prop else []
     stacked_outs = bt.outputs[n:]
+    fetches = bt.outputs + history
+    cond_prog = None
+    if ct is not None:
+        # The body also evaluates the condition on its new variables (its last output):
+        # one body call per iteration, the cond Program alone only before the first.
+        for c in ct.captured:
+            bt.graph.capture(c)
+        caps = _union(ct.captured, bt.captured)
+        cond_prog = to_program(ct.graph, ct.outputs, ct.args + _cap_layout(ct, caps))
+        with bt.graph.as_default(), bt.graph.control_dependencies(None):
+            fetches += import_program(cond_prog, bt.outputs[:n] + _cap_layout(bt, caps),
+                                      name="body/next_cond")  # fmt: skip
+    caps = _union(ct.captured if ct else [], bt.captured)
     attrs = {
-        "cond": None if ct is None else to_program(ct.graph, ct.outputs,
-                                                   ct.args + _cap_layout(ct, caps)),
-        "body": to_program(bt.graph, bt.outputs + history, layout),
+        "cond": cond_prog,
+        "body": to_program(bt.graph, fetches, bt.args + _cap_layout(bt, caps)),
         "n_vars": n,
         "n_sliced": len(sliced),
         "n_caps": len(caps),

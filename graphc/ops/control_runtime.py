@@ -60,9 +60,9 @@ def run_while(attrs, xs, call, needed=None) -> list:
     reverse = attrs.get("reverse", False)
     check = [(j, attrs["var_specs"][j][0]) for j in attrs.get("check_vars", ())]
     i = 0
+    c = call("cond", vars_ + caps, 0)[0] if has_cond else None
     while True:
         if has_cond:
-            c = call("cond", vars_ + caps)[0]
             if np.shape(c) != ():
                 raise InvalidArgumentError(
                     f"while_loop at {where(attrs)}: cond returned shape {np.shape(c)}, "
@@ -79,9 +79,11 @@ def run_while(attrs, xs, call, needed=None) -> list:
             break
         if k:
             at = trips - 1 - i if reverse else i
-            outs = call("body", vars_ + [r[at] for r in rows] + caps)
+            outs = call("body", vars_ + [r[at] for r in rows] + caps, i)
         else:
-            outs = call("body", vars_ + caps)
+            outs = call("body", vars_ + caps, i)
+        if has_cond:
+            c = outs[-1]  # the condition on the new variables (see control_flow.py)
         vars_ = outs[:n]
         for j, st in enumerate(stacks):
             if st is not None:

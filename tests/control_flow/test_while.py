@@ -220,3 +220,23 @@ def test_per_iteration_overhead_is_small():
         per = (time.perf_counter() - t0) / 10000
     print(f"while_loop on cpu: {per * 1e6:.1f} us per iteration")
     assert per < 200e-6
+
+
+def test_random_ops_in_a_body_draw_per_iteration_and_per_run():
+    gc.set_random_seed(7)
+
+    def body(i, acc):
+        row = gc.expand_dims(gc.random_uniform((3,), dtype=gc.float64), 0)
+        return i + 1, gc.concat([acc, row], axis=0)
+
+    _, rows = gc.while_loop(lambda i, a: i < 4, body, (0, gc.zeros((0, 3), gc.float64)),
+                            shape_invariants=((), (None, 3)), back_prop=False)  # fmt: skip
+    runs = {}
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            runs[target] = [sess.run(rows), sess.run(rows)]
+    first, second = runs["reference"]
+    assert first.shape == (4, 3) and len({tuple(r) for r in first}) == 4  # fresh per iteration
+    assert not np.allclose(first, second)  # fresh per run
+    np.testing.assert_array_equal(runs["cpu"][0], first)  # the same streams on cpu
+    np.testing.assert_array_equal(runs["cpu"][1], second)

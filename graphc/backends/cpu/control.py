@@ -47,10 +47,13 @@ class ControlStep:
         self.seconds = time.perf_counter() - t0
 
     def run(self, xs, ctx) -> list:
-        runners = self.runners
+        runners = {attr: r.run for attr, r in self.runners.items()}
+        sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
-        def call(attr, feeds):
-            return runners[attr].run(SubContext(ctx, feeds))
+        def call(attr, feeds, iteration=None):
+            sub.feeds = feeds
+            sub.iteration = iteration
+            return runners[attr](sub)
 
         return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
 

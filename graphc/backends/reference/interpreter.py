@@ -106,11 +106,13 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
 
 
 def _body_runner(node, ctx, check):
-    """``call(attr, feeds)`` for a control op: runs the sub-Program ``node.attrs[attr]``
-    with ``feeds`` in this run's state."""
+    """``call(attr, feeds, iteration=None)`` for a control op: runs the sub-Program
+    ``node.attrs[attr]`` with ``feeds`` in this run's state (``iteration``: the loop
+    iteration, for the random streams)."""
 
-    def call(attr, feeds):
-        return run_program(node.attrs[attr], SubContext(ctx, list(feeds)), None, check)
+    def call(attr, feeds, iteration=None):
+        sub = SubContext(ctx, list(feeds), iteration)
+        return run_program(node.attrs[attr], sub, None, check)
 
     return call
 
