@@ -1803,7 +1803,8 @@ def test_session_threads_and_close(target):
 
 def test_error_classes_and_hierarchy():
     names = ["InvalidArgumentError", "FailedPreconditionError", "UnimplementedError",
-             "UnavailableError", "InvalidArtifactError", "CompileError"]  # fmt: skip
+             "UnavailableError", "InvalidArtifactError", "CompileError",
+             "OutOfRangeError"]  # fmt: skip
     assert issubclass(gc.errors.GraphcError, Exception)
     for n in names:
         cls = getattr(gc.errors, n)
