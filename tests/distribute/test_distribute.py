@@ -18,12 +18,14 @@ import pytest
 
 import graphc as gc
 from graphc import config
+from graphc.bench.runner import run_suite
 from graphc.distribute import comm, launch
 
 pytestmark = pytest.mark.skipif(not comm.available(), reason="mpi4py is not installed")
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
+EXAMPLE = HERE.parents[1] / "examples" / "distributed_mlp.py"
 B = 4  # rows per process and step
 TIMEOUT = 120
 
@@ -53,21 +55,25 @@ def _ranks(out, n):
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(n)]
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    """(baseline with batch 2B, [rank 0, rank 1] of a 2-process job with batch B)."""
-    root = tmp_path_factory.mktemp("two")
-    base = _baseline(root / "base", 2 * B)
-    res = _job(2, "train", root / "job")
+def test_two_processes(tmp_path):
+    """One 2-process job and its 1-process baseline (batch 2B), checked by the helpers below
+    (one test: pytest-xdist would otherwise run the jobs once per worker)."""
+    base = _baseline(tmp_path / "base", 2 * B)
+    res = _job(2, "train", tmp_path / "job")
     assert res.returncode == 0 and not res.timed_out, res.stderr[-3000:]
-    return base, _ranks(root / "job", 2)
+    two = base, _ranks(tmp_path / "job", 2)
+    check_n_processes_match_one_process_with_n_times_the_batch(two)
+    check_ranks_end_bit_identical_and_start_equal_after_broadcast(two)
+    check_one_process_matches_the_reference_target(two)
+    check_collective_ops_values_and_gradients(two)
+    check_saver_writes_on_rank_0_only_and_threads_share_the_cores(two)
 
 
 def _models(d):
     return sorted({k.split("/")[0] for k in d if "/end/" in k and not k.startswith("ref_")})
 
 
-def test_n_processes_match_one_process_with_n_times_the_batch(two):
+def check_n_processes_match_one_process_with_n_times_the_batch(two):
     base, ranks = two
     models = _models(base)
     assert {"mlp_adam", "mlp_momentum", "mlp_sgd", "mlp_rmsprop", "mlp_adagrad", "cnn_adam"} \
@@ -86,7 +92,7 @@ def test_n_processes_match_one_process_with_n_times_the_batch(two):
             assert list(d[f"{m}/host_ops"]) == ["DistAllreduce"]
 
 
-def test_ranks_end_bit_identical_and_start_equal_after_broadcast(two):
+def check_ranks_end_bit_identical_and_start_equal_after_broadcast(two):
     base, (r0, r1) = two
     for k in r0:
         if "/start/" in k or "/end/" in k:
@@ -97,7 +103,7 @@ def test_ranks_end_bit_identical_and_start_equal_after_broadcast(two):
             np.testing.assert_array_equal(r0[k], base[k], err_msg=k)
 
 
-def test_one_process_matches_the_reference_target(two):
+def check_one_process_matches_the_reference_target(two):
     base, _ = two
     ends = [k for k in base if k.startswith("ref_mlp_adam/end/")]
     assert ends
@@ -105,7 +111,7 @@ def test_one_process_matches_the_reference_target(two):
         np.testing.assert_allclose(base[k[len("ref_") :]], base[k], rtol=1e-4, atol=1e-6)
 
 
-def test_collective_ops_values_and_gradients(two):
+def check_collective_ops_values_and_gradients(two):
     _, ranks = two
     n = len(ranks)
     w = np.array([1.0, 2.0, 3.0], np.float32)
@@ -126,7 +132,7 @@ def test_collective_ops_values_and_gradients(two):
             np.testing.assert_allclose(d[p + "db"], w * total if r == n - 1 else 0 * w)
 
 
-def test_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
+def check_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
     _, (r0, r1) = two
     assert str(r0["saver_path"]).endswith("ckpt") and str(r1["saver_path"]) == ""
     for d in (r0, r1):
@@ -137,6 +143,28 @@ def test_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
         # x 7 buckets (6 allreduce ops, the grouped one of 2 dtypes); each op call checks the
         # ranks agree first: + 6 models x 1 broadcast + 2 x 1 broadcast
         assert (calls, checks) == (6 * 20 + 2 * 7, 6 * 20 + 2 * 6 + 6 + 2)
+
+
+def test_example_trains_on_two_processes_and_logs_once(tmp_path):
+    ckpt = tmp_path / "model"
+    args = ["--epochs", "1", "--checkpoint", ckpt]
+    res = launch.run_job(2, EXAMPLE, args, timeout=TIMEOUT, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = res.stdout + res.stderr
+    assert text.count("epoch 1:") == 1 and "[rank 1]" not in text  # rank 0 logs
+    acc = float(text.split("epoch 1:")[1].split("test accuracy")[1].split("%")[0])
+    assert acc > 70  # one epoch of 21 steps: ~85% (10% is chance)
+    assert list(tmp_path.glob("model-*")) and "2 process(es)" in text
+
+
+def test_bench_w14_quick():
+    result = run_suite(suite="W14", quick=True, repeat=2, progress=False)
+    (w,) = result.workloads
+    assert result.ok and w.status == "ok", (w.status, w.reason, [i.reason for i in w.impls])
+    assert [i.status for i in w.impls] == ["ok", "ok"]
+    assert w.speedups["throughput_2_processes_over_1"] > 0
+    assert any(n.startswith("2-process step") and "allreduce" in n for n in w.notes)
+    assert all(i.max_abs_err < 1e-4 and i.extra["same_variables"] for i in w.impls)
 
 
 def test_three_processes(tmp_path):
