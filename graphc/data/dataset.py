@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import InvalidArgumentError
-from ..graph.core import TensorSpec
+from ..graph.core import TensorSpec, get_default_graph
 from . import structure as st
 from .iterator import Iterator
 from .structure import Failed
@@ -66,6 +66,16 @@ class Dataset:
         """The nesting of ``gc.TensorSpec(shape, dtype)`` every element fits."""
         raise NotImplementedError
 
+    def _first_element(self):
+        """The first element (StopIteration if none), for inferring a map's spec. Overridden
+        where the first element is cheaper to find than by a pass (no shuffle pass used up,
+        no prefetch thread started)."""
+        source = iter(self._iterate())
+        try:
+            return next(source)
+        finally:
+            close_iterator(source)
+
     def __iter__(self):
         for x in self._iterate():
             if type(x) is Failed:
@@ -98,6 +108,12 @@ class Dataset:
         return _FromGenerator(generator, output_types, output_shapes, args)
 
     @staticmethod
+    def zip(datasets) -> Dataset:
+        """Elements of several datasets side by side: ``datasets`` is a tuple (or dict) of
+        datasets, each element the same nesting of their elements; ends with the shortest."""
+        return _Zip(datasets)
+
+    @staticmethod
     def range(*args) -> Dataset:
         """``range(stop)`` / ``range(start, stop[, step])`` as int64 scalars."""
         r = range(*args)
@@ -111,11 +127,20 @@ class Dataset:
         ``output_types`` (and ``output_shapes``) declare it."""
         return _Map(self, fn, num_parallel_calls, output_types, output_shapes)
 
+    def filter(self, predicate) -> Dataset:
+        """The elements for which ``predicate`` (numpy code, called like a map fn) is true."""
+        return _Filter(self, predicate)
+
+    def concatenate(self, dataset) -> Dataset:
+        """This dataset's elements, then those of ``dataset`` (of the same structure and
+        dtypes; shapes that differ become None in the spec)."""
+        return _Concatenate(self, dataset)
+
     def shuffle(self, buffer_size, seed=None, reshuffle_each_iteration=True) -> Dataset:
         """Elements in random order, drawn from a buffer of ``buffer_size`` (tf.data's
-        algorithm). With a ``seed`` the k-th pass over this dataset in a process has the
-        same order run after run; each pass (epoch) gets a new order unless
-        ``reshuffle_each_iteration=False``."""
+        algorithm). With a ``seed`` (or a graph-level seed, ``gc.set_random_seed``) the
+        k-th pass over this dataset has the same order run after run; each pass (epoch)
+        gets a new order unless ``reshuffle_each_iteration=False``."""
         return _Shuffle(self, buffer_size, seed, reshuffle_each_iteration)
 
     def batch(self, batch_size, drop_remainder=False) -> Dataset:
@@ -160,8 +185,8 @@ class Dataset:
 class _TensorSlices(Dataset):
     def __init__(self, tensors):
         if isinstance(tensors, list):
-            tensors = np.asarray(tensors)
-        leaves = [np.asarray(x) for x in st.flatten(tensors)]
+            tensors = st.as_leaf_array(tensors)
+        leaves = [st.as_leaf_array(x) for x in st.flatten(tensors)]
         if not leaves:
             raise ValueError("from_tensor_slices needs at least one array")
         for x in leaves:
@@ -206,30 +231,6 @@ class _TensorSlices(Dataset):
             yield parts[0] if single else st.pack(template, parts)
 
 
-def _specs_of(output_types, output_shapes):
-    """The nesting of TensorSpecs from parallel nestings of dtypes and shapes."""
-
-    def build(types, shapes):
-        if isinstance(types, tuple | list):
-            if shapes is not None and (
-                not isinstance(shapes, tuple | list) or len(shapes) != len(types)
-            ):
-                raise ValueError(f"output_shapes {shapes!r} do not match output_types {types!r}")
-            parts = [
-                build(t, None if shapes is None else s) for t, s in zip(types, shapes or types)
-            ]
-            if st._is_namedtuple(types):
-                return type(types)(*parts)
-            return tuple(parts)
-        if isinstance(types, dict):
-            if shapes is not None and (not isinstance(shapes, dict) or set(shapes) != set(types)):
-                raise ValueError(f"output_shapes {shapes!r} do not match output_types {types!r}")
-            return {k: build(types[k], None if shapes is None else shapes[k]) for k in types}
-        return TensorSpec(st.as_shape(shapes), _dt.as_dtype(types))
-
-    return build(output_types, output_shapes)
-
-
 class _FromGenerator(Dataset):
     def __init__(self, generator, output_types, output_shapes, args, name="from_generator"):
         if not callable(generator):
@@ -239,7 +240,7 @@ class _FromGenerator(Dataset):
             )
         self._generator = generator
         self._args = tuple(args) if args is not None else ()
-        self._spec = _specs_of(output_types, output_shapes)
+        self._spec = st.specs_of(output_types, output_shapes)
         fn_name = getattr(generator, "__name__", type(generator).__name__)
         self._where = f"Dataset.{name}({fn_name})" if name == "from_generator" else name
 
@@ -294,7 +295,7 @@ class _Map(_Unary):
         self._workers = num_parallel_calls
         self._declared = None
         if output_types is not None:
-            self._declared = _specs_of(output_types, output_shapes)
+            self._declared = st.specs_of(output_types, output_shapes)
         self._spec = None
         self._spec_lock = threading.Lock()
         self._name = getattr(fn, "__name__", type(fn).__name__)
@@ -316,16 +317,13 @@ class _Map(_Unary):
         with self._spec_lock:
             if self._spec is None:
                 # fn is numpy code, so the spec is that of its first result (one call)
-                source = iter(self._input._iterate())
                 try:
-                    first = next(source)
+                    first = self._input._first_element()
                 except StopIteration:
                     raise ValueError(
                         f"map({self._name}): the input is empty, so the result's element spec "
                         "cannot be inferred; give output_types (and output_shapes) to map"
                     ) from None
-                finally:
-                    close_iterator(source)
                 out = self._call(first)
                 if type(out) is Failed:
                     raise out.exc
@@ -344,8 +342,17 @@ class _Shuffle(_Unary):
         super().__init__(input_dataset)
         self._buffer = _count(buffer_size, "shuffle buffer_size", minimum=1)
         self._seed = None if seed is None else _count(seed, "shuffle seed")
+        graph = get_default_graph()
+        if seed is None and graph.seed is not None:
+            # TF1: with a graph-level seed (gc.set_random_seed) the order is reproducible
+            n = len(graph.get_collection("_data_shuffles"))
+            graph.add_to_collection("_data_shuffles", None)
+            self._seed = (graph.seed * 1_000_003 + n) % 2**31
         self._reshuffle = bool(reshuffle)
         self._passes = itertools.count()
+
+    def _first_element(self):
+        return self._input._first_element()  # any element has the spec; no pass used up
 
     def _iterate(self):
         k = next(self._passes) if self._reshuffle else 0  # itertools.count is thread-safe
@@ -435,6 +442,9 @@ class _Prefetch(_Unary):
             raise ValueError("prefetch buffer_size must be >= 1 or AUTOTUNE")
         self._size = 2 if n == AUTOTUNE else n
 
+    def _first_element(self):
+        return self._input._first_element()
+
     def _iterate(self):
         return Prefetch(self._input._iterate, self._size)
 
@@ -471,3 +481,97 @@ class _Skip(_Unary):
         if self._count == -1:
             return iter(())
         return _islice(self._input._iterate(), self._count, None)
+
+
+class _Filter(_Unary):
+    def __init__(self, input_dataset, predicate):
+        super().__init__(input_dataset)
+        if not callable(predicate):
+            raise TypeError(f"filter needs a callable, got {type(predicate).__name__}")
+        self._predicate = predicate
+        self._name = getattr(predicate, "__name__", type(predicate).__name__)
+
+    def _keep(self, element):
+        """True, False, or a Failed element to pass on."""
+        pred = self._predicate
+        try:
+            out = pred(*element) if type(element) is tuple else pred(element)
+        except Exception as exc:  # noqa: BLE001 - raised where the element is read
+            return Failed(exc)
+        arr = np.asarray(out)
+        if arr.shape != () or arr.dtype.kind not in "biu":
+            return Failed(InvalidArgumentError(
+                f"filter({self._name}) must return a scalar bool, got {arr.dtype} of shape "
+                f"{arr.shape}"
+            ))  # fmt: skip
+        return bool(arr)
+
+    def _iterate(self):
+        source = self._input._iterate()
+        try:
+            for x in source:
+                if type(x) is Failed:
+                    yield x
+                    continue
+                keep = self._keep(x)
+                if keep is True:
+                    yield x
+                elif keep is not False:
+                    yield keep
+        finally:
+            close_iterator(source)
+
+
+class _Zip(Dataset):
+    def __init__(self, datasets):
+        self._datasets = st.flatten(datasets)
+        if not self._datasets:
+            raise ValueError("Dataset.zip needs at least one dataset")
+        for d in self._datasets:
+            if not isinstance(d, Dataset):
+                raise TypeError(f"Dataset.zip takes datasets, got {type(d).__name__}")
+        self._template = datasets
+
+    @property
+    def element_spec(self):
+        return st.pack(self._template, [d.element_spec for d in self._datasets])
+
+    def _iterate(self):
+        sources = [iter(d._iterate()) for d in self._datasets]
+        try:
+            while True:
+                parts = []
+                for src in sources:
+                    try:
+                        parts.append(next(src))
+                    except StopIteration:
+                        return
+                bad = next((p for p in parts if type(p) is Failed), None)
+                yield bad if bad is not None else st.pack(self._template, parts)
+        finally:
+            for src in sources:
+                close_iterator(src)
+
+
+class _Concatenate(Dataset):
+    def __init__(self, first, second):
+        if not isinstance(second, Dataset):
+            raise TypeError(f"concatenate takes a dataset, got {type(second).__name__}")
+        a, b = first.element_spec, second.element_spec
+        if not st.same_nesting(a, b) or [s.dtype for s in st.flatten(a)] != [
+            s.dtype for s in st.flatten(b)
+        ]:
+            raise TypeError(
+                f"concatenate: the datasets' elements differ: {a} and {b} (the same structure "
+                "and dtypes are needed)"
+            )
+        self._first, self._second = first, second
+        self._spec = st.pack(a, [st.relax(x, y) for x, y in zip(st.flatten(a), st.flatten(b))])
+
+    @property
+    def element_spec(self):
+        return self._spec
+
+    def _iterate(self):
+        yield from self._first._iterate()
+        yield from self._second._iterate()

@@ -41,9 +41,9 @@ class Iterator:
         self._graph = get_default_graph()
         self._spec = dataset.element_spec
         self._specs = st.flatten(self._spec)
-        for i, s in enumerate(self._specs):
-            if s.dtype is None:
-                raise TypeError(f"component {i} of the dataset has no graphc dtype")
+        problem = st.graph_dtype_problem(self._specs)
+        if problem is not None:
+            raise TypeError(f"cannot make a graph iterator of this dataset: {problem}")
         file, line = user_location()
         self._where = f"iterator made at {file}:{line}"
         self._lock = threading.Lock()

@@ -116,16 +116,37 @@ def as_shape(shape) -> tuple | None:
 
 
 def spec_of_value(value) -> TensorSpec:
-    """The spec of one numpy component (its exact shape)."""
+    """The spec of one numpy component (its exact shape). A component without a graphc
+    dtype (text, such as file names to load in a ``map``) keeps its numpy dtype: Python
+    iteration and ``map`` take it, a graph iterator refuses it (``graph_dtype_problem``)."""
     arr = np.asarray(value)
     try:
         dt = _dt.as_dtype(arr.dtype)
     except TypeError:
-        raise TypeError(
-            f"a dataset component of numpy dtype {arr.dtype} has no graphc dtype (supported: "
-            "float16, float32, float64, int32, int64, bool)"
-        ) from None
+        dt = arr.dtype
     return TensorSpec(tuple(arr.shape), dt)
+
+
+def graph_dtype_problem(specs) -> str | None:
+    """Why these component specs cannot become tensors, or None."""
+    for i, s in enumerate(specs):
+        if not isinstance(s.dtype, _dt.DType):
+            return (
+                f"component {i} has numpy dtype {s.dtype}, which has no graphc dtype "
+                "(float16, float32, float64, int32, int64, bool); map it to numbers first"
+            )
+    return None
+
+
+def as_leaf_array(value) -> np.ndarray:
+    """A leaf of from_tensor_slices as an array: numpy values keep their dtype, Python
+    numbers take TF's defaults (float32, int32) as ``gc.constant`` gives them."""
+    if isinstance(value, np.ndarray | np.generic):
+        return np.asarray(value)
+    try:
+        return np.asarray(value, dtype=_dt.default_dtype_for_value(value).np)
+    except (TypeError, ValueError):
+        return np.asarray(value)  # text and other values without a graphc dtype
 
 
 def compatible(shape, given) -> bool:
@@ -204,3 +225,27 @@ def element_components(element, spec, where: str) -> list:
         to_component(v, s, f"{where}, component {i}" if len(specs) > 1 else where)
         for i, (v, s) in enumerate(zip(values, specs))
     ]
+
+
+def specs_of(output_types, output_shapes):
+    """The nesting of TensorSpecs from parallel nestings of dtypes and shapes."""
+
+    def build(types, shapes):
+        if isinstance(types, tuple | list):
+            if shapes is not None and (
+                not isinstance(shapes, tuple | list) or len(shapes) != len(types)
+            ):
+                raise ValueError(f"output_shapes {shapes!r} do not match output_types {types!r}")
+            parts = [
+                build(t, None if shapes is None else s) for t, s in zip(types, shapes or types)
+            ]
+            if _is_namedtuple(types):
+                return type(types)(*parts)
+            return tuple(parts)
+        if isinstance(types, dict):
+            if shapes is not None and (not isinstance(shapes, dict) or set(shapes) != set(types)):
+                raise ValueError(f"output_shapes {shapes!r} do not match output_types {types!r}")
+            return {k: build(types[k], None if shapes is None else shapes[k]) for k in types}
+        return TensorSpec(as_shape(shapes), _dt.as_dtype(types))
+
+    return build(output_types, output_shapes)

@@ -268,3 +268,55 @@ def test_batches_of_slices_equal_stacked_elements():
     batches = list(Dataset.from_tensor_slices(x).batch(2))
     batches[0][0] = 99.0  # a batch is a copy: writing to it leaves the source alone
     assert x[0] == 0 and [b.tolist() for b in batches] == [[99.0, 1.0], [2.0, 3.0], [4.0]]
+
+
+def test_shuffle_follows_the_graph_level_seed():
+    def order():
+        gc.reset_default_graph()
+        gc.set_random_seed(5)
+        return [int(v) for v in Dataset.range(30).shuffle(30)]
+
+    assert order() == order() != list(range(30))
+    gc.reset_default_graph()
+    assert sorted(int(v) for v in Dataset.range(30).shuffle(30)) == list(range(30))
+
+
+def test_filter_zip_concatenate():
+    evens = Dataset.range(10).filter(lambda v: v % 2 == 0)
+    assert [int(v) for v in evens] == [0, 2, 4, 6, 8]
+    pairs = Dataset.zip((Dataset.range(3), Dataset.range(10, 20).map(lambda v: v * 2)))
+    assert [(int(a), int(b)) for a, b in pairs] == [(0, 20), (1, 22), (2, 24)]
+    named = Dataset.zip({"a": Dataset.range(2), "b": Dataset.range(5)})
+    assert [{k: int(v) for k, v in e.items()} for e in named] == [
+        {"a": 0, "b": 0},
+        {"a": 1, "b": 1},
+    ]
+    both = Dataset.from_tensor_slices(np.zeros((2, 3))).concatenate(
+        Dataset.from_tensor_slices(np.ones((1, 4)))
+    )
+    assert both.element_spec == gc.TensorSpec((None,), gc.float64)
+    assert [e.shape for e in both] == [(3,), (3,), (4,)]
+    with pytest.raises(TypeError, match="concatenate"):
+        Dataset.range(2).concatenate(Dataset.from_tensor_slices(np.zeros(2)))
+    with pytest.raises(gc.errors.InvalidArgumentError, match="scalar bool"):
+        list(Dataset.range(3).filter(lambda v: np.array([True, False])))
+
+
+def test_text_components_iterate_and_map_but_are_no_tensors():
+    names = Dataset.from_tensor_slices((["a", "bbb"], [1, 2]))
+    assert names.element_spec[1] == gc.TensorSpec((), gc.int32)  # Python ints: TF's int32
+    assert [(str(s), int(i)) for s, i in names] == [("a", 1), ("bbb", 2)]
+    with pytest.raises(TypeError, match="component 0 has numpy dtype <U3"):
+        names.make_one_shot_iterator()
+    lengths = names.map(lambda s, i: np.float32(len(str(s)) * i))
+    assert lengths.element_spec == gc.TensorSpec((), gc.float32)
+    assert [float(v) for v in lengths] == [1.0, 6.0]
+
+
+def test_inferring_a_map_spec_uses_up_no_shuffle_pass():
+    def pipeline():
+        return Dataset.range(20).shuffle(20, seed=1).prefetch(2).map(lambda v: v * 3)
+
+    probed = pipeline()
+    assert probed.element_spec == gc.TensorSpec((), gc.int64)
+    assert [int(v) for v in probed] == [int(v) for v in pipeline()]
