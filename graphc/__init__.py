@@ -53,6 +53,38 @@ from . import control_grad  # noqa: E402, F401  (installs the gradients of while
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
 
+# Building models (API.md "Building models"): collections, variable scopes, initializers,
+# layers, losses and metrics, above the ops (graphc/model, graphc/layers, losses.py,
+# metrics.py).
+from .graph.collections import (  # noqa: E402
+    GraphKeys,
+    add_to_collection,
+    add_to_collections,
+    get_collection,
+    get_collection_ref,
+)
+from .model import (  # noqa: E402
+    AUTO_REUSE,
+    VariableScope,
+    get_local_variable,
+    get_variable,
+    get_variable_scope,
+    initializers,
+    variable_scope,
+)
+from .model.initializers import (  # noqa: E402  (tf.compat.v1 top-level initializer names)
+    Constant as constant_initializer,
+    GlorotNormal as glorot_normal_initializer,
+    GlorotUniform as glorot_uniform_initializer,
+    Ones as ones_initializer,
+    RandomNormal as random_normal_initializer,
+    RandomUniform as random_uniform_initializer,
+    TruncatedNormal as truncated_normal_initializer,
+    VarianceScaling as variance_scaling_initializer,
+    Zeros as zeros_initializer,
+)
+from . import layers, losses, metrics  # noqa: E402
+
 
 def __getattr__(name):
     # gc.train and gc.distribute load on first use, keeping `import graphc` fast.

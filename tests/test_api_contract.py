@@ -365,8 +365,11 @@ def test_weak_python_scalars_take_the_tensor_dtype(target):
     assert out["h"].dtype == np.float16 and out["i"].dtype == np.int32
     assert out["l"].dtype == np.int64
     np.testing.assert_array_equal(out["i"], [4, 5])
-    # numpy scalars are not weak: they promote like arrays
-    assert (gc.constant(np.float32([1.0])) + np.float64(1.0)).dtype == gc.float64
+    # numpy float scalars are weak too (API.md "Building models": Python and numpy floats
+    # never widen a float32 graph, as TF1 converts them to the tensor's dtype); numpy arrays
+    # keep their dtype and promote
+    assert (gc.constant(np.float32([1.0])) + np.float64(1.0)).dtype == gc.float32
+    assert (gc.constant(np.float32([1.0])) + np.array([1.0])).dtype == gc.float64
 
 
 def test_shape_errors_at_build_time_name_op_shapes_and_line():

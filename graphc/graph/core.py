@@ -372,8 +372,32 @@ class Graph:
         with self._lock:
             self._collections.setdefault(name, []).append(value)
 
-    def get_collection(self, name: str) -> list:
-        return list(self._collections.get(name, []))
+    def add_to_collections(self, names, value) -> None:
+        """Add ``value`` to each collection of ``names`` (a name or a list of names)."""
+        for name in [names] if isinstance(names, str) else dict.fromkeys(names):
+            self.add_to_collection(name, value)
+
+    def get_collection(self, name: str, scope: str | None = None) -> list:
+        """A copy of collection ``name``; with ``scope``, only the items whose ``name``
+        matches it at the start (``re.match``, as TF1), items without a name left out."""
+        items = list(self._collections.get(name, []))
+        if scope is None:
+            return items
+        pattern = re.compile(scope)
+        return [v for v in items if isinstance(getattr(v, "name", None), str)
+                and pattern.match(v.name)]  # fmt: skip
+
+    def get_collection_ref(self, name: str) -> list:
+        """The collection list itself (created empty if missing): changes to it stay."""
+        with self._lock:
+            return self._collections.setdefault(name, [])
+
+    def get_all_collection_keys(self) -> list[str]:
+        return list(self._collections)
+
+    def clear_collection(self, name: str) -> None:
+        with self._lock:
+            self._collections.pop(name, None)
 
     # -- default graph -------------------------------------------------------------------
     @contextlib.contextmanager

@@ -16,6 +16,7 @@ from .registry import (
     Example,
     OpDef,
     ShapeError,
+    _is_weak_numpy_scalar,
     _is_weak_scalar,
     apply1,
     broadcast_shapes,
@@ -534,9 +535,9 @@ def _binary(type_name, x, y, name):
     if a.dtype != b.dtype:
         # A weak float scalar with an integer tensor gives float32 (as JAX), not numpy's
         # float64; two tensors follow numpy promotion.
-        if _is_weak_scalar(x):
+        if _is_weak_scalar(x) or _is_weak_numpy_scalar(x, b.dtype):
             dt = a.dtype
-        elif _is_weak_scalar(y):
+        elif _is_weak_scalar(y) or _is_weak_numpy_scalar(y, a.dtype):
             dt = b.dtype
         else:
             dt = _dt.result_type(a.dtype, b.dtype)

@@ -33,6 +33,8 @@ from .registry import (
     normalize_axis,
     register,
 )
+from .shape import reshape as _reshape
+from .shape import transpose as _transpose
 from .shape_util import located
 
 __all__ = [
@@ -598,21 +600,30 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
 
 @located("bias_add")
 def bias_add(value, bias, data_format=None, name=None):
-    """value + bias, bias a vector matching the last dim of value (NHWC/NC layouts)."""
-    if data_format not in (None, "NHWC", "NWC", "NC", "N...C"):
-        raise ValueError(f"bias_add: data_format {data_format!r} is not supported (channels last)")
+    """value + bias, bias a vector matching the channel dim of value: the last one (NHWC, the
+    default), or dim 1 with ``data_format="NCHW"`` (value of rank >= 2: [N, C, ...])."""
+    channels_first = data_format in ("NCHW", "NCW", "NCDHW", "NC...")
+    if data_format not in (None, "NHWC", "NWC", "NDHWC", "NC", "N...C") and not channels_first:
+        raise ValueError(f"bias_add: data_format {data_format!r} is not supported (NHWC or "
+                         "NCHW)")  # fmt: skip
     v = convert_to_tensor(value)
     b = _like_input(v, bias)
     if b.shape is not None and len(b.shape) != 1:
         raise ValueError(f"bias_add: bias {b.name} must be rank 1, got shape {b.shape}")
-    if v.shape is not None and len(v.shape) < 1:
-        raise ValueError(f"bias_add: value {v.name} must have rank >= 1")
+    min_rank = 2 if channels_first else 1
+    if v.shape is not None and len(v.shape) < min_rank:
+        raise ValueError(f"bias_add: value {v.name} must have rank >= {min_rank}")
+    axis = 1 if channels_first else -1
     if v.shape is not None and b.shape is not None:
-        if None not in (v.shape[-1], b.shape[0]) and v.shape[-1] != b.shape[0]:
+        if None not in (v.shape[axis], b.shape[0]) and v.shape[axis] != b.shape[0]:
             raise ValueError(
-                f"bias_add: bias {b.name} of shape {b.shape} does not match the last dim of "
-                f"value {v.name} of shape {v.shape}"
+                f"bias_add: bias {b.name} of shape {b.shape} does not match the channel dim "
+                f"({data_format or 'NHWC'}) of value {v.name} of shape {v.shape}"
             )
+    if channels_first:
+        if v.shape is None:
+            raise ValueError(f"bias_add: NCHW needs the rank of value {v.name}")
+        b = _reshape(b, (-1,) + (1,) * (len(v.shape) - 2))
     return _ew().add(v, b, name=name)
 
 
@@ -730,16 +741,20 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
 # == convolution and pooling ===================================================================
 
 
-def _pair(value, what, allow4=True):
-    """(h, w) from an int, a pair, or an NHWC 4-list [1, h, w, 1]."""
+def _pair(value, what, allow4=True, data_format="NHWC"):
+    """(h, w) from an int, a pair, or a 4-list in ``data_format`` order: [1, h, w, 1] (NHWC)
+    or [1, 1, h, w] (NCHW)."""
     if isinstance(value, int | np.integer):
         v = (int(value), int(value))
     else:
         v = tuple(int(d) for d in value)
         if len(v) == 4 and allow4:
-            if v[0] != 1 or v[3] != 1:
-                raise ValueError(f"{what} {list(value)} must be 1 in the batch and channel dims")
-            v = v[1:3]
+            spatial = (2, 3) if data_format == "NCHW" else (1, 2)
+            others = [d for i, d in enumerate(v) if i not in spatial]
+            if any(d != 1 for d in others):
+                raise ValueError(f"{what} {list(value)} must be 1 in the batch and channel dims "
+                                 f"({data_format})")  # fmt: skip
+            v = (v[spatial[0]], v[spatial[1]])
         elif len(v) == 1:
             v = (v[0], v[0])
         elif len(v) != 2:
@@ -749,9 +764,17 @@ def _pair(value, what, allow4=True):
     return v
 
 
-def _padding(padding):
-    """ "SAME", "VALID", or TF's explicit NHWC list [[0, 0], [top, bottom], [left, right],
-    [0, 0]] as ((top, bottom), (left, right)) (all zero: "VALID")."""
+def _padding(padding, data_format="NHWC"):
+    """ "SAME", "VALID", or TF's explicit list, [[0, 0], [top, bottom], [left, right], [0, 0]]
+    in NHWC ([[0, 0], [0, 0], [top, bottom], [left, right]] in NCHW), as
+    ((top, bottom), (left, right)) (all zero: "VALID")."""
+    if data_format == "NCHW" and not isinstance(padding, str):
+        try:
+            pads = np.asarray(padding)
+        except (TypeError, ValueError):
+            pads = None
+        if pads is not None and pads.shape == (4, 2):
+            padding = pads[[0, 2, 3, 1]]  # to NHWC order
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID"):
             raise ValueError(f"padding must be 'SAME', 'VALID' or an explicit list, got "
@@ -1117,27 +1140,56 @@ def _like_input(x, value):
     return convert_to_tensor(value)
 
 
-def _conv_window_attrs(strides, padding, dilations):
+def _conv_window_attrs(strides, padding, dilations, data_format="NHWC"):
     return {
-        "strides": _pair(strides, "strides"),
-        "padding": _padding(padding),
-        "dilations": _pair(dilations, "dilations"),
+        "strides": _pair(strides, "strides", data_format=data_format),
+        "padding": _padding(padding, data_format),
+        "dilations": _pair(dilations, "dilations", data_format=data_format),
     }
+
+
+def _data_format(data_format, what):
+    """"NHWC" or "NCHW" (None: NHWC). The window ops work on NHWC; NCHW data is transposed
+    to NHWC around them (transposes that the compiler folds into the neighbouring kernels)."""
+    if data_format is None:
+        return "NHWC"
+    if data_format not in ("NHWC", "NCHW"):
+        raise ValueError(f"{what}: data_format must be 'NHWC' or 'NCHW', got {data_format!r}")
+    return data_format
+
+
+def _to_nhwc(x, data_format, what):
+    if data_format == "NHWC":
+        return x
+    if x.shape is not None and len(x.shape) != 4:
+        raise ValueError(f"{what}: NCHW input {x.name} must be rank 4, got shape {x.shape}")
+    return _transpose(x, (0, 2, 3, 1))
+
+
+def _from_nhwc(y, data_format, name):
+    if data_format == "NHWC":
+        return y
+    return _transpose(y, (0, 3, 1, 2), name=name)
 
 
 @located("conv2d")
 def conv2d(input, filters, strides, padding, dilations=1, data_format="NHWC", name=None):  # noqa: A002
-    """2-D convolution of NHWC ``input`` with HWIO ``filters``.
+    """2-D convolution of ``input`` (NHWC, or NCHW with ``data_format="NCHW"``) with HWIO
+    ``filters`` ([height, width, in_channels, out_channels] in both formats).
 
-    ``strides``/``dilations``: int, [h, w] or [1, h, w, 1]; ``padding``: "SAME" (TF's split:
-    the odd padding element goes after), "VALID", or TF's explicit list
-    ``[[0, 0], [top, bottom], [left, right], [0, 0]]`` (zeros added on those sides).
+    ``strides``/``dilations``: int, [h, w] or a 4-list in the data format's order
+    ([1, h, w, 1] / [1, 1, h, w]); ``padding``: "SAME" (TF's split: the odd padding element
+    goes after), "VALID", or TF's explicit list ``[[0, 0], [top, bottom], [left, right],
+    [0, 0]]`` (NCHW: ``[[0, 0], [0, 0], [top, bottom], [left, right]]``).
     """
-    if data_format != "NHWC":
-        raise ValueError(f"conv2d: data_format {data_format!r} is not supported (NHWC only)")
+    data_format = _data_format(data_format, "conv2d")
     x = convert_to_tensor(input)
     f = _like_input(x, filters)
-    return apply1("Conv2D", [x, f], _conv_window_attrs(strides, padding, dilations), name)
+    attrs = _conv_window_attrs(strides, padding, dilations, data_format)
+    if data_format == "NHWC":
+        return apply1("Conv2D", [x, f], attrs, name)
+    y = apply1("Conv2D", [_to_nhwc(x, data_format, "conv2d"), f], attrs)
+    return _from_nhwc(y, data_format, name)
 
 
 @located("conv2d_transpose")
@@ -1360,32 +1412,37 @@ class AvgPoolGrad(_PoolGrad):
         ]
 
 
-def _pool_attrs(ksize, strides, padding):
+def _pool_attrs(ksize, strides, padding, data_format="NHWC"):
     return {
-        "ksize": _pair(ksize, "ksize"),
-        "strides": _pair(strides, "strides"),
-        "padding": _padding(padding),
+        "ksize": _pair(ksize, "ksize", data_format=data_format),
+        "strides": _pair(strides, "strides", data_format=data_format),
+        "padding": _padding(padding, data_format),
     }
+
+
+def _pool(type_name, what, input, ksize, strides, padding, data_format, name):  # noqa: A002
+    data_format = _data_format(data_format, what)
+    x = convert_to_tensor(input)
+    attrs = _pool_attrs(ksize, strides, padding, data_format)
+    if data_format == "NHWC":
+        return apply1(type_name, [x], attrs, name)
+    y = apply1(type_name, [_to_nhwc(x, data_format, what)], attrs)
+    return _from_nhwc(y, data_format, name)
 
 
 @located("max_pool2d")
 def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """Max over ksize windows of NHWC ``input`` (ksize/strides: int, [h, w] or [1, h, w, 1]);
-    ``padding`` as conv2d's (explicit padding never wins: it reads as -inf)."""
-    if data_format != "NHWC":
-        raise ValueError(f"max_pool2d: data_format {data_format!r} is not supported (NHWC only)")
-    x = convert_to_tensor(input)
-    return apply1("MaxPool", [x], _pool_attrs(ksize, strides, padding), name)
+    """Max over ksize windows of ``input`` (NHWC, or NCHW with ``data_format="NCHW"``;
+    ksize/strides: int, [h, w] or a 4-list in the data format's order); ``padding`` as
+    conv2d's (explicit padding never wins: it reads as -inf)."""
+    return _pool("MaxPool", "max_pool2d", input, ksize, strides, padding, data_format, name)
 
 
 @located("avg_pool2d")
 def avg_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """Mean over ksize windows of NHWC ``input``; SAME and explicit padding divide by the real
-    inputs covered."""
-    if data_format != "NHWC":
-        raise ValueError(f"avg_pool2d: data_format {data_format!r} is not supported (NHWC only)")
-    x = convert_to_tensor(input)
-    return apply1("AvgPool", [x], _pool_attrs(ksize, strides, padding), name)
+    """Mean over ksize windows of ``input`` (NHWC or NCHW); SAME and explicit padding divide
+    by the real inputs covered."""
+    return _pool("AvgPool", "avg_pool2d", input, ksize, strides, padding, data_format, name)
 
 
 max_pool = max_pool2d

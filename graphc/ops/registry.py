@@ -141,28 +141,49 @@ def _is_weak_scalar(value) -> bool:
     return isinstance(value, bool | int | float) and not isinstance(value, np.generic)
 
 
+def _is_weak_numpy_scalar(value, target) -> bool:
+    """A numpy float scalar (``np.float64(0.1)``, ``np.sqrt(2 / n)``), or a numpy integer
+    scalar beside a floating tensor, takes the tensors' dtype like a Python number: TF1
+    converts such operands to the dtype of the op's tensor input, so numpy scalars never widen
+    a float32 graph (numpy arrays keep their own dtype and promote)."""
+    if target is None or not isinstance(value, np.generic):
+        return False
+    if isinstance(value, np.floating):
+        return True
+    return isinstance(value, np.integer) and target.is_floating
+
+
 def convert_args(values, graph=None, dtype_hint=None) -> list[Tensor]:
-    """Convert operands of one op: Python scalars take the tensors' dtype ("weak" types)."""
+    """Convert operands of one op: Python scalars take the tensors' dtype ("weak" types), and
+    so do numpy float scalars (and numpy integer scalars beside a floating tensor)."""
     tensors = [v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v for v in values]
-    strong = [v.dtype for v in tensors if isinstance(v, Tensor)]
+    tensor_dtypes = [v.dtype for v in tensors if isinstance(v, Tensor)]
+    tensor_target = _dt.result_type(*tensor_dtypes) if tensor_dtypes else None
+    weak = [
+        _is_weak_scalar(v) or _is_weak_numpy_scalar(v, tensor_target)
+        for v in tensors
+    ]
+    strong = list(tensor_dtypes)
     strong += [
         _dt.default_dtype_for_value(v)
-        for v in tensors
-        if not isinstance(v, Tensor) and not _is_weak_scalar(v)
+        for v, w in zip(tensors, weak)
+        if not isinstance(v, Tensor) and not w
     ]
     graph = graph or _graph_of(tensors)
     target = _dt.result_type(*strong) if strong else None
     out = []
-    for v in tensors:
+    for v, w in zip(tensors, weak):
         if isinstance(v, Tensor):
             out.append(v)
             continue
-        if _is_weak_scalar(v):
+        if w:
+            is_float = isinstance(v, float | np.floating)
+            is_int = isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
             if target is None:
                 dt = dtype_hint or _dt.default_dtype_for_value(v)
-            elif isinstance(v, float) and not target.is_floating:
+            elif is_float and not target.is_floating:
                 dt = _dt.float32
-            elif isinstance(v, int) and not isinstance(v, bool) and target.is_bool:
+            elif is_int and target.is_bool:
                 dt = _dt.int32
             else:
                 dt = target

@@ -6,17 +6,20 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import FailedPreconditionError
+from ..graph.collections import GraphKeys
 from ..graph.core import Operation, Tensor, get_default_graph, session_for, user_location
 from .registry import DTypeError, Example, OpDef, ShapeError, apply_op, convert_to_tensor, register
 
 __all__ = [
     "Variable", "global_variables", "trainable_variables", "global_variables_initializer",
     "variables_initializer", "assign", "assign_add", "assign_sub", "local_variables",
-    "is_variable_initialized", "report_uninitialized_variables",
+    "is_variable_initialized", "report_uninitialized_variables", "local_variables_initializer",
+    "model_variables",
 ]  # fmt: skip
 
-GLOBAL_VARIABLES = "variables"
-TRAINABLE_VARIABLES = "trainable_variables"
+GLOBAL_VARIABLES = GraphKeys.GLOBAL_VARIABLES
+TRAINABLE_VARIABLES = GraphKeys.TRAINABLE_VARIABLES
+LOCAL_VARIABLES = GraphKeys.LOCAL_VARIABLES
 
 
 def _read(ctx, attrs):
@@ -150,9 +153,11 @@ class Variable(Tensor):
         base = name or "Variable"
         with graph.name_scope(base) as scope:
             var_name = scope[:-1]
-            if callable(initial_value):
-                initial_value = initial_value()
+            # The initial value is built outside any control_dependencies block (as TF1's
+            # init_scope): running the initializer must not run the ops of a training step.
             with graph.name_scope("Initializer"), graph.control_dependencies(None):
+                if callable(initial_value):
+                    initial_value = initial_value()
                 if isinstance(initial_value, Tensor):
                     init = initial_value
                     if dtype is not None and init.dtype != _dt.as_dtype(dtype):
@@ -259,7 +264,15 @@ def global_variables(scope=None) -> list:
 
 
 def local_variables(scope=None) -> list:
-    return []
+    """The Variables of the LOCAL_VARIABLES collection (metric counters, ...)."""
+    vs = get_default_graph().get_collection(LOCAL_VARIABLES)
+    return [v for v in vs if scope is None or v.op.name.startswith(scope)]
+
+
+def model_variables(scope=None) -> list:
+    """The Variables of the MODEL_VARIABLES collection."""
+    vs = get_default_graph().get_collection(GraphKeys.MODEL_VARIABLES)
+    return [v for v in vs if scope is None or v.op.name.startswith(scope)]
 
 
 def trainable_variables(scope=None) -> list:
@@ -278,6 +291,11 @@ def variables_initializer(var_list, name="init"):
 def global_variables_initializer():
     """One op that initialises every global variable of the default graph."""
     return variables_initializer(global_variables())
+
+
+def local_variables_initializer():
+    """One op that initialises every local variable of the default graph."""
+    return variables_initializer(local_variables())
 
 
 @register
