@@ -366,25 +366,23 @@ class Session:
                 feeds.append(v)
         else:
             feeds = []
+        taken = None
         if plan is not None:  # gc.data iterators (as in run)
             values, taken = plan.take(self)
             feeds.extend(values)
-            try:
-                return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
-            except BaseException:
-                plan.give_back(self, taken)
-                raise
-        return self._run_fast_feeds(exe, rebuild, slots, feeds, options, run_metadata)
-
-    def _run_fast_feeds(self, exe, rebuild, slots, feeds, options, run_metadata):
         trace = [] if (options is not None and options.trace) else None
-        with self._lock:
-            self._hits += 1
-            ctx = RunContext(self._variables, self._rng_counters, feeds)
-            outputs = exe.run(ctx, trace)
-            if ctx.pending or ctx.pending_rng:
-                ctx.commit()
-            values = _unpack(exe, outputs, slots)
+        try:
+            with self._lock:
+                self._hits += 1
+                ctx = RunContext(self._variables, self._rng_counters, feeds)
+                outputs = exe.run(ctx, trace)
+                if ctx.pending or ctx.pending_rng:
+                    ctx.commit()
+                values = _unpack(exe, outputs, slots)
+        except BaseException:
+            if taken:  # a failed run hands its elements back
+                plan.give_back(self, taken)
+            raise
         if trace is not None and run_metadata is not None:
             run_metadata.step_stats = _step_stats(trace)
         return rebuild(values)
