@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS
+from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS, RNNStep
+
+RNN_ADAM_LR, RNN_PARAMS = RNNStep.adam_lr, RNNStep.params
 
 
 @dataclass
@@ -185,6 +187,63 @@ def _jax_cnn(workload, sizes, inputs, device):
     return run
 
 
+def _adam_tf1(sqrt, lr, t, params, grads, m, v, beta1=0.9, beta2=0.999, eps=1e-8):
+    """TF1's Adam step (graphc's AdamOptimizer): bias correction folded into the step size."""
+    lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+    m = [mi + (g - mi) * (1 - beta1) for mi, g in zip(m, grads)]
+    v = [vi + (g * g - vi) * (1 - beta2) for vi, g in zip(v, grads)]
+    params = [p - lr_t * mi / (sqrt(vi) + eps) for p, mi, vi in zip(params, m, v)]
+    return params, m, v
+
+
+def _jax_rnn(workload, sizes, inputs, device):
+    """W11: the LSTM over time with lax.scan, the whole Adam step under jit."""
+    import jax
+    import jax.numpy as jnp
+
+    vocab, hidden = sizes["vocab"], sizes["hidden"]
+
+    def loss_fn(params, ids, targets):
+        kernel, bias, wy, by = params
+        x = jax.nn.one_hot(ids, vocab, dtype=jnp.float32).transpose(1, 0, 2)  # time major
+        zeros = jnp.zeros((ids.shape[0], hidden), jnp.float32)
+
+        def cell(state, xt):
+            c, h = state
+            z = jnp.concatenate([xt, h], axis=1) @ kernel + bias
+            i, j, f, o = jnp.split(z, 4, axis=1)
+            c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, h), h
+
+        _, hs = jax.lax.scan(cell, (zeros, zeros), x)
+        logits = hs.transpose(1, 0, 2).reshape(-1, hidden) @ wy + by
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, targets.reshape(-1, 1), axis=1))
+
+    @jax.jit
+    def step(params, m, v, t):
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids, targets)
+        params, m, v = _adam_tf1(jnp.sqrt, RNN_ADAM_LR, t, params, grads, m, v)
+        return loss, params, m, v
+
+    ids = jax.device_put(inputs["ids"])
+    targets = jax.device_put(inputs["targets"])
+    state = {"params": [jax.device_put(inputs[k]) for k in RNN_PARAMS], "t": 0}
+    state["m"] = [jnp.zeros_like(p) for p in state["params"]]
+    state["v"] = [jnp.zeros_like(p) for p in state["params"]]
+
+    def run():
+        state["t"] += 1
+        loss, state["params"], state["m"], state["v"] = step(
+            state["params"], state["m"], state["v"], jnp.float32(state["t"])
+        )
+        jax.block_until_ready(state["params"])
+        return [loss, *state["params"]]
+
+    return run
+
+
 JAX = Peer(
     "jax jit",
     "jax",
@@ -197,6 +256,7 @@ JAX = Peer(
         "W6": _jax_fn(_jax_ln),
         "W7": _jax_cnn,
         "W8": _jax_mlp,
+        "W11": _jax_rnn,
     },
 )
 
@@ -307,6 +367,65 @@ def _tf_mlp(xla):
     return builder
 
 
+def _tf_rnn(xla):
+    """W11: the same step in TF1 graph mode: tf.compat.v1.nn.dynamic_rnn (a while loop) over
+    a minimal LSTM cell with TF1 LSTMCell's math (so no Keras package is needed)."""
+
+    def builder(workload, sizes, inputs, device):
+        vocab, hidden = sizes["vocab"], sizes["hidden"]
+
+        def build(tf):
+            v1 = tf.compat.v1
+            kernel = v1.Variable(inputs["kernel"], name="kernel")
+            bias = v1.Variable(inputs["bias"], name="bias")
+            wy = v1.Variable(inputs["wy"], name="wy")
+            by = v1.Variable(inputs["by"], name="by")
+
+            class Cell:
+                state_size = (hidden, hidden)
+                output_size = hidden
+
+                def zero_state(self, batch_size, dtype):
+                    z = tf.zeros(tf.stack([batch_size, hidden]), dtype)
+                    return (z, z)
+
+                def __call__(self, xt, state, scope=None):
+                    c, h = state
+                    z = tf.matmul(tf.concat([xt, h], 1), kernel) + bias
+                    i, j, f, o = tf.split(z, 4, axis=1)
+                    c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(j)
+                    h = tf.sigmoid(o) * tf.tanh(c)
+                    return h, (c, h)
+
+            ids = v1.placeholder(tf.int32, (None, None), "ids")
+            targets = v1.placeholder(tf.int32, (None, None), "targets")
+            outputs, _ = v1.nn.dynamic_rnn(Cell(), tf.one_hot(ids, vocab), dtype=tf.float32)
+            logits = tf.matmul(tf.reshape(outputs, (-1, hidden)), wy) + by
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.reshape(targets, (-1,)), logits=logits
+                )
+            )
+            params = [kernel, bias, wy, by]
+            step = v1.train.AdamOptimizer(RNN_ADAM_LR).minimize(loss, var_list=params)
+            return loss, step, params, {ids: inputs["ids"], targets: inputs["targets"]}
+
+        sess, (loss, step, params, feed) = _tf_open(build, xla)
+
+        class Stepper:
+            last = None
+
+            def run(self):
+                self.last = sess.run([loss, step], feed)[0]
+
+            def values(self):
+                return [self.last, *sess.run(params)]
+
+        return Stepper()
+
+    return builder
+
+
 def _tf_peer(name, xla):
     return Peer(
         name,
@@ -318,6 +437,7 @@ def _tf_peer(name, xla):
             "W4": _tf_fn(lambda tf, ph, s, i: [ph("x") * 2 + 1])(xla),
             "W6": _tf_fn(_tf_ln)(xla),
             "W8": _tf_mlp(xla),
+            "W11": _tf_rnn(xla),
         },
     )
 

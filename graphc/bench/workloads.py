@@ -1,6 +1,6 @@
-"""The workloads W1..W8 (and W12, ``scaling.py``) of the benchmark (docs/benchmarks.md):
-each builds a graphc graph through the public API and says what numpy (eager, op by op)
-computes for the same inputs.
+"""The workloads W1..W8 (W11 in ``rnn.py``, W12 in ``scaling.py``) of the benchmark
+(docs/benchmarks.md): each builds a graphc graph through the public API and says what numpy
+(eager, op by op) computes for the same inputs.
 
 A workload's *values* are what the runner compares against the reference before timing:
 for a function, its outputs; for a training step, the loss of one step followed by every
@@ -534,6 +534,7 @@ class CNNStep(Workload):
 
 # W12 lives in its own module (it builds on Case and Workload above)
 from .distributed import DataParallel  # noqa: E402  (W14: W3 over MPI processes)
+from .rnn import RNNStep  # noqa: E402  (W11: dynamic_rnn train step)
 from .scaling import CompileScaling  # noqa: E402
 
 WORKLOADS = {
@@ -547,6 +548,7 @@ WORKLOADS = {
         LayerNorm(),
         CNNStep(),
         MLPBatches(),
+        RNNStep(),
         CompileScaling(),
         DataParallel(),
     )
