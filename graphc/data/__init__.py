@@ -8,4 +8,21 @@ sess.run(train_op)   # each run reads the next batch; the end raises OutOfRangeE
 from .dataset import AUTOTUNE, Dataset
 from .iterator import Iterator
 
-__all__ = ["AUTOTUNE", "Dataset", "Iterator"]
+
+def make_one_shot_iterator(dataset) -> Iterator:
+    """``dataset.make_one_shot_iterator()`` (tf.compat.v1.data's function form)."""
+    return dataset.make_one_shot_iterator()
+
+
+def make_initializable_iterator(dataset) -> Iterator:
+    """``dataset.make_initializable_iterator()`` (tf.compat.v1.data's function form)."""
+    return dataset.make_initializable_iterator()
+
+
+__all__ = [
+    "AUTOTUNE",
+    "Dataset",
+    "Iterator",
+    "make_initializable_iterator",
+    "make_one_shot_iterator",
+]

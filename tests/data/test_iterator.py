@@ -65,6 +65,11 @@ def test_initializable_iterator_restarts():
         # initializer and get_next in one run: the first element
         _, first = sess.run([it.initializer, v])
         assert first == 0
+    it2 = gc.data.make_initializable_iterator(Dataset.range(2))  # the function forms
+    one = gc.data.make_one_shot_iterator(Dataset.range(5, 7)).get_next()
+    with gc.Session(options=OPTS) as sess:
+        sess.run(it2.initializer)
+        assert sess.run([it2.get_next(), one]) == [0, 5]
     with pytest.raises(ValueError, match="one-shot"):
         _ = Dataset.range(3).make_one_shot_iterator().initializer
 
