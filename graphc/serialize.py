@@ -2,6 +2,8 @@
 
 Attributes are encoded with explicit tags, numpy arrays as raw little-endian bytes in a
 separate blob so that loading never executes code and never trusts a Python object stream.
+A control-flow body (a Program attribute) is a nested program with the same encoding; it is
+verified like the outer one, and its op checks that body and op agree (``OpDef.infer``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import numpy as np
 
 from . import dtypes as _dt
-from .errors import InvalidArtifactError, UnimplementedError
+from .errors import InvalidArtifactError
 from .graph.core import TensorSpec
 from .ops.registry import REGISTRY
 from .program import Node, Program
@@ -57,11 +59,8 @@ def _enc(value, blob: _Blob):
         return {"t": "list", "v": [_enc(v, blob) for v in value]}
     if isinstance(value, dict):
         return {"t": "dict", "v": {str(k): _enc(v, blob) for k, v in value.items()}}
-    if isinstance(value, Program):
-        raise UnimplementedError(
-            "control flow (while_loop, cond, scan...) cannot be stored in an artifact yet: its "
-            "bodies are sub-programs that the artifact format does not hold"
-        )
+    if isinstance(value, Program):  # a control-flow body: stored inline, arrays in the blob
+        return {"t": "program", "v": program_to_json(value, blob)[0]}
     raise TypeError(f"cannot serialise attribute value of type {type(value).__name__}")
 
 
@@ -84,6 +83,8 @@ def _dec(value, blob: bytes):
         return [_dec(v, blob) for v in value["v"]]
     if tag == "dict":
         return {k: _dec(v, blob) for k, v in value["v"].items()}
+    if tag == "program":
+        return program_from_json(value["v"], blob)
     if tag == "arr":
         dtype = value["dtype"]
         if dtype not in _ALLOWED_ARRAY_DTYPES:
@@ -117,9 +118,10 @@ def _dec_spec(v) -> TensorSpec:
     return TensorSpec(None if shape is None else tuple(shape), _dt.as_dtype(dtype))
 
 
-def program_to_json(program: Program) -> tuple[dict, bytes]:
-    """(JSON-able dict, blob of array data) for ``program``."""
-    blob = _Blob()
+def program_to_json(program: Program, blob: _Blob | None = None) -> tuple[dict, bytes]:
+    """(JSON-able dict, blob of array data) for ``program``. ``blob``: add the array data
+    to this one (a control-flow body shares its enclosing program's blob)."""
+    blob = _Blob() if blob is None else blob
     nodes = []
     for n in program.nodes:
         nodes.append({

@@ -83,9 +83,19 @@ class While(ControlOp):
                 raise ShapeError("a sliced input must have at least one dimension")
             if attrs["cond"] is None and s.shape is not None and s.shape[0] is not None:
                 rows = s.shape[0]
-        out = [(None if sh is None else tuple(sh), dt) for sh, dt in attrs["var_specs"]]
-        for sh, dt in attrs["stacked"]:
-            out.append((None if sh is None else (rows,) + tuple(sh), dt))
+        var_specs = [TensorSpec(sh, dt) for sh, dt in attrs["var_specs"]]
+        stacked = [TensorSpec(sh, dt) for sh, dt in attrs["stacked"]]
+        row_specs = [TensorSpec(None if s.shape is None else s.shape[1:], s.dtype)
+                     for s in specs[n : n + k]]  # fmt: skip
+        caps = list(specs[n + k :])
+        cond = attrs["cond"]
+        if cond is not None:
+            check_io(cond, var_specs + caps, [TensorSpec((), _dt.bool_)], "cond")
+        fused = [TensorSpec((), _dt.bool_)] if cond is not None else []
+        check_io(attrs["body"], var_specs + row_specs + caps, var_specs + stacked + fused, "body")
+        out = [(s.shape, s.dtype) for s in var_specs]
+        for s in stacked:
+            out.append((None if s.shape is None else (rows,) + tuple(s.shape), s.dtype))
         return out
 
     def run_control(self, xs, attrs, ctx, call, needed=None) -> list:
@@ -105,13 +115,42 @@ class If(ControlOp):
     def infer(self, specs, attrs):
         if len(specs) != 1 + attrs["n_caps"]:
             raise ShapeError(f"If takes {1 + attrs['n_caps']} inputs, got {len(specs)}")
-        return [(sh, dt) for sh, dt in attrs["out_specs"]]
+        outs = [TensorSpec(sh, dt) for sh, dt in attrs["out_specs"]]
+        for key in ("then", "else"):
+            check_io(attrs[key], list(specs[1:]), outs, key)
+        return [(s.shape, s.dtype) for s in outs]
 
     def run_control(self, xs, attrs, ctx, call, needed=None) -> list:
         return run_if(attrs, xs, call)
 
     def vjp(self, op, grads):
         return _GRADIENTS["If"](op, grads)
+
+
+def check_io(program, in_specs, out_specs, what) -> None:
+    """ShapeError unless ``program`` reads inputs of ``in_specs`` (Feed indexes in range,
+    same dtypes, compatible shapes) and returns ``out_specs`` (same count and dtypes, shapes
+    compatible): a body and its op agree (checked again when an artifact is loaded)."""
+    for node in program.nodes:
+        if node.op != "Feed":
+            continue
+        i = node.attrs.get("index")
+        if type(i) is not int or not 0 <= i < len(in_specs):
+            raise ShapeError(f"the {what} program reads input {i!r} of {len(in_specs)}")
+        s = node.outs[0]
+        if s.dtype != in_specs[i].dtype or not compatible(s.shape, in_specs[i].shape):
+            raise ShapeError(f"the {what} program reads input {i} as {s.dtype.name} "
+                             f"{fmt_shape(s.shape)}, given {in_specs[i].dtype.name} "
+                             f"{fmt_shape(in_specs[i].shape)}")  # fmt: skip
+    if len(program.fetches) != len(out_specs):
+        raise ShapeError(f"the {what} program returns {len(program.fetches)} values, "
+                         f"expected {len(out_specs)}")  # fmt: skip
+    for j, (ref, want) in enumerate(zip(program.fetches, out_specs)):
+        got = program.spec(ref)
+        if got.dtype != want.dtype or not compatible(got.shape, want.shape):
+            raise ShapeError(f"the {what} program returns {got.dtype.name} "
+                             f"{fmt_shape(got.shape)} as value {j}, expected "
+                             f"{want.dtype.name} {fmt_shape(want.shape)}")  # fmt: skip
 
 
 # -- low-level builders ------------------------------------------------------------------------
