@@ -103,12 +103,18 @@ def run_while(attrs, xs, call, needed=None) -> list:
             shape = (i,) + tuple(0 if d is None else d for d in (row_shape or ()))
             results.append(np.broadcast_to(np.zeros((), _dt.as_dtype(dtype).np), shape))
         else:
-            results.append(_stack(st[::-1] if reverse else st, attrs))
+            if reverse:
+                st.reverse()
+            results.append(_stack(st, attrs))
     return results
 
 
 def _stack(rows, attrs) -> np.ndarray:
+    """The rows stacked along a new first axis. Each row is released as soon as it is
+    copied, so the pages of the result replace those of the rows as it fills (about one
+    copy of the history resident at a time, not two)."""
     first = np.shape(rows[0])
+    dtype = np.asarray(rows[0]).dtype
     for r in rows:
         if np.shape(r) != first:
             raise InvalidArgumentError(
@@ -116,7 +122,11 @@ def _stack(rows, attrs) -> np.ndarray:
                 f"({first} and {np.shape(r)}): a loop variable whose shape changes across "
                 "iterations cannot be stacked (nor differentiated)"
             )
-    return np.stack(rows)
+    out = np.empty((len(rows),) + first, dtype)
+    for i in range(len(rows)):
+        out[i] = rows[i]
+        rows[i] = None
+    return out
 
 
 def run_if(attrs, xs, call) -> list:

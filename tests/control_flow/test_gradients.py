@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import UnimplementedError
+from graphc.errors import InvalidArgumentError, UnimplementedError
 
 from .helpers import TARGETS, numeric_grad
 
@@ -159,3 +159,34 @@ def test_history_is_kept_only_when_the_gradient_reads_it():
     (fwd,) = forward_steps(forward)
     assert fwd.needed == {0}  # the final value only: no history rows are kept
     assert any(s.needed == {0, 1} for s in forward_steps(both))  # the forward op, with history
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_gradient_of_a_variable_read_in_the_body(target):
+    w = gc.Variable(np.array([0.7, -0.3]), name="w")
+    x = gc.placeholder(F64, (None, 2), name="x")
+    _, h = gc.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, gc.tanh(h * w + x)), (0, x))
+    loss = gc.reduce_sum(h * h)
+    (gw,) = gc.gradients(loss, [w])
+    xv = np.array([[0.1, 0.2], [-0.5, 0.4]])
+    with gc.Session(target=target) as sess:
+        sess.run(gc.global_variables_initializer())
+        got = sess.run(gw, {x: xv})
+
+        def f(value):
+            w.load(value, sess)
+            return float(sess.run(loss, {x: xv}))
+
+        np.testing.assert_allclose(got, numeric_grad(f, [0.7, -0.3]), rtol=1e-6)
+
+
+def test_gradient_through_a_shape_changing_loop_variable_fails_at_run_time():
+    x = gc.placeholder(F64, (1,), name="x")
+    _, v = gc.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, gc.concat([v, v * 2.0], 0)),
+                         (0, x), shape_invariants=((), (None,)))  # fmt: skip
+    (g,) = gc.gradients(gc.reduce_sum(v), [x])
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            assert sess.run(v, {x: [1.0]}).shape == (8,)  # the forward alone runs
+            with pytest.raises(InvalidArgumentError, match="cannot be stacked"):
+                sess.run(g, {x: [1.0]})
