@@ -153,7 +153,8 @@ class Dropout(Layer):
                                seed=self.seed)  # fmt: skip
         # A bool tensor: the rate is `rate` while training and 0 otherwise, and dropout at
         # rate 0 keeps every element unscaled (u >= 0 always holds), so one graph serves both
-        # modes with no select or branch (TF1 uses tf.cond here; the result is the same).
+        # modes with no branch (TF1 uses tf.cond here; the values are the same, and the
+        # elementwise form fuses into the neighbouring kernels where a gc.cond would not).
         rate = cast(flag, inputs.dtype) * self.rate
         return _nn_dropout(inputs, rate=rate, noise_shape=self.noise_shape, seed=self.seed)
 

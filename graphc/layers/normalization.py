@@ -132,8 +132,10 @@ class BatchNormalization(Layer):
         mean, variance = moments(xp, reduction, keepdims=len(self._axes) > 1)
         out = self._normalize(xp, mean, variance, epsilon)
         if flag is not None:
-            # TF1 picks the branch with tf.cond; a select computes both and gives the same
-            # values (and gradients: the unused branch gets a zero gradient).
+            # TF1 picks the branch with tf.cond; a select computes both (the inference branch
+            # is one fused elementwise pass) and gives the same values and gradients (the
+            # unused branch gets a zero gradient). gc.cond would skip the batch moments when
+            # not training, at the price of a branch the fused kernels cannot cross.
             out = where(flag, out, inference)
         if x.dtype != pd:
             out = cast(out, x.dtype)

@@ -175,7 +175,11 @@ class _VariableStore:
             self.vars[name] = var
         if regularizer is not None:
             graph = var.graph
-            with graph.control_dependencies(None), graph.name_scope(var.op.name + "/Regularizer/"):
+            with (
+                graph.as_default(),
+                graph.control_dependencies(None),
+                graph.name_scope(var.op.name + "/Regularizer/"),
+            ):
                 loss = regularizer(var)
             if loss is not None:
                 graph.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, loss)
@@ -205,7 +209,7 @@ class _VariableStore:
 
     def _create(self, name, shape, dtype, initializer, from_value, trainable, collections,
                 explicit_dtype):  # fmt: skip
-        graph = get_default_graph()
+        graph = _outermost(get_default_graph())
         if from_value:
             # A value keeps its own dtype, as TF1 (a Python list of floats is float32, a numpy
             # array keeps its dtype) unless get_variable was given one.
@@ -237,7 +241,7 @@ class _VariableStore:
                 return value
 
         trainable = True if trainable is None else bool(trainable)
-        with graph.name_scope(None):
+        with graph.as_default(), graph.name_scope(None), graph.control_dependencies(None):
             return Variable(init_value, trainable=trainable, name=name,
                             dtype=None if from_value else dtype,
                             collections=collections)  # fmt: skip
@@ -267,7 +271,15 @@ _stores: weakref.WeakKeyDictionary[Graph, _VariableStore] = weakref.WeakKeyDicti
 _stores_lock = threading.Lock()
 
 
+def _outermost(graph: Graph) -> Graph:
+    """Where variables live: the graph itself, or for a control-flow body being traced (a
+    function graph inside ``gc.while_loop``/``gc.cond``) the graph that encloses it all, so
+    that a layer called in a loop body shares the scopes and variables of the outer graph."""
+    return getattr(graph, "outermost_graph", graph)
+
+
 def _store(graph: Graph) -> _VariableStore:
+    graph = _outermost(graph)
     with _stores_lock:
         store = _stores.get(graph)
         if store is None:

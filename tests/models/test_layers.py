@@ -124,6 +124,7 @@ def test_training_loop_updates_moving_statistics_through_update_ops(target):
     """The TF1 idiom: run the UPDATE_OPS with each step (control_dependencies on the train
     op); the moving mean/variance approach the data's statistics, and inference
     (training=False) then normalizes with them."""
+    gc.set_random_seed(0)  # the dense kernel's glorot_uniform draw
     rng = np.random.default_rng(0)
     data = (rng.normal(size=(256, 3)) * [1.0, 2.0, 0.5] + [3.0, -1.0, 0.5]).astype(np.float32)
     x = gc.placeholder(gc.float32, (None, 3))
@@ -162,3 +163,31 @@ def test_without_update_ops_the_statistics_stay():
         sess.run(train, {x: np.arange(8.0).reshape(4, 2)})
         mm = [v for v in gc.global_variables() if v.op.name.endswith("moving_mean")][0]
         np.testing.assert_array_equal(sess.run(mm), [0.0, 0.0])
+
+
+def test_layers_in_a_while_loop_body_keep_their_variables_outside():
+    """A layer called in a gc.while_loop body (traced once) makes its variables in the outer
+    graph under the scope's names, shared with the same layer outside by reuse."""
+    x = gc.placeholder(gc.float32, (None, 3))
+
+    def body(i, h):
+        with gc.variable_scope("cell", reuse=gc.AUTO_REUSE):
+            return i + 1, gc.layers.dense(h, 3, activation=gc.tanh, name="proj")
+
+    with gc.name_scope("loop"):
+        _, out = gc.while_loop(lambda i, h: i < 3, body, [gc.constant(0), x])
+    assert [v.op.name for v in gc.global_variables()] == ["cell/proj/kernel", "cell/proj/bias"]
+    unrolled = x
+    with gc.variable_scope("cell", reuse=True):
+        for _ in range(3):
+            unrolled = gc.layers.dense(unrolled, 3, activation=gc.tanh, name="proj")
+    grads = gc.gradients(gc.reduce_sum(out), gc.trainable_variables())
+    want = gc.gradients(gc.reduce_sum(unrolled), gc.trainable_variables())
+    xv = np.random.default_rng(0).normal(size=(2, 3))
+    with gc.Session(target="reference") as sess:
+        sess.run(gc.global_variables_initializer())
+        got = sess.run([out, grads], {x: xv})
+        ref = sess.run([unrolled, want], {x: xv})
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
+    for a, b in zip(got[1], ref[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
