@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench fuzz lint format install clean
+.PHONY: test demo bench fuzz lint format install clean onnx-suite
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ JOBS ?= 2
 BATCH ?= 8
 fuzz: $(STAMP)
 	$(PY) scripts/fuzz.py --seed $(SEED) --n $(N) --jobs $(JOBS) --batch $(BATCH) --keep-going
+
+## ONNX's whole node conformance suite (about 1,300 included cases) on the cpu target and the
+## reference interpreter, and every `light` model of the onnx package (make test runs slices).
+onnx-suite: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q tests/onnx/full_onnx_suite.py tests/onnx/full_onnx_models.py
 
 ## Run the benchmark suite.
 bench: $(STAMP)

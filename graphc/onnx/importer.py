@@ -51,13 +51,15 @@ _RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLi
 class NeedConstant(UnimplementedError):
     """A node needs an input's value at import time, and it depends on a graph input."""
 
-    def __init__(self, value_name: str, node_label: str, what: str):
+    def __init__(self, value_name: str, node_label: str, what: str, inputs=frozenset()):
         super().__init__(
             f"ONNX node {node_label}: input {value_name!r} ({what}) must be known at import time "
             "(a constant, an initializer or computed from static shapes), but it depends on a "
             "graph input"
         )
         self.value_name = value_name
+        #: the graph inputs the value is computed from
+        self.inputs = frozenset(inputs)
 
 
 class NodeContext:
@@ -155,6 +157,7 @@ class Importer:
         self.types: dict = {}
         self.values: dict = {}
         self.static: set = set()
+        self.deps: dict = {}  # value name -> the graph inputs it is computed from
         self.declared: dict = {}
         self.inputs: dict = {}
         self.outputs: dict = {}
@@ -165,7 +168,7 @@ class Importer:
         if name in self.values:
             return self.values[name]
         if name not in self.static:
-            raise NeedConstant(name, label, what)
+            raise NeedConstant(name, label, what, self.deps.get(name, ()))
         with Session(graph=self.graph, target="reference") as sess:
             carried = sess.run(self.tensors[name])
         value = _ty.from_carrier(np.asarray(carried), self.types[name])
@@ -205,6 +208,7 @@ class Importer:
                 shape = self.input_shapes.get(vi.name, _static_shape(vi))
                 ph = _const.placeholder(_ty.carrier(et), shape=shape, name=_op_name(vi.name))
                 self._set(vi.name, ph, et, False)
+                self.deps[vi.name] = frozenset([vi.name])
                 self.inputs[vi.name] = ph
             for node in g.node:
                 self._convert(node)
@@ -255,6 +259,9 @@ class Importer:
             raise InvalidArgumentError(f"ONNX node {ctx.label}: {exc}") from exc
         if not isinstance(outs, list | tuple):
             outs = [outs]
+        deps = frozenset().union(*(self.deps.get(n, frozenset()) for n in node.input if n))
+        for name in node.output:
+            self.deps[name] = deps
         for k, name in enumerate(node.output):
             if not name:
                 continue

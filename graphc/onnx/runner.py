@@ -126,7 +126,7 @@ class OnnxModel:
                 self._generic = _Instance(self.model, self.target)
             except NeedConstant as exc:
                 self._generic_failed = True
-                self._static_names |= self._input_ancestors(exc.value_name)
+                self._static_names |= exc.inputs
             except (UnimplementedError, InvalidArgumentError):
                 self._generic_failed = True  # e.g. a shape needed static: specialise
             else:
@@ -150,7 +150,7 @@ class OnnxModel:
             try:
                 inst = _Instance(self.model, self.target, static, shapes)
             except NeedConstant as exc:
-                new = self._input_ancestors(exc.value_name) - self._static_names
+                new = exc.inputs - self._static_names
                 if not new:
                     raise
                 self._static_names |= new
@@ -160,25 +160,6 @@ class OnnxModel:
                 old.close()
             self._instances[key] = inst
             return inst
-
-    def _input_ancestors(self, value_name) -> set:
-        """The graph inputs ``value_name`` is computed from (the inputs to bind as constants
-        so that it is known at import time)."""
-        producer = {}
-        for node in self.model.graph.node:
-            for o in node.output:
-                producer[o] = node
-        found, stack, seen = set(), [value_name], set()
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            if v in self.input_names:
-                found.add(v)
-            elif v in producer:
-                stack.extend(i for i in producer[v].input if i)
-        return found
 
     def close(self):
         for inst in list(self._instances.values()) + [self._generic]:

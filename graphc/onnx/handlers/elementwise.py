@@ -67,9 +67,7 @@ def _div(ctx):
 def _mod(ctx):
     a, b = ctx.input(0), ctx.input(1)
     if ctx.attr("fmod", 0) == 0:
-        if a.dtype.is_floating:
-            ctx.fail("fmod=0 is only defined for integers")
-        return ew.mod(a, b)
+        return ew.mod(a, b)  # the sign of the divisor (Python's %)
     if a.dtype.is_integer:
         return ew.subtract(a, ew.multiply(trunc_div(a, b), b))
     # C fmod: the remainder has the sign of the dividend

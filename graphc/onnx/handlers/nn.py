@@ -178,6 +178,11 @@ def _conv_transpose(ctx):
         ws = gshape.split(wt, group, axis=3)
         y = gshape.concat([one(a, f, wshape[1]) for a, f in zip(xs, ws)], axis=3)
     crops = _pair2(crops, rank, (0, 0))
+    grow = [[0, 0]] + [[max(-lo, 0), max(-hi, 0)] for lo, hi in crops] + [[0, 0]]
+    if any(g for pair in grow for g in pair):  # an output_shape past the full size: zeros
+        y = gshape.pad(y, grow)
+        fhw = [fhw[i] + grow[1 + i][0] + grow[1 + i][1] for i in range(2)]
+        crops = [(max(lo, 0), max(hi, 0)) for lo, hi in crops]
     if any(c for pair in crops for c in pair):
         key = (slice(None),) + tuple(slice(lo, fhw[i] - hi) for i, (lo, hi) in
                                      enumerate(crops)) + (slice(None),)  # fmt: skip
@@ -199,9 +204,10 @@ def _pool(ctx, kind):
     ks, st = _pair2(kernel, rank, 1), _pair2(strides, rank, 1)
     if kind == "max":
         padding = [[0, 0]] + [list(p) for p in _pair2(pads, rank, (0, 0))] + [[0, 0]]
-        if xt.dtype.is_integer:
-            ctx.fail("MaxPool of integers is not supported")
-        y = gnn.max_pool2d(xt, ks, st, padding)
+        if xt.dtype.is_integer:  # exact: float64 holds every int32 carrier value
+            y = ew.cast(gnn.max_pool2d(ew.cast(xt, np.float64), ks, st, padding), xt.dtype)
+        else:
+            y = gnn.max_pool2d(xt, ks, st, padding)
     else:
         if ctx.attr("count_include_pad", 0):
             # the declared pads count as zeros; what ceil_mode adds past them does not

@@ -42,6 +42,8 @@ def _reducer(fn, pre=None, post=None):
                 out_shape = [
                     d for i, d in enumerate(shape) if i not in [a % rank for a in axes_all]
                 ]
+            if x.dtype.is_bool:
+                return np.full(out_shape, ctx.op_type == "ReduceMin", bool)
             info = np.finfo(x.dtype.np) if x.dtype.is_floating else np.iinfo(x.dtype.np)
             big = np.inf if x.dtype.is_floating else info.max
             v = -big if ctx.op_type == "ReduceMax" else big
@@ -49,6 +51,9 @@ def _reducer(fn, pre=None, post=None):
                 v = info.min if ctx.op_type == "ReduceMax" else info.max
             return np.full(out_shape, v, x.dtype.np)
         t = pre(x) if pre else x
+        if t.dtype.is_bool and ctx.op_type in ("ReduceMax", "ReduceMin"):
+            any_all = gred.reduce_any if ctx.op_type == "ReduceMax" else gred.reduce_all
+            return any_all(t, axis=axes_all, keepdims=keep)
         y = fn(t, axis=axes_all, keepdims=keep)
         return post(y) if post else y
 

@@ -381,5 +381,8 @@ def _space_to_depth(ctx):
     b, c, h, w = static_shape(ctx, x)
     bs = ctx.attr("blocksize")
     t = gshape.reshape(x, [b, c, h // bs, bs, w // bs, bs])
-    t = gshape.transpose(t, [0, 3, 5, 1, 2, 4])
+    if ctx.attr("mode", "DCR") == "CRD":
+        t = gshape.transpose(t, [0, 1, 3, 5, 2, 4])
+    else:
+        t = gshape.transpose(t, [0, 3, 5, 1, 2, 4])
     return gshape.reshape(t, [b, c * bs * bs, h // bs, w // bs])
