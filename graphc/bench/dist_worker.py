@@ -5,7 +5,10 @@ process trains W3's MLP with ``DistributedOptimizer(GradientDescentOptimizer(LR)
 SGD step as W3) on its own ``batch`` rows of a global batch of N * batch rows, with one
 thread (``CompileOptions(threads=1)``), and writes OUT.<rank>.json: per timed step its
 seconds, the seconds inside the allreduce (packing, MPI, unpacking) and inside the check
-before it (a 16-byte allreduce: mostly waiting for the other ranks to arrive), the largest
+before it (a 16-byte allreduce: mostly waiting for the other ranks to arrive), the median
+time of an allreduce of the same bytes alone (after a barrier), the CPU time the process
+got per step (``time.process_time``: less than the step's seconds when it waited for a
+core), the largest
 difference of the first step from numpy's SGD step on the whole global batch, and a digest
 of the variables after the last step.
 """
@@ -21,6 +24,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.bench.workloads import LR, MLP_PARAMS, mlp_inputs, mlp_numpy_step
+from graphc.distribute import comm
 
 
 def build(sizes, inputs):
@@ -67,19 +71,22 @@ def main(spec_path, out_prefix):
         )
         for _ in range(spec["warmup"]):
             sess.run(step, feeds)
-        times, reduce_s, check_s = [], [], []
+        times, reduce_s, check_s, cpu_s = [], [], [], []
         for _ in range(spec["steps"]):
             before = gc.distribute.stats()
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             sess.run(step, feeds)
             times.append(time.perf_counter() - t0)
+            cpu_s.append(time.process_time() - c0)
             after = gc.distribute.stats()
             reduce_s.append(after["allreduce_seconds"] - before["allreduce_seconds"])
             check_s.append(after["check_seconds"] - before["check_seconds"])
-        out.update(step_s=times, allreduce_s=reduce_s, check_s=check_s)
+        out.update(step_s=times, allreduce_s=reduce_s, check_s=check_s, cpu_s=cpu_s)
         stats, total = gc.distribute.stats(), 1 + spec["warmup"] + spec["steps"]
         out["allreduce_bytes_per_step"] = stats["allreduce_bytes"] / total
         out["allreduce_calls_per_step"] = stats["allreduce_calls"] / total
+        if n > 1:  # the same bytes reduced alone (barrier first): MPI's own cost here
+            out["bare_allreduce_s"] = comm.time_allreduce(int(out["allreduce_bytes_per_step"]))
         digest = hashlib.sha256()
         for v in sess.run(params):
             digest.update(np.ascontiguousarray(v).tobytes())

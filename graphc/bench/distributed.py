@@ -81,6 +81,7 @@ def summarize(ranks: list, batch: int) -> dict:
         red = statistics.median(d["allreduce_s"])
         wait = statistics.median(d["check_s"])
         per.append({"step": step, "min": min(d["step_s"]), "allreduce": red, "wait": wait,
+                    "cpu": statistics.median(d["cpu_s"]),
                     "compute": statistics.median(
                         [s - a - c for s, a, c in zip(d["step_s"], d["allreduce_s"], d["check_s"])]
                     )})  # fmt: skip
@@ -94,6 +95,7 @@ def summarize(ranks: list, batch: int) -> dict:
         "bytes_per_step": ranks[0]["allreduce_bytes_per_step"],
         "calls_per_step": ranks[0]["allreduce_calls_per_step"],
         "first_step_s": max(d["first_step_s"] for d in ranks),
+        "bare_allreduce": ranks[0].get("bare_allreduce_s"),
         "per_rank": per,
     }
 
@@ -156,14 +158,19 @@ def _breakdown(one: dict, two: dict) -> list:
         f"{PROCESSES}-process step (slowest rank, medians): {two['step'] * ms:.2f} ms = compute "
         f"{two['compute'] * ms:.2f} ms + allreduce {two['allreduce'] * ms:.2f} ms "
         f"({two['calls_per_step']:.0f} call(s), {two['bytes_per_step'] / 1e6:.2f} MB a step, "
-        f"packing included) + wait for the other rank {two['wait'] * ms:.2f} ms",
+        f"packing included) + wait for the other rank {two['wait'] * ms:.2f} ms; the same "
+        f"bytes reduced alone after a barrier: {two['bare_allreduce'] * ms:.2f} ms",
+        f"CPU time a step (process_time; the rest of the step the process waited for a core "
+        f"or slept): 1 process {one['cpu'] * ms:.2f} of {one['step'] * ms:.2f} ms, "
+        f"{PROCESSES} processes {two['cpu'] * ms:.2f} of {two['step'] * ms:.2f} ms",
         f"1-process step: {one['step'] * ms:.2f} ms, all compute; the {PROCESSES}-process "
         f"compute is {two['compute'] / one['compute']:.2f}x it (>1: the processes slow each "
         "other down: shared cores, memory bandwidth, or other load on the machine)",
     ]
     for r, p in enumerate(two["per_rank"]):
         notes.append(
-            f"rank {r}: step {p['step'] * ms:.2f} ms, compute {p['compute'] * ms:.2f} ms, "
+            f"rank {r}: step {p['step'] * ms:.2f} ms (CPU {p['cpu'] * ms:.2f} ms), compute "
+            f"{p['compute'] * ms:.2f} ms, "
             f"allreduce {p['allreduce'] * ms:.2f} ms, wait {p['wait'] * ms:.2f} ms"
         )
     return notes

@@ -14,10 +14,8 @@ not match (which MPI may not even detect).
 
 Waiting is bounded: a collective that has not completed after ``config.dist_timeout()``
 seconds (GRAPHC_DIST_TIMEOUT) raises UnavailableError naming this rank and the op. The
-waiter polls with ``Test`` (which drives MPI's progress). In the signature check, where a
-rank waits for the slower ones to arrive, it spins for 1 ms and then sleeps between polls
-(up to 0.2 ms), giving its core back (matters when processes share cores); moving the data
-afterwards, it spins (see ``_wait``).
+waiter polls with ``Test`` (which drives MPI's progress): see ``_wait`` for when it spins,
+yields its core or sleeps.
 
 ``init`` installs an exception hook: an uncaught exception on any rank prints the rank and
 the error, then ``MPI_Abort``s the whole job (so the other ranks do not wait in a
@@ -29,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import socket
 import sys
 import time
@@ -43,10 +42,10 @@ INSTALL_HINT = (
     "(installs mpi4py and mpich)"
 )
 
-#: how long a waiter for the other ranks spins on Test before it starts sleeping, and its
-#: longest sleep
+#: how long a waiter for the other ranks spins on Test before it yields its core between
+#: polls, and after how long any waiter sleeps 1 ms between polls
 SPIN_SECONDS = 1e-3
-MAX_SLEEP = 2e-4
+SLEEP_AFTER = 0.1
 
 
 class _State:
@@ -115,7 +114,22 @@ def init(threads: bool = True) -> None:
         _state.local_size = _state.local.Get_size()
         _install_excepthook()
     if threads and not config.threads_from_environment():
-        config.set_default_threads(max(1, config.cpu_count() // _state.local_size))
+        n = max(1, config.cpu_count() // _state.local_size)
+        config.set_default_threads(n)
+        _limit_other_blas(n)
+
+
+def _limit_other_blas(n: int) -> None:
+    """Limit the BLAS libraries loaded besides graphc's own (numpy's OpenBLAS...) to ``n``
+    threads, when the optional threadpoolctl is installed. graphc's scipy-openblas32 stays
+    at one thread: graphc splits its GEMMs over its own ``threads``."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and "scipy_openblas32" not in str(lib.filepath):
+            lib.set_num_threads(n)
 
 
 def is_initialized() -> bool:
@@ -170,6 +184,20 @@ def reset_stats() -> None:
         _state.stats[k] = 0 if k.endswith(("calls", "bytes")) else 0.0
 
 
+def time_allreduce(nbytes: int, repeat: int = 10) -> float:
+    """Median seconds of one float32 allreduce of ``nbytes`` on a preallocated buffer, each
+    after a barrier: the bare MPI cost of a bucket (a collective: every rank must call it)."""
+    st = _require()
+    buf = np.ones(max(1, nbytes // 4), np.float32)
+    times = []
+    for _ in range(repeat):
+        st.comm.Barrier()
+        t0 = time.perf_counter()
+        _wait(st.comm.Iallreduce(st.mpi.IN_PLACE, buf, op=st.mpi.SUM), "time_allreduce")
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def _install_excepthook() -> None:
     previous = sys.excepthook
 
@@ -193,26 +221,31 @@ def _install_excepthook() -> None:
 # -- waiting -----------------------------------------------------------------------------------
 
 
-def _wait(req, what: str, patient: bool = False) -> None:
-    """Complete ``req``; UnavailableError after the configured timeout.
+def _wait(reqs, what: str, patient: bool = False) -> None:
+    """Complete the request(s) ``reqs``; UnavailableError after the configured timeout.
 
-    ``patient`` (the signature check, where a rank waits for the slower ones to arrive):
-    poll with ``Test`` for SPIN_SECONDS, then sleep between polls in growing steps up to
-    MAX_SLEEP, giving the core back. Otherwise (moving data, once every rank has arrived)
-    poll without sleeping: a large allreduce runs as many pipelined steps, each needing a
-    ``Test`` on both sides, and a sleep between polls stalls every step (measured: 2.7 MB
-    took 13 ms with sleeps against 6 ms spinning on this 2-core machine).
+    Polls with ``Test`` (which drives MPI's progress). ``patient`` (the signature check,
+    where a rank waits for the slower ones to arrive): spin for SPIN_SECONDS, then yield the
+    core between polls (``sched_yield``: the process stays runnable, so it resumes as soon
+    as a core is free, where a sleeping one waits to be woken: under load that cost a
+    scheduler slice, ~20 ms, in one step of two). Moving data (every rank has arrived): spin,
+    as a large allreduce is many pipelined steps each needing a ``Test`` on both sides
+    (sleeping between polls made 2.7 MB take 13 ms instead of 6 here). Past SLEEP_AFTER
+    seconds either waits 1 ms between polls: a peer is compiling, stuck or gone, and a
+    spinning core would only slow the others down.
     """
+    reqs = reqs if isinstance(reqs, list) else [reqs]
+    test = _state.mpi.Request.Testall
     timeout = config.dist_timeout()
-    if req.Test():
+    if test(reqs):
         return
     if timeout <= 0:
-        req.Wait()
+        _state.mpi.Request.Waitall(reqs)
         return
     start = time.monotonic()
     deadline = start + timeout
-    sleep, polls = 0.0, 0
-    while not req.Test():
+    polls = 0
+    while not test(reqs):
         polls += 1
         if not patient and polls % 256:
             continue
@@ -223,9 +256,17 @@ def _wait(req, what: str, patient: bool = False) -> None:
                 f"{what} for the other processes (one died, hangs, or runs a different "
                 "program); set GRAPHC_DIST_TIMEOUT to wait longer. The job cannot go on."
             )
-        if patient and now - start > SPIN_SECONDS:
-            sleep = min(MAX_SLEEP, sleep * 2 if sleep else 1e-5)
-            time.sleep(sleep)
+        if now - start > SLEEP_AFTER:
+            time.sleep(1e-3)
+        elif patient and now - start > SPIN_SECONDS:
+            _yield()
+
+
+def _yield() -> None:
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
+    else:  # pragma: no cover - not Linux
+        time.sleep(0)
 
 
 # -- signature check ---------------------------------------------------------------------------
@@ -326,15 +367,24 @@ def allreduce_arrays(arrays, op: str, name: str, labels, bucket_bytes: int, keep
             raise InvalidArgumentError(f"allreduce '{name}': cannot reduce {lab} of {a.dtype}")
     if st.size == 1:  # the sum and the mean over one process are the value itself
         return arrays if keep_on in (None, 0) else [np.zeros_like(a) for a in arrays]
+    # pack first, then meet: the check is where ranks wait for each other (yielding their
+    # cores), so they start moving data together and nobody spins through its time slice
+    # while another packs (that cost a scheduler slice, ~20 ms, in every other step here)
+    t0 = time.perf_counter()
+    groups = buckets(arrays, bucket_bytes)
+    dts = [_WIDEN.get(arrays[idx[0]].dtype, arrays[idx[0]].dtype) for idx in groups]
+    flats = [
+        np.concatenate([arrays[i].reshape(-1).astype(dt, copy=False) for i in idx])
+        for idx, dt in zip(groups, dts)
+    ]
+    packing = time.perf_counter() - t0
     check_same("allreduce", name, (op, keep_on), describe(arrays, labels))
     t0 = time.perf_counter()
+    # every bucket in flight at once (ranks issue them in the same order, as MPI requires)
+    reqs = [st.comm.Iallreduce(st.mpi.IN_PLACE, f, op=st.mpi.SUM) for f in flats if f.size]
+    _wait(reqs, f"allreduce '{name}'")
     outs: list = [None] * len(arrays)
-    for idx in buckets(arrays, bucket_bytes):
-        dt = _WIDEN.get(arrays[idx[0]].dtype, arrays[idx[0]].dtype)
-        flat = np.concatenate([arrays[i].reshape(-1).astype(dt, copy=False) for i in idx])
-        if flat.size:
-            req = st.comm.Iallreduce(st.mpi.IN_PLACE, flat, op=st.mpi.SUM)
-            _wait(req, f"allreduce '{name}'")
+    for idx, dt, flat in zip(groups, dts, flats):
         st.stats["allreduce_calls"] += 1
         st.stats["allreduce_bytes"] += flat.nbytes
         if op == "average":
@@ -349,7 +399,7 @@ def allreduce_arrays(arrays, op: str, name: str, labels, bucket_bytes: int, keep
             a = arrays[i]
             outs[i] = flat[pos : pos + a.size].reshape(a.shape).astype(a.dtype, copy=False)
             pos += a.size
-    st.stats["allreduce_seconds"] += time.perf_counter() - t0
+    st.stats["allreduce_seconds"] += packing + time.perf_counter() - t0
     return outs
 
 
@@ -361,15 +411,17 @@ def broadcast_arrays(arrays, root: int, name: str, labels, bucket_bytes: int):
             f"broadcast '{name}': root_rank {root} is not a rank of this job of {st.size}"
         )
     arrays = [np.asarray(a) for a in arrays]
+    groups = buckets(arrays, bucket_bytes)
+    flats = [
+        np.concatenate([np.ascontiguousarray(arrays[i]).reshape(-1).view(np.uint8) for i in idx])
+        for idx in groups
+    ]
     check_same("broadcast", name, (root,), describe(arrays, labels))
+    reqs = [st.comm.Ibcast(f, root=root) for f in flats if f.size]
+    _wait(reqs, f"broadcast '{name}'")
+    st.stats["broadcast_calls"] += len(reqs)
     outs: list = [None] * len(arrays)
-    for idx in buckets(arrays, bucket_bytes):
-        flat = np.concatenate(
-            [np.ascontiguousarray(arrays[i]).reshape(-1).view(np.uint8) for i in idx]
-        )
-        if st.size > 1 and flat.size:
-            _wait(st.comm.Ibcast(flat, root=root), f"broadcast '{name}'")
-            st.stats["broadcast_calls"] += 1
+    for idx, flat in zip(groups, flats):
         pos = 0
         for i in idx:
             a = arrays[i]

@@ -157,6 +157,18 @@ def test_example_trains_on_two_processes_and_logs_once(tmp_path):
     assert list(tmp_path.glob("model-*")) and "2 process(es)" in text
 
 
+def test_docs_program_runs_on_two_processes(tmp_path):
+    """The program of docs/distributed.md (skipped by tests/test_docs.py: it starts MPI)."""
+    text = (HERE.parents[1] / "docs" / "distributed.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "train.py"
+    script.write_text(code)
+    res = launch.run_job(2, script, timeout=TIMEOUT, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert out.count("w = [") == 1 and "[rank 0] w = [ 1.  -2.   0.5  3. ]" in out, out
+
+
 def test_bench_w14_quick():
     result = run_suite(suite="W14", quick=True, repeat=2, progress=False)
     (w,) = result.workloads
