@@ -29,10 +29,13 @@ weights.
 from __future__ import annotations
 
 import collections
+import contextlib
 
 from .. import dtypes as _dt
 from ..graph.core import Tensor, user_location
-from ..ops.constant import fill, zeros, zeros_like
+from ..model.initializers import Constant, Zeros
+from ..model.scope import get_variable, variable_scope
+from ..ops.constant import zeros, zeros_like
 from ..ops.elementwise import sigmoid, tanh
 from ..ops.linalg import matmul
 from ..ops.nn import bias_add
@@ -40,7 +43,6 @@ from ..ops.reduce import reduce_sum
 from ..ops.registry import convert_to_tensor
 from ..ops.shape import concat, expand_dims, split
 from . import nest
-from . import variables as _vars
 
 __all__ = [
     "RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell", "MultiRNNCell",
@@ -65,10 +67,6 @@ def outermost(graph):
     """The graph variables live in: ``graph`` itself, or for a control-flow body being
     traced (a ``FuncGraph``) the graph that encloses it all."""
     return getattr(graph, "outermost_graph", graph)
-
-
-def _ones_initializer(shape, dtype):
-    return fill(shape, convert_to_tensor(1, dtype=dtype))
 
 
 def batch_zeros(batch_size, units: int, dtype) -> Tensor:
@@ -113,7 +111,7 @@ class RNNCell:
     def __init__(self, name=None, dtype=None):
         self._name = name
         self._dtype = None if dtype is None else _dt.as_dtype(dtype)
-        self._scope_path: str | None = None
+        self._scope = None  # the VariableScope captured on the first call
         self._graph = None
         self._built_depth: int | None = None
         self._variables: list = []
@@ -156,32 +154,42 @@ class RNNCell:
                 )
         state = nest.pack_sequence_as(state, flat_state)
         graph = inputs.graph
-        outer = outermost(graph)
-        with self._enter(outer, scope) as path:
-            self._maybe_build(outer, int(inputs.shape[-1]), inputs.dtype)
-            with graph.name_scope(path.rsplit("/", 1)[-1]):
-                return self._step(inputs, state)
+        with self._enter(graph, scope):
+            self._maybe_build(graph, int(inputs.shape[-1]), inputs.dtype)
+            return self._step(inputs, state)
 
     # -- scopes and variables ------------------------------------------------------------
-    def _enter(self, graph, scope=None):
-        """Enter this cell's variable scope, captured on first use."""
-        if self._graph is not None and graph is not self._graph:
+    def _enter(self, graph, scope=None) -> contextlib.ExitStack:
+        """``graph`` as the default graph and this cell's variable scope entered: on the
+        first call ``scope`` (a name or VariableScope), else the cell's name made unique in
+        the enclosing scope (``lstm_cell``, ``lstm_cell_1``), as TF1's layers; later calls
+        re-enter the scope captured then."""
+        outer = outermost(graph)
+        if self._graph is not None and outer is not self._graph:
             raise ValueError(f"{type(self).__name__} is used in two graphs")
-        if self._scope_path is None:
-            self._graph = graph
-            if scope is not None:
-                name = scope if isinstance(scope, str) else str(scope)
-                self._scope_path = _vars._join(_vars.current_scope(graph), name)
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(graph.as_default())
+            if self._scope is None:
+                if scope is not None:
+                    vs = stack.enter_context(variable_scope(scope))
+                else:
+                    base = self._name or self._base_name
+                    vs = stack.enter_context(variable_scope(None, default_name=base))
+                self._graph, self._scope = outer, vs
             else:
-                self._scope_path = _vars.unique_scope(graph, self._name or self._base_name)
-        return _vars.scope(graph, self._scope_path, absolute=True)
+                stack.enter_context(variable_scope(self._scope))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
 
     def _maybe_build(self, graph, input_depth: int, dtype) -> None:
         if self._built_depth is not None:
             if input_depth != self._built_depth:
                 file, line = user_location()
                 raise ValueError(
-                    f"{type(self).__name__} '{self._scope_path}' was built for inputs of "
+                    f"{type(self).__name__} '{self._scope.name}' was built for inputs of "
                     f"depth {self._built_depth}, called with depth {input_depth}, at "
                     f"{file}:{line}"
                 )
@@ -200,7 +208,9 @@ class RNNCell:
             self._maybe_build(graph, input_depth, dtype)
 
     def _variable(self, graph, name, shape, initializer=None):
-        var = _vars.get_variable(graph, name, shape, self._dtype, initializer)
+        """``gc.get_variable(name)`` in the cell's scope (entered by the caller); default
+        initializer: the scope's, else glorot uniform (TF1's)."""
+        var = get_variable(name, shape, self._dtype, initializer)
         self._variables.append(var)
         return var
 
@@ -246,7 +256,7 @@ class BasicRNNCell(RNNCell):
     def _build(self, graph, input_depth, dtype):
         n = self._num_units
         self._kernel = self._variable(graph, "kernel", (input_depth + n, n))
-        self._bias = self._variable(graph, "bias", (n,), _vars.zeros_initializer)
+        self._bias = self._variable(graph, "bias", (n,), Zeros())
 
     def _step(self, inputs, state):
         h = self._activation(bias_add(matmul(concat([inputs, state], 1), self._kernel), self._bias))
@@ -284,7 +294,7 @@ class LSTMCell(RNNCell):
     def _build(self, graph, input_depth, dtype):
         n = self._num_units
         self._kernel = self._variable(graph, "kernel", (input_depth + n, 4 * n), self._initializer)
-        self._bias = self._variable(graph, "bias", (4 * n,), _vars.zeros_initializer)
+        self._bias = self._variable(graph, "bias", (4 * n,), Zeros())
 
     def _step(self, inputs, state):
         n = self._num_units
@@ -341,11 +351,9 @@ class GRUCell(RNNCell):
         n, d = self._num_units, input_depth
         k_init, b_init = self._kernel_initializer, self._bias_initializer
         self._gate_kernel = self._variable(graph, "gates/kernel", (d + n, 2 * n), k_init)
-        self._gate_bias = self._variable(graph, "gates/bias", (2 * n,), b_init or _ones_initializer)
+        self._gate_bias = self._variable(graph, "gates/bias", (2 * n,), b_init or Constant(1.0))
         self._candidate_kernel = self._variable(graph, "candidate/kernel", (d + n, n), k_init)
-        self._candidate_bias = self._variable(
-            graph, "candidate/bias", (n,), b_init or _vars.zeros_initializer
-        )
+        self._candidate_bias = self._variable(graph, "candidate/bias", (n,), b_init or Zeros())
 
     def _step(self, inputs, state):
         gates = bias_add(matmul(concat([inputs, state], 1), self._gate_kernel), self._gate_bias)
@@ -404,16 +412,15 @@ class MultiRNNCell(RNNCell):
             super()._maybe_build(graph, input_depth, dtype)  # raises
         depth = input_depth
         for i, c in enumerate(self._cells):
-            with _vars.scope(graph, f"cell_{i}"):
+            with variable_scope(f"cell_{i}"):
                 c.build_for(graph, depth, dtype)
             depth = c.output_size
         self._built_depth = input_depth
 
     def _step(self, inputs, state):
-        graph = inputs.graph
         out, new_states = inputs, []
         for i, (c, s) in enumerate(zip(self._cells, state)):
-            with _vars.scope(outermost(graph), f"cell_{i}"), graph.name_scope(f"cell_{i}"):
+            with variable_scope(f"cell_{i}"):
                 out, s = c(out, s)
             new_states.append(s)
         return out, tuple(new_states)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..graph.core import user_location
+from ..model.scope import variable_scope
 from ..ops.branches import cond
 from ..ops.constant import constant, zeros, zeros_like
 from ..ops.control_flow import LoopError, build_loop
@@ -24,7 +25,6 @@ from ..ops.registry import convert_to_tensor
 from ..ops.shape import shape as shape_of
 from ..ops.shape import transpose
 from . import nest
-from . import variables as _vars
 from .cell import RNNCell
 
 __all__ = ["dynamic_rnn"]
@@ -63,7 +63,6 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         _fail(ValueError, f"inputs must be {layout} with a known depth, got shape {x.shape}",
               location)  # fmt: skip
     graph = x.graph
-    outer = getattr(graph, "outermost_graph", graph)
     batch_axis = 1 if time_major else 0
     x_tm = x if time_major else transpose(x, [1, 0, 2])
     batch = x.shape[batch_axis]
@@ -99,8 +98,8 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
                   f"{batch}", location)  # fmt: skip
         lengths = cast(lengths, _dt.int32) if lengths.dtype != _dt.int32 else lengths
 
-    with _vars.scope(outer, scope or "rnn"), graph.name_scope(scope or "rnn"):
-        cell.build_for(outer, int(x.shape[2]), x.dtype)
+    with graph.as_default(), variable_scope(scope or "rnn"):
+        cell.build_for(graph, int(x.shape[2]), x.dtype)
         if state0 is None:
             state0 = cell.zero_state(batch_size, state_dtype)
         flat0 = nest.flatten(state0)

@@ -185,3 +185,24 @@ def test_cell_errors_name_the_line():
     with pytest.raises(ValueError, match="already exists"):
         other = rc.LSTMCell(4)
         other(x, other.zero_state(2, gc.float32), scope="lstm_cell")
+
+
+def test_cells_follow_gc_variable_scope():
+    """An enclosing gc.variable_scope prefixes the names; reuse=True makes a new cell share
+    the weights (TF1's way of building a second graph path, e.g. a sampler); the scope's
+    initializer is the kernels' default."""
+    x = gc.placeholder(gc.float32, (None, None, 3))
+    with gc.variable_scope("encoder", initializer=gc.initializers.constant(0.5)):
+        gc.nn.dynamic_rnn(rc.GRUCell(2), x, dtype=gc.float32)
+    names = [v.op.name for v in gc.global_variables()]
+    assert names[0] == "encoder/rnn/gru_cell/gates/kernel" and len(names) == 4
+    with gc.variable_scope("encoder", reuse=True):
+        shared = rc.GRUCell(2)
+        out, _ = gc.nn.dynamic_rnn(shared, x[:, :2], dtype=gc.float32)
+    assert len(gc.global_variables()) == 4
+    assert [v.op.name for v in shared.variables] == names
+    with gc.Session() as sess:
+        sess.run(gc.global_variables_initializer())
+        kernel, bias = sess.run(shared.variables[:2])
+        assert sess.run(out, {x: np.ones((1, 3, 3), np.float32)}).shape == (1, 2, 2)
+    assert (kernel == 0.5).all() and (bias == 1).all()  # the gate bias keeps its own
