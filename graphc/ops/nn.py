@@ -1149,7 +1149,7 @@ def _conv_window_attrs(strides, padding, dilations, data_format="NHWC"):
 
 
 def _data_format(data_format, what):
-    """"NHWC" or "NCHW" (None: NHWC). The window ops work on NHWC; NCHW data is transposed
+    """``"NHWC"`` or ``"NCHW"`` (None: NHWC). The window ops work on NHWC; NCHW data is transposed
     to NHWC around them (transposes that the compiler folds into the neighbouring kernels)."""
     if data_format is None:
         return "NHWC"

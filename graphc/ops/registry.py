@@ -159,10 +159,7 @@ def convert_args(values, graph=None, dtype_hint=None) -> list[Tensor]:
     tensors = [v._as_graph_tensor() if hasattr(v, "_as_graph_tensor") else v for v in values]
     tensor_dtypes = [v.dtype for v in tensors if isinstance(v, Tensor)]
     tensor_target = _dt.result_type(*tensor_dtypes) if tensor_dtypes else None
-    weak = [
-        _is_weak_scalar(v) or _is_weak_numpy_scalar(v, tensor_target)
-        for v in tensors
-    ]
+    weak = [_is_weak_scalar(v) or _is_weak_numpy_scalar(v, tensor_target) for v in tensors]
     strong = list(tensor_dtypes)
     strong += [
         _dt.default_dtype_for_value(v)
