@@ -17,315 +17,39 @@ Each fusion group becomes one Kernel:
 from __future__ import annotations
 
 import heapq
-from contextlib import contextmanager
 
 from .. import dtypes as _dt
 from ..errors import UnimplementedError
-from ..expr import Cast, Const, Dim, Expr, Load, Math, Var, i64
+from ..expr import Cast, Const, Load, Math, Var, i64
 from ..program import Program
+from . import lower_adjoint, lower_einsum, lower_index, lower_scatter, sym  # noqa: F401  (register)
 from . import lowerings as L
-from . import sym
+from .builder import (
+    REDUCE_COMBINE,
+    REDUCE_INIT,
+    Illegal,
+    Ix,
+    KernelBuilder,
+    is_row_shape,
+    reduce_extreme,
+)
+from .group_emitter import GroupEmitter
 from .ir import (
     RNG_BUFFER,
     STATUS_BUFFER,
     Buffer,
     Check,
-    If,
     Kernel,
     KernelProgram,
     Let,
     LibCall,
-    Loop,
     Store,
     exprs_in,
     walk_stmts,
 )
+from .lower_columns import emit_column_group
+from .lower_nn import emit_conv2d
 from .shapes import SymShapes, with_location
-
-
-class Illegal(Exception):
-    """A group cannot be lowered as one kernel (the message says why)."""
-
-
-class Ix:
-    """An index into a tensor of ``shape``: its multi-index, its flat index, or both."""
-
-    __slots__ = ("shape", "_dims", "_flat", "owner")
-
-    def __init__(self, owner, shape, dims=None, flat=None):
-        self.owner = owner
-        self.shape = tuple(shape)
-        self._dims = None if dims is None else tuple(dims)
-        self._flat = flat
-
-    def flat(self) -> Expr:
-        if self._flat is None:
-            self._flat = sym.flat_index(self._dims, self.shape)
-        return self._flat
-
-    def dims(self) -> tuple:
-        if self._dims is None:
-            if len(self.shape) <= 1:
-                self._dims = (self._flat,) if self.shape else ()
-            else:
-                self.owner.divmod_used = True
-                self._dims = sym.unflatten(self._flat, self.shape)
-        return self._dims
-
-
-class KernelBuilder:
-    """Statement lists with scoped memo tables and fresh local names."""
-
-    def __init__(self, lw: Lowering, name: str):
-        self.lw = lw
-        self.name = name
-        self.blocks: list = [[]]
-        self.memos: list = [{}]
-        self.counter = 0
-        self.divmod_used = False
-        self.reads: set = set()
-        self.writes: set = set()
-
-    # statements and locals
-    def emit(self, stmt) -> None:
-        self.blocks[-1].append(stmt)
-
-    def new_var(self, prefix="v") -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def var(self, name, dtype) -> Var:
-        return Var(name, dtype)
-
-    def bind(self, expr, dtype) -> Expr:
-        """A local holding ``expr`` (constants and locals are returned as they are)."""
-        if isinstance(expr, Const | Var | Dim):
-            return expr
-        name = self.new_var()
-        self.emit(Let(name, dtype, expr))
-        return Var(name, dtype)
-
-    def lookup(self, key):
-        for memo in reversed(self.memos):
-            if key in memo:
-                return memo[key]
-        return None
-
-    def remember(self, key, value):
-        self.memos[-1][key] = value
-
-    @contextmanager
-    def loop(self, extent, parallel=False, start=sym.ZERO):
-        name = self.new_var("i")
-        self.blocks.append([])
-        self.memos.append({})
-        try:
-            yield Var(name, _dt.int64)
-        finally:
-            body = tuple(self.blocks.pop())
-            self.memos.pop()
-            self.emit(Loop(name, start, sym.as_expr(extent), body, parallel))
-
-    @contextmanager
-    def nest(self, extents, parallel=True):
-        """Loops over ``extents`` (outermost first; only the outermost may be parallel)."""
-        extents = list(extents)
-        if not extents:
-            yield ()
-            return
-        with self.loop(extents[0], parallel=parallel) as v:
-            with self.nest(extents[1:], parallel=False) as rest:
-                yield (v, *rest)
-
-    # buffers
-    def shape(self, ref) -> tuple:
-        return self.lw.shapes[tuple(ref)]
-
-    def load(self, ref, flat) -> Expr:
-        buf = self.lw.buffer_for_read(ref)
-        self.reads.add(buf)
-        dt = self.lw.program.spec(tuple(ref)).dtype
-        key = ("load", buf, flat)
-        hit = self.lookup(key)
-        if hit is None:
-            hit = self.bind(Load(buf, flat, dt), dt)
-            self.remember(key, hit)
-        return hit
-
-    def out_buffer(self, node, k=0) -> str:
-        buf = self.lw.buffer_for_write((node.id, k))
-        self.writes.add(buf)
-        return buf
-
-    def body(self) -> tuple:
-        assert len(self.blocks) == 1
-        return tuple(self.blocks[0])
-
-
-class GroupEmitter(KernelBuilder):
-    """Emits one fusion group: ``value(ref, ix)`` computes a member's element inline."""
-
-    def __init__(self, lw, name, members):
-        super().__init__(lw, name)
-        self.members = set(members)
-        self.row_values: dict = {}  # reduction node id -> local holding this row's value
-        self.row_flat = None  # flat row index in the current row kernel
-        self.overrides: dict = {}  # ref -> buffer to load instead of computing (gemm output)
-        self.k = 0  # output index of the node being lowered (multi-output ops)
-        # row kernels: expensive members computed at the full index in several passes over
-        # a row are stored (in an output row) by the first pass and loaded by later ones
-        self.full_flat = None  # flat full-space index of the current pass over the row
-        self.pass_no = 0  # number of the current pass over the row
-        self.expensive_seen: dict = {}  # ref -> passes computing it at the full index
-        self.row_cache: dict = {}  # ref -> (buffer, pass that stores it, passes reading it)
-
-    def ix(self, shape, dims=None, flat=None) -> Ix:
-        return Ix(self, shape, dims, flat)
-
-    def scalar_ix(self) -> Ix:
-        return Ix(self, (), (), sym.ZERO)
-
-    def broadcast_ix(self, ix: Ix, ref) -> Ix:
-        """Index into input ``ref`` (numpy broadcasting) for output index ``ix``."""
-        t = self.shape(ref)
-        s = ix.shape
-        if t == s:
-            return ix
-        if all(sym.const_value(d) == 1 for d in t):
-            return Ix(self, t, tuple(sym.ZERO for _ in t), sym.ZERO)
-        if _strip_ones(t) == _strip_ones(s):
-            return Ix(self, t, flat=ix.flat())
-        dims = ix.dims()
-        r, n = len(s), len(t)
-        out = []
-        for k in range(n):
-            tk, sd = t[k], s[r - n + k]
-            if sym.const_value(tk) == 1:
-                out.append(sym.ZERO)
-            elif tk == sd:
-                out.append(dims[r - n + k])
-            else:
-                out.append(sym.select(sym.eq(tk, 1), 0, dims[r - n + k]))
-        return Ix(self, t, dims=out)
-
-    def value(self, ref, ix: Ix) -> Expr:
-        ref = tuple(ref)
-        v = self._known_value(ref, ix)
-        if v is not None:
-            return v
-        node = self.lw.program.node(ref[0])
-        key = ("value", ref, ix.flat())
-        at_full = self.full_flat is not None and ix.flat() == self.full_flat
-        cached = self.row_cache.get(ref) if at_full else None
-        fn = L.value_fn(node)
-        if fn is None:
-            raise UnimplementedError(f"no lowering for op type {node.op} ('{node.name}')")
-        if fn is L.scalar_body:
-            self._operands_first(node, ix)
-        dt = node.outs[ref[1]].dtype
-        saved, self.k = self.k, ref[1]
-        expr = fn(self, node, ix)
-        self.k = saved
-        v = self.bind(expr, dt)
-        if node.op == "CheckNumerics":
-            self._check_numerics(node, v)
-        if at_full and L.is_expensive(node):
-            self.expensive_seen.setdefault(ref, set()).add(self.pass_no)
-            if cached is not None and cached[1] == self.pass_no:
-                self.emit(Store(cached[0], ix.flat(), v))
-                self.writes.add(cached[0])
-        self.remember(key, v)
-        return v
-
-    def _known_value(self, ref, ix: Ix) -> Expr | None:
-        """The value of ``ref`` at ``ix`` when it needs no computing here: a scalar
-        constant, a load (of a non-member, an override or a row cache), a row's reduced
-        value or one computed before; else None (nothing emitted)."""
-        node = self.lw.program.node(ref[0])
-        if node.op == "Const" and node.attrs["value"].size == 1:
-            v = node.attrs["value"].reshape(())
-            return Const(v.item(), node.outs[0].dtype)
-        if ref in self.overrides:
-            return self._load_buffer(self.overrides[ref], ref, ix.flat())
-        if node.id not in self.members:
-            return self.load(ref, ix.flat())
-        if node.id in self.row_values:
-            if self.row_flat is None or ix.flat() != self.row_flat:
-                raise Illegal(f"{node.op} '{node.name}' (a reduction) is read at another row")
-            return self.row_values[node.id]
-        kind = L.op_kind(node)
-        if kind == "reduction":
-            raise Illegal(f"{node.op} '{node.name}' is read before its row is reduced")
-        key = ("value", ref, ix.flat())
-        hit = self.lookup(key)
-        if hit is not None:
-            return hit
-        at_full = self.full_flat is not None and ix.flat() == self.full_flat
-        cached = self.row_cache.get(ref) if at_full else None
-        if cached is not None and self.pass_no > cached[1]:
-            v = self._load_buffer(cached[0], ref, ix.flat())
-            self.reads.add(cached[0])
-            self.remember(key, v)
-            return v
-        return None
-
-    def _operands_first(self, node, ix: Ix) -> None:
-        """Compute the operands of elementwise member ``node`` before it, and theirs down a
-        chain of such members, exactly in the order ``lowerings.scalar_body`` asks for them
-        (each operand at its broadcast index), with an explicit stack: a fused chain of
-        hundreds of ops then needs no recursion as deep as itself."""
-        stack = [(None, node, ix, 0)]
-        while stack:
-            ref, n, x, i = stack.pop()
-            if i < len(n.inputs):
-                stack.append((ref, n, x, i + 1))
-                r = tuple(n.inputs[i])
-                rx = self.broadcast_ix(x, r)
-                if self._known_value(r, rx) is None:
-                    src = self.lw.program.node(r[0])
-                    if L.value_fn(src) is L.scalar_body:
-                        stack.append((r, src, rx, 0))
-                    else:
-                        self.value(r, rx)
-            elif ref is not None:
-                self.value(ref, x)
-
-    def _load_buffer(self, buf, ref, flat):
-        dt = self.lw.program.spec(ref).dtype
-        key = ("load", buf, flat)
-        hit = self.lookup(key)
-        if hit is None:
-            hit = self.bind(Load(buf, flat, dt), dt)
-            self.remember(key, hit)
-        return hit
-
-    def _check_numerics(self, node, v):
-        nan_slot, inf_slot = self.lw.check_slots(node)
-        one = Const(1, _dt.int32)
-        flag = If(
-            Math.ISNAN(v),
-            (Store(STATUS_BUFFER, i64(nan_slot), one),),
-            (Store(STATUS_BUFFER, i64(inf_slot), one),),
-        )
-        self.emit(If(Math.NOT(Math.ISFINITE(v)), (flag,)))
-        self.writes.add(STATUS_BUFFER)
-
-    def var_before(self, node, ix):
-        buf = self.lw.var_before[node.id]
-        self.reads.add(buf)
-        return self._load_buffer(buf, (node.id, 0), ix.flat())
-
-    def rng_slot(self, node) -> int:
-        self.reads.add(RNG_BUFFER)
-        return self.lw.rng_slot(node)
-
-
-def _strip_ones(shape):
-    shape = list(shape)
-    while shape and sym.const_value(shape[0]) == 1:
-        shape.pop(0)
-    return tuple(shape)
-
 
 # -- the lowering of a whole program -----------------------------------------------------------
 
@@ -645,8 +369,6 @@ def emit_group(lw, name, nodes, stored, kind):
         return _emit_gemm_group(lw, name, nodes, stored, gemms[0])
     if reductions:
         if kind is not None and lw.reduction_layout == "columns":
-            from .lower_columns import emit_column_group
-
             done = emit_column_group(lw, name, nodes, stored, reductions)
             if done is not None:
                 return done
@@ -753,7 +475,7 @@ def _emit_row_group(lw, name, nodes, stored, reductions, cache=None):
         s = lw.shapes[ref]
         if s == space and ref[0] not in specs:
             full_stored.append(ref)
-        elif sym.product(s) == sym.product(row_shape) and _is_row_shape(s, space, axes):
+        elif sym.product(s) == sym.product(row_shape) and is_row_shape(s, space, axes):
             row_stored.append(ref)
         else:
             raise Illegal(f"output shape {_fmt_shape(s)} is neither the row nor the full shape")
@@ -775,7 +497,7 @@ def _emit_row_group(lw, name, nodes, stored, reductions, cache=None):
                 _emit_reduction(kb, n, specs[n.id], space, axes, full_ix)
             elif L.op_kind(n) != "source":
                 s = lw.shapes[(n.id, 0)]
-                if s != space and _is_row_shape(s, space, axes) and _reads_rows(lw, n, kb):
+                if s != space and is_row_shape(s, space, axes) and _reads_rows(lw, n, kb):
                     kb.value((n.id, 0), kb.ix(s, flat=kb.row_flat))
         for ref in row_stored:
             node = lw.program.node(ref[0])
@@ -796,13 +518,6 @@ def _emit_row_group(lw, name, nodes, stored, reductions, cache=None):
     return kb, kb.body()
 
 
-def _is_row_shape(s, space, axes) -> bool:
-    """``s`` is the row shape: ``space`` with the reduced axes dropped or set to 1."""
-    keep = tuple(d for i, d in enumerate(space) if i not in axes)
-    ones = tuple(sym.ONE if i in axes else d for i, d in enumerate(space))
-    return _strip_ones(s) == _strip_ones(keep) or _strip_ones(s) == _strip_ones(ones) or s == keep
-
-
 def _reads_rows(lw, node, kb) -> bool:
     """True when ``node`` depends (inside the group) on a reduction of this row."""
     stack = [src for src, _ in node.inputs]
@@ -818,20 +533,6 @@ def _reads_rows(lw, node, kb) -> bool:
     return False
 
 
-_INIT = {"sum": 0, "mean": 0, "prod": 1, "any": False, "all": True}
-_COMBINE = {"sum": Math.ADD, "mean": Math.ADD, "prod": Math.MUL, "max": Math.MAX,
-            "min": Math.MIN, "any": Math.OR, "all": Math.AND}  # fmt: skip
-
-
-def _extreme(dt, largest):
-    if dt.is_floating:
-        return Const(float("inf") if largest else float("-inf"), dt)
-    import numpy as np
-
-    info = np.iinfo(dt.np)
-    return Const(int(info.max if largest else info.min), dt)
-
-
 def _emit_reduction(kb, node, spec, space, axes, full_ix):
     lw = kb.lw
     dt = lw.program.spec(spec.ref).dtype
@@ -840,7 +541,7 @@ def _emit_reduction(kb, node, spec, space, axes, full_ix):
     if spec.op in ("argmax", "argmin"):
         best = acc
         idx = kb.new_var("arg")
-        kb.emit(Let(best, dt, _extreme(dt, spec.op == "argmin")))
+        kb.emit(Let(best, dt, reduce_extreme(dt, spec.op == "argmin")))
         kb.emit(Let(idx, _dt.int64, sym.ZERO))
         with kb.nest(extents, parallel=False) as avars:
             v = kb.value(spec.ref, full_ix(avars))
@@ -854,16 +555,16 @@ def _emit_reduction(kb, node, spec, space, axes, full_ix):
         final = Cast(Var(idx, _dt.int64), node.outs[0].dtype)
     else:
         if spec.op in ("max", "min"):
-            init = _extreme(dt, spec.op == "min")
+            init = reduce_extreme(dt, spec.op == "min")
         else:
-            init = Const(dt.np.type(_INIT[spec.op]).item(), dt)
+            init = Const(dt.np.type(REDUCE_INIT[spec.op]).item(), dt)
         kb.emit(Let(acc, dt, init))
         kb.pass_no += 1
         with kb.nest(extents, parallel=False) as avars:
             ix = full_ix(avars)
             kb.full_flat = ix.flat()
             v = kb.value(spec.ref, ix)
-            kb.emit(Let(acc, dt, _COMBINE[spec.op](Var(acc, dt), v), reduce=True))
+            kb.emit(Let(acc, dt, REDUCE_COMBINE[spec.op](Var(acc, dt), v), reduce=True))
         kb.full_flat = None
         final = Var(acc, dt)
         if spec.op == "mean":
@@ -915,8 +616,6 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
         lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
         kb.writes.add(c_buf)
     if mm.op == "Conv2D":
-        from .lower_nn import emit_conv2d
-
         emit_conv2d(kb, mm, c_buf)
     else:
         _emit_gemm(kb, mm, c_buf)

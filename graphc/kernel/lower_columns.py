@@ -29,8 +29,9 @@ from __future__ import annotations
 from ..expr import Cast, Const, Load, Math
 from . import lowerings as L
 from . import sym
+from .builder import REDUCE_COMBINE, REDUCE_INIT, Ix, is_row_shape, reduce_extreme
+from .group_emitter import GroupEmitter
 from .ir import Store
-from .lower import Ix
 
 #: output-row elements per parallel iteration when the row is long
 TILE = 512
@@ -38,10 +39,8 @@ TILE = 512
 
 def emit_column_group(lw, name, nodes, stored, reductions):
     """(kb, body) in the column layout, or None when the group does not qualify."""
-    from .lower import _COMBINE, _INIT, GroupEmitter, _extreme
-
     specs = {r.id: L.REDUCTIONS[r.op](r, lw.shapes) for r in reductions}
-    if any(s is None or s.op not in _COMBINE for s in specs.values()):
+    if any(s is None or s.op not in REDUCE_COMBINE for s in specs.values()):
         return None
     first = specs[reductions[0].id]
     space, axes = lw.shapes[first.ref], tuple(sorted(first.axes))
@@ -117,8 +116,8 @@ def emit_column_group(lw, name, nodes, stored, reductions):
             for r in reductions:
                 s = specs[r.id]
                 dt = dts[r.id]
-                init = (_extreme(dt, s.op == "min") if s.op in ("max", "min")
-                        else Const(dt.np.type(_INIT[s.op]).item(), dt))  # fmt: skip
+                init = (reduce_extreme(dt, s.op == "min") if s.op in ("max", "min")
+                        else Const(dt.np.type(REDUCE_INIT[s.op]).item(), dt))  # fmt: skip
                 kb.emit(Store(outs[r.id], sym.add(row, c), init))
         with kb.nest(red_shape, parallel=False) as avars:
             with chunk() as c:
@@ -135,7 +134,7 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                     v = kb.value(s.ref, ix)
                     at = sym.add(row, c)
                     cur = kb.bind(Load(buf, at, dt), dt)
-                    kb.emit(Store(buf, at, _COMBINE[s.op](cur, v)))
+                    kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
                     kb.reads.add(buf)
         means = [r for r in reductions if specs[r.id].op == "mean"]
         if means:
@@ -180,8 +179,6 @@ def _row_epilogue(lw, nodes, red_ids, space, axes):
     """Ids of the members computed from reductions' rows (elementwise ops and reshapes of
     row-shaped values, evaluated per row element once the rows are final), or None when a
     member mixes a row with a full-space member or is anything else."""
-    from .lower import _is_row_shape
-
     row_size = sym.product([d for i, d in enumerate(space) if i not in axes])
     members = {n.id for n in nodes}
     post: set = set()
@@ -196,7 +193,7 @@ def _row_epilogue(lw, nodes, red_ids, space, axes):
         shape = lw.shapes[(n.id, 0)]
         if sym.product(shape) != row_size:
             return None
-        if n.op not in _VIEWS and not _is_row_shape(shape, space, axes):
+        if n.op not in _VIEWS and not is_row_shape(shape, space, axes):
             return None
         post.add(n.id)
     return post

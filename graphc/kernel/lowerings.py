@@ -25,7 +25,8 @@ from .. import dtypes as _dt
 from ..expr import Cast, Const, Load, Math, i64
 from ..ops.registry import REGISTRY
 from . import sym
-from .ir import RNG_BUFFER, STATUS_BUFFER, If, Let, Loop, Store
+from .builder import Ix
+from .ir import RNG_BUFFER, STATUS_BUFFER, If, Let, Store
 
 KINDS: dict = {}
 VALUE: dict = {}
@@ -383,8 +384,6 @@ def _cumsum(kb, node):
 @opaque("MatMul_loops")
 def _matmul_loops(kb, node):
     """Integer matmul (no BLAS): out[b, i, j] = sum_k a[b, i, k] * b[b, k, j]."""
-    from .lower import Ix
-
     a_ref, b_ref = node.inputs
     a_s, b_s = kb.shape(a_ref), kb.shape(b_ref)
     c_s = kb.shape((node.id, 0))
@@ -435,10 +434,3 @@ def _sum_to_shape_dynamic(kb, node):
             v = kb.load(node.inputs[0], sym.flat_index(dims, g))
             kb.emit(Let(acc, dt, Math.ADD(kb.var(acc, dt), v), reduce=True))
         kb.emit(Store(out, sym.flat_index(oidx, like), kb.var(acc, dt)))
-
-
-_ = Loop
-
-
-# register the index / NN / adjoint / scatter / einsum lowerings
-from . import lower_adjoint, lower_einsum, lower_index, lower_nn, lower_scatter  # noqa: E402,F401
