@@ -19,6 +19,7 @@ from .. import dtypes as _dt
 from ..graph.core import Tensor
 from ..ops.constant import constant as _constant
 from ..ops.constant import fill as _fill
+from ..ops.elementwise import cast as _cast
 from ..ops.random import random_normal as _random_normal
 from ..ops.random import random_uniform as _random_uniform
 from ..ops.random import truncated_normal as _truncated_normal
@@ -46,6 +47,14 @@ def _shape(shape) -> tuple:
     if any(d is None or int(d) < 0 for d in dims):
         raise ValueError(f"an initializer needs a fully known shape, got {tuple(shape)}")
     return tuple(int(d) for d in dims)
+
+
+def _draw(fn, shape, *args, dtype, seed):
+    """A random op of ``dtype``; float16 values are drawn in float32 and rounded (the cpu
+    target cannot yet convert the generator's float64 draws to float16 directly)."""
+    if dtype == _dt.float16:
+        return _cast(fn(shape, *args, dtype=_dt.float32, seed=seed), _dt.float16)
+    return fn(shape, *args, dtype=dtype, seed=seed)
 
 
 def _float_dtype(dtype, what: str) -> _dt.DType:
@@ -138,7 +147,7 @@ class RandomNormal(Initializer):
 
     def _build(self, shape, dtype):
         dtype = _float_dtype(dtype, "random_normal")
-        return _random_normal(shape, self.mean, self.stddev, dtype=dtype, seed=self.seed)
+        return _draw(_random_normal, shape, self.mean, self.stddev, dtype=dtype, seed=self.seed)
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed,
@@ -156,7 +165,7 @@ class RandomUniform(Initializer):
 
     def _build(self, shape, dtype):
         dtype = _float_dtype(dtype, "random_uniform")
-        return _random_uniform(shape, self.minval, self.maxval, dtype=dtype, seed=self.seed)
+        return _draw(_random_uniform, shape, self.minval, self.maxval, dtype=dtype, seed=self.seed)
 
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed,
@@ -172,7 +181,7 @@ class TruncatedNormal(Initializer):
 
     def _build(self, shape, dtype):
         dtype = _float_dtype(dtype, "truncated_normal")
-        return _truncated_normal(shape, self.mean, self.stddev, dtype=dtype, seed=self.seed)
+        return _draw(_truncated_normal, shape, self.mean, self.stddev, dtype=dtype, seed=self.seed)
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed,
@@ -221,11 +230,11 @@ class VarianceScaling(Initializer):
         scale = self.scale / max(1.0, n)
         if self.distribution in ("normal", "truncated_normal"):
             stddev = math.sqrt(scale) / _TRUNCATED_STDDEV
-            return _truncated_normal(shape, 0.0, stddev, dtype=dtype, seed=self.seed)
+            return _draw(_truncated_normal, shape, 0.0, stddev, dtype=dtype, seed=self.seed)
         if self.distribution == "untruncated_normal":
-            return _random_normal(shape, 0.0, math.sqrt(scale), dtype=dtype, seed=self.seed)
+            return _draw(_random_normal, shape, 0.0, math.sqrt(scale), dtype=dtype, seed=self.seed)
         limit = math.sqrt(3.0 * scale)
-        return _random_uniform(shape, -limit, limit, dtype=dtype, seed=self.seed)
+        return _draw(_random_uniform, shape, -limit, limit, dtype=dtype, seed=self.seed)
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,

@@ -191,3 +191,27 @@ def test_layers_in_a_while_loop_body_keep_their_variables_outside():
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
     for a, b in zip(got[1], ref[1]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+def test_float16_layers(target):
+    """float16 inputs: float16 kernels (random initializers drawn in float32 and rounded),
+    float32 batch-norm parameters as TF1, float16 outputs close to a float32 model's."""
+    gc.set_random_seed(1)
+    x = gc.placeholder(gc.float16, (None, 4, 4, 3))
+    h = gc.layers.conv2d(x, 2, 3, padding="same", kernel_initializer=gc.initializers.he_normal(1))
+    h = gc.layers.batch_normalization(h, training=True)
+    y = gc.layers.dense(
+        gc.layers.flatten(h), 2, kernel_initializer=gc.glorot_uniform_initializer(2)
+    )
+    dtypes = {v.op.name: v.dtype for v in gc.global_variables()}
+    assert dtypes["conv2d/kernel"] == gc.float16 and dtypes["dense/kernel"] == gc.float16
+    assert dtypes["batch_normalization/gamma"] == gc.float32 and y.dtype == gc.float16
+    xv = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float16)
+    with gc.Session(target=target) as sess:
+        sess.run(gc.global_variables_initializer())
+        got = sess.run(y, {x: xv})
+        weights = {k: sess.run(k + ":0").astype(np.float32) for k in dtypes}
+    assert got.dtype == np.float16 and np.all(np.isfinite(got))
+    k = weights["conv2d/kernel"]
+    assert 0.2 < k.std() < 0.7  # he_normal: sqrt(2 / 27) ~ 0.27, truncated and scaled
