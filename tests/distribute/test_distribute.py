@@ -130,6 +130,15 @@ def check_collective_ops_values_and_gradients(two):
             np.testing.assert_allclose(d[p + "da"], w * total / n, rtol=1e-6)
             # a broadcast's gradient reaches the root only
             np.testing.assert_allclose(d[p + "db"], w * total if r == n - 1 else 0 * w)
+            assert d[p + "half"].dtype == np.float16
+            np.testing.assert_array_equal(d[p + "half"], np.full(3, total, np.float16))
+        np.testing.assert_array_equal(d["misc/vi"], np.arange(3) * n)
+        assert d["misc/vh"].dtype == np.float16
+        np.testing.assert_array_equal(d["misc/vh"], np.full(5, n, np.float16))
+        np.testing.assert_array_equal(d["misc/vf"], np.full((2, 2), n, np.float32))
+        # d/du of u^2 (r + 1) averaged over ranks: 2 * mean(r + 1); one SGD step of 0.1
+        np.testing.assert_allclose(d["misc/u"], 1.0 - 0.1 * 2 * total / n, rtol=1e-6)
+        assert float(d["misc/unused"]) == 2.0
 
 
 def check_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
@@ -140,9 +149,10 @@ def check_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
         assert local == 2 and threads == max(1, config.cpu_count() // 2)
         calls, checks = d["stats"]
         # 6 models x 20 steps x 1 bucket, + 2 runs (cpu, reference) of the collectives graph
-        # x 7 buckets (6 allreduce ops, the grouped one of 2 dtypes); each op call checks the
-        # ranks agree first: + 6 models x 1 broadcast + 2 x 1 broadcast
-        assert (calls, checks) == (6 * 20 + 2 * 7, 6 * 20 + 2 * 6 + 6 + 2)
+        # x 8 buckets (7 allreduce ops, the grouped one of 2 dtypes), + 1 optimizer step;
+        # each op call checks the ranks agree first: + 6 models x 1 broadcast, + 2 x 1
+        # broadcast in the collectives graph, + 1 broadcast_variables
+        assert (calls, checks) == (6 * 20 + 2 * 8 + 1, 6 * 20 + 2 * 7 + 1 + 6 + 2 + 1)
 
 
 def test_example_trains_on_two_processes_and_logs_once(tmp_path):
@@ -248,6 +258,8 @@ def test_difference_names_what_differs():
 
 
 def test_build_time_errors():
+    with pytest.raises(ValueError, match="bucket_bytes"):
+        gc.distribute.grouped_allreduce([gc.constant([1.0])], bucket_bytes=0)
     x = gc.placeholder(gc.float32, (3,))
     with pytest.raises(ValueError, match="'average' or 'sum'"):
         gc.distribute.allreduce(x, op="max")

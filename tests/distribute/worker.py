@@ -75,6 +75,7 @@ def collectives(out, rank, n):
             [gc.constant(np.arange(4, dtype=np.int64) * (rank + 1)), x * 2.0], op="sum"
         )
         b = gc.distribute.broadcast(x, root_rank=n - 1)
+        half = gc.distribute.allreduce(gc.cast(x, gc.float16), op="sum")  # summed in float32
         (ds,) = gc.gradients(gc.reduce_sum(s * w), [x])
         (da,) = gc.gradients(gc.reduce_sum(a * w), [x])
         (db,) = gc.gradients(gc.reduce_sum(b * w), [x])
@@ -83,13 +84,34 @@ def collectives(out, rank, n):
     feed = {x: np.full(3, rank + 1, np.float32)}
     for target in ("cpu", "reference"):
         with gc.Session(graph=g, target=target) as sess:
-            got = sess.run([s, a, ints[0], ints[1], b, ds, da, db], feed)
-            for name, val in zip(["sum", "avg", "ints", "floats", "bcast", "ds", "da", "db"], got):
+            got = sess.run([s, a, ints[0], ints[1], b, ds, da, db, half], feed)
+            names = ["sum", "avg", "ints", "floats", "bcast", "ds", "da", "db", "half"]
+            for name, val in zip(names, got):
                 out[f"ops/{target}/{name}"] = val
     with gc.Session(graph=g) as sess:
         sess.run(init)
         path = gc.distribute.Saver([v]).save(sess, str(Path(out["_dir"]) / "ckpt"))
         out["saver_path"] = np.array("" if path is None else path)
+    # variables of three dtypes broadcast from the last rank (one op, byte buckets); an
+    # optimizer step where one variable has no gradient (None: left alone)
+    g = gc.Graph()
+    with g.as_default():
+        vi = gc.Variable(np.arange(3, dtype=np.int64) * (rank + 1), name="vi")
+        vh = gc.Variable(np.full(5, rank + 1, np.float16), name="vh")
+        vf = gc.Variable(np.full((2, 2), rank + 1, np.float32), name="vf")
+        bcast = gc.distribute.broadcast_variables([vi, vh, vf], root_rank=n - 1)
+        u = gc.Variable(1.0, name="u")
+        unused = gc.Variable(2.0, name="unused")
+        step = gc.distribute.DistributedOptimizer(gc.train.GradientDescentOptimizer(0.1)).minimize(
+            u * u * float(rank + 1), var_list=[u, unused]
+        )
+        init = gc.global_variables_initializer()
+    with gc.Session(graph=g) as sess:
+        sess.run(init)
+        sess.run(bcast)
+        sess.run(step)
+        for name, val in zip(["vi", "vh", "vf", "u", "unused"], sess.run([vi, vh, vf, u, unused])):
+            out[f"misc/{name}"] = val
 
 
 mode_hook = None
