@@ -292,7 +292,7 @@ class Importer:
         if isinstance(out, np.ndarray | np.generic):
             arr = np.asarray(out)
             et = et or _ty.from_numpy(arr.dtype)
-            arr = arr.astype(_ty.numpy_dtype(et))
+            arr = arr.astype(_ty.numpy_dtype(et), copy=False)
             t = ctx.constant(arr, et)
             self._set(name, t, et, True, arr)
             return

@@ -93,7 +93,7 @@ def to_carrier(array: np.ndarray, elem_type: int) -> np.ndarray:
     arr = np.asarray(array)
     if elem_type == TensorProto.UINT64:
         return arr.astype(np.uint64).view(np.int64)
-    return arr.astype(carrier(elem_type).np)
+    return arr.astype(carrier(elem_type).np, copy=False)
 
 
 def from_carrier(array: np.ndarray, elem_type: int) -> np.ndarray:
