@@ -195,9 +195,9 @@ def test_three_processes(tmp_path):
     res = _job(3, "train3", tmp_path / "job", GRAPHC_DIST_BUCKET_BYTES="4096")
     assert res.returncode == 0 and not res.timed_out, res.stderr[-3000:]
     for r, d in enumerate(_ranks(tmp_path / "job", 3)):
-        assert int(d["stats"][0]) > 2 * 20 * 2
+        assert int(d["stats"][0]) > 20 * 2
         ends = [k for k in base if "/end/" in k]
-        assert len(ends) == 12
+        assert len(ends) == 6
         for k in ends:
             np.testing.assert_allclose(d[k], base[k], rtol=1e-5, atol=1e-6, err_msg=f"{k} {r}")
 

@@ -5,7 +5,7 @@
 MODE ``train``: trains the small models of ``models.py`` (MLP with each gc.train optimizer,
 clipping and a global step; CNN with Adam) for STEPS steps on this rank's shard of each
 global batch of N*BATCH rows, and checks the collective ops; each rank writes
-``OUT_DIR/rank<r>.npz``. MODE ``train3``: the MLP and the CNN with Adam only. Run as one
+``OUT_DIR/rank<r>.npz``. MODE ``train3``: the MLP with Adam only. Run as one
 process with BATCH = N*B it is the baseline of a job of N processes with batch B (plain
 ``python worker.py train OUT N*B``: a job of one).
 
@@ -137,7 +137,6 @@ def main():
         )
     elif mode == "train3":
         train(build_mlp, "adam", out, "mlp_adam", batch, rank, n)
-        train(build_cnn, "adam", out, "cnn_adam", batch, rank, n)
         out["stats"] = np.array([gc.distribute.stats()["allreduce_calls"]])
     elif mode in ("raise", "kill", "hang"):
 
