@@ -38,12 +38,15 @@ class JobResult:
     timed_out: bool
 
 
-def run_job(n: int, script, args=(), timeout: float = 120.0, env=None, cwd=None) -> JobResult:
+def run_job(n: int, script, args=(), timeout: float = 120.0, env=None, cwd=None,
+            mpi4py_main: bool = True) -> JobResult:  # fmt: skip
     """Run ``script`` on ``n`` processes of this machine; the job's exit status and output.
-    A job still running after ``timeout`` seconds is killed (``timed_out``)."""
+    A job still running after ``timeout`` seconds is killed (``timed_out``).
+    ``mpi4py_main=False`` starts ``python SCRIPT`` instead of ``python -m mpi4py SCRIPT``."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"a job needs n >= 1 processes, got {n!r}")
-    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", str(script)]
+    runner = ["-m", "mpi4py"] if mpi4py_main else []
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, *runner, str(script)]
     cmd += [str(a) for a in args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=cwd, start_new_session=True)  # fmt: skip

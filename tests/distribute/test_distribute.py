@@ -36,10 +36,10 @@ def _env(**extra):
     return env
 
 
-def _job(n, mode, out, batch=B, timeout=TIMEOUT, **env):
+def _job(n, mode, out, batch=B, timeout=TIMEOUT, mpi4py_main=True, **env):
     out.mkdir(parents=True, exist_ok=True)
-    res = launch.run_job(n, WORKER, [mode, out, batch], timeout=timeout, env=_env(**env))
-    return res
+    return launch.run_job(n, WORKER, [mode, out, batch], timeout=timeout, env=_env(**env),
+                          mpi4py_main=mpi4py_main)  # fmt: skip
 
 
 def _baseline(out, batch, mode="train"):
@@ -202,17 +202,19 @@ def test_three_processes(tmp_path):
             np.testing.assert_allclose(d[k], base[k], rtol=1e-5, atol=1e-6, err_msg=f"{k} {r}")
 
 
-def _failing_job(tmp_path, mode, **env):
+def _failing_job(tmp_path, mode, mpi4py_main=True, **env):
     t0 = time.monotonic()
-    res = _job(2, mode, tmp_path, timeout=60, **env)
+    res = _job(2, mode, tmp_path, timeout=60, mpi4py_main=mpi4py_main, **env)
     took = time.monotonic() - t0
     assert not res.timed_out, f"job {mode} hung: {res.stderr[-2000:]}"
     assert res.returncode != 0
     return res, took
 
 
-def test_a_rank_that_raises_ends_the_job_naming_it(tmp_path):
-    res, took = _failing_job(tmp_path, "raise")
+@pytest.mark.parametrize("mpi4py_main", [True, False], ids=["python -m mpi4py", "python"])
+def test_a_rank_that_raises_ends_the_job_naming_it(tmp_path, mpi4py_main):
+    # without -m mpi4py, the exception hook of gc.distribute.init() aborts the job
+    res, took = _failing_job(tmp_path, "raise", mpi4py_main)
     assert "rank 1 of 2" in res.stderr and "boom on purpose" in res.stderr
     assert took < 30
 
