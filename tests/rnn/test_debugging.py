@@ -141,3 +141,23 @@ def test_cpu_runs_asserts_on_the_host_labelled():
     with gc.Session(target="cpu") as sess:
         exe = sess.compile(y, [x])
     assert exe.stats["host_fallback_ops"] == ["Assert"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_print_and_assert_inside_a_while_loop(target, capsys):
+    """Each iteration prints, and the assert fails the run at the iteration that breaks it."""
+    x = gc.placeholder(gc.float32, (2,))
+
+    def body(i, a):
+        a = gc.print(a * 2, i, message="iter")
+        check = gc.debugging.assert_less(a, 50.0, message="too big")
+        with gc.control_dependencies([check]):
+            return i + 1, gc.identity(a)
+
+    _, out = gc.while_loop(lambda i, a: i < 3, body, (0, x))
+    with gc.Session(target=target) as sess:
+        np.testing.assert_array_equal(sess.run(out, {x: np.ones(2, np.float32)}), [8, 8])
+        assert capsys.readouterr().err == "iter [2. 2.] 0\niter [4. 4.] 1\niter [8. 8.] 2\n"
+        with pytest.raises(gc.errors.InvalidArgumentError, match="too big: assert 'body/"):
+            sess.run(out, {x: np.full(2, 20, np.float32)})
+        assert capsys.readouterr().err == "iter [40. 40.] 0\niter [80. 80.] 1\n"
