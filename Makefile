@@ -16,8 +16,10 @@ $(STAMP): $(PY) setup.py
 
 install: $(STAMP)
 
-## Run the whole test suite (installs into .venv first if needed).
+## Run the whole test suite (installs into .venv first if needed): the layer contracts of
+## .importlinter first (modules import only downward), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n 2 tests
 
 ## Train a small model on the digits data set through gc.Session, then show what fusion buys.

@@ -24,7 +24,8 @@ setup(
         "cuda": ["pycuda>=2022.1"],
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3",
                  "mpi4py>=4", "mpich",  # tests/distribute runs real MPI jobs
-                 "tensorboard>=2.10"],  # tests/summary reads event files with TensorBoard
+                 "tensorboard>=2.10",  # tests/summary reads event files with TensorBoard
+                 "import-linter>=2"],  # make test checks the layers (.importlinter)
         "mpi": ["mpi4py>=4", "mpich"],  # gc.distribute: data-parallel training over MPI
         "plot": ["matplotlib>=3.5"],
         "tensorboard": ["tensorboard>=2.10"],  # gc.summary: TensorBoard's protos and writer

@@ -15,7 +15,7 @@ Modules: ``workloads`` (what is run), ``peers`` (the other frameworks), ``measur
 
 from .cli import add_arguments, main
 from .runner import BenchResult, ImplResult, WorkloadResult, run_suite
-from .workloads import WORKLOADS
+from .suite import WORKLOADS
 
 __all__ = [
     "WORKLOADS",

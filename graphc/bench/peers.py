@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS, RNNStep
+from .rnn import RNNStep
+from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS
 
 RNN_ADAM_LR, RNN_PARAMS = RNNStep.adam_lr, RNNStep.params
 

@@ -19,7 +19,8 @@ import graphc as gc
 from .measure import compare, time_runs
 from .peers import PEERS, to_numpy
 from .progress import Progress
-from .workloads import WORKLOADS, Workload
+from .suite import WORKLOADS
+from .workloads import Workload
 
 REFERENCE, UNFUSED, FUSED = "graphc reference", "graphc unfused", "graphc fused"
 

@@ -530,26 +530,3 @@ class CNNStep(Workload):
             return [loss, *state]
 
         return step
-
-
-# W12 lives in its own module (it builds on Case and Workload above)
-from .distributed import DataParallel  # noqa: E402  (W14: W3 over MPI processes)
-from .rnn import RNNStep  # noqa: E402  (W11: dynamic_rnn train step)
-from .scaling import CompileScaling  # noqa: E402
-
-WORKLOADS = {
-    w.id: w
-    for w in (
-        ElementwiseChain(),
-        RowSoftmax(),
-        MLPStep(),
-        TinyRun(),
-        MLPCompile(),
-        LayerNorm(),
-        CNNStep(),
-        MLPBatches(),
-        RNNStep(),
-        CompileScaling(),
-        DataParallel(),
-    )
-}
