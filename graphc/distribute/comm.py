@@ -106,13 +106,18 @@ def init(threads: bool = True) -> None:
     """
     MPI = mpi_module()
     if _state.comm is None:
-        _state.comm = MPI.COMM_WORLD.Dup()
+        world = MPI.COMM_WORLD
+        _state.rank, _state.size = world.Get_rank(), world.Get_size()
+        _install_excepthook()
+        # meet with a bounded wait first: Dup and Split_type would block forever on a rank
+        # that never calls init
+        _wait(world.Ibarrier(), "init", patient=True)
+        _state.comm = world.Dup()
         _state.local = _state.comm.Split_type(MPI.COMM_TYPE_SHARED, key=_state.comm.Get_rank())
         _state.rank = _state.comm.Get_rank()
         _state.size = _state.comm.Get_size()
         _state.local_rank = _state.local.Get_rank()
         _state.local_size = _state.local.Get_size()
-        _install_excepthook()
     if threads and not config.threads_from_environment():
         n = max(1, config.cpu_count() // _state.local_size)
         config.set_default_threads(n)

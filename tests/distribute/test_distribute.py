@@ -237,6 +237,12 @@ def test_a_hanging_rank_times_the_collective_out(tmp_path):
     assert took < 40
 
 
+def test_a_rank_that_never_joins_times_init_out(tmp_path):
+    res, took = _failing_job(tmp_path, "noinit", GRAPHC_DIST_TIMEOUT="2")
+    assert "rank 0 of 2 waited 2 s in init" in res.stderr
+    assert took < 40
+
+
 # -- in this process: no MPI is started --------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ process with BATCH = N*B it is the baseline of a job of N processes with batch B
 
 Failure modes (the job must end, non-zero, naming the rank): ``raise`` (rank 1 raises at
 its second step), ``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a
-wider hidden layer), ``hang`` (rank 1 sleeps instead of stepping).
+wider hidden layer), ``hang`` (rank 1 sleeps instead of stepping), ``noinit`` (rank 1
+never calls init).
 """
 
 import os
@@ -120,6 +121,12 @@ mode_hook = None
 def main():
     global mode_hook
     mode, out_dir, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    if mode == "noinit":  # rank 1 never joins: rank 0 must give up in init, not hang
+        from mpi4py import MPI
+
+        if MPI.COMM_WORLD.Get_rank() == 1:
+            time.sleep(60)
+            return
     gc.distribute.init()
     rank, n = gc.distribute.rank(), gc.distribute.size()
     out = {"_dir": str(out_dir)}
