@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
 
 from .. import dtypes as _dt
 from ..graph.core import Tensor, user_location
@@ -103,10 +104,15 @@ class RNNCell:
     """Base class of the cells: ``state_size``, ``output_size``, ``zero_state`` and
     ``__call__(inputs, state, scope=None) -> (output, new_state)``.
 
-    Subclasses set ``_base_name`` and implement ``_build(input_depth, dtype)`` (create the
-    variables with ``self._variable``) and ``_step(inputs, state)``."""
+    A cell of your own, as in TF1: subclass it, call ``super().__init__(name=None,
+    dtype=None)``, define the properties ``state_size`` and ``output_size``, create the
+    variables in ``build(inputs_shape)`` with ``self.add_variable(name, shape,
+    initializer=None)`` (``inputs_shape`` is ``(None, depth)``) and compute a step in
+    ``call(inputs, state) -> (output, new_state)``. Its scope is the class name in
+    snake case (``MyCell`` -> ``my_cell``). (The built-in cells implement ``_build`` and
+    ``_step`` directly.)"""
 
-    _base_name = "rnn_cell"
+    _base_name = ""  # the default scope name; "" : the class name in snake case
 
     def __init__(self, name=None, dtype=None):
         self._name = name
@@ -174,7 +180,7 @@ class RNNCell:
                 if scope is not None:
                     vs = stack.enter_context(variable_scope(scope))
                 else:
-                    base = self._name or self._base_name
+                    base = self._name or self._base_name or _snake(type(self).__name__)
                     vs = stack.enter_context(variable_scope(None, default_name=base))
                 self._graph, self._scope = outer, vs
             else:
@@ -222,11 +228,38 @@ class RNNCell:
                 f"got {inputs.shape} at {file}:{line}"
             )
 
+    # -- TF1's interface for cells written by users ----------------------------------
+    def build(self, inputs_shape) -> None:
+        """Create the cell's variables for inputs of ``inputs_shape`` ``(None, depth)``
+        with ``add_variable``; called once, inside the cell's variable scope."""
+
+    def call(self, inputs, state):
+        """One step: ``(output, new_state)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define call(inputs, state) -> (output, new_state)"
+        )
+
+    def add_variable(self, name, shape, dtype=None, initializer=None, trainable=None):
+        """A variable ``<cell scope>/<name>`` of the cell (``gc.get_variable`` semantics;
+        dtype: the inputs'). Only from ``build``."""
+        if self._scope is None or self._built_depth is not None:
+            raise ValueError(f"{type(self).__name__}.add_variable is only for build()")
+        var = get_variable(name, shape, dtype or self._dtype, initializer, trainable=trainable)
+        self._variables.append(var)
+        return var
+
+    add_weight = add_variable
+
     def _build(self, graph, input_depth: int, dtype) -> None:
-        raise NotImplementedError
+        self.build((None, input_depth))
 
     def _step(self, inputs, state):
-        raise NotImplementedError
+        return self.call(inputs, state)
+
+
+def _snake(name: str) -> str:
+    """``MyLSTMCell`` -> ``my_lstm_cell`` (TF1's default layer names)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _check_units(num_units) -> int:

@@ -214,3 +214,62 @@ def test_sequence_length_of_the_wrong_size_fails_at_run_time():
             sess.run(gc.global_variables_initializer())
             with pytest.raises(gc.errors.InvalidArgumentError):
                 sess.run(out, feed)
+
+
+class MinimalRNNCell(rc.RNNCell):
+    """A cell written against TF1's subclassing interface: h' = tanh(x W + h U)."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    @property
+    def state_size(self):
+        return self.units
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def build(self, inputs_shape):
+        self.w = self.add_variable("w", (inputs_shape[1], self.units))
+        self.u = self.add_variable(
+            "u", (self.units, self.units), initializer=gc.initializers.identity()
+        )
+
+    def call(self, inputs, state):
+        h = gc.tanh(gc.matmul(inputs, self.w) + gc.matmul(state, self.u))
+        return h, h
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_cell_written_by_the_user(target):
+    x = gc.placeholder(gc.float64, (None, None, 2))
+    cell = MinimalRNNCell(3)
+    outputs, final = gc.nn.dynamic_rnn(cell, x, dtype=gc.float64)
+    assert [v.op.name for v in cell.variables] == [
+        "rnn/minimal_rnn_cell/w",
+        "rnn/minimal_rnn_cell/u",
+    ]
+    (dw,) = gc.gradients(gc.reduce_sum(final), [cell.w])
+    xs = np.random.default_rng(2).normal(size=(2, 4, 2))
+    with gc.Session(target=target) as sess:
+        sess.run(gc.global_variables_initializer())
+        out, fin, g, w, u = sess.run([outputs, final, dw, cell.w, cell.u], {x: xs})
+        loss = lambda: sess.run(gc.reduce_sum(final), {x: xs})  # noqa: E731
+        w2 = w.copy()
+        w2[1, 2] += 1e-6
+        cell.w.load(w2, sess)
+        up = loss()
+        w2[1, 2] -= 2e-6
+        cell.w.load(w2, sess)
+        down = loss()
+    np.testing.assert_array_equal(u, np.eye(3))
+    h = np.zeros((2, 3))
+    for t in range(4):
+        h = np.tanh(xs[:, t] @ w + h @ u)
+        np.testing.assert_allclose(out[:, t], h, rtol=1e-12)
+    np.testing.assert_allclose(fin, h, rtol=1e-12)
+    np.testing.assert_allclose(g[1, 2], (up - down) / 2e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="only for build"):
+        cell.add_variable("late", (1,))
