@@ -689,6 +689,10 @@ class Renderer:
             return b.icmp_signed("!=", v, ir.Constant(st, 0))
         if src == _dt.bool_:
             return b.uitofp(v, dty) if dst.is_floating else b.zext(v, dty)
+        if dst == _dt.float16 and src != _dt.float32:
+            return _to_half(b, v, src)
+        if src == _dt.float16 and not dst.is_floating:
+            v, st, src = b.fpext(v, ir.FloatType()), ir.FloatType(), _dt.float32
         if src.is_floating and dst.is_floating:
             return b.fpext(v, dty) if src.itemsize < dst.itemsize else b.fptrunc(v, dty)
         if src.is_floating:
@@ -983,3 +987,32 @@ def render(kp: KernelProgram, fast_math: bool = False) -> tuple[ir.Module, Layou
     """LLVM module (entry ``gc_entry``) and buffer layout of a KernelProgram."""
     r = Renderer(kp, fast_math)
     return r.render(), r.layout
+
+
+def _to_half(b, v, src):
+    """``v`` (float64 or an integer) rounded once to float16, as numpy does. x86 converts
+    only float32 to half in hardware; LLVM lowers a direct double or integer conversion to a
+    runtime-library call (``__truncdfhf2``) that a JIT-loaded program cannot resolve (the
+    process crashed). Going through float32 rounds twice, which can miss the nearest half on a
+    tie, so the float32 step rounds to odd: truncate toward zero and set the last bit when
+    inexact, then one correctly rounded float32 -> half conversion (round-to-odd makes the
+    two-step rounding exact when the intermediate has 2 or more extra bits, and float32 has 13).
+    Integers go through float64 first, exact below 2**53, far beyond half's range."""
+    f64, f32 = ir.DoubleType(), ir.FloatType()
+    if src != _dt.float64:
+        v = b.sitofp(v, f64)
+    r = b.fptrunc(v, f32)
+    back = b.fpext(r, f64)
+    exact = b.fcmp_unordered("==", back, v)  # true for NaN too (unordered): keep r
+    away = b.fcmp_ordered(">", _fabs(b, back), _fabs(b, v))
+    bits = b.bitcast(r, I32)
+    bits = b.select(away, b.sub(bits, ir.Constant(I32, 1)), bits)
+    bits = b.or_(bits, ir.Constant(I32, 1))
+    odd = b.bitcast(bits, f32)
+    r = b.select(exact, r, odd)
+    return b.fptrunc(r, ir.HalfType())
+
+
+def _fabs(b, x):
+    fn = b.module.declare_intrinsic("llvm.fabs", [x.type])
+    return b.call(fn, [x])
