@@ -41,6 +41,20 @@ class FuncGraph(Graph):
         self._captures: dict = {}  # outer tensor -> placeholder here
         self.captured: list[Tensor] = []
         self.capture_placeholders: list[Tensor] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """Called once the body is a Program: building on its tensors afterwards (a tensor
+        kept from inside the body and used outside) is an error, never a silent no-op."""
+        self._closed = True
+
+    def _create_op(self, op_def, inputs, attrs, specs, name, location):
+        if self._closed:
+            raise ValueError(
+                f"{op_def.type}: a tensor of the control-flow body '{self.body_name}' is used "
+                f"outside it (at {location[0]}:{location[1]}); return it from the body instead"
+            )
+        return super()._create_op(op_def, inputs, attrs, specs, name, location)
 
     @property
     def outermost_graph(self) -> Graph:
@@ -159,6 +173,7 @@ def to_program(graph: FuncGraph, outputs, layout) -> Program:
     ``layout``: the op's input order; each entry a placeholder of ``graph`` or None (an
     input this body does not read). Feed node ``index`` attributes follow the layout.
     """
+    graph.close()
     feeds = [t for t in layout if t is not None]
     index = {id(t): i for i, t in enumerate(layout) if t is not None}
     program = extract(list(outputs), effect_ops(graph), feeds)

@@ -240,3 +240,16 @@ def test_random_ops_in_a_body_draw_per_iteration_and_per_run():
     assert not np.allclose(first, second)  # fresh per run
     np.testing.assert_array_equal(runs["cpu"][0], first)  # the same streams on cpu
     np.testing.assert_array_equal(runs["cpu"][1], second)
+
+
+def test_a_body_tensor_used_outside_the_body_is_an_error():
+    kept = {}
+
+    def body(v):
+        kept["t"] = v * 2.0
+        return kept["t"]
+
+    gc.while_loop(lambda v: v < 10.0, body, [gc.constant(1.0)])
+    with pytest.raises(ValueError, match="return it from the body instead") as exc:
+        kept["t"] + 1.0  # L3
+    assert f"test_while.py:{line_of('# L3')}" in str(exc.value)
