@@ -21,7 +21,18 @@ from graphc import config
 from graphc.bench.runner import run_suite
 from graphc.distribute import comm, launch
 
-pytestmark = pytest.mark.skipif(not comm.available(), reason="mpi4py is not installed")
+
+def _have_mpi() -> bool:
+    """mpi4py installed and an mpiexec found (checked without starting MPI here)."""
+    try:
+        comm.require_installed()
+        launch.mpiexec_path()
+    except gc.errors.UnavailableError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _have_mpi(), reason="needs graphc[mpi]: mpi4py, mpich")
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
