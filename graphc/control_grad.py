@@ -27,7 +27,7 @@ from .ops.func_graph import enclosing_capture, import_program
 
 #: stateful ops a gradient may run again while re-running a body forward
 _REPLAYABLE = frozenset({"Feed", "VariableV2", "ReadVariable", "IsVariableInitialized",
-                         "CheckNumerics"})  # fmt: skip
+                         "CheckNumerics", "Assert", "Print"})  # fmt: skip
 
 
 def _float(t) -> bool:

@@ -161,3 +161,22 @@ def test_print_and_assert_inside_a_while_loop(target, capsys):
         with pytest.raises(gc.errors.InvalidArgumentError, match="too big: assert 'body/"):
             sess.run(out, {x: np.full(2, 20, np.float32)})
         assert capsys.readouterr().err == "iter [40. 40.] 0\niter [80. 80.] 1\n"
+
+
+def test_a_loop_with_print_and_assert_is_differentiable(capsys):
+    """The loop's gradient re-runs its body: the assert checks again, the print prints again
+    (backward, in reverse order)."""
+    x = gc.placeholder(gc.float64, (2,))
+
+    def body(i, a):
+        a = gc.print(a * a, i, message="fwd")
+        with gc.control_dependencies([gc.debugging.assert_less(a, 1e6)]):
+            return i + 1, gc.identity(a)
+
+    _, out = gc.while_loop(lambda i, a: i < 2, body, (0, x))
+    (dx,) = gc.gradients(gc.reduce_sum(out), [x])
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            got = sess.run(dx, {x: np.array([1.5, -2.0])})
+        np.testing.assert_allclose(got, 4 * np.array([1.5, -2.0]) ** 3)  # d(x^4)/dx
+        assert capsys.readouterr().err.count("fwd") == 4  # 2 forward, 2 replayed
