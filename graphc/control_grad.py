@@ -25,7 +25,8 @@ from .ops.control_flow import ControlOp, build_if, build_loop, install_gradients
 from .ops.control_runtime import where
 from .ops.func_graph import enclosing_capture, import_program
 
-#: stateful ops a gradient may run again while re-running a body forward
+#: stateful ops a gradient may run again while re-running a body forward (checks pass or
+#: fail again on the same values; a gc.print in the body prints again, in reverse order)
 _REPLAYABLE = frozenset({"Feed", "VariableV2", "ReadVariable", "IsVariableInitialized",
                          "CheckNumerics", "Assert", "Print"})  # fmt: skip
 
