@@ -33,7 +33,7 @@ import contextlib
 import re
 
 from .. import dtypes as _dt
-from ..graph.core import Tensor, user_location
+from ..graph.core import Tensor, get_default_graph, user_location
 from ..model.initializers import Constant, Zeros
 from ..model.scope import get_variable, variable_scope
 from ..ops.constant import zeros, zeros_like
@@ -62,6 +62,16 @@ class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
         if c.dtype != h.dtype:
             raise TypeError(f"inconsistent dtypes of c and h: {c.dtype.name} vs {h.dtype.name}")
         return c.dtype
+
+
+def building_graph(t):
+    """The graph that ops on ``t`` go into: the default graph when it is a control-flow body
+    enclosing ``t``'s graph (``t`` is then captured into it), else ``t``'s own graph."""
+    default = get_default_graph()
+    encloses = getattr(default, "encloses", None)
+    if encloses is not None and encloses(t.graph):
+        return default
+    return t.graph
 
 
 def outermost(graph):
@@ -159,7 +169,7 @@ class RNNCell:
                     f"at {file}:{line}"
                 )
         state = nest.pack_sequence_as(state, flat_state)
-        graph = inputs.graph
+        graph = building_graph(inputs)
         with self._enter(graph, scope):
             self._maybe_build(graph, int(inputs.shape[-1]), inputs.dtype)
             return self._step(inputs, state)

@@ -25,7 +25,7 @@ from ..ops.registry import convert_to_tensor
 from ..ops.shape import shape as shape_of
 from ..ops.shape import transpose
 from . import nest
-from .cell import RNNCell
+from .cell import RNNCell, building_graph
 
 __all__ = ["dynamic_rnn"]
 
@@ -62,7 +62,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
         _fail(ValueError, f"inputs must be {layout} with a known depth, got shape {x.shape}",
               location)  # fmt: skip
-    graph = x.graph
+    graph = building_graph(x)
     batch_axis = 1 if time_major else 0
     x_tm = x if time_major else transpose(x, [1, 0, 2])
     batch = x.shape[batch_axis]

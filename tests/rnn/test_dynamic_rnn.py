@@ -273,3 +273,30 @@ def test_a_cell_written_by_the_user(target):
     np.testing.assert_allclose(g[1, 2], (up - down) / 2e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="only for build"):
         cell.add_variable("late", (1,))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dynamic_rnn_inside_a_cond_branch(target):
+    """Built inside a control-flow body: the inputs are captured, the variables stay in the
+    outer graph, shared with a call outside; gradients flow through the branch."""
+    x = gc.placeholder(gc.float32, (None, None, 3))
+    take_all = gc.placeholder(gc.bool, ())
+    cell = rc.GRUCell(4)
+    _, direct = gc.nn.dynamic_rnn(cell, x, dtype=gc.float32)
+    state = gc.cond(
+        take_all,
+        lambda: gc.nn.dynamic_rnn(cell, x, dtype=gc.float32)[1],
+        lambda: gc.nn.dynamic_rnn(cell, x[:, :1], dtype=gc.float32)[1],
+    )
+    grads = gc.gradients(gc.reduce_sum(state), cell.variables)
+    assert len(gc.global_variables()) == 4
+    xs = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    with gc.Session(target=target) as sess:
+        sess.run(gc.global_variables_initializer())
+        both, want = sess.run([state, direct], {x: xs, take_all: True})
+        first = sess.run(state, {x: xs, take_all: False})
+        want_first = sess.run(direct, {x: xs[:, :1]})
+        g = sess.run(grads, {x: xs, take_all: True})
+    np.testing.assert_allclose(both, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(first, want_first, rtol=1e-6, atol=1e-7)
+    assert all(np.isfinite(a).all() and a.any() for a in g)
