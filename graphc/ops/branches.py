@@ -12,6 +12,7 @@ from .. import dtypes as _dt
 from ..errors import InvalidArgumentError
 from ..graph.core import get_default_graph, user_location
 from . import nest
+from .control import identity
 from .control_flow import LoopError, build_if
 from .control_runtime import fmt_shape, where
 from .registry import OpDef, apply_op, convert_to_tensor, register
@@ -76,9 +77,11 @@ def cond(pred, true_fn=None, false_fn=None, strict=False, name=None):
 
 
 @register
-class CaseExclusive(OpDef):
-    """Identity on a vector of predicates that fails the run (InvalidArgumentError) when
-    more than one of them is true: ``case(..., exclusive=True)``."""
+class CaseCheck(OpDef):
+    """Identity on a vector of ``case`` predicates that fails the run
+    (InvalidArgumentError): with ``mode="exclusive"`` when more than one is true
+    (``exclusive=True``), with ``mode="any"`` when none is (no ``default``: TF1 runs the
+    last pair's function only if its predicate holds)."""
 
     stateful = True  # a check: never removed while its output is used
     differentiable = False
@@ -90,10 +93,14 @@ class CaseExclusive(OpDef):
     def ref_stateful(self, xs, attrs, ctx):
         preds = np.asarray(xs[0])
         count = int(np.count_nonzero(preds))
-        if count > 1:
+        if attrs["mode"] == "exclusive" and count > 1:
             raise InvalidArgumentError(
                 f"case at {where(attrs)}: {count} predicates are true with exclusive=True "
                 "(at most one may be)"
+            )
+        if attrs["mode"] == "any" and count == 0:
+            raise InvalidArgumentError(
+                f"case at {where(attrs)}: none of the predicates is true and there is no default"
             )
         return preds
 
@@ -103,7 +110,8 @@ def case(pred_fn_pairs, default=None, exclusive=False, strict=False, name="case"
     ``tf.case``), as nested ``cond``s: only that function runs.
 
     ``pred_fn_pairs``: a list of ``(pred, fn)`` (or a dict). Without ``default`` the last
-    pair's function is the default. ``exclusive=True`` fails the run with
+    pair is the default, run only if its predicate holds (as TF1: the run fails with
+    InvalidArgumentError when no predicate is true). ``exclusive=True`` fails the run with
     InvalidArgumentError when more than one predicate is true.
     """
     location = user_location()
@@ -116,16 +124,22 @@ def case(pred_fn_pairs, default=None, exclusive=False, strict=False, name="case"
     for p in pairs:
         if not isinstance(p, tuple | list) or len(p) != 2 or not callable(p[1]):
             _fail(TypeError, f"case: each entry must be a (pred, fn) pair, got {p!r}", location)
-    if default is None:
-        default = pairs.pop()[1]
-    if not pairs:
-        return _unwrap(default(), strict)
     preds = [convert_to_tensor(p) for p, _ in pairs]
     graph = get_default_graph()
     with graph.name_scope(name):
         if exclusive and len(preds) > 1:
-            checked = apply_op("CaseExclusive", [stack(preds)], {"location": location})
+            checked = apply_op("CaseCheck", [stack(preds)], {"mode": "exclusive",
+                                                              "location": location})  # fmt: skip
             preds = unstack(checked.outputs[0])
+        if default is None:
+            last_fn = pairs.pop()[1]
+            every = list(preds)
+
+            def default():
+                check = apply_op("CaseCheck", [stack(every)], {"mode": "any",
+                                                               "location": location})  # fmt: skip
+                with get_default_graph().control_dependencies([check]):
+                    return nest.map_structure(identity, last_fn())
 
         def chain(i):
             if i == len(pairs):

@@ -88,12 +88,19 @@ def test_case_first_true_default_and_exclusive():
     z = gc.case([(x < 0, lambda: gc.constant(-1)), (x < 10, lambda: gc.constant(1))],
                 default=lambda: gc.constant(100), exclusive=True)  # fmt: skip
     last = gc.case([(x < 0, lambda: gc.constant(-1)), (x < 10, lambda: gc.constant(1))])
+    single = gc.case([(x > 0, lambda: gc.constant(7))])
     for target in TARGETS:
         assert [run(y, {x: v}, target) for v in (-5, 5, 50)] == [-1, 1, 100]
         assert run(z, {x: 50}, target) == 100
         with pytest.raises(InvalidArgumentError, match="exclusive"):
             run(z, {x: -5}, target)
-        assert [run(last, {x: v}, target) for v in (-5, 5, 50)] == [-1, 1, 1]
+        # no default: the last pair runs if its predicate holds, else the run fails (TF1)
+        assert [run(last, {x: v}, target) for v in (-5, 5)] == [-1, 1]
+        with pytest.raises(InvalidArgumentError, match="none of the predicates is true"):
+            run(last, {x: 50}, target)
+        assert run(single, {x: 1}, target) == 7
+        with pytest.raises(InvalidArgumentError, match="none of the predicates is true"):
+            run(single, {x: -1}, target)
 
 
 def test_cond_build_errors_name_the_user_line():
