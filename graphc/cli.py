@@ -45,6 +45,10 @@ def _fail(command: str, path: str, exc: Exception) -> int:
 
 def _inspect(args) -> int:
     describe = _export_function("describe")
+    if str(args.artifact).endswith(".onnx"):  # an ONNX model (needs the onnx package)
+        from . import onnx as gc_onnx
+
+        describe = gc_onnx.describe
     try:
         print(describe(args.artifact))
     except _artifact_errors() as exc:

@@ -15,7 +15,7 @@ import importlib
 
 from ..errors import UnavailableError
 
-__all__ = ["import_model", "load", "export"]
+__all__ = ["import_model", "load", "export", "describe"]
 
 
 def _require(module: str):
@@ -48,6 +48,12 @@ def export(sess, path, inputs, outputs, opset=17):
     """Write the optimised graph computing ``outputs`` from ``inputs`` (dicts name -> tensor)
     as an ONNX model (variables become initializers holding ``sess``'s current values)."""
     return _require("exporter").export(sess, path, inputs, outputs, opset)
+
+
+def describe(path) -> str:
+    """A text description of the ONNX model at ``path``: inputs, outputs, opsets, op counts,
+    and the ops graphc cannot import (``graphc inspect model.onnx``)."""
+    return _require("describe").describe(path)
 
 
 def __getattr__(name):

@@ -111,6 +111,17 @@ def tensor_type(elem_type: int, shape) -> TypeProto:
     return helper.make_tensor_type_proto(elem_type, None if shape is None else list(shape))
 
 
+def has_function(node: NodeProto, opset: int) -> bool:
+    """Whether ONNX defines ``node``'s op by a function at ``opset`` (fixed or built from the
+    node's types)."""
+    schema = _schema(node, opset)
+    if schema is None:
+        return False
+    versions = list(schema.function_opset_versions)
+    versions += list(schema.context_dependent_function_opset_versions)
+    return any(v <= opset for v in versions)
+
+
 def filled(node: NodeProto, opset: int) -> NodeProto:
     """``node`` with its schema's default attributes (what attribute references resolve to)."""
     schema = _schema(node, opset)

@@ -1,0 +1,130 @@
+"""gc.onnx through the public API: import_model, load, the backend, errors, graphc inspect."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+import graphc as gc  # noqa: E402
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "t", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _vi(name, et, shape):
+    return helper.make_tensor_value_info(name, et, shape)
+
+
+def test_gc_onnx_is_an_attribute_and_says_what_to_install(monkeypatch):
+    assert gc.onnx.import_model and gc.onnx.load and gc.onnx.export
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed
+    with pytest.raises(gc.errors.UnavailableError, match="onnx"):
+        gc.onnx.import_model("model.onnx")
+
+
+def test_import_model_gives_placeholders_and_tensors_usable_like_any_graph():
+    w = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    m = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["y"])],
+        [_vi("x", TensorProto.FLOAT, ["N", 3])],
+        [_vi("y", TensorProto.FLOAT, ["N", 4])],
+        [onnx.numpy_helper.from_array(w, "w")],
+    )
+    g = gc.Graph()
+    inputs, outputs = gc.onnx.import_model(m, graph=g)
+    assert set(inputs) == {"x"} and set(outputs) == {"y"}
+    x, y = inputs["x"], outputs["y"]
+    assert x.shape == (None, 3) and y.shape == (None, 4)
+    with g.as_default():
+        (dx,) = gc.gradients(gc.reduce_sum(y), [x])
+    xv = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    for target in ("reference", "cpu"):
+        with gc.Session(graph=g, target=target) as sess:
+            got, grad = sess.run([y, dx], {x: xv})
+        np.testing.assert_allclose(got, np.tanh(xv @ w), rtol=1e-5)
+        np.testing.assert_allclose(grad, (1 - np.tanh(xv @ w) ** 2) @ w.T, rtol=1e-4, atol=1e-6)
+
+
+def test_load_is_a_callable_with_a_signature(tmp_path):
+    m = _model(
+        [helper.make_node("Div", ["a", "b"], ["q"]),
+         helper.make_node("Reshape", ["q", "s"], ["r"], allowzero=1)],
+        [_vi("a", TensorProto.INT32, [2, 3]), _vi("b", TensorProto.INT32, [2, 3])],
+        [_vi("r", TensorProto.INT32, [3, 2])],
+        [onnx.numpy_helper.from_array(np.array([3, 2], np.int64), "s")],
+    )  # fmt: skip
+    onnx.save(m, tmp_path / "m.onnx")
+    model = gc.onnx.load(str(tmp_path / "m.onnx"))
+    assert model.signature["inputs"]["a"] == {"dtype": "int32", "shape": [2, 3]}
+    a = np.array([[7, -7, 7], [-7, 1, 0]], np.int32)
+    b = np.array([[2, 2, -2], [-2, 3, 5]], np.int32)
+    out = model(a=a, b=b)["r"]
+    # ONNX's integer Div truncates toward zero
+    np.testing.assert_array_equal(out, np.array([[3, -3], [-3, 3], [0, 0]], np.int32))
+    with pytest.raises(gc.errors.InvalidArgumentError, match="unknown input"):
+        model(a=a, c=b)
+
+
+def test_narrow_integer_types_wrap_like_onnx():
+    m = _model(
+        [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Mul", ["s", "b"], ["y"])],
+        [_vi("a", TensorProto.UINT8, [4]), _vi("b", TensorProto.UINT8, [4])],
+        [_vi("y", TensorProto.UINT8, [4])],
+    )  # fmt: skip
+    from graphc.onnx.backend import GraphcBackend, ReferenceBackend
+
+    a = np.array([250, 3, 128, 255], np.uint8)
+    b = np.array([10, 200, 128, 2], np.uint8)
+    want = ((a + b) * b).astype(np.uint8)  # numpy's uint8 wraps
+    for backend in (GraphcBackend, ReferenceBackend):
+        (got,) = backend.run_model(m, [a, b])
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+
+
+def test_unsupported_op_and_dynamic_shape_arguments_are_clear_errors():
+    nz = helper.make_node("NonZero", ["x"], ["y"], name="nz")
+    m = _model([nz], [_vi("x", TensorProto.FLOAT, [3])], [_vi("y", TensorProto.INT64, [1, None])])
+    with pytest.raises(gc.errors.UnimplementedError, match="nz.*NonZero"):
+        gc.onnx.import_model(m, graph=gc.Graph())
+    m = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")],
+               [_vi("x", TensorProto.FLOAT, [6]), _vi("s", TensorProto.INT64, [2])],
+               [_vi("y", TensorProto.FLOAT, [None, None])])  # fmt: skip
+    with pytest.raises(gc.errors.UnimplementedError, match="rs.*'s'.*import time"):
+        gc.onnx.import_model(m, graph=gc.Graph())
+    # the backend binds such an input to the values it is run with
+    from graphc.onnx.backend import GraphcBackend
+
+    (y,) = GraphcBackend.run_model(m, [np.arange(6, dtype=np.float32), np.array([2, 3])])
+    np.testing.assert_array_equal(y, np.arange(6).reshape(2, 3))
+
+
+def test_backend_supports_cpu_only():
+    from graphc.onnx.backend import GraphcBackend
+
+    assert GraphcBackend.supports_device("CPU")
+    assert not GraphcBackend.supports_device("CUDA")
+
+
+def test_graphc_inspect_prints_signature_and_op_counts(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Relu", ["h"], ["y"]),
+             helper.make_node("NonZero", ["y"], ["z"])]  # fmt: skip
+    m = _model(nodes, [_vi("x", TensorProto.FLOAT, ["N", 3])], [_vi("z", TensorProto.INT64, None)])
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    r = subprocess.run([sys.executable, "-m", "graphc.cli", "inspect", str(path)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "x: float[N, 3]" in r.stdout
+    assert "Relu" in r.stdout and " 2" in r.stdout
+    assert "cannot import: NonZero" in r.stdout
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    r = subprocess.run([sys.executable, "-m", "graphc.cli", "inspect", str(tmp_path / "bad.onnx")],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and "not an ONNX model" in r.stderr
