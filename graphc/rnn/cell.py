@@ -32,6 +32,8 @@ import collections
 import contextlib
 import re
 
+import numpy as np
+
 from .. import dtypes as _dt
 from ..graph.core import Tensor, get_default_graph, user_location
 from ..model.initializers import Constant, Zeros
@@ -86,8 +88,8 @@ def batch_zeros(batch_size, units: int, dtype) -> Tensor:
     dtype = _dt.as_dtype(dtype)
     if isinstance(batch_size, Tensor):
         op = batch_size.op
-        if op.type == "Const":
-            batch_size = int(op.attrs["value"])
+        if op.type == "Const" and np.size(op.attrs["value"]) == 1:
+            batch_size = int(np.asarray(op.attrs["value"]).reshape(()))
         elif (
             op.type == "StridedSlice"
             and op.inputs[0].op.type == "Shape"
@@ -105,7 +107,9 @@ def batch_zeros(batch_size, units: int, dtype) -> Tensor:
                 f"zero_state: batch_size {batch_size.name} is computed at run time; give an "
                 f"int or gc.shape(t)[k] of the tensor whose dim it is, at {file}:{line}"
             )
-    if not isinstance(batch_size, int) or batch_size < 0:
+    if isinstance(batch_size, np.integer):
+        batch_size = int(batch_size)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 0:
         raise ValueError(f"zero_state: batch_size must be a non-negative int, got {batch_size!r}")
     return zeros((batch_size, units), dtype)
 
