@@ -29,7 +29,7 @@ from .comm import (
     size,
     stats,
 )
-from .helpers import Saver, get_logger
+from .helpers import Saver, check_same_variables, get_logger
 from .ops import (
     allreduce,
     broadcast,
@@ -43,5 +43,6 @@ __all__ = [
     "init", "is_initialized", "available", "rank", "size", "local_rank", "local_size",
     "allreduce", "grouped_allreduce", "broadcast", "broadcast_variables",
     "broadcast_global_variables", "DistributedOptimizer", "Saver", "get_logger", "abort",
+    "check_same_variables",
     "stats", "reset_stats",
 ]  # fmt: skip

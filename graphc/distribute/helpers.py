@@ -1,4 +1,5 @@
-"""Rank-0 conveniences: checkpoints written by one process, logging from one process.
+"""Rank-0 conveniences (checkpoints written by one process, logging from one process) and
+a check that every process holds the same variables.
 
 Every process holds the same variables after each step, so one copy of a checkpoint is
 enough, and N processes writing the same files would race. Likewise a log line printed by
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from ..ops.state import GLOBAL_VARIABLES, Variable
 from ..train.saver import Saver as _TrainSaver
 from . import comm
 
@@ -26,6 +28,22 @@ class Saver(_TrainSaver):
             return None
         return super().save(sess, save_path, global_step=global_step,
                             latest_filename=latest_filename, write_state=write_state)  # fmt: skip
+
+
+def check_same_variables(sess, var_list=None) -> None:
+    """Raise FailedPreconditionError naming the first variable whose value in ``sess``
+    differs between the processes (default: every global variable of the session's graph).
+    Data-parallel training keeps them equal; a difference means the processes do not run
+    the same step (another learning rate, a variable updated outside the optimizer...).
+    Every process must call it."""
+    if var_list is None:
+        var_list = sess.graph.get_collection(GLOBAL_VARIABLES)
+    var_list = list(var_list)
+    for v in var_list:
+        if not isinstance(v, Variable):
+            raise TypeError(f"check_same_variables takes gc.Variable objects, got {v!r}")
+    values = sess.run(var_list) if var_list else []
+    comm.check_same_values("check_same_variables", [v.op.name for v in var_list], values)
 
 
 class _RankFilter(logging.Filter):

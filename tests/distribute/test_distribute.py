@@ -163,7 +163,8 @@ def check_saver_writes_on_rank_0_only_and_threads_share_the_cores(two):
         # x 8 buckets (7 allreduce ops, the grouped one of 2 dtypes), + 1 optimizer step;
         # each op call checks the ranks agree first: + 6 models x 1 broadcast, + 2 x 1
         # broadcast in the collectives graph, + 1 broadcast_variables
-        assert (calls, checks) == (6 * 20 + 2 * 8 + 1, 6 * 20 + 2 * 7 + 1 + 6 + 2 + 1)
+        # + 6 check_same_variables (one per model)
+        assert (calls, checks) == (6 * 20 + 2 * 8 + 1, 6 * 20 + 2 * 7 + 1 + 6 + 2 + 1 + 6)
 
 
 def test_example_trains_on_two_processes_and_logs_once(tmp_path):
@@ -240,6 +241,12 @@ def test_mismatched_graphs_raise_naming_the_difference(tmp_path):
     res, _ = _failing_job(tmp_path, "mismatch")
     assert "FailedPreconditionError" in res.stderr
     assert "'w1' of shape (64, 33)" in res.stderr and "(64, 32)" in res.stderr
+
+
+def test_diverging_variables_are_named(tmp_path):
+    res, _ = _failing_job(tmp_path, "diverge")
+    assert "FailedPreconditionError" in res.stderr
+    assert "rank 1's value of 'w1' differs from rank 0's" in res.stderr
 
 
 def test_a_hanging_rank_times_the_collective_out(tmp_path):

@@ -12,7 +12,8 @@ process with BATCH = N*B it is the baseline of a job of N processes with batch B
 Failure modes (the job must end, non-zero, naming the rank): ``raise`` (rank 1 raises at
 its second step), ``kill`` (rank 1 is killed by SIGKILL), ``mismatch`` (rank 1 builds a
 wider hidden layer), ``hang`` (rank 1 sleeps instead of stepping), ``noinit`` (rank 1
-never calls init).
+never calls init), ``diverge`` (each rank its own learning rate: check_same_variables
+raises).
 """
 
 import os
@@ -32,12 +33,17 @@ from graphc import config  # noqa: E402
 
 
 def train(build, opt_name, out, prefix, batch, rank, n, target="cpu", clip=None, hidden=32):
-    """Train one model; record its variables after the broadcast and after STEPS steps."""
+    """Train one model; record its variables after the broadcast and after STEPS steps
+    (checked equal on every rank: check_same_variables)."""
     g = gc.Graph()
     with g.as_default():
         x, labels, loss, params, data = build(rank, hidden=hidden)
         step = gc.train.get_or_create_global_step()
-        opt = gc.distribute.DistributedOptimizer(OPTIMIZERS[opt_name]())
+        if opt_name == "sgd_per_rank":  # a learning rate of each rank's own: diverges
+            inner = gc.train.GradientDescentOptimizer(0.1 * (rank + 1))
+        else:
+            inner = OPTIMIZERS[opt_name]()
+        opt = gc.distribute.DistributedOptimizer(inner)
         pairs = opt.compute_gradients(loss)
         if clip is not None:
             clipped, _ = gc.clip_by_global_norm([gr for gr, _ in pairs], clip)
@@ -56,6 +62,7 @@ def train(build, opt_name, out, prefix, batch, rank, n, target="cpu", clip=None,
             sess.run(train_op, {x: xs[rows], labels: ys[rows]})
             if mode_hook is not None:
                 mode_hook(s, rank)
+        gc.distribute.check_same_variables(sess)
         for i, v in enumerate(sess.run(params)):
             out[f"{prefix}/end/{i}"] = v
         out[f"{prefix}/global_step"] = np.array(sess.run(step))
@@ -159,6 +166,8 @@ def main():
         train(build_mlp, "adam", out, "mlp", batch, rank, n)
     elif mode == "mismatch":
         train(build_mlp, "adam", out, "mlp", batch, rank, n, hidden=32 + rank)
+    elif mode == "diverge":
+        train(build_mlp, "sgd_per_rank", out, "mlp", batch, rank, n)
     else:
         raise SystemExit(f"unknown mode {mode}")
     del out["_dir"]
