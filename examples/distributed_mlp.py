@@ -99,6 +99,7 @@ def main(argv=None) -> float:
             losses = [sess.run([loss, train_op])[0] for _ in range(steps_per_epoch)]
             acc = float(np.mean(sess.run(predict, {x_eval: x_test}) == y_test))
             log.info(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, test accuracy {acc:.2%}")
+        gc.distribute.check_same_variables(sess)  # every process holds the same weights
         if rank == 0:
             prefix = args.checkpoint or f"{tempfile.mkdtemp(prefix='graphc-dist-')}/model"
             log.info(f"checkpoint: {saver.save(sess, prefix, global_step=step)}")
