@@ -98,9 +98,24 @@ class While(ControlOp):
             out.append((None if s.shape is None else (rows,) + tuple(s.shape), s.dtype))
         return out
 
-    def run_control(self, xs, attrs, ctx, call, needed=None) -> list:
-        """Run the loop; ``call(attr, feeds)`` runs the ``cond`` or ``body`` Program."""
-        return run_while(attrs, xs, call, needed)
+    def run_control(self, xs, attrs, ctx, call, needed=None, history=True) -> list:
+        """Run the loop; ``call(attr, feeds)`` runs the ``cond`` or ``body`` Program
+        (``history=False``: the body of ``body_without_history``)."""
+        return run_while(attrs, xs, call, needed, history)
+
+    def body_without_history(self, attrs, needed):
+        """The body Program without its history outputs when ``needed`` (the op's output
+        indexes someone reads) reads none of them, else None: a loop whose gradient is not
+        computed then copies no loop variable per iteration."""
+        nh = attrs["n_history"]
+        n, total = attrs["n_vars"], len(attrs["stacked"])
+        if not nh or any(n + j in needed for j in range(total - nh, total)):
+            return None
+        body = attrs["body"]
+        keep = list(body.fetches[: n + total - nh])
+        if attrs["cond"] is not None:
+            keep.append(body.fetches[-1])
+        return body.with_nodes(body.nodes, fetches=keep)
 
     def vjp(self, op, grads):
         return _GRADIENTS["While"](op, grads)

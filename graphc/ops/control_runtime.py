@@ -35,10 +35,12 @@ def _shape_fits(shape, spec_shape) -> bool:
     )
 
 
-def run_while(attrs, xs, call, needed=None) -> list:
+def run_while(attrs, xs, call, needed=None, history=True) -> list:
     """The ``While`` op (see ``control_flow.py``): outputs are the final loop variables,
     then each stacked output. ``needed``: the output indexes someone reads (None: all);
-    a stacked output nobody reads is not kept (a zero-byte stand-in is returned)."""
+    a stacked output nobody reads is not kept (a zero-byte stand-in is returned).
+    ``history=False``: ``call("body", ...)`` runs a body without the history outputs
+    (``body_without_history``), which nobody reads."""
     n, k = attrs["n_vars"], attrs["n_sliced"]
     vars_ = [np.asarray(x) for x in xs[:n]]
     rows = [np.asarray(x) for x in xs[n : n + k]]
@@ -55,6 +57,8 @@ def run_while(attrs, xs, call, needed=None) -> list:
         trips = r.shape[0]
     stacked = attrs["stacked"]
     keep = [needed is None or (n + j) in needed for j in range(len(stacked))]
+    if not history:
+        keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
     stacks: list = [[] if kj else None for kj in keep]
     has_cond = attrs["cond"] is not None
     reverse = attrs.get("reverse", False)

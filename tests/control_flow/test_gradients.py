@@ -157,8 +157,11 @@ def test_history_is_kept_only_when_the_gradient_reads_it():
         return [s[2] for s in exe.runner.steps if s[0] == "host" and s[1].op == "While"]
 
     (fwd,) = forward_steps(forward)
-    assert fwd.needed == {0}  # the final value only: no history rows are kept
-    assert any(s.needed == {0, 1} for s in forward_steps(both))  # the forward op, with history
+    assert fwd.needed == {0}  # the final value only: no history rows are kept ...
+    assert fwd.history is False  # ... nor even computed: its body returns the new v and cond
+    assert len(fwd.node.attrs["body"].fetches) == 3  # (what the gradient would need)
+    (with_grad,) = [s for s in forward_steps(both) if s.needed == {0, 1}]
+    assert with_grad.history is True
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -1,14 +1,14 @@
-"""Control-flow ops on the cpu target: the loop or branch runs on the host, each body is
-its own compiled native executable.
+"""Control-flow ops on the cpu target: the loop or branch runs on the host, each body is its
+own compiled native executable.
 
 A ``While`` or ``If`` node has no lowering, so ``fallback.py`` runs it on the host between
-native segments. ``ControlStep`` compiles every body Program of the node once, through the
-normal pipeline (passes, fusion, lowering, LLVM; a body with control flow of its own goes
-through this module again), and then runs the op's shared meaning
-(``graphc/ops/control_flow.py`` ``run_control``) with a ``call`` that invokes the body's
-native runner: one native call per body evaluation, no compilation per iteration, the trip
-count decided at run time. A body's executable is cached on disk like any program (keyed
-by the body's own Program hash).
+native segments. ``ControlStep`` compiles every body Program of the node once with
+``compile_body``, the compiler's entry point passed down to this layer: all the stages
+(passes, fusion, lowering, LLVM; a body with control flow of its own comes back here).
+Then it runs the op's shared meaning (``graphc/ops/control_flow.py`` ``run_control``) with a
+``call`` that invokes the body's native runner: one native call per body evaluation, no
+compilation per iteration, the trip count decided at run time. A body's executable is cached
+on disk like any program (keyed by the body's own Program hash).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import time
 
 from ...executable import KernelInfo
 from ...ops.registry import get_op_def
-from ...passes.manager import optimize
 from ...runtime_state import SubContext
-from . import build_executable
 
 
 def is_control(node) -> bool:
@@ -30,7 +28,7 @@ def is_control(node) -> bool:
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
-    def __init__(self, node, options, needed):
+    def __init__(self, node, options, needed, compile_body):
         self.node = node
         self.op_def = get_op_def(node.op)
         self.needed = needed
@@ -38,8 +36,14 @@ class ControlStep:
         self.kernels: list = []
         self.seconds = 0.0
         t0 = time.perf_counter()
-        for attr, program in self.op_def.programs(node.attrs).items():
-            exe = build_executable(program, optimize(program, options), options)
+        programs = self.op_def.programs(node.attrs)
+        lean = getattr(self.op_def, "body_without_history", None)
+        lean = lean(node.attrs, needed) if lean is not None else None
+        self.history = lean is None  # False: the body compiled without its history outputs
+        if lean is not None:
+            programs["body"] = lean
+        for attr, program in programs.items():
+            exe = compile_body(program)
             self.runners[attr] = exe.runner
             self.kernels.extend(
                 KernelInfo(f"{node.name}/{attr}/{k.name}", k.ops, k.op_types) for k in exe.kernels
@@ -55,7 +59,9 @@ class ControlStep:
             sub.iteration = iteration
             return runners[attr](sub)
 
-        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
+        if self.history:
+            return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
+        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed, False)
 
     def close(self) -> None:
         for r in self.runners.values():
