@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 import graphc as gc
@@ -48,8 +50,6 @@ def numeric_grad(f, x, eps=1e-6):
 
 def line_of(marker: str) -> int:
     """The line number of the caller's file that contains ``marker`` (for error checks)."""
-    import inspect
-
     frame = inspect.stack()[1]
     with open(frame.filename) as f:
         for i, text in enumerate(f, 1):

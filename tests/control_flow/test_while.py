@@ -3,6 +3,7 @@ counts, nesting of loop variables, captures, state, shape invariants and build e
 
 import collections
 import os
+import time
 
 import numpy as np
 import pytest
@@ -209,8 +210,6 @@ def test_cpu_labels_the_host_loop_and_compiles_bodies():
 
 @pytest.mark.skipif(os.environ.get("GRAPHC_SLOW") != "1", reason="timing; GRAPHC_SLOW=1")
 def test_per_iteration_overhead_is_small():
-    import time
-
     n = gc.placeholder(gc.int32, (), name="n")
     i = gc.while_loop(lambda i: i < n, lambda i: i + 1, [gc.constant(0)], back_prop=False)
     with gc.Session(target="cpu") as sess:
