@@ -397,7 +397,8 @@ def allreduce_arrays(arrays, op: str, name: str, labels, bucket_bytes: int, keep
         for idx, dt in zip(groups, dts)
     ]
     packing = time.perf_counter() - t0
-    check_same("allreduce", name, (op, keep_on), describe(arrays, labels))
+    # bucket_bytes too: ranks bucketing differently would post mismatched MPI calls
+    check_same("allreduce", name, (op, keep_on, bucket_bytes), describe(arrays, labels))
     t0 = time.perf_counter()
     # every bucket in flight at once (ranks issue them in the same order, as MPI requires)
     reqs = [st.comm.Iallreduce(st.mpi.IN_PLACE, f, op=st.mpi.SUM) for f in flats if f.size]
@@ -435,7 +436,7 @@ def broadcast_arrays(arrays, root: int, name: str, labels, bucket_bytes: int):
         np.concatenate([np.ascontiguousarray(arrays[i]).reshape(-1).view(np.uint8) for i in idx])
         for idx in groups
     ]
-    check_same("broadcast", name, (root,), describe(arrays, labels))
+    check_same("broadcast", name, (root, bucket_bytes), describe(arrays, labels))
     reqs = [st.comm.Ibcast(f, root=root) for f in flats if f.size]
     _wait(reqs, f"broadcast '{name}'")
     st.stats["broadcast_calls"] += len(reqs)

@@ -281,6 +281,10 @@ def test_difference_names_what_differs():
     assert "rank 1 has no 'w'" in text
     text = comm._difference([base, ("broadcast",) + base[1:]])
     assert "runs broadcast" in text
+    text = comm._difference([base, (base[0], base[1], ("average", None, 4096), base[3])])
+    assert "with ('average', None, 4096), rank 0 with ('average', None)" in text
+    values = [base[:3] + ([("w", "float32", (2, 3), h)],) for h in ("aa", "aa", "bb")]
+    assert comm._difference(values) == "gc.distribute: rank 2's value of 'w' differs from rank 0's"
 
 
 def test_build_time_errors():
