@@ -380,9 +380,7 @@ def allreduce_arrays(arrays, op: str, name: str, labels, bucket_bytes: int, keep
     st = _require()
     arrays = [np.asarray(a) for a in arrays]
     for a, lab in zip(arrays, labels):
-        if a.dtype == np.bool_ or not (
-            np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
-        ):
+        if a.dtype.kind not in "fiu":  # floating, signed or unsigned integer
             raise InvalidArgumentError(f"allreduce '{name}': cannot reduce {lab} of {a.dtype}")
     if st.size == 1:  # the sum and the mean over one process are the value itself
         return arrays if keep_on in (None, 0) else [np.zeros_like(a) for a in arrays]
@@ -408,7 +406,7 @@ def allreduce_arrays(arrays, op: str, name: str, labels, bucket_bytes: int, keep
         st.stats["allreduce_calls"] += 1
         st.stats["allreduce_bytes"] += flat.nbytes
         if op == "average":
-            if np.issubdtype(dt, np.integer):
+            if dt.kind in "iu":
                 flat //= st.size
             else:
                 flat /= dt.type(st.size)
