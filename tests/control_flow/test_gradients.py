@@ -193,3 +193,19 @@ def test_gradient_through_a_shape_changing_loop_variable_fails_at_run_time():
             assert sess.run(v, {x: [1.0]}).shape == (8,)  # the forward alone runs
             with pytest.raises(InvalidArgumentError, match="cannot be stacked"):
                 sess.run(g, {x: [1.0]})
+
+
+def test_sliced_inputs_checked_at_run_time_and_empty_elems():
+    a = gc.placeholder(F64, (None,), name="a")
+    b = gc.placeholder(F64, (None,), name="b")
+    m = gc.map_fn(lambda r: r[0] * r[1], (a, b))
+    s = gc.scan(lambda acc, e: acc + e, a, initializer=gc.constant(1.0, F64))
+    f = gc.foldl(lambda acc, e: acc + e, a, initializer=gc.constant(1.0, F64))
+    (gs,) = gc.gradients(gc.reduce_sum(s) + f, [a])
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            np.testing.assert_allclose(sess.run(m, {a: [1.0, 2.0], b: [3.0, 4.0]}), [3.0, 8.0])
+            with pytest.raises(InvalidArgumentError, match="different lengths"):
+                sess.run(m, {a: [1.0, 2.0], b: [3.0]})
+            got = sess.run([s, f, gs], {a: np.zeros(0)})
+            assert got[0].shape == (0,) and got[1] == 1.0 and got[2].shape == (0,)
