@@ -287,6 +287,41 @@ def test_difference_names_what_differs():
     assert comm._difference(values) == "gc.distribute: rank 2's value of 'w' differs from rank 0's"
 
 
+class _FakeRequests:
+    """Stands in for mpi4py's MPI module in ``comm._wait``: requests complete after
+    ``polls`` calls of Testall (None: never)."""
+
+    def __init__(self, polls):
+        self.polls, self.calls = polls, 0
+        fake = self
+
+        class Request:
+            @staticmethod
+            def Testall(reqs):  # noqa: N802 - mpi4py's name
+                fake.calls += 1
+                return fake.polls is not None and fake.calls >= fake.polls
+
+            @staticmethod
+            def Waitall(reqs):  # noqa: N802
+                raise AssertionError("a bounded wait must not block")
+
+        self.Request = Request
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_waits_poll_until_done_or_time_out(monkeypatch, patient):
+    monkeypatch.setattr(comm._state, "mpi", _FakeRequests(2000))
+    monkeypatch.setenv("GRAPHC_DIST_TIMEOUT", "5")
+    comm._wait(["req"], "allreduce 'x'", patient)
+    assert comm._state.mpi.calls == 2000
+    monkeypatch.setattr(comm._state, "mpi", _FakeRequests(None))
+    monkeypatch.setenv("GRAPHC_DIST_TIMEOUT", "0.3")
+    t0 = time.monotonic()
+    with pytest.raises(gc.errors.UnavailableError, match=r"rank 0 of 1 waited 0.3 s in init"):
+        comm._wait(["req"], "init", patient)
+    assert 0.3 <= time.monotonic() - t0 < 3
+
+
 def test_build_time_errors():
     with pytest.raises(ValueError, match="bucket_bytes"):
         gc.distribute.grouped_allreduce([gc.constant([1.0])], bucket_bytes=0)
