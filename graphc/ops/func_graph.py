@@ -42,6 +42,9 @@ class FuncGraph(Graph):
         self.captured: list[Tensor] = []
         self.capture_placeholders: list[Tensor] = []
         self._closed = False
+        # collections are the outermost graph's, as in TF1 (a body is part of one graph):
+        # global_variables() inside a body sees the variables, and what a body adds is seen
+        self._collections = self.outermost_graph._collections
 
     def close(self) -> None:
         """Called once the body is a Program: building on its tensors afterwards (a tensor

@@ -252,3 +252,17 @@ def test_a_body_tensor_used_outside_the_body_is_an_error():
     with pytest.raises(ValueError, match="return it from the body instead") as exc:
         kept["t"] + 1.0  # L3
     assert f"test_while.py:{line_of('# L3')}" in str(exc.value)
+
+
+def test_collections_inside_a_body_are_the_graphs():
+    v = gc.Variable(1.0, name="outer_v")
+    seen = {}
+
+    def body(x):
+        seen["vars"] = list(gc.global_variables())
+        gc.add_to_collection("from_body", "marker")
+        return x + v
+
+    gc.while_loop(lambda x: x < 3.0, body, [gc.constant(0.0)])
+    assert seen["vars"] == [v]
+    assert gc.get_collection("from_body") == ["marker"]
