@@ -209,3 +209,23 @@ def test_sliced_inputs_checked_at_run_time_and_empty_elems():
                 sess.run(m, {a: [1.0, 2.0], b: [3.0]})
             got = sess.run([s, f, gs], {a: np.zeros(0)})
             assert got[0].shape == (0,) and got[1] == 1.0 and got[2].shape == (0,)
+
+
+def test_training_through_a_loop_matches_across_targets():
+    rng = np.random.default_rng(0)
+    xs = gc.placeholder(gc.float32, (None, None, 3), name="xs")  # [time, batch, 3]
+    w = gc.Variable(rng.normal(0, 0.3, (3, 3)).astype(np.float32), name="w")
+    h = gc.foldl(lambda h, x: gc.tanh(gc.matmul(h, w) + x), xs, initializer=gc.zeros_like(xs[0]))
+    loss = gc.reduce_mean((h - 0.5) ** 2)
+    train = gc.train.GradientDescentOptimizer(0.5).minimize(loss)
+    data = rng.normal(0, 1, (6, 4, 3)).astype(np.float32)
+    losses = {}
+    for target in TARGETS:
+        with gc.Session(target=target) as sess:
+            sess.run(gc.global_variables_initializer())
+            losses[target] = [sess.run(loss, {xs: data})]
+            for _ in range(10):
+                sess.run(train, {xs: data})
+            losses[target].append(sess.run(loss, {xs: data}))
+    assert losses["reference"][1] < 0.8 * losses["reference"][0]
+    np.testing.assert_allclose(losses["cpu"], losses["reference"], rtol=1e-5)
