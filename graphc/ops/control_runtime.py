@@ -64,7 +64,9 @@ def run_while(attrs, xs, call, needed=None, history=True) -> list:
     reverse = attrs.get("reverse", False)
     check = [(j, attrs["var_specs"][j][0]) for j in attrs.get("check_vars", ())]
     i = 0
-    c = call("cond", vars_ + caps, 0)[0] if has_cond else None
+    # the first condition draws its random numbers (if any) as "iteration -1": the later
+    # ones are evaluated inside the body of the iteration before them
+    c = call("cond", vars_ + caps, -1)[0] if has_cond else None
     while True:
         if has_cond:
             if np.shape(c) != ():
