@@ -93,7 +93,6 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
         if not limit.dtype.is_integer or limit.shape not in ((), None):
             _fail(TypeError, "while_loop: maximum_iterations must be an int scalar, got "
                   f"{limit.dtype.name} {fmt_shape(limit.shape)}", location)  # fmt: skip
-    structure: dict = {}
 
     def cond_fn(vs):
         if limit is not None:
@@ -108,7 +107,6 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
         if limit is not None:
             counter, vs = vs[0], vs[1:]
         out = _body_result(body(*args(nest.pack_sequence_as(loop_vars, vs))), loop_vars)
-        structure["out"] = out
         if not nest.same_structure(loop_vars, out):
             raise LoopError(ValueError, "while_loop: body must return the structure of "
                             f"loop_vars: {nest.describe(loop_vars)}, got "
