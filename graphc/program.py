@@ -143,6 +143,16 @@ class Program:
     def __str__(self) -> str:
         return self.text()
 
+    def __eq__(self, other) -> bool:
+        """Same text (``hash()``): attributes count, control-flow bodies included (nodes
+        alone compare without their attributes)."""
+        if self is other:
+            return True
+        return isinstance(other, Program) and self.hash() == other.hash()
+
+    def __hash__(self) -> int:
+        return hash(self.hash())
+
     def with_nodes(self, nodes, fetches=None, targets=None) -> Program:
         return replace(
             self,

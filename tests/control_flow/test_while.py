@@ -10,6 +10,7 @@ import pytest
 
 import graphc as gc
 from graphc.errors import InvalidArgumentError
+from graphc.program import extract
 
 from .helpers import TARGETS, line_of, run, run_both
 
@@ -266,3 +267,16 @@ def test_collections_inside_a_body_are_the_graphs():
     gc.while_loop(lambda x: x < 3.0, body, [gc.constant(0.0)])
     assert seen["vars"] == [v]
     assert gc.get_collection("from_body") == ["marker"]
+
+
+def test_programs_that_differ_only_in_a_body_are_not_equal():
+    programs = []
+    for k in (2.0, 3.0):
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, (2,), name="x")
+            y = gc.while_loop(lambda v: gc.reduce_sum(v) < 50.0, lambda v, k=k: v * k, [x])
+            programs.append(extract([y], [], [x]))
+    a, b = programs
+    assert a != b and a.hash() != b.hash() and len({a, b}) == 2
+    assert "program(sha:" in a.text()
