@@ -42,6 +42,8 @@ class FuncGraph(Graph):
         self.captured: list[Tensor] = []
         self.capture_placeholders: list[Tensor] = []
         self._closed = False
+        #: id(placeholder) -> attrs of the variable a captured tensor reads (see to_program)
+        self.captured_vars: dict = {}
         # collections are the outermost graph's, as in TF1 (a body is part of one graph):
         # global_variables() inside a body sees the variables, and what a body adds is seen
         self._collections = self.outermost_graph._collections
@@ -98,9 +100,36 @@ class FuncGraph(Graph):
                           name="captured", graph=self).outputs[0]  # fmt: skip
         self._captures[t] = ph
         self._captures[source] = ph
+        var = _variable_of(source)
+        if var is not None:
+            self.captured_vars[id(ph)] = var
         self.captured.append(source)
         self.capture_placeholders.append(ph)
         return ph
+
+
+def _variable_of(t):
+    """The attributes (var, shape, dtype) of the variable ``t`` reads, or None: ``t`` is a
+    Variable, or an enclosing body's placeholder for one."""
+    if t.op.type in ("VariableV2", "ReadVariable"):
+        return {k: t.op.attrs[k] for k in ("var", "shape", "dtype")}
+    return getattr(t.graph, "captured_vars", {}).get(id(t))
+
+
+_ASSIGNS = frozenset({"Assign", "AssignAdd", "AssignSub"})
+
+
+def _assigned(nodes) -> set:
+    """Names of the variables that ``nodes`` (ops or Program nodes) assign, nested bodies
+    included."""
+    out: set = set()
+    for n in nodes:
+        if n.op_def.type in _ASSIGNS:
+            out.add(n.attrs["var"])
+        for v in n.attrs.values():
+            if isinstance(v, Program):
+                out |= _assigned(v.nodes)
+    return out
 
 
 def enclosing_capture():
@@ -180,14 +209,23 @@ def to_program(graph: FuncGraph, outputs, layout) -> Program:
     feeds = [t for t in layout if t is not None]
     index = {id(t): i for i, t in enumerate(layout) if t is not None}
     program = extract(list(outputs), effect_ops(graph), feeds)
+    # A variable the body assigns is read afresh at each run of the body (a ReadVariable,
+    # not the value captured when the op started), so a loop sees its own writes, as TF1.
+    assigned = _assigned(graph.get_operations())
     nodes = []
     for n in program.nodes:
         if n.op == "Feed":
             t = feeds[n.attrs["index"]]
-            attrs = dict(n.attrs, index=index[id(t)], tensor=f"in{index[id(t)]}")
-            n = replace(n, attrs=attrs, name=f"in{index[id(t)]}")
+            var = graph.captured_vars.get(id(t))
+            if var is not None and var["var"] in assigned:
+                n = Node(n.id, "ReadVariable", (), n.outs, dict(var), (), n.name, n.location)
+            else:
+                attrs = dict(n.attrs, index=index[id(t)], tensor=f"in{index[id(t)]}")
+                n = replace(n, attrs=attrs, name=f"in{index[id(t)]}")
         nodes.append(n)
-    return program.with_nodes(nodes)
+    fed = {n.id for n in nodes if n.op == "Feed"}
+    return replace(program.with_nodes(nodes), feeds=tuple(f for f in program.feeds
+                                                         if f[0] in fed))  # fmt: skip
 
 
 def program_has_effect(program: Program) -> bool:

@@ -280,3 +280,26 @@ def test_programs_that_differ_only_in_a_body_are_not_equal():
     a, b = programs
     assert a != b and a.hash() != b.hash() and len({a, b}) == 2
     assert "program(sha:" in a.text()
+
+
+def test_a_loop_sees_its_own_writes_to_a_variable_it_reads():
+    v = gc.Variable(1.0, name="v")
+
+    def body(i):
+        with gc.control_dependencies([v.assign(v * 2.0)]):  # reads v, then writes it
+            return i + 1
+
+    def outer(j):
+        gc.while_loop(lambda k: k < 2, lambda k: k + gc.cast(v.assign_add(v) > 0.0, gc.int32),
+                      [gc.constant(0)])  # fmt: skip
+        return j + 1
+
+    i = gc.while_loop(lambda i: i < 3, body, [gc.constant(0)])
+    j = gc.while_loop(lambda j: j < 2, outer, [gc.constant(0)])
+    for target in TARGETS:
+        with gc.Session(target=target, options=gc.CompileOptions(verify=True)) as sess:
+            sess.run(gc.global_variables_initializer())
+            sess.run(i)
+            assert sess.run(v) == 8.0  # 1 * 2 * 2 * 2, as TF1 (not 2: the value at entry)
+            sess.run(j)
+            assert sess.run(v) == 128.0  # doubled 2 x 2 times by the nested loop
