@@ -128,3 +128,26 @@ def test_graphc_inspect_prints_signature_and_op_counts(tmp_path):
     r = subprocess.run([sys.executable, "-m", "graphc.cli", "inspect", str(tmp_path / "bad.onnx")],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 1 and "not an ONNX model" in r.stderr
+
+
+@pytest.mark.parametrize("stride,dilation,mult", [(1, 1, 1), (2, 2, 2)])
+def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    c = 8
+    w = rng.normal(size=(c * mult, 1, 3, 3)).astype(np.float32)
+    w2 = rng.normal(size=(4 * mult, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["h"], group=c, strides=[stride, stride],
+                         dilations=[dilation, dilation], pads=[1, 2, 2, 1]),
+        helper.make_node("Conv", ["h", "w2"], ["y"], group=2 * mult),
+    ]  # fmt: skip
+    inits = [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(w2, "w2")]
+    m = _model(nodes, [_vi("x", TensorProto.FLOAT, [2, c, 9, 10])],
+               [_vi("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], inits)  # fmt: skip
+    x = rng.normal(size=(2, c, 9, 10)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    from graphc.onnx.backend import GraphcBackend
+
+    (got,) = GraphcBackend.run_model(m, [x])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

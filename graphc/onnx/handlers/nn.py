@@ -123,6 +123,8 @@ def _conv(ctx):
     st, dl = _pair2(strides, rank, 1), _pair2(dil, rank, 1)
     if group == 1:
         y = gnn.conv2d(xt, wt, st, padding, dilations=dl)
+    elif group == shape[1] and group > 4:
+        y = _depthwise(xt, wt, padding, st, dl, wshape[0] // group)
     else:
         xs = gshape.split(xt, group, axis=3)
         ws = gshape.split(wt, group, axis=3)
@@ -131,6 +133,29 @@ def _conv(ctx):
     if b is not None:
         y = ew.add(y, b)
     return _from_nhwc(y, rank)
+
+
+def _depthwise(xt, wt, padding, strides, dilations, mult):
+    """A depthwise convolution (one group per input channel) of NHWC ``xt`` with HW1M
+    filters ``wt``: the sum over the window of strided slices of the padded input times one
+    filter entry per channel (elementwise ops the compiler fuses), instead of one
+    convolution per channel."""
+    if mult > 1:  # output channel c*mult + k reads input channel c
+        xt = gidx.gather(xt, np.repeat(np.arange(xt.shape[3]), mult).astype(np.int64), axis=3)
+    xp = gshape.pad(xt, padding) if any(p for pair in padding for p in pair) else xt
+    _, hp, wp, _ = xp.shape
+    kh, kw = wt.shape[0], wt.shape[1]
+    (sh, sw), (dh, dw) = strides, dilations
+    oh = (hp - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (wp - ((kw - 1) * dw + 1)) // sw + 1
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dh, j * dw
+            tap = xp[:, r0 : r0 + (oh - 1) * sh + 1 : sh, c0 : c0 + (ow - 1) * sw + 1 : sw, :]
+            term = ew.multiply(tap, wt[i, j, 0, :])
+            total = term if total is None else ew.add(total, term)
+    return total
 
 
 @handler("ConvTranspose")
