@@ -373,6 +373,8 @@ def _steps(workload, peers, quick=False, scale=None) -> int:
         return len(workload.points(workload.scaled(workload.sizes(quick), scale)))
     if workload.kind == "distributed":
         return 2  # a job of 1 process, then one of 2
+    if workload.kind == "own":  # W13: one step per (model, batch) of its own loop
+        return len(workload.sizes(quick)["models"]) * len(workload.sizes(quick)["batches"])
     return (4 if workload.kind == "compile" else 3) + sum(workload.id in p.builders for p in peers)
 
 
@@ -423,7 +425,7 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         res.status, res.reason = "skipped", missing
         progress.advance(_steps(workload, peers, quick, scale), f"{workload.id} skipped")
         return res
-    if workload.kind == "distributed":  # W14: MPI jobs of its own (distributed.py)
+    if workload.kind in ("distributed", "own"):  # W14's MPI jobs, W13's model loop
         workload.run_jobs(sizes, res, repeat, progress, ImplResult)
         return res
     if workload.kind == "scaling":

@@ -5,6 +5,7 @@ the command line look workloads up here; this module imports them all, none impo
 from __future__ import annotations
 
 from .distributed import DataParallel
+from .onnx_bench import OnnxInference
 from .rnn import RNNStep
 from .scaling import CompileScaling
 from .workloads import (
@@ -31,6 +32,7 @@ WORKLOADS = {
         MLPBatches(),
         RNNStep(),
         CompileScaling(),
+        OnnxInference(),
         DataParallel(),
     )
 }

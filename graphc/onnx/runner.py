@@ -29,7 +29,7 @@ MAX_SPECIALISATIONS = 16
 class _Instance:
     """One import of the model: its graph, session, placeholders and outputs."""
 
-    def __init__(self, model, target, static_inputs=None, input_shapes=None):
+    def __init__(self, model, target, static_inputs=None, input_shapes=None, options=None):
         self.graph = Graph()
         imp = Importer(model, self.graph, static_inputs, input_shapes)
         imp.run()
@@ -37,7 +37,7 @@ class _Instance:
         self.outputs = imp.outputs
         self.in_types = {n: imp.types[n] for n in imp.inputs}
         self.out_types = dict(imp.output_types)
-        self.session = Session(graph=self.graph, target=target)
+        self.session = Session(graph=self.graph, target=target, options=options)
 
     def run(self, feeds: dict, output_names) -> list:
         feed_dict = {}
@@ -57,9 +57,10 @@ class _Instance:
 class OnnxModel:
     """An ONNX model run by graphc: ``m(name=array, ...)`` or ``m.run([arrays])``."""
 
-    def __init__(self, model: onnx.ModelProto, target: str = "cpu"):
+    def __init__(self, model: onnx.ModelProto, target: str = "cpu", options=None):
         self.model = model
         self.target = target
+        self.options = options  # gc.CompileOptions of the sessions (None: the default)
         g = model.graph
         inits = {i.name for i in g.initializer}
         self.input_names = [vi.name for vi in g.input if vi.name not in inits]
@@ -123,7 +124,7 @@ class OnnxModel:
     def _instance(self, feeds) -> _Instance:
         if self._generic is None and not self._generic_failed:
             try:
-                self._generic = _Instance(self.model, self.target)
+                self._generic = _Instance(self.model, self.target, options=self.options)
             except NeedConstant as exc:
                 self._generic_failed = True
                 self._static_names |= exc.inputs
@@ -148,7 +149,7 @@ class OnnxModel:
             static = {n: feeds[n] for n in self._static_names}
             shapes = {n: feeds[n].shape for n in self.input_names if n not in static}
             try:
-                inst = _Instance(self.model, self.target, static, shapes)
+                inst = _Instance(self.model, self.target, static, shapes, self.options)
             except NeedConstant as exc:
                 new = exc.inputs - self._static_names
                 if not new:
