@@ -30,6 +30,7 @@ from .ops.control import *  # noqa: F403
 from .ops.debug import print_
 from .ops.cumulative import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
+from .ops.indexing import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.loops import *  # noqa: F403  (while_loop, scan, map_fn, foldl)
 from .ops.gather_scatter import *  # noqa: F403

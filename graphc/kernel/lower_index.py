@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..expr import Cast, Const, Math, i64
-from ..ops.indexing import _expand_key
+from ..ops.indexing.slicing import _expand_key
 from . import sym
 from .ir import STATUS_BUFFER, If, Store
 from .lowerings import value_rule

@@ -9,6 +9,7 @@ from . import (  # noqa: F401 - importing registers the ops
     debug,
     elementwise,
     gather_scatter,
+    indexing,
     linalg,
     nn,
     random,
@@ -16,6 +17,7 @@ from . import (  # noqa: F401 - importing registers the ops
     shape,
     sorting,
     state,
+    trig,
 )
 from .registry import REGISTRY, OpDef, get_op_def, register  # noqa: F401
 
@@ -29,5 +31,5 @@ _install_operators(
         "gt": elementwise.greater, "ge": elementwise.greater_equal,
     },
     {"neg": elementwise.negative, "abs": elementwise.abs, "invert": elementwise.logical_not},
-    shape.getitem,
+    indexing.getitem,
 )  # fmt: skip

@@ -446,10 +446,11 @@ def test_static_arguments_accept_constants_and_refuse_computed_tensors():
 
 
 def test_public_builders_are_exported():
-    from graphc.ops import shape
+    from graphc.ops import indexing, shape
 
-    for name in shape.__all__:
-        assert getattr(gc, name) is getattr(shape, name), name
+    for family in (shape, indexing):
+        for name in family.__all__:
+            assert getattr(gc, name) is getattr(family, name), name
     with pytest.raises(ValueError, match="batch dimensions"):  # 2 batch entries vs 1
         gc.gather_nd(np.zeros((2, 2)), [[0]], batch_dims=1)
     np.testing.assert_array_equal(run(gc.gather_nd(np.eye(2), [[1], [0]], batch_dims=1)), [0, 0])

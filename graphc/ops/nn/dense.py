@@ -101,7 +101,8 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
     ``total % n`` shards one row longer. An id whose row is not in its shard raises
     InvalidArgumentError when run. Gradients flow to each shard.
     """
-    from ..shape import concat, gather, shape, stack
+    from ..indexing import gather
+    from ..shape import concat, shape, stack
 
     del validate_indices  # TF1 compatibility: ids are always validated
     if max_norm is not None:
