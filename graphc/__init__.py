@@ -40,6 +40,7 @@ from .ops.reduce import *  # noqa: F403
 from .ops.registry import convert_to_tensor
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
+from .ops.trig import *  # noqa: F403
 from .ops.sorting import *  # noqa: F403
 from .options import CompileOptions, RunMetadata, RunOptions
 from .session import InteractiveSession, Session

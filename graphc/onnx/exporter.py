@@ -86,6 +86,8 @@ for _g, _o in {
     "LogicalOr": "Or", "LogicalXor": "Xor", "LogicalNot": "Not", "Select": "Where",
     "Identity": "Identity", "StopGradient": "Identity", "Softplus": "Softplus",
     "Softsign": "Softsign", "Elu": "Elu", "Selu": "Selu", "IsNan": "IsNaN",
+    "Asin": "Asin", "Acos": "Acos", "Atan": "Atan", "Sinh": "Sinh", "Cosh": "Cosh",
+    "Asinh": "Asinh", "Acosh": "Acosh", "Atanh": "Atanh",
     "BroadcastTo": None, "MatMul": None,
 }.items():  # fmt: skip
     if _o is not None:

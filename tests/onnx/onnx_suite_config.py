@@ -48,8 +48,7 @@ EXCLUDED_OPS = {
     **{op: _NYI for op in (
         "Resize", "Upsample", "GridSample", "AffineGrid", "RoiAlign", "DeformConv", "Col2Im",
         "DFT", "STFT", "MelWeightMatrix", "LpPool", "MaxUnpool", "Det", "BitCast",
-        "TensorScatter", "ReverseSequence", "CausalConvWithState", "LinearAttention",
-        "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")},
+        "TensorScatter", "ReverseSequence", "CausalConvWithState", "LinearAttention")},
 }  # fmt: skip
 
 _NARROW_FLOAT = "8-, 4- and 2-bit floats and integers and bfloat16 are not graphc dtypes"

@@ -11,6 +11,7 @@ from ... import dtypes as _dt
 from ...ops import bitwise as _bw
 from ...ops import elementwise as ew
 from ...ops import nn as gnn
+from ...ops import trig
 from .. import types as _ty
 from .base import handler
 
@@ -131,7 +132,9 @@ for _name, _fn in {
     "Floor": ew.floor, "Ceil": ew.ceil, "Round": ew.round, "Sigmoid": ew.sigmoid,
     "Tanh": ew.tanh, "Erf": ew.erf, "Sin": ew.sin, "Cos": ew.cos, "Tan": ew.tan,
     "Sign": ew.sign, "Not": ew.logical_not, "IsNaN": ew.is_nan, "Relu": gnn.relu,
-    "Softsign": gnn.softsign, "Identity": lambda x: x,
+    "Softsign": gnn.softsign, "Identity": lambda x: x, "Asin": trig.asin, "Acos": trig.acos,
+    "Atan": trig.atan, "Sinh": trig.sinh, "Cosh": trig.cosh, "Asinh": trig.asinh,
+    "Acosh": trig.acosh, "Atanh": trig.atanh,
 }.items():  # fmt: skip
     handler(_name)(_unary(_fn))
 
