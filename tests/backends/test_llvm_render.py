@@ -481,7 +481,8 @@ def test_row_reductions_interleaved_match_numpy(rng, op, init, ref):
     results still match numpy on every row length around the vector and interleave widths,
     NaN propagates from any position, and all -inf / +inf rows stay infinite."""
     from graphc.backends.llvm import jit
-    from graphc.backends.llvm.render import REDUCE_INTERLEAVE, Renderer
+    from graphc.backends.llvm.loops import REDUCE_INTERLEAVE
+    from graphc.backends.llvm.render import Renderer
 
     jit.host()
     kp = _row_reduce_program(op, init)
