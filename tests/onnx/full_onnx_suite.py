@@ -16,7 +16,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     _INCLUDED, _EXCLUDED = cfg.node_cases()
 
-OnnxNodeSuiteCpu = cfg.backend_tests(gbackend.GraphcBackend, __name__, _INCLUDED)
+OnnxNodeSuiteCpu = cfg.backend_tests(
+    gbackend.GraphcBackend, __name__, _INCLUDED, cfg.CPU_KNOWN_FAILURES
+)
 OnnxNodeSuiteReference = cfg.backend_tests(gbackend.ReferenceBackend, __name__, _INCLUDED)
 
 

@@ -9,6 +9,7 @@ deterministic slice ``make test`` runs.
 
 from __future__ import annotations
 
+import unittest
 import zlib
 
 import onnx
@@ -46,7 +47,7 @@ EXCLUDED_OPS = {
     **{op: _ML for op in (
         "TreeEnsemble", "ArrayFeatureExtractor", "Binarizer", "FlexAttention")},
     **{op: _NYI for op in (
-        "Resize", "Upsample", "GridSample", "AffineGrid", "RoiAlign", "DeformConv", "Col2Im",
+        "GridSample", "AffineGrid", "RoiAlign", "DeformConv", "Col2Im",
         "DFT", "STFT", "MelWeightMatrix", "LpPool", "MaxUnpool", "Det", "BitCast",
         "TensorScatter", "ReverseSequence", "CausalConvWithState", "LinearAttention")},
 }  # fmt: skip
@@ -68,6 +69,21 @@ EXCLUDED_CASES = {
     "test_maxpool_2d_dilations": "pools with dilations are not supported",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output",
+}
+
+#: included cases the cpu target is known to miss, with why (expected failures on cpu only)
+_FP16 = (
+    "float16 rounding: the cpu target rounds fused float16 chains once, ONNX's reference "
+    "after every op; results differ by one float16 ulp, just over rtol 1e-3"
+)
+CPU_KNOWN_FAILURES = {
+    "test_attention_4d_fp16": _FP16,
+    "test_attention_4d_fp16_expanded": _FP16,
+    "test_attention_4d_gqa_causal_nonpad_decode_fp16": _FP16,
+    "test_attention_4d_gqa_causal_nonpad_decode_fp16_expanded": _FP16,
+    "test_attention_4d_gqa_with_past_and_present_fp16": _FP16,
+    "test_attention_4d_gqa_with_past_and_present_fp16_expanded": _FP16,
+    "test_causal_conv_with_state_silu_fp16_expanded": _FP16,
 }
 
 _WINDOW_3D = "3-D convolutions and pools are not in graphc's op library"
@@ -143,9 +159,10 @@ def include_pattern(names) -> str:
     return "^(" + "|".join(sorted(names)) + ")_cpu$"
 
 
-def backend_tests(backend, module_name, names):
+def backend_tests(backend, module_name, names, known_failures=None):
     """The unittest class of ``BackendTest(backend, module_name)`` node cases ``names`` (on
-    CPU), without the skipped entries of every other case."""
+    CPU), without the skipped entries of every other case; ``known_failures`` (name ->
+    reason) are marked as expected failures."""
     bt = onnx.backend.test.BackendTest(backend, module_name)
     bt.include(include_pattern(names))
     cls = bt.test_cases["OnnxBackendNodeModelTest"]
@@ -153,4 +170,6 @@ def backend_tests(backend, module_name, names):
     for attr in [a for a in vars(cls) if a.startswith("test_")]:
         if attr not in wanted:
             delattr(cls, attr)
+        elif attr[: -len("_cpu")] in (known_failures or {}):
+            setattr(cls, attr, unittest.expectedFailure(getattr(cls, attr)))
     return cls

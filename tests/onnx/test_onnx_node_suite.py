@@ -21,7 +21,7 @@ CPU_EVERY, REFERENCE_EVERY = 40, 8
 
 
 OnnxNodeSliceCpu = cfg.backend_tests(
-    gbackend.GraphcBackend, __name__, cfg.slice_names(_INCLUDED, CPU_EVERY)
+    gbackend.GraphcBackend, __name__, cfg.slice_names(_INCLUDED, CPU_EVERY), cfg.CPU_KNOWN_FAILURES
 )
 OnnxNodeSliceReference = cfg.backend_tests(
     gbackend.ReferenceBackend, __name__, cfg.slice_names(_INCLUDED, REFERENCE_EVERY)
