@@ -1,4 +1,5 @@
-"""Compile a Program for a target: run the pass pipeline, then hand it to the backend."""
+"""Compile a Program for a target: the stages of ``pipeline.py`` in order, then the backend's
+render and load (``BACKENDS``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import gc
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
-from .errors import UnavailableError
+from .backends import cpu, cuda
+from .backends.reference import ReferenceExecutable
+from .errors import UnavailableError, UnimplementedError
 from .executable import Executable, KernelInfo
 from .options import CompileOptions
+from .pipeline import lower_program, optimize
 from .program import Program
 from .progress import compile_progress
+
+#: the backends by target name: each supplies REDUCTION_LAYOUT, try_load_cached and
+#: build_executable (render + load), the cpu one also build_with_host_ops
+BACKENDS = {"cpu": cpu, "cuda": cuda}
 
 TARGETS = ("cpu", "cuda", "reference")
 
@@ -22,9 +31,7 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if target == "cuda":
-        from .backends.cuda import availability
-
-        problem = availability()
+        problem = cuda.availability()
         if problem:
             raise UnavailableError(f"target 'cuda' is unavailable: {problem}")
     return target
@@ -62,34 +69,35 @@ def compile_program(program: Program, target: str, options: CompileOptions) -> E
 
 
 def _compile(program: Program, target: str, options: CompileOptions) -> Executable:
+    """The stages of ``pipeline.py`` in order, the backend's render and load last."""
     if target == "reference":
         # The oracle runs the extracted graph as is: no pass may change what it computes.
-        from .backends.reference import ReferenceExecutable
-
         kernels = [KernelInfo(n.name or f"%{n.id}", (n.name,), (n.op,)) for n in program.nodes]
         return Executable(
             target, program, program, ReferenceExecutable(program), kernels,
             {"kernel_count": len(kernels), "compile_seconds": {}},
             {"input": program.text()},
         )  # fmt: skip
-    from .passes.manager import optimize
-
+    backend = BACKENDS[target]
     t0 = time.perf_counter()
-    # a disk-cache hit (keyed by this un-optimised Program) needs no pass at all
-    if target == "cpu":
-        from .backends.cpu import try_load_cached
-    else:
-        from .backends.cuda import try_load_cached
-    exe = try_load_cached(program, options)
+    # a disk-cache hit (keyed by this un-optimised Program) needs no stage at all
+    exe = backend.try_load_cached(program, options)
     if exe is not None:
         exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
         return exe
     result = optimize(program, options)
-    if target == "cpu":
-        from .backends.cpu import build_executable
+    try:
+        lowered = lower_program(result.program, options, backend.REDUCTION_LAYOUT)
+    except UnimplementedError as exc:
+        if not hasattr(backend, "build_with_host_ops"):
+            raise
+
+        def compile_body(body):
+            return compile_program(body, target, options)
+
+        exe = backend.build_with_host_ops(program, result, options, exc, compile_body)
     else:
-        from .backends.cuda import build_executable
-    exe = build_executable(program, result, options)
+        exe = backend.build_executable(program, result, lowered, options)
     exe.stats.setdefault("compile_seconds", {}).update(result.seconds)
     exe.stats["compile_seconds"]["total"] = time.perf_counter() - t0
     if options.dump_dir is not None:
@@ -99,8 +107,6 @@ def _compile(program: Program, target: str, options: CompileOptions) -> Executab
 
 def _dump_dot(dump_dir, exe: Executable) -> None:
     """The optimised program as DOT, fusion groups as clusters (``dot -Tsvg graph.dot``)."""
-    from pathlib import Path
-
     d = Path(dump_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{exe.target}.graph.dot").write_text(exe.to_dot())

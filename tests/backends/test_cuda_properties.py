@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc.backends.cuda import lower_for_cuda
+from graphc.backends.cuda import REDUCTION_LAYOUT
 from graphc.backends.cuda.render import render_program, template_source
 from graphc.passes.manager import optimize
+from graphc.pipeline import lower_program
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
 from tests.backends.test_cuda_render import CACHE, needs_host
@@ -32,7 +33,7 @@ def test_random_graphs_match_the_reference_in_host_emulation(fusion, data):
     program, values = _random_program(data)
     expected, _ = evaluate(program, values)
     options = gc.CompileOptions(fusion=fusion, cache_dir=None)
-    _, kp, _ = lower_for_cuda(optimize(program, options).program, options)
+    kp = lower_program(optimize(program, options).program, options, REDUCTION_LAYOUT).kp
     module = render_program(kp)
     lib = emu.build(template_source() + "\n" + module.body, CACHE, opt="-O0")
     got = emu.run(module, kp, RunContext({}, {}, [np.asarray(v) for v in values]), lib)

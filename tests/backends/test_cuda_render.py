@@ -427,8 +427,9 @@ def test_planned_train_steps_run_like_the_reference(fusion, graph, threaded):
     """The executable's pipeline (optimise, fuse, lower, plan: aliasing, in-place updates)
     then the emulated module: three SGD steps keep matching the reference."""
     import graphc as gc
-    from graphc.backends.cuda import lower_for_cuda
+    from graphc.backends.cuda import REDUCTION_LAYOUT
     from graphc.passes.manager import optimize
+    from graphc.pipeline import lower_program
     from graphc.program import extract
 
     name, g, fetches, targets, phs, feeds, _ = _training_graphs()[graph]
@@ -437,7 +438,7 @@ def test_planned_train_steps_run_like_the_reference(fusion, graph, threaded):
         variables = sess.variable_values()
     options = gc.CompileOptions(fusion=fusion, cache_dir=None)
     prog = extract(fetches, targets, phs)
-    _, kp, _ = lower_for_cuda(optimize(prog, options).program, options)
+    kp = lower_program(optimize(prog, options).program, options, REDUCTION_LAYOUT).kp
     assert kp.var_updates, "the step updates its variables"
     module = render_program(kp)
     lib = emu.build(batch_source([module]), CACHE, opt="-O0", threaded=bool(threaded))
@@ -498,8 +499,9 @@ def test_example_graphs_compile_with_the_runtime_flags(ptx_cache):
     runtime uses, in one translation unit."""
     pytest.importorskip("sklearn")
     import graphc as gc
-    from graphc.backends.cuda import lower_for_cuda, nvcc_options
+    from graphc.backends.cuda import REDUCTION_LAYOUT, nvcc_options
     from graphc.passes.manager import optimize
+    from graphc.pipeline import lower_program
     from graphc.program import extract
     from tests.test_examples import load
 
@@ -515,7 +517,7 @@ def test_example_graphs_compile_with_the_runtime_flags(ptx_cache):
             prog = extract([f for f in fetches if not isinstance(f, gc.Operation)],
                            [f for f in fetches if isinstance(f, gc.Operation)],
                            [x, y] if init not in fetches else [])  # fmt: skip
-            _, kp, _ = lower_for_cuda(optimize(prog, options).program, options)
+            kp = lower_program(optimize(prog, options).program, options, REDUCTION_LAYOUT).kp
             modules.append(render_program(kp, prefix=f"e{len(modules)}_"))
     assert len(modules) == 6 and sum(len(m.functions) for m in modules) > 60
     flags = nvcc_options(options)

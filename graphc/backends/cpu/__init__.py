@@ -1,10 +1,10 @@
 """The cpu target: the optimised Program is fused, lowered to Kernel IR and compiled to native
 code with LLVM (``graphc/backends/llvm``); one native call runs a whole ``Session.run``.
 
-Pipeline: ``passes.fusion.fuse`` -> ``kernel.lower.lower`` -> (``passes.plan.plan`` when
-present: buffer reuse) -> ``llvm.compile_kernel_program``. Compiled code is cached on disk
-(``CompileOptions.cache_dir``; see ``llvm/cache.py``): a hit skips lowering and LLVM entirely
-and sets ``exe.stats["loaded_from_disk"] = True``.
+The generic stages (graph passes, fusion, lowering, buffer planning) run in
+``graphc/pipeline.py``; this backend renders and loads (``llvm.compile_kernel_program``).
+Compiled code is cached on disk (``CompileOptions.cache_dir``; see ``llvm/cache.py``): a hit
+skips lowering and LLVM entirely and sets ``exe.stats["loaded_from_disk"] = True``.
 
 Programs with ops the lowering cannot express yet run those ops on the host with their numpy
 reference, between native segments: an explicit, labelled fallback (``fallback.py``: kernels
@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import time
 
-from ...errors import UnimplementedError
 from ...executable import Executable, KernelInfo
+from ...kernel.runtime import eval_int
+from ...pipeline import lower_program
+from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled
+from . import fallback
+
+#: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
+REDUCTION_LAYOUT = "columns"
 
 
 class _Stages(dict):
@@ -31,8 +37,6 @@ class _Stages(dict):
 
 
 def _cache_key(source, options):
-    from ..llvm import cache, jit
-
     return cache.cache_key(source.hash(), options.key(), jit.host())
 
 
@@ -42,8 +46,6 @@ def try_load_cached(source, options):
     backend as they run (the compile still writes its entry)."""
     if options.cache_dir is None or options.dump_dir is not None:
         return None
-    from ..llvm import cache, load_compiled
-
     t0 = time.perf_counter()
     key = _cache_key(source, options)
     hit = cache.load(options.cache_dir, key)
@@ -66,25 +68,16 @@ def try_load_cached(source, options):
 
 def _add_code_stages(stages, llvm_ir):
     """ "llvm" (optimised IR) and "asm" stages; both may be computed on first access."""
-    from ..llvm import jit
-
     stages["llvm"] = llvm_ir
     stages["asm"] = lambda: jit.emit_assembly(stages["llvm"])
 
 
-def build_executable(source, result, options) -> Executable:
-    """Compile the optimised Program of ``result`` for this CPU (or load it from disk)."""
-    cached = try_load_cached(source, options)
-    if cached is not None:
-        return cached
-    from ..llvm import cache, cache_payload, compile_kernel_program
-
+def build_executable(source, result, lowered, options) -> Executable:
+    """Render and load the lowered program of ``result`` (``pipeline.lower_program``) for this
+    CPU with LLVM, and write it to the disk cache."""
     program = result.program
-    secs = {}
-    try:
-        kp, fplan = _lower(program, options, secs)
-    except UnimplementedError as exc:
-        return _host_fallback_executable(source, program, result, options, exc)
+    kp, fplan = lowered.kp, lowered.fplan
+    secs = dict(lowered.seconds)
     compiled = compile_kernel_program(kp, options, fast_math=options.fast_math)
     secs.update(compiled.seconds)
 
@@ -118,40 +111,24 @@ def build_executable(source, result, options) -> Executable:
     return exe
 
 
-def _lower(program, options, secs):
-    """(KernelProgram, FusionPlan) of an optimised Program: fuse, lower, plan buffers."""
-    from ...kernel.lower import lower
-    from ...passes.fusion import fuse
-
-    t0 = time.perf_counter()
-    fplan = fuse(program, options)
-    secs["fusion"] = secs.get("fusion", 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kp = lower(program, fplan, options, reduction_layout="columns")  # unit-stride SIMD
-    secs["lower"] = secs.get("lower", 0.0) + time.perf_counter() - t0
-    try:
-        from ...passes.plan import plan as plan_buffers
-    except ImportError:
-        plan_buffers = None
-    if plan_buffers is not None:
-        t0 = time.perf_counter()
-        kp = plan_buffers(kp) or kp
-        secs["plan"] = secs.get("plan", 0.0) + time.perf_counter() - t0
-    return kp, fplan
-
-
-def _host_fallback_executable(source, program, result, options, exc):
-    """Ops without a lowering run on the host, labelled as such (see fallback.py)."""
-    from . import fallback
-
+def build_with_host_ops(source, result, options, exc, compile_body) -> Executable:
+    """The executable of a program with ops the lowering cannot express: those ops run on
+    the host, labelled as such, between native segments (see fallback.py); the bodies of
+    control-flow ops are whole programs compiled by ``compile_body(program) -> Executable``
+    (the compiler's entry point, passed down so this layer does not import the one above)."""
+    program = result.program
     secs: dict = {}
     texts = []
     hits = []
 
     def compile_segment(sub):
-        # each native segment is an ordinary Program: compiled (or loaded) through the disk
-        # cache like a whole one, so a second process or run of the same step compiles nothing
-        exe = build_executable(sub, _SegmentResult(sub), options)
+        # each native segment is an ordinary Program (already optimised with the whole one):
+        # loaded from the disk cache or lowered and compiled like one, so a second process or
+        # run of the same step compiles nothing
+        exe = try_load_cached(sub, options)
+        if exe is None:
+            exe = build_executable(sub, _SegmentResult(sub), lower_program(sub, options,
+                                   REDUCTION_LAYOUT), options)  # fmt: skip
         for k, v in exe.stats.get("compile_seconds", {}).items():
             secs[k] = secs.get(k, 0.0) + v
         texts.append(exe.stages.get("kernel", ""))
@@ -159,7 +136,8 @@ def _host_fallback_executable(source, program, result, options, exc):
         return exe.runner, list(exe.kernels)
 
     t0 = time.perf_counter()
-    runner, kernels, fstats = fallback.build(source, program, options, compile_segment)
+    runner, kernels, fstats = fallback.build(source, program, options, compile_segment,
+                                             compile_body)  # fmt: skip
     secs["host_fallback_split"] = time.perf_counter() - t0
     stats = {"kernel_count": len(kernels), "loaded_from_disk": False, "compile_seconds": secs}
     stats.update(fstats)
@@ -186,8 +164,6 @@ def _int_or_none(v):
 def _stats(kp) -> dict:
     """kernel_count, buffer bytes by kind and peak temporary memory (static sizes; a
     dynamic size counts as unknown and is left out)."""
-    from ...kernel.runtime import eval_int
-
     by_kind: dict = {}
     for b in kp.buffers.values():
         try:

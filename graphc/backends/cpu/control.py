@@ -13,12 +13,10 @@ on disk like any program (keyed by the body's own Program hash).
 
 from __future__ import annotations
 
-import sys
 import time
 
 from ...executable import KernelInfo
 from ...ops.registry import get_op_def
-from ...passes.manager import optimize
 from ...runtime_state import SubContext
 
 
@@ -30,13 +28,7 @@ def is_control(node) -> bool:
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
-    def __init__(self, node, options, needed, compile_body=None):
-        if compile_body is None:  # the cpu package's own pipeline (it imports this module,
-            build = sys.modules[__package__].build_executable  # so it is loaded by now)
-
-            def compile_body(program):
-                return build(program, optimize(program, options), options)
-
+    def __init__(self, node, options, needed, compile_body):
         self.node = node
         self.op_def = get_op_def(node.op)
         self.needed = needed

@@ -19,16 +19,16 @@ import time
 import numpy as np
 
 from ...errors import GraphcError, InvalidArgumentError, UnimplementedError
+from ...executable import KernelInfo
+from ...kernel.lower import lower
 from ...ops.registry import get_op_def
+from ...passes.fusion import fuse
 from ...program import Node, Program
 from .control import ControlStep, is_control
 
 
 def lowerable(program: Program, node: Node, options) -> bool:
     """Whether ``node`` alone (its inputs fed, with their static specs) lowers."""
-    from ...kernel.lower import lower
-    from ...passes.fusion import fuse
-
     if node.op == "Feed":
         return True
     nodes, feeds, ref_map = _feed_nodes(program, node.inputs, start=_max_id(program) + 1)
@@ -181,13 +181,12 @@ def segment_program(program: Program, nodes: list, later_refs: set):
     return sub, outside, out_refs
 
 
-def build(source, program: Program, options, compile_segment):
+def build(source, program: Program, options, compile_segment, compile_body):
     """A SegmentedRunner for ``program`` plus its KernelInfos and labels.
 
-    ``compile_segment(sub_program) -> (runner, kernel infos)`` compiles one native segment.
+    ``compile_segment(sub_program) -> (runner, kernel infos)`` compiles one native segment;
+    ``compile_body(program) -> Executable`` compiles a control-flow body (all stages).
     """
-    from ...executable import KernelInfo
-
     steps = split(program, options)
     # refs needed after each step: by later steps or as fetches
     needed_after = []
@@ -205,7 +204,7 @@ def build(source, program: Program, options, compile_segment):
             control = None
             if is_control(node):  # a loop or branch: its bodies are compiled (control.py)
                 needed = {k for k in range(len(node.outs)) if (node.id, k) in later_refs}
-                control = ControlStep(node, options, needed)
+                control = ControlStep(node, options, needed, compile_body)
             out_steps.append(("host", node, control))
             kernels.append(KernelInfo(f"host_fallback:{node.name}", (node.name,), (node.op,)))
             if control is not None:

@@ -32,6 +32,8 @@ import json
 import time
 
 from ...errors import InvalidArtifactError
+from ...pipeline import lower_program
+from . import REDUCTION_LAYOUT
 
 #: 2: the header names the fusion setting, and loading derives the manifest from the Program
 FORMAT = 2
@@ -172,10 +174,9 @@ def derive_manifest(program, fusion: bool) -> dict:
 
     from ..llvm import runtime_manifest
     from ..llvm.render import Layout
-    from . import _lower
 
     try:
-        kp, _ = _lower(program, SimpleNamespace(fusion=fusion), {})
+        kp = lower_program(program, SimpleNamespace(fusion=fusion), REDUCTION_LAYOUT).kp
         return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp))))
     except Exception as exc:  # noqa: BLE001 - a program that does not lower has no native code
         raise _bad(f"the stored program does not lower ({type(exc).__name__}: {exc})") from None

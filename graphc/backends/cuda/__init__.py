@@ -1,11 +1,12 @@
 """The cuda target (pycuda). ``availability()`` says why it cannot run here, if it cannot.
 
-Pipeline: ``passes.fusion.fuse`` -> ``kernel.lower.lower`` -> ``passes.plan.plan`` ->
-``render.render_program`` (CUDA C) -> ``nvcc.compile_source`` (cubin for the GPU's
-architecture, cached on disk) -> ``runtime.CudaRunner`` (pycuda). Everything up to the cubin
-runs without a GPU (the tests do); the runtime needs one. With ``CompileOptions.cache_dir``
-the whole executable is kept on disk (``cache.py``) and a later compile of the same Program
-skips all of it (``exe.stats["loaded_from_disk"]``).
+The generic stages (graph passes, fusion, lowering, buffer planning) run in
+``graphc/pipeline.py``; this backend renders (``render.render_program``, CUDA C) ->
+``nvcc.compile_source`` (cubin for the GPU's architecture, cached on disk) ->
+``runtime.CudaRunner`` (pycuda). Everything up to the cubin runs without a GPU (the tests
+do); the runtime needs one. With ``CompileOptions.cache_dir`` the whole executable is kept
+on disk (``cache.py``) and a later compile of the same Program skips all of it
+(``exe.stats["loaded_from_disk"]``).
 """
 
 from __future__ import annotations
@@ -37,23 +38,8 @@ def availability() -> str | None:
     return None
 
 
-def lower_for_cuda(program, options):
-    """(fusion plan, planned KernelProgram, seconds per step) for an optimised Program."""
-    from ...kernel.lower import lower
-    from ...passes.fusion import fuse
-    from ...passes.plan import plan as plan_buffers
-
-    secs = {}
-    t0 = time.perf_counter()
-    fplan = fuse(program, options)
-    secs["fusion"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kp = lower(program, fplan, options)
-    secs["lower"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kp = plan_buffers(kp) or kp
-    secs["plan"] = time.perf_counter() - t0
-    return fplan, kp, secs
+#: row reductions with one thread block per row
+REDUCTION_LAYOUT = "rows"
 
 
 def nvcc_options(options) -> tuple:
@@ -98,8 +84,9 @@ def try_load_cached(source, options):
                       [tuple(d) for d in manifest["decisions"]])  # fmt: skip
 
 
-def build_executable(source, result, options):
-    """Compile the optimised Program of ``result`` for the GPU of this process."""
+def build_executable(source, result, lowered, options):
+    """Render the lowered program of ``result`` (``pipeline.lower_program``) as CUDA C,
+    compile it for the GPU of this process and load it."""
     from ...executable import Executable, KernelInfo
     from . import cache
     from .nvcc import cache_key, compile_source, find_nvcc
@@ -107,7 +94,7 @@ def build_executable(source, result, options):
     from .runtime import CudaRunner, device
 
     program = result.program
-    fplan, kp, secs = lower_for_cuda(program, options)
+    fplan, kp, secs = lowered.fplan, lowered.kp, dict(lowered.seconds)
     t0 = time.perf_counter()
     module = render_program(kp)
     secs["render"] = time.perf_counter() - t0

@@ -1,0 +1,69 @@
+"""The compiler pipeline, graph to executable, in one list.
+
+===================  ==============================  =========================================
+stage                function                        result
+===================  ==============================  =========================================
+graph passes         ``passes.manager.optimize``     optimised Program (simplify, fold, CSE,
+                                                     DCE, rewrites; verified between passes,
+                                                     dumped with ``CompileOptions.dump_dir``)
+fusion               ``passes.fusion.fuse``          FusionPlan: groups, each decision with
+                                                     its reason (``exe.fusion_report()``)
+lowering             ``kernel.lower.lower``          KernelProgram: loop nests, buffers,
+                                                     run-time shape checks
+buffer planning      ``passes.plan.plan``            KernelProgram with buffer reuse
+render               the backend                     LLVM IR (cpu) or CUDA C (cuda), with the
+                                                     backend's own Kernel-IR transforms
+load                 the backend                     native code and its runner
+===================  ==============================  =========================================
+
+The first four stages are the same for every target and run here (``compiler.py`` drives
+them); a backend supplies only what differs: its capabilities (``REDUCTION_LAYOUT``), render
+and load (``build_executable``), its disk cache (``try_load_cached``) and, on cpu, the host
+fallback for ops it cannot lower. No backend runs a generic stage itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .kernel.ir import KernelProgram
+from .kernel.lower import lower
+from .passes.fusion import FusionPlan, fuse
+from .passes.manager import optimize
+from .passes.plan import plan as plan_buffers
+
+#: the stages in order; ``exe.stats["compile_seconds"]`` uses these names (plus the
+#: backend's own, e.g. "llvm", "nvcc")
+STAGES = ("graph passes", "fusion", "lower", "plan", "render", "load")
+
+__all__ = ["STAGES", "Lowered", "optimize", "lower_program"]
+
+
+@dataclass
+class Lowered:
+    """What the generic stages hand to a backend: the fusion plan and the planned kernels."""
+
+    fplan: FusionPlan
+    kp: KernelProgram
+    seconds: dict = field(default_factory=dict)
+
+
+def lower_program(program, options, reduction_layout: str = "rows") -> Lowered:
+    """Fusion, lowering and buffer planning of an optimised Program.
+
+    ``reduction_layout`` is the backend's choice for row reductions: "columns" (cpu:
+    unit-stride SIMD over the rows) or "rows" (cuda: one thread block per row). Raises
+    UnimplementedError when an op has no lowering (the cpu backend then runs it on the host).
+    """
+    secs = {}
+    t0 = time.perf_counter()
+    fplan = fuse(program, options)
+    secs["fusion"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kp = lower(program, fplan, options, reduction_layout=reduction_layout)
+    secs["lower"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kp = plan_buffers(kp) or kp
+    secs["plan"] = time.perf_counter() - t0
+    return Lowered(fplan, kp, secs)
