@@ -1,11 +1,13 @@
 """Every benchmark workload by id (W1...): the micro workloads of workloads.py and those that
-live in their own modules (W11 rnn.py, W12 scaling.py, W14 distributed.py). The runner and
-the command line look workloads up here; this module imports them all, none imports it."""
+live in their own modules (W10 resnet.py, W11 rnn.py, W12 scaling.py, W14 distributed.py).
+The runner and the command line look workloads up here; this module imports them all, none
+imports it."""
 
 from __future__ import annotations
 
 from .distributed import DataParallel
 from .onnx_bench import OnnxInference
+from .resnet import ResNetStep
 from .rnn import RNNStep
 from .scaling import CompileScaling
 from .workloads import (
@@ -30,6 +32,7 @@ WORKLOADS = {
         LayerNorm(),
         CNNStep(),
         MLPBatches(),
+        ResNetStep(),
         RNNStep(),
         CompileScaling(),
         OnnxInference(),
