@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from graphc.backends.cuda import launch as L
-from graphc.backends.cuda.render import CudaModule
+from graphc.backends.cuda.rendered import CudaModule
 from graphc.kernel.ir import RNG_BUFFER, STATUS_BUFFER, KernelProgram
 from graphc.kernel.runtime import bind_variables, dim_values, raise_status, rng_keys, shape_of
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ...kernel.ir import KernelProgram
 from ..llvm import cache as _container
-from .render import CudaModule, Launch, RenderedKernel, kernels_dir
+from .render import kernels_dir
+from .rendered import CudaModule, Launch, RenderedKernel
 
 
 @lru_cache(maxsize=1)

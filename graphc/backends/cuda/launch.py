@@ -13,7 +13,7 @@ import numpy as np
 
 from ...expr import NUMPY_MATH, Call, Const, Dim, Var
 from ...kernel.runtime import eval_int
-from .render import Launch
+from .rendered import Launch
 
 THREADS_BLOCK = 256
 MAX_GRID = 65535 * 32  # enough blocks to fill any GPU several times over; loops stride
