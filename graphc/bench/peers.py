@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .resnet import ResNetStep, param_names, resnet_layers
 from .rnn import RNNStep
 from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS
 
 RNN_ADAM_LR, RNN_PARAMS = RNNStep.adam_lr, RNNStep.params
+W10 = ResNetStep
 
 
 @dataclass
@@ -245,6 +247,84 @@ def _jax_rnn(workload, sizes, inputs, device):
     return run
 
 
+def _resnet_forward(sizes, conv, batch_norm, relu, mean_hw, x):
+    """The W10 network's logits from framework primitives: ``conv(h, name, stride)``,
+    ``batch_norm(h, bn_name)`` (training mode; records its moving-average update),
+    ``relu(h)``, ``mean_hw(h)`` (global average pool); the dense layer is left to the caller."""
+
+    def conv_bn(h, c):
+        h = conv(h, f"{c.name}/kernel", c.stride)
+        return h if c.name.endswith("/proj") else batch_norm(h, f"{c.name}_bn")
+
+    stem, blocks = resnet_layers(sizes)
+    h = relu(conv_bn(x, stem))
+    for blk in blocks:
+        r = conv_bn(relu(conv_bn(h, blk.conv1)), blk.conv2)
+        h = relu(r + (conv_bn(h, blk.proj) if blk.proj else h))
+    return mean_hw(h)
+
+
+def _jax_resnet(workload, sizes, inputs, device):
+    """W10: the ResNet step under jit: batch norm with batch moments (the moving averages with
+    the unbiased variance, as TF's fused batch norm), Momentum (TF1's form)."""
+    import jax
+    import jax.numpy as jnp
+
+    trainable, moving_names = param_names(sizes)
+
+    def loss_fn(params, moving, x, y):
+        new_moving = {}
+
+        def conv(h, name, stride):
+            dn = ("NHWC", "HWIO", "NHWC")
+            return jax.lax.conv_general_dilated(h, params[name], (stride, stride), "SAME",
+                                                dimension_numbers=dn)  # fmt: skip
+
+        def batch_norm(h, bn):
+            mean, var = h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))
+            n = h.size // h.shape[-1]
+            decay = 1.0 - W10.bn_momentum
+            for key, value in (("moving_mean", mean), ("moving_variance", var * n / (n - 1))):
+                old = moving[f"{bn}/{key}"]
+                new_moving[f"{bn}/{key}"] = old - (old - value) * decay
+            out = (h - mean) * jax.lax.rsqrt(var + W10.bn_epsilon)
+            return out * params[f"{bn}/gamma"] + params[f"{bn}/beta"]
+
+        pooled = _resnet_forward(sizes, conv, batch_norm, jax.nn.relu,
+                                 lambda h: h.mean(axis=(1, 2)), x)  # fmt: skip
+        logp = jax.nn.log_softmax(pooled @ params["dense/kernel"] + params["dense/bias"])
+        loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return loss, jax.lax.stop_gradient(new_moving)
+
+    @jax.jit
+    def step(params, accum, moving, x, y):
+        (loss, moving), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, moving, x, y)
+        accum = {k: accum[k] * W10.momentum + grads[k] for k in params}
+        params = {k: params[k] - W10.lr * accum[k] for k in params}
+        return loss, params, accum, moving
+
+    state = {
+        "params": {k: jax.device_put(inputs[k]) for k in trainable},
+        "moving": {k: jax.device_put(inputs[k]) for k in moving_names},
+    }
+    state["accum"] = {k: jnp.zeros_like(v) for k, v in state["params"].items()}
+    x = jax.device_put(inputs["x"])
+    y = jax.device_put(inputs["labels"].astype(np.int32))
+
+    def run():
+        loss, state["params"], state["accum"], state["moving"] = step(
+            state["params"], state["accum"], state["moving"], x, y
+        )
+        jax.block_until_ready(state["params"])
+        return [
+            loss,
+            *(state["params"][k] for k in trainable),
+            *(state["moving"][k] for k in moving_names),
+        ]
+
+    return run
+
+
 JAX = Peer(
     "jax jit",
     "jax",
@@ -257,6 +337,7 @@ JAX = Peer(
         "W6": _jax_fn(_jax_ln),
         "W7": _jax_cnn,
         "W8": _jax_mlp,
+        "W10": _jax_resnet,
         "W11": _jax_rnn,
     },
 )
@@ -427,6 +508,65 @@ def _tf_rnn(xla):
     return builder
 
 
+def _tf_resnet(xla):
+    """W10: the ResNet step in TF1 graph mode: ``tf.nn.conv2d``, ``fused_batch_norm`` in
+    training mode with the moving-average updates as control dependencies of
+    ``MomentumOptimizer.minimize`` (what ``tf.compat.v1.layers`` builds, without Keras)."""
+
+    def builder(workload, sizes, inputs, device):
+        trainable, moving_names = param_names(sizes)
+
+        def build(tf):
+            v1 = tf.compat.v1
+            var = {k: v1.Variable(inputs[k], name=k.replace("/", "_")) for k in inputs
+                   if k in trainable or k in moving_names}  # fmt: skip
+            updates = []
+
+            def conv(h, name, stride):
+                return tf.nn.conv2d(h, var[name], stride, "SAME")
+
+            def batch_norm(h, bn):
+                out, mean, variance = v1.nn.fused_batch_norm(
+                    h, var[f"{bn}/gamma"], var[f"{bn}/beta"], epsilon=W10.bn_epsilon,
+                    is_training=True,
+                )  # fmt: skip
+                decay = 1.0 - W10.bn_momentum
+                for key, value in (("moving_mean", mean), ("moving_variance", variance)):
+                    moving = var[f"{bn}/{key}"]
+                    updates.append(v1.assign_sub(moving, (moving - value) * decay))
+                return out
+
+            x = v1.placeholder(tf.float32, (None, *inputs["x"].shape[1:]), "x")
+            y = v1.placeholder(tf.int32, (None,), "labels")
+            pooled = _resnet_forward(sizes, conv, batch_norm, tf.nn.relu,
+                                     lambda h: tf.reduce_mean(h, [1, 2]), x)  # fmt: skip
+            logits = tf.matmul(pooled, var["dense/kernel"]) + var["dense/bias"]
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            )
+            params = [var[k] for k in trainable]
+            with tf.control_dependencies(updates):
+                opt = v1.train.MomentumOptimizer(W10.lr, W10.momentum)
+                step = opt.minimize(loss, var_list=params)
+            values = params + [var[k] for k in moving_names]
+            return loss, step, values, {x: inputs["x"], y: inputs["labels"].astype(np.int32)}
+
+        sess, (loss, step, values, feed) = _tf_open(build, xla)
+
+        class Stepper:
+            last = None
+
+            def run(self):
+                self.last = sess.run([loss, step], feed)[0]
+
+            def values(self):
+                return [self.last, *sess.run(values)]
+
+        return Stepper()
+
+    return builder
+
+
 def _tf_peer(name, xla):
     return Peer(
         name,
@@ -438,6 +578,7 @@ def _tf_peer(name, xla):
             "W4": _tf_fn(lambda tf, ph, s, i: [ph("x") * 2 + 1])(xla),
             "W6": _tf_fn(_tf_ln)(xla),
             "W8": _tf_mlp(xla),
+            "W10": _tf_resnet(xla),
             "W11": _tf_rnn(xla),
         },
     )
