@@ -25,6 +25,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn>=1.1", "ruff>=0.4", "pytest-xdist>=3",
                  "mpi4py>=4", "mpich",  # tests/distribute runs real MPI jobs
                  "tensorboard>=2.10",  # tests/summary reads event files with TensorBoard
+                 "onnx>=1.16", "onnxruntime>=1.17",  # tests/onnx: suite, models, export
                  "import-linter>=2"],  # make test checks the layers (.importlinter)
         "mpi": ["mpi4py>=4", "mpich"],  # gc.distribute: data-parallel training over MPI
         "plot": ["matplotlib>=3.5"],
