@@ -48,7 +48,7 @@ EXCLUDED_OPS = {
         "TreeEnsemble", "ArrayFeatureExtractor", "Binarizer", "FlexAttention")},
     **{op: _NYI for op in (
         "GridSample", "AffineGrid", "RoiAlign", "DeformConv", "Col2Im",
-        "DFT", "STFT", "MelWeightMatrix", "LpPool", "MaxUnpool", "Det", "BitCast",
+        "DFT", "STFT", "MelWeightMatrix", "MaxUnpool", "Det", "BitCast",
         "TensorScatter", "ReverseSequence", "LinearAttention")},
 }  # fmt: skip
 
@@ -67,6 +67,7 @@ EXCLUDED_TYPES = {
 EXCLUDED_CASES = {
     "test_averagepool_2d_dilations": "pools with dilations are not supported",
     "test_maxpool_2d_dilations": "pools with dilations are not supported",
+    "test_lppool_2d_dilations": "pools with dilations are not supported",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output",
 }
@@ -130,7 +131,7 @@ def exclusion_reason(case) -> str | None:
             vi.type.HasField("tensor_type")
             and len(vi.type.tensor_type.shape.dim) == 5
             and any(
-                n.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool")
+                n.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool")
                 for n in case.model.graph.node
             )
         ):

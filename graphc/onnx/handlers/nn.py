@@ -261,6 +261,26 @@ def _avg_pool(ctx):
     return _pool(ctx, "avg")
 
 
+@handler("LpPool")
+def _lp_pool(ctx):
+    """(sum over the window of |x|^p)^(1/p): zero padding, a VALID average pool times the
+    window size."""
+    x = ctx.input(0)
+    kernel = list(ctx.attr("kernel_shape"))
+    shape, rank, n, strides, dil = _window_args(ctx, x, kernel)
+    if any(d != 1 for d in dil):
+        ctx.fail("LpPool with dilations is not supported")
+    p = float(ctx.attr("p", 2))
+    pads = _geometry(ctx, shape[2:], kernel, strides, dil, ceil_mode=bool(ctx.attr("ceil_mode", 0)))
+    xt = _to_nhwc(ew.pow(ew.abs(x), _c(x, p)), rank)
+    widths = [[0, 0]] + [list(q) for q in _pair2(pads, rank, (0, 0))] + [[0, 0]]
+    if any(w for pair in widths for w in pair):
+        xt = gshape.pad(xt, widths)
+    ks, st = _pair2(kernel, rank, 1), _pair2(strides, rank, 1)
+    total = ew.multiply(gnn.avg_pool2d(xt, ks, st, "VALID"), _c(x, int(np.prod(kernel))))
+    return _from_nhwc(ew.pow(total, _c(x, 1.0 / p)), rank)
+
+
 @handler("GlobalAveragePool")
 def _global_avg(ctx):
     x = ctx.input(0)
