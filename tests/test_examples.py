@@ -123,3 +123,24 @@ def test_progress_bar_per_epoch_with_tqdm_and_without(monkeypatch):
     assert shared.tqdm is None
     hist = mlp.train(mlp.parse_args(["--steps", "3", "--epochs", "1"]))
     assert len(hist.step_losses) == 3
+
+
+def test_resnet_synthetic_trains_with_data_pipeline_and_summaries(tmp_path, capsys):
+    """The W10 network, smaller (16x16 images, 2 stages of 1 block), fed by gc.data: 60
+    Momentum steps take the test accuracy from chance (10%) to at least 60%, batch norm's
+    moving statistics are updated through UPDATE_OPS, and summaries reach the log dir."""
+    resnet = load("resnet_synthetic")
+    argv = (
+        "--image 16 --channels 8 16 --blocks 1 --train-size 1024 --test-size 256 "
+        "--batch-size 32 --epochs 2 --steps 60"
+    ).split()
+    have_tb = importlib.util.find_spec("tensorboard") is not None
+    hist = resnet.train(resnet.parse_args([*argv, "--logdir", str(tmp_path)]))
+    assert len(hist.step_losses) == 60 and all(np.isfinite(hist.step_losses))
+    assert [len(hist.epoch_losses), hist.epoch_losses[1] < hist.epoch_losses[0]] == [2, True]
+    # 32 batches make an epoch: the iterator ended the first, the step limit the second
+    assert "epoch 1/2  steps 32" in capsys.readouterr().out
+    assert hist.final_accuracy >= 0.6, hist.test_accuracy  # evaluated on moving statistics
+    assert np.any(hist.moving_mean != 0) and np.all(hist.moving_variance > 0)
+    assert hist.summaries_written == (6 if have_tb else 0)
+    assert any(tmp_path.glob("events.out.tfevents.*")) == have_tb
