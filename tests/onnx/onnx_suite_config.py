@@ -43,13 +43,13 @@ EXCLUDED_OPS = {
     **{op: _TRAIN for op in (
         "Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUniform", "RandomNormal",
         "Multinomial", "Adam", "Adagrad", "Momentum", "Gradient")},
-    **{op: _DYN for op in ("NonZero", "Unique", "NonMaxSuppression", "Compress")},
+    **{op: _DYN for op in ("Unique", "NonMaxSuppression")},
     **{op: _ML for op in (
         "TreeEnsemble", "ArrayFeatureExtractor", "Binarizer", "FlexAttention")},
     **{op: _NYI for op in (
         "GridSample", "AffineGrid", "RoiAlign", "DeformConv", "Col2Im",
         "DFT", "STFT", "MelWeightMatrix", "MaxUnpool", "Det", "BitCast",
-        "TensorScatter", "ReverseSequence", "LinearAttention")},
+        "TensorScatter", "LinearAttention")},
 }  # fmt: skip
 
 _NARROW_FLOAT = "8-, 4- and 2-bit floats and integers and bfloat16 are not graphc dtypes"

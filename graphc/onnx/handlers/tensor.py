@@ -361,6 +361,46 @@ def _trilu(ctx):
     return ew.where(keep, x, zero)
 
 
+@handler("ReverseSequence")
+def _reverse_sequence(ctx):
+    """Reverse the first ``sequence_lens[b]`` steps of each batch row: a gather_elements
+    along the time axis with static indices (the lengths must be known at import)."""
+    x = ctx.input(0)
+    shape = static_shape(ctx, x)
+    lens = ctx.const_ints(1, "sequence_lens")
+    b_ax, t_ax = ctx.attr("batch_axis", 1), ctx.attr("time_axis", 0)
+    t = np.arange(shape[t_ax])
+    rows = [np.where(t < n, n - 1 - t, t) for n in lens]  # (batch, time)
+    idx = np.stack(rows) if b_ax < t_ax else np.stack(rows, axis=1)
+    view = [1] * len(shape)
+    view[b_ax], view[t_ax] = shape[b_ax], shape[t_ax]
+    idx = np.broadcast_to(idx.reshape(view), shape).astype(np.int64)
+    return gs.gather_elements(x, np.ascontiguousarray(idx), axis=t_ax)
+
+
+@handler("Compress")
+def _compress(ctx):
+    """The slices where ``condition`` is true (it must be known at import: the output's
+    shape depends on it)."""
+    x = ctx.input(0)
+    cond = np.asarray(ctx.const(1, "condition")).astype(bool).reshape(-1)
+    axis = ctx.attr("axis")
+    if axis is None:
+        x = gshape.reshape(x, [-1])
+        axis = 0
+    n = static_shape(ctx, x)[axis]
+    picked = np.nonzero(cond[:n])[0].astype(np.int64)
+    return gidx.gather(x, picked, axis=axis)
+
+
+@handler("NonZero")
+def _nonzero(ctx):
+    """Coordinates of the non-zero elements, for an input known at import (the output's
+    shape depends on its values)."""
+    v = np.asarray(ctx.const(0, "input of NonZero"))
+    return np.asarray(np.nonzero(v), np.int64).reshape(v.ndim, -1)
+
+
 @handler("DepthToSpace")
 def _depth_to_space(ctx):
     x = ctx.input(0)
