@@ -14,7 +14,9 @@ Program reads ``vars + rows + caps`` (Feed indexes in that order) and returns th
 variables, then one row of each *stacked* output. The op's outputs: the final loop
 variables, then each stacked output with a leading axis of the trip count. The last
 ``n_history`` stacked outputs are the *history*: the loop variables at the start of each
-iteration, which the gradient needs (only with ``back_prop``; computed only when read).
+iteration, then the body's *residuals* (products the gradient would otherwise re-compute,
+``_residuals``), which the gradient needs (only with ``back_prop``; computed only when
+read).
 ``cond`` reads ``vars + caps`` and returns a scalar bool; with a ``cond`` the body also
 returns, last, the condition evaluated on its new variables, so an iteration is one body
 call (``cond`` alone runs once, before the first). Without ``cond`` the loop runs once per
@@ -235,7 +237,7 @@ def build_loop(body_fn, loop_vars, sliced=(), cond_fn=None, var_shapes=None, rev
     dtypes = [t.dtype for t in loop_vars]
     bt = trace(body, specs + row_specs, list, graph, "body", out_dtypes=dtypes)
     check = _check_body(bt.outputs[:n], specs, what)
-    history = bt.args[:n] if back_prop else []
+    history = (list(bt.args[:n]) + _residuals(bt)) if back_prop else []
     stacked_outs = bt.outputs[n:]
     fetches = bt.outputs + history
     cond_prog = None
@@ -267,6 +269,38 @@ def build_loop(body_fn, loop_vars, sliced=(), cond_fn=None, var_shapes=None, rev
     op = apply_op("While", list(loop_vars) + list(sliced) + caps, attrs, name="While")
     s = holder["n_stacked"]
     return list(op.outputs[:n]), list(op.outputs[n : n + s])
+
+
+def _residuals(traced) -> list:
+    """The products a gradient would re-compute that the forward loop stores instead: the
+    outputs of the body's ``MatMul`` ops that the body's results need and whose one operand
+    varies per iteration (reads a loop variable or a row) while the other does not (a
+    weight). Stacking one activation-sized row per iteration is cheap next to the product
+    it saves; the gradient loop reads the stored row instead of running it again (see
+    ``graphc/control_grad.py``). Products of two per-iteration operands are not stored (an
+    outer product can be far larger than both)."""
+    ops = traced.graph.get_operations()
+    varying = {id(a.op) for a in traced.args}
+    for op in ops:
+        if id(op) not in varying and any(id(t.op) in varying for t in op.inputs):
+            varying.add(id(op))
+    needed: set = set()
+    stack = [t.op for t in traced.outputs]
+    while stack:
+        op = stack.pop()
+        if id(op) in needed:
+            continue
+        needed.add(id(op))
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    out = []
+    for op in ops:
+        if op.type != "MatMul" or id(op) not in needed or not op.outputs[0].dtype.is_floating:
+            continue
+        a, b = (id(t.op) in varying for t in op.inputs)
+        if a != b:
+            out.append(op.outputs[0])
+    return out
 
 
 def _check_body(outs, specs, what) -> list:

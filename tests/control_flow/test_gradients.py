@@ -125,6 +125,50 @@ def test_second_order_through_a_loop(target):
             np.testing.assert_allclose(hv[i], numeric_grad(lambda v, i=i: gi(v, i), xv), rtol=1e-6)
 
 
+def _body_matmuls(loss, wrt):
+    """The MatMul count of each gradient loop's body (gradients of ``loss`` w.r.t. ``wrt``)."""
+    grads = gc.gradients(loss, wrt)
+    ops = gc.get_default_graph().get_operations()
+    loops = [op for op in ops if op.type == "While" and "grad" in op.name]
+    return grads, [sum(n.op == "MatMul" for n in op.attrs["body"].nodes) for op in loops]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rnn_gradient_reads_stored_products_and_sums_the_weight_gradient_after_the_loop(
+    target,
+):
+    """A tanh RNN ``h' = tanh(h @ w + x_t)``: the forward loop stores ``h @ w`` and the
+    gradient loop does not compute it again; its one product per step is ``g @ w^T``, the
+    weight's gradient is one product after the loop. First and second order against
+    central differences."""
+    x = gc.placeholder(F64, (None, None, 3), name="x")
+    w = gc.placeholder(F64, (3, 3), name="w")
+    h0 = gc.placeholder(F64, (None, 3), name="h0")
+    hs = gc.scan(lambda h, xt: gc.tanh(gc.matmul(h, w) + xt), x, initializer=h0)
+    loss = gc.reduce_sum(hs * hs) + gc.reduce_sum(hs)
+    (gw, gh), counts = _body_matmuls(loss, [w, h0])
+    assert counts == [1]
+    rng = np.random.default_rng(1)
+    feed = {x: rng.uniform(-1, 1, (4, 2, 3)), w: rng.uniform(-1, 1, (3, 3)),
+            h0: rng.uniform(-1, 1, (2, 3))}  # fmt: skip
+    _check(loss, [x, w, h0], feed, target)
+    _check(loss, [w], {**feed, x: np.zeros((0, 2, 3))}, target)  # no step: zero gradient
+    second = gc.reduce_sum(gw * gw) + gc.reduce_sum(gh * gh)
+    _check(second, [w, h0], feed, target, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_weight_read_twice_in_a_loop_is_accumulated(target):
+    x = gc.placeholder(F64, (None, 2, 3), name="x")
+    w = gc.placeholder(F64, (3, 3), name="w")
+    hs = gc.scan(lambda h, xt: gc.sin(gc.matmul(h, w) + gc.matmul(xt, w)), x,
+                 initializer=gc.ones((2, 3), F64))  # fmt: skip
+    loss = gc.reduce_sum(hs * hs)
+    rng = np.random.default_rng(2)
+    _check(loss, [x, w], {x: rng.uniform(-1, 1, (3, 2, 3)), w: rng.uniform(-1, 1, (3, 3))},
+           target)  # fmt: skip
+
+
 def test_back_prop_false_gives_no_gradient():
     x = gc.placeholder(F64, (), name="x")
     y = gc.while_loop(lambda v: v < 10.0, lambda v: v * 2.0, [x], back_prop=False)
