@@ -43,7 +43,7 @@ EXCLUDED_OPS = {
     **{op: _TRAIN for op in (
         "Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUniform", "RandomNormal",
         "Multinomial", "Adam", "Adagrad", "Momentum", "Gradient")},
-    **{op: _DYN for op in ("Unique", "NonMaxSuppression")},
+    **{op: _DYN for op in ("NonMaxSuppression",)},
     **{op: _ML for op in (
         "TreeEnsemble", "ArrayFeatureExtractor", "Binarizer", "FlexAttention")},
     **{op: _NYI for op in (

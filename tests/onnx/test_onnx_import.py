@@ -89,9 +89,10 @@ def test_narrow_integer_types_wrap_like_onnx():
 
 
 def test_unsupported_op_and_dynamic_shape_arguments_are_clear_errors():
-    uq = helper.make_node("Unique", ["x"], ["y"], name="uq")
-    m = _model([uq], [_vi("x", TensorProto.FLOAT, [3])], [_vi("y", TensorProto.FLOAT, [None])])
-    with pytest.raises(gc.errors.UnimplementedError, match="uq.*Unique.*not supported"):
+    uq = helper.make_node("GridSample", ["x", "x"], ["y"], name="gs")
+    m = _model([uq], [_vi("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+               [_vi("y", TensorProto.FLOAT, [None])])  # fmt: skip
+    with pytest.raises(gc.errors.UnimplementedError, match="gs.*GridSample.*not supported"):
         gc.onnx.import_model(m, graph=gc.Graph())
     # an op whose output shape depends on values needs them at import time
     nz = helper.make_node("NonZero", ["x"], ["y"], name="nz")
@@ -119,7 +120,7 @@ def test_backend_supports_cpu_only():
 
 def test_graphc_inspect_prints_signature_and_op_counts(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Relu", ["h"], ["y"]),
-             helper.make_node("Unique", ["y"], ["z"])]  # fmt: skip
+             helper.make_node("MaxUnpool", ["y", "y"], ["z"], kernel_shape=[2])]  # fmt: skip
     m = _model(nodes, [_vi("x", TensorProto.FLOAT, ["N", 3])], [_vi("z", TensorProto.FLOAT, None)])
     path = tmp_path / "m.onnx"
     onnx.save(m, path)
@@ -128,7 +129,7 @@ def test_graphc_inspect_prints_signature_and_op_counts(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "x: float[N, 3]" in r.stdout
     assert "Relu" in r.stdout and " 2" in r.stdout
-    assert "cannot import: Unique" in r.stdout
+    assert "cannot import: MaxUnpool" in r.stdout
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     r = subprocess.run([sys.executable, "-m", "graphc.cli", "inspect", str(tmp_path / "bad.onnx")],
                        capture_output=True, text=True, timeout=120)  # fmt: skip

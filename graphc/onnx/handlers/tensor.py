@@ -401,6 +401,25 @@ def _nonzero(ctx):
     return np.asarray(np.nonzero(v), np.int64).reshape(v.ndim, -1)
 
 
+@handler("Unique")
+def _unique(ctx):
+    """Unique values (or slices along ``axis``) of an input known at import, with their
+    first indices, the inverse map and the counts (ONNX's order: sorted, or of first
+    occurrence with ``sorted=0``)."""
+    v = np.asarray(ctx.const(0, "input of Unique"))
+    axis = ctx.attr("axis")
+    y, first, inverse, counts = np.unique(v if axis is not None else v.reshape(-1),
+                                          return_index=True, return_inverse=True,
+                                          return_counts=True, axis=axis)  # fmt: skip
+    inverse = np.asarray(inverse).reshape(-1)
+    if not ctx.attr("sorted", 1):
+        order = np.argsort(first, kind="stable")
+        rank = np.argsort(order, kind="stable")
+        y = np.take(y, order, axis=0 if axis is None else axis)
+        first, counts, inverse = first[order], counts[order], rank[inverse]
+    return [y, first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
+
+
 @handler("DepthToSpace")
 def _depth_to_space(ctx):
     x = ctx.input(0)
