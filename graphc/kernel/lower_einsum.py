@@ -11,7 +11,8 @@ repeated within an operand indexes each of its dims with the same loop index (a 
 from __future__ import annotations
 
 from ..expr import Const, Math, Var
-from ..ops.linalg import _ELL, _parse
+from ..ops.linalg.common import _ELL
+from ..ops.linalg.einsum import _parse
 from . import sym
 from .ir import Let, Store
 from .lowerings import opaque

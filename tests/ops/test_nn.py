@@ -561,7 +561,7 @@ def test_nn_ops_are_registered_with_examples():
         assert get_op_def(name).examples()
 
 
-# -- second-order gradients of every op in linalg.py and nn.py --------------------------------
+# -- second-order gradients of every op in linalg/ and nn/ ------------------------------------
 
 
 def check_second_order(example, eps=1e-5, tol=1e-5):

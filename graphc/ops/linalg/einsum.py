@@ -1,13 +1,8 @@
-"""Linear algebra: matmul (batch broadcasting, transposes), tensordot and einsum.
-
-``MatMul`` is the one GEMM op backends map to BLAS. ``einsum`` rewrites equations without
-'...' into ``reduce_sum``, ``transpose``, ``reshape`` and ``MatMul`` ops (operands contracted
-left to right; a contraction of nothing is a broadcast multiply), so backends see only ops they
-already have; their gradients come from those ops. The rest ('...' other than a plain batched
-matmul, or merged dims of unknown size) becomes one ``Einsum`` op, whose reference is
-``np.einsum`` and whose gradient is again an einsum with the operand's and the output's
-subscripts swapped. ``tensordot`` is built on ``einsum``.
-"""
+"""einsum and tensordot. ``einsum`` parses the equation, takes a plain (batched) matmul as
+``MatMul``, rewrites equations without '...' into basic ops (``einsum_rewrite.py``) and keeps
+the rest as one ``Einsum`` op, whose reference is ``np.einsum`` and whose gradient is again an
+einsum with the operand's and the output's subscripts swapped (repeated subscripts: the
+diagonal). ``tensordot`` is built on ``einsum``."""
 
 from __future__ import annotations
 
@@ -15,10 +10,10 @@ import string
 
 import numpy as np
 
-from .. import dtypes as _dt
-from ..errors import InvalidArgumentError
-from ..graph.core import user_location
-from .registry import (
+from ... import dtypes as _dt
+from ...errors import InvalidArgumentError
+from ...graph.core import user_location
+from ..registry import (
     DTypeError,
     Example,
     OpDef,
@@ -28,148 +23,11 @@ from .registry import (
     convert_args,
     register,
 )
-
-__all__ = ["matmul", "tensordot", "einsum"]
-
-_rng = np.random.default_rng(3)
-
-
-def _sample(*shape):
-    return _rng.uniform(-1.5, 1.5, shape)
-
-
-def _same_static(a, b) -> bool:
-    return a.shape is not None and a.shape == b.shape and None not in a.shape
-
-
-def _sum_to(g, x):
-    """Sum gradient ``g`` over broadcast batch dims down to ``x``'s shape (no-op if equal)."""
-    from .elementwise import sum_to_shape
-
-    if g is None or _same_static(g, x):
-        return g
-    return sum_to_shape(g, x)
-
-
-# -- MatMul ------------------------------------------------------------------------------------
-
-
-@register
-class MatMul(OpDef):
-    """``op(a) @ op(b)`` over the last two dims; leading (batch) dims broadcast like numpy.
-
-    ``op`` swaps the last two dims when ``transpose_a``/``transpose_b`` is set.
-    """
-
-    def infer(self, specs, attrs):
-        a, b = specs
-        if a.dtype != b.dtype:
-            raise DTypeError(f"operands must have one dtype, got {a.dtype.name} and {b.dtype.name}")
-        if a.dtype.is_bool:
-            raise DTypeError("matmul of bool operands")
-        for s, what in ((a, "a"), (b, "b")):
-            if s.shape is not None and len(s.shape) < 2:
-                raise ShapeError(f"operand {what} must have rank >= 2, got shape {s.shape}")
-        if a.shape is None or b.shape is None:
-            return [(None, a.dtype)]
-        m, ka = a.shape[-2:][::-1] if attrs["transpose_a"] else a.shape[-2:]
-        kb, n = b.shape[-2:][::-1] if attrs["transpose_b"] else b.shape[-2:]
-        if ka is not None and kb is not None and ka != kb:
-            raise ShapeError(
-                f"inner dimensions do not match: {ka} (a {a.shape}, transpose_a="
-                f"{attrs['transpose_a']}) vs {kb} (b {b.shape}, transpose_b={attrs['transpose_b']})"
-            )
-        try:
-            batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        except ShapeError:
-            raise ShapeError(
-                f"batch dimensions {a.shape[:-2]} and {b.shape[:-2]} are not broadcastable"
-            ) from None
-        return [((*batch, m, n), a.dtype)]
-
-    def ref(self, xs, attrs):
-        a, b = xs
-        if attrs["transpose_a"]:
-            a = np.swapaxes(a, -1, -2)
-        if attrs["transpose_b"]:
-            b = np.swapaxes(b, -1, -2)
-        if a.shape[-1] != b.shape[-2]:
-            raise InvalidArgumentError(
-                f"MatMul: inner dimensions do not match at run time: {a.shape} @ {b.shape}"
-            )
-        return np.asarray(np.matmul(a, b)).astype(xs[0].dtype, copy=False)
-
-    def vjp(self, op, grads):
-        g = grads[0]
-        if g is None:
-            return [None, None]
-        a, b = op.inputs
-        ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
-        # C = op(A) op(B); dop(A) = G op(B)^T, dop(B) = op(A)^T G, then undo the op().
-        if not ta and not tb:
-            ga, gb = _mm(g, b, False, True), _mm(a, g, True, False)
-        elif not ta and tb:
-            ga, gb = _mm(g, b, False, False), _mm(g, a, True, False)
-        elif ta and not tb:
-            ga, gb = _mm(b, g, False, True), _mm(a, g, False, False)
-        else:
-            ga, gb = _mm(b, g, True, True), _mm(g, a, True, True)
-        return [_sum_to(ga, a), _sum_to(gb, b)]
-
-    def examples(self):
-        mm = matmul
-        return [
-            Example(mm, [_sample(3, 4), _sample(4, 5)]),
-            Example(lambda a, b: mm(a, b, transpose_a=True), [_sample(4, 3), _sample(4, 2)]),
-            Example(lambda a, b: mm(a, b, transpose_b=True), [_sample(3, 4), _sample(2, 4)]),
-            Example(lambda a, b: mm(a, b, True, True), [_sample(2, 4, 3), _sample(2, 5, 4)]),
-            Example(mm, [_sample(2, 1, 3, 4), _sample(3, 4, 2)]),  # batch broadcasting
-            Example(mm, [_sample(3, 0), _sample(0, 2)], grad=False),  # empty contraction
-            Example(
-                mm,
-                [np.arange(6, dtype=np.int32).reshape(2, 3), np.ones((3, 2), np.int32)],
-                grad=False,
-            ),
-        ]
-
-
-def _mm(a, b, ta, tb):
-    return apply1("MatMul", [a, b], {"transpose_a": ta, "transpose_b": tb})
-
-
-def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
-    """Matrix product of the last two dims, batch dims broadcasting (numpy ``matmul``).
-
-    A rank-1 operand is treated like numpy does: as a row (``a``) or column (``b``) vector
-    whose added dim is removed from the result.
-    """
-    from .elementwise import cast
-    from .shape import expand_dims, squeeze
-
-    a, b = convert_args([a, b])
-    if a.dtype != b.dtype:
-        dt = _dt.result_type(a.dtype, b.dtype)
-        a, b = cast(a, dt), cast(b, dt)
-    for t, what in ((a, "a"), (b, "b")):
-        if t.shape is not None and len(t.shape) == 0:
-            raise ValueError(f"MatMul: operand {what} ({t.name}) is a scalar; use multiply")
-    a_vec = a.shape is not None and len(a.shape) == 1
-    b_vec = b.shape is not None and len(b.shape) == 1
-    if a_vec:
-        a, transpose_a = expand_dims(a, 0), False
-    if b_vec:
-        b, transpose_b = expand_dims(b, -1), False
-    attrs = {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)}
-    out = apply1("MatMul", [a, b], attrs, None if (a_vec or b_vec) else name)
-    if a_vec or b_vec:
-        axes = ([-2] if a_vec else []) + ([-1] if b_vec else [])
-        out = squeeze(out, axis=axes, name=name)
-    return out
-
+from .common import _ELL, _sample, _sum_to
+from .einsum_rewrite import _rewritable, _rewrite
+from .matmul import matmul
 
 # -- einsum ------------------------------------------------------------------------------------
-
-_ELL = "."  # one character standing for "..." in parsed subscripts
 
 
 def _parse(equation: str, n_operands: int) -> tuple[list[str], str]:
@@ -355,10 +213,10 @@ def _einsum_grad(g, operands, ins, out, i):
 def _diag_embed(r, x, sub):
     """``r`` (subscripts ``_dedup(sub)``) placed on the diagonal of a tensor shaped like ``x``
     (subscripts ``sub``): ``out[..i..i..] = r[..i..]``, zero off the diagonal."""
-    from .constant import constant, ones_like
-    from .elementwise import cast, equal
-    from .reduce import cumsum
-    from .shape import expand_dims
+    from ..constant import constant, ones_like
+    from ..elementwise import cast, equal
+    from ..reduce import cumsum
+    from ..shape import expand_dims
 
     if x.shape is None:
         raise ValueError("einsum gradient: repeated subscripts need operands of known rank")
@@ -394,10 +252,10 @@ def _diag_embed(r, x, sub):
 
 
 def _einsum_operand_grad(g, operands, ins, out, i):
-    from .constant import ones_like
-    from .elementwise import broadcast_like
-    from .reduce import reduce_sum
-    from .shape import expand_dims
+    from ..constant import ones_like
+    from ..elementwise import broadcast_like
+    from ..reduce import reduce_sum
+    from ..shape import expand_dims
 
     x, sub = operands[i], ins[i]
     others = [s for j, s in enumerate(ins) if j != i]
@@ -469,7 +327,7 @@ def einsum(equation, *inputs, name=None):
     reduction paths of every backend; the rest (and merged dims of unknown size) build one
     ``Einsum`` op.
     """
-    from .elementwise import cast
+    from ..elementwise import cast
 
     if len(inputs) == 1 and isinstance(inputs[0], list | tuple):
         inputs = tuple(inputs[0])
@@ -505,144 +363,11 @@ def einsum(equation, *inputs, name=None):
     if _rewritable(tensors, ins, out):
         result = _rewrite(tensors, ins, out)
         if name:
-            from .control import identity
+            from ..control import identity
 
             result = identity(result, name=name)
         return result
     return apply1("Einsum", tensors, {"equation": canonical}, name)
-
-
-# -- einsum as reduce_sum / transpose / reshape / matmul / multiply ----------------------------
-
-
-def _letter_sizes(tensors, ins) -> dict:
-    sizes: dict = {}
-    for t, sub in zip(tensors, ins):
-        for c, d in zip(sub, t.shape):
-            if d is not None:
-                sizes[c] = d
-    return sizes
-
-
-def _pair_groups(sa, sb, needed):
-    """Letters of a pairwise contraction: batch, contracted, a-only and b-only (kept)."""
-    batch = [c for c in sa if c in sb and c in needed]
-    contracted = [c for c in sa if c in sb and c not in needed]
-    fa = [c for c in sa if c not in sb and c in needed]
-    fb = [c for c in sb if c not in sa and c in needed]
-    return batch, contracted, fa, fb
-
-
-def _groupable(batch, groups, sizes) -> bool:
-    """Can ``batch + merged groups`` be a reshape (or just expand/squeeze) target?"""
-    if all(len(g) <= 1 for g in groups):
-        return True
-    if any(sizes.get(c) is None for g in groups if len(g) > 1 for c in g):
-        return False
-    unknown = sum(sizes.get(c) is None for c in batch) + sum(
-        sizes.get(g[0]) is None for g in groups if len(g) == 1
-    )
-    return unknown <= 1
-
-
-def _rewritable(tensors, ins, out) -> bool:
-    """True when every step of ``_rewrite`` can be built (no '...', known ranks, and merged
-    dims of known size)."""
-    if _ELL in "".join(ins) + out or any(t.shape is None for t in tensors):
-        return False
-    sizes = _letter_sizes(tensors, ins)
-    cur = ins[0]
-    for k in range(1, len(ins)):
-        needed = set(out).union(*ins[k + 1 :])
-        batch, contracted, fa, fb = _pair_groups(cur, ins[k], needed)
-        if contracted and not (
-            _groupable(batch, [fa, contracted], sizes)
-            and _groupable(batch, [contracted, fb], sizes)
-            and _groupable(batch, [fa, fb], sizes)
-        ):
-            return False
-        cur = "".join(batch + fa + fb)
-    return True
-
-
-def _rewrite(tensors, ins, out):
-    """Contract operands left to right, each pair as one matmul (or a broadcast multiply when
-    nothing is contracted), summing subscripts no later operand or the output needs first."""
-    cur, sub = tensors[0], ins[0]
-    sizes = _letter_sizes(tensors, ins)
-    for k in range(1, len(ins)):
-        needed = set(out).union(*ins[k + 1 :])
-        cur, sub = _contract_pair(cur, sub, tensors[k], ins[k], needed, sizes)
-    cur, sub = _sum_private(cur, sub, set(out))
-    return _permute(cur, sub, out)
-
-
-def _sum_private(x, sub, keep):
-    from .reduce import reduce_sum
-
-    axes = tuple(i for i, c in enumerate(sub) if c not in keep)
-    if not axes:
-        return x, sub
-    return reduce_sum(x, axis=axes), "".join(c for c in sub if c in keep)
-
-
-def _permute(x, sub, order):
-    from .shape import transpose
-
-    order = "".join(order)
-    if sub == order:
-        return x
-    return transpose(x, [sub.index(c) for c in order])
-
-
-def _contract_pair(a, sa, b, sb, needed, sizes):
-    from .shape import expand_dims
-
-    a, sa = _sum_private(a, sa, needed | set(sb))
-    b, sb = _sum_private(b, sb, needed | set(sa))
-    batch, contracted, fa, fb = _pair_groups(sa, sb, needed)
-    out_sub = "".join(batch + fa + fb)
-    if not contracted:  # outer/elementwise product: broadcast multiply
-        a = _permute(a, sa, batch + fa)
-        for _ in fb:
-            a = expand_dims(a, -1)
-        b = _permute(b, sb, batch + fb)
-        for _ in fa:
-            b = expand_dims(b, len(batch))
-        return a * b, out_sub
-    a = _merge_groups(_permute(a, sa, batch + fa + contracted), batch, [fa, contracted], sizes)
-    b = _merge_groups(_permute(b, sb, batch + contracted + fb), batch, [contracted, fb], sizes)
-    c = _split_groups(matmul(a, b), batch, [fa, fb], sizes)
-    return c, out_sub
-
-
-def _merge_groups(x, batch, groups, sizes):
-    """x laid out as batch + groups -> batch + one dim per group (size 1 for an empty group)."""
-    from .shape import expand_dims, reshape
-
-    if all(len(g) <= 1 for g in groups):
-        pos = len(batch)
-        for g in groups:
-            if not g:
-                x = expand_dims(x, pos)
-            pos += 1
-        return x
-    target = [sizes.get(c) for c in batch]
-    for g in groups:
-        target.append(int(np.prod([sizes[c] for c in g], dtype=np.int64)) if len(g) != 1
-                      else sizes.get(g[0]))  # fmt: skip
-    return reshape(x, [-1 if d is None else d for d in target])
-
-
-def _split_groups(x, batch, groups, sizes):
-    """Inverse of ``_merge_groups``: batch + one dim per group -> batch + group letters."""
-    from .shape import reshape, squeeze
-
-    if all(len(g) <= 1 for g in groups):
-        empty = [len(batch) + i for i, g in enumerate(groups) if not g]
-        return squeeze(x, axis=empty) if empty else x
-    target = [sizes.get(c) for c in batch] + [sizes.get(c) for g in groups for c in g]
-    return reshape(x, [-1 if d is None else d for d in target])
 
 
 def tensordot(a, b, axes, name=None):
