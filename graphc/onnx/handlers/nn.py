@@ -305,13 +305,25 @@ def _per_channel(v, rank):
 
 @handler("BatchNormalization")
 def _batch_norm(ctx):
-    if ctx.attr("training_mode", 0):
-        ctx.fail("BatchNormalization in training mode is not supported (inference only)")
-    if len([o for o in ctx.node.output if o]) > 1:
-        ctx.fail("BatchNormalization's running statistics outputs are not supported")
     x, scale, bias, mean, var = (ctx.input(i) for i in range(5))
     rank = len(static_shape(ctx, x))
     eps = ctx.attr("epsilon", 1e-5)
+    n_out = len([o for o in ctx.node.output if o])
+    if ctx.attr("training_mode", 0):
+        # the batch's statistics (population variance) normalise; the running ones move
+        axes = [0] + list(range(2, rank))
+        b_mean, b_var = gnn.moments(x, axes)
+        mom = ctx.attr("momentum", 0.9)
+        y = _normalize(x, scale, bias, b_mean, b_var, eps, rank)
+        run_mean = ew.add(ew.multiply(mean, _c(mean, mom)), ew.multiply(b_mean, _c(mean, 1 - mom)))
+        run_var = ew.add(ew.multiply(var, _c(var, mom)), ew.multiply(b_var, _c(var, 1 - mom)))
+        return [y, run_mean, run_var]
+    if n_out > 1:
+        ctx.fail("BatchNormalization's running statistics outputs need training_mode=1")
+    return _normalize(x, scale, bias, mean, var, eps, rank)
+
+
+def _normalize(x, scale, bias, mean, var, eps, rank):
     inv = ew.multiply(ew.rsqrt(ew.add(var, _c(var, eps))), scale)
     shift = ew.subtract(bias, ew.multiply(mean, inv))
     return ew.add(ew.multiply(x, _per_channel(inv, rank)), _per_channel(shift, rank))
@@ -435,8 +447,9 @@ def _dropout(ctx):
     x = ctx.input(0)
     if ctx.opset >= 12 and ctx.has(2):
         training = ctx.const(2, "training_mode")
-        if bool(np.asarray(training).reshape(-1)[0]):
-            ctx.fail("Dropout in training mode is not supported (inference only)")
+        ratio = ctx.const(1, "ratio") if ctx.has(1) else 0.5
+        if bool(np.asarray(training).reshape(-1)[0]) and float(np.asarray(ratio)) != 0.0:
+            ctx.fail("Dropout in training mode is not supported (its mask is random)")
     elif ctx.opset < 7 and not ctx.attr("is_test", 0):
         ctx.fail("Dropout in training mode is not supported (inference only)")
     y = x
