@@ -144,6 +144,22 @@ def test_one_loop_op_whatever_the_length():
     assert counts[0] == counts[1]
 
 
+def test_lstm_inputs_are_projected_before_the_loop():
+    """LSTMCell's x @ kernel[:depth] + bias is one product over every step before the loop;
+    the loop body multiplies only h @ kernel[depth:], and its gradient loop none of the
+    forward's products again (the weight's gradient is one product after the loop)."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, None, 3))
+        out, _ = gc.nn.dynamic_rnn(rc.LSTMCell(4), x, dtype=gc.float32)
+        gc.gradients(gc.reduce_sum(out), gc.trainable_variables())
+        loops = [op for op in g.get_operations() if op.type == "While"]
+    fwd, bwd = loops
+    assert fwd.inputs[fwd.attrs["n_vars"]].shape[-1] == 16  # the projected gates
+    for loop in loops:
+        assert sum(n.op == "MatMul" for n in loop.attrs["body"].nodes) == 1
+
+
 @pytest.mark.parametrize("name", ["dyn_lstm", "dyn_gru_time_major"])
 def test_gradients_through_the_loop(name):
     """float64 gradients w.r.t. inputs, initial state and weights: the reference's equal

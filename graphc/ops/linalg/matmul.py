@@ -17,9 +17,19 @@ from ..registry import (
     convert_args,
     register,
 )
+from ..shape import reshape
 from .common import _sample, _sum_to
 
 # -- MatMul ------------------------------------------------------------------------------------
+
+
+def _rows_times_weight(a, b, g) -> bool:
+    """Whether ``a @ b`` multiplies rows of a rank > 2 ``a`` by a rank-2 ``b`` with the
+    contracted and output widths known (so both can be flattened to rows)."""
+    return (
+        a.shape is not None and len(a.shape) > 2 and b.shape is not None and len(b.shape) == 2
+        and a.shape[-1] is not None and g.shape is not None and g.shape[-1] is not None
+    )  # fmt: skip
 
 
 @register
@@ -74,7 +84,13 @@ class MatMul(OpDef):
         a, b = op.inputs
         ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
         # C = op(A) op(B); dop(A) = G op(B)^T, dop(B) = op(A)^T G, then undo the op().
-        if not ta and not tb:
+        if not ta and not tb and _rows_times_weight(a, b, g):
+            # [..., m, k] @ [k, n]: the weight's gradient is one product over all the rows,
+            # not one per batch item summed afterwards
+            k, n = a.shape[-1], g.shape[-1]
+            ga = _mm(g, b, False, True)
+            gb = _mm(reshape(a, (-1, k)), reshape(g, (-1, n)), True, False)
+        elif not ta and not tb:
             ga, gb = _mm(g, b, False, True), _mm(a, g, True, False)
         elif not ta and tb:
             ga, gb = _mm(g, b, False, False), _mm(g, a, True, False)
@@ -92,6 +108,7 @@ class MatMul(OpDef):
             Example(lambda a, b: mm(a, b, transpose_b=True), [_sample(3, 4), _sample(2, 4)]),
             Example(lambda a, b: mm(a, b, True, True), [_sample(2, 4, 3), _sample(2, 5, 4)]),
             Example(mm, [_sample(2, 1, 3, 4), _sample(3, 4, 2)]),  # batch broadcasting
+            Example(mm, [_sample(2, 3, 4), _sample(4, 5)]),  # rows times a weight
             Example(mm, [_sample(3, 0), _sample(0, 2)], grad=False),  # empty contraction
             Example(
                 mm,
