@@ -3,15 +3,14 @@
 ``gather_elements`` / ``scatter_elements`` are ``np.take_along_axis`` / its inverse (PyTorch
 ``gather``/``scatter``, ONNX GatherElements/ScatterElements); ``tensor_scatter_nd_update``
 is TF's (ONNX ScatterND), with an optional reduction. Negative indices count from the end;
-an index out of range raises ``InvalidArgumentError`` at run time. No native lowering yet:
-on the cpu target they run on the host with their numpy reference, labelled.
+an index out of range fails the run (``InvalidArgumentError`` naming the op). No native
+lowering yet: on the cpu target they run on the host with their numpy reference, labelled.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
 from .constant import zeros_like
 from .indexing import gather_nd
 from .registry import (
@@ -41,7 +40,7 @@ def _normalized(idx, dim, what):
     idx = np.asarray(idx, np.int64)
     if idx.size and ((idx < -dim).any() or (idx >= dim).any()):
         bad = idx[(idx < -dim) | (idx >= dim)].reshape(-1)[0]
-        raise InvalidArgumentError(f"{what} index {bad} is out of range for a dimension of "
+        raise ValueError(f"{what} index {bad} is out of range for a dimension of "
                                    f"size {dim}")  # fmt: skip
     return np.where(idx < 0, idx + dim, idx)
 
@@ -70,7 +69,7 @@ class GatherElements(OpDef):
         idx = _normalized(idx, data.shape[axis], "gather_elements")
         for d, (a, b) in enumerate(zip(data.shape, idx.shape)):
             if d != axis and b > a:
-                raise InvalidArgumentError(f"gather_elements: indices shape {idx.shape} exceeds "
+                raise ValueError(f"gather_elements: indices shape {idx.shape} exceeds "
                                            f"data shape {data.shape} in dimension {d}")  # fmt: skip
         data = data[tuple(slice(0, n) if d != axis else slice(None)
                           for d, n in enumerate(idx.shape))]  # fmt: skip
@@ -137,13 +136,13 @@ class ScatterElements(OpDef):
     def ref(self, xs, attrs):
         data, idx, upd = xs
         if idx.shape != upd.shape:
-            raise InvalidArgumentError(f"scatter_elements: updates {upd.shape} must have the "
+            raise ValueError(f"scatter_elements: updates {upd.shape} must have the "
                                        f"shape of indices {idx.shape}")  # fmt: skip
         axis = attrs["axis"] % data.ndim
         idx = _normalized(idx, data.shape[axis], "scatter_elements")
         for d, (a, b) in enumerate(zip(data.shape, idx.shape)):
             if d != axis and b > a:
-                raise InvalidArgumentError(f"scatter_elements: indices shape {idx.shape} "
+                raise ValueError(f"scatter_elements: indices shape {idx.shape} "
                                            f"exceeds data shape {data.shape}")  # fmt: skip
         return _scatter(data.copy(), idx, upd, axis, attrs["reduction"])
 
@@ -200,7 +199,7 @@ class TensorScatterNdUpdate(OpDef):
         k = idx.shape[-1]
         want = idx.shape[:-1] + data.shape[k:]
         if upd.shape != want or k > data.ndim:
-            raise InvalidArgumentError(f"tensor_scatter_nd_update: updates must have shape "
+            raise ValueError(f"tensor_scatter_nd_update: updates must have shape "
                                        f"{want}, got {upd.shape}")  # fmt: skip
         flat = idx.reshape(-1, k)
         cols = tuple(_normalized(flat[:, j], data.shape[j], "tensor_scatter_nd_update")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import InvalidArgumentError
 from .constant import zeros_like
 from .gather_scatter import scatter_elements
 from .registry import (
@@ -63,7 +62,7 @@ class TopK(OpDef):
         axis = attrs["axis"] % x.ndim
         k = attrs["k"]
         if k > x.shape[axis]:
-            raise InvalidArgumentError(f"top_k: k={k} > dimension size {x.shape[axis]}")
+            raise ValueError(f"top_k: k={k} > dimension size {x.shape[axis]}")
         idx = np.take(_order(x, axis, attrs["largest"]), np.arange(k), axis=axis)
         return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
 
