@@ -58,7 +58,7 @@ def lower_program(program, options, reduction_layout: str = "rows") -> Lowered:
     """
     secs = {}
     t0 = time.perf_counter()
-    fplan = fuse(program, options)
+    fplan = fuse(program, options, reduction_layout)
     secs["fusion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     kp = lower(program, fplan, options, reduction_layout=reduction_layout)
