@@ -8,7 +8,10 @@ same graph. The result can be differentiated again, optimised and compiled like 
 from __future__ import annotations
 
 from .graph.core import Operation, Tensor
+from .ops.constant import ones_like, zeros, zeros_like
+from .ops.elementwise import add, cast
 from .ops.registry import convert_to_tensor
+from .ops.shape import reshape, stack
 
 __all__ = ["gradients", "hessians", "jacobian"]
 
@@ -42,8 +45,6 @@ def _compatible(a, b) -> bool:
 
 
 def _sum(grads):
-    from .ops.elementwise import add
-
     total = grads[0]
     for g in grads[1:]:
         total = add(total, g)
@@ -96,9 +97,6 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
 
     pending: dict = {}  # tensor -> list of gradient contributions
     with graph.as_default(), graph.name_scope(name), graph.control_dependencies(None):
-        from .ops.constant import ones_like
-        from .ops.elementwise import cast
-
         for y, gy in zip(ys, grad_ys):
             if y not in reached:
                 continue  # y does not depend on any x: seeding it would be dead work
@@ -154,8 +152,6 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
             contributions = pending.get(x)
             if not contributions:
                 if unconnected_gradients == "zero":
-                    from .ops.constant import zeros_like
-
                     result.append(zeros_like(x))
                 else:
                     result.append(None)
@@ -175,9 +171,6 @@ def _num(shape, what):
 
 def jacobian(y, x, name="jacobian"):
     """Dense Jacobian d y / d x of shape y.shape + x.shape (small sizes: one gradient per y)."""
-    from .ops.constant import zeros
-    from .ops.shape import reshape, stack
-
     y, x = _tensor(y), _tensor(x)
     ny = _num(y.shape, "jacobian of y")
     _num(x.shape, "jacobian w.r.t. x")
@@ -191,8 +184,6 @@ def jacobian(y, x, name="jacobian"):
 
 def hessians(ys, xs, name="hessians"):
     """For each x: the Hessian of sum(ys) w.r.t. x, shaped x.shape + x.shape."""
-    from .ops.constant import zeros
-
     xs_list = [_tensor(x) for x in _as_list(xs)]
     out = []
     for x in xs_list:

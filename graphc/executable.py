@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .passes.dot import program_to_dot
 from .program import Program
 
 
@@ -54,8 +55,6 @@ class Executable:
         """Graphviz DOT of the optimised program with fusion groups as clusters."""
         if self.dot:
             return self.dot
-        from .passes.dot import program_to_dot
-
         return program_to_dot(self.program, self.kernels)
 
     def fusion_report(self) -> str:

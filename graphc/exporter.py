@@ -28,14 +28,19 @@ import numpy as np
 
 from . import config
 from . import dtypes as _dt
-from .artifact import read_container, write_container
+from .artifact import _check_key, read_container, write_container
+from .backends.cpu.native import NativeMismatch, check_header_schema, export_native, load_native
 from .clib import export_c
 from .compiler import check_target, compile_program
 from .errors import FailedPreconditionError, InvalidArgumentError, InvalidArtifactError
+from .executable import KernelInfo
 from .options import CompileOptions
+from .passes.dot import program_to_dot
+from .passes.manager import optimize
 from .program import extract
 from .runtime_state import RunContext
 from .serialize import dumps_program, loads_program
+from .session import validate_feed
 from .signature import named_tensors
 from .version import __version__
 
@@ -67,8 +72,6 @@ def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None
     artifact is moved to. Returns the path.
     """
     if signing_key is not None:
-        from .artifact import _check_key
-
         _check_key(signing_key, "signing_key")
     ins = named_tensors(sess, inputs, "inputs")
     outs = named_tensors(sess, outputs, "outputs")
@@ -165,8 +168,6 @@ def _optimised(program, exe, options):
     check the stored native code's manifest."""
     if exe.target == "reference" or not exe.stats.get("loaded_from_disk"):
         return exe.program
-    from .passes.manager import optimize
-
     return optimize(program, options).program
 
 
@@ -175,8 +176,6 @@ def _export_native(program, optimised, exe, options):
     nothing the backend can store, e.g. host-fallback ops)."""
     if exe.target != "cpu":
         return None
-    from .backends.cpu.native import export_native
-
     return export_native(program, optimised, exe, options)
 
 
@@ -253,8 +252,6 @@ def check_header(header: dict, where: str) -> None:
     if not isinstance(header.get("machine"), dict):
         raise bad("'machine' must be an object")
     if header.get("native") is not None:
-        from .backends.cpu.native import check_header_schema
-
         check_header_schema(header["native"])
     if not isinstance(header.get("stats"), dict):
         raise bad("'stats' must be an object")
@@ -390,8 +387,6 @@ class Model:
         }  # fmt: skip
 
     def _load_native(self, header, blobs, options, pool_cache):
-        from .backends.cpu.native import NativeMismatch, load_native
-
         try:
             return load_native(self.program, header, blobs, options, pool_cache)
         except NativeMismatch as exc:  # another machine: recompile from the Program
@@ -400,8 +395,6 @@ class Model:
 
     def __call__(self, **inputs) -> dict:
         """Run the model: ``m(x=array, ...)`` -> {output name: array}."""
-        from .session import validate_feed
-
         unknown = sorted(set(inputs) - set(self._specs))
         if unknown:
             raise InvalidArgumentError(
@@ -499,9 +492,6 @@ def _describe_native(native, sections) -> list:
 
 def to_dot(path) -> str:
     """DOT drawing of an artifact's program with its kernels as clusters."""
-    from .executable import KernelInfo
-    from .passes.dot import program_to_dot
-
     header, sections = _read(path)
     program = loads_program(sections["program.json"], sections["program.bin"])
     kernels = [KernelInfo(k["name"], tuple(k.get("node_names", ())), tuple(k["ops"]))

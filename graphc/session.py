@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -210,7 +211,6 @@ class Session:
 
     def as_default(self):
         """Context manager making this the default session (does not close it on exit)."""
-        import contextlib
 
         @contextlib.contextmanager
         def cm():

@@ -14,7 +14,18 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
-from .ir import RNG_BUFFER, STATUS_BUFFER, If, Kernel, KernelProgram, Let, LibCall, Loop, Store
+from .ir import (
+    LIBCALLS,
+    RNG_BUFFER,
+    STATUS_BUFFER,
+    If,
+    Kernel,
+    KernelProgram,
+    Let,
+    LibCall,
+    Loop,
+    Store,
+)
 from .runtime import bind_variables, check_dims, dim_values, eval_int, raise_status, rng_keys
 
 
@@ -255,8 +266,6 @@ class _Exec:
     def libcall(self, s: LibCall):
         if s.fn != "gemm":
             raise KernelIRError(f"unknown library call {s.fn}")
-        from .ir import LIBCALLS
-
         a = dict(zip(LIBCALLS["gemm"], s.args))
         v = {k: (a[k] if k in "ABC" else self.expr(a[k])) for k in a}
         for k in v:

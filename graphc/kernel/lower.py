@@ -49,6 +49,7 @@ from .ir import (
 )
 from .lower_columns import emit_column_group
 from .lower_nn import emit_conv2d
+from .printer import expr_text
 from .shapes import SymShapes, with_location
 
 # -- the lowering of a whole program -----------------------------------------------------------
@@ -390,8 +391,6 @@ def _stored_space(lw, stored):
 
 
 def _fmt_shape(s):
-    from .printer import expr_text
-
     return "(" + ", ".join(expr_text(d) for d in s) + ")"
 
 

@@ -7,7 +7,10 @@ status flag (InvalidArgumentError after the run), as TF on CPU.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import dtypes as _dt
+from ..errors import UnimplementedError
 from ..expr import Cast, Const, Math, i64
 from ..ops.indexing.slicing import _expand_key
 from . import sym
@@ -192,8 +195,6 @@ def _pad(g, node, ix):
     flat = sym.select(inside, sym.flat_index(dims, shape), 0)
     v = g.value(x, g.ix(shape, flat=flat))
     dt = node.outs[0].dtype
-    import numpy as np
-
     cval = np.asarray(node.attrs["constant_values"]).astype(dt.np).reshape(()).item()
     return Math.SELECT(inside, v, Const(cval, dt))
 
@@ -367,8 +368,6 @@ def _one_hot(g, node, ix):
     if g.lw.program.spec(tuple(ref)).dtype != _dt.int64:
         idx = Cast(idx, _dt.int64)
     dt = node.outs[0].dtype
-    import numpy as np
-
     on = np.asarray(node.attrs["on_value"]).astype(dt.np).item()
     off = np.asarray(node.attrs["off_value"]).astype(dt.np).item()
     return Math.SELECT(Math.EQ(idx, k), Const(on, dt), Const(off, dt))
@@ -379,8 +378,6 @@ def _one_hot(g, node, ix):
 
 def index_depth(node, ishape, what="indices"):
     """The static length K of the index vectors (the last dim of the indices)."""
-    from ..errors import UnimplementedError
-
     k = sym.const_value(ishape[-1]) if ishape else None
     if k is None:
         raise UnimplementedError(

@@ -29,7 +29,7 @@ convolutions with a static filter size) use the channel-innermost, tap-unrolled 
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from ..expr import Cast, Const, Math, Var, i64
+from ..expr import Cast, Const, Load, Math, Var, i64
 from . import lower_window, sym
 from .ir import Buffer, Let, LibCall, Store
 from .lowerings import KINDS, opaque
@@ -221,8 +221,6 @@ def _conv_backprop_input(kb, node):
 
 
 def _load_buf(buf, idx, dt):
-    from ..expr import Load
-
     return Load(buf, idx, dt)
 
 
@@ -408,8 +406,6 @@ def _avg_count(win, oy, ox, dt):
 
     ny = span(oy, sh, win.kh, win.pt, win.h)
     nx = span(ox, sw, win.kw, win.pl, win.w)
-    from ..expr import Cast
-
     return Cast(sym.mul(ny, nx), dt)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes as _dt
-from ..expr import Cast, Const, Load, Math, i64
+from ..expr import Arg, Call, Cast, Const, Load, Math, i64
 from ..ops.registry import REGISTRY
 from . import sym
 from .builder import Ix
@@ -89,8 +89,6 @@ def is_expensive(node) -> bool:
     scalar = getattr(op_def, "scalar", None)
     if scalar is None or not getattr(op_def, "elementwise", False):
         return False
-    from ..expr import Arg
-
     try:
         body = scalar([Arg(i) for i in range(len(node.inputs))], node.attrs)
     except Exception:  # noqa: BLE001 - an op whose body needs more context: assume cheap
@@ -99,8 +97,6 @@ def is_expensive(node) -> bool:
 
 
 def _uses(e, fns) -> bool:
-    from ..expr import Call
-
     if isinstance(e, Call):
         return e.fn in fns or any(_uses(a, fns) for a in e.args)
     if isinstance(e, Cast):

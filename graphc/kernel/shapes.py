@@ -12,6 +12,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..errors import UnimplementedError
 from ..expr import Const, Dim, Math, i64
+from ..ops.registry import REGISTRY, get_op_def
 from ..program import Program
 from . import sym
 
@@ -119,8 +120,6 @@ class SymShapes:
             return
         fn = SHAPE_RULES.get(n.op)
         if fn is None:
-            from ..ops.registry import get_op_def
-
             if getattr(get_op_def(n.op), "elementwise", False):
                 fn = _broadcast
             else:
@@ -159,8 +158,6 @@ class SymShapes:
 
 
 def _is_elementwise(n) -> bool:
-    from ..ops.registry import REGISTRY
-
     return getattr(REGISTRY.get(n.op), "elementwise", False)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops.registry import REGISTRY
 from ..program import Program
 from .rewrite import Replace, RuleTable, fully_known
 
@@ -84,8 +85,6 @@ _BROADCASTS = ("BroadcastLike", "BroadcastTo", "Fill")
 
 
 def _registry():
-    from ..ops.registry import REGISTRY
-
     return REGISTRY
 
 

@@ -12,6 +12,8 @@ of side effects is preserved exactly.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..program import Program
 
 #: Stateful ops that only read state: dropped when nothing uses their value.
@@ -68,6 +70,4 @@ def dce(program: Program) -> Program:
 
 
 def _with_control(n, control):
-    from dataclasses import replace
-
     return replace(n, control=control)

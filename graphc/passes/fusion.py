@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UnimplementedError
 from ..kernel import lowerings as L
+from ..kernel import sym
 from ..kernel.lower import MUST_STORE, Illegal, Lowering, emit_group, node_deps, ref_consumers
 from ..program import Program
 
@@ -697,8 +698,6 @@ def _contract(reach: dict, live, a, b) -> None:
 
 
 def _strip(shape):
-    from ..kernel import sym
-
     shape = list(shape)
     while shape and sym.const_value(shape[0]) == 1:
         shape.pop(0)

@@ -22,7 +22,7 @@ import struct
 
 import numpy as np
 
-from ..errors import InvalidArtifactError
+from ..errors import InvalidArtifactError, NotFoundError
 from ..fsutil import atomic_write_bytes
 
 MAGIC = b"GCCKPT01"
@@ -119,8 +119,6 @@ def write_file(path: str, raw: bytes) -> None:
 
 def read_file(path: str) -> tuple[dict, dict]:
     """``(arrays, meta)`` of the checkpoint at ``path``."""
-    from ..errors import NotFoundError
-
     try:
         with open(path, "rb") as f:
             raw = f.read()

@@ -9,10 +9,15 @@ other graph, and slot variables (momentum, Adam moments) live in the session.
 
 from __future__ import annotations
 
+import numbers
+
+from ..autodiff import gradients
 from ..graph.core import Operation, Tensor
+from ..ops.constant import fill
 from ..ops.control import group, tuple_
+from ..ops.elementwise import cast
 from ..ops.registry import convert_to_tensor
-from ..ops.state import GLOBAL_VARIABLES, Variable, assign_add
+from ..ops.state import GLOBAL_VARIABLES, TRAINABLE_VARIABLES, Variable, assign_add
 
 TRAIN_OP = "train_op"
 
@@ -26,16 +31,12 @@ def as_dtype_of(value, var):
     if isinstance(value, Tensor) or hasattr(value, "_as_graph_tensor"):
         value = convert_to_tensor(value)
         if value.dtype != var.dtype:
-            from ..ops.elementwise import cast
-
             value = cast(value, var.dtype)
         return value
     return convert_to_tensor(value, dtype=var.dtype, graph=var.graph)
 
 
 def _is_number(x) -> bool:
-    import numbers
-
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
@@ -86,9 +87,6 @@ class Optimizer:
                           aggregation_method=None, colocate_gradients_with_ops=False,
                           grad_loss=None):  # fmt: skip
         """``[(gradient, variable)]`` of ``loss`` for each variable; the gradient may be None."""
-        from ..autodiff import gradients
-        from ..ops.state import TRAINABLE_VARIABLES
-
         if callable(loss) and not isinstance(loss, Tensor):
             raise TypeError("compute_gradients needs a loss tensor, not a callable (no eager mode)")
         loss = _tensor(loss)
@@ -145,8 +143,6 @@ class Optimizer:
                         f"{v.op.name} of shape {v.shape}"
                     )
                 if g.dtype != v.dtype:
-                    from ..ops.elementwise import cast
-
                     g = cast(g, v.dtype)
             pairs.append((g, v))
         if not pairs:
@@ -213,8 +209,6 @@ class Optimizer:
         slots = self._slots.setdefault(slot_name, {})
         key = var.op.name
         if key not in slots:
-            from ..ops.constant import fill
-
             graph = var.graph
             with (
                 graph.as_default(),

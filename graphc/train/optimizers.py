@@ -7,6 +7,8 @@ numbers as under TF1. Slot variables are named ``<var>/<optimizer name>[_k]`` as
 
 from __future__ import annotations
 
+from numbers import Real
+
 from ..ops.control import group
 from ..ops.elementwise import rsqrt, sqrt, square
 from ..ops.state import assign, assign_sub
@@ -24,8 +26,6 @@ __all__ = [
 def _check_lr(learning_rate, cls):
     if learning_rate is None:
         raise TypeError(f"{cls}: learning_rate is required")
-    from numbers import Real
-
     if isinstance(learning_rate, Real) and not isinstance(learning_rate, bool):
         if learning_rate < 0:
             raise ValueError(f"{cls}: learning_rate must be >= 0, got {learning_rate}")

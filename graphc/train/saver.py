@@ -7,13 +7,14 @@ the latest checkpoint and the ones kept, for ``latest_checkpoint(dir)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import numpy as np
 
 from ..errors import FailedPreconditionError, NotFoundError
-from ..ops.state import Variable
+from ..ops.state import Variable, global_variables
 from . import checkpoint as _ckpt
 
 __all__ = ["Saver", "latest_checkpoint", "checkpoint_exists", "list_variables"]
@@ -24,8 +25,6 @@ STATE_FILE = "checkpoint"
 def _var_dict(var_list) -> dict:
     """checkpoint name -> Variable."""
     if var_list is None:
-        from ..ops.state import global_variables
-
         var_list = global_variables()
     if isinstance(var_list, dict):
         items = list(var_list.items())
@@ -141,8 +140,6 @@ class Saver:
                     f"the variable has dtype {v.dtype.name}"
                 )
             loads.append((v, value))
-        import contextlib
-
         # Hold the session's lock so that no run sees half of the restored values.
         with getattr(sess, "_lock", None) or contextlib.nullcontext():
             for v, value in loads:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..graph.core import Tensor, get_default_graph
-from ..ops.elementwise import cast, floor, minimum, pow, where
+from ..ops.elementwise import cast, ceil, floor, maximum, minimum, pow, where
 from ..ops.registry import convert_to_tensor
 from ..ops.state import GLOBAL_VARIABLES, Variable
 
@@ -106,8 +106,6 @@ def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=
                      power=1.0, cycle=False, name=None) -> Tensor:  # fmt: skip
     """``(lr - end) * (1 - min(step, decay_steps) / decay_steps) ** power + end`` (TF1; with
     ``cycle`` the horizon grows to the next multiple of decay_steps)."""
-    from ..ops.elementwise import ceil, maximum
-
     lr, step = _step_and_rate(learning_rate, global_step, "polynomial_decay")
     graph = lr.graph
     with graph.as_default(), graph.name_scope(name or "PolynomialDecay"):

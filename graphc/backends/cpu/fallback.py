@@ -130,8 +130,12 @@ def _run_host(node, xs, ctx) -> list:
         else:
             with np.errstate(all="ignore"):
                 out = op_def.ref(xs, node.attrs)
-    except GraphcError:
-        raise  # the op's own run-time error (a failed assert) already names it
+    except GraphcError as exc:
+        if "(built at " in str(exc):
+            raise  # the op's own run-time error (a failed assert) already names it
+        raise type(exc)(
+            f"{node.op} '{node.name}' (built at {node.location[0]}:{node.location[1]}): {exc}"
+        ) from exc
     except (ArithmeticError, IndexError, ValueError) as exc:
         raise InvalidArgumentError(
             f"{node.op} '{node.name}' (built at {node.location[0]}:{node.location[1]}) "

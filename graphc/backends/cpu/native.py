@@ -28,12 +28,20 @@ whose signature you verify (``gc.load(path, native=False)`` never runs stored co
 
 from __future__ import annotations
 
+import ctypes
 import json
 import time
+from types import SimpleNamespace
+
+import llvmlite
+import llvmlite.binding as llvm
 
 from ...errors import InvalidArtifactError
+from ...executable import Executable, KernelInfo
 from ...pipeline import lower_program
-from . import REDUCTION_LAYOUT
+from ..llvm import blas, cache, jit, load_compiled, runtime_manifest
+from ..llvm.render import Layout
+from . import REDUCTION_LAYOUT, elfcheck
 
 #: 2: the header names the fusion setting, and loading derives the manifest from the Program
 FORMAT = 2
@@ -51,8 +59,6 @@ def _features(flat: str) -> set:
 
 
 def host() -> dict:
-    from ..llvm import jit
-
     return jit.host()
 
 
@@ -60,8 +66,6 @@ def cache_entry(source, options):
     """(manifest, payload) of ``source``'s disk-cache entry under ``options``, or None."""
     if options.cache_dir is None:
         return None
-    from ..llvm import cache
-
     key = cache.cache_key(source.hash(), options.key(), host())
     return cache.load(options.cache_dir, key)
 
@@ -114,8 +118,6 @@ def export_native(source, program, exe, options):
 
 
 def _llvmlite_version() -> str:
-    import llvmlite
-
     return llvmlite.__version__
 
 
@@ -170,11 +172,6 @@ def _bad(msg: str):
 def derive_manifest(program, fusion: bool) -> dict:
     """The runtime part of the manifest (``llvm.runtime_manifest``) that ``program`` lowers to,
     as JSON values: what the stored code must have been compiled from."""
-    from types import SimpleNamespace
-
-    from ..llvm import runtime_manifest
-    from ..llvm.render import Layout
-
     try:
         kp = lower_program(program, SimpleNamespace(fusion=fusion), REDUCTION_LAYOUT).kp
         return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp))))
@@ -246,13 +243,6 @@ def check_objects(objs: list, pool_cache_dir=None) -> None:
     """elfcheck every object; gc_entry defined; every external symbol resolvable here (the
     worker pool is loaded first, from ``pool_cache_dir`` if not None; a BLAS symbol without
     the BLAS is UnavailableError)."""
-    import ctypes
-
-    import llvmlite.binding as llvm
-
-    from ..llvm import blas, jit
-    from . import elfcheck
-
     jit.load_pool(pool_cache_dir)  # registers the pool's symbols (and the BLAS's, if any)
     triple = host()["triple"]
     machine = elfcheck.EM_X86_64 if triple.startswith("x86_64") else elfcheck.EM_AARCH64
@@ -285,9 +275,6 @@ def load_native(program, header: dict, blobs: dict, options, pool_cache_dir=None
     NativeMismatch when this machine cannot run it; InvalidArtifactError when the stored
     manifest or object code is malformed.
     """
-    from ...executable import Executable, KernelInfo
-    from ..llvm import blas, load_compiled
-
     t0 = time.perf_counter()
     check_machine(header)
     if set(blobs) != {"manifest.json", "code.bin"}:

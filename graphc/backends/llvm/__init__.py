@@ -13,10 +13,16 @@ re-optimising.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 
-from ...kernel.ir import KernelProgram, LibCall, Store
-from . import jit
+from ... import config
+from ...kernel.ir import If, KernelProgram, LibCall, Loop, Store
+from . import blas, jit
+from .cache import decode_program, encode_program
+from .render import Layout, Renderer
+from .runtime import LLVMRunner
+from .split import split_module
 
 #: IR text longer than this is not stored with a disk-cache entry (dump_ir says so)
 MAX_STORED_IR = 1 << 20
@@ -32,8 +38,6 @@ class Compiled:
 
 
 def _written(body, out: set):
-    from ...kernel.ir import If, Loop
-
     for s in body:
         if isinstance(s, Store):
             out.add(s.buffer)
@@ -54,17 +58,11 @@ def written_roots(kp: KernelProgram, layout) -> set:
 
 
 def threads_for(options) -> int:
-    from ... import config
-
     return options.threads if options.threads else config.default_threads()
 
 
 def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) -> Compiled:
     """Render, split, verify, optimise (O3, host CPU), emit object code and load it."""
-    from .render import Renderer
-    from .runtime import LLVMRunner
-    from .split import split_module
-
     secs = {}
     jit.host()  # initialise LLVM and the host-dependent emitters before rendering
     t0 = time.perf_counter()
@@ -99,8 +97,6 @@ def runtime_manifest(kp: KernelProgram, layout) -> dict:
     KernelProgram's runtime part, the kernel list and the storage roots the code writes. A
     function of ``kp`` alone, so gc.load can derive it from an artifact's stored program and
     compare (``cpu/native.py``)."""
-    from .cache import encode_program
-
     return {
         "program": encode_program(kp, output_consts(kp)),
         "kernels": [[k.name, list(k.ops), list(k.op_types)] for k in kp.kernels],
@@ -111,8 +107,6 @@ def runtime_manifest(kp: KernelProgram, layout) -> dict:
 def cache_payload(compiled: Compiled) -> bytes:
     """Object code of every module, then the zlib-compressed IR text (for dump_ir); the
     manifest's object_sizes / ir_zlib_size say where each ends."""
-    import zlib
-
     text = compiled.llvm_ir
     if len(text) > MAX_STORED_IR:  # mostly baked constants: not worth reading on every load
         text = f"(IR of {len(text)} characters not stored in the disk cache)"
@@ -123,11 +117,6 @@ def cache_payload(compiled: Compiled) -> bytes:
 
 def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     """Rebuild a Compiled from a cache entry: link the object code, decode the manifest."""
-    from . import blas
-    from .cache import decode_program
-    from .render import Layout
-    from .runtime import LLVMRunner
-
     t0 = time.perf_counter()
     kp, consts = decode_program(manifest["program"])
     layout = Layout.of(kp)
@@ -138,8 +127,6 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     ir_blob = obj[sum(sizes) :]
 
     def llvm_ir():
-        import zlib
-
         return zlib.decompress(ir_blob).decode() if ir_blob else "(IR not stored)"
 
     objs, pos = [], 0

@@ -42,6 +42,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import llvmlite
 import numpy as np
 
 from ... import config
@@ -49,6 +50,7 @@ from ... import dtypes as _dt
 from ...expr import Call, Cast, Const, Dim, Math, Var
 from ...fsutil import atomic_write_bytes
 from ...kernel.ir import Buffer, Check, KernelProgram
+from ...version import __version__
 
 MAGIC = b"GCXCPU02"
 FORMAT = 2
@@ -232,10 +234,6 @@ def codegen_hash() -> str:
 
 
 def cache_key(program_hash: str, options_key, host: dict) -> str:
-    import llvmlite
-
-    from ...version import __version__
-
     parts = {
         "format": FORMAT,
         "program": program_hash,

@@ -11,10 +11,16 @@ from the disk cache runs exactly the code a fresh compile would.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import threading
 import time
 
+import llvmlite
 import llvmlite.binding as llvm
+
+from . import blas, cache, pool
+from . import math as _math
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -35,11 +41,7 @@ def _init():
         features = llvm.get_host_cpu_features().flatten()
         target = llvm.Target.from_triple(llvm.get_process_triple())
         tm = _target_machine(target, cpu, features)
-        from . import blas
-
         blas_lib = blas.try_load()  # None without scipy-openblas32: GEMMs then refuse to compile
-        from . import math as _math
-
         # vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane without
         _math.HOST["ldexp"] = "+avx512f" in features.split(",")
         # read the data layout once: each ``tm.target_data`` wrapper frees shared state
@@ -66,8 +68,6 @@ def load_pool(cache_dir=None) -> None:
     ``cache_dir``: the compile cache of whoever loads the first program (a Session's
     ``CompileOptions.cache_dir``); None compiles the pool without reading or writing any
     cache. The default cache directory is read only when the caller's options name it."""
-    from . import pool
-
     if pool.loaded():
         return
     s = _init()
@@ -83,13 +83,6 @@ def _pool_object(s: dict, text: str, pic: bool, cache_dir) -> bytes:
     holds an authenticated entry for this exact text, host CPU and llvmlite, else compiled
     (and stored there). Compiling it costs 25-40 ms of every new process's first compile or
     gc.load. ``cache_dir`` None: compiled, nothing read or written."""
-    import hashlib
-    import json
-
-    import llvmlite
-
-    from . import cache
-
     parts = [text, s["triple"], s["cpu"], s["features"], llvmlite.__version__, pic, "pool"]
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
     hit = cache.load(cache_dir, key) if cache_dir is not None else None

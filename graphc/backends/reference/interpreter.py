@@ -81,7 +81,11 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
         except (GraphcError, ArithmeticError, IndexError, ValueError, MemoryError) as exc:
             # numpy's errors (failed broadcast or reshape at run time...) become the op's.
             if isinstance(exc, GraphcError):
-                raise
+                if "(built at " in str(exc):
+                    raise
+                raise type(exc)(
+                    f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}): {exc}"
+                ) from exc
             if isinstance(exc, MemoryError) or _too_big(exc):
                 raise ResourceExhaustedError(
                     f"{n.op} '{n.name}' (built at {n.location[0]}:{n.location[1]}): "
