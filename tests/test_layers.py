@@ -3,6 +3,7 @@
 Every import counts, including those inside functions: an import hidden in a function still
 ties the two modules together."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,40 @@ def test_the_layer_contracts_hold():
         pytest.skip("import-linter is not installed (it is in the test extra)")
     proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+# Imports inside functions hide a dependency until the function runs. What is left are the op
+# families' gradients (see KNOWN_CYCLES) and a few backends' lazy loads; optional
+# dependencies (below) may stay lazy. The count may fall, never rise.
+MAX_FUNCTION_LEVEL_IMPORTS = 130
+OPTIONAL = {
+    "onnx", "onnxruntime", "mpi4py", "tensorboard", "tensorflow", "jax", "torch", "pycuda",
+    "matplotlib", "tqdm", "sklearn", "scipy_openblas32", "cupy", "psutil", "PIL", "google",
+    "threadpoolctl", "importlib",
+}  # fmt: skip
+
+
+def _function_level_imports():
+    found = []
+    for path in sorted((ROOT / "graphc").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                absolute = isinstance(node, ast.Import) or node.level == 0
+                mod = node.names[0].name if isinstance(node, ast.Import) else node.module or ""
+                if absolute and mod.split(".")[0] in OPTIONAL:
+                    continue
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_imports_inside_functions_do_not_grow():
+    found = _function_level_imports()
+    assert len(found) <= MAX_FUNCTION_LEVEL_IMPORTS, (
+        f"{len(found)} imports inside functions (at most {MAX_FUNCTION_LEVEL_IMPORTS}): move "
+        f"new ones to the module top; e.g. {found[-5:]}"
+    )
