@@ -29,7 +29,7 @@ from .ops.control_runtime import where
 from .ops.func_graph import enclosing_capture, import_program
 from .ops.linalg import matmul
 from .ops.reduce import reduce_sum
-from .ops.shape import reshape
+from .ops.shape import reshape, reshape_like
 
 #: stateful ops a gradient may run again while re-running a body forward (checks pass or
 #: fail again on the same values; a gc.print in the body prints again, in reverse order)
@@ -185,7 +185,10 @@ def _while_vjp(op, grads):
     for pos, i in enumerate(fv):
         out[i] = final[pos]
     for pos, r in enumerate(fr):
-        out[n + r] = stacked[pos]
+        # the stacked rows have the sliced input's shape (also for no step, where the
+        # loop cannot know it); saying so lets the compiler see that gradient ops after
+        # the loop need no run-time broadcast reduction
+        out[n + r] = reshape_like(stacked[pos], rows[r])
     for pos, j in enumerate(fa):
         out[n + k + j] = final[len(fv) + pos]
     at = len(fr)
