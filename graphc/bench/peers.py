@@ -17,10 +17,12 @@ import numpy as np
 
 from .resnet import ResNetStep, param_names, resnet_layers
 from .rnn import RNNStep
+from .transformer import TransformerStep
 from .workloads import CNN_PARAMS, LN_EPS, LR, MLP_PARAMS
 
 RNN_ADAM_LR, RNN_PARAMS = RNNStep.adam_lr, RNNStep.params
 W10 = ResNetStep
+W9 = TransformerStep
 
 
 @dataclass
@@ -247,6 +249,73 @@ def _jax_rnn(workload, sizes, inputs, device):
     return run
 
 
+def _encoder_forward(p, x, mm, heads_to, attend, layer_norm, gelu):
+    """The W9 encoder layer's output [batch * seq, d_model] from framework primitives:
+    ``mm(a, b)`` 2-D product, ``heads_to(t, to_heads)`` the reshape + transpose between
+    [batch * seq, d] and [batch, heads, seq, d_head], ``attend(q, k, v)`` softmax attention per
+    head (scaled), ``layer_norm(t, name)`` with ``name_gamma`` and ``name_beta``, ``gelu``."""
+    q = heads_to(mm(x, p["wq"]) + p["bq"], True)
+    k = heads_to(mm(x, p["wk"]), True)
+    v = heads_to(mm(x, p["wv"]) + p["bv"], True)
+    ctx = heads_to(attend(q, k, v), False)
+    h1 = layer_norm(x + mm(ctx, p["wo"]) + p["bo"], "ln1")
+    ff = mm(gelu(mm(h1, p["w1"]) + p["b1"]), p["w2"]) + p["b2"]
+    return layer_norm(h1 + ff, "ln2")
+
+
+def _jax_transformer(workload, sizes, inputs, device):
+    """W9: the encoder layer step under jit: exact (erf) GELU, TF1's Adam by hand."""
+    import jax
+    import jax.numpy as jnp
+
+    s, d, h = sizes["seq"], sizes["d_model"], sizes["heads"]
+    dh = d // h
+
+    def heads_to(t, to_heads):
+        if to_heads:
+            return t.reshape(-1, s, h, dh).transpose(0, 2, 1, 3)
+        return t.transpose(0, 2, 1, 3).reshape(-1, d)
+
+    def attend(q, k, v):
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) * (1.0 / np.sqrt(dh))
+        return jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), v)
+
+    def loss_fn(params, x, y):
+        p = dict(zip(W9.params, params))
+
+        def layer_norm(t, name):
+            mu = t.mean(axis=-1, keepdims=True)
+            var = ((t - mu) ** 2).mean(axis=-1, keepdims=True)
+            scale = jax.lax.rsqrt(var + W9.ln_epsilon) * p[f"{name}_gamma"]
+            return (t - mu) * scale + p[f"{name}_beta"]
+
+        gelu = lambda a: jax.nn.gelu(a, approximate=False)  # noqa: E731
+        out = _encoder_forward(p, x.reshape(-1, d), jnp.matmul, heads_to, attend, layer_norm,
+                               gelu)  # fmt: skip
+        return jnp.mean((out - y.reshape(-1, d)) ** 2)
+
+    @jax.jit
+    def step(params, m, v, t, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        params, m, v = _adam_tf1(jnp.sqrt, W9.adam_lr, t, params, grads, m, v)
+        return loss, params, m, v
+
+    x, y = jax.device_put(inputs["x"]), jax.device_put(inputs["y"])
+    state = {"params": [jax.device_put(inputs[k]) for k in W9.params], "t": 0}
+    state["m"] = [jnp.zeros_like(p) for p in state["params"]]
+    state["v"] = [jnp.zeros_like(p) for p in state["params"]]
+
+    def run():
+        state["t"] += 1
+        loss, state["params"], state["m"], state["v"] = step(
+            state["params"], state["m"], state["v"], jnp.float32(state["t"]), x, y
+        )
+        jax.block_until_ready(state["params"])
+        return [loss, *state["params"]]
+
+    return run
+
+
 def _resnet_forward(sizes, conv, batch_norm, relu, mean_hw, x):
     """The W10 network's logits from framework primitives: ``conv(h, name, stride)``,
     ``batch_norm(h, bn_name)`` (training mode; records its moving-average update),
@@ -337,6 +406,7 @@ JAX = Peer(
         "W6": _jax_fn(_jax_ln),
         "W7": _jax_cnn,
         "W8": _jax_mlp,
+        "W9": _jax_transformer,
         "W10": _jax_resnet,
         "W11": _jax_rnn,
     },
@@ -508,6 +578,59 @@ def _tf_rnn(xla):
     return builder
 
 
+def _tf_transformer(xla):
+    """W9: the encoder layer step in TF1 graph mode: ``tf.matmul`` over the heads,
+    ``tf.nn.gelu(approximate=False)``, ``tf.compat.v1.train.AdamOptimizer``."""
+
+    def builder(workload, sizes, inputs, device):
+        s, d, h = sizes["seq"], sizes["d_model"], sizes["heads"]
+        dh = d // h
+
+        def build(tf):
+            v1 = tf.compat.v1
+            p = {k: v1.Variable(inputs[k], name=k) for k in W9.params}
+
+            def heads_to(t, to_heads):
+                if to_heads:
+                    return tf.transpose(tf.reshape(t, (-1, s, h, dh)), (0, 2, 1, 3))
+                return tf.reshape(tf.transpose(t, (0, 2, 1, 3)), (-1, d))
+
+            def attend(q, k, v):
+                scores = tf.matmul(q, k, transpose_b=True) * (1.0 / np.sqrt(dh))
+                return tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+
+            def layer_norm(t, name):
+                mu = tf.reduce_mean(t, axis=-1, keepdims=True)
+                var = tf.reduce_mean(tf.square(t - mu), axis=-1, keepdims=True)
+                scale = tf.math.rsqrt(var + W9.ln_epsilon) * p[f"{name}_gamma"]
+                return (t - mu) * scale + p[f"{name}_beta"]
+
+            x = v1.placeholder(tf.float32, (None, s, d), "x")
+            y = v1.placeholder(tf.float32, (None, s, d), "y")
+            gelu = lambda a: tf.nn.gelu(a, approximate=False)  # noqa: E731
+            out = _encoder_forward(p, tf.reshape(x, (-1, d)), tf.matmul, heads_to, attend,
+                                   layer_norm, gelu)  # fmt: skip
+            loss = tf.reduce_mean(tf.square(out - tf.reshape(y, (-1, d))))
+            params = [p[k] for k in W9.params]
+            step = v1.train.AdamOptimizer(W9.adam_lr).minimize(loss, var_list=params)
+            return loss, step, params, {x: inputs["x"], y: inputs["y"]}
+
+        sess, (loss, step, params, feed) = _tf_open(build, xla)
+
+        class Stepper:
+            last = None
+
+            def run(self):
+                self.last = sess.run([loss, step], feed)[0]
+
+            def values(self):
+                return [self.last, *sess.run(params)]
+
+        return Stepper()
+
+    return builder
+
+
 def _tf_resnet(xla):
     """W10: the ResNet step in TF1 graph mode: ``tf.nn.conv2d``, ``fused_batch_norm`` in
     training mode with the moving-average updates as control dependencies of
@@ -578,6 +701,7 @@ def _tf_peer(name, xla):
             "W4": _tf_fn(lambda tf, ph, s, i: [ph("x") * 2 + 1])(xla),
             "W6": _tf_fn(_tf_ln)(xla),
             "W8": _tf_mlp(xla),
+            "W9": _tf_transformer(xla),
             "W10": _tf_resnet(xla),
             "W11": _tf_rnn(xla),
         },

@@ -1,5 +1,6 @@
 """Every benchmark workload by id (W1...): the micro workloads of workloads.py and those that
-live in their own modules (W10 resnet.py, W11 rnn.py, W12 scaling.py, W14 distributed.py).
+live in their own modules (W9 transformer.py, W10 resnet.py, W11 rnn.py, W12 scaling.py, W14
+distributed.py).
 The runner and the command line look workloads up here; this module imports them all, none
 imports it."""
 
@@ -10,6 +11,7 @@ from .onnx_bench import OnnxInference
 from .resnet import ResNetStep
 from .rnn import RNNStep
 from .scaling import CompileScaling
+from .transformer import TransformerStep
 from .workloads import (
     CNNStep,
     ElementwiseChain,
@@ -32,6 +34,7 @@ WORKLOADS = {
         LayerNorm(),
         CNNStep(),
         MLPBatches(),
+        TransformerStep(),
         ResNetStep(),
         RNNStep(),
         CompileScaling(),
