@@ -1,0 +1,82 @@
+"""W9 (transformer encoder layer train step) at its quick sizes: it builds through the public
+API, the fused cpu step matches the reference interpreter, its loss matches an independent
+float64 numpy forward pass, and it runs only when named."""
+
+import math
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.bench.measure import compare
+from graphc.bench.runner import select
+from graphc.bench.suite import WORKLOADS
+from graphc.bench.transformer import LN_EPSILON, TRANSFORMER_PARAMS, TransformerStep
+
+_erf = np.vectorize(math.erf)
+
+
+def _numpy_loss(sizes, p, x, y):
+    """The encoder layer's mean squared error in float64 numpy."""
+    s, d, h = sizes["seq"], sizes["d_model"], sizes["heads"]
+    dh = d // h
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    x2 = x.astype(np.float64).reshape(-1, d)
+
+    def heads(t):
+        return t.reshape(-1, s, h, dh).transpose(0, 2, 1, 3)
+
+    def layer_norm(t, name):
+        mu, var = t.mean(axis=-1, keepdims=True), t.var(axis=-1, keepdims=True)
+        return (t - mu) / np.sqrt(var + LN_EPSILON) * p[f"{name}_gamma"] + p[f"{name}_beta"]
+
+    q, k, v = heads(x2 @ p["wq"] + p["bq"]), heads(x2 @ p["wk"]), heads(x2 @ p["wv"] + p["bv"])
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
+    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    ctx = ((e / e.sum(axis=-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(-1, d)
+    h1 = layer_norm(x2 + ctx @ p["wo"] + p["bo"], "ln1")
+    a = h1 @ p["w1"] + p["b1"]
+    ff = (0.5 * a * (1 + _erf(a / np.sqrt(2)))) @ p["w2"] + p["b2"]
+    out = layer_norm(h1 + ff, "ln2")
+    return np.mean((out - y.astype(np.float64).reshape(-1, d)) ** 2)
+
+
+@pytest.fixture(scope="module")
+def quick():
+    w = WORKLOADS["W9"]
+    sizes = w.sizes(quick=True)
+    inputs = w.inputs(sizes, np.random.default_rng(0))
+    return w, sizes, inputs, w.build(sizes, inputs)
+
+
+def _one_step(case, target):
+    opts = gc.CompileOptions(fusion=True, cache_dir=None)
+    with gc.Session(graph=case.graph, target=target, options=opts) as sess:
+        sess.run(case.init)
+        loss = sess.run(case.run_fetches, case.feeds[0])[0]
+        return [np.asarray(loss), *sess.run(case.variables)]
+
+
+def test_w9_is_registered_and_runs_when_named(quick):
+    w, sizes, inputs, case = quick
+    assert isinstance(w, TransformerStep) and w.kind == "step" and w.missing() is None
+    assert [v.op.name for v in case.variables] == list(TRANSFORMER_PARAMS)
+    assert "W9" not in [x.id for x in select(None)]
+    assert [x.id for x in select("w9")] == ["W9"]
+    full = w.sizes(False)
+    assert full == {"batch": 32, "seq": 128, "d_model": 256, "heads": 4, "ff": 1024}
+
+
+def test_w9_fused_step_matches_reference_and_numpy(quick):
+    w, sizes, inputs, case = quick
+    expected = _one_step(case, "reference")
+    got = _one_step(case, "cpu")
+    err, problem = compare(got, expected, w.rtol, w.atol)
+    assert problem is None, problem
+    loss = _numpy_loss(sizes, inputs, inputs["x"], inputs["y"])
+    np.testing.assert_allclose(got[0], loss, rtol=1e-5)
+    # the step moved every parameter (Adam's first step is about lr * sign(grad))
+    for name, value in zip(TRANSFORMER_PARAMS, got[1:]):
+        assert np.all(np.isfinite(value)), name
+        moved = np.abs(value - inputs[name])
+        assert moved.max() > 0.5 * w.adam_lr and moved.max() < 1.5 * w.adam_lr, name
