@@ -123,39 +123,37 @@ def _const(inputs: dict, name: str):
     return gc.constant_initializer(inputs[name])
 
 
-def conv_bn(h, conv: ConvBN, training, inputs: dict | None = None, bn_momentum=BN_MOMENTUM):
-    """``batch_normalization(conv2d(h))`` of one ConvBN (the kernel from ``inputs`` when
-    given, else He-normal); ``training``: a Python bool or a scalar bool tensor."""
-    kernel_init = _const(inputs, f"{conv.name}/kernel") if inputs else gc.initializers.he_normal()
+def conv_bn(h, conv: ConvBN, training, inputs: dict):
+    """``batch_normalization(conv2d(h))`` of one ConvBN, its variables' initial values from
+    ``inputs``; ``training``: a Python bool or a scalar bool tensor."""
     h = gc.layers.conv2d(h, conv.cout, conv.size, strides=conv.stride, padding="same",
-                         use_bias=False, kernel_initializer=kernel_init,
+                         use_bias=False, kernel_initializer=_const(inputs, f"{conv.name}/kernel"),
                          name=conv.name)  # fmt: skip
     if conv.name.endswith("/proj"):
         return h
     bn = f"{conv.name}_bn"
-    inits = {}
-    if inputs:
-        inits = {f"{k}_initializer": _const(inputs, f"{bn}/{k}") for k in ("gamma", "beta")}
-    return gc.layers.batch_normalization(h, momentum=bn_momentum, epsilon=BN_EPSILON,
-                                         training=training, name=bn, **inits)  # fmt: skip
+    return gc.layers.batch_normalization(
+        h, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, training=training, name=bn,
+        gamma_initializer=_const(inputs, f"{bn}/gamma"),
+        beta_initializer=_const(inputs, f"{bn}/beta"),
+    )  # fmt: skip
 
 
-def resnet_logits(x, sizes: dict, training, inputs: dict | None = None,
-                  bn_momentum=BN_MOMENTUM):  # fmt: skip
-    """The logits of the W10 network on images ``x`` (NHWC), built with ``gc.layers``; the
-    batch-norm moving-average updates go to ``GraphKeys.UPDATE_OPS``."""
+def resnet_logits(x, sizes: dict, training, inputs: dict):
+    """The logits of the W10 network on images ``x`` (NHWC), built with ``gc.layers`` from
+    the initial values in ``inputs``; the batch-norm moving-average updates go to
+    ``GraphKeys.UPDATE_OPS``."""
     stem, blocks = resnet_layers(sizes)
-    h = gc.nn.relu(conv_bn(x, stem, training, inputs, bn_momentum))
+    h = gc.nn.relu(conv_bn(x, stem, training, inputs))
     for blk in blocks:
-        r = gc.nn.relu(conv_bn(h, blk.conv1, training, inputs, bn_momentum))
-        r = conv_bn(r, blk.conv2, training, inputs, bn_momentum)
-        shortcut = conv_bn(h, blk.proj, training, inputs, bn_momentum) if blk.proj else h
+        r = gc.nn.relu(conv_bn(h, blk.conv1, training, inputs))
+        r = conv_bn(r, blk.conv2, training, inputs)
+        shortcut = conv_bn(h, blk.proj, training, inputs) if blk.proj else h
         h = gc.nn.relu(r + shortcut)
     pooled = gc.reduce_mean(h, axis=[1, 2])  # global average pool
-    kernel_init = _const(inputs, "dense/kernel") if inputs else None
-    bias_init = _const(inputs, "dense/bias") if inputs else gc.zeros_initializer()
-    return gc.layers.dense(pooled, sizes["classes"], kernel_initializer=kernel_init,
-                           bias_initializer=bias_init, name="dense")  # fmt: skip
+    return gc.layers.dense(pooled, sizes["classes"], name="dense",
+                           kernel_initializer=_const(inputs, "dense/kernel"),
+                           bias_initializer=_const(inputs, "dense/bias"))  # fmt: skip
 
 
 def build_resnet_step(sizes: dict, inputs: dict):
