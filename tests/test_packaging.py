@@ -56,3 +56,15 @@ def test_examples_and_docs_use_the_artifact_suffix_of_gc_export():
     for path in paths:
         assert not re.search(r"\.gca\b", path.read_text()), f"{path.name} writes .gca, not .gcx"
     assert "digits_mlp.gcx" in (ROOT / "examples" / "export_and_load.py").read_text()
+
+
+def test_no_web_addresses_in_the_repository_files():
+    """Files name packages, never package-index hosts or web addresses."""
+    files = [ROOT / "README.md", ROOT / "setup.py", ROOT / "Makefile"]
+    for folder, pattern in (("docs", "*.md"), ("graphc", "*.py"), ("examples", "*.py")):
+        files += list((ROOT / folder).rglob(pattern))
+    files += list((ROOT / "scripts").glob("*"))
+    for path in files:
+        if path.is_file():
+            found = re.search(r"\b(?:https?|ftp)://\S+", path.read_text(errors="replace"))
+            assert not found, f"{path.relative_to(ROOT)} names a web address: {found.group(0)}"
