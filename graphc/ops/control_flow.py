@@ -100,10 +100,11 @@ class While(ControlOp):
             out.append((None if s.shape is None else (rows,) + tuple(s.shape), s.dtype))
         return out
 
-    def run_control(self, xs, attrs, ctx, call, needed=None, history=True) -> list:
+    def run_control(self, xs, attrs, ctx, call, needed=None, history=True, alloc=None) -> list:
         """Run the loop; ``call(attr, feeds)`` runs the ``cond`` or ``body`` Program
-        (``history=False``: the body of ``body_without_history``)."""
-        return run_while(attrs, xs, call, needed, history)
+        (``history=False``: the body of ``body_without_history``; ``alloc``: see
+        ``run_while``)."""
+        return run_while(attrs, xs, call, needed, history, alloc)
 
     def body_without_history(self, attrs, needed):
         """The body Program without its history outputs when ``needed`` (the op's output
@@ -137,7 +138,7 @@ class If(ControlOp):
             check_io(attrs[key], list(specs[1:]), outs, key)
         return [(s.shape, s.dtype) for s in outs]
 
-    def run_control(self, xs, attrs, ctx, call, needed=None) -> list:
+    def run_control(self, xs, attrs, ctx, call, needed=None, alloc=None) -> list:
         return run_if(attrs, xs, call)
 
     def vjp(self, op, grads):

@@ -35,12 +35,14 @@ def _shape_fits(shape, spec_shape) -> bool:
     )
 
 
-def run_while(attrs, xs, call, needed=None, history=True) -> list:
+def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
     """The ``While`` op (see ``control_flow.py``): outputs are the final loop variables,
     then each stacked output. ``needed``: the output indexes someone reads (None: all);
     a stacked output nobody reads is not kept (a zero-byte stand-in is returned).
     ``history=False``: ``call("body", ...)`` runs a body without the history outputs
-    (``body_without_history``), which nobody reads."""
+    (``body_without_history``), which nobody reads. ``alloc(j, shape, dtype)``: the array
+    stacked output j is written into (default: a new one); a backend may hand back an
+    array of an earlier run that nobody holds any more, whose pages are already mapped."""
     n, k = attrs["n_vars"], attrs["n_sliced"]
     vars_ = [np.asarray(x) for x in xs[:n]]
     rows = [np.asarray(x) for x in xs[n : n + k]]
@@ -111,11 +113,11 @@ def run_while(attrs, xs, call, needed=None, history=True) -> list:
         else:
             if reverse:
                 st.reverse()
-            results.append(_stack(st, attrs))
+            results.append(_stack(st, attrs, alloc, j))
     return results
 
 
-def _stack(rows, attrs) -> np.ndarray:
+def _stack(rows, attrs, alloc=None, j=0) -> np.ndarray:
     """The rows stacked along a new first axis. Each row is released as soon as it is
     copied, so the pages of the result replace those of the rows as it fills (about one
     copy of the history resident at a time, not two)."""
@@ -128,7 +130,8 @@ def _stack(rows, attrs) -> np.ndarray:
                 f"({first} and {np.shape(r)}): a loop variable whose shape changes across "
                 "iterations cannot be stacked (nor differentiated)"
             )
-    out = np.empty((len(rows),) + first, dtype)
+    shape = (len(rows),) + first
+    out = np.empty(shape, dtype) if alloc is None else alloc(j, shape, dtype)
     for i in range(len(rows)):
         out[i] = rows[i]
         rows[i] = None

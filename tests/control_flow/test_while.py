@@ -303,3 +303,19 @@ def test_a_loop_sees_its_own_writes_to_a_variable_it_reads():
             assert sess.run(v) == 8.0  # 1 * 2 * 2 * 2, as TF1 (not 2: the value at entry)
             sess.run(j)
             assert sess.run(v) == 128.0  # doubled 2 x 2 times by the nested loop
+
+
+def test_stacked_outputs_held_by_the_caller_are_not_reused():
+    """The cpu target writes a large stacked output into an array of an earlier run only
+    when nothing holds that array any more: results the caller keeps stay as they were."""
+    x = gc.placeholder(gc.float32, (None, 128, 256), name="x")
+    ys = gc.scan(lambda acc, row: acc + row, x, initializer=gc.zeros((128, 256)))
+    total = gc.reduce_sum(ys)
+    with gc.Session(target="cpu") as sess:
+        kept = [sess.run(ys, {x: np.full((4, 128, 256), v, np.float32)}) for v in (1.0, 2.0)]
+        for _ in range(3):  # history read internally only: arrays may be reused
+            sess.run(total, {x: np.ones((4, 128, 256), np.float32)})
+        again = sess.run(ys, {x: np.full((4, 128, 256), 3.0, np.float32)})
+    steps = np.arange(1, 5, dtype=np.float32)[:, None, None]
+    for v, got in zip((1.0, 2.0, 3.0), kept + [again]):
+        np.testing.assert_array_equal(got, np.broadcast_to(v * steps, (4, 128, 256)))

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ...executable import KernelInfo
 from ...ops.registry import get_op_def
 from ...runtime_state import SubContext
+from ..llvm.runtime import REFS_IF_UNUSED, REUSE_DEPTH, REUSE_MIN_BYTES, _refs
 
 
 def is_control(node) -> bool:
@@ -35,6 +38,7 @@ class ControlStep:
         self.runners: dict = {}
         self.kernels: list = []
         self.seconds = 0.0
+        self._stacks: dict = {}  # stacked output index -> arrays of earlier runs
         t0 = time.perf_counter()
         programs = self.op_def.programs(node.attrs)
         lean = getattr(self.op_def, "body_without_history", None)
@@ -60,8 +64,27 @@ class ControlStep:
             return runners[attr](sub)
 
         if self.history:
-            return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
-        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed, False)
+            return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed,
+                                           alloc=self._stack_array)  # fmt: skip
+        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed, False,
+                                       alloc=self._stack_array)  # fmt: skip
+
+    def _stack_array(self, j, shape, dtype):
+        """The array stacked output ``j`` is written into: one of the last REUSE_DEPTH of
+        this op that nothing holds any more (its pages are mapped: a loop's history is
+        megabytes, new memory costs page faults on every run), else a new one."""
+        pool = self._stacks.setdefault(j, [])
+        for i in range(len(pool)):
+            if _refs(pool, i) == REFS_IF_UNUSED:
+                prev = pool[i]
+                if prev.shape == shape and prev.dtype == dtype:
+                    return prev
+        a = np.empty(shape, dtype)
+        if a.nbytes >= REUSE_MIN_BYTES:
+            if len(pool) >= REUSE_DEPTH:
+                pool.pop(0)
+            pool.append(a)
+        return a
 
     def close(self) -> None:
         for r in self.runners.values():
