@@ -30,6 +30,7 @@ from . import config
 from . import dtypes as _dt
 from .artifact import _check_key, read_container, write_container
 from .backends.cpu.native import NativeMismatch, check_header_schema, export_native, load_native
+from .backends.cpu.native import target as native_target
 from .clib import export_c
 from .compiler import check_target, compile_program
 from .errors import FailedPreconditionError, InvalidArgumentError, InvalidArtifactError
@@ -63,16 +64,22 @@ def _machine() -> dict:
     return info
 
 
-def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None = None) -> str:
+def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None = None,
+           cpu: str = "host") -> str:  # fmt: skip
     """Write a self-contained artifact for ``outputs`` computed from ``inputs`` to ``path``.
 
     Holds the optimised graph, the current values of the variables it reads, and the
     compiled code for the session's target. ``signing_key`` (bytes): append an HMAC-SHA256 of
     the whole file under that key, for ``gc.load(path, verify_key=key)`` on the machines the
-    artifact is moved to. Returns the path.
+    artifact is moved to. ``cpu`` (cpu target): the CPU the stored machine code is for:
+    "host" (this machine's CPU with all its features, the default), "generic" (the
+    architecture's baseline, e.g. x86-64 with SSE2 only: runs natively on any CPU of the
+    architecture, slower loops) or a CPU name such as "x86-64-v3" or "skylake-avx512"
+    (ValueError names the valid ones). Returns the path.
     """
     if signing_key is not None:
         _check_key(signing_key, "signing_key")
+    native_target(cpu)  # ValueError for an unknown CPU, before anything is compiled or written
     ins = named_tensors(sess, inputs, "inputs")
     outs = named_tensors(sess, outputs, "outputs")
     program = extract([t for _, t in outs], [], [t for _, t in ins])
@@ -83,6 +90,9 @@ def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None
                           stacklevel=2)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="graphc-export-") as tmp:
         options = sess.options
+        if sess.target == "cpu" and cpu != "host":
+            options = copy.copy(options)
+            options.target_cpu = cpu  # compiled for that CPU (the cache key names it)
         if sess.target == "cpu" and options.cache_dir is None:
             # the native code is taken from the backend's disk-cache entry: give it one
             options = copy.copy(options)
@@ -90,7 +100,7 @@ def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None
         exe = compile_program(program, sess.target, options)
         optimised = _optimised(program, exe, options)
         native = _export_native(program, optimised, exe, options)
-        if native is None and options is sess.options and _has_native(exe):
+        if native is None and options.cache_dir != Path(tmp) and _has_native(exe):
             # the session's cache directory is unusable (e.g. read-only, or not private):
             # use a private one
             options = copy.copy(options)

@@ -54,6 +54,9 @@ class CompileOptions:
         self.verbose = None if verbose is None else bool(verbose)  # graphc/progress.py
         #: cpu: emit position-independent code for a shared library (gc.export_c sets it)
         self.position_independent = False
+        #: cpu: the CPU the code is for (backends/llvm/cpus.py), None for this machine's
+        #: (gc.export and gc.export_c set it from their ``cpu=``; the cache key names it)
+        self.target_cpu = None
 
     def key(self) -> tuple:
         """The part of the options that changes generated code (a cache-key component)."""

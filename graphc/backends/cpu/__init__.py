@@ -18,7 +18,7 @@ import time
 from ...executable import Executable, KernelInfo
 from ...kernel.runtime import eval_int
 from ...pipeline import lower_program
-from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled
+from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
 from . import fallback
 
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
@@ -37,7 +37,9 @@ class _Stages(dict):
 
 
 def _cache_key(source, options):
-    return cache.cache_key(source.hash(), options.key(), jit.host())
+    """The disk-cache key of ``source`` under ``options``: it names the CPU name and features
+    the code is for (the host's, or ``options.target_cpu``'s)."""
+    return cache.cache_key(source.hash(), options.key(), jit.target(target_cpu(options)))
 
 
 def try_load_cached(source, options):
@@ -61,15 +63,16 @@ def try_load_cached(source, options):
     stats["loaded_from_disk"] = True
     stats["compile_seconds"] = {"cache_load": time.perf_counter() - t0}
     stages = _Stages(manifest.get("stages", {}))
-    _add_code_stages(stages, compiled.llvm_ir)
+    _add_code_stages(stages, compiled.llvm_ir, target_cpu(options))
     return Executable("cpu", source, source, compiled.runner, kernels, stats, stages,
                       [tuple(d) for d in manifest.get("decisions", [])])  # fmt: skip
 
 
-def _add_code_stages(stages, llvm_ir):
-    """ "llvm" (optimised IR) and "asm" stages; both may be computed on first access."""
+def _add_code_stages(stages, llvm_ir, cpu=None):
+    """ "llvm" (optimised IR) and "asm" (for ``cpu``, None: the host) stages; both may be
+    computed on first access."""
     stages["llvm"] = llvm_ir
-    stages["asm"] = lambda: jit.emit_assembly(stages["llvm"])
+    stages["asm"] = lambda: jit.emit_assembly(stages["llvm"], cpu)
 
 
 def build_executable(source, result, lowered, options) -> Executable:
@@ -91,7 +94,7 @@ def build_executable(source, result, lowered, options) -> Executable:
     stages = _Stages(result.stages)
     stages["fusion"] = fplan.report()
     stages["kernel"] = kp.text()
-    _add_code_stages(stages, compiled.llvm_ir)
+    _add_code_stages(stages, compiled.llvm_ir, target_cpu(options))
     decisions = [tuple(d) for d in fplan.decisions]
     exe = Executable("cpu", source, program, compiled.runner, kernels, stats, stages, decisions)
     if options.cache_dir is not None:

@@ -3,8 +3,10 @@
 ``export_native`` takes the backend's disk-cache entry of an Executable (the JSON manifest
 plus object code of ``llvm/cache.py``: exactly what a warm start loads) and describes the
 machine it needs: target triple, CPU name (informational), the CPU features the code was
-compiled with, and the fusion setting it was lowered with. ``load_native`` runs it on a later
-load without LLVM compiling anything, after checking, in this order:
+compiled with (the host's, or those of the CPU ``gc.export(..., cpu=...)`` names, e.g. only
+SSE2 for "generic": ``llvm/cpus.py``), and the fusion setting it was lowered with.
+``load_native`` runs it on a later load without LLVM compiling anything, after checking, in
+this order:
 
 1. the machine: same triple, and the host CPU has every feature the code was compiled for
    (else ``NativeMismatch``: the caller recompiles from the stored Program and says why);
@@ -39,7 +41,7 @@ import llvmlite.binding as llvm
 from ...errors import InvalidArtifactError
 from ...executable import Executable, KernelInfo
 from ...pipeline import lower_program
-from ..llvm import blas, cache, jit, load_compiled, runtime_manifest
+from ..llvm import blas, cache, cpus, jit, load_compiled, runtime_manifest, target_cpu
 from ..llvm.render import Layout
 from . import REDUCTION_LAYOUT, elfcheck
 
@@ -62,11 +64,22 @@ def host() -> dict:
     return jit.host()
 
 
+def target(cpu) -> dict:
+    """{'cpu', 'features', 'triple'} of the code generated for a user's ``cpu=`` ("host",
+    "generic" or a CPU name of ``llvm/cpus.py``). ValueError naming the valid choices for any
+    other value (None included)."""
+    if cpu == cpus.HOST:
+        return host()
+    h = host()
+    cpus.resolve(cpu, h["triple"], h["features"])  # ValueError for anything else
+    return jit.target(cpu)
+
+
 def cache_entry(source, options):
     """(manifest, payload) of ``source``'s disk-cache entry under ``options``, or None."""
     if options.cache_dir is None:
         return None
-    key = cache.cache_key(source.hash(), options.key(), host())
+    key = cache.cache_key(source.hash(), options.key(), jit.target(target_cpu(options)))
     return cache.load(options.cache_dir, key)
 
 
@@ -97,7 +110,7 @@ def export_native(source, program, exe, options):
         check_derived(manifest, program, options.fusion)
     except InvalidArtifactError:
         return None
-    h = host()
+    h = jit.target(target_cpu(options))  # the CPU the code was compiled for
     header = {
         "format": FORMAT,
         "backend": BACKEND,

@@ -4,8 +4,10 @@
 (``render.py``; transcendental polynomials in ``math.py``, GEMM through scipy-openblas32),
 compiles identical kernels once and splits a large program into one module per core
 (``split.py``), verifies and optimises the modules at O3 for the host CPU on parallel threads
-(``jit.py``), emits object code, loads it and returns a ``Compiled`` whose ``runner``
-(``runtime.py``) executes the whole program with one native call. ``load_compiled(manifest,
+(``jit.py``; ``options.target_cpu``: for another CPU, see ``cpus.py``), emits object code,
+loads it and returns a ``Compiled`` whose ``runner`` (``runtime.py``) executes the whole
+program with one native call (code for a CPU whose features this machine lacks is not
+loaded: its runner refuses to run, ``NotRunnable``). ``load_compiled(manifest,
 obj)`` rebuilds the same from the disk cache (``cache.py``) without re-rendering or
 re-optimising.
 """
@@ -17,8 +19,10 @@ import zlib
 from dataclasses import dataclass, field
 
 from ... import config
+from ...errors import FailedPreconditionError
 from ...kernel.ir import If, KernelProgram, LibCall, Loop, Store
 from . import blas, jit
+from . import math as _math
 from .cache import decode_program, encode_program
 from .render import Layout, Renderer
 from .runtime import LLVMRunner
@@ -61,29 +65,60 @@ def threads_for(options) -> int:
     return options.threads if options.threads else config.default_threads()
 
 
+class NotRunnable:
+    """The runner of code compiled for a CPU with features this machine lacks (an export for
+    another machine): the code is never loaded here, and running it is an error, not SIGILL."""
+
+    def __init__(self, cpu: str):
+        self.cpu = cpu
+
+    def run(self, ctx, trace):
+        raise FailedPreconditionError(
+            f"this program was compiled for CPU {self.cpu!r}, whose features this machine "
+            "lacks: it can be exported, not run here"
+        )
+
+
+def target_cpu(options):
+    """The CPU ``options`` compile for (``CompileOptions.target_cpu``; None: the host)."""
+    return getattr(options, "target_cpu", None)
+
+
 def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) -> Compiled:
-    """Render, split, verify, optimise (O3, host CPU), emit object code and load it."""
+    """Render, split, verify, optimise (O3, for the host CPU or ``options.target_cpu``), emit
+    object code and load it (unless this machine cannot run it)."""
     secs = {}
-    jit.host()  # initialise LLVM and the host-dependent emitters before rendering
+    cpu = target_cpu(options)
+    flags = jit.target_flags(cpu)  # initialises LLVM; ValueError for an unknown CPU
     t0 = time.perf_counter()
-    r = Renderer(kp, fast_math=fast_math)
-    # one module per core: LLVM compiles them on parallel threads (see split.py)
-    texts = split_module(r.render(), threads_for(options))
+    with _math.using(flags):  # the emitters adapt to the target's features, not the host's
+        r = Renderer(kp, fast_math=fast_math)
+        # one module per core: LLVM compiles them on parallel threads (see split.py)
+        texts = split_module(r.render(), threads_for(options))
     secs["llvm_render"] = time.perf_counter() - t0
-    opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0  # host CPU features
+    opt_level = jit.SPEED_LEVEL if options.opt_level >= 1 else 0
     pic = getattr(options, "position_independent", False)  # for a shared library
-    objs, ir_text, s2 = jit.compile_modules(texts, opt_level, pic)
+    objs, ir_text, s2 = jit.compile_modules(texts, opt_level, pic, cpu)
     secs.update(s2)
     t0 = time.perf_counter()
-    loaded = jit.LoadedObject(objs, pool_cache_dir=options.cache_dir)
-    secs["llvm_load"] = time.perf_counter() - t0
     layout = r.layout
     names = [(k.name, tuple(k.ops)) for k in kp.kernels]
-    consts = output_consts(kp)
-    wr = written_roots(kp, layout)
-    runner = LLVMRunner(kp, layout, loaded, names, threads_for(options), wr, consts)
+    runner = _runner(kp, layout, objs, options, names, written_roots(kp, layout), output_consts(kp))
+    secs["llvm_load"] = time.perf_counter() - t0
     manifest = dict(runtime_manifest(kp, layout), object_sizes=[len(o) for o in objs])
     return Compiled(runner, objs, manifest, secs, ir_text)
+
+
+def _runner(kp, layout, objs, options, names: list, written: set, consts: dict):
+    """The LLVMRunner of the object code ``objs`` loaded into this process, or a NotRunnable
+    when it was compiled for a CPU this machine cannot run."""
+    cpu = target_cpu(options)
+    if not jit.runnable(cpu):
+        return NotRunnable(jit.target(cpu)["cpu"])
+    if blas.uses_blas(objs):
+        blas.load_library()  # an unresolved BLAS symbol would abort the process
+    loaded = jit.LoadedObject(objs, pool_cache_dir=options.cache_dir)
+    return LLVMRunner(kp, layout, loaded, names, threads_for(options), written, consts)
 
 
 def output_consts(kp: KernelProgram) -> dict:
@@ -133,11 +168,6 @@ def load_compiled(manifest: dict, obj: bytes, options) -> Compiled:
     for n in sizes:
         objs.append(obj[pos : pos + n])
         pos += n
-    if blas.uses_blas(objs):
-        blas.load_library()  # an unresolved BLAS symbol would abort the process
-    loaded = jit.LoadedObject(objs, pool_cache_dir=options.cache_dir)
     names = [(n, tuple(ops)) for n, ops, _ in manifest["kernels"]]
-    runner = LLVMRunner(
-        kp, layout, loaded, names, threads_for(options), set(manifest["written_roots"]), consts
-    )
+    runner = _runner(kp, layout, objs, options, names, set(manifest["written_roots"]), consts)
     return Compiled(runner, objs, manifest, {"load": time.perf_counter() - t0}, llvm_ir)

@@ -1,8 +1,9 @@
-"""llvmlite plumbing: host target machine, verification, O3 pipeline, object code, loading.
+"""llvmlite plumbing: target machines, verification, O3 pipeline, object code, loading.
 
 Compilation goes LLVM IR text -> verified module -> O3 (new pass manager, tuned for the host
-CPU name and features, e.g. znver4 with AVX-512; the renderer marks loop-free glue functions
-``optnone``, so only functions with loops pay for it) -> relocatable object code. A program
+CPU name and features, e.g. znver4 with AVX-512, or for the CPU an export asks for, see
+``cpus.py``; the renderer marks loop-free glue functions ``optnone``, so only functions with
+loops pay for it) -> relocatable object code. A program
 split into several modules (split.py) compiles them on parallel threads. Loading always goes
 through the object code (also when it comes straight from the compiler), so a module loaded
 from the disk cache runs exactly the code a fresh compile would.
@@ -19,11 +20,13 @@ import time
 import llvmlite
 import llvmlite.binding as llvm
 
-from . import blas, cache, pool
+from . import blas, cache, cpus, pool
 from . import math as _math
 
 _lock = threading.Lock()
 _state: dict = {}
+#: cpu name (cpus.py) -> the state of code generated for it, as _init's for the host
+_targets: dict = {}
 
 
 def _init():
@@ -42,8 +45,7 @@ def _init():
         target = llvm.Target.from_triple(llvm.get_process_triple())
         tm = _target_machine(target, cpu, features)
         blas_lib = blas.try_load()  # None without scipy-openblas32: GEMMs then refuse to compile
-        # vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane without
-        _math.HOST["ldexp"] = "+avx512f" in features.split(",")
+        _math.HOST.update(_flags(features))
         # read the data layout once: each ``tm.target_data`` wrapper frees shared state
         # when collected, and a second one then crashes
         td = tm.target_data
@@ -56,9 +58,65 @@ def _init():
             features=features,
             triple=llvm.get_process_triple(),
             blas_lib=blas_lib,
+            flags=dict(_math.HOST),
         )
         _state.update(s)
     return _state
+
+
+def _flags(features: str) -> dict:
+    """The target properties the math emitters adapt to (``math.HOST``), from an LLVM feature
+    string: vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane
+    without."""
+    return {"ldexp": "+avx512f" in features.split(",")}
+
+
+def _target_state(cpu=None) -> dict:
+    """_init's state for code generated for ``cpu`` (None or "host": the host's own);
+    ValueError for a name cpus.py does not know (naming the valid ones)."""
+    s = _init()
+    if cpu is None or cpu == cpus.HOST:
+        return s
+    with _lock:
+        t = _targets.get(cpu)
+        if t is None:
+            name, features = cpus.resolve(cpu, s["triple"], s["features"])
+            # same triple, same data layout: the host's is reused (no target_data read)
+            t = {k: v for k, v in s.items() if k not in ("tm", "td")}
+            t.update(cpu=name, features=features, flags=_flags(features))
+            _targets[cpu] = t
+    return t
+
+
+def target(cpu=None) -> dict:
+    """{'cpu', 'features', 'triple'} of the code generated for ``cpu`` (see cpus.py; None or
+    "host": the host, as ``host()``). ValueError for an unknown name."""
+    s = _target_state(cpu)
+    return {"cpu": s["cpu"], "features": s["features"], "triple": s["triple"]}
+
+
+def target_flags(cpu=None) -> dict:
+    """The math emitters' properties (``math.HOST``) of ``cpu``'s code (for ``math.using``)."""
+    return dict(_target_state(cpu)["flags"])
+
+
+def runnable(cpu=None) -> bool:
+    """Whether this machine has every feature the code generated for ``cpu`` uses (code for
+    another CPU is compiled for export only: it must never run here)."""
+    if cpu is None or cpu == cpus.HOST:
+        return True
+    have = {f for f in host()["features"].split(",") if f.startswith("+")}
+    return {f for f in target(cpu)["features"].split(",") if f.startswith("+")} <= have
+
+
+def pool_object(cpu=None) -> bytes:
+    """Position-independent object code of the worker pool for ``cpu``'s machines (gc.export_c
+    links it into the library)."""
+    if cpu is None or cpu == cpus.HOST:
+        load_pool()
+        return pool.object_code()
+    s = _target_state(cpu)
+    return _compile(s, pool.pool_ir(s["triple"]), 2, pic=True)[0]
 
 
 def load_pool(cache_dir=None) -> None:
@@ -157,12 +215,15 @@ def _emit_object(tm, mod, parallel: bool) -> bytes:
         lib.LLVMPY_DisposeMemoryBuffer(mb)
 
 
-def compile_module(ir_text: str, opt_level: int = 3, parallel: bool = False, pic: bool = False):
+def compile_module(
+    ir_text: str, opt_level: int = 3, parallel: bool = False, pic: bool = False, cpu=None
+):
     """Parse, verify, optimise and emit object code for one module (in an LLVM context,
     target machine and pass builder of its own). Returns (object, optimised IR, seconds).
     ``parallel``: optimise and emit outside llvmlite's global lock (other threads compile
-    other modules meanwhile). ``pic``: for a shared library (see _target_machine)."""
-    return _compile(_init(), ir_text, opt_level, parallel, pic)
+    other modules meanwhile). ``pic``: for a shared library (see _target_machine). ``cpu``:
+    the CPU the code is for (cpus.py; None: the host)."""
+    return _compile(_target_state(cpu), ir_text, opt_level, parallel, pic)
 
 
 def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False, pic: bool = False):
@@ -194,9 +255,9 @@ def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False, pic:
     return obj, text, secs
 
 
-def compile_modules(ir_texts: list, opt_level: int = 3, pic: bool = False) -> tuple:
-    """compile_module for each text, on a thread each (the first on the calling thread);
-    returns (objects, IR texts joined by MODULE_SEP, seconds: the sums over the modules of
+def compile_modules(ir_texts: list, opt_level: int = 3, pic: bool = False, cpu=None) -> tuple:
+    """compile_module (for ``cpu``) for each text, on a thread each (the first on the calling
+    thread); returns (objects, IR texts joined by MODULE_SEP, seconds: the sums over the modules of
     each phase, and ``llvm_wall``, the elapsed time of them all)."""
     t0 = time.perf_counter()
     parallel = len(ir_texts) > 1
@@ -204,7 +265,7 @@ def compile_modules(ir_texts: list, opt_level: int = 3, pic: bool = False) -> tu
 
     def work(i):
         try:
-            results[i] = compile_module(ir_texts[i], opt_level, parallel, pic)
+            results[i] = compile_module(ir_texts[i], opt_level, parallel, pic, cpu)
         except BaseException as e:  # re-raised on the calling thread
             results[i] = e
 
@@ -233,9 +294,9 @@ def compile_modules(ir_texts: list, opt_level: int = 3, pic: bool = False) -> tu
     return objs, MODULE_SEP.join(texts), secs
 
 
-def emit_assembly(ir_text: str) -> str:
-    """Assembly of (every module of) an optimised IR text."""
-    s = _init()
+def emit_assembly(ir_text: str, cpu=None) -> str:
+    """Assembly of (every module of) an optimised IR text, for ``cpu`` (None: the host)."""
+    s = _target_state(cpu)
     out = []
     for text in ir_text.split(MODULE_SEP):
         ctx = llvm.create_context()

@@ -55,6 +55,9 @@ underflow through subnormals to 0.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import numpy as np
 from llvmlite import ir
 
@@ -200,7 +203,7 @@ def _exp(m: _B, x):
             ],
         )
     ni = m.b.sub(m.bits(t), m.ci(sbits))  # n as an integer
-    if HOST["ldexp"]:
+    if flag("ldexp"):
         ni32 = m.b.trunc(ni, I32) if m.is64 else ni
         return m.b.call(_ldexp(m.m, m.t), [p, ni32])  # AVX-512: one vscalefps
     n1 = m.b.ashr(ni, m.ci(1))
@@ -208,8 +211,27 @@ def _exp(m: _B, x):
     return m.mul(m.mul(p, m.pow2i(n1)), m.pow2i(n2))
 
 
-#: host properties the emitters adapt to (set by the renderer from the target features)
+#: host properties the emitters adapt to (set by jit.py from the host's features)
 HOST = {"ldexp": False}
+#: the properties of the CPU the code being rendered on this thread is for, when it is not the
+#: host (``using``: an export for another CPU must not use the host's AVX-512 ldexp)
+_TARGET: ContextVar = ContextVar("graphc_llvm_target_flags", default=None)
+
+
+def flag(name: str):
+    """A property of the CPU the code being rendered is for (``using``; else the host's)."""
+    flags = _TARGET.get()
+    return (HOST if flags is None else flags)[name]
+
+
+@contextmanager
+def using(flags: dict):
+    """Render for a CPU with the properties ``flags`` (``jit.target_flags``) in this block."""
+    token = _TARGET.set(flags)
+    try:
+        yield
+    finally:
+        _TARGET.reset(token)
 
 
 def _ldexp(module, ty):
