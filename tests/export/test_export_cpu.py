@@ -77,6 +77,11 @@ def test_generic_export_runs_natively_and_uses_only_the_baseline(tmp_path, monke
             host_feats = set(read_container(tmp_path / "h.gca")[0]["native"]["features"])
             if "avx2" in host_feats:  # the check sees wider code when the CPU has it
                 assert _vector_registers(tmp_path, _objects(tmp_path / "h.gca")) & {"ymm", "zmm"}
+    # the math emitters follow the target, not the host: AVX-512's one-instruction vector
+    # ldexp (exp's 2^n scaling) only in the host's code, and only where the host has it
+    ir = {k: gc.load(tmp_path / f"{k}.gca").executable.dump_ir("llvm") for k in "gh"}
+    assert "llvm.ldexp" not in ir["g"]
+    assert ("llvm.ldexp" in ir["h"]) == ("+avx512f" in jit.host()["features"].split(","))
     # loaded on a CPU with only the baseline features: the stored code runs, nothing compiles
     monkeypatch.setattr(jit, "compile_modules", _refuse)
     real = jit.host()
