@@ -136,8 +136,11 @@ def test_graphc_inspect_prints_signature_and_op_counts(tmp_path):
     assert r.returncode == 1 and "not an ONNX model" in r.stderr
 
 
+@pytest.mark.parametrize("weights_fed", [False, True], ids=["static", "fed"])
 @pytest.mark.parametrize("stride,dilation,mult", [(1, 1, 1), (2, 2, 2)])
-def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult):
+def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult, weights_fed):
+    """Many groups: block-diagonal filters when static, strided slices times filter entries
+    when fed."""
     ort = pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(1)
     c = 8
@@ -148,12 +151,17 @@ def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult):
                          dilations=[dilation, dilation], pads=[1, 2, 2, 1]),
         helper.make_node("Conv", ["h", "w2"], ["y"], group=2 * mult),
     ]  # fmt: skip
-    inits = [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(w2, "w2")]
-    m = _model(nodes, [_vi("x", TensorProto.FLOAT, [2, c, 9, 10])],
-               [_vi("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], inits)  # fmt: skip
+    inits = [onnx.numpy_helper.from_array(w2, "w2")]
+    ins = [_vi("x", TensorProto.FLOAT, [2, c, 9, 10])]
+    if weights_fed:
+        ins.append(_vi("w", TensorProto.FLOAT, list(w.shape)))
+    else:
+        inits.append(onnx.numpy_helper.from_array(w, "w"))
+    m = _model(nodes, ins, [_vi("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], inits)
     x = rng.normal(size=(2, c, 9, 10)).astype(np.float32)
-    want = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    feeds = {"x": x, "w": w} if weights_fed else {"x": x}
+    want = ort.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
     from graphc.onnx.backend import GraphcBackend
 
-    (got,) = GraphcBackend.run_model(m, [x])
+    (got,) = GraphcBackend.run_model(m, list(feeds.values()))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

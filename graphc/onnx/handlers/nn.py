@@ -123,6 +123,10 @@ def _conv(ctx):
     st, dl = _pair2(strides, rank, 1), _pair2(dil, rank, 1)
     if group == 1:
         y = gnn.conv2d(xt, wt, st, padding, dilations=dl)
+    elif group > 4 and ctx.is_static(1):
+        # many groups, static weights: one convolution with block-diagonal filters (zeros
+        # between groups) compiles to one GEMM instead of a kernel per group
+        y = gnn.conv2d(xt, _block_diagonal(ctx.const(1), group, rank), st, padding, dilations=dl)
     elif group == shape[1] and group > 4:
         y = _depthwise(xt, wt, padding, st, dl, wshape[0] // group)
     else:
@@ -133,6 +137,21 @@ def _conv(ctx):
     if b is not None:
         y = ew.add(y, b)
     return _from_nhwc(y, rank)
+
+
+def _block_diagonal(w, group, rank):
+    """HWIO filters of a grouped convolution with ONNX weights ``w`` (M, C/g, kh[, kw]):
+    input channel c feeds output m only when both are in the same group."""
+    w = np.asarray(w)
+    if rank == 3:
+        w = w[:, :, None, :]
+    m, cpg, kh, kw = w.shape
+    mpg = m // group
+    out = np.zeros((kh, kw, cpg * group, m), w.dtype)
+    for g in range(group):
+        block = np.transpose(w[g * mpg : (g + 1) * mpg], (2, 3, 1, 0))  # kh, kw, cpg, mpg
+        out[:, :, g * cpg : (g + 1) * cpg, g * mpg : (g + 1) * mpg] = block
+    return out
 
 
 def _depthwise(xt, wt, padding, strides, dilations, mult):
