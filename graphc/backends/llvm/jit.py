@@ -58,7 +58,6 @@ def _init():
             features=features,
             triple=llvm.get_process_triple(),
             blas_lib=blas_lib,
-            flags=dict(_math.HOST),
         )
         _state.update(s)
     return _state
@@ -95,9 +94,11 @@ def target(cpu=None) -> dict:
     return {"cpu": s["cpu"], "features": s["features"], "triple": s["triple"]}
 
 
-def target_flags(cpu=None) -> dict:
-    """The math emitters' properties (``math.HOST``) of ``cpu``'s code (for ``math.using``)."""
-    return dict(_target_state(cpu)["flags"])
+def target_flags(cpu=None) -> dict | None:
+    """The math emitters' properties of ``cpu``'s code (for ``math.using``); None for the
+    host, whose are ``math.HOST`` itself (set by _init, which this initialises)."""
+    s = _target_state(cpu)
+    return None if s is _state else dict(s["flags"])
 
 
 def runnable(cpu=None) -> bool:

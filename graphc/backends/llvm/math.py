@@ -225,8 +225,9 @@ def flag(name: str):
 
 
 @contextmanager
-def using(flags: dict):
-    """Render for a CPU with the properties ``flags`` (``jit.target_flags``) in this block."""
+def using(flags: dict | None):
+    """Render for a CPU with the properties ``flags`` (``jit.target_flags``; None: the host's,
+    ``HOST``) in this block."""
     token = _TARGET.set(flags)
     try:
         yield
