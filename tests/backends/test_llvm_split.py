@@ -20,9 +20,9 @@ def always_split(monkeypatch):
     texts = []
     orig = jit.compile_modules
 
-    def spy(ir_texts, opt_level=3, pic=False):
+    def spy(ir_texts, opt_level=3, pic=False, cpu=None):
         texts.append(list(ir_texts))
-        return orig(ir_texts, opt_level, pic)
+        return orig(ir_texts, opt_level, pic, cpu)
 
     monkeypatch.setattr(jit, "compile_modules", spy)
     return texts
