@@ -345,33 +345,11 @@ class LSTMCell(RNNCell):
 
     def _step(self, inputs, state):
         n = self._num_units
-        c, h = state if self._state_is_tuple else split(state, [n, n], axis=1)
+        if self._state_is_tuple:
+            c, h = state
+        else:
+            c, h = split(state, [n, n], axis=1)
         gates = bias_add(matmul(concat([inputs, h], 1), self._kernel), self._bias)
-        return self._gates_step(gates, c)
-
-    def input_projection(self, inputs):
-        """``(inputs @ kernel[:depth] + bias, kernel[depth:])`` for every step at once
-        (``inputs``: [time, batch, depth]), or None for a subclass with its own step.
-        ``dynamic_rnn`` computes both before the loop (one large product instead of one
-        small one per step) and runs ``projected_step``, which adds ``h @ kernel[depth:]``:
-        the same gates as ``concat([x, h]) @ kernel``, the kernel split by rows."""
-        if type(self)._step is not LSTMCell._step or self._built_depth is None:
-            return None
-        graph = building_graph(inputs)
-        with self._enter(graph):
-            d = self._built_depth
-            projected = bias_add(matmul(inputs, self._kernel[:d]), self._bias)
-            return projected, self._kernel[d:]
-
-    def projected_step(self, projected, state, recurrent_kernel):
-        """One step from that step's row of ``input_projection``: ``(output, new_state)``."""
-        graph = building_graph(projected)
-        with self._enter(graph):
-            n = self._num_units
-            c, h = state if self._state_is_tuple else split(state, [n, n], axis=1)
-            return self._gates_step(projected + matmul(h, recurrent_kernel), c)
-
-    def _gates_step(self, gates, c):
         i, j, f, o = split(gates, 4, axis=1)
         act = self._activation
         new_c = sigmoid(f + self._forget_bias) * c + sigmoid(i) * act(j)

@@ -5,11 +5,7 @@ and ``gc.scan``), never unrolled in Python: the op slices the time-major inputs 
 (step t reads row t), carries the state (and, with ``sequence_length``, the step number) as
 loop variables and stacks each step's output, so the trip count is the run-time length of
 the time axis. The cell's variables are created before the loop, so the body only reads
-them; the loop's gradient (reverse mode over the saved states) comes with the op. A cell
-whose step starts with a product of the inputs (``LSTMCell``: ``concat([x, h]) @ kernel``)
-has that part computed for every step before the loop (``cell.input_projection``: one large
-product instead of one small one per step; TF's fused LSTM does the same), and the loop
-slices the projected inputs.
+them; the loop's gradient (reverse mode over the saved states) comes with the op.
 
 With ``sequence_length``, as TF1: at a step ``t >= sequence_length[b]`` row b's output is
 zero and its state is carried unchanged, so the final state is the state after the row's
@@ -109,16 +105,10 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         flat0 = nest.flatten(state0)
         with_time = lengths is not None
         loop_vars = ([constant(0, _dt.int32)] if with_time else []) + flat0
-        projection = getattr(cell, "input_projection", None)
-        projection = projection(x_tm) if projection is not None else None
-        sliced = x_tm if projection is None else projection[0]
 
         def body(vars_, rows):
             state = nest.pack_sequence_as(state0, vars_[1:] if with_time else vars_)
-            if projection is None:
-                out, new_state = cell(rows[0], state)
-            else:
-                out, new_state = cell.projected_step(rows[0], state, projection[1])
+            out, new_state = cell(rows[0], state)
             new_flat = [convert_to_tensor(s) for s in nest.flatten(new_state)]
             if not with_time:
                 return new_flat, [out]
@@ -129,7 +119,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             return [t + 1] + new_flat, [out]
 
         try:
-            final, (outputs,) = build_loop(body, loop_vars, [sliced], location=location,
+            final, (outputs,) = build_loop(body, loop_vars, [x_tm], location=location,
                                            what="dynamic_rnn")  # fmt: skip
         except LoopError as exc:
             _fail(exc.kind, str(exc), location)
