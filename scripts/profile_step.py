@@ -12,13 +12,14 @@ then the compile seconds per stage (``exe.stats["compile_seconds"]``).
 the scheduler: the step runs on one thread and the trace's clock (CLOCK_MONOTONIC in the
 generated code) is switched to CLOCK_THREAD_CPUTIME_ID for this process only, so each kernel
 reads the CPU time it used, whatever the load. It patches the renderer of the process it runs
-in, so its kernels are compiled without the disk cache.
+in while it compiles the step (never the disk cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import time
 
@@ -32,9 +33,11 @@ from graphc.bench.suite import WORKLOADS
 CLOCK_THREAD_CPUTIME_ID = 3
 
 
-def use_thread_cpu_clock() -> None:
-    """Make the kernel trace of code rendered from now on read the calling thread's CPU time
-    (the first argument of the ``clock_gettime`` call in the renderer's ``gc.now``)."""
+@contextlib.contextmanager
+def thread_cpu_clock():
+    """While open, the kernel trace of code rendered in this process reads the calling
+    thread's CPU time (the first argument of the ``clock_gettime`` call in the renderer's
+    ``gc.now``); the renderer is restored on exit."""
     original = render.Renderer._now
 
     def _now(self, b):
@@ -45,6 +48,10 @@ def use_thread_cpu_clock() -> None:
         return out
 
     render.Renderer._now = _now
+    try:
+        yield
+    finally:
+        render.Renderer._now = original
 
 
 def main(argv=None) -> None:
@@ -57,8 +64,6 @@ def main(argv=None) -> None:
     ap.add_argument("--top", type=int, default=0, help="print only the N slowest kernels")
     args = ap.parse_args(argv)
 
-    if args.cpu_clock:
-        use_thread_cpu_clock()
     w = WORKLOADS[args.workload.upper()]
     sizes = w.sizes(args.quick)
     inputs = w.inputs(sizes, np.random.default_rng(0))
@@ -68,7 +73,8 @@ def main(argv=None) -> None:
     sess = gc.Session(graph=case.graph, target="cpu", options=opts)
     if case.init is not None:
         sess.run(case.init)
-    exe = sess.compile(case.run_fetches, list(case.feeds[0]))
+    with thread_cpu_clock() if args.cpu_clock else contextlib.nullcontext():
+        exe = sess.compile(case.run_fetches, list(case.feeds[0]))
     for _ in range(2):  # warm-up
         sess.run(case.run_fetches, case.feeds[0])
     per_kernel = collections.defaultdict(list)

@@ -2,7 +2,9 @@
 API, the fused cpu step matches the reference interpreter, its loss matches an independent
 float64 numpy forward pass, and it runs only when named."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +82,20 @@ def test_w9_fused_step_matches_reference_and_numpy(quick):
         assert np.all(np.isfinite(value)), name
         moved = np.abs(value - inputs[name])
         assert moved.max() > 0.5 * w.adam_lr and moved.max() < 1.5 * w.adam_lr, name
+
+
+def test_profile_script_times_every_kernel_of_the_quick_step(capsys):
+    """scripts/profile_step.py (the W9 profile of docs/benchmarks.md) at quick sizes, with the
+    trace on the thread's CPU clock; the renderer is restored afterwards."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    now = script.render.Renderer._now
+    script.main(["W9", "--quick", "--cpu-clock", "--runs", "2", "--top", "3"])
+    assert script.render.Renderer._now is now
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("W9 transformer encoder layer: batch 2")
+    assert "thread CPU time, 1 thread" in out[1] and "fused:" in out[1]
+    assert len([line for line in out if " ms " in line and "%" in line]) == 3
+    assert out[-1].startswith("compile seconds:") and '"total"' in out[-1]
