@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 from .kernel.ir import KernelProgram
 from .kernel.lower import lower
-from .passes.fusion import FusionPlan, fuse
+from .passes.fusion import fuse
+from .passes.fusion_plan import FusionPlan
 from .passes.manager import optimize
 from .passes.plan import plan as plan_buffers
 

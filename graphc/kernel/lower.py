@@ -1,4 +1,4 @@
-"""Lower a fused Program (``passes.fusion.FusionPlan``) to a KernelProgram (``ir.py``).
+"""Lower a fused Program (``passes.fusion_plan.FusionPlan``) to a KernelProgram (``ir.py``).
 
 Each fusion group becomes one Kernel:
   * ``loop``: one loop nest over the shape of the group's stored outputs; every member is
