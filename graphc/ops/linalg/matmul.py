@@ -23,6 +23,10 @@ from .common import _sample, _sum_to
 # -- MatMul ------------------------------------------------------------------------------------
 
 
+def _rank(t):
+    return None if t.shape is None else len(t.shape)
+
+
 def _rows_times_weight(a, b, g) -> bool:
     """Whether ``a @ b`` multiplies rows of a rank > 2 ``a`` by a rank-2 ``b`` with the
     contracted and output widths known (so both can be flattened to rows)."""
@@ -98,6 +102,8 @@ class MatMul(OpDef):
             ga, gb = _mm(b, g, False, True), _mm(a, g, False, False)
         else:
             ga, gb = _mm(b, g, True, True), _mm(g, a, True, True)
+        if _rank(a) == 2 and _rank(b) == 2:  # no batch dims: nothing was broadcast
+            return [ga, gb]
         return [_sum_to(ga, a), _sum_to(gb, b)]
 
     def examples(self):
