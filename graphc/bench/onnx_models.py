@@ -55,18 +55,19 @@ def random_input(model, batch: int, seed: int = 0) -> np.ndarray:
 
 
 def with_batch(model, batch: int):
-    """A copy of ``model`` whose input and output batch dimension is ``batch`` (the models
-    flatten with a Reshape to a constant (1, C): its leading 1 becomes -1)."""
+    """A copy of ``model`` whose input and output batch dimension is ``batch`` (the models'
+    Reshapes to constant shapes (1, ...) get ``batch`` in front)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for vi in [input_info(out)] + list(out.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = batch
+    del out.graph.value_info[:]  # intermediate shapes declared for batch 1 (ShuffleNet)
     shapes = {n.input[1] for n in out.graph.node if n.op_type == "Reshape" and len(n.input) > 1}
     for i, init in enumerate(out.graph.initializer):
         if init.name in shapes:
             arr = numpy_helper.to_array(init)
-            if arr.ndim == 1 and len(arr) == 2 and arr[0] == 1:
-                fixed = np.array([-1, arr[1]], arr.dtype)
+            if arr.ndim == 1 and len(arr) >= 2 and arr[0] == 1:
+                fixed = np.concatenate([[batch], arr[1:]]).astype(arr.dtype)
                 out.graph.initializer[i].CopyFrom(numpy_helper.from_array(fixed, init.name))
     return out
 
