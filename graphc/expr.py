@@ -64,6 +64,16 @@ class Math(enum.Enum):
     # Integer ADD/MUL wrap modulo 2**64.
     BITXOR = 2
     SHR = 2
+    # Bitwise ops on int32/int64 (tf.bitwise): and, or, not, and the shifts with every count
+    # defined as numpy's ops do it: SHL gives 0 and LSHR (logical: the word read as unsigned
+    # of its own width) gives 0 for a count outside [0, width); SAR (arithmetic) then fills
+    # with the sign bit (0 or -1).
+    BITAND = 2
+    BITOR = 2
+    BITNOT = 1
+    SHL = 2
+    SAR = 2
+    LSHR = 2
 
     def __new__(cls, arity):
         obj = object.__new__(cls)
@@ -162,6 +172,8 @@ def _np_math():
         Math.ERF: erf, Math.FLOOR: np.floor, Math.CEIL: np.ceil, Math.ROUND: np.rint,
         Math.NOT: np.logical_not, Math.ISNAN: np.isnan, Math.ISFINITE: np.isfinite,
         Math.SELECT: np.where, Math.BITXOR: np.bitwise_xor, Math.SHR: _shr,
+        Math.BITAND: np.bitwise_and, Math.BITOR: np.bitwise_or, Math.BITNOT: np.invert,
+        Math.SHL: _shl, Math.SAR: _sar, Math.LSHR: _lshr,
     }  # fmt: skip
     return {k: ignore(v) for k, v in table.items()}
 
@@ -170,6 +182,34 @@ def _shr(a, b):
     """Logical right shift of int64 words (as uint64), result as int64."""
     a = np.asarray(a, dtype=np.int64).astype(np.uint64)
     return np.right_shift(a, np.asarray(b).astype(np.uint64)).astype(np.int64)
+
+
+def _shift_parts(a, b):
+    """(a, count, count outside [0, width), width, unsigned dtype of a's width)."""
+    a, b = np.asarray(a), np.asarray(b)
+    width = a.dtype.itemsize * 8
+    big = (b < 0) | (b >= width)
+    return a, np.where(big, 0, b), big, width, np.dtype(f"u{a.dtype.itemsize}")
+
+
+def _shl(a, b):
+    """``a << b`` in a's width (bits shifted out are lost); 0 for a count outside [0, width)."""
+    a, n, big, _, u = _shift_parts(a, b)
+    out = np.left_shift(a.astype(u), n.astype(u))
+    return np.where(big, 0, out).astype(u).astype(a.dtype)
+
+
+def _sar(a, b):
+    """Arithmetic ``a >> b``; a count outside [0, width) shifts every bit out (0 or -1)."""
+    a, n, big, width, _ = _shift_parts(a, b)
+    return np.right_shift(a, np.where(big, width - 1, n).astype(a.dtype))
+
+
+def _lshr(a, b):
+    """Logical ``a >> b`` (a read as unsigned of its width); 0 for a count outside [0, width)."""
+    a, n, big, _, u = _shift_parts(a, b)
+    out = np.right_shift(a.astype(u), n.astype(u))
+    return np.where(big, 0, out).astype(u).astype(a.dtype)
 
 
 def _erf(x):

@@ -9,6 +9,7 @@ _INFIX = {
     Math.ADD: "+", Math.SUB: "-", Math.MUL: "*", Math.DIV: "/", Math.FLOORDIV: "//",
     Math.MOD: "%", Math.EQ: "==", Math.NE: "!=", Math.LT: "<", Math.LE: "<=", Math.GT: ">",
     Math.GE: ">=", Math.AND: "&&", Math.OR: "||", Math.BITXOR: "^", Math.SHR: ">>>",
+    Math.BITAND: "&", Math.BITOR: "|", Math.SHL: "<<",
 }  # fmt: skip
 
 

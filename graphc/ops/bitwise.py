@@ -1,13 +1,15 @@
 """Bitwise ops on integers: and, or, xor, invert, shifts (``tf.bitwise``).
 
-They have no native lowering yet: on the cpu target they run on the host with their numpy
-reference (``graphc/backends/cpu/fallback.py``, labelled ``host_fallback:`` in the kernels).
+Elementwise ops with a ``Math`` body each (``BITAND``, ``BITOR``, ``BITXOR``, ``BITNOT``,
+``SHL``, ``SAR``, ``LSHR``): they lower natively and fuse with their neighbours. ``ref`` keeps
+the numpy meaning written out independently of those bodies (the oracle of the tests).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..expr import Math
 from .registry import (
     DTypeError,
     Example,
@@ -30,7 +32,12 @@ def _ints(*shape):
 
 class _BitwiseBinary(OpDef):
     differentiable = False
+    elementwise = True
     np_fn = None
+    math = None
+
+    def scalar(self, args, attrs):
+        return type(self).math(*args)
 
     def infer(self, specs, attrs):
         a, b = specs
@@ -56,26 +63,28 @@ class _BitwiseBinary(OpDef):
 class BitwiseAnd(_BitwiseBinary):
     """Bitwise and of two integer tensors (broadcasting)."""
 
-    np_fn = np.bitwise_and
+    np_fn, math = np.bitwise_and, Math.BITAND
 
 
 @register
 class BitwiseOr(_BitwiseBinary):
     """Bitwise or of two integer tensors (broadcasting)."""
 
-    np_fn = np.bitwise_or
+    np_fn, math = np.bitwise_or, Math.BITOR
 
 
 @register
 class BitwiseXor(_BitwiseBinary):
     """Bitwise exclusive or of two integer tensors (broadcasting)."""
 
-    np_fn = np.bitwise_xor
+    np_fn, math = np.bitwise_xor, Math.BITXOR
 
 
 @register
 class LeftShift(_BitwiseBinary):
     """``a << b`` (bits shifted out are lost; a count outside [0, width) gives 0)."""
+
+    math = Math.SHL
 
     def ref(self, xs, attrs):
         a, b = xs
@@ -108,12 +117,22 @@ class RightShift(_BitwiseBinary):
         out = np.where(big, np.where(a < 0, -1, 0), np.right_shift(a, b.astype(a.dtype)))
         return out.astype(a.dtype)
 
+    def scalar(self, args, attrs):
+        return (Math.LSHR if attrs.get("logical") else Math.SAR)(*args)
+
     def examples(self):
         pos = _rng.integers(0, 31, (3, 4)).astype(np.int32)
         return [
             Example(right_shift, [_ints(3, 4), pos]),
             Example(lambda a, b: right_shift(a, b, logical=True), [_ints(3, 4), pos]),
             Example(right_shift, [_ints(0, 3), pos[0, :3]]),
+            # counts outside [0, width), negative ones too, and int64 words
+            Example(right_shift, [_ints(3, 4), _ints(3, 4)]),
+            Example(lambda a, b: right_shift(a, b, logical=True), [_ints(3, 4), _ints(1, 4)]),
+            Example(
+                right_shift,
+                [_ints(2, 3).astype(np.int64) * 2**40, (_ints(3) % 70).astype(np.int64)],
+            ),
         ]
 
 
@@ -122,6 +141,10 @@ class Invert(OpDef):
     """Bitwise not of an integer tensor (``~x``)."""
 
     differentiable = False
+    elementwise = True
+
+    def scalar(self, args, attrs):
+        return Math.BITNOT(args[0])
 
     def infer(self, specs, attrs):
         (x,) = specs

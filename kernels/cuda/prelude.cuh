@@ -82,6 +82,24 @@ template <typename T> __device__ __forceinline__ T gc_shr(T a, T b) {
   return (b < 0 || b >= 64) ? (T)0 : (T)(long long)(u >> b);
 }
 
+// Shifts of int32/int64 in their own width (tf.bitwise, numpy's meaning for every count): a
+// count outside [0, width) gives 0 (left, logical right) or the sign fill (arithmetic right).
+// The words are shifted as unsigned (a signed left shift that overflows is undefined in C);
+// the mask keeps an int32 word's 32 bits only.
+template <typename T> __device__ __forceinline__ unsigned long long gc_word(T a) {
+  return (unsigned long long)(long long)a & (sizeof(T) == 8 ? ~0ULL : 0xffffffffULL);
+}
+template <typename T> __device__ __forceinline__ T gc_shl(T a, T b) {
+  return (b < 0 || b >= (T)(8 * sizeof(T))) ? (T)0 : (T)(long long)(gc_word(a) << b);
+}
+template <typename T> __device__ __forceinline__ T gc_sar(T a, T b) {
+  const T top = (T)(8 * sizeof(T) - 1);
+  return a >> ((b < 0 || b > top) ? top : b);
+}
+template <typename T> __device__ __forceinline__ T gc_lshr(T a, T b) {
+  return (b < 0 || b >= (T)(8 * sizeof(T))) ? (T)0 : (T)(long long)(gc_word(a) >> b);
+}
+
 // Float -> integer conversion with graphc's (XLA's) saturating rule, as eval_expr's
 // cast_values: NaN -> 0, beyond the range -> its ends, else truncation toward zero (a plain
 // C cast is undefined out of range). The bounds are powers of two, exact in F.

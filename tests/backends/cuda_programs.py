@@ -188,6 +188,8 @@ def every_math(dtype) -> KernelProgram:
     for fn in Math:
         if fn in (Math.BITXOR, Math.SHR) and dtype != I64:
             continue
+        if fn in _INTEGER_ONLY and not dtype.is_integer:
+            continue
         if dtype.is_bool and fn not in (Math.AND, Math.OR, Math.XOR, Math.NOT, Math.EQ,
                                         Math.NE, Math.SELECT, Math.MAX, Math.MIN):  # fmt: skip
             continue
@@ -206,6 +208,10 @@ def every_math(dtype) -> KernelProgram:
     k = Kernel(f"math_{dtype.name}", (Loop("i", i64(0), n, tuple(stmts), parallel=True),))
     outs = tuple(b for b in bufs if bufs[b].kind == "output")
     return KernelProgram(bufs, [k], {"n": (0, 0)}, ("a", "b", "c", "m"), outs)
+
+
+#: Math members defined on integer operands only (the bit operations)
+_INTEGER_ONLY = {Math.BITAND, Math.BITOR, Math.BITNOT, Math.SHL, Math.SAR, Math.LSHR}
 
 
 def _integer_valued(fn, dtype) -> bool:

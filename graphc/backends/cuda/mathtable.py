@@ -87,6 +87,13 @@ MATH: dict = {
     # bit operations on int64 words (the counter-based random generator)
     Math.BITXOR: (None, None, "({0} ^ {1})"),
     Math.SHR: (None, None, "gc_shr<{T}>({0}, {1})"),
+    # tf.bitwise (int32, int64); the shifts define every count as numpy does (prelude.cuh)
+    Math.BITAND: (None, None, "({0} & {1})"),
+    Math.BITOR: (None, None, "({0} | {1})"),
+    Math.BITNOT: (None, None, "(~{0})"),
+    Math.SHL: (None, None, "gc_shl<{T}>({0}, {1})"),
+    Math.SAR: (None, None, "gc_sar<{T}>({0}, {1})"),
+    Math.LSHR: (None, None, "gc_lshr<{T}>({0}, {1})"),
 }  # fmt: skip
 
 #: Functions whose result is bool whatever the operands.

@@ -301,6 +301,21 @@ class ExprEmitter:
         if fn is Math.SHR:
             # logical shift; shift counts outside [0, width) would be poison: mask them
             return b.lshr(x, b.and_(y, ir.Constant(ty, ty.width - 1)))
+        if fn is Math.BITAND:
+            return b.and_(x, y)
+        if fn is Math.BITOR:
+            return b.or_(x, y)
+        if fn is Math.BITNOT:
+            return b.not_(x)
+        if fn in (Math.SHL, Math.SAR, Math.LSHR):
+            # a count >= the width (unsigned: negative counts too) is poison in LLVM: the
+            # shift takes the count masked, a select gives numpy's value for those counts
+            top = ir.Constant(ty, ty.width - 1)
+            big = b.icmp_unsigned(">", y, top)
+            if fn is Math.SAR:
+                return b.ashr(x, b.select(big, top, y))
+            shift = b.shl if fn is Math.SHL else b.lshr
+            return b.select(big, zero, shift(x, b.and_(y, top)))
         raise UnimplementedError(f"cpu backend: Math.{fn.name} on {dt.name}")
 
     def _ipow(self, ty):
