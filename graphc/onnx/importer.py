@@ -47,6 +47,9 @@ _PRESERVES = {
 _RANDOM = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
            "Bernoulli", "Multinomial"}  # fmt: skip
 
+#: ops with subgraphs: their bodies may read any value of the enclosing scopes (never static)
+_CONTROL = {"If", "Loop", "Scan"}
+
 
 class NeedConstant(UnimplementedError):
     """A node needs an input's value at import time, and it depends on a graph input."""
@@ -80,8 +83,8 @@ class NodeContext:
         if a is None:
             return default
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-            raise UnimplementedError(f"ONNX node {self.label}: subgraph attributes (control "
-                                     "flow) are not supported yet")  # fmt: skip
+            raise UnimplementedError(f"ONNX node {self.label}: attribute {name!r} is a subgraph "
+                                     "(read it with ctx.subgraph)")  # fmt: skip
         v = helper.get_attribute_value(a)
         if isinstance(v, bytes):
             return v.decode()
@@ -90,6 +93,26 @@ class NodeContext:
         if isinstance(v, list) and v and isinstance(v[0], bytes):
             return [s.decode() for s in v]
         return v
+
+    def subgraph(self, name: str) -> onnx.GraphProto:
+        """The subgraph attribute ``name`` (control flow bodies)."""
+        a = self._attrs.get(name)
+        if a is None or a.type != onnx.AttributeProto.GRAPH:
+            self.fail(f"attribute {name!r} must be a subgraph", InvalidArgumentError)
+        return a.g
+
+    def run_subgraph(self, g: onnx.GraphProto, inputs: list, types: list) -> list:
+        """Import the nodes of subgraph ``g`` into the current default graph (a control
+        flow body being traced), its inputs bound to the graphc tensors ``inputs`` of ONNX
+        element types ``types``; values of the enclosing scopes stay visible (graphc
+        captures them). Returns ``[(tensor, elem_type)]``, one per output of ``g``."""
+        return self.imp.run_subgraph(g, inputs, types, self.label)
+
+    def inline_subgraph(self, g: onnx.GraphProto) -> list:
+        """Import the nodes of subgraph ``g`` (no inputs) into the current graph, as if they
+        were the node's own (a branch chosen at import time). Returns one graphc tensor per
+        output, or its value (numpy) when it is known at import time."""
+        return self.imp.run_subgraph(g, [], [], self.label, inline=True)
 
     def has_attr(self, name: str) -> bool:
         return name in self._attrs
@@ -162,12 +185,13 @@ class Importer:
         self.inputs: dict = {}
         self.outputs: dict = {}
         self.output_types: dict = {}
+        self.sub_depth = 0  # > 0 while importing a control flow body
 
     # -- static values --
     def value_of(self, name: str, label: str, what: str):
         if name in self.values:
             return self.values[name]
-        if name not in self.static:
+        if name not in self.static or self.tensors[name].graph is not self.graph:
             raise NeedConstant(name, label, what, self.deps.get(name, ()))
         with Session(graph=self.graph, target="reference") as sess:
             carried = sess.run(self.tensors[name])
@@ -219,16 +243,57 @@ class Importer:
                 self.output_types[vi.name] = self.types[vi.name]
         return self.inputs, self.outputs
 
+    def run_subgraph(self, g, inputs, types, label, inline=False):
+        """See ``NodeContext.run_subgraph``: the body's names shadow the enclosing ones
+        only while it is imported."""
+        saved = (dict(self.tensors), dict(self.types), set(self.static), dict(self.values),
+                 dict(self.deps))  # fmt: skip
+        depth = 0 if inline else 1
+        self.sub_depth += depth
+        try:
+            if len(g.input) != len(inputs):
+                raise InvalidArgumentError(f"ONNX node {label}: its subgraph {g.name!r} takes "
+                                           f"{len(g.input)} inputs, the node gives "
+                                           f"{len(inputs)}")  # fmt: skip
+            for vi, t, et in zip(g.input, inputs, types):
+                _untyped_or_tensor(vi, f"subgraph input of {label}")
+                self._set(vi.name, t, et, False)
+                self.deps[vi.name] = frozenset()
+            for init in g.initializer:
+                self._add_constant(init.name, _tensor_array(init))
+            for node in g.node:
+                self._convert(node)
+            outs = []
+            for vi in g.output:
+                _untyped_or_tensor(vi, f"subgraph output of {label}")
+                if vi.name not in self.tensors:
+                    raise InvalidArgumentError(f"ONNX node {label}: subgraph output "
+                                               f"{vi.name!r} is not computed")  # fmt: skip
+                if inline:
+                    static = vi.name in self.static
+                    outs.append(self.value_of(vi.name, label, "") if static
+                                else self.tensors[vi.name])  # fmt: skip
+                else:
+                    outs.append((self.tensors[vi.name], self.types[vi.name]))
+            return outs
+        finally:
+            self.sub_depth -= depth
+            self.tensors, self.types, self.static, self.values, self.deps = saved
+
     def _declared_types(self):
         try:
             inferred = onnx.shape_inference.infer_shapes(self.model)
         except Exception:  # noqa: BLE001 - shape inference is a hint; handlers decide
             inferred = self.model
-        g = inferred.graph
-        for vi in list(g.value_info) + list(g.output) + list(g.input):
-            tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-            if tt is not None and tt.elem_type:
-                self.declared[vi.name] = tt.elem_type
+        graphs = [inferred.graph]
+        while graphs:
+            g = graphs.pop()
+            for vi in list(g.value_info) + list(g.output) + list(g.input):
+                tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+                if tt is not None and tt.elem_type:
+                    self.declared.setdefault(vi.name, tt.elem_type)
+            for node in g.node:  # control flow bodies
+                graphs.extend(a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
 
     def _convert(self, node: onnx.NodeProto, opset: dict | None = None, depth: int = 0):
         ctx = NodeContext(self, node, opset)
@@ -243,12 +308,19 @@ class Importer:
             return
         # CastLike reads only the element type of its second input
         deps = node.input[:1] if node.op_type == "CastLike" else node.input
-        static = node.op_type not in _RANDOM and all(
+        static = node.op_type not in _RANDOM | _CONTROL and all(
             (not name) or name in self.static for name in deps
         )
         try:
-            with name_scope(_op_name(node.name or node.op_type)):
-                outs = fn(ctx)
+            if static and self.sub_depth:
+                # in a body: a static value is built in the outer graph (where it can be
+                # evaluated at import time), and captured by the body that reads it
+                self._hoist_inputs(node)
+                with self.graph.as_default(), name_scope(_op_name(node.name or node.op_type)):
+                    outs = fn(ctx)
+            else:
+                with name_scope(_op_name(node.name or node.op_type)):
+                    outs = fn(ctx)
         except NeedConstant:
             raise
         except GraphcError as exc:
@@ -259,7 +331,10 @@ class Importer:
             raise InvalidArgumentError(f"ONNX node {ctx.label}: {exc}") from exc
         if not isinstance(outs, list | tuple):
             outs = [outs]
-        deps = frozenset().union(*(self.deps.get(n, frozenset()) for n in node.input if n))
+        used = [n for n in node.input if n]
+        if node.op_type in _CONTROL:
+            used += _outer_names(node)  # what its bodies read of the enclosing scopes
+        deps = frozenset().union(*(self.deps.get(n, frozenset()) for n in used))
         for name in node.output:
             self.deps[name] = deps
         for k, name in enumerate(node.output):
@@ -269,6 +344,17 @@ class Importer:
             if out is None:
                 ctx.fail(f"output {k} ({name!r}) is not produced by graphc's converter")
             self._bind_output(ctx, name, out, static, node.op_type)
+
+    def _hoist_inputs(self, node):
+        """The static inputs of ``node`` that are tensors of a body as constants of the
+        outer graph (their values are known: constants and initializers of the body)."""
+        for name in node.input:
+            if name and self.tensors[name].graph is not self.graph:
+                value = self.values[name]
+                et = self.types[name]
+                with self.graph.as_default():
+                    self.tensors[name] = _const.constant(_ty.to_carrier(value, et),
+                                                         dtype=_ty.carrier(et))  # fmt: skip
 
     def _expand_function(self, ctx, depth):
         """Import an op graphc has no handler for through its ONNX function body."""
@@ -321,6 +407,24 @@ def _tensor_type(vi, what):
         raise UnimplementedError(f"ONNX {what} {vi.name!r}: only tensors are supported "
                                  "(not sequences, maps or optionals)")  # fmt: skip
     return vi.type.tensor_type.elem_type
+
+
+def _outer_names(node) -> list:
+    """Every value name the subgraphs of ``node`` read (theirs and the enclosing scopes')."""
+    names = []
+    graphs = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+    while graphs:
+        g = graphs.pop()
+        for n in g.node:
+            names.extend(x for x in n.input if x)
+            graphs.extend(a.g for a in n.attribute if a.type == onnx.AttributeProto.GRAPH)
+    return names
+
+
+def _untyped_or_tensor(vi, what):
+    """A subgraph's inputs and outputs may leave their type out (it follows the node's)."""
+    if vi.type.WhichOneof("value") is not None:
+        _tensor_type(vi, what)
 
 
 def _static_shape(vi):

@@ -165,3 +165,106 @@ def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult, we
 
     (got,) = GraphcBackend.run_model(m, list(feeds.values()))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _run_both(m, feeds):
+    """The model's outputs on onnxruntime, graphc's reference interpreter and cpu target."""
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    for target in ("reference", "cpu"):
+        g = gc.Graph()
+        inputs, outputs = gc.onnx.import_model(m, graph=g)
+        names = [o.name for o in m.graph.output]
+        with gc.Session(graph=g, target=target) as s:
+            got = s.run([outputs[n] for n in names], {inputs[k]: v for k, v in feeds.items()})
+        for w, o in zip(want, got):
+            np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-6)
+
+
+def test_if_branches_read_outer_values_and_run_on_a_run_time_predicate():
+    then_g = helper.make_graph(
+        [helper.make_node("Mul", ["x", "x"], ["t"])], "then", [], [_vi("t", TensorProto.FLOAT, [3])]
+    )
+    else_g = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"])], "else", [], [_vi("e", TensorProto.FLOAT, [3])]
+    )
+    m = _model(
+        [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+        [_vi("c", TensorProto.BOOL, []), _vi("x", TensorProto.FLOAT, [3])],
+        [_vi("y", TensorProto.FLOAT, [3])],
+    )
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    for c in (True, False):
+        _run_both(m, {"c": np.array(c), "x": x})
+
+
+@pytest.mark.parametrize("trips,stop_at", [(5, 100), (5, 2), (0, 100)])
+def test_loop_trip_count_condition_carried_values_and_scan_outputs(trips, stop_at):
+    body = helper.make_graph(
+        [
+            helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["acc_in", "fi"], ["a1"]),
+            helper.make_node("Add", ["a1", "w"], ["acc_out"]),  # w: an outer value
+            helper.make_node("Less", ["fi", "lim"], ["cond_out"]),
+            helper.make_node("Mul", ["acc_out", "acc_out"], ["sq"]),
+        ],
+        "body",
+        [_vi("i", TensorProto.INT64, []), _vi("cond_in", TensorProto.BOOL, []),
+         _vi("acc_in", TensorProto.FLOAT, [2])],
+        [_vi("cond_out", TensorProto.BOOL, []), _vi("acc_out", TensorProto.FLOAT, [2]),
+         _vi("sq", TensorProto.FLOAT, [2])],
+    )  # fmt: skip
+    m = _model(
+        [helper.make_node("Loop", ["M", "c", "acc0"], ["acc", "sqs"], body=body)],
+        [_vi("M", TensorProto.INT64, []), _vi("c", TensorProto.BOOL, []),
+         _vi("acc0", TensorProto.FLOAT, [2]), _vi("w", TensorProto.FLOAT, [2]),
+         _vi("lim", TensorProto.FLOAT, [])],
+        [_vi("acc", TensorProto.FLOAT, [2]), _vi("sqs", TensorProto.FLOAT, [None, 2])],
+    )  # fmt: skip
+    feeds = {"M": np.array(trips, np.int64), "c": np.array(True),
+             "acc0": np.array([1.0, 2.0], np.float32), "w": np.array([0.5, -1.0], np.float32),
+             "lim": np.array(stop_at, np.float32)}  # fmt: skip
+    _run_both(m, feeds)
+
+
+def test_loop_without_trip_count_stops_on_its_condition():
+    body = helper.make_graph(
+        [helper.make_node("Add", ["v_in", "one"], ["v_out"]),
+         helper.make_node("Less", ["v_out", "lim"], ["cond_out"])],
+        "body",
+        [_vi("i", TensorProto.INT64, []), _vi("cond_in", TensorProto.BOOL, []),
+         _vi("v_in", TensorProto.INT32, [])],
+        [_vi("cond_out", TensorProto.BOOL, []), _vi("v_out", TensorProto.INT32, [])],
+    )  # fmt: skip
+    m = _model(
+        [helper.make_node("Loop", ["", "c", "v0"], ["v"], body=body)],
+        [_vi("c", TensorProto.BOOL, []), _vi("v0", TensorProto.INT32, []),
+         _vi("lim", TensorProto.INT32, [])],
+        [_vi("v", TensorProto.INT32, [])],
+        [onnx.numpy_helper.from_array(np.array(1, np.int32), "one")],
+    )  # fmt: skip
+    _run_both(m, {"c": np.array(True), "v0": np.array(3, np.int32),
+                  "lim": np.array(11, np.int32)})  # fmt: skip
+
+
+@pytest.mark.parametrize("in_axis,in_dir,out_axis,out_dir", [(0, 0, 0, 0), (1, 1, 1, 0),
+                                                              (-1, 0, -1, 1)])  # fmt: skip
+def test_scan_axes_and_directions(in_axis, in_dir, out_axis, out_dir):
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
+         helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body",
+        [_vi("s_in", TensorProto.FLOAT, [3]), _vi("x_t", TensorProto.FLOAT, [3])],
+        [_vi("s_out", TensorProto.FLOAT, [3]), _vi("y_t", TensorProto.FLOAT, [3])],
+    )  # fmt: skip
+    shape = [4, 3] if in_axis == 0 else [3, 4]
+    m = _model(
+        [helper.make_node("Scan", ["s0", "x"], ["s", "y"], body=body, num_scan_inputs=1,
+                          scan_input_axes=[in_axis], scan_input_directions=[in_dir],
+                          scan_output_axes=[out_axis], scan_output_directions=[out_dir])],
+        [_vi("s0", TensorProto.FLOAT, [3]), _vi("x", TensorProto.FLOAT, shape)],
+        [_vi("s", TensorProto.FLOAT, [3]), _vi("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    _run_both(m, {"s0": np.array([1.0, 0.0, -1.0], np.float32), "x": x})

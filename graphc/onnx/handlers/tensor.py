@@ -294,7 +294,9 @@ def _pad_by_gather(ctx, x, widths, mode):
 
 @handler("Range")
 def _range(ctx):
-    start, limit, delta = (np.asarray(ctx.const(i, "range bound")) for i in range(3))
+    # scalars; a one-element tensor is read as its element (as ONNX's reference does)
+    start, limit, delta = (np.asarray(ctx.const(i, "range bound")).reshape(-1)[0]
+                           for i in range(3))  # fmt: skip
     n = max(int(np.ceil((limit - start) / delta)), 0)
     return (start + np.arange(n) * delta).astype(start.dtype)
 
