@@ -312,10 +312,9 @@ class Importer:
             (not name) or name in self.static for name in deps
         )
         try:
-            if static and self.sub_depth:
+            if static and self.sub_depth and self._hoist_inputs(node):
                 # in a body: a static value is built in the outer graph (where it can be
                 # evaluated at import time), and captured by the body that reads it
-                self._hoist_inputs(node)
                 with self.graph.as_default(), name_scope(_op_name(node.name or node.op_type)):
                     outs = fn(ctx)
             else:
@@ -347,14 +346,17 @@ class Importer:
 
     def _hoist_inputs(self, node):
         """The static inputs of ``node`` that are tensors of a body as constants of the
-        outer graph (their values are known: constants and initializers of the body)."""
-        for name in node.input:
-            if name and self.tensors[name].graph is not self.graph:
-                value = self.values[name]
-                et = self.types[name]
-                with self.graph.as_default():
-                    self.tensors[name] = _const.constant(_ty.to_carrier(value, et),
-                                                         dtype=_ty.carrier(et))  # fmt: skip
+        outer graph (their values are known: constants and initializers of the body).
+        False (nothing hoisted) when one's value is not known."""
+        inner = [n for n in node.input if n and self.tensors[n].graph is not self.graph]
+        if any(n not in self.values for n in inner):
+            return False
+        for name in inner:
+            value, et = self.values[name], self.types[name]
+            with self.graph.as_default():
+                self.tensors[name] = _const.constant(_ty.to_carrier(value, et),
+                                                     dtype=_ty.carrier(et))  # fmt: skip
+        return True
 
     def _expand_function(self, ctx, depth):
         """Import an op graphc has no handler for through its ONNX function body."""

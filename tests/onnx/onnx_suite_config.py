@@ -19,7 +19,6 @@ from onnx.backend.test.loader import load_model_tests
 _SEQ = "sequences, maps and optionals are not graphc values"
 _STR = "strings are not a graphc dtype"
 _QUANT = "quantized ops (QuantizeLinear and friends) are not in graphc's op library"
-_RNN = "RNN/LSTM/GRU layers are not imported yet (graphc's cells exist; no importer)"
 _TRAIN = "training-mode ops (random masks, optimizer updates) are inference-only here"
 _DYN = "the output's shape depends on the input's values (graphc shapes are static)"
 _ML = "the ai.onnx.ml / preview domains are not supported"
@@ -37,7 +36,6 @@ EXCLUDED_OPS = {
     **{op: _QUANT for op in (
         "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
         "QLinearMatMul", "ConvInteger", "MatMulInteger")},
-    **{op: _RNN for op in ("RNN", "LSTM", "GRU")},
     **{op: _TRAIN for op in (
         "Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUniform", "RandomNormal",
         "Multinomial", "Adam", "Adagrad", "Momentum", "Gradient")},

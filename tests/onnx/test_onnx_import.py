@@ -8,6 +8,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 import graphc as gc  # noqa: E402
 
@@ -167,11 +168,15 @@ def test_depthwise_and_grouped_conv_match_onnxruntime(stride, dilation, mult, we
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def _run_both(m, feeds):
-    """The model's outputs on onnxruntime, graphc's reference interpreter and cpu target."""
-    ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = sess.run(None, feeds)
+def _run_both(m, feeds, onnx_reference=False):
+    """The model's outputs on onnxruntime (or ONNX's reference evaluator), graphc's
+    reference interpreter and cpu target."""
+    if onnx_reference:
+        want = ReferenceEvaluator(m).run(None, feeds)
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = sess.run(None, feeds)
     for target in ("reference", "cpu"):
         g = gc.Graph()
         inputs, outputs = gc.onnx.import_model(m, graph=g)
@@ -268,3 +273,40 @@ def test_scan_axes_and_directions(in_axis, in_dir, out_axis, out_dir):
     )  # fmt: skip
     x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     _run_both(m, {"s0": np.array([1.0, 0.0, -1.0], np.float32), "x": x})
+
+
+@pytest.mark.parametrize(
+    "op,attrs",
+    [("RNN", {"direction": "reverse"}),
+     ("GRU", {"direction": "bidirectional", "linear_before_reset": 1}),
+     ("GRU", {"direction": "reverse", "layout": 1}),
+     ("LSTM", {"direction": "bidirectional", "clip": 0.7}),
+     ("LSTM", {"direction": "reverse", "layout": 1})],
+)  # fmt: skip
+def test_rnn_gru_lstm_match_onnxruntime_on_random_data(op, attrs):
+    rng = np.random.default_rng(2)
+    seq, batch, inp, hid = 4, 3, 2, 5
+    dirs = 2 if attrs.get("direction") == "bidirectional" else 1
+    g = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    layout = attrs.get("layout", 0)
+    xs = [batch, seq, inp] if layout else [seq, batch, inp]
+    hs = [batch, dirs, hid] if layout else [dirs, batch, hid]
+    names = ["X", "W", "R", "B", "", "initial_h"] + (["initial_c", "P"] if op == "LSTM" else [])
+    shapes = {
+        "X": xs,
+        "W": [dirs, g * hid, inp],
+        "R": [dirs, g * hid, hid],
+        "B": [dirs, 2 * g * hid],
+        "initial_h": hs,
+        "initial_c": hs,
+        "P": [dirs, 3 * hid],
+    }
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    m = _model(
+        [helper.make_node(op, names, outs, hidden_size=hid, **attrs)],
+        [_vi(n, TensorProto.FLOAT, shapes[n]) for n in names if n],
+        [_vi(n, TensorProto.FLOAT, None) for n in outs],
+        opset=14,
+    )  # fmt: skip
+    feeds = {n: rng.normal(size=shapes[n]).astype(np.float32) for n in names if n}
+    _run_both(m, feeds, onnx_reference=bool(layout))  # onnxruntime lacks layout=1
