@@ -203,6 +203,10 @@ def time_allreduce(nbytes: int, repeat: int = 10) -> float:
     return float(np.median(times))
 
 
+#: seconds between writing a failing rank's message and aborting the job
+ABORT_GRACE_SECONDS = 0.5
+
+
 def _install_excepthook() -> None:
     previous = sys.excepthook
 
@@ -218,6 +222,10 @@ def _install_excepthook() -> None:
             if _state.size > 1 and not issubclass(exc_type, KeyboardInterrupt):
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # mpiexec forwards each rank's output through its proxy; an abort right
+                # after the write can kill the proxy before the message reaches the user
+                # (seen on a loaded machine): give it a moment
+                time.sleep(ABORT_GRACE_SECONDS)
                 _state.mpi.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
