@@ -66,7 +66,6 @@ EXCLUDED_CASES = {
     "test_lppool_2d_dilations": "pools with dilations are not supported",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output",
-    "test_scan_sum": "Scan of opset 8 (a batch axis and sequence_lens) is not imported",
     "test_loop11": "Slice with starts computed from the Loop's iteration number (graphc "
     "shapes are static)",
 }

@@ -310,3 +310,24 @@ def test_rnn_gru_lstm_match_onnxruntime_on_random_data(op, attrs):
     )  # fmt: skip
     feeds = {n: rng.normal(size=shapes[n]).astype(np.float32) for n in names if n}
     _run_both(m, feeds, onnx_reference=bool(layout))  # onnxruntime lacks layout=1
+
+
+@pytest.mark.parametrize("direction", [0, 1])
+def test_scan_of_opset_8_loops_over_the_batch(direction):
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
+         helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body",
+        [_vi("s_in", TensorProto.FLOAT, [3]), _vi("x_t", TensorProto.FLOAT, [3])],
+        [_vi("s_out", TensorProto.FLOAT, [3]), _vi("y_t", TensorProto.FLOAT, [3])],
+    )  # fmt: skip
+    m = _model(
+        [helper.make_node("Scan", ["", "s0", "x"], ["s", "y"], body=body, num_scan_inputs=1,
+                          directions=[direction])],
+        [_vi("s0", TensorProto.FLOAT, [2, 3]), _vi("x", TensorProto.FLOAT, [2, 4, 3])],
+        [_vi("s", TensorProto.FLOAT, [2, 3]), _vi("y", TensorProto.FLOAT, [2, 4, 3])],
+        opset=8,
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    _run_both(m, {"s0": rng.normal(size=(2, 3)).astype(np.float32),
+                  "x": rng.normal(size=(2, 4, 3)).astype(np.float32)})  # fmt: skip

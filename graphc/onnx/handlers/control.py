@@ -131,7 +131,7 @@ def _move_axis(t, src, dst):
 @handler("Scan")
 def _scan(ctx):
     if ctx.opset < 9:
-        ctx.fail("Scan of opset 8 (batch axis and sequence_lens) is not supported")
+        return _scan8(ctx)
     body_g = ctx.subgraph("body")
     m = ctx.attr("num_scan_inputs")
     n_state = ctx.n_inputs - m
@@ -175,4 +175,39 @@ def _scan(ctx):
             axis = out_axes[j] + rank if out_axes[j] < 0 else out_axes[j]
             y = _move_axis(y, 0, axis)
         outs.append(y)
+    return outs
+
+
+def _scan8(ctx):
+    """Scan of opset 8: inputs and states have a leading batch axis (the body sees one
+    batch element), an optional ``sequence_lens`` first (only the full length), and
+    ``directions`` for the scan inputs. A loop over the batch around the scan."""
+    body_g = ctx.subgraph("body")
+    m = ctx.attr("num_scan_inputs")
+    n_state = ctx.n_inputs - 1 - m
+    xs = [ctx.input(1 + n_state + j) for j in range(m)]
+    if ctx.has(0):
+        lens = ctx.const_ints(0, "sequence_lens")
+        if any(x.shape is None or x.shape[1] is None for x in xs) or any(
+            n != xs[0].shape[1] for n in lens
+        ):
+            ctx.fail("sequence_lens shorter than the sequence are not supported")
+    states = [ctx.input(1 + k) for k in range(n_state)]
+    state_types = [ctx.in_type(1 + k) for k in range(n_state)]
+    row_types = [ctx.in_type(1 + n_state + j) for j in range(m)]
+    dirs = list(ctx.attr("directions", [0] * m))
+
+    def inner(vs, rows):
+        new = _body_outputs(ctx.run_subgraph(body_g, list(vs) + list(rows),
+                                             state_types + row_types))  # fmt: skip
+        return new[:n_state], new[n_state:]
+
+    def outer(_, rows):
+        seqs = [gshape.reverse(x, [0]) if dirs[j] else x for j, x in enumerate(rows[n_state:])]
+        final, stacked = build_loop(inner, list(rows[:n_state]), seqs, None, back_prop=False,
+                                    what="Scan")  # fmt: skip
+        return [], list(final) + list(stacked)
+
+    _, outs = _run(lambda: build_loop(outer, [], states + xs, None, back_prop=False,
+                                      what="Scan"), "Scan", ctx)  # fmt: skip
     return outs
