@@ -9,8 +9,13 @@
 The public names are described in docs/api.md (the user guide).
 """
 
-from . import debugging, errors, math, nn  # gc.math, gc.nn...: tf.math / tf.nn namespaces
-from . import onnx  # gc.onnx: imports the onnx package only when used
+from . import (  # gc.math, gc.nn...: tf.math / tf.nn namespaces
+    debugging,
+    errors,
+    math,
+    nn,
+    onnx,  # gc.onnx: imports the onnx package only when used
+)
 from .dtypes import DType, as_dtype, bool_, float16, float32, float64, int32, int64
 from .graph import (
     Graph,
@@ -27,21 +32,21 @@ from .ops.bitwise import *  # noqa: F403
 from .ops.branches import *  # noqa: F403  (cond, case)
 from .ops.constant import *  # noqa: F403
 from .ops.control import *  # noqa: F403
-from .ops.debug import print_
 from .ops.cumulative import *  # noqa: F403
+from .ops.debug import print_
 from .ops.elementwise import *  # noqa: F403
+from .ops.gather_scatter import *  # noqa: F403
 from .ops.indexing import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.loops import *  # noqa: F403  (while_loop, scan, map_fn, foldl)
-from .ops.gather_scatter import *  # noqa: F403
 from .ops.nn import *  # noqa: F403  (every op is importable from gc)
 from .ops.random import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.registry import convert_to_tensor
 from .ops.shape import *  # noqa: F403
+from .ops.sorting import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .ops.trig import *  # noqa: F403
-from .ops.sorting import *  # noqa: F403
 from .options import CompileOptions, RunMetadata, RunOptions
 from .session import InteractiveSession, Session
 from .version import __version__
@@ -50,8 +55,14 @@ bool = bool_  # noqa: A001 - gc.bool, as in the API
 print = print_  # noqa: A001 - gc.print, as in the API (tf.print)
 newaxis = None
 
-from . import data, summary  # noqa: E402  (gc.data: input pipelines; gc.summary: TensorBoard)
-from . import control_grad  # noqa: E402, F401  (installs the gradients of while_loop and cond)
+from . import (  # noqa: E402  (gc.data: input pipelines; gc.summary: TensorBoard)  # noqa: E402
+    control_grad,  # noqa: E402, F401  (installs the gradients of while_loop and cond)
+    data,
+    layers,
+    losses,
+    metrics,
+    summary,
+)
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
 
@@ -76,16 +87,31 @@ from .model import (  # noqa: E402
 )
 from .model.initializers import (  # noqa: E402  (tf.compat.v1 top-level initializer names)
     Constant as constant_initializer,
+)
+from .model.initializers import (
     GlorotNormal as glorot_normal_initializer,
+)
+from .model.initializers import (
     GlorotUniform as glorot_uniform_initializer,
+)
+from .model.initializers import (
     Ones as ones_initializer,
+)
+from .model.initializers import (
     RandomNormal as random_normal_initializer,
+)
+from .model.initializers import (
     RandomUniform as random_uniform_initializer,
+)
+from .model.initializers import (
     TruncatedNormal as truncated_normal_initializer,
+)
+from .model.initializers import (
     VarianceScaling as variance_scaling_initializer,
+)
+from .model.initializers import (
     Zeros as zeros_initializer,
 )
-from . import layers, losses, metrics  # noqa: E402
 
 
 def __getattr__(name):
