@@ -85,33 +85,17 @@ from .model import (  # noqa: E402
     initializers,
     variable_scope,
 )
-from .model.initializers import (  # noqa: E402  (tf.compat.v1 top-level initializer names)
-    Constant as constant_initializer,
-)
-from .model.initializers import (
-    GlorotNormal as glorot_normal_initializer,
-)
-from .model.initializers import (
-    GlorotUniform as glorot_uniform_initializer,
-)
-from .model.initializers import (
-    Ones as ones_initializer,
-)
-from .model.initializers import (
-    RandomNormal as random_normal_initializer,
-)
-from .model.initializers import (
-    RandomUniform as random_uniform_initializer,
-)
-from .model.initializers import (
-    TruncatedNormal as truncated_normal_initializer,
-)
-from .model.initializers import (
-    VarianceScaling as variance_scaling_initializer,
-)
-from .model.initializers import (
-    Zeros as zeros_initializer,
-)
+
+# tf.compat.v1's top-level initializer names
+from .model.initializers import Constant as constant_initializer  # noqa: E402
+from .model.initializers import GlorotNormal as glorot_normal_initializer  # noqa: E402
+from .model.initializers import GlorotUniform as glorot_uniform_initializer  # noqa: E402
+from .model.initializers import Ones as ones_initializer  # noqa: E402
+from .model.initializers import RandomNormal as random_normal_initializer  # noqa: E402
+from .model.initializers import RandomUniform as random_uniform_initializer  # noqa: E402
+from .model.initializers import TruncatedNormal as truncated_normal_initializer  # noqa: E402
+from .model.initializers import VarianceScaling as variance_scaling_initializer  # noqa: E402
+from .model.initializers import Zeros as zeros_initializer  # noqa: E402
 
 
 def __getattr__(name):
