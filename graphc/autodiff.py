@@ -7,7 +7,7 @@ same graph. The result can be differentiated again, optimised and compiled like 
 
 from __future__ import annotations
 
-from .graph.core import Operation, Tensor
+from .graph.core import Tensor
 from .ops.constant import ones_like, zeros, zeros_like
 from .ops.elementwise import add, cast
 from .ops.registry import convert_to_tensor
@@ -194,6 +194,3 @@ def hessians(ys, xs, name="hessians"):
         else:
             out.append(jacobian(g, x, name=name))
     return out
-
-
-_ = Operation

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
-from . import dtypes as _dt
 from .compiler import check_target, compile_program
 from .errors import ResourceExhaustedError
 from .feed_sources import plan_for
@@ -446,4 +444,3 @@ class Session:
 
 
 InteractiveSession = Session
-_ = (time, _dt)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..graph.core import get_default_graph
-from .registry import DTypeError, Example, OpDef, apply1, convert_to_tensor, register
+from .registry import DTypeError, OpDef, apply1, convert_to_tensor, register
 from .shape_util import located
 
 __all__ = ["random_normal", "random_uniform", "truncated_normal", "set_random_seed"]
@@ -183,6 +183,3 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=_dt.float32, seed=None, 
     if mean == 0 and stddev == 1:
         return z
     return z * stddev + mean
-
-
-_ = Example

@@ -8,7 +8,7 @@ from .. import dtypes as _dt
 from ..errors import FailedPreconditionError
 from ..graph.collections import GraphKeys
 from ..graph.core import Operation, Tensor, get_default_graph, session_for, user_location
-from .registry import DTypeError, Example, OpDef, ShapeError, apply_op, convert_to_tensor, register
+from .registry import DTypeError, OpDef, ShapeError, apply_op, convert_to_tensor, register
 
 __all__ = [
     "Variable", "global_variables", "trainable_variables", "global_variables_initializer",
@@ -325,6 +325,3 @@ def report_uninitialized_variables(var_list=None):
     """Names of the uninitialised variables, as a Python-side helper op list."""
     var_list = global_variables() if var_list is None else var_list
     return [is_variable_initialized(v) for v in var_list]
-
-
-_ = Example
