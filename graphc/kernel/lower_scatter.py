@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..expr import Cast, Const, Load, Math, i64
-from . import sym
+from . import lower_elements, lower_sort, sym  # noqa: F401  (lower_*: register their rules)
 from .ir import STATUS_BUFFER, If, Let, Store
 from .lower_index import index_depth
 from .lowerings import opaque

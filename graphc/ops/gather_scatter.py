@@ -3,8 +3,8 @@
 ``gather_elements`` / ``scatter_elements`` are ``np.take_along_axis`` / its inverse (PyTorch
 ``gather``/``scatter``, ONNX GatherElements/ScatterElements); ``tensor_scatter_nd_update``
 is TF's (ONNX ScatterND), with an optional reduction. Negative indices count from the end;
-an index out of range fails the run (``InvalidArgumentError`` naming the op). No native
-lowering yet: on the cpu target they run on the host with their numpy reference, labelled.
+an index out of range fails the run (``InvalidArgumentError`` naming the op). Compiled
+targets lower them in ``graphc/kernel/lower_elements.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Sorting-based ops: ``top_k`` (the k largest or smallest along an axis) and ``sort``.
 
-No native lowering yet: on the cpu target they run on the host with their numpy reference,
-labelled ``host_fallback:`` (``graphc/backends/cpu/fallback.py``).
+Compiled targets lower TopK to a stable merge sort per row (``graphc/kernel/lower_sort.py``).
 """
 
 from __future__ import annotations
@@ -29,13 +28,14 @@ _rng = np.random.default_rng(5)
 
 
 def _order(x, axis, largest):
-    """Stable order along ``axis``: ties keep the lower index first."""
-    if largest:
-        key = -x.astype(np.float64) if x.dtype.kind == "f" else -(x.astype(np.int64))
-        if x.dtype.kind == "f":
-            key = np.where(np.isnan(x), -np.inf, key)  # NaN sorts first when largest
-        return np.argsort(key, axis=axis, kind="stable")
-    return np.argsort(x, axis=axis, kind="stable")
+    """Stable order along ``axis``: ties keep the lower index first, and NaN counts as larger
+    than every number (first when ``largest``, last otherwise), as numpy's sort. The largest
+    first is the ascending order of the reversed axis, reversed (no negation: exact for every
+    integer, and +inf does not tie with NaN)."""
+    if not largest:
+        return np.argsort(x, axis=axis, kind="stable")
+    n = x.shape[axis]
+    return n - 1 - np.flip(np.argsort(np.flip(x, axis), axis=axis, kind="stable"), axis)
 
 
 @register

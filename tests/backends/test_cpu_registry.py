@@ -26,8 +26,6 @@ KNOWN_GAPS: dict = {
         "Einsum", "GatherGrad", "GatherNd", "GatherNdGrad", "MaxPool", "MaxPoolGrad",
         "MaxPoolGradGrad", "PadGrad", "ScatterNd", "SplitLike", "StridedSliceGrad", "TileGrad",
         "UnsortedSegmentSum",
-        # added for ONNX (graphc/ops/bitwise, cumulative, gather_scatter, sorting, trig.py)
-        "Cumprod", "GatherElements", "ScatterElements", "TensorScatterNdUpdate", "TopK",
     )
 }  # fmt: skip
 

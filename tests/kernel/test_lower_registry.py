@@ -14,11 +14,7 @@ from tests.kernel.helpers import assert_close, compile_kernels, run_both
 from tests.oracle import build_example
 
 #: op types that lower() rejects with UnimplementedError (to do)
-KNOWN_GAPS: set = {
-    # added for ONNX (graphc/ops/bitwise, cumulative, gather_scatter, sorting, trig.py): they
-    # run on the cpu target through the labelled host fallback
-    "Cumprod", "GatherElements", "ScatterElements", "TensorScatterNdUpdate", "TopK",
-}  # fmt: skip
+KNOWN_GAPS: set = set()
 #: ops whose index depth (last dim of the indices) sets the output rank: with every dim
 #: unknown they raise UnimplementedError naming the op
 STATIC_INDEX_DEPTH = {"GatherNd"}
