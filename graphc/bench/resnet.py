@@ -10,7 +10,7 @@ training mode (batch moments; the moving averages are updated through
 shortcut(x))``, ResNet v1 as in the CIFAR ResNets.
 
 All weights come from the inputs (convolutions without bias, as before batch norm), so the
-peers (``peers.py``: JAX ``jit``, TF1 graph mode with ``fused_batch_norm``) start from the
+peers (``peers/``: JAX ``jit``, TF1 graph mode with ``fused_batch_norm``) start from the
 same ones. The values checked after the first step are the loss, every trainable variable
 and every moving statistic, in the order of :func:`resnet_layers`.
 """

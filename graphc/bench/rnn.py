@@ -5,7 +5,7 @@ One-hot characters [batch, time, vocab] -> ``gc.nn.rnn_cell.LSTMCell`` over the 
 (one native loop; its gradient a reverse loop) -> a dense layer to the vocabulary ->
 sparse softmax cross-entropy averaged over every position -> one Adam step. The kernel
 starts from the inputs (``initializer=``), the biases at zero, so every implementation
-starts from the same weights. The peers (``peers.py``) run the same model: JAX with
+starts from the same weights. The peers (``peers/``) run the same model: JAX with
 ``lax.scan`` under ``jit``, TF1 with ``tf.compat.v1.nn.dynamic_rnn``.
 
 The same model unrolled by hand in Python is W12's ``lstm`` series (``scaling.py``).
@@ -68,7 +68,7 @@ class RNNStep(Workload):
     requires = ("nn.dynamic_rnn", "nn.rnn_cell.LSTMCell", "one_hot", "gradients")
     kind = "step"
     in_default_suite = False  # its reference run takes a minute at full size: --suite W11
-    adam_lr, params = ADAM_LR, RNN_PARAMS  # what the peers (peers.py) need to match
+    adam_lr, params = ADAM_LR, RNN_PARAMS  # what the peers (peers/) need to match
     rtol, atol = 1e-3, 1e-4  # Adam's first step is lr * sign(g) where |g| is tiny
 
     def sizes(self, quick):

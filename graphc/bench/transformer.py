@@ -9,7 +9,7 @@ a target -> one Adam step.
 The key projection has no bias: softmax is invariant to a per-row constant, so that bias's
 gradient is zero up to rounding and Adam's first step (about ``lr * sign(g)``) would follow
 each implementation's rounding noise instead of the model. All weights come from the inputs,
-so the peers (``peers.py``: JAX ``jit``, TF1 graph mode with and without XLA) start from the
+so the peers (``peers/``: JAX ``jit``, TF1 graph mode with and without XLA) start from the
 same ones; the values checked after the first step are the loss and every parameter, in the
 order of :data:`TRANSFORMER_PARAMS`.
 """
@@ -104,7 +104,7 @@ class TransformerStep(Workload):
     requires = ("nn.softmax", "nn.layer_norm", "nn.gelu", "train.AdamOptimizer", "gradients")
     kind = "step"
     in_default_suite = False  # its reference run takes seconds at full size: --suite W9
-    adam_lr, params, ln_epsilon = ADAM_LR, TRANSFORMER_PARAMS, LN_EPSILON  # for peers.py
+    adam_lr, params, ln_epsilon = ADAM_LR, TRANSFORMER_PARAMS, LN_EPSILON  # for peers/
     rtol, atol = 1e-3, 1e-4  # Adam's first step is about lr * sign(g)
 
     def sizes(self, quick):
