@@ -10,11 +10,14 @@ refused, never reported.
     graphc bench --plot bench.png
 
 Modules: ``workloads`` (what is run), ``peers`` (the other frameworks), ``measure`` (timing),
-``runner`` (check, time, collect), ``report`` (table, JSON, machine info), ``plot``, ``cli``.
+``runner`` (check, time, collect) with ``impls`` (what is timed), ``figures`` (kernels, bytes,
+memory), ``results`` (the records) and ``scaling_run`` (W12), ``report`` (table, JSON, machine
+info), ``plot``, ``cli``.
 """
 
 from .cli import add_arguments, main
-from .runner import BenchResult, ImplResult, WorkloadResult, run_suite
+from .results import BenchResult, ImplResult, WorkloadResult
+from .runner import run_suite
 from .suite import WORKLOADS
 
 __all__ = [

@@ -1,340 +1,35 @@
 """Run the suite: for each workload build it, check every implementation against the
 reference, time the ones that are right, and collect kernel counts, bytes and memory.
+
+The pieces it drives: ``impls`` (the implementations), ``figures`` (compiled-code figures),
+``results`` (what is recorded), ``scaling_run`` (W12's points), ``measure`` (timing).
 """
 
 from __future__ import annotations
 
-import ast
-import operator
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 import graphc as gc
 
+from .impls import (
+    GraphcColdCompile,
+    GraphcImpl,
+    GraphcWarmStart,
+    PeerImpl,
+    Skip,
+    fail_reason,
+    session_skip,
+)
 from .measure import compare, time_runs
-from .peers import PEERS, to_numpy
+from .peers import PEERS
 from .progress import Progress
+from .report import machine_info
+from .results import FUSED, REFERENCE, UNFUSED, BenchResult, ImplResult, WorkloadResult
+from .scaling_run import run_scaling
 from .suite import WORKLOADS
 from .workloads import Workload
-
-REFERENCE, UNFUSED, FUSED = "graphc reference", "graphc unfused", "graphc fused"
-
-# exe.stats keys the backends may use for the two memory figures (first one present wins).
-BYTES_KEYS = ("bytes_moved", "bytes_moved_per_run", "estimated_bytes_moved")
-PEAK_KEYS = ("peak_temp_bytes", "peak_temporary_bytes", "peak_temp_memory", "peak_bytes")
-
-
-class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """An implementation cannot run here; the message says why."""
-
-
-@dataclass
-class ImplResult:
-    """One implementation of one workload: its status, times and compiled-code figures."""
-
-    name: str
-    family: str  # graphc | peer
-    status: str = "ok"  # ok | skipped | wrong | error
-    reason: str = ""
-    median_s: float | None = None
-    min_s: float | None = None
-    runs: int = 0
-    inner: int = 1
-    vs_baseline: float | None = None  # this median / baseline median (>1: baseline faster)
-    max_abs_err: float | None = None
-    kernels: int | None = None
-    bytes_moved: int | None = None
-    peak_temp_bytes: int | None = None
-    compile_s: float | None = None
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class WorkloadResult:
-    """One workload: what it is, its status and every implementation's result."""
-
-    id: str
-    title: str
-    stresses: str
-    description: str
-    unit: str
-    sizes: dict
-    status: str = "ok"  # ok | skipped | refused | error
-    reason: str = ""
-    baseline: str = FUSED
-    impls: list = field(default_factory=list)
-    speedups: dict = field(default_factory=dict)  # "fused_over_unfused", "<peer>_over_fused"
-    notes: list = field(default_factory=list)
-
-
-@dataclass
-class BenchResult:
-    """Everything one ``graphc bench`` run measured, with the machine it ran on."""
-
-    machine: dict
-    options: dict
-    workloads: list
-
-    @property
-    def ok(self) -> bool:
-        """False when a result was refused or graphc failed (peers' failures do not count)."""
-        for w in self.workloads:
-            if w.status in ("refused", "error"):
-                return False
-            if any(i.family == "graphc" and i.status in ("wrong", "error") for i in w.impls):
-                return False
-        return True
-
-
-# -- implementations --------------------------------------------------------------------------
-
-
-def _session_skip(exc: Exception) -> Skip | None:
-    """An exception that means "not available yet" (rather than a bug) as a Skip."""
-    if isinstance(exc, gc.errors.UnimplementedError | gc.errors.UnavailableError):
-        return Skip(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, NotImplementedError):
-        return Skip(f"not implemented yet: {exc}")
-    return None
-
-
-_SIZE_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}  # fmt: skip
-
-
-def size_value(expr: str, dims: dict) -> int | None:
-    """Evaluate a size expression such as ``"((d0_0 * 4) + 64)"`` or ``"max(a, b)"``.
-
-    Backends state sizes that depend on ``None`` dimensions as such text, naming the
-    runtime dims ``d<feed>_<axis>``. Only integer arithmetic, max/min and known dim names
-    are accepted; anything else gives None (reported as "n/a").
-    """
-
-    def ev(node):
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.Name) and node.id in dims:
-            return dims[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPS:
-            return _SIZE_OPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -ev(node.operand)
-        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        if is_call and node.func.id in ("max", "min") and node.args and not node.keywords:
-            return (max if node.func.id == "max" else min)(ev(a) for a in node.args)
-        raise ValueError("not a size expression")
-
-    try:
-        return int(ev(ast.parse(expr.strip(), mode="eval")))
-    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, RecursionError):
-        return None
-
-
-def feed_dims(feeds: dict) -> dict:
-    """``d<feed>_<axis>`` -> size for a feed dict, feeds in the Session's order."""
-    ordered = sorted(feeds, key=lambda t: (t.op._id, t.value_index))
-    return {
-        f"d{i}_{axis}": int(n)
-        for i, t in enumerate(ordered)
-        for axis, n in enumerate(np.shape(feeds[t]))
-    }
-
-
-def _number(v, dims=None):
-    if isinstance(v, str) and dims is not None:
-        return size_value(v, dims)
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        return None
-    return int(v)
-
-
-def _first(stats: dict, keys, dims):
-    for k in keys:
-        v = _number(stats.get(k), dims)
-        if v is not None:
-            return v
-    return None
-
-
-def exe_figures(exe, dims: dict | None = None) -> dict:
-    """Kernel count, bytes moved per run, peak temporary memory and compile time of ``exe``.
-
-    Backends fill ``exe.stats`` as they can; a figure they do not provide is None ("n/a").
-    ``dims`` gives the runtime sizes for figures that depend on ``None`` dimensions.
-    """
-    stats = getattr(exe, "stats", {}) or {}
-    out = {"kernels": len(exe.kernels)}
-    out["bytes_moved"] = _first(stats, BYTES_KEYS, dims)
-    if out["bytes_moved"] is None and exe.kernels:
-        per_kernel = [_number(getattr(k, "bytes_moved", None), dims) for k in exe.kernels]
-        if all(b is not None for b in per_kernel):
-            out["bytes_moved"] = sum(per_kernel)
-    out["peak_temp_bytes"] = _first(stats, PEAK_KEYS, dims)
-    seconds = stats.get("compile_seconds") or {}
-    total = seconds.get("total") if isinstance(seconds, dict) else None
-    out["compile_s"] = float(total) if isinstance(total, int | float) else None
-    return out
-
-
-class GraphcImpl:
-    """A workload run by ``gc.Session`` on one target with one CompileOptions."""
-
-    family = "graphc"
-
-    def __init__(self, name, case, target, options):
-        self.name, self.case, self.target, self.options = name, case, target, options
-        self.sess = None
-        self.figures: dict = {}
-        self.extra: dict = {}
-        self._losses: list = []
-        self._outs: list = []
-
-    def setup(self):
-        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=self.options)
-        if self.case.init is not None:
-            self.sess.run(self.case.init)
-        self._step_compiles = 0
-
-    def run(self):
-        if len(self.case.feeds) == 1:  # the common case: nothing but the run (W4 times this)
-            self._outs = self.sess.run(self.case.run_fetches, self.case.feeds[0])
-            self._losses = self._outs[:1]
-            return
-        losses = []
-        for feeds in self.case.feeds:
-            before = self.sess.cache_info()["compiles"]
-            out = self.sess.run(self.case.run_fetches, feeds)
-            self._step_compiles += self.sess.cache_info()["compiles"] - before
-            losses.append(out[0])
-        self._outs = out
-        self._losses = losses
-
-    def values(self):
-        if self.case.loss is None:
-            return list(self._outs)
-        return [*self._losses, *self.sess.run(self.case.variables)]
-
-    def collect(self):
-        """Figures of the compiled step (after the runs: sess.compile then hits the cache)."""
-        feed_list = list(self.case.feeds[0])
-        exe = self.sess.compile(self.case.run_fetches, feed_list)
-        # figures for the last (for W8 the largest) feed, the one each step ends with
-        self.figures = exe_figures(exe, feed_dims(self.case.feeds[-1]))
-        if len(self.case.feeds) > 1:
-            # executables compiled by the training-step runs over all the feeds (batch sizes)
-            self.extra["compiles"] = self._step_compiles
-            self.extra["batch_sizes"] = [len(next(iter(f.values()))) for f in self.case.feeds]
-
-    def close(self):
-        if self.sess is not None:
-            self.sess.close()
-
-
-class GraphcColdCompile(GraphcImpl):
-    """W5: compile the step in a new Session with an empty on-disk cache (sess.compile time)."""
-
-    def setup(self):
-        self.root = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
-        self.count = 0
-
-    def _open(self):
-        self.count += 1
-        opts = gc.CompileOptions(fusion=self.options.fusion, cache_dir=self.root / str(self.count))
-        if self.sess is not None:
-            self.sess.close()
-        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=opts)
-
-    def run(self):
-        self._open()
-        self.exe = self.sess.compile(self.case.run_fetches, list(self.case.feeds[0]))
-
-    def values(self):
-        self.sess.run(self.case.init)
-        self._step_compiles = 0
-        GraphcImpl.run(self)
-        return GraphcImpl.values(self)
-
-    def collect(self):
-        self.figures = exe_figures(self.exe, feed_dims(self.case.feeds[-1]))
-
-    def close(self):
-        super().close()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class GraphcWarmStart(GraphcColdCompile):
-    """W5: a new Session on a cache_dir that already holds the step: time to the first result."""
-
-    def setup(self):
-        self.root = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
-        self.count = 0
-        self.opts = gc.CompileOptions(fusion=self.options.fusion, cache_dir=self.root / "cache")
-        self._start()  # fills the cache
-        self.sess.close()
-
-    def _start(self):
-        self.sess = gc.Session(graph=self.case.graph, target=self.target, options=self.opts)
-        self.sess.run(self.case.init)
-        GraphcImpl.run(self)
-
-    def run(self):
-        if self.sess is not None:
-            self.sess.close()
-        self._start()
-
-    def values(self):
-        return GraphcImpl.values(self)
-
-    def collect(self):
-        exe = self.sess.compile(self.case.run_fetches, list(self.case.feeds[0]))
-        self.figures = exe_figures(exe, feed_dims(self.case.feeds[-1]))
-        self.figures["compile_s"] = None  # it was loaded, not compiled, when all goes well
-        info = self.sess.cache_info()
-        self.extra["disk_loads"] = info.get("disk_loads")
-        self.extra["compiles"] = info.get("compiles")
-
-
-class PeerImpl:
-    """A peer framework's implementation of a workload."""
-
-    family = "peer"
-
-    def __init__(self, name, builder, workload, sizes, inputs, device):
-        self.name, self._builder = name, builder
-        self._args = (workload, sizes, inputs, device)
-        self.figures: dict = {}
-        self.extra: dict = {}
-        self._obj = None
-        self._last = None
-
-    def setup(self):
-        self._obj = self._builder(*self._args)
-
-    def run(self):
-        if callable(self._obj):
-            self._last = self._obj()
-        else:
-            self._obj.run()
-
-    def values(self):
-        vals = self._last if callable(self._obj) else self._obj.values()
-        return [to_numpy(v) for v in vals]
-
-    def collect(self):
-        pass
-
-    def close(self):
-        self._obj = None
-
-
-# -- the suite --------------------------------------------------------------------------------
 
 
 def select(suite: str | None) -> list[Workload]:
@@ -403,10 +98,6 @@ def _impls(workload, case, sizes, inputs, target, peers, device):
     return graphc + others
 
 
-def _fail_reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip()
-
-
 def run_workload(workload, quick, target, repeat, budget_s, peers, progress, result_hook,
                  seed=0, scale=None) -> WorkloadResult:  # fmt: skip
     """Build, check and time one workload; never raises for a failing implementation.
@@ -430,17 +121,17 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         return res
     if workload.kind == "scaling":
         res.baseline = ""
-        _run_scaling(workload, sizes, res, target, progress, result_hook, seed)
+        run_scaling(workload, sizes, res, target, progress, result_hook, seed)
         return res
     inputs = workload.inputs(sizes, np.random.default_rng(seed))
     try:
         case = workload.build(sizes, inputs)
     except (AttributeError, NotImplementedError, gc.errors.UnimplementedError) as exc:
-        res.status, res.reason = "skipped", f"cannot build the graph yet: {_fail_reason(exc)}"
+        res.status, res.reason = "skipped", f"cannot build the graph yet: {fail_reason(exc)}"
         progress.advance(_steps(workload, peers), f"{workload.id} skipped")
         return res
     except Exception as exc:  # noqa: BLE001 - reported, the suite goes on
-        res.status, res.reason = "error", f"building the graph failed: {_fail_reason(exc)}"
+        res.status, res.reason = "error", f"building the graph failed: {fail_reason(exc)}"
         progress.advance(_steps(workload, peers), f"{workload.id} error")
         return res
 
@@ -452,9 +143,9 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         ref.run()
         expected = [np.asarray(v) for v in ref.values()]
     except Exception as exc:  # noqa: BLE001
-        skip = _session_skip(exc)
+        skip = session_skip(exc)
         res.status = "skipped" if skip else "error"
-        res.reason = f"the reference run failed: {_fail_reason(exc)}"
+        res.reason = f"the reference run failed: {fail_reason(exc)}"
         ref.close()
         progress.advance(_steps(workload, peers), f"{workload.id} {res.status}")
         return res
@@ -475,90 +166,6 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         res.status = "refused"
         res.reason = "a graphc result differs from the reference: see the implementations"
     return res
-
-
-#: compile stages of a scaling table: column -> ``compile_seconds`` keys summed into it
-SCALING_STAGES = {
-    "passes": ("cleanup", "simplify", "fold", "cse", "dce"),
-    "fusion": ("fusion",),
-    "lower": ("lower",),
-    "plan": ("plan",),
-    "render": ("llvm_render",),
-    "llvm": ("llvm_wall",),
-    "load": ("llvm_load",),
-}
-
-
-def _run_scaling(workload, sizes, res, target, progress, result_hook, seed) -> None:
-    """One row per (series, size) point: a cold compile of its step (fused, no disk cache),
-    timed per stage from ``exe.stats["compile_seconds"]``, then one run checked against the
-    reference. A failing point (a RecursionError...) is reported and the others still run."""
-    for series, n in workload.points(sizes):
-        name = workload.point_name(series, n)
-        progress.note(f"{workload.id} {name}")
-        res.impls.append(_scaling_point(workload, sizes, series, n, name, target, result_hook,
-                                        seed))  # fmt: skip
-        progress.advance(1)
-    for series in dict.fromkeys(s for s, _ in workload.points(sizes)):
-        rows = [i for i in res.impls if i.extra.get("series") == series]
-        ok = [i for i in rows if i.status == "ok"]
-        if len(ok) == len(rows) >= 2:
-            first, last = ok[0].extra["s_per_op"], ok[-1].extra["s_per_op"]
-            res.speedups[f"{series}_per_op_largest_over_smallest"] = last / first
-    if any(i.status == "wrong" for i in res.impls):
-        res.status = "refused"
-        res.reason = "a graphc result differs from the reference: see the implementations"
-
-
-def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) -> ImplResult:
-    out = ImplResult(name, "graphc")
-    out.extra.update(series=series, size=n)
-    stage = "building the graph"
-    ref = sess = None
-    try:
-        inputs = workload.point_inputs(sizes, series, n, np.random.default_rng(seed))
-        case = workload.build_point(sizes, series, n, inputs)
-        stage = "the reference run"
-        ref = GraphcImpl(REFERENCE, case, "reference", gc.CompileOptions(cache_dir=None))
-        ref.setup()
-        ref.run()
-        expected = [np.asarray(v) for v in ref.values()]
-        stage = "compiling"
-        opts = gc.CompileOptions(fusion=True, cache_dir=None)
-        sess = GraphcImpl(f"{FUSED} {name}", case, target, opts)
-        sess.setup()  # runs the initializer (its own small executable)
-        t0 = time.perf_counter()
-        exe = sess.sess.compile(case.run_fetches, list(case.feeds[0]))
-        wall = time.perf_counter() - t0
-        seconds = dict(exe.stats.get("compile_seconds") or {})
-        total = float(seconds.get("total", wall))
-        ops = len(exe.source.nodes)
-        out.median_s = out.min_s = out.compile_s = total
-        out.runs, out.kernels = 1, len(exe.kernels)
-        out.extra.update(
-            ops=ops, s_per_op=total / ops,
-            stages={col: sum(seconds.get(k, 0.0) for k in keys)
-                    for col, keys in SCALING_STAGES.items()},
-        )  # fmt: skip
-        stage = "the compiled run"
-        sess.run()
-        got = sess.values()
-        if result_hook is not None:
-            got = result_hook(name, workload.id, got)
-        err, problem = compare(got, expected, workload.rtol, workload.atol)
-        out.max_abs_err = err
-        if problem:
-            out.status, out.reason = "wrong", f"refused: {problem}"
-    except Exception as exc:  # noqa: BLE001 - one point failing must not stop the series
-        skip = _session_skip(exc)
-        out.status = "skipped" if skip else "error"
-        out.reason = f"{stage}: {_fail_reason(exc)}"
-        out.median_s = out.min_s = out.compile_s = None
-    finally:
-        for impl in (ref, sess):
-            if impl is not None:
-                impl.close()
-    return out
 
 
 def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> ImplResult:
@@ -594,9 +201,9 @@ def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> 
     except ImportError as exc:
         out.status, out.reason = "skipped", f"import failed: {exc}"
     except Exception as exc:  # noqa: BLE001 - one implementation failing must not stop the suite
-        skip = _session_skip(exc)
+        skip = session_skip(exc)
         out.status = "skipped" if skip else "error"
-        out.reason = f"{stage}: {_fail_reason(exc)}"
+        out.reason = f"{stage}: {fail_reason(exc)}"
     return out
 
 
@@ -630,8 +237,6 @@ def run_suite(suite=None, quick=False, target="cpu", repeat=10, budget_s=10.0, p
     alter results before they are checked (tests use it to inject a wrong result).
     ``scale``: sizes of the points of scaling workloads (W12), e.g. ``(8, 16)``.
     """
-    from .report import machine_info
-
     workloads = select(suite)
     if target not in ("cpu", "cuda"):
         raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")

@@ -12,20 +12,12 @@ import pytest
 
 import graphc as gc
 from graphc.bench import WORKLOADS, run_suite
+from graphc.bench.figures import exe_figures, feed_dims, size_value
 from graphc.bench.measure import compare, time_runs
 from graphc.bench.progress import Progress
 from graphc.bench.report import format_table, to_dict, write_json
-from graphc.bench.runner import (
-    FUSED,
-    REFERENCE,
-    UNFUSED,
-    BenchResult,
-    exe_figures,
-    feed_dims,
-    run_workload,
-    select,
-    size_value,
-)
+from graphc.bench.results import FUSED, REFERENCE, UNFUSED, BenchResult
+from graphc.bench.runner import run_workload, select
 from graphc.bench.workloads import Case, ElementwiseChain, TinyRun, w1_numpy
 
 

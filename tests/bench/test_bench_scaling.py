@@ -7,7 +7,8 @@ import graphc as gc
 from graphc.bench import WORKLOADS
 from graphc.bench.progress import Progress
 from graphc.bench.report import format_table
-from graphc.bench.runner import BenchResult, run_workload, select
+from graphc.bench.results import BenchResult
+from graphc.bench.runner import run_workload, select
 
 W12 = WORKLOADS["W12"]
 
