@@ -3,7 +3,6 @@ the reference interpreter, and the forward quantities it checks (the loss and th
 moving statistics after one step) match an independent numpy forward pass."""
 
 import numpy as np
-import pytest
 
 import graphc as gc
 from graphc.bench.measure import compare
@@ -15,7 +14,8 @@ from graphc.bench.resnet import (
     resnet_convs,
     resnet_layers,
 )
-from graphc.bench.suite import WORKLOADS
+
+WORKLOAD = "W10"  # the workload of the `quick` fixture (conftest.py)
 
 
 def _conv_same(x, k, stride):
@@ -64,22 +64,6 @@ def _numpy_forward(sizes, p, x, labels):
     return -logp[np.arange(len(labels)), labels].mean(), moving
 
 
-@pytest.fixture(scope="module")
-def quick():
-    w = WORKLOADS["W10"]
-    sizes = w.sizes(quick=True)
-    inputs = w.inputs(sizes, np.random.default_rng(0))
-    return w, sizes, inputs, w.build(sizes, inputs)
-
-
-def _one_step(case, target):
-    opts = gc.CompileOptions(fusion=True, cache_dir=None)
-    with gc.Session(graph=case.graph, target=target, options=opts) as sess:
-        sess.run(case.init)
-        loss = sess.run(case.run_fetches, case.feeds[0])[0]
-        return [np.asarray(loss), *sess.run(case.variables)]
-
-
 def test_w10_is_registered_and_names_every_variable(quick):
     w, sizes, inputs, case = quick
     assert isinstance(w, ResNetStep) and w.kind == "step" and w.missing() is None
@@ -92,10 +76,10 @@ def test_w10_is_registered_and_names_every_variable(quick):
     assert any(c.stride == 2 and c.name.endswith("/proj") for c in resnet_convs(sizes))
 
 
-def test_w10_fused_step_matches_reference_and_numpy(quick):
+def test_w10_fused_step_matches_reference_and_numpy(quick, one_step):
     w, sizes, inputs, case = quick
-    expected = _one_step(case, "reference")
-    got = _one_step(case, "cpu")
+    expected = one_step(case, "reference")
+    got = one_step(case, "cpu")
     err, problem = compare(got, expected, w.rtol, w.atol)
     assert problem is None, problem
 

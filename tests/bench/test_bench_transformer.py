@@ -7,15 +7,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-import graphc as gc
 from graphc.bench.measure import compare
 from graphc.bench.runner import select
-from graphc.bench.suite import WORKLOADS
 from graphc.bench.transformer import LN_EPSILON, TRANSFORMER_PARAMS, TransformerStep
 
 _erf = np.vectorize(math.erf)
+
+WORKLOAD = "W9"  # the workload of the `quick` fixture (conftest.py)
 
 
 def _numpy_loss(sizes, p, x, y):
@@ -43,22 +42,6 @@ def _numpy_loss(sizes, p, x, y):
     return np.mean((out - y.astype(np.float64).reshape(-1, d)) ** 2)
 
 
-@pytest.fixture(scope="module")
-def quick():
-    w = WORKLOADS["W9"]
-    sizes = w.sizes(quick=True)
-    inputs = w.inputs(sizes, np.random.default_rng(0))
-    return w, sizes, inputs, w.build(sizes, inputs)
-
-
-def _one_step(case, target):
-    opts = gc.CompileOptions(fusion=True, cache_dir=None)
-    with gc.Session(graph=case.graph, target=target, options=opts) as sess:
-        sess.run(case.init)
-        loss = sess.run(case.run_fetches, case.feeds[0])[0]
-        return [np.asarray(loss), *sess.run(case.variables)]
-
-
 def test_w9_is_registered_and_runs_when_named(quick):
     w, sizes, inputs, case = quick
     assert isinstance(w, TransformerStep) and w.kind == "step" and w.missing() is None
@@ -69,10 +52,10 @@ def test_w9_is_registered_and_runs_when_named(quick):
     assert full == {"batch": 32, "seq": 128, "d_model": 256, "heads": 4, "ff": 1024}
 
 
-def test_w9_fused_step_matches_reference_and_numpy(quick):
+def test_w9_fused_step_matches_reference_and_numpy(quick, one_step):
     w, sizes, inputs, case = quick
-    expected = _one_step(case, "reference")
-    got = _one_step(case, "cpu")
+    expected = one_step(case, "reference")
+    got = one_step(case, "cpu")
     err, problem = compare(got, expected, w.rtol, w.atol)
     assert problem is None, problem
     loss = _numpy_loss(sizes, inputs, inputs["x"], inputs["y"])
