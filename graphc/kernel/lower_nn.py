@@ -133,7 +133,7 @@ def _gemm(kb, a, b, c, ta, tb, m, n, k, dt):
                              sym.as_expr(k), sym.ONE, z, z, z, one, zero, z, z, z)))  # fmt: skip
 
 
-# -- Conv2D (a "gemm" kind op: epilogues fuse; called from lower._emit_gemm_group) -------------
+# -- Conv2D (a "gemm" kind op: epilogues fuse; called from lower_gemm.emit_gemm_group) -------------
 
 
 @rule("Conv2D")

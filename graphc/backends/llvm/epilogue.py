@@ -1,6 +1,6 @@
 """Which GEMM epilogues the LLVM renderer may run inside the GEMM's row chunks.
 
-A GEMM kernel (``kernel.lower._emit_gemm_group``) is a ``gemm`` LibCall writing C, then a
+A GEMM kernel (``kernel.lower_gemm.emit_gemm_group``) is a ``gemm`` LibCall writing C, then a
 parallel loop over the elements of C applying the epilogue (bias, relu, the SGD update
 ``V - lr * C``). The Kernel IR keeps that meaning; the cpu renderer may instead run the
 loop's iterations for rows [r0, r1) of C right after the chunk's sgemm computed those rows,

@@ -1,0 +1,136 @@
+"""GEMM groups: a ``gemm`` LibCall (or a Conv2D through im2col) then a fused epilogue.
+
+The GEMM writes C, then the group's elementwise members (bias, activation) run as one loop
+over their outputs, written in place into C's buffer when nothing else needs the raw product
+(``emit_gemm_group``). ``_emit_gemm`` turns a MatMul / BatchMatMul into one batched ``gemm``
+call, or one call per output batch index when the operands broadcast their batch dims
+differently (the LibCall's arguments: ``graphc/backends/llvm/blas.py``).
+"""
+
+from __future__ import annotations
+
+from ..expr import Const, Load, i64
+from . import sym
+from .builder import Illegal, Ix
+from .group_emitter import GroupEmitter
+from .ir import Buffer, LibCall, Store, exprs_in, walk_stmts
+from .lower_nn import emit_conv2d
+from .lower_rows import store_all, stored_space
+
+
+def emit_gemm_group(lw, name, nodes, stored, mm):
+    """``gemm`` LibCall for ``mm`` then the epilogue members as a loop over their outputs.
+
+    The GEMM writes straight into the epilogue's output (in place) when that is the only
+    stored value, of C's shape and dtype, and the epilogue reads each element of C only at
+    the index it then overwrites (not so for a transpose of a square C, say)."""
+    prog = lw.program
+    mm_ref = (mm.id, 0)
+    for src, _ in mm.inputs:
+        if src in {n.id for n in nodes}:
+            raise Illegal("GEMM operands are read from memory by the BLAS library")
+    epilogue = [r for r in stored if r != mm_ref]
+    c_shape = lw.shapes[mm_ref]
+    dt = mm.outs[0].dtype
+    in_place = (
+        mm_ref not in stored
+        and len(epilogue) == 1
+        and lw.shapes[epilogue[0]] == c_shape
+        and prog.spec(epilogue[0]).dtype == dt
+    )
+    if in_place:
+        kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=True)
+        if _reads_only_overwritten(kb.body(), kb.overrides[mm_ref]):
+            return kb, kb.body()
+    kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=False)
+    return kb, kb.body()
+
+
+def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
+    prog = lw.program
+    mm_ref = (mm.id, 0)
+    kb = GroupEmitter(lw, name, [n.id for n in nodes if n.id != mm.id])
+    if in_place:
+        c_buf = kb.out_buffer(prog.node(epilogue[0][0]), epilogue[0][1])
+    elif mm_ref in stored:
+        c_buf = kb.out_buffer(mm)
+    else:
+        c_buf = f"t{mm.id}"
+        lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
+        kb.writes.add(c_buf)
+    if mm.op == "Conv2D":
+        emit_conv2d(kb, mm, c_buf)
+    else:
+        _emit_gemm(kb, mm, c_buf)
+    kb.overrides[mm_ref] = c_buf
+    if epilogue:
+        kb.reads.add(c_buf)
+        space = stored_space(lw, epilogue)
+        saved = list(kb.blocks[0])
+        for flat in (True, False):
+            kb.blocks[0] = list(saved)
+            kb.divmod_used = False
+            if flat:
+                with kb.loop(sym.product(space), parallel=True) as i:
+                    store_all(kb, epilogue, kb.ix(space, flat=i))
+            else:
+                with kb.nest(space) as idx:
+                    store_all(kb, epilogue, kb.ix(space, dims=idx))
+            # the flat loop unless it needs a divmod (multi-index) and a nest can do without;
+            # the nest is kept even when it needs one too
+            if not kb.divmod_used or len(space) <= 1:
+                break
+    return kb
+
+
+def _reads_only_overwritten(body, buf) -> bool:
+    """Every Load of ``buf`` in ``body`` is at the index of the one Store to ``buf``."""
+    stores = {s.index for s in walk_stmts(body) if isinstance(s, Store) and s.buffer == buf}
+    if len(stores) != 1:
+        return False
+    return all(e.index in stores for e in exprs_in(body) if isinstance(e, Load) and e.buffer == buf)
+
+
+def _emit_gemm(kb, mm, c_buf):
+    lw = kb.lw
+    a_ref, b_ref = (tuple(r) for r in mm.inputs)
+    a_s, b_s = lw.shapes[a_ref], lw.shapes[b_ref]
+    c_s = lw.shapes[(mm.id, 0)]
+    ta, tb = mm.attrs["transpose_a"], mm.attrs["transpose_b"]
+    m, n = c_s[-2], c_s[-1]
+    k = a_s[-2] if ta else a_s[-1]
+    a_buf, b_buf = lw.buffer_for_read(a_ref), lw.buffer_for_read(b_ref)
+    kb.reads.update((a_buf, b_buf))
+    batch = c_s[:-2]
+    mk, kn, mn = sym.mul(m, k), sym.mul(k, n), sym.mul(m, n)
+    dt = mm.outs[0].dtype
+    one, zero = Const(1.0, dt), Const(0.0, dt)
+
+    def stride(op_batch, size):
+        if tuple(op_batch) == tuple(batch):
+            return size
+        if all(sym.const_value(d) == 1 for d in op_batch):
+            return sym.ZERO
+        return None
+
+    sa, sb = stride(a_s[:-2], mk), stride(b_s[:-2], kn)
+    flags = (i64(int(ta)), i64(int(tb)))
+    if sa is not None and sb is not None:
+        kb.emit(LibCall("gemm", (a_buf, b_buf, c_buf, *flags, m, n, k, sym.product(batch),
+                                 sa, sb, mn, one, zero, sym.ZERO, sym.ZERO, sym.ZERO)))  # fmt: skip
+        return
+    # mixed batch broadcasting: one GEMM per output batch index
+    with kb.nest(batch, parallel=False) as bidx:
+        bix = Ix(kb, batch, dims=bidx)
+        offs = []
+        for op_batch, size in ((a_s[:-2], mk), (b_s[:-2], kn)):
+            r, t = len(batch), len(op_batch)
+            dims = []
+            for j in range(t):
+                d = op_batch[j]
+                dims.append(sym.ZERO if sym.const_value(d) == 1 else
+                            sym.select(sym.eq(d, 1), 0, bix.dims()[r - t + j]))  # fmt: skip
+            offs.append(sym.mul(sym.flat_index(dims, op_batch), size))
+        oc = sym.mul(bix.flat(), mn)
+        kb.emit(LibCall("gemm", (a_buf, b_buf, c_buf, *flags, m, n, k, sym.ONE, sym.ZERO,
+                                 sym.ZERO, sym.ZERO, one, zero, offs[0], offs[1], oc)))  # fmt: skip

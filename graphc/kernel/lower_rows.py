@@ -1,0 +1,220 @@
+"""Loop and row (reduction) groups: the Kernel IR of a fused group without a GEMM.
+
+``lower.emit_group`` picks the emitter by the group's members:
+  * a ``loop`` group (elementwise members only): one loop nest over the shape of the stored
+    outputs, every member computed inline at the index its consumer asks for
+    (``emit_loop_group``); a flat loop unless that needs a divmod a nest can avoid.
+  * a ``reduction`` group in the row layout: outer (parallel) loops over the rows, then for
+    each reduction an inner loop accumulating its fused producers, then the row-valued
+    elementwise members, then an inner loop storing the full-shaped outputs
+    (``emit_row_group``). Softmax and layer norm become one such kernel. Expensive members
+    that several passes need are cached in a full-shaped output (``row_cache_plan``).
+
+``store_all`` and ``stored_space`` are shared with the GEMM epilogue (``lower_gemm``).
+"""
+
+from __future__ import annotations
+
+from .. import dtypes as _dt
+from ..expr import Cast, Const, Math, Var
+from . import lowerings as L
+from . import sym
+from .builder import REDUCE_COMBINE, REDUCE_INIT, Illegal, is_row_shape, reduce_extreme
+from .group_emitter import GroupEmitter
+from .ir import Let, Store
+from .printer import expr_text
+
+#: ops whose outputs are always stored, whether or not a consumer reads them
+MUST_STORE = ("Assign", "AssignAdd", "AssignSub", "CheckNumerics")
+
+
+def stored_space(lw, stored):
+    shapes = {lw.shapes[r] for r in stored}
+    if len(shapes) != 1:
+        raise Illegal("the group's outputs have different shapes: "
+                      + " vs ".join(fmt_shape(s) for s in shapes))  # fmt: skip
+    return shapes.pop()
+
+
+def fmt_shape(s):
+    return "(" + ", ".join(expr_text(d) for d in s) + ")"
+
+
+def emit_loop_group(lw, name, nodes, stored, flat_first=True):
+    if not stored:
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        return kb, ()
+    shapes = list(dict.fromkeys(lw.shapes[r] for r in stored))
+    if len(shapes) > 1 and len({r[0] for r in stored}) == 1:
+        # one multi-output op (split, unstack): one loop nest per output shape
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        for shape in shapes:
+            with kb.nest(shape) as idx:
+                store_all(kb, [r for r in stored if lw.shapes[r] == shape],
+                           kb.ix(shape, dims=idx))  # fmt: skip
+        return kb, kb.body()
+    space = stored_space(lw, stored)
+    for flat in [True, False] if flat_first else [False]:
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        if flat:
+            with kb.loop(sym.product(space), parallel=True) as i:
+                ix = kb.ix(space, flat=i)
+                store_all(kb, stored, ix)
+        else:
+            with kb.nest(space) as idx:
+                ix = kb.ix(space, dims=idx)
+                store_all(kb, stored, ix)
+        if not kb.divmod_used or len(space) <= 1:
+            break
+    return kb, kb.body()
+
+
+def store_all(kb, stored, ix):
+    for ref in stored:
+        node = kb.lw.program.node(ref[0])
+        v = kb.value(ref, ix)
+        buf = kb.out_buffer(node, ref[1])
+        kb.emit(Store(buf, ix.flat(), v))
+
+
+def row_cache_plan(lw, kb, stored) -> dict:
+    """ref -> (output buffer, storing pass, passes) for the expensive members a row kernel
+    computes in several passes: the first pass stores them into a full-shaped output of the
+    same dtype (which the last pass overwrites element by element after reading it)."""
+    free = [
+        r for r in kb.full_stored if lw.program.node(r[0]).op not in MUST_STORE
+    ]  # fmt: skip
+    plan = {}
+    for ref, passes in sorted(kb.expensive_seen.items(), key=lambda kv: min(kv[1])):
+        if len(passes) < 2:
+            continue
+        dt = lw.program.spec(ref).dtype
+        out = next((r for r in free if lw.program.spec(r).dtype == dt), None)
+        if out is None:
+            continue
+        free.remove(out)
+        plan[ref] = (lw.buffer_for_write(out), min(passes), frozenset(passes))
+    return plan
+
+
+def emit_row_group(lw, name, nodes, stored, reductions, cache=None):
+    specs = {}
+    for r in reductions:
+        spec = L.REDUCTIONS[r.op](r, lw.shapes)
+        if spec is None:
+            raise Illegal(f"{r.op} '{r.name}': which dims it reduces is only known at run time")
+        specs[r.id] = spec
+    first = specs[reductions[0].id]
+    space = lw.shapes[first.ref]
+    axes = first.axes
+    for r in reductions:
+        s = specs[r.id]
+        if lw.shapes[s.ref] != space or s.axes != axes:
+            raise Illegal("reductions over different shapes or axes")
+    outer_axes = [d for d in range(len(space)) if d not in axes]
+    row_shape = tuple(space[d] for d in outer_axes)
+    kb = GroupEmitter(lw, name, [n.id for n in nodes])
+    kb.row_cache = dict(cache or {})
+    full_stored, row_stored = [], []
+    for ref in stored:
+        s = lw.shapes[ref]
+        if s == space and ref[0] not in specs:
+            full_stored.append(ref)
+        elif sym.product(s) == sym.product(row_shape) and is_row_shape(s, space, axes):
+            row_stored.append(ref)
+        else:
+            raise Illegal(f"output shape {fmt_shape(s)} is neither the row nor the full shape")
+    with kb.nest([space[d] for d in outer_axes]) as ovars:
+        kb.row_flat = sym.flat_index(ovars, row_shape)
+        row_dims = dict(zip(outer_axes, ovars))
+
+        def full_ix(avars):
+            dims = [
+                row_dims[d]
+                if d in row_dims
+                else (sym.ZERO if sym.const_value(space[d]) == 1 else avars[axes.index(d)])
+                for d in range(len(space))
+            ]
+            return kb.ix(space, dims=dims)
+
+        for n in nodes:
+            if n.id in specs:
+                _emit_reduction(kb, n, specs[n.id], space, axes, full_ix)
+            elif L.op_kind(n) != "source":
+                s = lw.shapes[(n.id, 0)]
+                if s != space and is_row_shape(s, space, axes) and _reads_rows(lw, n, kb):
+                    kb.value((n.id, 0), kb.ix(s, flat=kb.row_flat))
+        for ref in row_stored:
+            node = lw.program.node(ref[0])
+            v = kb.value(ref, kb.ix(lw.shapes[ref], flat=kb.row_flat))
+            kb.emit(Store(kb.out_buffer(node, ref[1]), kb.row_flat, v))
+        if full_stored:
+            kb.pass_no += 1
+            with kb.nest([space[d] for d in axes], parallel=False) as avars:
+                ix = full_ix(avars)
+                kb.full_flat = ix.flat()
+                # read cached values before any store to the output rows holding them
+                for ref, (_, _, passes) in kb.row_cache.items():
+                    if kb.pass_no in passes:
+                        kb.value(ref, ix)
+                store_all(kb, full_stored, ix)
+                kb.full_flat = None
+    kb.full_stored = full_stored
+    return kb, kb.body()
+
+
+def _reads_rows(lw, node, kb) -> bool:
+    """True when ``node`` depends (inside the group) on a reduction of this row."""
+    stack = [src for src, _ in node.inputs]
+    seen = set()
+    while stack:
+        nid = stack.pop()
+        if nid in seen or nid not in kb.members:
+            continue
+        seen.add(nid)
+        if nid in kb.row_values:
+            return True
+        stack.extend(src for src, _ in lw.program.node(nid).inputs)
+    return False
+
+
+def _emit_reduction(kb, node, spec, space, axes, full_ix):
+    lw = kb.lw
+    dt = lw.program.spec(spec.ref).dtype
+    acc = kb.new_var("acc")
+    extents = [space[d] for d in axes]
+    if spec.op in ("argmax", "argmin"):
+        best = acc
+        idx = kb.new_var("arg")
+        kb.emit(Let(best, dt, reduce_extreme(dt, spec.op == "argmin")))
+        kb.emit(Let(idx, _dt.int64, sym.ZERO))
+        with kb.nest(extents, parallel=False) as avars:
+            v = kb.value(spec.ref, full_ix(avars))
+            b = Var(best, dt)
+            better = (Math.GT if spec.op == "argmax" else Math.LT)(v, b)
+            if dt.is_floating:
+                better = Math.OR(better, Math.AND(Math.ISNAN(v), Math.NOT(Math.ISNAN(b))))
+            better = kb.bind(better, _dt.bool_)
+            kb.emit(Let(idx, _dt.int64, Math.SELECT(better, avars[0], Var(idx, _dt.int64))))
+            kb.emit(Let(best, dt, Math.SELECT(better, v, b)))
+        final = Cast(Var(idx, _dt.int64), node.outs[0].dtype)
+    else:
+        if spec.op in ("max", "min"):
+            init = reduce_extreme(dt, spec.op == "min")
+        else:
+            init = Const(dt.np.type(REDUCE_INIT[spec.op]).item(), dt)
+        kb.emit(Let(acc, dt, init))
+        kb.pass_no += 1
+        with kb.nest(extents, parallel=False) as avars:
+            ix = full_ix(avars)
+            kb.full_flat = ix.flat()
+            v = kb.value(spec.ref, ix)
+            kb.emit(Let(acc, dt, REDUCE_COMBINE[spec.op](Var(acc, dt), v), reduce=True))
+        kb.full_flat = None
+        final = Var(acc, dt)
+        if spec.op == "mean":
+            final = Math.DIV(final, Cast(sym.product(extents), dt))
+    kb.row_values[node.id] = kb.bind(final, node.outs[0].dtype)
+    if isinstance(kb.row_values[node.id], Var) and kb.row_values[node.id].name == acc:
+        # keep the accumulator name private: later reductions may not re-assign it
+        kb.row_values[node.id] = Var(acc, dt)
