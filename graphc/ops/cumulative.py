@@ -13,45 +13,22 @@ import numpy as np
 
 from .constant import ones_like, zeros_like
 from .elementwise import cast, equal, logical_and, where
-from .reduce import cumsum
-from .registry import (
-    DTypeError,
-    Example,
-    OpDef,
-    apply1,
-    convert_to_tensor,
-    normalize_axis,
-    register,
-)
+from .reduce import ScanOp, cumsum
+from .registry import Example, apply1, convert_to_tensor, register
 from .shape_util import located, static_int
 
 __all__ = ["cumprod"]
 
 
 @register
-class Cumprod(OpDef):
+class Cumprod(ScanOp):
     """Cumulative product along ``axis``; ``exclusive`` starts from 1, ``reverse`` from the end."""
 
-    def infer(self, specs, attrs):
-        x = specs[0]
-        if x.dtype.is_bool:
-            raise DTypeError("cumprod of bool")
-        if x.shape is not None:
-            normalize_axis(attrs["axis"], len(x.shape))
-        return [x]
-
-    def ref(self, xs, attrs):
-        x = xs[0]
-        axis = attrs["axis"] % x.ndim
-        if attrs["reverse"]:
-            x = np.flip(x, axis)
-        if attrs["exclusive"] and x.shape[axis]:  # (an empty axis stays empty)
+    def scan(self, x, axis, exclusive):
+        if exclusive and x.shape[axis]:  # (an empty axis stays empty)
             ones = np.ones_like(np.take(x, [0], axis=axis))
             x = np.concatenate([ones, np.delete(x, -1, axis=axis)], axis=axis)
-        out = np.cumprod(x, axis=axis, dtype=x.dtype)
-        if attrs["reverse"]:
-            out = np.flip(out, axis)
-        return np.array(out, order="C")
+        return np.cumprod(x, axis=axis, dtype=x.dtype)
 
     def vjp(self, op, grads):
         (g,) = grads

@@ -325,14 +325,15 @@ class ArgMin(_Arg):
         return argmin(x, axis)
 
 
-@register
-class Cumsum(OpDef):
-    """Cumulative sum along ``axis``; ``exclusive`` and ``reverse`` as in TF."""
+class ScanOp(OpDef):
+    """A cumulative op along ``attrs["axis"]`` (``Cumsum``, ``Cumprod``): the shape and dtype
+    rule and the reference's axis and ``reverse`` handling, written once. A subclass gives
+    ``scan(x, axis, exclusive)``, the forward scan along a non-negative axis."""
 
     def infer(self, specs, attrs):
         x = specs[0]
         if x.dtype.is_bool:
-            raise DTypeError("cumsum of bool")
+            raise DTypeError(f"{self.type.lower()} of bool")
         if x.shape is not None:
             normalize_axis(attrs["axis"], len(x.shape))
         return [x]
@@ -340,14 +341,24 @@ class Cumsum(OpDef):
     def ref(self, xs, attrs):
         x = xs[0]
         axis = attrs["axis"] % x.ndim
-        if attrs["reverse"]:
+        if attrs["reverse"]:  # a reverse scan is the forward scan of the flipped input
             x = np.flip(x, axis)
-        out = np.cumsum(x, axis=axis, dtype=x.dtype)
-        if attrs["exclusive"]:
-            out = out - x
+        out = self.scan(x, axis, attrs["exclusive"])
         if attrs["reverse"]:
             out = np.flip(out, axis)
         return np.array(out, order="C")
+
+    def scan(self, x, axis: int, exclusive: bool):
+        raise NotImplementedError
+
+
+@register
+class Cumsum(ScanOp):
+    """Cumulative sum along ``axis``; ``exclusive`` and ``reverse`` as in TF."""
+
+    def scan(self, x, axis, exclusive):
+        out = np.cumsum(x, axis=axis, dtype=x.dtype)
+        return out - x if exclusive else out
 
     def vjp(self, op, grads):
         a = op.attrs
