@@ -90,10 +90,15 @@ class SymShapes:
     def _node(self, n):
         if n.op == "Feed":
             shape = []
+            # a loop body's inputs may name shared dims (graphc/backends/cpu/body_dims.py):
+            # one Dim, read from the first feed that has it; the runtime checks every other
+            # feed against the sizes it implies
+            shared = n.attrs.get("dim_names") or ()
             for axis, d in enumerate(n.attrs["shape"] or ()):
                 if d is None:
-                    name = f"d{n.attrs['index']}_{axis}"
-                    self.dims[name] = (n.attrs["index"], axis)
+                    name = shared[axis] if axis < len(shared) and shared[axis] else None
+                    name = name or f"d{n.attrs['index']}_{axis}"
+                    self.dims.setdefault(name, (n.attrs["index"], axis))
                     shape.append(Dim(name))
                 else:
                     shape.append(i64(d))

@@ -25,6 +25,8 @@ SAME_AS_INPUT1 = frozenset({"BroadcastLike", "ReshapeLike", "SumToShape"})
 REDUCTIONS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "Any", "All"})
 #: other ops whose symbolic dims are derived from those of input 0 alone
 _READS_INPUT0 = REDUCTIONS | {"Transpose", "ExpandDims", "Squeeze", "Reshape"}
+#: ops with one part of input 0 per output along ``axis`` (other dims: input 0's)
+SPLITS = frozenset({"SplitV", "SplitLike"})
 
 
 class SymbolicShapes:
@@ -66,10 +68,10 @@ class SymbolicShapes:
         """The refs whose dims ``_dims(ref)`` reads (those ``_derive`` asks for)."""
         n = self.node_of(ref[0])
         shape = n.outs[ref[1]].shape
-        if shape is None or None not in shape or ref[1] != 0 or not n.inputs:
+        if shape is None or None not in shape or not n.inputs or ref[1] and n.op not in SPLITS:
             return []
         op = n.op
-        if op in SAME_AS_INPUT0:
+        if op in SAME_AS_INPUT0 or op in SPLITS or op == "ConcatV2":
             picked = n.inputs[:1]
         elif op in SAME_AS_INPUT1:
             picked = n.inputs[1:2]
@@ -84,9 +86,15 @@ class SymbolicShapes:
         return [tuple(r) for r in picked]
 
     def _fresh(self, ref, shape) -> tuple:
+        # a loop body's Feed may name dims shared with other feeds (checked equal at run
+        # time, graphc/backends/cpu/body_dims.py): one symbol per name
+        shared = self.node_of(ref[0]).attrs.get("dim_names") or ()
         return tuple(
-            d if d is not None else ("dim", ref[0], ref[1], axis) for axis, d in enumerate(shape)
-        )
+            d if d is not None
+            else ("shared", shared[axis]) if axis < len(shared) and shared[axis]
+            else ("dim", ref[0], ref[1], axis)
+            for axis, d in enumerate(shape)
+        )  # fmt: skip
 
     def _dims(self, ref):
         n = self.node_of(ref[0])
@@ -94,9 +102,16 @@ class SymbolicShapes:
         if shape is None:
             return None
         fresh = self._fresh(ref, shape)
-        if None not in shape or ref[1] != 0 or not n.inputs:
+        if None not in shape or not n.inputs or ref[1] and n.op not in SPLITS:
             return fresh
         derived = self._derive(n)
+        if n.op in SPLITS or n.op == "ConcatV2":
+            # one part along the axis (the output's own size); the other dims are input 0's
+            # (a concat's inputs agree on them: checked at run time by kernel/shapes.py)
+            axis = n.attrs["axis"]
+            if derived is None or not 0 <= axis < len(derived):
+                return fresh
+            derived = derived[:axis] + (fresh[axis],) + derived[axis + 1 :]
         if derived is None or len(derived) != len(shape):
             return fresh
         # a static size known for the output beats a symbol derived from the inputs
@@ -105,7 +120,7 @@ class SymbolicShapes:
     def _derive(self, n):
         # reads the dims of the inputs ``_reads`` names (keep the two in step)
         op = n.op
-        if op in SAME_AS_INPUT0:
+        if op in SAME_AS_INPUT0 or op in SPLITS or op == "ConcatV2":  # see _dims
             return self.dims(n.inputs[0])
         if op in SAME_AS_INPUT1:
             return self.dims(n.inputs[1])

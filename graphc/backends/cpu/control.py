@@ -21,6 +21,7 @@ from ...executable import KernelInfo
 from ...ops.registry import get_op_def
 from ...runtime_state import SubContext
 from ..llvm.runtime import REFS_IF_UNUSED, REUSE_DEPTH, REUSE_MIN_BYTES, _refs
+from .body_dims import share_dims
 
 
 def is_control(node) -> bool:
@@ -31,7 +32,7 @@ def is_control(node) -> bool:
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
-    def __init__(self, node, options, needed, compile_body):
+    def __init__(self, node, options, needed, compile_body, in_dims=None):
         self.node = node
         self.op_def = get_op_def(node.op)
         self.needed = needed
@@ -46,6 +47,14 @@ class ControlStep:
         self.history = lean is None  # False: the body compiled without its history outputs
         if lean is not None:
             programs["body"] = lean
+        # a loop's bodies compiled with the sizes its inputs share (body_dims.py), checked
+        # at each run's entry; the bodies without them are compiled if a run needs them
+        self.shared = share_dims(node.attrs, programs, in_dims) if node.op == "While" else None
+        self._plain = programs
+        self._plain_runners: dict | None = None
+        self._compile_body = compile_body
+        if self.shared is not None:
+            programs = self.shared.programs
         for attr, program in programs.items():
             exe = compile_body(program)
             self.runners[attr] = exe.runner
@@ -54,8 +63,19 @@ class ControlStep:
             )
         self.seconds = time.perf_counter() - t0
 
+    def _runners(self, xs) -> dict:
+        """The bodies' runners for this run's inputs: those with shared dims when the
+        inputs have one size in each class (or there are none), else the plain ones."""
+        if self.shared is None or self.shared.holds(xs):
+            return self.runners
+        if self._plain_runners is None:
+            self._plain_runners = {
+                attr: self._compile_body(p).runner for attr, p in self._plain.items()
+            }
+        return self._plain_runners
+
     def run(self, xs, ctx) -> list:
-        runners = {attr: r.run for attr, r in self.runners.items()}
+        runners = {attr: r.run for attr, r in self._runners(xs).items()}
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
         def call(attr, feeds, iteration=None):
@@ -87,7 +107,7 @@ class ControlStep:
         return a
 
     def close(self) -> None:
-        for r in self.runners.values():
+        for r in [*self.runners.values(), *(self._plain_runners or {}).values()]:
             close = getattr(r, "close", None)
             if close is not None:
                 close()

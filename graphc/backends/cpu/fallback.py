@@ -23,6 +23,7 @@ from ...executable import KernelInfo
 from ...kernel.lower import lower
 from ...ops.registry import get_op_def
 from ...passes.fusion import fuse
+from ...passes.symshape import SymbolicShapes
 from ...program import Node, Program
 from .control import ControlStep, is_control
 
@@ -202,13 +203,17 @@ def build(source, program: Program, options, compile_segment, compile_body):
             later.update(n.inputs)
     needed_after.reverse()
     out_steps, kernels, host_ops, native_calls = [], [], [], 0
+    dims = None  # symbolic dims of the program's values (for the loops' shared dims)
     for step, later_refs in zip(steps, needed_after):
         if step[0] == "host":
             node = step[1]
             control = None
             if is_control(node):  # a loop or branch: its bodies are compiled (control.py)
                 needed = {k for k in range(len(node.outs)) if (node.id, k) in later_refs}
-                control = ControlStep(node, options, needed, compile_body)
+                if dims is None:
+                    dims = SymbolicShapes(program.node)
+                in_dims = [dims.dims(r) for r in node.inputs]
+                control = ControlStep(node, options, needed, compile_body, in_dims)
             out_steps.append(("host", node, control))
             kernels.append(KernelInfo(f"host_fallback:{node.name}", (node.name,), (node.op,)))
             if control is not None:
