@@ -1,7 +1,9 @@
 """What the digits examples share: the data, a dense layer, the training loop and its flags.
 
 ``mlp_digits.py`` and ``cnn_digits.py`` differ only in the model they build; both hand
-``train`` a ``build(args)`` function returning ``(x, y, loss, accuracy, train_op)``.
+``train`` a ``build(args)`` function returning ``(x, y, loss, accuracy, train_op)``. The
+epoch loop itself (``run_epochs``: step budget, progress bar, per-epoch report) also drives
+``resnet_synthetic.py``, whose batches come from a ``gc.data`` iterator instead of feeds.
 """
 
 from __future__ import annotations
@@ -80,6 +82,48 @@ def progress(epoch, epochs, done, total, loss, width=20):
     print(f"\repoch {epoch}/{epochs} [{bar}] loss {loss:.4f}", end="", flush=True)
 
 
+def run_epochs(epochs: int, n_batches: int, max_steps: int, step, end_epoch, begin_epoch=None):
+    """The epoch loop of the examples. Each of ``epochs`` passes calls ``begin_epoch(epoch)``,
+    then ``step(b)`` for batches ``b = 0 .. n_batches - 1``: it trains on one batch and returns
+    its loss, or None when the data ran out first. ``max_steps`` (0: no limit) caps the steps
+    of all passes together; training stops at a pass that runs no step. After each pass,
+    ``end_epoch(epoch, losses, started)`` reports it (``started``: the pass's
+    ``time.perf_counter()`` at its start). A tqdm bar shows each pass when tqdm is
+    installed, else a one-line bar on a terminal."""
+    steps_left = max_steps if max_steps else None
+    for epoch in range(1, epochs + 1):
+        if steps_left is not None and steps_left <= 0:
+            break
+        t0 = time.perf_counter()
+        if begin_epoch is not None:
+            begin_epoch(epoch)
+        losses = []
+        bar = None
+        if tqdm is not None:  # disable=None: shown on a terminal only
+            bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{epochs}", unit="step",
+                       leave=False, disable=None)  # fmt: skip
+        for b in bar if bar is not None else range(n_batches):
+            if steps_left is not None and steps_left <= 0:
+                break
+            loss = step(b)
+            if loss is None:
+                break
+            losses.append(float(loss))
+            if bar is not None:
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
+            else:
+                progress(epoch, epochs, b + 1, n_batches, np.mean(losses))
+            if steps_left is not None:
+                steps_left -= 1
+        if bar is not None:
+            bar.close()
+        elif sys.stdout.isatty():
+            print("\r", end="")  # the report overwrites the one-line bar
+        if not losses:
+            break
+        end_epoch(epoch, losses, t0)
+
+
 def train(args, build) -> History:
     """Train the model ``build(args)`` makes with the parsed ``args``; returns the History
     (prints one line per epoch)."""
@@ -90,46 +134,33 @@ def train(args, build) -> History:
         init = gc.global_variables_initializer()
     rng = np.random.default_rng(args.seed)
     hist = History()
-    steps_left = args.steps if args.steps else None
     n_batches = int(np.ceil(len(x_train) / args.batch_size))
     with gc.Session(graph=graph, target=args.target) as sess:
         sess.run(init)
-        for epoch in range(1, args.epochs + 1):
-            t0 = time.perf_counter()
+        order = None
+
+        def begin_epoch(epoch):
+            nonlocal order
             order = rng.permutation(len(x_train))
-            losses = []
-            bar = None
-            if tqdm is not None:  # disable=None: shown on a terminal only
-                bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{args.epochs}", unit="step",
-                           leave=False, disable=None)  # fmt: skip
-            for b in bar if bar is not None else range(n_batches):
-                if steps_left is not None and steps_left <= 0:
-                    break
-                idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-                _, batch_loss = sess.run([train_op, loss], {x: x_train[idx], y: y_train[idx]})
-                losses.append(float(batch_loss))
-                if bar is not None:
-                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-                else:
-                    progress(epoch, args.epochs, b + 1, n_batches, np.mean(losses))
-                if steps_left is not None:
-                    steps_left -= 1
-            if bar is not None:
-                bar.close()
-            if not losses:
-                break
+
+        def step(b):
+            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+            return sess.run([train_op, loss], {x: x_train[idx], y: y_train[idx]})[1]
+
+        def end_epoch(epoch, losses, started):
             hist.step_losses.extend(losses)
             hist.epoch_losses.append(float(np.mean(losses)))
             hist.train_accuracy.append(float(sess.run(accuracy, {x: x_train, y: y_train})))
             test_loss, test_acc = sess.run([loss, accuracy], {x: x_test, y: y_test})
             hist.test_accuracy.append(float(test_acc))
-            end = "\r" if sys.stdout.isatty() else ""
             print(
-                f"{end}epoch {epoch}/{args.epochs}  loss {hist.epoch_losses[-1]:.4f}  "
+                f"epoch {epoch}/{args.epochs}  loss {hist.epoch_losses[-1]:.4f}  "
                 f"train acc {hist.train_accuracy[-1]:.2%}  test loss {float(test_loss):.4f}  "
-                f"test acc {test_acc:.2%}  ({time.perf_counter() - t0:.2f}s)",
+                f"test acc {test_acc:.2%}  ({time.perf_counter() - started:.2f}s)",
                 flush=True,
             )
+
+        run_epochs(args.epochs, n_batches, args.steps, step, end_epoch, begin_epoch)
     return hist
 
 

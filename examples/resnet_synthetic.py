@@ -19,31 +19,18 @@ otherwise; the moving averages are updated by the ops in ``GraphKeys.UPDATE_OPS`
 training step depends on. Trained with ``gc.train.MomentumOptimizer``. With ``--logdir`` and
 the tensorboard package installed, loss and batch accuracy are written with
 ``gc.summary.FileWriter`` every ``--summary-every`` steps; a tqdm bar shows each epoch when
-tqdm is installed.
+tqdm is installed. The epoch loop is the digits examples' (``digits_training.run_epochs``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
-try:  # optional: a progress bar per epoch
-    from tqdm import tqdm
-except ImportError:
-    tqdm = None
-
-try:
-    import graphc as gc
-except ImportError:  # run from a source checkout without installing: use the checkout
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import graphc as gc
+from digits_training import gc, run_epochs  # the examples' epoch loop (and graphc)
 
 
 @dataclass
@@ -167,54 +154,40 @@ def train(args) -> History:
         m = build(args, x_train, y_train)
         init = gc.global_variables_initializer()
     hist = History()
-    steps_left = args.steps if args.steps else None
     n_batches = int(np.ceil(args.train_size / args.batch_size))
     writer = open_writer(args, graph)
     with gc.Session(graph=graph, target=args.target) as sess:
         sess.run(init)
-        for epoch in range(1, args.epochs + 1):
-            if steps_left is not None and steps_left <= 0:
-                break
-            t0 = time.perf_counter()
+
+        def begin_epoch(epoch):
             sess.run(m["iterator"].initializer)  # a new pass over the (reshuffled) data
-            bar = None
-            if tqdm is not None:  # disable=None: shown on a terminal only
-                bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{args.epochs}", unit="step",
-                           leave=False, disable=None)  # fmt: skip
-            losses = []
-            while steps_left is None or steps_left > 0:
-                fetches = [m["train_op"], m["loss"], m["step"]]
-                want_summary = (
-                    writer is not None and len(hist.step_losses) % args.summary_every == 0
-                )
-                if want_summary:
-                    fetches.append(m["summaries"])
-                try:  # the run takes the next batch from the iterator by itself
-                    out = sess.run(fetches, {m["training"]: True})
-                except gc.errors.OutOfRangeError:
-                    break
-                losses.append(float(out[1]))
-                hist.step_losses.append(losses[-1])
-                if want_summary:
-                    writer.add_summary(out[3], global_step=int(out[2]))
-                    hist.summaries_written += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-                if steps_left is not None:
-                    steps_left -= 1
-            if bar is not None:
-                bar.close()
-            if not losses:
-                break
+
+        def step(b):
+            fetches = [m["train_op"], m["loss"], m["step"]]
+            want_summary = writer is not None and len(hist.step_losses) % args.summary_every == 0
+            if want_summary:
+                fetches.append(m["summaries"])
+            try:  # the run takes the next batch from the iterator by itself
+                out = sess.run(fetches, {m["training"]: True})
+            except gc.errors.OutOfRangeError:
+                return None
+            hist.step_losses.append(float(out[1]))
+            if want_summary:
+                writer.add_summary(out[3], global_step=int(out[2]))
+                hist.summaries_written += 1
+            return out[1]
+
+        def end_epoch(epoch, losses, started):
             hist.epoch_losses.append(float(np.mean(losses)))
             hist.test_accuracy.append(evaluate(sess, m, x_test, y_test))
             print(
                 f"epoch {epoch}/{args.epochs}  steps {len(losses)}  loss "
                 f"{hist.epoch_losses[-1]:.4f}  test acc {hist.test_accuracy[-1]:.2%}  "
-                f"({time.perf_counter() - t0:.2f}s)",
+                f"({time.perf_counter() - started:.2f}s)",
                 flush=True,
             )
+
+        run_epochs(args.epochs, n_batches, args.steps, step, end_epoch, begin_epoch)
         stats = ["stem/bn/moving_mean:0", "stem/bn/moving_variance:0"]
         hist.moving_mean, hist.moving_variance = sess.run(stats)
     if writer is not None:
