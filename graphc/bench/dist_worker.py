@@ -23,22 +23,16 @@ import time
 import numpy as np
 
 import graphc as gc
-from graphc.bench.workloads import LR, MLP_PARAMS, mlp_inputs, mlp_numpy_step
+from graphc.bench.workloads import LR, MLP_PARAMS, mlp_inputs, mlp_loss, mlp_numpy_step
 from graphc.distribute import comm
 
 
 def build(sizes, inputs):
+    """W3's MLP (``mlp_loss``) with the data-parallel SGD step: (graph, x, labels, step,
+    params, broadcast of the variables from rank 0, init)."""
     g = gc.Graph()
     with g.as_default():
-        x = gc.placeholder(gc.float32, (None, sizes["inputs"]), name="x")
-        labels = gc.placeholder(gc.int64, (None,), name="labels")
-        params = [gc.Variable(inputs[n], name=n) for n in MLP_PARAMS]
-        w1, b1, w2, b2, w3, b3 = params
-        h = gc.nn.relu(gc.matmul(x, w1) + b1)
-        h = gc.nn.relu(gc.matmul(h, w2) + b2)
-        logits = gc.matmul(h, w3) + b3
-        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        loss = gc.reduce_mean(xent)
+        x, labels, loss, params = mlp_loss(sizes, inputs)
         opt = gc.distribute.DistributedOptimizer(gc.train.GradientDescentOptimizer(LR))
         step = opt.minimize(loss)
         bcast = gc.distribute.broadcast_global_variables(0)

@@ -23,7 +23,7 @@ import numpy as np
 
 import graphc as gc
 
-from .workloads import Case, Workload
+from .workloads import Workload, train_step_case
 
 MOMENTUM_LR, MOMENTUM = 0.05, 0.9  # the optimizer's learning rate and momentum
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-3  # batch norm's moving-average momentum and epsilon
@@ -210,4 +210,4 @@ class ResNetStep(Workload):
     def build(self, sizes, inputs):
         g, (x, labels), loss, step, variables, init = build_resnet_step(sizes, inputs)
         feeds = [{x: inputs["x"], labels: inputs["labels"]}]
-        return Case(g, [loss, step], feeds, loss=loss, variables=variables, init=init)
+        return train_step_case(g, loss, step, variables, init, feeds)

@@ -17,7 +17,7 @@ import numpy as np
 
 import graphc as gc
 
-from .workloads import Case, Workload
+from .workloads import Workload, mean_sparse_xent, train_step_case
 
 ADAM_LR = 1e-3
 #: the order of the values after the loss (TF1's LSTMCell kernel and bias, the dense layer)
@@ -50,10 +50,7 @@ def build_rnn_step(sizes: dict, inputs: dict):
         wy = gc.Variable(inputs["wy"], name="wy")
         by = gc.Variable(inputs["by"], name="by")
         logits = gc.matmul(gc.reshape(outputs, (-1, h)), wy) + by
-        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=gc.reshape(targets, (-1,)), logits=logits
-        )
-        loss = gc.reduce_mean(xent)
+        loss = mean_sparse_xent(gc.reshape(targets, (-1,)), logits)
         step = gc.train.AdamOptimizer(ADAM_LR).minimize(loss)
         init = gc.global_variables_initializer()
     return g, (ids, targets), loss, step, [*cell.variables, wy, by], init
@@ -89,4 +86,4 @@ class RNNStep(Workload):
     def build(self, sizes, inputs):
         g, (ids, targets), loss, step, params, init = build_rnn_step(sizes, inputs)
         feeds = [{ids: inputs["ids"], targets: inputs["targets"]}]
-        return Case(g, [loss, step], feeds, loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, feeds)

@@ -21,7 +21,8 @@ import numpy as np
 
 import graphc as gc
 
-from .workloads import Case, Workload
+from .rnn import rnn_inputs
+from .workloads import Case, Workload, mean_sparse_xent, train_step_case
 
 ADAM_LR = 1e-3
 
@@ -49,8 +50,7 @@ def build_mlp_step(layers: int, width: int, classes: int, inputs: dict):
         bo = gc.Variable(inputs["bo"], name="bo")
         params += [wo, bo]
         logits = gc.matmul(h, wo) + bo
-        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        loss = gc.reduce_mean(xent)
+        loss = mean_sparse_xent(labels, logits)
         step, init = _adam_step(loss)
     return g, (x, labels), loss, step, params, init
 
@@ -90,11 +90,7 @@ def build_lstm_step(steps: int, vocab: int, hidden: int, inputs: dict):
             c = gc.sigmoid(f + 1.0) * c + gc.sigmoid(i) * gc.tanh(u)
             h = gc.sigmoid(o) * gc.tanh(c)
             logits = gc.matmul(h, wy) + by
-            losses.append(
-                gc.reduce_mean(
-                    gc.nn.sparse_softmax_cross_entropy_with_logits(labels=ys[t], logits=logits)
-                )
-            )
+            losses.append(mean_sparse_xent(ys[t], logits))
         total = losses[0]
         for term in losses[1:]:
             total = total + term
@@ -104,15 +100,14 @@ def build_lstm_step(steps: int, vocab: int, hidden: int, inputs: dict):
 
 
 def lstm_inputs(steps: int, vocab: int, hidden: int, batch: int, rng) -> dict:
-    s = np.float32(1 / np.sqrt(vocab + hidden))
+    """W11's inputs (``rnn_inputs``: the same draws) for ``steps`` time steps, with int64 ids
+    and this series' names for the cell's kernel and bias (``w``, ``b``)."""
+    sizes = {"vocab": vocab, "hidden": hidden, "batch": batch, "steps": steps}
+    d = rnn_inputs(sizes, rng)
     return {
-        "ids": rng.integers(0, vocab, (batch, steps)).astype(np.int64),
-        "targets": rng.integers(0, vocab, (batch, steps)).astype(np.int64),
-        "w": (rng.standard_normal((vocab + hidden, 4 * hidden)) * s).astype(np.float32),
-        "b": np.zeros(4 * hidden, np.float32),
-        "wy": (rng.standard_normal((hidden, vocab)) / np.sqrt(hidden)).astype(np.float32),
-        "by": np.zeros(vocab, np.float32),
-    }
+        "ids": d["ids"].astype(np.int64), "targets": d["targets"].astype(np.int64),
+        "w": d["kernel"], "b": d["bias"], "wy": d["wy"], "by": d["by"],
+    }  # fmt: skip
 
 
 class CompileScaling(Workload):
@@ -173,4 +168,4 @@ class CompileScaling(Workload):
                 n, sizes["width"], sizes["classes"], inputs
             )
             feeds = {a: inputs["x"], b: inputs["labels"]}
-        return Case(g, [loss, step], [feeds], loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, [feeds])

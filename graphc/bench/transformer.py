@@ -20,7 +20,7 @@ import numpy as np
 
 import graphc as gc
 
-from .workloads import Case, Workload
+from .workloads import Workload, train_step_case
 
 ADAM_LR = 1e-3
 LN_EPSILON = 1e-5
@@ -125,4 +125,4 @@ class TransformerStep(Workload):
     def build(self, sizes, inputs):
         g, (x, y), loss, step, params, init = build_transformer_step(sizes, inputs)
         feeds = [{x: inputs["x"], y: inputs["y"]}]
-        return Case(g, [loss, step], feeds, loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, feeds)

@@ -31,6 +31,24 @@ class Case:
     init: object = None  # initializer op (run once per session, before the check)
 
 
+def train_step_case(graph, loss, step, variables, init, feeds: list) -> Case:
+    """The Case of a training step: a timed run fetches the loss and runs ``step``; the loss
+    and then ``variables`` (after the step) are checked."""
+    return Case(graph, [loss, step], feeds, loss=loss, variables=variables, init=init)
+
+
+def mean_sparse_xent(labels, logits):
+    """The classification loss of the training workloads: mean sparse softmax cross-entropy."""
+    xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return gc.reduce_mean(xent)
+
+
+def sgd_step(loss, params):
+    """One plain SGD step (learning rate ``LR``) on ``params``, as one grouped op."""
+    grads = gc.gradients(loss, params)
+    return gc.group(*[gc.assign_sub(p, LR * gr) for p, gr in zip(params, grads)])
+
+
 class Workload:
     """Base class: id, title, the public names it needs, sizes, inputs, graph, numpy peer."""
 
@@ -168,21 +186,25 @@ def mlp_inputs(sizes: dict, rng, batch: int) -> dict:
     return out
 
 
+def mlp_loss(sizes: dict, inputs: dict):
+    """The MLP and its loss in the default graph: (x, labels, loss, params). W3's step and
+    W14's data-parallel step (``dist_worker.py``) put their optimizers on it."""
+    x = gc.placeholder(gc.float32, (None, sizes["inputs"]), name="x")
+    labels = gc.placeholder(gc.int64, (None,), name="labels")
+    params = [gc.Variable(inputs[n], name=n) for n in MLP_PARAMS]
+    w1, b1, w2, b2, w3, b3 = params
+    h = gc.nn.relu(gc.matmul(x, w1) + b1)
+    h = gc.nn.relu(gc.matmul(h, w2) + b2)
+    logits = gc.matmul(h, w3) + b3
+    return x, labels, mean_sparse_xent(labels, logits), params
+
+
 def build_mlp_step(sizes: dict, inputs: dict):
     """graph, x, labels, loss, step op, params, init: MLP + sparse CE + one SGD step."""
     g = gc.Graph()
     with g.as_default():
-        x = gc.placeholder(gc.float32, (None, sizes["inputs"]), name="x")
-        labels = gc.placeholder(gc.int64, (None,), name="labels")
-        params = [gc.Variable(inputs[n], name=n) for n in MLP_PARAMS]
-        w1, b1, w2, b2, w3, b3 = params
-        h = gc.nn.relu(gc.matmul(x, w1) + b1)
-        h = gc.nn.relu(gc.matmul(h, w2) + b2)
-        logits = gc.matmul(h, w3) + b3
-        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        loss = gc.reduce_mean(xent)
-        grads = gc.gradients(loss, params)
-        step = gc.group(*[gc.assign_sub(p, LR * gr) for p, gr in zip(params, grads)])
+        x, labels, loss, params = mlp_loss(sizes, inputs)
+        step = sgd_step(loss, params)
         init = gc.global_variables_initializer()
     return g, x, labels, loss, step, params, init
 
@@ -238,7 +260,7 @@ class MLPStep(Workload):
     def build(self, sizes, inputs):
         g, x, labels, loss, step, params, init = build_mlp_step(sizes, inputs)
         feeds = [{x: inputs["x"], labels: inputs["labels"]}]
-        return Case(g, [loss, step], feeds, loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
         state = [inputs[n].copy() for n in MLP_PARAMS]
@@ -274,7 +296,7 @@ class MLPBatches(MLPStep):
     def build(self, sizes, inputs):
         g, x, labels, loss, step, params, init = build_mlp_step(sizes, inputs)
         feeds = [{x: inputs["x"][:b], labels: inputs["labels"][:b]} for b in sizes["batches"]]
-        return Case(g, [loss, step], feeds, loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
         state = [inputs[n].copy() for n in MLP_PARAMS]
@@ -514,13 +536,11 @@ class CNNStep(Workload):
             h = gc.nn.relu(gc.nn.conv2d(h, k2, strides=1, padding="SAME") + c2)
             h = gc.nn.max_pool2d(h, ksize=2, strides=2, padding="VALID")
             logits = gc.matmul(gc.reshape(h, (-1, shapes["wd"][0])), wd) + bd
-            xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            loss = gc.reduce_mean(xent)
-            grads = gc.gradients(loss, params)
-            step = gc.group(*[gc.assign_sub(p, LR * gr) for p, gr in zip(params, grads)])
+            loss = mean_sparse_xent(labels, logits)
+            step = sgd_step(loss, params)
             init = gc.global_variables_initializer()
         feeds = [{x: inputs["x"], labels: inputs["labels"]}]
-        return Case(g, [loss, step], feeds, loss=loss, variables=params, init=init)
+        return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
         state = [inputs[k].copy() for k in CNN_PARAMS]
