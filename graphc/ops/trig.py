@@ -34,9 +34,14 @@ _rng = np.random.default_rng(13)
 
 
 class _Trig(OpDef):
+    """One of these functions: ``np_fn`` its numpy oracle, ``body(x, dtype)`` its Kernel IR
+    expression, ``derivative(x)`` its derivative as a graph of ``x`` (the gradient is the
+    incoming one times it), ``domain`` where its examples draw inputs."""
+
     elementwise = True
     np_fn = None
     body = None
+    derivative = None
     domain = (-2.0, 2.0)
 
     def scalar(self, args, attrs):
@@ -55,6 +60,9 @@ class _Trig(OpDef):
     def ref(self, xs, attrs):
         with np.errstate(all="ignore"):
             return np.asarray(type(self).np_fn(xs[0]), dtype=xs[0].dtype)
+
+    def vjp(self, op, grads):
+        return [ew.multiply(grads[0], type(self).derivative(op.inputs[0]))]
 
     def examples(self):
         lo, hi = self.domain
@@ -180,103 +188,77 @@ def _atanh(x, dtype):
     return _signed(x, Math.MUL(Const(0.5, dtype), Math.LOG1P(r)), dtype)
 
 
-def _grad(op, g, fn):
-    return [ew.multiply(g, fn(ew, op.inputs[0]))]
-
-
 def _one(x):
     return np.asarray(1, x.dtype.np)
+
+
+def _rsqrt_one_minus_square(x):
+    """1 / sqrt(1 - x^2): asin's derivative (acos's negated)."""
+    return ew.rsqrt(ew.subtract(_one(x), ew.square(x)))
 
 
 @register
 class Asin(_Trig):
     """arcsin(x)."""
 
-    np_fn, domain = np.arcsin, (-0.9, 0.9)
-    body = staticmethod(_asin)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: ew.rsqrt(ew.subtract(_one(x), ew.square(x))))
+    np_fn, body, domain = np.arcsin, staticmethod(_asin), (-0.9, 0.9)
+    derivative = staticmethod(_rsqrt_one_minus_square)
 
 
 @register
 class Acos(_Trig):
     """arccos(x)."""
 
-    np_fn, domain = np.arccos, (-0.9, 0.9)
-    body = staticmethod(_acos)
-
-    def vjp(self, op, grads):
-        def d(ew, x):
-            return ew.negative(ew.rsqrt(ew.subtract(_one(x), ew.square(x))))
-
-        return _grad(op, grads[0], d)
+    np_fn, body, domain = np.arccos, staticmethod(_acos), (-0.9, 0.9)
+    derivative = staticmethod(lambda x: ew.negative(_rsqrt_one_minus_square(x)))
 
 
 @register
 class Atan(_Trig):
     """arctan(x)."""
 
-    np_fn = np.arctan
-    body = staticmethod(_atan)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: ew.reciprocal(ew.add(_one(x), ew.square(x))))
+    np_fn, body = np.arctan, staticmethod(_atan)
+    derivative = staticmethod(lambda x: ew.reciprocal(ew.add(_one(x), ew.square(x))))
 
 
 @register
 class Sinh(_Trig):
     """sinh(x)."""
 
-    np_fn = np.sinh
-    body = staticmethod(_sinh)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: cosh(x))
+    np_fn, body = np.sinh, staticmethod(_sinh)
+    derivative = staticmethod(lambda x: cosh(x))
 
 
 @register
 class Cosh(_Trig):
     """cosh(x)."""
 
-    np_fn = np.cosh
-    body = staticmethod(_cosh)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: sinh(x))
+    np_fn, body = np.cosh, staticmethod(_cosh)
+    derivative = staticmethod(lambda x: sinh(x))
 
 
 @register
 class Asinh(_Trig):
     """arsinh(x)."""
 
-    np_fn = np.arcsinh
-    body = staticmethod(_asinh)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: ew.rsqrt(ew.add(ew.square(x), _one(x))))
+    np_fn, body = np.arcsinh, staticmethod(_asinh)
+    derivative = staticmethod(lambda x: ew.rsqrt(ew.add(ew.square(x), _one(x))))
 
 
 @register
 class Acosh(_Trig):
     """arcosh(x) (NaN below 1)."""
 
-    np_fn, domain = np.arccosh, (1.1, 3.0)
-    body = staticmethod(_acosh)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: ew.rsqrt(ew.subtract(ew.square(x), _one(x))))
+    np_fn, body, domain = np.arccosh, staticmethod(_acosh), (1.1, 3.0)
+    derivative = staticmethod(lambda x: ew.rsqrt(ew.subtract(ew.square(x), _one(x))))
 
 
 @register
 class Atanh(_Trig):
     """artanh(x) (NaN outside [-1, 1])."""
 
-    np_fn, domain = np.arctanh, (-0.9, 0.9)
-    body = staticmethod(_atanh)
-
-    def vjp(self, op, grads):
-        return _grad(op, grads[0], lambda ew, x: ew.reciprocal(ew.subtract(_one(x), ew.square(x))))
+    np_fn, body, domain = np.arctanh, staticmethod(_atanh), (-0.9, 0.9)
+    derivative = staticmethod(lambda x: ew.reciprocal(ew.subtract(_one(x), ew.square(x))))
 
 
 def _builder(type_name, doc):
