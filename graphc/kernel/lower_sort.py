@@ -15,6 +15,12 @@ the last pair merges a single run, a copy, so the order always ends in the first
 pair loop has a fixed trip count of 31 (``4**30`` exceeds any row length), guarded by
 ``If(w < n)``. The order of values: ``a`` before ``b`` when ``a > b`` (largest) or ``a < b``
 (smallest), NaN counting as larger than every number, as the reference.
+
+For a small ``k`` (at most ``INSERTION_MAX_K``) a row is one pass instead: the positions of
+the best ``k`` seen so far are kept sorted in the indices output itself, and an element
+enters only when it is strictly before the current ``k``-th (so an equal later element never
+displaces an earlier one); entering shifts the worse ones down one slot. That is O(n) for
+most inputs (O(n k) at worst: a row already in order) and needs no scratch memory.
 """
 
 from __future__ import annotations
@@ -101,6 +107,9 @@ def _cumprod(kb, node):
                 kb.emit(Store(out, flat, kb.var(acc, dt)))
 
 
+#: top_k with k up to this keeps its k best in one insertion pass; larger k merge-sorts the row
+INSERTION_MAX_K = 32
+
 # -- TopK --------------------------------------------------------------------------------------
 
 
@@ -155,10 +164,54 @@ def _merge_pass(kb, src, dst, rb, n, width, key, dt, largest):
         kb.emit(Let(cj, i64_, Math.ADD(j, Math.SELECT(take_r, i64(1), i64(0)))))
 
 
+def _insertion(kb, indices, ib, n, k, inner, key, dt, largest):
+    """The positions of the k best elements of a row, in order, into ``indices[ib + t*inner]``
+    for t < k (n >= k, checked before the run)."""
+    i64_ = _dt.int64
+    kc = sym.const_value(k)
+    count = kb.new_var("count")
+    kb.emit(Let(count, i64_, i64(0)))
+
+    def slot(t):
+        return sym.add(ib, sym.mul(t, inner))
+
+    with kb.loop(n) as p:
+        v = kb.bind(key(p), dt)
+        cnt = kb.var(count, i64_)
+        full = kb.bind(Math.GE(cnt, k), _dt.bool_)
+        # the k-th best so far; before the k slots are filled, the slot holds no position yet
+        # (whatever the buffer held): this element itself stands in, never read as a position
+        worst = Math.SELECT(full, Load(indices, slot(i64(kc - 1)), i64_), p)
+        worst = kb.bind(worst, i64_)
+        enter = Math.OR(Math.NOT(full), _before(v, key(worst), dt, largest))
+        with block(kb) as then:
+            placed = kb.new_var("placed")
+            kb.emit(Let(placed, _dt.bool_, Const(False, _dt.bool_)))
+            top = sym.minimum(cnt, i64(kc - 1))  # the slot the element enters at, or above
+            with kb.loop(k) as t:  # slots k-1 down to 0
+                jj = kb.bind(sym.sub(i64(kc - 1), t), i64_)
+                free = Math.NOT(kb.var(placed, _dt.bool_))
+                active = kb.bind(Math.AND(Math.LE(jj, top), free), _dt.bool_)
+                with block(kb) as move:
+                    # slot jj - 1 is filled when jj > 0 (jj <= count); at slot 0 this element
+                    # stands in for it, so no unfilled slot is ever read as a position
+                    inner_slot = kb.bind(Math.GT(jj, i64(0)), _dt.bool_)
+                    above = Load(indices, slot(sym.maximum(sym.sub(jj, 1), 0)), i64_)
+                    up = kb.bind(Math.SELECT(inner_slot, above, p), i64_)
+                    shift = Math.AND(inner_slot, _before(v, key(up), dt, largest))
+                    shift = kb.bind(shift, _dt.bool_)
+                    kb.emit(Store(indices, slot(jj), Math.SELECT(shift, up, p)))
+                    kb.emit(Let(placed, _dt.bool_, Math.NOT(shift)))
+                kb.emit(If(active, move[0]))
+            kb.emit(Let(count, i64_, Math.ADD(cnt, i64(1))))
+        kb.emit(If(enter, then[0]))
+
+
 @opaque("TopK")
 def _top_k(kb, node):
-    """Per row (parallel): positions 0..n-1 into scratch A, merge passes A -> B -> A while
-    the run width is below n, then the first k positions and their values out."""
+    """Per row (parallel): a small k by insertion into the indices output; else positions
+    0..n-1 into scratch A, merge passes A -> B -> A while the run width is below n, then the
+    first k positions. Last, the values at the chosen positions."""
     x_ref = tuple(node.inputs[0])
     x = kb.shape(x_ref)
     axis = node.attrs["axis"] % len(x)
@@ -171,29 +224,37 @@ def _top_k(kb, node):
     n_rows = sym.mul(outer, inner)
     if node.attrs["k"] == 0:
         return  # nothing to write (the outputs are empty)
-    a = scratch(kb, node, "order", i64_, (n_rows, n))
-    b = scratch(kb, node, "merge", i64_, (n_rows, n))
+    insertion = node.attrs["k"] <= INSERTION_MAX_K
+    if not insertion:
+        a = scratch(kb, node, "order", i64_, (n_rows, n))
+        b = scratch(kb, node, "merge", i64_, (n_rows, n))
     with kb.loop(n_rows, parallel=True) as r:
-        rb = kb.bind(sym.mul(r, n), i64_)
         xb = kb.bind(row_base(r, n, inner), i64_)
+        ob = kb.bind(row_base(r, k, inner), i64_)
 
         def key(p):
             return kb.load(x_ref, sym.add(xb, sym.mul(p, inner)))
 
-        with kb.loop(n) as t:
-            kb.emit(Store(a, sym.add(rb, t), t))
-        w = kb.new_var("w")
-        kb.emit(Let(w, i64_, i64(1)))
-        with kb.loop(i64(31)):
-            width = kb.var(w, i64_)
-            with block(kb) as then:
-                _merge_pass(kb, a, b, rb, n, width, key, dt, largest)
-                _merge_pass(kb, b, a, rb, n, kb.bind(sym.mul(width, 2), i64_), key, dt, largest)
-            kb.emit(If(Math.LT(width, n), then[0]))
-            kb.emit(Let(w, i64_, Math.MUL(width, i64(4))))
-        ob = kb.bind(row_base(r, k, inner), i64_)
+        if insertion:
+            _insertion(kb, indices, ob, n, k, inner, key, dt, largest)
+        else:
+            rb = kb.bind(sym.mul(r, n), i64_)
+            with kb.loop(n) as t:
+                kb.emit(Store(a, sym.add(rb, t), t))
+            w = kb.new_var("w")
+            kb.emit(Let(w, i64_, i64(1)))
+            with kb.loop(i64(31)):
+                width = kb.var(w, i64_)
+                with block(kb) as then:
+                    _merge_pass(kb, a, b, rb, n, width, key, dt, largest)
+                    w2 = kb.bind(sym.mul(width, 2), i64_)
+                    _merge_pass(kb, b, a, rb, n, w2, key, dt, largest)
+                kb.emit(If(Math.LT(width, n), then[0]))
+                kb.emit(Let(w, i64_, Math.MUL(width, i64(4))))
+            with kb.loop(k) as t:
+                p = kb.bind(Load(a, sym.add(rb, t), i64_), i64_)
+                kb.emit(Store(indices, sym.add(ob, sym.mul(t, inner)), p))
         with kb.loop(k) as t:
-            p = kb.bind(Load(a, sym.add(rb, t), i64_), i64_)
-            o = sym.add(ob, sym.mul(t, inner))
+            o = kb.bind(sym.add(ob, sym.mul(t, inner)), i64_)
+            p = kb.bind(Load(indices, o, i64_), i64_)
             kb.emit(Store(values, o, key(p)))
-            kb.emit(Store(indices, o, p))

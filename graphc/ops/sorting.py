@@ -77,11 +77,22 @@ class TopK(OpDef):
     def examples(self):
         x = _rng.permutation(24).reshape(4, 6).astype(np.float64)
         ties = np.array([[1, 3, 3, 2, 1]], np.int32)
+        special = np.round(_rng.standard_normal((37, 2)), 1).astype(np.float32)  # with ties
+        special[[1, 4, 8, 30], 0] = np.nan
+        special[[2, 6, 33], 1] = [np.inf, -np.inf, np.inf]
+        special[[3, 5], 0] = [np.inf, -0.0]
         return [
             Example(lambda t: top_k(t, 3)[0], [x]),
             Example(lambda t: top_k(t, 2, axis=0, largest=False)[0], [x]),
             Example(lambda t: top_k(t, 3)[1], [ties], grad=False),
             Example(lambda t: top_k(t, 0)[0], [x], grad=False),
+            # k above the kernels' insertion limit (32): a merge sort of each row
+            Example(
+                lambda t: top_k(t, 40, largest=False)[1], [_rng.integers(0, 4, (3, 40))], grad=False
+            ),
+            Example(lambda t: top_k(t, 35, axis=0), [special], grad=False),
+            Example(lambda t: top_k(t, 6, axis=0, largest=False), [special], grad=False),
+            Example(lambda t: top_k(t, 5, axis=0), [special], grad=False),
         ]
 
 

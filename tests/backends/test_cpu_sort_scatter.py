@@ -1,8 +1,9 @@
 """top_k / sort, cumprod, gather_elements, scatter_elements and tensor_scatter_nd_update on
 the cpu target (fused and unfused, every placeholder dim ``None``) equal the reference
 interpreter exactly on random shapes and the edge cases: k = 0 and k = n, ties (the lower
-index first), NaN and infinities, long rows (many merge passes), negative indices, repeated
-scatter indices under every reduction, empty tensors. An index out of range or k above the
+index first), NaN and infinities, both kernels of top_k (insertion of a small k, merge sort
+of long rows), negative indices, repeated scatter indices under every reduction, empty
+tensors. An index out of range or k above the
 row length fails the run with InvalidArgumentError naming the op, as the reference does.
 None of them runs on the host: the executables have no ``host_fallback:`` kernel.
 """
@@ -82,7 +83,10 @@ TOPK_CASES = [
     ((4, 9), 1, 4, np.int64, "ties"),
     ((5, 6, 3), 1, 2, np.float64, "special"),
     ((5, 6, 3), 0, None, np.float32, "ties"),
-    ((2, 1000), 1, 17, np.float32, "special"),  # 10 merge passes, not a power of 2
+    ((2, 1000), 1, 17, np.float32, "special"),  # insertion of the best k (k <= 32)
+    ((2, 1000), 1, None, np.float32, "special"),  # merge sort: 10 passes, not a power of 2
+    ((3, 70, 2), 1, 33, np.int64, "ties"),  # merge sort, the smallest k above the limit
+    ((2, 300), 1, 32, np.float64, "ties"),  # insertion, the largest k
     ((3, 1), 1, 1, np.float64, "plain"),
 ]
 
