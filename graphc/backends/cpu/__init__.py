@@ -89,6 +89,8 @@ def build_executable(source, result, lowered, options) -> Executable:
         for k in kp.kernels
     ]
     stats = _stats(kp)
+    # native kernel functions: kernels that are the same computation on other buffers share one
+    stats["kernel_functions"] = compiled.manifest["kernel_functions"]
     stats["loaded_from_disk"] = False
     stats["compile_seconds"] = secs
     stages = _Stages(result.stages)

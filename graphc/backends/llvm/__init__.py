@@ -105,7 +105,11 @@ def compile_kernel_program(kp: KernelProgram, options, fast_math: bool = False) 
     names = [(k.name, tuple(k.ops)) for k in kp.kernels]
     runner = _runner(kp, layout, objs, options, names, written_roots(kp, layout), output_consts(kp))
     secs["llvm_load"] = time.perf_counter() - t0
-    manifest = dict(runtime_manifest(kp, layout), object_sizes=[len(o) for o in objs])
+    manifest = dict(
+        runtime_manifest(kp, layout),
+        object_sizes=[len(o) for o in objs],
+        kernel_functions=r.distinct_kernels,
+    )
     return Compiled(runner, objs, manifest, secs, ir_text)
 
 

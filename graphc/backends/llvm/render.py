@@ -13,7 +13,11 @@ Python. ``dims[i]`` is the runtime size of each ``None`` dimension; ``trace`` is
 ``double[2 * kernels]`` that receives CLOCK_MONOTONIC start/end times (the clock of
 ``time.perf_counter``) of every kernel; ``nthreads`` caps the threads a kernel uses.
 
-Each Kernel becomes ``void kN(ptr noalias root..., ptr dims, i32 nthreads)``. Distinct storage
+Each distinct kernel becomes ``void kN(ptr noalias root..., ptr dims, i32 nthreads)``:
+kernels that are the same computation on other buffers (``kernel/canon.py``: the steps of an
+unrolled RNN, the layers of a deep MLP) share one function, and ``gc_entry`` is a loop over
+constant tables (which function, which buffers) rather than one call per kernel, so the
+module grows with the distinct kernels, not with the depth of the program. Distinct storage
 roots are distinct allocations, so every pointer parameter is ``noalias``: LLVM needs that to
 vectorise loops without runtime checks. A top-level ``Loop(parallel=True)`` is outlined into
 ``kN.parJ(ptr noalias root..., ptr dims, ptr frame, i64 lo, i64 hi)`` (``frame``: the scalar
@@ -43,8 +47,9 @@ import numpy as np
 from llvmlite import ir
 
 from ... import dtypes as _dt
-from ...expr import Load, expr_dtype
-from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store, exprs_in, walk_stmts
+from ...expr import expr_dtype
+from ...kernel.canon import constant_store_bases, kernel_key, rebase_stores
+from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 from .blas import emit_libcall
 from .emit_expr import ExprEmitter
 from .epilogue import row_epilogue
@@ -82,17 +87,6 @@ class Layout:
                 lay.slots.append(name)
         lay.dims = list(kp.dims)
         return lay
-
-
-def buffers_used(body) -> set:
-    """Buffer names loaded, stored or passed to a library call anywhere in ``body``."""
-    out = {x.buffer for x in exprs_in(body) if isinstance(x, Load)}
-    for s in walk_stmts(body):
-        if isinstance(s, Store):
-            out.add(s.buffer)
-        elif isinstance(s, LibCall):
-            out.update(a for a in s.args if isinstance(a, str))
-    return out
 
 
 def _single_lets(body) -> set:
@@ -157,7 +151,22 @@ class Renderer(LoopEmitter, ExprEmitter):
 
     # -- top level --------------------------------------------------------------------------
     def render(self) -> ir.Module:
-        kfns = [self._kernel(i, k) for i, k in enumerate(self.kp.kernels)]
+        """One function per distinct kernel (``kernel_key``: the same computation up to buffer
+        and local names, after ``rebase_stores`` took the check-flag slot numbers out of the
+        body), called by the entry point once per kernel with its own buffers."""
+        emitted: dict = {}  # kernel key -> its function
+        kfns = []
+        for i, k in enumerate(self.kp.kernels):
+            body = hoist_divisors(k.body)
+            bases = constant_store_bases(body, self.kp.buffers, self.layout.root)
+            body = rebase_stores(body, self.layout.root, bases)
+            key, roots = kernel_key(body, self.kp.buffers, self.layout.root)
+            fn = emitted.get(key)
+            if fn is None:
+                fn = emitted[key] = self._kernel(i, k.name, body, roots)
+            # each root with the byte offset its pointer starts at (see rebase_stores)
+            kfns.append((fn, [(r, bases[r][0] * bases[r][1] if r in bases else 0) for r in roots]))
+        self.distinct_kernels = len(emitted)
         self._entry(kfns)
         return self.module
 
@@ -196,34 +205,129 @@ class Renderer(LoopEmitter, ExprEmitter):
         return b.call(fn, [])
 
     def _entry(self, kfns):
+        """``gc_entry``: a loop over the program's kernels, driven by constant tables.
+
+        Per kernel the tables hold which function to call (its case in one ``switch``) and
+        its arguments: a slot of ``bufs`` plus a byte offset, or a constant buffer. Straight
+        code with one call per kernel grows with the kernel count and LLVM's code generation
+        time with it (the 64-step LSTM's entry point of 2,080 calls took seconds); the loop's
+        code grows only with the number of distinct kernel functions."""
         fn = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, PTR, I32]), "gc_entry")
         mark_cold(fn)
         bufs, dims, trace, nthreads = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
         slot_of = {n: i for i, n in enumerate(self.layout.slots)}
-        data = {}  # root -> its data pointer, read once (the table is fixed during a call)
-        stamp = self._stamp_fn()
-        for i, (kfn, roots) in enumerate(kfns):
-            args = []
-            for root in roots:
+        cases: dict = {}  # kernel function -> (case number, argument count)
+        consts: dict = {}  # const root -> its index in the constant-pointer array
+        case_of, arg_start, arg_slot, arg_offset = [], [], [], []
+        for kfn, roots in kfns:
+            cases.setdefault(kfn, (len(cases), len(roots)))
+            case_of.append(cases[kfn][0])
+            arg_start.append(len(arg_slot))
+            for root, offset in roots:
                 if self.kp.buffers[root].kind == "const":
-                    args.append(self.const_global(root))
-                    continue
-                if root not in data:
-                    p = gep(
-                        b, bufs, [ir.Constant(I64, slot_of[root])], inbounds=True, source_etype=PTR
-                    )
-                    desc = b.load(p, typ=PTR)
-                    # a slot holds a descriptor whose third word is the data pointer: a
-                    # numpy array object itself (PyArrayObject.data follows PyObject_HEAD)
-                    dp = gep(b, desc, [ir.Constant(I64, DATA_WORD)], inbounds=True,
-                              source_etype=PTR)  # fmt: skip
-                    data[root] = b.load(dp, typ=PTR)
-                args.append(data[root])
-            b.call(stamp, [trace, ir.Constant(I64, 2 * i)])
+                    arg_slot.append(-1 - consts.setdefault(root, len(consts)))
+                else:
+                    arg_slot.append(slot_of[root])
+                arg_offset.append(offset)
+        arg_start.append(len(arg_slot))
+        t_case = self._table("gc.kernel_case", I32, case_of)
+        t_start = self._table("gc.arg_start", I32, arg_start)
+        t_slot = self._table("gc.arg_slot", I32, arg_slot)
+        t_off = self._table("gc.arg_offset", I64, arg_offset)
+        cptrs = self._table("gc.const_ptr", PTR, [self.const_global(r) for r in consts])
+        stamp = self._stamp_fn()
+
+        entry = fn.append_basic_block("entry")
+        head, body, arg_head, arg_body = (fn.append_basic_block(n) for n in
+                                          ("head", "body", "arg.head", "arg.body"))  # fmt: skip
+        from_buf, from_const, arg_next, dispatch, latch, done = (
+            fn.append_basic_block(n)
+            for n in ("arg.buf", "arg.const", "arg.next", "dispatch", "latch", "exit")
+        )
+        b = ir.IRBuilder(entry)
+        nargs = max([n for _, n in cases.values()] + [1])
+        argv = b.alloca(ir.ArrayType(PTR, nargs), name="argv")
+        b.branch(head)
+
+        b.position_at_end(head)
+        i = b.phi(I64, name="k")
+        i.add_incoming(ir.Constant(I64, 0), entry)
+        b.cbranch(b.icmp_signed("<", i, ir.Constant(I64, len(kfns))), body, done)
+
+        b.position_at_end(body)
+        b.call(stamp, [trace, b.shl(i, ir.Constant(I64, 1))])
+        case = b.load(self._at(b, t_case, I32, i), typ=I32)
+        a0 = b.sext(b.load(self._at(b, t_start, I32, i), typ=I32), I64)
+        i1 = b.add(i, ir.Constant(I64, 1))
+        a1 = b.sext(b.load(self._at(b, t_start, I32, i1), typ=I32), I64)
+        b.branch(arg_head)
+
+        b.position_at_end(arg_head)
+        j = b.phi(I64, name="a")
+        j.add_incoming(a0, body)
+        b.cbranch(b.icmp_signed("<", j, a1), arg_body, dispatch)
+
+        b.position_at_end(arg_body)
+        slot = b.sext(b.load(self._at(b, t_slot, I32, j), typ=I32), I64)
+        b.cbranch(b.icmp_signed(">=", slot, ir.Constant(I64, 0)), from_buf, from_const)
+
+        b.position_at_end(from_buf)
+        # a slot holds a descriptor whose third word is the data pointer: a numpy array
+        # object itself (PyArrayObject.data follows PyObject_HEAD)
+        desc = b.load(self._at(b, bufs, PTR, slot), typ=PTR)
+        data = b.load(self._at(b, desc, PTR, ir.Constant(I64, DATA_WORD)), typ=PTR)
+        off = b.load(self._at(b, t_off, I64, j), typ=I64)
+        p_buf = gep(b, data, [off], inbounds=True, source_etype=I8)
+        b.branch(arg_next)
+
+        b.position_at_end(from_const)
+        p_const = b.load(self._at(b, cptrs, PTR, b.sub(ir.Constant(I64, -1), slot)), typ=PTR)
+        b.branch(arg_next)
+
+        b.position_at_end(arg_next)
+        p = b.phi(PTR)
+        p.add_incoming(p_buf, from_buf)
+        p.add_incoming(p_const, from_const)
+        b.store(p, self._at(b, argv, PTR, b.sub(j, a0)))
+        j.add_incoming(b.add(j, ir.Constant(I64, 1)), arg_next)
+        b.branch(arg_head)
+
+        b.position_at_end(dispatch)
+        sw = b.switch(case, latch)
+        for kfn, (c, n) in cases.items():
+            blk = fn.append_basic_block(f"case{c}")
+            sw.add_case(ir.Constant(I32, c), blk)
+            b.position_at_end(blk)
+            args = [b.load(self._at(b, argv, PTR, ir.Constant(I64, a)), typ=PTR) for a in range(n)]
             b.call(kfn, args + [dims, nthreads])
-            b.call(stamp, [trace, ir.Constant(I64, 2 * i + 1)])
+            b.branch(latch)
+
+        b.position_at_end(latch)
+        b.call(stamp, [trace, b.add(b.shl(i, ir.Constant(I64, 1)), ir.Constant(I64, 1))])
+        i.add_incoming(i1, latch)
+        b.branch(head)
+
+        b.position_at_end(done)
         b.ret(ir.Constant(I32, 0))
+
+    def _table(self, name: str, ty, values: list) -> ir.GlobalVariable:
+        """A constant global array of ``ty`` holding ``values`` (one element at least);
+        for ``PTR``, ``values`` are globals whose addresses it holds."""
+        arr = ir.ArrayType(ty, max(len(values), 1))
+        g = ir.GlobalVariable(self.module, arr, name=name)
+        if ty == PTR:  # addresses of globals (the constant buffers)
+            items = values or [ir.Constant(PTR, None)]
+        else:
+            items = [ir.Constant(ty, v) for v in (values or [0])]
+        g.initializer = ir.Constant(arr, items)
+        g.global_constant = True
+        g.linkage = "internal"
+        return g
+
+    @staticmethod
+    def _at(b: ir.IRBuilder, base, ety, index):
+        """Address of element ``index`` of an array of ``ety`` starting at ``base``."""
+        return gep(b, base, [index], inbounds=True, source_etype=ety)
 
     def _stamp_fn(self) -> ir.Function:
         """``gc.stamp(trace, k)``: ``trace[k] = now()`` when tracing (trace is not null); one
@@ -238,17 +342,10 @@ class Renderer(LoopEmitter, ExprEmitter):
         b.ret_void()
         return fn
 
-    def _roots_of(self, body) -> list:
-        used = buffers_used(body)
-        for name in used:
-            if name not in self.kp.buffers:
-                raise ValueError(f"kernel refers to unknown buffer {name!r}")
-        return sorted({self.layout.root[n] for n in used})
-
-    def _kernel(self, i: int, k):
-        body = hoist_divisors(k.body)
-        roots = self._roots_of(body)
-        name = f"k{i}.{_sanitize(k.name)}"
+    def _kernel(self, i: int, kname: str, body, roots: list):
+        """``void kN.<name>(ptr noalias root..., ptr dims, i32 nthreads)`` computing ``body``
+        on storage ``roots`` (in ``kernel_key``'s order)."""
+        name = f"k{i}.{_sanitize(kname)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
         fn.linkage = "internal"
@@ -263,7 +360,7 @@ class Renderer(LoopEmitter, ExprEmitter):
         self._stmts(f, body, top=True)
         f.b.ret_void()
         f.finish()
-        return fn, roots
+        return fn
 
     # -- statements -------------------------------------------------------------------------
     def _stmts(self, f: _Fn, body, top=False):
