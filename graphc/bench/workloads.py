@@ -49,6 +49,22 @@ def sgd_step(loss, params):
     return gc.group(*[gc.assign_sub(p, LR * gr) for p, gr in zip(params, grads)])
 
 
+def numpy_train_steps(numpy_step, inputs: dict, names, batches=(None,)):
+    """The numpy peer of an SGD training step: each call runs ``numpy_step(params, x,
+    labels) -> (loss, params)`` once per batch size (the first ``b`` rows; None: all), from
+    the parameters the previous call left; returns the losses, then the parameters."""
+    state = [inputs[n].copy() for n in names]
+
+    def step():
+        losses = []
+        for b in batches:
+            loss, state[:] = numpy_step(state, inputs["x"][:b], inputs["labels"][:b])
+            losses.append(loss)
+        return [*losses, *state]
+
+    return step
+
+
 class Workload:
     """Base class: id, title, the public names it needs, sizes, inputs, graph, numpy peer."""
 
@@ -263,13 +279,7 @@ class MLPStep(Workload):
         return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
-        state = [inputs[n].copy() for n in MLP_PARAMS]
-
-        def step():
-            loss, state[:] = mlp_numpy_step(state, inputs["x"], inputs["labels"])
-            return [loss, *state]
-
-        return step
+        return numpy_train_steps(mlp_numpy_step, inputs, MLP_PARAMS)
 
 
 class MLPCompile(MLPStep):
@@ -299,16 +309,7 @@ class MLPBatches(MLPStep):
         return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
-        state = [inputs[n].copy() for n in MLP_PARAMS]
-
-        def step():
-            losses = []
-            for b in sizes["batches"]:
-                loss, state[:] = mlp_numpy_step(state, inputs["x"][:b], inputs["labels"][:b])
-                losses.append(loss)
-            return [*losses, *state]
-
-        return step
+        return numpy_train_steps(mlp_numpy_step, inputs, MLP_PARAMS, sizes["batches"])
 
 
 # -- W4 ---------------------------------------------------------------------------------------
@@ -543,10 +544,4 @@ class CNNStep(Workload):
         return train_step_case(g, loss, step, params, init, feeds)
 
     def numpy(self, sizes, inputs):
-        state = [inputs[k].copy() for k in CNN_PARAMS]
-
-        def step():
-            loss, state[:] = cnn_numpy_step(state, inputs["x"], inputs["labels"])
-            return [loss, *state]
-
-        return step
+        return numpy_train_steps(cnn_numpy_step, inputs, CNN_PARAMS)
