@@ -256,3 +256,34 @@ def test_tensor_scatter_nd_update_out_of_range_and_bad_depth(fusion):
     # index tuples of length 2 where the ranks say 1: refused before anything runs
     _both_raise(fn, [data, np.array([[1, 0], [0, 0]], np.int64), upd], fusion,
                 "(?i)tensor_?scatter_?nd_?update")  # fmt: skip
+
+
+# -- native artifacts --------------------------------------------------------------------------
+
+
+def test_exported_artifact_runs_them_natively(tmp_path):
+    """Without host ops, gc.export stores native code for them and gc.load runs it (before,
+    a host-fallback op kept the artifact to the recompile path)."""
+    rng = np.random.default_rng(23)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, None), name="x")
+        i = gc.placeholder(gc.int64, (None, None), name="i")
+        outs = {
+            "v": gc.top_k(x, 40)[0],  # merge sort: scratch buffers
+            "ix": gc.top_k(x, 5, largest=False)[1],
+            "s": gc.scatter_elements(x, i, gc.gather_elements(x, i, 1) * 2.0, 1, reduction="add"),
+            "c": gc.cumprod(x, 1, exclusive=True),
+            "t": gc.tensor_scatter_nd_update(x, i[:, :1] % 3, x[:7] + 1.0),
+        }
+        with gc.Session(graph=g, target="cpu") as sess:
+            path = gc.export(sess, str(tmp_path / "m.gcx"), inputs={"x": x, "i": i},
+                             outputs=outs)  # fmt: skip
+            feeds = {x: rng.standard_normal((3, 50)).astype(np.float32),
+                     i: rng.integers(-50, 50, (3, 7))}  # fmt: skip
+            want = sess.run(outs, feeds)
+    model = gc.load(path)
+    assert model.loaded_native, model.recompiled_reason
+    got = model(x=feeds[x], i=feeds[i])
+    for name in outs:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
