@@ -53,6 +53,8 @@ def emit_loop_group(lw, name, nodes, stored, flat_first=True):
                 store_all(kb, [r for r in stored if lw.shapes[r] == shape],
                            kb.ix(shape, dims=idx))  # fmt: skip
         return kb, kb.body()
+    if len(stored) == 1 and lw.program.node(stored[0][0]).op == "ConcatV2":
+        return _emit_concat_pieces(lw, name, nodes, lw.program.node(stored[0][0]))
     space = stored_space(lw, stored)
     for flat in [True, False] if flat_first else [False]:
         kb = GroupEmitter(lw, name, [n.id for n in nodes])
@@ -66,6 +68,28 @@ def emit_loop_group(lw, name, nodes, stored, flat_first=True):
                 store_all(kb, stored, ix)
         if not kb.divmod_used or len(space) <= 1:
             break
+    return kb, kb.body()
+
+
+def _emit_concat_pieces(lw, name, nodes, concat):
+    """A loop group whose one output is a concat: one loop nest per input, each computing
+    only its piece and storing it at its offset along the axis (one nest over the whole
+    output would compute every input's fused producers at each element and select one,
+    with clamped loads that do not vectorise)."""
+    kb = GroupEmitter(lw, name, [n.id for n in nodes])
+    axis = concat.attrs["axis"]
+    out_shape = lw.shapes[(concat.id, 0)]
+    buf = kb.out_buffer(concat, 0)
+    offset = sym.ZERO
+    for ref in concat.inputs:
+        shape = lw.shapes[tuple(ref)]
+        if sym.const_value(shape[axis]) != 0:
+            with kb.nest(shape) as idx:
+                v = kb.value(ref, kb.ix(shape, dims=idx))
+                at = list(idx)
+                at[axis] = sym.add(idx[axis], offset)
+                kb.emit(Store(buf, sym.flat_index(at, out_shape), v))
+        offset = sym.add(offset, shape[axis])
     return kb, kb.body()
 
 
