@@ -117,6 +117,8 @@ INSERTION_MAX_K = 32
 def _top_k_shape(n, ins, checks):
     (x,) = ins
     axis = n.attrs["axis"] % len(x)
+    if n.attrs["k"] is None:  # the whole axis
+        return [tuple(x), tuple(x)]
     k = i64(n.attrs["k"])
     require(checks, n, Math.LE(k, sym.as_expr(x[axis])),
             f"k={n.attrs['k']} is out of range for a dimension of size {{0}}", x[axis])  # fmt: skip
@@ -218,13 +220,13 @@ def _top_k(kb, node):
     largest = node.attrs["largest"]
     dt = node.outs[0].dtype
     i64_ = _dt.int64
-    k = i64(node.attrs["k"])
     values, indices = kb.out_buffer(node, 0), kb.out_buffer(node, 1)
     outer, n, inner = rows(x, axis)
+    k = n if node.attrs["k"] is None else i64(node.attrs["k"])  # None: sort the whole axis
     n_rows = sym.mul(outer, inner)
-    if node.attrs["k"] == 0:
+    if sym.const_value(k) == 0:
         return  # nothing to write (the outputs are empty)
-    insertion = node.attrs["k"] <= INSERTION_MAX_K
+    insertion = sym.const_value(k) is not None and sym.const_value(k) <= INSERTION_MAX_K
     if not insertion:
         a = scratch(kb, node, "order", i64_, (n_rows, n))
         b = scratch(kb, node, "merge", i64_, (n_rows, n))

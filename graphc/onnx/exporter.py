@@ -347,7 +347,12 @@ def _scatter_elements(e, n, ins, specs):
 
 @_emits("TopK")
 def _topk(e, n, ins, specs):
-    k = e.ints([n.attrs["k"]])
+    if n.attrs["k"] is None:  # gc.sort of a dim unknown at build time: the run-time length
+        axis = int(n.attrs["axis"]) % len(specs[0].shape)
+        shape = e.node("Shape", [ins[0]])
+        k = e.node("Slice", [shape, e.ints([axis]), e.ints([axis + 1]), e.ints([0])])
+    else:
+        k = e.ints([n.attrs["k"]])
     return e.node("TopK", [ins[0], k], n_out=2, axis=int(n.attrs["axis"]),
                   largest=int(n.attrs["largest"]), sorted=1)  # fmt: skip
 

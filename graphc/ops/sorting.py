@@ -41,7 +41,8 @@ def _order(x, axis, largest):
 @register
 class TopK(OpDef):
     """The ``k`` largest (or smallest) values along ``axis`` and their int64 indices, sorted;
-    equal values keep their order (lower index first)."""
+    equal values keep their order (lower index first). ``k`` None: the whole axis, whatever
+    its run-time length (``sort`` of a dimension that is ``None`` at build time)."""
 
     def infer(self, specs, attrs):
         (x,) = specs
@@ -52,6 +53,8 @@ class TopK(OpDef):
             return [(None, x.dtype), (None, _dt.int64)]
         axis = normalize_axis(attrs["axis"], len(x.shape))
         n = x.shape[axis]
+        if k is None:
+            return [(x.shape, x.dtype), (x.shape, _dt.int64)]
         if n is not None and not 0 <= k <= n:
             raise ShapeError(f"k={k} is out of range for a dimension of size {n}")
         shape = tuple(k if d == axis else s for d, s in enumerate(x.shape))
@@ -60,7 +63,7 @@ class TopK(OpDef):
     def ref(self, xs, attrs):
         (x,) = xs
         axis = attrs["axis"] % x.ndim
-        k = attrs["k"]
+        k = x.shape[axis] if attrs["k"] is None else attrs["k"]
         if k > x.shape[axis]:
             raise ValueError(f"top_k: k={k} > dimension size {x.shape[axis]}")
         idx = np.take(_order(x, axis, attrs["largest"]), np.arange(k), axis=axis)
@@ -93,6 +96,9 @@ class TopK(OpDef):
             Example(lambda t: top_k(t, 35, axis=0), [special], grad=False),
             Example(lambda t: top_k(t, 6, axis=0, largest=False), [special], grad=False),
             Example(lambda t: top_k(t, 5, axis=0), [special], grad=False),
+            # sort: with every dim None (dynamic examples) the whole axis at its run-time length
+            Example(lambda t: sort(t, axis=0), [special], grad=False),
+            Example(lambda t: sort(t, direction="DESCENDING"), [x]),
         ]
 
 
@@ -117,8 +123,9 @@ def sort(values, axis=-1, direction="ASCENDING", name=None):
     if x.shape is None:
         raise ValueError("sort: needs a tensor of known rank")
     n = x.shape[normalize_axis(axis, len(x.shape))]
-    if n is None:
-        raise ValueError("sort: the sorted dimension must be static")
     if direction not in ("ASCENDING", "DESCENDING"):
         raise ValueError(f"sort: direction must be ASCENDING or DESCENDING, got {direction!r}")
-    return top_k(x, n, axis=axis, largest=direction == "DESCENDING", name=name)[0]
+    if n is not None:
+        return top_k(x, n, axis=axis, largest=direction == "DESCENDING", name=name)[0]
+    attrs = {"k": None, "axis": int(axis), "largest": direction == "DESCENDING"}
+    return apply_op("TopK", [x], attrs, name).outputs[0]

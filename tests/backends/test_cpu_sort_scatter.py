@@ -115,7 +115,7 @@ def test_sort_both_directions_with_known_axis_length(fusion):
     x = _values(rng, (6, 33), np.float64, "special")
     g = gc.Graph()
     with g.as_default():
-        t = gc.placeholder(gc.float64, (None, 33))  # sort needs the sorted length static
+        t = gc.placeholder(gc.float64, (None, 33))  # the sorted length static: k = 33
         u = gc.placeholder(gc.float64, (6, None))
         outs = [gc.sort(t), gc.sort(t, direction="DESCENDING"), gc.sort(u, axis=0)]
     opts = gc.CompileOptions(fusion=fusion, cache_dir=None)
@@ -125,6 +125,35 @@ def test_sort_both_directions_with_known_axis_length(fusion):
     np.testing.assert_array_equal(got[0], np.sort(x, axis=-1))
     np.testing.assert_array_equal(got[1], np.flip(np.sort(x, axis=-1), -1))
     np.testing.assert_array_equal(got[2], np.sort(x, axis=0))
+
+
+@pytest.mark.parametrize("fusion", FUSION, ids=["fused", "unfused"])
+def test_sort_of_a_dimension_unknown_at_build_time(fusion):
+    """gc.sort along a None dim sorts the whole axis at its run-time length (one executable
+    for every length: both top_k kernels' choice is static, so the merge sort)."""
+    rng = np.random.default_rng(5)
+    for n in (1, 31, 300):
+        x = _values(rng, (3, n), np.float32, "special")
+        want, got = _run_both(lambda t: [gc.sort(t), gc.sort(t, 0, "DESCENDING")], [x], fusion)
+        _same(want, got)
+        np.testing.assert_array_equal(got[0], np.sort(x, axis=1))
+
+
+def test_sort_of_an_unknown_length_exports_to_onnx(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, None), name="x")
+        y = gc.sort(x, direction="DESCENDING")
+        with gc.Session(graph=g, target="reference") as sess:
+            path = gc.onnx.export(sess, tmp_path / "m.onnx", inputs={"x": x}, outputs={"y": y})
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    data = np.random.default_rng(1).standard_normal((4, 9)).astype(np.float32)
+    (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": data}
+    )
+    np.testing.assert_array_equal(got, -np.sort(-data, axis=1))
 
 
 @pytest.mark.parametrize("fusion", FUSION, ids=["fused", "unfused"])
