@@ -84,6 +84,13 @@ def _fmt_spec(s: TensorSpec) -> str:
     return f"{s.dtype.name}[{shape}]"
 
 
+def node_signature(n: Node) -> str:
+    """What node ``n`` computes, without its id and inputs: op, attributes and output specs
+    as the program text spells them (so what the program hash ignores, it ignores too)."""
+    attrs = ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(n.attrs.items()) if k[:1] != "_")
+    return f"{n.op}({attrs}) -> {', '.join(_fmt_spec(s) for s in n.outs)}"
+
+
 @dataclass(frozen=True)
 class Program:
     """Pruned, topologically ordered node list with its feeds and fetches."""

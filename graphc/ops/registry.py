@@ -65,6 +65,10 @@ class OpDef:
     stateful: bool = False
     #: Output i is computed elementwise from inputs broadcast to the output shape.
     elementwise: bool = False
+    #: Every output has the same spec and is computed by one rule from its index (unstack):
+    #: which output a kernel reads changes its addresses, not its structure, so fusion
+    #: decides a group reading output 7 as it decided one reading output 3.
+    interchangeable_outputs: bool = False
     #: Why ``examples()`` is empty (state, randomness, internal): the registry test requires
     #: either examples or a reason.
     no_examples_reason: str = ""

@@ -28,7 +28,7 @@ from bisect import insort
 from ..errors import UnimplementedError
 from ..kernel import lowerings as L
 from ..kernel.lower import MUST_STORE, Illegal, Lowering, emit_group, ref_consumers
-from ..program import Program
+from ..program import Program, node_signature
 from .fusion_plan import FusionPlan, _finish, _Trial
 from .fusion_policy import FusionPolicy
 from .fusion_siblings import SiblingFusion
@@ -102,7 +102,9 @@ class _Driver(FusionPolicy, SiblingFusion):
         self.consumers = ref_consumers(program)
         self.decisions: list = []
         self.fetches = {tuple(r) for r in program.fetches}
-        self._probes: dict = {}  # (nodes, stored refs) -> None (legal) or why not
+        self._probes: dict = {}  # _probe_key(nodes, stored refs) -> None (legal) or why not
+        self._sigs: dict = {}  # node id -> node_signature
+        self._refs: dict = {}  # ref read from outside a group -> its key (_outside)
         self._gnames: dict = {}  # (group index, size) -> gname (groups only grow)
         self._first_reduction: dict = {}  # node id -> first reduction above it, or None
         # the stored refs of the groups that passed a probe while producers are offered
@@ -238,7 +240,7 @@ class _Driver(FusionPolicy, SiblingFusion):
             nodes = sorted(trial[target], key=self._pos)
             stored = self.stored(trial, target, nodes)
             trial.stored[target] = tuple(stored)
-            key = (tuple(nodes), tuple(stored))
+            key = self._probe_key(nodes, stored)
             why = self._probes.get(key, _UNKNOWN)
             if why is _UNKNOWN:
                 why = None
@@ -250,6 +252,52 @@ class _Driver(FusionPolicy, SiblingFusion):
             if why:
                 return why
         return None
+
+    def _probe_key(self, nodes, stored) -> tuple:
+        """The probe's memo key: the group up to node ids. Each node by what it computes
+        (``node_signature``) and where its inputs come from (a node of the group by its
+        position, any other tensor by ``_outside``), plus which outputs are stored. The
+        lowering of a group depends on nothing else, so the steps of an unrolled loop and
+        the layers of a deep network are probed once per distinct shape of group. Outputs
+        of an op with ``interchangeable_outputs`` (unstack) are numbered by first use in
+        the group: step t of an unrolled loop reads output t."""
+        local = {nid: i for i, nid in enumerate(nodes)}
+        renumber: dict = {}  # (node, output) -> output number by first use in the group
+        for nid in nodes:
+            if self.node(nid).op_def.interchangeable_outputs:
+                renumber[nid] = {}
+
+        def inside(src, k):
+            outs = renumber.get(src)
+            return (local[src], k if outs is None else outs.setdefault(k, len(outs)))
+
+        desc = []
+        for nid in nodes:
+            n = self.node(nid)
+            sig = self._sigs.get(nid)
+            if sig is None:
+                sig = self._sigs[nid] = node_signature(n)
+            ins = tuple(
+                inside(src, k) if src in local else self._outside(src, k) for src, k in n.inputs
+            )
+            desc.append((sig, ins))
+        return tuple(desc), tuple(inside(src, k) for src, k in stored)
+
+    def _outside(self, src, k) -> tuple:
+        """Key of tensor ``(src, k)`` read by a group it is not computed in: a source (feed,
+        variable, constant) by its node signature (its value or variable), another kernel's
+        output by its dtype, symbolic shape and whether it is fetched."""
+        ref = (src, k)
+        key = self._refs.get(ref)
+        if key is None:
+            n = self.node(src)
+            if L.op_kind(n) == "source":
+                key = ("source", node_signature(n), k, tuple(self.lw.shapes[ref]))
+            else:
+                spec = n.outs[k]
+                key = ("tensor", spec.dtype.name, tuple(self.lw.shapes[ref]), ref in self.fetches)
+            self._refs[ref] = key
+        return key
 
     # -- the driver ------------------------------------------------------------------------
     def run(self) -> FusionPlan:

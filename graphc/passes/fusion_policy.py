@@ -8,6 +8,12 @@ from __future__ import annotations
 from ..kernel import lowerings as L
 from ..kernel import sym
 
+#: The most reductions one kernel computes. Summing a gradient over the steps of an unrolled
+#: loop offers one more reduction to the same kernel per step, each merge checked by
+#: lowering the grown kernel: cost quadratic in the number of steps (W12's 64-step LSTM:
+#: ~1 s of its fusion time) for kernels that are memory-bound long before 16 reductions.
+MAX_KERNEL_REDUCTIONS = 16
+
 
 class FusionPolicy:
     """The policy half of the fusion driver: each method returns None (try it) or why not."""
@@ -26,6 +32,11 @@ class FusionPolicy:
             return "a GEMM kernel takes only an elementwise epilogue"
         if kind == "reduction" and "gemm" in kinds:
             return "a GEMM kernel takes only an elementwise epilogue"
+        if kind == "reduction":
+            n = sum(1 for c in self.groups[gi] if L.op_kind(self.node(c)) == "reduction")
+            if n >= MAX_KERNEL_REDUCTIONS:
+                return (f"the kernel computes {n} reductions already, the most one takes "
+                        f"(MAX_KERNEL_REDUCTIONS)")  # fmt: skip
         if kind == "reduction" and self.reduction_layout == "columns":
             why = self.column_refusal(p, gi)
             if why:

@@ -258,6 +258,8 @@ def stack(values, axis=0, name=None):
 class Unpack(OpDef):
     """Split along ``axis`` into ``num`` tensors with that dimension removed."""
 
+    interchangeable_outputs = True
+
     def infer(self, specs, attrs):
         x, axis, num = specs[0], attrs["axis"], attrs["num"]
         if x.shape is None:

@@ -1,0 +1,88 @@
+"""Fusion's cost grows with the distinct kernels of a program, not with its depth: the
+legality probe is memoised on the group up to node ids (steps of an unrolled loop read
+different outputs of one unstack), and a kernel takes at most MAX_KERNEL_REDUCTIONS
+reductions (a gradient summed over the steps would otherwise be re-probed per step)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.passes import fusion as F
+from graphc.passes.fusion_policy import MAX_KERNEL_REDUCTIONS
+from graphc.program import extract
+
+
+def _unrolled(steps: int):
+    """A small unrolled RNN train step: (fetches, feeds, placeholders)."""
+    g = gc.Graph()
+    with g.as_default():
+        xs = gc.placeholder(gc.float32, (None, steps, 8), name="xs")
+        w = gc.Variable(np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32) * 0.3)
+        b = gc.Variable(np.zeros(8, np.float32))
+        h = gc.zeros_like(xs[:, 0, :])
+        loss = 0.0
+        for x in gc.unstack(xs, axis=1):
+            h = gc.tanh(gc.matmul(gc.concat([x, h], axis=1), w) + b)
+            loss = loss + gc.reduce_mean(h * h)
+        grads = gc.gradients(loss, [w, b])
+    return g, xs, [loss] + grads
+
+
+def _probes(steps: int, monkeypatch) -> int:
+    g, xs, fetches = _unrolled(steps)
+    with g.as_default():
+        program = extract(fetches, [], [xs])
+    calls = []
+    real = F.emit_group
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "emit_group", counting)
+    F.fuse(program)
+    return len(calls)
+
+
+def test_probes_do_not_grow_with_the_number_of_steps(monkeypatch):
+    p8, p32 = _probes(8, monkeypatch), _probes(32, monkeypatch)
+    # each step's kernels are probed once for all steps; what grows is bounded per step
+    assert p32 < 2 * p8, (p8, p32)
+
+
+@pytest.mark.parametrize("steps", [3, 24])
+def test_unrolled_step_matches_reference(steps):
+    g, xs, fetches = _unrolled(steps)
+    feed = {xs: np.random.default_rng(1).standard_normal((5, steps, 8)).astype(np.float32)}
+    with g.as_default():
+        init = gc.global_variables_initializer()
+    results = []
+    for target in ("reference", "cpu"):
+        with gc.Session(graph=g, target=target) as s:
+            s.run(init)
+            results.append(s.run(fetches, feed))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
+
+
+def test_a_kernel_takes_at_most_max_kernel_reductions():
+    n = 2 * MAX_KERNEL_REDUCTIONS + 5
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, n, 6), name="x")
+        total = 0.0
+        for t, xt in enumerate(gc.unstack(x, axis=1)):
+            total = total + gc.reduce_sum(xt * float(t + 1), axis=0)
+        program = extract([total], [], [x])
+    plan = F.fuse(program)
+    for grp in plan.groups:
+        reductions = [i for i in grp.nodes if program.node(i).op == "Sum"]
+        assert len(reductions) <= MAX_KERNEL_REDUCTIONS
+    assert any("MAX_KERNEL_REDUCTIONS" in why for _, d, why in plan.decisions if d == "refuse")
+    feed = {x: np.random.default_rng(2).standard_normal((7, n, 6)).astype(np.float32)}
+    with gc.Session(graph=g) as s:
+        got = s.run(total, feed)
+    with gc.Session(graph=g, target="reference") as s:
+        np.testing.assert_allclose(got, s.run(total, feed), rtol=1e-5, atol=1e-5)
