@@ -70,14 +70,17 @@ class SubContext:
     """The context a sub-program runs in (a control-flow body): its own feeds, and the
     run's variables and random streams, so that its writes are the run's writes (committed,
     or not, with the whole run). ``iteration``: the loop iteration it runs (None outside a
-    loop), which gives its random ops a stream of their own."""
+    loop), which gives its random ops a stream of their own. ``into``: {output index:
+    array} a runner may write those outputs into (and return), e.g. rows of a loop's
+    stacked outputs; None: none."""
 
-    __slots__ = ("feeds", "_ctx", "iteration")
+    __slots__ = ("feeds", "_ctx", "iteration", "into")
 
     def __init__(self, ctx, feeds: list, iteration: int | None = None):
         self.feeds = feeds
         self._ctx = ctx
         self.iteration = iteration
+        self.into = None
 
     def read_variable(self, name: str):
         return self._ctx.read_variable(name)

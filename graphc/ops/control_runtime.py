@@ -42,7 +42,10 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
     ``history=False``: ``call("body", ...)`` runs a body without the history outputs
     (``body_without_history``), which nobody reads. ``alloc(j, shape, dtype)``: the array
     stacked output j is written into (default: a new one); a backend may hand back an
-    array of an earlier run that nobody holds any more, whose pages are already mapped."""
+    array of an earlier run that nobody holds any more, whose pages are already mapped.
+    ``call(attr, feeds, iteration[, into])``: ``into`` ({output index: array}) is where a
+    backend may write those outputs of the body (rows of the stacked outputs) and return
+    those very arrays; anything else it returns is copied there."""
     n, k = attrs["n_vars"], attrs["n_sliced"]
     vars_ = [np.asarray(x) for x in xs[:n]]
     rows = [np.asarray(x) for x in xs[n : n + k]]
@@ -63,6 +66,10 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
         keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
     stacks: list = [[] if kj else None for kj in keep]
     has_cond = attrs["cond"] is not None
+    # the trip count is known (no cond): after the first iteration each stacked output gets
+    # its array, and every later row goes straight into it (``call``'s ``into``: a backend
+    # may write the output there; else it is copied while still in cache)
+    rows_at = _RowsAt(trips, stacked, attrs, alloc) if not has_cond and trips else None
     reverse = attrs.get("reverse", False)
     check = [(j, attrs["var_specs"][j][0]) for j in attrs.get("check_vars", ())]
     i = 0
@@ -87,15 +94,22 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
             break
         if k:
             at = trips - 1 - i if reverse else i
-            outs = call("body", vars_ + [r[at] for r in rows] + caps, i)
+            feeds = vars_ + [r[at] for r in rows] + caps
         else:
-            outs = call("body", vars_ + caps, i)
+            at, feeds = i, vars_ + caps
+        if rows_at is not None and i:
+            outs = call("body", feeds, i, rows_at.into(stacks, n, at))
+        else:
+            outs = call("body", feeds, i)
         if has_cond:
             c = outs[-1]  # the condition on the new variables (see control_flow.py)
         vars_ = outs[:n]
-        for j, st in enumerate(stacks):
-            if st is not None:
-                st.append(outs[n + j])
+        if rows_at is not None:
+            rows_at.put(stacks, outs, n, at, i)
+        else:
+            for j, st in enumerate(stacks):
+                if st is not None:
+                    st.append(outs[n + j])
         for j, spec_shape in check:
             if not _shape_fits(np.shape(vars_[j]), spec_shape):
                 raise InvalidArgumentError(
@@ -107,7 +121,9 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
     results = list(vars_)
     for j, st in enumerate(stacks):
         row_shape, dtype = stacked[j]
-        if st is None or not st:  # unread (a zero-byte stand-in) or no iteration
+        if isinstance(st, np.ndarray):  # filled row by row (_RowsAt)
+            results.append(st)
+        elif st is None or not st:  # unread (a zero-byte stand-in) or no iteration
             shape = (i,) + tuple(0 if d is None else d for d in (row_shape or ()))
             results.append(np.broadcast_to(np.zeros((), _dt.as_dtype(dtype).np), shape))
         else:
@@ -115,6 +131,51 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
                 st.reverse()
             results.append(_stack(st, attrs, alloc, j))
     return results
+
+
+class _RowsAt:
+    """Stacked outputs of a loop whose trip count is known, filled as the rows come: the
+    first iteration's rows give each array its shape (``alloc(j, shape, dtype)``, as
+    ``_stack``); each later row is written into its place by the body (``into``) or copied
+    there at once."""
+
+    def __init__(self, trips, stacked, attrs, alloc):
+        self.trips, self.attrs, self.alloc = trips, attrs, alloc
+        self.first: dict = {}  # stacked index -> shape of the first row
+        self.rows: dict = {}  # the last ``into``
+
+    def into(self, stacks, n, at) -> dict:
+        """{body output index: the row of the stacked array it may be written into}."""
+        self.rows = {n + j: st[at] for j, st in enumerate(stacks) if isinstance(st, np.ndarray)}
+        return self.rows
+
+    def put(self, stacks, outs, n, at, i) -> None:
+        for j, st in enumerate(stacks):
+            if st is None:
+                continue
+            row = outs[n + j]
+            if i == 0:
+                row = np.asarray(row)
+                self.first[j] = row.shape
+                shape = (self.trips,) + row.shape
+                a = (
+                    np.empty(shape, row.dtype)
+                    if self.alloc is None
+                    else self.alloc(j, shape, row.dtype)
+                )
+                a[at] = row
+                stacks[j] = a
+                continue
+            if np.shape(row) != self.first[j]:
+                raise InvalidArgumentError(
+                    f"loop at {where(self.attrs)}: per-iteration values to stack have "
+                    f"different shapes ({self.first[j]} and {np.shape(row)}): a loop variable "
+                    "whose shape changes across iterations cannot be stacked (nor "
+                    "differentiated)"
+                )
+            dest = self.rows.get(n + j)
+            if row is not dest:  # the body did not write it in place
+                st[at] = row
 
 
 def _stack(rows, attrs, alloc=None, j=0) -> np.ndarray:

@@ -29,6 +29,51 @@ def is_control(node) -> bool:
     return hasattr(get_op_def(node.op), "run_control")
 
 
+class _Outputs:
+    """How a body's outputs are made from what its compiled form returns: a stacked output
+    (position ``first_stacked`` on) that is one of the body's inputs (a loop variable's
+    history row) is the input array itself, and one that repeats an earlier output (a
+    loop variable also stacked) is that same array. So the compiled body returns each
+    value once, as its own output buffer (which the runner may write into the caller's
+    arrays, ``SubContext.into``), and copies no input."""
+
+    def __init__(self, program, first_stacked: int):
+        keep, src, first = [], [], {}
+        for pos, ref in enumerate(program.fetches):
+            ref = tuple(ref)
+            node = program.node(ref[0])
+            if pos >= first_stacked and node.op == "Feed":
+                src.append(-1 - node.attrs["index"])
+            elif pos >= first_stacked and ref in first:
+                src.append(first[ref])
+            else:
+                first.setdefault(ref, len(keep))
+                src.append(len(keep))
+                keep.append(ref)
+        self.fetches = tuple(keep)
+        self.src = None if src == list(range(len(keep))) else src
+        self.program = self.with_fetches(program)
+
+    def with_fetches(self, program):
+        """``program`` (this body, or a variant with the same fetches) returning each
+        value once."""
+        if self.src is None:
+            return program
+        return program.with_nodes(program.nodes, fetches=self.fetches)
+
+    def compiled_into(self, into: dict) -> dict:
+        """``into`` of the body's outputs as ``into`` of the compiled outputs."""
+        out = {}
+        for pos, a in into.items():
+            k = self.src[pos]
+            if k >= 0 and k not in out:
+                out[k] = a
+        return out
+
+    def expand(self, outs: list, feeds: list) -> list:
+        return [outs[k] if k >= 0 else feeds[-1 - k] for k in self.src]
+
+
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
@@ -55,8 +100,13 @@ class ControlStep:
         self._compile_body = compile_body
         if self.shared is not None:
             programs = self.shared.programs
-        for attr, program in programs.items():
-            exe = compile_body(program)
+        n = node.attrs["n_vars"] if node.op == "While" else None
+        self.outputs = {
+            attr: _Outputs(p, n if attr == "body" else len(p.fetches))
+            for attr, p in programs.items()
+        }
+        for attr in programs:
+            exe = compile_body(self.outputs[attr].program)
             self.runners[attr] = exe.runner
             self.kernels.extend(
                 KernelInfo(f"{node.name}/{attr}/{k.name}", k.ops, k.op_types) for k in exe.kernels
@@ -70,18 +120,25 @@ class ControlStep:
             return self.runners
         if self._plain_runners is None:
             self._plain_runners = {
-                attr: self._compile_body(p).runner for attr, p in self._plain.items()
+                attr: self._compile_body(self.outputs[attr].with_fetches(p)).runner
+                for attr, p in self._plain.items()
             }
         return self._plain_runners
 
     def run(self, xs, ctx) -> list:
         runners = {attr: r.run for attr, r in self._runners(xs).items()}
+        outputs = self.outputs
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
-        def call(attr, feeds, iteration=None):
+        def call(attr, feeds, iteration=None, into=None):
             sub.feeds = feeds
             sub.iteration = iteration
-            return runners[attr](sub)
+            out = outputs[attr]
+            if out.src is None:
+                sub.into = into
+                return runners[attr](sub)
+            sub.into = out.compiled_into(into) if into else None
+            return out.expand(runners[attr](sub), feeds)
 
         if self.history:
             return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed,

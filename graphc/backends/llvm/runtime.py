@@ -126,6 +126,14 @@ class _Plan:
     __slots__ = ("shapes", "root_bytes", "temps", "out_shapes", "out_nbytes")
 
 
+def _fits(a, shape, npdt) -> bool:
+    """Whether the caller's array ``a`` can be an output of this shape and dtype."""
+    return (
+        type(a) is np.ndarray and a.shape == shape and a.dtype == npdt
+        and a.flags.c_contiguous and a.flags.writeable
+    )  # fmt: skip
+
+
 class LLVMRunner:
     """Holds the loaded code of one Executable; ``run(ctx, trace)`` returns the fetches."""
 
@@ -330,9 +338,17 @@ class LLVMRunner:
             keep.append(arr)
             table[slot] = descriptor(arr, keep)
         arrays = plan.temps.copy() if plan.temps else {}
+        into = getattr(ctx, "into", None)  # arrays the caller wants outputs written into
+        if into and self.simple_outputs:
+            into = {kp.outputs[k]: a for k, a in into.items() if k < len(kp.outputs)}
+        else:
+            into = None
         for r, slot, npdt in self.out_slots:
+            a = into.get(r) if into else None
             if plan.root_bytes[r] > plan.out_nbytes[r]:  # a larger buffer aliases this output
                 a = aligned_empty(plan.root_bytes[r], np.uint8)
+            elif a is not None and _fits(a, plan.out_shapes[r], npdt):
+                pass
             else:
                 a = self._output_array(r, plan.out_shapes[r], npdt)
             arrays[r] = a

@@ -110,11 +110,12 @@ def run_program(program: Program, ctx: RunContext, trace: list | None = None, ch
 
 
 def _body_runner(node, ctx, check):
-    """``call(attr, feeds, iteration=None)`` for a control op: runs the sub-Program
-    ``node.attrs[attr]`` with ``feeds`` in this run's state (``iteration``: the loop
-    iteration, for the random streams)."""
+    """``call(attr, feeds, iteration=None, into=None)`` for a control op: runs the
+    sub-Program ``node.attrs[attr]`` with ``feeds`` in this run's state (``iteration``: the
+    loop iteration, for the random streams; ``into``, arrays a backend may write outputs
+    into, is not used here)."""
 
-    def call(attr, feeds, iteration=None):
+    def call(attr, feeds, iteration=None, into=None):
         sub = SubContext(ctx, list(feeds), iteration)
         return run_program(node.attrs[attr], sub, None, check)
 
