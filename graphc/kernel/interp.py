@@ -16,7 +16,6 @@ from ..errors import InvalidArgumentError
 from ..expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
 from .ir import (
     LIBCALLS,
-    RNG_BUFFER,
     STATUS_BUFFER,
     If,
     Kernel,
@@ -450,4 +449,3 @@ def _reads_loaded(e, loaded_vars) -> bool:
     return False
 
 
-_ = RNG_BUFFER

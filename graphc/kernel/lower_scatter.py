@@ -18,7 +18,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..expr import Cast, Const, Load, Math, i64
 from . import lower_elements, lower_sort, sym  # noqa: F401  (lower_*: register their rules)
-from .ir import STATUS_BUFFER, If, Let, Store
+from .ir import STATUS_BUFFER, If, Store
 from .lower_index import index_depth
 from .lowerings import opaque
 from .shapes import rule
@@ -257,4 +257,3 @@ def _segment_sum(kb, node):
         _guarded(kb, keep, None, lambda: _add_row(kb, out, s, d_ref, j, row_size, dt))
 
 
-_ = Let

@@ -13,7 +13,7 @@ from .. import config
 from ..errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from ..expr import NUMPY_MATH, Call, Const, Dim, Math
 from ..ops import random as _random
-from .ir import Check, KernelProgram
+from .ir import KernelProgram
 
 
 def dim_values(kp: KernelProgram, feeds) -> dict:
@@ -169,4 +169,3 @@ def raise_status(kp: KernelProgram, status) -> None:
             raise InvalidArgumentError(c.message)
 
 
-_ = Check
