@@ -93,3 +93,30 @@ def test_history_rows_are_the_body_inputs():
     body = forward[0].outputs["body"]
     assert body.src is not None and min(body.src) < 0  # an input passed through, not copied
     assert not any(body.program.node(r[0]).op == "Feed" for r in body.program.fetches)
+
+
+def test_branch_passing_a_value_through_returns_the_input(monkeypatch):
+    """A cond branch returning its captured input hands that array on (the runner copies
+    nothing); what the Session fetches is still a copy, never the caller's array."""
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    p = gc.placeholder(gc.bool, (), name="p")
+    y = gc.cond(p, lambda: x, lambda: x * 2.0)
+    z = y + 1.0
+    steps = []
+    real = control.ControlStep.__init__
+
+    def init(self, *a, **k):
+        real(self, *a, **k)
+        steps.append(self)
+
+    monkeypatch.setattr(control.ControlStep, "__init__", init)
+    xs = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with gc.Session(target="cpu") as sess:
+        got_y, got_z = sess.run([y, z], {x: xs, p: True})
+        assert not np.shares_memory(got_y, xs)
+        np.testing.assert_array_equal(got_y, xs)
+        np.testing.assert_array_equal(got_z, xs + 1)
+        np.testing.assert_array_equal(sess.run(y, {x: xs, p: False}), xs * 2)
+    for step in steps:  # one per compiled fetch list
+        assert step.outputs["then"].src == [-1]  # the input itself
+        assert step.outputs["else"].src is None

@@ -30,10 +30,11 @@ def is_control(node) -> bool:
 
 
 class _Outputs:
-    """How a body's outputs are made from what its compiled form returns: a stacked output
-    (position ``first_stacked`` on) that is one of the body's inputs (a loop variable's
-    history row) is the input array itself, and one that repeats an earlier output (a
-    loop variable also stacked) is that same array. So the compiled body returns each
+    """How a body's outputs are made from what its compiled form returns: an output from
+    position ``first_stacked`` on (a loop's stacked rows, a branch's results) that is one
+    of the body's inputs (a loop variable's history row, a branch passing a value through)
+    is the input array itself, and one that repeats an earlier output (a loop variable also
+    stacked) is that same array. So the compiled body returns each
     value once, as its own output buffer (which the runner may write into the caller's
     arrays, ``SubContext.into``), and copies no input."""
 
@@ -74,6 +75,16 @@ class _Outputs:
         return [outs[k] if k >= 0 else feeds[-1 - k] for k in self.src]
 
 
+def _first_shared(node, attr, program) -> int:
+    """The first output of body ``attr`` that may be an input array or another output's
+    array (see ``_Outputs``): a loop body's stacked rows, every output of a branch (the
+    Session copies what it fetches, nothing downstream writes into its inputs); a loop's
+    variables and condition stay the body's own arrays."""
+    if node.op == "While":
+        return node.attrs["n_vars"] if attr == "body" else len(program.fetches)
+    return 0
+
+
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
@@ -100,10 +111,8 @@ class ControlStep:
         self._compile_body = compile_body
         if self.shared is not None:
             programs = self.shared.programs
-        n = node.attrs["n_vars"] if node.op == "While" else None
         self.outputs = {
-            attr: _Outputs(p, n if attr == "body" else len(p.fetches))
-            for attr, p in programs.items()
+            attr: _Outputs(p, _first_shared(node, attr, p)) for attr, p in programs.items()
         }
         for attr in programs:
             exe = compile_body(self.outputs[attr].program)
