@@ -24,6 +24,12 @@ Ref = tuple  # (node_id, output_index)
 class Feed(OpDef):
     """A value bound at run time: a fed placeholder or any fed tensor (internal op)."""
 
+    kind = "source"
+    source = "feed"
+    static_shape_reason = (
+        "its unknown dims are the run's Dims themselves (kernel/shapes.py SymShapes)"
+    )
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
     differentiable = False

@@ -40,6 +40,9 @@ class DistAllreduce(OpDef):
 
     stateful = True
     no_examples_reason = NO_EXAMPLES
+    kind = "host"
+    host_reason = "a collective over MPI on numpy buffers, between native segments"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
 
     def infer(self, specs, attrs):
         if attrs["op"] not in OPS:
@@ -82,6 +85,9 @@ class DistBroadcast(OpDef):
 
     stateful = True
     no_examples_reason = NO_EXAMPLES
+    kind = "host"
+    host_reason = "a collective over MPI on numpy buffers, between native segments"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
 
     def infer(self, specs, attrs):
         root = attrs["root"]

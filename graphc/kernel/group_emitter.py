@@ -78,8 +78,6 @@ class GroupEmitter(KernelBuilder):
         expr = fn(self, node, ix)
         self.k = saved
         v = self.bind(expr, dt)
-        if node.op == "CheckNumerics":
-            self._check_numerics(node, v)
         if at_full and L.is_expensive(node):
             self.expensive_seen.setdefault(ref, set()).add(self.pass_no)
             if cached is not None and cached[1] == self.pass_no:
@@ -93,7 +91,7 @@ class GroupEmitter(KernelBuilder):
         constant, a load (of a non-member, an override or a row cache), a row's reduced
         value or one computed before; else None (nothing emitted)."""
         node = self.lw.program.node(ref[0])
-        if node.op == "Const" and node.attrs["value"].size == 1:
+        if node.op_def.source == "const" and node.attrs["value"].size == 1:
             v = node.attrs["value"].reshape(())
             return Const(v.item(), node.outs[0].dtype)
         if ref in self.overrides:
@@ -150,7 +148,9 @@ class GroupEmitter(KernelBuilder):
             self.remember(key, hit)
         return hit
 
-    def _check_numerics(self, node, v):
+    def check_numerics(self, node, v):
+        """Flag NaN (first slot) or Inf (second) of value ``v`` of ``node`` in the status
+        buffer."""
         nan_slot, inf_slot = self.lw.check_slots(node)
         one = Const(1, _dt.int32)
         flag = If(

@@ -34,7 +34,7 @@ from .builder import Illegal, KernelBuilder
 from .ir import RNG_BUFFER, STATUS_BUFFER, Buffer, Check, Kernel, KernelProgram
 from .lower_columns import emit_column_group
 from .lower_gemm import emit_gemm_group
-from .lower_rows import MUST_STORE, emit_loop_group, emit_row_group, row_cache_plan
+from .lower_rows import emit_loop_group, emit_row_group, row_cache_plan
 from .shapes import SymShapes, with_location
 
 # -- the lowering of a whole program -----------------------------------------------------------
@@ -90,16 +90,17 @@ class Lowering:
         current: dict = {}  # variable -> buffer holding its value at this point of the program
         for n in self.program.nodes:
             ref = (n.id, 0)
-            if n.op == "Feed":
+            op_def = n.op_def
+            if op_def.source == "feed":
                 self.source_buffer[ref] = self._add_buffer(f"in{n.attrs['index']}", ref, "input")
-            elif n.op == "Const":
+            elif op_def.source == "const":
                 self.source_buffer[ref] = f"c{n.id}"  # created on first use
-            elif n.op in ("VariableV2", "ReadVariable"):
+            elif op_def.variable == "read":
                 var = n.attrs["var"]
                 self.source_buffer[ref] = current.get(var) or self._var_buffer_for(n)
-            elif n.op in ("Assign", "AssignAdd", "AssignSub"):
+            elif op_def.variable in ("write", "update"):
                 var = n.attrs["var"]
-                if n.op != "Assign":
+                if op_def.variable == "update":
                     self.var_before[n.id] = current.get(var) or self._var_buffer_for(n)
                 current[var] = f"t{n.id}"
                 self.var_updates[var] = f"t{n.id}"
@@ -109,7 +110,7 @@ class Lowering:
         if ref in self.source_buffer:
             name = self.source_buffer[ref]
             node = self.program.node(ref[0])
-            if node.op == "Const" and name not in self.buffers:
+            if node.op_def.source == "const" and name not in self.buffers:
                 v = node.attrs["value"]
                 self.buffers[name] = Buffer(
                     name, node.outs[0].dtype, tuple(i64(d) for d in v.shape), "const", v
@@ -172,11 +173,10 @@ def lower(program: Program, plan, options=None, reduction_layout="rows") -> Kern
         lw.buffers[STATUS_BUFFER] = Buffer(
             STATUS_BUFFER, _dt.int32, (i64(len(lw.checks)),), "status"
         )
-    n_feeds = max([n.attrs["index"] + 1 for n in program.nodes if n.op == "Feed"], default=0)
-    inputs = [None] * n_feeds
-    for n in program.nodes:
-        if n.op == "Feed":
-            inputs[n.attrs["index"]] = f"in{n.attrs['index']}"
+    feeds = [n for n in program.nodes if n.op_def.source == "feed"]
+    inputs = [None] * max([n.attrs["index"] + 1 for n in feeds], default=0)
+    for n in feeds:
+        inputs[n.attrs["index"]] = f"in{n.attrs['index']}"
     return KernelProgram(
         buffers=lw.buffers,
         kernels=kernels,
@@ -251,12 +251,13 @@ def node_deps(program) -> dict:
     deps = {n.id: {src for src, _ in n.inputs} for n in program.nodes}
     last_assign: dict = {}
     for n in program.nodes:
-        var = n.attrs.get("var") if n.op in _VAR_OPS else None
+        access = n.op_def.variable
+        var = n.attrs.get("var") if access else None
         if var is None:
             continue
-        if var in last_assign and n.op != "Assign":
+        if var in last_assign and access != "write":
             deps[n.id].add(last_assign[var])
-        if n.op in ("Assign", "AssignAdd", "AssignSub"):
+        if access in ("write", "update"):
             if var in last_assign:
                 deps[n.id].add(last_assign[var])  # keep assignments in program order
             last_assign[var] = n.id
@@ -268,9 +269,6 @@ def node_deps(program) -> dict:
             d = (d - sources) | set().union(*(deps[s] for s in d & sources))
         deps[n.id] = d
     return deps
-
-
-_VAR_OPS = ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub")
 
 
 def stored_refs(program, plan, gi, consumers=None, index=None) -> list:
@@ -290,7 +288,7 @@ def stored_refs(program, plan, gi, consumers=None, index=None) -> list:
             continue
         for k in range(len(node.outs)):
             ref = (nid, k)
-            need = ref in fetches or node.op in MUST_STORE
+            need = ref in fetches or node.op_def.must_store
             for c in consumers.get(ref, ()):
                 if any(nid not in members[gj] for gj in groups_of.get(c, ())):
                     need = True

@@ -24,9 +24,6 @@ from .group_emitter import GroupEmitter
 from .ir import Let, Store
 from .printer import expr_text
 
-#: ops whose outputs are always stored, whether or not a consumer reads them
-MUST_STORE = ("Assign", "AssignAdd", "AssignSub", "CheckNumerics")
-
 
 def stored_space(lw, stored):
     shapes = {lw.shapes[r] for r in stored}
@@ -106,7 +103,7 @@ def row_cache_plan(lw, kb, stored) -> dict:
     computes in several passes: the first pass stores them into a full-shaped output of the
     same dtype (which the last pass overwrites element by element after reading it)."""
     free = [
-        r for r in kb.full_stored if lw.program.node(r[0]).op not in MUST_STORE
+        r for r in kb.full_stored if not lw.program.node(r[0]).op_def.must_store
     ]  # fmt: skip
     plan = {}
     for ref, passes in sorted(kb.expensive_seen.items(), key=lambda kv: min(kv[1])):

@@ -1,6 +1,8 @@
 """Per-op lowering rules: how each op type computes one element (or a whole kernel).
 
-``KINDS`` maps op type -> kind, which the fusion policy and the lowering driver read:
+Each op declares its kind on its OpDef (``OpDef.kind``, read through ``op_kind``); the rules
+here are registered by op type, and ``KINDS`` records the kind each registered rule
+implements (tests/test_op_facts.py checks the two agree). The kinds:
   * ``source``: no kernel (feeds, constants, variable reads) - buffers or inlined constants;
   * ``elementwise``: ``VALUE[op](g, node, ix)`` gives the element at index ``ix`` of the
     output from elements of the inputs (``g.value(ref, ix)``): OpDef.scalar bodies,
@@ -38,10 +40,6 @@ EXPENSIVE_MATH = {
     Math.SIGMOID, Math.ERF, Math.POW, Math.SQRT, Math.RSQRT, Math.DIV,
 }  # fmt: skip
 
-SOURCE_OPS = ("Feed", "Const", "VariableV2", "ReadVariable", "NoOp", "Placeholder")
-for _t in SOURCE_OPS:
-    KINDS[_t] = "source"
-
 
 def value_rule(kind, *types):
     def deco(fn):
@@ -54,22 +52,15 @@ def value_rule(kind, *types):
 
 
 def op_kind(node) -> str | None:
-    """The lowering kind of a Program node (None: no lowering yet)."""
-    kind = KINDS.get(node.op)
-    if kind is None and getattr(REGISTRY.get(node.op), "elementwise", False):
-        return "elementwise"
-    if node.op == "MatMul" and not node.outs[0].dtype.is_floating:
-        return "opaque"  # BLAS has no integer GEMM: a plain loop nest
-    return kind
+    """The lowering kind of a Program node, as its OpDef declares it for the node's output
+    dtypes (None: no lowering: a host op)."""
+    kind = node.op_def.lowered_kind(tuple(s.dtype for s in node.outs))
+    return None if kind == "host" else kind
 
 
 def opaque_fn(node):
     """The whole-kernel lowering of an opaque node (None: not lowerable)."""
-    if node.op == "MatMul":
-        return OPAQUE.get("MatMul_loops")
-    if node.op == "SumToShape":
-        return OPAQUE.get("SumToShape_dynamic")
-    return OPAQUE.get(node.op)
+    return OPAQUE.get(node.op_def.opaque_lowering or node.op)
 
 
 def value_fn(node):
@@ -81,7 +72,7 @@ def value_fn(node):
 
 def is_expensive(node) -> bool:
     """Transcendental/division bodies and random generators: worth storing, not recomputing."""
-    if node.op in ("RandomStandardNormal", "TruncatedNormal", "RandomUniform"):
+    if node.op_def.expensive:
         return True
     if KINDS.get(node.op, "elementwise") != "elementwise" or node.op not in REGISTRY:
         return False
@@ -125,18 +116,29 @@ def scalar_body(g, node, ix):
     return op_def.scalar(args, node.attrs)
 
 
-@value_rule("elementwise", "Identity", "StopGradient", "PlaceholderWithDefault", "CheckNumerics")
+@value_rule("elementwise", "Identity", "StopGradient", "PlaceholderWithDefault", "Assign")
 def _identity(g, node, ix):
     return g.value(node.inputs[0], ix)
 
 
-@value_rule("elementwise", "Assign", "AssignAdd", "AssignSub")
-def _assign(g, node, ix):
+@value_rule("elementwise", "CheckNumerics")
+def _check_numerics(g, node, ix):
+    """The input's value, flagged in the status buffer where it is NaN or Inf."""
+    v = g.bind(g.value(node.inputs[0], ix), node.outs[0].dtype)
+    g.check_numerics(node, v)
+    return v
+
+
+@value_rule("elementwise", "AssignAdd")
+def _assign_add(g, node, ix):
     v = g.value(node.inputs[0], ix)
-    if node.op == "Assign":
-        return v
-    old = g.var_before(node, ix)
-    return (Math.ADD if node.op == "AssignAdd" else Math.SUB)(old, v)
+    return Math.ADD(g.var_before(node, ix), v)
+
+
+@value_rule("elementwise", "AssignSub")
+def _assign_sub(g, node, ix):
+    v = g.value(node.inputs[0], ix)
+    return Math.SUB(g.var_before(node, ix), v)
 
 
 @value_rule("elementwise", "Cast")
@@ -220,20 +222,33 @@ def _normal64(g, key, i):
     return Math.MUL(r, Math.COS(Math.MUL(Const(2.0 * math.pi, f64), u2)))
 
 
-@value_rule("elementwise", "RandomUniform", "RandomStandardNormal", "TruncatedNormal")
-def _random(g, node, ix):
-    key = g.bind(Load(RNG_BUFFER, i64(g.rng_slot(node)), _dt.int64), _dt.int64)
+def _rng_key(g, node):
+    return g.bind(Load(RNG_BUFFER, i64(g.rng_slot(node)), _dt.int64), _dt.int64)
+
+
+@value_rule("elementwise", "RandomUniform")
+def _random_uniform(g, node, ix):
+    key = _rng_key(g, node)
+    i = ix.flat()
+    dt = node.outs[0].dtype
+    if dt == _dt.float64:
+        return _uniform64(g, key, i)
+    b = _bits(g, key, i)
+    u = Math.MUL(Cast(Math.SHR(b, i64(40)), _dt.float64), Const(2.0**-24, _dt.float64))
+    return Cast(u, dt)
+
+
+@value_rule("elementwise", "RandomStandardNormal")
+def _random_normal(g, node, ix):
+    return Cast(_normal64(g, _rng_key(g, node), ix.flat()), node.outs[0].dtype)
+
+
+@value_rule("elementwise", "TruncatedNormal")
+def _truncated_normal(g, node, ix):
+    key = _rng_key(g, node)
     i = ix.flat()
     dt = node.outs[0].dtype
     f64 = _dt.float64
-    if node.op == "RandomUniform":
-        if dt == _dt.float64:
-            return _uniform64(g, key, i)
-        b = _bits(g, key, i)
-        u = Math.MUL(Cast(Math.SHR(b, i64(40)), f64), Const(2.0**-24, f64))
-        return Cast(u, dt)
-    if node.op == "RandomStandardNormal":
-        return Cast(_normal64(g, key, i), dt)
     out = g.bind(Const(float("nan"), f64), f64)
     for r in range(16):
         k = g.bind(mix64(Math.ADD(key, i64(r + 1))), _dt.int64)

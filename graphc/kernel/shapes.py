@@ -88,7 +88,7 @@ class SymShapes:
         return self.shapes[tuple(ref)]
 
     def _node(self, n):
-        if n.op == "Feed":
+        if n.op_def.source == "feed":
             shape = []
             # a loop body's inputs may name shared dims (graphc/backends/cpu/body_dims.py):
             # one Dim, read from the first feed that has it; the runtime checks every other

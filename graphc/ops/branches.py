@@ -83,6 +83,10 @@ class CaseCheck(OpDef):
     (``exclusive=True``), with ``mode="any"`` when none is (no ``default``: TF1 runs the
     last pair's function only if its predicate holds)."""
 
+    kind = "host"
+    host_reason = "a check of the case predicates that fails the run: evaluated on the host"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
+
     stateful = True  # a check: never removed while its output is used
     differentiable = False
     no_examples_reason = "control flow: tested in tests/control_flow"

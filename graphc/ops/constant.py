@@ -59,6 +59,10 @@ def _as_shape(shape, what="shape") -> tuple:
 class Const(OpDef):
     """A constant array, stored in ``attrs['value']``."""
 
+    kind = "source"
+    source = "const"
+    static_shape_reason = "its shape is that of its value: always static"
+
     differentiable = False
 
     def infer(self, specs, attrs):
@@ -127,6 +131,10 @@ def constant(value, dtype=None, shape=None, name=None, graph=None):
 class Placeholder(OpDef):
     """A value that must be fed at run time."""
 
+    kind = "source"
+    source = "none"
+    static_shape_reason = "replaced by a Feed when the Program is extracted: never lowered"
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
     differentiable = False
@@ -153,6 +161,8 @@ def placeholder(dtype, shape=None, name=None):
 @register
 class PlaceholderWithDefault(OpDef):
     """Its input unless fed."""
+
+    kind = "elementwise"
 
     def infer(self, specs, attrs):
         shape = attrs["shape"]
@@ -185,6 +195,11 @@ def placeholder_with_default(value, shape, name=None):
 @register
 class Fill(OpDef):
     """A tensor of static ``shape`` filled with a scalar input."""
+
+    kind = "elementwise"
+    static_shape_reason = (
+        "its output shape is an input's value: compiled targets need it known when built"
+    )
 
     def infer(self, specs, attrs):
         if specs[0].shape not in (None, ()):
@@ -239,6 +254,8 @@ def ones(shape, dtype=_dt.float32, name=None):
 class ZerosLike(OpDef):
     """Zeros (or ones, with ``attrs['value']``) of the input's shape and dtype."""
 
+    kind = "elementwise"
+
     differentiable = False
 
     def infer(self, specs, attrs):
@@ -272,6 +289,11 @@ def ones_like(tensor, dtype=None, name=None):
 @register
 class Range(OpDef):
     """``range(start, limit, delta)`` with static bounds."""
+
+    kind = "elementwise"
+    static_shape_reason = (
+        "its length comes from its inputs' values: compiled targets need it known when built"
+    )
 
     differentiable = False
 

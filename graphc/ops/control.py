@@ -15,6 +15,8 @@ __all__ = ["identity", "no_op", "group", "stop_gradient", "check_numerics", "tup
 class Identity(OpDef):
     """Returns its input (a named alias; ordered by control dependencies)."""
 
+    kind = "elementwise"
+
     def infer(self, specs, attrs):
         return [specs[0]]
 
@@ -32,6 +34,10 @@ class Identity(OpDef):
 class NoOp(OpDef):
     """Does nothing; a target that carries control dependencies."""
 
+    kind = "source"
+    source = "none"
+    static_shape_reason = "no outputs"
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
     differentiable = False
@@ -46,6 +52,8 @@ class NoOp(OpDef):
 @register
 class StopGradient(OpDef):
     """Identity in the forward pass; blocks gradients."""
+
+    kind = "elementwise"
 
     differentiable = False
 
@@ -62,6 +70,9 @@ class StopGradient(OpDef):
 @register
 class CheckNumerics(OpDef):
     """Identity that raises InvalidArgumentError(message) when its input has NaN or Inf."""
+
+    kind = "elementwise"
+    must_store = True  # its values are checked: computed even when unread
 
     stateful = True  # has an observable effect: never removed while its output is used
 

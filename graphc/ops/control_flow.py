@@ -53,6 +53,13 @@ def install_gradients(rules: dict) -> None:
 class ControlOp(OpDef):
     """Base of ops whose attributes hold sub-Programs that a backend runs via ``call``."""
 
+    kind = "host"
+    host_reason = (
+        "control flow: the cpu target calls its compiled bodies from a host loop "
+        "(backends/cpu/control.py)"
+    )
+    static_shape_reason = "a host op (kind 'host'): never lowered"
+
     stateful = True  # never folded or merged; runs its bodies' effects
     no_examples_reason = _NO_EXAMPLES
     #: attribute names holding sub-Programs (None where absent)

@@ -24,6 +24,8 @@ __all__ = ["cumprod"]
 class Cumprod(ScanOp):
     """Cumulative product along ``axis``; ``exclusive`` starts from 1, ``reverse`` from the end."""
 
+    kind = "opaque"
+
     def scan(self, x, axis, exclusive):
         if exclusive and x.shape[axis]:  # (an empty axis stays empty)
             ones = np.ones_like(np.take(x, [0], axis=axis))

@@ -53,6 +53,10 @@ class Print(OpDef):
     """Identity on its first input that writes ``message`` and every input to stderr when
     it runs (``gc.print``)."""
 
+    kind = "host"
+    host_reason = "writes to stderr: a host effect between native segments"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
+
     stateful = True  # a visible effect: never folded away or merged with another print
     no_examples_reason = "prints to stderr when run: tested in tests/rnn/test_debugging.py"
 
@@ -107,6 +111,10 @@ class Assert(OpDef):
     """Fails the run with InvalidArgumentError unless ``attrs['kind']``'s condition holds
     for every element of its (broadcast) inputs. No outputs: use it as a control
     dependency, as TF1's asserts."""
+
+    kind = "host"
+    host_reason = "a check with a formatted message that fails the run: evaluated on the host"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
 
     stateful = True
     differentiable = False

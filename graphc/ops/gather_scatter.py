@@ -55,6 +55,8 @@ def _same_rank(a, b, what):
 class GatherElements(OpDef):
     """``out[i][j][k] = data[i][idx[i][j][k]][k]`` along ``axis`` (``np.take_along_axis``)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         data, idx = specs
         _check_indices(idx)
@@ -117,6 +119,8 @@ class ScatterElements(OpDef):
     of gather_elements); ``reduction`` "none" (the last write of a repeated index wins), "add",
     "mul", "max" or "min" combines with what is there."""
 
+    kind = "opaque"
+
     def infer(self, specs, attrs):
         data, idx, upd = specs
         _check_indices(idx)
@@ -176,6 +180,8 @@ class ScatterElements(OpDef):
 class TensorScatterNdUpdate(OpDef):
     """A copy of ``data`` where ``indices[..., :]`` (tuples into data's leading dims) get
     ``updates``; ``reduction`` as scatter_elements'."""
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         data, idx, upd = specs

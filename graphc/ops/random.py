@@ -70,6 +70,9 @@ def truncated_standard_normal(key, n: int, rounds: int = 16) -> np.ndarray:
 
 
 class _RandomOp(OpDef):
+    kind = "elementwise"
+    expensive = True
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False

@@ -114,6 +114,8 @@ def _bcast(g, op):
 
 @register
 class Sum(Reduction):
+    kind = "reduction"
+
     np_fn = staticmethod(np.sum)
 
     def _build(self, x, **kw):
@@ -132,6 +134,8 @@ def _mean(x, axis, keepdims):
 
 @register
 class Mean(Reduction):
+    kind = "reduction"
+
     np_fn = staticmethod(_mean)
     kinds = "f"
 
@@ -185,6 +189,8 @@ def _empty_identity(fn, largest):
 class Max(_MaxMin):
     """Maximum over axes; over an empty axis -inf (floats) or the dtype's minimum, as TF."""
 
+    kind = "reduction"
+
     np_fn = _empty_identity(np.max, largest=False)
 
     def _build(self, x, **kw):
@@ -195,6 +201,8 @@ class Max(_MaxMin):
 class Min(_MaxMin):
     """Minimum over axes; over an empty axis +inf (floats) or the dtype's maximum, as TF."""
 
+    kind = "reduction"
+
     np_fn = _empty_identity(np.min, largest=True)
 
     def _build(self, x, **kw):
@@ -203,6 +211,8 @@ class Min(_MaxMin):
 
 @register
 class Prod(Reduction):
+    kind = "reduction"
+
     np_fn = staticmethod(np.prod)
 
     def _build(self, x, **kw):
@@ -262,6 +272,8 @@ class _Logical(Reduction):
 
 @register
 class Any(_Logical):
+    kind = "reduction"
+
     np_fn = staticmethod(np.any)
 
     def _build(self, x, **kw):
@@ -270,6 +282,8 @@ class Any(_Logical):
 
 @register
 class All(_Logical):
+    kind = "reduction"
+
     np_fn = staticmethod(np.all)
 
     def _build(self, x, **kw):
@@ -311,6 +325,8 @@ class _Arg(OpDef):
 
 @register
 class ArgMax(_Arg):
+    kind = "reduction"
+
     np_fn = staticmethod(np.argmax)
 
     def build(self, x, axis):
@@ -319,6 +335,8 @@ class ArgMax(_Arg):
 
 @register
 class ArgMin(_Arg):
+    kind = "reduction"
+
     np_fn = staticmethod(np.argmin)
 
     def build(self, x, axis):
@@ -355,6 +373,8 @@ class ScanOp(OpDef):
 @register
 class Cumsum(ScanOp):
     """Cumulative sum along ``axis``; ``exclusive`` and ``reverse`` as in TF."""
+
+    kind = "opaque"
 
     def scan(self, x, axis, exclusive):
         out = np.cumsum(x, axis=axis, dtype=x.dtype)

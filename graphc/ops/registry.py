@@ -73,6 +73,44 @@ class OpDef:
     #: either examples or a reason.
     no_examples_reason: str = ""
 
+    # -- facts the compiler reads (graphc/kernel, graphc/passes, graphc/backends): declared
+    # here, on the op, so that no pass tests op names. tests/test_op_facts.py checks that
+    # every registered op declares them and that the kernel side has what they promise.
+
+    #: How the kernel lowering computes the op (``graphc/kernel/lowerings.py``):
+    #: ``"source"`` (no kernel: feeds, constants, variable reads), ``"elementwise"`` (one
+    #: output element from input elements at the same broadcast index), ``"index"`` (input
+    #: elements at remapped indices: transpose, slice, gather...), ``"reduction"`` (a row
+    #: reduction), ``"gemm"`` (a library GEMM plus fused epilogue), ``"opaque"`` (a whole
+    #: kernel of its own, never fused) or ``"host"`` (no lowering: the cpu target runs its
+    #: ``ref`` on the host between native segments; ``host_reason`` says why). None:
+    #: undeclared; ``@register`` makes an ``elementwise`` op's kind ``"elementwise"``.
+    kind: str | None = None
+    #: Why a ``"host"`` op has no lowering (the registry test requires a reason).
+    host_reason: str = ""
+    #: For ``"source"`` ops: where the value comes from: ``"feed"`` (the run's feed number
+    #: ``attrs["index"]``), ``"const"`` (``attrs["value"]``), ``"variable"`` (the session
+    #: variable ``attrs["var"]``) or ``"none"`` (no value a kernel reads).
+    source: str = ""
+    #: How the op touches the session variable ``attrs["var"]``: ``"read"``, ``"write"``
+    #: (replaces its value) or ``"update"`` (reads it, then writes a new value); "" none.
+    variable: str = ""
+    #: Its outputs are stored by the kernel that computes them even when no other kernel or
+    #: fetch reads them: a variable's new value, a tensor whose values the run checks.
+    must_store: bool = False
+    #: Each element costs much (random generators): fusion never recomputes or copies it
+    #: (elementwise ops with a ``scalar`` body are judged from the body instead).
+    expensive: bool = False
+    #: The name its whole-kernel lowering is registered under (``OPAQUE``) when the op is
+    #: lowered as one in place of its kind (``lowered_kind`` says when); "" for none.
+    opaque_lowering: str = ""
+    #: For ``"gemm"`` ops: the fusion group kind, ``"gemm"`` or ``"conv"`` (im2col, then GEMM).
+    gemm_group: str = "gemm"
+    #: Why the op has no symbolic shape rule (``graphc/kernel/shapes.py``) though it is not
+    #: elementwise (those broadcast): its output shape is always static, depends on input
+    #: values, or the op never reaches the lowering. "": it has a rule.
+    static_shape_reason: str = ""
+
     def infer(self, specs: list[TensorSpec], attrs: dict) -> list[TensorSpec]:
         raise NotImplementedError(f"{self.type}.infer")
 
@@ -90,6 +128,11 @@ class OpDef:
     def examples(self) -> list[Example]:
         return []
 
+    def lowered_kind(self, out_dtypes) -> str | None:
+        """The kernel kind of a node of this op whose outputs have ``out_dtypes``: ``kind``,
+        unless the op lowers differently for some dtypes (an integer MatMul is a loop nest)."""
+        return self.kind
+
     def __repr__(self) -> str:
         return f"<OpDef {self.type}>"
 
@@ -98,6 +141,8 @@ def register(cls):
     """Class decorator: instantiate the OpDef and add it to the registry under ``cls.type``."""
     if not cls.type:
         cls.type = cls.__name__
+    if cls.kind is None and cls.elementwise:
+        cls.kind = "elementwise"
     if cls.type in REGISTRY:
         raise ValueError(f"op type {cls.type} registered twice")
     REGISTRY[cls.type] = cls()

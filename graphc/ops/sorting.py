@@ -44,6 +44,8 @@ class TopK(OpDef):
     equal values keep their order (lower index first). ``k`` None: the whole axis, whatever
     its run-time length (``sort`` of a dimension that is ``None`` at build time)."""
 
+    kind = "opaque"
+
     def infer(self, specs, attrs):
         (x,) = specs
         if x.dtype.is_bool:

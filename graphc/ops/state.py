@@ -36,6 +36,11 @@ def _read(ctx, attrs):
 class VariableV2(OpDef):
     """Reads the variable's current value (the op a Variable tensor comes from)."""
 
+    kind = "source"
+    source = "variable"
+    variable = "read"
+    static_shape_reason = "a variable's shape is static"
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
     stateful = True
@@ -55,6 +60,11 @@ class VariableV2(OpDef):
 class ReadVariable(OpDef):
     """A fresh read of a variable, ordered by its control dependencies (``read_value()``)."""
 
+    kind = "source"
+    source = "variable"
+    variable = "read"
+    static_shape_reason = "a variable's shape is static"
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
     stateful = True
@@ -68,6 +78,9 @@ class ReadVariable(OpDef):
 
 
 class _AssignBase(OpDef):
+    kind = "elementwise"
+    must_store = True  # a variable's new value: stored even when unread
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False
@@ -98,14 +111,14 @@ class _AssignBase(OpDef):
                 f"assign to {attrs['var']}: value of shape {value.shape}, expected "
                 f"{tuple(attrs['shape'])}"
             )
-        new = self.combine(_read(ctx, attrs) if self.reads else None, value)
+        new = self.combine(_read(ctx, attrs) if self.variable == "update" else None, value)
         ctx.write_variable(attrs["var"], new)
         return new
 
 
 @register
 class Assign(_AssignBase):
-    reads = False
+    variable = "write"
 
     def combine(self, old, value):
         return np.array(value, copy=True)
@@ -113,7 +126,7 @@ class Assign(_AssignBase):
 
 @register
 class AssignAdd(_AssignBase):
-    reads = True
+    variable = "update"
 
     def combine(self, old, value):
         return old + value
@@ -121,7 +134,7 @@ class AssignAdd(_AssignBase):
 
 @register
 class AssignSub(_AssignBase):
-    reads = True
+    variable = "update"
 
     def combine(self, old, value):
         return old - value
@@ -300,6 +313,10 @@ def local_variables_initializer():
 
 @register
 class IsVariableInitialized(OpDef):
+    kind = "host"
+    host_reason = "asks the session whether the variable has a value: host state"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
+
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True
     differentiable = False

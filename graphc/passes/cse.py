@@ -64,7 +64,7 @@ def cse(program: Program) -> Program:
             control = _dedup(replaced.get(c, c) for c in n.control)
             if inputs != n.inputs or control != n.control:
                 n = Node(n.id, n.op, inputs, n.outs, n.attrs, control, n.name, n.location)
-        mergeable = not n.op_def.stateful and n.outs and n.id not in targets and n.op != "NoOp"
+        mergeable = not n.op_def.stateful and n.outs and n.id not in targets
         if mergeable:
             key = node_key(n)
             first = seen.get(key)

@@ -21,7 +21,7 @@ PURE_READS = frozenset({"VariableV2", "ReadVariable", "IsVariableInitialized"})
 
 
 def _is_root(n, targets) -> bool:
-    if n.id in targets or n.op == "Feed":
+    if n.id in targets or n.op_def.source == "feed":
         return True
     return n.op_def.stateful and n.op not in PURE_READS
 

@@ -31,7 +31,7 @@ def fold_constants(program: Program) -> Program:
 
 
 def _visit(n, rw):
-    if n.op == "Const" or len(n.outs) != 1 or n.op_def.stateful:
+    if n.op_def.source == "const" or len(n.outs) != 1 or n.op_def.stateful:
         return None
     if n.op in _SHAPE_OPS:
         shape = rw.shape(n.inputs[0])

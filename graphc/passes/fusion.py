@@ -27,7 +27,7 @@ from bisect import insort
 
 from ..errors import UnimplementedError
 from ..kernel import lowerings as L
-from ..kernel.lower import MUST_STORE, Illegal, Lowering, emit_group, ref_consumers
+from ..kernel.lower import Illegal, Lowering, emit_group, ref_consumers
 from ..program import Program, node_signature
 from .fusion_plan import FusionPlan, _finish, _Trial
 from .fusion_policy import FusionPolicy
@@ -194,7 +194,7 @@ class _Driver(FusionPolicy, SiblingFusion):
             gi in self._probed_stored
             and not self._kinds[gi] & {"gemm", "conv", "opaque", None}
             and self._scalar(p)
-            and node.op not in MUST_STORE
+            and not node.op_def.must_store
             and not any((p, k) in self.fetches for k in range(len(node.outs)))
         )
 
@@ -224,7 +224,7 @@ class _Driver(FusionPolicy, SiblingFusion):
                 continue  # (a node duplicated into several groups is stored by the first)
             for k in range(len(node.outs)):
                 ref = (nid, k)
-                need = ref in self.fetches or node.op in MUST_STORE
+                need = ref in self.fetches or node.op_def.must_store
                 for c in self.consumers.get(ref, ()) if not need else ():
                     if any(nid not in trial[gj] for gj in self._owners(trial, c)):
                         need = True

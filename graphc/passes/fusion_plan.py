@@ -57,13 +57,14 @@ class FusionPlan:
 def _kind_of(program, nodes, shapes=None) -> str:
     kinds = {L.op_kind(program.node(n)) for n in nodes}
     if "gemm" in kinds:
-        return "conv" if any(program.node(n).op == "Conv2D" for n in nodes) else "gemm"
+        return "conv" if any(program.node(n).op_def.gemm_group == "conv" for n in nodes) else "gemm"
     if "conv" in kinds:
         return "conv"
     if "reduction" in kinds:
-        if len(nodes) == 1 and program.node(nodes[0]).op == "SumToShape":
-            node = program.node(nodes[0])
-            if shapes is None or L.REDUCTIONS["SumToShape"](node, shapes) is None:
+        node = program.node(nodes[0])
+        if len(nodes) == 1 and node.op_def.opaque_lowering:
+            # a reduction whose axes only the run time knows: a kernel of its own
+            if shapes is None or L.REDUCTIONS[node.op](node, shapes) is None:
                 return "opaque"
         return "reduction"
     if kinds & {"opaque", None}:

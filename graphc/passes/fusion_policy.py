@@ -137,7 +137,7 @@ class FusionPolicy:
                     f"consumers in {n} kernels: not duplicated")  # fmt: skip
         if any((p, k) in self.fetches for k in range(len(node.outs))):
             return f"producer is fetched and read by {n} kernels: stored once"
-        if node.op in ("Assign", "AssignAdd", "AssignSub", "CheckNumerics"):
+        if node.op_def.must_store:
             return f"{node.op} has an effect and runs once"
         for gi in cgroups:
             if any(L.op_kind(self.node(c)) == "gemm" for c in self.compute_consumers(p)

@@ -30,7 +30,7 @@ from .control import ControlStep, is_control
 
 def lowerable(program: Program, node: Node, options) -> bool:
     """Whether ``node`` alone (its inputs fed, with their static specs) lowers."""
-    if node.op == "Feed":
+    if node.op_def.source == "feed":
         return True
     nodes, feeds, ref_map = _feed_nodes(program, node.inputs, start=_max_id(program) + 1)
     inputs = tuple(ref_map[r] for r in node.inputs)
@@ -95,7 +95,7 @@ class SegmentedRunner:
     def run(self, ctx, trace: list | None = None) -> list:
         values: dict = {}
         for n in self.program.nodes:
-            if n.op == "Feed":
+            if n.op_def.source == "feed":
                 values[(n.id, 0)] = ctx.feeds[n.attrs["index"]]
         for step in self.steps:
             if step[0] == "native":
@@ -152,7 +152,7 @@ def split(program: Program, options):
     steps: list = []
     run: list = []
     for n in program.nodes:
-        if n.op == "Feed":
+        if n.op_def.source == "feed":
             continue
         if lowerable(program, n, options):
             run.append(n)
@@ -181,7 +181,7 @@ def segment_program(program: Program, nodes: list, later_refs: set):
         control = tuple(c for c in n.control if c in ids)
         body.append(Node(n.id, n.op, inputs, n.outs, n.attrs, control, n.name, n.location))
     out_refs = [(n.id, k) for n in nodes for k in range(len(n.outs)) if (n.id, k) in later_refs]
-    targets = tuple(n.id for n in nodes if n.op_def.stateful and n.op != "Feed")
+    targets = tuple(n.id for n in nodes if n.op_def.stateful and n.op_def.source != "feed")
     sub = Program(tuple(feed_nodes) + tuple(body), tuple(feeds), tuple(out_refs), targets)
     return sub, outside, out_refs
 

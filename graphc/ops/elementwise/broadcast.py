@@ -36,6 +36,9 @@ def _sum_to(g: np.ndarray, shape) -> np.ndarray:
 class SumToShape(OpDef):
     """Sum input 0 over the dims broadcasting added, to the runtime shape of input 1."""
 
+    kind = "reduction"
+    opaque_lowering = "SumToShape_dynamic"  # axes known only at run time
+
     def infer(self, specs, attrs):
         g, like = specs
         if like.shape is not None and g.shape is not None:
@@ -57,6 +60,8 @@ class SumToShape(OpDef):
 @register
 class BroadcastLike(OpDef):
     """Broadcast input 0 to the runtime shape of input 1 (numpy rules)."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         x, like = specs

@@ -172,6 +172,10 @@ class Where(OpDef):
     The output size depends on the condition's values; the compiled targets cannot size
     such a buffer before the run, so the cpu target runs it on the host (labelled)."""
 
+    kind = "host"
+    host_reason = "its output size is the number of true elements, known only after the run"
+    static_shape_reason = "a host op (kind 'host'): never lowered"
+
     differentiable = False
     no_examples_reason = (
         "data-dependent output size (num_true, rank): static inputs do not give a static "

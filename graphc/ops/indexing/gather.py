@@ -49,6 +49,8 @@ class GatherV2(OpDef):
     """``params`` gathered along ``axis`` at ``indices``, with ``batch_dims`` leading dims
     shared by both (TF ``gather``); out-of-range indices are an error, as in TF on CPU."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         p, i = specs
         _check_index_dtype(i)
@@ -98,6 +100,8 @@ class GatherV2(OpDef):
 class GatherGrad(OpDef):
     """Gradient of GatherV2: input 0 scatter-added (repeated indices sum) into zeros shaped
     like input 2 at ``indices`` (input 1)."""
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         g, i, p = specs
@@ -204,6 +208,8 @@ class GatherNd(OpDef):
     last axis of ``indices`` pick elements (or slices) of ``params``; the ``batch_dims``
     leading dims (attr, default 0) are shared by both."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         p, i = specs
         _check_index_dtype(i)
@@ -259,6 +265,8 @@ def _scatter_nd_add_batched(out, idx, updates, bd):
 class GatherNdGrad(OpDef):
     """Gradient of GatherNd: input 0 scatter-added into zeros shaped like input 2 (same
     ``batch_dims`` attr)."""
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         g, i, p = specs

@@ -25,6 +25,8 @@ class OneHot(OpDef):
     """``on_value`` where ``indices == k`` along a new dim of size ``depth`` else ``off_value``
     (indices outside [0, depth) give a row of ``off_value``, as in TF)."""
 
+    kind = "index"
+
     differentiable = False
 
     def infer(self, specs, attrs):

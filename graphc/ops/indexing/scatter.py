@@ -24,6 +24,8 @@ class ScatterNd(OpDef):
     """Zeros of static ``attrs['shape']`` with ``updates`` added at the index vectors
     ``indices`` (duplicates sum, as in TF)."""
 
+    kind = "opaque"
+
     def infer(self, specs, attrs):
         i, u = specs
         _check_index_dtype(i)
@@ -71,6 +73,8 @@ def scatter_nd(indices, updates, shape, name=None):
 @register
 class UnsortedSegmentSum(OpDef):
     """``out[s] = sum of data[j] where segment_ids[j] == s`` (negative ids are dropped)."""
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         data, ids = specs

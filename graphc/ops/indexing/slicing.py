@@ -106,6 +106,8 @@ def _np_key(key, shape):
 class StridedSlice(OpDef):
     """Basic numpy indexing with ``attrs['key']`` (see the module docstring)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x = specs[0]
         if x.shape is None:
@@ -136,6 +138,8 @@ class StridedSlice(OpDef):
 @register
 class StridedSliceGrad(OpDef):
     """Gradient of StridedSlice: input 0 scattered into zeros shaped like input 1."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         g, x = specs

@@ -137,6 +137,8 @@ class Einsum(OpDef):
     gradient of its diagonal, placed on the diagonal (zeros elsewhere).
     """
 
+    kind = "opaque"
+
     def infer(self, specs, attrs):
         dtypes = {s.dtype for s in specs}
         if len(dtypes) != 1:

@@ -43,6 +43,13 @@ class MatMul(OpDef):
     ``op`` swaps the last two dims when ``transpose_a``/``transpose_b`` is set.
     """
 
+    kind = "gemm"
+    opaque_lowering = "MatMul_loops"
+
+    def lowered_kind(self, out_dtypes):
+        # BLAS has no integer GEMM: integer products are a plain loop nest
+        return self.kind if out_dtypes[0].is_floating else "opaque"
+
     def infer(self, specs, attrs):
         a, b = specs
         if a.dtype != b.dtype:

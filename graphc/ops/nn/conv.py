@@ -32,6 +32,9 @@ def _conv_attrs_doc(attrs):
 class Conv2D(OpDef):
     """2-D convolution (cross-correlation, as TF): NHWC input, HWIO filters."""
 
+    kind = "gemm"
+    gemm_group = "conv"
+
     def infer(self, specs, attrs):
         dtype = _float_same(specs)
         n, h, w, c = _rank4(specs[0], "input")
@@ -106,6 +109,8 @@ class Conv2DBackpropInput(OpDef):
     The input's spatial size comes from ``attrs['input_hw']`` or, when that is None, from the
     runtime shape of a third input (the forward input; only its shape is read).
     """
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         dtype = _float_same(specs[:2])
@@ -183,6 +188,8 @@ class Conv2DBackpropFilter(OpDef):
 
     Only the shape of the third input (the forward filters) is read.
     """
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         dtype = _float_same(specs[:2])

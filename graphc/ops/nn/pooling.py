@@ -60,6 +60,8 @@ def _max_mask(win, x):
 class MaxPool(_Pool):
     """Maximum over each window; SAME padding never wins (it is -inf)."""
 
+    kind = "opaque"
+
     def ref(self, xs, attrs):
         x = xs[0]
         win = self.window(x, attrs)
@@ -87,6 +89,8 @@ class _PoolGrad(_Pool):
 @register
 class MaxPoolGrad(_PoolGrad):
     """Inputs (x, g): g routed to the first maximum of each window of x, summed."""
+
+    kind = "opaque"
 
     def ref(self, xs, attrs):
         x, g = xs
@@ -118,6 +122,8 @@ class MaxPoolGrad(_PoolGrad):
 class MaxPoolGradGrad(_Pool):
     """Inputs (x, d): d picked at the first maximum of each window of x (adjoint of
     MaxPoolGrad in its gradient input)."""
+
+    kind = "opaque"
 
     def infer(self, specs, attrs):
         out = _Pool.infer(self, specs[:1], attrs)
@@ -175,6 +181,8 @@ def _avg_counts(win):
 class AvgPool(_Pool):
     """Mean over each window; SAME divides by the number of real inputs, as TF."""
 
+    kind = "opaque"
+
     def ref(self, xs, attrs):
         x = xs[0]
         win = self.window(x, attrs)
@@ -193,6 +201,8 @@ class AvgPool(_Pool):
 @register
 class AvgPoolGrad(_PoolGrad):
     """Inputs (like, g): each g spread evenly over its window; only like's shape is read."""
+
+    kind = "opaque"
 
     def ref(self, xs, attrs):
         like, g = xs

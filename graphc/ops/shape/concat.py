@@ -24,6 +24,8 @@ from .common import _convert_list, _fill_none_grads, _known_rank, _one_dtype, _s
 class ConcatV2(OpDef):
     """Join the inputs along ``attrs['axis']`` (normalised); other dims must agree."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         dtype = _one_dtype(specs)
         axis = attrs["axis"]
@@ -81,6 +83,8 @@ def concat(values, axis, name=None):
 @register
 class SplitLike(OpDef):
     """Split input 0 along ``axis`` into pieces as long as inputs 1.. are (concat's gradient)."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         g, likes, axis = specs[0], specs[1:], attrs["axis"]
@@ -153,6 +157,8 @@ def _split_sizes(dim, num, sizes):
 class SplitV(OpDef):
     """Split along ``axis`` into ``num`` equal pieces or pieces of ``sizes`` (one -1 allowed)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x, axis, num = specs[0], attrs["axis"], attrs["num"]
         if x.shape is None:
@@ -209,6 +215,8 @@ def split(value, num_or_size_splits, axis=0, num=None, name=None):
 class Pack(OpDef):
     """Stack same-shaped inputs along a new dimension ``axis``."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         dtype = _one_dtype(specs)
         known = [s.shape for s in specs if s.shape is not None]
@@ -257,6 +265,8 @@ def stack(values, axis=0, name=None):
 @register
 class Unpack(OpDef):
     """Split along ``axis`` into ``num`` tensors with that dimension removed."""
+
+    kind = "index"
 
     interchangeable_outputs = True
 

@@ -32,6 +32,8 @@ def _check_mirror(mode, paddings, dims, error):
 class Pad(OpDef):
     """Pad each dimension by ``paddings[i] = (before, after)``; CONSTANT/REFLECT/SYMMETRIC."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x, paddings = specs[0], attrs["paddings"]
         if x.shape is None:
@@ -74,6 +76,8 @@ class Pad(OpDef):
 @register
 class PadGrad(OpDef):
     """Gradient of Pad: sum each padded position back onto the input element it copies."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         g, paddings = specs[0], attrs["paddings"]

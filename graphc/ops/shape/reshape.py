@@ -25,6 +25,8 @@ from .common import _sample
 class Reshape(OpDef):
     """Reshape to ``attrs['shape']`` (one -1 allowed, inferred at run time)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x = specs[0]
         target = attrs["shape"]
@@ -64,6 +66,8 @@ class Reshape(OpDef):
 class ReshapeLike(OpDef):
     """Reshape input 0 to the runtime shape of input 1 (used by gradients)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x, like = specs
         n, m = num_elements(x.shape), num_elements(like.shape)
@@ -84,6 +88,8 @@ class ReshapeLike(OpDef):
 @register
 class ExpandDims(OpDef):
     """Insert a size-1 dimension at ``attrs['axis']`` (already normalised)."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         x = specs[0]
@@ -113,6 +119,8 @@ class ExpandDims(OpDef):
 class Squeeze(OpDef):
     """Remove size-1 dimensions ``attrs['axes']`` (normalised)."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x = specs[0]
         if x.shape is None:
@@ -140,6 +148,8 @@ class Squeeze(OpDef):
 class Shape(OpDef):
     """The runtime shape as a 1-D integer tensor."""
 
+    kind = "elementwise"
+
     differentiable = False
 
     def infer(self, specs, attrs):
@@ -156,6 +166,8 @@ class Shape(OpDef):
 @register
 class Size(OpDef):
     """The runtime number of elements as an integer scalar."""
+
+    kind = "elementwise"
 
     differentiable = False
 

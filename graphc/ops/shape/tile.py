@@ -23,6 +23,8 @@ from .common import _known_rank, _sample
 class Tile(OpDef):
     """Repeat the whole input ``multiples[i]`` times along dimension i."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x, mult = specs[0], attrs["multiples"]
         if x.shape is None:
@@ -52,6 +54,8 @@ class Tile(OpDef):
 @register
 class TileGrad(OpDef):
     """Gradient of Tile: sum the tiled copies; input 1 gives the untiled shape."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         g, x = specs
@@ -100,6 +104,8 @@ def tile(input, multiples, name=None):  # noqa: A002 - TF name
 @register
 class ReverseV2(OpDef):
     """Reverse the order of elements along ``attrs['axes']``."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         x = specs[0]

@@ -17,6 +17,8 @@ from .common import _known_rank, _sample
 class Transpose(OpDef):
     """Permute dimensions: output dim i is input dim ``perm[i]``."""
 
+    kind = "index"
+
     def infer(self, specs, attrs):
         x, perm = specs[0], attrs["perm"]
         if x.shape is None:
@@ -60,6 +62,8 @@ def transpose(a, perm=None, name=None):
 @register
 class BroadcastTo(OpDef):
     """Broadcast the input to the static ``attrs['shape']`` (numpy rules)."""
+
+    kind = "index"
 
     def infer(self, specs, attrs):
         x, target = specs[0], attrs["shape"]
