@@ -87,7 +87,9 @@ def _compile(program: Program, target: str, options: CompileOptions) -> Executab
         return exe
     result = optimize(program, options)
     try:
-        lowered = lower_program(result.program, options, backend.REDUCTION_LAYOUT)
+        lowered = lower_program(
+            result.program, options, backend.REDUCTION_LAYOUT, backend.KERNEL_PASSES
+        )
     except UnimplementedError as exc:
         if not hasattr(backend, "build_with_host_ops"):
             raise

@@ -10,14 +10,17 @@ fusion               ``passes.fusion.fuse``          FusionPlan: groups, each de
                                                      its reason (``exe.fusion_report()``)
 lowering             ``kernel.lower.lower``          KernelProgram: loop nests, buffers,
                                                      run-time shape checks
+kernel passes        the backend's ``KERNEL_PASSES`` KernelProgram rewritten kernel by kernel
+                                                     (cpu: ``kernel.recip.hoist_divisors``)
 buffer planning      ``passes.plan.plan``            KernelProgram with buffer reuse
 render               the backend                     LLVM IR (cpu) or CUDA C (cuda), with the
                                                      backend's own Kernel-IR transforms
 load                 the backend                     native code and its runner
 ===================  ==============================  =========================================
 
-The first four stages are the same for every target and run here (``compiler.py`` drives
-them); a backend supplies only what differs: its capabilities (``REDUCTION_LAYOUT``), render
+The stages up to buffer planning run here for every target (``compiler.py`` drives them);
+a backend supplies only what differs: its capabilities (``REDUCTION_LAYOUT``, the Kernel IR
+passes it wants, ``KERNEL_PASSES``), render
 and load (``build_executable``), its disk cache (``try_load_cached``) and, on cpu, the host
 fallback for ops it cannot lower. No backend runs a generic stage itself.
 """
@@ -25,7 +28,7 @@ fallback for ops it cannot lower. No backend runs a generic stage itself.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .kernel.ir import KernelProgram
 from .kernel.lower import lower
@@ -36,9 +39,9 @@ from .passes.plan import plan as plan_buffers
 
 #: the stages in order; ``exe.stats["compile_seconds"]`` uses these names (plus the
 #: backend's own, e.g. "llvm", "nvcc")
-STAGES = ("graph passes", "fusion", "lower", "plan", "render", "load")
+STAGES = ("graph passes", "fusion", "lower", "kernel passes", "plan", "render", "load")
 
-__all__ = ["STAGES", "Lowered", "optimize", "lower_program"]
+__all__ = ["STAGES", "Lowered", "optimize", "lower_program", "run_kernel_passes"]
 
 
 @dataclass
@@ -50,12 +53,16 @@ class Lowered:
     seconds: dict = field(default_factory=dict)
 
 
-def lower_program(program, options, reduction_layout: str = "rows") -> Lowered:
-    """Fusion, lowering and buffer planning of an optimised Program.
+def lower_program(
+    program, options, reduction_layout: str = "rows", kernel_passes: tuple = ()
+) -> Lowered:
+    """Fusion, lowering, the backend's Kernel IR passes and buffer planning of an optimised
+    Program.
 
     ``reduction_layout`` is the backend's choice for row reductions: "columns" (cpu:
-    unit-stride SIMD over the rows) or "rows" (cuda: one thread block per row). Raises
-    UnimplementedError when an op has no lowering (the cpu backend then runs it on the host).
+    unit-stride SIMD over the rows) or "rows" (cuda: one thread block per row);
+    ``kernel_passes`` its Kernel IR rewrites (``KERNEL_PASSES``). Raises UnimplementedError
+    when an op has no lowering (the cpu backend then runs it on the host).
     """
     secs = {}
     t0 = time.perf_counter()
@@ -64,7 +71,23 @@ def lower_program(program, options, reduction_layout: str = "rows") -> Lowered:
     t0 = time.perf_counter()
     kp = lower(program, fplan, options, reduction_layout=reduction_layout)
     secs["lower"] = time.perf_counter() - t0
+    if kernel_passes:
+        t0 = time.perf_counter()
+        kp = run_kernel_passes(kp, kernel_passes)
+        secs["kernel passes"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     kp = plan_buffers(kp) or kp
     secs["plan"] = time.perf_counter() - t0
     return Lowered(fplan, kp, secs)
+
+
+def run_kernel_passes(kp: KernelProgram, passes: tuple) -> KernelProgram:
+    """``kp`` with each of ``passes`` (a function from a kernel body to a kernel body that
+    computes the same) applied, in order, to the body of every kernel."""
+    kernels = []
+    for k in kp.kernels:
+        body = k.body
+        for p in passes:
+            body = p(body)
+        kernels.append(k if body is k.body else replace(k, body=body))
+    return replace(kp, kernels=kernels)

@@ -1,14 +1,17 @@
-"""Division by a loop-invariant local becomes a multiply by its reciprocal (llvm/recip.py)."""
+"""Division by a loop-invariant local becomes a multiply by its reciprocal (kernel/recip.py,
+a Kernel IR pass the pipeline runs for the cpu backend)."""
 
 import numpy as np
 import pytest
 
 import graphc as gc
 from graphc import dtypes as dt
+from graphc.backends.cpu import KERNEL_PASSES
 from graphc.backends.llvm import compile_kernel_program
-from graphc.backends.llvm.recip import hoist_divisors
 from graphc.expr import Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, If, Kernel, KernelProgram, Let, Loop, Store
+from graphc.kernel.recip import hoist_divisors
+from graphc.pipeline import run_kernel_passes
 from graphc.runtime_state import RunContext
 
 
@@ -58,7 +61,8 @@ def test_invariant_divisor_is_hoisted_under_a_guard():
 def test_reciprocal_rows_match_division(rng, np_dtype):
     """Rows whose sum is a normal number use the reciprocal (within an ulp or two of numpy);
     rows whose sum is 0, subnormal, huge, inf or NaN take the division path: exactly numpy."""
-    c = compile_kernel_program(_normalise_program(np_dtype), gc.CompileOptions(cache_dir=None))
+    kp = run_kernel_passes(_normalise_program(np_dtype), KERNEL_PASSES)  # as the pipeline does
+    c = compile_kernel_program(kp, gc.CompileOptions(cache_dir=None))
     assert "fmul" in c.llvm_ir
     info = np.finfo(np_dtype)
     for n in (1, 7, 16, 33, 100):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 from ...executable import Executable, KernelInfo
+from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
 from ...pipeline import lower_program
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
@@ -23,6 +24,8 @@ from . import fallback
 
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
+#: Kernel IR passes the pipeline runs for this backend after lowering
+KERNEL_PASSES = (hoist_divisors,)
 
 
 class _Stages(dict):
@@ -133,7 +136,7 @@ def build_with_host_ops(source, result, options, exc, compile_body) -> Executabl
         exe = try_load_cached(sub, options)
         if exe is None:
             exe = build_executable(sub, _SegmentResult(sub), lower_program(sub, options,
-                                   REDUCTION_LAYOUT), options)  # fmt: skip
+                                   REDUCTION_LAYOUT, KERNEL_PASSES), options)  # fmt: skip
         for k, v in exe.stats.get("compile_seconds", {}).items():
             secs[k] = secs.get(k, 0.0) + v
         texts.append(exe.stages.get("kernel", ""))

@@ -43,7 +43,7 @@ from ...executable import Executable, KernelInfo
 from ...pipeline import lower_program
 from ..llvm import blas, cache, cpus, jit, load_compiled, runtime_manifest, target_cpu
 from ..llvm.render import Layout
-from . import REDUCTION_LAYOUT, elfcheck
+from . import KERNEL_PASSES, REDUCTION_LAYOUT, elfcheck
 
 #: 2: the header names the fusion setting, and loading derives the manifest from the Program
 FORMAT = 2
@@ -186,7 +186,9 @@ def derive_manifest(program, fusion: bool) -> dict:
     """The runtime part of the manifest (``llvm.runtime_manifest``) that ``program`` lowers to,
     as JSON values: what the stored code must have been compiled from."""
     try:
-        kp = lower_program(program, SimpleNamespace(fusion=fusion), REDUCTION_LAYOUT).kp
+        kp = lower_program(
+            program, SimpleNamespace(fusion=fusion), REDUCTION_LAYOUT, KERNEL_PASSES
+        ).kp
         return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp))))
     except Exception as exc:  # noqa: BLE001 - a program that does not lower has no native code
         raise _bad(f"the stored program does not lower ({type(exc).__name__}: {exc})") from None

@@ -40,6 +40,9 @@ def availability() -> str | None:
 
 #: row reductions with one thread block per row
 REDUCTION_LAYOUT = "rows"
+#: Kernel IR passes the pipeline runs for this backend after lowering (none: vector widths
+#: and launch shapes are chosen while rendering, ``vectorize.py`` and ``mappings.py``)
+KERNEL_PASSES = ()
 
 
 def nvcc_options(options) -> tuple:

@@ -7,6 +7,20 @@ from __future__ import annotations
 
 from ... import dtypes as _dt
 from ...expr import Call, Load, Math, Var, sub_exprs
+from ...kernel.analysis import (
+    REDUCERS,
+    buffers_read,
+    buffers_written,
+    extent,
+    linear_coeff,
+    product_of,
+    reads_before_write,
+    reduction_identity,
+    reduction_of,
+    replace_loads,
+    substitute,
+    var_names,
+)
 from ...kernel.ir import (
     STATUS_BUFFER,
     If,
@@ -17,20 +31,6 @@ from ...kernel.ir import (
     exprs_in,
     stmt_exprs,
     walk_stmts,
-)
-from .analysis import (
-    _REDUCERS,
-    _extent,
-    _identity,
-    _linear_coeff,
-    _product,
-    _reads,
-    _reads_before_write,
-    _reduction_of,
-    _replace_loads,
-    _subst,
-    _var_names,
-    _writes,
 )
 from .function import _Function
 from .mathtable import VALUE_TYPE
@@ -49,7 +49,7 @@ class MappingEmitter:
         while len(body) == 1 and isinstance(body[0], Loop) and body[0].parallel:
             inner = body[0]
             outer_vars = {v for v, _, _ in nest}
-            if (_var_names(inner.start) | _var_names(inner.stop)) & outer_vars:
+            if (var_names(inner.start) | var_names(inner.stop)) & outer_vars:
                 break
             nest.append((inner.var, inner.start, inner.stop))
             body = inner.body
@@ -57,7 +57,7 @@ class MappingEmitter:
 
     def _index_space(self, fn: _Function, nest, depth: int, flat: str) -> None:
         """Assign the nest's loop variables from the flat index ``flat`` (row-major)."""
-        extents = [_extent(start, stop) for _, start, stop in nest]
+        extents = [extent(start, stop) for _, start, stop in nest]
         rest = flat
         for i, (var, start, _) in enumerate(nest):
             v = fn.var(var, _dt.int64)
@@ -66,14 +66,14 @@ class MappingEmitter:
             if i == len(nest) - 1:
                 fn.emit(f"{v} = {fn.expr(start)} + {rest};", depth)
             else:
-                inner = fn.expr(_product(extents[i + 1 :]))
+                inner = fn.expr(product_of(extents[i + 1 :]))
                 fn.emit(f"{v} = {fn.expr(start)} + {rest} / ({inner});", depth)
                 rest = f"({rest} % ({inner}))"
 
     def _parallel(self, name: str, prefix: list, loop: Loop, rk) -> Launch:
         nest, body = self._collapse(loop)
         nest, body = self._flatten_maps(nest, body)
-        count = _product([_extent(start, stop) for _, start, stop in nest])
+        count = product_of([extent(start, stop) for _, start, stop in nest])
         threads = _Function(self, name)
         threads.stmts(prefix, 1)
         n = threads.tmp(_dt.int64)
@@ -158,7 +158,7 @@ class MappingEmitter:
                 names[key] = lane
             copy = []
             for s in body:
-                s = _replace_loads(s, names)
+                s = replace_loads(s, names)
                 if isinstance(s, Store) and s.buffer in stored:
                     lane = fn.tmp(buffers[s.buffer].dtype)
                     stored[s.buffer].append(lane)
@@ -192,7 +192,7 @@ class MappingEmitter:
         fn.stmts(prefix, 1)
         depth = 1
         if nest is not None:
-            count = _product([_extent(start, stop) for _, start, stop in nest])
+            count = product_of([extent(start, stop) for _, start, stop in nest])
             n, row = fn.tmp(_dt.int64), fn.tmp(_dt.int64)
             fn.emit(f"{fn.expr(n)} = {fn.expr(count)};", 1)
             r = fn.expr(row)
@@ -203,7 +203,7 @@ class MappingEmitter:
             fn.emit("if (blockIdx.x != 0) return;", 1)
         written, read = set(), set()
         for s in body:
-            s_reads, s_writes = _reads([s]), _writes([s])
+            s_reads, s_writes = buffers_read([s]), buffers_written([s])
             if (s_reads & written) or (s_writes & (written | read)):
                 fn.emit("__syncthreads();", depth)
                 written, read = set(), set()
@@ -223,7 +223,7 @@ class MappingEmitter:
             fn.emit("}", 1)
         self._add(fn)
         contiguous = any(
-            _linear_coeff(x.index, s.var) == 1
+            linear_coeff(x.index, s.var) == 1
             for s in body
             if id(s) in coop
             for x in exprs_in(s.body)
@@ -246,8 +246,8 @@ class MappingEmitter:
             reason = self._coop_refusal(s, body[i + 1 :])
             if reason is None:
                 coop.add(id(s))
-                trips.append(_extent(s.start, s.stop))
-            elif _writes([s]):
+                trips.append(extent(s.start, s.stop))
+            elif buffers_written([s]):
                 rk.notes.append(f"threads only: loop {s.var}: {reason}")
                 return None
         if not coop:
@@ -271,7 +271,7 @@ class MappingEmitter:
                     return "conditional other than a status flag"
                 continue
             if isinstance(s, Let) and s.reduce:
-                red = _reduction_of(s)
+                red = reduction_of(s)
                 if red is None or s.var in accs:
                     return f"'{s.var}' is not a plain sum/product/max/min/all/any accumulator"
                 accs[s.var] = red
@@ -285,22 +285,22 @@ class MappingEmitter:
             others = [e for e in stmt_exprs(s)]
             if isinstance(s, Let) and s.var in accs:
                 others = [accs[s.var][1]]
-            if any(_var_names(e) & accs.keys() for e in others):
+            if any(var_names(e) & accs.keys() for e in others):
                 return "an accumulator is read inside its loop"
         for v in local:
-            if _reads_before_write(loop.body, v) or _reads_before_write(after, v):
+            if reads_before_write(loop.body, v) or reads_before_write(after, v):
                 return f"scalar '{v}' carries a value between iterations"
         for b, indices in stores.items():
             if len(indices) != 1:
                 return f"several stores to '{b}'"
             (index,) = indices
-            c = _linear_coeff(index, loop.var)
+            c = linear_coeff(index, loop.var)
             if not c:
                 return f"store index of '{b}' is not injective in {loop.var}"
             loads = {x.index for x in exprs_in(loop.body) if isinstance(x, Load) and x.buffer == b}
             if loads - {index}:
                 return f"'{b}' is read and written at different indices"
-        if any(loop.var in _var_names(e) for s in after for e in stmt_exprs(s)):
+        if any(loop.var in var_names(e) for s in after for e in stmt_exprs(s)):
             return "loop variable used after the loop"
         return None
 
@@ -308,17 +308,17 @@ class MappingEmitter:
         partial, combine = {}, []
         for s in loop.body:
             if isinstance(s, Let) and s.reduce:
-                red_fn, _ = _reduction_of(s)
+                red_fn, _ = reduction_of(s)
                 p = fn.tmp(s.dtype)
                 partial[s.var] = p.name
-                fn.emit(f"{fn.expr(p)} = {fn.expr(_identity(red_fn, s.dtype))};", depth)
+                fn.emit(f"{fn.expr(p)} = {fn.expr(reduction_identity(red_fn, s.dtype))};", depth)
                 combine.append((s, red_fn, p))
         fn.loop_header(loop, depth, start=f"{fn.expr(loop.start)} + threadIdx.x",
                        step="{v} += blockDim.x")  # fmt: skip
         body = []
         for s in loop.body:
             if isinstance(s, Let) and s.var in partial:
-                body.append(Let(partial[s.var], s.dtype, _subst(s.value, partial), True))
+                body.append(Let(partial[s.var], s.dtype, substitute(s.value, partial), True))
             else:
                 body.append(s)
         fn.stmts(body, depth + 1)
@@ -326,7 +326,7 @@ class MappingEmitter:
         for s, red_fn, p in combine:
             fn.uses_smem = True
             total = fn.tmp(s.dtype)
-            op = _REDUCERS[red_fn]
+            op = REDUCERS[red_fn]
             if s.dtype.is_bool:
                 fn.emit(f"{fn.expr(total)} = gc_block_reduce<int>((int){fn.expr(p)}, {op}(), "
                         f"(int*)gc_smem) != 0;", depth)  # fmt: skip

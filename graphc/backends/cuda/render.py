@@ -40,8 +40,14 @@ from pathlib import Path
 from ... import dtypes as _dt
 from ...errors import CompileError, UnimplementedError
 from ...expr import Const, Load, Var, sub_exprs
+from ...kernel.analysis import (
+    buffers_read,
+    buffers_written,
+    libcall_nest,
+    locals_assigned,
+    reads_before_write,
+)
 from ...kernel.ir import LIBCALLS, Kernel, KernelProgram, Let, LibCall, Loop
-from .analysis import _assigned, _libcall_nest, _reads, _reads_before_write, _writes
 from .function import _Function, _Namer
 from .mappings import MappingEmitter
 from .mathtable import STORAGE_TYPE
@@ -138,16 +144,16 @@ class _ModuleRenderer(MappingEmitter):
         if len(units) <= 1:
             return [((), units[0])] if units else []
         body = [s for u in units for s in u]
-        written = _writes(body)
-        in_loops = _assigned([s for s in body if isinstance(s, Loop)])
+        written = buffers_written(body)
+        in_loops = locals_assigned([s for s in body if isinstance(s, Loop)])
         plans, prefix = [], []
         for unit in units:
             if all(isinstance(s, Let) for s in unit):
                 prefix.extend(unit)
                 continue
-            needed = {v for v in _assigned(body) if _reads_before_write(unit, v)}
+            needed = {v for v in locals_assigned(body) if reads_before_write(unit, v)}
             if needed & in_loops or any(
-                let.var in needed and _reads([let]) & written for let in prefix
+                let.var in needed and buffers_read([let]) & written for let in prefix
             ):
                 rk.notes.append(f"serial: scalars {sorted(needed)} cross launches")
                 return [((), body)]
@@ -162,7 +168,7 @@ class _ModuleRenderer(MappingEmitter):
     def _launch(self, name: str, prefix: tuple, unit: list, rk) -> Launch:
         if len(unit) == 1 and isinstance(unit[0], LibCall):
             return self._libcall(unit[0])
-        nest = _libcall_nest(unit)
+        nest = libcall_nest(unit)
         if nest is not None:  # batched GEMM by loops: one library call per iteration
             loops, call = nest
             launch = self._libcall(call, {v for v, _, _ in loops})

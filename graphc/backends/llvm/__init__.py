@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from ... import config
 from ...errors import FailedPreconditionError
-from ...kernel.ir import If, KernelProgram, LibCall, Loop, Store
+from ...kernel.analysis import buffers_written
+from ...kernel.ir import KernelProgram
 from . import blas, jit
 from . import math as _math
 from .cache import decode_program, encode_program
@@ -41,23 +42,10 @@ class Compiled:
     llvm_ir: object = ""  # the optimised IR text, or a callable producing it (lazy)
 
 
-def _written(body, out: set):
-    for s in body:
-        if isinstance(s, Store):
-            out.add(s.buffer)
-        elif isinstance(s, LibCall) and s.fn == "gemm":
-            out.add(s.args[2])
-        elif isinstance(s, Loop):
-            _written(s.body, out)
-        elif isinstance(s, If):
-            _written(s.then, out)
-            _written(s.orelse, out)
-
-
 def written_roots(kp: KernelProgram, layout) -> set:
     names: set = set()
     for k in kp.kernels:
-        _written(k.body, names)
+        names |= buffers_written(k.body)
     return {layout.root[n] for n in names}
 
 

@@ -31,8 +31,9 @@ after its sgemm when no chunk can see another's rows (``epilogue.py``). Scalar l
 (``Let``) live in allocas that SROA promotes to SSA values; a ``Let(reduce=True)`` update
 gets the ``reassoc`` fast-math flag so LLVM may vectorise the reduction, and its loop asks
 for interleaved vector bodies (several independent accumulators, REDUCE_INTERLEAVE). A
-division by a loop-invariant local becomes a multiply by its reciprocal where that is exact
-to an ulp (``recip.py``). Transcendentals come from ``math.py`` (vectorisable polynomials).
+division by a loop-invariant local has become a multiply by its reciprocal before rendering
+(``kernel/recip.py``, a Kernel IR pass the cpu backend asks the pipeline for).
+Transcendentals come from ``math.py`` (vectorisable polynomials).
 
 This module is the driver (layout, entry point, kernels, statements); loops and their cost
 model (PARALLEL_MIN_WORK, REDUCE_INTERLEAVE) are emitted by ``loops.py``, expressions by
@@ -56,7 +57,6 @@ from .epilogue import row_epilogue
 from .function import _SSA, _Fn, _sanitize
 from .irutil import F64, I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
 from .loops import LoopEmitter
-from .recip import hoist_divisors
 
 #: index (in pointer words) of the data pointer in a buffer descriptor (PyArrayObject.data)
 DATA_WORD = 2
@@ -157,7 +157,7 @@ class Renderer(LoopEmitter, ExprEmitter):
         emitted: dict = {}  # kernel key -> its function
         kfns = []
         for i, k in enumerate(self.kp.kernels):
-            body = hoist_divisors(k.body)
+            body = k.body
             bases = constant_store_bases(body, self.kp.buffers, self.layout.root)
             body = rebase_stores(body, self.layout.root, bases)
             key, roots = kernel_key(body, self.kp.buffers, self.layout.root)

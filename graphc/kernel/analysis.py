@@ -1,20 +1,21 @@
-"""Small analyses and rewrites over Kernel IR statements and expressions for the CUDA
-renderer: which names a statement reads or writes, linear index coefficients, reductions and
-their identities, load replacement for vectorised bodies, loop nests around a library call."""
+"""Analyses and small rewrites over Kernel IR statements and expressions, shared by the
+renderers (which only translate): which buffers a statement reads or writes, which locals it
+assigns, linear index coefficients, reductions and their identities, load replacement for
+vectorised bodies, loop nests around a library call."""
 
 from __future__ import annotations
 
-from ... import dtypes as _dt
-from ...errors import CompileError
-from ...expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
-from ...kernel.ir import If, Let, LibCall, Loop, Store, exprs_in, stmt_exprs, walk_stmts
+from .. import dtypes as _dt
+from ..errors import CompileError
+from ..expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
+from .ir import If, Let, LibCall, Loop, Store, exprs_in, stmt_exprs, walk_stmts
 
 
-def _var_names(e: Expr) -> set:
+def var_names(e: Expr) -> set:
     return {x.name for x in sub_exprs(e) if isinstance(x, Var)}
 
 
-def _reads(stmts) -> set:
+def buffers_read(stmts) -> set:
     """Buffers loaded by ``stmts`` (LibCall operands count as reads too)."""
     out = {x.buffer for x in exprs_in(stmts) if isinstance(x, Load)}
     for s in walk_stmts(stmts):
@@ -23,7 +24,7 @@ def _reads(stmts) -> set:
     return out
 
 
-def _writes(stmts) -> set:
+def buffers_written(stmts) -> set:
     out = set()
     for s in walk_stmts(stmts):
         if isinstance(s, Store):
@@ -33,44 +34,44 @@ def _writes(stmts) -> set:
     return out
 
 
-def _assigned(stmts) -> set:
+def locals_assigned(stmts) -> set:
     return {s.var for s in walk_stmts(stmts) if isinstance(s, Let)}
 
 
-def _reads_before_write(stmts, var: str) -> bool:
+def reads_before_write(stmts, var: str) -> bool:
     """Whether ``var`` may be read by ``stmts`` before they assign it (conservative)."""
     for s in stmts:
         if isinstance(s, Let):
-            if var in _var_names(s.value):
+            if var in var_names(s.value):
                 return True
             if s.var == var:
                 return False
         elif isinstance(s, Loop):
-            if var in _var_names(s.start) | _var_names(s.stop):
+            if var in var_names(s.start) | var_names(s.stop):
                 return True
-            if _reads_before_write(s.body, var):
+            if reads_before_write(s.body, var):
                 return True  # a write inside a loop may not happen (zero trips)
             if s.var == var:
                 return False
         elif isinstance(s, If):
-            if var in _var_names(s.cond):
+            if var in var_names(s.cond):
                 return True
-            if _reads_before_write(s.then, var) or _reads_before_write(s.orelse, var):
+            if reads_before_write(s.then, var) or reads_before_write(s.orelse, var):
                 return True
         else:
-            if any(var in _var_names(e) for e in stmt_exprs(s)):
+            if any(var in var_names(e) for e in stmt_exprs(s)):
                 return True
     return False
 
 
-def _linear_coeff(e: Expr, var: str):
+def linear_coeff(e: Expr, var: str):
     """c when ``e`` is ``c*var + (terms free of var)`` with int c, None when unknown."""
-    if var not in _var_names(e):
+    if var not in var_names(e):
         return 0
     if isinstance(e, Var):
         return 1
     if isinstance(e, Call) and e.fn in (Math.ADD, Math.SUB):
-        a, b = (_linear_coeff(x, var) for x in e.args)
+        a, b = (linear_coeff(x, var) for x in e.args)
         if a is None or b is None:
             return None
         return a + b if e.fn is Math.ADD else a - b
@@ -79,31 +80,31 @@ def _linear_coeff(e: Expr, var: str):
         if isinstance(y, Const) and not isinstance(x, Const):
             x, y = y, x
         if isinstance(x, Const) and isinstance(x.value, int | bool):
-            c = _linear_coeff(y, var)
+            c = linear_coeff(y, var)
             return None if c is None else c * int(x.value)
     if isinstance(e, Cast) and e.dtype == _dt.int64:
-        return _linear_coeff(e.x, var)
+        return linear_coeff(e.x, var)
     return None
 
 
-def _subst(e: Expr, names: dict) -> Expr:
+def substitute(e: Expr, names: dict) -> Expr:
     """``e`` with Var(name) replaced by Var(names[name])."""
     if isinstance(e, Var):
         return Var(names[e.name], e.dtype) if e.name in names else e
     if isinstance(e, Call):
-        return Call(e.fn, tuple(_subst(a, names) for a in e.args))
+        return Call(e.fn, tuple(substitute(a, names) for a in e.args))
     if isinstance(e, Cast):
-        return Cast(_subst(e.x, names), e.dtype)
+        return Cast(substitute(e.x, names), e.dtype)
     if isinstance(e, Load):
-        return Load(e.buffer, _subst(e.index, names), e.dtype)
+        return Load(e.buffer, substitute(e.index, names), e.dtype)
     return e
 
 
-_REDUCERS = {Math.ADD: "GcAdd", Math.MUL: "GcMul", Math.MAX: "GcMax", Math.MIN: "GcMin",
+REDUCERS = {Math.ADD: "GcAdd", Math.MUL: "GcMul", Math.MAX: "GcMax", Math.MIN: "GcMin",
              Math.AND: "GcAnd", Math.OR: "GcOr"}  # fmt: skip
 
 
-def _identity(fn: Math, dtype: _dt.DType) -> Const:
+def reduction_identity(fn: Math, dtype: _dt.DType) -> Const:
     if fn is Math.ADD:
         return Const(0, dtype) if not dtype.is_floating else Const(0.0, dtype)
     if fn is Math.MUL:
@@ -119,59 +120,59 @@ def _identity(fn: Math, dtype: _dt.DType) -> Const:
     return Const(-(2**bits) if fn is Math.MAX else 2**bits - 1, dtype)
 
 
-def _reduction_of(s: Let):
+def reduction_of(s: Let):
     """(fn, other operand) when ``s`` is ``acc = fn(acc, other)`` with a known reducer."""
-    if not (s.reduce and isinstance(s.value, Call) and s.value.fn in _REDUCERS):
+    if not (s.reduce and isinstance(s.value, Call) and s.value.fn in REDUCERS):
         return None
     if s.dtype.is_bool != (s.value.fn in (Math.AND, Math.OR)):
         return None  # logical reducers on bools only, arithmetic ones on numbers only
     a, b = s.value.args
     me = Var(s.var, s.dtype)
-    if a == me and s.var not in _var_names(b):
+    if a == me and s.var not in var_names(b):
         return s.value.fn, b
-    if b == me and s.var not in _var_names(a):
+    if b == me and s.var not in var_names(a):
         return s.value.fn, a
     return None
 
 
-def _replace_expr_loads(e: Expr, names: dict) -> Expr:
+def replace_expr_loads(e: Expr, names: dict) -> Expr:
     """``e`` with every ``Load`` whose (buffer, index) is in ``names`` replaced by that Var."""
     if isinstance(e, Load):
         hit = names.get((e.buffer, e.index))
         if hit is not None:
             return hit
-        return Load(e.buffer, _replace_expr_loads(e.index, names), e.dtype)
+        return Load(e.buffer, replace_expr_loads(e.index, names), e.dtype)
     if isinstance(e, Call):
-        return Call(e.fn, tuple(_replace_expr_loads(a, names) for a in e.args))
+        return Call(e.fn, tuple(replace_expr_loads(a, names) for a in e.args))
     if isinstance(e, Cast):
-        return Cast(_replace_expr_loads(e.x, names), e.dtype)
+        return Cast(replace_expr_loads(e.x, names), e.dtype)
     return e
 
 
-def _replace_loads(s, names: dict):
+def replace_loads(s, names: dict):
     """Statement ``s`` (loop-free) with the loads of ``names`` replaced (see above)."""
     if not names:
         return s
     if isinstance(s, Let):
-        return Let(s.var, s.dtype, _replace_expr_loads(s.value, names), s.reduce)
+        return Let(s.var, s.dtype, replace_expr_loads(s.value, names), s.reduce)
     if isinstance(s, Store):
-        return Store(s.buffer, _replace_expr_loads(s.index, names),
-                     _replace_expr_loads(s.value, names))  # fmt: skip
+        return Store(s.buffer, replace_expr_loads(s.index, names),
+                     replace_expr_loads(s.value, names))  # fmt: skip
     if isinstance(s, If):
-        return If(_replace_expr_loads(s.cond, names),
-                  tuple(_replace_loads(x, names) for x in s.then),
-                  tuple(_replace_loads(x, names) for x in s.orelse))  # fmt: skip
+        return If(replace_expr_loads(s.cond, names),
+                  tuple(replace_loads(x, names) for x in s.then),
+                  tuple(replace_loads(x, names) for x in s.orelse))  # fmt: skip
     raise CompileError(f"cuda renderer: cannot vectorise statement {s!r}")
 
 
-def _product(exprs: list) -> Expr:
+def product_of(exprs: list) -> Expr:
     out = exprs[0]
     for e in exprs[1:]:
         out = Call(Math.MUL, (out, e))
     return out
 
 
-def _libcall_nest(unit):
+def libcall_nest(unit):
     """([(var, start, stop)...], LibCall) when ``unit`` is loops around a single LibCall."""
     loops = []
     body = unit
@@ -182,14 +183,14 @@ def _libcall_nest(unit):
     if loops and len(body) == 1 and isinstance(body[0], LibCall):
         bound_vars = set()
         for var, start, stop in loops:
-            if (_var_names(start) | _var_names(stop)) - bound_vars:
+            if (var_names(start) | var_names(stop)) - bound_vars:
                 return None
             bound_vars.add(var)
         return loops, body[0]
     return None
 
 
-def _extent(start: Expr, stop: Expr) -> Expr:
+def extent(start: Expr, stop: Expr) -> Expr:
     if isinstance(start, Const) and start.value == 0:
         return stop
     return Call(Math.SUB, (stop, start))

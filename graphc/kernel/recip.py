@@ -1,4 +1,5 @@
-"""Division by a loop-invariant value becomes a multiply by its reciprocal (cpu target only).
+"""Division by a loop-invariant value becomes a multiply by its reciprocal: a Kernel IR pass
+the cpu backend asks for (``KERNEL_PASSES``; ``graphc/pipeline.py`` runs it after lowering).
 
 A row kernel ends with ``y[i, j] = e[i, j] / s[i]`` (softmax, normalisations): one vector
 division per 16 floats, about 10 cycles each on the host measured here, where a multiply takes
@@ -18,9 +19,9 @@ multiplies; other constants keep their correctly rounded division).
 
 from __future__ import annotations
 
-from ... import dtypes as _dt
-from ...expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype, sub_exprs
-from ...kernel.ir import If, Let, LibCall, Loop, Store
+from .. import dtypes as _dt
+from ..expr import Call, Cast, Const, Dim, Load, Math, Var, expr_dtype, sub_exprs
+from .ir import If, Let, LibCall, Loop, Store
 
 #: smallest and largest |d| (as powers of two) whose reciprocal is a normal number
 _RANGE = {_dt.float32: (-126, 126), _dt.float64: (-1022, 1022)}
