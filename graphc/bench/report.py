@@ -194,28 +194,83 @@ def format_table(result) -> str:
 
 def _scaling_rows(w) -> list:
     """A scaling workload's block: per point its op count, kernels, cold compile seconds in
-    total, per op and per stage; then each series' per-op ratio of largest to smallest."""
-    stages = next((list(i.extra["stages"]) for i in w.impls if "stages" in i.extra), [])
-    head = ("point", "ops", "kernels", "compile", "ms/op", *stages, "max err")
-    rows = [head]
-    for i in w.impls:
+    total, each peer's cold compile of the same step and graphc's over it, graphc's seconds
+    per op and per stage; then each series' per-op ratio of largest to smallest, graphc
+    against each peer at the largest size, and the peers' failures and checks."""
+    graphc = [i for i in w.impls if i.family == "graphc"]
+    others = [i for i in w.impls if i.family == "peer"]
+    peers = list(dict.fromkeys(i.extra["peer"] for i in others))
+    peer_row = {(i.extra["point"], i.extra["peer"]): i for i in others}
+    stages = next((list(i.extra["stages"]) for i in graphc if "stages" in i.extra), [])
+    peer_head = [c for p in peers for c in (f"{p} compile", f"graphc/{p}")]
+    head = ("point", "ops", "kernels", "compile", *peer_head, "ms/op", *stages, "max err")
+    rows, failures = [head], []
+    for i in graphc:
+        cells = []
+        for p in peers:
+            j = peer_row.get((i.name, p))
+            ratio = None if j is None else j.extra.get("graphc_over_peer")
+            cells += [_peer_compile(j), _ratio(ratio)]
         if i.status != "ok":
             label = "WRONG" if i.status == "wrong" else i.status
-            rows.append((i.name, f"{label}: {i.reason}"))
+            if not peers:
+                rows.append((i.name, f"{label}: {i.reason}"))
+                continue
+            rows.append((i.name, "-", "-", label, *cells, "-", *("-" for _ in stages), "-"))
+            failures.append(f"  {i.name}: {label}: {i.reason}")
             continue
         st = i.extra["stages"]
         rows.append((
-            i.name, str(i.extra["ops"]), str(i.kernels), f"{i.compile_s:.2f} s",
+            i.name, str(i.extra["ops"]), str(i.kernels), f"{i.compile_s:.2f} s", *cells,
             f"{i.extra['s_per_op'] * 1e3:.2f}", *(f"{st[k]:.2f}" for k in stages),
             _err(i.max_abs_err),
         ))  # fmt: skip
-    out = _align(rows, len(head))
+    out = _align(rows, len(head)) + failures
+    out.extend(
+        f"  {j.name}: {'WRONG' if j.status == 'wrong' else j.status}: {j.reason}"
+        for j in others
+        if j.status != "ok"
+    )
     for key, value in w.speedups.items():
-        series = key.split("_", 1)[0]
-        out.append(f"  {series}: seconds per op at the largest size / at the smallest: "
-                   f"{value:.2f}x (target <= 1.3x)")  # fmt: skip
+        if key.endswith("_per_op_largest_over_smallest"):
+            series = key.split("_", 1)[0]
+            out.append(f"  {series}: seconds per op at the largest size / at the smallest: "
+                       f"{value:.2f}x (target <= 1.3x)")  # fmt: skip
+    out.extend(_peer_summary(graphc, peers, peer_row, others))
     if w.status == "refused":
         out.append(f"  REFUSED: {w.reason}")
+    out.extend(f"  note: {n}" for n in w.notes)
+    return out
+
+
+def _peer_compile(j) -> str:
+    """A peer's cell of a scaling table: its compile seconds, or why it has none."""
+    if j is None:
+        return "-"
+    if j.status != "ok":
+        return "WRONG" if j.status == "wrong" else j.status
+    return f"{j.compile_s:.2f} s"
+
+
+def _peer_summary(graphc, peers, peer_row, others) -> list:
+    """Per series, graphc against each peer at its largest size ("mlp L=64: graphc 2.89 s vs
+    jax jit 2.61 s (graphc/jax jit 1.11x)"); per peer, how many of its first steps matched
+    the reference."""
+    out = []
+    for series in dict.fromkeys(i.extra["series"] for i in graphc):
+        last = [i for i in graphc if i.extra["series"] == series][-1]
+        for p in peers:
+            j = peer_row.get((last.name, p))
+            if last.status == "ok" and j is not None and j.status == "ok":
+                ratio = last.compile_s / j.compile_s
+                out.append(f"  {last.name}: graphc {last.compile_s:.2f} s vs {p} "
+                           f"{j.compile_s:.2f} s (graphc/{p} {ratio:.2f}x)")  # fmt: skip
+    for p in peers:
+        ok = [j for j in others if j.extra["peer"] == p and j.status == "ok"]
+        if ok:
+            err = max(j.max_abs_err or 0.0 for j in ok)
+            out.append(f"  {p}: the first step of {len(ok)} point(s) matches the reference "
+                       f"(loss and parameters; max err {err:.1e})")  # fmt: skip
     return out
 
 

@@ -27,7 +27,7 @@ from .peers import PEERS
 from .progress import Progress
 from .report import machine_info
 from .results import FUSED, REFERENCE, UNFUSED, BenchResult, ImplResult, WorkloadResult
-from .scaling_run import run_scaling
+from .scaling_run import run_scaling, scaling_peer_notes
 from .suite import WORKLOADS
 from .workloads import Workload
 
@@ -64,8 +64,9 @@ def available_peers(names=None) -> list:
 def _steps(workload, peers, quick=False, scale=None) -> int:
     """Progress steps of one workload: its graphc variants and the peers that implement it
     (a scaling workload: its points)."""
-    if workload.kind == "scaling":
-        return len(workload.points(workload.scaled(workload.sizes(quick), scale)))
+    if workload.kind == "scaling":  # each point: graphc's row, then one per peer
+        points = len(workload.points(workload.scaled(workload.sizes(quick), scale)))
+        return points * (1 + sum(workload.id in p.builders for p in peers))
     if workload.kind == "distributed":
         return 2  # a job of 1 process, then one of 2
     if workload.kind == "own":  # W13: one step per (model, batch) of its own loop
@@ -121,7 +122,8 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
         return res
     if workload.kind == "scaling":
         res.baseline = ""
-        run_scaling(workload, sizes, res, target, progress, result_hook, seed)
+        run_scaling(workload, sizes, res, target, peers, progress, result_hook, seed)
+        res.notes.extend(scaling_peer_notes(workload, PEERS, peers))
         return res
     inputs = workload.inputs(sizes, np.random.default_rng(seed))
     try:

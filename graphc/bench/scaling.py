@@ -13,6 +13,9 @@ the seconds of each compile stage from ``exe.stats["compile_seconds"]`` and divi
 by the number of ops of the extracted program. The compiled step is then run once and
 compared with the reference, like every other workload. The target is linear compile time:
 seconds per op at the largest size at most 1.3x those at the smallest.
+
+The peers that can be imported (``peers/``: JAX) compile the same step at each point, cold
+(JAX: a new function traced, lowered and compiled), and their first step is checked too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from .rnn import rnn_inputs
 from .workloads import Case, Workload, mean_sparse_xent, train_step_case
 
 ADAM_LR = 1e-3
+#: the variables of the ``lstm`` series' step, in the order of its checked values
+LSTM_PARAMS = ("w", "b", "wy", "by")
+
+
+def mlp_param_names(layers: int) -> list:
+    """The variables of the ``mlp`` series' step, in the order of its checked values."""
+    return [f"{k}{i}" for i in range(layers) for k in "wb"] + ["wo", "bo"]
 
 
 def _adam_step(loss):
@@ -86,8 +96,8 @@ def build_lstm_step(steps: int, vocab: int, hidden: int, inputs: dict):
         losses = []
         for t in range(steps):
             z = gc.matmul(gc.concat([xs[t], h], axis=1), w) + b
-            i, f, u, o = gc.split(z, 4, axis=1)
-            c = gc.sigmoid(f + 1.0) * c + gc.sigmoid(i) * gc.tanh(u)
+            i, j, f, o = gc.split(z, 4, axis=1)  # TF1 LSTMCell's gate order, as W11
+            c = gc.sigmoid(f + 1.0) * c + gc.sigmoid(i) * gc.tanh(j)
             h = gc.sigmoid(o) * gc.tanh(c)
             logits = gc.matmul(h, wy) + by
             losses.append(mean_sparse_xent(ys[t], logits))
@@ -96,7 +106,7 @@ def build_lstm_step(steps: int, vocab: int, hidden: int, inputs: dict):
             total = total + term
         loss = total / steps
         step, init = _adam_step(loss)
-    return g, (ids, targets), loss, step, [w, b, wy, by], init
+    return g, (ids, targets), loss, step, [w, b, wy, by], init  # LSTM_PARAMS
 
 
 def lstm_inputs(steps: int, vocab: int, hidden: int, batch: int, rng) -> dict:
@@ -119,6 +129,7 @@ class CompileScaling(Workload):
     requires = ("matmul", "nn.relu", "one_hot", "unstack", "split", "gradients")
     kind = "scaling"
     rtol, atol = 1e-3, 1e-4
+    adam_lr = ADAM_LR  # what the peers (peers/) need to match
 
     def sizes(self, quick):
         if quick:
@@ -151,6 +162,15 @@ class CompileScaling(Workload):
         return [("lstm", t) for t in sizes["lstm_steps"]] + [
             ("mlp", n) for n in sizes["mlp_layers"]
         ]
+
+    def point_sizes(self, sizes, series, n) -> dict:
+        """``sizes`` of one point, as a peer's builder gets them: with its ``series`` and
+        ``size`` (unrolled steps or layers)."""
+        return {**sizes, "series": series, "size": n}
+
+    def param_names(self, series, n) -> list:
+        """The point's variables, in the order of the values checked after the loss."""
+        return list(LSTM_PARAMS) if series == "lstm" else mlp_param_names(n)
 
     def point_inputs(self, sizes, series, n, rng) -> dict:
         if series == "lstm":

@@ -1,5 +1,6 @@
 """How the runner runs a scaling workload (W12): one cold compile per (series, size) point,
-timed per compile stage, then one run checked against the reference. A failing point is
+timed per compile stage, then one run checked against the reference; then each importable
+peer's cold compile of the same step, its first step checked too. A failing point is
 reported and the others still run."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 
 import graphc as gc
 
-from .impls import GraphcImpl, fail_reason, session_skip
+from .impls import GraphcImpl, PeerImpl, fail_reason, session_skip
 from .measure import compare
 from .results import FUSED, REFERENCE, ImplResult
 
@@ -26,32 +27,102 @@ SCALING_STAGES = {
 }
 
 
-def run_scaling(workload, sizes, res, target, progress, result_hook, seed) -> None:
+def run_scaling(workload, sizes, res, target, peers, progress, result_hook, seed) -> None:
     """One row per (series, size) point: a cold compile of its step (fused, no disk cache),
     timed per stage from ``exe.stats["compile_seconds"]``, then one run checked against the
-    reference. A failing point (a RecursionError...) is reported and the others still run."""
+    reference; then, for each of ``peers`` that has a builder for the workload, a row of its
+    cold compile of the same step (``_peer_point``). A failing point (a RecursionError...) is
+    reported and the others still run; a peer failing or wrong does not refuse the workload."""
     for series, n in workload.points(sizes):
         name = workload.point_name(series, n)
         progress.note(f"{workload.id} {name}")
-        res.impls.append(_scaling_point(workload, sizes, series, n, name, target, result_hook,
-                                        seed))  # fmt: skip
+        row, inputs, expected = _scaling_point(workload, sizes, series, n, name, target,
+                                               result_hook, seed)  # fmt: skip
+        res.impls.append(row)
         progress.advance(1)
+        for peer in peers:
+            if workload.id in peer.builders:
+                progress.note(f"{workload.id} {peer.name} {name}")
+                res.impls.append(_peer_point(peer, workload, sizes, series, n, row, inputs,
+                                             expected, target, result_hook))  # fmt: skip
+                progress.advance(1)
+    graphc = [i for i in res.impls if i.family == "graphc"]
     for series in dict.fromkeys(s for s, _ in workload.points(sizes)):
-        rows = [i for i in res.impls if i.extra.get("series") == series]
+        rows = [i for i in graphc if i.extra.get("series") == series]
         ok = [i for i in rows if i.status == "ok"]
         if len(ok) == len(rows) >= 2:
             first, last = ok[0].extra["s_per_op"], ok[-1].extra["s_per_op"]
             res.speedups[f"{series}_per_op_largest_over_smallest"] = last / first
-    if any(i.status == "wrong" for i in res.impls):
+        largest = rows[-1].name if rows else None
+        for i in res.impls:
+            if i.family == "peer" and i.extra["point"] == largest and "graphc_over_peer" in i.extra:
+                key = f"{series}_largest_graphc_over_{i.extra['peer'].replace(' ', '_')}"
+                res.speedups[key] = i.extra["graphc_over_peer"]
+    if any(i.status == "wrong" for i in graphc):
         res.status = "refused"
         res.reason = "a graphc result differs from the reference: see the implementations"
 
 
-def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) -> ImplResult:
+def scaling_peer_notes(workload, known_peers, peers) -> list:
+    """Why a peer that could compile ``workload``'s points has no rows: not importable here,
+    or not among the ``peers`` asked for."""
+    names = [p.name for p in peers]
+    notes = []
+    for p in known_peers:
+        if workload.id in p.builders and p.name not in names:
+            why = "not importable here" if not p.available() else "not asked for (--peers)"
+            notes.append(f"{p.name}: {why}; no {p.name} compile times")
+    return notes
+
+
+def _peer_point(peer, workload, sizes, series, n, row, inputs, expected, target,
+                result_hook) -> ImplResult:  # fmt: skip
+    """A peer's cold compile of the point's step (its builder's ``run()``, timed once: for
+    JAX tracing, lowering and compiling a new function) and its first step checked against
+    the reference like graphc's. When graphc's ``row`` compiled too, the peer's row gets
+    ``graphc_over_peer``: graphc's compile seconds over the peer's."""
+    out = ImplResult(f"{peer.name} {row.name}", "peer")
+    out.extra.update(series=series, size=n, point=row.name, peer=peer.name)
+    if expected is None:
+        out.status, out.reason = "skipped", "no reference values for this point (see its row)"
+        return out
+    impl = PeerImpl(out.name, peer.builders[workload.id], workload,
+                    workload.point_sizes(sizes, series, n), inputs, target)  # fmt: skip
+    stage = "setting up"
+    try:
+        impl.setup()
+        stage = "compiling"
+        t0 = time.perf_counter()
+        impl.run()
+        out.median_s = out.min_s = out.compile_s = time.perf_counter() - t0
+        out.runs = 1
+        stage = "the first step"
+        got = impl.values()
+        if result_hook is not None:
+            got = result_hook(out.name, workload.id, got)
+        err, problem = compare(got, expected, workload.rtol, workload.atol)
+        out.max_abs_err = err
+        if problem:
+            out.status, out.reason = "wrong", f"refused: {problem}"
+        elif row.status == "ok":
+            out.extra["graphc_over_peer"] = row.compile_s / out.compile_s
+    except ImportError as exc:
+        out.status, out.reason = "skipped", f"import failed: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the series
+        out.status, out.reason = "error", f"{stage}: {fail_reason(exc)}"
+        out.median_s = out.min_s = out.compile_s = None
+    finally:
+        impl.close()
+    return out
+
+
+def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) -> tuple:
+    """(graphc's row of the point, the point's inputs, the reference's values); the last two
+    None when they could not be made."""
     out = ImplResult(name, "graphc")
     out.extra.update(series=series, size=n)
     stage = "building the graph"
-    ref = sess = None
+    ref = sess = inputs = expected = None
     try:
         inputs = workload.point_inputs(sizes, series, n, np.random.default_rng(seed))
         case = workload.build_point(sizes, series, n, inputs)
@@ -95,4 +166,4 @@ def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) 
         for impl in (ref, sess):
             if impl is not None:
                 impl.close()
-    return out
+    return out, inputs, expected

@@ -1,5 +1,5 @@
-"""The JAX peer: each workload's step written in JAX and run under ``jax.jit`` (W5: traced and
-compiled afresh, the compile timed). JAX is imported inside the builders: it is optional."""
+"""The JAX peer: each workload's step written in JAX and run under ``jax.jit`` (W5, W12: traced
+and compiled afresh, the compile timed). JAX is imported inside the builders: it is optional."""
 
 from __future__ import annotations
 
@@ -56,13 +56,18 @@ def _jax_ln(jax, jnp, sizes, inputs):
     return fwd_bwd, [inputs[k] for k in ("x", "gamma", "beta", "dy")]
 
 
+def _mean_xent(jax, jnp, logits, labels):
+    """Mean sparse softmax cross-entropy (the workloads' ``mean_sparse_xent``)."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
 def _jax_mlp_step(jax, jnp):
     def loss_fn(params, x, y):
         w1, b1, w2, b2, w3, b3 = params
         h = jax.nn.relu(x @ w1 + b1)
         h = jax.nn.relu(h @ w2 + b2)
-        logp = jax.nn.log_softmax(h @ w3 + b3)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return _mean_xent(jax, jnp, h @ w3 + b3, y)
 
     def step(params, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
@@ -94,27 +99,34 @@ def _jax_mlp(workload, sizes, inputs, device):
     return run
 
 
-class _JaxCompile:
-    """W5 peer: trace and compile the MLP step afresh; values from running it once."""
+class _JaxColdCompile:
+    """A step compiled cold by each ``run()``: ``make_step()`` gives a new function object,
+    traced, lowered and compiled (no in-process jit cache can answer: what a user waits for
+    on the first call, tracing included). ``values()`` runs the last compiled step once on
+    ``args``: its loss, then the parameters it returns (``[loss, *params, ...]``)."""
 
-    def __init__(self, workload, sizes, inputs, device):
-        import jax
-        import jax.numpy as jnp
-
-        self.jax, self.jnp = jax, jnp
-        self.params = tuple(jax.device_put(inputs[n]) for n in MLP_PARAMS)
-        self.x = jax.device_put(inputs["x"])
-        self.y = jax.device_put(inputs["labels"].astype(np.int32))
+    def __init__(self, jax, make_step, args):
+        self.jax, self.make_step, self.args = jax, make_step, args
         self.compiled = None
 
     def run(self):
-        # A new function object each time, so no in-process jit cache can answer.
-        fn = self.jax.jit(_jax_mlp_step(self.jax, self.jnp))
-        self.compiled = fn.lower(self.params, self.x, self.y).compile()
+        fn = self.jax.jit(self.make_step())
+        self.compiled = fn.lower(*self.args).compile()
 
     def values(self):
-        loss, params = self.compiled(self.params, self.x, self.y)
+        loss, params, *_ = self.compiled(*self.args)
         return [loss, *params]
+
+
+def _jax_compile(workload, sizes, inputs, device):
+    """W5: the MLP's SGD step compiled afresh; values from running it once."""
+    import jax
+    import jax.numpy as jnp
+
+    params = tuple(jax.device_put(inputs[n]) for n in MLP_PARAMS)
+    x = jax.device_put(inputs["x"])
+    y = jax.device_put(inputs["labels"].astype(np.int32))
+    return _JaxColdCompile(jax, lambda: _jax_mlp_step(jax, jnp), (params, x, y))
 
 
 def _jax_cnn(workload, sizes, inputs, device):
@@ -132,8 +144,7 @@ def _jax_cnn(workload, sizes, inputs, device):
         k1, c1, k2, c2, wd, bd = params
         h = pool(jax.nn.relu(conv(x, k1, c1)))
         h = pool(jax.nn.relu(conv(h, k2, c2)))
-        logp = jax.nn.log_softmax(h.reshape(h.shape[0], -1) @ wd + bd)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return _mean_xent(jax, jnp, h.reshape(h.shape[0], -1) @ wd + bd, y)
 
     @jax.jit
     def step(params, x, y):
@@ -161,17 +172,22 @@ def _adam_tf1(sqrt, lr, t, params, grads, m, v, beta1=0.9, beta2=0.999, eps=1e-8
     return params, m, v
 
 
-def _adam_steps(jax, jnp, loss_fn, lr, params, data):
-    """run() of a training step under jit: ``loss_fn(params, *data)``'s gradients applied
-    with TF1's Adam (``_adam_tf1``), the optimizer's state (m, v, step count) kept here. Each
-    call is one step; it returns the loss and the updated parameters."""
+def _adam_step(jax, jnp, loss_fn, lr):
+    """A new (not yet jitted) training step ``step(params, m, v, t, *data) -> (loss, params,
+    m, v)``: ``loss_fn(params, *data)``'s gradients applied with TF1's Adam (``_adam_tf1``)."""
 
-    @jax.jit
     def step(params, m, v, t, *data):
         loss, grads = jax.value_and_grad(loss_fn)(params, *data)
         params, m, v = _adam_tf1(jnp.sqrt, lr, t, params, grads, m, v)
         return loss, params, m, v
 
+    return step
+
+
+def _adam_steps(jax, jnp, loss_fn, lr, params, data):
+    """run() of a training step under jit (``_adam_step``), the optimizer's state (m, v, step
+    count) kept here. Each call is one step; it returns the loss and the updated parameters."""
+    step = jax.jit(_adam_step(jax, jnp, loss_fn, lr))
     state = {"params": [jax.device_put(p) for p in params], "t": 0}
     state["m"] = [jnp.zeros_like(p) for p in state["params"]]
     state["v"] = [jnp.zeros_like(p) for p in state["params"]]
@@ -187,6 +203,14 @@ def _adam_steps(jax, jnp, loss_fn, lr, params, data):
     return run
 
 
+def _lstm_cell(jax, jnp, kernel, bias, xt, c, h):
+    """One step of TF1's LSTMCell (gates i, j, f, o of one matmul; forget bias 1): (c, h)."""
+    z = jnp.concatenate([xt, h], axis=1) @ kernel + bias
+    i, j, f, o = jnp.split(z, 4, axis=1)
+    c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
+    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
 def _jax_rnn(workload, sizes, inputs, device):
     """W11: the LSTM over time with lax.scan, the whole Adam step under jit."""
     import jax
@@ -200,17 +224,12 @@ def _jax_rnn(workload, sizes, inputs, device):
         zeros = jnp.zeros((ids.shape[0], hidden), jnp.float32)
 
         def cell(state, xt):
-            c, h = state
-            z = jnp.concatenate([xt, h], axis=1) @ kernel + bias
-            i, j, f, o = jnp.split(z, 4, axis=1)
-            c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            c, h = _lstm_cell(jax, jnp, kernel, bias, xt, *state)
             return (c, h), h
 
         _, hs = jax.lax.scan(cell, (zeros, zeros), x)
         logits = hs.transpose(1, 0, 2).reshape(-1, hidden) @ wy + by
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(logp, targets.reshape(-1, 1), axis=1))
+        return _mean_xent(jax, jnp, logits, targets.reshape(-1))
 
     data = [jax.device_put(inputs["ids"]), jax.device_put(inputs["targets"])]
     return _adam_steps(jax, jnp, loss_fn, W11.adam_lr, [inputs[k] for k in W11.params], data)
@@ -279,8 +298,7 @@ def _jax_resnet(workload, sizes, inputs, device):
 
         pooled = resnet_forward(sizes, conv, batch_norm, jax.nn.relu,
                                  lambda h: h.mean(axis=(1, 2)), x)  # fmt: skip
-        logp = jax.nn.log_softmax(pooled @ params["dense/kernel"] + params["dense/bias"])
-        loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        loss = _mean_xent(jax, jnp, pooled @ params["dense/kernel"] + params["dense/bias"], y)
         return loss, jax.lax.stop_gradient(new_moving)
 
     @jax.jit
@@ -312,6 +330,52 @@ def _jax_resnet(workload, sizes, inputs, device):
     return run
 
 
+def _scaling_loss(jax, jnp, sizes):
+    """W12: the loss of one point's step (``scaling.py``), in Python loops as graphc's graph
+    is built: the LSTM unrolled by hand (``_lstm_cell``, a cross-entropy per step, their mean)
+    or the residual MLP of ``size`` layers."""
+    n = sizes["size"]
+    if sizes["series"] == "lstm":
+        vocab, hidden = sizes["vocab"], sizes["hidden"]
+
+        def lstm_loss(params, ids, targets):
+            w, b, wy, by = params
+            xs = jax.nn.one_hot(ids, vocab, dtype=jnp.float32)
+            c = h = jnp.zeros((ids.shape[0], hidden), jnp.float32)
+            total = 0.0
+            for t in range(n):
+                c, h = _lstm_cell(jax, jnp, w, b, xs[:, t], c, h)
+                total = total + _mean_xent(jax, jnp, h @ wy + by, targets[:, t])
+            return total / n
+
+        return lstm_loss
+
+    def mlp_loss(params, x, labels):
+        h = x
+        for i in range(n):
+            h = h + jax.nn.relu(h @ params[2 * i] + params[2 * i + 1])
+        return _mean_xent(jax, jnp, h @ params[-2] + params[-1], labels)
+
+    return mlp_loss
+
+
+def _jax_scaling(workload, sizes, inputs, device):
+    """W12: one point's Adam step compiled cold (``_JaxColdCompile``); its values are those
+    of the first step from the initial weights, as graphc's."""
+    import jax
+    import jax.numpy as jnp
+
+    params = [
+        jax.device_put(inputs[k]) for k in workload.param_names(sizes["series"], sizes["size"])
+    ]
+    keys = ("ids", "targets") if sizes["series"] == "lstm" else ("x", "labels")
+    data = [inputs[k].astype(np.int32) if inputs[k].dtype == np.int64 else inputs[k] for k in keys]
+    zeros = [jnp.zeros_like(p) for p in params]
+    args = (params, zeros, zeros, jnp.float32(1), *map(jax.device_put, data))
+    loss_fn = _scaling_loss(jax, jnp, sizes)
+    return _JaxColdCompile(jax, lambda: _adam_step(jax, jnp, loss_fn, workload.adam_lr), args)
+
+
 JAX = Peer(
     "jax jit",
     "jax",
@@ -320,12 +384,13 @@ JAX = Peer(
         "W2": _jax_fn(lambda jax, jnp, s, i: (lambda x: jax.nn.softmax(x, axis=-1), [i["x"]])),
         "W3": _jax_mlp,
         "W4": _jax_fn(lambda jax, jnp, s, i: (lambda x: x * 2 + 1, [i["x"]])),
-        "W5": _JaxCompile,
+        "W5": _jax_compile,
         "W6": _jax_fn(_jax_ln),
         "W7": _jax_cnn,
         "W8": _jax_mlp,
         "W9": _jax_transformer,
         "W10": _jax_resnet,
         "W11": _jax_rnn,
+        "W12": _jax_scaling,
     },
 )
