@@ -180,5 +180,10 @@ class PeerImpl:
     def collect(self):
         pass
 
+    def own_compile_s(self) -> float | None:
+        """The compile seconds the peer's object measured itself (its ``compile_s``, when a
+        run's wall time is not the compile: TF1's first step less a later one), else None."""
+        return getattr(self._obj, "compile_s", None)
+
     def close(self):
         self._obj = None

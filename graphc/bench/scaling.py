@@ -168,7 +168,8 @@ class CompileScaling(Workload):
         ``size`` (unrolled steps or layers)."""
         return {**sizes, "series": series, "size": n}
 
-    def param_names(self, series, n) -> list:
+    @staticmethod
+    def param_names(series, n) -> list:
         """The point's variables, in the order of the values checked after the loss."""
         return list(LSTM_PARAMS) if series == "lstm" else mlp_param_names(n)
 

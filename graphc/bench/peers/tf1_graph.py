@@ -1,20 +1,24 @@
 """The TensorFlow 1 peers: each workload built as a ``tf.Graph`` and run by a
-``tf.compat.v1.Session``, once as it is and once with XLA auto-clustering (``tf_peer``).
+``tf.compat.v1.Session``, once as it is and once with XLA auto-clustering (``tf_peer``);
+W12 with XLA only (``_ColdStep``: the first step's cost above a step).
 TensorFlow is imported inside the builders: it is optional."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from ... import config
 from ..resnet import ResNetStep, param_names
 from ..rnn import RNNStep
+from ..scaling import CompileScaling
 from ..transformer import TransformerStep
 from ..workloads import LN_EPS, LR, MLP_PARAMS
 from .base import Peer
 from .models import encoder_forward, resnet_forward
 
-W9, W10, W11 = TransformerStep, ResNetStep, RNNStep
+W9, W10, W11, W12 = TransformerStep, ResNetStep, RNNStep, CompileScaling
 
 
 def _import_tf():
@@ -93,6 +97,34 @@ def _tf_train(make):
     return builder_for
 
 
+class _ColdStep:
+    """W12: ``run()`` builds the step (``make``) in a new graph, opens a session, initialises
+    and runs the first step (with XLA, auto-clustering compiles its clusters then), reading
+    the loss and the parameters after it; then runs a second step. ``compile_s``: the first
+    step's wall time, graph building included, less the second's (what a step costs)."""
+
+    def __init__(self, make, xla, sizes, inputs):
+        _import_tf()  # loading TensorFlow is not the step's compile
+        self.make, self.xla, self.sizes, self.inputs = make, xla, sizes, inputs
+        self.compile_s, self.out = None, []
+
+    def run(self):
+        t0 = time.perf_counter()
+        sess, (loss, step, params, feeds) = _tf_open(
+            lambda tf: self.make(tf, self.sizes, self.inputs), self.xla
+        )
+        first = sess.run([loss, step], feeds[0])[0]
+        t1 = time.perf_counter()
+        self.out = [first, *sess.run(params)]
+        t2 = time.perf_counter()
+        sess.run([loss, step], feeds[0])
+        self.compile_s = (t1 - t0) - (time.perf_counter() - t2)
+        sess.close()
+
+    def values(self):
+        return self.out
+
+
 def _tf_chain(tf, ph, s, i):
     x = ph("x")
     a = x * 1.702
@@ -109,6 +141,21 @@ def _tf_ln(tf, ph, s, i):
     return [y, *tf.compat.v1.gradients(y, [x, g, b], grad_ys=dy)]
 
 
+def _mean_xent(tf, labels, logits):
+    """Mean sparse softmax cross-entropy (the workloads' ``mean_sparse_xent``)."""
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
+def _lstm_cell(tf, kernel, bias, xt, c, h):
+    """One step of TF1's LSTMCell (gates i, j, f, o of one matmul; forget bias 1): (c, h)."""
+    z = tf.matmul(tf.concat([xt, h], 1), kernel) + bias
+    i, j, f, o = tf.split(z, 4, axis=1)
+    c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(j)
+    return c, tf.sigmoid(o) * tf.tanh(c)
+
+
 def _tf_mlp(tf, sizes, inputs):
     """W3, W8: the MLP's SGD step, once per batch size."""
     batches = sizes.get("batches", (sizes.get("batch"),))
@@ -118,8 +165,7 @@ def _tf_mlp(tf, sizes, inputs):
     w1, b1, w2, b2, w3, b3 = params
     h = tf.nn.relu(tf.matmul(x, w1) + b1)
     h = tf.nn.relu(tf.matmul(h, w2) + b2)
-    logits = tf.matmul(h, w3) + b3
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    loss = _mean_xent(tf, y, tf.matmul(h, w3) + b3)
     grads = tf.compat.v1.gradients(loss, params)
     step = tf.group(*[p.assign_sub(LR * g) for p, g in zip(params, grads)])
     feeds = [{x: inputs["x"][:b], y: inputs["labels"][:b].astype(np.int32)} for b in batches]
@@ -145,22 +191,14 @@ def _tf_rnn(tf, sizes, inputs):
             return (z, z)
 
         def __call__(self, xt, state, scope=None):
-            c, h = state
-            z = tf.matmul(tf.concat([xt, h], 1), kernel) + bias
-            i, j, f, o = tf.split(z, 4, axis=1)
-            c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(j)
-            h = tf.sigmoid(o) * tf.tanh(c)
+            c, h = _lstm_cell(tf, kernel, bias, xt, *state)
             return h, (c, h)
 
     ids = v1.placeholder(tf.int32, (None, None), "ids")
     targets = v1.placeholder(tf.int32, (None, None), "targets")
     outputs, _ = v1.nn.dynamic_rnn(Cell(), tf.one_hot(ids, vocab), dtype=tf.float32)
     logits = tf.matmul(tf.reshape(outputs, (-1, hidden)), wy) + by
-    loss = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.reshape(targets, (-1,)), logits=logits
-        )
-    )
+    loss = _mean_xent(tf, tf.reshape(targets, (-1,)), logits)
     params = [kernel, bias, wy, by]
     step = v1.train.AdamOptimizer(W11.adam_lr).minimize(loss, var_list=params)
     return loss, step, params, [{ids: inputs["ids"], targets: inputs["targets"]}]
@@ -227,13 +265,43 @@ def _tf_resnet(tf, sizes, inputs):
     y = v1.placeholder(tf.int32, (None,), "labels")
     pooled = resnet_forward(sizes, conv, batch_norm, tf.nn.relu,
                             lambda h: tf.reduce_mean(h, [1, 2]), x)  # fmt: skip
-    logits = tf.matmul(pooled, var["dense/kernel"]) + var["dense/bias"]
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    loss = _mean_xent(tf, y, tf.matmul(pooled, var["dense/kernel"]) + var["dense/bias"])
     params = [var[k] for k in trainable]
     with tf.control_dependencies(updates):
         step = v1.train.MomentumOptimizer(W10.lr, W10.momentum).minimize(loss, var_list=params)
     values = params + [var[k] for k in moving_names]
     return loss, step, values, [{x: inputs["x"], y: inputs["labels"].astype(np.int32)}]
+
+
+def _tf_scaling(tf, sizes, inputs):
+    """W12: one point's Adam step in TF1 graph mode, built in Python loops as graphc's graph
+    (``scaling.py``): the LSTM unrolled by hand (``_lstm_cell``, a cross-entropy per step,
+    their mean) or the residual MLP of ``size`` layers."""
+    v1, n = tf.compat.v1, sizes["size"]
+    names = W12.param_names(sizes["series"], n)
+    p = [v1.Variable(inputs[k], name=k) for k in names]
+    if sizes["series"] == "lstm":
+        w, b, wy, by = p
+        ids = v1.placeholder(tf.int32, (None, n), "ids")
+        targets = v1.placeholder(tf.int32, (None, n), "targets")
+        xs = tf.one_hot(ids, sizes["vocab"])
+        c = h = tf.zeros(tf.stack([tf.shape(ids)[0], sizes["hidden"]]))
+        total = 0.0
+        for t in range(n):
+            c, h = _lstm_cell(tf, w, b, xs[:, t], c, h)
+            total = total + _mean_xent(tf, targets[:, t], tf.matmul(h, wy) + by)
+        loss, fed = total / n, {ids: "ids", targets: "targets"}
+    else:
+        x = v1.placeholder(tf.float32, (None, sizes["width"]), "x")
+        labels = v1.placeholder(tf.int32, (None,), "labels")
+        h = x
+        for i in range(n):
+            h = h + tf.nn.relu(tf.matmul(h, p[2 * i]) + p[2 * i + 1])
+        loss, fed = _mean_xent(tf, labels, tf.matmul(h, p[-2]) + p[-1]), {x: "x", labels: "labels"}
+    step = v1.train.AdamOptimizer(W12.adam_lr).minimize(loss, var_list=p)
+    feeds = {ph: inputs[k].astype(np.int32) if inputs[k].dtype == np.int64 else inputs[k]
+             for ph, k in fed.items()}  # fmt: skip
+    return loss, step, p, [feeds]
 
 
 def tf_peer(name: str, xla: bool) -> Peer:
@@ -251,5 +319,7 @@ def tf_peer(name: str, xla: bool) -> Peer:
             "W9": _tf_train(_tf_transformer)(xla),
             "W10": _tf_train(_tf_resnet)(xla),
             "W11": _tf_train(_tf_rnn)(xla),
+            # W12 (compile scaling): with XLA only, the compiler its JAX column compares with
+            **({"W12": lambda w, s, i, d: _ColdStep(_tf_scaling, xla, s, i)} if xla else {}),
         },
     )
