@@ -171,10 +171,6 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     return kb, kb.body()
 
 
-#: ops that only re-view their first input (same elements in the same row-major order)
-_VIEWS = ("Reshape", "ReshapeLike", "ExpandDims", "Squeeze")
-
-
 def _row_epilogue(lw, nodes, red_ids, space, axes):
     """Ids of the members computed from reductions' rows (elementwise ops and reshapes of
     row-shaped values, evaluated per row element once the rows are final), or None when a
@@ -188,12 +184,12 @@ def _row_epilogue(lw, nodes, red_ids, space, axes):
             continue
         if any(s not in red_ids and s not in post for s in srcs):
             return None  # also needs a value over the reduced space
-        if len(n.outs) != 1 or (n.op not in _VIEWS and L.op_kind(n) != "elementwise"):
+        if len(n.outs) != 1 or (not n.op_def.view and L.op_kind(n) != "elementwise"):
             return None
         shape = lw.shapes[(n.id, 0)]
         if sym.product(shape) != row_size:
             return None
-        if n.op not in _VIEWS and not is_row_shape(shape, space, axes):
+        if not n.op_def.view and not is_row_shape(shape, space, axes):
             return None
         post.add(n.id)
     return post
@@ -208,7 +204,7 @@ def _row_views(nodes, red_ids):
         rows = [i for i, (src, _) in enumerate(n.inputs) if src in red_ids or src in views]
         if not rows:
             continue
-        if n.op not in _VIEWS or rows != [0] or n.inputs[0][1] != 0 or len(n.outs) != 1:
+        if not n.op_def.view or rows != [0] or n.inputs[0][1] != 0 or len(n.outs) != 1:
             continue  # computed by the epilogue, not an alias of the row
         src = n.inputs[0][0]
         views[n.id] = views.get(src, src)

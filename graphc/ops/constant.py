@@ -163,6 +163,7 @@ class PlaceholderWithDefault(OpDef):
     """Its input unless fed."""
 
     kind = "elementwise"
+    symbolic_dims = "input0"
 
     def infer(self, specs, attrs):
         shape = attrs["shape"]
@@ -255,6 +256,7 @@ class ZerosLike(OpDef):
     """Zeros (or ones, with ``attrs['value']``) of the input's shape and dtype."""
 
     kind = "elementwise"
+    symbolic_dims = "input0"
 
     differentiable = False
 

@@ -16,6 +16,7 @@ class Identity(OpDef):
     """Returns its input (a named alias; ordered by control dependencies)."""
 
     kind = "elementwise"
+    symbolic_dims = "input0"
 
     def infer(self, specs, attrs):
         return [specs[0]]
@@ -54,6 +55,7 @@ class StopGradient(OpDef):
     """Identity in the forward pass; blocks gradients."""
 
     kind = "elementwise"
+    symbolic_dims = "input0"
 
     differentiable = False
 
@@ -73,6 +75,7 @@ class CheckNumerics(OpDef):
 
     kind = "elementwise"
     must_store = True  # its values are checked: computed even when unread
+    symbolic_dims = "input0"
 
     stateful = True  # has an observable effect: never removed while its output is used
 

@@ -115,6 +115,7 @@ def _bcast(g, op):
 @register
 class Sum(Reduction):
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = staticmethod(np.sum)
 
@@ -135,6 +136,7 @@ def _mean(x, axis, keepdims):
 @register
 class Mean(Reduction):
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = staticmethod(_mean)
     kinds = "f"
@@ -190,6 +192,7 @@ class Max(_MaxMin):
     """Maximum over axes; over an empty axis -inf (floats) or the dtype's minimum, as TF."""
 
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = _empty_identity(np.max, largest=False)
 
@@ -202,6 +205,7 @@ class Min(_MaxMin):
     """Minimum over axes; over an empty axis +inf (floats) or the dtype's maximum, as TF."""
 
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = _empty_identity(np.min, largest=True)
 
@@ -212,6 +216,7 @@ class Min(_MaxMin):
 @register
 class Prod(Reduction):
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = staticmethod(np.prod)
 
@@ -273,6 +278,7 @@ class _Logical(Reduction):
 @register
 class Any(_Logical):
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = staticmethod(np.any)
 
@@ -283,6 +289,7 @@ class Any(_Logical):
 @register
 class All(_Logical):
     kind = "reduction"
+    symbolic_dims = "reduce"
 
     np_fn = staticmethod(np.all)
 

@@ -88,6 +88,10 @@ class OpDef:
     kind: str | None = None
     #: Why a ``"host"`` op has no lowering (the registry test requires a reason).
     host_reason: str = ""
+    #: Why the lowering needs some of the op's dims known at build time: with them unknown,
+    #: lowering raises UnimplementedError naming the op and the cpu target runs it on the
+    #: host. "": the op lowers with any dim unknown.
+    dynamic_host_reason: str = ""
     #: For ``"source"`` ops: where the value comes from: ``"feed"`` (the run's feed number
     #: ``attrs["index"]``), ``"const"`` (``attrs["value"]``), ``"variable"`` (the session
     #: variable ``attrs["var"]``) or ``"none"`` (no value a kernel reads).
@@ -106,6 +110,26 @@ class OpDef:
     opaque_lowering: str = ""
     #: For ``"gemm"`` ops: the fusion group kind, ``"gemm"`` or ``"conv"`` (im2col, then GEMM).
     gemm_group: str = "gemm"
+    #: How the symbolic dims of its outputs follow those of its inputs, for the graph passes'
+    #: proofs that two unknown dims are equal (``graphc/passes/symshape.py``): ``"input0"`` /
+    #: ``"input1"`` (that input's shape), ``"reduce"`` (input 0 less ``attrs["axes"]``),
+    #: ``"split"`` / ``"concat"`` (input 0's, but along ``attrs["axis"]``), ``"transpose"``,
+    #: ``"expand_dims"``, ``"squeeze"``, ``"matmul"``, ``"reshape"``; "": fresh symbols
+    #: (elementwise ops broadcast their inputs').
+    symbolic_dims: str = ""
+    #: Swapping its two operands changes no bit of the result (CSE merges ``a+b``, ``b+a``).
+    commutative: bool = False
+    #: Its value is a function of its input's static shape alone (folded when it is known).
+    from_static_shape: bool = False
+    #: Stateful, but only reads state: dropped when nothing uses its value.
+    reads_state_only: bool = False
+    #: Re-views input 0: the same elements in the same row-major order (reshapes).
+    view: bool = False
+    #: An ``"index"`` op that reads each input element at most once and never reads one it
+    #: discards: an expensive producer fused into it is not recomputed (concat, pad and
+    #: gathers evaluate clamped reads that a select discards; tile and broadcasts read
+    #: elements repeatedly).
+    reads_each_once: bool = False
     #: Why the op has no symbolic shape rule (``graphc/kernel/shapes.py``) though it is not
     #: elementwise (those broadcast): its output shape is always static, depends on input
     #: values, or the op never reaches the lowering. "": it has a rule.

@@ -40,6 +40,7 @@ class VariableV2(OpDef):
     source = "variable"
     variable = "read"
     static_shape_reason = "a variable's shape is static"
+    reads_state_only = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
@@ -64,6 +65,7 @@ class ReadVariable(OpDef):
     source = "variable"
     variable = "read"
     static_shape_reason = "a variable's shape is static"
+    reads_state_only = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
@@ -316,6 +318,7 @@ class IsVariableInitialized(OpDef):
     kind = "host"
     host_reason = "asks the session whether the variable has a value: host state"
     static_shape_reason = "a host op (kind 'host'): never lowered"
+    reads_state_only = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True

@@ -15,12 +15,6 @@ import numpy as np
 from .. import dtypes as _dt
 from ..program import Node, Program
 
-#: ops whose two operands may be swapped without changing any bit of the result
-COMMUTATIVE = frozenset(
-    {"Add", "Mul", "Maximum", "Minimum", "Equal", "NotEqual", "LogicalAnd", "LogicalOr",
-     "LogicalXor"}
-)  # fmt: skip
-
 
 def canonical(value):
     """A hashable key for an attribute value; equal keys mean interchangeable values."""
@@ -47,7 +41,7 @@ def canonical(value):
 def node_key(n: Node) -> tuple:
     """What identifies the value(s) ``n`` computes, given its inputs' identities."""
     inputs = tuple(n.inputs)
-    if n.op in COMMUTATIVE and len(inputs) == 2:
+    if n.op_def.commutative and len(inputs) == 2:
         inputs = tuple(sorted(inputs))
     return (n.op, inputs, tuple(sorted(n.control)), canonical(n.attrs), n.outs)
 

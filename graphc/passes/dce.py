@@ -16,14 +16,11 @@ from dataclasses import replace
 
 from ..program import Program
 
-#: Stateful ops that only read state: dropped when nothing uses their value.
-PURE_READS = frozenset({"VariableV2", "ReadVariable", "IsVariableInitialized"})
-
 
 def _is_root(n, targets) -> bool:
     if n.id in targets or n.op_def.source == "feed":
         return True
-    return n.op_def.stateful and n.op not in PURE_READS
+    return n.op_def.stateful and not n.op_def.reads_state_only
 
 
 def dce(program: Program) -> Program:

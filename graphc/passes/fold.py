@@ -21,9 +21,6 @@ MAX_ELEMENTS = 1 << 20
 #: a result larger than its inputs together folds only up to this many elements
 MAX_GROWTH_ELEMENTS = 1024
 
-#: ops folded from the static shape of their input, whatever computes its values
-_SHAPE_OPS = ("Shape", "Size")
-
 
 def fold_constants(program: Program) -> Program:
     """Replace every foldable node by a Const holding its value."""
@@ -33,7 +30,7 @@ def fold_constants(program: Program) -> Program:
 def _visit(n, rw):
     if n.op_def.source == "const" or len(n.outs) != 1 or n.op_def.stateful:
         return None
-    if n.op in _SHAPE_OPS:
+    if n.op_def.from_static_shape:  # folded whatever computes its input's values
         shape = rw.shape(n.inputs[0])
         if not fully_known(shape):
             return None

@@ -118,7 +118,7 @@ class FusionPolicy:
             if ck == "reduction":
                 continue
             out = self.lw.shapes[(c, 0)]
-            if ck == "index" and cn.op not in _READS_EACH_ONCE:
+            if ck == "index" and not cn.op_def.reads_each_once:
                 return True
             if ck == "elementwise" and _strip(out) != _strip(shape):
                 return True
@@ -162,15 +162,6 @@ class FusionPolicy:
         if "gemm" in kinds:
             return "epilogue fusion into the GEMM kernel"
         return "loop fusion into its consumer"
-
-
-#: index ops that compute each input element at most once, with no masked (discarded) read:
-#: an expensive producer fused into them is not recomputed (Concat/Pad/gathers evaluate
-#: clamped reads that a SELECT discards, Tile/broadcasts read elements repeatedly)
-_READS_EACH_ONCE = (
-    "Reshape", "ReshapeLike", "ExpandDims", "Squeeze", "Transpose", "StridedSlice", "ReverseV2",
-    "SplitV", "SplitLike", "Unpack", "TileGrad",
-)  # fmt: skip
 
 
 def _strip(shape):

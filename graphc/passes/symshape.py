@@ -7,6 +7,9 @@ row/column dims, transposes, reductions, expand/squeeze, the ``*_like`` ops...),
 ``sum_to_shape(g, x)`` can be seen to be a no-op when ``g`` and ``x`` share every symbol,
 although both have an unknown batch dimension.
 
+Which inputs' dims an op's output takes, and how, is the op's declared
+``OpDef.symbolic_dims`` (elementwise ops broadcast): this module tests no op names.
+
 Broadcasting rule: a static size other than 1 wins (the others must equal it or be 1);
 sizes of 1 drop out; equal symbols stay; two different symbols make a fresh one (either may
 be 1 at run time) named by the set of plain symbols broadcast together.
@@ -16,17 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: ops whose output 0 has the shape of input 0
-SAME_AS_INPUT0 = frozenset(
-    {"Identity", "StopGradient", "ZerosLike", "Cast", "CheckNumerics", "PlaceholderWithDefault"}
+#: ``OpDef.symbolic_dims`` rules derived from the dims of input 0 alone
+_READS_INPUT0 = frozenset(
+    {"input0", "split", "concat", "reduce", "transpose", "expand_dims", "squeeze", "reshape"}
 )
-#: ops whose output 0 has the runtime shape of input 1
-SAME_AS_INPUT1 = frozenset({"BroadcastLike", "ReshapeLike", "SumToShape"})
-REDUCTIONS = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "Any", "All"})
-#: other ops whose symbolic dims are derived from those of input 0 alone
-_READS_INPUT0 = REDUCTIONS | {"Transpose", "ExpandDims", "Squeeze", "Reshape"}
-#: ops with one part of input 0 per output along ``axis`` (other dims: input 0's)
-SPLITS = frozenset({"SplitV", "SplitLike"})
+
+
+def _rule(n) -> str:
+    """How node ``n``'s output dims follow its inputs' (``OpDef.symbolic_dims``)."""
+    op_def = n.op_def
+    return op_def.symbolic_dims or ("broadcast" if op_def.elementwise else "")
 
 
 class SymbolicShapes:
@@ -68,18 +70,16 @@ class SymbolicShapes:
         """The refs whose dims ``_dims(ref)`` reads (those ``_derive`` asks for)."""
         n = self.node_of(ref[0])
         shape = n.outs[ref[1]].shape
-        if shape is None or None not in shape or not n.inputs or ref[1] and n.op not in SPLITS:
+        rule = _rule(n)
+        if shape is None or None not in shape or not n.inputs or ref[1] and rule != "split":
             return []
-        op = n.op
-        if op in SAME_AS_INPUT0 or op in SPLITS or op == "ConcatV2":
+        if rule in _READS_INPUT0:
             picked = n.inputs[:1]
-        elif op in SAME_AS_INPUT1:
+        elif rule == "input1":
             picked = n.inputs[1:2]
-        elif getattr(n.op_def, "elementwise", False):
+        elif rule == "broadcast":
             picked = n.inputs
-        elif op in _READS_INPUT0:
-            picked = n.inputs[:1]
-        elif op == "MatMul":
+        elif rule == "matmul":
             picked = n.inputs[:2]
         else:
             picked = ()
@@ -102,10 +102,11 @@ class SymbolicShapes:
         if shape is None:
             return None
         fresh = self._fresh(ref, shape)
-        if None not in shape or not n.inputs or ref[1] and n.op not in SPLITS:
+        rule = _rule(n)
+        if None not in shape or not n.inputs or ref[1] and rule != "split":
             return fresh
-        derived = self._derive(n)
-        if n.op in SPLITS or n.op == "ConcatV2":
+        derived = self._derive(n, rule)
+        if rule in ("split", "concat"):
             # one part along the axis (the output's own size); the other dims are input 0's
             # (a concat's inputs agree on them: checked at run time by kernel/shapes.py)
             axis = n.attrs["axis"]
@@ -117,16 +118,15 @@ class SymbolicShapes:
         # a static size known for the output beats a symbol derived from the inputs
         return tuple(s if s is not None else d for s, d in zip(shape, derived))
 
-    def _derive(self, n):
+    def _derive(self, n, rule):
         # reads the dims of the inputs ``_reads`` names (keep the two in step)
-        op = n.op
-        if op in SAME_AS_INPUT0 or op in SPLITS or op == "ConcatV2":  # see _dims
+        if rule in ("input0", "split", "concat"):  # see _dims
             return self.dims(n.inputs[0])
-        if op in SAME_AS_INPUT1:
+        if rule == "input1":
             return self.dims(n.inputs[1])
-        if getattr(n.op_def, "elementwise", False):
+        if rule == "broadcast":
             return broadcast([self.dims(r) for r in n.inputs])
-        if op in REDUCTIONS:
+        if rule == "reduce":
             x = self.dims(n.inputs[0])
             axes = n.attrs.get("axes")
             if x is None:
@@ -135,20 +135,20 @@ class SymbolicShapes:
             if n.attrs.get("keepdims"):
                 return tuple(1 if i in axes else d for i, d in enumerate(x))
             return tuple(d for i, d in enumerate(x) if i not in axes)
-        if op == "Transpose":
+        if rule == "transpose":
             x = self.dims(n.inputs[0])
             return None if x is None else tuple(x[p] for p in n.attrs["perm"])
-        if op == "ExpandDims":
+        if rule == "expand_dims":
             x = self.dims(n.inputs[0])
             a = n.attrs["axis"]
             return None if x is None else x[:a] + (1,) + x[a:]
-        if op == "Squeeze":
+        if rule == "squeeze":
             x = self.dims(n.inputs[0])
             axes = n.attrs["axes"]
             return None if x is None else tuple(d for i, d in enumerate(x) if i not in axes)
-        if op == "MatMul":
+        if rule == "matmul":
             return self._matmul(n)
-        if op == "Reshape":
+        if rule == "reshape":
             return self._reshape(n)
         return None
 

@@ -2,8 +2,9 @@
 built with its placeholders' static shapes and again with every dim declared ``None`` (same
 values fed), forward and (for differentiable examples) gradients.
 
-Ops the lowering cannot express yet are listed in KNOWN_GAPS: the cpu target runs them with
-the labelled per-op host fallback (``backends/cpu/fallback.py``), which must name them in
+Ops without a lowering declare ``kind = "host"`` on their OpDef, and ops whose lowering needs
+some dims known at build time a ``dynamic_host_reason``: the cpu target runs them with the
+labelled per-op host fallback (``backends/cpu/fallback.py``), which must name them in
 ``exe.stats["host_fallback_ops"]``; no other op may fall back.
 """
 
@@ -17,17 +18,11 @@ from tests.oracle import build_example, run
 OPS = sorted(REGISTRY)
 CASES = [(name, i) for name in OPS for i in range(len(REGISTRY[name].examples()))]
 
-#: op type -> why the cpu target refuses it (UnimplementedError expected)
-_NO_LOWERING = "kernel.lower has no lowering for this op yet: host fallback"
-KNOWN_GAPS: dict = {
-    name: _NO_LOWERING
-    for name in (
-        "AvgPool", "AvgPoolGrad", "Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput",
-        "Einsum", "GatherGrad", "GatherNd", "GatherNdGrad", "MaxPool", "MaxPoolGrad",
-        "MaxPoolGradGrad", "PadGrad", "ScatterNd", "SplitLike", "StridedSliceGrad", "TileGrad",
-        "UnsortedSegmentSum",
-    )
-}  # fmt: skip
+#: the ops that may run on the host: those that declare no lowering (OpDef.host_reason)
+#: or one that needs dims known at build time (OpDef.dynamic_host_reason)
+HOST_OPS = {
+    name for name, op_def in REGISTRY.items() if op_def.kind == "host" or op_def.dynamic_host_reason
+}
 
 
 def build_unknown_dims(example, float64=False, then=None):
@@ -89,7 +84,7 @@ def _compare(outs, want, got, example, what=""):
 
 def _check_fallback(exe):
     fallback = set(exe.stats.get("host_fallback_ops", ()))
-    assert fallback <= set(KNOWN_GAPS), f"unexpected host fallback for {fallback}"
+    assert fallback <= HOST_OPS, f"unexpected host fallback for {fallback}"
     if fallback:
         assert any(k.name.startswith("host_fallback:") for k in exe.kernels)
 
@@ -165,7 +160,3 @@ def test_cpu_gradients_match_reference_unknown_dims(name, index):
         loose = type(example)(example.build, example.inputs, rtol=max(example.rtol, 1e-4),
                               atol=max(example.atol, 1e-4))  # fmt: skip
         _compare(grads, want, got, loose, what=f"fusion={fusion} d/d ")
-
-
-def test_known_gaps_are_registered_ops():
-    assert set(KNOWN_GAPS) <= set(REGISTRY)

@@ -1,9 +1,10 @@
 """Every op's examples, lowered to Kernel IR (fused and unfused, static and unknown dims) and
 run by the Kernel IR interpreter, agree with the reference interpreter.
 
-Ops without a lowering yet are listed in KNOWN_GAPS: they must raise UnimplementedError
-naming the op (so the gap is visible), and the test fails once one of them lowers, so the
-list is kept honest.
+An op without a lowering declares ``kind = "host"`` on its OpDef (with its ``host_reason``;
+tests/test_op_facts.py checks every op declares its kind and the lowering it promises): its
+examples must raise UnimplementedError naming the op, so the gap stays visible; so must those
+of an op that declares a ``dynamic_host_reason`` when its dims are unknown.
 """
 
 import pytest
@@ -12,12 +13,6 @@ from graphc.errors import UnimplementedError
 from graphc.ops.registry import REGISTRY
 from tests.kernel.helpers import assert_close, compile_kernels, run_both
 from tests.oracle import build_example
-
-#: op types that lower() rejects with UnimplementedError (to do)
-KNOWN_GAPS: set = set()
-#: ops whose index depth (last dim of the indices) sets the output rank: with every dim
-#: unknown they raise UnimplementedError naming the op
-STATIC_INDEX_DEPTH = {"GatherNd"}
 
 OPS = sorted(REGISTRY)
 CASES = [(name, i) for name in OPS for i in range(len(REGISTRY[name].examples()))]
@@ -31,14 +26,11 @@ def test_example_lowers_and_matches_reference(name, index, dynamic, fusion):
     if dynamic and not example.dynamic:
         pytest.skip("example needs static shapes")
     g, phs, outs, arrays = build_example(example, dynamic=dynamic)
-    if name in KNOWN_GAPS or (dynamic and name in STATIC_INDEX_DEPTH):
+    op_def = REGISTRY[name]
+    if op_def.kind == "host" or (dynamic and op_def.dynamic_host_reason):
         with pytest.raises(UnimplementedError, match=name):
             compile_kernels(outs, phs, fusion)
         return
     prog, plan, kp = compile_kernels(outs, phs, fusion)
     ref, got, _, _ = run_both(prog, kp, arrays)
     assert_close(got, ref, example.rtol, example.atol)
-
-
-def test_known_gaps_are_registered_ops():
-    assert KNOWN_GAPS | STATIC_INDEX_DEPTH <= set(REGISTRY)

@@ -28,6 +28,8 @@ from .unary import log, negative, square
 
 @register
 class Add(Binary):
+    commutative = True
+
     math = Math.ADD
 
     def vjp(self, op, grads):
@@ -46,6 +48,8 @@ class Sub(Binary):
 
 @register
 class Mul(Binary):
+    commutative = True
+
     math = Math.MUL
 
     def vjp(self, op, grads):
@@ -143,6 +147,8 @@ def _minmax_vjp(op, grads, pick_first):
 
 @register
 class Maximum(Binary):
+    commutative = True
+
     math = Math.MAX
 
     def vjp(self, op, grads):
@@ -151,6 +157,8 @@ class Maximum(Binary):
 
 @register
 class Minimum(Binary):
+    commutative = True
+
     math = Math.MIN
 
     def vjp(self, op, grads):
@@ -167,10 +175,12 @@ for _name, _math in [
     ("Equal", Math.EQ), ("NotEqual", Math.NE), ("Less", Math.LT), ("LessEqual", Math.LE),
     ("Greater", Math.GT), ("GreaterEqual", Math.GE),
 ]:  # fmt: skip
-    register(type(_name, (Compare,), {"type": _name, "math": _math}))
+    _commutative = _math in (Math.EQ, Math.NE)
+    register(type(_name, (Compare,), {"type": _name, "math": _math, "commutative": _commutative}))
 
 
 class Logical(Binary):
+    commutative = True  # and, or, xor
     differentiable = False
     kinds = "b"
     out_bool = True

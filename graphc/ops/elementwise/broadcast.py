@@ -38,6 +38,7 @@ class SumToShape(OpDef):
 
     kind = "reduction"
     opaque_lowering = "SumToShape_dynamic"  # axes known only at run time
+    symbolic_dims = "input1"
 
     def infer(self, specs, attrs):
         g, like = specs
@@ -62,6 +63,7 @@ class BroadcastLike(OpDef):
     """Broadcast input 0 to the runtime shape of input 1 (numpy rules)."""
 
     kind = "index"
+    symbolic_dims = "input1"
 
     def infer(self, specs, attrs):
         x, like = specs

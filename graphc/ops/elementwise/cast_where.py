@@ -38,6 +38,8 @@ class Cast(Unary):
     maximum, -inf and values below it -> its minimum (numpy and TF leave those undefined).
     """
 
+    symbolic_dims = "input0"
+
     kinds = "fib"
 
     def infer(self, specs, attrs):

@@ -209,6 +209,7 @@ class GatherNd(OpDef):
     leading dims (attr, default 0) are shared by both."""
 
     kind = "index"
+    dynamic_host_reason = "the index depth (last dim of the indices) sets the output rank"
 
     def infer(self, specs, attrs):
         p, i = specs

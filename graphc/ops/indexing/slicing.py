@@ -107,6 +107,7 @@ class StridedSlice(OpDef):
     """Basic numpy indexing with ``attrs['key']`` (see the module docstring)."""
 
     kind = "index"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x = specs[0]

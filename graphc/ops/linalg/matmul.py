@@ -45,6 +45,7 @@ class MatMul(OpDef):
 
     kind = "gemm"
     opaque_lowering = "MatMul_loops"
+    symbolic_dims = "matmul"
 
     def lowered_kind(self, out_dtypes):
         # BLAS has no integer GEMM: integer products are a plain loop nest

@@ -25,6 +25,7 @@ class ConcatV2(OpDef):
     """Join the inputs along ``attrs['axis']`` (normalised); other dims must agree."""
 
     kind = "index"
+    symbolic_dims = "concat"
 
     def infer(self, specs, attrs):
         dtype = _one_dtype(specs)
@@ -85,6 +86,8 @@ class SplitLike(OpDef):
     """Split input 0 along ``axis`` into pieces as long as inputs 1.. are (concat's gradient)."""
 
     kind = "index"
+    symbolic_dims = "split"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         g, likes, axis = specs[0], specs[1:], attrs["axis"]
@@ -158,6 +161,8 @@ class SplitV(OpDef):
     """Split along ``axis`` into ``num`` equal pieces or pieces of ``sizes`` (one -1 allowed)."""
 
     kind = "index"
+    symbolic_dims = "split"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x, axis, num = specs[0], attrs["axis"], attrs["num"]
@@ -267,6 +272,7 @@ class Unpack(OpDef):
     """Split along ``axis`` into ``num`` tensors with that dimension removed."""
 
     kind = "index"
+    reads_each_once = True
 
     interchangeable_outputs = True
 

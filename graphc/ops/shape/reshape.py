@@ -26,6 +26,9 @@ class Reshape(OpDef):
     """Reshape to ``attrs['shape']`` (one -1 allowed, inferred at run time)."""
 
     kind = "index"
+    symbolic_dims = "reshape"
+    view = True
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x = specs[0]
@@ -67,6 +70,9 @@ class ReshapeLike(OpDef):
     """Reshape input 0 to the runtime shape of input 1 (used by gradients)."""
 
     kind = "index"
+    symbolic_dims = "input1"
+    view = True
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x, like = specs
@@ -90,6 +96,9 @@ class ExpandDims(OpDef):
     """Insert a size-1 dimension at ``attrs['axis']`` (already normalised)."""
 
     kind = "index"
+    symbolic_dims = "expand_dims"
+    view = True
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x = specs[0]
@@ -120,6 +129,9 @@ class Squeeze(OpDef):
     """Remove size-1 dimensions ``attrs['axes']`` (normalised)."""
 
     kind = "index"
+    symbolic_dims = "squeeze"
+    view = True
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x = specs[0]
@@ -149,6 +161,7 @@ class Shape(OpDef):
     """The runtime shape as a 1-D integer tensor."""
 
     kind = "elementwise"
+    from_static_shape = True
 
     differentiable = False
 
@@ -168,6 +181,7 @@ class Size(OpDef):
     """The runtime number of elements as an integer scalar."""
 
     kind = "elementwise"
+    from_static_shape = True
 
     differentiable = False
 

@@ -56,6 +56,7 @@ class TileGrad(OpDef):
     """Gradient of Tile: sum the tiled copies; input 1 gives the untiled shape."""
 
     kind = "index"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         g, x = specs
@@ -106,6 +107,7 @@ class ReverseV2(OpDef):
     """Reverse the order of elements along ``attrs['axes']``."""
 
     kind = "index"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x = specs[0]

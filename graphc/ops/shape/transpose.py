@@ -18,6 +18,8 @@ class Transpose(OpDef):
     """Permute dimensions: output dim i is input dim ``perm[i]``."""
 
     kind = "index"
+    symbolic_dims = "transpose"
+    reads_each_once = True
 
     def infer(self, specs, attrs):
         x, perm = specs[0], attrs["perm"]
