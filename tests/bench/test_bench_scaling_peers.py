@@ -35,6 +35,14 @@ class RefCompile:
         return self.out
 
 
+class SelfTimed(RefCompile):
+    """A fake peer that measures its own compile (as TF1's first step less a later one)."""
+
+    def run(self):
+        super().run()
+        self.compile_s = 0.25
+
+
 def broken(workload, sizes, inputs, device):
     raise RuntimeError("this compiler is broken here")
 
@@ -42,6 +50,7 @@ def broken(workload, sizes, inputs, device):
 FAKE = peers.Peer("fake jit", "numpy", {"W12": RefCompile})
 BROKEN = peers.Peer("fake broken", "numpy", {"W12": broken})
 ABSENT = peers.Peer("fake absent", "surely_not_a_module_xyz", {"W12": broken})
+TIMED = peers.Peer("fake timed", "numpy", {"W12": SelfTimed})
 
 
 def _table(*workloads):
@@ -54,13 +63,16 @@ def test_w12_peer_rows_checks_columns_and_notes(monkeypatch):
     def hook(name, workload_id, values):  # the fake peer's mlp step is wrong
         return [v + 1 for v in values] if name == "fake jit mlp L=1" else values
 
-    monkeypatch.setattr(runner, "PEERS", peers.PEERS + [FAKE, BROKEN, ABSENT])
+    monkeypatch.setattr(runner, "PEERS", peers.PEERS + [FAKE, BROKEN, ABSENT, TIMED])
     res = run_suite(suite="W12", quick=True, repeat=1, progress=False, scale=(1,),
-                    peers=["fake jit", "fake broken", "fake absent"], result_hook=hook)  # fmt: skip
+                    peers=["fake jit", "fake broken", "fake absent", "fake timed"],
+                    result_hook=hook)  # fmt: skip
     (w,) = res.workloads
     rows = {i.name: i for i in w.impls}
     assert list(rows) == ["lstm T=1", "fake jit lstm T=1", "fake broken lstm T=1",
-                          "mlp L=1", "fake jit mlp L=1", "fake broken mlp L=1"]  # fmt: skip
+                          "fake timed lstm T=1", "mlp L=1", "fake jit mlp L=1",
+                          "fake broken mlp L=1", "fake timed mlp L=1"]  # fmt: skip
+    assert rows["fake timed mlp L=1"].compile_s == 0.25  # its own figure, not the wall time
     graphc, fake = rows["lstm T=1"], rows["fake jit lstm T=1"]
     assert graphc.status == "ok" and fake.status == "ok", fake.reason
     assert fake.family == "peer" and fake.compile_s > 0 and fake.max_abs_err == 0.0
@@ -77,7 +89,8 @@ def test_w12_peer_rows_checks_columns_and_notes(monkeypatch):
     table = format_table(res)
     assert "fake jit compile" in table and "graphc/fake jit" in table
     assert f"lstm T=1: graphc {graphc.compile_s:.2f} s vs fake jit {fake.compile_s:.2f} s" in table
-    assert "mlp L=1: graphc" not in table  # the peer's mlp step was wrong: no comparison
+    (mlp,) = [ln for ln in table.splitlines() if ln.strip().startswith("mlp L=1: graphc")]
+    assert "vs fake timed 0.25 s" in mlp  # fake jit's mlp step was wrong: no summary line
     assert "fake jit mlp L=1: WRONG: refused" in table
     assert "fake broken lstm T=1: error: setting up: RuntimeError" in table
     assert "fake jit: the first step of 1 point(s) matches the reference" in table
