@@ -1,7 +1,7 @@
 """W12 (compile scaling) with peers: each point's peer row (its cold compile, its first step
 checked against the reference), the table's peer columns and summary lines, the notes for
-peers not run. Fake peers stand in for JAX (not installed in the dev venv); the JAX peer
-itself is checked at tiny sizes where it can be imported."""
+peers not run. Fake peers stand in for JAX and TensorFlow (not installed in the dev venv);
+the real peers are checked at tiny sizes where they can be imported."""
 
 import pytest
 
@@ -143,12 +143,14 @@ def test_w12_without_peers_has_no_peer_columns():
     assert "mlp L=16  error: compiling: boom" in text  # a failed point: one line, as before
 
 
-def test_w12_jax_peer_matches_graphc_when_importable():
-    pytest.importorskip("jax")
-    res = run_workload(W12, True, "cpu", 1, 5.0, [peers.JAX], Progress(1, enabled=False),
-                       None, scale=(2,))  # fmt: skip
+@pytest.mark.parametrize("name, module", [("jax jit", "jax"), ("tf1 + xla", "tensorflow")])
+def test_w12_real_peer_matches_graphc_when_importable(name, module):
+    pytest.importorskip(module)
+    (peer,) = [p for p in peers.PEERS if p.name == name]
+    res = run_workload(W12, True, "cpu", 1, 5.0, [peer], Progress(1, enabled=False), None,
+                       scale=(2,))  # fmt: skip
     rows = {i.name: i for i in res.impls}
     for point in ("lstm T=2", "mlp L=2"):
-        jax_row = rows[f"jax jit {point}"]
-        assert jax_row.status == "ok", jax_row.reason
-        assert jax_row.compile_s > 0 and jax_row.max_abs_err < 1e-4
+        row = rows[f"{name} {point}"]
+        assert row.status == "ok", row.reason
+        assert row.compile_s > 0 and row.max_abs_err < 1e-4
