@@ -57,9 +57,12 @@ class Tap:
 
 
 @contextmanager
-def pixel_loop(kb, n, hh, ww):
-    """One parallel loop over the n * hh * ww pixels; yields (p, b, y, x), p the flat pixel."""
-    with kb.loop(sym.product([n, hh, ww]), parallel=True) as p:
+def pixel_loop(kb, n, hh, ww, rows=None, parallel=None):
+    """One parallel loop over the n * hh * ww pixels; yields (p, b, y, x), p the flat pixel.
+    ``rows``: (lo, hi), over pixels [lo, hi) only, serial unless ``parallel``."""
+    lo, hi = rows if rows is not None else (sym.ZERO, sym.product([n, hh, ww]))
+    parallel = rows is None if parallel is None else parallel
+    with kb.loop(hi, parallel=parallel, start=lo) as p:
         b, y, x = (kb.bind(e, _dt.int64) for e in sym.unflatten(p, (n, hh, ww)))
         yield p, b, y, x
 
@@ -293,12 +296,13 @@ def emit_max_pool_grad_grad(kb, node, x_ref, d_ref, win, n, c, out):
 # -- convolution -------------------------------------------------------------------------------
 
 
-def emit_im2col(kb, x_ref, win, padding, n, c, col, dt):
+def emit_im2col(kb, x_ref, win, padding, n, c, col, dt, rows=None, parallel=None):
     """col[(b, oy, ox), (tap, ch)] = x at the tap's input pixel, or 0 in the padding: one
-    contiguous channel row copied per tap (the tap's position and test computed per pixel)."""
+    contiguous channel row copied per tap (the tap's position and test computed per pixel).
+    ``rows``: (lo, hi), only the output pixels [lo, hi), serially unless ``parallel``."""
     k = sym.mul(sym.product([win.kh, win.kw]), c)
     zero = Const(0.0, dt)
-    with pixel_loop(kb, n, win.oh, win.ow) as (p, b, oy, ox):
+    with pixel_loop(kb, n, win.oh, win.ow, rows, parallel) as (p, b, oy, ox):
         for t in window_taps(kb, win, padding, n, b, oy, ox):
             with kb.loop(c) as ch:
                 v = _masked(t.ok, kb.load(x_ref, _elem(t.at, c, ch)), zero)
