@@ -31,11 +31,6 @@ from .ops.linalg import matmul
 from .ops.reduce import reduce_sum
 from .ops.shape import reshape, reshape_like
 
-#: stateful ops a gradient may run again while re-running a body forward (checks pass or
-#: fail again on the same values; a gc.print in the body prints again, in reverse order)
-_REPLAYABLE = frozenset({"Feed", "VariableV2", "ReadVariable", "IsVariableInitialized",
-                         "CheckNumerics", "Assert", "Print"})  # fmt: skip
-
 
 def _float(t) -> bool:
     return t.dtype.is_floating
@@ -45,7 +40,9 @@ def _check_replayable(program, attrs, what):
     """UnimplementedError when re-running ``program`` forward in the gradient would repeat
     a side effect or draw different random numbers."""
     for n in program.nodes:
-        if n.op_def.stateful and n.op not in _REPLAYABLE:
+        # (OpDef.replayable: checks pass or fail again on the same values; a gc.print in
+        # the body prints again, in reverse order)
+        if n.op_def.stateful and not n.op_def.replayable:
             if isinstance(n.op_def, ControlOp) and not n.op_def.has_effect(n.attrs):
                 continue
             raise UnimplementedError(
@@ -73,7 +70,7 @@ def _weight_caps(body, first_cap, candidates) -> set:
     uses: dict = {}
     feed_of = {}
     for node in body.nodes:
-        if node.op == "Feed":
+        if node.op_def.source == "feed":
             feed_of[node.id] = node.attrs["index"] - first_cap
         for pos, (src, _) in enumerate(node.inputs):
             uses.setdefault(src, []).append((node, pos))

@@ -109,13 +109,11 @@ def export(sess, path, inputs: dict, outputs: dict, *, signing_key: bytes | None
             optimised = _optimised(program, exe, options)
             native = _export_native(program, optimised, exe, options)
     var_names = sorted({
-        n.attrs["var"] for n in optimised.nodes
-        if n.op in ("VariableV2", "ReadVariable", "Assign", "AssignAdd", "AssignSub",
-                    "IsVariableInitialized")
+        n.attrs["var"] for n in optimised.nodes if n.op_def.variable
     })  # fmt: skip
     values = sess.variable_values()
     missing = [v for v in var_names if v not in values]
-    readers = {n.attrs["var"] for n in optimised.nodes if n.op in ("VariableV2", "ReadVariable")}
+    readers = {n.attrs["var"] for n in optimised.nodes if n.op_def.source == "variable"}
     if any(v in readers for v in missing):
         raise FailedPreconditionError(
             f"export: variable(s) {', '.join(v for v in missing if v in readers)} are not "
@@ -309,7 +307,7 @@ def _check_against_program(path, program, header, variables) -> None:
                 f"stored program computes {have}"
             )
     for n in program.nodes:
-        if n.op not in ("VariableV2", "ReadVariable") or n.attrs.get("var") not in variables:
+        if n.op_def.source != "variable" or n.attrs.get("var") not in variables:
             continue
         value, spec = variables[n.attrs["var"]], n.outs[0]
         fits = spec.shape is None or (

@@ -29,6 +29,7 @@ class Feed(OpDef):
     static_shape_reason = (
         "its unknown dims are the run's Dims themselves (kernel/shapes.py SymShapes)"
     )
+    replayable = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
@@ -245,7 +246,7 @@ def extract(fetch_tensors, target_ops, feed_tensors) -> Program:
                 stack.append(t.op)
         stack.extend(c for c in op.control_inputs if c not in needed)
 
-    missing = [op for op in needed if op.type == "Placeholder"]
+    missing = [op for op in needed if op.op_def.source == "placeholder"]
     if missing:
         op = min(missing, key=lambda o: o._id)
         raise InvalidArgumentError(

@@ -252,7 +252,7 @@ def node_deps(program) -> dict:
     last_assign: dict = {}
     for n in program.nodes:
         access = n.op_def.variable
-        var = n.attrs.get("var") if access else None
+        var = n.attrs.get("var") if access in ("read", "write", "update") else None
         if var is None:
             continue
         if var in last_assign and access != "write":

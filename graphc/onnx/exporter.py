@@ -477,14 +477,21 @@ def _conv2d(e, n, ins, specs):
     return _nhwc(e, y)
 
 
-@_emits("MaxPool", "AvgPool")
-def _pool(e, n, ins, specs):
+def _pool(e, n, ins, op, **extra):
     a = n.attrs
-    op = "MaxPool" if n.op == "MaxPool" else "AveragePool"
-    extra = {} if op == "MaxPool" else {"count_include_pad": 0}
     y = e.node(op, [_nchw(e, ins[0])], kernel_shape=list(a["ksize"]), strides=list(a["strides"]),
                **_pads_attrs(a["padding"]), **extra)  # fmt: skip
     return _nhwc(e, y)
+
+
+@_emits("MaxPool")
+def _max_pool(e, n, ins, specs):
+    return _pool(e, n, ins, "MaxPool")
+
+
+@_emits("AvgPool")
+def _avg_pool(e, n, ins, specs):
+    return _pool(e, n, ins, "AveragePool", count_include_pad=0)
 
 
 @_emits("Shape")
@@ -522,19 +529,19 @@ def to_model(sess, inputs: dict, outputs: dict, opset: int = 17) -> onnx.ModelPr
     names: dict = {}  # (node id, output index) -> ONNX value name
     graph_inputs = []
     for node in program.nodes:
-        if node.op == "Feed":
+        if node.op_def.source == "feed":
             name = feed_names.get(node.attrs["tensor"], node.attrs["tensor"])
             names[(node.id, 0)] = name
             graph_inputs.append(_value_info(name, node.outs[0]))
             continue
-        if node.op in ("VariableV2", "ReadVariable"):
+        if node.op_def.source == "variable":
             var = node.attrs["var"]
             if var not in values:
                 raise FailedPreconditionError(f"export: variable {var} is not initialised in "
                                               "this session")  # fmt: skip
             names[(node.id, 0)] = e.const(values[var], hint=var.replace("/", "_"))
             continue
-        if node.op == "Const":
+        if node.op_def.source == "const":
             names[(node.id, 0)] = e.const(node.attrs["value"])
             continue
         emit = _EMIT.get(node.op)

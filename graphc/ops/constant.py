@@ -132,7 +132,7 @@ class Placeholder(OpDef):
     """A value that must be fed at run time."""
 
     kind = "source"
-    source = "none"
+    source = "placeholder"
     static_shape_reason = "replaced by a Feed when the Program is extracted: never lowered"
 
     no_examples_reason = "stateful or internal: tested through the Session tests"

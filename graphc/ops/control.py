@@ -76,6 +76,7 @@ class CheckNumerics(OpDef):
     kind = "elementwise"
     must_store = True  # its values are checked: computed even when unread
     symbolic_dims = "input0"
+    replayable = True
 
     stateful = True  # has an observable effect: never removed while its output is used
 

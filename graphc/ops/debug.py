@@ -56,6 +56,7 @@ class Print(OpDef):
     kind = "host"
     host_reason = "writes to stderr: a host effect between native segments"
     static_shape_reason = "a host op (kind 'host'): never lowered"
+    replayable = True
 
     stateful = True  # a visible effect: never folded away or merged with another print
     no_examples_reason = "prints to stderr when run: tested in tests/rnn/test_debugging.py"
@@ -115,6 +116,7 @@ class Assert(OpDef):
     kind = "host"
     host_reason = "a check with a formatted message that fails the run: evaluated on the host"
     static_shape_reason = "a host op (kind 'host'): never lowered"
+    replayable = True
 
     stateful = True
     differentiable = False

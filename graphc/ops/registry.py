@@ -94,10 +94,12 @@ class OpDef:
     dynamic_host_reason: str = ""
     #: For ``"source"`` ops: where the value comes from: ``"feed"`` (the run's feed number
     #: ``attrs["index"]``), ``"const"`` (``attrs["value"]``), ``"variable"`` (the session
-    #: variable ``attrs["var"]``) or ``"none"`` (no value a kernel reads).
+    #: variable ``attrs["var"]``), ``"placeholder"`` (a graph input that must be fed: a
+    #: Program holds Feeds instead) or ``"none"`` (no value).
     source: str = ""
     #: How the op touches the session variable ``attrs["var"]``: ``"read"``, ``"write"``
-    #: (replaces its value) or ``"update"`` (reads it, then writes a new value); "" none.
+    #: (replaces its value), ``"update"`` (reads it, then writes a new value) or
+    #: ``"initialized"`` (asks whether it has a value); "" none.
     variable: str = ""
     #: Its outputs are stored by the kernel that computes them even when no other kernel or
     #: fetch reads them: a variable's new value, a tensor whose values the run checks.
@@ -123,6 +125,9 @@ class OpDef:
     from_static_shape: bool = False
     #: Stateful, but only reads state: dropped when nothing uses its value.
     reads_state_only: bool = False
+    #: Stateful, but a gradient may run it again when it re-runs a loop body forward (it
+    #: reads state, or checks or prints the same values again).
+    replayable: bool = False
     #: Re-views input 0: the same elements in the same row-major order (reshapes).
     view: bool = False
     #: An ``"index"`` op that reads each input element at most once and never reads one it

@@ -41,6 +41,7 @@ class VariableV2(OpDef):
     variable = "read"
     static_shape_reason = "a variable's shape is static"
     reads_state_only = True
+    replayable = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
@@ -66,6 +67,7 @@ class ReadVariable(OpDef):
     variable = "read"
     static_shape_reason = "a variable's shape is static"
     reads_state_only = True
+    replayable = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
 
@@ -317,8 +319,10 @@ def local_variables_initializer():
 class IsVariableInitialized(OpDef):
     kind = "host"
     host_reason = "asks the session whether the variable has a value: host state"
+    variable = "initialized"
     static_shape_reason = "a host op (kind 'host'): never lowered"
     reads_state_only = True
+    replayable = True
 
     no_examples_reason = "stateful or internal: tested through the Session tests"
     stateful = True

@@ -71,7 +71,9 @@ class SiblingFusion:
         for nid in g:
             for ref in self.node(nid).inputs:
                 src = self.node(ref[0])
-                if ref[0] not in g and not (src.op == "Const" and src.attrs["value"].size == 1):
+                if ref[0] not in g and not (
+                    src.op_def.source == "const" and src.attrs["value"].size == 1
+                ):
                     out.add(tuple(ref))
         return out
 

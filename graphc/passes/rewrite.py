@@ -185,7 +185,7 @@ class Rewriter:
     def const(self, ref) -> np.ndarray | None:
         """The value of ``ref`` if a Const node produces it."""
         n = self.producer(ref)
-        return n.attrs["value"] if n.op == "Const" else None
+        return n.attrs["value"] if n.op_def.source == "const" else None
 
     def splat(self, ref, depth: int = 4):
         """The single value every element of ``ref`` holds, if statically known, else None.
@@ -194,7 +194,7 @@ class Rewriter:
         BroadcastTo/BroadcastLike/Reshape of such a value.
         """
         n = self.producer(ref)
-        if n.op == "Const":
+        if n.op_def.source == "const":
             v = n.attrs["value"]
             if v.size == 0:
                 return None

@@ -88,7 +88,7 @@ def batch_zeros(batch_size, units: int, dtype) -> Tensor:
     dtype = _dt.as_dtype(dtype)
     if isinstance(batch_size, Tensor):
         op = batch_size.op
-        if op.type == "Const" and np.size(op.attrs["value"]) == 1:
+        if op.op_def.source == "const" and np.size(op.attrs["value"]) == 1:
             batch_size = int(np.asarray(op.attrs["value"]).reshape(()))
         elif (
             op.type == "StridedSlice"
