@@ -29,70 +29,102 @@ from graphc.ops.registry import REGISTRY, OpDef
 ROOT = Path(__file__).resolve().parents[1]
 OPS = sorted(REGISTRY)
 KINDS = {"source", "elementwise", "index", "reduction", "gemm", "opaque", "host"}
-
-
-@pytest.mark.parametrize("name", OPS)
-def test_op_declares_a_kind_and_the_lowering_it_promises(name):
-    op_def = REGISTRY[name]
-    kind = op_def.kind
-    assert kind in KINDS, f"{name}: OpDef.kind is {kind!r}; declare one of {sorted(KINDS)}"
-    registered = L.KINDS.get(name)
-    if kind == "source":
-        assert op_def.source in ("feed", "const", "variable", "placeholder", "none"), (
-            f"{name}: a source op declares where its value comes from (OpDef.source)"
-        )
-        assert registered is None, f"{name}: a source op has no lowering rule"
-    elif kind == "host":
-        assert op_def.host_reason, f"{name}: a host op says why it has no lowering"
-        assert registered is None and name not in L.VALUE and name not in L.OPAQUE, (
-            f"{name} is declared 'host' but has a lowering rule: declare its kind"
-        )
-    elif kind == "elementwise" and registered is None:
-        # OpDef.scalar is the lowering: the body of one element
-        assert op_def.elementwise and type(op_def).scalar is not getattr(OpDef, "scalar", None), (
-            f"{name}: an elementwise op needs OpDef.scalar or a value rule in graphc/kernel"
-        )
-    else:
-        assert registered == kind, (
-            f"{name}: OpDef.kind is {kind!r} but graphc/kernel registers a "
-            f"{registered!r} lowering for it"
-        )
-        table = {"elementwise": L.VALUE, "index": L.VALUE, "reduction": L.REDUCTIONS,
-                 "opaque": L.OPAQUE}.get(kind)  # fmt: skip
-        assert table is None or name in table, f"{name}: no {kind} lowering registered"
-    if kind != "source":
-        assert not op_def.source, f"{name}: OpDef.source is for source ops"
-    if kind == "gemm":
-        assert op_def.gemm_group in ("gemm", "conv")
-    if op_def.opaque_lowering:
-        assert op_def.opaque_lowering in L.OPAQUE, (
-            f"{name}: its opaque_lowering {op_def.opaque_lowering!r} is not registered"
-        )
-    assert op_def.variable in ("", "read", "write", "update", "initialized")
-    if op_def.view or op_def.reads_each_once:
-        assert kind == "index", f"{name}: view/reads_each_once describe index ops"
-    if op_def.commutative:
-        assert kind == "elementwise" and op_def.elementwise, f"{name}: commutative binary ops"
-
-
+SOURCES = {"feed", "const", "variable", "placeholder", "none"}
 SYMBOLIC_DIMS = {"", "input0", "input1", "reduce", "split", "concat", "transpose",
                  "expand_dims", "squeeze", "matmul", "reshape"}  # fmt: skip
 
 
+def lowering_problems(name, op_def) -> list:
+    """What op ``name`` (its OpDef ``op_def``) lacks: its kind, or the lowering its kind
+    promises (or, for a host op, the reason it has none); consistency of its other facts."""
+    kind = op_def.kind
+    if kind not in KINDS:
+        return [f"{name}: OpDef.kind is {kind!r}; declare one of {sorted(KINDS)}"]
+    out = []
+    registered = L.KINDS.get(name)
+    if kind == "source":
+        if op_def.source not in SOURCES:
+            out.append(f"{name}: a source op declares where its value comes from (OpDef.source)")
+        if registered is not None:
+            out.append(f"{name}: a source op has no lowering rule")
+    elif kind == "host":
+        if not op_def.host_reason:
+            out.append(f"{name}: a host op says why it has no lowering (OpDef.host_reason)")
+        if registered is not None or name in L.VALUE or name in L.OPAQUE:
+            out.append(f"{name} is declared 'host' but has a lowering rule: declare its kind")
+    elif kind == "elementwise" and registered is None:
+        # OpDef.scalar is the lowering: the body of one element
+        if not (op_def.elementwise and callable(getattr(op_def, "scalar", None))):
+            out.append(f"{name}: an elementwise op needs OpDef.scalar or a value rule")
+    elif registered != kind:
+        out.append(f"{name}: OpDef.kind is {kind!r} but graphc/kernel registers a "
+                   f"{registered!r} lowering for it")  # fmt: skip
+    else:
+        table = {"elementwise": L.VALUE, "index": L.VALUE, "reduction": L.REDUCTIONS,
+                 "opaque": L.OPAQUE}.get(kind)  # fmt: skip
+        if table is not None and name not in table:
+            out.append(f"{name}: no {kind} lowering registered")
+    if kind != "source" and op_def.source:
+        out.append(f"{name}: OpDef.source is for source ops")
+    if kind == "gemm" and op_def.gemm_group not in ("gemm", "conv"):
+        out.append(f"{name}: gemm_group is 'gemm' or 'conv'")
+    if op_def.opaque_lowering and op_def.opaque_lowering not in L.OPAQUE:
+        out.append(f"{name}: its opaque_lowering {op_def.opaque_lowering!r} is not registered")
+    if op_def.variable not in ("", "read", "write", "update", "initialized"):
+        out.append(f"{name}: unknown OpDef.variable {op_def.variable!r}")
+    if (op_def.view or op_def.reads_each_once) and kind != "index":
+        out.append(f"{name}: view/reads_each_once describe index ops")
+    if op_def.commutative and not op_def.elementwise:
+        out.append(f"{name}: commutative describes elementwise binary ops")
+    return out
+
+
+def shape_problems(name, op_def) -> list:
+    """What op ``name`` lacks: a symbolic shape rule, elementwise broadcasting, or the
+    declared reason it needs none."""
+    out = []
+    if op_def.symbolic_dims not in SYMBOLIC_DIMS:
+        out.append(f"{name}: unknown OpDef.symbolic_dims {op_def.symbolic_dims!r}")
+    has_rule = name in SHAPE_RULES or op_def.elementwise
+    if has_rule and op_def.static_shape_reason:
+        out.append(f"{name} has a symbolic shape rule: drop its static_shape_reason")
+    if not has_rule and not op_def.static_shape_reason:
+        out.append(f"{name}: add a symbolic shape rule (graphc/kernel/shapes.py @rule) or "
+                   "declare OpDef.static_shape_reason")  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_op_declares_a_kind_and_the_lowering_it_promises(name):
+    assert lowering_problems(name, REGISTRY[name]) == []
+
+
 @pytest.mark.parametrize("name", OPS)
 def test_op_has_a_symbolic_shape_rule_or_says_why_not(name):
-    op_def = REGISTRY[name]
-    assert op_def.symbolic_dims in SYMBOLIC_DIMS, f"{name}: unknown symbolic_dims"
-    has_rule = name in SHAPE_RULES or op_def.elementwise
-    if has_rule:
-        assert not op_def.static_shape_reason, (
-            f"{name} has a symbolic shape rule: drop its static_shape_reason"
-        )
-    else:
-        assert op_def.static_shape_reason, (
-            f"{name}: add a symbolic shape rule (graphc/kernel/shapes.py @rule) or declare "
-            "OpDef.static_shape_reason"
-        )
+    assert shape_problems(name, REGISTRY[name]) == []
+
+
+def test_an_op_that_declares_nothing_is_refused():
+    """The checks above fail for a new op until its OpDef declares its facts."""
+
+    class Undeclared(OpDef):  # not registered: the registry stays as it is
+        type = "Undeclared"
+
+    class NoReason(OpDef):
+        type = "NoReason"
+        kind = "host"
+
+    class WrongKind(OpDef):
+        type = "Transpose"  # registered as an index op by graphc/kernel
+        kind = "opaque"
+        static_shape_reason = "stale"
+
+    assert lowering_problems("Undeclared", Undeclared())
+    assert shape_problems("Undeclared", Undeclared())
+    assert lowering_problems("NoReason", NoReason())
+    assert lowering_problems("Transpose", WrongKind())
+    assert shape_problems("Transpose", WrongKind())
+    assert lowering_problems("Abs", REGISTRY["Abs"]) == []  # elementwise: declared by default
 
 
 def test_lowering_records_name_registered_ops():
