@@ -3,7 +3,8 @@
 ``lower.emit_group`` picks the emitter by the group's members:
   * a ``loop`` group (elementwise members only): one loop nest over the shape of the stored
     outputs, every member computed inline at the index its consumer asks for
-    (``emit_loop_group``); a flat loop unless that needs a divmod a nest can avoid.
+    (``emit_loop_group``); a flat loop unless that needs a divmod a nest can avoid. A group
+    whose one output is a concat gets one nest per input, each computing only its piece.
   * a ``reduction`` group in the row layout: outer (parallel) loops over the rows, then for
     each reduction an inner loop accumulating its fused producers, then the row-valued
     elementwise members, then an inner loop storing the full-shaped outputs
