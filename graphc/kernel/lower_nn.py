@@ -256,6 +256,10 @@ def _conv_backprop_input(kb, node):
     k = sym.product([kh, kw, c])
     g_buf, f_buf = kb.lw.buffer_for_read(g_ref), kb.lw.buffer_for_read(f_ref)
     kb.reads.update((g_buf, f_buf))
+    flipped = _flipped_window(win)
+    if kb.lw.reduction_layout == "columns" and flipped is not None:
+        _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt)
+        return
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _gemm(kb, g_buf, f_buf, cols, 0, 1, m, k, o, dt)  # [M, O] @ [K, O]^T
     out = kb.out_buffer(node)
@@ -274,6 +278,40 @@ def _conv_backprop_input(kb, node):
             kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), Math.SELECT(ok, v, Const(0.0, dt))),
                         reduce=True))  # fmt: skip
         kb.emit(Store(out, sym.flat_index((b, y, x, ch), (n, h, w, c)), Var(acc, dt)))
+
+
+def _flipped_window(win):
+    """The window of the input gradient of a stride-1 convolution seen as a convolution of
+    out_backprop with the flipped filter: over the [oh, ow] gradient, the same taps and
+    dilation, padding eff - 1 - (the forward padding) on each side; None unless the taps are
+    static, the strides 1 and those paddings known constants >= 0."""
+    if win.s != (1, 1) or not lower_window.static_taps(win.kh, win.kw):
+        return None
+    pads = []
+    for eff, before, after in ((win.eff_h, win.pt, win.pb), (win.eff_w, win.pl, win.pr)):
+        e, p0, p1 = (sym.const_value(v) for v in (eff, before, after))
+        if None in (e, p0, p1) or not (0 <= p0 <= e - 1 and 0 <= p1 <= e - 1):
+            return None
+        pads.append((e - 1 - p0, e - 1 - p1))
+    attrs = {"strides": (1, 1), "dilations": win.d, "padding": tuple(pads)}
+    return SymWindow(win.oh, win.ow, win.kh, win.kw, attrs)
+
+
+def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
+    """Conv2DBackpropInput of a stride-1 convolution as the convolution of out_backprop with
+    the filter flipped in space and transposed in channels (``f2[i, j, oc, ch] =
+    f[kh-1-i, kw-1-j, ch, oc]``, a small copy) over ``flipped`` (``_flipped_window``), so it
+    runs blocked as the forward pass does (``_blocked_or_whole_conv``) instead of one GEMM
+    writing the whole [M, K] column matrix and col2im reading it back."""
+    kh, kw = sym.const_value(flipped.kh), sym.const_value(flipped.kw)
+    f2 = _temp(kb, f"flip{node.id}", dt, (kh, kw, o, c))
+    with kb.nest([flipped.kh, flipped.kw, o, c]) as (i, j, oc, ch):
+        src = sym.flat_index((sym.sub(kh - 1, i), sym.sub(kw - 1, j), ch, oc), (kh, kw, c, o))
+        kb.emit(Store(f2, sym.flat_index((i, j, oc, ch), (kh, kw, o, c)), Load(f_buf, src, dt)))
+    m = sym.product([n, h, w])
+    k = sym.product([kh, kw, o])
+    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    _blocked_or_whole_conv(kb, g_ref, flipped, n, o, cols, f2, kb.out_buffer(node), m, c, k, dt)
 
 
 def _load_buf(buf, idx, dt):

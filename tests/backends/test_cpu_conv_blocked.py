@@ -3,7 +3,8 @@
 its GEMM, the blocks a parallel loop. Pixel counts below one block, a multiple of it and
 with a partial last block; SAME, VALID and explicit padding, strides, dilations; a run-time
 batch size; a fused epilogue; gradients (Conv2DBackpropFilter blocked the same way, its
-per-block partial sums added after): the cpu target equals the reference interpreter."""
+per-block partial sums added after; a stride-1 Conv2DBackpropInput as the convolution of the
+gradient with the flipped filter): the cpu target equals the reference interpreter."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _check(x_shape, f_shape, strides, padding, dilations=1, dynamic=False, threa
     with gc.Session(graph=g, target="cpu", options=opts) as sess:
         got = sess.run([y, dx, df], {x: xv})
         kernels = sess.compile([y], [x]).dump_ir("kernel")
-        grad_kernels = sess.compile([df], [x]).dump_ir("kernel")
+        grad_kernels = sess.compile([df, dx], [x]).dump_ir("kernel")
     for w, v in zip(want, got):
         np.testing.assert_allclose(v, w, rtol=2e-4, atol=2e-4)
     return kernels, grad_kernels
@@ -52,6 +53,7 @@ LEAST = lower_nn.CONV_BLOCK_ROWS * lower_nn.CONV_MIN_BLOCKS
         ((2, 64, 64, 6), (3, 3, 6, 4), 1, "SAME", 1, True),  # 8192: whole blocks
         ((1, 9, 11, 4), (3, 3, 4, 3), 1, "VALID", 1, False),  # 63: one GEMM
         ((4, 67, 70, 6), (3, 2, 6, 5), 2, [[0, 0], [1, 0], [2, 1], [0, 0]], 1, True),
+        ((2, 50, 47, 6), (3, 2, 6, 5), 1, [[0, 0], [2, 0], [0, 1], [0, 0]], 1, True),
         ((2, 60, 60, 4), (3, 3, 4, 6), 1, "SAME", 2, True),
     ],
 )
@@ -62,6 +64,8 @@ def test_blocked_conv_equals_the_reference(x_shape, f_shape, strides, padding, d
     # gradient's GEMMs write per-block partial sums (blocked)
     assert (max(_gemm_indents(kernels)) > 2) == blocked
     assert ("buffer part" in grad_kernels) == blocked
+    # a stride-1 input gradient: the convolution of the gradient with the flipped filter
+    assert ("buffer flip" in grad_kernels) == (strides == 1)
 
 
 def test_run_time_sizes_and_one_thread():
