@@ -120,3 +120,21 @@ def test_loop_variable_that_grows_keeps_its_own_size():
         cs = np.array([1.0, 2.0], np.float32)
         ref, cpu = run_both(v, {c: cs})
         assert cpu.shape == (5,)
+
+
+def test_sequence_lengths_share_the_batch_size():
+    """dynamic_rnn with per-example lengths (a [None] input read in the body): same values
+    and gradients as the reference, and the gradient body still has no SumToShape."""
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float64, (None, None, 3), name="x")
+        lengths = gc.placeholder(gc.int32, (None,), name="lengths")
+        rng = np.random.default_rng(2)
+        w = rng.standard_normal((3 + 4, 16)) * 0.4
+        cell = gc.nn.rnn_cell.LSTMCell(4, initializer=lambda shape, dtype: gc.constant(w))
+        outputs, state = gc.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=gc.float64)
+        loss = gc.reduce_sum(outputs * outputs) + gc.reduce_sum(state.h)
+        grads = gc.gradients(loss, [x, *cell.variables])
+        feed = {x: rng.standard_normal((3, 5, 3)), lengths: np.array([5, 2, 0], np.int32)}
+        run_both([loss, *grads], feed)
+        kernels = _grad_body_kernels(_compile([loss, *grads], feed))
+    assert kernels and not [k.name for k in kernels if "SumToShape" in k.op_types]
