@@ -60,10 +60,16 @@ def sub_zero(n, rw):
     return _neutral_operand(n, rw, 0, positions=(1,))
 
 
-@RULES.rule("RealDiv", "FloorDiv")
+@RULES.rule("RealDiv")
 def div_one(n, rw):
-    """x / 1 -> x;  x // 1 -> x for integers (floor of a float x is not x: floats excluded)."""
-    if n.op == "FloorDiv" and not rw.dtype(n.inputs[0]).is_integer:
+    """x / 1 -> x."""
+    return _neutral_operand(n, rw, 1, positions=(1,))
+
+
+@RULES.rule("FloorDiv")
+def floordiv_one(n, rw):
+    """x // 1 -> x for integers (floor of a float x is not x: floats excluded)."""
+    if not rw.dtype(n.inputs[0]).is_integer:
         return None
     return _neutral_operand(n, rw, 1, positions=(1,))
 
@@ -251,7 +257,11 @@ def select_known(n, rw):
 
 # -- shapes: reshape chains, transposes --------------------------------------------------------
 
-_RESHAPES = ("Reshape", "ExpandDims", "Squeeze", "ReshapeLike")
+
+def _is_view(n) -> bool:
+    """Reshape, expand_dims, squeeze, reshape_like: ops that re-view their input
+    (``OpDef.view``)."""
+    return n.op_def.view
 
 
 def _reshape_target(shape):
@@ -261,7 +271,7 @@ def _reshape_target(shape):
     return tuple(-1 if d is None else int(d) for d in shape)
 
 
-@RULES.rule(*_RESHAPES)
+@RULES.rule(match=_is_view)
 def reshape_noop(n, rw):
     """reshape(x, shape(x)) -> x  (also expand_dims/squeeze/reshape_like to x's own shape)."""
     x = n.inputs[0]
@@ -275,11 +285,11 @@ def reshape_noop(n, rw):
     return None
 
 
-@RULES.rule(*_RESHAPES)
+@RULES.rule(match=_is_view)
 def reshape_chain(n, rw):
     """reshape(reshape(x, s1), s2) -> reshape(x, s2)  (any chain of reshape/expand_dims/squeeze)."""
     p = rw.producer(n.inputs[0])
-    if p.op not in _RESHAPES:
+    if not _is_view(p):
         return None
     target = _reshape_target(n.outs[0].shape)
     if target is None:
@@ -333,10 +343,14 @@ def matmul_transpose(n, rw):
 
 # -- reductions ------------------------------------------------------------------------------
 
-_REDUCTIONS = ("Sum", "Mean", "Max", "Min", "Prod", "Any", "All")
+
+def _reduces_axes(n) -> bool:
+    """sum, mean, max, min, prod, any, all: ops that reduce ``attrs["axes"]`` of input 0
+    (``OpDef.symbolic_dims == "reduce"``)."""
+    return n.op_def.symbolic_dims == "reduce"
 
 
-@RULES.rule(*_REDUCTIONS)
+@RULES.rule(match=_reduces_axes)
 def reduce_trivial(n, rw):
     """reduce(x, axes=()) -> x;  reduce over dims of static size 1 -> reshape(x)."""
     x = n.inputs[0]
