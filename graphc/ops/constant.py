@@ -6,7 +6,16 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..graph.core import Tensor, get_default_graph
-from .registry import DTypeError, Example, OpDef, ShapeError, apply1, convert_to_tensor, register
+from .registry import (
+    DTypeError,
+    Example,
+    OpDef,
+    ShapeError,
+    apply1,
+    convert_to_tensor,
+    register,
+    set_constant_builder,
+)
 from .shape_util import located
 
 __all__ = [
@@ -211,9 +220,9 @@ class Fill(OpDef):
         return np.full(attrs["shape"], xs[0], dtype=xs[0].dtype)
 
     def vjp(self, op, grads):
-        from .reduce import reduce_sum
-
-        return [reduce_sum(grads[0])]
+        g = grads[0]  # the sum of every element (ops/reduce.py sits above this module)
+        axes = None if g.shape is None else tuple(k for k, _ in enumerate(g.shape))
+        return [apply1("Sum", [g], {"axes": axes, "keepdims": False})]
 
     def examples(self):
         return [Example(lambda v: fill((2, 3), v), [np.array(1.5)])]
@@ -227,12 +236,10 @@ def fill(dims, value, name=None):
     """
     dims, like = shape_argument(dims, "fill")
     if like is not None:
-        from .elementwise import broadcast_like
-
         v = convert_to_tensor(value)
         if v.shape not in (None, ()):
             raise ValueError(f"fill: value must be a scalar, got {v.name} of shape {v.shape}")
-        return broadcast_like(v, like, name=name)
+        return apply1("BroadcastLike", [v, like], None, name)  # elementwise.broadcast_like
     shape = _as_shape(dims)
     if shape is None or any(d is None for d in shape):
         raise ValueError(f"fill needs a fully known shape, got {dims}")
@@ -330,3 +337,6 @@ def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 - TF
         raise DTypeError("range of bool")
     attrs = {"start": start, "limit": limit, "delta": delta, "dtype": dtype}
     return apply1("Range", [], attrs, name)
+
+
+set_constant_builder(constant)  # convert_to_tensor builds constants through it

@@ -196,6 +196,18 @@ def _graph_of(values) -> object:
     return get_default_graph()
 
 
+#: ``constant(value, dtype, name, graph)``, installed by ``ops/constant.py`` when it loads: the
+#: registry sits below every op module, so it cannot import the one that builds constants
+_CONSTANT_BUILDER = None
+
+
+def set_constant_builder(fn) -> None:
+    """Called once by ``ops/constant.py``: the builder ``convert_to_tensor`` uses for values
+    that are not tensors yet."""
+    global _CONSTANT_BUILDER
+    _CONSTANT_BUILDER = fn
+
+
 def convert_to_tensor(value, dtype=None, name=None, graph=None) -> Tensor:
     """A Tensor for ``value``: tensors pass through; Python/numpy values become constants."""
     if isinstance(value, Tensor):
@@ -210,9 +222,9 @@ def convert_to_tensor(value, dtype=None, name=None, graph=None) -> Tensor:
         return convert_to_tensor(conv(), dtype, name, graph)
     if isinstance(value, Operation):
         raise TypeError(f"cannot use operation {value.name} as a tensor (it has no value)")
-    from .constant import constant
-
-    return constant(value, dtype=dtype, name=name, graph=graph)
+    if _CONSTANT_BUILDER is None:
+        raise RuntimeError("graphc.ops.constant is not loaded (import graphc)")
+    return _CONSTANT_BUILDER(value, dtype=dtype, name=name, graph=graph)
 
 
 def _is_weak_scalar(value) -> bool:

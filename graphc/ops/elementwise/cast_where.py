@@ -162,9 +162,8 @@ def _rows_condition(c, shape):
             f"a rank-1 condition selects rows: its length {n} must equal the first "
             f"dimension of x and y, {rows}"
         )
-    from ..shape import reshape
-
-    return reshape(c, (-1,) + (1,) * (len(shape) - 1))
+    # shape.reshape's op (ops/shape sits above the elementwise ops)
+    return apply1("Reshape", [c], {"shape": (-1,) + (1,) * (len(shape) - 1)})
 
 
 @register

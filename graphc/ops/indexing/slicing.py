@@ -254,7 +254,7 @@ def getitem(tensor, key):
 def _wrap_negative(idx, y, axis):
     """``idx + dim`` where ``idx < 0``, as Python indexing counts from the end."""
     from ..elementwise import add, cast, multiply
-    from ..shape import shape
+    from ..shape.reshape import shape
 
     dim = y.shape[axis] if y.shape is not None else None
     if dim is None:

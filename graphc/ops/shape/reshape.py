@@ -54,8 +54,6 @@ class Reshape(OpDef):
         return np.reshape(xs[0], attrs["shape"])
 
     def vjp(self, op, grads):
-        from ..elementwise import broadcast_like  # noqa: F401
-
         return [reshape_like(grads[0], op.inputs[0])]
 
     def examples(self):
