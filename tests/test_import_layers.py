@@ -41,9 +41,10 @@ def test_the_layer_contracts_hold():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-# Imports inside functions hide a dependency until the function runs. What is left are the op
-# families' gradients (see KNOWN_CYCLES) and a few backends' lazy loads; optional
-# dependencies (below) may stay lazy. The count may fall, never rise.
+# Imports inside functions hide a dependency until the function runs (the cycle check above
+# sees them). What is left are the op families' gradient helpers, which could now move to the
+# top (no cycle), and a few backends' lazy loads; optional dependencies (below) may stay
+# lazy. The count may fall, never rise.
 MAX_FUNCTION_LEVEL_IMPORTS = 121
 OPTIONAL = {
     "onnx", "onnxruntime", "mpi4py", "tensorboard", "tensorflow", "jax", "torch", "pycuda",
