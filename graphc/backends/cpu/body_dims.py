@@ -89,7 +89,7 @@ def _feed_keys(program, outer_of) -> dict:
     """(feed index, body axis) -> (op input index, input axis) for the None dims."""
     keys = {}
     for node in program.nodes:
-        if node.op != "Feed" or node.attrs["shape"] is None:
+        if node.op_def.source != "feed" or node.attrs["shape"] is None:
             continue
         i = node.attrs["index"]
         j, off = outer_of(i)
@@ -128,7 +128,7 @@ def _named(program, keys: dict, name_of: dict):
     """``program`` with each Feed naming the class of each None dim (None: its own)."""
     nodes = []
     for n in program.nodes:
-        if n.op == "Feed" and n.attrs["shape"] is not None:
+        if n.op_def.source == "feed" and n.attrs["shape"] is not None:
             i = n.attrs["index"]
             names = tuple(
                 name_of.get(keys.get((i, axis))) if d is None else None

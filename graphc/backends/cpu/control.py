@@ -43,7 +43,7 @@ class _Outputs:
         for pos, ref in enumerate(program.fetches):
             ref = tuple(ref)
             node = program.node(ref[0])
-            if pos >= first_stacked and node.op == "Feed":
+            if pos >= first_stacked and node.op_def.source == "feed":
                 src.append(-1 - node.attrs["index"])
             elif pos >= first_stacked and ref in first:
                 src.append(first[ref])
