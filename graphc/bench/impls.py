@@ -180,10 +180,11 @@ class PeerImpl:
     def collect(self):
         pass
 
-    def own_compile_s(self) -> float | None:
-        """The compile seconds the peer's object measured itself (its ``compile_s``, when a
-        run's wall time is not the compile: TF1's first step less a later one), else None."""
-        return getattr(self._obj, "compile_s", None)
+    def own_compile(self) -> tuple:
+        """(wall, CPU) seconds of the compile the peer's object measured itself (its
+        ``compile_s`` and ``compile_cpu_s``, when a run's time is not the compile: TF1's
+        first step less a later one); None for each it does not measure."""
+        return getattr(self._obj, "compile_s", None), getattr(self._obj, "compile_cpu_s", None)
 
     def close(self):
         self._obj = None

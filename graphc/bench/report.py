@@ -194,34 +194,40 @@ def format_table(result) -> str:
 
 def _scaling_rows(w) -> list:
     """A scaling workload's block: per point its op count, kernels, cold compile seconds in
-    total, each peer's cold compile of the same step and graphc's over it, graphc's seconds
-    per op and per stage; then each series' per-op ratio of largest to smallest, graphc
-    against each peer at the largest size, and the peers' failures and checks."""
+    total (with peers: and CPU seconds), each peer's cold compile of the same step (wall,
+    CPU) and graphc's wall seconds over it, graphc's seconds per op and per stage; then each
+    series' per-op ratio of largest to smallest, graphc against each peer at the largest
+    size, and the peers' failures and checks."""
     graphc = [i for i in w.impls if i.family == "graphc"]
     others = [i for i in w.impls if i.family == "peer"]
     peers = list(dict.fromkeys(i.extra["peer"] for i in others))
     peer_row = {(i.extra["point"], i.extra["peer"]): i for i in others}
     stages = next((list(i.extra["stages"]) for i in graphc if "stages" in i.extra), [])
-    peer_head = [c for p in peers for c in (f"{p} compile", f"graphc/{p}")]
-    head = ("point", "ops", "kernels", "compile", *peer_head, "ms/op", *stages, "max err")
+    # with peers, CPU seconds beside wall seconds: steadier when other jobs load the machine
+    cpu_head = ["cpu"] if peers else []
+    peer_head = [c for p in peers for c in (f"{p} compile", f"{p} cpu", f"graphc/{p}")]
+    head = ("point", "ops", "kernels", "compile", *cpu_head, *peer_head, "ms/op", *stages,
+            "max err")  # fmt: skip
     rows, failures = [head], []
     for i in graphc:
         cells = []
         for p in peers:
             j = peer_row.get((i.name, p))
-            ratio = None if j is None else j.extra.get("graphc_over_peer")
-            cells += [_peer_compile(j), _ratio(ratio)]
+            ok = j is not None and j.status == "ok"
+            cells += [_peer_compile(j), _secs(j.extra.get("cpu_s") if ok else None),
+                      _ratio(j.extra.get("graphc_over_peer") if ok else None)]  # fmt: skip
         if i.status != "ok":
             label = "WRONG" if i.status == "wrong" else i.status
             if not peers:
                 rows.append((i.name, f"{label}: {i.reason}"))
                 continue
-            rows.append((i.name, "-", "-", label, *cells, "-", *("-" for _ in stages), "-"))
+            rows.append((i.name, "-", "-", label, "-", *cells, "-", *("-" for _ in stages), "-"))
             failures.append(f"  {i.name}: {label}: {i.reason}")
             continue
         st = i.extra["stages"]
+        cpu = [_secs(i.extra.get("cpu_s"))] if peers else []
         rows.append((
-            i.name, str(i.extra["ops"]), str(i.kernels), f"{i.compile_s:.2f} s", *cells,
+            i.name, str(i.extra["ops"]), str(i.kernels), f"{i.compile_s:.2f} s", *cpu, *cells,
             f"{i.extra['s_per_op'] * 1e3:.2f}", *(f"{st[k]:.2f}" for k in stages),
             _err(i.max_abs_err),
         ))  # fmt: skip
@@ -243,6 +249,10 @@ def _scaling_rows(w) -> list:
     return out
 
 
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f} s"
+
+
 def _peer_compile(j) -> str:
     """A peer's cell of a scaling table: its compile seconds, or why it has none."""
     if j is None:
@@ -254,8 +264,8 @@ def _peer_compile(j) -> str:
 
 def _peer_summary(graphc, peers, peer_row, others) -> list:
     """Per series, graphc against each peer at its largest size ("mlp L=64: graphc 2.89 s vs
-    jax jit 2.61 s (graphc/jax jit 1.11x)"); per peer, how many of its first steps matched
-    the reference."""
+    jax jit 2.61 s (graphc/jax jit 1.11x; CPU 3.10 s vs 2.55 s, 1.22x)"); per peer, how many
+    of its first steps matched the reference."""
     out = []
     for series in dict.fromkeys(i.extra["series"] for i in graphc):
         last = [i for i in graphc if i.extra["series"] == series][-1]
@@ -263,8 +273,12 @@ def _peer_summary(graphc, peers, peer_row, others) -> list:
             j = peer_row.get((last.name, p))
             if last.status == "ok" and j is not None and j.status == "ok":
                 ratio = last.compile_s / j.compile_s
-                out.append(f"  {last.name}: graphc {last.compile_s:.2f} s vs {p} "
-                           f"{j.compile_s:.2f} s (graphc/{p} {ratio:.2f}x)")  # fmt: skip
+                line = (f"  {last.name}: graphc {last.compile_s:.2f} s vs {p} "
+                        f"{j.compile_s:.2f} s (graphc/{p} {ratio:.2f}x")  # fmt: skip
+                a, b = last.extra.get("cpu_s"), j.extra.get("cpu_s")
+                if a is not None and b:
+                    line += f"; CPU {a:.2f} s vs {b:.2f} s, {a / b:.2f}x"
+                out.append(line + ")")
     for p in peers:
         ok = [j for j in others if j.extra["peer"] == p and j.status == "ok"]
         if ok:

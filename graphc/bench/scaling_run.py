@@ -79,9 +79,10 @@ def _peer_point(peer, workload, sizes, series, n, row, inputs, expected, target,
                 result_hook) -> ImplResult:  # fmt: skip
     """A peer's cold compile of the point's step (its builder's ``run()``, timed once: for
     JAX tracing, lowering and compiling a new function; or the seconds the peer measured
-    itself, ``PeerImpl.own_compile_s``) and its first step checked against the reference
-    like graphc's. When graphc's ``row`` compiled too, the peer's row gets
-    ``graphc_over_peer``: graphc's compile seconds over the peer's."""
+    itself, ``PeerImpl.own_compile``) and its first step checked against the reference
+    like graphc's. ``extra["cpu_s"]``: the CPU seconds of the process meanwhile (all its
+    threads; steadier than wall time on a loaded machine). When graphc's ``row`` compiled
+    too, the peer's row gets ``graphc_over_peer``: graphc's compile seconds over the peer's."""
     out = ImplResult(f"{peer.name} {row.name}", "peer")
     out.extra.update(series=series, size=n, point=row.name, peer=peer.name)
     if expected is None:
@@ -93,11 +94,12 @@ def _peer_point(peer, workload, sizes, series, n, row, inputs, expected, target,
     try:
         impl.setup()
         stage = "compiling"
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         impl.run()
-        wall = time.perf_counter() - t0
-        own = impl.own_compile_s()
-        out.median_s = out.min_s = out.compile_s = wall if own is None else own
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        own_wall, own_cpu = impl.own_compile()
+        out.median_s = out.min_s = out.compile_s = wall if own_wall is None else own_wall
+        out.extra["cpu_s"] = cpu if own_cpu is None else own_cpu
         out.runs = 1
         stage = "the first step"
         got = impl.values()
@@ -138,16 +140,16 @@ def _scaling_point(workload, sizes, series, n, name, target, result_hook, seed) 
         opts = gc.CompileOptions(fusion=True, cache_dir=None)
         sess = GraphcImpl(f"{FUSED} {name}", case, target, opts)
         sess.setup()  # runs the initializer (its own small executable)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         exe = sess.sess.compile(case.run_fetches, list(case.feeds[0]))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         seconds = dict(exe.stats.get("compile_seconds") or {})
         total = float(seconds.get("total", wall))
         ops = len(exe.source.nodes)
         out.median_s = out.min_s = out.compile_s = total
         out.runs, out.kernels = 1, len(exe.kernels)
         out.extra.update(
-            ops=ops, s_per_op=total / ops,
+            ops=ops, s_per_op=total / ops, cpu_s=cpu,
             stages={col: sum(seconds.get(k, 0.0) for k in keys)
                     for col, keys in SCALING_STAGES.items()},
         )  # fmt: skip

@@ -40,7 +40,7 @@ class SelfTimed(RefCompile):
 
     def run(self):
         super().run()
-        self.compile_s = 0.25
+        self.compile_s, self.compile_cpu_s = 0.25, 0.125
 
 
 def broken(workload, sizes, inputs, device):
@@ -72,10 +72,12 @@ def test_w12_peer_rows_checks_columns_and_notes(monkeypatch):
     assert list(rows) == ["lstm T=1", "fake jit lstm T=1", "fake broken lstm T=1",
                           "fake timed lstm T=1", "mlp L=1", "fake jit mlp L=1",
                           "fake broken mlp L=1", "fake timed mlp L=1"]  # fmt: skip
-    assert rows["fake timed mlp L=1"].compile_s == 0.25  # its own figure, not the wall time
+    timed = rows["fake timed mlp L=1"]  # its own figures, not the wall and CPU times
+    assert timed.compile_s == 0.25 and timed.extra["cpu_s"] == 0.125
     graphc, fake = rows["lstm T=1"], rows["fake jit lstm T=1"]
     assert graphc.status == "ok" and fake.status == "ok", fake.reason
     assert fake.family == "peer" and fake.compile_s > 0 and fake.max_abs_err == 0.0
+    assert fake.extra["cpu_s"] > 0 and graphc.extra["cpu_s"] > 0
     assert fake.extra["graphc_over_peer"] == graphc.compile_s / fake.compile_s
     assert w.speedups["lstm_largest_graphc_over_fake_jit"] == fake.extra["graphc_over_peer"]
     wrong = rows["fake jit mlp L=1"]
@@ -87,7 +89,7 @@ def test_w12_peer_rows_checks_columns_and_notes(monkeypatch):
     assert not any(n.startswith(("fake jit", "fake broken")) for n in w.notes)
 
     table = format_table(res)
-    assert "fake jit compile" in table and "graphc/fake jit" in table
+    assert "fake jit compile" in table and "fake jit cpu" in table and "graphc/fake jit" in table
     assert f"lstm T=1: graphc {graphc.compile_s:.2f} s vs fake jit {fake.compile_s:.2f} s" in table
     (mlp,) = [ln for ln in table.splitlines() if ln.strip().startswith("mlp L=1: graphc")]
     assert "vs fake timed 0.25 s" in mlp  # fake jit's mlp step was wrong: no summary line
@@ -109,25 +111,31 @@ def _row(name, family, status="ok", compile_s=None, **extra):
 def test_w12_table_summary_and_failed_graphc_point_with_peers():
     w = WorkloadResult("W12", "compile scaling", "", "d", "ms", {}, baseline="")
     w.impls = [
-        _row("mlp L=8", "graphc", compile_s=1.0, series="mlp", size=8),
+        _row("mlp L=8", "graphc", compile_s=1.0, series="mlp", size=8, cpu_s=1.5),
         _row("jax mlp L=8", "peer", compile_s=4.0, series="mlp", size=8, point="mlp L=8",
-             peer="jax", graphc_over_peer=0.25),
-        _row("mlp L=64", "graphc", compile_s=3.0, series="mlp", size=64),
+             peer="jax", graphc_over_peer=0.25, cpu_s=3.5),
+        _row("mlp L=64", "graphc", compile_s=3.0, series="mlp", size=64, cpu_s=4.0),
         _row("jax mlp L=64", "peer", compile_s=2.0, series="mlp", size=64, point="mlp L=64",
-             peer="jax", graphc_over_peer=1.5),
+             peer="jax", graphc_over_peer=1.5, cpu_s=1.6),
         _row("lstm T=64", "graphc", status="error", series="lstm", size=64),
         _row("jax lstm T=64", "peer", compile_s=9.0, series="lstm", size=64, point="lstm T=64",
-             peer="jax"),
+             peer="jax", cpu_s=8.0),
     ]  # fmt: skip
     w.impls[4].reason = "compiling: RecursionError: deep"
     text = _table(w)
     lines = text.splitlines()
-    (big,) = [ln for ln in lines if ln.strip().startswith("mlp L=64 ")]
-    assert "3.00 s" in big and "2.00 s" in big and "1.50x" in big
+    (head,) = [ln.split() for ln in lines if ln.strip().startswith("point")]
+    assert head[:9] == ["point", "ops", "kernels", "compile", "cpu", "jax", "compile", "jax",
+                        "cpu"] and head[9] == "graphc/jax"  # fmt: skip
+    (big,) = [ln.split() for ln in lines if ln.strip().startswith("mlp L=64 ")]
+    assert big[2:13] == ["10", "3", "3.00", "s", "4.00", "s", "2.00", "s", "1.60", "s", "1.50x"]
     (failed,) = [ln for ln in lines if ln.strip().startswith("lstm T=64 ")]
     assert "error" in failed and "9.00 s" in failed  # the peer's time survives graphc failing
     assert "lstm T=64: error: compiling: RecursionError: deep" in text
-    assert "mlp L=64: graphc 3.00 s vs jax 2.00 s (graphc/jax 1.50x)" in text
+    summary = (
+        "mlp L=64: graphc 3.00 s vs jax 2.00 s (graphc/jax 1.50x; CPU 4.00 s vs 1.60 s, 2.50x)"
+    )
+    assert summary in text
     assert "lstm T=64: graphc" not in text
     assert "jax: the first step of 3 point(s) matches the reference" in text
 
