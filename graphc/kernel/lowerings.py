@@ -54,7 +54,7 @@ def value_rule(kind, *types):
 def op_kind(node) -> str | None:
     """The lowering kind of a Program node, as its OpDef declares it for the node's output
     dtypes (None: no lowering: a host op)."""
-    kind = node.op_def.lowered_kind(tuple(s.dtype for s in node.outs))
+    kind = REGISTRY[node.op].lowered_kind(node.outs)  # (hot: fusion asks for every probe)
     return None if kind == "host" else kind
 
 

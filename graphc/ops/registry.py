@@ -157,9 +157,10 @@ class OpDef:
     def examples(self) -> list[Example]:
         return []
 
-    def lowered_kind(self, out_dtypes) -> str | None:
-        """The kernel kind of a node of this op whose outputs have ``out_dtypes``: ``kind``,
-        unless the op lowers differently for some dtypes (an integer MatMul is a loop nest)."""
+    def lowered_kind(self, outs) -> str | None:
+        """The kernel kind of a node of this op whose outputs have the TensorSpecs ``outs``:
+        ``kind``, unless the op lowers differently for some dtypes (an integer MatMul is a
+        loop nest)."""
         return self.kind
 
     def __repr__(self) -> str:

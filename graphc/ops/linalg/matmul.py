@@ -47,9 +47,9 @@ class MatMul(OpDef):
     opaque_lowering = "MatMul_loops"
     symbolic_dims = "matmul"
 
-    def lowered_kind(self, out_dtypes):
+    def lowered_kind(self, outs):
         # BLAS has no integer GEMM: integer products are a plain loop nest
-        return self.kind if out_dtypes[0].is_floating else "opaque"
+        return self.kind if outs[0].dtype.is_floating else "opaque"
 
     def infer(self, specs, attrs):
         a, b = specs
