@@ -7,9 +7,10 @@ dims from the inputs' ``None`` sizes, evaluate the program's shape checks and ev
 size, validate pointers and sizes, allocate temporaries, point the buffer table at the
 caller's arrays and the embedded weights, make the one native call, and turn the status
 flags (CheckNumerics, out-of-range indices) into negative error codes. Weights (the
-variables' current values) are embedded with the assembler's ``.incbin``; the BLAS the code
-calls (scipy-openblas32) is linked by absolute path with an rpath. Only the ``name_*``
-functions are exported (a version script hides ``gc_entry`` and the kernels).
+variables' current values, and the constants the object code does not hold: those above
+``llvm/render.py``'s EMBED_CONST_MAX_BYTES) are embedded with the assembler's ``.incbin``;
+the BLAS the code calls (scipy-openblas32) is linked by absolute path with an rpath. Only
+the ``name_*`` functions are exported (a version script hides ``gc_entry`` and the kernels).
 
 Not supported (clear error at export time): random ops, programs that update variables,
 inputs of unknown rank, ops that run on the host (no native lowering).
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..backends.cpu import elfcheck
 from ..backends.cpu.native import cache_entry, object_code, target
-from ..backends.llvm import jit
+from ..backends.llvm import jit, payload_consts
 from ..backends.llvm.cache import decode_program
 from ..backends.llvm.render import Layout
 from ..compiler import compile_program
@@ -137,6 +138,8 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model",
         undefined = set()
         for o in objs:
             undefined |= elfcheck.validate(o, machine).undefined
+        # the large constants (slots of their own, not in the object code) ride with the weights
+        consts = {**payload_consts(manifest, payload, kp, layout), **consts}
         weights, var_offsets = _weights(sess, kp, consts)
         spec = LibrarySpec(name, ins, outs, kp, layout, var_offsets, set(manifest["written_roots"]))
         spec.cpu_features = required_cpu_features(tgt)
@@ -177,7 +180,8 @@ def export_c(sess, directory, inputs: dict, outputs: dict, name: str = "model",
 
 
 def _weights(sess, kp, consts) -> tuple[bytes, dict]:
-    """The blob of every variable value (and const fetch) the program reads, 64-aligned."""
+    """The blob of every variable value (and const fetch, and constant too large to be in the
+    object code) the program reads, 64-aligned."""
     if kp.rng:
         raise UnimplementedError("export_c: random ops are not supported by the C library yet")
     if kp.var_updates:

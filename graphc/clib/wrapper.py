@@ -229,6 +229,8 @@ def _run_fn(spec: LibrarySpec) -> str:
         if b.kind == "input":
             k = list(kp.inputs).index(root)
             w(f"    void *data = nb > 0 ? inputs[{k}] : (void *)zero;")
+        elif b.kind == "const":  # a large constant: read in place from the weights
+            w(f"    void *data = (void *)(W + {spec.var_offsets[root][0]});")
         elif b.kind == "var" and root in spec.var_offsets and root not in spec.written:
             off = spec.var_offsets[root][0]
             w(f"    void *data = (void *)(W + {off});")

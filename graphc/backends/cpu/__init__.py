@@ -113,6 +113,7 @@ def build_executable(source, result, lowered, options) -> Executable:
         )
         payload = cache_payload(compiled)
         manifest["ir_zlib_size"] = compiled.manifest["ir_zlib_size"]
+        manifest["const_size"] = compiled.manifest["const_size"]
         cache.save(options.cache_dir, key, manifest, payload)
     if options.dump_dir is not None:
         _dump(options.dump_dir, stages)

@@ -15,7 +15,8 @@ this order:
    status-check slots, constants, the kernel list, the storage the code writes) is derived
    again by lowering the stored Program (fusion, Kernel IR, buffer plan: no LLVM) and must be
    identical: a manifest that describes smaller buffers than the code writes, other dtypes,
-   or other status slots never reaches the runtime;
+   or other status slots never reaches the runtime; the large constants stored after the
+   code (``llvm.cache_payload``) must be the lowered program's values, byte for byte;
 3. the object code: ``elfcheck.validate`` (every offset, index, relocation in bounds and
    of a known kind), the ``gc_entry`` function present, every external symbol resolvable
    in this process (LLVM aborts on an unresolved one; a missing BLAS is
@@ -37,11 +38,22 @@ from types import SimpleNamespace
 
 import llvmlite
 import llvmlite.binding as llvm
+import numpy as np
 
 from ...errors import InvalidArtifactError
 from ...executable import Executable, KernelInfo
 from ...pipeline import lower_program
-from ..llvm import blas, cache, cpus, jit, load_compiled, runtime_manifest, target_cpu
+from ..llvm import (
+    blas,
+    cache,
+    cpus,
+    jit,
+    load_compiled,
+    payload_consts,
+    runtime_manifest,
+    slot_consts,
+    target_cpu,
+)
 from ..llvm.render import Layout
 from . import KERNEL_PASSES, REDUCTION_LAYOUT, elfcheck
 
@@ -84,7 +96,8 @@ def cache_entry(source, options):
 
 
 def object_code(manifest: dict, payload: bytes) -> list:
-    """The object file of each module in a cache payload (the rest is compressed IR)."""
+    """The object file of each module in a cache payload (then come the compressed IR and the
+    large constants' bytes)."""
     sizes = manifest["object_sizes"]
     objs, pos = [], 0
     for n in sizes:
@@ -185,11 +198,16 @@ def _bad(msg: str):
 def derive_manifest(program, fusion: bool) -> dict:
     """The runtime part of the manifest (``llvm.runtime_manifest``) that ``program`` lowers to,
     as JSON values: what the stored code must have been compiled from."""
+    return _derive(program, fusion)[0]
+
+
+def _derive(program, fusion: bool) -> tuple:
+    """(derive_manifest's value, the KernelProgram it comes from)."""
     try:
         kp = lower_program(
             program, SimpleNamespace(fusion=fusion), REDUCTION_LAYOUT, KERNEL_PASSES
         ).kp
-        return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp))))
+        return json.loads(json.dumps(runtime_manifest(kp, Layout.of(kp)))), kp
     except Exception as exc:  # noqa: BLE001 - a program that does not lower has no native code
         raise _bad(f"the stored program does not lower ({type(exc).__name__}: {exc})") from None
 
@@ -217,16 +235,29 @@ def _difference(want, got, where: str) -> str | None:
     return None if want == got else where
 
 
-def check_derived(manifest, program, fusion: bool) -> None:
+def check_derived(manifest, program, fusion: bool, payload: bytes | None = None) -> None:
     """InvalidArtifactError unless every field the runtime reads from ``manifest`` is the one
-    ``program`` lowers to (see derive_manifest)."""
+    ``program`` lowers to (see derive_manifest), and, given the ``payload``, unless the large
+    constants stored after its code (``llvm.cache_payload``) are the program's own values."""
     if not isinstance(manifest, dict):
         raise _bad("manifest is not an object")
-    want = derive_manifest(program, fusion)
+    want, kp = _derive(program, fusion)
     for field, value in want.items():
         where = _difference(value, manifest.get(field), field)
         if where:
             raise _bad(f"the manifest does not match the stored program at {where}")
+    if payload is None:
+        return
+    layout = Layout.of(kp)
+    try:
+        stored = payload_consts(manifest, payload, kp, layout)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    for root, value in slot_consts(kp, layout).items():
+        if not np.array_equal(
+            stored[root].reshape(-1).view(np.uint8), value.reshape(-1).view(np.uint8)
+        ):
+            raise _bad(f"the stored value of constant {root} is not the program's")
 
 
 def check_manifest(manifest, payload: bytes, program, fusion: bool) -> None:
@@ -238,9 +269,13 @@ def check_manifest(manifest, payload: bytes, program, fusion: bool) -> None:
     if not isinstance(sizes, list) or not sizes or not all(type(s) is int and s > 0 for s in sizes):
         raise _bad("object_sizes missing or malformed")
     ir_size = manifest.get("ir_zlib_size", 0)
-    if type(ir_size) is not int or ir_size < 0 or sum(sizes) + ir_size != len(payload):
+    const_size = manifest.get("const_size", 0)  # the large constants (llvm.cache_payload)
+    for n in (ir_size, const_size):
+        if type(n) is not int or n < 0:
+            raise _bad("ir_zlib_size / const_size malformed")
+    if sum(sizes) + ir_size + const_size != len(payload):
         raise _bad("object sizes do not add up to the stored code")
-    check_derived(manifest, program, fusion)
+    check_derived(manifest, program, fusion, payload)
 
 
 class _LazyStages(dict):

@@ -5,7 +5,8 @@ The module exports one entry point (the XLA-style "buffer table" function)::
     i32 gc_entry(ptr bufs, ptr dims, ptr trace, i32 nthreads)
 
 ``bufs[slot]`` holds a descriptor of each storage root (a buffer and every buffer that
-``alias_of`` it share one slot; const buffers are module globals and take none): the address
+``alias_of`` it share one slot; const buffers up to EMBED_CONST_MAX_BYTES are module globals
+and take none, larger ones take a slot the runner fills once with their values): the address
 of a numpy array object, whose word ``DATA_WORD`` is its data pointer (``PyArrayObject.data``
 right after the PyObject header), or of an equivalent 3-word block (see ``runtime.py``).
 Reading the pointer in native code saves the ~1 us ``arr.ctypes.data`` costs per buffer in
@@ -61,6 +62,31 @@ from .loops import LoopEmitter
 #: index (in pointer words) of the data pointer in a buffer descriptor (PyArrayObject.data)
 DATA_WORD = 2
 
+#: constant buffers of at most this many bytes are module globals (scalars and small tables
+#: become immediates); larger ones (an imported model's weights) take a buffer-table slot that
+#: the runner fills once from the program's values: LLVM never prints, parses or emits them
+#: (ResNet-50's ~100 MB were ~4 s of rendering and ~1.4 s of parsing of a ~16 s compile)
+EMBED_CONST_MAX_BYTES = 4096
+
+
+def static_nbytes(buf) -> int | None:
+    """Bytes of a buffer whose shape is static (integer constants), else None."""
+    n = buf.dtype.itemsize
+    for d in buf.shape:
+        v = d if isinstance(d, (int, np.integer)) else getattr(d, "value", None)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            return None
+        n *= int(v)
+    return n
+
+
+def slotted_const(buf) -> bool:
+    """Whether a const storage root lives in a buffer-table slot (see EMBED_CONST_MAX_BYTES),
+    decided from its dtype and static shape alone, so a cache entry or an artifact (which hold
+    no values for them) lays its buffers out the same way."""
+    n = static_nbytes(buf)
+    return buf.kind == "const" and n is not None and n > EMBED_CONST_MAX_BYTES
+
 
 @dataclass
 class Layout:
@@ -83,7 +109,7 @@ class Layout:
                 r = kp.buffers[r].alias_of
             lay.root[name] = r
         for name, buf in kp.buffers.items():
-            if lay.root[name] == name and buf.kind != "const":
+            if lay.root[name] == name and (buf.kind != "const" or slotted_const(buf)):
                 lay.slots.append(name)
         lay.dims = list(kp.dims)
         return lay
@@ -224,7 +250,7 @@ class Renderer(LoopEmitter, ExprEmitter):
             case_of.append(cases[kfn][0])
             arg_start.append(len(arg_slot))
             for root, offset in roots:
-                if self.kp.buffers[root].kind == "const":
+                if root not in slot_of:  # an embedded constant (see EMBED_CONST_MAX_BYTES)
                     arg_slot.append(-1 - consts.setdefault(root, len(consts)))
                 else:
                     arg_slot.append(slot_of[root])

@@ -9,9 +9,10 @@ variable updates go to ``ctx.write_variable`` (the Session commits them; a priva
 for this run, or a temporary holding the new value, is committed as is, without a copy: the
 runner then gives the temporary's root a different array for the next run).
 
-Storage: one slot per storage root (see ``render.Layout``). Outputs get arrays the caller
-does not hold (new ones, or large ones recycled once the caller dropped them: their pages are
-mapped already); temporaries live in arrays cached per runtime-dims value
+Storage: one slot per storage root (see ``render.Layout``); the slots of large constants are
+filled once, at load, with their values (``slot_values``) and never written. Outputs get
+arrays the caller does not hold (new ones, or large ones recycled once the caller dropped
+them: their pages are mapped already); temporaries live in arrays cached per runtime-dims value
 (the Session serialises runs of one Executable under its lock); a variable updated in place
 gets a private copy of its value, so a failed run changes nothing.
 """
@@ -151,6 +152,7 @@ class LLVMRunner:
         nthreads: int,
         written_roots: set,
         const_values: dict | None = None,
+        slot_values: dict | None = None,
     ):
         self.kp = kp
         self.layout = layout
@@ -179,6 +181,7 @@ class LLVMRunner:
         self.var_roots = [r for r, k in roots if k == "var"]
         self.rng_roots = [r for r, k in roots if k == "rng"]
         self.status_roots = [r for r, k in roots if k == "status"]
+        self._bind_consts([r for r, k in roots if k == "const"], slot_values or {})
         self.private_vars = {r for r in self.var_roots if r in written_roots}
         # temporaries holding a variable's new value at the end of a run (and nothing else
         # the runner keeps): handed over to the caller instead of copied (see _hand_over)
@@ -207,6 +210,28 @@ class LLVMRunner:
                 self._run = self._fast_path()
             except (InvalidArgumentError, ResourceExhaustedError):
                 pass  # a failing static shape check or size: reported by each run
+
+    def _bind_consts(self, const_roots: list, values: dict) -> None:
+        """Point the slots of the large constants (render.EMBED_CONST_MAX_BYTES) at their
+        values, once: no run writes them (the kernels only read constants). Each value must
+        be a C-contiguous array of the root's dtype holding every member's bytes."""
+        bufs = self.kp.buffers
+        self.const_arrays = {}
+        self._const_keep: list = []
+        for r in const_roots:
+            a = values.get(r)
+            npdt = np.dtype(bufs[r].dtype.np)
+            need = max(
+                math.prod(int(eval_int(d, {})) for d in bufs[m].shape) * bufs[m].dtype.itemsize
+                for m in self.members[r]
+            )
+            if (
+                type(a) is not np.ndarray or a.dtype != npdt or not a.flags.c_contiguous
+                or a.nbytes < need
+            ):  # fmt: skip
+                raise ValueError(f"constant buffer {r}: no value of {need} bytes of {npdt}")
+            self.const_arrays[r] = a
+            self.table[self.slot_of[r]] = descriptor(a, self._const_keep)
 
     # -- sizes -------------------------------------------------------------------------------
     def _plan(self, dvals: tuple) -> _Plan:
