@@ -143,6 +143,23 @@ def test_artifact_with_altered_constant_bytes_is_invalid(tmp_path):
         gc.load(path)
 
 
+def test_artifact_of_the_embedded_format_is_recompiled(tmp_path):
+    """Native code of format 2 held its large constants and had fewer slots: never run."""
+    want = _want()
+    x, y, z = _graph()
+    path = tmp_path / "m.gca"
+    with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        gc.export(sess, path, inputs={"x": x}, outputs={"y": y, "z": z})
+    header, sections = read_container(path)
+    header["native"]["format"] = 2
+    write_container(path, header, sections)
+    with pytest.warns(UserWarning, match="recompiled.*format 2"):
+        m = gc.load(path)
+    assert not m.loaded_native
+    out = m(x=FEEDS[0])
+    _check([out["y"], out["z"]], want[0])
+
+
 @pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="no C compiler")
 def test_export_c_library_holds_the_large_constants(tmp_path):
     want = _want()

@@ -57,8 +57,11 @@ from ..llvm import (
 from ..llvm.render import Layout
 from . import KERNEL_PASSES, REDUCTION_LAYOUT, elfcheck
 
-#: 2: the header names the fusion setting, and loading derives the manifest from the Program
-FORMAT = 2
+#: 2: the header names the fusion setting, and loading derives the manifest from the Program;
+#: 3: constants above llvm/render.py's EMBED_CONST_MAX_BYTES are buffer-table slots whose bytes
+#: follow the code (a format-2 artifact's code has them inside and another slot layout: it is
+#: recompiled, never run)
+FORMAT = 3
 BACKEND = "llvm-cpu"
 ENTRY = "gc_entry"
 
@@ -154,7 +157,7 @@ def check_header_schema(header) -> None:
         raise InvalidArtifactError(f"native code: header is not an object: {header!r:.80}")
     if header.get("format") == 1 and type(header.get("format")) is int:
         return
-    if header.get("format") != FORMAT or type(header.get("format")) is not int:
+    if header.get("format") not in (2, FORMAT) or type(header.get("format")) is not int:
         raise InvalidArtifactError(f"native code: unknown format {header.get('format')!r:.80}")
     for key, kind in (("backend", str), ("triple", str), ("cpu", str), ("llvmlite", str),
                       ("fusion", bool)):  # fmt: skip
@@ -176,6 +179,11 @@ def check_machine(header: dict) -> None:
         raise NativeMismatch(
             "the native code was stored by an older graphc (format 1), whose manifest cannot "
             "be checked against the stored program"
+        )
+    if header["format"] == 2:
+        raise NativeMismatch(
+            "the native code was stored by an older graphc (format 2), whose code holds its "
+            "large constants and lays its buffers out differently"
         )
     if header["backend"] != BACKEND:
         raise NativeMismatch(f"native code is for backend {header['backend']!r:.80}")
