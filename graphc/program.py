@@ -91,10 +91,13 @@ def _fmt_spec(s: TensorSpec) -> str:
     return f"{s.dtype.name}[{shape}]"
 
 
-def node_signature(n: Node) -> str:
-    """What node ``n`` computes, without its id and inputs: op, attributes and output specs
-    as the program text spells them (so what the program hash ignores, it ignores too)."""
-    attrs = ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(n.attrs.items()) if k[:1] != "_")
+def node_signature(n: Node, skip: tuple = ()) -> str:
+    """What node ``n`` computes, without its id and inputs: op, attributes (less those named
+    in ``skip``) and output specs as the program text spells them (so what the program hash
+    ignores, it ignores too)."""
+    attrs = ",".join(
+        f"{k}={_fmt_value(v)}" for k, v in sorted(n.attrs.items()) if k[:1] != "_" and k not in skip
+    )
     return f"{n.op}({attrs}) -> {', '.join(_fmt_spec(s) for s in n.outs)}"
 
 

@@ -260,8 +260,16 @@ class _Driver(FusionPolicy, SiblingFusion):
         lowering of a group depends on nothing else, so the steps of an unrolled loop and
         the layers of a deep network are probed once per distinct shape of group. Outputs
         of an op with ``interchangeable_outputs`` (unstack) are numbered by first use in
-        the group: step t of an unrolled loop reads output t."""
+        the group: step t of an unrolled loop reads output t. Variables (an op's ``var``
+        attribute) are numbered by first use too: the optimizer updates of two parameters of
+        one shape are the same kernel on other storage."""
         local = {nid: i for i, nid in enumerate(nodes)}
+        variables: dict = {}  # variable name -> number by first use in the group
+
+        def var(attrs):
+            v = attrs.get("var")
+            return None if v is None else variables.setdefault(v, len(variables))
+
         renumber: dict = {}  # (node, output) -> output number by first use in the group
         for nid in nodes:
             if self.node(nid).op_def.interchangeable_outputs:
@@ -276,11 +284,14 @@ class _Driver(FusionPolicy, SiblingFusion):
             n = self.node(nid)
             sig = self._sigs.get(nid)
             if sig is None:
-                sig = self._sigs[nid] = node_signature(n)
+                sig = self._sigs[nid] = node_signature(n, skip=("var",))
             ins = tuple(
-                inside(src, k) if src in local else self._outside(src, k) for src, k in n.inputs
+                inside(src, k)
+                if src in local
+                else self._outside(src, k) + (var(self.node(src).attrs),)
+                for src, k in n.inputs
             )
-            desc.append((sig, ins))
+            desc.append((sig, var(n.attrs), ins))
         return tuple(desc), tuple(inside(src, k) for src, k in stored)
 
     def _outside(self, src, k) -> tuple:
@@ -292,7 +303,8 @@ class _Driver(FusionPolicy, SiblingFusion):
         if key is None:
             n = self.node(src)
             if L.op_kind(n) == "source":
-                key = ("source", node_signature(n), k, tuple(self.lw.shapes[ref]))
+                sig = node_signature(n, skip=("var",))  # the variable: numbered per group
+                key = ("source", sig, k, tuple(self.lw.shapes[ref]))
             else:
                 spec = n.outs[k]
                 key = ("tensor", spec.dtype.name, tuple(self.lw.shapes[ref]), ref in self.fetches)

@@ -33,10 +33,9 @@ class FusionPolicy:
         if kind == "reduction" and "gemm" in kinds:
             return "a GEMM kernel takes only an elementwise epilogue"
         if kind == "reduction":
-            n = sum(1 for c in self.groups[gi] if L.op_kind(self.node(c)) == "reduction")
-            if n >= MAX_KERNEL_REDUCTIONS:
-                return (f"the kernel computes {n} reductions already, the most one takes "
-                        f"(MAX_KERNEL_REDUCTIONS)")  # fmt: skip
+            why = self.too_many_reductions([gi], 1)
+            if why:
+                return why
         if kind == "reduction" and self.reduction_layout == "columns":
             why = self.column_refusal(p, gi)
             if why:
@@ -46,6 +45,17 @@ class FusionPolicy:
             return (f"{node.op} is expensive and its consumer reads each element several "
                     "times (broadcast): computed once in its own kernel instead")  # fmt: skip
         return self.too_long([gi], 1)
+
+    def too_many_reductions(self, gis, extra=0) -> str | None:
+        """Why the union of groups ``gis`` and ``extra`` more reductions is refused as a kernel
+        computing more than MAX_KERNEL_REDUCTIONS reductions, else None."""
+        n = extra + sum(
+            1 for gi in gis for c in self.groups[gi] if L.op_kind(self.node(c)) == "reduction"
+        )
+        if n <= MAX_KERNEL_REDUCTIONS:
+            return None
+        return (f"the kernel would compute {n} reductions, more than the "
+                f"{MAX_KERNEL_REDUCTIONS} one takes (MAX_KERNEL_REDUCTIONS)")  # fmt: skip
 
     def column_refusal(self, p, gi) -> str | None:
         """Why reduction ``p`` over leading axes (its row: the kept trailing axes) stays out of

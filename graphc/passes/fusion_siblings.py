@@ -39,7 +39,11 @@ class SiblingFusion:
                         continue
                     what = f"siblings {self.gname(a)} + {self.gname(b)}"
                     trial = _Trial(self.groups, {a: self.groups[a] | self.groups[b], b: None})
-                    why = self.too_long([a, b]) or self.legal(trial, [a])
+                    why = (
+                        self.too_long([a, b])
+                        or self.too_many_reductions([a, b])
+                        or self.legal(trial, [a])
+                    )
                     if why:
                         self.decisions.append((what, "refuse", why))
                         continue
