@@ -7,6 +7,10 @@ object code is one too, see ``jit._pool_object``)::
     b"GCXCPU02" | u64 manifest length | manifest (UTF-8 JSON) | u64 object length | object code
     | HMAC-SHA256 of everything before it (32 bytes)
 
+(for cpu entries the "object code" part is the modules' object code, the compressed IR text
+and the bytes of the constants too large to be in the code: ``llvm/__init__.py``'s
+``cache_payload``; the manifest's sizes say where each ends.)
+
 An entry holds machine code that a hit runs, so the cache trusts nothing it reads:
 
 * the directory is used only when it belongs to the current user and neither group nor
