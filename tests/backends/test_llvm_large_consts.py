@@ -89,6 +89,17 @@ def test_large_constants_are_slots_not_ir_and_survive_the_cache(tmp_path):
     _check(got, want)
 
 
+def test_static_program_fast_path_reads_the_slotted_constant():
+    """A static program without variables runs through the runner's lean path, which binds
+    only the feeds and fetches per run: the constant's slot stays bound."""
+    gc.reset_default_graph()
+    x = gc.placeholder(gc.float32, (3, 512), name="x")
+    y = gc.matmul(x * gc.constant(U), gc.constant(W))
+    with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        for f in FEEDS[:1] * 2 + [FEEDS[1][:3]]:
+            np.testing.assert_allclose(sess.run(y, {x: f}), (f * U) @ W, rtol=1e-4, atol=1e-4)
+
+
 def test_cache_entry_with_wrong_constant_sizes_is_a_miss(tmp_path, monkeypatch):
     """An entry (validly authenticated) whose constant bytes do not match the manifest's
     buffers is never used: recompiled."""
