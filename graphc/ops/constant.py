@@ -12,6 +12,7 @@ from .registry import (
     OpDef,
     ShapeError,
     apply1,
+    apply_op,
     convert_to_tensor,
     register,
     set_constant_builder,
@@ -129,8 +130,6 @@ def constant(value, dtype=None, shape=None, name=None, graph=None):
             raise ValueError(f"constant of {arr.size} elements cannot take shape {shape}")
     arr = np.array(arr, order="C", copy=True)
     arr.setflags(write=False)
-    from .registry import apply_op
-
     return apply_op(
         "Const", [], {"value": arr, "dtype": dt}, name, graph=graph or get_default_graph()
     ).outputs[0]
@@ -161,8 +160,6 @@ class Placeholder(OpDef):
 @located("placeholder")
 def placeholder(dtype, shape=None, name=None):
     """A tensor to be fed with ``feed_dict``; ``None`` dims take any size at run time."""
-    from .registry import apply_op
-
     attrs = {"dtype": _dt.as_dtype(dtype), "shape": _as_shape(shape)}
     return apply_op("Placeholder", [], attrs, name, graph=get_default_graph()).outputs[0]
 

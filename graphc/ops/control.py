@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..graph.core import Operation, Tensor, get_default_graph
-from .registry import Example, OpDef, apply1, apply_op, convert_to_tensor, register
+from .registry import DTypeError, Example, OpDef, apply1, apply_op, convert_to_tensor, register
 
 __all__ = ["identity", "no_op", "group", "stop_gradient", "check_numerics", "tuple_"]
 
@@ -82,8 +82,6 @@ class CheckNumerics(OpDef):
 
     def infer(self, specs, attrs):
         if not specs[0].dtype.is_floating:
-            from .registry import DTypeError
-
             raise DTypeError("check_numerics needs a floating tensor")
         return [specs[0]]
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..graph.core import get_default_graph
+from .constant import _as_shape, shape_argument
 from .registry import DTypeError, OpDef, apply1, convert_to_tensor, register
 from .shape_util import located
 
@@ -139,8 +140,6 @@ def _random(type_name, shape, dtype, seed, name):
         if shape.dtype.is_integer:
             # TF: an integer tensor holds the shape - gc.shape(t) (t's runtime shape, None
             # dims included) or a constant; anything else would be data-dependent.
-            from .constant import shape_argument
-
             shape, like = shape_argument(shape, type_name)
             shape = like if like is not None else shape
     if hasattr(shape, "dtype"):
@@ -148,8 +147,6 @@ def _random(type_name, shape, dtype, seed, name):
         inputs = [shape]
         static = None
     else:
-        from .constant import _as_shape
-
         static = _as_shape(shape)
         if static is None or any(d is None for d in static):
             raise ValueError(f"{type_name}: shape must be fully known, got {shape}")

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import dtypes as _dt
+from .control import identity, stop_gradient
+from .elementwise import (
+    abs,
+    broadcast_like,
+    cast,
+    divide,
+    equal,
+    exp,
+    floordiv,
+    is_finite,
+    log,
+    logical_and,
+    maximum,
+    multiply,
+    not_equal,
+    ones_like_,
+    sign,
+    where,
+    zeros_like_,
+)
 from .registry import (
     DTypeError,
     Example,
@@ -15,6 +37,7 @@ from .registry import (
     normalize_axis,
     register,
 )
+from .shape import expand_dims, size, squeeze
 from .shape_util import located
 
 __all__ = [
@@ -98,8 +121,6 @@ def _keep(g, op):
     attrs = op.attrs
     if attrs["keepdims"]:
         return g
-    from .shape import expand_dims
-
     rank = len(op.inputs[0].shape)
     for a in attrs["axes"] if attrs["axes"] is not None else range(rank):
         g = expand_dims(g, a)
@@ -107,8 +128,6 @@ def _keep(g, op):
 
 
 def _bcast(g, op):
-    from .elementwise import broadcast_like
-
     return broadcast_like(_keep(g, op), op.inputs[0])
 
 
@@ -145,9 +164,6 @@ class Mean(Reduction):
         return reduce_mean(x, **kw)
 
     def vjp(self, op, grads):
-        from .elementwise import cast, divide
-        from .shape import size
-
         n = divide(size(op.inputs[0], out_type=_dt.int64), size(op.outputs[0], out_type=_dt.int64))
         return [_bcast(grads[0], op) / cast(n, op.inputs[0].dtype)]
 
@@ -163,8 +179,6 @@ class _MaxMin(Reduction):
         ]
 
     def vjp(self, op, grads):
-        from .elementwise import broadcast_like, cast, equal
-
         x = op.inputs[0]
         y = broadcast_like(_keep(op.outputs[0], op), x)
         mask = cast(equal(x, y), x.dtype)
@@ -230,8 +244,6 @@ class Prod(Reduction):
         none: prod / x_i; one: the product ``p`` of the non-zero elements at the zero, 0
         elsewhere; two or more: 0 everywhere. The zeros' own sum ``z`` (0, but it depends on
         them) enters where the value is 0, so that second derivatives are exact as well."""
-        from .elementwise import cast, equal, logical_and, ones_like_, where, zeros_like_
-
         if grads[0] is None:
             return [None]
         x = op.inputs[0]
@@ -401,7 +413,6 @@ class Cumsum(ScanOp):
 
 def _tf1_args(fn):
     """Accept TF1's deprecated spellings ``keep_dims=`` and ``reduction_indices=`` too."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args, reduction_indices=None, keep_dims=None, **kwargs):
@@ -433,8 +444,6 @@ def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
     """Sum over ``axis`` (None: all)."""
     x = convert_to_tensor(input_tensor)
     if x.dtype.is_bool:
-        from .elementwise import cast
-
         x = cast(x, _dt.int32)
     return _reduce("Sum", x, axis, keepdims, name)
 
@@ -448,9 +457,6 @@ def reduce_mean(input_tensor, axis=None, keepdims=False, name=None):
     """
     x = convert_to_tensor(input_tensor)
     if not x.dtype.is_floating:
-        from .elementwise import abs, cast, floordiv, maximum, multiply, sign
-        from .shape import size
-
         s = reduce_sum(x, axis, keepdims)
         # elements per output value; max(., 1): an empty axis gives 0 as TF (the sum is 0
         # there), and an empty output divides nothing
@@ -500,9 +506,6 @@ def reduce_all(input_tensor, axis=None, keepdims=False, name=None):
 def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     """log(sum(exp(x))) over ``axis``, computed stably (max subtracted first); -inf over an
     empty axis, as TF."""
-    from .control import stop_gradient
-    from .elementwise import exp, is_finite, log, where, zeros_like_
-
     x = convert_to_tensor(input_tensor)
     if x.shape is not None:
         _axes(axis, len(x.shape))  # a bad axis is reported as this op's, not reduce_max's
@@ -511,14 +514,10 @@ def reduce_logsumexp(input_tensor, axis=None, keepdims=False, name=None):
     s = reduce_sum(exp(x - m), axis, keepdims=True)
     out = log(s) + m
     if not keepdims:
-        from .shape import squeeze
-
         rank = len(x.shape)
         axes = _axes(axis, rank)
         out = squeeze(out, axis=list(axes)) if axes else out
     if name:
-        from .control import identity
-
         out = identity(out, name=name)
     return out
 
@@ -559,8 +558,6 @@ def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
 @_tf1_args
 def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=_dt.int64, name=None):
     """Number of non-zero elements over ``axis``."""
-    from .elementwise import cast, not_equal
-
     x = convert_to_tensor(input_tensor)
     nz = cast(not_equal(x, 0 if not x.dtype.is_bool else False), dtype)
     return reduce_sum(nz, axis, keepdims, name=name)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import FailedPreconditionError
+from ..errors import FailedPreconditionError, InvalidArgumentError
 from ..graph.collections import GraphKeys
 from ..graph.core import Operation, Tensor, get_default_graph, session_for, user_location
+from .control import group
+from .elementwise import cast
 from .registry import DTypeError, OpDef, ShapeError, apply_op, convert_to_tensor, register
 
 __all__ = [
@@ -109,8 +111,6 @@ class _AssignBase(OpDef):
     def ref_stateful(self, xs, attrs, ctx):
         value = np.asarray(xs[0], dtype=attrs["dtype"].np)
         if value.shape != tuple(attrs["shape"]):
-            from ..errors import InvalidArgumentError
-
             raise InvalidArgumentError(
                 f"assign to {attrs['var']}: value of shape {value.shape}, expected "
                 f"{tuple(attrs['shape'])}"
@@ -178,8 +178,6 @@ class Variable(Tensor):
                 if isinstance(initial_value, Tensor):
                     init = initial_value
                     if dtype is not None and init.dtype != _dt.as_dtype(dtype):
-                        from .elementwise import cast
-
                         init = cast(init, dtype)
                 else:
                     init = convert_to_tensor(initial_value, dtype=dtype, name="initial_value")
@@ -249,8 +247,6 @@ def _assign_op(type_name, var, value, name):
         raise TypeError(f"{type_name} needs a gc.Variable, got {var!r}")
     if isinstance(value, Tensor):
         if value.dtype != var.dtype:
-            from .elementwise import cast
-
             if value.dtype.is_floating and var.dtype.is_floating:
                 value = cast(value, var.dtype)
     else:
@@ -300,8 +296,6 @@ def trainable_variables(scope=None) -> list:
 
 def variables_initializer(var_list, name="init"):
     """One op that runs the initializers of ``var_list``."""
-    from .control import group
-
     return group(*[v.initializer for v in var_list], name=name)
 
 

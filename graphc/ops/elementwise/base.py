@@ -9,6 +9,7 @@ import numpy as np
 
 from ... import dtypes as _dt
 from ...expr import Arg, Math, eval_expr
+from ..constant import ones_like, zeros_like
 from ..registry import DTypeError, Example, OpDef, apply1, broadcast_shapes
 
 _rng = np.random.default_rng(0)
@@ -108,12 +109,8 @@ def _integer_examples(build, nonzero):
 
 
 def zeros_like_(x):
-    from ..constant import zeros_like
-
     return zeros_like(x)
 
 
 def ones_like_(x):
-    from ..constant import ones_like
-
     return ones_like(x)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidArgumentError
+from ..elementwise import cast, greater_equal, maximum, multiply
 from ..registry import Example, OpDef, ShapeError, apply1, convert_to_tensor, register
+from ..shape import expand_dims
 from ..shape_util import located, merge_dim, static_ints
 from .common import (
     _check_index_dtype,
@@ -103,9 +105,6 @@ class UnsortedSegmentSum(OpDef):
         return out
 
     def vjp(self, op, grads):
-        from ..elementwise import cast, greater_equal, maximum, multiply
-        from ..shape import expand_dims
-
         data, ids = op.inputs
         g = grads[0]
         picked = gather(g, maximum(ids, 0))

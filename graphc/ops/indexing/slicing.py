@@ -18,7 +18,10 @@ import numpy as np
 
 from ...errors import InvalidArgumentError
 from ...graph.core import Tensor
+from ..control import identity
+from ..elementwise import add, cast, multiply
 from ..registry import Example, OpDef, ShapeError, apply1, convert_to_tensor, register
+from ..shape.reshape import shape
 from ..shape_util import located, static_ints
 from .common import _INDEX_DTYPES, _sample
 from .gather import gather
@@ -253,9 +256,6 @@ def getitem(tensor, key):
 
 def _wrap_negative(idx, y, axis):
     """``idx + dim`` where ``idx < 0``, as Python indexing counts from the end."""
-    from ..elementwise import add, cast, multiply
-    from ..shape.reshape import shape
-
     dim = y.shape[axis] if y.shape is not None else None
     if dim is None:
         dim = cast(shape(y)[axis], idx.dtype)
@@ -304,7 +304,5 @@ def strided_slice(input_, begin, end, strides=None, begin_mask=0, end_mask=0, el
             ))  # fmt: skip
     y = getitem(input_, tuple(key))
     if name is not None:
-        from ..control import identity
-
         y = identity(y, name=name)
     return y

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..elementwise import sum_to_shape
+
 _ELL = "."  # one character standing for "..." in parsed subscripts
 
 _rng = np.random.default_rng(3)
@@ -22,8 +24,6 @@ def _same_static(a, b) -> bool:
 
 def _sum_to(g, x):
     """Sum gradient ``g`` over broadcast batch dims down to ``x``'s shape (no-op if equal)."""
-    from ..elementwise import sum_to_shape
-
     if g is None or _same_static(g, x):
         return g
     return sum_to_shape(g, x)

@@ -13,6 +13,10 @@ import numpy as np
 from ... import dtypes as _dt
 from ...errors import InvalidArgumentError
 from ...graph.core import user_location
+from ..constant import constant, ones_like
+from ..control import identity
+from ..elementwise import broadcast_like, cast, equal
+from ..reduce import cumsum, reduce_sum
 from ..registry import (
     DTypeError,
     Example,
@@ -23,6 +27,7 @@ from ..registry import (
     convert_args,
     register,
 )
+from ..shape import expand_dims
 from .common import _ELL, _sample, _sum_to
 from .einsum_rewrite import _rewritable, _rewrite
 from .matmul import matmul
@@ -215,11 +220,6 @@ def _einsum_grad(g, operands, ins, out, i):
 def _diag_embed(r, x, sub):
     """``r`` (subscripts ``_dedup(sub)``) placed on the diagonal of a tensor shaped like ``x``
     (subscripts ``sub``): ``out[..i..i..] = r[..i..]``, zero off the diagonal."""
-    from ..constant import constant, ones_like
-    from ..elementwise import cast, equal
-    from ..reduce import cumsum
-    from ..shape import expand_dims
-
     if x.shape is None:
         raise ValueError("einsum gradient: repeated subscripts need operands of known rank")
     n_ell = len(x.shape) - (len(sub) - 1) if _ELL in sub else 0
@@ -254,11 +254,6 @@ def _diag_embed(r, x, sub):
 
 
 def _einsum_operand_grad(g, operands, ins, out, i):
-    from ..constant import ones_like
-    from ..elementwise import broadcast_like
-    from ..reduce import reduce_sum
-    from ..shape import expand_dims
-
     x, sub = operands[i], ins[i]
     others = [s for j, s in enumerate(ins) if j != i]
     other_ops = [t for j, t in enumerate(operands) if j != i]
@@ -329,8 +324,6 @@ def einsum(equation, *inputs, name=None):
     reduction paths of every backend; the rest (and merged dims of unknown size) build one
     ``Einsum`` op.
     """
-    from ..elementwise import cast
-
     if len(inputs) == 1 and isinstance(inputs[0], list | tuple):
         inputs = tuple(inputs[0])
     if not inputs:
@@ -365,8 +358,6 @@ def einsum(equation, *inputs, name=None):
     if _rewritable(tensors, ins, out):
         result = _rewrite(tensors, ins, out)
         if name:
-            from ..control import identity
-
             result = identity(result, name=name)
         return result
     return apply1("Einsum", tensors, {"equation": canonical}, name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..reduce import reduce_sum
+from ..shape import expand_dims, reshape, squeeze, transpose
 from .common import _ELL
 from .matmul import matmul
 
@@ -75,8 +77,6 @@ def _rewrite(tensors, ins, out):
 
 
 def _sum_private(x, sub, keep):
-    from ..reduce import reduce_sum
-
     axes = tuple(i for i, c in enumerate(sub) if c not in keep)
     if not axes:
         return x, sub
@@ -84,8 +84,6 @@ def _sum_private(x, sub, keep):
 
 
 def _permute(x, sub, order):
-    from ..shape import transpose
-
     order = "".join(order)
     if sub == order:
         return x
@@ -93,8 +91,6 @@ def _permute(x, sub, order):
 
 
 def _contract_pair(a, sa, b, sb, needed, sizes):
-    from ..shape import expand_dims
-
     a, sa = _sum_private(a, sa, needed | set(sb))
     b, sb = _sum_private(b, sb, needed | set(sa))
     batch, contracted, fa, fb = _pair_groups(sa, sb, needed)
@@ -115,8 +111,6 @@ def _contract_pair(a, sa, b, sb, needed, sizes):
 
 def _merge_groups(x, batch, groups, sizes):
     """x laid out as batch + groups -> batch + one dim per group (size 1 for an empty group)."""
-    from ..shape import expand_dims, reshape
-
     if all(len(g) <= 1 for g in groups):
         pos = len(batch)
         for g in groups:
@@ -133,8 +127,6 @@ def _merge_groups(x, batch, groups, sizes):
 
 def _split_groups(x, batch, groups, sizes):
     """Inverse of ``_merge_groups``: batch + one dim per group -> batch + group letters."""
-    from ..shape import reshape, squeeze
-
     if all(len(g) <= 1 for g in groups):
         empty = [len(batch) + i for i, g in enumerate(groups) if not g]
         return squeeze(x, axis=empty) if empty else x

@@ -7,6 +7,7 @@ import numpy as np
 
 from ... import dtypes as _dt
 from ...errors import InvalidArgumentError
+from ..elementwise import cast
 from ..registry import (
     DTypeError,
     Example,
@@ -17,7 +18,7 @@ from ..registry import (
     convert_args,
     register,
 )
-from ..shape import reshape
+from ..shape import expand_dims, reshape, squeeze
 from .common import _sample, _sum_to
 
 # -- MatMul ------------------------------------------------------------------------------------
@@ -142,9 +143,6 @@ def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
     A rank-1 operand is treated like numpy does: as a row (``a``) or column (``b``) vector
     whose added dim is removed from the result.
     """
-    from ..elementwise import cast
-    from ..shape import expand_dims, squeeze
-
     a, b = convert_args([a, b])
     if a.dtype != b.dtype:
         dt = _dt.result_type(a.dtype, b.dtype)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.core import Tensor
+from .. import elementwise
 from ..registry import ShapeError, convert_to_tensor, normalize_axis
 
 _rng = np.random.default_rng(4)
@@ -18,8 +19,6 @@ def _sample(*shape, low=-2.0, high=2.0):
 
 # == activations ===============================================================================
 def _ew():
-    from .. import elementwise
-
     return elementwise
 
 

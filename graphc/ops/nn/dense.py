@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import ShapeError, convert_to_tensor
+from ..control import identity
+from ..elementwise import cast, greater_equal
+from ..indexing import gather
+from ..random import random_uniform
+from ..reduce import cumsum, reduce_sum
+from ..registry import ShapeError, broadcast_shapes, convert_to_tensor
+from ..shape import concat, shape, stack
 from ..shape import reshape as _reshape
 from ..shape_util import located
 from .common import _ew, _float_tensor, _like_input
@@ -52,10 +58,6 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
     (static) broadcasts one keep/drop decision over dims of size 1. ``keep_prob`` is the TF1
     spelling of ``1 - rate``.
     """
-    from ..control import identity
-    from ..elementwise import cast, greater_equal
-    from ..random import random_uniform
-
     x = _float_tensor(x, "dropout")
     if (rate is None) == (keep_prob is None):
         raise ValueError("dropout: give exactly one of rate and keep_prob")
@@ -76,8 +78,6 @@ def dropout(x, rate=None, noise_shape=None, seed=None, name=None, keep_prob=None
     else:
         shape = tuple(int(d) for d in noise_shape)
         if x.shape is not None:
-            from ..registry import broadcast_shapes
-
             try:
                 broadcast_shapes(x.shape, shape)
             except ShapeError:
@@ -101,9 +101,6 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
     ``total % n`` shards one row longer. An id whose row is not in its shard raises
     InvalidArgumentError when run. Gradients flow to each shard.
     """
-    from ..indexing import gather
-    from ..shape import concat, shape, stack
-
     del validate_indices  # TF1 compatibility: ids are always validated
     if max_norm is not None:
         raise ValueError("embedding_lookup: max_norm is not supported")
@@ -129,8 +126,6 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
     n = len(shards)
     static = [None if p.shape is None else p.shape[0] for p in shards]
     if None in static:
-        from ..reduce import cumsum
-
         sizes = stack([shape(p, out_type=i.dtype)[0] for p in shards])
         starts = cumsum(sizes, exclusive=True)
     else:
@@ -140,8 +135,6 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
         shard = ew.mod(i, n)
         row = ew.floordiv(i, n)
     else:
-        from ..reduce import reduce_sum
-
         total = reduce_sum(sizes) if None in static else sum(static)
         per, extras = total // n, total % n
         shard = ew.maximum(i // (per + 1), (i - extras) // per)

@@ -9,8 +9,12 @@ import numpy as np
 
 from ...expr import Const, Math
 from ...graph.core import Tensor
-from ..elementwise import Elementwise
+from ..constant import constant, ones_like
+from ..control import identity, stop_gradient
+from ..elementwise import Elementwise, cast, equal, exp, is_finite, log, where, zeros_like_
+from ..reduce import cumsum, reduce_max, reduce_sum
 from ..registry import Example, apply1, convert_to_tensor, register
+from ..shape import expand_dims, shape
 from ..shape_util import located
 from .activations import softplus
 from .common import _axis, _ew, _float_tensor
@@ -18,10 +22,6 @@ from .common import _axis, _ew, _float_tensor
 
 def _shifted(logits, axis):
     """logits minus their (gradient-stopped) max along ``axis``: every exp is <= 1."""
-    from ..control import stop_gradient
-    from ..elementwise import is_finite, where, zeros_like_
-    from ..reduce import reduce_max
-
     m = stop_gradient(reduce_max(logits, axis, keepdims=True))
     # rows of -inf (or +inf) keep their IEEE meaning instead of becoming inf - inf = NaN
     m = where(is_finite(m), m, zeros_like_(m))
@@ -31,10 +31,6 @@ def _shifted(logits, axis):
 @located("softmax")
 def softmax(logits, axis=-1, name=None):
     """exp(logits) / sum(exp(logits)) along ``axis``, with the max subtracted first."""
-    from ..control import identity
-    from ..elementwise import exp
-    from ..reduce import reduce_sum
-
     x = _float_tensor(logits, "softmax")
     axis = _axis(x, axis, "softmax")
     e = exp(_shifted(x, axis))
@@ -45,10 +41,6 @@ def softmax(logits, axis=-1, name=None):
 @located("log_softmax")
 def log_softmax(logits, axis=-1, name=None):
     """logits - logsumexp(logits) along ``axis``, computed stably."""
-    from ..control import identity
-    from ..elementwise import exp, log
-    from ..reduce import reduce_sum
-
     x = _float_tensor(logits, "log_softmax")
     axis = _axis(x, axis, "log_softmax")
     z = _shifted(x, axis)
@@ -57,8 +49,6 @@ def log_softmax(logits, axis=-1, name=None):
 
 
 def _softmax_xent(labels, logits, axis, name, what, stop_labels):
-    from ..reduce import reduce_sum
-
     if labels is None or logits is None:
         raise ValueError(f"{what} needs labels= and logits=")
     x = _float_tensor(logits, what)
@@ -68,8 +58,6 @@ def _softmax_xent(labels, logits, axis, name, what, stop_labels):
     _same_shape(z, x, what)
     axis = _axis(x, axis, what)
     if stop_labels:
-        from ..control import stop_gradient
-
         z = stop_gradient(z)
     # d/dlogits = softmax * sum(labels) - labels: right also for labels not summing to 1
     return reduce_sum(-(z * log_softmax(x, axis)), axis, name=name)
@@ -172,11 +160,6 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     A label outside [0, C) raises InvalidArgumentError at run time on every target (as TF on
     CPU).
     """
-    from ..constant import constant, ones_like
-    from ..elementwise import cast, equal
-    from ..reduce import cumsum, reduce_sum
-    from ..shape import expand_dims, shape
-
     what = "sparse_softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
         raise ValueError(f"{what} needs labels= and logits=")
@@ -222,7 +205,5 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
 @located("l2_loss")
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2."""
-    from ..reduce import reduce_sum
-
     x = _float_tensor(t, "l2_loss")
     return _ew().multiply(reduce_sum(x * x), 0.5, name=name)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..control import identity
+from ..elementwise import maximum, rsqrt
+from ..reduce import reduce_mean, reduce_sum
+from ..shape import squeeze
 from ..shape_util import located
 from .common import _axis, _ew, _float_tensor
 
@@ -21,9 +25,6 @@ def _axes_list(x, axes, what):
 @located("l2_normalize")
 def l2_normalize(x, axis=None, epsilon=1e-12, name=None):
     """x / sqrt(max(sum(x ** 2, axis), epsilon))."""
-    from ..elementwise import maximum, rsqrt
-    from ..reduce import reduce_sum
-
     x = _float_tensor(x, "l2_normalize")
     axes = _axes_list(x, axis, "l2_normalize")
     sq = reduce_sum(x * x, axes, keepdims=True)
@@ -39,9 +40,6 @@ def moments(x, axes, shift=None, keepdims=False, name=None, keep_dims=None):
     """
     if keep_dims is not None:
         keepdims = keep_dims
-    from ..reduce import reduce_mean
-    from ..shape import squeeze
-
     x = _float_tensor(x, "moments")
     axes = _axes_list(x, axes, "moments")
     mean = reduce_mean(x, axes, keepdims=True)
@@ -57,8 +55,6 @@ def moments(x, axes, shift=None, keepdims=False, name=None, keep_dims=None):
 @located("layer_norm")
 def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-5, name=None):
     """(x - mean) / sqrt(var + epsilon) * gamma + beta, moments over ``axis`` (int or list)."""
-    from ..elementwise import rsqrt
-
     x = _float_tensor(x, "layer_norm")
     mean, var = moments(x, axis, keepdims=True)
     out = (x - mean) * rsqrt(var + epsilon)
@@ -67,8 +63,6 @@ def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-5, name=None):
     if beta is not None:
         out = out + beta
     if name:
-        from ..control import identity
-
         out = identity(out, name=name)
     return out
 
@@ -76,8 +70,6 @@ def layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-5, name=None):
 @located("batch_normalization")
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
     """(x - mean) * scale / sqrt(variance + eps) + offset (offset/scale may be None), as TF."""
-    from ..elementwise import rsqrt
-
     x = _float_tensor(x, "batch_normalization")
     inv = rsqrt(variance + variance_epsilon)
     if scale is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.core import Tensor
+from ..constant import zeros_like
 from ..registry import DTypeError, convert_to_tensor
 
 _rng = np.random.default_rng(2)
@@ -52,6 +53,4 @@ def _convert_list(values, op_name):
 
 def _fill_none_grads(grads, outputs):
     """Missing output gradients as zeros, for ops whose VJP needs every piece (split, unstack)."""
-    from ..constant import zeros_like
-
     return [zeros_like(t) if g is None else g for g, t in zip(grads, outputs)]

@@ -55,6 +55,7 @@ class Pad(OpDef):
     def vjp(self, op, grads):
         paddings = op.attrs["paddings"]
         if op.attrs["mode"] == "CONSTANT":
+            # (ops/indexing imports ops/shape at load: this package's imports stay one-way)
             from ..indexing.slicing import getitem
 
             key = tuple(slice(lo, -hi if hi else None) for lo, hi in paddings)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ... import dtypes as _dt
 from ...graph.core import Tensor
+from ..constant import constant
 from ..registry import (
     Example,
     OpDef,
@@ -263,6 +264,4 @@ def rank(input, name=None):  # noqa: A002 - TF name
     x = convert_to_tensor(input)
     if x.shape is None:
         raise ValueError("rank of a tensor of unknown rank")
-    from ..constant import constant
-
     return constant(len(x.shape), dtype=_dt.int32, name=name)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import InvalidArgumentError
 from ...graph.core import Tensor
+from ..elementwise import broadcast_like, sum_to_shape
 from ..registry import Example, OpDef, ShapeError, apply1, convert_to_tensor, register
 from ..shape_util import located, static_ints
 from .common import _known_rank, _sample
@@ -87,8 +88,6 @@ class BroadcastTo(OpDef):
             ) from None
 
     def vjp(self, op, grads):
-        from ..elementwise import sum_to_shape
-
         return [sum_to_shape(grads[0], op.inputs[0])]
 
     def examples(self):
@@ -104,8 +103,6 @@ def broadcast_to(input, shape, name=None):  # noqa: A002 - TF name
     """Broadcast ``input`` to ``shape`` (static ints, or ``gc.shape(t)`` of another tensor)."""
     x = convert_to_tensor(input)
     if isinstance(shape, Tensor) and shape.op.type == "Shape":
-        from ..elementwise import broadcast_like
-
         # the runtime shape of another tensor: broadcasting like it keeps None dims working
         return broadcast_like(x, shape.op.inputs[0], name=name)
     target = tuple(int(d) for d in static_ints(shape, "shape", "broadcast_to").reshape(-1))
