@@ -447,5 +447,3 @@ def _reads_loaded(e, loaded_vars) -> bool:
     if isinstance(e, Cast):
         return _reads_loaded(e.x, loaded_vars)
     return False
-
-

@@ -255,5 +255,3 @@ def _segment_sum(kb, node):
         kb.emit(If(too_big, (flag,)))
         keep = kb.bind(Math.AND(Math.GE(s, sym.ZERO), Math.NOT(too_big)), _dt.bool_)
         _guarded(kb, keep, None, lambda: _add_row(kb, out, s, d_ref, j, row_size, dt))
-
-

@@ -167,5 +167,3 @@ def raise_status(kp: KernelProgram, status) -> None:
             if c.kind == "inf":
                 raise InvalidArgumentError(f"{c.message} : Tensor had Inf values")
             raise InvalidArgumentError(c.message)
-
-
