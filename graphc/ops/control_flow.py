@@ -127,6 +127,52 @@ class While(ControlOp):
             keep.append(body.fetches[-1])
         return body.with_nodes(body.nodes, fetches=keep)
 
+    def body_for_needed(self, attrs, body, needed):
+        """``(body, dead)``: ``body`` (the op's body or a variant with the same leading
+        fetches, as ``body_without_history`` gives) computing only what ``needed`` (the op's
+        output indexes someone reads; None: all) uses, and the loop variables ``dead`` that
+        now pass their input through. A stacked output nobody reads returns one of the
+        body's inputs instead (no work: the runtime does not keep it). A loop variable is
+        live when it is read after the loop, or when the body's computation of a live
+        output (a live variable, a read stacked output, the condition) reads it, to a fixed
+        point; a dead one returns its own input, so nothing computes it. DCE then drops
+        what only unread outputs used: a loop gradient whose input's gradient nobody asked
+        for does not compute it at every step (as TF's while_v2 prunes gradient outputs)."""
+        if needed is None:
+            return body, frozenset()
+        n = attrs["n_vars"]
+        fetches = list(body.fetches)
+        end = len(fetches) - (1 if attrs["cond"] is not None else 0)
+        feeds = {nd.attrs["index"]: (nd.id, 0) for nd in body.nodes
+                 if nd.op_def.source == "feed"}  # fmt: skip
+        if not feeds:
+            return body, frozenset()
+        stand_in = next(iter(feeds.values()))
+        for pos in range(n, end):
+            if pos not in needed:
+                fetches[pos] = stand_in
+        inputs = {nd.id: [src for src, _ in nd.inputs] for nd in body.nodes}
+        feed_index = {ref[0]: i for i, ref in feeds.items()}
+        live = {i for i in range(n) if i in needed}
+        seen: set = set()
+        stack = [tuple(r)[0] for r in fetches[n:]] + [tuple(fetches[i])[0] for i in live]
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            i = feed_index.get(nid)
+            if i is not None and i < n and i not in live:
+                live.add(i)
+                stack.append(tuple(fetches[i])[0])
+            stack.extend(inputs.get(nid, ()))
+        dead = frozenset(i for i in range(n) if i not in live and i in feeds)
+        for i in dead:
+            fetches[i] = feeds[i]
+        if fetches == list(body.fetches):
+            return body, frozenset()
+        return body.with_nodes(body.nodes, fetches=fetches), dead
+
     def vjp(self, op, grads):
         return _GRADIENTS["While"](op, grads)
 

@@ -21,6 +21,7 @@ from .cleanup import cleanup
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .narrow import narrow_products
 from .simplify import simplify
 
 # (name, function, minimum opt_level), in the order they run.
@@ -29,6 +30,7 @@ PIPELINE: list = [
     ("simplify", simplify, 1),  # algebraic rewrite rules (simplify.RULES)
     ("fold", fold_constants, 1),  # constant folding
     ("cse", cse, 1),  # common-subexpression elimination
+    ("narrow", narrow_products, 1),  # products of which only some columns are read
     ("dce", dce, 1),  # dead-code elimination
 ]
 

@@ -19,9 +19,12 @@ import numpy as np
 
 from ...executable import KernelInfo
 from ...ops.registry import get_op_def
+from ...passes.dce import dce
+from ...passes.narrow import narrow_products
 from ...runtime_state import SubContext
 from ..llvm.runtime import REFS_IF_UNUSED, REUSE_DEPTH, REUSE_MIN_BYTES, _refs
 from .body_dims import share_dims
+from .loop_invariant import hoist
 
 
 def is_control(node) -> bool:
@@ -34,16 +37,18 @@ class _Outputs:
     position ``first_stacked`` on (a loop's stacked rows, a branch's results) that is one
     of the body's inputs (a loop variable's history row, a branch passing a value through)
     is the input array itself, and one that repeats an earlier output (a loop variable also
-    stacked) is that same array. So the compiled body returns each
+    stacked) is that same array; so is a dead loop variable in ``passthrough`` (one nothing
+    reads, ``While.body_for_needed``), which keeps its input. So the compiled body returns each
     value once, as its own output buffer (which the runner may write into the caller's
     arrays, ``SubContext.into``), and copies no input."""
 
-    def __init__(self, program, first_stacked: int):
+    def __init__(self, program, first_stacked: int, passthrough=()):
         keep, src, first = [], [], {}
         for pos, ref in enumerate(program.fetches):
             ref = tuple(ref)
             node = program.node(ref[0])
-            if pos >= first_stacked and node.op_def.source == "feed":
+            shared = pos >= first_stacked or pos in passthrough
+            if shared and node.op_def.source == "feed":
                 src.append(-1 - node.attrs["index"])
             elif pos >= first_stacked and ref in first:
                 src.append(first[ref])
@@ -103,6 +108,27 @@ class ControlStep:
         self.history = lean is None  # False: the body compiled without its history outputs
         if lean is not None:
             programs["body"] = lean
+        # the body computes only what is read: unread stacked outputs and dead loop
+        # variables pass an input through (``While.body_for_needed``), DCE drops their work
+        prune = getattr(self.op_def, "body_for_needed", None)
+        dead = frozenset()
+        if prune is not None:
+            programs["body"], dead = prune(node.attrs, programs["body"], needed)
+            programs["body"] = dce(narrow_products(programs["body"]))
+        # work that is the same at every iteration runs once per run (loop_invariant.py)
+        self.prologue = None
+        if node.op == "While":
+            a = node.attrs
+            first_cap = a["n_vars"] + a["n_sliced"]
+            hoisted = hoist(programs["body"], first_cap, first_cap + a["n_caps"])
+            if hoisted is not None:
+                prologue, programs["body"] = hoisted
+                exe = compile_body(prologue)
+                self.prologue = exe.runner
+                self.kernels.extend(
+                    KernelInfo(f"{node.name}/prologue/{k.name}", k.ops, k.op_types)
+                    for k in exe.kernels
+                )
         # a loop's bodies compiled with the sizes its inputs share (body_dims.py), checked
         # at each run's entry; the bodies without them are compiled if a run needs them
         self.shared = share_dims(node.attrs, programs, in_dims) if node.op == "While" else None
@@ -112,7 +138,8 @@ class ControlStep:
         if self.shared is not None:
             programs = self.shared.programs
         self.outputs = {
-            attr: _Outputs(p, _first_shared(node, attr, p)) for attr, p in programs.items()
+            attr: _Outputs(p, _first_shared(node, attr, p), dead if attr == "body" else ())
+            for attr, p in programs.items()
         }
         for attr in programs:
             exe = compile_body(self.outputs[attr].program)
@@ -139,7 +166,13 @@ class ControlStep:
         outputs = self.outputs
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
+        invariant: list = []  # the prologue's values, made before the first iteration
+
         def call(attr, feeds, iteration=None, into=None):
+            if attr == "body" and self.prologue is not None:
+                if not invariant:
+                    invariant.extend(self.prologue.run(SubContext(ctx, list(xs))))
+                feeds = list(feeds) + invariant
             sub.feeds = feeds
             sub.iteration = iteration
             out = outputs[attr]
@@ -173,7 +206,8 @@ class ControlStep:
         return a
 
     def close(self) -> None:
-        for r in [*self.runners.values(), *(self._plain_runners or {}).values()]:
+        extra = [self.prologue] if self.prologue is not None else []
+        for r in [*self.runners.values(), *(self._plain_runners or {}).values(), *extra]:
             close = getattr(r, "close", None)
             if close is not None:
                 close()
