@@ -101,10 +101,18 @@ class KernelBuilder:
 
     @contextmanager
     def nest(self, extents, parallel=True):
-        """Loops over ``extents`` (outermost first; only the outermost may be parallel)."""
+        """Loops over ``extents`` (outermost first; only the outermost may be parallel).
+
+        A parallel nest gives no loop to leading extents known to be 1 (their index is 0), so
+        that its parallel loop is one with work to share: a batch-1 NCHW tensor's (1, C, H, W)
+        nest would otherwise run on one thread (an ONNX model's conv epilogues at batch 1)."""
         extents = list(extents)
         if not extents:
             yield ()
+            return
+        if parallel and len(extents) > 1 and sym.const_value(extents[0]) == 1:
+            with self.nest(extents[1:], parallel=True) as rest:
+                yield (sym.ZERO, *rest)
             return
         with self.loop(extents[0], parallel=parallel) as v:
             with self.nest(extents[1:], parallel=False) as rest:

@@ -191,9 +191,15 @@ def _pad(g, node, ix):
         dims.append(i)
     if mode != "CONSTANT" or isinstance(inside, Const):
         return g.value(x, g.ix(shape, dims=dims))
-    # outside the input, read element 0 (discarded) so an empty input is never indexed past 0
-    flat = sym.select(inside, sym.flat_index(dims, shape), 0)
-    v = g.value(x, g.ix(shape, flat=flat))
+    if all((sym.const_value(d) or 0) > 0 for d in shape):
+        # a non-empty static input: the clamped indices are in bounds. Kept as dims, they
+        # reach a transposing producer without a flat index to unflatten (an NCHW LRN's
+        # channel pad over an NHWC convolution: 4 divmods a tap, 5 taps an element)
+        v = g.value(x, g.ix(shape, dims=dims))
+    else:
+        # outside the input, read element 0 (discarded) so an empty input is never indexed
+        # past 0
+        v = g.value(x, g.ix(shape, flat=sym.select(inside, sym.flat_index(dims, shape), 0)))
     dt = node.outs[0].dtype
     cval = np.asarray(node.attrs["constant_values"]).astype(dt.np).reshape(()).item()
     return Math.SELECT(inside, v, Const(cval, dt))

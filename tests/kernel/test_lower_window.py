@@ -186,8 +186,9 @@ def _flat_ifs(body):
 
 
 def test_large_or_unknown_windows_keep_tap_loops():
-    """Over MAX_TAPS taps, or a filter of unknown size: tap loops inside the element loop."""
-    x = gc.placeholder(gc.float32, (1, 12, 12, 2))
+    """Over MAX_TAPS taps, or a filter of unknown size: tap loops inside the element loop
+    (batch 2: a parallel nest gives a batch of 1 no loop)."""
+    x = gc.placeholder(gc.float32, (2, 12, 12, 2))
     big = lower_window.MAX_TAPS + 1
     y = gc.nn.max_pool2d(x, (big, 1), 1, "SAME")
     f = gc.placeholder(gc.float32, (None, None, 2, 3))
