@@ -154,3 +154,30 @@ def test_loop_invariant_work_runs_once_and_matches():
             exe = sess.compile([out], feed)
     names = [k.name for k in exe.kernels]
     assert any("/prologue/" in n for n in names), names
+
+
+def test_unrequested_weight_gradient_accumulator_is_dead(monkeypatch):
+    """Only the kernel's gradient: the bias's accumulator (a loop variable of the gradient
+    loop) is read by nothing, so the gradient body passes it through."""
+    xs = np.random.default_rng(6).standard_normal((2, 3, 5))
+    with gc.Graph().as_default():
+        x, loss, _ = _lstm(False)
+        kernel, bias = gc.trainable_variables()
+        (gk,) = gc.gradients(loss, [kernel])
+        steps = []
+        init = control.ControlStep.__init__
+
+        def spy(self, node, *args, **kw):
+            init(self, node, *args, **kw)
+            if "While_grad" in node.name:
+                steps.append(self)
+
+        monkeypatch.setattr(control.ControlStep, "__init__", spy)
+        _, got = run_both(gk, {x: xs})
+        with_bias, _ = run(gc.gradients(loss, [kernel, bias]), {x: xs}, "cpu")
+    step = steps[0]  # the program fetching gk only
+    src = step.outputs["body"].src
+    assert src is not None and any(k < 0 for k in src[: step.node.attrs["n_vars"]])
+    both = steps[-1].outputs["body"].src  # with the bias's gradient read: every variable
+    assert both is None or all(k >= 0 for k in both[: steps[-1].node.attrs["n_vars"]])
+    np.testing.assert_allclose(got, with_bias, rtol=1e-12, atol=1e-14)
