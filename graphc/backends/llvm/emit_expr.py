@@ -194,6 +194,9 @@ class ExprEmitter:
         if fn is Math.ISFINITE:
             return b.fcmp_ordered("<", intr("llvm.fabs", x), c(float("inf")))
         if fn is Math.POW:
+            root = self._root_pow(b, x, y, ty, intr)
+            if root is not None:
+                return root
             if dt == _dt.float16:
                 f32 = ir.FloatType()
                 p = b.call(
@@ -207,6 +210,25 @@ class ExprEmitter:
         if fn.name in _m.TRANSCENDENTAL:
             return b.call(_m.math_function(self.module, fn.name, ty), [x])
         raise UnimplementedError(f"cpu backend: Math.{fn.name} on {dt.name}")
+
+    @staticmethod
+    def _root_pow(b, x, y, ty, intr):
+        """``x ** 0.5`` and ``x ** 0.75`` (an LRN's beta) as square roots, which vectorise,
+        instead of a scalar ``powf`` call per element (None: another exponent or type).
+        x ** 0.5 is sqrt(x), as numpy (the reference) computes it: -0 for -0, NaN for -inf.
+        x ** 0.75 = sqrt(x) * sqrt(sqrt(x)), within 2 ulp; as numpy's pow: +inf for -inf
+        (selected), +0 for -0 (the product of two -0), NaN for x < 0."""
+        if not isinstance(y, ir.Constant) or not isinstance(ty, (ir.FloatType, ir.DoubleType)):
+            return None
+        e = float(y.constant)
+        if e not in (0.5, 0.75):
+            return None
+        s = intr("llvm.sqrt", x)
+        if e == 0.5:
+            return s
+        r = b.fmul(s, intr("llvm.sqrt", s))
+        ninf = b.fcmp_ordered("==", x, ir.Constant(ty, float("-inf")))
+        return b.select(ninf, ir.Constant(ty, float("inf")), r)
 
     def _float_divmod(self, b, fn, a, d, ty):
         """numpy's npy_divmod: fmod-based, sign of the divisor, exact floor division."""
