@@ -80,6 +80,8 @@ class ControlOp(OpDef):
 class While(ControlOp):
     """A loop whose trip count is decided at run time (see the module doc string)."""
 
+    repeats_body = True
+
     program_attrs = ("cond", "body")
 
     def infer(self, specs, attrs):

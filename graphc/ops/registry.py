@@ -69,6 +69,9 @@ class OpDef:
     #: which output a kernel reads changes its addresses, not its structure, so fusion
     #: decides a group reading output 7 as it decided one reading output 3.
     interchangeable_outputs: bool = False
+    #: A control-flow op that runs its body again and again (while_loop): its body's
+    #: variables carry from one iteration to the next (the cpu runner treats them so).
+    repeats_body: bool = False
     #: Why ``examples()`` is empty (state, randomness, internal): the registry test requires
     #: either examples or a reason.
     no_examples_reason: str = ""

@@ -49,14 +49,19 @@ def _split_product(n, rw: Rewriter) -> None:
         lo += s[1]
 
 
+#: the rewrite of each op type this pass looks at
+_RULES = {"SplitLike": _split_product}
+
+
 def narrow_products(program: Program) -> Program:
     """The pass: see the module doc string."""
-    if not any(n.op == "SplitLike" for n in program.nodes):
+    if not any(n.op in _RULES for n in program.nodes):
         return program
 
     def visit(n, rw):
-        if n.op == "SplitLike":
-            _split_product(n, rw)
+        rule = _RULES.get(n.op)
+        if rule is not None:
+            rule(n, rw)
         return None
 
     return Rewriter(program).run(visit)

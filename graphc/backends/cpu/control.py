@@ -85,7 +85,7 @@ def _first_shared(node, attr, program) -> int:
     array (see ``_Outputs``): a loop body's stacked rows, every output of a branch (the
     Session copies what it fetches, nothing downstream writes into its inputs); a loop's
     variables and condition stay the body's own arrays."""
-    if node.op == "While":
+    if node.op_def.repeats_body:
         return node.attrs["n_vars"] if attr == "body" else len(program.fetches)
     return 0
 
@@ -117,7 +117,7 @@ class ControlStep:
             programs["body"] = dce(narrow_products(programs["body"]))
         # work that is the same at every iteration runs once per run (loop_invariant.py)
         self.prologue = None
-        if node.op == "While":
+        if node.op_def.repeats_body:
             a = node.attrs
             first_cap = a["n_vars"] + a["n_sliced"]
             hoisted = hoist(programs["body"], first_cap, first_cap + a["n_caps"])
@@ -131,7 +131,9 @@ class ControlStep:
                 )
         # a loop's bodies compiled with the sizes its inputs share (body_dims.py), checked
         # at each run's entry; the bodies without them are compiled if a run needs them
-        self.shared = share_dims(node.attrs, programs, in_dims) if node.op == "While" else None
+        self.shared = (
+            share_dims(node.attrs, programs, in_dims) if node.op_def.repeats_body else None
+        )
         self._plain = programs
         self._plain_runners: dict | None = None
         self._compile_body = compile_body
