@@ -31,7 +31,7 @@ from .. import dtypes as _dt
 from ..expr import Const, Load, Math, i64
 from . import sym
 from .ir import Buffer, If, Let, Store
-from .lowerings import opaque
+from .lowerings import emit_scan, opaque
 from .shapes import require, rule
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -81,30 +81,9 @@ rule("Cumprod")(lambda n, ins, c: ins[0])
 
 @opaque("Cumprod")
 def _cumprod(kb, node):
-    """Sequential product along the axis, in the reference's order (``np.cumprod``: integer
-    products wrap); the other dims are independent (parallel)."""
-    x = kb.shape(node.inputs[0])
-    axis = node.attrs["axis"] % len(x)
-    dt = node.outs[0].dtype
-    out = kb.out_buffer(node)
-    outer = [d for i, d in enumerate(x) if i != axis]
-    with kb.nest(outer) as oidx:
-        acc = kb.new_var("acc")
-        kb.emit(Let(acc, dt, Const(dt.np.type(1).item(), dt)))
-        n = x[axis]
-        with kb.loop(n, parallel=False) as j:
-            jj = sym.sub(sym.sub(n, 1), j) if node.attrs["reverse"] else j
-            dims = list(oidx)
-            dims.insert(axis, jj)
-            flat = sym.flat_index(dims, x)
-            v = kb.bind(kb.load(node.inputs[0], flat), dt)
-            accv = kb.var(acc, dt)
-            if node.attrs["exclusive"]:
-                kb.emit(Store(out, flat, accv))
-                kb.emit(Let(acc, dt, Math.MUL(accv, v)))
-            else:
-                kb.emit(Let(acc, dt, Math.MUL(accv, v)))
-                kb.emit(Store(out, flat, kb.var(acc, dt)))
+    """Running product along the axis (``emit_scan``; integer products wrap as
+    ``np.cumprod``'s)."""
+    emit_scan(kb, node, 1, Math.MUL)
 
 
 #: top_k with k up to this keeps its k best in one insertion pass; larger k merge-sorts the row

@@ -365,9 +365,10 @@ def opaque(*types):
     return deco
 
 
-@opaque("Cumsum")
-def _cumsum(kb, node):
-    """Sequential scan along the axis; the other dims are independent (parallel)."""
+def emit_scan(kb, node, identity, combine):
+    """A sequential scan along ``node``'s axis (Cumsum, Cumprod): ``acc = combine(acc, x)``
+    from ``identity``, in the reference's order (reverse, exclusive as its attributes say);
+    the other dims are independent (parallel)."""
     x = kb.shape(node.inputs[0])
     axis = node.attrs["axis"] % len(x)
     dt = node.outs[0].dtype
@@ -375,7 +376,7 @@ def _cumsum(kb, node):
     outer = [d for i, d in enumerate(x) if i != axis]
     with kb.nest(outer) as oidx:
         acc = kb.new_var("acc")
-        kb.emit(Let(acc, dt, Const(dt.np.type(0).item(), dt)))
+        kb.emit(Let(acc, dt, Const(dt.np.type(identity).item(), dt)))
         n = x[axis]
         with kb.loop(n, parallel=False) as j:
             jj = sym.sub(sym.sub(n, 1), j) if node.attrs["reverse"] else j
@@ -386,10 +387,16 @@ def _cumsum(kb, node):
             accv = kb.var(acc, dt)
             if node.attrs["exclusive"]:
                 kb.emit(Store(out, flat, accv))
-                kb.emit(Let(acc, dt, Math.ADD(accv, v)))
+                kb.emit(Let(acc, dt, combine(accv, v)))
             else:
-                kb.emit(Let(acc, dt, Math.ADD(accv, v)))
+                kb.emit(Let(acc, dt, combine(accv, v)))
                 kb.emit(Store(out, flat, kb.var(acc, dt)))
+
+
+@opaque("Cumsum")
+def _cumsum(kb, node):
+    """Running sum along the axis (``emit_scan``)."""
+    emit_scan(kb, node, 0, Math.ADD)
 
 
 @opaque("MatMul_loops")
