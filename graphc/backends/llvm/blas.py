@@ -224,24 +224,14 @@ def _gemm_items_fn(r, dt, ta, tb):
     args_ty = ir.LiteralStructType(
         [I64, I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64, I64]
     )
-    name = f"gc.gemm_items.{sfx}"
-    fn = r._decls.get(name)
+    fn = r._decls.get(f"gc.gemm_items.{sfx}")
     if fn is not None:
         return fn, args_ty
     fty = value_type(dt)
     es = ir.Constant(I64, dt.itemsize)
     gemm = _declare_cblas(r, dt)
-    fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    mark_cold(fn)
-    r._decls[name] = fn
-    args, i0, i1 = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-
-    def field_(j, ty):
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
-        return b.load(p, typ=ty)
+    fn, b, field_ = _part_function(r, f"gc.gemm_items.{sfx}", args_ty)
+    _, i0, i1 = fn.args
 
     m, n, k = field_(0, I64), field_(1, I64), field_(2, I64)
     al, be = field_(3, F64), field_(4, F64)
@@ -265,6 +255,25 @@ def _gemm_items_fn(r, dt, ta, tb):
     return fn, args_ty
 
 
+def _part_function(r, name: str, args_ty):
+    """A new ``void name(ptr args, i64 lo, i64 hi)`` (a gc_parallel_for body reading its
+    arguments from a struct of ``args_ty``), registered in the module; returns it, a
+    builder at its entry and ``field(j, ty)``, which loads field ``j`` of the struct."""
+    fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    mark_cold(fn)
+    r._decls[name] = fn
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = fn.args[0]
+
+    def field(j, ty):
+        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
+        return b.load(p, typ=ty)
+
+    return fn, b, field
+
+
 def _declare_cblas(r, dt):
     """The declaration of ``scipy_cblas_sgemm`` or ``dgemm`` in the module being rendered."""
     cblas = "scipy_cblas_sgemm" if dt == _dt.float32 else "scipy_cblas_dgemm"
@@ -282,24 +291,14 @@ def _gemm_rows(r, dt, ta, tb):
     args_ty = ir.LiteralStructType(
         [I64, I64, F64, F64, PTR, I64, PTR, I64, PTR, I64, I64, I64, PTR, PTR]
     )
-    name = f"gc.gemm_rows.{sfx}"
-    fn = r._decls.get(name)
+    fn = r._decls.get(f"gc.gemm_rows.{sfx}")
     if fn is not None:
         return fn, args_ty
     fty = value_type(dt)
     esize = dt.itemsize
     gemm = _declare_cblas(r, dt)
-    fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    mark_cold(fn)
-    r._decls[name] = fn
+    fn, b, field_ = _part_function(r, f"gc.gemm_rows.{sfx}", args_ty)
     args, m0, m1 = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-
-    def field_(j, ty):
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=args_ty)
-        return b.load(p, typ=ty)
 
     n, k = field_(0, I64), field_(1, I64)
     al, be = field_(2, F64), field_(3, F64)
