@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ...executable import KernelInfo
 from ...ops.registry import get_op_def
 from ...passes.dce import dce
 from ...passes.narrow import narrow_products
 from ...runtime_state import SubContext
-from ..llvm.runtime import REFS_IF_UNUSED, REUSE_DEPTH, REUSE_MIN_BYTES, _refs
+from ..llvm.runtime import reused_array
 from .body_dims import share_dims
 from .loop_invariant import hoist
 
@@ -194,18 +192,7 @@ class ControlStep:
         """The array stacked output ``j`` is written into: one of the last REUSE_DEPTH of
         this op that nothing holds any more (its pages are mapped: a loop's history is
         megabytes, new memory costs page faults on every run), else a new one."""
-        pool = self._stacks.setdefault(j, [])
-        for i in range(len(pool)):
-            if _refs(pool, i) == REFS_IF_UNUSED:
-                prev = pool[i]
-                if prev.shape == shape and prev.dtype == dtype:
-                    return prev
-        a = np.empty(shape, dtype)
-        if a.nbytes >= REUSE_MIN_BYTES:
-            if len(pool) >= REUSE_DEPTH:
-                pool.pop(0)
-            pool.append(a)
-        return a
+        return reused_array(self._stacks.setdefault(j, []), shape, dtype)
 
     def close(self) -> None:
         extra = [self.prologue] if self.prologue is not None else []

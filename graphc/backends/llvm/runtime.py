@@ -111,6 +111,26 @@ def _probe_refs_if_unused() -> int:
 REFS_IF_UNUSED = _probe_refs_if_unused()
 
 
+def reused_array(pool: list, shape, dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` for a caller to fill: one of ``pool`` (the last
+    REUSE_DEPTH handed out) that nothing but the pool holds any more, its pages already
+    mapped (writing 64 MB of new memory costs ~7 ms of page faults), else a new one, kept in
+    the pool when it is large. Not forced onto a 64-byte line: an elementwise kernel reading
+    a fed array (malloc's offset, 16 bytes past a line) and writing an output on another
+    offset ran ~12% slower (W1: loads and stores at different offsets within a 4 KiB page)."""
+    for i in range(len(pool)):
+        if _refs(pool, i) == REFS_IF_UNUSED:
+            prev = pool[i]
+            if prev.shape == shape and prev.dtype == dtype:
+                return prev
+    a = np.empty(shape, dtype)
+    if a.nbytes >= REUSE_MIN_BYTES:
+        if len(pool) >= REUSE_DEPTH:
+            pool.pop(0)  # the oldest (e.g. of a previous batch size)
+        pool.append(a)
+    return a
+
+
 def _probe_refs_of_local() -> int:
     ring = [np.empty(1)]
     old = ring.pop(0)
@@ -265,27 +285,9 @@ class LLVMRunner:
         return p
 
     def _output_array(self, root, shape, npdt):
-        """A fresh-to-the-caller array for an output: one of the last REUSE_DEPTH arrays
-        handed out that nobody but this runner holds any more (its pages are already mapped:
-        writing 64 MB of new memory costs ~7 ms of page faults), else a new one. Small outputs
-        are always new."""
-        pool = self._reuse.get(root)
-        if pool is not None:
-            for i in range(len(pool)):
-                if _refs(pool, i) == REFS_IF_UNUSED:
-                    prev = pool[i]
-                    if prev.shape == shape and prev.dtype == npdt:
-                        return prev
-        # not forced onto a 64-byte line: an elementwise kernel reading a fed array (malloc's
-        # offset, 16 bytes past a line) and writing an output on another offset ran ~12%
-        # slower (W1: loads and stores at different offsets within a 4 KiB page)
-        a = np.empty(shape, npdt)
-        if a.nbytes >= REUSE_MIN_BYTES:
-            pool = self._reuse.setdefault(root, [])
-            if len(pool) >= REUSE_DEPTH:
-                pool.pop(0)  # the oldest (e.g. of a previous batch size)
-            pool.append(a)
-        return a
+        """A fresh-to-the-caller array for an output (``reused_array`` of this root's pool;
+        small outputs are always new)."""
+        return reused_array(self._reuse.setdefault(root, []), shape, npdt)
 
     # -- the run ---------------------------------------------------------------------------
     def _fast_path(self):
