@@ -35,7 +35,9 @@ def _differentiable_dtype(t: Tensor) -> bool:
 
 
 def _reads_x(op, read_of: dict) -> bool:
-    return op.type == "ReadVariable" and op.attrs.get("var") in read_of
+    """``op`` is a fresh read of a variable whose handle is among the xs."""
+    d = op.op_def
+    return d.variable == "read" and not d.variable_handle and op.attrs.get("var") in read_of
 
 
 def _compatible(a, b) -> bool:
@@ -77,7 +79,7 @@ def gradients(ys, xs, grad_ys=None, stop_gradients=None, name="gradients",
     fwd_ops: set = set()
     # A fresh read of a variable x (``var.read_value()``, a ReadVariable op without inputs)
     # is x too, as in TF: its gradient goes to the variable.
-    read_of = {x.op.attrs["var"]: x for x in xs if x.op.type == "VariableV2"}
+    read_of = {x.op.attrs["var"]: x for x in xs if x.op.op_def.variable_handle}
     x_ops_min = min((x.op._id for x in xs), default=0)
     for op in graph._ops[x_ops_min:]:
         if op in stop_ops:

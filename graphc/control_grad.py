@@ -81,7 +81,7 @@ def _weight_caps(body, first_cap, candidates) -> set:
         if j not in candidates or len(uses.get(fid, ())) != 1:
             continue
         node, pos = uses[fid][0]
-        if node is None or node.op != "MatMul" or pos != 1 or node.attrs["transpose_a"] \
+        if node is None or not node.op_def.matrix_product or pos != 1 or node.attrs["transpose_a"] \
                 or node.attrs["transpose_b"]:  # fmt: skip
             continue
         a = body.spec(node.inputs[0])
@@ -162,7 +162,7 @@ def _while_vjp(op, grads):
         factors = []
         for j in fp:
             d = d_caps[j]
-            if d.op.type == "MatMul" and d.op.attrs["transpose_a"] and \
+            if d.op.op_def.matrix_product and d.op.attrs["transpose_a"] and \
                     not d.op.attrs["transpose_b"] and _rank2(*d.op.inputs):  # fmt: skip
                 how[j] = "product"
                 factors += list(d.op.inputs)

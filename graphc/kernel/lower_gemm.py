@@ -58,7 +58,7 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
         c_buf = f"t{mm.id}"
         lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
         kb.writes.add(c_buf)
-    if mm.op == "Conv2D":
+    if mm.op_def.gemm_group == "conv":
         emit_conv2d(kb, mm, c_buf)
     else:
         _emit_gemm(kb, mm, c_buf)

@@ -409,24 +409,36 @@ def _pool_geometry(kb, node, x_ref):
     return _window(node, h, w, kh, kw), n, c
 
 
-@rule("MaxPool", "AvgPool", "MaxPoolGradGrad")
+@rule("MaxPool", "AvgPool")
 def _pool_shape(n, ins, checks):
     b, h, w, c = ins[0]
     win = _window(n, h, w, *n.attrs["ksize"])
-    what = f"{n.op} '{n.name}'"
-    _window_checks(checks, win, n.attrs["padding"], what)
-    if n.op == "MaxPoolGradGrad":
-        _same_dims(checks, ins[1], ins[0], f"{what}: d must have the shape of x")
+    _window_checks(checks, win, n.attrs["padding"], f"{n.op} '{n.name}'")
     return (b, win.oh, win.ow, c)
 
 
-@opaque("MaxPool", "AvgPool")
-def _pool(kb, node):
+@rule("MaxPoolGradGrad")
+def _max_pool_grad_grad_shape(n, ins, checks):
+    pooled = _pool_shape(n, ins, checks)
+    _same_dims(checks, ins[1], ins[0], f"{n.op} '{n.name}': d must have the shape of x")
+    return pooled
+
+
+@opaque("MaxPool")
+def _max_pool(kb, node):
+    _pool(kb, node, is_max=True)
+
+
+@opaque("AvgPool")
+def _avg_pool(kb, node):
+    _pool(kb, node, is_max=False)
+
+
+def _pool(kb, node, is_max):
     x_ref = tuple(node.inputs[0])
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
-    is_max = node.op == "MaxPool"
     if lower_window.static_taps(win.kh, win.kw):
         lower_window.emit_pool(kb, node, x_ref, win, n, c, out, is_max)
         return
@@ -488,8 +500,17 @@ def _argmax_tap(kb, x_ref, win, n, c, b, oy, ox, ch, dt):
     return Var(arg, _dt.int64), Var(tap, _dt.int32)
 
 
-@opaque("MaxPoolGrad", "AvgPoolGrad")
-def _pool_grad(kb, node):
+@opaque("MaxPoolGrad")
+def _max_pool_grad(kb, node):
+    _pool_grad(kb, node, is_max=True)
+
+
+@opaque("AvgPoolGrad")
+def _avg_pool_grad(kb, node):
+    _pool_grad(kb, node, is_max=False)
+
+
+def _pool_grad(kb, node, is_max):
     """Gather form: each input element sums the gradients of the windows that chose it.
 
     MaxPoolGrad first stores each window's argmax tap (int32, one pass over the windows),
@@ -499,7 +520,6 @@ def _pool_grad(kb, node):
     win, n, c = _pool_geometry(kb, node, x_ref)
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
-    is_max = node.op == "MaxPoolGrad"
     pooled = (n, win.oh, win.ow, c)
     if is_max and lower_window.static_taps(win.kh, win.kw) and lower_window.disjoint(win):
         lower_window.emit_max_pool_grad_disjoint(kb, node, x_ref, g_ref, win, n, c, out)

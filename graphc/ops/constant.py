@@ -204,6 +204,8 @@ class Fill(OpDef):
     """A tensor of static ``shape`` filled with a scalar input."""
 
     kind = "elementwise"
+    broadcasts = True
+    copies_input0 = True
     static_shape_reason = (
         "its output shape is an input's value: compiled targets need it known when built"
     )
@@ -260,6 +262,7 @@ class ZerosLike(OpDef):
     """Zeros (or ones, with ``attrs['value']``) of the input's shape and dtype."""
 
     kind = "elementwise"
+    splat_attr = "value"
     symbolic_dims = "input0"
 
     differentiable = False

@@ -16,6 +16,7 @@ class Identity(OpDef):
     """Returns its input (a named alias; ordered by control dependencies)."""
 
     kind = "elementwise"
+    copies_input0 = True
     symbolic_dims = "input0"
 
     def infer(self, specs, attrs):
@@ -55,6 +56,7 @@ class StopGradient(OpDef):
     """Identity in the forward pass; blocks gradients."""
 
     kind = "elementwise"
+    copies_input0 = True
     symbolic_dims = "input0"
 
     differentiable = False

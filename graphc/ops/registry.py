@@ -142,6 +142,27 @@ class OpDef:
     #: elementwise (those broadcast): its output shape is always static, depends on input
     #: values, or the op never reaches the lowering. "": it has a rule.
     static_shape_reason: str = ""
+    #: The op a ``Variable``'s tensor comes from (one per variable): a gradient with respect
+    #: to that tensor also flows through the variable's fresh reads (the other ops with
+    #: ``variable == "read"``, ``read_value()``), as in TF (``graphc/autodiff.py``).
+    variable_handle: bool = False
+    #: A matrix product ``op(a) @ op(b)`` over the last two axes of its two inputs, ``op``
+    #: the transpose that ``attrs["transpose_a"]`` / ``attrs["transpose_b"]`` ask for: the
+    #: product's gradient with respect to ``b`` is ``a^T @ g`` (loop gradients stack the
+    #: factors, ``graphc/control_grad.py``) and a slice of ``b``'s columns computes those
+    #: columns of the product (``graphc/passes/narrow.py``).
+    matrix_product: bool = False
+    #: Its output is input 0 broadcast to the output shape (``broadcast_to``,
+    #: ``broadcast_like``, ``fill``): an elementwise consumer that broadcasts its operands
+    #: itself can read input 0 instead (``graphc/passes/cleanup.py``).
+    broadcasts: bool = False
+    #: Every output element is a copy of an element of input 0, moved or repeated but not
+    #: changed (reshapes, broadcasts, identity): a tensor whose elements all hold one value
+    #: gives an output that holds it too (``Rewriter.splat``).
+    copies_input0: bool = False
+    #: The attribute holding the one value every output element takes (``"value"`` for
+    #: ``zeros_like`` / ``ones_like``), known without running the op; "" for none.
+    splat_attr: str = ""
 
     def infer(self, specs: list[TensorSpec], attrs: dict) -> list[TensorSpec]:
         raise NotImplementedError(f"{self.type}.infer")

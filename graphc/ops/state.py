@@ -39,6 +39,7 @@ class VariableV2(OpDef):
     """Reads the variable's current value (the op a Variable tensor comes from)."""
 
     kind = "source"
+    variable_handle = True
     source = "variable"
     variable = "read"
     static_shape_reason = "a variable's shape is static"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.registry import REGISTRY
 from ..program import Program
 from .rewrite import Replace, RuleTable, fully_known
 
@@ -64,7 +63,7 @@ def reshape_like_static(n, rw):
 def broadcast_like_static(n, rw):
     """broadcast_like(x, like) -> broadcast_to(x, shape(like))  when that shape is static."""
     target = n.outs[0].shape
-    if not fully_known(target) or "BroadcastTo" not in _registry():
+    if not fully_known(target):
         return None
     return Replace("BroadcastTo", (n.inputs[0],), {"shape": tuple(target)})
 
@@ -81,13 +80,6 @@ def zeros_like_static(n, rw):
     return Replace("Fill", (scalar,), {"shape": tuple(shape)})
 
 
-_BROADCASTS = ("BroadcastLike", "BroadcastTo", "Fill")
-
-
-def _registry():
-    return REGISTRY
-
-
 def _is_elementwise(node) -> bool:
     return getattr(node.op_def, "elementwise", False) and len(node.inputs) >= 2
 
@@ -99,11 +91,11 @@ def implicit_broadcast(n, rw):
     out = n.outs[0].shape
     for i, ref in enumerate(n.inputs):
         p = rw.producer(ref)
-        if p.op not in _BROADCASTS or rw.shape(p.inputs[0]) is None:
+        if not p.op_def.broadcasts or rw.shape(p.inputs[0]) is None:
             continue
         s = p.inputs[0]
         others = [r for j, r in enumerate(n.inputs) if j != i]
-        if p.op == "BroadcastLike" and any(
+        if p.op_def.symbolic_dims == "input1" and any(
             rw.resolve(p.inputs[1]) == rw.resolve(o) for o in others
         ):
             keeps = True  # another operand has the very shape broadcast to

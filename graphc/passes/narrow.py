@@ -24,7 +24,7 @@ def _split_product(n, rw: Rewriter) -> None:
     """Alias the read pieces of SplitLike ``n`` to narrower products (see the module doc)."""
     g, likes = n.inputs[0], n.inputs[1:]
     m = rw.producer(g)
-    if m.op != "MatMul" or rw.src_uses(g) != 1 or len(m.outs) != 1:
+    if not m.op_def.matrix_product or rw.src_uses(g) != 1 or len(m.outs) != 1:
         return
     a, b = m.inputs
     specs = [rw.spec(r) for r in (a, b, g)]
@@ -45,7 +45,7 @@ def _split_product(n, rw: Rewriter) -> None:
             span = ("span", lo, s[1])
             key = (span, _ALL) if m.attrs.get("transpose_b") else (_ALL, span)
             part = rw.add("StridedSlice", (b,), {"key": key}, suffix=f"narrow{k}")
-            rw.alias[(n.id, k)] = rw.add("MatMul", (a, part), dict(m.attrs), suffix=f"narrow{k}")
+            rw.alias[(n.id, k)] = rw.add(m.op, (a, part), dict(m.attrs), suffix=f"narrow{k}")
         lo += s[1]
 
 

@@ -190,8 +190,10 @@ class Rewriter:
     def splat(self, ref, depth: int = 4):
         """The single value every element of ``ref`` holds, if statically known, else None.
 
-        Knows Const (all elements equal, at least one element), ZerosLike/ones_like, Fill and
-        BroadcastTo/BroadcastLike/Reshape of such a value.
+        Knows Const (all elements equal, at least one element), ops whose every element is an
+        attribute (``OpDef.splat_attr``: zeros_like/ones_like), and ops that copy input 0's
+        elements (``OpDef.copies_input0``: fill, broadcasts, reshapes, identity) of such a
+        value.
         """
         n = self.producer(ref)
         if n.op_def.source == "const":
@@ -200,10 +202,9 @@ class Rewriter:
                 return None
             first = v.reshape(-1)[0]
             return first if np.all(v == first) else None
-        if n.op == "ZerosLike":
-            return np.asarray(n.attrs["value"]).astype(n.outs[0].dtype.np)[()]
-        if depth and n.op in ("Fill", "BroadcastTo", "BroadcastLike", "Reshape", "ExpandDims",
-                              "Squeeze", "Identity", "StopGradient"):  # fmt: skip
+        if n.op_def.splat_attr:
+            return np.asarray(n.attrs[n.op_def.splat_attr]).astype(n.outs[0].dtype.np)[()]
+        if depth and n.op_def.copies_input0:
             return self.splat(n.inputs[0], depth - 1)
         return None
 

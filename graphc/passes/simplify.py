@@ -275,12 +275,12 @@ def _reshape_target(shape):
 def reshape_noop(n, rw):
     """reshape(x, shape(x)) -> x  (also expand_dims/squeeze/reshape_like to x's own shape)."""
     x = n.inputs[0]
-    if n.op == "Squeeze" and not n.attrs["axes"]:
+    if n.op_def.symbolic_dims == "squeeze" and not n.attrs["axes"]:
         return x
     out, shape = n.outs[0].shape, rw.shape(x)
     if fully_known(out) and fully_known(shape) and tuple(out) == tuple(shape):
         return x
-    if n.op == "ReshapeLike" and rw.same_runtime_shape(n.inputs[1], x):
+    if n.op_def.symbolic_dims == "input1" and rw.same_runtime_shape(n.inputs[1], x):
         return x
     return None
 

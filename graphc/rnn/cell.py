@@ -40,6 +40,7 @@ from ..model.initializers import Constant, Zeros
 from ..model.scope import get_variable, variable_scope
 from ..ops.constant import zeros, zeros_like
 from ..ops.elementwise import sigmoid, tanh
+from ..ops.indexing.slicing import runtime_dim_of
 from ..ops.linalg import matmul
 from ..ops.nn import bias_add
 from ..ops.reduce import reduce_sum
@@ -90,14 +91,8 @@ def batch_zeros(batch_size, units: int, dtype) -> Tensor:
         op = batch_size.op
         if op.op_def.source == "const" and np.size(op.attrs["value"]) == 1:
             batch_size = int(np.asarray(op.attrs["value"]).reshape(()))
-        elif (
-            op.type == "StridedSlice"
-            and op.inputs[0].op.type == "Shape"
-            and len(op.attrs["key"]) == 1
-            and op.attrs["key"][0][0] == "int"
-        ):
-            source = op.inputs[0].op.inputs[0]
-            axis = op.attrs["key"][0][1] % len(source.shape)
+        elif runtime_dim_of(batch_size) is not None:
+            source, axis = runtime_dim_of(batch_size)
             others = [i for i in range(len(source.shape)) if i != axis]
             column = reduce_sum(zeros_like(source, dtype=dtype), axis=others)  # [B] zeros
             return expand_dims(column, 1) + zeros((1, units), dtype)

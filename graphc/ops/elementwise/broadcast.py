@@ -63,6 +63,8 @@ class BroadcastLike(OpDef):
     """Broadcast input 0 to the runtime shape of input 1 (numpy rules)."""
 
     kind = "index"
+    broadcasts = True
+    copies_input0 = True
     symbolic_dims = "input1"
 
     def infer(self, specs, attrs):

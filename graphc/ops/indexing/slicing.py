@@ -254,6 +254,19 @@ def getitem(tensor, key):
     return y
 
 
+def runtime_dim_of(t: Tensor):
+    """``(x, k)`` when ``t`` is ``gc.shape(x)[k]`` (one dim of ``x``'s run-time shape, the
+    TF1 idiom for a batch size), else None. ``k`` counts from the front."""
+    op = t.op
+    if op.type != "StridedSlice" or op.inputs[0].op.type != "Shape":
+        return None
+    key = op.attrs["key"]
+    if len(key) != 1 or key[0][0] != "int":
+        return None
+    source = op.inputs[0].op.inputs[0]
+    return source, key[0][1] % len(source.shape)
+
+
 def _wrap_negative(idx, y, axis):
     """``idx + dim`` where ``idx < 0``, as Python indexing counts from the end."""
     dim = y.shape[axis] if y.shape is not None else None

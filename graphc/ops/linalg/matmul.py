@@ -45,6 +45,7 @@ class MatMul(OpDef):
     """
 
     kind = "gemm"
+    matrix_product = True
     opaque_lowering = "MatMul_loops"
     symbolic_dims = "matmul"
 

@@ -27,6 +27,7 @@ class Reshape(OpDef):
     """Reshape to ``attrs['shape']`` (one -1 allowed, inferred at run time)."""
 
     kind = "index"
+    copies_input0 = True
     symbolic_dims = "reshape"
     view = True
     reads_each_once = True
@@ -95,6 +96,7 @@ class ExpandDims(OpDef):
     """Insert a size-1 dimension at ``attrs['axis']`` (already normalised)."""
 
     kind = "index"
+    copies_input0 = True
     symbolic_dims = "expand_dims"
     view = True
     reads_each_once = True
@@ -128,6 +130,7 @@ class Squeeze(OpDef):
     """Remove size-1 dimensions ``attrs['axes']`` (normalised)."""
 
     kind = "index"
+    copies_input0 = True
     symbolic_dims = "squeeze"
     view = True
     reads_each_once = True

@@ -67,6 +67,8 @@ class BroadcastTo(OpDef):
     """Broadcast the input to the static ``attrs['shape']`` (numpy rules)."""
 
     kind = "index"
+    broadcasts = True
+    copies_input0 = True
 
     def infer(self, specs, attrs):
         x, target = specs[0], attrs["shape"]
