@@ -15,7 +15,7 @@ from .builder import Illegal, Ix
 from .group_emitter import GroupEmitter
 from .ir import Buffer, LibCall, Store, exprs_in, walk_stmts
 from .lower_nn import emit_conv2d
-from .lower_rows import store_all, stored_space
+from .lower_rows import concat_output, emit_concat_pieces, store_all, stored_space
 
 
 def emit_gemm_group(lw, name, nodes, stored, mm):
@@ -65,6 +65,10 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
     kb.overrides[mm_ref] = c_buf
     if epilogue:
         kb.reads.add(c_buf)
+        concat = concat_output(lw, epilogue, {n.id for n in nodes})
+        if concat is not None:
+            emit_concat_pieces(kb, concat)
+            return kb
         space = stored_space(lw, epilogue)
         saved = list(kb.blocks[0])
         for flat in (True, False):

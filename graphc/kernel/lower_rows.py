@@ -51,8 +51,11 @@ def emit_loop_group(lw, name, nodes, stored, flat_first=True):
                 store_all(kb, [r for r in stored if lw.shapes[r] == shape],
                            kb.ix(shape, dims=idx))  # fmt: skip
         return kb, kb.body()
-    if len(stored) == 1 and lw.program.node(stored[0][0]).op == "ConcatV2":
-        return _emit_concat_pieces(lw, name, nodes, lw.program.node(stored[0][0]))
+    concat = concat_output(lw, stored, {n.id for n in nodes})
+    if concat is not None:
+        kb = GroupEmitter(lw, name, [n.id for n in nodes])
+        emit_concat_pieces(kb, concat)
+        return kb, kb.body()
     space = stored_space(lw, stored)
     for flat in [True, False] if flat_first else [False]:
         kb = GroupEmitter(lw, name, [n.id for n in nodes])
@@ -69,26 +72,45 @@ def emit_loop_group(lw, name, nodes, stored, flat_first=True):
     return kb, kb.body()
 
 
-def _emit_concat_pieces(lw, name, nodes, concat):
-    """A loop group whose one output is a concat: one loop nest per input, each computing
-    only its piece and storing it at its offset along the axis (one nest over the whole
-    output would compute every input's fused producers at each element and select one,
-    with clamped loads that do not vectorise)."""
-    kb = GroupEmitter(lw, name, [n.id for n in nodes])
+def concat_output(lw, stored, members):
+    """(stored ref, concat node, perm) when a group's one stored output is a concat of the
+    group, or a chain of the group's transposes of one (an ONNX NCHW concat between NHWC
+    convolutions); ``perm[d]`` is the concat's dim that output dim ``d`` reads. Else None."""
+    if len(stored) != 1:
+        return None
+    node = lw.program.node(stored[0][0])
+    perm = tuple(range(len(lw.shapes[stored[0]])))
+    while node.op_def.symbolic_dims == "transpose" and node.id in members:
+        perm = tuple(node.attrs["perm"][p] for p in perm)
+        node = lw.program.node(node.inputs[0][0])
+    if node.op_def.symbolic_dims != "concat" or node.id not in members:
+        return None
+    return stored[0], node, perm
+
+
+def emit_concat_pieces(kb, found):
+    """Store a group's one output, a concat (``concat_output``): one loop nest per input,
+    each computing only its piece and storing it at its offset along the axis (one nest
+    over the whole output would compute every input's fused producers at each element and
+    select one, with clamped loads that do not vectorise). Loop groups and GEMM epilogues (a
+    fire module's two expand convolutions and their concat) both use it."""
+    lw = kb.lw
+    ref, concat, perm = found
     axis = concat.attrs["axis"]
-    out_shape = lw.shapes[(concat.id, 0)]
-    buf = kb.out_buffer(concat, 0)
+    out_shape = lw.shapes[ref]
+    buf = kb.out_buffer(lw.program.node(ref[0]), ref[1])
     offset = sym.ZERO
-    for ref in concat.inputs:
-        shape = lw.shapes[tuple(ref)]
+    for piece in concat.inputs:
+        shape = lw.shapes[tuple(piece)]
         if sym.const_value(shape[axis]) != 0:
-            with kb.nest(shape) as idx:
-                v = kb.value(ref, kb.ix(shape, dims=idx))
-                at = list(idx)
-                at[axis] = sym.add(idx[axis], offset)
+            with kb.nest([shape[p] for p in perm]) as idx:
+                dims = [None] * len(perm)
+                for d, p in enumerate(perm):
+                    dims[p] = idx[d]
+                v = kb.value(piece, kb.ix(shape, dims=dims))
+                at = [sym.add(i, offset) if p == axis else i for i, p in zip(idx, perm)]
                 kb.emit(Store(buf, sym.flat_index(at, out_shape), v))
         offset = sym.add(offset, shape[axis])
-    return kb, kb.body()
 
 
 def store_all(kb, stored, ix):
