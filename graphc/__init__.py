@@ -9,6 +9,8 @@
 The public names are described in docs/api.md (the user guide).
 """
 
+import importlib as _importlib
+
 from . import (  # gc.math, gc.nn...: tf.math / tf.nn namespaces
     debugging,
     errors,
@@ -62,6 +64,7 @@ from . import (  # noqa: E402  (gc.data: input pipelines; gc.summary: TensorBoar
     losses,
     metrics,
     summary,
+    train,
 )
 from .autodiff import gradients, hessians, jacobian  # noqa: E402
 from .exporter import export, export_c, load  # noqa: E402
@@ -96,16 +99,12 @@ from .model.initializers import RandomUniform as random_uniform_initializer  # n
 from .model.initializers import TruncatedNormal as truncated_normal_initializer  # noqa: E402
 from .model.initializers import VarianceScaling as variance_scaling_initializer  # noqa: E402
 from .model.initializers import Zeros as zeros_initializer  # noqa: E402
+from .train import clip_by_global_norm  # noqa: E402
 
 
 def __getattr__(name):
-    # gc.train and gc.distribute load on first use, keeping `import graphc` fast.
-    if name == "clip_by_global_norm":
-        from .train import clip_by_global_norm
-
-        return clip_by_global_norm
-    if name in ("train", "distribute"):  # gc.distribute: mpi4py only when used
-        import importlib
-
-        return importlib.import_module("." + name, __name__)
+    # gc.distribute (the MPI extra) loads on first use: its collective ops join the registry
+    # only then, and mpi4py only when a collective runs.
+    if name == "distribute":
+        return _importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'graphc' has no attribute {name!r}")

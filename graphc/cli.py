@@ -1,7 +1,6 @@
 """The ``graphc`` command: ``graphc --version``, ``graphc bench``, ``graphc inspect``,
 ``graphc dot``.
 
-Subcommands import what they need when they run, so ``graphc --version`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,17 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import errors, exporter
+from . import onnx as gc_onnx
+from .bench.cli import add_arguments, run
 from .version import __version__
 
 
 def _export_function(name: str):
     """graphc.exporter.<name>, or a clear error while this build does not provide it."""
-    try:
-        from . import exporter
-    except ImportError as exc:
-        raise SystemExit(
-            f"graphc: this command needs graphc.exporter, which failed to import ({exc})"
-        ) from None
     fn = getattr(exporter, name, None)
     if fn is None:
         raise SystemExit(f"graphc: graphc.exporter.{name} is not implemented in this build yet")
@@ -30,8 +26,6 @@ def _export_function(name: str):
 
 
 def _artifact_errors():
-    from . import errors
-
     return (errors.GraphcError, OSError)
 
 
@@ -46,8 +40,6 @@ def _fail(command: str, path: str, exc: Exception) -> int:
 def _inspect(args) -> int:
     describe = _export_function("describe")
     if str(args.artifact).endswith(".onnx"):  # an ONNX model (needs the onnx package)
-        from . import onnx as gc_onnx
-
         describe = gc_onnx.describe
     try:
         print(describe(args.artifact))
@@ -90,14 +82,10 @@ def _dot(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench.cli import run
-
     return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench.cli import add_arguments
-
     parser = argparse.ArgumentParser(
         prog="graphc", description="graphc: a static-graph deep-learning compiler."
     )

@@ -24,12 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import llvmlite.binding as llvm
 import numpy as np
 
 from . import config
 from . import dtypes as _dt
 from .artifact import _check_key, read_container, write_container
-from .backends.cpu.native import NativeMismatch, check_header_schema, export_native, load_native
+from .backends.cpu.native import (
+    NativeMismatch,
+    check_header_schema,
+    check_machine,
+    export_native,
+    load_native,
+)
 from .backends.cpu.native import target as native_target
 from .clib import export_c
 from .compiler import check_target, compile_program
@@ -55,8 +62,6 @@ def _spec(t) -> dict:
 def _machine() -> dict:
     info = {"python_machine": platform.machine(), "system": platform.system()}
     try:
-        import llvmlite.binding as llvm
-
         info["triple"] = llvm.get_process_triple()
         info["cpu"] = llvm.get_host_cpu_name()
     except Exception:  # noqa: BLE001 - informational only
@@ -487,8 +492,6 @@ def _describe_native(native, sections) -> list:
         f"  needs CPU features ({len(feats)}): {', '.join(feats)}",
     ]
     try:
-        from .backends.cpu.native import NativeMismatch, check_machine
-
         check_machine(native)
         lines.append("  this machine: can run it (gc.load will not recompile)")
     except NativeMismatch as exc:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import errors
+from .plot import PlotUnavailableError, _pyplot, plot
+from .report import format_table, write_json
+from .runner import run_suite
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``graphc bench`` (shared by both entry points)."""
@@ -59,16 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     """Run the benchmark for parsed ``args``; returns the process exit status."""
-    from .. import errors
-    from .report import format_table, write_json
-    from .runner import run_suite
-
     if args.repeat < 1:
         print(f"graphc bench: --repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 2
     if args.plot:  # fail before the long run, not after it
-        from .plot import PlotUnavailableError, _pyplot
-
         try:
             _pyplot()
         except PlotUnavailableError as exc:
@@ -99,8 +98,6 @@ def run(args) -> int:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
-        from .plot import plot
-
         try:
             plot(result, args.plot)
             print(f"wrote {args.plot}", file=sys.stderr)

@@ -14,6 +14,7 @@ named ``host_fallback:<op>``, ``exe.stats["host_fallback_ops"]``), never a silen
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ...executable import Executable, KernelInfo
 from ...kernel.recip import hoist_divisors
@@ -194,8 +195,6 @@ def _stats(kp) -> dict:
 
 
 def _dump(dump_dir, stages):
-    from pathlib import Path
-
     d = Path(dump_dir)
     d.mkdir(parents=True, exist_ok=True)
     for name in ("kernel", "fusion", "llvm"):

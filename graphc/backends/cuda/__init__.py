@@ -11,16 +11,17 @@ on disk (``cache.py``) and a later compile of the same Program skips all of it
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
+
+from ...executable import Executable, KernelInfo
+from . import cache, nvcc
+from .render import render_program
 
 
 def availability() -> str | None:
     """None when a GPU, pycuda and nvcc are usable, else a sentence saying what is missing."""
-    import importlib.util
-
-    from .nvcc import find_nvcc
-
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (pip install 'graphc[cuda]')"
     try:
@@ -33,7 +34,7 @@ def availability() -> str | None:
             return "no CUDA GPU was found"
     except Exception as exc:  # noqa: BLE001 - any driver failure means no usable GPU
         return f"the CUDA driver could not be initialised ({exc})"
-    if find_nvcc() is None:  # kernels are compiled at run time
+    if nvcc.find_nvcc() is None:  # kernels are compiled at run time
         return "nvcc (the CUDA toolkit) was not found: set CUDA_HOME or put nvcc on PATH"
     return None
 
@@ -50,12 +51,9 @@ def nvcc_options(options) -> tuple:
 
 
 def _disk_key(source, options, dev) -> str:
-    from . import cache
-    from .nvcc import find_nvcc, nvcc_version
-
-    nvcc = find_nvcc()
+    exe = nvcc.find_nvcc()
     return cache.cache_key(source.hash(), options.key(), dev.arch,
-                           nvcc_version(nvcc) if nvcc else "none")  # fmt: skip
+                           nvcc.nvcc_version(exe) if exe else "none")  # fmt: skip
 
 
 def try_load_cached(source, options):
@@ -64,9 +62,7 @@ def try_load_cached(source, options):
     backend as they run (the compile still writes its entry)."""
     if options.cache_dir is None or options.dump_dir is not None:
         return None
-    from ...executable import Executable, KernelInfo
-    from . import cache
-    from .runtime import CudaRunner, device
+    from .runtime import CudaRunner, device  # pycuda
 
     t0 = time.perf_counter()
     dev = device()
@@ -90,11 +86,7 @@ def try_load_cached(source, options):
 def build_executable(source, result, lowered, options):
     """Render the lowered program of ``result`` (``pipeline.lower_program``) as CUDA C,
     compile it for the GPU of this process and load it."""
-    from ...executable import Executable, KernelInfo
-    from . import cache
-    from .nvcc import cache_key, compile_source, find_nvcc
-    from .render import render_program
-    from .runtime import CudaRunner, device
+    from .runtime import CudaRunner, device  # pycuda
 
     program = result.program
     fplan, kp, secs = lowered.fplan, lowered.kp, dict(lowered.seconds)
@@ -104,9 +96,10 @@ def build_executable(source, result, lowered, options):
     dev = device()
     t0 = time.perf_counter()
     flags = nvcc_options(options)
-    cubin, from_disk = compile_source(module.source, dev.arch, "cubin", options.cache_dir, flags)
+    cubin, from_disk = nvcc.compile_source(module.source, dev.arch, "cubin", options.cache_dir,
+                                           flags)  # fmt: skip
     secs["nvcc"] = time.perf_counter() - t0
-    key = cache_key(module.source, dev.arch, "cubin", find_nvcc(), flags)
+    key = nvcc.cache_key(module.source, dev.arch, "cubin", nvcc.find_nvcc(), flags)
     runner = CudaRunner(dev, kp, module, key, cubin)
     kernels = [KernelInfo(k.name, tuple(k.ops), tuple(k.op_types),
                           k.bytes_moved if isinstance(k.bytes_moved, int) else None)

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...kernel.ir import KernelProgram
+from ...version import __version__
 from ..llvm import cache as _container
 from .render import kernels_dir
 from .rendered import CudaModule, Launch, RenderedKernel
@@ -43,8 +44,6 @@ def codegen_hash() -> str:
 
 
 def cache_key(program_hash: str, options_key, arch: str, nvcc_version: str) -> str:
-    from ...version import __version__
-
     parts = {
         "format": _container.FORMAT,
         "program": program_hash,

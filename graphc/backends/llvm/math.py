@@ -55,6 +55,7 @@ underflow through subnormals to 0.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -384,13 +385,11 @@ def _erf_f32(m: _B, x):
 
 def _erfc_scaled_cheb() -> list:
     """Chebyshev coefficients of g(t) = erfc(x) exp(x^2) x on x in [1, 6], t mapped to [-1, 1]."""
-    from math import erfc, exp
-
     deg = 40
     k = np.arange(deg * 2)
     nodes = np.cos(np.pi * (k + 0.5) / (deg * 2))
     xs = 3.5 + 2.5 * nodes
-    ys = np.array([erfc(v) * exp(v * v) * v for v in xs])
+    ys = np.array([math.erfc(v) * math.exp(v * v) * v for v in xs])
     return list(np.polynomial.chebyshev.chebfit(nodes, ys, deg))
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import threading
 
 import llvmlite.binding as llvm
@@ -57,8 +58,6 @@ MAX_WORKERS = 255
 
 
 def worker_limit() -> int:
-    import os
-
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min(MAX_WORKERS, (cpus or 1) - 1))
 

@@ -8,7 +8,7 @@ import numpy as np
 from ...errors import InvalidArgumentError
 from ..elementwise import cast, greater_equal, maximum, multiply
 from ..registry import Example, OpDef, ShapeError, apply1, convert_to_tensor, register
-from ..shape import expand_dims
+from ..shape.reshape import expand_dims  # (the module: the shape package imports indexing)
 from ..shape_util import located, merge_dim, static_ints
 from .common import (
     _check_index_dtype,

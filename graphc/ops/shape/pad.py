@@ -7,6 +7,7 @@ import numpy as np
 
 from ...errors import InvalidArgumentError
 from ...graph.core import Tensor
+from ..indexing.slicing import getitem
 from ..registry import Example, OpDef, ShapeError, apply1, convert_to_tensor, register
 from ..shape_util import located, static_ints
 from .common import _sample
@@ -55,9 +56,6 @@ class Pad(OpDef):
     def vjp(self, op, grads):
         paddings = op.attrs["paddings"]
         if op.attrs["mode"] == "CONSTANT":
-            # (ops/indexing imports ops/shape at load: this package's imports stay one-way)
-            from ..indexing.slicing import getitem
-
             key = tuple(slice(lo, -hi if hi else None) for lo, hi in paddings)
             return [getitem(grads[0], key)]
         return [apply1("PadGrad", [grads[0]], {"paddings": paddings, "mode": op.attrs["mode"]})]
