@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
+from ..expr import Math
 from ..ops.registry import REGISTRY
 from ..program import Program
 from .rewrite import Replace, RuleTable, fully_known
@@ -37,6 +38,12 @@ def _neutral_operand(n, rw, value, positions=(0, 1)):
 def _producer_op(rw, ref, op):
     p = rw.producer(ref)
     return p if p.op == op else None
+
+
+def _computes(node, fn: Math) -> bool:
+    """``node`` applies the scalar function ``fn`` to its operands (its op's declared
+    ``math``: ``Math.DIV`` for a / b, ``Math.RECIP`` for 1 / x)."""
+    return getattr(node.op_def, "math", None) is fn
 
 
 # -- arithmetic identities -----------------------------------------------------------------------
@@ -116,9 +123,9 @@ def mul_reciprocal(n, rw):
     for i in (0, 1):
         x, r = n.inputs[1 - i], n.inputs[i]
         p = rw.producer(r)
-        if p.op == "Reciprocal":
+        if _computes(p, Math.RECIP):
             d = p.inputs[0]
-        elif p.op == "RealDiv" and rw.splat(p.inputs[0]) == 1 and rw.fits(p.inputs[0], p.inputs[1]):
+        elif _computes(p, Math.DIV) and rw.splat(p.inputs[0]) == 1 and rw.fits(*p.inputs):
             d = p.inputs[1]
         else:
             continue
@@ -188,7 +195,7 @@ def log_softmax(n, rw):
     p = rw.producer(n.inputs[0])
     if p.op == "Softmax" and "LogSoftmax" in REGISTRY:
         return Replace("LogSoftmax", tuple(p.inputs), dict(p.attrs))
-    if p.op != "RealDiv":
+    if not _computes(p, Math.DIV):
         return None
     e, s = p.inputs
     exp = _producer_op(rw, e, "Exp")

@@ -26,6 +26,9 @@ class Elementwise(OpDef):
     """Output = scalar body applied to the broadcast inputs."""
 
     elementwise = True
+    #: The one scalar function the body applies to the operands (``scalar`` is
+    #: ``math(*args)``): the simplifier's algebraic rules read it (``x * RECIP(d)`` ->
+    #: ``x / d``) rather than the op's name.
     math: Math | None = None
     #: allowed input kinds: "f" float, "i" int, "b" bool
     kinds = "fi"
