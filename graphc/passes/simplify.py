@@ -46,6 +46,12 @@ def _computes(node, fn: Math) -> bool:
     return getattr(node.op_def, "math", None) is fn
 
 
+def _producer_computing(rw, ref, fn: Math):
+    """The producer of ``ref`` when it applies the scalar function ``fn``, else None."""
+    p = rw.producer(ref)
+    return p if _computes(p, fn) else None
+
+
 # -- arithmetic identities -----------------------------------------------------------------------
 
 
@@ -138,7 +144,7 @@ def mul_reciprocal(n, rw):
 @RULES.rule("Neg")
 def neg_neg(n, rw):
     """-(-x) -> x."""
-    p = _producer_op(rw, n.inputs[0], "Neg")
+    p = _producer_computing(rw, n.inputs[0], Math.NEG)
     return p.inputs[0] if p is not None else None
 
 
@@ -146,10 +152,10 @@ def neg_neg(n, rw):
 def add_neg(n, rw):
     """x + (-y) -> x - y;  (-x) + y -> y - x  (exact: IEEE subtraction is addition of -y)."""
     a, b = n.inputs
-    p = _producer_op(rw, b, "Neg")
+    p = _producer_computing(rw, b, Math.NEG)
     if p is not None:
         return Replace("Sub", (a, p.inputs[0]), {})
-    p = _producer_op(rw, a, "Neg")
+    p = _producer_computing(rw, a, Math.NEG)
     if p is not None:
         return Replace("Sub", (b, p.inputs[0]), {})
     return None
@@ -158,14 +164,14 @@ def add_neg(n, rw):
 @RULES.rule("Sub")
 def sub_neg(n, rw):
     """x - (-y) -> x + y."""
-    p = _producer_op(rw, n.inputs[1], "Neg")
+    p = _producer_computing(rw, n.inputs[1], Math.NEG)
     return Replace("Add", (n.inputs[0], p.inputs[0]), {}) if p is not None else None
 
 
 @RULES.rule("LogicalNot")
 def not_not(n, rw):
     """not(not(x)) -> x."""
-    p = _producer_op(rw, n.inputs[0], "LogicalNot")
+    p = _producer_computing(rw, n.inputs[0], Math.NOT)
     return p.inputs[0] if p is not None else None
 
 
@@ -175,14 +181,14 @@ def not_not(n, rw):
 @RULES.rule("Exp")
 def exp_log(n, rw):
     """exp(log(x)) -> x  (for x > 0; where log(x) is NaN the result becomes x)."""
-    p = _producer_op(rw, n.inputs[0], "Log")
+    p = _producer_computing(rw, n.inputs[0], Math.LOG)
     return p.inputs[0] if p is not None else None
 
 
 @RULES.rule("Log")
 def log_exp(n, rw):
     """log(exp(x)) -> x  (within rounding where exp(x) does not overflow)."""
-    p = _producer_op(rw, n.inputs[0], "Exp")
+    p = _producer_computing(rw, n.inputs[0], Math.EXP)
     return p.inputs[0] if p is not None else None
 
 
@@ -198,7 +204,7 @@ def log_softmax(n, rw):
     if not _computes(p, Math.DIV):
         return None
     e, s = p.inputs
-    exp = _producer_op(rw, e, "Exp")
+    exp = _producer_computing(rw, e, Math.EXP)
     total = _producer_op(rw, s, "Sum")
     if exp is None or total is None or not total.attrs["keepdims"]:
         return None
