@@ -52,6 +52,13 @@ def _producer_computing(rw, ref, fn: Math):
     return p if _computes(p, fn) else None
 
 
+def _producer_same_op(rw, n):
+    """The producer of ``n``'s input 0 when it is an op of ``n``'s type (a rule composing an
+    op with itself: cast of a cast, transpose of a transpose), else None."""
+    p = rw.producer(n.inputs[0])
+    return p if p.op == n.op else None
+
+
 # -- arithmetic identities -----------------------------------------------------------------------
 
 
@@ -234,7 +241,7 @@ def cast_same(n, rw):
 @RULES.rule("Cast")
 def cast_roundtrip(n, rw):
     """cast(cast(x, wide), dtype(x)) -> x  when ``wide`` holds every value of dtype(x)."""
-    p = _producer_op(rw, n.inputs[0], "Cast")
+    p = _producer_same_op(rw, n)
     if p is None:
         return None
     x = p.inputs[0]
@@ -323,7 +330,7 @@ def transpose_identity(n, rw):
 @RULES.rule("Transpose")
 def transpose_transpose(n, rw):
     """transpose(transpose(x, p), q) -> transpose(x, p[q])  (-> x when p[q] is the identity)."""
-    p = _producer_op(rw, n.inputs[0], "Transpose")
+    p = _producer_same_op(rw, n)
     if p is None:
         return None
     inner, outer = p.attrs["perm"], n.attrs["perm"]
@@ -346,8 +353,8 @@ def matmul_transpose(n, rw):
     inputs = list(n.inputs)
     changed = False
     for i, flag in ((0, "transpose_a"), (1, "transpose_b")):
-        p = _producer_op(rw, inputs[i], "Transpose")
-        if p is not None and _swaps_last_two(p.attrs["perm"]):
+        p = rw.producer(inputs[i])  # a transpose (OpDef.symbolic_dims) of the last two dims
+        if p.op_def.symbolic_dims == "transpose" and _swaps_last_two(p.attrs["perm"]):
             inputs[i] = p.inputs[0]
             attrs[flag] = not attrs.get(flag, False)
             changed = True
