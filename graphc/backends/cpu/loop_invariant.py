@@ -9,12 +9,18 @@ every iteration. Example: a loop gradient whose input gradient nobody reads mult
 slice of the captured weight (``passes/narrow.py``); the slice is copied once per run, not
 once per step. Only pure nodes with fully static output shapes move (the body's run-time
 sizes, ``body_dims.py``, concern the op's own inputs only).
+
+A product ``a @ b^T`` (``MatMul`` with ``transpose_b``) whose ``b`` is invariant reads
+``transpose(b)`` instead, a transpose the prologue computes once: the per-step product then
+has B in row-major ``[K, N]`` layout, which the native small-M GEMM streams without packing
+(``backends/llvm/smallgemm.py``; W11's gradient step ``dgates @ W_h^T``).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from ...graph.core import TensorSpec
 from ...passes.dce import dce
 from ...program import Node
 
@@ -23,23 +29,61 @@ def _static(spec) -> bool:
     return spec.shape is not None and all(isinstance(d, int) for d in spec.shape)
 
 
+def _is_invariant(n, first_cap: int, invariant: set) -> bool:
+    source = n.op_def.source
+    if source == "feed":
+        return n.attrs["index"] >= first_cap
+    if source == "const":
+        return True
+    return (not n.op_def.stateful and not n.control and bool(n.inputs)
+            and all(src in invariant for src, _ in n.inputs))  # fmt: skip
+
+
+def _transpose_invariant_b(body, first_cap: int):
+    """``body`` where each rank-2 ``MatMul`` with ``transpose_b`` and an invariant, static
+    ``b`` reads a new ``Transpose`` of ``b`` (invariant too, so hoisted) without
+    ``transpose_b``."""
+    invariant: set = set()
+    spec_of = {}
+    next_id = max((n.id for n in body.nodes), default=0) + 1
+    nodes = []
+    changed = False
+    for n in body.nodes:
+        spec_of[n.id] = n.outs
+        if n.op == "MatMul" and n.attrs.get("transpose_b") and n.id not in invariant:
+            src = tuple(n.inputs[1])
+            spec = spec_of[src[0]][src[1]]
+            a_spec = spec_of[n.inputs[0][0]][n.inputs[0][1]]
+            if (src[0] in invariant and _static(spec) and len(spec.shape) == 2
+                    and a_spec.shape is not None and len(a_spec.shape) == 2):  # fmt: skip
+                t_spec = TensorSpec((spec.shape[1], spec.shape[0]), spec.dtype)
+                t = Node(next_id, "Transpose", (src,), (t_spec,), {"perm": (1, 0)}, (),
+                         f"{n.name}/transpose_b", n.location)  # fmt: skip
+                next_id += 1
+                nodes.append(t)
+                spec_of[t.id] = t.outs
+                invariant.add(t.id)
+                attrs = dict(n.attrs, transpose_b=False)
+                n = replace(n, inputs=(tuple(n.inputs[0]), (t.id, 0)), attrs=attrs)
+                changed = True
+        if _is_invariant(n, first_cap, invariant):
+            invariant.add(n.id)
+        nodes.append(n)
+    return replace(body, nodes=tuple(nodes)) if changed else body
+
+
 def hoist(body, first_cap: int, n_inputs: int):
     """``(prologue, body)`` with the invariant work of ``body`` in ``prologue`` (reading the
     op's inputs by their indexes, fetching the values the new body reads as inputs
     ``n_inputs``, ``n_inputs + 1``, ...), or None when nothing moves."""
+    body = _transpose_invariant_b(body, first_cap)
     invariant: set = set()
     computed: set = set()
     for n in body.nodes:
-        source = n.op_def.source
-        if source == "feed":
-            if n.attrs["index"] >= first_cap:
-                invariant.add(n.id)
-        elif source == "const":
+        if _is_invariant(n, first_cap, invariant):
             invariant.add(n.id)
-        elif (not n.op_def.stateful and not n.control and n.inputs
-              and all(src in invariant for src, _ in n.inputs)):  # fmt: skip
-            invariant.add(n.id)
-            computed.add(n.id)
+            if n.op_def.source not in ("feed", "const"):
+                computed.add(n.id)
     if not computed:
         return None
     spec_of = {n.id: n.outs for n in body.nodes}

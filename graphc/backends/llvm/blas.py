@@ -28,6 +28,7 @@ from ...errors import UnavailableError, UnimplementedError
 from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .irutil import F64, I8, I32, I64, PTR, VOID, for_range, gep, mark_cold, value_type
+from .smallgemm import small_gemm
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
 #: core). The pool's workers spin between the kernels of a step, so handing them a chunk
@@ -162,6 +163,9 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         by_items, b.icmp_signed(">=", total, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     )
     by_items = b.and_(by_items, b.icmp_signed("<=", nt, one))
+    # few rows of C, B not transposed, not split by items: the native kernel, which does
+    # not pack B (smallgemm.py)
+    small = small_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big)
     # the epilogue runs per row chunk when the GEMM is split by rows and the loop covers C
     fused = ir.Constant(ir.IntType(1), 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)
@@ -172,6 +176,8 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         fused = b.and_(fused, b.icmp_signed("==", batch, one))
         fused = b.and_(fused, b.icmp_signed("==", lo, zero))
         fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, n)))
+        if small is not None:
+            fused = b.and_(fused, b.not_(small.use))
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
@@ -181,17 +187,23 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
             pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
-            cols = b.zext(by_cols, I64)
-            fields = [n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols, epi_fn, epi_ctx]
-            for j, v in enumerate(fields):
-                b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
-                                source_etype=args_ty))  # fmt: skip
-            serial = b.icmp_signed("<=", nt, one)
-            with b.if_else(serial, likely=True) as (then, otherwise):
-                with then:
-                    b.call(rows_fn, [args, ir.Constant(I64, 0), span])
-                with otherwise:
-                    b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), span, nt])
+            use_blas = ir.Constant(ir.IntType(1), 1)
+            if small is not None:  # the native kernel, else the BLAS below
+                with b.if_then(small.use):
+                    small.call(pa, pb, pc)
+                use_blas = b.not_(small.use)
+            with b.if_then(use_blas):
+                cols = b.zext(by_cols, I64)
+                fields = [n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols, epi_fn, epi_ctx]
+                for j, v in enumerate(fields):
+                    b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                    source_etype=args_ty))  # fmt: skip
+                serial = b.icmp_signed("<=", nt, one)
+                with b.if_else(serial, likely=True) as (then, otherwise):
+                    with then:
+                        b.call(rows_fn, [args, ir.Constant(I64, 0), span])
+                    with otherwise:
+                        b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), span, nt])
     return fused
 
 

@@ -34,6 +34,10 @@ How a call runs:
 - exit: ``shutdown()`` (registered with atexit) waits for a running job, stops and joins the
   workers; later calls run serially. The pool's code is never freed (a thread may still be
   in it while the interpreter tears down).
+
+The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``): shared
+code every program calls, compiled once per process (and cached with the pool) instead of
+in every program's module.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ import os
 import threading
 
 import llvmlite.binding as llvm
+
+from . import smallgemm
 
 #: how long an idle worker spins for the next job before parking (about one small kernel
 #: between two GEMMs of a training step)
@@ -63,7 +69,7 @@ def worker_limit() -> int:
 
 
 #: symbols the pool defines for generated code and for this module
-SYMBOLS = ("gc_parallel_for", "gc_pool_shutdown", "gc_pool_stats")
+SYMBOLS = ("gc_parallel_for", "gc_pool_shutdown", "gc_pool_stats", *smallgemm.SYMBOLS)
 
 _PAUSE = {
     "x86_64": "call void @llvm.x86.sse2.pause()",
@@ -437,7 +443,7 @@ def pool_ir(triple: str) -> str:
         .replace("{LIMIT}", str(worker_limit()))
         .replace("{WORKER_SPIN_NS}", str(WORKER_SPIN_NS))
         .replace("{CALLER_SPIN_NS}", str(CALLER_SPIN_NS))
-    )
+    ) + smallgemm.kernels_ir()
 
 
 _lock = threading.Lock()

@@ -1,0 +1,165 @@
+"""The native small-M GEMM (``graphc/backends/llvm/smallgemm.py``) and the loop prologue's
+transpose of an invariant ``b`` (``graphc/backends/cpu/loop_invariant.py``).
+
+The kernel is called directly (from the worker pool's object, where it lives) against numpy
+in float64 for every edge: rows past a tile, columns past a vector block, K = 0, alpha and
+beta (beta 0 never reads C, which may hold NaN), a sub-range of column blocks, row strides
+larger than the row; then through the API on both targets (run-time M picking the kernel
+or OpenBLAS, split over two threads, batched), and loops whose step multiplies by a
+captured weight transposed (None batch, zero trips, gradients).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import dtypes as _dt
+from graphc.backends.llvm import jit, pool, smallgemm
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [
+        ("m", ctypes.c_int64), ("n", ctypes.c_int64), ("k", ctypes.c_int64),
+        ("alpha", ctypes.c_double), ("beta", ctypes.c_double),
+        ("a", ctypes.c_void_p), ("lda", ctypes.c_int64),
+        ("b", ctypes.c_void_p), ("ldb", ctypes.c_int64),
+        ("c", ctypes.c_void_p), ("ldc", ctypes.c_int64),
+    ]  # fmt: skip
+
+
+_PART = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+
+
+def _kernel(dt, ta):
+    jit.load_pool()
+    return _PART(pool._state["addrs"][smallgemm.symbol(dt, ta)])
+
+
+def _call(a, b, c, ta=False, alpha=1.0, beta=0.0, blocks=None):
+    """C = alpha * op(a) @ b + beta * C with the kernel; a, b, c may be views with row
+    strides (their leading dimension)."""
+    dt = _dt.float32 if a.dtype == np.float32 else _dt.float64
+    m, n = c.shape
+    k = b.shape[0]
+    item = a.itemsize
+    args = _Args(m, n, k, alpha, beta, a.ctypes.data, a.strides[0] // item, b.ctypes.data,
+                 b.strides[0] // item, c.ctypes.data, c.strides[0] // item)  # fmt: skip
+    nb = smallgemm.block_columns(dt)
+    lo, hi = blocks if blocks is not None else (0, -(-n // nb))
+    _kernel(dt, ta)(ctypes.addressof(args), lo, hi)
+
+
+SHAPES = [(2, 1, 1), (3, 0, 5), (4, 17, 64), (5, 7, 65), (31, 33, 100), (32, 321, 130),
+          (33, 8, 17), (64, 64, 48)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_kernel_matches_numpy(m, k, n, ta, dtype):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = (a.T if ta else a).astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    c = np.full((m, n), np.nan, dtype)  # beta 0: C is never read
+    _call(a, b, c, ta)
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol * max(k, 1))
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    c = c0.copy()
+    _call(a, b, c, ta, alpha=-2.0, beta=0.5)
+    np.testing.assert_allclose(c, -2.0 * want + 0.5 * c0, rtol=tol, atol=tol * max(k, 1) * 4)
+
+
+def test_kernel_strides_and_a_range_of_column_blocks():
+    rng = np.random.default_rng(1)
+    nb = smallgemm.block_columns(_dt.float32)
+    m, k, n = 6, 9, 3 * nb + 5
+    big_a = rng.standard_normal((m, k + 3)).astype(np.float32)
+    big_b = rng.standard_normal((k, n + 7)).astype(np.float32)
+    a, b = big_a[:, :k], big_b[:, :n]
+    big_c = np.full((m, n + 2), 7.0, np.float32)
+    c = big_c[:, :n]
+    _call(a, b, c, blocks=(1, 3))  # columns [nb, 3 nb) only
+    want = a.astype(np.float64) @ b
+    np.testing.assert_allclose(c[:, nb : 3 * nb], want[:, nb : 3 * nb], rtol=1e-5, atol=1e-5)
+    assert (c[:, :nb] == 7).all() and (c[:, 3 * nb :] == 7).all()
+    assert (big_c[:, n:] == 7).all()  # nothing past the row's end is written
+
+
+def _both(fetches, feeds, threads=None):
+    want = gc.Session(target="reference").run(fetches, feeds)
+    opts = gc.CompileOptions(cache_dir=None, threads=threads)
+    with gc.Session(target="cpu", options=opts) as sess:
+        got = sess.run(fetches, feeds)
+    for w, v in zip(want, got):
+        assert np.shape(v) == np.shape(w)
+        np.testing.assert_allclose(v, w, rtol=2e-5, atol=2e-4)
+    return got
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matmul_with_a_run_time_number_of_rows(threads):
+    """One compiled product serves M = 1 (BLAS), 2..64 (the kernel) and 65 (BLAS); the
+    32 x 321 x 1024 product is large enough to be split over two threads."""
+    x = gc.placeholder(gc.float32, (None, None))
+    w = gc.placeholder(gc.float32, (None, None))
+    xt = gc.placeholder(gc.float32, (None, None))
+    outs = [gc.matmul(x, w), gc.tanh(gc.matmul(xt, w, transpose_a=True)) + 1.0]
+    rng = np.random.default_rng(2)
+    for m, k, n in [(1, 5, 7), (2, 3, 4), (32, 321, 1024), (64, 40, 33), (65, 9, 70)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        feeds = {x: a, w: rng.standard_normal((k, n)).astype(np.float32), xt: a.T.copy()}
+        _both(outs, feeds, threads)
+
+
+def test_batched_product_with_few_rows():
+    x = gc.placeholder(gc.float32, (None, None, 16))
+    w = gc.placeholder(gc.float32, (None, 16, 40))
+    rng = np.random.default_rng(3)
+    feeds = {x: rng.standard_normal((3, 8, 16)).astype(np.float32),
+             w: rng.standard_normal((3, 16, 40)).astype(np.float32)}  # fmt: skip
+    _both([gc.matmul(x, w)], feeds)
+
+
+def _rnn(transpose_b):
+    xs = gc.placeholder(gc.float32, (None, None, 6))
+    h0 = gc.placeholder(gc.float32, (None, 24))
+    w = gc.constant(np.random.default_rng(4).standard_normal((24, 24)).astype(np.float32) / 5)
+    u = gc.constant(np.random.default_rng(5).standard_normal((6, 24)).astype(np.float32) / 3)
+
+    def step(h, x):
+        return gc.tanh(gc.matmul(h, w, transpose_b=transpose_b) + gc.matmul(x, u))
+
+    hs = gc.scan(step, xs, initializer=h0)
+    loss = gc.reduce_sum(hs * hs)
+    return xs, h0, w, hs, loss
+
+
+@pytest.mark.parametrize("trips,batch", [(5, 3), (0, 3), (4, 1), (3, 40)])
+def test_scan_multiplying_by_a_transposed_captured_weight(trips, batch):
+    """The step's ``h @ w^T`` reads a transpose of ``w`` the prologue makes once a run;
+    values and gradients equal the reference for every batch size (a None dim) and trip
+    count, zero included."""
+    xs, h0, w, hs, loss = _rnn(True)
+    gw, gh0 = gc.gradients(loss, [w, h0])
+    rng = np.random.default_rng(trips * 10 + batch)
+    feeds = {xs: rng.standard_normal((trips, batch, 6)).astype(np.float32),
+             h0: rng.standard_normal((batch, 24)).astype(np.float32)}  # fmt: skip
+    _both([hs, loss, gw, gh0], feeds)
+
+
+def test_the_transpose_of_the_weight_moves_to_the_prologue():
+    xs, h0, w, hs, loss = _rnn(True)
+    sess = gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None))
+    feeds = {xs: np.ones((2, 3, 6), np.float32), h0: np.ones((3, 24), np.float32)}
+    exe = sess.compile([hs], list(feeds))
+    prologue = [k for k in exe.kernels if "/prologue/" in k.name]
+    assert any("Transpose" in k.op_types for k in prologue), [k.name for k in exe.kernels]
+    body = [k for k in exe.kernels if "/body/" in k.name]
+    assert not any("Transpose" in k.op_types for k in body)
+    sess.close()
