@@ -6,7 +6,8 @@ in float64 for every edge: rows past a tile, columns past a vector block, K = 0,
 beta (beta 0 never reads C, which may hold NaN), a sub-range of column blocks, row strides
 larger than the row; then through the API on both targets (run-time M picking the kernel
 or OpenBLAS, split over two threads, batched), and loops whose step multiplies by a
-captured weight transposed (None batch, zero trips, gradients).
+captured weight transposed (None batch, zero trips, gradients); the lean run of a program
+with run-time dims.
 """
 
 from __future__ import annotations
@@ -163,3 +164,28 @@ def test_the_transpose_of_the_weight_moves_to_the_prologue():
     body = [k for k in exe.kernels if "/body/" in k.name]
     assert not any("Transpose" in k.op_types for k in body)
     sess.close()
+
+
+def test_lean_run_per_dims_value_checks_every_feed():
+    """A program with run-time dims and no variables runs through a lean path per dims
+    value (llvm/runtime.py ``_run_dims``): batch sizes alternating, feeds that are lists or
+    strided views, and a feed whose shape contradicts the others is still refused."""
+    x = gc.placeholder(gc.float32, (None, 3))
+    w = gc.placeholder(gc.float32, (3, None))
+    v = gc.placeholder(gc.float32, (None,))
+    y = gc.tanh(gc.matmul(x, w)) + v
+    rng = np.random.default_rng(6)
+    with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        for b, n in [(2, 4), (5, 4), (2, 4), (5, 7)]:
+            a = rng.standard_normal((b, 3)).astype(np.float32)
+            m = rng.standard_normal((3, n)).astype(np.float32)
+            c = rng.standard_normal(n).astype(np.float32)
+            np.testing.assert_allclose(sess.run(y, {x: a, w: m, v: c}), np.tanh(a @ m) + c,
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+        wide = rng.standard_normal((3, 8)).astype(np.float32)
+        got = sess.run(y, {x: [[1.0, 2.0, 3.0]], w: wide[:, ::2], v: np.zeros(4, np.float32)})
+        np.testing.assert_allclose(got, np.tanh(np.array([[1.0, 2, 3]]) @ wide[:, ::2]),
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        with pytest.raises(gc.errors.InvalidArgumentError):
+            sess.run(y, {x: np.ones((2, 3), np.float32), w: np.ones((3, 4), np.float32),
+                         v: np.ones(5, np.float32)})  # fmt: skip
