@@ -133,7 +133,16 @@ class Program:
         return out
 
     def text(self) -> str:
-        """Stable, human-readable listing; its sha256 is the program hash."""
+        """Stable, human-readable listing; its sha256 is the program hash. Rendered once per
+        Program (it is immutable): the pass manager's fixpoint test and the stage texts
+        share it."""
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = self._render_text()
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def _render_text(self) -> str:
         lines = []
         for n in self.nodes:
             ins = ", ".join(f"%{i}" + (f".{k}" if k else "") for i, k in n.inputs)
@@ -292,3 +301,25 @@ def extract(fetch_tensors, target_ops, feed_tensors) -> Program:
 
 def is_tensor(x) -> bool:
     return isinstance(x, Tensor)
+
+
+class StageTexts(dict):
+    """Stage name -> text of a compilation stage (``Executable.dump_ir``). A value may be a
+    callable (``Program.text``, assembly): it is rendered on first access, so a compile
+    that nobody inspects renders no text."""
+
+    def __getitem__(self, key):
+        v = super().__getitem__(key)
+        if callable(v):
+            v = v()
+            self[key] = v
+        return v
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+    def values(self):
+        return [self[k] for k in self]

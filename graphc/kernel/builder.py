@@ -150,6 +150,30 @@ def strip_ones(shape):
     return tuple(shape)
 
 
+def broadcast_index(owner, ix: Ix, t) -> Ix:
+    """Index into an operand of shape ``t`` (numpy broadcasting) for output index ``ix``: the
+    emitter's and the fusion legality analysis' one rule (``owner``: the Ix's builder)."""
+    s = ix.shape
+    if t == s:
+        return ix
+    if all(sym.const_value(d) == 1 for d in t):
+        return Ix(owner, t, tuple(sym.ZERO for _ in t), sym.ZERO)
+    if strip_ones(t) == strip_ones(s):
+        return Ix(owner, t, flat=ix.flat())
+    dims = ix.dims()
+    r, n = len(s), len(t)
+    out = []
+    for k in range(n):
+        tk, sd = t[k], s[r - n + k]
+        if sym.const_value(tk) == 1:
+            out.append(sym.ZERO)
+        elif tk == sd:
+            out.append(dims[r - n + k])
+        else:
+            out.append(sym.select(sym.eq(tk, 1), 0, dims[r - n + k]))
+    return Ix(owner, t, dims=out)
+
+
 def is_row_shape(s, space, axes) -> bool:
     """``s`` is the row shape: ``space`` with the reduced axes dropped or set to 1."""
     keep = tuple(d for i, d in enumerate(space) if i not in axes)

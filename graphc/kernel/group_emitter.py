@@ -9,7 +9,7 @@ from ..errors import UnimplementedError
 from ..expr import Const, Expr, Load, Math, i64
 from . import lowerings as L
 from . import sym
-from .builder import Illegal, Ix, KernelBuilder, strip_ones
+from .builder import Illegal, Ix, KernelBuilder, broadcast_index
 from .ir import RNG_BUFFER, STATUS_BUFFER, If, Store
 
 
@@ -38,26 +38,7 @@ class GroupEmitter(KernelBuilder):
 
     def broadcast_ix(self, ix: Ix, ref) -> Ix:
         """Index into input ``ref`` (numpy broadcasting) for output index ``ix``."""
-        t = self.shape(ref)
-        s = ix.shape
-        if t == s:
-            return ix
-        if all(sym.const_value(d) == 1 for d in t):
-            return Ix(self, t, tuple(sym.ZERO for _ in t), sym.ZERO)
-        if strip_ones(t) == strip_ones(s):
-            return Ix(self, t, flat=ix.flat())
-        dims = ix.dims()
-        r, n = len(s), len(t)
-        out = []
-        for k in range(n):
-            tk, sd = t[k], s[r - n + k]
-            if sym.const_value(tk) == 1:
-                out.append(sym.ZERO)
-            elif tk == sd:
-                out.append(dims[r - n + k])
-            else:
-                out.append(sym.select(sym.eq(tk, 1), 0, dims[r - n + k]))
-        return Ix(self, t, dims=out)
+        return broadcast_index(self, ix, self.shape(ref))
 
     def value(self, ref, ix: Ix) -> Expr:
         ref = tuple(ref)

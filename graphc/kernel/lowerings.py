@@ -34,6 +34,7 @@ KINDS: dict = {}
 VALUE: dict = {}
 REDUCTIONS: dict = {}
 OPAQUE: dict = {}
+READS: dict = {}  # value rule -> how it reads its operands (see reads_at)
 #: op types whose value is expensive per element (never duplicated or recomputed by fusion)
 EXPENSIVE_MATH = {
     Math.EXP, Math.EXPM1, Math.LOG, Math.LOG1P, Math.SIN, Math.COS, Math.TAN, Math.TANH,
@@ -41,14 +42,28 @@ EXPENSIVE_MATH = {
 }  # fmt: skip
 
 
-def value_rule(kind, *types):
+def value_rule(kind, *types, reads=None):
+    """Register ``fn`` as the value rule of op ``types`` (lowering kind ``kind``). ``reads``:
+    how the rule reads its operands, when it is one of the index maps fusion's legality
+    analysis follows (``READS``); None: at indices only the rule knows."""
+
     def deco(fn):
         for t in types:
             KINDS[t] = kind
             VALUE[t] = fn
+        if reads is not None:
+            READS[fn] = reads
         return fn
 
     return deco
+
+
+def reads_at(node) -> str | None:
+    """How ``node``'s value rule reads its operands: "broadcast" (each operand at the output
+    index broadcast to its shape: every elementwise op), "same" (its one operand at the
+    output index itself), "flat" (its one operand at the same flat index: reshapes), "none"
+    (no operand) or None (somewhere else: transposes, slices, gathers, ...)."""
+    return READS.get(value_fn(node))
 
 
 def op_kind(node) -> str | None:
@@ -116,12 +131,17 @@ def scalar_body(g, node, ix):
     return op_def.scalar(args, node.attrs)
 
 
-@value_rule("elementwise", "Identity", "StopGradient", "PlaceholderWithDefault", "Assign")
+READS[scalar_body] = "broadcast"
+
+
+@value_rule(
+    "elementwise", "Identity", "StopGradient", "PlaceholderWithDefault", "Assign", reads="same"
+)
 def _identity(g, node, ix):
     return g.value(node.inputs[0], ix)
 
 
-@value_rule("elementwise", "CheckNumerics")
+@value_rule("elementwise", "CheckNumerics", reads="same")
 def _check_numerics(g, node, ix):
     """The input's value, flagged in the status buffer where it is NaN or Inf."""
     v = g.bind(g.value(node.inputs[0], ix), node.outs[0].dtype)
@@ -129,24 +149,24 @@ def _check_numerics(g, node, ix):
     return v
 
 
-@value_rule("elementwise", "AssignAdd")
+@value_rule("elementwise", "AssignAdd", reads="same")
 def _assign_add(g, node, ix):
     v = g.value(node.inputs[0], ix)
     return Math.ADD(g.var_before(node, ix), v)
 
 
-@value_rule("elementwise", "AssignSub")
+@value_rule("elementwise", "AssignSub", reads="same")
 def _assign_sub(g, node, ix):
     v = g.value(node.inputs[0], ix)
     return Math.SUB(g.var_before(node, ix), v)
 
 
-@value_rule("elementwise", "Cast")
+@value_rule("elementwise", "Cast", reads="same")
 def _cast(g, node, ix):
     return Cast(g.value(node.inputs[0], ix), node.attrs["dtype"])
 
 
-@value_rule("elementwise", "ZerosLike")
+@value_rule("elementwise", "ZerosLike", reads="none")
 def _zeros_like(g, node, ix):
     dt = node.outs[0].dtype
     return Const(dt.np.type(node.attrs["value"]).item(), dt)
@@ -261,13 +281,13 @@ def _truncated_normal(g, node, ix):
 # -- index ops ---------------------------------------------------------------------------------
 
 
-@value_rule("index", "Reshape", "ReshapeLike", "ExpandDims", "Squeeze")
+@value_rule("index", "Reshape", "ReshapeLike", "ExpandDims", "Squeeze", reads="flat")
 def _bitcast(g, node, ix):
     """Same row-major order: the flat index carries over."""
     return g.value(node.inputs[0], g.ix(g.shape(node.inputs[0]), flat=ix.flat()))
 
 
-@value_rule("index", "BroadcastLike", "BroadcastTo")
+@value_rule("index", "BroadcastLike", "BroadcastTo", reads="broadcast")
 def _broadcast_to(g, node, ix):
     return g.value(node.inputs[0], g.broadcast_ix(ix, node.inputs[0]))
 

@@ -29,6 +29,7 @@ from ..errors import UnimplementedError
 from ..kernel import lowerings as L
 from ..kernel.lower import Illegal, Lowering, emit_group, ref_consumers
 from ..program import Program, node_signature
+from .fusion_legality import UNDECIDED, legality
 from .fusion_plan import FusionPlan, _finish, _Trial
 from .fusion_policy import FusionPolicy
 from .fusion_siblings import SiblingFusion
@@ -73,7 +74,8 @@ def fuse(program: Program, options=None, reduction_layout: str = "rows") -> Fusi
         plan = _finish(program, [[n] for n in compute], (), lw and lw.shapes)
         plan.decisions.append(("all ops", "refuse", why))
         return plan
-    return _Driver(program, lw, compute, reduction_layout).run()
+    verify = bool(getattr(options, "verify", False))
+    return _Driver(program, lw, compute, reduction_layout, verify).run()
 
 
 class _Driver(FusionPolicy, SiblingFusion):
@@ -92,8 +94,9 @@ class _Driver(FusionPolicy, SiblingFusion):
     (``joins_without_probe``).
     """
 
-    def __init__(self, program, lw, compute, reduction_layout="rows"):
+    def __init__(self, program, lw, compute, reduction_layout="rows", verify=False):
         self.program = program
+        self.verify = verify  # check every decision of the facts against a lowering
         self.reduction_layout = reduction_layout
         self.lw = lw
         self.compute = compute
@@ -240,18 +243,35 @@ class _Driver(FusionPolicy, SiblingFusion):
             nodes = sorted(trial[target], key=self._pos)
             stored = self.stored(trial, target, nodes)
             trial.stored[target] = tuple(stored)
-            key = self._probe_key(nodes, stored)
-            why = self._probes.get(key, _UNKNOWN)
-            if why is _UNKNOWN:
-                why = None
-                try:
-                    emit_group(self.lw, "probe", [self.node(n) for n in nodes], stored, None)
-                except (Illegal, UnimplementedError) as exc:
-                    why = str(exc)
-                self._probes[key] = why
+            why = legality(self.lw, [self.node(n) for n in nodes], stored)
+            if why is UNDECIDED or self.verify:
+                probed = self._probe(nodes, stored)
+                if why is not UNDECIDED and (why is None) != (probed is None):
+                    raise AssertionError(
+                        f"fusion legality facts and lowering disagree on "
+                        f"{self.gname_of(nodes)}: facts {why!r}, lowering {probed!r}"
+                    )
+                why = probed
             if why:
                 return why
         return None
+
+    def _probe(self, nodes, stored) -> str | None:
+        """Lower the group (``emit_group``, memoised by ``_probe_key``): None when it is one
+        kernel, else why not. For what the facts leave undecided, and for verification."""
+        key = self._probe_key(nodes, stored)
+        why = self._probes.get(key, _UNKNOWN)
+        if why is _UNKNOWN:
+            why = None
+            try:
+                emit_group(self.lw, "probe", [self.node(n) for n in nodes], stored, None)
+            except (Illegal, UnimplementedError) as exc:
+                why = str(exc)
+            self._probes[key] = why
+        return why
+
+    def gname_of(self, nodes) -> str:
+        return "{" + ", ".join(self.node(n).op for n in nodes) + "}"
 
     def _probe_key(self, nodes, stored) -> tuple:
         """The probe's memo key: the group up to node ids. Each node by what it computes

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..options import CompileOptions
-from ..program import Program
+from ..program import Program, StageTexts
 from .cleanup import cleanup
 from .cse import cse
 from .dce import dce
@@ -44,7 +44,7 @@ class PipelineResult:
     seconds spent in each pass (summed over rounds)."""
 
     program: Program
-    stages: dict = field(default_factory=dict)  # stage -> Program text (last round)
+    stages: dict = field(default_factory=StageTexts)  # stage -> Program text (last round)
     seconds: dict = field(default_factory=dict)  # pass name -> seconds
     rounds: int = 0
 
@@ -57,9 +57,10 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
     """Run every pass enabled at ``options.opt_level``; see the module doc string."""
     passes = [(name, fn) for name, fn, level in (PIPELINE if pipeline is None else pipeline)
               if options.opt_level >= level]  # fmt: skip
-    result = PipelineResult(program, {"input": program.text()})
+    result = PipelineResult(program, StageTexts(input=program.text))
     dump = _Dumper(options.dump_dir)
-    dump.write("input", result.stages["input"])
+    if dump.directory is not None:
+        dump.write("input", program.text())
     if options.verify:
         _verify(program, "input")
     rounds = 1 if options.opt_level < 2 else MAX_ROUNDS
@@ -78,11 +79,8 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
         result.rounds += 1
         if program.hash() == before:
             break
-    texts: dict = {}
     for name, prog in after.items():
-        if id(prog) not in texts:
-            texts[id(prog)] = prog.text()
-        result.stages[name] = texts[id(prog)]
+        result.stages[name] = prog.text  # rendered when asked for (once per Program)
     result.program = program
     return result
 

@@ -1,7 +1,8 @@
-"""Fusion's cost grows with the distinct kernels of a program, not with its depth: the
-legality probe is memoised on the group up to node ids (steps of an unrolled loop read
-different outputs of one unstack), and a kernel takes at most MAX_KERNEL_REDUCTIONS
-reductions (a gradient summed over the steps would otherwise be re-probed per step)."""
+"""Fusion's cost grows with the size of a program, not faster: legality is decided from
+facts (``fusion_legality.py``), without lowering the candidate group, and where the facts
+leave it open the lowering is memoised on the group up to node ids (steps of an unrolled
+loop read different outputs of one unstack); a kernel takes at most MAX_KERNEL_REDUCTIONS
+reductions (a gradient summed over the steps would otherwise be re-checked per step)."""
 
 from __future__ import annotations
 
@@ -30,26 +31,38 @@ def _unrolled(steps: int):
     return g, xs, [loss] + grads
 
 
-def _probes(steps: int, monkeypatch) -> int:
+def _decisions(steps: int, monkeypatch) -> tuple:
+    """(legality questions, of those the facts left to a lowering, lowerings) of fusing the
+    unrolled step."""
     g, xs, fetches = _unrolled(steps)
     with g.as_default():
         program = extract(fetches, [], [xs])
-    calls = []
-    real = F.emit_group
+    asked, undecided, lowered = [], [], []
+    real_legality, real_emit = F.legality, F.emit_group
 
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
+    def legality(*a, **k):
+        why = real_legality(*a, **k)
+        asked.append(1)
+        if why is F.UNDECIDED:
+            undecided.append(1)
+        return why
 
-    monkeypatch.setattr(F, "emit_group", counting)
+    def emit(*a, **k):
+        lowered.append(1)
+        return real_emit(*a, **k)
+
+    monkeypatch.setattr(F, "legality", legality)
+    monkeypatch.setattr(F, "emit_group", emit)
     F.fuse(program)
-    return len(calls)
+    return len(asked), len(undecided), len(lowered)
 
 
-def test_probes_do_not_grow_with_the_number_of_steps(monkeypatch):
-    p8, p32 = _probes(8, monkeypatch), _probes(32, monkeypatch)
-    # each step's kernels are probed once for all steps; what grows is bounded per step
-    assert p32 < 2 * p8, (p8, p32)
+def test_legality_is_decided_from_facts_without_lowering(monkeypatch):
+    a8, u8, l8 = _decisions(8, monkeypatch)
+    a32, u32, l32 = _decisions(32, monkeypatch)
+    assert a8 > 0 and u8 == u32 == 0 and l8 == l32 == 0, (a8, u8, l8, u32, l32)
+    # the questions grow with the steps, linearly: a bounded number per step
+    assert a32 < 4 * a8 + 40, (a8, a32)
 
 
 @pytest.mark.parametrize("steps", [3, 24])

@@ -20,6 +20,7 @@ from ...executable import Executable, KernelInfo
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
 from ...pipeline import lower_program
+from ...program import StageTexts
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
 from . import fallback
 
@@ -27,17 +28,6 @@ from . import fallback
 REDUCTION_LAYOUT = "columns"
 #: Kernel IR passes the pipeline runs for this backend after lowering
 KERNEL_PASSES = (hoist_divisors,)
-
-
-class _Stages(dict):
-    """Stage texts; a callable value is computed on first access (e.g. assembly)."""
-
-    def __getitem__(self, key):
-        v = super().__getitem__(key)
-        if callable(v):
-            v = v()
-            self[key] = v
-        return v
 
 
 def _cache_key(source, options):
@@ -66,7 +56,7 @@ def try_load_cached(source, options):
     stats = dict(manifest.get("stats", {}))
     stats["loaded_from_disk"] = True
     stats["compile_seconds"] = {"cache_load": time.perf_counter() - t0}
-    stages = _Stages(manifest.get("stages", {}))
+    stages = StageTexts(manifest.get("stages", {}))
     _add_code_stages(stages, compiled.llvm_ir, target_cpu(options))
     return Executable("cpu", source, source, compiled.runner, kernels, stats, stages,
                       [tuple(d) for d in manifest.get("decisions", [])])  # fmt: skip
@@ -97,9 +87,9 @@ def build_executable(source, result, lowered, options) -> Executable:
     stats["kernel_functions"] = compiled.manifest["kernel_functions"]
     stats["loaded_from_disk"] = False
     stats["compile_seconds"] = secs
-    stages = _Stages(result.stages)
-    stages["fusion"] = fplan.report()
-    stages["kernel"] = kp.text()
+    stages = StageTexts(result.stages)
+    stages["fusion"] = fplan.report
+    stages["kernel"] = kp.text
     _add_code_stages(stages, compiled.llvm_ir, target_cpu(options))
     decisions = [tuple(d) for d in fplan.decisions]
     exe = Executable("cpu", source, program, compiled.runner, kernels, stats, stages, decisions)
@@ -109,7 +99,8 @@ def build_executable(source, result, lowered, options) -> Executable:
         manifest.update(
             key=key,
             stats={k: v for k, v in stats.items() if k != "compile_seconds"},
-            stages={k: v for k, v in stages.items() if isinstance(v, str) and k != "llvm"},
+            # (every text but the IR, stored compressed, and the assembly, made from it)
+            stages={k: stages[k] for k in stages if k not in ("llvm", "asm")},
             decisions=[list(map(str, d)) for d in decisions],
         )
         payload = cache_payload(compiled)
@@ -153,7 +144,7 @@ def build_with_host_ops(source, result, options, exc, compile_body) -> Executabl
     stats.update(fstats)
     stats["host_fallback_reason"] = str(exc)
     stats["segments_loaded_from_disk"] = sum(hits)
-    stages = _Stages(result.stages)
+    stages = StageTexts(result.stages)
     stages["kernel"] = "\n\n".join(texts)
     return Executable("cpu", source, program, runner, kernels, stats, stages)
 

@@ -43,6 +43,7 @@ import numpy as np
 from ...errors import InvalidArtifactError
 from ...executable import Executable, KernelInfo
 from ...pipeline import lower_program
+from ...program import StageTexts
 from ..llvm import (
     blas,
     cache,
@@ -286,17 +287,6 @@ def check_manifest(manifest, payload: bytes, program, fusion: bool) -> None:
     check_derived(manifest, program, fusion, payload)
 
 
-class _LazyStages(dict):
-    """Stage texts; a callable value (the stored IR, decompressed) is computed on access."""
-
-    def __getitem__(self, key):
-        v = super().__getitem__(key)
-        if callable(v):
-            v = v()
-            self[key] = v
-        return v
-
-
 def check_objects(objs: list, pool_cache_dir=None) -> None:
     """elfcheck every object; gc_entry defined; every external symbol resolvable here (the
     worker pool is loaded first, from ``pool_cache_dir`` if not None; a BLAS symbol without
@@ -359,7 +349,7 @@ def load_native(program, header: dict, blobs: dict, options, pool_cache_dir=None
     stats["loaded_native"] = True
     stats["compile_seconds"] = {"native_load": time.perf_counter() - t0}
     stored = manifest.get("stages") if isinstance(manifest.get("stages"), dict) else {}
-    stages = _LazyStages({k: v for k, v in stored.items() if isinstance(v, str)})
+    stages = StageTexts({k: v for k, v in stored.items() if isinstance(v, str)})
     stages["llvm"] = compiled.llvm_ir
     decisions = [tuple(d) for d in manifest.get("decisions", []) if isinstance(d, list)]
     return Executable("cpu", program, program, compiled.runner, kernels, stats, stages, decisions)

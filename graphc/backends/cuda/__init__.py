@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...executable import Executable, KernelInfo
+from ...program import StageTexts
 from . import cache, nvcc
 from .render import render_program
 
@@ -114,7 +115,7 @@ def build_executable(source, result, lowered, options):
         "compile_seconds": secs,
         "mapping_notes": [n for rk in module.kernels for n in rk.notes],
     }
-    stages = dict(result.stages)
+    stages = StageTexts(result.stages)
     stages["fusion"] = fplan.report()
     stages["kernel"] = kp.text()
     stages["cuda"] = module.source
