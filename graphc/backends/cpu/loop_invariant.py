@@ -50,7 +50,7 @@ def _transpose_invariant_b(body, first_cap: int):
     changed = False
     for n in body.nodes:
         spec_of[n.id] = n.outs
-        if n.op == "MatMul" and n.attrs.get("transpose_b") and n.id not in invariant:
+        if n.op_def.matrix_product and n.attrs.get("transpose_b") and n.id not in invariant:
             src = tuple(n.inputs[1])
             spec = spec_of[src[0]][src[1]]
             a_spec = spec_of[n.inputs[0][0]][n.inputs[0][1]]
