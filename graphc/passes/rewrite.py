@@ -67,6 +67,7 @@ class RuleTable:
     def __init__(self, name: str):
         self.name = name
         self.rules: list[Rule] = []
+        self._by_op: dict = {}  # op type -> the rules that may match it, in table order
 
     def rule(self, *ops: str, match: Callable | None = None):
         """Decorator adding a rule for nodes of the given op types, or for the nodes
@@ -77,12 +78,19 @@ class RuleTable:
             if "->" not in doc:
                 raise ValueError(f"rewrite rule {fn.__name__} needs a doc string 'lhs -> rhs'")
             self.rules.append(Rule(fn.__name__, tuple(ops), fn, match))
+            self._by_op.clear()
             return fn
 
         return deco
 
     def for_node(self, node: Node) -> list[Rule]:
-        return [r for r in self.rules if r.matches(node)]
+        """The rules matching ``node``, in table order (those naming other op types are
+        skipped through an index by op type: the table is asked about every node)."""
+        rules = self._by_op.get(node.op)
+        if rules is None:
+            rules = [r for r in self.rules if node.op in r.ops or r.match is not None]
+            self._by_op[node.op] = rules
+        return [r for r in rules if r.matches(node)]
 
     def describe(self) -> str:
         """One line per rule: name, then its ``lhs -> rhs`` doc."""
