@@ -6,7 +6,9 @@ The generic stages (graph passes, fusion, lowering, buffer planning) run in
 ``runtime.CudaRunner`` (pycuda). Everything up to the cubin runs without a GPU (the tests
 do); the runtime needs one. With ``CompileOptions.cache_dir`` the whole executable is kept
 on disk (``cache.py``) and a later compile of the same Program skips all of it
-(``exe.stats["loaded_from_disk"]``).
+(``exe.stats["loaded_from_disk"]``). A program with control flow (``While``/``If``) runs as
+native segments and host-side loops over its bodies' kernels, its values kept on the GPU
+(``build_with_host_ops``, ``control.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from pathlib import Path
 
 from ...executable import Executable, KernelInfo
+from ...ops.registry import get_op_def
+from ...pipeline import lower_program
 from ...program import StageTexts
 from . import cache, nvcc
 from .render import render_program
@@ -135,3 +139,47 @@ def build_executable(source, result, lowered, options):
         cache.save(options.cache_dir, _disk_key(source, options, dev), kp, module, cubin, key,
                    extra)  # fmt: skip
     return Executable("cuda", source, program, runner, kernels, stats, stages, decisions)
+
+
+def build_with_host_ops(source, result, options, exc, compile_body):
+    """The executable of a program with control-flow ops (``While``/``If``, which have no
+    lowering): native segments and host-side loops over the bodies' kernels, every value
+    staying on the GPU (``control.py``); each body is compiled once by ``compile_body``
+    (the compiler's entry point, passed down so this layer does not import the one above).
+    Any other op without a lowering is refused as before (``exc``): the cuda target runs
+    no op on the host."""
+    program = result.program
+    if not any(hasattr(get_op_def(n.op), "run_control") for n in program.nodes):
+        raise exc
+    from .control import build  # pycuda (through runtime.py)
+
+    secs: dict = {}
+
+    def compile_segment(sub):
+        # a native segment is an ordinary Program (already optimised with the whole one):
+        # loaded from the disk cache or lowered, rendered and compiled like one
+        exe = try_load_cached(sub, options)
+        if exe is None:
+            lowered = lower_program(sub, options, REDUCTION_LAYOUT, KERNEL_PASSES)
+            exe = build_executable(sub, _SegmentResult(sub), lowered, options)
+        for k, v in exe.stats.get("compile_seconds", {}).items():
+            secs[k] = secs.get(k, 0.0) + v
+        return exe
+
+    t0 = time.perf_counter()
+    runner, kernels, fstats = build(program, compile_segment, compile_body)
+    secs["control_split"] = time.perf_counter() - t0
+    stats = {"kernel_count": len(kernels), "loaded_from_disk": False, "compile_seconds": secs}
+    stats.update(fstats)
+    stats["host_fallback_reason"] = str(exc)
+    stages = StageTexts(result.stages)
+    return Executable("cuda", source, program, runner, kernels, stats, stages)
+
+
+class _SegmentResult:
+    """What build_executable reads of a pass-pipeline result, for a segment (already
+    optimised with the whole program)."""
+
+    def __init__(self, program):
+        self.program = program
+        self.stages: dict = {}

@@ -31,7 +31,7 @@ import numpy as np
 import pycuda.driver as drv
 from pycuda.tools import DeviceMemoryPool
 
-from ...errors import ResourceExhaustedError
+from ...errors import InvalidArgumentError, ResourceExhaustedError
 from ...kernel.ir import RNG_BUFFER, STATUS_BUFFER
 from ...kernel.runtime import (
     bind_variables,
@@ -119,14 +119,22 @@ class DeviceArray:
 
     __graphc_device__ = True
 
-    def __init__(self, dev: Device, alloc, shape: tuple, dtype: np.dtype):
+    def __init__(self, dev: Device, alloc, shape: tuple, dtype: np.dtype, ptr: int | None = None):
         self.device = dev
-        self.alloc = alloc
+        self.alloc = alloc  # (held: the storage lives as long as this array)
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.nbytes = math.prod(self.shape) * self.dtype.itemsize
-        self.ptr = int(alloc)  # the device address (fixed for the allocation's life)
+        # the device address (fixed for the allocation's life); ``ptr``: a view inside
+        # ``alloc`` (a row of a loop's stacked output)
+        self.ptr = int(alloc) if ptr is None else int(ptr)
         self._host = None
+
+    def row(self, i: int) -> DeviceArray:
+        """Row ``i`` along the first axis: a view sharing this array's storage."""
+        shape = self.shape[1:]
+        step = math.prod(shape) * self.dtype.itemsize
+        return DeviceArray(self.device, self.alloc, shape, self.dtype, self.ptr + i * step)
 
     @property
     def ndim(self) -> int:
@@ -148,6 +156,29 @@ class DeviceArray:
 
     def __repr__(self) -> str:
         return f"<DeviceArray {self.dtype}{list(self.shape)} on {self.device.name}>"
+
+
+def to_device(dev: Device, value) -> DeviceArray:
+    """``value`` as a DeviceArray on ``dev``: itself when it is one, else a copy of the host
+    array (one host->device copy)."""
+    if isinstance(value, DeviceArray) and value.device is dev:
+        return value
+    host = np.asarray(value, order="C")  # (ascontiguousarray would make a scalar 1-d)
+    with dev.lock, dev.active():
+        alloc = dev.allocate(host.nbytes)
+        if host.nbytes:
+            drv.memcpy_htod(int(alloc), host)
+    return DeviceArray(dev, alloc, host.shape, host.dtype)
+
+
+def device_empty(dev: Device, shape: tuple, dtype) -> DeviceArray:
+    """Fresh, uninitialised device storage of ``shape``."""
+    dtype = np.dtype(dtype)
+    return DeviceArray(dev, dev.allocate(math.prod(shape) * dtype.itemsize), shape, dtype)
+
+
+def _is_device(value) -> bool:
+    return getattr(value, "__graphc_device__", False)
 
 
 def _signature(params) -> str:
@@ -230,6 +261,19 @@ class CudaRunner:
 
     # -- a run -----------------------------------------------------------------------------
     def run(self, ctx, trace: list | None = None) -> list:
+        return self._run(ctx, trace, None)
+
+    def run_device(self, ctx, trace: list | None = None, into: dict | None = None) -> list:
+        """A run whose feeds may be DeviceArrays (used where they are, no copy) and whose
+        outputs stay on the device: a list of DeviceArrays, each fresh storage (or a
+        feed, constant or resident variable returned as it is; nothing writes into them
+        later). ``into``: {output position: DeviceArray} where that output may be written
+        (a row of a loop's stacked output): it is, and that very array is returned, when
+        the output has its own storage of that shape and dtype. Control-flow loops call
+        bodies this way (``control.py``): no loop variable leaves the device."""
+        return self._run(ctx, trace, into or {})
+
+    def _run(self, ctx, trace, into) -> list:
         kp = self.kp
         dims = dim_values(kp, ctx.feeds)
         dev = self.device
@@ -239,18 +283,55 @@ class CudaRunner:
             plan = self._plan(dims)
             values = bind_variables(kp, ctx)
             owned: dict = {}  # root buffer -> pooled allocation this run owns
-            ptrs = self._bind(plan, ctx, values, owned)
+            dests = None if into is None else self._destinations(plan, into)
+            ptrs = self._bind(plan, ctx, values, owned, dests)
             events = self._launch_all(plan, ptrs, trace is not None)
             dev.stream.synchronize()
             if STATUS_BUFFER in kp.buffers:
                 status = np.empty(plan.shapes[STATUS_BUFFER], np.int32)
                 drv.memcpy_dtoh(status, ptrs[self.root[STATUS_BUFFER]])
                 raise_status(kp, status)
-            outputs = [self._fetch(name, plan, ptrs, ctx) for name in kp.outputs]
+            if dests is None:
+                outputs = [self._fetch(name, plan, ptrs, ctx) for name in kp.outputs]
+            else:
+                outputs = [self._device_output(name, plan, ptrs, ctx, values, owned, dests)
+                           for name in kp.outputs]  # fmt: skip
             self._commit(plan, ptrs, owned, ctx)
         if events:
             self._trace(events, trace)
         return outputs
+
+    def _destinations(self, plan: _SizePlan, into: dict) -> dict:
+        """root -> DeviceArray: the outputs of ``into`` written straight into the caller's
+        storage (an output buffer is its own storage group; shape and dtype must match)."""
+        dests: dict = {}
+        for pos, dest in into.items():
+            name = self.kp.outputs[pos]
+            buf = self.kp.buffers[name]
+            root = self.root[name]
+            fits = dest.shape == plan.shapes[name] and dest.dtype == buf.dtype.np
+            if buf.kind == "output" and root == name and root not in dests and fits:
+                dests[root] = dest
+        return dests
+
+    def _device_output(self, name, plan, ptrs, ctx, values, owned, dests) -> DeviceArray:
+        kp, dev = self.kp, self.device
+        buf = kp.buffers[name]
+        root = self.root[name]
+        if buf.kind == "input":
+            return to_device(dev, ctx.feeds[kp.inputs.index(name)])
+        if root in dests:
+            return dests[root]
+        shape, dtype = plan.shapes[name], buf.dtype.np
+        if buf.kind == "output" and root in owned:
+            return DeviceArray(dev, owned.pop(root), shape, dtype)
+        value = values.get(root) if kp.buffers[root].kind == "var" else None
+        if isinstance(value, DeviceArray) and value.device is dev and root not in self.in_place:
+            return value  # a resident variable, read only: immutable
+        out = device_empty(dev, shape, dtype)  # storage the runner keeps: copy it out
+        if out.nbytes:
+            drv.memcpy_dtod(out.ptr, ptrs[root], out.nbytes)
+        return out
 
     def _plan(self, dims: dict) -> _SizePlan:
         """The cached plan for these dims (checked and built on first sight)."""
@@ -307,8 +388,10 @@ class CudaRunner:
             return L.Geometry(launch.function, launch.params, geo.grid, block)
         return geo
 
-    def _bind(self, plan: _SizePlan, ctx, values, owned) -> dict:
-        """Device pointer of every buffer: inputs/vars/rng copied in, the rest allocated."""
+    def _bind(self, plan: _SizePlan, ctx, values, owned, dests=None) -> dict:
+        """Device pointer of every buffer: inputs/vars/rng copied in, the rest allocated.
+        ``dests`` (a ``run_device``): a feed already on the device is used where it is
+        (kernels never write an input), outputs get fresh storage or their destination."""
         kp, dev = self.kp, self.device
         ptrs: dict = {}
         for root, nbytes in plan.roots:
@@ -316,6 +399,20 @@ class CudaRunner:
             if buf.kind == "const":
                 ptrs[root] = int(self.consts[root])
                 continue
+            if dests is not None:
+                if buf.kind == "input":
+                    feed = ctx.feeds[kp.inputs.index(root)]
+                    if _is_device(feed):
+                        ptrs[root] = self._device_feed(root, feed, plan)
+                        continue
+                elif buf.kind == "output":
+                    dest = dests.get(root)
+                    if dest is not None:
+                        ptrs[root] = dest.ptr
+                    else:
+                        alloc = owned[root] = dev.allocate(nbytes)
+                        ptrs[root] = int(alloc)
+                    continue
             value = values.get(root) if buf.kind == "var" else None
             resident = isinstance(value, DeviceArray) and value.device is dev
             if resident and root not in self.in_place:
@@ -350,6 +447,19 @@ class CudaRunner:
             elif buf.kind == "status":
                 drv.memset_d8(ptrs[root], 0, nbytes)
         return ptrs
+
+    def _device_feed(self, root: str, feed, plan: _SizePlan) -> int:
+        """The address of a DeviceArray fed to input ``root``, after checking it is this
+        GPU's and has the buffer's dtype and shape (kernels read it as such)."""
+        buf = self.kp.buffers[root]
+        if feed.device is not self.device:
+            raise InvalidArgumentError(f"input {root}: a value on another device")
+        if feed.dtype != buf.dtype.np or tuple(feed.shape) != tuple(plan.shapes[root]):
+            raise InvalidArgumentError(
+                f"input {root}: expected {buf.dtype.name} {tuple(plan.shapes[root])}, given "
+                f"{feed.dtype.name} {tuple(feed.shape)} (on the device)"
+            )
+        return feed.ptr
 
     def _launch_all(self, plan: _SizePlan, ptrs: dict, timed: bool) -> list:
         stream = self.device.stream
