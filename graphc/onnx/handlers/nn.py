@@ -323,16 +323,30 @@ def _lp_pool(ctx):
 
 @handler("GlobalAveragePool")
 def _global_avg(ctx):
-    x = ctx.input(0)
-    rank = len(static_shape(ctx, x))
-    return gred.reduce_mean(x, axis=list(range(2, rank)), keepdims=True)
+    return _global_pool(ctx, gred.reduce_mean)
 
 
 @handler("GlobalMaxPool")
 def _global_max(ctx):
+    return _global_pool(ctx, gred.reduce_max)
+
+
+def _global_pool(ctx, reduce):
+    """A reduction over the spatial axes with the channels moved last (the transpose cancels
+    with an NHWC convolution's): a reduction over leading axes keeping the trailing, unit-
+    stride channels, which the cpu target vectorises across channels (over NCHW's trailing
+    axes each channel's sum read its pixels with a stride of C: SqueezeNet's 13 x 13 x 1000
+    pool, one thread, ~110 -> ~15 us), then the spatial axes back as 1s."""
     x = ctx.input(0)
-    rank = len(static_shape(ctx, x))
-    return gred.reduce_max(x, axis=list(range(2, rank)), keepdims=True)
+    if x.shape is None:
+        ctx.fail(f"input {x.name} needs a known rank")
+    rank = len(x.shape)  # (a run-time batch or size is fine)
+    if rank < 3:
+        return reduce(x, axis=list(range(2, rank)), keepdims=True)
+    y = reduce(gshape.transpose(x, [0, *range(2, rank), 1]), axis=list(range(1, rank - 1)))
+    for axis in range(2, rank):
+        y = gshape.expand_dims(y, axis)
+    return y
 
 
 # -- normalizations ------------------------------------------------------------------------
