@@ -109,11 +109,13 @@ class While(ControlOp):
             out.append((None if s.shape is None else (rows,) + tuple(s.shape), s.dtype))
         return out
 
-    def run_control(self, xs, attrs, ctx, call, needed=None, history=True, alloc=None) -> list:
+    def run_control(
+        self, xs, attrs, ctx, call, needed=None, history=True, alloc=None, rest=None
+    ) -> list:
         """Run the loop; ``call(attr, feeds)`` runs the ``cond`` or ``body`` Program
-        (``history=False``: the body of ``body_without_history``; ``alloc``: see
-        ``run_while``)."""
-        return run_while(attrs, xs, call, needed, history, alloc)
+        (``history=False``: the body of ``body_without_history``; ``alloc`` and ``rest``:
+        see ``run_while``)."""
+        return run_while(attrs, xs, call, needed, history, alloc, rest)
 
     def body_without_history(self, attrs, needed):
         """The body Program without its history outputs when ``needed`` (the op's output

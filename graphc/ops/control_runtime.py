@@ -35,7 +35,7 @@ def _shape_fits(shape, spec_shape) -> bool:
     )
 
 
-def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
+def run_while(attrs, xs, call, needed=None, history=True, alloc=None, rest=None) -> list:
     """The ``While`` op (see ``control_flow.py``): outputs are the final loop variables,
     then each stacked output. ``needed``: the output indexes someone reads (None: all);
     a stacked output nobody reads is not kept (a zero-byte stand-in is returned).
@@ -45,7 +45,12 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
     array of an earlier run that nobody holds any more, whose pages are already mapped.
     ``call(attr, feeds, iteration[, into])``: ``into`` ({output index: array}) is where a
     backend may write those outputs of the body (rows of the stacked outputs) and return
-    those very arrays; anything else it returns is copied there."""
+    those very arrays; anything else it returns is copied there.
+    ``rest(vars_, rows, caps, stacks, trips, reverse)``: a backend's way to run iterations
+    1 .. trips - 1 of a loop whose trip count is known, after the first one ran here (the
+    stacked arrays exist then): it fills the rows of ``stacks`` (arrays, or None where not
+    kept) as the body would and returns the final loop variables, or returns None to let
+    this loop go on (cpu: ``backends/cpu/native_loop.py``)."""
     n, k = attrs["n_vars"], attrs["n_sliced"]
     vars_ = [np.asarray(x) for x in xs[:n]]
     rows = [np.asarray(x) for x in xs[n : n + k]]
@@ -118,6 +123,10 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None) -> list:
                     f"shape {fmt_shape(spec_shape)} (pass shape_invariants to let it change)"
                 )
         i += 1
+        if i == 1 and rest is not None and rows_at is not None and trips > 1:
+            done = rest(vars_, rows, caps, stacks, trips, reverse)
+            if done is not None:
+                vars_, i = list(done), trips
     results = list(vars_)
     for j, st in enumerate(stacks):
         row_shape, dtype = stacked[j]

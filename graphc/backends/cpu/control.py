@@ -23,6 +23,7 @@ from ...runtime_state import SubContext
 from ..llvm.runtime import reused_array
 from .body_dims import share_dims
 from .loop_invariant import hoist
+from .native_loop import drive
 
 
 def is_control(node) -> bool:
@@ -162,7 +163,8 @@ class ControlStep:
         return self._plain_runners
 
     def run(self, xs, ctx) -> list:
-        runners = {attr: r.run for attr, r in self._runners(xs).items()}
+        body_runners = self._runners(xs)
+        runners = {attr: r.run for attr, r in body_runners.items()}
         outputs = self.outputs
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
@@ -182,11 +184,17 @@ class ControlStep:
             sub.into = out.compiled_into(into) if into else None
             return out.expand(runners[attr](sub), feeds)
 
-        if self.history:
-            return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed,
-                                           alloc=self._stack_array)  # fmt: skip
-        return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed, False,
-                                       alloc=self._stack_array)  # fmt: skip
+        if not self.node.op_def.repeats_body:
+            return self.op_def.run_control(xs, self.node.attrs, ctx, call, self.needed)
+        a = self.node.attrs
+
+        def rest(vars_, rows, caps, stacks, trips, reverse):
+            # iterations 1.. in one native call (native_loop.py), or None: on in Python
+            return drive(body_runners["body"], outputs["body"], a["n_vars"], a["n_sliced"],
+                         invariant, vars_, rows, caps, stacks, trips, reverse)  # fmt: skip
+
+        return self.op_def.run_control(xs, a, ctx, call, self.needed, self.history,
+                                       alloc=self._stack_array, rest=rest)  # fmt: skip
 
     def _stack_array(self, j, shape, dtype):
         """The array stacked output ``j`` is written into: one of the last REUSE_DEPTH of

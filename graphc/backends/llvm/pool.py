@@ -35,9 +35,9 @@ How a call runs:
   workers; later calls run serially. The pool's code is never freed (a thread may still be
   in it while the interpreter tears down).
 
-The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``): shared
-code every program calls, compiled once per process (and cached with the pool) instead of
-in every program's module.
+The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``) and the
+loop driver (``loopdrive.py``): shared code every program calls, compiled once per process
+(and cached with the pool) instead of in every program's module.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import threading
 
 import llvmlite.binding as llvm
 
-from . import smallgemm
+from . import loopdrive, smallgemm
 
 #: how long an idle worker spins for the next job before parking (about one small kernel
 #: between two GEMMs of a training step)
@@ -69,7 +69,13 @@ def worker_limit() -> int:
 
 
 #: symbols the pool defines for generated code and for this module
-SYMBOLS = ("gc_parallel_for", "gc_pool_shutdown", "gc_pool_stats", *smallgemm.SYMBOLS)
+SYMBOLS = (
+    "gc_parallel_for",
+    "gc_pool_shutdown",
+    "gc_pool_stats",
+    loopdrive.SYMBOL,
+    *smallgemm.SYMBOLS,
+)
 
 _PAUSE = {
     "x86_64": "call void @llvm.x86.sse2.pause()",
@@ -437,13 +443,17 @@ def pool_ir(triple: str) -> str:
     """The pool module's IR text for a target triple."""
     arch = triple.split("-", 1)[0]
     return (
-        POOL_IR.replace("{PAUSE_DECL}", _PAUSE_DECL.get(arch, ""))
-        .replace("{PAUSE}", _PAUSE.get(arch, "fence seq_cst"))
-        .replace("{MAXW}", str(MAX_WORKERS))
-        .replace("{LIMIT}", str(worker_limit()))
-        .replace("{WORKER_SPIN_NS}", str(WORKER_SPIN_NS))
-        .replace("{CALLER_SPIN_NS}", str(CALLER_SPIN_NS))
-    ) + smallgemm.kernels_ir()
+        (
+            POOL_IR.replace("{PAUSE_DECL}", _PAUSE_DECL.get(arch, ""))
+            .replace("{PAUSE}", _PAUSE.get(arch, "fence seq_cst"))
+            .replace("{MAXW}", str(MAX_WORKERS))
+            .replace("{LIMIT}", str(worker_limit()))
+            .replace("{WORKER_SPIN_NS}", str(WORKER_SPIN_NS))
+            .replace("{CALLER_SPIN_NS}", str(CALLER_SPIN_NS))
+        )
+        + loopdrive.DRIVE_IR
+        + smallgemm.kernels_ir()
+    )
 
 
 _lock = threading.Lock()

@@ -226,6 +226,9 @@ class LLVMRunner:
         ) and len(set(kp.outputs)) == len(kp.outputs)
         lean = not (self.var_roots or self.rng_roots or self.status_roots or kp.var_updates)
         self._fast: dict = {}  # runtime dims value -> its lean run (see _run_dims)
+        #: whether every run may bind only feeds, outputs and temporaries, each output its
+        #: own buffer (a loop body then runs natively: cpu/native_loop.py)
+        self.lean = lean and self.simple_outputs and _NATIVE_DESCRIPTOR
         if lean and self.simple_outputs and _NATIVE_DESCRIPTOR:
             if self.static:
                 try:
