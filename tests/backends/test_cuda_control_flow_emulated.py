@@ -174,3 +174,126 @@ def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh):
                 assert np.shape(a) == np.shape(b)
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
         assert s.cache_info()["compiles"] == 2  # the initialiser and the step
+
+
+def test_scan_rows_are_written_in_place_and_reverse_scan_gradient(gpu, monkeypatch):
+    """A scan's stacked rows go straight into one preallocated device array: the body
+    writes rows 1.. itself, so the device-to-device copies of a run do not grow with the
+    number of steps. Values and gradients (reverse scan, map_fn, foldl) match the
+    reference."""
+    copies: list = []
+    real = fake_pycuda.memcpy_dtod
+
+    def counting(dest, src, size):
+        copies.append(int(size))
+        real(dest, src, size)
+
+    monkeypatch.setattr(fake_pycuda, "memcpy_dtod", counting)
+    g = gc.Graph()
+    with g.as_default():
+        e = gc.placeholder(gc.float32, (None, 3))
+        w = gc.placeholder(gc.float32, (3,))
+        fwd = gc.scan(lambda a, x: gc.tanh(a * w + x), e, initializer=gc.zeros_like(w),
+                      back_prop=False)  # fmt: skip
+        rev = gc.scan(lambda a, x: a * gc.cos(x) + w, e, reverse=True)
+        m = gc.map_fn(lambda x: gc.reduce_sum(x * w), e)
+        f = gc.foldl(lambda a, x: a * 0.5 + x, e)
+        loss = gc.reduce_sum(rev * rev) + gc.reduce_sum(m) + gc.reduce_sum(f)
+        grads = gc.gradients(loss, [e, w])
+    rng = np.random.default_rng(4)
+    wv = np.array([0.5, -0.3, 0.8], np.float32)
+    with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+        counts = []
+        for steps in (3, 12):
+            ev = rng.uniform(-1, 1, (steps, 3)).astype(np.float32)
+            want, _ = run_on(g, fwd, {e: ev, w: wv}, "reference")
+            before = len(copies)
+            np.testing.assert_allclose(s.run(fwd, {e: ev, w: wv}), want, rtol=1e-5, atol=1e-6)
+            counts.append(len(copies) - before)
+        assert counts[0] == counts[1] <= 3, counts  # (the first row, ...): not per step
+    compare(g, [loss, *grads], {e: rng.uniform(-1, 1, (5, 3)).astype(np.float32), w: wv},
+            rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_while_loop_gradient_and_variables_in_the_body(gpu):
+    """The gradient of a while_loop with a data-dependent trip count (a loop whose history
+    is stacked from device rows at the end); a variable updated in a loop body is seen by
+    the next iteration and committed with the run."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, (None, 2))
+        wv = gc.placeholder(gc.float64, (2,))
+        n = gc.placeholder(gc.int32, ())
+
+        def body(i, y, s):
+            return i + 1, gc.sin(y) * wv + y, s + gc.reduce_sum(y * y)
+
+        _, y, s = gc.while_loop(lambda i, y, s: i < n, body, (0, x, gc.constant(0.0, gc.float64)))
+        loss = gc.reduce_sum(y) + s
+        grads = gc.gradients(loss, [x, wv])
+        v = gc.Variable(np.float32(1.0), name="v")
+
+        def step(i):
+            with gc.control_dependencies([v.assign(v * 2.0)]):
+                return i + 1
+
+        counted = gc.while_loop(lambda i: i < 3, step, [gc.constant(0)])
+    rng = np.random.default_rng(5)
+    for trips, batch in ((0, 3), (4, 2)):
+        feed = {x: rng.uniform(-1, 1, (batch, 2)), wv: rng.uniform(0.5, 1.5, 2), n: trips}
+        compare(g, [loss, *grads], feed, rtol=1e-9, atol=1e-11)
+    with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+        s.run(v.initializer)
+        assert s.run(counted) == 3 and s.run(v) == 8.0
+        s.run(counted)
+        assert s.run(v) == 64.0
+
+
+def test_bad_input_gives_clear_errors(gpu):
+    g = gc.Graph()
+    with g.as_default():
+        a = gc.placeholder(gc.float32, (None,))
+        b = gc.placeholder(gc.float32, (None,))
+        pair = gc.scan(lambda acc, xy: acc + xy[0] * xy[1], (a, b), initializer=gc.constant(0.0))
+        grow = gc.while_loop(lambda v: gc.size(v) < 4, lambda v: gc.concat([v, v], 0), [a],
+                             shape_invariants=[(None,)])  # fmt: skip
+        v = gc.Variable(np.float32(1.0), name="v")
+
+        def halve(i, x):
+            with gc.control_dependencies([v.assign(x)]):
+                return i + 1, gc.debugging.check_numerics(gc.log(x - 1.0), "bad log") * 0.0 + x
+
+        _, checked = gc.while_loop(lambda i, x: i < 2, halve, [gc.constant(0), gc.constant(3.0)])
+    with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+        with pytest.raises(gc.errors.InvalidArgumentError, match="different lengths"):
+            s.run(pair, {a: np.ones(3, np.float32), b: np.ones(4, np.float32)})
+        np.testing.assert_allclose(
+            s.run(pair, {a: np.ones(3, np.float32), b: np.full(3, 2.0, np.float32)}), [2, 4, 6]
+        )
+        np.testing.assert_allclose(s.run(grow, {a: np.ones(1, np.float32)}), np.ones(4))
+        s.run(v.initializer)
+        assert s.run(checked) == 3.0 and s.run(v) == 3.0
+    g2 = gc.Graph()
+    with g2.as_default():
+        x = gc.placeholder(gc.float32, ())
+        w = gc.Variable(np.float32(5.0), name="w")
+
+        def body(i, y):
+            with gc.control_dependencies([w.assign(y)]):
+                return i + 1, gc.debugging.check_numerics(gc.log(y), "negative") * 0.0 + y - 2.0
+
+        _, y = gc.while_loop(lambda i, y: i < 3, body, [gc.constant(0), x])
+    with gc.Session(graph=g2, target="cuda", options=OPTS) as s:
+        s.run(w.initializer)
+        with pytest.raises(gc.errors.InvalidArgumentError, match="negative"):
+            s.run(y, {x: np.float32(3.0)})  # the third iteration logs -1
+        assert s.run(w) == 5.0  # the failed run committed nothing
+        assert s.run(y, {x: np.float32(7.0)}) == 1.0 and s.run(w) == 3.0
+    g3 = gc.Graph()
+    with g3.as_default():
+        x = gc.placeholder(gc.float32, ())
+        printed = gc.while_loop(lambda v: v < 3.0, lambda v: gc.print(v) + 1.0, [x])
+    with gc.Session(graph=g3, target="cuda", options=OPTS) as s:
+        # an op the cuda target has no kernel for, inside a body: refused, naming the op
+        with pytest.raises(gc.errors.UnimplementedError, match="Print"):
+            s.run(printed, {x: np.float32(0.0)})
