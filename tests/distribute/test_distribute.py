@@ -2,9 +2,10 @@
 
 Each job is ``mpiexec -n N <this python> -m mpi4py tests/distribute/worker.py ...`` with a
 subprocess timeout (``graphc.distribute.launch.run_job``). N processes with batch B must
-end with the variables of one process with batch N*B (rtol 1e-5; atol 1e-6 for entries
-near 0) after 20 steps, for the MLP with every gc.train optimizer (one with clipping), and
-the CNN with Adam; the one-process run is itself checked against the reference target.
+end with the variables of one process with batch N*B (rtol 1e-5, 1e-4 with Adam; atol
+1e-6 for entries near 0) after 20 steps, for the MLP with every gc.train optimizer (one
+with clipping), and the CNN with Adam; the one-process run is itself checked against the
+reference target.
 """
 
 import os
@@ -92,9 +93,14 @@ def check_n_processes_match_one_process_with_n_times_the_batch(two):
     for m in models:
         ends = sorted(k for k in base if k.startswith(f"{m}/end/"))
         assert ends
+        # N processes sum a gradient in another order than one (each its rows, then the
+        # allreduce); Adam divides each step by the root of its second moment, so an entry
+        # whose gradients stay near 0 moves by ~lr whatever their rounding: 20 Adam steps of
+        # the CNN differ in the 5th digit (a wrong average or a missed bucket: in the 1st)
+        rtol = 1e-4 if m.endswith("adam") else 1e-5
         for k in ends:
             for r, d in enumerate(ranks):
-                np.testing.assert_allclose(d[k], base[k], rtol=1e-5, atol=1e-6,
+                np.testing.assert_allclose(d[k], base[k], rtol=rtol, atol=1e-6,
                                            err_msg=f"{k} on rank {r}")  # fmt: skip
             # and they moved: 20 steps changed every variable
             assert not np.allclose(base[k], base[k.replace("/end/", "/start/")])
