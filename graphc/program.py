@@ -64,6 +64,22 @@ class Node:
         return hash((self.id, self.op))
 
 
+def _node_line(n: Node) -> str:
+    """``n``'s line of ``Program.text``, kept on the node (immutable, and shared by the
+    Programs a pass leaves it in: the pass manager's fixpoint test renders each round)."""
+    line = n.__dict__.get("_line")
+    if line is None:
+        ins = ", ".join(f"%{i}" + (f".{k}" if k else "") for i, k in n.inputs)
+        attrs = ", ".join(
+            f"{k}={_fmt_value(v)}" for k, v in sorted(n.attrs.items()) if not k.startswith("_")
+        )
+        outs = ", ".join(_fmt_spec(s) for s in n.outs)
+        ctl = f" after({','.join('%' + str(c) for c in n.control)})" if n.control else ""
+        line = f"%{n.id} = {n.op}({ins}{'; ' if attrs and ins else ''}{attrs}) -> {outs}{ctl}"
+        object.__setattr__(n, "_line", line)
+    return line
+
+
 def _fmt_value(v) -> str:
     """Canonical text for an attribute value (stable across processes)."""
     if isinstance(v, np.ndarray):
@@ -143,17 +159,7 @@ class Program:
         return text
 
     def _render_text(self) -> str:
-        lines = []
-        for n in self.nodes:
-            ins = ", ".join(f"%{i}" + (f".{k}" if k else "") for i, k in n.inputs)
-            attrs = ", ".join(
-                f"{k}={_fmt_value(v)}" for k, v in sorted(n.attrs.items()) if not k.startswith("_")
-            )
-            outs = ", ".join(_fmt_spec(s) for s in n.outs)
-            ctl = f" after({','.join('%' + str(c) for c in n.control)})" if n.control else ""
-            lines.append(
-                f"%{n.id} = {n.op}({ins}{'; ' if attrs and ins else ''}{attrs}) -> {outs}{ctl}"
-            )
+        lines = [_node_line(n) for n in self.nodes]
         lines.append("fetch " + ", ".join(f"%{i}.{k}" for i, k in self.fetches))
         if self.targets:
             lines.append("run " + ", ".join(f"%{i}" for i in self.targets))
