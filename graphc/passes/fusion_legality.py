@@ -102,21 +102,29 @@ def _row_group(lw, nodes, stored, reductions):
     outer_axes = [d for d in range(len(space)) if d not in axes]
     row_shape = tuple(space[d] for d in outer_axes)
     row_size = sym.product(row_shape)
+    rows: dict = {}  # shape -> whether it is the row's (many members share a few shapes)
+
+    def row_like(s) -> bool:
+        ok = rows.get(s)
+        if ok is None:
+            ok = rows[s] = sym.product(s) == row_size and is_row_shape(s, space, axes)
+        return ok
+
     full_stored, row_stored = [], []
     for ref in stored:
         s = lw.shapes[ref]
         if s == space and ref[0] not in specs:
             full_stored.append(ref)
-        elif sym.product(s) == row_size and is_row_shape(s, space, axes):
+        elif row_like(s):
             row_stored.append(ref)
         else:
             return f"output shape {fmt_shape(s)} is neither the row nor the full shape"
     return _rows_read_at_their_row(
-        lw, nodes, specs, space, axes, outer_axes, row_shape, row_stored, full_stored
+        lw, nodes, specs, space, outer_axes, row_shape, row_like, row_stored, full_stored
     )
 
 
-def _rows_read_at_their_row(lw, nodes, specs, space, axes, outer_axes, row_shape,
+def _rows_read_at_their_row(lw, nodes, specs, space, outer_axes, row_shape, row_like,
                             row_stored, full_stored):  # fmt: skip
     """None when every read of a reduction's value, following the index maps from where the
     row kernel evaluates values, is at the reduction's row; else UNDECIDED."""
@@ -151,9 +159,10 @@ def _rows_read_at_their_row(lw, nodes, specs, space, axes, outer_axes, row_shape
 
     sites = [(specs[r].ref, full()) for r in specs]
     for n in nodes:
-        s = lw.shapes[(n.id, 0)]
-        if n.id in dep and n.id not in specs and s != space and is_row_shape(s, space, axes):
-            sites.append(((n.id, 0), row(s)))
+        if n.id in dep and n.id not in specs:
+            s = lw.shapes[(n.id, 0)]
+            if s != space and row_like(s):
+                sites.append(((n.id, 0), row(s)))
     sites += [(ref, row(lw.shapes[ref])) for ref in row_stored]
     sites += [(ref, full()) for ref in full_stored]
     members = {n.id: n for n in nodes}
