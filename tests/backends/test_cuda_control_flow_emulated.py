@@ -17,7 +17,11 @@ import pytest
 import graphc as gc
 from tests.backends import cuda_emulation as emu
 from tests.backends import fake_pycuda
-from tests.backends.test_cuda_runtime_emulated import fake_gpu  # noqa: F401 - a fixture
+from tests.backends.test_cuda_render import batch_source, needs_nvcc, ptx_cache  # noqa: F401
+from tests.backends.test_cuda_runtime_emulated import (
+    REAL_COMPILE_SOURCE,
+    fake_gpu,  # noqa: F401 - a fixture
+)
 
 pytestmark = pytest.mark.skipif(emu.available() is not None, reason=str(emu.available()))
 
@@ -179,8 +183,7 @@ def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh):
 def test_scan_rows_are_written_in_place_and_reverse_scan_gradient(gpu, monkeypatch):
     """A scan's stacked rows go straight into one preallocated device array: the body
     writes rows 1.. itself, so the device-to-device copies of a run do not grow with the
-    number of steps. Values and gradients (reverse scan, map_fn, foldl) match the
-    reference."""
+    number of steps. Values and gradients of a reverse scan match the reference."""
     copies: list = []
     real = fake_pycuda.memcpy_dtod
 
@@ -196,9 +199,7 @@ def test_scan_rows_are_written_in_place_and_reverse_scan_gradient(gpu, monkeypat
         fwd = gc.scan(lambda a, x: gc.tanh(a * w + x), e, initializer=gc.zeros_like(w),
                       back_prop=False)  # fmt: skip
         rev = gc.scan(lambda a, x: a * gc.cos(x) + w, e, reverse=True)
-        m = gc.map_fn(lambda x: gc.reduce_sum(x * w), e)
-        f = gc.foldl(lambda a, x: a * 0.5 + x, e)
-        loss = gc.reduce_sum(rev * rev) + gc.reduce_sum(m) + gc.reduce_sum(f)
+        loss = gc.reduce_sum(rev * rev)
         grads = gc.gradients(loss, [e, w])
     rng = np.random.default_rng(4)
     wv = np.array([0.5, -0.3, 0.8], np.float32)
@@ -297,3 +298,38 @@ def test_bad_input_gives_clear_errors(gpu):
         # an op the cuda target has no kernel for, inside a body: refused, naming the op
         with pytest.raises(gc.errors.UnimplementedError, match="Print"):
             s.run(printed, {x: np.float32(0.0)})
+
+
+@needs_nvcc
+def test_loop_bodies_compile_to_ptx(gpu, monkeypatch, ptx_cache):  # noqa: F811
+    """Every module of the LSTM's forward and gradient loops (segments, bodies, branches)
+    goes through the real nvcc, to PTX, as one unit (compiled only: the fake pycuda builds
+    no host library here)."""
+    import graphc.backends.cuda as cuda_backend
+    from graphc.backends.cuda.render import render_program
+
+    kps: list = []
+
+    def recording(kp):
+        kps.append(kp)
+        return render_program(kp)
+
+    class Unbuilt:
+        def get_function(self, name):
+            return fake_pycuda._Function(None, name)
+
+    monkeypatch.setattr(cuda_backend, "render_program", recording)
+    monkeypatch.setattr(fake_pycuda, "module_from_buffer", lambda data: Unbuilt())
+    g = gc.Graph()
+    with g.as_default():
+        x, loss, outputs, grads = _lstm()
+    with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+        exe = s.compile([loss, outputs, *grads], [x])
+    assert sorted(exe.stats["host_fallback_ops"]) == ["If", "While"]
+    assert len(kps) >= 6
+    modules = [render_program(kp, prefix=f"m{i}_") for i, kp in enumerate(kps)]
+    ptx, _ = REAL_COMPILE_SOURCE(batch_source(modules), "sm_90", "ptx", cache_dir=ptx_cache)
+    text = ptx.decode()
+    for m in modules:
+        for fn in m.functions:
+            assert f".entry {fn}(" in text, fn
