@@ -286,7 +286,10 @@ class CudaRunner:
             dests = None if into is None else self._destinations(plan, into)
             ptrs = self._bind(plan, ctx, values, owned, dests)
             events = self._launch_all(plan, ptrs, trace is not None)
-            dev.stream.synchronize()
+            if dests is None or events or STATUS_BUFFER in kp.buffers:
+                # (a run_device that reads nothing back does not wait: the next launches
+                # are queued on the same stream, after these)
+                dev.stream.synchronize()
             if STATUS_BUFFER in kp.buffers:
                 status = np.empty(plan.shapes[STATUS_BUFFER], np.int32)
                 drv.memcpy_dtoh(status, ptrs[self.root[STATUS_BUFFER]])
