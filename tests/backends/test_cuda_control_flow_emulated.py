@@ -337,3 +337,15 @@ def test_loop_bodies_compile_to_ptx(gpu, monkeypatch, ptx_cache):  # noqa: F811
     for m in modules:
         for fn in m.functions:
             assert f".entry {fn}(" in text, fn
+
+
+def test_random_draws_in_a_body_match_the_reference(gpu):
+    """Each iteration of a loop body draws its own numbers, the same as the reference's
+    (the iteration's stream counter reaches the kernels through the run's random keys)."""
+    g = gc.Graph()
+    with g.as_default():
+        e = gc.placeholder(gc.float32, (None, 8))
+        r = gc.scan(lambda a, x: a + gc.nn.dropout(x, rate=0.5, seed=3), e,
+                    initializer=gc.zeros((8,)))  # fmt: skip
+    got = compare(g, r, {e: np.ones((4, 8), np.float32)})
+    assert len({tuple(row) for row in np.diff(got, axis=0, prepend=0)}) > 1  # fresh per step
