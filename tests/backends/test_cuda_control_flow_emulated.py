@@ -349,3 +349,35 @@ def test_random_draws_in_a_body_match_the_reference(gpu):
                     initializer=gc.zeros((8,)))  # fmt: skip
     got = compare(g, r, {e: np.ones((4, 8), np.float32)})
     assert len({tuple(row) for row in np.diff(got, axis=0, prepend=0)}) > 1  # fresh per step
+
+
+def test_bodies_come_from_the_disk_cache_and_runs_trace(gpu, tmp_path, monkeypatch):
+    """With a cache_dir, a second session compiles no segment or body (no pass, no nvcc);
+    a traced run lists the loops and the segments' kernels; an exported program with a
+    loop loads and runs on cuda."""
+    from graphc.backends.cuda import nvcc
+
+    g = gc.Graph()
+    with g.as_default():
+        e = gc.placeholder(gc.float32, (None, 8), name="e")
+        w = gc.Variable(np.full(8, 0.5, np.float32), name="w")
+        r = gc.scan(lambda a, x: gc.tanh(a * w + x), e, initializer=gc.zeros((8,)))
+        loss = gc.reduce_sum(r)
+        grad = gc.gradients(loss, [w])[0]
+    ev = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    want, _ = run_on(g, [loss, grad], {e: ev}, "reference", init=True)
+    opts = gc.CompileOptions(cache_dir=tmp_path)
+    for second in (False, True):
+        with monkeypatch.context() as m:
+            if second:
+                m.setattr(nvcc, "compile_source", lambda *a, **k: 1 / 0)
+            with gc.Session(graph=g, target="cuda", options=opts) as s:
+                s.run(w.initializer)
+                meta = gc.RunMetadata()
+                got = s.run([loss, grad], {e: ev}, gc.RunOptions(trace=True), meta)
+                names = [st.name for st in meta.step_stats]
+                path = gc.export(s, tmp_path / "m.gcx", {"e": e}, {"loss": loss})
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert "host_fallback:scan/While" in names and len(names) > 2, names
+    np.testing.assert_allclose(gc.load(path, target="cuda")(e=ev)["loss"], want[0], rtol=1e-5)
