@@ -143,6 +143,13 @@ def test_cond_runs_only_the_taken_branch(gpu):
         assert exe.stats["host_fallback_ops"] == ["If"]
 
 
+class _Unbuilt:
+    """A fake module that builds no host library (for tests that only compile)."""
+
+    def get_function(self, name):
+        return fake_pycuda._Function(None, name)
+
+
 def _lstm(batch_dim=None):
     """A small LSTM over x [batch, time, 5] (float64): (x, loss, outputs, grads)."""
     x = gc.placeholder(gc.float64, (batch_dim, None, 5), name="x")
@@ -318,12 +325,8 @@ def test_loop_bodies_compile_to_ptx(gpu, monkeypatch, ptx_cache):  # noqa: F811
         kps.append(kp)
         return render_program(kp)
 
-    class Unbuilt:
-        def get_function(self, name):
-            return fake_pycuda._Function(None, name)
-
     monkeypatch.setattr(cuda_backend, "render_program", recording)
-    monkeypatch.setattr(fake_pycuda, "module_from_buffer", lambda data: Unbuilt())
+    monkeypatch.setattr(fake_pycuda, "module_from_buffer", lambda data: _Unbuilt())
     g = gc.Graph()
     with g.as_default():
         x, loss, outputs, grads = _lstm()
@@ -381,3 +384,44 @@ def test_bodies_come_from_the_disk_cache_and_runs_trace(gpu, tmp_path, monkeypat
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert "host_fallback:scan/While" in names and len(names) > 2, names
     np.testing.assert_allclose(gc.load(path, target="cuda")(e=ev)["loss"], want[0], rtol=1e-5)
+
+
+def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_body(
+    gpu, monkeypatch
+):
+    """The cpu target's shared dims (backends/cpu/body_dims.py) on cuda: the LSTM gradient
+    body compiles to fewer kernels; inputs whose sizes broadcast (a batch of 1 against 2)
+    run the bodies compiled without them, and a size that really mismatches fails clearly."""
+    import graphc.backends.cuda.control as cuda_control
+
+    def grad_body_kernels():
+        g = gc.Graph()
+        with g.as_default():
+            x, loss, outputs, grads = _lstm()
+        with monkeypatch.context() as m:  # compiled only
+            m.setattr(fake_pycuda, "module_from_buffer", lambda data: _Unbuilt())
+            with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+                exe = s.compile([loss, *grads], [x])
+        return [k for k in exe.kernels if "While_grad/While/body/" in k.name]
+
+    shared = grad_body_kernels()
+    with monkeypatch.context() as m:
+        m.setattr(cuda_control, "share_dims", lambda *a: None)
+        plain = grad_body_kernels()
+    assert not any("SumToShape" in k.op_types for k in shared)
+    assert len(shared) < len(plain), (len(shared), len(plain))
+
+    g = gc.Graph()
+    with g.as_default():
+        a = gc.placeholder(gc.float32, (None, None, 2), name="a")
+        b = gc.placeholder(gc.float32, (None, None, 2), name="b")
+        out = gc.scan(lambda acc, ab: acc + ab[0] * ab[1], (a, b), initializer=gc.zeros_like(a[0]))
+    rng = np.random.default_rng(1)
+    for shape_b in ((3, 2, 2), (3, 1, 2)):
+        feed = {a: rng.standard_normal((3, 2, 2)).astype(np.float32),
+                b: rng.standard_normal(shape_b).astype(np.float32)}  # fmt: skip
+        got = compare(g, out, feed)
+        np.testing.assert_allclose(got, np.cumsum(feed[a] * feed[b], axis=0), rtol=1e-5)
+    with gc.Session(graph=g, target="cuda", options=OPTS) as s:
+        with pytest.raises(gc.errors.InvalidArgumentError, match="broadcast"):
+            s.run(out, {a: np.ones((3, 2, 2), np.float32), b: np.ones((3, 3, 2), np.float32)})

@@ -34,7 +34,9 @@ from ...ops.control_runtime import fmt_shape, where
 from ...ops.registry import get_op_def
 from ...passes.dce import dce
 from ...passes.narrow import narrow_products
+from ...passes.symshape import SymbolicShapes
 from ...runtime_state import SubContext
+from ..cpu.body_dims import share_dims
 from ..cpu.fallback import segment_program
 from .runtime import DeviceArray, device, device_empty, to_device
 
@@ -72,7 +74,7 @@ def _copy(dest: DeviceArray, src: DeviceArray) -> None:
 class ControlStep:
     """A compiled control-flow node: its bodies' runners and the outputs read later."""
 
-    def __init__(self, node, needed, compile_body):
+    def __init__(self, node, needed, compile_body, in_dims=None):
         self.node = node
         self.op_def = get_op_def(node.op)
         self.needed = needed
@@ -90,7 +92,18 @@ class ControlStep:
         if prune is not None:
             body, _ = prune(node.attrs, programs["body"], needed)
             programs["body"] = dce(narrow_products(body))
-        for attr, program in programs.items():
+        # a loop's bodies compiled with the sizes its inputs share (the cpu target's
+        # ``body_dims.py``: one symbol for the batch size of every loop variable and row, so
+        # a gradient body fuses), checked at each run's entry; the bodies without them are
+        # compiled if a run needs them. A device feed whose size differs from its class's is
+        # refused by ``run_device``.
+        self.shared = (
+            share_dims(node.attrs, programs, in_dims) if self.op_def.repeats_body else None
+        )
+        self._plain = programs
+        self._plain_runners: dict | None = None
+        self._compile_body = compile_body
+        for attr, program in (programs if self.shared is None else self.shared.programs).items():
             exe = compile_body(program)
             self.runners[attr] = exe.runner
             self.kernels.extend(
@@ -98,11 +111,22 @@ class ControlStep:
             )
         self.seconds = time.perf_counter() - t0
 
+    def _runners(self, xs) -> dict:
+        """The bodies' runners for this run's inputs: those with shared dims when the
+        inputs have one size in each class (or there are none), else the plain ones."""
+        if self.shared is None or self.shared.holds(xs):
+            return self.runners
+        if self._plain_runners is None:
+            self._plain_runners = {
+                attr: self._compile_body(p).runner for attr, p in self._plain.items()
+            }
+        return self._plain_runners
+
     def run(self, xs, ctx) -> list:
         """The node's outputs (DeviceArrays; an unread stacked output is a zero-byte host
         stand-in) from its inputs ``xs`` (DeviceArrays or host arrays)."""
         dev = device()
-        runners = self.runners
+        runners = self._runners(xs)
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
         def call(attr, feeds, iteration=None, into=None):
@@ -115,7 +139,7 @@ class ControlStep:
         return _run_if(dev, self.node.attrs, xs, call)
 
     def close(self) -> None:
-        for r in self.runners.values():
+        for r in [*self.runners.values(), *(self._plain_runners or {}).values()]:
             close = getattr(r, "close", None)
             if close is not None:
                 close()
@@ -326,11 +350,15 @@ def build(program, compile_segment, compile_body):
             later.update(n.inputs)
     needed_after.reverse()
     out_steps, kernels, control_ops, native = [], [], [], 0
+    dims = None  # symbolic dims of the program's values (for the loops' shared dims)
     for step, later_refs in zip(steps, needed_after):
         if step[0] == "control":
             node = step[1]
             needed = {k for k in range(len(node.outs)) if (node.id, k) in later_refs}
-            control = ControlStep(node, needed, compile_body)
+            if dims is None:
+                dims = SymbolicShapes(program.node)
+            in_dims = [dims.dims(r) for r in node.inputs]
+            control = ControlStep(node, needed, compile_body, in_dims)
             out_steps.append(("control", node, control))
             kernels.append(KernelInfo(f"host_fallback:{node.name}", (node.name,), (node.op,)))
             kernels.extend(control.kernels)
