@@ -1,21 +1,24 @@
 """A native GEMM for products with few rows: ``C = alpha * op(A) @ B + beta * C`` where
 ``op(A)`` has at most SMALL_M_MAX rows and ``B`` is not transposed (row-major ``[K, N]``).
 
-Why: a loop body's per-step product (W11: the LSTM step's ``[32, 321] x [321, 1024]`` and its
-gradient's ``[32, 1024] x [1024, 256]``) is too thin for OpenBLAS, which packs the whole
-weight operand into its own panel layout on every call (about 40% of those calls' time on the
-W11 step). This kernel streams ``B`` in its natural layout instead: C is computed in tiles of
-``MR`` rows by ``NV`` vectors of columns; the tile's accumulators stay in vector registers
-over the whole ``k`` loop, each step loading ``NV`` contiguous vectors of one row of ``B`` and
-broadcasting ``MR`` scalars of ``A`` (one fused multiply-add per accumulator). For a column
-block every row block of A is done before the next column block, so the block of B
-(``K x NV`` vectors) is read from memory once and from L2 for the other row blocks.
+Why: a loop body's per-step product (W11: the LSTM step's ``[32, 321] x [321, 1024]`` and
+its gradient's ``[32, 1024] x [1024, 256]``) is too thin for OpenBLAS, which packs the whole
+weight operand into its own panel layout on every call (a third of those calls' time on the
+W11 step, a quarter of the whole step). This kernel streams ``B`` in its natural layout
+instead: C is computed in tiles of ``MR`` rows by ``NV`` vectors of columns; the tile's
+accumulators stay in vector registers over the whole ``k`` loop, each step loading ``NV``
+contiguous vectors of one row of ``B`` and broadcasting ``MR`` scalars of ``A`` (one fused
+multiply-add per accumulator). For a column block every row block of A is done before the
+next column block, so the block of B (``K x NV`` vectors) is read from memory once and from
+L2 for the other row blocks.
 
 Edges need no scalar code: the columns past N are masked off (masked loads and stores of the
 last block), and a tile's rows past M repeat row M - 1 (in bounds) and are not stored.
 
 ``part(args, b0, b1)`` computes the column blocks [b0, b1), a ``gc_parallel_for`` body, so a
-product is split over the worker pool by column blocks (``blas.py`` decides when).
+product is split over the worker pool by column blocks (``blas.py`` decides when). The
+kernels are compiled once per process into the worker pool's object (``pool.py``), not into
+every program's module (~65 ms of LLVM time each).
 """
 
 from __future__ import annotations
