@@ -10,23 +10,34 @@ fusion               ``passes.fusion.fuse``          FusionPlan: groups, each de
                                                      its reason (``exe.fusion_report()``)
 lowering             ``kernel.lower.lower``          KernelProgram: loop nests, buffers,
                                                      run-time shape checks
-kernel passes        the backend's ``KERNEL_PASSES`` KernelProgram rewritten kernel by kernel
-                                                     (cpu: ``kernel.recip.hoist_divisors``)
 buffer planning      ``passes.plan.plan``            KernelProgram with buffer reuse
-render               the backend                     LLVM IR (cpu) or CUDA C (cuda), with the
-                                                     backend's own Kernel-IR transforms
+kernel passes        the backend's ``KERNEL_PASSES`` KernelProgram rewritten or annotated
+                                                     kernel by kernel (cpu:
+                                                     ``kernel.recip.hoist_divisors``; cuda:
+                                                     ``backends.cuda.launch_plan.
+                                                     plan_launches``, the launch mapping and
+                                                     vectorization of every kernel)
+render               the backend                     LLVM IR (cpu, with the backend's own
+                                                     Kernel IR transforms) or CUDA C (cuda:
+                                                     a translation of the kernels and of
+                                                     the launch plans the pass recorded)
 load                 the backend                     native code and its runner
 ===================  ==============================  =========================================
 
-The stages up to buffer planning run here for every target (``compiler.py`` drives them);
+The stages up to the kernel passes run here for every target (``compiler.py`` drives them);
 a backend supplies only what differs: its capabilities (``REDUCTION_LAYOUT``, the Kernel IR
 passes it wants, ``KERNEL_PASSES``), render
 and load (``build_executable``), its disk cache (``try_load_cached``) and, on cpu, the host
 fallback for ops it cannot lower. No backend runs a generic stage itself.
+
+The kernel passes run on the planned program: a pass may rewrite kernel bodies and record
+decisions in ``Kernel.meta`` (e.g. which accesses move as vectors, which depends on which
+buffers share storage), but it adds no buffers and changes no kernel's reads or writes.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -39,9 +50,9 @@ from .passes.plan import plan as plan_buffers
 
 #: the stages in order; ``exe.stats["compile_seconds"]`` uses these names (plus the
 #: backend's own, e.g. "llvm", "nvcc")
-STAGES = ("graph passes", "fusion", "lower", "kernel passes", "plan", "render", "load")
+STAGES = ("graph passes", "fusion", "lower", "plan", "kernel passes", "render", "load")
 
-__all__ = ["STAGES", "Lowered", "optimize", "lower_program", "run_kernel_passes"]
+__all__ = ["STAGES", "Lowered", "body_pass", "optimize", "lower_program", "run_kernel_passes"]
 
 
 @dataclass
@@ -56,13 +67,13 @@ class Lowered:
 def lower_program(
     program, options, reduction_layout: str = "rows", kernel_passes: tuple = ()
 ) -> Lowered:
-    """Fusion, lowering, the backend's Kernel IR passes and buffer planning of an optimised
+    """Fusion, lowering, buffer planning and the backend's Kernel IR passes of an optimised
     Program.
 
     ``reduction_layout`` is the backend's choice for row reductions: "columns" (cpu:
     unit-stride SIMD over the rows) or "rows" (cuda: one thread block per row);
-    ``kernel_passes`` its Kernel IR rewrites (``KERNEL_PASSES``). Raises UnimplementedError
-    when an op has no lowering (the cpu backend then runs it on the host).
+    ``kernel_passes`` its Kernel IR passes (``KERNEL_PASSES``, run after planning). Raises
+    UnimplementedError when an op has no lowering (the cpu backend then runs it on the host).
     """
     secs = {}
     t0 = time.perf_counter()
@@ -71,23 +82,34 @@ def lower_program(
     t0 = time.perf_counter()
     kp = lower(program, fplan, options, reduction_layout=reduction_layout)
     secs["lower"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kp = plan_buffers(kp) or kp
+    secs["plan"] = time.perf_counter() - t0
     if kernel_passes:
         t0 = time.perf_counter()
         kp = run_kernel_passes(kp, kernel_passes)
         secs["kernel passes"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kp = plan_buffers(kp) or kp
-    secs["plan"] = time.perf_counter() - t0
     return Lowered(fplan, kp, secs)
 
 
 def run_kernel_passes(kp: KernelProgram, passes: tuple) -> KernelProgram:
-    """``kp`` with each of ``passes`` (a function from a kernel body to a kernel body that
-    computes the same) applied, in order, to the body of every kernel."""
-    kernels = []
-    for k in kp.kernels:
-        body = k.body
-        for p in passes:
-            body = p(body)
-        kernels.append(k if body is k.body else replace(k, body=body))
-    return replace(kp, kernels=kernels)
+    """``kp`` with each of ``passes`` (a function from a KernelProgram to one that computes
+    the same, with the same buffers) applied in order."""
+    for p in passes:
+        kp = p(kp)
+    return kp
+
+
+def body_pass(rewrite):
+    """The kernel pass that applies ``rewrite`` (a function from a kernel body to a kernel
+    body that computes the same) to the body of every kernel."""
+
+    @functools.wraps(rewrite)
+    def run(kp: KernelProgram) -> KernelProgram:
+        kernels = []
+        for k in kp.kernels:
+            body = rewrite(k.body)
+            kernels.append(k if body is k.body else replace(k, body=body))
+        return replace(kp, kernels=kernels)
+
+    return run

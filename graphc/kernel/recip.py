@@ -1,5 +1,6 @@
 """Division by a loop-invariant value becomes a multiply by its reciprocal: a Kernel IR pass
-the cpu backend asks for (``KERNEL_PASSES``; ``graphc/pipeline.py`` runs it after lowering).
+the cpu backend asks for (``KERNEL_PASSES``; ``graphc/pipeline.py`` runs it after buffer
+planning).
 
 A row kernel ends with ``y[i, j] = e[i, j] / s[i]`` (softmax, normalisations): one vector
 division per 16 floats, about 10 cycles each on the host measured here, where a multiply takes

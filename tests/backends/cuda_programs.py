@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dtypes as dt
+from graphc.backends.cuda import render as _render
+from graphc.backends.cuda.launch_plan import plan_launches
 from graphc.expr import Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import (
     STATUS_BUFFER,
@@ -26,6 +28,12 @@ from graphc.kernel.ir import (
 
 F32 = dt.float32
 I64 = dt.int64
+
+
+def render_program(kp: KernelProgram, prefix: str = "gc_"):
+    """The cuda backend's kernel pass (``plan_launches``), then its renderer: what the
+    pipeline does with a planned program (the renderer alone refuses unplanned kernels)."""
+    return _render.render_program(plan_launches(kp), prefix)
 
 
 def f32(v):

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.backends.cuda import REDUCTION_LAYOUT
-from graphc.backends.cuda.render import render_program, template_source
+from graphc.backends.cuda.render import template_source
 from graphc.passes.manager import optimize
 from graphc.pipeline import lower_program
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
+from tests.backends.cuda_programs import render_program
 from tests.backends.test_cuda_render import CACHE, needs_host
 from tests.passes.program_util import assert_same_values, evaluate
 from tests.passes.test_pass_properties import _random_program

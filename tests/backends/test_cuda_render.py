@@ -21,7 +21,7 @@ from graphc import dtypes as dt
 from graphc.backends.cuda import launch as L
 from graphc.backends.cuda.mathtable import MATH, render_const
 from graphc.backends.cuda.nvcc import compile_source, find_nvcc
-from graphc.backends.cuda.render import render_program, template_source
+from graphc.backends.cuda.render import template_source
 from graphc.backends.reference.interpreter import run_program
 from graphc.errors import CompileError, InvalidArgumentError, UnimplementedError
 from graphc.expr import Const, Load, Math, Var, i64
@@ -31,6 +31,7 @@ from graphc.ops.registry import REGISTRY
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
 from tests.backends import cuda_programs as P
+from tests.backends.cuda_programs import render_program
 from tests.kernel.helpers import compile_kernels
 from tests.oracle import build_example
 

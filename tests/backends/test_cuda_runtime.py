@@ -128,7 +128,7 @@ def _runner(kp, module):
 @pytest.mark.parametrize("name", sorted(P.ALL))
 def test_hand_written_programs_on_the_gpu(name, variant):
     """Many threads per row: warp shuffles, shared memory and barriers against the spec."""
-    from graphc.backends.cuda.render import render_program
+    from tests.backends.cuda_programs import render_program
 
     kp = P.ALL[name]()
     feeds, variables = P.feeds_for(name, kp, np.random.default_rng(11))

@@ -63,7 +63,7 @@ RUNNER_CASES = ["softmax_rows", "layer_norm_rows", "column_sum_and_full_sum", "g
 
 @pytest.mark.parametrize("name", RUNNER_CASES)
 def test_runner_matches_the_interpreter(fake_gpu, name):
-    from graphc.backends.cuda.render import render_program
+    from tests.backends.cuda_programs import render_program
 
     kp = P.ALL[name]()
     feeds, variables = P.feeds_for(name, kp, np.random.default_rng(2))  # (may set consts)
@@ -375,7 +375,7 @@ def test_gemm_launches_through_the_cublas_interface(fake_gpu, name):
     transposes, leading dimensions, strides, offsets, alpha/beta) against a libcublas fake
     written from cuBLAS's documented contract; float16 falls back to the tiled kernel."""
     from graphc.backends.cuda import cublas
-    from graphc.backends.cuda.render import render_program
+    from tests.backends.cuda_programs import render_program
     from tests.backends.fake_cublas import FakeCublasLib
 
     lib = FakeCublasLib()

@@ -19,7 +19,7 @@ import graphc as gc
 from graphc import dtypes as dt
 from graphc.backends.cuda import launch as L
 from graphc.backends.cuda.nvcc import compile_source
-from graphc.backends.cuda.render import render_program, template_source
+from graphc.backends.cuda.render import template_source
 from graphc.backends.cuda.vectorize import affine
 from graphc.expr import Call, Cast, Const, Dim, Load, Math, Var, i64
 from graphc.kernel import interp
@@ -28,6 +28,7 @@ from graphc.passes.plan import plan as plan_buffers
 from graphc.runtime_state import RunContext
 from tests.backends import cuda_emulation as emu
 from tests.backends import cuda_programs as P
+from tests.backends.cuda_programs import render_program
 from tests.backends.test_cuda_render import (
     CACHE,
     needs_host,

@@ -253,10 +253,10 @@ def test_cuda_renders_the_saturating_cast():
 
 
 def test_cuda_kernel_of_a_cast_uses_the_saturating_helper():
-    from graphc.backends.cuda.render import render_program
     from graphc.kernel.lower import lower
     from graphc.passes.fusion import fuse
     from graphc.program import extract
+    from tests.backends.cuda_programs import render_program
 
     x = gc.placeholder(gc.float32, (None,))
     y = gc.cast(x * 2.0, gc.int64)

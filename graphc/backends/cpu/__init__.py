@@ -19,15 +19,15 @@ from pathlib import Path
 from ...executable import Executable, KernelInfo
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
-from ...pipeline import lower_program
+from ...pipeline import body_pass, lower_program
 from ...program import StageTexts
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
 from . import fallback
 
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
-#: Kernel IR passes the pipeline runs for this backend after lowering
-KERNEL_PASSES = (hoist_divisors,)
+#: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning
+KERNEL_PASSES = (body_pass(hoist_divisors),)
 
 
 def _cache_key(source, options):

@@ -22,6 +22,7 @@ from ...ops.registry import get_op_def
 from ...pipeline import lower_program
 from ...program import StageTexts
 from . import cache, nvcc
+from .launch_plan import plan_launches
 from .render import render_program
 
 
@@ -46,9 +47,9 @@ def availability() -> str | None:
 
 #: row reductions with one thread block per row
 REDUCTION_LAYOUT = "rows"
-#: Kernel IR passes the pipeline runs for this backend after lowering (none: vector widths
-#: and launch shapes are chosen while rendering, ``vectorize.py`` and ``mappings.py``)
-KERNEL_PASSES = ()
+#: Kernel IR passes the pipeline runs for this backend after buffer planning: the launch
+#: mapping and vectorization of every kernel (``launch_plan.py``), which the renderer reads
+KERNEL_PASSES = (plan_launches,)
 
 
 def nvcc_options(options) -> tuple:

@@ -1,59 +1,37 @@
-"""How parallel loops map onto the GPU, for the CUDA renderer: ``threads`` (perfect nests and
-element-wise inner maps collapsed into one grid-stride index space, vectorised where
-``vectorize.py`` allows) and ``rows`` (one block per row, inner loops strided over the block's
-threads and their accumulators combined with the block reduction of ``reduce.cuh``)."""
+"""CUDA C of the GPU mappings that ``launch_plan.py`` chose, for the module renderer:
+``threads`` (the flattened nest as one grid-stride index space, each thread moving the
+planned accesses as 128-bit vectors where the plan has a ``VectorPlan``) and ``rows`` (one
+block per row, the plan's cooperative loops strided over the block's threads and their
+accumulators combined with the block reduction of ``reduce.cuh``). Nothing here decides a
+mapping: a unit's plan says which one, this module writes it."""
 
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...expr import Call, Load, Math, Var, sub_exprs
+from ...expr import Call, Var
 from ...kernel.analysis import (
     REDUCERS,
     buffers_read,
     buffers_written,
     extent,
-    linear_coeff,
     product_of,
-    reads_before_write,
     reduction_identity,
     reduction_of,
     replace_loads,
     substitute,
-    var_names,
 )
-from ...kernel.ir import (
-    STATUS_BUFFER,
-    If,
-    Let,
-    LibCall,
-    Loop,
-    Store,
-    exprs_in,
-    stmt_exprs,
-    walk_stmts,
-)
+from ...kernel.ir import If, Let, Loop, Store
 from .function import _Function
+from .launch_plan import RowsPlan, ThreadsUnit
 from .mathtable import VALUE_TYPE
 from .rendered import Launch
-from .vectorize import LANES, VectorPlan, plan_vectors, vector_type
+from .vectorize import LANES, VectorPlan, vector_type
 
 
 class MappingEmitter:
-    """The loop-mapping half of the module renderer: parallel loops to ``threads`` and
-    ``rows`` launches (a ``rows`` launch also gets its one-thread-per-row alternative)."""
-
-    @staticmethod
-    def _collapse(loop: Loop):
-        """Perfect nest of parallel loops with independent bounds -> [(var, start, stop)], body."""
-        nest, body = [(loop.var, loop.start, loop.stop)], loop.body
-        while len(body) == 1 and isinstance(body[0], Loop) and body[0].parallel:
-            inner = body[0]
-            outer_vars = {v for v, _, _ in nest}
-            if (var_names(inner.start) | var_names(inner.stop)) & outer_vars:
-                break
-            nest.append((inner.var, inner.start, inner.stop))
-            body = inner.body
-        return nest, list(body)
+    """The loop-mapping half of the module renderer: ``ThreadsUnit`` plans to ``threads``
+    and ``rows`` launches (a ``rows`` launch also gets its one-thread-per-row alternative),
+    ``RowsPlan``s to block-per-row functions."""
 
     def _index_space(self, fn: _Function, nest, depth: int, flat: str) -> None:
         """Assign the nest's loop variables from the flat index ``flat`` (row-major)."""
@@ -70,15 +48,15 @@ class MappingEmitter:
                 fn.emit(f"{v} = {fn.expr(start)} + {rest} / ({inner});", depth)
                 rest = f"({rest} % ({inner}))"
 
-    def _parallel(self, name: str, prefix: list, loop: Loop, rk) -> Launch:
-        nest, body = self._collapse(loop)
-        nest, body = self._flatten_maps(nest, body)
+    def _threads(self, name: str, unit: ThreadsUnit) -> Launch:
+        """The launch of a ``ThreadsUnit``: its grid-stride function, and when the plan has
+        a block-per-row alternative, a ``rows`` launch with the grid-stride one as ``alt``."""
+        prefix, nest, body, vec = unit.prefix, unit.nest, unit.body, unit.vector
         count = product_of([extent(start, stop) for _, start, stop in nest])
         threads = _Function(self, name)
         threads.stmts(prefix, 1)
         n = threads.tmp(_dt.int64)
         threads.emit(f"{threads.expr(n)} = {threads.expr(count)};", 1)
-        vec = plan_vectors(nest, body, self.program.buffers, self.root)
         first = "(gc_i64)blockIdx.x * blockDim.x + threadIdx.x"
         if vec is not None:
             done = self._vector_loop(threads, nest, body, vec, threads.expr(n))
@@ -94,33 +72,16 @@ class MappingEmitter:
         threads.stmts(body, 2)
         threads.emit("}", 1)
         self._add(threads)
-        rows = self._rows_function(name + "_rows", prefix, body, nest, rk)
-        if rows is None:
+        if unit.rows is None:
             launch = Launch("threads", threads.name, threads.params(), count)
             launch.vector = vec.width if vec is not None else 1
             return launch
-        fn, inner, contiguous = rows
-        launch = Launch("rows", fn.name, fn.params(), count, inner, threads.name, contiguous)
+        fn = self._rows_function(name + "_rows", prefix, unit.rows, nest)
+        rows = unit.rows
+        launch = Launch("rows", fn.name, fn.params(), count, rows.inner, threads.name,
+                        rows.contiguous)  # fmt: skip
         launch.alt_params = threads.params()
         return launch
-
-    def _flatten_maps(self, nest, body):
-        """Absorb inner sequential loops whose iterations are independent element-wise maps
-        (no accumulator, distinct stores: what a block-per-row mapping would also accept)
-        into the parallel index space: one thread per element, not per row."""
-        nest = list(nest)
-        while len(body) == 1 and isinstance(body[0], Loop) and not body[0].parallel:
-            inner = body[0]
-            bounds = [x for e in (inner.start, inner.stop) for x in sub_exprs(e)]
-            if any(isinstance(x, Var | Load) for x in bounds):
-                break  # the launch size must be computable from the run's dims alone
-            if any(isinstance(s, Let) and s.reduce for s in inner.body):
-                break
-            if self._coop_refusal(inner, []) is not None:
-                break
-            nest.append((inner.var, inner.start, inner.stop))
-            body = list(inner.body)
-        return nest, body
 
     def _vector_loop(self, fn: _Function, nest, body, vec: VectorPlan, n: str) -> str:
         """Emit the quad loop of ``vec`` (each thread: ``width`` iterations, vector loads at
@@ -179,15 +140,9 @@ class MappingEmitter:
         return f"{fn.expr(nq)} * {w}"
 
     # -- one block per row --------------------------------------------------------------------
-    def _rows_function(self, name, prefix, body, nest, rk):
-        """A block-per-row function for ``body``, or None when it lacks the row shape.
-
-        Returns (function, inner length expression, whether inner loads are contiguous).
-        """
-        checked = self._check_rows(body, rk)
-        if checked is None:
-            return None
-        coop, inner = checked
+    def _rows_function(self, name, prefix, rows: RowsPlan, nest) -> _Function:
+        """The block-per-row function of ``rows`` (one row when ``nest`` is None, else one
+        per iteration of the flattened nest)."""
         fn = _Function(self, name)
         fn.stmts(prefix, 1)
         depth = 1
@@ -202,7 +157,7 @@ class MappingEmitter:
         else:
             fn.emit("if (blockIdx.x != 0) return;", 1)
         written, read = set(), set()
-        for s in body:
+        for i, s in enumerate(rows.body):
             s_reads, s_writes = buffers_read([s]), buffers_written([s])
             if (s_reads & written) or (s_writes & (written | read)):
                 fn.emit("__syncthreads();", depth)
@@ -215,94 +170,14 @@ class MappingEmitter:
                 fn.store(s, depth, guard="if (threadIdx.x == 0) ")
             elif isinstance(s, If):
                 fn.if_(s, depth, stores_guard="if (threadIdx.x == 0) ")
-            elif id(s) in coop:
+            elif i in rows.coop:
                 self._coop_loop(fn, s, depth)
             else:  # store-free sequential loop: every thread computes the same scalars
                 fn.stmts([s], depth)
         if nest is not None:
             fn.emit("}", 1)
         self._add(fn)
-        contiguous = any(
-            linear_coeff(x.index, s.var) == 1
-            for s in body
-            if id(s) in coop
-            for x in exprs_in(s.body)
-            if isinstance(x, Load)
-        )
-        return fn, inner, contiguous
-
-    def _check_rows(self, body, rk):
-        """(ids of cooperative loops, their longest trip count) if ``body`` has the row shape."""
-        coop, trips = set(), []
-        for i, s in enumerate(body):
-            if isinstance(s, LibCall):
-                return None
-            if isinstance(s, If) and any(isinstance(x, Loop) for x in walk_stmts([s])):
-                return None
-            if not isinstance(s, Loop):
-                continue
-            if s.parallel:
-                return None
-            reason = self._coop_refusal(s, body[i + 1 :])
-            if reason is None:
-                coop.add(id(s))
-                trips.append(extent(s.start, s.stop))
-            elif buffers_written([s]):
-                rk.notes.append(f"threads only: loop {s.var}: {reason}")
-                return None
-        if not coop:
-            return None
-        inner = trips[0]
-        for t in trips[1:]:
-            inner = Call(Math.MAX, (inner, t))
-        return coop, inner
-
-    @staticmethod
-    def _coop_refusal(loop: Loop, after) -> str | None:
-        """Why the iterations of ``loop`` cannot be spread over a block (None: they can)."""
-        accs, stores, local = {}, {}, set()
-        for s in loop.body:
-            if isinstance(s, Loop | LibCall):
-                return "nested loop"
-            if isinstance(s, If):
-                # status flags: every racing thread stores the same value to one slot
-                if not all(isinstance(x, If) or (isinstance(x, Store) and x.buffer == STATUS_BUFFER)
-                           for x in walk_stmts([s])):  # fmt: skip
-                    return "conditional other than a status flag"
-                continue
-            if isinstance(s, Let) and s.reduce:
-                red = reduction_of(s)
-                if red is None or s.var in accs:
-                    return f"'{s.var}' is not a plain sum/product/max/min/all/any accumulator"
-                accs[s.var] = red
-            elif isinstance(s, Let):
-                local.add(s.var)
-            else:
-                stores.setdefault(s.buffer, set()).add(s.index)
-        if accs.keys() & local:
-            return "an accumulator is also assigned directly"
-        for s in loop.body:
-            others = [e for e in stmt_exprs(s)]
-            if isinstance(s, Let) and s.var in accs:
-                others = [accs[s.var][1]]
-            if any(var_names(e) & accs.keys() for e in others):
-                return "an accumulator is read inside its loop"
-        for v in local:
-            if reads_before_write(loop.body, v) or reads_before_write(after, v):
-                return f"scalar '{v}' carries a value between iterations"
-        for b, indices in stores.items():
-            if len(indices) != 1:
-                return f"several stores to '{b}'"
-            (index,) = indices
-            c = linear_coeff(index, loop.var)
-            if not c:
-                return f"store index of '{b}' is not injective in {loop.var}"
-            loads = {x.index for x in exprs_in(loop.body) if isinstance(x, Load) and x.buffer == b}
-            if loads - {index}:
-                return f"'{b}' is read and written at different indices"
-        if any(loop.var in var_names(e) for s in after for e in stmt_exprs(s)):
-            return "loop variable used after the loop"
-        return None
+        return fn
 
     def _coop_loop(self, fn: _Function, loop: Loop, depth: int) -> None:
         partial, combine = {}, []

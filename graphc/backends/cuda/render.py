@@ -1,35 +1,30 @@
 """Kernel IR -> CUDA C: one module per KernelProgram, one or more launches per Kernel.
 
-How a ``Kernel`` body becomes launches (each a ``Launch``, in order):
+The renderer translates; it decides nothing about how a kernel runs on the GPU. The cuda
+backend's Kernel IR pass (``launch_plan.plan_launches``, its ``KERNEL_PASSES``) has already
+cut every kernel into units and chosen each unit's mapping, and this module writes them:
 
-* The body is cut into units: each top-level parallel ``Loop``, each ``LibCall``, and each
-  maximal run of other statements. Top-level ``Let``s are scalars: they are re-evaluated at
-  the start of every later launch that reads them (only when that is provably the same
-  value; otherwise the whole kernel runs as one ``serial`` launch, which is always right).
-* A parallel loop (perfect nests of parallel loops are collapsed into one index space, and
-  so are inner sequential loops that are plain element-wise maps) becomes a grid-stride
-  loop over ``blockIdx``/``threadIdx``: ``threads``, one thread per iteration, other inner
-  loops stay sequential C loops. Where its loads and stores are contiguous and aligned,
-  each thread takes 4 (or 2) iterations a step and moves them as one 128-bit
-  ``float4``/``double2`` access, with a scalar loop for the tail and for misaligned
-  pointers (``vectorize.py`` decides which accesses may move).
-* When its body has the row-reduction shape (inner sequential loops whose iterations only
-  accumulate ``reduce=True`` lets or store to distinct elements), a second function maps
-  one *block* per iteration (``rows``): each inner loop is strided over the block's
-  threads, accumulators combine with warp shuffles and shared memory (``reduce.cuh``),
-  and the runtime picks rows or threads from the sizes it sees (``launch.py``). This is
-  what turns softmax / layer norm / reduce_* into one pass per row block.
-* Bodies with no parallel loop run as ``rows`` with one row when they have that shape
-  (e.g. a full reduction), else on one thread (``serial``).
-* ``LibCall("gemm")`` is a ``gemm`` launch: the runtime calls cuBLAS when it finds it, else
-  the tiled kernel of ``kernels/cuda/gemm.cuh`` (always compiled into the module).
+* ``GemmUnit``: a ``gemm`` launch; the runtime calls cuBLAS when it finds it, else the tiled
+  kernel of ``kernels/cuda/gemm.cuh`` (always compiled into the module); with loops, one
+  library call per iteration.
+* ``ThreadsUnit``: a grid-stride loop over ``blockIdx``/``threadIdx`` (``threads``), one
+  thread per iteration of the flattened nest, with the vector loop of its ``VectorPlan``
+  (each thread takes 4 or 2 iterations a step and moves them as one 128-bit
+  ``float4``/``double2`` access, a scalar loop for the tail and misaligned pointers); with a
+  block-per-row plan, a ``rows`` launch whose ``alt`` is the grid-stride function, and the
+  runtime picks one from the sizes it sees (``launch.py``).
+* ``RowsUnit``: one block (``rows`` with one row): cooperative loops strided over the
+  block's threads, accumulators combined with warp shuffles and shared memory
+  (``reduce.cuh``).
+* ``SerialUnit``: one thread (``serial``).
 
-Runtime sizes (``Dim``) are ``long long`` kernel arguments; nothing is specialised on them.
+Top-level ``Let``s a unit reads (its plan's ``prefix``) are re-evaluated at the start of its
+launch. Runtime sizes (``Dim``) are ``long long`` kernel arguments; nothing is specialised on
+them. A kernel without a plan (or with the plan of another body) is refused.
 
-This module is the driver (templates, cutting kernels into units, serial and gemm launches);
-``mappings.py`` maps parallel loops to ``threads`` and ``rows`` launches, ``function.py``
-writes the C of one generated function, ``analysis.py`` holds the small analyses they share,
-and ``rendered.py`` the launch descriptions the runtime reads.
+This module is the driver (templates, kernels, serial and gemm launches); ``mappings.py``
+writes ``threads`` and ``rows`` functions, ``function.py`` the C of one generated function,
+and ``rendered.py`` holds the launch descriptions the runtime reads.
 """
 
 from __future__ import annotations
@@ -40,15 +35,9 @@ from pathlib import Path
 from ... import dtypes as _dt
 from ...errors import CompileError, UnimplementedError
 from ...expr import Const, Load, Var, sub_exprs
-from ...kernel.analysis import (
-    buffers_read,
-    buffers_written,
-    libcall_nest,
-    locals_assigned,
-    reads_before_write,
-)
-from ...kernel.ir import LIBCALLS, Kernel, KernelProgram, Let, LibCall, Loop
+from ...kernel.ir import LIBCALLS, Kernel, KernelProgram, LibCall
 from .function import _Function, _Namer
+from .launch_plan import GemmUnit, RowsUnit, SerialUnit, ThreadsUnit, launches_of
 from .mappings import MappingEmitter
 from .mathtable import STORAGE_TYPE
 from .rendered import CudaModule, Launch, RenderedKernel
@@ -115,77 +104,38 @@ class _ModuleRenderer(MappingEmitter):
 
     # -- kernels ----------------------------------------------------------------------------
     def kernel(self, index: int, k: Kernel) -> RenderedKernel:
+        plan = launches_of(k)
+        if plan is None:
+            raise CompileError(
+                f"cuda renderer: kernel '{k.name}' has no launch plan for its body: run the "
+                "cuda backend's kernel pass (launch_plan.plan_launches, in KERNEL_PASSES) "
+                "on the program first"
+            )
         base = f"{self.prefix}k{index}_{re.sub(r'[^0-9A-Za-z_]', '_', k.name)[:40]}"
-        rk = RenderedKernel(k.name, tuple(k.ops), tuple(k.op_types), [])
-        units = self._units(k.body)
-        plans = self._split(units, rk)
-        for n, (prefix, unit) in enumerate(plans):
-            name = base if len(plans) == 1 else f"{base}_{n}"
-            rk.launches.append(self._launch(name, prefix, unit, rk))
+        rk = RenderedKernel(k.name, tuple(k.ops), tuple(k.op_types), [], list(plan.notes))
+        for n, unit in enumerate(plan.units):
+            name = base if len(plan.units) == 1 else f"{base}_{n}"
+            rk.launches.append(self._launch(name, unit))
         return rk
 
-    @staticmethod
-    def _units(body) -> list:
-        units, run = [], []
-        for s in body:
-            if (isinstance(s, Loop) and s.parallel) or isinstance(s, LibCall):
-                if run:
-                    units.append(run)
-                    run = []
-                units.append([s])
-            else:
-                run.append(s)
-        if run:
-            units.append(run)
-        return units
-
-    def _split(self, units, rk) -> list:
-        """[(prefix lets, unit statements)] per launch; one serial unit when unsafe to cut."""
-        if len(units) <= 1:
-            return [((), units[0])] if units else []
-        body = [s for u in units for s in u]
-        written = buffers_written(body)
-        in_loops = locals_assigned([s for s in body if isinstance(s, Loop)])
-        plans, prefix = [], []
-        for unit in units:
-            if all(isinstance(s, Let) for s in unit):
-                prefix.extend(unit)
-                continue
-            needed = {v for v in locals_assigned(body) if reads_before_write(unit, v)}
-            if needed & in_loops or any(
-                let.var in needed and buffers_read([let]) & written for let in prefix
-            ):
-                rk.notes.append(f"serial: scalars {sorted(needed)} cross launches")
-                return [((), body)]
-            if any(isinstance(s, LibCall) for s in unit) and needed:
-                rk.notes.append("serial: a library call reads a scalar local")
-                return [((), body)]
-            plans.append((tuple(prefix), unit))
-            # Lets inside a unit that later units read would need carrying: refuse.
-            prefix.extend(s for s in unit if isinstance(s, Let))
-        return plans
-
-    def _launch(self, name: str, prefix: tuple, unit: list, rk) -> Launch:
-        if len(unit) == 1 and isinstance(unit[0], LibCall):
-            return self._libcall(unit[0])
-        nest = libcall_nest(unit)
-        if nest is not None:  # batched GEMM by loops: one library call per iteration
-            loops, call = nest
-            launch = self._libcall(call, {v for v, _, _ in loops})
-            launch.loops = tuple(loops)
+    def _launch(self, name: str, unit) -> Launch:
+        if isinstance(unit, GemmUnit):
+            launch = self._libcall(unit.call, {v for v, _, _ in unit.loops})
+            launch.loops = unit.loops
             return launch
-        if len(unit) == 1 and isinstance(unit[0], Loop) and unit[0].parallel:
-            return self._parallel(name, list(prefix), unit[0], rk)
-        rows = self._rows_function(name, list(prefix), unit, None, rk)
-        if rows is not None:
-            fn, inner, contiguous = rows
-            return Launch("rows", fn.name, fn.params(), Const(1, _dt.int64), inner, None,
-                          contiguous)  # fmt: skip
-        fn = _Function(self, name)
-        fn.emit("if (blockIdx.x != 0 || threadIdx.x != 0) return;", 1)
-        fn.stmts([*prefix, *unit], 1)
-        self._add(fn)
-        return Launch("serial", fn.name, fn.params())
+        if isinstance(unit, ThreadsUnit):
+            return self._threads(name, unit)
+        if isinstance(unit, RowsUnit):
+            fn = self._rows_function(name, unit.prefix, unit.rows, None)
+            return Launch("rows", fn.name, fn.params(), Const(1, _dt.int64), unit.rows.inner,
+                          None, unit.rows.contiguous)  # fmt: skip
+        if isinstance(unit, SerialUnit):
+            fn = _Function(self, name)
+            fn.emit("if (blockIdx.x != 0 || threadIdx.x != 0) return;", 1)
+            fn.stmts([*unit.prefix, *unit.stmts], 1)
+            self._add(fn)
+            return Launch("serial", fn.name, fn.params())
+        raise CompileError(f"cuda renderer: unknown launch unit {unit!r}")
 
     def _libcall(self, s: LibCall, loop_vars=frozenset()) -> Launch:
         if s.fn not in LIBCALLS:

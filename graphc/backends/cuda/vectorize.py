@@ -5,7 +5,8 @@ its loads/stores touch ``W`` consecutive elements for ``W`` consecutive values o
 an address that is a multiple of ``W`` elements, the renderer gives each thread ``W``
 iterations ("a quad") and moves those elements with one ``float4``/``double2``/... access
 instead of ``W`` scalar ones (fewer memory instructions per byte; the loop still
-grid-strides, coalesced across threads). This module only decides; ``render.py`` emits.
+grid-strides, coalesced across threads). This module only decides (the kernel pass
+``launch_plan.py`` asks it and records the ``VectorPlan``); ``mappings.py`` emits.
 
 An access ``buf[idx]`` qualifies when
 
