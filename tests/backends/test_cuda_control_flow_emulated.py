@@ -425,3 +425,15 @@ def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_
     with gc.Session(graph=g, target="cuda", options=OPTS) as s:
         with pytest.raises(gc.errors.InvalidArgumentError, match="broadcast"):
             s.run(out, {a: np.ones((3, 2, 2), np.float32), b: np.ones((3, 3, 2), np.float32)})
+
+
+def test_loop_overhead_script_runs():
+    """scripts/cuda_loop_overhead.py (the host's work per loop iteration, without a GPU)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "cuda_loop_overhead.py"
+    proc = subprocess.run([sys.executable, str(script), "--steps", "5", "--runs", "1"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("us per step") == 3, proc.stdout
