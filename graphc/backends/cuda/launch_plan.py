@@ -148,6 +148,8 @@ def launches_of(kernel: Kernel) -> KernelLaunches | None:
 
 
 class _Planner:
+    """Plans the kernels of one program (its buffers say which share storage)."""
+
     def __init__(self, kp: KernelProgram):
         self.buffers = kp.buffers
 
