@@ -41,8 +41,10 @@ import functools
 import time
 from dataclasses import dataclass, field, replace
 
+from .errors import UnimplementedError
 from .kernel.ir import KernelProgram
 from .kernel.lower import lower
+from .kernel.shapes import SymShapes
 from .passes.fusion import fuse
 from .passes.fusion_plan import FusionPlan
 from .passes.manager import optimize
@@ -77,10 +79,14 @@ def lower_program(
     """
     secs = {}
     t0 = time.perf_counter()
-    fplan = fuse(program, options, reduction_layout)
+    try:  # the program's symbolic shapes: one analysis for fusion and lowering
+        shapes = SymShapes(program)
+    except UnimplementedError:
+        shapes = None  # fusion keeps one kernel per op; lowering says why
+    fplan = fuse(program, options, reduction_layout, shapes)
     secs["fusion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    kp = lower(program, fplan, options, reduction_layout=reduction_layout)
+    kp = lower(program, fplan, options, reduction_layout=reduction_layout, shapes=shapes)
     secs["lower"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     kp = plan_buffers(kp) or kp

@@ -43,14 +43,17 @@ from .shapes import SymShapes, with_location
 class Lowering:
     """State shared by the kernels of one program: buffers, variables, rng and checks."""
 
-    def __init__(self, program: Program, plan, options=None, reduction_layout="rows"):
+    def __init__(self, program: Program, plan, options=None, reduction_layout="rows",
+                 shapes=None):  # fmt: skip
+        """``shapes``: the program's SymShapes when the caller has them (the pipeline builds
+        them once for fusion and lowering)."""
         if reduction_layout not in ("rows", "columns"):
             raise ValueError(f"reduction_layout must be 'rows' or 'columns', got "
                              f"{reduction_layout!r}")  # fmt: skip
         self.reduction_layout = reduction_layout
         self.program = program
         self.plan = plan
-        self.shapes = SymShapes(program)
+        self.shapes = SymShapes(program) if shapes is None else shapes
         self.buffers: dict = {}
         self.fetches = {tuple(r) for r in program.fetches}
         self.rng: list = []
@@ -150,16 +153,19 @@ class Lowering:
         return self.check_of[node.id]
 
 
-def lower(program: Program, plan, options=None, reduction_layout="rows") -> KernelProgram:
+def lower(
+    program: Program, plan, options=None, reduction_layout="rows", shapes=None
+) -> KernelProgram:
     """Lower every group of ``plan`` (a FusionPlan) to one Kernel, in dependency order.
 
     ``reduction_layout``: how a reduction over leading axes that keeps trailing ones (a bias
     gradient: sum over the batch of [N, D]) loops. ``"rows"`` (default; what a GPU wants):
     one accumulator per output element, parallel over the outputs, the reduced axis read
     with a stride. ``"columns"`` (what a SIMD CPU wants): the kept trailing axes innermost,
-    unit-stride, accumulating into the output row, parallel over chunks of it.
+    unit-stride, accumulating into the output row, parallel over chunks of it. ``shapes``:
+    the program's SymShapes, if already built.
     """
-    lw = Lowering(program, plan, options, reduction_layout)
+    lw = Lowering(program, plan, options, reduction_layout, shapes)
     kernels = []
     consumers = ref_consumers(program)
     index = GroupIndex(plan)

@@ -51,18 +51,19 @@ MAX_KERNEL_OPS = 256
 MAX_COPIES = 8
 
 
-def fuse(program: Program, options=None, reduction_layout: str = "rows") -> FusionPlan:
+def fuse(program: Program, options=None, reduction_layout: str = "rows", shapes=None) -> FusionPlan:
     """Group the Program's compute nodes into kernels (see the module docstring).
 
     ``reduction_layout``: the lowering's layout of reductions over leading axes (see
     ``kernel.lower.lower``). With "columns" such a reduction is fused only with consumers of
     its rows: a kernel that also computes over the full space is lowered in the row layout,
     one strided sweep per kept element (batch norm's moments and normalisation in one kernel
-    ran 6x slower on cpu than as a column reduction and a loop)."""
+    ran 6x slower on cpu than as a column reduction and a loop). ``shapes``: the program's
+    SymShapes, if already built (the pipeline builds them once for fusion and lowering)."""
     fusion = True if options is None else getattr(options, "fusion", True)
     compute = [n.id for n in program.nodes if L.op_kind(n) != "source"]
     try:
-        lw = Lowering(program, None)
+        lw = Lowering(program, None, shapes=shapes)
     except UnimplementedError:
         lw = None
     if not fusion or lw is None:
