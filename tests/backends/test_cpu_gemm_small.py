@@ -20,6 +20,7 @@ import pytest
 import graphc as gc
 from graphc import dtypes as _dt
 from graphc.backends.llvm import jit, pool, smallgemm
+from graphc.backends.llvm import math as llvm_math
 
 
 class _Args(ctypes.Structure):
@@ -189,3 +190,16 @@ def test_lean_run_per_dims_value_checks_every_feed():
         with pytest.raises(gc.errors.InvalidArgumentError):
             sess.run(y, {x: np.ones((2, 3), np.float32), w: np.ones((3, 4), np.float32),
                          v: np.ones(5, np.float32)})  # fmt: skip
+
+
+def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
+    """Programs call the kernel when the target has AVX-512 (its 32 vector registers hold
+    the 16 accumulators), else OpenBLAS alone; a static M above SMALL_M_MAX never does."""
+    x = gc.placeholder(gc.float32, (None, 16))
+    w = gc.placeholder(gc.float32, (16, 32))
+    big = gc.placeholder(gc.float32, (65, 16))
+    with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        small_ir = sess.compile(gc.matmul(x, w), [x, w]).dump_ir("llvm")
+        big_ir = sess.compile(gc.matmul(big, w), [big, w]).dump_ir("llvm")
+    assert ("gc_gemm_small_s0" in small_ir) == bool(llvm_math.HOST["avx512f"])
+    assert "gc_gemm_small" not in big_ir

@@ -213,7 +213,7 @@ def _exp(m: _B, x):
 
 
 #: host properties the emitters adapt to (set by jit.py from the host's features)
-HOST = {"ldexp": False}
+HOST = {"ldexp": False, "avx512f": False}
 #: the properties of the CPU the code being rendered on this thread is for, when it is not the
 #: host (``using``: an export for another CPU must not use the host's AVX-512 ldexp)
 _TARGET: ContextVar = ContextVar("graphc_llvm_target_flags", default=None)

@@ -27,6 +27,7 @@ from llvmlite import ir
 
 from ... import dtypes as _dt
 from ...expr import Const
+from . import math as _m
 from .irutil import F64, I1, I8, I32, I64, PTR, VOID, for_range, gep, value_type
 
 #: products with 2 to SMALL_M_MAX rows of op(A) and at most SMALL_K_MAX terms use this
@@ -98,8 +99,9 @@ def small_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
     """A SmallGemm for the ``gemm`` LibCall ``s`` (float32/64, ``ival`` its index values as
     in ``blas.py``, ``al``/``be`` alpha and beta as doubles, ``lds`` (lda, ldb, ldc), ``big``
     whether it is worth splitting over threads), or None when it can never take the kernel:
-    B transposed, or a static M or K out of range (then no kernel is emitted)."""
-    if tb:
+    B transposed, a static M or K out of range, or a target without AVX-512 (its 16 vector
+    registers cannot hold the tile: OpenBLAS's kernels for it are the better choice)."""
+    if tb or not _m.flag("avx512f"):
         return None
     m, k = s.args[5], s.args[7]
     if isinstance(m, Const) and not 1 < int(m.value) <= SMALL_M_MAX:
