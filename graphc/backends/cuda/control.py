@@ -38,6 +38,7 @@ from ...passes.symshape import SymbolicShapes
 from ...runtime_state import SubContext
 from ..cpu.body_dims import share_dims
 from ..cpu.fallback import segment_program
+from ..cpu.loop_invariant import hoist
 from .runtime import DeviceArray, device, device_empty, to_device
 
 
@@ -92,6 +93,22 @@ class ControlStep:
         if prune is not None:
             body, _ = prune(node.attrs, programs["body"], needed)
             programs["body"] = dce(narrow_products(body))
+        # work that is the same at every iteration (pure nodes reading only captures and
+        # constants, static shapes: the cpu target's ``loop_invariant.py``) runs once per
+        # run, in a prologue whose device values the body reads as extra inputs
+        self.prologue = None
+        if self.op_def.repeats_body:
+            a = node.attrs
+            first_cap = a["n_vars"] + a["n_sliced"]
+            hoisted = hoist(programs["body"], first_cap, first_cap + a["n_caps"])
+            if hoisted is not None:
+                prologue, programs["body"] = hoisted
+                exe = compile_body(prologue)
+                self.prologue = exe.runner
+                self.kernels.extend(
+                    KernelInfo(f"{node.name}/prologue/{k.name}", k.ops, k.op_types)
+                    for k in exe.kernels
+                )
         # a loop's bodies compiled with the sizes its inputs share (the cpu target's
         # ``body_dims.py``: one symbol for the batch size of every loop variable and row, so
         # a gradient body fuses), checked at each run's entry; the bodies without them are
@@ -129,7 +146,14 @@ class ControlStep:
         runners = self._runners(xs)
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
+        invariant: list = []  # the prologue's values, made before the first iteration
+
         def call(attr, feeds, iteration=None, into=None):
+            if attr == "body" and self.prologue is not None:
+                if not invariant:
+                    xs_dev = [to_device(dev, x) for x in xs]
+                    invariant.extend(self.prologue.run_device(SubContext(ctx, xs_dev)))
+                feeds = list(feeds) + invariant
             sub.feeds = feeds
             sub.iteration = iteration
             return runners[attr].run_device(sub, None, into)
@@ -139,7 +163,8 @@ class ControlStep:
         return _run_if(dev, self.node.attrs, xs, call)
 
     def close(self) -> None:
-        for r in [*self.runners.values(), *(self._plain_runners or {}).values()]:
+        extra = [self.prologue] if self.prologue is not None else []
+        for r in [*self.runners.values(), *(self._plain_runners or {}).values(), *extra]:
             close = getattr(r, "close", None)
             if close is not None:
                 close()
