@@ -389,9 +389,10 @@ def test_bodies_come_from_the_disk_cache_and_runs_trace(gpu, tmp_path, monkeypat
 def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_body(
     gpu, monkeypatch
 ):
-    """The cpu target's shared dims (backends/cpu/body_dims.py) on cuda: the LSTM gradient
-    body compiles to fewer kernels; inputs whose sizes broadcast (a batch of 1 against 2)
-    run the bodies compiled without them, and a size that really mismatches fails clearly."""
+    """The cpu target's shared dims (backends/cpu/body_dims.py) and loop-invariant prologue
+    on cuda: the LSTM gradient body compiles to fewer kernels; inputs whose sizes broadcast
+    (a batch of 1 against 2) run the bodies compiled without them, and a size that really
+    mismatches fails clearly."""
     import graphc.backends.cuda.control as cuda_control
 
     def grad_body_kernels():
@@ -402,6 +403,8 @@ def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_
             m.setattr(fake_pycuda, "module_from_buffer", lambda data: _Unbuilt())
             with gc.Session(graph=g, target="cuda", options=OPTS) as s:
                 exe = s.compile([loss, *grads], [x])
+        # the step product's transposed weight is made once per run (loop_invariant.py)
+        assert any("While_grad/While/prologue/" in k.name for k in exe.kernels)
         return [k for k in exe.kernels if "While_grad/While/body/" in k.name]
 
     shared = grad_body_kernels()
