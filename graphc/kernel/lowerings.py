@@ -61,8 +61,9 @@ def value_rule(kind, *types, reads=None):
 def reads_at(node) -> str | None:
     """How ``node``'s value rule reads its operands: "broadcast" (each operand at the output
     index broadcast to its shape: every elementwise op), "same" (its one operand at the
-    output index itself), "flat" (its one operand at the same flat index: reshapes), "none"
-    (no operand) or None (somewhere else: transposes, slices, gathers, ...)."""
+    output index itself), "flat" (its one operand at the same flat index: reshapes),
+    "scalar" (its one operand, a scalar: fill), "none" (no operand's value: zeros_like, size,
+    shape) or None (somewhere else: transposes, slices, gathers, ...)."""
     return READS.get(value_fn(node))
 
 
@@ -172,7 +173,7 @@ def _zeros_like(g, node, ix):
     return Const(dt.np.type(node.attrs["value"]).item(), dt)
 
 
-@value_rule("elementwise", "Fill")
+@value_rule("elementwise", "Fill", reads="scalar")
 def _fill(g, node, ix):
     return g.value(node.inputs[0], g.scalar_ix())
 
@@ -192,12 +193,12 @@ def _range(g, node, ix):
     return Cast(v, dt)
 
 
-@value_rule("elementwise", "Size")
+@value_rule("elementwise", "Size", reads="none")
 def _size(g, node, ix):
     return Cast(sym.product(g.shape(node.inputs[0])), node.outs[0].dtype)
 
 
-@value_rule("elementwise", "Shape")
+@value_rule("elementwise", "Shape", reads="none")
 def _shape(g, node, ix):
     dims = g.shape(node.inputs[0])
     k = ix.flat()

@@ -20,11 +20,12 @@ The rules are the lowering's own (``kernel/lower.py`` ``emit_group`` and the emi
   at the full index, the row outputs at the row) reaches each reduction at its row index.
 
 The last rule is decided by following the index maps symbolically (the same ``Ix`` and
-``broadcast_index`` the emitter uses), not by emitting code. Where a member between a
-reduction and its readers reads at an index only its rule knows (a transpose, a slice of a
-row), or an index does not come out as the row's, the facts do not decide (``UNDECIDED``)
-and the driver lowers the group to find out (``fusion.py``); ``CompileOptions(verify=True)``
-checks every decision the facts make against that lowering.
+``broadcast_index`` the emitter uses), not by emitting code: an index that does not come out
+as the row's is refused with the lowering's own reason. Only where a member between a
+reduction and its readers reads at an index only its rule knows (a transpose, a tile, a
+slice of a row) do the facts not decide (``UNDECIDED``): the driver then lowers the group to
+find out (``fusion.py``). ``CompileOptions(verify=True)`` checks every decision the facts
+make against that lowering.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def legality(lw, nodes, stored):
     for n in nodes:
         kind = L.op_kind(n)
         if kind is None:
-            return UNDECIDED  # no lowering: the lowering says so in its own words
+            return f"no lowering for op type {n.op} ('{n.name}')"
         if kind == "opaque":
             return f"{n.op} '{n.name}' needs a kernel of its own"
         if kind == "gemm":
@@ -127,7 +128,8 @@ def _row_group(lw, nodes, stored, reductions):
 def _rows_read_at_their_row(lw, nodes, specs, space, outer_axes, row_shape, row_like,
                             row_stored, full_stored):  # fmt: skip
     """None when every read of a reduction's value, following the index maps from where the
-    row kernel evaluates values, is at the reduction's row; else UNDECIDED."""
+    row kernel evaluates values, is at the reduction's row; the lowering's reason when one
+    is not; UNDECIDED when a member on the way reads at an index only its rule knows."""
     dep = set()  # members whose value depends on a reduction of the group
     for n in nodes:
         if n.id in specs or any(src in dep for src, _ in n.inputs):
@@ -178,7 +180,8 @@ def _rows_read_at_their_row(lw, nodes, specs, space, outer_axes, row_shape, row_
         seen.add(key)
         if ref[0] in specs:
             if ix.flat() != row_flat:
-                return UNDECIDED
+                r = members[ref[0]]
+                return f"{r.op} '{r.name}' (a reduction) is read at another row"
             continue
         node = members[ref[0]]
         how = L.reads_at(node)
@@ -191,6 +194,8 @@ def _rows_read_at_their_row(lw, nodes, specs, space, outer_axes, row_shape, row_
         elif how == "flat":
             r = tuple(node.inputs[0])
             stack.append((r, Ix(owner, lw.shapes[r], flat=ix.flat())))
+        elif how == "scalar":
+            stack.append((tuple(node.inputs[0]), Ix(owner, (), (), sym.ZERO)))
         elif how != "none":
             return UNDECIDED
     return None

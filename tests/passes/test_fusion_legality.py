@@ -71,6 +71,10 @@ ROW_KERNELS = {
     "transposed_row": lambda x: [
         gc.transpose(gc.reduce_sum(gc.reshape(x, (-1, 4, 4)), 0)) + gc.reduce_sum(x, 0)[:4] * 0.5
     ],
+    # a row read at another row through a reshape: refused by the facts themselves
+    "misread_row": lambda x: [
+        gc.reshape(x, (-1, 4, 4)) - gc.expand_dims(gc.reduce_sum(gc.reshape(x, (-1, 4, 4)), 1), 2)
+    ],
     # two reductions of different axes and a scalar total
     "mixed": lambda x: [gc.reduce_sum(x, 1) * 2.0, gc.reduce_sum(x, 0), gc.reduce_sum(x) * x],
 }
@@ -100,6 +104,14 @@ def test_softmax_and_layer_norm_are_decided_without_lowering(monkeypatch):
         with g.as_default():
             _, counts = _fuse_checked(fetches, [x], "rows", monkeypatch)
         assert counts["undecided"] == 0 and counts["facts"] > 0, (name, counts)
+
+
+def test_a_row_read_at_another_row_is_refused_by_the_facts(monkeypatch):
+    g, x, fetches = _graph(ROW_KERNELS["misread_row"])
+    with g.as_default():
+        plan, counts = _fuse_checked(fetches, [x], "rows", monkeypatch)
+    assert counts["undecided"] == 0 and counts["facts"] > 0, counts
+    assert any("read at another row" in why for _, d, why in plan.decisions if d == "refuse")
 
 
 def test_a_row_read_transposed_is_left_to_the_lowering(monkeypatch):
