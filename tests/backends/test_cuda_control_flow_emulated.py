@@ -161,10 +161,16 @@ def _lstm(batch_dim=None):
     return x, loss, outputs, grads
 
 
-def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh):
+def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh, monkeypatch):
     """A scan's trip count is known: no device->host copy at all inside the loops; only the
     fetches come back. Several batch sizes (None dims) and sequence lengths, zero steps
-    included, on one compiled executable."""
+    included, on one compiled executable. On the device, one copy a step: the new state c
+    is written by the step into the forward loop's history (the next step's row), the
+    output h is stacked in place and copied into the history."""
+    copies: list = []
+    real = fake_pycuda.memcpy_dtod
+    monkeypatch.setattr(fake_pycuda, "memcpy_dtod",
+                        lambda d, src, size: (copies.append(size), real(d, src, size)))  # fmt: skip
     g = gc.Graph()
     with g.as_default():
         x, loss, outputs, grads = _lstm()
@@ -172,11 +178,13 @@ def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh):
     rng = np.random.default_rng(1)
     with gc.Session(graph=g, target="cuda", options=OPTS) as s:
         s.run(gc.global_variables_initializer())
+        per_run = []
         for batch, steps in ((3, 6), (1, 2), (2, 0)):
             xs = rng.standard_normal((batch, steps, 5))
             want, _ = run_on(g, fetches, {x: xs}, "reference", init=True)
-            before = len(dtoh)
+            before, copied = len(dtoh), len(copies)
             got = s.run(fetches, {x: xs})
+            per_run.append(len(copies) - copied)
             # the fetches (a 0-byte one copies nothing) and the predicates of dynamic_rnn's
             # two If ops (time-major or not: one byte each, once a run), whatever the steps
             reads = dtoh[before:]
@@ -185,6 +193,7 @@ def test_dynamic_rnn_lstm_forward_and_gradient_copy_nothing_back_per_step(dtoh):
                 assert np.shape(a) == np.shape(b)
                 np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
         assert s.cache_info()["compiles"] == 2  # the initialiser and the step
+    assert per_run[0] - per_run[1] == 6 - 2, per_run
 
 
 def test_scan_rows_are_written_in_place_and_reverse_scan_gradient(gpu, monkeypatch):
@@ -223,8 +232,18 @@ def test_scan_rows_are_written_in_place_and_reverse_scan_gradient(gpu, monkeypat
             counts.append((len(copies) - before, len(waits) - waited))
         # (the first row, ...): not per step; the host waits for the GPU only to fetch
         assert counts[0] == counts[1] and counts[0][0] <= 3 and counts[0][1] <= 2, counts
-    compare(g, [loss, *grads], {e: rng.uniform(-1, 1, (5, 3)).astype(np.float32), w: wv},
-            rtol=1e-4, atol=1e-5)  # fmt: skip
+        # with the gradient: the forward loop's accumulator is both a stacked output and the
+        # history (the variable at the start of each step): one device copy a step, no more
+        counts = []
+        for steps in (3, 12):
+            feed = {e: rng.uniform(-1, 1, (steps, 3)).astype(np.float32), w: wv}
+            want, _ = run_on(g, [loss, *grads], feed, "reference")
+            before = len(copies)
+            got = s.run([loss, *grads], feed)
+            counts.append(len(copies) - before)
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert counts[1] - counts[0] <= 12 - 3, counts
 
 
 def test_while_loop_gradient_and_variables_in_the_body(gpu):

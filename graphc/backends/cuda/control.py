@@ -191,6 +191,9 @@ def _run_while(dev, attrs, xs, call, needed, history) -> list:
     if not history:
         keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
     has_cond = attrs["cond"] is not None
+    nh = attrs["n_history"] if history else 0
+    # loop variable -> its stacked history (the variables at the start of each iteration)
+    hist_of = {v: len(stacked) - nh + v for v in range(n)} if nh >= n else {}
     # known trip count: each kept stacked output is one device array, allocated after the
     # first iteration (its rows' shape is known then) and written row by row in place
     known = not has_cond and trips is not None
@@ -221,6 +224,13 @@ def _run_while(dev, attrs, xs, call, needed, history) -> list:
         into = None
         if known and i:
             into = {n + j: st.row(at) for j, st in enumerate(stacks) if st is not None}
+            if i + 1 < trips:
+                # a loop variable's new value is the next iteration's history row: written
+                # there by the body, it needs no copy when the history stacks it
+                nxt = trips - 2 - i if reverse and k else i + 1
+                for v, j in hist_of.items():
+                    if stacks[j] is not None:
+                        into.setdefault(v, stacks[j].row(nxt))
         outs = call("body", feeds, i, into)
         if has_cond:
             c = outs[-1]  # the condition on the new variables (see control_flow.py)
