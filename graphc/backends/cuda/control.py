@@ -143,6 +143,8 @@ class ControlStep:
         """The node's outputs (DeviceArrays; an unread stacked output is a zero-byte host
         stand-in) from its inputs ``xs`` (DeviceArrays or host arrays)."""
         dev = device()
+        if self.op_def.repeats_body:  # (host inputs copied to the device once per run)
+            xs = [to_device(dev, x) for x in xs]
         runners = self._runners(xs)
         sub = SubContext(ctx, [])  # one per run, re-pointed at each call's feeds
 
@@ -151,8 +153,7 @@ class ControlStep:
         def call(attr, feeds, iteration=None, into=None):
             if attr == "body" and self.prologue is not None:
                 if not invariant:
-                    xs_dev = [to_device(dev, x) for x in xs]
-                    invariant.extend(self.prologue.run_device(SubContext(ctx, xs_dev)))
+                    invariant.extend(self.prologue.run_device(SubContext(ctx, list(xs))))
                 feeds = list(feeds) + invariant
             sub.feeds = feeds
             sub.iteration = iteration
