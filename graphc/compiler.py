@@ -19,7 +19,8 @@ from .program import Program
 from .progress import compile_progress
 
 #: the backends by target name: each supplies REDUCTION_LAYOUT, try_load_cached and
-#: build_executable (render + load), the cpu one also build_with_host_ops
+#: build_executable (render + load), and build_with_host_ops (a program split around ops
+#: without a lowering: any on cpu, control flow on cuda)
 BACKENDS = {"cpu": cpu, "cuda": cuda}
 
 TARGETS = ("cpu", "cuda", "reference")
