@@ -8,7 +8,7 @@ import pytest
 import graphc as gc
 from graphc import dtypes as dt
 from graphc.backends.llvm import compile_kernel_program
-from graphc.backends.llvm.epilogue import row_epilogue
+from graphc.backends.llvm.epilogue import ROW_EPILOGUES, plan_row_epilogues, row_epilogue
 from graphc.backends.llvm.render import Layout, Renderer
 from graphc.expr import Const, Dim, Load, Math, Var, i64
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, LibCall, Loop, Store
@@ -36,7 +36,8 @@ def _program(d, m, n, k, ta, batch=1, stop=None, c_index=None, dyn=False):
         ka, i64(k * n), mn, Const(1.0, dt.float64), Const(0.0, dt.float64),
         i64(0), i64(0), i64(0)))  # fmt: skip
     size = Math.MUL(total, i64(1))
-    return KernelProgram(
+    # the cpu backend's Kernel IR pass decides which GEMMs take their epilogue per row chunk
+    return plan_row_epilogues(KernelProgram(
         buffers={
             "a": Buffer("a", d, (Math.MUL(ka, i64(batch)),), "input"),
             "b": Buffer("b", d, (i64(k * n * batch),), "input"),
@@ -49,7 +50,7 @@ def _program(d, m, n, k, ta, batch=1, stop=None, c_index=None, dyn=False):
         inputs=("a", "b", "bias", "old"),
         outputs=("c", "e"),
         dims={"m": (3, 0)} if dyn else {},
-    )
+    ))  # fmt: skip
 
 
 def _want(a, b, bias, old, ta, stop):
@@ -124,10 +125,15 @@ def test_epilogue_fused_only_when_rows_are_private():
     lay = Layout.of(kp)
     call, loop = kp.kernels[0].body
     assert row_epilogue(call, loop, kp, lay.root)
+    assert kp.kernels[0].meta[ROW_EPILOGUES] == (0,)
     assert _fused(kp)
+    # the renderer follows the pass's record, not its own judgement
+    unplanned = KernelProgram(kp.buffers, [Kernel("mm", (call, loop))], kp.inputs, kp.outputs)
+    assert not _fused(unplanned)
     # reading C at another element: another chunk's rows
     other = _program(d, 301, 77, 129, 0, c_index=Math.ADD(Var("i", i64t), i64(1)))
     assert not row_epilogue(*other.kernels[0].body, other, Layout.of(other).root)
+    assert other.kernels[0].meta[ROW_EPILOGUES] == ()
     assert not _fused(other)
     # writing an operand another chunk's sgemm still reads
     bad = Loop("i", i64(0), i64(301 * 77), (Store("a", Var("i", i64t), Const(0.0, d)),), True)

@@ -22,12 +22,14 @@ from ...kernel.runtime import eval_int
 from ...pipeline import body_pass, lower_program
 from ...program import StageTexts
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
+from ..llvm.epilogue import plan_row_epilogues
 from . import fallback
 
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
-#: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning
-KERNEL_PASSES = (body_pass(hoist_divisors),)
+#: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning:
+#: divisions by loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
+KERNEL_PASSES = (body_pass(hoist_divisors), plan_row_epilogues)
 
 
 def _cache_key(source, options):

@@ -12,13 +12,55 @@ That is only equivalent when no chunk's epilogue can see or disturb another chun
 ``row_epilogue`` checks it statically, the generated code checks the sizes at run time
 (one batch item, split by rows, the loop covering exactly ``[0, m*n)``) and falls back to
 running the loop after the GEMM.
+
+The decision is a Kernel IR pass of the cpu backend (``plan_row_epilogues``, in its
+``KERNEL_PASSES``, after buffer planning: which buffers share storage decides it): it
+records in ``kernel.meta[ROW_EPILOGUES]`` the top-level positions of the GEMMs that take
+the loop after them, and the renderer only follows that record (a kernel without one runs
+every loop after its GEMM).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ... import dtypes as _dt
 from ...expr import Const, Load, Var, sub_exprs
-from ...kernel.ir import If, Let, LibCall, Loop, Store
+from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
+
+#: ``kernel.meta`` key of the positions ``plan_row_epilogues`` chose
+ROW_EPILOGUES = "row_epilogues"
+
+
+def plan_row_epilogues(kp: KernelProgram) -> KernelProgram:
+    """``kp`` with each kernel's ``meta[ROW_EPILOGUES]``: the positions ``j`` of its top-level
+    body whose GEMM (``body[j]``) runs the parallel loop after it (``body[j + 1]``) per row
+    chunk (``row_epilogue``)."""
+    root = storage_roots(kp)
+    kernels = []
+    for k in kp.kernels:
+        body = k.body
+        marks, j = [], 0
+        while j < len(body) - 1:
+            if isinstance(body[j], LibCall) and row_epilogue(body[j], body[j + 1], kp, root):
+                marks.append(j)
+                j += 2  # the loop goes with its GEMM
+            else:
+                j += 1
+        kernels.append(replace(k, meta={**k.meta, ROW_EPILOGUES: tuple(marks)}))
+    return replace(kp, kernels=kernels)
+
+
+def storage_roots(kp: KernelProgram) -> dict:
+    """Buffer name -> the buffer owning its storage (following ``alias_of``)."""
+    root = {}
+    for name in kp.buffers:
+        r, seen = name, set()
+        while kp.buffers[r].alias_of is not None and r not in seen:
+            seen.add(r)
+            r = kp.buffers[r].alias_of
+        root[name] = r
+    return root
 
 
 def row_epilogue(call, loop, kp, root: dict) -> bool:

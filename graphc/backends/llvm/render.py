@@ -49,12 +49,13 @@ import numpy as np
 from llvmlite import ir
 
 from ... import dtypes as _dt
+from ...errors import CompileError
 from ...expr import expr_dtype
 from ...kernel.canon import constant_store_bases, kernel_key, rebase_stores
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 from .blas import emit_libcall
 from .emit_expr import ExprEmitter
-from .epilogue import row_epilogue
+from .epilogue import ROW_EPILOGUES
 from .function import _SSA, _Fn, _sanitize
 from .irutil import F64, I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
 from .loops import LoopEmitter
@@ -188,8 +189,9 @@ class Renderer(LoopEmitter, ExprEmitter):
             body = rebase_stores(body, self.layout.root, bases)
             key, roots = kernel_key(body, self.kp.buffers, self.layout.root)
             fn = emitted.get(key)
-            if fn is None:
-                fn = emitted[key] = self._kernel(i, k.name, body, roots)
+            if fn is None:  # (the same key: the same positions in the same body)
+                marks = k.meta.get(ROW_EPILOGUES, ())
+                fn = emitted[key] = self._kernel(i, k.name, body, roots, marks)
             # each root with the byte offset its pointer starts at (see rebase_stores)
             kfns.append((fn, [(r, bases[r][0] * bases[r][1] if r in bases else 0) for r in roots]))
         self.distinct_kernels = len(emitted)
@@ -368,9 +370,11 @@ class Renderer(LoopEmitter, ExprEmitter):
         b.ret_void()
         return fn
 
-    def _kernel(self, i: int, kname: str, body, roots: list):
+    def _kernel(self, i: int, kname: str, body, roots: list, row_epilogues=()):
         """``void kN.<name>(ptr noalias root..., ptr dims, i32 nthreads)`` computing ``body``
-        on storage ``roots`` (in ``kernel_key``'s order)."""
+        on storage ``roots`` (in ``kernel_key``'s order); the GEMMs at top-level positions
+        ``row_epilogues`` (``epilogue.plan_row_epilogues``) run the loop after them per row
+        chunk."""
         name = f"k{i}.{_sanitize(kname)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
@@ -383,6 +387,7 @@ class Renderer(LoopEmitter, ExprEmitter):
         f.kernel_name = name
         f.par_count = 0
         f.single = _single_lets(body)
+        f.row_epilogues = frozenset(row_epilogues)
         self._stmts(f, body, top=True)
         f.b.ret_void()
         f.finish()
@@ -396,7 +401,13 @@ class Renderer(LoopEmitter, ExprEmitter):
             if s is skip:  # an epilogue rendered with its GEMM
                 continue
             nxt = body[j + 1] if j + 1 < len(body) else None
-            if top and isinstance(s, LibCall) and row_epilogue(s, nxt, self.kp, self.layout.root):
+            if top and j in f.row_epilogues:
+                if not (isinstance(s, LibCall) and isinstance(nxt, Loop)):
+                    raise CompileError(
+                        f"kernel {f.kernel_name}: its row-epilogue plan names statement {j}, "
+                        "which is no GEMM followed by a loop (the body changed after "
+                        "epilogue.plan_row_epilogues)"
+                    )
                 self._gemm_with_epilogue(f, s, nxt)
                 skip = nxt
                 continue
