@@ -27,7 +27,7 @@ from .. import dtypes as _dt
 from ..expr import Arg, Call, Cast, Const, Load, Math, i64
 from ..ops.registry import REGISTRY
 from . import sym
-from .builder import Ix
+from .builder import Ix, reshaped_index
 from .ir import RNG_BUFFER, STATUS_BUFFER, If, Let, Store
 
 KINDS: dict = {}
@@ -61,9 +61,10 @@ def value_rule(kind, *types, reads=None):
 def reads_at(node) -> str | None:
     """How ``node``'s value rule reads its operands: "broadcast" (each operand at the output
     index broadcast to its shape: every elementwise op), "same" (its one operand at the
-    output index itself), "flat" (its one operand at the same flat index: reshapes),
-    "scalar" (its one operand, a scalar: fill), "none" (no operand's value: zeros_like, size,
-    shape) or None (somewhere else: transposes, slices, gathers, ...)."""
+    output index itself), "flat" (its one operand at the same flat index, as
+    ``builder.reshaped_index`` writes it: reshapes), "scalar" (its one operand, a scalar:
+    fill), "none" (no operand's value: zeros_like, size, shape) or None (somewhere else:
+    transposes, slices, gathers, ...)."""
     return READS.get(value_fn(node))
 
 
@@ -284,26 +285,9 @@ def _truncated_normal(g, node, ix):
 
 @value_rule("index", "Reshape", "ReshapeLike", "ExpandDims", "Squeeze", reads="flat")
 def _bitcast(g, node, ix):
-    """Same row-major order: the flat index carries over. Trailing dims the reshape keeps
-    keep their index, and only the leading ones go through the flat index: ``[B*T, 256]``
-    read from ``[B, T, 256]`` divides the row index (once per row, hoisted out of the inner
-    loop) instead of every element's flat index by run-time sizes (a transposing reshape of
-    W11's [64, 32, 256] outputs ran at ~1 GB/s)."""
-    in_shape = tuple(g.shape(node.inputs[0]))
-    out_shape = ix.shape
-    keep = 0
-    while (keep < min(len(in_shape), len(out_shape)) - 1
-           and in_shape[-1 - keep] == out_shape[-1 - keep]):  # fmt: skip
-        keep += 1
-    if keep and ix._dims is not None and len(in_shape) > keep:
-        dims = ix.dims()
-        lead = sym.flat_index(dims[: len(dims) - keep], out_shape[: len(out_shape) - keep])
-        lead_shape = in_shape[: len(in_shape) - keep]
-        lead_dims = sym.unflatten(lead, lead_shape) if len(lead_shape) > 1 else (lead,)
-        if len(lead_shape) > 1:
-            g.divmod_used = True
-        return g.value(node.inputs[0], g.ix(in_shape, dims=(*lead_dims, *dims[-keep:])))
-    return g.value(node.inputs[0], g.ix(in_shape, flat=ix.flat()))
+    """Same row-major order: the element at the same flat index (``builder.reshaped_index``:
+    trailing dims the reshape keeps keep their index)."""
+    return g.value(node.inputs[0], reshaped_index(g, ix, tuple(g.shape(node.inputs[0]))))
 
 
 @value_rule("index", "BroadcastLike", "BroadcastTo", reads="broadcast")

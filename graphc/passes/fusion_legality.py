@@ -19,13 +19,13 @@ The rules are the lowering's own (``kernel/lower.py`` ``emit_group`` and the emi
   places the kernel evaluates values (the reductions' inputs and the full-shaped outputs
   at the full index, the row outputs at the row) reaches each reduction at its row index.
 
-The last rule is decided by following the index maps symbolically (the same ``Ix`` and
-``broadcast_index`` the emitter uses), not by emitting code: an index that does not come out
-as the row's is refused with the lowering's own reason. Only where a member between a
-reduction and its readers reads at an index only its rule knows (a transpose, a tile, a
-slice of a row) do the facts not decide (``UNDECIDED``): the driver then lowers the group to
-find out (``fusion.py``). ``CompileOptions(verify=True)`` checks every decision the facts
-make against that lowering.
+The last rule is decided by following the index maps symbolically (the same ``Ix``,
+``broadcast_index`` and ``reshaped_index`` the emitter uses), not by emitting code: an
+index that does not come out as the row's is refused with the lowering's own reason. Only
+where a member between a reduction and its readers reads at an index only its rule knows
+(a transpose, a tile, a slice of a row) do the facts not decide (``UNDECIDED``): the
+driver then lowers the group to find out (``fusion.py``). ``CompileOptions(verify=True)``
+checks every decision the facts make against that lowering.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .. import dtypes as _dt
 from ..expr import Var
 from ..kernel import lowerings as L
 from ..kernel import sym
-from ..kernel.builder import Illegal, Ix, broadcast_index, is_row_shape
+from ..kernel.builder import Illegal, Ix, broadcast_index, is_row_shape, reshaped_index
 from ..kernel.lower_rows import fmt_shape, stored_space
 
 #: the facts cannot decide: lower the group to find out
@@ -193,7 +193,7 @@ def _rows_read_at_their_row(lw, nodes, specs, space, outer_axes, row_shape, row_
             stack.append((tuple(node.inputs[0]), ix))
         elif how == "flat":
             r = tuple(node.inputs[0])
-            stack.append((r, Ix(owner, lw.shapes[r], flat=ix.flat())))
+            stack.append((r, reshaped_index(owner, ix, tuple(lw.shapes[r]))))
         elif how == "scalar":
             stack.append((tuple(node.inputs[0]), Ix(owner, (), (), sym.ZERO)))
         elif how != "none":

@@ -71,6 +71,11 @@ ROW_KERNELS = {
     "transposed_row": lambda x: [
         gc.transpose(gc.reduce_sum(gc.reshape(x, (-1, 4, 4)), 0)) + gc.reduce_sum(x, 0)[:4] * 0.5
     ],
+    # a leading-axis row reshaped with its trailing dims kept, read at the full index
+    "reshaped_column_row": lambda x: [
+        gc.reshape(x, (-1, 4, 4))
+        * gc.reshape(gc.reduce_sum(gc.reshape(x, (-1, 4, 4)), 0), (1, 4, 4))
+    ],
     # a row read at another row through a reshape: refused by the facts themselves
     "misread_row": lambda x: [
         gc.reshape(x, (-1, 4, 4)) - gc.expand_dims(gc.reduce_sum(gc.reshape(x, (-1, 4, 4)), 1), 2)
