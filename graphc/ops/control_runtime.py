@@ -35,6 +35,32 @@ def _shape_fits(shape, spec_shape) -> bool:
     )
 
 
+def sliced_trips(attrs, rows):
+    """The trip count the sliced inputs ``rows`` (arrays of any backend) give: their common
+    first dim, or None without one; InvalidArgumentError for a scalar or ragged lengths."""
+    trips = None
+    for r in rows:
+        if len(r.shape) == 0:
+            raise InvalidArgumentError(f"While at {where(attrs)}: a sliced input is a scalar")
+        if trips is not None and r.shape[0] != trips:
+            raise InvalidArgumentError(
+                f"scan/map_fn at {where(attrs)}: the inputs sliced along their first axis "
+                f"have different lengths ({trips} and {r.shape[0]})"
+            )
+        trips = r.shape[0]
+    return trips
+
+
+def kept_stacks(attrs, needed, history=True) -> list:
+    """Which stacked outputs a loop keeps: those ``needed`` (None: all), and its history
+    rows only with ``history``."""
+    n, stacked = attrs["n_vars"], attrs["stacked"]
+    keep = [needed is None or (n + j) in needed for j in range(len(stacked))]
+    if not history:
+        keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
+    return keep
+
+
 def run_while(attrs, xs, call, needed=None, history=True, alloc=None, rest=None) -> list:
     """The ``While`` op (see ``control_flow.py``): outputs are the final loop variables,
     then each stacked output. ``needed``: the output indexes someone reads (None: all);
@@ -55,20 +81,9 @@ def run_while(attrs, xs, call, needed=None, history=True, alloc=None, rest=None)
     vars_ = [np.asarray(x) for x in xs[:n]]
     rows = [np.asarray(x) for x in xs[n : n + k]]
     caps = list(xs[n + k :])
-    trips = None
-    for r in rows:
-        if r.ndim == 0:
-            raise InvalidArgumentError(f"While at {where(attrs)}: a sliced input is a scalar")
-        if trips is not None and r.shape[0] != trips:
-            raise InvalidArgumentError(
-                f"scan/map_fn at {where(attrs)}: the inputs sliced along their first axis "
-                f"have different lengths ({trips} and {r.shape[0]})"
-            )
-        trips = r.shape[0]
+    trips = sliced_trips(attrs, rows)
     stacked = attrs["stacked"]
-    keep = [needed is None or (n + j) in needed for j in range(len(stacked))]
-    if not history:
-        keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
+    keep = kept_stacks(attrs, needed, history)
     stacks: list = [[] if kj else None for kj in keep]
     has_cond = attrs["cond"] is not None
     # the trip count is known (no cond): after the first iteration each stacked output gets

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.backends.cpu import loop_bodies
 from tests.backends import cuda_emulation as emu
 from tests.backends import fake_pycuda
 from tests.backends.test_cuda_render import batch_source, needs_nvcc, ptx_cache  # noqa: F401
@@ -412,7 +413,6 @@ def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_
     on cuda: the LSTM gradient body compiles to fewer kernels; inputs whose sizes broadcast
     (a batch of 1 against 2) run the bodies compiled without them, and a size that really
     mismatches fails clearly."""
-    import graphc.backends.cuda.control as cuda_control
 
     def grad_body_kernels():
         g = gc.Graph()
@@ -428,7 +428,7 @@ def test_shared_batch_size_fuses_the_gradient_body_and_broadcasts_run_the_plain_
 
     shared = grad_body_kernels()
     with monkeypatch.context() as m:
-        m.setattr(cuda_control, "share_dims", lambda *a: None)
+        m.setattr(loop_bodies, "share_dims", lambda *a: None)  # (cuda prepares bodies there)
         plain = grad_body_kernels()
     assert not any("SumToShape" in k.op_types for k in shared)
     assert len(shared) < len(plain), (len(shared), len(plain))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backends.cpu import control
+from graphc.backends.cpu import loop_bodies
 from graphc.errors import InvalidArgumentError
 from tests.control_flow.helpers import line_of, numeric_grad, run, run_both
 
@@ -41,7 +41,7 @@ def test_gradient_body_has_no_runtime_sum_to_shape(monkeypatch):
         feed = {x: np.zeros((2, 3, 3))}
         shared = _grad_body_kernels(_compile([loss, *grads], feed))
         with monkeypatch.context() as m:  # the same loop with a size symbol per input
-            m.setattr(control, "share_dims", lambda *a: None)
+            m.setattr(loop_bodies, "share_dims", lambda *a: None)
             plain = _grad_body_kernels(_compile([loss, *grads], feed))
     assert [k.name for k in shared if "SumToShape" in k.op_types] == []
     assert any("SumToShape" in k.op_types for k in plain)

@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import time
 
-from ...executable import KernelInfo
 from ...ops.registry import get_op_def
-from ...passes.dce import dce
-from ...passes.narrow import narrow_products
 from ...runtime_state import SubContext
 from ..llvm.runtime import reused_array
-from .body_dims import share_dims
-from .loop_invariant import hoist
+from .loop_bodies import body_kernels, prepare
 from .native_loop import drive
 
 
@@ -101,53 +97,25 @@ class ControlStep:
         self.seconds = 0.0
         self._stacks: dict = {}  # stacked output index -> arrays of earlier runs
         t0 = time.perf_counter()
-        programs = self.op_def.programs(node.attrs)
-        lean = getattr(self.op_def, "body_without_history", None)
-        lean = lean(node.attrs, needed) if lean is not None else None
-        self.history = lean is None  # False: the body compiled without its history outputs
-        if lean is not None:
-            programs["body"] = lean
-        # the body computes only what is read: unread stacked outputs and dead loop
-        # variables pass an input through (``While.body_for_needed``), DCE drops their work
-        prune = getattr(self.op_def, "body_for_needed", None)
-        dead = frozenset()
-        if prune is not None:
-            programs["body"], dead = prune(node.attrs, programs["body"], needed)
-            programs["body"] = dce(narrow_products(programs["body"]))
-        # work that is the same at every iteration runs once per run (loop_invariant.py)
-        self.prologue = None
-        if node.op_def.repeats_body:
-            a = node.attrs
-            first_cap = a["n_vars"] + a["n_sliced"]
-            hoisted = hoist(programs["body"], first_cap, first_cap + a["n_caps"])
-            if hoisted is not None:
-                prologue, programs["body"] = hoisted
-                exe = compile_body(prologue)
-                self.prologue = exe.runner
-                self.kernels.extend(
-                    KernelInfo(f"{node.name}/prologue/{k.name}", k.ops, k.op_types)
-                    for k in exe.kernels
-                )
-        # a loop's bodies compiled with the sizes its inputs share (body_dims.py), checked
-        # at each run's entry; the bodies without them are compiled if a run needs them
-        self.shared = (
-            share_dims(node.attrs, programs, in_dims) if node.op_def.repeats_body else None
-        )
-        self._plain = programs
+        bodies = prepare(node, self.op_def, needed, in_dims)
+        self.history = bodies.history  # False: the body compiled without its history outputs
+        self.prologue = None  # the loop-invariant work, once per run
+        if bodies.prologue is not None:
+            exe = compile_body(bodies.prologue)
+            self.prologue = exe.runner
+            self.kernels.extend(body_kernels(node, "prologue", exe))
+        self.shared = bodies.shared
+        self._plain = bodies.plain
         self._plain_runners: dict | None = None
         self._compile_body = compile_body
-        if self.shared is not None:
-            programs = self.shared.programs
         self.outputs = {
-            attr: _Outputs(p, _first_shared(node, attr, p), dead if attr == "body" else ())
-            for attr, p in programs.items()
+            attr: _Outputs(p, _first_shared(node, attr, p), bodies.dead if attr == "body" else ())
+            for attr, p in bodies.programs.items()
         }
-        for attr in programs:
+        for attr in bodies.programs:
             exe = compile_body(self.outputs[attr].program)
             self.runners[attr] = exe.runner
-            self.kernels.extend(
-                KernelInfo(f"{node.name}/{attr}/{k.name}", k.ops, k.op_types) for k in exe.kernels
-            )
+            self.kernels.extend(body_kernels(node, attr, exe))
         self.seconds = time.perf_counter() - t0
 
     def _runners(self, xs) -> dict:

@@ -28,6 +28,19 @@ from ...program import Node, Program
 from .control import ControlStep, is_control
 
 
+def refs_needed_after(steps, fetches) -> list:
+    """For each step (``("native", nodes)`` or ``(kind, node)``), the refs read after it: by
+    later steps or as ``fetches``."""
+    out = []
+    later = {tuple(r) for r in fetches}
+    for step in reversed(steps):
+        out.append(set(later))
+        for n in step[1] if step[0] == "native" else [step[1]]:
+            later.update(tuple(r) for r in n.inputs)
+    out.reverse()
+    return out
+
+
 def lowerable(program: Program, node: Node, options) -> bool:
     """Whether ``node`` alone (its inputs fed, with their static specs) lowers."""
     if node.op_def.source == "feed":
@@ -193,15 +206,7 @@ def build(source, program: Program, options, compile_segment, compile_body):
     ``compile_body(program) -> Executable`` compiles a control-flow body (all stages).
     """
     steps = split(program, options)
-    # refs needed after each step: by later steps or as fetches
-    needed_after = []
-    later = set(program.fetches)
-    for step in reversed(steps):
-        needed_after.append(set(later))
-        nodes = step[1] if step[0] == "native" else [step[1]]
-        for n in nodes:
-            later.update(n.inputs)
-    needed_after.reverse()
+    needed_after = refs_needed_after(steps, program.fetches)
     out_steps, kernels, host_ops, native_calls = [], [], [], 0
     dims = None  # symbolic dims of the program's values (for the loops' shared dims)
     for step, later_refs in zip(steps, needed_after):

@@ -30,21 +30,14 @@ import pycuda.driver as drv
 from ... import dtypes as _dt
 from ...errors import InvalidArgumentError
 from ...executable import KernelInfo
-from ...ops.control_runtime import fmt_shape, where
+from ...ops.control_runtime import fmt_shape, kept_stacks, sliced_trips, where
 from ...ops.registry import get_op_def
-from ...passes.dce import dce
-from ...passes.narrow import narrow_products
 from ...passes.symshape import SymbolicShapes
 from ...runtime_state import SubContext
-from ..cpu.body_dims import share_dims
-from ..cpu.fallback import segment_program
-from ..cpu.loop_invariant import hoist
+from ..cpu.control import is_control
+from ..cpu.fallback import refs_needed_after, segment_program
+from ..cpu.loop_bodies import body_kernels, prepare
 from .runtime import DeviceArray, device, device_empty, to_device
-
-
-def is_control(node) -> bool:
-    """Whether ``node`` is a control-flow op (its attributes hold bodies)."""
-    return hasattr(get_op_def(node.op), "run_control")
 
 
 def _on_device(value) -> bool:
@@ -82,50 +75,24 @@ class ControlStep:
         self.runners: dict = {}
         self.kernels: list = []
         t0 = time.perf_counter()
-        programs = self.op_def.programs(node.attrs)
-        lean = getattr(self.op_def, "body_without_history", None)
-        lean = lean(node.attrs, needed) if lean is not None else None
-        self.history = lean is None  # False: the body compiled without its history outputs
-        if lean is not None:
-            programs["body"] = lean
-        # the body computes only what is read (``While.body_for_needed``), DCE drops the rest
-        prune = getattr(self.op_def, "body_for_needed", None)
-        if prune is not None:
-            body, _ = prune(node.attrs, programs["body"], needed)
-            programs["body"] = dce(narrow_products(body))
-        # work that is the same at every iteration (pure nodes reading only captures and
-        # constants, static shapes: the cpu target's ``loop_invariant.py``) runs once per
-        # run, in a prologue whose device values the body reads as extra inputs
+        # the bodies as the cpu target prepares them (``cpu/loop_bodies.py``); the prologue's
+        # device values are read by the body as extra inputs, and a device feed whose size
+        # differs from its shared-dims class's is refused by ``run_device``
+        bodies = prepare(node, self.op_def, needed, in_dims)
+        self.history = bodies.history  # False: the body compiled without its history outputs
         self.prologue = None
-        if self.op_def.repeats_body:
-            a = node.attrs
-            first_cap = a["n_vars"] + a["n_sliced"]
-            hoisted = hoist(programs["body"], first_cap, first_cap + a["n_caps"])
-            if hoisted is not None:
-                prologue, programs["body"] = hoisted
-                exe = compile_body(prologue)
-                self.prologue = exe.runner
-                self.kernels.extend(
-                    KernelInfo(f"{node.name}/prologue/{k.name}", k.ops, k.op_types)
-                    for k in exe.kernels
-                )
-        # a loop's bodies compiled with the sizes its inputs share (the cpu target's
-        # ``body_dims.py``: one symbol for the batch size of every loop variable and row, so
-        # a gradient body fuses), checked at each run's entry; the bodies without them are
-        # compiled if a run needs them. A device feed whose size differs from its class's is
-        # refused by ``run_device``.
-        self.shared = (
-            share_dims(node.attrs, programs, in_dims) if self.op_def.repeats_body else None
-        )
-        self._plain = programs
+        if bodies.prologue is not None:
+            exe = compile_body(bodies.prologue)
+            self.prologue = exe.runner
+            self.kernels.extend(body_kernels(node, "prologue", exe))
+        self.shared = bodies.shared
+        self._plain = bodies.plain
         self._plain_runners: dict | None = None
         self._compile_body = compile_body
-        for attr, program in (programs if self.shared is None else self.shared.programs).items():
+        for attr, program in bodies.programs.items():
             exe = compile_body(program)
             self.runners[attr] = exe.runner
-            self.kernels.extend(
-                KernelInfo(f"{node.name}/{attr}/{k.name}", k.ops, k.op_types) for k in exe.kernels
-            )
+            self.kernels.extend(body_kernels(node, attr, exe))
         self.seconds = time.perf_counter() - t0
 
     def _runners(self, xs) -> dict:
@@ -177,20 +144,9 @@ def _run_while(dev, attrs, xs, call, needed, history) -> list:
     vars_ = [to_device(dev, x) for x in xs[:n]]
     rows = [to_device(dev, x) for x in xs[n : n + k]]
     caps = [to_device(dev, x) for x in xs[n + k :]]
-    trips = None
-    for r in rows:
-        if len(r.shape) == 0:
-            raise InvalidArgumentError(f"While at {where(attrs)}: a sliced input is a scalar")
-        if trips is not None and r.shape[0] != trips:
-            raise InvalidArgumentError(
-                f"scan/map_fn at {where(attrs)}: the inputs sliced along their first axis "
-                f"have different lengths ({trips} and {r.shape[0]})"
-            )
-        trips = r.shape[0]
+    trips = sliced_trips(attrs, rows)
     stacked = attrs["stacked"]
-    keep = [needed is None or (n + j) in needed for j in range(len(stacked))]
-    if not history:
-        keep[len(stacked) - attrs["n_history"] :] = [False] * attrs["n_history"]
+    keep = kept_stacks(attrs, needed, history)
     has_cond = attrs["cond"] is not None
     nh = attrs["n_history"] if history else 0
     # loop variable -> its stacked history (the variables at the start of each iteration)
@@ -378,13 +334,7 @@ def build(program, compile_segment, compile_body):
             run.append(n)
     if run:
         steps.append(("native", run))
-    needed_after = []  # refs read after each step: by later steps or as fetches
-    later = {tuple(r) for r in program.fetches}
-    for step in reversed(steps):
-        needed_after.append(set(later))
-        for n in step[1] if step[0] == "native" else [step[1]]:
-            later.update(n.inputs)
-    needed_after.reverse()
+    needed_after = refs_needed_after(steps, program.fetches)
     out_steps, kernels, control_ops, native = [], [], [], 0
     dims = None  # symbolic dims of the program's values (for the loops' shared dims)
     for step, later_refs in zip(steps, needed_after):
