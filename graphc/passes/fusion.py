@@ -129,8 +129,7 @@ class _Driver(FusionPolicy, SiblingFusion):
         key = (gi, len(self.groups[gi]))
         name = self._gnames.get(key)
         if name is None:
-            nodes = sorted(self.groups[gi], key=self._pos)
-            name = self._gnames[key] = "{" + ", ".join(self.node(n).op for n in nodes) + "}"
+            name = self._gnames[key] = self.gname_of(sorted(self.groups[gi], key=self._pos))
         return name
 
     def _pos(self, nid):
@@ -272,6 +271,7 @@ class _Driver(FusionPolicy, SiblingFusion):
         return why
 
     def gname_of(self, nodes) -> str:
+        """``{Op, Op, ...}``: the ops of ``nodes`` (node ids, in program order)."""
         return "{" + ", ".join(self.node(n).op for n in nodes) + "}"
 
     def _probe_key(self, nodes, stored) -> tuple:
