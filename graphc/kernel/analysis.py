@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import dtypes as _dt
 from ..errors import CompileError
 from ..expr import Call, Cast, Const, Expr, Load, Math, Var, sub_exprs
-from .ir import If, Let, LibCall, Loop, Store, exprs_in, stmt_exprs, walk_stmts
+from .ir import LIBCALLS, If, Let, LibCall, Loop, Store, exprs_in, stmt_exprs, walk_stmts
 
 
 def var_names(e: Expr) -> set:
@@ -19,7 +19,7 @@ def buffers_read(stmts) -> set:
     """Buffers loaded by ``stmts`` (LibCall operands count as reads too)."""
     out = {x.buffer for x in exprs_in(stmts) if isinstance(x, Load)}
     for s in walk_stmts(stmts):
-        if isinstance(s, LibCall) and s.fn == "gemm":
+        if isinstance(s, LibCall) and s.fn in LIBCALLS:  # (A, B, C) or (X, W, C) first
             out.update(s.args[:3])
     return out
 
@@ -29,7 +29,7 @@ def buffers_written(stmts) -> set:
     for s in walk_stmts(stmts):
         if isinstance(s, Store):
             out.add(s.buffer)
-        elif isinstance(s, LibCall) and s.fn == "gemm":
+        elif isinstance(s, LibCall) and s.fn in LIBCALLS:
             out.add(s.args[2])
     return out
 

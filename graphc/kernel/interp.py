@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..expr import NUMPY_MATH, Call, Cast, Const, Dim, Load, Math, Var, cast_values
+from .conv_packed import packed_size, unpack_filters
 from .ir import (
     LIBCALLS,
     STATUS_BUFFER,
@@ -263,6 +264,9 @@ class _Exec:
         self.mask = outer
 
     def libcall(self, s: LibCall):
+        if s.fn == "conv_packed":
+            self.conv_packed(s)
+            return
         if s.fn != "gemm":
             raise KernelIRError(f"unknown library call {s.fn}")
         a = dict(zip(LIBCALLS["gemm"], s.args))
@@ -294,6 +298,33 @@ class _Exec:
             if beta:
                 new = new + beta * cm
             cm[...] = new.astype(C.dtype, copy=False)
+
+    def conv_packed(self, s: LibCall):
+        """The convolution of ``conv_packed`` (see ir.LIBCALLS), from the unpacked filters."""
+        a = dict(zip(LIBCALLS["conv_packed"], s.args))
+        v = {k: int(self.expr(a[k])) for k in a if k not in ("X", "W", "C")}
+        X, W, C = (self.storage[a[k]] for k in ("X", "W", "C"))
+        if not C.flags.writeable:
+            raise KernelIRError(f"conv_packed writes read-only {a['C']}")
+        m, o, c, h, w, oh, ow = (v[k] for k in ("m", "o", "c", "h", "w", "oh", "ow"))
+        kh, kw, nv = v["kh"], v["kw"], v["nv"]
+        if m % max(oh * ow, 1) or X.size < (m // max(oh * ow, 1)) * h * w * c:
+            raise KernelIRError("conv_packed input out of bounds")
+        if W.size < packed_size(kh, kw, c, o, nv) or C.size < m * o:
+            raise KernelIRError("conv_packed filters or output out of bounds")
+        f = unpack_filters(W, kh, kw, c, o, nv)
+        n = m // max(oh * ow, 1)
+        x = X[: n * h * w * c].reshape(n, h, w, c)
+        out = np.zeros((n, oh, ow, o), np.float64)
+        oy = np.arange(oh)[:, None] * v["sh"] - v["pt"]
+        ox = np.arange(ow)[None, :] * v["sw"] - v["pl"]
+        for i in range(kh):
+            for j in range(kw):
+                y, xx = oy + i * v["dh"], ox + j * v["dw"]
+                ok = (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
+                tap = x[:, np.clip(y, 0, h - 1), np.clip(xx, 0, w - 1)] * ok[None, :, :, None]
+                out += tap.astype(np.float64) @ f[i, j].astype(np.float64)
+        C[: m * o] = out.reshape(-1).astype(C.dtype)
 
     # -- expressions ----------------------------------------------------------------------
     def expr(self, e):

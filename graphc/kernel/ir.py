@@ -121,6 +121,13 @@ LIBCALLS = {
         "offset_b",
         "offset_c",
     ),  # fmt: skip
+    # A convolution on the cpu target with constant float32 filters packed at compile time
+    # (graphc/backends/llvm/packedgemm.py): C[m, o] (m the output pixel n*OH*OW + oy*OW + ox,
+    # NHWC) = sum over taps (i, j) and channels ch of X[n, oy*sh + i*dh - pt, ox*sw + j*dw
+    # - pl, ch] (0 outside the input) * filter[i, j, ch, o], the filters HWIO laid out in
+    # W by ``packedgemm.pack_filters(filters, nv)``. args: (X, W, C buffer names, then int64
+    # expressions nv, m, o, c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+    "conv_packed": tuple("X W C nv m o c h w oh ow kh kw sh sw dh dw pt pl".split()),
 }
 
 

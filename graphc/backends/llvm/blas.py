@@ -28,6 +28,7 @@ from ...errors import UnavailableError, UnimplementedError
 from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .irutil import F64, I8, I32, I64, PTR, VOID, for_range, gep, mark_cold, value_type
+from .packedgemm import emit_conv_packed
 from .smallgemm import small_gemm
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
@@ -106,6 +107,8 @@ def emit_libcall(r, f, s: LibCall, epilogue=None):
     ``epilogue.row_epilogue`` accepted; the result is then an i1 value, true when each row
     chunk of C ran ``body(ctx, r0 * n, r1 * n)`` right after computing its rows (else the
     caller runs the loop)."""
+    if s.fn == "conv_packed":
+        return emit_conv_packed(r, f, s, epilogue)
     if s.fn != "gemm":
         raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
     (_, _, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args

@@ -70,14 +70,14 @@ def row_epilogue(call, loop, kp, root: dict) -> bool:
     reads and writes storage of C only at element ``i`` (the loop variable) of C itself,
     writes nothing sharing storage with A or B (other chunks' sgemm still read them), and
     makes no library call."""
-    if not (isinstance(call, LibCall) and call.fn == "gemm"):
+    if not (isinstance(call, LibCall) and call.fn in ("gemm", "conv_packed")):
         return False
     if not (isinstance(loop, Loop) and loop.parallel):
         return False
     a, b, c = call.args[:3]
     if kp.buffers[c].dtype not in (_dt.float32, _dt.float64):
         return False
-    oc = call.args[16]
+    oc = call.args[16] if call.fn == "gemm" else Const(0, _dt.int64)  # conv_packed: from 0
     if not (isinstance(oc, Const) and oc.value == 0):
         return False
     if not (isinstance(loop.start, Const) and loop.start.value == 0):

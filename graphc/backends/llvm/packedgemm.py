@@ -1,0 +1,281 @@
+"""A native convolution for constant float32 filters: an implicit GEMM over the NHWC input,
+the filters packed once, at compile time, into panels for its micro-kernel (the
+``conv_packed`` LibCall; the layout is ``kernel/conv_packed.py``'s).
+
+Why: an ONNX model's convolution weights are constants, yet im2col + OpenBLAS sgemm copied
+each 3 x 3 layer's input nine times over (7.2 MB per 56 x 56 layer of ResNet-50) and had
+OpenBLAS pack the same weights into its panel layout again on every call. Here the filters
+``[KH, KW, C, O]`` are panels ``[ceil(O / NB)][KH * KW * C][NB]`` of NB = nv * 16 output
+channels (zeros past O), and the kernel reads the A operand straight from the input: output
+pixel ``r``'s row for tap ``(i, j)`` is the C contiguous floats of the input pixel it sees
+there, or the row of C zeros after the panels when the tap falls in the padding.
+
+The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
+accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
+every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
+input scalar per pixel. A task is a block of ``rows`` output pixels: every panel of its
+pixels, then the GEMM epilogue for those rows when one was fused (the protocol of
+``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). Tile rows past
+the task's last pixel repeat it (in bounds) and are not stored; channels past O are masked
+off at the store. Every address the kernel forms is inside X (the taps are bounds-checked
+against the input), the packed operand, or C's ``m * O`` floats; the sizes themselves are
+the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule).
+
+``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
+width is compiled once per process into the worker pool's object (``pool.py``), like
+``smallgemm.py``; ``emit_conv_packed`` renders the LibCall as a call of it. The tiles are
+sized for AVX-512's 32 vector registers; for other targets the pool gets narrower tiles
+(``NARROW_TILE_ROWS``, not measured: the lowering does not know the target, so the cpu
+target takes this kernel for constant filters on every machine).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...errors import UnimplementedError
+from ...expr import Const
+from ...kernel.conv_packed import LANES
+from ...kernel.ir import LIBCALLS
+from . import math as _m
+from .irutil import I1, I8, I32, I64, PTR, VOID, as_fn, for_range, gep
+
+#: vectors of output channels per tile (NB = nv * LANES channels per packed panel) -> output
+#: pixels per tile (input scalars broadcast per reduction step). At most 4 x 6 accumulators
+#: (AVX-512's 32 registers hold them, the nv panel vectors and a broadcast). Measured on one
+#: core of the AVX-512 machine (Zen 4): nv 4 with 6 rows 103-115 GFLOP/s on ResNet-50's
+#: convolutions; 8 x 4 spills. For 16-48 output channels (SqueezeNet's squeeze layers) a
+#: 64-wide panel is mostly padding: nv 1 with 12 rows 88-104 GFLOP/s where 6 x 4 gave 27-56;
+#: nv 2 with 12 rows, nv 3 with 8 (12 x 2 and 8 x 3 measured against 8 x 2, 24 x 1, 16 x 1)
+TILE_ROWS = {1: 12, 2: 12, 3: 8, 4: 6}
+#: ... for targets without AVX-512 (16 vector registers of 8 floats: a 16-float vector takes
+#: two): tiles of at most 12 such halves of accumulators, the panel's vectors read from
+#: memory by the multiply-adds. Not measured (no such machine here): what keeps the kernel
+#: from spilling its accumulators there, nothing more
+NARROW_TILE_ROWS = {1: 6, 2: 3, 3: 2, 4: 1}
+
+
+def tile_rows() -> dict:
+    """{nv: output pixels per tile} for the CPU being compiled for (``math.flag``)."""
+    return TILE_ROWS if _m.flag("avx512f") else NARROW_TILE_ROWS
+
+
+def symbol(nv: int) -> str:
+    """The kernel's function name for panels of ``nv`` vectors."""
+    return f"gc_conv_packed_s{nv}"
+
+
+#: the kernels the worker pool's object defines (pool.py)
+SYMBOLS = tuple(symbol(nv) for nv in TILE_ROWS)
+#: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
+#: o (output channels), c (input channels), h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
+#: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), rows (pixels per task),
+#: epi (row epilogue or null), epi_ctx
+FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
+          "x", "wp", "out", "rows", "epi", "epi_ctx")  # fmt: skip
+POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
+ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
+
+
+class _Module:
+    """The little of the renderer's interface ``_emit`` needs: a module and ``declare``."""
+
+    def __init__(self):
+        self.module = ir.Module("gc_conv_packed")
+        self._decls: dict = {}
+
+    def declare(self, name, ret, args):
+        fn = self._decls.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+            self._decls[name] = fn
+        return fn
+
+
+def kernels_ir(tiles: dict | None = None) -> str:
+    """IR text defining the kernels of SYMBOLS (``part(args, t0, t1)``: tasks [t0, t1) of
+    the convolution described by the ARGS_TYPE struct at ``args``) without a target line:
+    the worker pool's module appends it (pool.py). ``tiles``: {nv: rows} instead of
+    TILE_ROWS (tuning only)."""
+    mod = _Module()
+    for nv, mr in (tiles or tile_rows()).items():
+        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv))
+        _emit(mod, fn, mr, nv)
+    return "\n".join(
+        line for line in str(mod.module).splitlines()
+        if not line.startswith(("target ", "; ModuleID", "source_filename"))
+    )  # fmt: skip
+
+
+def _c(v):
+    return ir.Constant(I64, v)
+
+
+def _emit(r, fn, mr, nv):
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, t0, t1 = fn.args
+    fty = ir.FloatType()
+    w = LANES
+    nb = nv * w
+    vty = ir.VectorType(fty, w)
+    mty = ir.VectorType(I1, w)
+    ity = ir.VectorType(I64, w)
+    es = _c(4)
+
+    def field(name):
+        j = FIELDS.index(name)
+        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=ARGS_TYPE)
+        return b.load(p, typ=ARGS_TYPE.elements[j])
+
+    v = {name: field(name) for name in FIELDS}
+    m, o, c = v["m"], v["o"], v["c"]
+    kh, kw = v["kh"], v["kw"]
+    ktot = b.mul(b.mul(kh, kw), c)
+    nblk = b.sdiv(b.add(o, _c(nb - 1)), _c(nb))
+    fma = r.declare("llvm.fma.v16f32", vty, [vty, vty, vty])
+    mstore = r.declare("llvm.masked.store.v16f32.p0", VOID, [vty, PTR, I32, mty])
+    zero_v = ir.Constant(vty, [0.0] * w)
+    lane_ids = ir.Constant(ity, list(range(w)))
+    # accumulators and the per-row input pointers live in allocas (promoted to registers)
+    acc = [[b.alloca(vty) for _ in range(nv)] for _ in range(mr)]
+    rowp = [b.alloca(PTR) for _ in range(mr)]
+    o_v = _splat(b, o, ity)
+
+    with for_range(b, fn, t0, t1) as t:
+        r0 = b.mul(t, v["rows"])
+        r1 = b.add(r0, v["rows"])
+        r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
+        last = b.sub(r1, _c(1))
+        ntiles = b.sdiv(b.add(b.sub(r1, r0), _c(mr - 1)), _c(mr))
+        with for_range(b, fn, _c(0), nblk) as jb:
+            j = b.mul(jb, _c(nb))
+            masks = []
+            for q in range(nv):
+                col = b.add(_splat(b, b.add(j, _c(q * w)), ity), lane_ids)
+                masks.append(b.icmp_signed("<", col, o_v))
+            panel = gep(b, v["wp"], [b.mul(b.mul(jb, b.mul(ktot, _c(nb))), es)],
+                        source_etype=I8)  # fmt: skip
+            with for_range(b, fn, _c(0), ntiles) as ti:
+                i0 = b.add(r0, b.mul(ti, _c(mr)))
+                geo = []  # (image row offset, first input y, first input x) per tile row
+                for rr in range(mr):
+                    i = b.add(i0, _c(rr))
+                    i = b.select(b.icmp_signed("<", i, r1), i, last)
+                    ox = b.srem(i, v["ow"])
+                    q = b.sdiv(i, v["ow"])
+                    oy = b.srem(q, v["oh"])
+                    img = b.sdiv(q, v["oh"])
+                    geo.append((b.mul(img, v["h"]), b.sub(b.mul(oy, v["sh"]), v["pt"]),
+                                b.sub(b.mul(ox, v["sw"]), v["pl"])))  # fmt: skip
+                for row in acc:
+                    for a in row:
+                        b.store(zero_v, a)
+                with for_range(b, fn, _c(0), kh) as ty:
+                    with for_range(b, fn, _c(0), kw) as tx:
+                        for rr in range(mr):
+                            img_h, y0, x0 = geo[rr]
+                            y = b.add(y0, b.mul(ty, v["dh"]))
+                            x = b.add(x0, b.mul(tx, v["dw"]))
+                            ok = b.and_(b.icmp_unsigned("<", y, v["h"]),
+                                        b.icmp_unsigned("<", x, v["w"]))  # fmt: skip
+                            pix = b.add(b.mul(b.add(img_h, y), v["w"]), x)
+                            px = gep(b, v["x"], [b.mul(b.mul(pix, c), es)], source_etype=I8)
+                            b.store(b.select(ok, px, gep(b, v["wp"], [b.mul(
+                                b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)),
+                                rowp[rr])  # fmt: skip
+                        kbase = b.mul(b.add(b.mul(ty, kw), tx), c)
+                        tap = gep(b, panel, [b.mul(b.mul(kbase, _c(nb)), es)], source_etype=I8)
+                        ptrs = [b.load(p, typ=PTR) for p in rowp]
+                        with for_range(b, fn, _c(0), c) as p:
+                            bp = gep(b, tap, [b.mul(b.mul(p, _c(nb)), es)], source_etype=I8)
+                            bv = [b.load(gep(b, bp, [_c(q * w * 4)], source_etype=I8), typ=vty,
+                                         align=4) for q in range(nv)]  # fmt: skip
+                            for rr in range(mr):
+                                ap = gep(b, ptrs[rr], [b.mul(p, es)], source_etype=I8)
+                                av = _splat(b, b.load(ap, typ=fty, align=4), vty)
+                                for q in range(nv):
+                                    cur = b.load(acc[rr][q], typ=vty)
+                                    b.store(b.call(fma, [av, bv[q], cur]), acc[rr][q])
+                for rr in range(mr):
+                    i = b.add(i0, _c(rr))
+                    with b.if_then(b.icmp_signed("<", i, r1)):
+                        crow = b.add(b.mul(i, o), j)
+                        for q in range(nv):
+                            cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)],
+                                     source_etype=I8)  # fmt: skip
+                            val = b.load(acc[rr][q], typ=vty)
+                            b.call(mstore, [val, cp, ir.Constant(I32, 4), masks[q]])
+        epi = v["epi"]
+        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(epi, I64), _c(0))):
+            fty_epi = ir.FunctionType(VOID, [PTR, I64, I64])
+            b.call(as_fn(b, epi, fty_epi), [v["epi_ctx"], b.mul(r0, o), b.mul(r1, o)])
+    b.ret_void()
+
+
+def _splat(b, x, vty):
+    """``x`` in every lane of a vector of type ``vty``."""
+    undef = ir.Constant(vty, ir.Undefined)
+    e = b.insert_element(undef, x, ir.Constant(I32, 0))
+    return b.shuffle_vector(e, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
+
+
+#: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
+PARALLEL_MIN_FLOPS = 1 << 20
+#: output floats per task at most (a task's rows of C stay in L2 for its epilogue)
+TASK_FLOATS = 1 << 16
+
+
+def emit_conv_packed(r, f, s, epilogue=None):
+    """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
+    kernel: tasks of ``rows`` output pixels (a tile multiple, about m / threads, at most
+    TASK_FLOATS outputs), split over the pool's threads when the product is large enough.
+
+    ``epilogue``: (body, ctx, lo, hi) of the parallel loop after it that
+    ``epilogue.row_epilogue`` accepted; returns an i1, true when every task ran
+    ``body(ctx, r0 * o, r1 * o)`` after computing its rows (else the caller runs the loop)."""
+    b = f.b
+    names = LIBCALLS["conv_packed"]
+    nv_e = s.args[3]
+    if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
+        raise UnimplementedError(f"conv_packed: panels of {nv_e} vectors")
+    nv = int(nv_e.value)
+    mr = _c(tile_rows()[nv])
+    val = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:])}
+    m, o = val["m"], val["o"]
+    one, zero = _c(1), _c(0)
+    nonempty = b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", o, zero))
+    nthr = b.sext(f.nthreads, I64)
+    per = b.sdiv(b.add(m, b.sub(nthr, one)), nthr)
+    cap = b.sdiv(_c(TASK_FLOATS), b.select(b.icmp_signed(">", o, one), o, one))
+    rows = b.select(b.icmp_signed("<", per, cap), per, cap)
+    rows = b.mul(b.sdiv(b.add(rows, b.sub(mr, one)), mr), mr)  # >= mr: per and cap >= 1
+    rows = b.select(b.icmp_signed("<", rows, mr), mr, rows)
+    tasks = b.sdiv(b.add(m, b.sub(rows, one)), rows)
+    k = b.mul(b.mul(val["kh"], val["kw"]), val["c"])
+    big = b.icmp_signed(">=", b.mul(b.mul(m, o), k), _c(PARALLEL_MIN_FLOPS))
+    nt = b.select(b.icmp_signed("<", tasks, nthr), tasks, nthr)
+    nt = b.select(big, nt, one)
+    fused = ir.Constant(I1, 0)
+    epi_fn = epi_ctx = ir.Constant(PTR, None)
+    if epilogue is not None:
+        body, ctx, lo, hi = epilogue
+        fused = b.and_(nonempty, b.icmp_signed("==", lo, zero))
+        fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, o)))
+        epi_fn = b.select(fused, body, epi_fn)
+        epi_ctx = b.select(fused, ctx, epi_ctx)
+    ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
+            "out": f.buf_ptr(s.args[2], zero)[0], "rows": rows, "epi": epi_fn,
+            "epi_ctx": epi_ctx}  # fmt: skip
+    args = f.alloca(ARGS_TYPE, name="conv.packed")
+    for j, name in enumerate(FIELDS):
+        v = ptrs[name] if name in ptrs else val[name]
+        b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                       source_etype=ARGS_TYPE))  # fmt: skip
+    part = r.declare(symbol(nv), VOID, [PTR, I64, I64])
+    with b.if_then(nonempty):
+        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
+            with then:
+                b.call(part, [args, zero, tasks])
+            with otherwise:
+                b.call(r._parallel_for(), [part, args, zero, tasks, nt])
+    return fused

@@ -1,0 +1,206 @@
+"""The cpu target's packed-filter convolution (``conv_packed``: graphc/kernel/conv_packed.py,
+graphc/backends/llvm/packedgemm.py): a Conv2D with constant float32 filters runs as an
+implicit GEMM over the NHWC input with the filters packed at compile time.
+
+Checked: the kernel alone against numpy over many shapes (output channels around each panel
+width, pixel counts off the tile, taps in the padding, strides, dilations, tasks of any
+size); the whole convolution through the API against the reference interpreter (SAME,
+VALID, explicit padding, a run-time batch, 1-3 threads, an epilogue fused per task or not);
+the Kernel IR interpreter's reading of the LibCall; which convolutions take it."""
+
+from __future__ import annotations
+
+import ctypes
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends.llvm import jit, packedgemm
+from graphc.backends.reference.interpreter import run_program
+from graphc.kernel import conv_packed, interp, lower_nn
+from graphc.kernel.lower import lower
+from graphc.options import CompileOptions
+from graphc.passes.fusion import fuse
+from graphc.program import extract
+from graphc.runtime_state import RunContext
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_void_p if f in packedgemm.POINTER_FIELDS else ctypes.c_int64)
+                for f in packedgemm.FIELDS]  # fmt: skip
+
+
+def _conv_ref(x, f, s, pads, d):
+    """NHWC x HWIO -> NHWC in float64, zero padding (top, bottom, left, right)."""
+    n, h, w, c = x.shape
+    kh, kw, _, o = f.shape
+    pt, pb, pl, pr = pads
+    xp = np.pad(x.astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    oh = (h + pt + pb - (kh - 1) * d - 1) // s + 1
+    ow = (w + pl + pr - (kw - 1) * d - 1) // s + 1
+    out = np.zeros((n, oh, ow, o))
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, i * d : i * d + s * (oh - 1) + 1 : s, j * d : j * d + s * (ow - 1) + 1 : s]
+            out += tap @ f[i, j].astype(np.float64)
+    return out
+
+
+def _kernel_call(x, f, s, pads, d, rows, tasks=None):
+    """Run the pool's kernel directly (tasks [0, tasks) of ``rows`` pixels each)."""
+    jit.load_pool()
+    n, h, w, c = x.shape
+    kh, kw, _, o = f.shape
+    nv = conv_packed.panel_vectors(o)
+    wp = conv_packed.pack_filters(f, nv)
+    assert wp.size == conv_packed.packed_size(kh, kw, c, o, nv)
+    pt, pb, pl, pr = pads
+    oh = (h + pt + pb - (kh - 1) * d - 1) // s + 1
+    ow = (w + pl + pr - (kw - 1) * d - 1) // s + 1
+    m = n * oh * ow
+    out = np.full(m * o + 7, np.nan, np.float32)  # a canary past the end
+    args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, x.ctypes.data,
+                 wp.ctypes.data, out.ctypes.data, rows, None, None)  # fmt: skip
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
+        llvm.address_of_symbol(packedgemm.symbol(nv))
+    )
+    fn(ctypes.byref(args), 0, -(-m // rows) if tasks is None else tasks)
+    assert np.isnan(out[m * o :]).all()  # nothing written past C
+    return out[: m * o].reshape(n, oh, ow, o)
+
+
+@pytest.mark.parametrize("o", [1, 15, 16, 17, 32, 33, 47, 48, 49, 64, 65, 130])
+def test_kernel_equals_numpy_over_output_channels(o):
+    rng = np.random.default_rng(o)
+    x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
+    f = rng.standard_normal((3, 3, 4, o)).astype(np.float32)
+    got = _kernel_call(x, f, 1, (1, 1, 1, 1), 1, rows=13)  # 70 pixels: ragged tasks and tiles
+    np.testing.assert_allclose(got, _conv_ref(x, f, 1, (1, 1, 1, 1), 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "xs,fs,s,pads,d,rows",
+    [
+        ((1, 9, 9, 3), (7, 7, 3, 64), 2, (3, 3, 3, 3), 1, 1000),  # first layer of ResNet-50
+        ((1, 8, 8, 16), (1, 1, 16, 24), 2, (0, 0, 0, 0), 1, 5),  # 1x1, stride 2
+        ((3, 6, 5, 5), (3, 2, 5, 20), 1, (2, 0, 0, 1), 2, 7),  # asymmetric padding, dilation
+        ((1, 3, 3, 8), (3, 3, 8, 70), 1, (2, 2, 2, 2), 1, 6),  # taps mostly in the padding
+        ((2, 4, 4, 6), (4, 4, 6, 10), 1, (0, 0, 0, 0), 1, 1),  # one pixel per task
+    ],
+)
+def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs).astype(np.float32)
+    f = rng.standard_normal(fs).astype(np.float32)
+    got = _kernel_call(x, f, s, pads, d, rows)
+    np.testing.assert_allclose(got, _conv_ref(x, f, s, pads, d), rtol=1e-5, atol=1e-5)
+
+
+def test_pack_unpack_round_trip():
+    f = np.random.default_rng(0).standard_normal((3, 2, 5, 37)).astype(np.float32)
+    for nv in (1, 2, 3, 4):
+        wp = conv_packed.pack_filters(f, nv)
+        assert wp.size == conv_packed.packed_size(3, 2, 5, 37, nv)
+        assert not wp[-5:].any()  # the padding row
+        np.testing.assert_array_equal(conv_packed.unpack_filters(wp, 3, 2, 5, 37, nv), f)
+    assert [conv_packed.panel_vectors(o) for o in (1, 16, 17, 48, 49, 1000)] == [1, 1, 2, 3, 4, 4]
+
+
+def _graph(x_shape, f_shape, strides, padding, dilations, epilogue, dynamic):
+    rng = np.random.default_rng(1)
+    xv = rng.standard_normal(x_shape).astype(np.float32)
+    fv = rng.standard_normal(f_shape).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        shape = (None,) + tuple(x_shape[1:]) if dynamic else x_shape
+        x = gc.placeholder(gc.float32, shape)
+        y = gc.nn.conv2d(x, gc.constant(fv), strides, padding, dilations)
+        if epilogue == "relu":
+            y = gc.nn.relu(y + 0.5)
+        elif epilogue == "residual":  # reads another tensor of C's shape
+            y = gc.nn.relu(y + gc.nn.conv2d(x, gc.constant(fv * 0.5), strides, padding,
+                                            dilations))  # fmt: skip
+    return g, x, y, xv
+
+
+CASES = [
+    ((2, 9, 11, 5), (3, 3, 5, 70), 1, "SAME", 1, "relu", False),
+    ((3, 12, 10, 6), (3, 3, 6, 20), 2, "VALID", 1, "relu", True),
+    ((1, 20, 20, 8), (3, 2, 8, 17), 1, [[0, 0], [2, 0], [0, 1], [0, 0]], 2, "relu", False),
+    ((2, 15, 14, 40), (1, 1, 40, 33), 1, "SAME", 1, None, False),
+    ((2, 16, 16, 36), (1, 1, 36, 130), 2, "VALID", 1, "residual", False),
+    ((1, 30, 30, 3), (7, 7, 3, 64), 2, [[0, 0], [3, 3], [3, 3], [0, 0]], 1, "relu", True),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES)
+def test_api_conv_equals_the_reference(case, threads):
+    g, x, y, xv = _graph(*case)
+    want = gc.Session(graph=g, target="reference").run(y, {x: xv})
+    opts = gc.CompileOptions(cache_dir=None, threads=threads)
+    with gc.Session(graph=g, target="cpu", options=opts) as sess:
+        got = sess.run(y, {x: xv})
+        kernels = sess.compile([y], [x]).dump_ir("kernel")
+    assert "call conv_packed(" in kernels and "call gemm(" not in kernels
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+
+
+def test_a_new_batch_size_runs_the_same_code():
+    g, x, y, xv = _graph(*CASES[1])
+    with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        for n in (1, 3, 5):
+            xs = np.random.default_rng(n).standard_normal((n, 12, 10, 6)).astype(np.float32)
+            want = gc.Session(graph=g, target="reference").run(y, {x: xs})
+            np.testing.assert_allclose(sess.run(y, {x: xs}), want, rtol=2e-4, atol=2e-4)
+
+
+def test_wrong_input_channels_are_refused_before_the_kernel_runs():
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 6, 6, None))
+        f = np.ones((3, 3, 8, 16), np.float32)
+        y = gc.nn.conv2d(x, gc.constant(f), 1, "SAME")
+    with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        with pytest.raises(gc.errors.InvalidArgumentError, match="channels"):
+            sess.run(y, {x: np.ones((1, 6, 6, 4), np.float32)})
+        ok = sess.run(y, {x: np.ones((1, 6, 6, 8), np.float32)})
+    assert ok[0, 2, 2, 0] == 72.0
+
+
+def _kernel_program(case, layout="columns"):
+    g, x, y, xv = _graph(*case)
+    prog = extract([y], [], [x])
+    plan = fuse(prog, CompileOptions(cache_dir=None))
+    return prog, lower(prog, plan, reduction_layout=layout), xv
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4]])
+def test_kernel_ir_interpreter_reads_conv_packed(case):
+    prog, kp, xv = _kernel_program(case)
+    assert any("pk" in name and b.kind == "const" for name, b in kp.buffers.items())
+    got = interp.run(kp, RunContext({}, {}, [xv]))
+    want = run_program(prog, RunContext({}, {}, [xv]))
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-4, atol=2e-4)
+
+
+def test_which_convolutions_take_it(monkeypatch):
+    # the cpu's layout only (the cuda target lowers with rows), constant float32 filters
+    _, kp, _ = _kernel_program(CASES[0], layout="rows")
+    assert not any(b.name.startswith("pk") for b in kp.buffers.values())
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (1, 8, 8, 8))
+        f = gc.placeholder(gc.float32, (3, 3, 8, 16))  # filters fed: im2col + GEMM
+        y = gc.nn.conv2d(x, f, 1, "SAME")
+        first = gc.nn.conv2d(x[..., :3], gc.constant(np.ones((3, 3, 3, 8), np.float32)), 1,
+                             "SAME")  # K = 27: the direct convolution  # fmt: skip
+    with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        assert "conv_packed" not in sess.compile([y], [x, f]).dump_ir("kernel")
+        assert "conv_packed" not in sess.compile([first], [x]).dump_ir("kernel")
+    monkeypatch.setattr(lower_nn, "PACKED_CONV", False)
+    g2, x2, y2, _ = _graph(*CASES[0])
+    with gc.Session(graph=g2, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        assert "conv_packed" not in sess.compile([y2], [x2]).dump_ir("kernel")
