@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ...executable import Executable, KernelInfo
+from ...kernel.copies import elide_reshape_copies
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
 from ...pipeline import body_pass, lower_program
@@ -28,8 +29,9 @@ from . import fallback
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
 #: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning:
-#: divisions by loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
-KERNEL_PASSES = (body_pass(hoist_divisors), plan_row_epilogues)
+#: reshape copies of read-only buffers dropped (``kernel/copies.py``), divisions by
+#: loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
+KERNEL_PASSES = (elide_reshape_copies, body_pass(hoist_divisors), plan_row_epilogues)
 
 
 def _cache_key(source, options):

@@ -1,0 +1,138 @@
+"""A reshape of a read-only buffer reads that buffer instead of a copy: a Kernel IR pass the
+cpu backend asks for (``KERNEL_PASSES``; ``graphc/pipeline.py`` runs it after buffer
+planning).
+
+Buffers are dense and row-major with flat indices, so a ``Reshape`` whose kernel is the plain
+copy ``t[i] = x[i]`` over the whole of ``t`` (lowering emits one when nothing fuses into the
+reshape) leaves ``t`` with exactly ``x``'s elements in ``x``'s order. When ``x`` can never be
+written (a feed or a constant: read-only by the Kernel IR contract) and ``t`` is a temporary
+that only this kernel writes, every later read of ``t`` may read ``x`` instead, and the copy
+goes. W11's step: the two ``Reshape``s of the loops' stacked rows into GEMM operands
+(``[T, B, 321] -> [T * B, 321]`` and ``[T, B, 1024] -> [T * B, 1024]``, 10.9 MB a step) were
+copies costing ~1.3 ms of its ~50 on one thread.
+
+The temporary keeps its buffer (another temporary may share its storage by plan); it is no
+longer written or read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..expr import Call, Cast, Const, Expr, Load, Var
+from . import sym
+from .ir import If, KernelProgram, Let, LibCall, Loop, Store, walk_stmts
+
+#: buffer kinds no kernel writes (``ir.py``): a copy of one may be read in its place
+_READ_ONLY = ("input", "const")
+
+
+def elide_reshape_copies(kp: KernelProgram) -> KernelProgram:
+    """``kp`` without the copy kernels described in the module docstring, their
+    destinations' reads renamed to the copied buffers."""
+    written: dict = {}  # buffer -> number of kernels writing it
+    for k in kp.kernels:
+        for name in _written(k.body):
+            written[name] = written.get(name, 0) + 1
+    keep_out = set(kp.outputs) | set(kp.var_updates.values())
+    renames: dict = {}
+    kernels = []
+    for k in kp.kernels:
+        pair = _plain_copy(k, kp)
+        if pair is not None:
+            src, dst = pair
+            src = renames.get(src, src)
+            if (
+                kp.buffers[dst].kind == "temp" and dst not in keep_out
+                and written.get(dst) == 1 and kp.buffers[src].kind in _READ_ONLY
+                and src not in written
+            ):  # fmt: skip
+                renames[dst] = src
+                continue
+        if renames:
+            k = _renamed(k, renames)
+        kernels.append(k)
+    if not renames:
+        return kp
+    return replace(kp, kernels=kernels)
+
+
+def _written(stmts) -> set:
+    out = set()
+    for s in walk_stmts(stmts):
+        if isinstance(s, Store):
+            out.add(s.buffer)
+        elif isinstance(s, LibCall):
+            out.add(s.args[2])  # every LIBCALLS entry writes its third argument
+    return out
+
+
+def _plain_copy(k, kp) -> tuple | None:
+    """(src, dst) when kernel ``k`` is a lone Reshape's ``dst[i] = src[i]`` over all of
+    ``dst``, both of one dtype; else None."""
+    if tuple(k.op_types) != ("Reshape",) or len(k.body) != 1:
+        return None
+    loop = k.body[0]
+    if not isinstance(loop, Loop) or loop.start != Const(0, loop.start.dtype):
+        return None
+    i = loop.var
+    body = loop.body
+    value = None
+    if len(body) == 2 and isinstance(body[0], Let) and isinstance(body[1], Store):
+        let, store = body
+        if store.value == Var(let.var, let.dtype):
+            value = let.value
+    elif len(body) == 1 and isinstance(body[0], Store):
+        store = body[0]
+        value = store.value
+    if not (isinstance(value, Load) and _is_var(value.index, i) and _is_var(store.index, i)):
+        return None
+    src, dst = value.buffer, store.buffer
+    bs, bd = kp.buffers.get(src), kp.buffers.get(dst)
+    if bs is None or bd is None or src == dst or bs.dtype != bd.dtype:
+        return None
+    if loop.stop != sym.product(bd.shape):
+        return None
+    return src, dst
+
+
+def _is_var(e, name: str) -> bool:
+    return isinstance(e, Var) and e.name == name
+
+
+def _renamed(k, renames: dict):
+    """Kernel ``k`` reading ``renames[b]`` wherever it read buffer ``b``."""
+    body = tuple(_stmt(s, renames) for s in k.body)
+    reads = tuple(dict.fromkeys(renames.get(b, b) for b in k.reads))
+    return replace(k, body=body, reads=reads)
+
+
+def _stmt(s, renames):
+    if isinstance(s, Loop):
+        return Loop(s.var, _expr(s.start, renames), _expr(s.stop, renames),
+                    tuple(_stmt(x, renames) for x in s.body), s.parallel)  # fmt: skip
+    if isinstance(s, Let):
+        return Let(s.var, s.dtype, _expr(s.value, renames), s.reduce)
+    if isinstance(s, Store):
+        return Store(s.buffer, _expr(s.index, renames), _expr(s.value, renames))
+    if isinstance(s, If):
+        return If(_expr(s.cond, renames), tuple(_stmt(x, renames) for x in s.then),
+                  tuple(_stmt(x, renames) for x in s.orelse))  # fmt: skip
+    if isinstance(s, LibCall):
+        args = tuple(
+            renames.get(a, a) if isinstance(a, str) and j != 2 else
+            (_expr(a, renames) if isinstance(a, Expr) else a)
+            for j, a in enumerate(s.args)
+        )  # fmt: skip
+        return LibCall(s.fn, args)
+    raise TypeError(f"unknown Kernel IR statement {s!r}")
+
+
+def _expr(e, renames):
+    if isinstance(e, Load):
+        return Load(renames.get(e.buffer, e.buffer), _expr(e.index, renames), e.dtype)
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(_expr(a, renames) for a in e.args))
+    if isinstance(e, Cast):
+        return Cast(_expr(e.x, renames), e.dtype)
+    return e
