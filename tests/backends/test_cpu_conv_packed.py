@@ -48,8 +48,8 @@ def _conv_ref(x, f, s, pads, d):
     return out
 
 
-def _kernel_call(x, f, s, pads, d, rows, tasks=None):
-    """Run the pool's kernel directly (tasks [0, tasks) of ``rows`` pixels each)."""
+def _kernel_call(x, f, s, pads, d, rows, panels=1000):
+    """Run the pool's kernel directly: every task of ``rows`` pixels by ``panels`` panels."""
     jit.load_pool()
     n, h, w, c = x.shape
     kh, kw, _, o = f.shape
@@ -62,11 +62,13 @@ def _kernel_call(x, f, s, pads, d, rows, tasks=None):
     m = n * oh * ow
     out = np.full(m * o + 7, np.nan, np.float32)  # a canary past the end
     args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, x.ctypes.data,
-                 wp.ctypes.data, out.ctypes.data, rows, None, None)  # fmt: skip
+                 wp.ctypes.data, out.ctypes.data, rows, panels, None, None)  # fmt: skip
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
         llvm.address_of_symbol(packedgemm.symbol(nv))
     )
-    fn(ctypes.byref(args), 0, -(-m // rows) if tasks is None else tasks)
+    nblk = -(-o // (nv * conv_packed.LANES))
+    groups = -(-nblk // panels)
+    fn(ctypes.byref(args), 0, -(-m // rows) * groups)
     assert np.isnan(out[m * o :]).all()  # nothing written past C
     return out[: m * o].reshape(n, oh, ow, o)
 
@@ -85,16 +87,18 @@ def test_kernel_equals_numpy_over_output_channels(o):
     [
         ((1, 9, 9, 3), (7, 7, 3, 64), 2, (3, 3, 3, 3), 1, 1000),  # first layer of ResNet-50
         ((1, 8, 8, 16), (1, 1, 16, 24), 2, (0, 0, 0, 0), 1, 5),  # 1x1, stride 2
+        ((1, 7, 7, 12), (3, 3, 12, 300), 1, (1, 1, 1, 1), 1, 49),  # 5 panels
         ((3, 6, 5, 5), (3, 2, 5, 20), 1, (2, 0, 0, 1), 2, 7),  # asymmetric padding, dilation
         ((1, 3, 3, 8), (3, 3, 8, 70), 1, (2, 2, 2, 2), 1, 6),  # taps mostly in the padding
         ((2, 4, 4, 6), (4, 4, 6, 10), 1, (0, 0, 0, 0), 1, 1),  # one pixel per task
     ],
 )
-def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows):
+@pytest.mark.parametrize("panels", [1000, 1, 2])
+def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows, panels):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(xs).astype(np.float32)
     f = rng.standard_normal(fs).astype(np.float32)
-    got = _kernel_call(x, f, s, pads, d, rows)
+    got = _kernel_call(x, f, s, pads, d, rows, panels)
     np.testing.assert_allclose(got, _conv_ref(x, f, s, pads, d), rtol=1e-5, atol=1e-5)
 
 
@@ -132,6 +136,9 @@ CASES = [
     ((2, 15, 14, 40), (1, 1, 40, 33), 1, "SAME", 1, None, False),
     ((2, 16, 16, 36), (1, 1, 36, 130), 2, "VALID", 1, "residual", False),
     ((1, 30, 30, 3), (7, 7, 3, 64), 2, [[0, 0], [3, 3], [3, 3], [0, 0]], 1, "relu", True),
+    # 49 pixels, 5 panels: on 2 or 3 threads the panels split (the epilogue after)
+    ((1, 7, 7, 64), (3, 3, 64, 300), 1, "SAME", 1, "relu", False),
+    ((1, 7, 7, 64), (1, 1, 64, 290), 1, "SAME", 1, "residual", True),
 ]
 
 

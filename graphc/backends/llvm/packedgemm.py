@@ -13,8 +13,9 @@ there, or the row of C zeros after the panels when the tap falls in the padding.
 The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
 accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
 every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
-input scalar per pixel. A task is a block of ``rows`` output pixels: every panel of its
-pixels, then the GEMM epilogue for those rows when one was fused (the protocol of
+input scalar per pixel. A task is a block of ``rows`` output pixels by a group of
+``panels`` panels (all of them unless the pixels are too few to split between the threads);
+with all of them, the GEMM epilogue for those rows follows when one was fused (the protocol of
 ``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). Tile rows past
 the task's last pixel repeat it (in bounds) and are not stored; channels past O are masked
 off at the store. Every address the kernel forms is inside X (the taps are bounds-checked
@@ -70,9 +71,10 @@ SYMBOLS = tuple(symbol(nv) for nv in TILE_ROWS)
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
 #: o (output channels), c (input channels), h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
 #: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), rows (pixels per task),
-#: epi (row epilogue or null), epi_ctx
+#: panels (panels per task: a task is a block of rows by a group of panels), epi (row
+#: epilogue or null; run only when a task has every panel), epi_ctx
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
-          "x", "wp", "out", "rows", "epi", "epi_ctx")  # fmt: skip
+          "x", "wp", "out", "rows", "panels", "epi", "epi_ctx")  # fmt: skip
 POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
@@ -141,13 +143,19 @@ def _emit(r, fn, mr, nv):
     rowp = [b.alloca(PTR) for _ in range(mr)]
     o_v = _splat(b, o, ity)
 
+    panels = v["panels"]
+    groups = b.sdiv(b.add(nblk, b.sub(panels, _c(1))), panels)
     with for_range(b, fn, t0, t1) as t:
-        r0 = b.mul(t, v["rows"])
+        rb = b.sdiv(t, groups)
+        p0 = b.mul(b.srem(t, groups), panels)
+        p1 = b.add(p0, panels)
+        p1 = b.select(b.icmp_signed("<", p1, nblk), p1, nblk)
+        r0 = b.mul(rb, v["rows"])
         r1 = b.add(r0, v["rows"])
         r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
         last = b.sub(r1, _c(1))
         ntiles = b.sdiv(b.add(b.sub(r1, r0), _c(mr - 1)), _c(mr))
-        with for_range(b, fn, _c(0), nblk) as jb:
+        with for_range(b, fn, p0, p1) as jb:
             j = b.mul(jb, _c(nb))
             masks = []
             for q in range(nv):
@@ -205,8 +213,9 @@ def _emit(r, fn, mr, nv):
                                      source_etype=I8)  # fmt: skip
                             val = b.load(acc[rr][q], typ=vty)
                             b.call(mstore, [val, cp, ir.Constant(I32, 4), masks[q]])
-        epi = v["epi"]
-        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(epi, I64), _c(0))):
+        epi = v["epi"]  # (only with whole rows: one group of panels)
+        whole = b.icmp_signed("==", groups, _c(1))
+        with b.if_then(b.and_(whole, b.icmp_unsigned("!=", b.ptrtoint(epi, I64), _c(0)))):
             fty_epi = ir.FunctionType(VOID, [PTR, I64, I64])
             b.call(as_fn(b, epi, fty_epi), [v["epi_ctx"], b.mul(r0, o), b.mul(r1, o)])
     b.ret_void()
@@ -223,12 +232,16 @@ def _splat(b, x, vty):
 PARALLEL_MIN_FLOPS = 1 << 20
 #: output floats per task at most (a task's rows of C stay in L2 for its epilogue)
 TASK_FLOATS = 1 << 16
+#: fewer tiles of pixels than this per thread: the threads split the panels instead
+COLUMN_SPLIT_TILES = 4
 
 
 def emit_conv_packed(r, f, s, epilogue=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
     kernel: tasks of ``rows`` output pixels (a tile multiple, about m / threads, at most
-    TASK_FLOATS outputs), split over the pool's threads when the product is large enough.
+    TASK_FLOATS outputs), split over the pool's threads when the product is large enough;
+    with fewer than COLUMN_SPLIT_TILES tiles of pixels per thread, tasks of all the pixels
+    by a share of the panels instead (the epilogue then runs after, as a loop).
 
     ``epilogue``: (body, ctx, lo, hi) of the parallel loop after it that
     ``epilogue.row_epilogue`` accepted; returns an i1, true when every task ran
@@ -245,26 +258,38 @@ def emit_conv_packed(r, f, s, epilogue=None):
     one, zero = _c(1), _c(0)
     nonempty = b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", o, zero))
     nthr = b.sext(f.nthreads, I64)
+    k = b.mul(b.mul(val["kh"], val["kw"]), val["c"])
+    big = b.icmp_signed(">=", b.mul(b.mul(m, o), k), _c(PARALLEL_MIN_FLOPS))
+    nthr = b.select(big, nthr, one)
+    nblk = b.sdiv(b.add(o, _c(nv * LANES - 1)), _c(nv * LANES))
+    # few pixels for the threads (ResNet-50's 7 x 7 layers at batch 1): every task all the
+    # rows, the panels split over the threads, the epilogue after (not per task)
+    few = b.icmp_signed("<", m, b.mul(b.mul(nthr, mr), _c(COLUMN_SPLIT_TILES)))
+    by_cols = b.and_(b.and_(few, b.icmp_signed(">", nthr, one)), b.icmp_signed(">=", nblk, nthr))
+    by_cols = b.and_(by_cols, nonempty)  # (rows = m must not be 0: a divisor below)
+    # else rows: about m / threads per task (a tile multiple), at most TASK_FLOATS outputs
     per = b.sdiv(b.add(m, b.sub(nthr, one)), nthr)
     cap = b.sdiv(_c(TASK_FLOATS), b.select(b.icmp_signed(">", o, one), o, one))
     rows = b.select(b.icmp_signed("<", per, cap), per, cap)
-    rows = b.mul(b.sdiv(b.add(rows, b.sub(mr, one)), mr), mr)  # >= mr: per and cap >= 1
+    rows = b.mul(b.sdiv(b.add(rows, b.sub(mr, one)), mr), mr)
     rows = b.select(b.icmp_signed("<", rows, mr), mr, rows)
-    tasks = b.sdiv(b.add(m, b.sub(rows, one)), rows)
-    k = b.mul(b.mul(val["kh"], val["kw"]), val["c"])
-    big = b.icmp_signed(">=", b.mul(b.mul(m, o), k), _c(PARALLEL_MIN_FLOPS))
+    rows = b.select(by_cols, m, rows)
+    panels = b.select(by_cols, b.sdiv(b.add(nblk, b.sub(nthr, one)), nthr), nblk)
+    panels = b.select(b.icmp_signed("<", panels, one), one, panels)
+    groups = b.sdiv(b.add(nblk, b.sub(panels, one)), panels)
+    tasks = b.mul(b.sdiv(b.add(m, b.sub(rows, one)), rows), groups)
     nt = b.select(b.icmp_signed("<", tasks, nthr), tasks, nthr)
-    nt = b.select(big, nt, one)
     fused = ir.Constant(I1, 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)
     if epilogue is not None:
         body, ctx, lo, hi = epilogue
-        fused = b.and_(nonempty, b.icmp_signed("==", lo, zero))
+        fused = b.and_(nonempty, b.not_(by_cols))
+        fused = b.and_(fused, b.icmp_signed("==", lo, zero))
         fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, o)))
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
-            "out": f.buf_ptr(s.args[2], zero)[0], "rows": rows, "epi": epi_fn,
+            "out": f.buf_ptr(s.args[2], zero)[0], "rows": rows, "panels": panels, "epi": epi_fn,
             "epi_ctx": epi_ctx}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     for j, name in enumerate(FIELDS):
