@@ -70,16 +70,26 @@ class SiblingFusion:
         return not self._kinds[gi] & {"gemm", "conv", "opaque", None}
 
     def external_inputs(self, gi) -> set:
+        """The values group ``gi`` reads from outside it that make sharing a pass worth it:
+        one-element values (a scalar constant, a learning rate, a step count) are left out,
+        as XLA's multi-output fusion leaves out scalar operands: two kernels reading the
+        same scalar save nothing by running as one, and merging every Adam update of a model
+        through its shared learning rate made one kernel of every parameter's update (one
+        large function for LLVM instead of a few identical small ones it compiles once)."""
         g = self.groups[gi]
         out = set()
         for nid in g:
             for ref in self.node(nid).inputs:
-                src = self.node(ref[0])
-                if ref[0] not in g and not (
-                    src.op_def.source == "const" and src.attrs["value"].size == 1
-                ):
+                if ref[0] not in g and not self._one_element(tuple(ref)):
                     out.add(tuple(ref))
         return out
+
+    def _one_element(self, ref) -> bool:
+        src = self.node(ref[0])
+        if src.op_def.source == "const" and src.attrs["value"].size == 1:
+            return True
+        shape = self.lw.shapes.shapes.get(ref) if self.lw is not None else None
+        return shape is not None and all(d == 1 for d in shape)
 
     def reach_closure(self, live) -> dict:
         """group -> bitset of the groups it depends on, transitively through any kernel.

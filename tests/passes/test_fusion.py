@@ -155,6 +155,25 @@ def test_sibling_reductions_over_the_same_input_share_a_kernel():
     assert any(d == "fuse" and "siblings" in w for w, d, _ in plan.decisions)
 
 
+def test_kernels_sharing_only_a_scalar_are_not_siblings():
+    # Adam's updates all read one learning-rate scalar: no pass over a large input is saved
+    # by merging them, so each stays its own (small, deduplicated) kernel
+    Y = rng.standard_normal(X.shape).astype(np.float32)
+
+    def decisions(shared_tensor):
+        x, y = (gc.placeholder(gc.float32, X.shape) for _ in range(2))
+        lr = gc.reduce_sum(x[:1, :1])  # a one-element value computed in the graph
+        first = gc.reduce_sum(y if shared_tensor else x, axis=1) * lr
+        outs = [first, gc.reduce_max(y, axis=1) * lr]
+        prog, plan, kp = compile_kernels(outs, [x, y], True)
+        ref, got, _, _ = run_both(prog, kp, [X, Y])
+        assert_close(got, ref, 1e-5, 1e-6)
+        return [w for w, d, _ in plan.decisions if d == "fuse" and "siblings" in w]
+
+    assert decisions(shared_tensor=False) == []
+    assert len(decisions(shared_tensor=True)) == 1  # a shared tensor still merges them
+
+
 def test_gemm_operand_producer_is_refused():
     w = rng.standard_normal((10, 4)).astype(np.float32)
 
