@@ -182,13 +182,18 @@ def emit_conv2d(kb, node, c_buf):
 
 #: the cpu target computes convolutions with constant float32 filters (ONNX models, frozen
 #: graphs) with its packed-filter kernel (``conv_packed``: no im2col, filters packed once at
-#: compile time; graphc/backends/llvm/packedgemm.py) unless they are short enough for the
-#: direct convolution (``lower_window.direct_conv``) or have fewer than this many input
-#: channels (its inner loop runs over them per tap). Measured on one core of the AVX-512
-#: machine, every convolution of ResNet-50 and SqueezeNet as the kernel alone against
-#: sgemm alone (im2col not counted): 0.69-1.0x the sgemm's time for ResNet-50 (103-115
-#: GFLOP/s), 0.81-1.05x for SqueezeNet's
+#: compile time; graphc/backends/llvm/packedgemm.py) from this many input channels (its
+#: inner loop runs over them per tap) ...
 PACKED_CONV_MIN_C = 3
+#: ... and this many multiply-adds per output pixel (KH * KW * C) on; the others take the
+#: direct convolution (``lower_window.direct_conv``) or im2col + sgemm. Measured on one core
+#: of the AVX-512 machine, every convolution of ResNet-50 and SqueezeNet, the kernel alone
+#: against sgemm alone (im2col not counted): 0.69-1.0x the sgemm's time for ResNet-50
+#: (103-115 GFLOP/s), 0.81-1.05x for SqueezeNet's. Below K = 33 (the direct convolution's
+#: range): SqueezeNet's first layer (3 x 3 x 3, stride 2) 541 us against 590 direct, its 1 x 1
+#: expand layers (K = 16) 74 against ~90 us; the whole model at batch 1, one thread, CPU
+#: time: 8.6 ms with those direct, 8.2 with them packed
+PACKED_CONV_MIN_K = 16
 #: off: every convolution through im2col + GEMM or the direct form (tests of those, A/B runs)
 PACKED_CONV = True
 
@@ -209,7 +214,7 @@ def _packed_filters(kb, f_ref, dt):
     if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32 or 0 in f.shape:
         return None
     kh, kw, c, _ = f.shape
-    if c < PACKED_CONV_MIN_C or kh * kw * c <= lower_window.DIRECT_MAX_K:
+    if c < PACKED_CONV_MIN_C or kh * kw * c < PACKED_CONV_MIN_K:
         return None
     return f
 

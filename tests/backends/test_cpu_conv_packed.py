@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 
-import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
@@ -48,9 +47,20 @@ def _conv_ref(x, f, s, pads, d):
     return out
 
 
+_LOADED: dict = {}
+
+
+def _kernel_fn(nv):
+    """The kernel for panels of ``nv`` vectors, compiled alone (``kernels_ir``)."""
+    if "obj" not in _LOADED:
+        obj, _, _ = jit.compile_module(packedgemm.kernels_ir(), opt_level=2)
+        _LOADED["obj"] = jit.LoadedObject(obj)
+    addr = _LOADED["obj"].address(packedgemm.symbol(nv))
+    return ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(addr)
+
+
 def _kernel_call(x, f, s, pads, d, rows, panels=1000):
-    """Run the pool's kernel directly: every task of ``rows`` pixels by ``panels`` panels."""
-    jit.load_pool()
+    """Run the kernel directly: every task of ``rows`` pixels by ``panels`` panels."""
     n, h, w, c = x.shape
     kh, kw, _, o = f.shape
     nv = conv_packed.panel_vectors(o)
@@ -63,9 +73,7 @@ def _kernel_call(x, f, s, pads, d, rows, panels=1000):
     out = np.full(m * o + 7, np.nan, np.float32)  # a canary past the end
     args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, x.ctypes.data,
                  wp.ctypes.data, out.ctypes.data, rows, panels, None, None)  # fmt: skip
-    fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
-        llvm.address_of_symbol(packedgemm.symbol(nv))
-    )
+    fn = _kernel_fn(nv)
     nblk = -(-o // (nv * conv_packed.LANES))
     groups = -(-nblk // panels)
     fn(ctypes.byref(args), 0, -(-m // rows) * groups)
@@ -73,7 +81,7 @@ def _kernel_call(x, f, s, pads, d, rows, panels=1000):
     return out[: m * o].reshape(n, oh, ow, o)
 
 
-@pytest.mark.parametrize("o", [1, 15, 16, 17, 32, 33, 47, 48, 49, 64, 65, 130])
+@pytest.mark.parametrize("o", [1, 15, 16, 17, 32, 33, 47, 48, 49, 64, 65, 130, 300])
 def test_kernel_equals_numpy_over_output_channels(o):
     rng = np.random.default_rng(o)
     x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
@@ -104,12 +112,13 @@ def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows, panels):
 
 def test_pack_unpack_round_trip():
     f = np.random.default_rng(0).standard_normal((3, 2, 5, 37)).astype(np.float32)
-    for nv in (1, 2, 3, 4):
+    for nv in (1, 2, 3, 4):  # (the layout takes any width; the kernel has 1 and 4)
         wp = conv_packed.pack_filters(f, nv)
         assert wp.size == conv_packed.packed_size(3, 2, 5, 37, nv)
         assert not wp[-5:].any()  # the padding row
         np.testing.assert_array_equal(conv_packed.unpack_filters(wp, 3, 2, 5, 37, nv), f)
-    assert [conv_packed.panel_vectors(o) for o in (1, 16, 17, 48, 49, 1000)] == [1, 1, 2, 3, 4, 4]
+    widths = [conv_packed.panel_vectors(o) for o in (1, 16, 17, 48, 64, 80, 130, 300, 1000)]
+    assert widths == [1, 1, 1, 1, 4, 1, 1, 4, 4]
 
 
 def _graph(x_shape, f_shape, strides, padding, dilations, epilogue, dynamic):
@@ -202,11 +211,14 @@ def test_which_convolutions_take_it(monkeypatch):
         x = gc.placeholder(gc.float32, (1, 8, 8, 8))
         f = gc.placeholder(gc.float32, (3, 3, 8, 16))  # filters fed: im2col + GEMM
         y = gc.nn.conv2d(x, f, 1, "SAME")
-        first = gc.nn.conv2d(x[..., :3], gc.constant(np.ones((3, 3, 3, 8), np.float32)), 1,
-                             "SAME")  # K = 27: the direct convolution  # fmt: skip
+        # two input channels, or K = 8: the direct convolution
+        first = gc.nn.conv2d(x[..., :2], gc.constant(np.ones((3, 3, 2, 8), np.float32)), 1,
+                             "SAME")  # fmt: skip
+        short = gc.nn.conv2d(x, gc.constant(np.ones((1, 1, 8, 8), np.float32)), 1, "SAME")
     with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
         assert "conv_packed" not in sess.compile([y], [x, f]).dump_ir("kernel")
         assert "conv_packed" not in sess.compile([first], [x]).dump_ir("kernel")
+        assert "conv_packed" not in sess.compile([short], [x]).dump_ir("kernel")
     monkeypatch.setattr(lower_nn, "PACKED_CONV", False)
     g2, x2, y2, _ = _graph(*CASES[0])
     with gc.Session(graph=g2, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:

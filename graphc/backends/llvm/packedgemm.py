@@ -10,7 +10,7 @@ channels (zeros past O), and the kernel reads the A operand straight from the in
 pixel ``r``'s row for tap ``(i, j)`` is the C contiguous floats of the input pixel it sees
 there, or the row of C zeros after the panels when the tap falls in the padding.
 
-The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
+The micro-kernel computes a tile of ``tile_rows()[nv]`` output pixels by NB channels: its
 accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
 every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
 input scalar per pixel. A task is a block of ``rows`` output pixels by a group of
@@ -23,11 +23,11 @@ against the input), the packed operand, or C's ``m * O`` floats; the sizes thems
 the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule).
 
 ``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
-width is compiled once per process into the worker pool's object (``pool.py``), like
-``smallgemm.py``; ``emit_conv_packed`` renders the LibCall as a call of it. The tiles are
-sized for AVX-512's 32 vector registers; for other targets the pool gets narrower tiles
-(``NARROW_TILE_ROWS``, not measured: the lowering does not know the target, so the cpu
-target takes this kernel for constant filters on every machine).
+width is emitted into the module of a program that uses it (``emit_conv_packed`` renders
+the LibCall as a call of it); ``kernels_ir`` gives them alone (tests, tuning). The tiles are
+sized for AVX-512's 32 vector registers; a program for a CPU without AVX-512 gets narrower
+tiles (``NARROW_TILE_ROWS``, not measured: the lowering does not know the target, so the
+cpu target takes this kernel for constant filters on every machine).
 """
 
 from __future__ import annotations
@@ -41,19 +41,20 @@ from ...kernel.ir import LIBCALLS
 from . import math as _m
 from .irutil import I1, I8, I32, I64, PTR, VOID, as_fn, for_range, gep
 
-#: vectors of output channels per tile (NB = nv * LANES channels per packed panel) -> output
-#: pixels per tile (input scalars broadcast per reduction step). At most 4 x 6 accumulators
-#: (AVX-512's 32 registers hold them, the nv panel vectors and a broadcast). Measured on one
-#: core of the AVX-512 machine (Zen 4): nv 4 with 6 rows 103-115 GFLOP/s on ResNet-50's
-#: convolutions; 8 x 4 spills. For 16-48 output channels (SqueezeNet's squeeze layers) a
-#: 64-wide panel is mostly padding: nv 1 with 12 rows 88-104 GFLOP/s where 6 x 4 gave 27-56;
-#: nv 2 with 12 rows, nv 3 with 8 (12 x 2 and 8 x 3 measured against 8 x 2, 24 x 1, 16 x 1)
-TILE_ROWS = {1: 12, 2: 12, 3: 8, 4: 6}
+#: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
+#: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
+#: reduction step). 4 x 6 accumulators: AVX-512's 32 registers hold them, the 4 panel
+#: vectors and a broadcast. Measured on one core of the AVX-512 machine (Zen 4): 6 x 4
+#: 103-115 GFLOP/s on ResNet-50's convolutions; 7 x 4 spills, 7 x 3 measured no faster. For
+#: 16-48 output channels (SqueezeNet's squeeze layers) a 64-wide panel is mostly padding:
+#: 12 x 1 88-104 GFLOP/s there where 6 x 4 gave 27-56 (and 12 x 2, 8 x 3 no faster than
+#: 12 x 1 for 32 and 48 channels; 24 x 1 and 16 x 1 slower)
+TILE_ROWS = {1: 12, 4: 6}
 #: ... for targets without AVX-512 (16 vector registers of 8 floats: a 16-float vector takes
-#: two): tiles of at most 12 such halves of accumulators, the panel's vectors read from
-#: memory by the multiply-adds. Not measured (no such machine here): what keeps the kernel
-#: from spilling its accumulators there, nothing more
-NARROW_TILE_ROWS = {1: 6, 2: 3, 3: 2, 4: 1}
+#: two): at most 12 such halves of accumulators, the panel's vectors read from memory by the
+#: multiply-adds. Not measured (no such machine here): what keeps the kernel from spilling
+#: its accumulators there, nothing more
+NARROW_TILE_ROWS = {1: 6, 4: 1}
 
 
 def tile_rows() -> dict:
@@ -66,8 +67,6 @@ def symbol(nv: int) -> str:
     return f"gc_conv_packed_s{nv}"
 
 
-#: the kernels the worker pool's object defines (pool.py)
-SYMBOLS = tuple(symbol(nv) for nv in TILE_ROWS)
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
 #: o (output channels), c (input channels), h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
 #: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), rows (pixels per task),
@@ -95,10 +94,10 @@ class _Module:
 
 
 def kernels_ir(tiles: dict | None = None) -> str:
-    """IR text defining the kernels of SYMBOLS (``part(args, t0, t1)``: tasks [t0, t1) of
-    the convolution described by the ARGS_TYPE struct at ``args``) without a target line:
-    the worker pool's module appends it (pool.py). ``tiles``: {nv: rows} instead of
-    TILE_ROWS (tuning only)."""
+    """IR text defining the kernel of each panel width (``part(args, t0, t1)``: tasks
+    [t0, t1) of the convolution described by the ARGS_TYPE struct at ``args``; external
+    ``symbol(nv)``) without a target line, for tests and tuning. ``tiles``: {nv: rows}
+    instead of ``tile_rows()``."""
     mod = _Module()
     for nv, mr in (tiles or tile_rows()).items():
         fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv))
@@ -236,6 +235,21 @@ TASK_FLOATS = 1 << 16
 COLUMN_SPLIT_TILES = 4
 
 
+def _kernel(r, nv: int) -> ir.Function:
+    """The kernel for panels of ``nv`` vectors in the module being rendered (emitted on
+    first use: only programs with such convolutions pay its compile time, ~0.1 s each; in
+    the worker pool's object every process would, whether it has convolutions or not)."""
+    name = symbol(nv)
+    fn = r._decls.get(name)
+    if fn is None:
+        fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        r._decls[name] = fn
+        _emit(r, fn, tile_rows()[nv], nv)
+    return fn
+
+
 def emit_conv_packed(r, f, s, epilogue=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
     kernel: tasks of ``rows`` output pixels (a tile multiple, about m / threads, at most
@@ -296,7 +310,7 @@ def emit_conv_packed(r, f, s, epilogue=None):
         v = ptrs[name] if name in ptrs else val[name]
         b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                        source_etype=ARGS_TYPE))  # fmt: skip
-    part = r.declare(symbol(nv), VOID, [PTR, I64, I64])
+    part = _kernel(r, nv)
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
             with then:

@@ -35,8 +35,7 @@ How a call runs:
   workers; later calls run serially. The pool's code is never freed (a thread may still be
   in it while the interpreter tears down).
 
-The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``), the
-packed-filter convolution kernels (``packedgemm.py``) and the
+The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``) and the
 loop driver (``loopdrive.py``): shared code every program calls, compiled once per process
 (and cached with the pool) instead of in every program's module.
 """
@@ -50,7 +49,7 @@ import threading
 
 import llvmlite.binding as llvm
 
-from . import loopdrive, packedgemm, smallgemm
+from . import loopdrive, smallgemm
 
 #: how long an idle worker spins for the next job before parking (about one small kernel
 #: between two GEMMs of a training step)
@@ -76,7 +75,6 @@ SYMBOLS = (
     "gc_pool_stats",
     loopdrive.SYMBOL,
     *smallgemm.SYMBOLS,
-    *packedgemm.SYMBOLS,
 )
 
 _PAUSE = {
@@ -444,7 +442,7 @@ entry:
 def pool_ir(triple: str) -> str:
     """The pool module's IR text for a target triple."""
     arch = triple.split("-", 1)[0]
-    return _one_declaration_each(
+    return (
         (
             POOL_IR.replace("{PAUSE_DECL}", _PAUSE_DECL.get(arch, ""))
             .replace("{PAUSE}", _PAUSE.get(arch, "fence seq_cst"))
@@ -455,22 +453,7 @@ def pool_ir(triple: str) -> str:
         )
         + loopdrive.DRIVE_IR
         + smallgemm.kernels_ir()
-        + packedgemm.kernels_ir()
     )
-
-
-def _one_declaration_each(text: str) -> str:
-    """``text`` without repeated ``declare`` lines (the kernels' modules declare some of the
-    same intrinsics; LLVM refuses a second declaration)."""
-    seen: set = set()
-    out = []
-    for line in text.splitlines():
-        if line.startswith("declare "):
-            if line in seen:
-                continue
-            seen.add(line)
-        out.append(line)
-    return "\n".join(out) + "\n"
 
 
 _lock = threading.Lock()
