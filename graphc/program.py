@@ -58,7 +58,12 @@ class Node:
 
     @property
     def op_def(self) -> OpDef:
-        return get_op_def(self.op)
+        """The op's definition (looked up once per node: passes ask it of every node)."""
+        d = self.__dict__.get("_op_def")
+        if d is None:
+            d = get_op_def(self.op)
+            object.__setattr__(self, "_op_def", d)
+        return d
 
     def __hash__(self):
         return hash((self.id, self.op))

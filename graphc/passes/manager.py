@@ -66,7 +66,7 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
     rounds = 1 if options.opt_level < 2 else MAX_ROUNDS
     after: dict = {}  # pass name -> its output in the last round (printed once, at the end)
     for _ in range(rounds if passes else 0):
-        before = program.hash()
+        before = program
         for name, fn in passes:
             t0 = time.perf_counter()
             program = fn(program)
@@ -77,12 +77,28 @@ def optimize(program: Program, options: CompileOptions, pipeline=None) -> Pipeli
             if dump.directory is not None:
                 dump.write(name, program.text())
         result.rounds += 1
-        if program.hash() == before:
+        if _same_nodes(program, before) or (
+            len(program.nodes) == len(before.nodes) and program.hash() == before.hash()
+        ):
             break
     for name, prog in after.items():
         result.stages[name] = prog.text  # rendered when asked for (once per Program)
     result.program = program
     return result
+
+
+def _same_nodes(a: Program, b: Program) -> bool:
+    """``a`` holds the very Node objects of ``b`` in the same order (a pass that changes
+    nothing keeps its input's nodes), so it is the same program. Checked before comparing
+    the two programs' texts (only when their node counts agree), which renders every node
+    line of a new Program."""
+    return a is b or (
+        len(a.nodes) == len(b.nodes)
+        and all(x is y for x, y in zip(a.nodes, b.nodes))
+        and a.fetches == b.fetches
+        and a.feeds == b.feeds
+        and a.targets == b.targets
+    )
 
 
 def _verify(program: Program, stage: str) -> None:
