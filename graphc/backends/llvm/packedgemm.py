@@ -231,6 +231,8 @@ def _splat(b, x, vty):
 PARALLEL_MIN_FLOPS = 1 << 20
 #: output floats per task at most (a task's rows of C stay in L2 for its epilogue)
 TASK_FLOATS = 1 << 16
+#: tasks per thread at least (when split over threads)
+TASKS_PER_THREAD = 4
 #: fewer tiles of pixels than this per thread: the threads split the panels instead
 COLUMN_SPLIT_TILES = 4
 
@@ -252,8 +254,9 @@ def _kernel(r, nv: int) -> ir.Function:
 
 def emit_conv_packed(r, f, s, epilogue=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
-    kernel: tasks of ``rows`` output pixels (a tile multiple, about m / threads, at most
-    TASK_FLOATS outputs), split over the pool's threads when the product is large enough;
+    kernel: tasks of ``rows`` output pixels (whole tiles, at most TASK_FLOATS outputs, at
+    least TASKS_PER_THREAD tasks a thread), one pool chunk each when the product is large
+    enough to split;
     with fewer than COLUMN_SPLIT_TILES tiles of pixels per thread, tasks of all the pixels
     by a share of the panels instead (the epilogue then runs after, as a loop).
 
@@ -281,18 +284,21 @@ def emit_conv_packed(r, f, s, epilogue=None):
     few = b.icmp_signed("<", m, b.mul(b.mul(nthr, mr), _c(COLUMN_SPLIT_TILES)))
     by_cols = b.and_(b.and_(few, b.icmp_signed(">", nthr, one)), b.icmp_signed(">=", nblk, nthr))
     by_cols = b.and_(by_cols, nonempty)  # (rows = m must not be 0: a divisor below)
-    # else rows: about m / threads per task (a tile multiple), at most TASK_FLOATS outputs
-    per = b.sdiv(b.add(m, b.sub(nthr, one)), nthr)
-    cap = b.sdiv(_c(TASK_FLOATS), b.select(b.icmp_signed(">", o, one), o, one))
-    rows = b.select(b.icmp_signed("<", per, cap), per, cap)
-    rows = b.mul(b.sdiv(b.add(rows, b.sub(mr, one)), mr), mr)
-    rows = b.select(b.icmp_signed("<", rows, mr), mr, rows)
+    # else rows: whole tiles per task, at most TASK_FLOATS outputs, at least
+    # TASKS_PER_THREAD tasks per thread; the threads claim tasks as they finish (one chunk
+    # each), which evens out tiles that do not split equally
+    tiles = b.sdiv(b.add(m, b.sub(mr, one)), mr)
+    want = b.sdiv(b.add(b.mul(m, o), _c(TASK_FLOATS - 1)), _c(TASK_FLOATS))
+    least = b.select(b.icmp_signed(">", nthr, one), b.mul(nthr, _c(TASKS_PER_THREAD)), one)
+    want = b.select(b.icmp_signed("<", want, least), least, want)
+    per = b.sdiv(b.add(tiles, b.sub(want, one)), want)
+    rows = b.mul(b.select(b.icmp_signed("<", per, one), one, per), mr)
     rows = b.select(by_cols, m, rows)
     panels = b.select(by_cols, b.sdiv(b.add(nblk, b.sub(nthr, one)), nthr), nblk)
     panels = b.select(b.icmp_signed("<", panels, one), one, panels)
     groups = b.sdiv(b.add(nblk, b.sub(panels, one)), panels)
     tasks = b.mul(b.sdiv(b.add(m, b.sub(rows, one)), rows), groups)
-    nt = b.select(b.icmp_signed("<", tasks, nthr), tasks, nthr)
+    nt = b.select(b.icmp_signed(">", nthr, one), tasks, one)
     fused = ir.Constant(I1, 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)
     if epilogue is not None:
