@@ -17,6 +17,7 @@ import pytest
 
 import graphc as gc
 from graphc.backends.llvm import jit, packedgemm
+from graphc.backends.llvm.epilogue import ROW_EPILOGUES, plan_row_epilogues
 from graphc.backends.reference.interpreter import run_program
 from graphc.kernel import conv_packed, interp, lower_nn
 from graphc.kernel.lower import lower
@@ -223,3 +224,9 @@ def test_which_convolutions_take_it(monkeypatch):
     g2, x2, y2, _ = _graph(*CASES[0])
     with gc.Session(graph=g2, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
         assert "conv_packed" not in sess.compile([y2], [x2]).dump_ir("kernel")
+
+
+def test_the_epilogue_is_planned_per_task():
+    _, kp, _ = _kernel_program(CASES[0])
+    (k,) = [k for k in plan_row_epilogues(kp).kernels if "conv_packed" in str(k.body[0])]
+    assert k.meta[ROW_EPILOGUES] == (0,)  # the relu loop runs in the kernel's tasks
