@@ -313,7 +313,8 @@ def test_fuzzed_object_structure_never_crashes(artifact, tmp_path):
     )  # fmt: skip
     tail = (proc.stdout + proc.stderr)[-2000:]
     assert proc.returncode == 0, f"fuzz child died (rc {proc.returncode}):\n{tail}"
-    counts = json.loads(proc.stdout.split("RESULT", 1)[1])
+    # (a flip that corrupts a GEMM argument makes OpenBLAS print a complaint after it)
+    counts = json.loads(proc.stdout.split("RESULT", 1)[1].splitlines()[0])
     assert counts["invalid"] >= 20 and counts["ran"] >= 1, counts  # most flips are caught
 
 

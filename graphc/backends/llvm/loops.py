@@ -21,6 +21,11 @@ from .irutil import I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
 #: ~150 us of serial work; exp(x)*2+1 on 2^16 floats took 27 us on 1 thread and 95 us on 2
 #: with the old threshold of 2^17 units, 2^20 floats 365 us vs 286 us.
 PARALLEL_MIN_WORK = 1 << 22
+#: the same threshold while the pool is hot (``gc_pool_hot``: its workers are spinning after a
+#: job that ended less than ``pool.WORKER_SPIN_NS`` ago, so handing them a chunk costs about a
+#: microsecond, not a wake-up): a loop body's elementwise kernels between two split GEMMs
+#: (W11's gate math, 10-60 us each, 32 x 256 elements) then run on both cores too
+PARALLEL_MIN_WORK_HOT = 1 << 16
 
 #: vector bodies interleaved (independent accumulators) in an innermost loop that carries a
 #: ``reduce`` accumulator, for a cheap body and for one with a transcendental. The JIT turns
@@ -163,7 +168,10 @@ class LoopEmitter:
             b.store(v, p)
         trips = b.sub(hi, lo)
         work = b.mul(trips, self._cost_ir(f, s.body))
-        want = b.sdiv(work, ir.Constant(I64, PARALLEL_MIN_WORK))
+        hot = b.icmp_signed("!=", b.call(self._pool_hot(), []), ir.Constant(I32, 0))
+        least = b.select(hot, ir.Constant(I64, PARALLEL_MIN_WORK_HOT),
+                         ir.Constant(I64, PARALLEL_MIN_WORK))  # fmt: skip
+        want = b.sdiv(work, least)
         nthr = b.sext(f.nthreads, I64)
         n = b.select(b.icmp_signed("<", want, nthr), want, nthr)
         n = b.select(b.icmp_signed("<", trips, n), trips, n)
@@ -260,6 +268,10 @@ class LoopEmitter:
         of [lo, lo+trips) on the process-wide worker pool (``pool.py``), the calling thread
         taking a share; it returns when every chunk is done."""
         return self.declare("gc_parallel_for", VOID, [PTR, PTR, I64, I64, I64])
+
+    def _pool_hot(self) -> ir.Function:
+        """``gc_pool_hot()``: 1 while the pool's workers spin for the next job (``pool.py``)."""
+        return self.declare("gc_pool_hot", I32, [])
 
 
 class _LoopID(ir.values.MDValue):

@@ -73,6 +73,7 @@ SYMBOLS = (
     "gc_parallel_for",
     "gc_pool_shutdown",
     "gc_pool_stats",
+    "gc_pool_hot",
     loopdrive.SYMBOL,
     *smallgemm.SYMBOLS,
 )
@@ -413,6 +414,21 @@ out:
   ret void
 }
 
+; 1 when a job handed over now starts within microseconds: workers exist, none is parked
+; (each spins for WORKER_SPIN_NS after its last chunk) and no caller owns the pool; else 0
+define i32 @gc_pool_hot() {
+entry:
+  %nw = load atomic i64, ptr @nworkers monotonic, align 8
+  %some = icmp sgt i64 %nw, 0
+  %sl = load atomic i32, ptr @sleepers monotonic, align 4
+  %awake = icmp eq i32 %sl, 0
+  %bz = load atomic i32, ptr @busy monotonic, align 4
+  %free = icmp eq i32 %bz, 0
+  %a = and i1 %some, %awake
+  %hot = and i1 %a, %free
+  %r = zext i1 %hot to i32
+  ret i32 %r
+}
 ; out[0..5] = live workers, workers ever created, parallel jobs run, calls that found the
 ; pool busy (and ran serially), chunks run by workers
 define void @gc_pool_stats(ptr %out) {
