@@ -118,6 +118,7 @@ def drive(runner, outputs, n, k, invariant, vars_, rows, caps, stacks, trips, re
     read: dict = {}  # feed index -> _Where (loop variables, sliced rows, fixed inputs)
     write: dict = {}  # compiled output -> _Where
     final: list = []  # per loop variable: (buffer written at odd i, at even i)
+    in_rows = _stacked_variables(src, n, stacks, trips)
     for j in range(n):
         s = src[j]
         if s < 0:  # passes its input through: fixed
@@ -129,6 +130,15 @@ def drive(runner, outputs, n, k, invariant, vars_, rows, caps, stacks, trips, re
         name = kp.outputs[s]
         if owner[s] != j or not _usable(vars_[j], plan.shapes[name], npdt_of[name]):
             return None  # a variable must come back with the shape it went in with
+        st = in_rows.get(s)
+        if st is not None and _usable(st[0], plan.shapes[name], npdt_of[name]):
+            # written into its stacked row, read from the previous iteration's row (which
+            # run_while filled at iteration 0): no copy per iteration
+            step = st.strides[0]
+            write[s] = _Where(_addr(st), step)
+            read[j] = _Where(_addr(st) + (step if reverse else -step), step)
+            final.append((st, st))  # the last row, copied at the end
+            continue
         p0 = vars_[j]
         p1 = aligned_empty(p0.shape, p0.dtype)
         keep += [p0, p1]
@@ -163,6 +173,8 @@ def drive(runner, outputs, n, k, invariant, vars_, rows, caps, stacks, trips, re
             continue
         if type(st) is not np.ndarray or not st.flags.c_contiguous or st.shape[0] != trips:
             return None
+        if s >= 0 and in_rows.get(s) is st:
+            continue  # the variable is written into this array's rows
         if s >= 0:  # the value of an earlier output (a loop variable, another row)
             if owner[s] > pos:
                 return None
@@ -203,4 +215,22 @@ def drive(runner, outputs, n, k, invariant, vars_, rows, caps, stacks, trips, re
               ctypes.addressof(copy_arr), len(copies))  # fmt: skip
     del keep, blocks
     last_odd = (trips - 1) % 2 == 1
-    return [odd if last_odd else even for odd, even in final]
+    last = 0 if reverse else trips - 1
+    out = [odd if last_odd else even for odd, even in final]
+    # from a stacked array: its last row, copied (the stack's arrays are reused later)
+    return [v[last].copy() if any(v is st for st in in_rows.values()) else v for v in out]
+
+
+def _stacked_variables(src, n, stacks, trips) -> dict:
+    """{compiled output of a loop variable: the stacked array of its value}, for the first
+    stacked output that is exactly a loop variable's new value (a C-contiguous
+    ``[trips, ...]`` array): the driver writes that variable into its row."""
+    out: dict = {}
+    for pos, st in enumerate(stacks, start=n):
+        s = src[pos] if pos < len(src) else -1
+        if s < 0 or s in out or s not in src[:n]:
+            continue
+        if type(st) is np.ndarray and st.flags.c_contiguous and st.ndim >= 1:
+            if st.shape[0] == trips:
+                out[s] = st
+    return out
