@@ -230,3 +230,17 @@ def test_the_epilogue_is_planned_per_task():
     _, kp, _ = _kernel_program(CASES[0])
     (k,) = [k for k in plan_row_epilogues(kp).kernels if "conv_packed" in str(k.body[0])]
     assert k.meta[ROW_EPILOGUES] == (0,)  # the relu loop runs in the kernel's tasks
+
+
+@pytest.mark.parametrize("o", [40, 70])
+def test_a_cpu_without_avx512_gets_the_narrow_tiles(o):
+    if not jit.runnable("x86-64-v3") or "x86_64" not in jit.host()["triple"]:
+        pytest.skip("needs an x86-64 machine that runs x86-64-v3 code")
+    g, x, y, xv = _graph((2, 9, 11, 5), (3, 3, 5, o), 1, "SAME", 1, "relu", False)
+    want = gc.Session(graph=g, target="reference").run(y, {x: xv})
+    opts = gc.CompileOptions(cache_dir=None)
+    opts.target_cpu = "x86-64-v3"  # AVX2: 16 vector registers
+    with gc.Session(graph=g, target="cpu", options=opts) as sess:
+        got = sess.run(y, {x: xv})
+        assert "conv_packed(" in sess.compile([y], [x]).dump_ir("kernel")
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
