@@ -244,3 +244,21 @@ def test_a_cpu_without_avx512_gets_the_narrow_tiles(o):
         got = sess.run(y, {x: xv})
         assert "conv_packed(" in sess.compile([y], [x]).dump_ir("kernel")
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+
+
+def test_run_time_image_sizes_and_empty_inputs():
+    fv = np.random.default_rng(0).standard_normal((3, 3, 6, 70)).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, None, None, 6))
+        y = gc.nn.relu(gc.nn.conv2d(x, gc.constant(fv), 2, "SAME") + 0.5)
+    opts = gc.CompileOptions(cache_dir=None, threads=2)
+    with gc.Session(graph=g, target="cpu", options=opts) as sess:
+        for shape in [(1, 7, 9, 6), (2, 8, 8, 6), (3, 1, 1, 6), (1, 2, 13, 6), (0, 5, 5, 6),
+                      (1, 0, 4, 6)]:  # fmt: skip
+            xv = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+            want = gc.Session(graph=g, target="reference").run(y, {x: xv})
+            got = sess.run(y, {x: xv})
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+        assert "conv_packed(" in sess.compile([y], [x]).dump_ir("kernel")
