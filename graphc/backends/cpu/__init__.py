@@ -20,6 +20,7 @@ from ...executable import Executable, KernelInfo
 from ...kernel.copies import elide_reshape_copies
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
+from ...kernel.transpose_tiles import tile_transposes
 from ...pipeline import body_pass, lower_program
 from ...program import StageTexts
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
@@ -29,9 +30,15 @@ from . import fallback
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
 #: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning:
-#: reshape copies of read-only buffers dropped (``kernel/copies.py``), divisions by
-#: loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
-KERNEL_PASSES = (elide_reshape_copies, body_pass(hoist_divisors), plan_row_epilogues)
+#: reshape copies of read-only buffers dropped (``kernel/copies.py``), strided transposes
+#: tiled (``kernel/transpose_tiles.py``), divisions by loop-invariant values hoisted, then
+#: which GEMMs run their epilogue per row chunk
+KERNEL_PASSES = (
+    elide_reshape_copies,
+    body_pass(tile_transposes),
+    body_pass(hoist_divisors),
+    plan_row_epilogues,
+)
 
 
 def _cache_key(source, options):
