@@ -113,7 +113,9 @@ class _Driver(FusionPolicy, SiblingFusion):
         self._first_reduction: dict = {}  # node id -> first reduction above it, or None
         # the stored refs of the groups that passed a probe while producers are offered
         self._probed_stored: dict = {}
-        self._kinds = {gi: {L.op_kind(self.node(n))} for gi, n in enumerate(compute)}
+        self._nkind: dict = {}  # node id -> lowering kind (``kind``)
+        self._ccons: dict = {}  # node id -> its consumers that are not sources
+        self._kinds = {gi: {self.kind(n)} for gi, n in enumerate(compute)}
 
     # -- helpers -------------------------------------------------------------------------
     def node(self, nid):
@@ -157,7 +159,7 @@ class _Driver(FusionPolicy, SiblingFusion):
             added = new - old
             for nid in added:
                 insort(self.owner.setdefault(nid, []), gi)
-            self._kinds[gi] |= {L.op_kind(self.node(n)) for n in added}
+            self._kinds[gi] |= {self.kind(n) for n in added}
             self.groups[gi] = new or None
             if gi in trial.stored:
                 self._probed_stored[gi] = trial.stored[gi]
@@ -202,33 +204,52 @@ class _Driver(FusionPolicy, SiblingFusion):
         )
 
     def _owners(self, trial: _Trial, nid) -> list:
-        """Indices of the groups of ``trial`` that compute ``nid``, ascending."""
+        """Indices of the groups of ``trial`` that compute ``nid`` (in no order)."""
         changes = trial.changes
-        out = [gi for gi in self.owner.get(nid, ()) if gi not in changes]
-        out += [gi for gi, g in changes.items() if g and nid in g]
-        return sorted(out)
+        base = self.owner.get(nid, ())
+        out = [gi for gi in base if gi not in changes] if changes else list(base)
+        for gi, g in changes.items():
+            if g and nid in g:
+                out.append(gi)
+        return out
+
+    def kind(self, nid) -> str | None:
+        """``lowerings.op_kind`` of node ``nid`` (asked for every node of every candidate)."""
+        k = self._nkind.get(nid, _UNKNOWN)
+        if k is _UNKNOWN:
+            k = self._nkind[nid] = L.op_kind(self.node(nid))
+        return k
 
     def compute_consumers(self, nid) -> list:
-        out = []
-        for k in range(len(self.node(nid).outs)):
-            for c in self.consumers.get((nid, k), ()):
-                if L.op_kind(self.node(c)) != "source" and c not in out:
-                    out.append(c)
-        return out
+        out = self._ccons.get(nid)
+        if out is None:
+            out = []
+            for k in range(len(self.node(nid).outs)):
+                for c in self.consumers.get((nid, k), ()):
+                    if self.kind(c) != "source" and c not in out:
+                        out.append(c)
+            self._ccons[nid] = out
+        return list(out)
 
     def stored(self, trial: _Trial, target, nodes) -> list:
         """Outputs of group ``target`` of ``trial`` (``nodes``: its nodes in program order)
         that another kernel, a fetch or the runtime needs in memory: ``lower.stored_refs`` of
         the plan ``trial`` would make, found from the group's nodes and their consumers."""
         out = []
+        members = trial[target]
+        owner = self.owner
+        changes = trial.changes
         for nid in nodes:
             node = self.node(nid)
-            if L.op_kind(node) == "source" or min(self._owners(trial, nid)) != target:
+            if self.kind(nid) == "source" or min(self._owners(trial, nid)) != target:
                 continue  # (a node duplicated into several groups is stored by the first)
             for k in range(len(node.outs)):
                 ref = (nid, k)
                 need = ref in self.fetches or node.op_def.must_store
                 for c in self.consumers.get(ref, ()) if not need else ():
+                    base = owner.get(c, ())
+                    if c in members and len(base) == 1 and (base[0] == target or not changes):
+                        continue  # computed in this group only: read where it is made
                     if any(nid not in trial[gj] for gj in self._owners(trial, c)):
                         need = True
                         break
@@ -341,7 +362,7 @@ class _Driver(FusionPolicy, SiblingFusion):
         return _finish(self.program, live, self.decisions, self.lw.shapes)
 
     def offer(self, p):
-        kind = L.op_kind(self.node(p))
+        kind = self.kind(p)
         consumers = self.compute_consumers(p)
         if not consumers:
             return

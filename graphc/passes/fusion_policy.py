@@ -26,7 +26,7 @@ class FusionPolicy:
         if "opaque" in kinds or None in kinds:
             return "the consumer needs a kernel of its own"
         readers = [c for c in self.compute_consumers(p) if c in self.groups[gi]]
-        if any(L.op_kind(self.node(c)) == "gemm" for c in readers):
+        if any(self.kind(c) == "gemm" for c in readers):
             return "GEMM operands are read from memory by the BLAS library"
         if kind == "gemm" and ("reduction" in kinds or "gemm" in kinds):
             return "a GEMM kernel takes only an elementwise epilogue"
@@ -49,9 +49,7 @@ class FusionPolicy:
     def too_many_reductions(self, gis, extra=0) -> str | None:
         """Why the union of groups ``gis`` and ``extra`` more reductions is refused as a kernel
         computing more than MAX_KERNEL_REDUCTIONS reductions, else None."""
-        n = extra + sum(
-            1 for gi in gis for c in self.groups[gi] if L.op_kind(self.node(c)) == "reduction"
-        )
+        n = extra + sum(1 for gi in gis for c in self.groups[gi] if self.kind(c) == "reduction")
         if n <= MAX_KERNEL_REDUCTIONS:
             return None
         return (f"the kernel would compute {n} reductions, more than the "
@@ -79,7 +77,7 @@ class FusionPolicy:
         """``p`` is an elementwise function of a reduction's row (it will live in a row
         kernel, computed once per row): the first reduction a depth-first walk up its
         elementwise inputs meets (last input first) has its shape."""
-        if L.op_kind(self.node(p)) not in ("elementwise", "reduction"):
+        if self.kind(p) not in ("elementwise", "reduction"):
             return False
         red = None
         for src, _ in reversed(self.node(p).inputs):
@@ -150,7 +148,7 @@ class FusionPolicy:
         if node.op_def.must_store:
             return f"{node.op} has an effect and runs once"
         for gi in cgroups:
-            if any(L.op_kind(self.node(c)) == "gemm" for c in self.compute_consumers(p)
+            if any(self.kind(c) == "gemm" for c in self.compute_consumers(p)
                    if c in self.groups[gi]):  # fmt: skip
                 return "GEMM operands are read from memory by the BLAS library"
         for gi in cgroups:
