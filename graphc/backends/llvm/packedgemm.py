@@ -10,7 +10,7 @@ channels (zeros past O), and the kernel reads the A operand straight from the in
 pixel ``r``'s row for tap ``(i, j)`` is the C contiguous floats of the input pixel it sees
 there, or the row of C zeros after the panels when the tap falls in the padding.
 
-The micro-kernel computes a tile of ``tile_rows()[nv]`` output pixels by NB channels: its
+The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
 accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
 every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
 input scalar per pixel. A task is a block of ``rows`` output pixels by a group of
@@ -25,9 +25,9 @@ the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule).
 ``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
 width is emitted into the module of a program that uses it (``emit_conv_packed`` renders
 the LibCall as a call of it); ``kernels_ir`` gives them alone (tests, tuning). The tiles are
-sized for AVX-512's 32 vector registers; a program for a CPU without AVX-512 gets narrower
-tiles (``NARROW_TILE_ROWS``, not tuned: the lowering does not know the target, so the cpu
-target takes this kernel for constant filters on every machine).
+sized for AVX-512's 32 vector registers; a program for a CPU without AVX-512 gets tiles one
+vector wide (``NARROW_TILE_ROWS``, not tuned: the lowering does not know the target, so the
+cpu target takes this kernel for constant filters on every machine).
 """
 
 from __future__ import annotations
@@ -51,19 +51,23 @@ from .irutil import I1, I8, I32, I64, PTR, VOID, as_fn, for_range, gep
 #: 12 x 1 for 32 and 48 channels; 24 x 1 and 16 x 1 slower)
 TILE_ROWS = {1: 12, 4: 6}
 #: ... for targets without AVX-512 (16 vector registers of 8 floats: a 16-float vector takes
-#: two): at most 12 such halves of accumulators, the panel's vectors read from memory by the
-#: multiply-adds. Only what keeps the kernel from spilling there, not tuned: compiled for
-#: x86-64-v3 and run on the AVX-512 machine, a 14 x 14 x 64 -> 256 3 x 3 layer took 2.1 ms
-#: against 1.0 with the AVX-512 tiles (no AVX2-only machine was at hand to compare OpenBLAS)
-NARROW_TILE_ROWS = {1: 6, 4: 1}
+#: two): tiles of NARROW_TILE_ROWS pixels by one vector (12 halves of accumulators, the
+#: AVX2 GEMM kernels' 6 x 16), a 64-wide panel in four such column blocks. Not tuned on an
+#: AVX2-only machine (none at hand): compiled for x86-64-v3 and run on the AVX-512 one (whose
+#: AVX2 multiply-adds are as fast), a 14 x 14 x 64 -> 256 3 x 3 layer took 1.12 ms against
+#: 1.02 with the AVX-512 tiles (2.09 with 1 x 64 tiles, the first narrow choice)
+NARROW_TILE_ROWS = 6
 #: rows of the tiles after a task's last full tile (at most a tile's): a 49-pixel layer
 #: (ResNet-50's last stage at batch 1) is 8 tiles of 6 and one of 2, not 9 of 6
 REST_ROWS = 2
 
 
-def tile_rows() -> dict:
-    """{nv: output pixels per tile} for the CPU being compiled for (``math.flag``)."""
-    return TILE_ROWS if _m.flag("avx512f") else NARROW_TILE_ROWS
+def tile_shapes() -> dict:
+    """{nv: (output pixels, vectors of channels) per tile} for the CPU being compiled for
+    (``math.flag``)."""
+    if _m.flag("avx512f"):
+        return {nv: (mr, nv) for nv, mr in TILE_ROWS.items()}
+    return {nv: (NARROW_TILE_ROWS, 1) for nv in TILE_ROWS}
 
 
 def symbol(nv: int) -> str:
@@ -100,12 +104,13 @@ class _Module:
 def kernels_ir(tiles: dict | None = None) -> str:
     """IR text defining the kernel of each panel width (``part(args, t0, t1)``: tasks
     [t0, t1) of the convolution described by the ARGS_TYPE struct at ``args``; external
-    ``symbol(nv)``) without a target line, for tests and tuning. ``tiles``: {nv: rows}
-    instead of ``tile_rows()``."""
+    ``symbol(nv)``) without a target line, for tests and tuning. ``tiles``: {nv: rows or
+    (rows, vectors)} instead of ``tile_shapes()``."""
     mod = _Module()
-    for nv, mr in (tiles or tile_rows()).items():
+    for nv, shape in (tiles or tile_shapes()).items():
+        mr, vt = shape if isinstance(shape, tuple) else (shape, nv)
         fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv))
-        _emit(mod, fn, mr, nv)
+        _emit(mod, fn, mr, nv, vt)
     return "\n".join(
         line for line in str(mod.module).splitlines()
         if not line.startswith(("target ", "; ModuleID", "source_filename"))
@@ -116,7 +121,9 @@ def _c(v):
     return ir.Constant(I64, v)
 
 
-def _emit(r, fn, mr, nv):
+def _emit(r, fn, mr, nv, vt):
+    """The kernel for panels of ``nv`` vectors in tiles of ``mr`` pixels by ``vt`` vectors
+    (``vt`` divides ``nv``)."""
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args, t0, t1 = fn.args
     fty = ir.FloatType()
@@ -142,14 +149,15 @@ def _emit(r, fn, mr, nv):
     zero_v = ir.Constant(vty, [0.0] * w)
     lane_ids = ir.Constant(ity, list(range(w)))
     # accumulators and the per-row input pointers live in allocas (promoted to registers)
-    acc = [[b.alloca(vty) for _ in range(nv)] for _ in range(mr)]
+    acc = [[b.alloca(vty) for _ in range(vt)] for _ in range(mr)]
     rowp = [b.alloca(PTR) for _ in range(mr)]
     o_v = _splat(b, o, ity)
     rest = min(REST_ROWS, mr)
     pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
 
     def tile(i0, mr, r1, last, j, masks, panel):  # (mr: this tile's rows, at most _emit's)
-        """C[i0 : i0 + mr, j : j + nb] (rows from r1 on repeat row last, not stored)."""
+        """C[i0 : i0 + mr, j : j + vt * w] from the panel's columns at ``panel`` (rows from
+        r1 on repeat row last, not stored)."""
         geo = []  # (image row offset, first input y, first input x) per tile row
         for rr in range(mr):
             i = b.add(i0, _c(rr))
@@ -180,18 +188,18 @@ def _emit(r, fn, mr, nv):
                 with for_range(b, fn, _c(0), c) as p:
                     bp = gep(b, tap, [b.mul(b.mul(p, _c(nb)), es)], source_etype=I8)
                     bv = [b.load(gep(b, bp, [_c(q * w * 4)], source_etype=I8), typ=vty,
-                                 align=4) for q in range(nv)]  # fmt: skip
+                                 align=4) for q in range(vt)]  # fmt: skip
                     for rr in range(mr):
                         ap = gep(b, ptrs[rr], [b.mul(p, es)], source_etype=I8)
                         av = _splat(b, b.load(ap, typ=fty, align=4), vty)
-                        for q in range(nv):
+                        for q in range(vt):
                             cur = b.load(acc[rr][q], typ=vty)
                             b.store(b.call(fma, [av, bv[q], cur]), acc[rr][q])
         for rr in range(mr):
             i = b.add(i0, _c(rr))
             with b.if_then(b.icmp_signed("<", i, r1)):
                 crow = b.add(b.mul(i, o), j)
-                for q in range(nv):
+                for q in range(vt):
                     cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)],
                              source_etype=I8)  # fmt: skip
                     val = b.load(acc[rr][q], typ=vty)
@@ -208,13 +216,16 @@ def _emit(r, fn, mr, nv):
         r1 = b.add(r0, v["rows"])
         r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
         last = b.sub(r1, _c(1))
-        with for_range(b, fn, p0, p1) as jb:
-            j = b.mul(jb, _c(nb))
+        # column blocks of vt vectors: the panels [p0, p1), each in nv / vt blocks
+        with for_range(b, fn, b.mul(p0, _c(nv // vt)), b.mul(p1, _c(nv // vt))) as cb:
+            jb = b.sdiv(cb, _c(nv // vt))
+            sub = b.mul(b.srem(cb, _c(nv // vt)), _c(vt * w))  # first column in the panel
+            j = b.add(b.mul(jb, _c(nb)), sub)
             masks = []
-            for q in range(nv):
+            for q in range(vt):
                 col = b.add(_splat(b, b.add(j, _c(q * w)), ity), lane_ids)
                 masks.append(b.icmp_signed("<", col, o_v))
-            panel = gep(b, v["wp"], [b.mul(b.mul(jb, b.mul(ktot, _c(nb))), es)],
+            panel = gep(b, v["wp"], [b.mul(b.add(b.mul(jb, b.mul(ktot, _c(nb))), sub), es)],
                         source_etype=I8)  # fmt: skip
             full = b.sdiv(b.sub(r1, r0), _c(mr))
             with for_range(b, fn, _c(0), full) as ti:
@@ -261,7 +272,8 @@ def _kernel(r, nv: int) -> ir.Function:
         fn.linkage = "internal"
         fn.attributes.add("noinline")
         r._decls[name] = fn
-        _emit(r, fn, tile_rows()[nv], nv)
+        mr, vt = tile_shapes()[nv]
+        _emit(r, fn, mr, nv, vt)
     return fn
 
 
@@ -282,7 +294,7 @@ def emit_conv_packed(r, f, s, epilogue=None):
     if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
         raise UnimplementedError(f"conv_packed: panels of {nv_e} vectors")
     nv = int(nv_e.value)
-    mr = _c(tile_rows()[nv])
+    mr = _c(tile_shapes()[nv][0])
     val = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:])}
     m, o = val["m"], val["o"]
     one, zero = _c(1), _c(0)
