@@ -1,6 +1,7 @@
-"""A reshape of a read-only buffer reads that buffer instead of a copy: a Kernel IR pass the
-cpu backend asks for (``KERNEL_PASSES``; ``graphc/pipeline.py`` runs it after buffer
-planning).
+"""Copies the cpu runtime can skip: two Kernel IR passes the cpu backend asks for
+(``KERNEL_PASSES``; ``graphc/pipeline.py`` runs them after buffer planning).
+
+``elide_reshape_copies``: a reshape of a read-only buffer reads that buffer instead of a copy.
 
 Buffers are dense and row-major with flat indices, so a ``Reshape`` whose kernel is the plain
 copy ``t[i] = x[i]`` over the whole of ``t`` (lowering emits one when nothing fuses into the
@@ -13,6 +14,9 @@ copies costing ~1.3 ms of its ~50 on one thread.
 
 The temporary keeps its buffer (another temporary may share its storage by plan); it is no
 longer written or read.
+
+``updates_out_of_place``: a variable's new value gets storage of its own instead of the
+variable's (see its docstring): no private copy of the variable per run.
 """
 
 from __future__ import annotations
@@ -136,3 +140,27 @@ def _expr(e, renames):
     if isinstance(e, Cast):
         return Cast(_expr(e.x, renames), e.dtype)
     return e
+
+
+def updates_out_of_place(kp: KernelProgram) -> KernelProgram:
+    """``kp`` with every variable update the planner put in the variable's own storage
+    (``alias_of`` the var buffer) given storage of its own again.
+
+    Why, on the cpu: a var buffer is the session's value, which the runtime may not write
+    (the caller may hold it; a failed run must change nothing), so an in-place update costs
+    a private copy of the whole variable before every run (``runtime._bind_vars``: W11's
+    LSTM kernel and its two Adam moments, 3.9 MB a step). Written out of place, the kernel
+    reads the session's array and writes a temporary the runner hands over to the session
+    (``runtime._hand_over``, arrays reused two runs later): the same reads and writes, no
+    copy."""
+    buffers = kp.buffers
+    changed = dict(buffers)
+    for upd in kp.var_updates.values():
+        b = buffers[upd]
+        if b.alias_of is not None and buffers[b.alias_of].kind == "var":
+            changed[upd] = replace(b, alias_of=None)
+    if len(changed) == len(buffers) and all(changed[n] is buffers[n] for n in buffers):
+        return kp
+    out = replace(kp, buffers=changed)
+    out.stats = dict(kp.stats, in_place_updates=[])
+    return out

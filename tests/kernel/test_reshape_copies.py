@@ -80,3 +80,31 @@ def test_the_pass_on_kernel_ir_matches_the_interpreter():
     got = interp.run(after, RunContext({}, {}, [a]))
     for g, r in zip(got, want):
         np.testing.assert_array_equal(g, r)
+
+
+def test_variable_updates_written_out_of_place_match_the_reference():
+    """An optimizer step the planner would update in place (a private copy of each variable
+    per run on the cpu) writes its new values to arrays of their own: values equal the
+    reference's over several steps, and a value fetched earlier is not changed by later
+    steps."""
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(gc.float32, (None, 8))
+    w = gc.Variable(rng.standard_normal((8, 4)).astype(np.float32), name="w")
+    loss = gc.reduce_mean(gc.square(gc.matmul(x, w)))
+    step = gc.train.AdamOptimizer(0.1).minimize(loss)
+    init = gc.global_variables_initializer()
+    a = rng.standard_normal((5, 8)).astype(np.float32)
+    ref = gc.Session(target="reference")
+    ref.run(init)
+    with gc.Session(target="cpu", options=OPTS) as sess:
+        sess.run(init)
+        text = sess.compile([loss, step], [x]).dump_ir("kernel")
+        first = sess.run(w)
+        kept = first.copy()
+        for _ in range(3):
+            got = sess.run([loss, step], {x: a})[0]
+            want = ref.run([loss, step], {x: a})[0]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sess.run(w), ref.run(w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(first, kept)
+    assert " var " in text and "alias_of=var" not in text, text

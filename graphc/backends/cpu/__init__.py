@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ...executable import Executable, KernelInfo
-from ...kernel.copies import elide_reshape_copies
+from ...kernel.copies import elide_reshape_copies, updates_out_of_place
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
 from ...kernel.transpose_tiles import tile_transposes
@@ -35,6 +35,7 @@ REDUCTION_LAYOUT = "columns"
 #: which GEMMs run their epilogue per row chunk
 KERNEL_PASSES = (
     elide_reshape_copies,
+    updates_out_of_place,
     body_pass(tile_transposes),
     body_pass(hoist_divisors),
     plan_row_epilogues,
