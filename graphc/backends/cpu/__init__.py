@@ -30,9 +30,9 @@ from . import fallback
 #: row reductions as unit-stride SIMD over the rows (see kernel/lower_columns.py)
 REDUCTION_LAYOUT = "columns"
 #: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning:
-#: reshape copies of read-only buffers dropped (``kernel/copies.py``), strided transposes
-#: tiled (``kernel/transpose_tiles.py``), divisions by loop-invariant values hoisted, then
-#: which GEMMs run their epilogue per row chunk
+#: reshape copies of read-only buffers dropped and variables updated out of place (no private
+#: copy per run: ``kernel/copies.py``), strided transposes tiled (``kernel/transpose_tiles.py``),
+#: divisions by loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
 KERNEL_PASSES = (
     elide_reshape_copies,
     updates_out_of_place,
