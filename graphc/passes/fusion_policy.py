@@ -9,10 +9,14 @@ from ..kernel import lowerings as L
 from ..kernel import sym
 
 #: The most reductions one kernel computes. Summing a gradient over the steps of an unrolled
-#: loop offers one more reduction to the same kernel per step, each merge checked by
-#: lowering the grown kernel: cost quadratic in the number of steps (W12's 64-step LSTM:
-#: ~1 s of its fusion time) for kernels that are memory-bound long before 16 reductions.
-MAX_KERNEL_REDUCTIONS = 16
+#: loop offers one more reduction to the same kernel per step (and sibling fusion merges
+#: the steps' reductions of one input): each merge is checked on the grown kernel, and LLVM
+#: optimises a function of many reduction loops in time growing faster than its length
+#: (W12's 64-step LSTM: its 16-reduction kernels took 0.12-0.15 s of LLVM each; with 4 a
+#: kernel its LLVM CPU time fell from ~1.04 to ~0.86 s, the step's run time unchanged,
+#: 67.9 vs 67.8 ms on one thread). Such kernels are memory-bound long before 4
+#: reductions; a row kernel's own reductions (softmax, layer norm, batch norm) are fewer.
+MAX_KERNEL_REDUCTIONS = 4
 
 
 class FusionPolicy:
