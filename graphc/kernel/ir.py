@@ -125,8 +125,8 @@ LIBCALLS = {
     # (graphc/backends/llvm/packedgemm.py): C[m, o] (m the output pixel n*OH*OW + oy*OW + ox,
     # NHWC) = sum over taps (i, j) and channels ch of X[n, oy*sh + i*dh - pt, ox*sw + j*dw
     # - pl, ch] (0 outside the input) * filter[i, j, ch, o], the filters HWIO laid out in
-    # W by ``packedgemm.pack_filters(filters, nv)``. args: (X, W, C buffer names, then int64
-    # expressions nv, m, o, c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+    # W by ``conv_packed.pack_filters(filters, nv)``. args: (X, W, C buffer names, then
+    # int64 expressions nv, m, o, c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
     "conv_packed": tuple("X W C nv m o c h w oh ow kh kw sh sw dh dw pt pl".split()),
 }
 

@@ -201,7 +201,7 @@ PACKED_CONV = True
 def _packed_filters(kb, f_ref, dt):
     """The constant HWIO filters at ``f_ref`` (a numpy array) when the cpu's packed
     convolution takes them: the cpu target (``reduction_layout == "columns"``), float32,
-    a const node as the filter, no direct convolution, C large enough; else None."""
+    a const node as the filter, C and KH * KW * C large enough; else None."""
     lw = kb.lw
     if not PACKED_CONV or lw.reduction_layout != "columns" or dt != _dt.float32:
         return None
