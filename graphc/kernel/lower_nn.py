@@ -228,9 +228,10 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
         return False
     kh, kw, fc, o = f.shape
     nv = conv_packed.panel_vectors(o)
-    packed = conv_packed.pack_filters(f, nv)
     name = f"pk{node.id}"
-    kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
+    if name not in kb.lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
+        packed = conv_packed.pack_filters(f, nv)
+        kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
     x_buf = kb.lw.buffer_for_read(x_ref)
     kb.reads.update((x_buf, name))
     pads = (win.pt, win.pl)
