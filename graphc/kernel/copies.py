@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..expr import Call, Cast, Const, Expr, Load, Var
+from . import lowerings as L
 from . import sym
 from .ir import If, KernelProgram, Let, LibCall, Loop, Store, walk_stmts
 
@@ -72,9 +73,12 @@ def _written(stmts) -> set:
 
 
 def _plain_copy(k, kp) -> tuple | None:
-    """(src, dst) when kernel ``k`` is a lone Reshape's ``dst[i] = src[i]`` over all of
-    ``dst``, both of one dtype; else None."""
-    if tuple(k.op_types) != ("Reshape",) or len(k.body) != 1:
+    """(src, dst) when kernel ``k`` is a lone reshape's ``dst[i] = src[i]`` over all of
+    ``dst``, both of one dtype; else None. A reshape is an op whose value rule reads its
+    operand at the same flat index (``lowerings.READS``: "flat")."""
+    if len(k.op_types) != 1 or len(k.body) != 1:
+        return None
+    if L.READS.get(L.VALUE.get(k.op_types[0])) != "flat":
         return None
     loop = k.body[0]
     if not isinstance(loop, Loop) or loop.start != Const(0, loop.start.dtype):
