@@ -28,7 +28,7 @@ from .. import dtypes as _dt
 from ..errors import UnimplementedError
 from ..expr import i64
 from ..program import Program
-from . import lower_adjoint, lower_einsum, lower_index, lower_scatter  # noqa: F401  (register)
+from . import lower_adjoint, lower_einsum, lower_index, lower_pool, lower_scatter  # noqa: F401  (register)
 from . import lowerings as L
 from .builder import Illegal, KernelBuilder
 from .ir import RNG_BUFFER, STATUS_BUFFER, Buffer, Check, Kernel, KernelProgram
