@@ -44,7 +44,7 @@ def _build():
 
 def test_pipeline_is_a_visible_list_of_named_passes():
     names = [name for name, _fn, _level in PIPELINE]
-    assert names == ["cleanup", "simplify", "fold", "cse", "narrow", "dce"]
+    assert names == ["cleanup", "fold", "simplify", "cse", "narrow", "dce"]
     assert all(callable(fn) and level >= 1 for _n, fn, level in PIPELINE)
 
 
