@@ -31,18 +31,19 @@ def _hot() -> int:
 
 
 @BODY
-def _noop(ctx, s, e):
-    pass
+def _nap(ctx, s, e):
+    time.sleep(0.0005)  # long enough for a spinning worker to claim the other chunk
 
 
 @needs_worker
 def test_hot_between_jobs_then_cold_once_the_workers_park():
+    """Hot after a job a worker helped with, while the workers spin; cold once they park."""
     run = _parallel_for()
     seen = False
     deadline = time.monotonic() + 5.0
     while not seen and time.monotonic() < deadline:  # a loaded machine may delay a wake-up
         for _ in range(50):
-            run(ctypes.cast(_noop, ctypes.c_void_p), None, 0, 64, 2)
+            run(ctypes.cast(_nap, ctypes.c_void_p), None, 0, 64, 2)
             seen = seen or _hot() == 1
     assert seen
     deadline = time.monotonic() + 5.0

@@ -94,6 +94,7 @@ POOL_IR = r"""
 @done = internal global i64 0, align 64        ; chunks of the current job finished
 @job = internal global %job zeroinitializer, align 64
 @sleepers = internal global i32 0, align 64    ; workers parked (or about to) on @cond
+@helped = internal global i32 0, align 64      ; 1 once a worker ran a chunk of the current job
 @stop = internal global i32 0, align 4         ; set by shutdown: workers exit, calls run serially
 @pid = internal global i32 0, align 4          ; process whose threads @tids are
 @nworkers = internal global i64 0, align 8
@@ -128,8 +129,8 @@ define internal i64 @now_ns() {
 }
 
 ; Claim and run chunks of job %gen until none is left (or another job is current); returns
-; how many it ran.
-define internal i64 @run_chunks(i64 %gen) {
+; how many it ran. %worker: 1 on a worker thread (it then marks the job @helped).
+define internal i64 @run_chunks(i64 %gen, i32 %worker) {
 entry:
   %ran = alloca i64, align 8
   store i64 0, ptr %ran, align 8
@@ -148,6 +149,12 @@ claim:
   %won = extractvalue { i64, i1 } %r, 1
   br i1 %won, label %run, label %loop
 run:
+  %isw = icmp ne i32 %worker, 0
+  br i1 %isw, label %mark, label %go
+mark:
+  store atomic i32 1, ptr @helped monotonic, align 4
+  br label %go
+go:
   ; the job's fields cannot change before this chunk is counted in @done
   %body = load ptr, ptr @job, align 8
   %pctx = getelementptr %job, ptr @job, i32 0, i32 1
@@ -241,12 +248,12 @@ woke:
   atomicrmw sub ptr @sleepers, i32 1 seq_cst
   call i32 @pthread_mutex_unlock(ptr @mutex)
   store i64 %g2, ptr %seen, align 8
-  %n2 = call i64 @run_chunks(i64 %g2)
+  %n2 = call i64 @run_chunks(i64 %g2, i32 1)
   atomicrmw add ptr @stats, i64 %n2 monotonic
   br label %idle
 work:
   store i64 %g, ptr %seen, align 8
-  %n1 = call i64 @run_chunks(i64 %g)
+  %n1 = call i64 @run_chunks(i64 %g, i32 1)
   atomicrmw add ptr @stats, i64 %n1 monotonic
   br label %idle
 quit:
@@ -340,6 +347,7 @@ publish:
   %pchunk = getelementptr %job, ptr @job, i32 0, i32 5
   store i64 %chunk, ptr %pchunk, align 8
   store atomic i64 0, ptr @done monotonic, align 8
+  store atomic i32 0, ptr @helped monotonic, align 4
   %gen1 = add i64 %gen0, 1
   %gen = and i64 %gen1, 4294967295
   %hi = shl i64 %gen, 32
@@ -354,7 +362,7 @@ wake:
   call i32 @pthread_mutex_unlock(ptr @mutex)
   br label %share
 share:
-  call i64 @run_chunks(i64 %gen)
+  call i64 @run_chunks(i64 %gen, i32 0)
   %t0 = call i64 @now_ns()
   %deadline = add i64 %t0, {CALLER_SPIN_NS}
   br label %waitloop
@@ -415,7 +423,9 @@ out:
 }
 
 ; 1 when a job handed over now starts within microseconds: workers exist, none is parked
-; (each spins for WORKER_SPIN_NS after its last chunk) and no caller owns the pool; else 0
+; (each spins for WORKER_SPIN_NS after its last chunk), a worker ran a chunk of the last job
+; (on a loaded machine a spinning worker is often off its core: the caller then ran every
+; chunk itself) and no caller owns the pool; else 0
 define i32 @gc_pool_hot() {
 entry:
   %nw = load atomic i64, ptr @nworkers monotonic, align 8
@@ -424,7 +434,10 @@ entry:
   %awake = icmp eq i32 %sl, 0
   %bz = load atomic i32, ptr @busy monotonic, align 4
   %free = icmp eq i32 %bz, 0
-  %a = and i1 %some, %awake
+  %hp = load atomic i32, ptr @helped monotonic, align 4
+  %help = icmp ne i32 %hp, 0
+  %a0 = and i1 %some, %awake
+  %a = and i1 %a0, %help
   %hot = and i1 %a, %free
   %r = zext i1 %hot to i32
   ret i32 %r
