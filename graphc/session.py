@@ -33,7 +33,9 @@ def _flatten(fetches, leaves: list):
     if isinstance(fetches, Tensor | Operation | str) or hasattr(fetches, "_as_graph_tensor"):
         i = len(leaves)
         leaves.append(fetches)
-        return lambda vals: vals[i]
+        leaf = lambda vals: vals[i]  # noqa: E731
+        leaf.leaf_index = i  # (read by a list of leaves: see below)
+        return leaf
     if isinstance(fetches, tuple) and hasattr(fetches, "_fields"):  # namedtuple
         parts = [_flatten(f, leaves) for f in fetches]
         cls = type(fetches)
@@ -41,6 +43,10 @@ def _flatten(fetches, leaves: list):
     if isinstance(fetches, list | tuple):
         parts = [_flatten(f, leaves) for f in fetches]
         cls = type(fetches)
+        if cls is list and all(hasattr(p, "leaf_index") for p in parts):
+            # the common sess.run([a, b]): one comprehension, no call per element
+            idx = [p.leaf_index for p in parts]
+            return lambda vals: [vals[i] for i in idx]
         return lambda vals: cls(p(vals) for p in parts)
     if isinstance(fetches, Mapping):
         parts = {k: _flatten(v, leaves) for k, v in fetches.items()}
@@ -133,11 +139,18 @@ _LEAVES = (Tensor, Operation)
 
 
 def _fast_key(fetches, feed_dict):
-    """Identity key of a (fetches, feed keys) pair for the run fast path, or None."""
-    if isinstance(fetches, _LEAVES):
+    """Identity key of a (fetches, feed keys) pair for the run fast path, or None. (Every
+    ``sess.run`` asks it first: plain loops, no generator, ~0.3 us for a short list.)"""
+    kind = type(fetches)
+    if kind is list or kind is tuple:
+        ids = []
+        for f in fetches:
+            if not isinstance(f, _LEAVES):
+                return None
+            ids.append(id(f))
+        fk = (kind, tuple(ids))
+    elif isinstance(fetches, _LEAVES):
         fk = id(fetches)
-    elif type(fetches) in (list, tuple) and all(isinstance(f, _LEAVES) for f in fetches):
-        fk = (type(fetches), tuple(map(id, fetches)))
     else:
         return None
     if feed_dict is None:
