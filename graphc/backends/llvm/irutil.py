@@ -117,3 +117,20 @@ class for_range:
         b.branch(self.head)
         b.position_at_end(self.exit)
         return False
+
+
+class StandaloneModule:
+    """A module of its own with the little of the renderer's interface a kernel emitter
+    needs (``module`` and ``declare``): the native kernels compiled apart from any program
+    (``smallgemm.py``, ``packedgemm.py``)."""
+
+    def __init__(self, name: str):
+        self.module = ir.Module(name)
+        self._decls: dict = {}
+
+    def declare(self, name, ret, args):
+        fn = self._decls.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+            self._decls[name] = fn
+        return fn

@@ -112,7 +112,11 @@ class LoopEmitter:
         b.store(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), iv)
         back = b.branch(header)
         trips = _static_trips(s)
-        if trips is not None and trips < SCALAR_REDUCE_TRIPS and _short_reduction(s.body):
+        if (
+            trips is not None
+            and trips < SCALAR_REDUCE_TRIPS
+            and _innermost_reduction(s.body, branches=True)
+        ):
             back.set_metadata("llvm.loop", self._loop_id(("llvm.loop.vectorize.enable", 0)))
         elif _innermost_reduction(s.body):
             n = REDUCE_INTERLEAVE if _body_cost(s.body) < 20 else REDUCE_INTERLEAVE_COSTLY
@@ -313,16 +317,10 @@ def _static_trips(s: Loop) -> int | None:
     return None
 
 
-def _short_reduction(body) -> bool:
-    """Whether ``body`` (of a loop) has no inner loop and updates a ``reduce`` accumulator
-    (it may hold an ``If``: a bounds check)."""
-    return not any(isinstance(s, Loop) for s in body) and any(
-        isinstance(s, Let) and s.reduce for s in body
-    )
-
-
-def _innermost_reduction(body) -> bool:
-    """Whether ``body`` (of a loop) has no inner loop and updates a ``reduce`` accumulator."""
-    return not any(isinstance(s, (Loop, If)) for s in body) and any(
+def _innermost_reduction(body, branches: bool = False) -> bool:
+    """Whether ``body`` (of a loop) has no inner loop and updates a ``reduce`` accumulator;
+    ``branches``: it may also hold an ``If`` (a bounds check)."""
+    nested = Loop if branches else (Loop, If)
+    return not any(isinstance(s, nested) for s in body) and any(
         isinstance(s, Let) and s.reduce for s in body
     )

@@ -39,7 +39,7 @@ from ...expr import Const
 from ...kernel.conv_packed import LANES
 from ...kernel.ir import LIBCALLS
 from . import math as _m
-from .irutil import I1, I8, I32, I64, PTR, VOID, as_fn, for_range, gep
+from .irutil import I1, I8, I32, I64, PTR, VOID, StandaloneModule, as_fn, for_range, gep
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
 #: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
@@ -86,27 +86,12 @@ POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
 
-class _Module:
-    """The little of the renderer's interface ``_emit`` needs: a module and ``declare``."""
-
-    def __init__(self):
-        self.module = ir.Module("gc_conv_packed")
-        self._decls: dict = {}
-
-    def declare(self, name, ret, args):
-        fn = self._decls.get(name)
-        if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
-            self._decls[name] = fn
-        return fn
-
-
 def kernels_ir(tiles: dict | None = None) -> str:
     """IR text defining the kernel of each panel width (``part(args, t0, t1)``: tasks
     [t0, t1) of the convolution described by the ARGS_TYPE struct at ``args``; external
     ``symbol(nv)``) without a target line, for tests and tuning. ``tiles``: {nv: rows or
     (rows, vectors)} instead of ``tile_shapes()``."""
-    mod = _Module()
+    mod = StandaloneModule("gc_conv_packed")
     for nv, shape in (tiles or tile_shapes()).items():
         mr, vt = shape if isinstance(shape, tuple) else (shape, nv)
         fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv))

@@ -28,7 +28,7 @@ from llvmlite import ir
 from ... import dtypes as _dt
 from ...expr import Const
 from . import math as _m
-from .irutil import F64, I1, I8, I32, I64, PTR, VOID, for_range, gep, value_type
+from .irutil import F64, I1, I8, I32, I64, PTR, VOID, StandaloneModule, for_range, gep, value_type
 
 #: products with 2 to SMALL_M_MAX rows of op(A) and at most SMALL_K_MAX terms use this
 #: kernel (B not transposed). Measured against OpenBLAS on one core of the AVX-512 machine
@@ -120,27 +120,12 @@ def symbol(dt, ta: bool) -> str:
 SYMBOLS = tuple(symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
 
 
-class _Module:
-    """The little of the renderer's interface ``_emit`` needs: a module and ``declare``."""
-
-    def __init__(self):
-        self.module = ir.Module("gc_gemm_small")
-        self._decls: dict = {}
-
-    def declare(self, name, ret, args):
-        fn = self._decls.get(name)
-        if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
-            self._decls[name] = fn
-        return fn
-
-
 def kernels_ir() -> str:
     """IR text defining every kernel of SYMBOLS (``part(args, b0, b1)``: column blocks
     [b0, b1) of C, each ``block_columns(dt)`` wide, from the ARGS_TYPE struct at ``args``),
     without a target line: the worker pool's module appends it (pool.py), so the kernels are
     compiled once per process (and cached with the pool), not in every program's module."""
-    mod = _Module()
+    mod = StandaloneModule("gc_gemm_small")
     for dt in (_dt.float32, _dt.float64):
         for ta in (False, True):
             fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(dt, ta))
