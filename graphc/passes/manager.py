@@ -21,6 +21,7 @@ from .cleanup import cleanup
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .layout import sink_transposes
 from .narrow import narrow_products
 from .simplify import simplify
 
@@ -32,6 +33,7 @@ from .simplify import simplify
 PIPELINE: list = [
     ("cleanup", cleanup, 1),  # training-graph clean-ups: static SumToShape, ones_like ...
     ("fold", fold_constants, 1),  # constant folding
+    ("layout", sink_transposes, 1),  # transposes sunk below elementwise ops (layout.LAYOUT)
     ("simplify", simplify, 1),  # algebraic rewrite rules (simplify.RULES)
     ("cse", cse, 1),  # common-subexpression elimination
     ("narrow", narrow_products, 1),  # products of which only some columns are read

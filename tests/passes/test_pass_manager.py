@@ -44,7 +44,7 @@ def _build():
 
 def test_pipeline_is_a_visible_list_of_named_passes():
     names = [name for name, _fn, _level in PIPELINE]
-    assert names == ["cleanup", "fold", "simplify", "cse", "narrow", "dce"]
+    assert names == ["cleanup", "fold", "layout", "simplify", "cse", "narrow", "dce"]
     assert all(callable(fn) and level >= 1 for _n, fn, level in PIPELINE)
 
 
@@ -85,7 +85,7 @@ def test_optimize_records_seconds_stages_and_verifies():
     p = _build()
     result = optimize(p, CompileOptions(verify=True, cache_dir=None))
     assert isinstance(result, PipelineResult)
-    assert set(result.seconds) == {"cleanup", "simplify", "fold", "cse", "narrow", "dce"}
+    assert set(result.seconds) == {"cleanup", "layout", "simplify", "fold", "cse", "narrow", "dce"}
     assert all(s >= 0 for s in result.seconds.values())
     assert list(result.stages)[0] == "input" and "dce" in result.stages
     assert result.stages["dce"] == result.program.text()
@@ -118,6 +118,7 @@ def test_dump_dir_gets_the_program_after_every_pass(tmp_path):
     assert {f.split("_", 1)[1] for f in files} == {
         "input.txt",
         "cleanup.txt",
+        "layout.txt",
         "simplify.txt",
         "fold.txt",
         "cse.txt",
