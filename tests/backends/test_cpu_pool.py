@@ -118,7 +118,9 @@ def test_gemm_split_matches_reference(m, n, k, ta, tb, threads):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.sqrt(k))
     by_cols = m < threads * blas.GEMM_ROW_SPLIT_MIN and n > m
     split = m * n * k >= blas.GEMM_PARALLEL_MIN_FLOPS and (n if by_cols else m) >= 64
-    assert pool.stats()["jobs"] - jobs == int(split)  # one job on the pool, or none
+    # one job on the pool (two when the native kernel first transposes B), or none
+    ran = pool.stats()["jobs"] - jobs
+    assert ran in ((1, 2) if split and tb else (int(split),))
 
 
 def test_concurrent_sessions_from_python_threads():

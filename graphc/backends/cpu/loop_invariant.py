@@ -12,8 +12,8 @@ sizes, ``body_dims.py``, concern the op's own inputs only).
 
 A product ``a @ b^T`` (``MatMul`` with ``transpose_b``) whose ``b`` is invariant reads
 ``transpose(b)`` instead, a transpose the prologue computes once: the per-step product then
-has B in row-major ``[K, N]`` layout, which the native small-M GEMM streams without packing
-(``backends/llvm/smallgemm.py``; W11's gradient step ``dgates @ W_h^T``).
+has B in row-major ``[K, N]`` layout, which graphc's own GEMM streams without packing
+(``backends/llvm/nativegemm.py``; W11's gradient step ``dgates @ W_h^T``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """GEMM for the LLVM renderer: the ``gemm`` LibCall of the Kernel IR.
 
-float32/float64 call scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm`` from the generated
-code, once per batch item; a product with at least GEMM_PARALLEL_MIN_FLOPS multiply-adds is
-split by rows of C (columns when they are few) over the process-wide worker pool, and a
-batch of smaller items that have as many together is split by whole items
+float32/float64 call graphc's own kernel (``nativegemm.py``) for the products it runs faster
+(decided at run time, per call), else scipy-openblas32's ``scipy_cblas_sgemm``/``dgemm``
+from the generated code, once per batch item; an OpenBLAS product with at least
+GEMM_PARALLEL_MIN_FLOPS multiply-adds is split by rows of C (columns when they are few) over
+the process-wide worker pool, and a batch of smaller items that have as many together is
+split by whole items
 (``gc_parallel_for``, ``pool.py``; OpenBLAS itself runs single-threaded, see
 ``load_library``), so GEMMs and loops share one set of threads and no spinning BLAS pool
 competes with them. Other dtypes get a plain loop nest
@@ -28,8 +30,8 @@ from ...errors import UnavailableError, UnimplementedError
 from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .irutil import F64, I8, I32, I64, PTR, VOID, for_range, gep, mark_cold, value_type
+from .nativegemm import native_gemm
 from .packedgemm import emit_conv_packed
-from .smallgemm import small_gemm
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
 #: core). The pool's workers spin between the kernels of a step, so handing them a chunk
@@ -166,21 +168,22 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         by_items, b.icmp_signed(">=", total, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     )
     by_items = b.and_(by_items, b.icmp_signed("<=", nt, one))
-    # few rows of C, B not transposed, not split by items: the native kernel, which does
-    # not pack B (smallgemm.py)
-    small = small_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big)
-    # the epilogue runs per row chunk when the GEMM is split by rows and the loop covers C
+    # B not transposed, not split by items: the native kernel, which does not pack B
+    # (nativegemm.py)
+    native = native_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big)
+    # the epilogue runs per row chunk (task) when the loop covers C
     fused = ir.Constant(ir.IntType(1), 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)
     if epilogue is not None:
         body, ctx, lo, hi = epilogue
         zero = ir.Constant(I64, 0)
-        fused = b.and_(b.and_(nonempty, b.icmp_signed(">", nt, one)), b.not_(by_cols))
-        fused = b.and_(fused, b.icmp_signed("==", batch, one))
-        fused = b.and_(fused, b.icmp_signed("==", lo, zero))
-        fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, n)))
-        if small is not None:
-            fused = b.and_(fused, b.not_(small.use))
+        covers = b.and_(b.icmp_signed("==", lo, zero), b.icmp_signed("==", hi, b.mul(m, n)))
+        covers = b.and_(b.and_(nonempty, covers), b.icmp_signed("==", batch, one))
+        # the BLAS when it is split by rows, the native kernel when its tasks are whole rows
+        fused = b.and_(b.icmp_signed(">", nt, one), b.not_(by_cols))
+        if native is not None:
+            fused = b.select(native.use, native.whole_rows, fused)
+        fused = b.and_(fused, covers)
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
@@ -191,10 +194,10 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
             pc, _ = f.buf_ptr(c_name, b.add(oc, b.mul(i, sc)))
             use_blas = ir.Constant(ir.IntType(1), 1)
-            if small is not None:  # the native kernel, else the BLAS below
-                with b.if_then(small.use):
-                    small.call(pa, pb, pc)
-                use_blas = b.not_(small.use)
+            if native is not None:  # the native kernel, else the BLAS below
+                with b.if_then(native.use):
+                    native.call(pa, pb, pc, epi_fn, epi_ctx)
+                use_blas = b.not_(native.use)
             with b.if_then(use_blas):
                 cols = b.zext(by_cols, I64)
                 fields = [n, k, al, be, pa, lda, pb, ldb, pc, ldc, m, cols, epi_fn, epi_ctx]
@@ -207,6 +210,8 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
                         b.call(rows_fn, [args, ir.Constant(I64, 0), span])
                     with otherwise:
                         b.call(r._parallel_for(), [rows_fn, args, ir.Constant(I64, 0), span, nt])
+    if native is not None:
+        native.release()
     return fused
 
 

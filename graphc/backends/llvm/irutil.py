@@ -122,7 +122,7 @@ class for_range:
 class StandaloneModule:
     """A module of its own with the little of the renderer's interface a kernel emitter
     needs (``module`` and ``declare``): the native kernels compiled apart from any program
-    (``smallgemm.py``, ``packedgemm.py``)."""
+    (``nativegemm.py``, ``packedgemm.py``)."""
 
     def __init__(self, name: str):
         self.module = ir.Module(name)

@@ -66,7 +66,7 @@ def _init():
 def _flags(features: str) -> dict:
     """The target properties the math emitters adapt to (``math.HOST``), from an LLVM feature
     string: vector ldexp is one instruction with AVX-512 (vscalef), a libm call per lane
-    without; the small-M GEMM kernel (smallgemm.py) keeps 16 accumulators of 16 floats in
+    without; graphc's own GEMM kernel (nativegemm.py) keeps 24 accumulators of 16 floats in
     registers, which only AVX-512 has (32 vector registers)."""
     avx512 = "+avx512f" in features.split(",")
     return {"ldexp": avx512, "avx512f": avx512}

@@ -40,6 +40,7 @@ from ...kernel.conv_packed import LANES
 from ...kernel.ir import LIBCALLS
 from . import math as _m
 from .irutil import I1, I8, I32, I64, PTR, VOID, StandaloneModule, as_fn, for_range, gep
+from .nativegemm import split_tasks
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
 #: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
@@ -238,15 +239,6 @@ def _splat(b, x, vty):
 
 #: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
 PARALLEL_MIN_FLOPS = 1 << 20
-#: output floats per task at most (a task's rows of C stay in L2 for its epilogue)
-TASK_FLOATS = 1 << 16
-#: tasks per thread at least (when split over threads)
-TASKS_PER_THREAD = 4
-#: fewer tiles of pixels than this per thread: the threads split the panels instead. 5: a
-#: 49-pixel layer (ResNet-50's last stage at batch 1) on 2 threads, the kernel alone on two
-#: Python threads (loaded machine, minimum of 30): 7x7x512 3x3 panels split 1389 us, pixels
-#: split (5 tasks of 12) 1733; 1x1 512 -> 2048 677 vs 842; 2048 -> 512 694 vs 824
-COLUMN_SPLIT_TILES = 5
 
 
 def _kernel(r, nv: int) -> ir.Function:
@@ -267,8 +259,9 @@ def _kernel(r, nv: int) -> ir.Function:
 
 def emit_conv_packed(r, f, s, epilogue=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
-    kernel: tasks of ``rows`` output pixels (whole tiles, at most TASK_FLOATS outputs, at
-    least TASKS_PER_THREAD tasks a thread), one pool chunk each when the product is large
+    kernel: tasks of ``rows`` output pixels (``nativegemm.split_tasks``: whole tiles, at most
+    TASK_FLOATS outputs, at least TASKS_PER_THREAD tasks a thread), one pool chunk each when
+    the product is large
     enough to split;
     with fewer than COLUMN_SPLIT_TILES tiles of pixels per thread, tasks of all the pixels
     by a share of the panels instead (the epilogue then runs after, as a loop).
@@ -292,25 +285,11 @@ def emit_conv_packed(r, f, s, epilogue=None):
     big = b.icmp_signed(">=", b.mul(b.mul(m, o), k), _c(PARALLEL_MIN_FLOPS))
     nthr = b.select(big, nthr, one)
     nblk = b.sdiv(b.add(o, _c(nv * LANES - 1)), _c(nv * LANES))
-    # few pixels for the threads (ResNet-50's 7 x 7 layers at batch 1): every task all the
-    # rows, the panels split over the threads, the epilogue after (not per task)
-    few = b.icmp_signed("<", m, b.mul(b.mul(nthr, mr), _c(COLUMN_SPLIT_TILES)))
-    by_cols = b.and_(b.and_(few, b.icmp_signed(">", nthr, one)), b.icmp_signed(">=", nblk, nthr))
-    by_cols = b.and_(by_cols, nonempty)  # (rows = m must not be 0: a divisor below)
-    # else rows: whole tiles per task, at most TASK_FLOATS outputs, at least
-    # TASKS_PER_THREAD tasks per thread; the threads claim tasks as they finish (one chunk
-    # each), which evens out tiles that do not split equally
-    tiles = b.sdiv(b.add(m, b.sub(mr, one)), mr)
-    want = b.sdiv(b.add(b.mul(m, o), _c(TASK_FLOATS - 1)), _c(TASK_FLOATS))
-    least = b.select(b.icmp_signed(">", nthr, one), b.mul(nthr, _c(TASKS_PER_THREAD)), one)
-    want = b.select(b.icmp_signed("<", want, least), least, want)
-    per = b.sdiv(b.add(tiles, b.sub(want, one)), want)
-    rows = b.mul(b.select(b.icmp_signed("<", per, one), one, per), mr)
-    rows = b.select(by_cols, m, rows)
-    panels = b.select(by_cols, b.sdiv(b.add(nblk, b.sub(nthr, one)), nthr), nblk)
-    panels = b.select(b.icmp_signed("<", panels, one), one, panels)
-    groups = b.sdiv(b.add(nblk, b.sub(panels, one)), panels)
-    tasks = b.mul(b.sdiv(b.add(m, b.sub(rows, one)), rows), groups)
+    # tasks of whole tiles of pixels by every panel (the epilogue per task), or with few
+    # pixels for the threads (ResNet-50's 7 x 7 layers at batch 1) all the pixels by a share
+    # of the panels (the epilogue after, as a loop)
+    rows, panels, tasks, by_cols = split_tasks(b, m, o, nblk, mr, nthr)
+    by_cols = b.and_(by_cols, nonempty)
     nt = b.select(b.icmp_signed(">", nthr, one), tasks, one)
     fused = ir.Constant(I1, 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)

@@ -35,9 +35,9 @@ How a call runs:
   workers; later calls run serially. The pool's code is never freed (a thread may still be
   in it while the interpreter tears down).
 
-The pool's module also defines the native small-M GEMM kernels (``smallgemm.py``) and the
-loop driver (``loopdrive.py``): shared code every program calls, compiled once per process
-(and cached with the pool) instead of in every program's module.
+The pool's module also defines graphc's own GEMM and transpose kernels (``nativegemm.py``)
+and the loop driver (``loopdrive.py``): shared code every program calls, compiled once per
+process (and cached with the pool) instead of in every program's module.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import threading
 
 import llvmlite.binding as llvm
 
-from . import loopdrive, smallgemm
+from . import loopdrive, nativegemm
 
 #: how long an idle worker spins for the next job before parking (about one small kernel
 #: between two GEMMs of a training step)
@@ -75,7 +75,7 @@ SYMBOLS = (
     "gc_pool_stats",
     "gc_pool_hot",
     loopdrive.SYMBOL,
-    *smallgemm.SYMBOLS,
+    *nativegemm.SYMBOLS,
 )
 
 _PAUSE = {
@@ -481,7 +481,7 @@ def pool_ir(triple: str) -> str:
             .replace("{CALLER_SPIN_NS}", str(CALLER_SPIN_NS))
         )
         + loopdrive.DRIVE_IR
-        + smallgemm.kernels_ir()
+        + nativegemm.kernels_ir()
     )
 
 

@@ -1,4 +1,4 @@
-"""The native small-M GEMM (``graphc/backends/llvm/smallgemm.py``) and the loop prologue's
+"""graphc's own GEMM (``graphc/backends/llvm/nativegemm.py``) and the loop prologue's
 transpose of an invariant ``b`` (``graphc/backends/cpu/loop_invariant.py``).
 
 The kernel is called directly (from the worker pool's object, where it lives) against numpy
@@ -19,17 +19,15 @@ import pytest
 
 import graphc as gc
 from graphc import dtypes as _dt
-from graphc.backends.llvm import jit, pool, smallgemm
+from graphc.backends.llvm import jit, nativegemm, pool
 from graphc.backends.llvm import math as llvm_math
 
 
 class _Args(ctypes.Structure):
     _fields_ = [
-        ("m", ctypes.c_int64), ("n", ctypes.c_int64), ("k", ctypes.c_int64),
-        ("alpha", ctypes.c_double), ("beta", ctypes.c_double),
-        ("a", ctypes.c_void_p), ("lda", ctypes.c_int64),
-        ("b", ctypes.c_void_p), ("ldb", ctypes.c_int64),
-        ("c", ctypes.c_void_p), ("ldc", ctypes.c_int64),
+        (f, ctypes.c_double if f in ("alpha", "beta")
+         else ctypes.c_void_p if f in ("a", "b", "c", "epi", "epi_ctx") else ctypes.c_int64)
+        for f in nativegemm.FIELDS
     ]  # fmt: skip
 
 
@@ -38,7 +36,7 @@ _PART = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 def _kernel(dt, ta):
     jit.load_pool()
-    return _PART(pool._state["addrs"][smallgemm.symbol(dt, ta)])
+    return _PART(pool._state["addrs"][nativegemm.symbol(dt, ta)])
 
 
 def _call(a, b, c, ta=False, alpha=1.0, beta=0.0, blocks=None):
@@ -48,9 +46,11 @@ def _call(a, b, c, ta=False, alpha=1.0, beta=0.0, blocks=None):
     m, n = c.shape
     k = b.shape[0]
     item = a.itemsize
+    # one task per column block (all the rows); B in its row-major layout
+    nb = nativegemm.block_columns(dt)
     args = _Args(m, n, k, alpha, beta, a.ctypes.data, a.strides[0] // item, b.ctypes.data,
-                 b.strides[0] // item, c.ctypes.data, c.strides[0] // item)  # fmt: skip
-    nb = smallgemm.block_columns(dt)
+                 b.strides[0] // item, c.ctypes.data, c.strides[0] // item, max(m, 1), 1,
+                 None, None, nb)  # fmt: skip
     lo, hi = blocks if blocks is not None else (0, -(-n // nb))
     _kernel(dt, ta)(ctypes.addressof(args), lo, hi)
 
@@ -79,7 +79,7 @@ def test_kernel_matches_numpy(m, k, n, ta, dtype):
 
 def test_kernel_strides_and_a_range_of_column_blocks():
     rng = np.random.default_rng(1)
-    nb = smallgemm.block_columns(_dt.float32)
+    nb = nativegemm.block_columns(_dt.float32)
     m, k, n = 6, 9, 3 * nb + 5
     big_a = rng.standard_normal((m, k + 3)).astype(np.float32)
     big_b = rng.standard_normal((k, n + 7)).astype(np.float32)
@@ -106,7 +106,7 @@ def _both(fetches, feeds, threads=None):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_matmul_with_a_run_time_number_of_rows(threads):
-    """One compiled product serves M = 1 (BLAS), 2..64 (the kernel) and 65 (BLAS); the
+    """One compiled product serves M = 1 (BLAS) and 2, 32, 64, 65 (the kernel); the
     32 x 321 x 1024 product is large enough to be split over two threads."""
     x = gc.placeholder(gc.float32, (None, None))
     w = gc.placeholder(gc.float32, (None, None))
@@ -194,12 +194,119 @@ def test_lean_run_per_dims_value_checks_every_feed():
 
 def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     """Programs call the kernel when the target has AVX-512 (its 32 vector registers hold
-    the 16 accumulators), else OpenBLAS alone; a static M above SMALL_M_MAX never does."""
+    the 24 accumulators), else OpenBLAS alone; a static M of 1 (a row vector: OpenBLAS's
+    gemv), more than SMALL_M_MAX rows with a last column block mostly padding (N = 32) or a
+    transposed A with more than TA_K_MAX terms never does; a transposed B is transposed
+    first."""
     x = gc.placeholder(gc.float32, (None, 16))
     w = gc.placeholder(gc.float32, (16, 32))
-    big = gc.placeholder(gc.float32, (65, 16))
+    big = gc.placeholder(gc.float32, (4096, 16))
+    w64 = gc.placeholder(gc.float32, (16, 64))
+    row = gc.placeholder(gc.float32, (1, 16))
+    k = nativegemm.TA_K_MAX + 1
+    xt = gc.placeholder(gc.float32, (k, 8))
+    wt = gc.placeholder(gc.float32, (k, 32))
     with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
         small_ir = sess.compile(gc.matmul(x, w), [x, w]).dump_ir("llvm")
-        big_ir = sess.compile(gc.matmul(big, w), [big, w]).dump_ir("llvm")
-    assert ("gc_gemm_small_s0" in small_ir) == bool(llvm_math.HOST["avx512f"])
-    assert "gc_gemm_small" not in big_ir
+        big_ir = sess.compile(gc.matmul(big, w64), [big, w64]).dump_ir("llvm")
+        thin_ir = sess.compile(gc.matmul(big, w), [big, w]).dump_ir("llvm")
+        row_ir = sess.compile(gc.matmul(row, w), [row, w]).dump_ir("llvm")
+        deep_ir = sess.compile(gc.matmul(xt, wt, transpose_a=True), [xt, wt]).dump_ir("llvm")
+        wtb = gc.placeholder(gc.float32, (64, 16))
+        tb_ir = sess.compile(gc.matmul(big, wtb, transpose_b=True), [big, wtb]).dump_ir("llvm")
+        few_tb_ir = sess.compile(gc.matmul(x, wtb, transpose_b=True), [x, wtb]).dump_ir("llvm")
+    avx512 = bool(llvm_math.HOST["avx512f"])
+    assert ("gc_gemm_native_s0" in small_ir) == avx512
+    assert ("gc_gemm_native_s0" in big_ir) == avx512
+    assert "gc_gemm_native" not in row_ir
+    assert "gc_gemm_native" not in thin_ir
+    assert "gc_gemm_native" not in deep_ir
+    # B transposed: into panels first, for TB_M_MIN rows or more (a run-time M may be)
+    assert ("gc_transpose_s" in tb_ir) == avx512
+    assert ("gc_transpose_s" in few_tb_ir) == avx512
+
+
+class _TArgs(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_void_p if f in ("src", "dst") else ctypes.c_int64)
+                for f in nativegemm.T_FIELDS]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r,c", [(1, 1), (16, 16), (17, 33), (64, 7), (5, 40), (130, 70), (0, 3)])
+def test_transpose_kernel_plain_and_in_panels(r, c, dtype):
+    """dst = src^T from a strided src, whole blocks in registers and the edges element by
+    element; in panels of 32 rows of src (the packed B of a transposed product) every
+    element lands at its panel's row and column, and nothing outside is written."""
+    dt = _dt.float32 if dtype == np.float32 else _dt.float64
+    jit.load_pool()
+    fn = _PART(pool._state["addrs"][nativegemm.transpose_symbol(dt)])
+    w = nativegemm.lanes(dt)
+    rng = np.random.default_rng(r * 100 + c)
+    src = rng.standard_normal((r, c + 3)).astype(dtype)[:, :c]
+    dst = np.full((c, r + 2), np.nan, dtype)
+    args = _TArgs(src.ctypes.data, src.strides[0] // src.itemsize, dst.ctypes.data, r + 2, r, c,
+                  1 << 40, 0)  # fmt: skip
+    fn(ctypes.addressof(args), 0, -(-r // w))
+    assert np.array_equal(dst[:, :r], src.T)
+    assert np.isnan(dst[:, r:]).all()
+    panel = 32
+    npanels = -(-r // panel)
+    packed = np.full(npanels * c * panel + 5, np.nan, dtype)
+    args = _TArgs(src.ctypes.data, src.strides[0] // src.itemsize, packed.ctypes.data, panel, r,
+                  c, panel, c * panel)  # fmt: skip
+    fn(ctypes.addressof(args), 0, -(-r // w))
+    for q in range(npanels):
+        block = packed[q * c * panel : (q + 1) * c * panel].reshape(c, panel)
+        rows = src[q * panel : (q + 1) * panel]
+        assert np.array_equal(block[:, : len(rows)], rows.T)
+        assert np.isnan(block[:, len(rows) :]).all()
+    assert np.isnan(packed[npanels * c * panel :]).all()
+
+
+def test_kernel_terms_in_chunks_apply_beta_once():
+    """K over several chunks of KC terms: the first chunk applies alpha and beta, the later
+    ones add to C (beta is not applied again)."""
+    rng = np.random.default_rng(9)
+    m, k, n = 13, 2 * nativegemm.KC + 37, 70
+    a = rng.standard_normal((m, k)).astype(np.float64)
+    b = rng.standard_normal((k, n)).astype(np.float64)
+    c0 = rng.standard_normal((m, n))
+    c = c0.copy()
+    _call(a, b, c, alpha=0.5, beta=-3.0)
+    np.testing.assert_allclose(c, 0.5 * (a @ b) - 3.0 * c0, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    "m,k,n,ta,tb",
+    [
+        (300, 50, 200, False, False),  # tasks of row blocks, the epilogue per task
+        (257, 33, 129, False, True),  # B transposed into panels first (odd N and K)
+        (256, 600, 64, True, True),  # both transposed, K in chunks
+        (1000, 20, 1000, False, False),  # many tasks
+        (70, 8, 640, False, True),  # B transposed, too few rows: OpenBLAS
+    ],
+)
+def test_large_products_with_an_epilogue(m, k, n, ta, tb, threads):
+    """Products past SMALL_M_MAX rows through the API, with a bias + ReLU epilogue fused per
+    task, against the reference."""
+    x = gc.placeholder(gc.float32, (None, None))
+    w = gc.placeholder(gc.float32, (None, None))
+    bias = gc.placeholder(gc.float32, (None,))
+    y = gc.nn.relu(gc.matmul(x, w, transpose_a=ta, transpose_b=tb) + bias)
+    rng = np.random.default_rng(m + k + n)
+    feeds = {x: rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32),
+             w: rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32),
+             bias: rng.standard_normal(n).astype(np.float32)}  # fmt: skip
+    _both([y], feeds, threads)
+
+
+def test_batched_items_with_a_transposed_b():
+    """Each item's B is transposed into the same scratch before its product."""
+    x = gc.placeholder(gc.float32, (3, 260, 40))
+    w = gc.placeholder(gc.float32, (3, 72, 40))
+    rng = np.random.default_rng(11)
+    feeds = {x: rng.standard_normal((3, 260, 40)).astype(np.float32),
+             w: rng.standard_normal((3, 72, 40)).astype(np.float32)}  # fmt: skip
+    _both([gc.matmul(x, w, transpose_b=True)], feeds)
+    _both([gc.matmul(x, w, transpose_b=True)], feeds, threads=1)

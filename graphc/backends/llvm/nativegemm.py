@@ -1,0 +1,536 @@
+"""graphc's own GEMM for AVX-512 targets: ``C = alpha * op(A) @ op(B) + beta * C``, float32
+and float64, the ``gemm`` LibCall's products that it runs faster than OpenBLAS (``blas.py``
+decides per call, at run time, from ``NativeGemm.use``).
+
+Why: OpenBLAS packs both operands into its own panel layouts on every call, and its AVX-512
+kernels ran at 94-104 GFLOP/s per core here. This kernel streams ``B`` in its row-major
+layout (no packing) and reads ``A`` in place: 104-113 GFLOP/s on the W3 and W9 products,
+0.66-0.79x OpenBLAS's time on a loop body's thin per-step products (W11's ``[32, 321] x
+[321, 1024]``), which OpenBLAS spends mostly packing.
+
+C is computed in tiles of ``MR`` rows by ``NV`` vectors of columns; the tile's accumulators
+stay in vector registers over a chunk of ``KC`` terms, each step loading ``NV`` contiguous
+vectors of one row of ``B`` and broadcasting ``MR`` scalars of ``A`` (one fused multiply-add
+per accumulator). A *task* is a block of rows by a group of column blocks
+(``split_tasks``: whole rows, so the GEMM's fused epilogue runs per task while its rows are
+in cache, unless the rows are too few for the threads, which then split the columns); it
+runs its chunks of terms one after another, each over all its column blocks and tiles, so
+the chunk of B's column block and of its rows of A stay in L2. Edges need no scalar code:
+the columns past N are masked off, a tile's rows past the task's last repeat that row (in
+bounds) and are not stored, and the rows after the last whole tile go in tiles of
+REST_ROWS.
+
+Which products take it (``use``): 2 rows of op(A) or more; past SMALL_M_MAX rows only when
+the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A only up to
+TA_K_MAX terms (its strided scalars then miss the cache: 1.04-1.14x OpenBLAS's time at
+K = 4096); a transposed B only from TB_M_MIN rows, as it is first transposed into a scratch
+(``malloc``, freed after the call) in panels ``[N / (NV * lanes)][K][NV * lanes]`` by the
+transpose kernel here (w x w blocks transposed in registers; ~46 us for 512 x 512 floats),
+worth it only when enough rows of A amortise the copy.
+
+``part(args, t0, t1)`` runs tasks [t0, t1), a ``gc_parallel_for`` body; the kernels are
+compiled once per process into the worker pool's object (``pool.py``), not into every
+program's module (~65 ms of LLVM time each).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ... import dtypes as _dt
+from ...expr import Const
+from . import math as _m
+from .irutil import (
+    F64,
+    I1,
+    I8,
+    I32,
+    I64,
+    PTR,
+    VOID,
+    StandaloneModule,
+    as_fn,
+    for_range,
+    gep,
+    value_type,
+)
+
+#: a transposed A with more terms than this goes to OpenBLAS (one core, A^T [4096, 256] x
+#: [4096, 1024]: 24.7 against 21.8 ms; K = 1024: 0.87x OpenBLAS's time)
+TA_K_MAX = 1024
+#: products with at most this many rows take the kernel whatever N (thin products: OpenBLAS
+#: packs B for few rows; 4 x 512 x 512 26 against 65 us)
+SMALL_M_MAX = 64
+#: ... more rows only when the padding of the last column block is at most
+#: WASTE_NUM / WASTE_DEN of N (256 x 512 x 10, one block of 64 for 10 columns: OpenBLAS)
+WASTE_NUM, WASTE_DEN = 1, 8
+#: a transposed B from this many rows of A (the transpose into panels costs about as much as
+#: ~100 rows of the product gain)
+TB_M_MIN = 256
+#: bytes per vector register (AVX-512); narrower machines split each vector in LLVM
+VECTOR_BYTES = 64
+#: rows of C per tile (A scalars broadcast per k step): 6 x 4 accumulators, the 4 vectors of
+#: B and a broadcast fill AVX-512's 32 registers
+MR = 6
+#: rows of the tiles after a task's last full tile
+REST_ROWS = 2
+#: terms (K) per chunk: a task runs its chunks one after another, each over all its tiles
+KC = 256
+#: vectors of columns per tile (B vectors loaded per k step); MR * NV accumulators
+NV = 4
+
+#: fields of the argument struct: the product (alpha and beta doubles, the operands
+#: pointers, the rest i64), ``rows`` (rows of C per task), ``cols`` (column blocks per task:
+#: a task is a block of rows by a group of column blocks), ``epi`` (a row epilogue or null,
+#: run after a task that has every column block), ``epi_ctx``, ``bps`` (elements of B from
+#: one column block to the next: ``NV * lanes`` in B's row-major layout, ``K * NV * lanes``
+#: for B packed as panels ``[N / (NV * lanes)][K][NV * lanes]``, where ``ldb`` is the panel
+#: width)
+FIELDS = ("m", "n", "k", "alpha", "beta", "a", "lda", "b", "ldb", "c", "ldc", "rows", "cols",
+          "epi", "epi_ctx", "bps")  # fmt: skip
+_TYPES = {"alpha": F64, "beta": F64, "a": PTR, "b": PTR, "c": PTR, "epi": PTR, "epi_ctx": PTR}
+ARGS_TYPE = ir.LiteralStructType([_TYPES.get(name, I64) for name in FIELDS])
+
+
+def lanes(dt) -> int:
+    """Elements per vector of ``dt``."""
+    return VECTOR_BYTES // dt.itemsize
+
+
+def block_columns(dt) -> int:
+    """Columns of C per column block (the unit ``part``'s range counts)."""
+    return NV * lanes(dt)
+
+
+#: output elements per task at most (a task's rows of C stay in L2 for its epilogue)
+TASK_FLOATS = 1 << 16
+#: tasks per thread at least (when split over threads): the threads claim them from the pool
+#: as they finish, which evens out tasks that do not split equally
+TASKS_PER_THREAD = 4
+#: fewer tiles of rows than this per thread: the threads split the column blocks instead.
+#: 5: a 49-pixel convolution (ResNet-50's last stage at batch 1, ``packedgemm.py``) on 2
+#: threads, the kernel alone on two Python threads (loaded machine, minimum of 30): 7x7x512
+#: 3x3 panels split 1389 us, pixels split (5 tasks of 12) 1733; 1x1 512 -> 2048 677 vs 842
+COLUMN_SPLIT_TILES = 5
+
+
+def split_tasks(b, m, width, nblk, mr, nthr):
+    """How a product of ``m`` rows of ``width`` outputs, ``nblk`` column blocks (panels) of
+    them, computed in tiles of ``mr`` rows, is cut into tasks for ``nthr`` threads (all i64
+    values): (rows per task, blocks per task, tasks, whether the threads split the blocks).
+    Tasks are whole tiles of rows by every block (at most TASK_FLOATS outputs and at least
+    TASKS_PER_THREAD a thread), so each task can run the GEMM's row epilogue while its rows
+    are in cache; with fewer than COLUMN_SPLIT_TILES tiles a thread the tasks are all the
+    rows by a share of the blocks instead."""
+    one = ir.Constant(I64, 1)
+
+    def c64(v):
+        return ir.Constant(I64, v)
+
+    few = b.icmp_signed("<", m, b.mul(b.mul(nthr, mr), c64(COLUMN_SPLIT_TILES)))
+    by_cols = b.and_(b.and_(few, b.icmp_signed(">", nthr, one)), b.icmp_signed(">=", nblk, nthr))
+    by_cols = b.and_(by_cols, b.icmp_signed(">", m, c64(0)))  # (rows = m is a divisor)
+    tiles = b.sdiv(b.add(m, b.sub(mr, one)), mr)
+    want = b.sdiv(b.add(b.mul(m, width), c64(TASK_FLOATS - 1)), c64(TASK_FLOATS))
+    least = b.select(b.icmp_signed(">", nthr, one), b.mul(nthr, c64(TASKS_PER_THREAD)), one)
+    want = b.select(b.icmp_signed("<", want, least), least, want)
+    per = b.sdiv(b.add(tiles, b.sub(want, one)), want)
+    rows = b.mul(b.select(b.icmp_signed("<", per, one), one, per), mr)
+    rows = b.select(by_cols, m, rows)
+    blocks = b.select(by_cols, b.sdiv(b.add(nblk, b.sub(nthr, one)), nthr), nblk)
+    blocks = b.select(b.icmp_signed("<", blocks, one), one, blocks)
+    groups = b.sdiv(b.add(nblk, b.sub(blocks, one)), blocks)
+    tasks = b.mul(b.sdiv(b.add(m, b.sub(rows, one)), rows), groups)
+    return rows, blocks, tasks, by_cols
+
+
+class NativeGemm:
+    """What ``native_gemm`` emitted: ``use`` (i1, true when this product takes the kernel at
+    run time), ``whole_rows`` (i1, true when each task has whole rows of C: the epilogue
+    given to ``call`` runs per task) and ``call(pa, pb, pc, epi, epi_ctx)``, which computes
+    one item of the product there."""
+
+    def __init__(self, r, f, dt, ta, tb, ival, al, be, lds, big):
+        b = f.b
+        self.f = f
+        self.tb = tb
+        m, n, k = ival[0], ival[1], ival[2]
+        one = ir.Constant(I64, 1)
+        self.use = b.icmp_signed(">", m, one)
+        # past SMALL_M_MAX rows only where the last column block is mostly columns of C
+        nbc = block_columns(dt)
+        padded = b.mul(b.sdiv(b.add(n, ir.Constant(I64, nbc - 1)), ir.Constant(I64, nbc)),
+                       ir.Constant(I64, nbc * WASTE_DEN))  # fmt: skip
+        dense = b.icmp_signed("<=", padded, b.mul(n, ir.Constant(I64, WASTE_DEN + WASTE_NUM)))
+        few = b.icmp_signed("<=", m, ir.Constant(I64, SMALL_M_MAX))
+        self.use = b.and_(self.use, b.or_(few, dense))
+        if ta:
+            self.use = b.and_(self.use, b.icmp_signed("<=", k, ir.Constant(I64, TA_K_MAX)))
+        self.part = r.declare(symbol(dt, ta), VOID, [PTR, I64, I64])
+        self.parallel_for = r._parallel_for()
+        nb = ir.Constant(I64, block_columns(dt))
+        blocks = b.sdiv(b.add(n, b.sub(nb, one)), nb)
+        nthr = b.sext(f.nthreads, I64)
+        nthr = b.select(big, nthr, one)
+        self.nthr = nthr
+        self.rows, self.cols, self.tasks, by_cols = split_tasks(
+            b, m, n, blocks, ir.Constant(I64, MR), nthr
+        )
+        self.whole_rows = b.not_(by_cols)
+        self.nt = b.select(b.icmp_signed(">", nthr, one), self.tasks, one)
+        self.args = f.alloca(ARGS_TYPE, name="gemm.native")
+        ldb = lds[1]
+        self.scratch = None
+        if tb:
+            # B^T is transposed into a scratch once per item, as panels [N / nbc][K][nbc]
+            # (each column block's rows contiguous: streamed without cache-set conflicts,
+            # whatever N); worth it only for enough rows of A to amortise the copy
+            self.use = b.and_(self.use, b.icmp_signed(">=", m, ir.Constant(I64, TB_M_MIN)))
+            self.scratch = f.alloca(PTR, name="gemm.scratch")
+            b.store(ir.Constant(PTR, None), self.scratch)
+            malloc = r.declare("malloc", PTR, [I64])
+            self._free = r.declare("free", VOID, [PTR])
+            with b.if_then(self.use):
+                size = b.mul(b.mul(k, b.mul(blocks, nb)), ir.Constant(I64, dt.itemsize))
+                b.store(b.call(malloc, [size]), self.scratch)
+            got = b.load(self.scratch, typ=PTR)
+            self.use = b.and_(self.use, b.icmp_unsigned("!=", b.ptrtoint(got, I64),
+                                                        ir.Constant(I64, 0)))  # fmt: skip
+            self.t_part = r.declare(transpose_symbol(dt), VOID, [PTR, I64, I64])
+            self.t_args = f.alloca(T_ARGS_TYPE, name="gemm.transpose")
+            w = ir.Constant(I64, lanes(dt))
+            self.t_blocks = b.sdiv(b.add(n, b.sub(w, one)), w)
+            self.t_nt = b.select(b.icmp_signed("<", self.t_blocks, nthr), self.t_blocks, nthr)
+            self.t_fields = {"lds": ldb, "ldd": nb, "r": n, "c": k, "panel": nb,
+                             "pstride": b.mul(k, nb)}  # fmt: skip
+            ldb = nb
+            bps = b.mul(k, nb)
+        else:
+            bps = nb
+        self.fields = {"m": m, "n": n, "k": k, "alpha": al, "beta": be, "lda": lds[0],
+                       "ldb": ldb, "ldc": lds[2], "rows": self.rows, "cols": self.cols,
+                       "bps": bps}  # fmt: skip
+
+    def _run(self, part, args, tasks, nt):
+        b = self.f.b
+        zero, one = ir.Constant(I64, 0), ir.Constant(I64, 1)
+        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
+            with then:
+                b.call(part, [args, zero, tasks])
+            with otherwise:
+                b.call(self.parallel_for, [part, args, zero, tasks, nt])
+
+    def call(self, pa, pb, pc, epi, epi_ctx):
+        b = self.f.b
+        if self.tb:
+            dst = b.load(self.scratch, typ=PTR)
+            _store_fields(b, self.t_args, T_ARGS_TYPE, T_FIELDS,
+                          dict(self.t_fields, src=pb, dst=dst))  # fmt: skip
+            self._run(self.t_part, self.t_args, self.t_blocks, self.t_nt)
+            pb = dst
+        fields = dict(self.fields, a=pa, b=pb, c=pc, epi=epi, epi_ctx=epi_ctx)
+        _store_fields(b, self.args, ARGS_TYPE, FIELDS, fields)
+        self._run(self.part, self.args, self.tasks, self.nt)
+
+    def release(self):
+        """Free the scratch (after the last item)."""
+        if self.scratch is None:
+            return
+        b = self.f.b
+        got = b.load(self.scratch, typ=PTR)
+        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(got, I64), ir.Constant(I64, 0))):
+            b.call(self._free, [got])
+
+
+def _store_fields(b, args, ty, names, values):
+    for j, name in enumerate(names):
+        b.store(values[name], gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                  source_etype=ty))  # fmt: skip
+
+
+def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
+    """A NativeGemm for the ``gemm`` LibCall ``s`` (float32/64, ``ival`` its index values as
+    in ``blas.py``, ``al``/``be`` alpha and beta as doubles, ``lds`` (lda, ldb, ldc), ``big``
+    whether it is worth splitting over threads), or None when it can never take the kernel:
+    B transposed, a static M or K out of range, or a target without AVX-512 (its 16 vector
+    registers cannot hold the tile: OpenBLAS's kernels for it are the better choice)."""
+    if not _m.flag("avx512f"):
+        return None
+    m, k = s.args[5], s.args[7]
+    if isinstance(m, Const) and int(m.value) < (TB_M_MIN if tb else 2):
+        return None
+    if ta and isinstance(k, Const) and int(k.value) > TA_K_MAX:
+        return None
+    return NativeGemm(r, f, dt, ta, tb, ival, al, be, lds, big)
+
+
+def symbol(dt, ta: bool) -> str:
+    """The kernel's function name for ``dt`` (float32/64) and ``ta``."""
+    return f"gc_gemm_native_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
+
+
+def transpose_symbol(dt) -> str:
+    """The transpose kernel's function name for ``dt`` (float32/64)."""
+    return f"gc_transpose_{'s' if dt == _dt.float32 else 'd'}"
+
+
+#: the kernels the worker pool's object defines (pool.py): the GEMM per dtype and trans_a,
+#: the transpose per dtype
+SYMBOLS = tuple(symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
+SYMBOLS += tuple(transpose_symbol(dt) for dt in (_dt.float32, _dt.float64))
+
+
+def kernels_ir() -> str:
+    """IR text defining every kernel of SYMBOLS (``part(args, b0, b1)``: column blocks
+    [b0, b1) of C, each ``block_columns(dt)`` wide, from the ARGS_TYPE struct at ``args``),
+    without a target line: the worker pool's module appends it (pool.py), so the kernels are
+    compiled once per process (and cached with the pool), not in every program's module."""
+    mod = StandaloneModule("gc_gemm_native")
+    for dt in (_dt.float32, _dt.float64):
+        for ta in (False, True):
+            fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(dt, ta))
+            _emit(mod, fn, dt, ta)
+        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), transpose_symbol(dt))
+        _emit_transpose(fn, dt)
+    return "\n".join(
+        line for line in str(mod.module).splitlines()
+        if not line.startswith(("target ", "; ModuleID", "source_filename"))
+    )  # fmt: skip
+
+
+def _emit(r, fn, dt, ta):
+    """``part(args, t0, t1)``: tasks [t0, t1) of the product described at ``args``."""
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, t0, t1 = fn.args
+    fty = value_type(dt)
+    w = lanes(dt)
+    vty = ir.VectorType(fty, w)
+    mty = ir.VectorType(I1, w)
+    ity = ir.VectorType(I64, w)
+    es = ir.Constant(I64, dt.itemsize)
+
+    def c64(v):
+        return ir.Constant(I64, v)
+
+    def field(name):
+        j = FIELDS.index(name)
+        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=ARGS_TYPE)
+        return b.load(p, typ=ARGS_TYPE.elements[j])
+
+    v = {name: field(name) for name in FIELDS}
+    m, n, k = v["m"], v["n"], v["k"]
+    al, be = v["alpha"], v["beta"]
+    if dt == _dt.float32:
+        al, be = b.fptrunc(al, fty), b.fptrunc(be, fty)
+    pa, lda, pb, ldb, pc, ldc = (v[x] for x in ("a", "lda", "b", "ldb", "c", "ldc"))
+    sfx = f"v{w}f{dt.itemsize * 8}"
+    fma = r.declare(f"llvm.fma.{sfx}", vty, [vty, vty, vty])
+    mload = r.declare(f"llvm.masked.load.{sfx}.p0", vty, [PTR, I32, mty, vty])
+    mstore = r.declare(f"llvm.masked.store.{sfx}.p0", VOID, [vty, PTR, I32, mty])
+    align = ir.Constant(I32, dt.itemsize)
+    zero_v = ir.Constant(vty, [0.0] * w)
+    lane_ids = ir.Constant(ity, list(range(w)))
+    beta0 = b.fcmp_ordered("==", be, ir.Constant(fty, 0.0))
+    al_v = _splat(b, al, vty)
+    be_v = _splat(b, be, vty)
+    one = c64(1)
+    a_row_step = one if ta else lda  # elements between A[i, p] and A[i + 1, p]
+    a_k_step = lda if ta else one  # ... between A[i, p] and A[i, p + 1]
+    nbc = NV * w
+    ncb = b.sdiv(b.add(n, c64(nbc - 1)), c64(nbc))
+    cols = v["cols"]
+    groups = b.sdiv(b.add(ncb, b.sub(cols, one)), cols)
+
+    def tile(i0, mr, r1, last, j, bcol, masks, k0, k1, first):
+        """C[i0 : i0 + mr, j : j + NV * w] over the terms [k0, k1) (rows from r1 on repeat
+        row ``last``, not stored): the accumulators are phis of the k loop, in vector
+        registers; ``first`` (i1): the first chunk of terms, which applies beta, where the
+        later ones add to C."""
+        rows = []  # element offsets of A[i0 + rr, 0]
+        for rr in range(mr):
+            i = b.add(i0, c64(rr))
+            i = b.select(b.icmp_signed("<", i, r1), i, last)
+            rows.append(b.mul(i, a_row_step))
+        pre = b.block
+        head = fn.append_basic_block("k.head")
+        body = fn.append_basic_block("k.body")
+        done = fn.append_basic_block("k.done")
+        b.branch(head)
+        b.position_at_end(head)
+        p = b.phi(I64)
+        p.add_incoming(k0, pre)
+        acc = [[b.phi(vty) for _ in range(NV)] for _ in range(mr)]
+        for row in acc:
+            for a in row:
+                a.add_incoming(zero_v, pre)
+        b.cbranch(b.icmp_signed("<", p, k1), body, done)
+        b.position_at_end(body)
+        brow = b.add(b.mul(p, ldb), bcol)
+        bv = [
+            b.call(mload, [gep(b, pb, [b.mul(b.add(brow, c64(q * w)), es)], source_etype=I8),
+                           align, masks[q], zero_v])
+            for q in range(NV)
+        ]  # fmt: skip
+        ak = b.mul(p, a_k_step)
+        new = []
+        for rr in range(mr):
+            ap = gep(b, pa, [b.mul(b.add(rows[rr], ak), es)], source_etype=I8)
+            av = _splat(b, b.load(ap, typ=fty), vty)
+            new.append([b.call(fma, [av, bv[q], acc[rr][q]]) for q in range(NV)])
+        p.add_incoming(b.add(p, one), b.block)
+        for rr in range(mr):
+            for q in range(NV):
+                acc[rr][q].add_incoming(new[rr][q], b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        # C = alpha * acc for the first chunk (+ beta * C unless beta is 0: C is not read
+        # then, it may hold NaN), C + alpha * acc for the others
+        reads = b.or_(b.not_(first), b.not_(beta0))
+        scale = b.select(first, be_v, ir.Constant(vty, [1.0] * w))
+        for rr in range(mr):
+            i = b.add(i0, c64(rr))
+            with b.if_then(b.icmp_signed("<", i, r1)):
+                crow = b.mul(i, ldc)
+                cps = [gep(b, pc, [b.mul(b.add(crow, b.add(j, c64(q * w))), es)], source_etype=I8)
+                       for q in range(NV)]  # fmt: skip
+                res = [b.fmul(acc[rr][q], al_v) for q in range(NV)]
+                with b.if_else(reads) as (then, otherwise):
+                    with then:
+                        for q in range(NV):
+                            old = b.call(mload, [cps[q], align, masks[q], zero_v])
+                            b.call(mstore, [b.call(fma, [old, scale, res[q]]), cps[q], align,
+                                            masks[q]])  # fmt: skip
+                    with otherwise:
+                        for q in range(NV):
+                            b.call(mstore, [res[q], cps[q], align, masks[q]])
+
+    with for_range(b, fn, t0, t1) as t:
+        rb = b.sdiv(t, groups)
+        c0 = b.mul(b.srem(t, groups), cols)
+        c1 = b.add(c0, cols)
+        c1 = b.select(b.icmp_signed("<", c1, ncb), c1, ncb)
+        r0 = b.mul(rb, v["rows"])
+        r1 = b.add(r0, v["rows"])
+        r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
+        last = b.sub(r1, one)
+        # chunks of KC terms, each over every column block and row tile of the task: the
+        # chunk of B's column block (KC x NV vectors) and of the task's rows of A stay in L2
+        nkc = b.sdiv(b.add(k, c64(KC - 1)), c64(KC))
+        nkc = b.select(b.icmp_signed("<", nkc, one), one, nkc)  # (K = 0: one chunk, beta)
+        with for_range(b, fn, c64(0), nkc) as kc:
+            k0 = b.mul(kc, c64(KC))
+            k1 = b.add(k0, c64(KC))
+            k1 = b.select(b.icmp_signed("<", k1, k), k1, k)
+            first = b.icmp_signed("==", kc, c64(0))
+            with for_range(b, fn, c0, c1) as jb:
+                j = b.mul(jb, c64(nbc))
+                bcol = b.mul(jb, v["bps"])
+                n_v = _splat(b, n, ity)
+                masks = [b.icmp_signed("<", b.add(_splat(b, b.add(j, c64(q * w)), ity), lane_ids),
+                                       n_v) for q in range(NV)]  # fmt: skip
+                where = (r1, last, j, bcol, masks, k0, k1, first)
+                full = b.sdiv(b.sub(r1, r0), c64(MR))
+                with for_range(b, fn, c64(0), full) as ti:
+                    tile(b.add(r0, b.mul(ti, c64(MR))), MR, *where)
+                # the rows after the last full tile in tiles of REST_ROWS (a 32-row product: 5
+                # tiles of 6 and one of 2, not a sixth tile of 6 with 4 repeated rows)
+                rest0 = b.add(r0, b.mul(full, c64(MR)))
+                nrest = b.sdiv(b.add(b.sub(r1, rest0), c64(REST_ROWS - 1)), c64(REST_ROWS))
+                with for_range(b, fn, c64(0), nrest) as ti:
+                    tile(b.add(rest0, b.mul(ti, c64(REST_ROWS))), REST_ROWS, *where)
+        epi = v["epi"]  # (only with whole rows: one group of column blocks)
+        whole = b.icmp_signed("==", groups, one)
+        with b.if_then(b.and_(whole, b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0)))):
+            b.call(as_fn(b, epi, ir.FunctionType(VOID, [PTR, I64, I64])),
+                   [v["epi_ctx"], b.mul(r0, n), b.mul(r1, n)])  # fmt: skip
+    b.ret_void()
+
+
+def _splat(b, x, vty):
+    """``x`` in every lane of a vector of type ``vty``."""
+    undef = ir.Constant(vty, ir.Undefined)
+    v = b.insert_element(undef, x, ir.Constant(I32, 0))
+    return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
+
+
+#: fields of the transpose kernel's argument struct: src (R x C, row stride lds), dst
+#: (C x R, row stride ldd), R, C, and the panels of dst: src rows [q * panel, q * panel +
+#: panel) go to the columns of panel q, which starts ``q * pstride`` elements into dst (a
+#: multiple of the lanes; a plain transpose: one panel of at least R rows)
+T_FIELDS = ("src", "lds", "dst", "ldd", "r", "c", "panel", "pstride")
+T_ARGS_TYPE = ir.LiteralStructType([PTR, I64, PTR, I64, I64, I64, I64, I64])
+
+
+def _transpose_stage(b, rows, d, w):
+    """One stage of a ``w`` x ``w`` in-register transpose: in each 2d x 2d block of the
+    matrix held in ``rows`` (one vector per row), swap the two off-diagonal d x d blocks.
+    After the stages d = 1, 2, 4, ... w / 2 element (i, j) has moved to (j, i): each stage
+    exchanges it with (i ^ d, j ^ d) when bit d of i and j differ."""
+    lo_idx = ir.Constant(ir.VectorType(I32, w), [j if not j & d else w + j - d for j in range(w)])
+    hi_idx = ir.Constant(ir.VectorType(I32, w), [j + d if not j & d else w + j for j in range(w)])
+    out = list(rows)
+    for i in range(w):
+        if i & d:
+            continue
+        out[i] = b.shuffle_vector(rows[i], rows[i + d], lo_idx)
+        out[i + d] = b.shuffle_vector(rows[i], rows[i + d], hi_idx)
+    return out
+
+
+def _emit_transpose(fn, dt):
+    """``part(args, b0, b1)``: dst = src^T (in panels) for the row blocks [b0, b1) of src,
+    each ``lanes(dt)`` rows: whole w x w blocks are loaded as w vectors, transposed in
+    registers and stored as w vectors; the blocks at the right and bottom edges element by
+    element."""
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, b0, b1 = fn.args
+    fty = value_type(dt)
+    w = lanes(dt)
+    vty = ir.VectorType(fty, w)
+    es = ir.Constant(I64, dt.itemsize)
+
+    def c64(v):
+        return ir.Constant(I64, v)
+
+    def field(name):
+        j = T_FIELDS.index(name)
+        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=T_ARGS_TYPE)
+        return b.load(p, typ=T_ARGS_TYPE.elements[j])
+
+    src, lds, dst, ldd, nr, nc, panel, pstride = (field(x) for x in T_FIELDS)
+
+    def at(base, row, ld, col):
+        return gep(b, base, [b.mul(b.add(b.mul(row, ld), col), es)], source_etype=I8)
+
+    def panel_of(r):
+        """(dst of the panel holding src row ``r``, r's column there)"""
+        q = b.sdiv(r, panel)
+        base = gep(b, dst, [b.mul(b.mul(q, pstride), es)], source_etype=I8)
+        return base, b.srem(r, panel)
+
+    full_cb = b.sdiv(nc, c64(w))
+    with for_range(b, fn, b0, b1) as rb:
+        r0 = b.mul(rb, c64(w))
+        r1 = b.add(r0, c64(w))
+        whole = b.icmp_signed("<=", r1, nr)
+        with b.if_then(whole):
+            with for_range(b, fn, c64(0), full_cb) as cb:
+                c0 = b.mul(cb, c64(w))
+                rows = [b.load(at(src, b.add(r0, c64(i)), lds, c0), typ=vty, align=dt.itemsize)
+                        for i in range(w)]  # fmt: skip
+                d = 1
+                while d < w:
+                    rows = _transpose_stage(b, rows, d, w)
+                    d *= 2
+                base, col = panel_of(r0)  # (a block of rows is inside one panel)
+                for i in range(w):
+                    b.store(rows[i], at(base, b.add(c0, c64(i)), ldd, col), align=dt.itemsize)
+        # the edges: columns past the whole blocks (every row of the block), and the rows
+        # of a last partial block (every column)
+        r1 = b.select(whole, r1, nr)
+        c_edge = b.select(whole, b.mul(full_cb, c64(w)), c64(0))
+        with for_range(b, fn, r0, r1) as i:
+            base, col = panel_of(i)
+            with for_range(b, fn, c_edge, nc) as j:
+                b.store(b.load(at(src, i, lds, j), typ=fty), at(base, j, ldd, col))
+    b.ret_void()
