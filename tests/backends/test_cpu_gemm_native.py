@@ -196,15 +196,16 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     """Programs call the kernel when the target has AVX-512 (its 32 vector registers hold
     the 24 accumulators), else OpenBLAS alone; a static M of 1 (a row vector: OpenBLAS's
     gemv), more than SMALL_M_MAX rows with a last column block mostly padding (N = 32) or a
-    transposed A with more than TA_K_MAX terms never does; a transposed B is transposed
-    first."""
+    transposed A with more than TA_K_MAX terms and DEEP_M_MAX rows never does; a transposed
+    B is transposed first."""
     x = gc.placeholder(gc.float32, (None, 16))
     w = gc.placeholder(gc.float32, (16, 32))
     big = gc.placeholder(gc.float32, (4096, 16))
     w64 = gc.placeholder(gc.float32, (16, 64))
     row = gc.placeholder(gc.float32, (1, 16))
     k = nativegemm.TA_K_MAX + 1
-    xt = gc.placeholder(gc.float32, (k, 8))
+    xt = gc.placeholder(gc.float32, (k, nativegemm.DEEP_M_MAX + 1))
+    xt_narrow = gc.placeholder(gc.float32, (k, 8))
     wt = gc.placeholder(gc.float32, (k, 32))
     with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
         small_ir = sess.compile(gc.matmul(x, w), [x, w]).dump_ir("llvm")
@@ -212,6 +213,8 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
         thin_ir = sess.compile(gc.matmul(big, w), [big, w]).dump_ir("llvm")
         row_ir = sess.compile(gc.matmul(row, w), [row, w]).dump_ir("llvm")
         deep_ir = sess.compile(gc.matmul(xt, wt, transpose_a=True), [xt, wt]).dump_ir("llvm")
+        narrow_ir = sess.compile(gc.matmul(xt_narrow, wt, transpose_a=True),
+                                 [xt_narrow, wt]).dump_ir("llvm")  # fmt: skip
         wtb = gc.placeholder(gc.float32, (64, 16))
         tb_ir = sess.compile(gc.matmul(big, wtb, transpose_b=True), [big, wtb]).dump_ir("llvm")
         few_tb_ir = sess.compile(gc.matmul(x, wtb, transpose_b=True), [x, wtb]).dump_ir("llvm")
@@ -221,6 +224,7 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     assert "gc_gemm_native" not in row_ir
     assert "gc_gemm_native" not in thin_ir
     assert "gc_gemm_native" not in deep_ir
+    assert ("gc_gemm_native_s1" in narrow_ir) == avx512
     # B transposed: into panels first, for TB_M_MIN rows or more (a run-time M may be)
     assert ("gc_transpose_s" in tb_ir) == avx512
     assert ("gc_transpose_s" in few_tb_ir) == avx512
@@ -310,3 +314,17 @@ def test_batched_items_with_a_transposed_b():
              w: rng.standard_normal((3, 72, 40)).astype(np.float32)}  # fmt: skip
     _both([gc.matmul(x, w, transpose_b=True)], feeds)
     _both([gc.matmul(x, w, transpose_b=True)], feeds, threads=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_gradient_with_many_terms(threads):
+    """A transposed A with more than TA_K_MAX terms (``X^T @ dY``): tasks of all the rows,
+    the columns split over the threads, K in chunks; the epilogue runs after."""
+    k = nativegemm.TA_K_MAX + 77
+    x = gc.placeholder(gc.float32, (k, 40))
+    dy = gc.placeholder(gc.float32, (k, 150))
+    y = gc.matmul(x, dy, transpose_a=True) * 0.5 - 1.0
+    rng = np.random.default_rng(12)
+    feeds = {x: rng.standard_normal((k, 40)).astype(np.float32),
+             dy: rng.standard_normal((k, 150)).astype(np.float32)}  # fmt: skip
+    _both([y], feeds, threads)

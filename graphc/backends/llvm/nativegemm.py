@@ -21,9 +21,9 @@ bounds) and are not stored, and the rows after the last whole tile go in tiles o
 REST_ROWS.
 
 Which products take it (``use``): 2 rows of op(A) or more; past SMALL_M_MAX rows only when
-the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A only up to
-TA_K_MAX terms (its strided scalars then miss the cache: 1.04-1.14x OpenBLAS's time at
-K = 4096); a transposed B only from TB_M_MIN rows, as it is first transposed into a scratch
+the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A with more
+than TA_K_MAX terms only up to DEEP_M_MAX rows (see there); a transposed B only from
+TB_M_MIN rows, as it is first transposed into a scratch
 (``malloc``, freed after the call) in panels ``[N / (NV * lanes)][K][NV * lanes]`` by the
 transpose kernel here (w x w blocks transposed in registers; ~46 us for 512 x 512 floats),
 worth it only when enough rows of A amortise the copy.
@@ -55,9 +55,13 @@ from .irutil import (
     value_type,
 )
 
-#: a transposed A with more terms than this goes to OpenBLAS (one core, A^T [4096, 256] x
-#: [4096, 1024]: 24.7 against 21.8 ms; K = 1024: 0.87x OpenBLAS's time)
+#: a transposed A with more terms than this (a weight's gradient ``X^T @ dY``) is computed
+#: in tasks of all the rows (each chunk of B read once, the chunk of A^T from L2 for every
+#: column block), and only up to DEEP_M_MAX rows (one core, A^T [4096, M] x [4096, N]:
+#: M = 256 0.95-0.97x OpenBLAS's time; M = 512 1.01x; M = 1024 1.18x; in tasks of row
+#: blocks, M = 256, N = 1024: 1.14x)
 TA_K_MAX = 1024
+DEEP_M_MAX = 256
 #: products with at most this many rows take the kernel whatever N (thin products: OpenBLAS
 #: packs B for few rows; 4 x 512 x 512 26 against 65 us)
 SMALL_M_MAX = 64
@@ -114,14 +118,14 @@ TASKS_PER_THREAD = 4
 COLUMN_SPLIT_TILES = 5
 
 
-def split_tasks(b, m, width, nblk, mr, nthr):
+def split_tasks(b, m, width, nblk, mr, nthr, columns=None):
     """How a product of ``m`` rows of ``width`` outputs, ``nblk`` column blocks (panels) of
     them, computed in tiles of ``mr`` rows, is cut into tasks for ``nthr`` threads (all i64
     values): (rows per task, blocks per task, tasks, whether the threads split the blocks).
     Tasks are whole tiles of rows by every block (at most TASK_FLOATS outputs and at least
     TASKS_PER_THREAD a thread), so each task can run the GEMM's row epilogue while its rows
-    are in cache; with fewer than COLUMN_SPLIT_TILES tiles a thread the tasks are all the
-    rows by a share of the blocks instead."""
+    are in cache; with fewer than COLUMN_SPLIT_TILES tiles a thread, or where ``columns``
+    (an i1) holds, the tasks are all the rows by a share of the blocks instead."""
     one = ir.Constant(I64, 1)
 
     def c64(v):
@@ -129,6 +133,8 @@ def split_tasks(b, m, width, nblk, mr, nthr):
 
     few = b.icmp_signed("<", m, b.mul(b.mul(nthr, mr), c64(COLUMN_SPLIT_TILES)))
     by_cols = b.and_(b.and_(few, b.icmp_signed(">", nthr, one)), b.icmp_signed(">=", nblk, nthr))
+    if columns is not None:
+        by_cols = b.or_(by_cols, columns)
     by_cols = b.and_(by_cols, b.icmp_signed(">", m, c64(0)))  # (rows = m is a divisor)
     tiles = b.sdiv(b.add(m, b.sub(mr, one)), mr)
     want = b.sdiv(b.add(b.mul(m, width), c64(TASK_FLOATS - 1)), c64(TASK_FLOATS))
@@ -164,8 +170,6 @@ class NativeGemm:
         dense = b.icmp_signed("<=", padded, b.mul(n, ir.Constant(I64, WASTE_DEN + WASTE_NUM)))
         few = b.icmp_signed("<=", m, ir.Constant(I64, SMALL_M_MAX))
         self.use = b.and_(self.use, b.or_(few, dense))
-        if ta:
-            self.use = b.and_(self.use, b.icmp_signed("<=", k, ir.Constant(I64, TA_K_MAX)))
         self.part = r.declare(symbol(dt, ta), VOID, [PTR, I64, I64])
         self.parallel_for = r._parallel_for()
         nb = ir.Constant(I64, block_columns(dt))
@@ -173,8 +177,16 @@ class NativeGemm:
         nthr = b.sext(f.nthreads, I64)
         nthr = b.select(big, nthr, one)
         self.nthr = nthr
+        # a transposed A with many terms (a weight's gradient X^T dY): every task all the
+        # rows, so each chunk of B is read once, A's from L2 for each column block
+        deep = None
+        if ta:
+            deep = b.icmp_signed(">", k, ir.Constant(I64, TA_K_MAX))
+            # ... when a chunk of A^T (KC x M) stays in L2 for the next column block
+            narrow = b.icmp_signed("<=", m, ir.Constant(I64, DEEP_M_MAX))
+            self.use = b.and_(self.use, b.or_(b.not_(deep), narrow))
         self.rows, self.cols, self.tasks, by_cols = split_tasks(
-            b, m, n, blocks, ir.Constant(I64, MR), nthr
+            b, m, n, blocks, ir.Constant(I64, MR), nthr, deep
         )
         self.whole_rows = b.not_(by_cols)
         self.nt = b.select(b.icmp_signed(">", nthr, one), self.tasks, one)
@@ -259,7 +271,8 @@ def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
     m, k = s.args[5], s.args[7]
     if isinstance(m, Const) and int(m.value) < (TB_M_MIN if tb else 2):
         return None
-    if ta and isinstance(k, Const) and int(k.value) > TA_K_MAX:
+    deep = ta and isinstance(k, Const) and int(k.value) > TA_K_MAX
+    if deep and isinstance(m, Const) and int(m.value) > DEEP_M_MAX:
         return None
     return NativeGemm(r, f, dt, ta, tb, ival, al, be, lds, big)
 
