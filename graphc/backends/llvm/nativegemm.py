@@ -182,9 +182,12 @@ class NativeGemm:
         deep = None
         if ta:
             deep = b.icmp_signed(">", k, ir.Constant(I64, TA_K_MAX))
-            # ... when a chunk of A^T (KC x M) stays in L2 for the next column block
-            narrow = b.icmp_signed("<=", m, ir.Constant(I64, DEEP_M_MAX))
-            self.use = b.and_(self.use, b.or_(b.not_(deep), narrow))
+            # ... when a chunk of A^T (KC x M) stays in L2 for the next column block, and
+            # there are column blocks for every thread (a convolution's filter gradient with
+            # 64 output channels: one block; OpenBLAS splits its rows)
+            fits = b.icmp_signed("<=", m, ir.Constant(I64, DEEP_M_MAX))
+            fits = b.and_(fits, b.icmp_signed(">=", blocks, nthr))
+            self.use = b.and_(self.use, b.or_(b.not_(deep), fits))
         self.rows, self.cols, self.tasks, by_cols = split_tasks(
             b, m, n, blocks, ir.Constant(I64, MR), nthr, deep
         )
