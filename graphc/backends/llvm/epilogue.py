@@ -18,6 +18,15 @@ The decision is a Kernel IR pass of the cpu backend (``plan_row_epilogues``, in 
 records in ``kernel.meta[ROW_EPILOGUES]`` the top-level positions of the GEMMs that take
 the loop after them, and the renderer only follows that record (a kernel without one runs
 every loop after its GEMM).
+
+A convolution's epilogue is lowered over its output's own space, an NHWC nest
+``(n?, h, w, c)``, not the flat ``[0, m*o)`` loop above. ``row_nest`` turns such a nest
+after a ``conv_packed`` call into a loop over the m output pixels (the GEMM's rows) with
+the channel loop inside (the outer loop variables recomputed per row), and merges the loops
+after it over the same pixels (the pieces of a concat epilogue: SqueezeNet's fire
+modules, each of whose 3 x 3 kernels also stores the 1 x 1 branch's half of the concat).
+``kernel.meta[ROW_COLUMNS]`` then names the columns per row (o) of that position: the
+renderer runs the row loop for the element range [r0 * o, r1 * o) the task gives it.
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ... import dtypes as _dt
-from ...expr import Const, Load, Var, sub_exprs
+from ...expr import Call, Const, Load, Math, Var, sub_exprs
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 
 #: ``kernel.meta`` key of the positions ``plan_row_epilogues`` chose
 ROW_EPILOGUES = "row_epilogues"
+#: ``kernel.meta`` key of ``((position, columns), ...)``: the row epilogues whose loop runs
+#: over the GEMM's rows (``row_nest``), each row ``columns`` elements
+ROW_COLUMNS = "row_epilogue_columns"
 
 
 def plan_row_epilogues(kp: KernelProgram) -> KernelProgram:
@@ -40,14 +52,24 @@ def plan_row_epilogues(kp: KernelProgram) -> KernelProgram:
     kernels = []
     for k in kp.kernels:
         body = k.body
-        marks, j = [], 0
+        marks, cols, j = [], [], 0
         while j < len(body) - 1:
-            if isinstance(body[j], LibCall) and row_epilogue(body[j], body[j + 1], kp, root):
+            nest = row_nest(body, j, kp, root) if isinstance(body[j], LibCall) else None
+            if nest is not None:
+                loop, used, o = nest
+                body = body[: j + 1] + (loop,) + body[j + 1 + used :]
+                marks.append(j)
+                cols.append((j, o))
+                j += 2
+            elif isinstance(body[j], LibCall) and row_epilogue(body[j], body[j + 1], kp, root):
                 marks.append(j)
                 j += 2  # the loop goes with its GEMM
             else:
                 j += 1
-        kernels.append(replace(k, meta={**k.meta, ROW_EPILOGUES: tuple(marks)}))
+        meta = {**k.meta, ROW_EPILOGUES: tuple(marks)}
+        if cols:
+            meta[ROW_COLUMNS] = tuple(cols)
+        kernels.append(replace(k, body=body, meta=meta))
     return replace(kp, kernels=kernels)
 
 
@@ -116,3 +138,244 @@ def row_epilogue(call, loop, kp, root: dict) -> bool:
 
     stmts(loop.body)
     return ok[0]
+
+
+# -- convolution epilogues over the output's NHWC space (row_nest) ---------------------------
+
+
+def row_nest(body, j: int, kp, root: dict):
+    """``(loop, count, o)`` when the parallel loops ``body[j + 1 : j + 1 + count]`` after the
+    ``conv_packed`` call ``body[j]`` may run per task of its rows as ``loop``: one parallel
+    loop over its m output pixels, each row running, in order, every merged nest's channel
+    loop; else None.
+
+    Each merged loop must be a perfect nest of loops from 0 to static bounds whose outer
+    extents multiply to m (the output's NHWC space; the innermost extent o where it touches
+    C: any for another concat piece), with only
+    Let and Store statements inside, reading and writing storage of C only at the
+    nest's own element of C itself (row-major over the nest), writing nothing sharing
+    storage with the input or the filters. A loop after the first joins only when no merged
+    loop reads what another one writes, and the stores they share a buffer in are each
+    ``K * row + (offset in [0, K))`` with one K (a concat's pieces): a row's stores then
+    never meet another row's, and within a row they keep their order."""
+    call = body[j]
+    if call.fn != "conv_packed":
+        return None
+    x, w, c = call.args[:3]
+    m_e, o_e = call.args[4], call.args[5]
+    if not (isinstance(m_e, Const) and isinstance(o_e, Const)):
+        return None
+    m, o = int(m_e.value), int(o_e.value)
+    if kp.buffers[c].dtype not in (_dt.float32, _dt.float64) or m <= 0 or o <= 0:
+        return None
+    row = _fresh_var(body, "row")
+    pieces, writes, reads, shared = [], set(), set(), {}
+    for s in body[j + 1 :]:
+        piece = _nest_rows(s, m, o, row, c, {root[x], root[w]}, root)
+        if piece is None:
+            break
+        stmts, stored, loaded, strides = piece
+        if stored & reads or loaded & writes:
+            break
+        if any(shared[b] != strides[b] for b in stored & writes):
+            break
+        for b in stored:
+            shared.setdefault(b, strides[b])
+        writes |= stored
+        reads |= loaded
+        pieces.append(stmts)
+    if not pieces:
+        return None
+    loop = Loop(row, Const(0, _dt.int64), Const(m, _dt.int64),
+                tuple(st for p in pieces for st in p), parallel=True)  # fmt: skip
+    return loop, len(pieces), o
+
+
+def _fresh_var(body, base: str) -> str:
+    names = set()
+    for s in _walk(body):
+        if isinstance(s, Loop | Let):
+            names.add(s.var)
+    k = 0
+    while f"{base}{k}" in names:
+        k += 1
+    return f"{base}{k}"
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, Loop):
+            yield from _walk(s.body)
+        elif isinstance(s, If):
+            yield from _walk(s.then)
+            yield from _walk(s.orelse)
+
+
+def _affine(e):
+    """``({var: coefficient}, constant)`` of an int64 index that is a sum of products of
+    loop variables and constants, else None."""
+    if isinstance(e, Const) and isinstance(e.value, int):
+        return {}, int(e.value)
+    if isinstance(e, Var):
+        return {e.name: 1}, 0
+    if isinstance(e, Call) and e.fn in (Math.ADD, Math.SUB):
+        a, b = _affine(e.args[0]), _affine(e.args[1])
+        if a is None or b is None:
+            return None
+        sign = 1 if e.fn is Math.ADD else -1
+        terms = dict(a[0])
+        for v, k in b[0].items():
+            terms[v] = terms.get(v, 0) + sign * k
+        return terms, a[1] + sign * b[1]
+    if isinstance(e, Call) and e.fn is Math.MUL:
+        a, b = _affine(e.args[0]), _affine(e.args[1])
+        if a is None or b is None:
+            return None
+        if not a[0]:
+            a, b = b, a
+        if b[0]:
+            return None  # a product of two variables
+        return {v: k * b[1] for v, k in a[0].items()}, a[1] * b[1]
+    return None
+
+
+def _i64(v: int) -> Const:
+    return Const(v, _dt.int64)
+
+
+def _linear(parts, const: int):
+    """``sum(var * k for var, k in parts) + const`` without the zero terms."""
+    e = None
+    for var, k in parts:
+        if k:
+            t = var if k == 1 else Call(Math.MUL, (var, _i64(k)))
+            e = t if e is None else Call(Math.ADD, (e, t))
+    if e is None:
+        return _i64(const)
+    return e if const == 0 else Call(Math.ADD, (e, _i64(const)))
+
+
+def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict):
+    """A nest after the call as the statements of one row ``row`` (see ``row_nest``):
+    ``(stmts, stored roots, loaded roots, {stored root: K})``, else None."""
+    if not (isinstance(loop, Loop) and loop.parallel):
+        return None
+    nest, s = [], loop
+    while True:
+        if not (isinstance(s.start, Const) and s.start.value == 0 and isinstance(s.stop, Const)):
+            return None
+        nest.append((s.var, int(s.stop.value)))
+        if len(s.body) == 1 and isinstance(s.body[0], Loop):
+            s = s.body[0]
+            continue
+        break
+    inner = s.body
+    if len(nest) < 2 or any(n <= 0 for _, n in nest):
+        return None
+    width = nest[-1][1]  # o where the nest reads or writes C
+    outer = nest[:-1]
+    total = 1
+    for _, n in outer:
+        total *= n
+    if total != m:
+        return None
+    if not all(isinstance(st, Let | Store) for st in inner):
+        return None
+    col = nest[-1][0]
+    # row strides of the outer variables: row = sum(v * rstride[v])
+    rstride, acc = {}, 1
+    for v, n in reversed(outer):
+        rstride[v] = acc
+        acc *= n
+    own = {v: k * width for v, k in rstride.items()}
+    own[col] = 1
+    c_root = root[c]
+    rvar = Var(row, _dt.int64)
+    c_index = _linear([(rvar, o), (Var(col, _dt.int64), 1)], 0)
+    ok = [True]
+    used_outer = set()
+
+    def index(e):
+        """The index ``e`` in terms of ``row`` where its outer variables are a multiple of
+        the row strides; else ``e`` (reading the outer variables, recomputed per row)."""
+        aff = _affine(e)
+        if aff is not None:
+            terms, const = aff
+            k = None
+            for v, _ in outer:
+                t = terms.get(v, 0)
+                if t % rstride[v] or (k is not None and t // rstride[v] != k):
+                    k = None
+                    break
+                k = t // rstride[v]
+            if k is not None and set(terms) <= set(rstride) | {col}:
+                parts = [(rvar, k), (Var(col, _dt.int64), terms.get(col, 0))]
+                return _linear(parts, const), (k, terms, const)
+        for x in sub_exprs(e):
+            if isinstance(x, Var) and x.name in rstride:
+                used_outer.add(x.name)
+            elif isinstance(x, Load) and root.get(x.buffer) == c_root:
+                ok[0] = False  # C read at an index this check does not follow
+        return e, None
+
+    def expr(e):
+        if isinstance(e, Load):
+            if root.get(e.buffer) == c_root:
+                aff = _affine(e.index)
+                if e.buffer != c or width != o or aff is None or aff != (own, 0):
+                    ok[0] = False
+                    return e
+                loaded.add(c_root)
+                return Load(e.buffer, c_index, e.dtype)
+            loaded.add(root.get(e.buffer, e.buffer))
+            return Load(e.buffer, index(e.index)[0], e.dtype)
+        if isinstance(e, Call):
+            return Call(e.fn, tuple(expr(a) for a in e.args))
+        if hasattr(e, "x"):  # Cast
+            return replace(e, x=expr(e.x))
+        if isinstance(e, Var) and e.name in rstride:
+            used_outer.add(e.name)
+        return e
+
+    loaded, stored, strides = set(), set(), {}
+    out = []
+    for st in inner:
+        if isinstance(st, Let):
+            if st.var in rstride or st.var == col:
+                return None
+            out.append(replace(st, value=expr(st.value)))
+            continue
+        r = root.get(st.buffer, st.buffer)
+        if r in ab_roots:
+            return None
+        value = expr(st.value)
+        if r == c_root:
+            aff = _affine(st.index)
+            if st.buffer != c or width != o or aff is None or aff != (own, 0):
+                return None
+            idx, k = c_index, o
+            bounds = (0, o - 1)
+        else:
+            idx, form = index(st.index)
+            k, bounds = None, None
+            if form is not None:
+                k, span = form[0], form[1].get(col, 0) * (width - 1)
+                bounds = (form[2] + min(0, span), form[2] + max(0, span))
+        if k is None or bounds[0] < 0 or bounds[1] >= k or strides.get(r, k) != k:
+            return None  # a store another row might also make: not row by row
+        strides[r] = k
+        stored.add(r)
+        out.append(Store(st.buffer, idx, value))
+    if not ok[0] or (stored - {c_root}) & loaded:
+        return None  # (a value another row stores may be read: rows not independent)
+    lets = []
+    for v, _n in outer:
+        if v in used_outer:
+            e = Call(Math.FLOORDIV, (rvar, _i64(rstride[v])))
+            n = dict(outer)[v]
+            if rstride[v] * n != m:
+                e = Call(Math.MOD, (e, _i64(n)))
+            lets.append(Let(v, _dt.int64, e))
+    channel = Loop(col, _i64(0), _i64(width), tuple(out))
+    return tuple(lets) + (channel,), stored, loaded, strides

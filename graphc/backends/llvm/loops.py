@@ -138,15 +138,35 @@ class LoopEmitter:
         """Outline the loop body; run it inline or over threads depending on its size."""
         self._dispatch_loop(f, self._setup_loop(f, s))
 
-    def _gemm_with_epilogue(self, f: _Fn, call: LibCall, loop: Loop):
+    def _gemm_with_epilogue(self, f: _Fn, call: LibCall, loop: Loop, cols=None):
         """A GEMM whose epilogue loop runs inside its row chunks when the sizes allow it
-        (see epilogue.py), else after it as usual."""
+        (see epilogue.py), else after it as usual. ``cols``: the loop runs over the GEMM's
+        rows of ``cols`` elements (``epilogue.row_nest``), not over its elements."""
         p = self._setup_loop(f, loop)
         ctx = self._loop_ctx(f, p)
-        fused = emit_libcall(self, f, call, epilogue=(p["outl"].wrapper, ctx, p["lo"], p["hi"]))
+        body, lo, hi = p["outl"].wrapper, p["lo"], p["hi"]
+        if cols is not None:
+            body = self._rows_wrapper(body, cols)
+            lo = f.b.mul(lo, ir.Constant(I64, cols))
+            hi = f.b.mul(hi, ir.Constant(I64, cols))
+        fused = emit_libcall(self, f, call, epilogue=(body, ctx, lo, hi))
         f.memo = {}
         with f.b.if_then(f.b.not_(fused)):
             self._dispatch_loop(f, p, ctx)
+
+    def _rows_wrapper(self, wrapper: ir.Function, cols: int) -> ir.Function:
+        """``wrapper`` (a loop body over rows) called with the element range [lo, hi) of
+        rows of ``cols`` elements: it runs rows [lo / cols, hi / cols)."""
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]),
+                         f"{wrapper.name}.rows")  # fmt: skip
+        fn.linkage = "internal"
+        mark_cold(fn)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        ctx, lo, hi = fn.args
+        c = ir.Constant(I64, cols)
+        b.call(wrapper, [ctx, b.sdiv(lo, c), b.sdiv(hi, c)])
+        b.ret_void()
+        return fn
 
     def _loop_ctx(self, f: _Fn, p):
         """Context of the outlined body's wrapper: {roots array, dims, frame}."""

@@ -55,7 +55,7 @@ from ...kernel.canon import constant_store_bases, kernel_key, rebase_stores
 from ...kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store
 from .blas import emit_libcall
 from .emit_expr import ExprEmitter
-from .epilogue import ROW_EPILOGUES
+from .epilogue import ROW_COLUMNS, ROW_EPILOGUES
 from .function import _SSA, _Fn, _sanitize
 from .irutil import F64, I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
 from .loops import LoopEmitter
@@ -191,7 +191,8 @@ class Renderer(LoopEmitter, ExprEmitter):
             fn = emitted.get(key)
             if fn is None:  # (the same key: the same positions in the same body)
                 marks = k.meta.get(ROW_EPILOGUES, ())
-                fn = emitted[key] = self._kernel(i, k.name, body, roots, marks)
+                cols = dict(k.meta.get(ROW_COLUMNS, ()))
+                fn = emitted[key] = self._kernel(i, k.name, body, roots, marks, cols)
             # each root with the byte offset its pointer starts at (see rebase_stores)
             kfns.append((fn, [(r, bases[r][0] * bases[r][1] if r in bases else 0) for r in roots]))
         self.distinct_kernels = len(emitted)
@@ -370,11 +371,11 @@ class Renderer(LoopEmitter, ExprEmitter):
         b.ret_void()
         return fn
 
-    def _kernel(self, i: int, kname: str, body, roots: list, row_epilogues=()):
+    def _kernel(self, i: int, kname: str, body, roots: list, row_epilogues=(), row_cols=None):
         """``void kN.<name>(ptr noalias root..., ptr dims, i32 nthreads)`` computing ``body``
         on storage ``roots`` (in ``kernel_key``'s order); the GEMMs at top-level positions
         ``row_epilogues`` (``epilogue.plan_row_epilogues``) run the loop after them per row
-        chunk."""
+        chunk (a loop over rows of ``row_cols[position]`` elements where that names one)."""
         name = f"k{i}.{_sanitize(kname)}"
         fty = ir.FunctionType(VOID, [PTR] * len(roots) + [PTR, I32])
         fn = ir.Function(self.module, fty, name)
@@ -388,6 +389,7 @@ class Renderer(LoopEmitter, ExprEmitter):
         f.par_count = 0
         f.single = _single_lets(body)
         f.row_epilogues = frozenset(row_epilogues)
+        f.row_cols = dict(row_cols or {})
         self._stmts(f, body, top=True)
         f.b.ret_void()
         f.finish()
@@ -408,7 +410,7 @@ class Renderer(LoopEmitter, ExprEmitter):
                         "which is no GEMM followed by a loop (the body changed after "
                         "epilogue.plan_row_epilogues)"
                     )
-                self._gemm_with_epilogue(f, s, nxt)
+                self._gemm_with_epilogue(f, s, nxt, f.row_cols.get(j))
                 skip = nxt
                 continue
             if isinstance(s, Loop):
