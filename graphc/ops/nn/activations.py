@@ -56,7 +56,10 @@ class Relu(_Activation):
         return Math.MAX(args[0], _c(0, attrs))
 
     def grad(self, x, y, g, attrs):
-        return g * _ew().cast(x > 0, g.dtype)
+        # from the output, as TF's ReluGrad (y > 0 exactly where x > 0): the backward pass
+        # then reads the stored activation, so the forward GEMM's bias + ReLU epilogue stores
+        # only y, not also its input for the backward to recompute
+        return g * _ew().cast(y > 0, g.dtype)
 
 
 @register
@@ -68,8 +71,8 @@ class Relu6(_Activation):
         return Math.MIN(Math.MAX(args[0], _c(0, attrs)), _c(6, attrs))
 
     def grad(self, x, y, g, attrs):
-        ew = _ew()
-        return g * ew.cast(ew.logical_and(x > 0, x < 6), g.dtype)
+        ew = _ew()  # (from the output, as Relu: 0 < y < 6 exactly where 0 < x < 6)
+        return g * ew.cast(ew.logical_and(y > 0, y < 6), g.dtype)
 
 
 @register
