@@ -49,7 +49,7 @@ def _call(a, b, c, ta=False, alpha=1.0, beta=0.0, blocks=None):
     # one task per column block (all the rows); B in its row-major layout
     nb = nativegemm.block_columns(dt)
     args = _Args(m, n, k, alpha, beta, a.ctypes.data, a.strides[0] // item, b.ctypes.data,
-                 b.strides[0] // item, c.ctypes.data, c.strides[0] // item, max(m, 1), 1,
+                 b.strides[0] // item, c.ctypes.data, c.strides[0] // item, 1, 1,
                  None, None, nb)  # fmt: skip
     lo, hi = blocks if blocks is not None else (0, -(-n // nb))
     _kernel(dt, ta)(ctypes.addressof(args), lo, hi)

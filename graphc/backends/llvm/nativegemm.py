@@ -84,13 +84,14 @@ KC = 256
 NV = 4
 
 #: fields of the argument struct: the product (alpha and beta doubles, the operands
-#: pointers, the rest i64), ``rows`` (rows of C per task), ``cols`` (column blocks per task:
-#: a task is a block of rows by a group of column blocks), ``epi`` (a row epilogue or null,
-#: run after a task that has every column block), ``epi_ctx``, ``bps`` (elements of B from
-#: one column block to the next: ``NV * lanes`` in B's row-major layout, ``K * NV * lanes``
-#: for B packed as panels ``[N / (NV * lanes)][K][NV * lanes]``, where ``ldb`` is the panel
-#: width)
-FIELDS = ("m", "n", "k", "alpha", "beta", "a", "lda", "b", "ldb", "c", "ldc", "rows", "cols",
+#: pointers, the rest i64), ``row_blocks`` (blocks of rows: block i has tiles [i * T / R,
+#: (i + 1) * T / R) of the T tiles of MR rows, so blocks differ by at most a tile), ``cols``
+#: (column blocks per task: a task is a block of rows by a group of column blocks), ``epi``
+#: (a row epilogue or null, run after a task that has every column block), ``epi_ctx``,
+#: ``bps`` (elements of B from one column block to the next: ``NV * lanes`` in B's row-major
+#: layout, ``K * NV * lanes`` for B packed as panels ``[N / (NV * lanes)][K][NV * lanes]``,
+#: where ``ldb`` is the panel width)
+FIELDS = ("m", "n", "k", "alpha", "beta", "a", "lda", "b", "ldb", "c", "ldc", "row_blocks", "cols",
           "epi", "epi_ctx", "bps")  # fmt: skip
 _TYPES = {"alpha": F64, "beta": F64, "a": PTR, "b": PTR, "c": PTR, "epi": PTR, "epi_ctx": PTR}
 ARGS_TYPE = ir.LiteralStructType([_TYPES.get(name, I64) for name in FIELDS])
@@ -188,9 +189,10 @@ class NativeGemm:
             fits = b.icmp_signed("<=", m, ir.Constant(I64, DEEP_M_MAX))
             fits = b.and_(fits, b.icmp_signed(">=", blocks, nthr))
             self.use = b.and_(self.use, b.or_(b.not_(deep), fits))
-        self.rows, self.cols, self.tasks, by_cols = split_tasks(
+        rows, self.cols, self.tasks, by_cols = split_tasks(
             b, m, n, blocks, ir.Constant(I64, MR), nthr, deep
         )
+        self.row_blocks = b.sdiv(b.add(m, b.sub(rows, one)), rows)
         self.whole_rows = b.not_(by_cols)
         self.nt = b.select(b.icmp_signed(">", nthr, one), self.tasks, one)
         self.args = f.alloca(ARGS_TYPE, name="gemm.native")
@@ -223,7 +225,7 @@ class NativeGemm:
         else:
             bps = nb
         self.fields = {"m": m, "n": n, "k": k, "alpha": al, "beta": be, "lda": lds[0],
-                       "ldb": ldb, "ldc": lds[2], "rows": self.rows, "cols": self.cols,
+                       "ldb": ldb, "ldc": lds[2], "row_blocks": self.row_blocks, "cols": self.cols,
                        "bps": bps}  # fmt: skip
 
     def _run(self, part, args, tasks, nt):
@@ -354,6 +356,7 @@ def _emit(r, fn, dt, ta):
     a_k_step = lda if ta else one  # ... between A[i, p] and A[i, p + 1]
     nbc = NV * w
     ncb = b.sdiv(b.add(n, c64(nbc - 1)), c64(nbc))
+    tiles = b.sdiv(b.add(m, c64(MR - 1)), c64(MR))
     cols = v["cols"]
     groups = b.sdiv(b.add(ncb, b.sub(cols, one)), cols)
 
@@ -425,8 +428,9 @@ def _emit(r, fn, dt, ta):
         c0 = b.mul(b.srem(t, groups), cols)
         c1 = b.add(c0, cols)
         c1 = b.select(b.icmp_signed("<", c1, ncb), c1, ncb)
-        r0 = b.mul(rb, v["rows"])
-        r1 = b.add(r0, v["rows"])
+        nrb = v["row_blocks"]
+        r0 = b.mul(b.sdiv(b.mul(rb, tiles), nrb), c64(MR))
+        r1 = b.mul(b.sdiv(b.mul(b.add(rb, one), tiles), nrb), c64(MR))
         r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
         last = b.sub(r1, one)
         # chunks of KC terms, each over every column block and row tile of the task: the
