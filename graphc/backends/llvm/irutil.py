@@ -35,6 +35,9 @@ _VALUE_TYPES = {
 # Printing one here, while this module is imported (under the import lock), fills it.
 str(ir.Constant(ir.ArrayType(I8, 1), bytearray(1)))
 
+#: joins the IR texts of several modules in one string (a split program, the worker pool)
+MODULE_SEP = "\n; ==== graphc: next module ====\n"
+
 
 def value_type(dtype):
     """LLVM type of a scalar value of ``dtype`` (bool is i1 in registers)."""

@@ -22,6 +22,7 @@ import llvmlite.binding as llvm
 
 from . import blas, cache, cpus, pool
 from . import math as _math
+from .irutil import MODULE_SEP
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -176,12 +177,10 @@ def host() -> dict:
     return {"cpu": s["cpu"], "features": s["features"], "triple": s["triple"]}
 
 
-#: separates the modules of one program in its IR text (``dump_ir("llvm")``)
 #: loop interleaving (several vector bodies per iteration): measured no faster on W1 and
 #: larger code, so off
 INTERLEAVE = False
 
-MODULE_SEP = "\n; ==== graphc: next module ====\n"
 
 #: LLVM pipeline (speed level) of the functions with loops (the rest is optnone glue)
 SPEED_LEVEL = 3
@@ -230,13 +229,23 @@ def compile_module(
 
 
 def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False, pic: bool = False):
+    """compile_module's work; an ``ir_text`` of two modules joined by MODULE_SEP (the worker
+    pool's) gets the IR passes on the first only, the second (hand-written kernels whose IR
+    the passes do not improve) is linked in as it is before code generation."""
     secs = {}
     t0 = time.perf_counter()
     ctx = llvm.create_context()
+    ir_text, _, raw_text = ir_text.partition(MODULE_SEP)
     mod = llvm.parse_assembly(ir_text, context=ctx)
     mod.triple = s["triple"]
     mod.data_layout = s["layout"]
     mod.verify()
+    raw = None
+    if raw_text:
+        raw = llvm.parse_assembly(raw_text, context=ctx)
+        raw.triple = s["triple"]
+        raw.data_layout = s["layout"]
+        raw.verify()
     secs["llvm_parse_verify"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tm = _target_machine(s["target"], s["cpu"], s["features"], pic)
@@ -249,6 +258,8 @@ def _compile(s: dict, ir_text: str, opt_level: int, parallel: bool = False, pic:
     pto.loop_interleaving = INTERLEAVE
     pb = llvm.create_pass_builder(tm, pto)
     _run_passes(pb.getModulePassManager(), mod, pb, parallel)
+    if raw is not None:
+        mod.link_in(raw)
     secs["llvm_opt"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     obj = _emit_object(tm, mod, parallel)
