@@ -328,3 +328,17 @@ def test_weight_gradient_with_many_terms(threads):
     feeds = {x: rng.standard_normal((k, 40)).astype(np.float32),
              dy: rng.standard_normal((k, 150)).astype(np.float32)}  # fmt: skip
     _both([y], feeds, threads)
+
+
+def test_float64_products_through_the_kernel():
+    """float64: 8-lane vectors, 32-column blocks, the 8 x 8 register transpose."""
+    x = gc.placeholder(gc.float64, (None, None))
+    w = gc.placeholder(gc.float64, (None, None))
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((300, 70))
+    for tb in (False, True):
+        b = rng.standard_normal((64, 70) if tb else (70, 64))
+        want = a @ (b.T if tb else b)
+        with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
+            got = sess.run(gc.matmul(x, w, transpose_b=tb), {x: a, w: b})
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
