@@ -1,6 +1,6 @@
 """Batched GEMMs on the cpu target whose items are too small to split by rows are split by
-whole items over the threads (graphc/backends/llvm/blas.py ``_gemm_items``): a thread runs
-whole items, one BLAS call each. Every transpose combination, float32 and float64, a
+whole items over the threads (graphc/backends/llvm/blas.py ``_gemm_items``, or
+nativegemm.py's items kernel): a thread runs whole items, one BLAS or kernel call each. Every transpose combination, float32 and float64, a
 run-time batch size, batches too small for the split and items big enough to be split by
 rows, against numpy; with one thread the items run serially."""
 
@@ -11,6 +11,7 @@ import pytest
 
 import graphc as gc
 from graphc.backends.llvm import blas
+from graphc.backends.llvm import math as llvm_math
 
 
 def _batched(dtype, a_shape, b_shape, ta, tb, threads, dynamic=False):
@@ -45,7 +46,9 @@ def test_items_split_over_threads_equal_numpy(ta, tb, dtype):
     got, want, ir = _batched(dtype, a_shape, b_shape, ta, tb, threads=2)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
-    assert "gc.gemm_items" in ir
+    # whole items per thread: graphc's own kernel (AVX-512, B not transposed), else OpenBLAS
+    native = bool(llvm_math.HOST["avx512f"]) and not tb
+    assert ("gc_gemm_native_items" if native else "gc.gemm_items") in ir
 
 
 def test_run_time_batch_and_sizes():

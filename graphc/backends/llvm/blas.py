@@ -188,7 +188,16 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
         with b.if_then(by_items):
-            _gemm_items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr)
+            if native is not None and native.items_part is not None:
+                with b.if_else(native.use) as (then, otherwise):
+                    with then:
+                        ptrs = [f.buf_ptr(name, off)[0]
+                                for name, off in zip(s.args[:3], (oa, ob, oc))]  # fmt: skip
+                        native.call_items(*ptrs, (sa, sb, sc), batch, nthr)
+                    with otherwise:
+                        _gemm_items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr)
+            else:
+                _gemm_items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr)
         with b.if_then(b.not_(by_items)), for_range(b, f.fn, ir.Constant(I64, 0), batch) as i:
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))

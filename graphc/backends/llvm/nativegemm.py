@@ -194,6 +194,8 @@ class NativeGemm:
         )
         self.row_blocks = b.sdiv(b.add(m, b.sub(rows, one)), rows)
         self.whole_rows = b.not_(by_cols)
+        self.blocks = blocks
+        self.items_part = None if tb else r.declare(items_symbol(dt, ta), VOID, [PTR, I64, I64])
         self.nt = b.select(b.icmp_signed(">", nthr, one), self.tasks, one)
         self.args = f.alloca(ARGS_TYPE, name="gemm.native")
         ldb = lds[1]
@@ -249,6 +251,23 @@ class NativeGemm:
         _store_fields(b, self.args, ARGS_TYPE, FIELDS, fields)
         self._run(self.part, self.args, self.tasks, self.nt)
 
+    def call_items(self, pa, pb, pc, strides, batch, nthr):
+        """The ``batch`` items of a batched product (A, B, C of item i ``strides``
+        elements after item i - 1's), whole items per thread (B not transposed)."""
+        b = self.f.b
+        args = self.f.alloca(ITEMS_TYPE, name="gemm.native.items")
+        one_item = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, 0)],
+                       source_etype=ITEMS_TYPE)  # fmt: skip
+        null = ir.Constant(PTR, None)
+        fields = dict(self.fields, a=pa, b=pb, c=pc, epi=null, epi_ctx=null,
+                      row_blocks=ir.Constant(I64, 1), cols=self.blocks)  # fmt: skip
+        _store_fields(b, one_item, ARGS_TYPE, FIELDS, fields)
+        for j, stride in enumerate(strides, start=1):
+            b.store(stride, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                source_etype=ITEMS_TYPE))  # fmt: skip
+        chunks = b.select(b.icmp_signed("<", batch, nthr), batch, nthr)
+        self._run(self.items_part, args, batch, chunks)
+
     def release(self):
         """Free the scratch (after the last item)."""
         if self.scratch is None:
@@ -292,10 +311,46 @@ def transpose_symbol(dt) -> str:
     return f"gc_transpose_{'s' if dt == _dt.float32 else 'd'}"
 
 
+def items_symbol(dt, ta: bool) -> str:
+    """The batched kernel's function name (whole items per thread) for ``dt`` and ``ta``."""
+    return f"gc_gemm_native_items_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
+
+
+#: the batched kernel's argument struct: one item's GEMM (ARGS_TYPE, as one task: one block
+#: of rows, every column block, no epilogue), then the element strides of A, B and C from
+#: one item to the next
+ITEMS_TYPE = ir.LiteralStructType([ARGS_TYPE, I64, I64, I64])
+
+
+def _emit_items(fn, kernel, dt):
+    """``part(args, i0, i1)``: the items [i0, i1) of a batched product one after another on
+    this thread, each one task of ``kernel`` (a batch of products too small to split by rows:
+    W9's attention, 128 items of 128 x 128 x 64)."""
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, i0, i1 = fn.args
+    one = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, 0)], source_etype=ITEMS_TYPE)
+    base = b.load(one, typ=ARGS_TYPE)
+    strides = [b.load(gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                          source_etype=ITEMS_TYPE), typ=I64) for j in (1, 2, 3)]  # fmt: skip
+    local = b.alloca(ARGS_TYPE)
+    es = ir.Constant(I64, dt.itemsize)
+    with for_range(b, fn, i0, i1) as i:
+        b.store(base, local)
+        for name, stride in zip(("a", "b", "c"), strides):
+            j = FIELDS.index(name)
+            ptr = b.extract_value(base, j)
+            moved = gep(b, ptr, [b.mul(b.mul(i, stride), es)], source_etype=I8)
+            b.store(moved, gep(b, local, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                source_etype=ARGS_TYPE))  # fmt: skip
+        b.call(kernel, [local, ir.Constant(I64, 0), ir.Constant(I64, 1)])
+    b.ret_void()
+
+
 #: the kernels the worker pool's object defines (pool.py): the GEMM per dtype and trans_a,
 #: the transpose per dtype
 SYMBOLS = tuple(symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
 SYMBOLS += tuple(transpose_symbol(dt) for dt in (_dt.float32, _dt.float64))
+SYMBOLS += tuple(items_symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
 
 
 def kernels_ir() -> str:
@@ -308,6 +363,9 @@ def kernels_ir() -> str:
         for ta in (False, True):
             fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(dt, ta))
             _emit(mod, fn, dt, ta)
+            items = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]),
+                                items_symbol(dt, ta))  # fmt: skip
+            _emit_items(items, fn, dt)
         fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), transpose_symbol(dt))
         _emit_transpose(fn, dt)
     return "\n".join(
