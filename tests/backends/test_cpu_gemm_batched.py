@@ -1,8 +1,9 @@
 """Batched GEMMs on the cpu target whose items are too small to split by rows are split by
 whole items over the threads (graphc/backends/llvm/blas.py ``_gemm_items``, or
-nativegemm.py's items kernel): a thread runs whole items, one BLAS or kernel call each. Every transpose combination, float32 and float64, a
-run-time batch size, batches too small for the split and items big enough to be split by
-rows, against numpy; with one thread the items run serially."""
+nativegemm.py's items kernel): a thread runs whole items, one BLAS or kernel call each.
+Every transpose combination, float32 and float64, a run-time batch size, batches too small
+for the split and items big enough to be split by rows, against numpy; with one thread the
+items run serially."""
 
 from __future__ import annotations
 

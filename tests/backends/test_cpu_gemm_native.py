@@ -19,7 +19,7 @@ import pytest
 
 import graphc as gc
 from graphc import dtypes as _dt
-from graphc.backends.llvm import jit, nativegemm, pool
+from graphc.backends.llvm import jit, nativegemm, pool, transposekernel
 from graphc.backends.llvm import math as llvm_math
 
 
@@ -232,7 +232,7 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
 
 class _TArgs(ctypes.Structure):
     _fields_ = [(f, ctypes.c_void_p if f in ("src", "dst") else ctypes.c_int64)
-                for f in nativegemm.T_FIELDS]  # fmt: skip
+                for f in transposekernel.T_FIELDS]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -243,7 +243,7 @@ def test_transpose_kernel_plain_and_in_panels(r, c, dtype):
     element lands at its panel's row and column, and nothing outside is written."""
     dt = _dt.float32 if dtype == np.float32 else _dt.float64
     jit.load_pool()
-    fn = _PART(pool._state["addrs"][nativegemm.transpose_symbol(dt)])
+    fn = _PART(pool._state["addrs"][transposekernel.transpose_symbol(dt)])
     w = nativegemm.lanes(dt)
     rng = np.random.default_rng(r * 100 + c)
     src = rng.standard_normal((r, c + 3)).astype(dtype)[:, :c]

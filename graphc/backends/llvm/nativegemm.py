@@ -23,14 +23,15 @@ REST_ROWS.
 Which products take it (``use``): 2 rows of op(A) or more; past SMALL_M_MAX rows only when
 the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A with more
 than TA_K_MAX terms only up to DEEP_M_MAX rows (see there); a transposed B only from
-TB_M_MIN rows, as it is first transposed into a scratch
-(``malloc``, freed after the call) in panels ``[N / (NV * lanes)][K][NV * lanes]`` by the
-transpose kernel here (w x w blocks transposed in registers; ~46 us for 512 x 512 floats),
-worth it only when enough rows of A amortise the copy.
+TB_M_MIN rows, as it is first transposed into a scratch (``malloc``, freed after the call) in
+panels ``[N / (NV * lanes)][K][NV * lanes]`` by ``transposekernel.py``, worth it only when
+enough rows of A amortise the copy.
 
-``part(args, t0, t1)`` runs tasks [t0, t1), a ``gc_parallel_for`` body; the kernels are
-compiled once per process into the worker pool's object (``pool.py``), not into every
-program's module (~65 ms of LLVM time each).
+``part(args, t0, t1)`` runs tasks [t0, t1), a ``gc_parallel_for`` body; a batch of items
+too small to split by rows runs whole items per thread (the items kernel, B not
+transposed). The kernels are compiled once per process into the worker pool's object
+(``pool.py``, linked in without IR passes, which do not speed them up), not into every
+program's module.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .irutil import (
     gep,
     value_type,
 )
+from .transposekernel import T_ARGS_TYPE, T_FIELDS, emit_transpose, transpose_symbol
 
 #: a transposed A with more terms than this (a weight's gradient ``X^T @ dY``) is computed
 #: in tasks of all the rows (each chunk of B read once, the chunk of A^T from L2 for every
@@ -306,11 +308,6 @@ def symbol(dt, ta: bool) -> str:
     return f"gc_gemm_native_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
 
 
-def transpose_symbol(dt) -> str:
-    """The transpose kernel's function name for ``dt`` (float32/64)."""
-    return f"gc_transpose_{'s' if dt == _dt.float32 else 'd'}"
-
-
 def items_symbol(dt, ta: bool) -> str:
     """The batched kernel's function name (whole items per thread) for ``dt`` and ``ta``."""
     return f"gc_gemm_native_items_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
@@ -367,7 +364,7 @@ def kernels_ir() -> str:
                                 items_symbol(dt, ta))  # fmt: skip
             _emit_items(items, fn, dt)
         fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), transpose_symbol(dt))
-        _emit_transpose(fn, dt)
+        emit_transpose(fn, dt)
     return "\n".join(
         line for line in str(mod.module).splitlines()
         if not line.startswith(("target ", "; ModuleID", "source_filename"))
@@ -529,86 +526,3 @@ def _splat(b, x, vty):
     undef = ir.Constant(vty, ir.Undefined)
     v = b.insert_element(undef, x, ir.Constant(I32, 0))
     return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
-
-
-#: fields of the transpose kernel's argument struct: src (R x C, row stride lds), dst
-#: (C x R, row stride ldd), R, C, and the panels of dst: src rows [q * panel, q * panel +
-#: panel) go to the columns of panel q, which starts ``q * pstride`` elements into dst (a
-#: multiple of the lanes; a plain transpose: one panel of at least R rows)
-T_FIELDS = ("src", "lds", "dst", "ldd", "r", "c", "panel", "pstride")
-T_ARGS_TYPE = ir.LiteralStructType([PTR, I64, PTR, I64, I64, I64, I64, I64])
-
-
-def _transpose_stage(b, rows, d, w):
-    """One stage of a ``w`` x ``w`` in-register transpose: in each 2d x 2d block of the
-    matrix held in ``rows`` (one vector per row), swap the two off-diagonal d x d blocks.
-    After the stages d = 1, 2, 4, ... w / 2 element (i, j) has moved to (j, i): each stage
-    exchanges it with (i ^ d, j ^ d) when bit d of i and j differ."""
-    lo_idx = ir.Constant(ir.VectorType(I32, w), [j if not j & d else w + j - d for j in range(w)])
-    hi_idx = ir.Constant(ir.VectorType(I32, w), [j + d if not j & d else w + j for j in range(w)])
-    out = list(rows)
-    for i in range(w):
-        if i & d:
-            continue
-        out[i] = b.shuffle_vector(rows[i], rows[i + d], lo_idx)
-        out[i + d] = b.shuffle_vector(rows[i], rows[i + d], hi_idx)
-    return out
-
-
-def _emit_transpose(fn, dt):
-    """``part(args, b0, b1)``: dst = src^T (in panels) for the row blocks [b0, b1) of src,
-    each ``lanes(dt)`` rows: whole w x w blocks are loaded as w vectors, transposed in
-    registers and stored as w vectors; the blocks at the right and bottom edges element by
-    element."""
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    args, b0, b1 = fn.args
-    fty = value_type(dt)
-    w = lanes(dt)
-    vty = ir.VectorType(fty, w)
-    es = ir.Constant(I64, dt.itemsize)
-
-    def c64(v):
-        return ir.Constant(I64, v)
-
-    def field(name):
-        j = T_FIELDS.index(name)
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=T_ARGS_TYPE)
-        return b.load(p, typ=T_ARGS_TYPE.elements[j])
-
-    src, lds, dst, ldd, nr, nc, panel, pstride = (field(x) for x in T_FIELDS)
-
-    def at(base, row, ld, col):
-        return gep(b, base, [b.mul(b.add(b.mul(row, ld), col), es)], source_etype=I8)
-
-    def panel_of(r):
-        """(dst of the panel holding src row ``r``, r's column there)"""
-        q = b.sdiv(r, panel)
-        base = gep(b, dst, [b.mul(b.mul(q, pstride), es)], source_etype=I8)
-        return base, b.srem(r, panel)
-
-    full_cb = b.sdiv(nc, c64(w))
-    with for_range(b, fn, b0, b1) as rb:
-        r0 = b.mul(rb, c64(w))
-        r1 = b.add(r0, c64(w))
-        whole = b.icmp_signed("<=", r1, nr)
-        with b.if_then(whole):
-            with for_range(b, fn, c64(0), full_cb) as cb:
-                c0 = b.mul(cb, c64(w))
-                rows = [b.load(at(src, b.add(r0, c64(i)), lds, c0), typ=vty, align=dt.itemsize)
-                        for i in range(w)]  # fmt: skip
-                d = 1
-                while d < w:
-                    rows = _transpose_stage(b, rows, d, w)
-                    d *= 2
-                base, col = panel_of(r0)  # (a block of rows is inside one panel)
-                for i in range(w):
-                    b.store(rows[i], at(base, b.add(c0, c64(i)), ldd, col), align=dt.itemsize)
-        # the edges: columns past the whole blocks (every row of the block), and the rows
-        # of a last partial block (every column)
-        r1 = b.select(whole, r1, nr)
-        c_edge = b.select(whole, b.mul(full_cb, c64(w)), c64(0))
-        with for_range(b, fn, r0, r1) as i:
-            base, col = panel_of(i)
-            with for_range(b, fn, c_edge, nc) as j:
-                b.store(b.load(at(src, i, lds, j), typ=fty), at(base, j, ldd, col))
-    b.ret_void()
