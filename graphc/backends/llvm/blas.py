@@ -168,6 +168,11 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         by_items, b.icmp_signed(">=", total, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     )
     by_items = b.and_(by_items, b.icmp_signed("<=", nt, one))
+    # (a product of one item, known when compiling, emits no code for batches: less IR to
+    # render and compile per GEMM)
+    single = isinstance(s.args[8], Const) and int(s.args[8].value) == 1
+    if single:
+        by_items = ir.Constant(ir.IntType(1), 0)
     # B not transposed, not split by items: the native kernel, which does not pack B
     # (nativegemm.py)
     native = native_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big)
@@ -187,17 +192,9 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     with b.if_then(nonempty):
-        with b.if_then(by_items):
-            if native is not None and native.items_part is not None:
-                with b.if_else(native.use) as (then, otherwise):
-                    with then:
-                        ptrs = [f.buf_ptr(name, off)[0]
-                                for name, off in zip(s.args[:3], (oa, ob, oc))]  # fmt: skip
-                        native.call_items(*ptrs, (sa, sb, sc), batch, nthr)
-                    with otherwise:
-                        _gemm_items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr)
-            else:
-                _gemm_items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr)
+        if not single:
+            with b.if_then(by_items):
+                _items(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), nthr, native)
         with b.if_then(b.not_(by_items)), for_range(b, f.fn, ir.Constant(I64, 0), batch) as i:
             pa, _ = f.buf_ptr(a_name, b.add(oa, b.mul(i, sa)))
             pb, _ = f.buf_ptr(b_name, b.add(ob, b.mul(i, sb)))
@@ -222,6 +219,22 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
     if native is not None:
         native.release()
     return fused
+
+
+def _items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr, native):
+    """A batch split by whole items: graphc's kernel per item where ``native`` takes the
+    product (B not transposed), else OpenBLAS per item."""
+    if native is None or native.items_part is None:
+        _gemm_items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr)
+        return
+    b = f.b
+    m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
+    with b.if_else(native.use) as (then, otherwise):
+        with then:
+            ptrs = [f.buf_ptr(name, off)[0] for name, off in zip(s.args[:3], (oa, ob, oc))]
+            native.call_items(*ptrs, (sa, sb, sc), batch, nthr)
+        with otherwise:
+            _gemm_items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr)
 
 
 def _gemm_items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr):
