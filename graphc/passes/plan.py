@@ -39,6 +39,12 @@ def liveness(kp: KernelProgram) -> dict:
     return live
 
 
+#: a temporary takes the storage of its size freed last (still in cache: the tensor just
+#: read), not the one freed first; one thread, in-process A/B against onnxruntime, W13's
+#: ResNet-50 and SqueezeNet at batch 1: 0.5-1% less time in 7 of 7 runs
+REUSE_HOT = True
+
+
 def plan(kp: KernelProgram) -> KernelProgram:
     """Alias temporaries by liveness, make safe variable updates in place, fill ``stats``."""
     buffers = dict(kp.buffers)
@@ -61,10 +67,11 @@ def plan(kp: KernelProgram) -> KernelProgram:
         if b.kind == "temp" and n in live and n not in in_place and b.alias_of is None
     ]
     temps.sort(key=lambda n: live[n][0])
-    # Storage that frees up, per byte size: each temp takes the longest-free storage of its
-    # size (the one freed first in the order storage was released), else its own.
+    # Storage that frees up, per byte size: each temp takes the storage of its size freed
+    # last (REUSE_HOT; else the one freed first), else its own.
     # ``waiting``: (free after kernel, seq, root), not yet free for the temps to come;
-    # ``ready``: (seq, root), free for every later temp (temps come by first kernel).
+    # ``ready``: (-freed, -seq, root), free for every later temp (temps come by first
+    # kernel).
     waiting: dict = {}
     ready: dict = {}
     seq = 0
@@ -76,10 +83,10 @@ def plan(kp: KernelProgram) -> KernelProgram:
         size = nbytes(buffers[name])
         w, r = waiting.setdefault(size, []), ready.setdefault(size, [])
         while w and w[0][0] < first:
-            _, k, root = heapq.heappop(w)
-            heapq.heappush(r, (k, root))
+            freed, k, root = heapq.heappop(w)
+            heapq.heappush(r, (-freed, -k, root) if REUSE_HOT else (k, root))
         if r:
-            _, root = heapq.heappop(r)
+            root = heapq.heappop(r)[-1]
             alias[name] = root
         else:
             root = name

@@ -3,7 +3,10 @@
 import numpy as np
 
 import graphc as gc
+from graphc import dtypes as _dt
+from graphc.expr import Const, Load, Math, i64
 from graphc.kernel import interp
+from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Store
 from graphc.passes.plan import liveness, plan
 from graphc.runtime_state import RunContext
 from tests.kernel.helpers import assert_close, compile_kernels, run_both
@@ -89,3 +92,34 @@ def test_stats_of_many_kernels_with_distinct_dynamic_sizes_stay_shallow_and_fast
     assert s["kernel_count"] == 1000
     assert isinstance(s["peak_temp_bytes"], str) and "d499_0" in s["peak_temp_bytes"]
     assert isinstance(s["bytes_moved"], str)
+
+
+def test_a_temporary_takes_the_storage_freed_last():
+    # a and b (one size) are freed after kernels 1 and 2; d, of their size, comes after
+    # both: it takes b's storage, the one just read (still in cache)
+    f32 = _dt.float32
+
+    def buf(name, n, kind="temp"):
+        return Buffer(name, f32, (i64(n),), kind)
+
+    def load(name):
+        return Load(name, i64(0), f32)
+
+    bufs = {n: buf(n, 4) for n in ("a", "b", "d")} | {n: buf(n, 8) for n in ("c", "e")}
+    bufs["out"] = buf("out", 1, "output")
+    one, two = Const(1.0, f32), Const(2.0, f32)
+    kernels = [
+        Kernel("k0", (Store("a", i64(0), one), Store("b", i64(0), two)), writes=("a", "b")),
+        Kernel("k1", (Store("c", i64(0), load("a")),), reads=("a",), writes=("c",)),
+        Kernel("k2", (Store("e", i64(0), load("b")),), reads=("b",), writes=("e",)),
+        Kernel(
+            "k3",
+            (Store("d", i64(0), Math.ADD(load("c"), load("e"))),),
+            reads=("c", "e"),
+            writes=("d",),
+        ),  # fmt: skip
+        Kernel("k4", (Store("out", i64(0), load("d")),), reads=("d",), writes=("out",)),
+    ]
+    planned = plan(KernelProgram(bufs, kernels, outputs=("out",)))
+    assert planned.buffers["d"].alias_of == "b"
+    assert interp.run(planned, RunContext({}, {}, []))[0][0] == 3.0
