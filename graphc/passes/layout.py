@@ -16,7 +16,8 @@ next in the pipeline):
 * ``f(transpose(x, p), transpose(y, p), c)`` -> ``transpose(f(x, y, c'), p)`` for an
   elementwise ``f`` whose non-constant operands are all transposes by one ``p`` of one
   runtime shape, and whose constant operands (``c``: bias, scale, a splat) broadcast into
-  that shape; ``c'`` is ``c`` at full rank, permuted by the inverse of ``p``;
+  that shape; ``c'`` is ``c`` at full rank, permuted by the inverse of ``p`` (not for
+  integer operands, whose ops may report an element at run time);
 * ``concat(transpose(x, p), transpose(y, p); axis=k)`` -> ``transpose(concat(x, y;
   axis=p[k]), p)``;
 * ``transpose(transpose(x, p), q)`` -> ``transpose(x, p[q])`` (also in ``simplify``;
@@ -60,10 +61,19 @@ def _elementwise(n) -> bool:
     return n.op_def.elementwise and len(n.outs) == 1 and len(n.inputs) >= 1
 
 
+def _may_raise(n, rw) -> bool:
+    """An integer op may check its operands at run time (division by zero, an index out of
+    range): moved, the node and the element its error names would change."""
+    return any(rw.dtype(r).is_integer for r in n.inputs)
+
+
 @LAYOUT.rule(match=_elementwise)
 def sink_through_elementwise(n, rw):
     """f(transpose(x, p), c) -> transpose(f(x, c'), p)  (f elementwise; every non-constant
-    operand a transpose by p of one runtime shape; each constant c broadcasting into it)."""
+    operand a transpose by p of one runtime shape; each constant c broadcasting into it; no
+    integer operands)."""
+    if _may_raise(n, rw):
+        return None
     perm = None
     moved = []  # per operand: ("t", inner ref, ref) or ("c", value, ref)
     first = None

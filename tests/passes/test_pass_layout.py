@@ -105,3 +105,12 @@ def test_unknown_batch_dim_sinks_and_keeps_values():
     y = gc.transpose(gc.nn.relu(gc.transpose(x, NCHW) + bias), NHWC)
     after = optimized(y, [x], [RNG.normal(size=(5, 2, 2, 3))])
     assert count(after, "Transpose") == 0
+
+
+def test_integer_ops_that_may_raise_stay_where_they_are():
+    x = placeholder((2, 3), gc.int32, name="x")
+    y = placeholder((2, 3), gc.int32, name="y")
+    q = gc.floordiv(gc.transpose(x, (1, 0)), gc.transpose(y, (1, 0)))
+    before = program_of(q, [x, y])
+    after = dce(sink_transposes(before))
+    assert fetched_node(after).op == "FloorDiv"
