@@ -195,9 +195,9 @@ def test_lean_run_per_dims_value_checks_every_feed():
 def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     """Programs call the kernel when the target has AVX-512 (its 32 vector registers hold
     the 24 accumulators), else OpenBLAS alone; a static M of 1 (a row vector: OpenBLAS's
-    gemv), more than SMALL_M_MAX rows with a last column block mostly padding (N = 32) or a
-    transposed A with more than TA_K_MAX terms and DEEP_M_MAX rows never does; a transposed
-    B is transposed first."""
+    gemv) unless B is large, more than SMALL_M_MAX rows with a last column block mostly
+    padding (N = 32) or a transposed A with more than TA_K_MAX terms and DEEP_M_MAX rows never
+    does; a transposed B is transposed first."""
     x = gc.placeholder(gc.float32, (None, 16))
     w = gc.placeholder(gc.float32, (16, 32))
     big = gc.placeholder(gc.float32, (4096, 16))
@@ -212,6 +212,8 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
         big_ir = sess.compile(gc.matmul(big, w64), [big, w64]).dump_ir("llvm")
         thin_ir = sess.compile(gc.matmul(big, w), [big, w]).dump_ir("llvm")
         row_ir = sess.compile(gc.matmul(row, w), [row, w]).dump_ir("llvm")
+        wide = gc.placeholder(gc.float32, (16, nativegemm.GEMV_MIN_ELEMENTS // 16))
+        gemv_ir = sess.compile(gc.matmul(row, wide), [row, wide]).dump_ir("llvm")
         deep_ir = sess.compile(gc.matmul(xt, wt, transpose_a=True), [xt, wt]).dump_ir("llvm")
         narrow_ir = sess.compile(gc.matmul(xt_narrow, wt, transpose_a=True),
                                  [xt_narrow, wt]).dump_ir("llvm")  # fmt: skip
@@ -222,6 +224,7 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     assert ("gc_gemm_native_s0" in small_ir) == avx512
     assert ("gc_gemm_native_s0" in big_ir) == avx512
     assert "gc_gemm_native" not in row_ir
+    assert ("gc_gemm_native_s0" in gemv_ir) == avx512
     assert "gc_gemm_native" not in thin_ir
     assert "gc_gemm_native" not in deep_ir
     assert ("gc_gemm_native_s1" in narrow_ir) == avx512
@@ -342,3 +345,16 @@ def test_float64_products_through_the_kernel():
         with gc.Session(options=gc.CompileOptions(cache_dir=None)) as sess:
             got = sess.run(gc.matmul(x, w, transpose_b=tb), {x: a, w: b})
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_vector_times_a_large_constant(threads):
+    """A classifier at batch 1: a row vector times a constant B of GEMV_MIN_ELEMENTS, the
+    column blocks split over the threads, with a bias epilogue."""
+    rng = np.random.default_rng(14)
+    k = 1024
+    n = nativegemm.GEMV_MIN_ELEMENTS // k + 40  # a last column block in part
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    x = gc.placeholder(gc.float32, (None, k))
+    y = gc.matmul(x, gc.constant(w)) + 1.0
+    _both([y], {x: rng.standard_normal((1, k)).astype(np.float32)}, threads)

@@ -20,7 +20,8 @@ the columns past N are masked off, a tile's rows past the task's last repeat tha
 bounds) and are not stored, and the rows after the last whole tile go in tiles of
 REST_ROWS.
 
-Which products take it (``use``): 2 rows of op(A) or more; past SMALL_M_MAX rows only when
+Which products take it (``use``): 2 rows of op(A) or more, or a row vector times a B of
+GEMV_MIN_ELEMENTS or more (a classifier at batch 1); past SMALL_M_MAX rows only when
 the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A with more
 than TA_K_MAX terms only up to DEEP_M_MAX rows (see there); a transposed B only from
 TB_M_MIN rows, as it is first transposed into a scratch (``malloc``, freed after the call) in
@@ -67,6 +68,10 @@ DEEP_M_MAX = 256
 #: products with at most this many rows take the kernel whatever N (thin products: OpenBLAS
 #: packs B for few rows; 4 x 512 x 512 26 against 65 us)
 SMALL_M_MAX = 64
+#: a row vector (M = 1) takes the kernel when B has at least this many elements (one core,
+#: B a constant: ResNet-50's classifier 1 x 2048 x 1000 142 against OpenBLAS's 425 us, two
+#: threads 105 against 246; 1 x 512 x 1000: 50 against 43 us)
+GEMV_MIN_ELEMENTS = 1 << 20
 #: ... more rows only when the padding of the last column block is at most
 #: WASTE_NUM / WASTE_DEN of N (256 x 512 x 10, one block of 64 for 10 columns: OpenBLAS)
 WASTE_NUM, WASTE_DEN = 1, 8
@@ -165,7 +170,10 @@ class NativeGemm:
         self.tb = tb
         m, n, k = ival[0], ival[1], ival[2]
         one = ir.Constant(I64, 1)
-        self.use = b.icmp_signed(">", m, one)
+        # a row vector (M = 1) only with a large B: streaming B is then the whole cost, and
+        # the kernel streams it faster than OpenBLAS's gemv
+        gemv = b.icmp_signed(">=", b.mul(k, n), ir.Constant(I64, GEMV_MIN_ELEMENTS))
+        self.use = b.or_(b.icmp_signed(">", m, one), b.and_(b.icmp_signed("==", m, one), gemv))
         # past SMALL_M_MAX rows only where the last column block is mostly columns of C
         nbc = block_columns(dt)
         padded = b.mul(b.sdiv(b.add(n, ir.Constant(I64, nbc - 1)), ir.Constant(I64, nbc)),
@@ -295,7 +303,7 @@ def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
     if not _m.flag("avx512f"):
         return None
     m, k = s.args[5], s.args[7]
-    if isinstance(m, Const) and int(m.value) < (TB_M_MIN if tb else 2):
+    if isinstance(m, Const) and int(m.value) < (TB_M_MIN if tb else 1):
         return None
     deep = ta and isinstance(k, Const) and int(k.value) > TA_K_MAX
     if deep and isinstance(m, Const) and int(m.value) > DEEP_M_MAX:
