@@ -85,6 +85,15 @@ def floordiv(a, b) -> Expr:
         return a
     if ca == 0:
         return ZERO
+    if cb is not None and cb > 0 and isinstance(a, Call):
+        inner = const_value(a.args[1]) if len(a.args) == 2 else None
+        # exact: (x * c1) // c2 = x * (c1 / c2) when c2 divides c1, and (x // c1) // c2 =
+        # x // (c1 * c2) for positive c1, c2 (a reshape's size arithmetic, e.g. ((d * 32768)
+        # // 256 * 256) // 32768 = d, so that equal sizes compare equal)
+        if a.fn is Math.MUL and inner is not None and inner % cb == 0:
+            return mul(a.args[0], inner // cb)
+        if a.fn is Math.FLOORDIV and inner is not None and inner > 0:
+            return floordiv(a.args[0], inner * cb)
     return Math.FLOORDIV(a, b)
 
 

@@ -65,3 +65,19 @@ def test_printing_an_expression_deeper_than_the_recursion_limit():
     text = expr_text(x)
     assert text == "(" * 10000 + "d" + " * 3) + e)" * 5000
     assert expr_text(sym.add(sym.mul(Dim("d"), 4), 7)) == "((d * 4) + 7)"
+
+
+def test_floordiv_of_a_multiple_and_of_a_quotient_fold_exactly():
+    """(x * c1) // c2 -> x * (c1 / c2) when c2 divides c1, (x // c1) // c2 -> x // (c1 c2):
+    a reshape's size arithmetic folds back to the size it started from, and the folded forms
+    equal the unfolded ones for every x, negative included."""
+    d = Dim("d")
+    assert sym.floordiv(sym.mul(sym.floordiv(sym.mul(d, 32768), 256), 256), 32768) is d
+    assert sym.floordiv(sym.mul(d, 6), 4) == Math.FLOORDIV(Math.MUL(d, i64(6)), i64(4))
+    for x in range(-40, 41):
+        env = {"d": x}
+        for c1, c2 in itertools.product((1, 2, 3, 4, 6, 12, 256), (1, 2, 3, 4, 256)):
+            folded = sym.floordiv(sym.mul(d, c1), c2)
+            assert eval_int(folded, env) == (x * c1) // c2, (x, c1, c2)
+            nested = sym.floordiv(sym.floordiv(d, c1), c2)
+            assert eval_int(nested, env) == (x // c1) // c2, (x, c1, c2)
