@@ -121,6 +121,11 @@ class Lowering:
             return name
         return self.buffer_for_write(ref)
 
+    def scratch_buffer(self, name, dtype, size) -> str:
+        """A temporary of ``size`` elements that one kernel writes and then reads itself
+        (partial results), named ``name``."""
+        return self._add_buffer(name, dtype, "temp", shape=(size,))
+
     def buffer_for_write(self, ref) -> str:
         ref = tuple(ref)
         name = f"t{ref[0]}" + (f"_{ref[1]}" if ref[1] else "")

@@ -22,6 +22,15 @@ the rows are final::
 (a row that is not stored itself accumulates in a temporary row buffer); with
 ``sum/mean/prod/max/min/any/all`` reductions whose output dtype is their accumulator's;
 anything else returns None and gets the row layout.
+
+A row of one tile with no outer axes (a bias gradient) would be one parallel iteration; its
+reduced rows are then split in SPLITS parts instead, each combined into a partial row of a
+scratch buffer in parallel, and the partial rows combined in part order (the same result
+whatever the number of threads)::
+
+    for parallel q in 0..SPLITS:
+        parts[q*C + c] = init; for a in q's rows: parts[q*C + c] = op(parts[q*C + c], x[a, c])
+    for c in 0..C: out[c] = op(parts[c], parts[C + c], ...)    (then the mean, the epilogue)
 """
 
 from __future__ import annotations
@@ -35,6 +44,12 @@ from .ir import Store
 
 #: output-row elements per parallel iteration when the row is long
 TILE = 512
+#: a row of one tile and no outer axes (a bias gradient: the column sums of a [4096, 256]
+#: gradient) would be one parallel iteration, on one thread: its reduced rows are split in
+#: SPLITS parts instead, each summed into a partial row (in parallel), then the partial rows
+#: are combined, from SPLIT_MIN_ROWS reduced rows (or a count known only at run time)
+SPLITS = 8
+SPLIT_MIN_ROWS = 512
 
 
 def emit_column_group(lw, name, nodes, stored, reductions):
@@ -95,6 +110,11 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     outs = {rid: b[0] for rid, b in bufs.items()}
     dts = {r.id: r.outs[0].dtype for r in reductions}
     red_shape = [space[d] for d in axes]
+    if _split(outer, tiles, red_shape):
+        _emit_split(lw, kb, name, space, axes, specs, reductions, outs, dts, c_size, inner)
+        _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape,
+                         sym.ZERO, sym.ZERO, c_size)  # fmt: skip
+        return kb, kb.body()
     with kb.loop(sym.mul(sym.product(outer), tiles), parallel=True) as p:
         if sym.const_value(tiles) == 1:
             o, lo, hi = p, sym.ZERO, c_size
@@ -136,39 +156,109 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                     cur = kb.bind(Load(buf, at, dt), dt)
                     kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
                     kb.reads.add(buf)
-        means = [r for r in reductions if specs[r.id].op == "mean"]
-        if means:
-            count = sym.product(red_shape)
-            with chunk() as c:
-                for r in means:
-                    dt, buf = dts[r.id], outs[r.id]
-                    at = sym.add(row, c)
-                    cur = kb.bind(Load(buf, at, dt), dt)
-                    kb.emit(Store(buf, at, Math.DIV(cur, Cast(count, dt))))
-        copies = [r for r in reductions if len(bufs[r.id]) > 1]
-        if copies:
-            with chunk() as c:
-                at = sym.add(row, c)
-                for r in copies:
-                    dt = dts[r.id]
-                    cur = kb.bind(Load(outs[r.id], at, dt), dt)
-                    kb.reads.add(outs[r.id])
-                    for buf in bufs[r.id][1:]:
-                        kb.emit(Store(buf, at, cur))
-        if computed:
-            with chunk() as c:
-                at = sym.add(row, c)
-                kb.row_flat = at
-                for r in reductions:
-                    dt = dts[r.id]
-                    kb.row_values[r.id] = kb.bind(Load(outs[r.id], at, dt), dt)
-                    kb.reads.add(outs[r.id])
-                for ref in computed:
-                    v = kb.value(ref, kb.ix(lw.shapes[ref], flat=at))
-                    kb.emit(Store(kb.out_buffer(prog.node(ref[0]), ref[1]), at, v))
-                kb.row_flat = None
-                kb.row_values.clear()
+        _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape,
+                         row, lo, hi)  # fmt: skip
     return kb, kb.body()
+
+
+def _split(outer, tiles, red_shape) -> bool:
+    """Whether the reduction is computed in SPLITS parts (see SPLITS)."""
+    if sym.const_value(sym.product(outer)) != 1 or sym.const_value(tiles) != 1:
+        return False
+    rows = sym.const_value(sym.product(red_shape))
+    return rows is None or rows >= SPLIT_MIN_ROWS
+
+
+def _emit_split(lw, kb, name, space, axes, specs, reductions, outs, dts, c_size, inner):
+    """The rows in SPLITS parts: each part's reduced rows combined into its own partial row
+    (a parallel loop over the parts), then the partial rows combined, in part order, into
+    the reductions' rows (the same order whatever the threads: deterministic)."""
+    last = axes[-1]
+    red_shape = [space[d] for d in axes]
+    count = sym.product(red_shape)
+    parts = {r.id: lw.scratch_buffer(f"t{r.id}_parts", dts[r.id], sym.mul(SPLITS, c_size))
+             for r in reductions}  # fmt: skip
+    for buf in parts.values():
+        kb.writes.add(buf)
+        kb.reads.add(buf)
+
+    def init(r):
+        s, dt = specs[r.id], dts[r.id]
+        return (reduce_extreme(dt, s.op == "min") if s.op in ("max", "min")
+                else Const(dt.np.type(REDUCE_INIT[s.op]).item(), dt))  # fmt: skip
+
+    with kb.loop(SPLITS, parallel=True) as q:
+        a0 = kb.bind(sym.floordiv(sym.mul(q, count), SPLITS), sym.ZERO.dtype)
+        a1 = kb.bind(sym.floordiv(sym.mul(sym.add(q, 1), count), SPLITS), sym.ZERO.dtype)
+        at0 = kb.bind(sym.mul(q, c_size), sym.ZERO.dtype)
+        with kb.loop(c_size) as c:
+            for r in reductions:
+                kb.emit(Store(parts[r.id], sym.add(at0, c), init(r)))
+        with kb.loop(a1, start=a0) as a:
+            red = sym.unflatten(a, red_shape) if len(red_shape) > 1 else (a,)
+            rd = iter(red)
+            dims = [next(rd) if d in axes else sym.ZERO for d in range(last + 1)]
+            base = kb.bind(sym.flat_index(dims, space[: last + 1]), sym.ZERO.dtype)
+            with kb.loop(c_size) as c:
+                flat = sym.add(sym.mul(base, c_size), c)
+                full = (*dims, c) if len(inner) == 1 else None
+                ix = Ix(kb, space, full, flat)
+                for r in reductions:
+                    s, dt, buf = specs[r.id], dts[r.id], parts[r.id]
+                    v = kb.value(s.ref, ix)
+                    at = sym.add(at0, c)
+                    cur = kb.bind(Load(buf, at, dt), dt)
+                    kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
+    with kb.loop(c_size) as c:
+        for r in reductions:
+            s, dt, buf = specs[r.id], dts[r.id], parts[r.id]
+            acc = kb.bind(Load(buf, c, dt), dt)
+            for k in range(1, SPLITS):
+                nxt = kb.bind(Load(buf, sym.add(sym.mul(k, c_size), c), dt), dt)
+                acc = kb.bind(REDUCE_COMBINE[s.op](acc, nxt), dt)
+            kb.emit(Store(outs[r.id], c, acc))
+
+
+def _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape, row, lo, hi):
+    """Once the rows' elements [lo, hi) (at flat ``row``) are final: means divided, copies to
+    the other views stored, the elementwise epilogue computed."""
+    prog = lw.program
+
+    def chunk():
+        return kb.loop(hi, start=lo)
+
+    means = [r for r in reductions if specs[r.id].op == "mean"]
+    if means:
+        count = sym.product(red_shape)
+        with chunk() as c:
+            for r in means:
+                dt, buf = dts[r.id], outs[r.id]
+                at = sym.add(row, c)
+                cur = kb.bind(Load(buf, at, dt), dt)
+                kb.emit(Store(buf, at, Math.DIV(cur, Cast(count, dt))))
+    copies = [r for r in reductions if len(bufs[r.id]) > 1]
+    if copies:
+        with chunk() as c:
+            at = sym.add(row, c)
+            for r in copies:
+                dt = dts[r.id]
+                cur = kb.bind(Load(outs[r.id], at, dt), dt)
+                kb.reads.add(outs[r.id])
+                for buf in bufs[r.id][1:]:
+                    kb.emit(Store(buf, at, cur))
+    if computed:
+        with chunk() as c:
+            at = sym.add(row, c)
+            kb.row_flat = at
+            for r in reductions:
+                dt = dts[r.id]
+                kb.row_values[r.id] = kb.bind(Load(outs[r.id], at, dt), dt)
+                kb.reads.add(outs[r.id])
+            for ref in computed:
+                v = kb.value(ref, kb.ix(lw.shapes[ref], flat=at))
+                kb.emit(Store(kb.out_buffer(prog.node(ref[0]), ref[1]), at, v))
+            kb.row_flat = None
+            kb.row_values.clear()
 
 
 def _row_epilogue(lw, nodes, red_ids, space, axes):

@@ -11,6 +11,7 @@ import pytest
 
 import graphc as gc
 from graphc.expr import Call, Cast, Load, Math, Var
+from graphc.kernel import lower_columns
 from graphc.kernel.ir import Let, Loop, Store, walk_stmts
 from graphc.kernel.lower import lower
 from graphc.options import CompileOptions
@@ -51,10 +52,13 @@ def _loads(body):
 
 
 def _unit_stride(index, var):
-    """``index`` is ``... + var``."""
+    """``index`` is ``... + var`` (or ``var + c``, as sym orders a constant offset)."""
     if isinstance(index, Var):
         return index.name == var
-    return isinstance(index, Call) and index.fn is Math.ADD and _unit_stride(index.args[1], var)
+    if not (isinstance(index, Call) and index.fn is Math.ADD):
+        return False
+    left, right = index.args
+    return _unit_stride(right, var) or (_unit_stride(left, var) and var not in repr(right))
 
 
 def _lower(outs, feeds, pipeline=False):
@@ -182,3 +186,37 @@ def test_layer_norm_gamma_beta_gradients_use_the_column_layout():
 def _written_refs(prog, kernel):
     nodes = set(kernel.meta["nodes"])
     return [(n.id, k) for n in prog.nodes if n.id in nodes for k in range(len(n.outs))]
+
+
+@pytest.mark.parametrize("rows", [None, 1000, 7])
+def test_a_short_row_over_many_rows_is_summed_in_parts(rows):
+    """A bias gradient (the column sums of a [rows, 96] tensor, one tile, no outer axes):
+    the rows are split in SPLITS parts summed in parallel, then the partial rows combined;
+    a mean, a max and an epilogue over the row come out as the reference computes them,
+    for run-time row counts below SPLITS (parts of no rows) and above."""
+    x = gc.placeholder(gc.float32, (rows, 96))
+    s = gc.reduce_sum(x * 2.0, axis=0)
+    m = gc.reduce_mean(x, axis=0)
+    mx = gc.reduce_max(x, axis=0)
+    y = gc.sqrt(gc.abs(s)) + m * mx
+    prog, kp = _lower([s, m, mx, y], [x])
+    text = kp.text()
+    split = rows is None or rows >= lower_columns.SPLIT_MIN_ROWS
+    assert ("_parts" in text) == split, text
+    for n in (rows or 3, rows or 1000):
+        ref, got, _, _ = run_both(prog, kp, [_xs((n, 96), n)])
+        assert_close(got, ref, 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parts_on_the_cpu_target_match_the_reference(threads):
+    """The same through the API, compiled, the parts split over the threads."""
+    x = gc.placeholder(gc.float32, (None, 200))
+    b = gc.placeholder(gc.float32, (200,))
+    y = gc.reduce_sum(gc.tanh(x) * 3.0, axis=0) - b
+    feeds = {x: _xs((1234, 200), 5), b: _xs((200,), 6)}
+    want = gc.Session(target="reference").run(y, feeds)
+    opts = gc.CompileOptions(cache_dir=None, threads=threads)
+    with gc.Session(target="cpu", options=opts) as sess:
+        got = sess.run(y, feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
