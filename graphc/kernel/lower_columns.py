@@ -111,7 +111,7 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     dts = {r.id: r.outs[0].dtype for r in reductions}
     red_shape = [space[d] for d in axes]
     if _split(outer, tiles, red_shape):
-        _emit_split(lw, kb, name, space, axes, specs, reductions, outs, dts, c_size, inner)
+        _emit_split(lw, kb, space, axes, specs, reductions, outs, dts, c_size, inner)
         _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape,
                          sym.ZERO, sym.ZERO, c_size)  # fmt: skip
         return kb, kb.body()
@@ -136,9 +136,7 @@ def emit_column_group(lw, name, nodes, stored, reductions):
             for r in reductions:
                 s = specs[r.id]
                 dt = dts[r.id]
-                init = (reduce_extreme(dt, s.op == "min") if s.op in ("max", "min")
-                        else Const(dt.np.type(REDUCE_INIT[s.op]).item(), dt))  # fmt: skip
-                kb.emit(Store(outs[r.id], sym.add(row, c), init))
+                kb.emit(Store(outs[r.id], sym.add(row, c), _init(s, dt)))
         with kb.nest(red_shape, parallel=False) as avars:
             with chunk() as c:
                 od, ad = iter(outer_dims), iter(avars)
@@ -161,6 +159,13 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     return kb, kb.body()
 
 
+def _init(spec, dt):
+    """The identity a reduction's accumulator starts from."""
+    if spec.op in ("max", "min"):
+        return reduce_extreme(dt, spec.op == "min")
+    return Const(dt.np.type(REDUCE_INIT[spec.op]).item(), dt)
+
+
 def _split(outer, tiles, red_shape) -> bool:
     """Whether the reduction is computed in SPLITS parts (see SPLITS)."""
     if sym.const_value(sym.product(outer)) != 1 or sym.const_value(tiles) != 1:
@@ -169,7 +174,7 @@ def _split(outer, tiles, red_shape) -> bool:
     return rows is None or rows >= SPLIT_MIN_ROWS
 
 
-def _emit_split(lw, kb, name, space, axes, specs, reductions, outs, dts, c_size, inner):
+def _emit_split(lw, kb, space, axes, specs, reductions, outs, dts, c_size, inner):
     """The rows in SPLITS parts: each part's reduced rows combined into its own partial row
     (a parallel loop over the parts), then the partial rows combined, in part order, into
     the reductions' rows (the same order whatever the threads: deterministic)."""
@@ -182,18 +187,13 @@ def _emit_split(lw, kb, name, space, axes, specs, reductions, outs, dts, c_size,
         kb.writes.add(buf)
         kb.reads.add(buf)
 
-    def init(r):
-        s, dt = specs[r.id], dts[r.id]
-        return (reduce_extreme(dt, s.op == "min") if s.op in ("max", "min")
-                else Const(dt.np.type(REDUCE_INIT[s.op]).item(), dt))  # fmt: skip
-
     with kb.loop(SPLITS, parallel=True) as q:
         a0 = kb.bind(sym.floordiv(sym.mul(q, count), SPLITS), sym.ZERO.dtype)
         a1 = kb.bind(sym.floordiv(sym.mul(sym.add(q, 1), count), SPLITS), sym.ZERO.dtype)
         at0 = kb.bind(sym.mul(q, c_size), sym.ZERO.dtype)
         with kb.loop(c_size) as c:
             for r in reductions:
-                kb.emit(Store(parts[r.id], sym.add(at0, c), init(r)))
+                kb.emit(Store(parts[r.id], sym.add(at0, c), _init(specs[r.id], dts[r.id])))
         with kb.loop(a1, start=a0) as a:
             red = sym.unflatten(a, red_shape) if len(red_shape) > 1 else (a,)
             rd = iter(red)
