@@ -59,6 +59,14 @@ def mark_cold(fn: ir.Function):
         fn.attributes.add("optnone")
 
 
+def splat(b, x, vty):
+    """``x`` in every lane of a vector of type ``vty`` (an insert and a zero shuffle, which
+    LLVM selects as one broadcast)."""
+    undef = ir.Constant(vty, ir.Undefined)
+    e = b.insert_element(undef, x, ir.Constant(I32, 0))
+    return b.shuffle_vector(e, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
+
+
 def gep(b, base, indices, inbounds=False, source_etype=None):
     """getelementptr returning an opaque ``ptr`` (llvmlite's IR layer otherwise hands back
     typed pointers whose store type checks reject opaque values)."""

@@ -54,6 +54,7 @@ from .irutil import (
     as_fn,
     for_range,
     gep,
+    splat,
     value_type,
 )
 from .transposekernel import T_ARGS_TYPE, T_FIELDS, emit_transpose, transpose_symbol
@@ -412,8 +413,8 @@ def _emit(r, fn, dt, ta):
     zero_v = ir.Constant(vty, [0.0] * w)
     lane_ids = ir.Constant(ity, list(range(w)))
     beta0 = b.fcmp_ordered("==", be, ir.Constant(fty, 0.0))
-    al_v = _splat(b, al, vty)
-    be_v = _splat(b, be, vty)
+    al_v = splat(b, al, vty)
+    be_v = splat(b, be, vty)
     one = c64(1)
     a_row_step = one if ta else lda  # elements between A[i, p] and A[i + 1, p]
     a_k_step = lda if ta else one  # ... between A[i, p] and A[i, p + 1]
@@ -457,7 +458,7 @@ def _emit(r, fn, dt, ta):
         new = []
         for rr in range(mr):
             ap = gep(b, pa, [b.mul(b.add(rows[rr], ak), es)], source_etype=I8)
-            av = _splat(b, b.load(ap, typ=fty), vty)
+            av = splat(b, b.load(ap, typ=fty), vty)
             new.append([b.call(fma, [av, bv[q], acc[rr][q]]) for q in range(NV)])
         p.add_incoming(b.add(p, one), b.block)
         for rr in range(mr):
@@ -508,8 +509,8 @@ def _emit(r, fn, dt, ta):
             with for_range(b, fn, c0, c1) as jb:
                 j = b.mul(jb, c64(nbc))
                 bcol = b.mul(jb, v["bps"])
-                n_v = _splat(b, n, ity)
-                masks = [b.icmp_signed("<", b.add(_splat(b, b.add(j, c64(q * w)), ity), lane_ids),
+                n_v = splat(b, n, ity)
+                masks = [b.icmp_signed("<", b.add(splat(b, b.add(j, c64(q * w)), ity), lane_ids),
                                        n_v) for q in range(NV)]  # fmt: skip
                 where = (r1, last, j, bcol, masks, k0, k1, first)
                 full = b.sdiv(b.sub(r1, r0), c64(MR))
@@ -527,10 +528,3 @@ def _emit(r, fn, dt, ta):
             b.call(as_fn(b, epi, ir.FunctionType(VOID, [PTR, I64, I64])),
                    [v["epi_ctx"], b.mul(r0, n), b.mul(r1, n)])  # fmt: skip
     b.ret_void()
-
-
-def _splat(b, x, vty):
-    """``x`` in every lane of a vector of type ``vty``."""
-    undef = ir.Constant(vty, ir.Undefined)
-    v = b.insert_element(undef, x, ir.Constant(I32, 0))
-    return b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))

@@ -39,7 +39,7 @@ from ...expr import Const
 from ...kernel.conv_packed import LANES
 from ...kernel.ir import LIBCALLS
 from . import math as _m
-from .irutil import I1, I8, I32, I64, PTR, VOID, StandaloneModule, as_fn, for_range, gep
+from .irutil import I1, I8, I32, I64, PTR, VOID, StandaloneModule, as_fn, for_range, gep, splat
 from .nativegemm import split_tasks
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
@@ -137,7 +137,7 @@ def _emit(r, fn, mr, nv, vt):
     # accumulators and the per-row input pointers live in allocas (promoted to registers)
     acc = [[b.alloca(vty) for _ in range(vt)] for _ in range(mr)]
     rowp = [b.alloca(PTR) for _ in range(mr)]
-    o_v = _splat(b, o, ity)
+    o_v = splat(b, o, ity)
     rest = min(REST_ROWS, mr)
     pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
 
@@ -177,7 +177,7 @@ def _emit(r, fn, mr, nv, vt):
                                  align=4) for q in range(vt)]  # fmt: skip
                     for rr in range(mr):
                         ap = gep(b, ptrs[rr], [b.mul(p, es)], source_etype=I8)
-                        av = _splat(b, b.load(ap, typ=fty, align=4), vty)
+                        av = splat(b, b.load(ap, typ=fty, align=4), vty)
                         for q in range(vt):
                             cur = b.load(acc[rr][q], typ=vty)
                             b.store(b.call(fma, [av, bv[q], cur]), acc[rr][q])
@@ -209,7 +209,7 @@ def _emit(r, fn, mr, nv, vt):
             j = b.add(b.mul(jb, _c(nb)), sub)
             masks = []
             for q in range(vt):
-                col = b.add(_splat(b, b.add(j, _c(q * w)), ity), lane_ids)
+                col = b.add(splat(b, b.add(j, _c(q * w)), ity), lane_ids)
                 masks.append(b.icmp_signed("<", col, o_v))
             panel = gep(b, v["wp"], [b.mul(b.add(b.mul(jb, b.mul(ktot, _c(nb))), sub), es)],
                         source_etype=I8)  # fmt: skip
@@ -228,13 +228,6 @@ def _emit(r, fn, mr, nv, vt):
             fty_epi = ir.FunctionType(VOID, [PTR, I64, I64])
             b.call(as_fn(b, epi, fty_epi), [v["epi_ctx"], b.mul(r0, o), b.mul(r1, o)])
     b.ret_void()
-
-
-def _splat(b, x, vty):
-    """``x`` in every lane of a vector of type ``vty``."""
-    undef = ir.Constant(vty, ir.Undefined)
-    e = b.insert_element(undef, x, ir.Constant(I32, 0))
-    return b.shuffle_vector(e, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
 
 
 #: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
