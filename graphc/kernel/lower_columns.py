@@ -146,14 +146,8 @@ def emit_column_group(lw, name, nodes, stored, reductions):
                 # one trailing axis: hand over the multi-index too, so broadcast operands
                 # are indexed by loop variables instead of divisions of the flat index
                 full = (*dims, c) if len(inner) == 1 else None
-                ix = Ix(kb, space, full, flat)
-                for r in reductions:
-                    s, dt, buf = specs[r.id], dts[r.id], outs[r.id]
-                    v = kb.value(s.ref, ix)
-                    at = sym.add(row, c)
-                    cur = kb.bind(Load(buf, at, dt), dt)
-                    kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
-                    kb.reads.add(buf)
+                _accumulate(kb, reductions, specs, dts, outs, Ix(kb, space, full, flat),
+                            sym.add(row, c))  # fmt: skip
         _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape,
                          row, lo, hi)  # fmt: skip
     return kb, kb.body()
@@ -164,6 +158,16 @@ def _init(spec, dt):
     if spec.op in ("max", "min"):
         return reduce_extreme(dt, spec.op == "min")
     return Const(dt.np.type(REDUCE_INIT[spec.op]).item(), dt)
+
+
+def _accumulate(kb, reductions, specs, dts, bufs, ix, at):
+    """Each reduction's value at ``ix`` combined into its row element ``bufs[id][at]``."""
+    for r in reductions:
+        s, dt, buf = specs[r.id], dts[r.id], bufs[r.id]
+        v = kb.value(s.ref, ix)
+        cur = kb.bind(Load(buf, at, dt), dt)
+        kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
+        kb.reads.add(buf)
 
 
 def _split(outer, tiles, red_shape) -> bool:
@@ -202,13 +206,8 @@ def _emit_split(lw, kb, space, axes, specs, reductions, outs, dts, c_size, inner
             with kb.loop(c_size) as c:
                 flat = sym.add(sym.mul(base, c_size), c)
                 full = (*dims, c) if len(inner) == 1 else None
-                ix = Ix(kb, space, full, flat)
-                for r in reductions:
-                    s, dt, buf = specs[r.id], dts[r.id], parts[r.id]
-                    v = kb.value(s.ref, ix)
-                    at = sym.add(at0, c)
-                    cur = kb.bind(Load(buf, at, dt), dt)
-                    kb.emit(Store(buf, at, REDUCE_COMBINE[s.op](cur, v)))
+                _accumulate(kb, reductions, specs, dts, parts, Ix(kb, space, full, flat),
+                            sym.add(at0, c))  # fmt: skip
     with kb.loop(c_size) as c:
         for r in reductions:
             s, dt, buf = specs[r.id], dts[r.id], parts[r.id]

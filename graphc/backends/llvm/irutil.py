@@ -67,6 +67,21 @@ def splat(b, x, vty):
     return b.shuffle_vector(e, undef, ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count))
 
 
+def load_fields(b, args, ty, names) -> dict:
+    """{name: value} of the fields of the ``ty`` struct at ``args`` (field j named
+    ``names[j]``): a kernel's argument struct."""
+    return {name: b.load(gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                             source_etype=ty), typ=ty.elements[j])
+            for j, name in enumerate(names)}  # fmt: skip
+
+
+def store_fields(b, args, ty, names, values) -> None:
+    """Store ``values[name]`` into each field of the ``ty`` struct at ``args``."""
+    for j, name in enumerate(names):
+        b.store(values[name], gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                                  source_etype=ty))  # fmt: skip
+
+
 def gep(b, base, indices, inbounds=False, source_etype=None):
     """getelementptr returning an opaque ``ptr`` (llvmlite's IR layer otherwise hands back
     typed pointers whose store type checks reject opaque values)."""

@@ -54,7 +54,9 @@ from .irutil import (
     as_fn,
     for_range,
     gep,
+    load_fields,
     splat,
+    store_fields,
     value_type,
 )
 from .transposekernel import T_ARGS_TYPE, T_FIELDS, emit_transpose, transpose_symbol
@@ -254,12 +256,12 @@ class NativeGemm:
         b = self.f.b
         if self.tb:
             dst = b.load(self.scratch, typ=PTR)
-            _store_fields(b, self.t_args, T_ARGS_TYPE, T_FIELDS,
+            store_fields(b, self.t_args, T_ARGS_TYPE, T_FIELDS,
                           dict(self.t_fields, src=pb, dst=dst))  # fmt: skip
             self._run(self.t_part, self.t_args, self.t_blocks, self.t_nt)
             pb = dst
         fields = dict(self.fields, a=pa, b=pb, c=pc, epi=epi, epi_ctx=epi_ctx)
-        _store_fields(b, self.args, ARGS_TYPE, FIELDS, fields)
+        store_fields(b, self.args, ARGS_TYPE, FIELDS, fields)
         self._run(self.part, self.args, self.tasks, self.nt)
 
     def call_items(self, pa, pb, pc, strides, batch, nthr):
@@ -272,7 +274,7 @@ class NativeGemm:
         null = ir.Constant(PTR, None)
         fields = dict(self.fields, a=pa, b=pb, c=pc, epi=null, epi_ctx=null,
                       row_blocks=ir.Constant(I64, 1), cols=self.blocks)  # fmt: skip
-        _store_fields(b, one_item, ARGS_TYPE, FIELDS, fields)
+        store_fields(b, one_item, ARGS_TYPE, FIELDS, fields)
         for j, stride in enumerate(strides, start=1):
             b.store(stride, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                                 source_etype=ITEMS_TYPE))  # fmt: skip
@@ -287,12 +289,6 @@ class NativeGemm:
         got = b.load(self.scratch, typ=PTR)
         with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(got, I64), ir.Constant(I64, 0))):
             b.call(self._free, [got])
-
-
-def _store_fields(b, args, ty, names, values):
-    for j, name in enumerate(names):
-        b.store(values[name], gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
-                                  source_etype=ty))  # fmt: skip
 
 
 def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
@@ -394,12 +390,7 @@ def _emit(r, fn, dt, ta):
     def c64(v):
         return ir.Constant(I64, v)
 
-    def field(name):
-        j = FIELDS.index(name)
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=ARGS_TYPE)
-        return b.load(p, typ=ARGS_TYPE.elements[j])
-
-    v = {name: field(name) for name in FIELDS}
+    v = load_fields(b, args, ARGS_TYPE, FIELDS)
     m, n, k = v["m"], v["n"], v["k"]
     al, be = v["alpha"], v["beta"]
     if dt == _dt.float32:

@@ -39,7 +39,21 @@ from ...expr import Const
 from ...kernel.conv_packed import LANES
 from ...kernel.ir import LIBCALLS
 from . import math as _m
-from .irutil import I1, I8, I32, I64, PTR, VOID, StandaloneModule, as_fn, for_range, gep, splat
+from .irutil import (
+    I1,
+    I8,
+    I32,
+    I64,
+    PTR,
+    VOID,
+    StandaloneModule,
+    as_fn,
+    for_range,
+    gep,
+    load_fields,
+    splat,
+    store_fields,
+)
 from .nativegemm import split_tasks
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
@@ -120,12 +134,7 @@ def _emit(r, fn, mr, nv, vt):
     ity = ir.VectorType(I64, w)
     es = _c(4)
 
-    def field(name):
-        j = FIELDS.index(name)
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=ARGS_TYPE)
-        return b.load(p, typ=ARGS_TYPE.elements[j])
-
-    v = {name: field(name) for name in FIELDS}
+    v = load_fields(b, args, ARGS_TYPE, FIELDS)
     m, o, c = v["m"], v["o"], v["c"]
     kh, kw = v["kh"], v["kw"]
     ktot = b.mul(b.mul(kh, kw), c)
@@ -297,10 +306,7 @@ def emit_conv_packed(r, f, s, epilogue=None):
             "out": f.buf_ptr(s.args[2], zero)[0], "rows": rows, "panels": panels, "epi": epi_fn,
             "epi_ctx": epi_ctx}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
-    for j, name in enumerate(FIELDS):
-        v = ptrs[name] if name in ptrs else val[name]
-        b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
-                       source_etype=ARGS_TYPE))  # fmt: skip
+    store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
     part = _kernel(r, nv)
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ... import dtypes as _dt
-from .irutil import I8, I32, I64, PTR, for_range, gep, value_type
+from .irutil import I8, I32, I64, PTR, for_range, gep, load_fields, value_type
 
 #: bytes per vector register (AVX-512)
 VECTOR_BYTES = 64
@@ -63,12 +63,8 @@ def emit_transpose(fn, dt):
     def c64(v):
         return ir.Constant(I64, v)
 
-    def field(name):
-        j = T_FIELDS.index(name)
-        p = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)], source_etype=T_ARGS_TYPE)
-        return b.load(p, typ=T_ARGS_TYPE.elements[j])
-
-    src, lds, dst, ldd, nr, nc, panel, pstride = (field(x) for x in T_FIELDS)
+    fields = load_fields(b, args, T_ARGS_TYPE, T_FIELDS)
+    src, lds, dst, ldd, nr, nc, panel, pstride = (fields[x] for x in T_FIELDS)
 
     def at(base, row, ld, col):
         return gep(b, base, [b.mul(b.add(b.mul(row, ld), col), es)], source_etype=I8)
