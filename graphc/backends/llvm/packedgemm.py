@@ -17,10 +17,13 @@ input scalar per pixel. A task is a block of ``rows`` output pixels by a group o
 ``panels`` panels (all of them unless the pixels are too few to split between the threads);
 with all of them, the GEMM epilogue for those rows follows when one was fused (the protocol of
 ``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). Tile rows past
-the task's last pixel repeat it (in bounds) and are not stored; channels past O are masked
-off at the store. Every address the kernel forms is inside X (the taps are bounds-checked
-against the input), the packed operand, or C's ``m * O`` floats (prefetch hints aside); the sizes themselves are
-the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule).
+the task's last pixel are computed but not stored (past the layer's last pixel, they repeat
+it: in bounds); channels past O are masked off at the store. Every address the kernel forms
+is inside X (the taps are bounds-checked against the input), the packed operand, or C's
+``m * O`` floats (prefetch hints aside); the sizes themselves are the Conv2D's, checked
+before any kernel runs (``lower_nn``'s shape rule). The kernel prefetches the input and the
+output lines of the tiles ahead (PREFETCH_TILES, PREFETCH_OUT): a model's large layers read
+and write more than the caches hold.
 
 ``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
 width is emitted into the module of a program that uses it (``emit_conv_packed`` renders
@@ -78,12 +81,17 @@ REST_ROWS = 2
 #: each reduction step of a tap prefetches one address of the input that the tile
 #: PREFETCH_TILES ahead reads for that tap: the c steps sweep its rows' c * tile-rows floats,
 #: assumed contiguous (the same image row, as every row of a 1 x 1 layer's input is; a wrong
-#: guess costs a useless prefetch: a prefetch is a hint that never faults). A layer's input comes from memory when the
-#: layer before wrote more than the caches hold, and the hardware prefetchers miss the tile's
-#: strided reads: SqueezeNet's 128 -> 16 squeeze at 55 x 55, batch 8, took 2.57 ms in the
-#: model against 1.05 ms on a cached input; 1.20 with this (0, no prefetch; 1 and 2 measured
-#: alike on the whole model, 4 slower)
+#: guess costs a useless prefetch: a prefetch is a hint that never faults). A layer's input
+#: comes from memory when the layer before wrote more than the caches hold, and the hardware
+#: prefetchers miss the tile's strided reads: SqueezeNet's 128 -> 16 squeeze at 55 x 55,
+#: batch 8, took 2.57 ms in the model against 1.05 ms on a cached input; 1.20 with this (0: no
+#: prefetch; 1 and 2 measured alike on the whole model, 4 slower)
 PREFETCH_TILES = 2
+#: each tile first prefetches for writing the output lines of the tile PREFETCH_OUT ahead: a
+#: store to a line not in cache waits for the line. ResNet-50's 64 -> 256 1 x 1 layers at
+#: batch 8 (25.7 MB out) took 10.95 ms on one core, 8.96 with this (2: 8.89; 4: 9.78); the
+#: whole model on one core 632 -> 606 ms (0: no prefetch)
+PREFETCH_OUT = 1
 
 
 def tile_shapes() -> dict:
@@ -130,6 +138,14 @@ def _c(v):
     return ir.Constant(I64, v)
 
 
+def _position(b, i, v):
+    """(image, output y, output x) of output pixel ``i``."""
+    q = b.sdiv(i, v["ow"])
+    ox = b.sub(i, b.mul(q, v["ow"]))
+    img = b.sdiv(q, v["oh"])
+    return img, b.sub(q, b.mul(img, v["oh"])), ox
+
+
 def _emit(r, fn, mr, nv, vt):
     """The kernel for panels of ``nv`` vectors in tiles of ``mr`` pixels by ``vt`` vectors
     (``vt`` divides ``nv``)."""
@@ -159,23 +175,40 @@ def _emit(r, fn, mr, nv, vt):
     o_v = splat(b, o, ity)
     rest = min(REST_ROWS, mr)
     pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
+    end = _position(b, b.sub(m, _c(1)), v)  # the last pixel's (image, y, x)
 
-    def tile(i0, mr, r1, last, j, masks, panel):  # (mr: this tile's rows, at most _emit's)
+    def tile(i0, mr, r1, j, masks, panel):  # (mr: this tile's rows, at most _emit's)
         """C[i0 : i0 + mr, j : j + vt * w] from the panel's columns at ``panel`` (rows from
-        r1 on repeat row last, not stored)."""
+        r1 on are computed, not stored)."""
         geo = []  # (image row offset, first input y, first input x) per tile row
+        # the first row's position by division, the others stepped from it (divisions per
+        # row cost 4% of a 1 x 1, 64 -> 256 layer's time); rows past the last pixel take its
+        # position (in bounds; they are not stored)
+        img, oy, ox = _position(b, i0, v)
         for rr in range(mr):
-            i = b.add(i0, _c(rr))
-            i = b.select(b.icmp_signed("<", i, r1), i, last)
-            ox = b.srem(i, v["ow"])
-            q = b.sdiv(i, v["ow"])
-            oy = b.srem(q, v["oh"])
-            img = b.sdiv(q, v["oh"])
-            geo.append((b.mul(img, v["h"]), b.sub(b.mul(oy, v["sh"]), v["pt"]),
-                        b.sub(b.mul(ox, v["sw"]), v["pl"])))  # fmt: skip
+            if rr:
+                ox = b.add(ox, _c(1))
+                wrap = b.icmp_signed("==", ox, v["ow"])
+                ox = b.select(wrap, _c(0), ox)
+                oy = b.add(oy, b.zext(wrap, I64))
+                wrap = b.icmp_signed("==", oy, v["oh"])
+                oy = b.select(wrap, _c(0), oy)
+                img = b.add(img, b.zext(wrap, I64))
+            inside = b.icmp_signed("<", b.add(i0, _c(rr)), m)
+            pos = [b.select(inside, a, z) for a, z in zip((img, oy, ox), end)]
+            geo.append((b.mul(pos[0], v["h"]), b.sub(b.mul(pos[1], v["sh"]), v["pt"]),
+                        b.sub(b.mul(pos[2], v["sw"]), v["pl"])))  # fmt: skip
         for row in acc[:mr]:
             for a in row:
                 b.store(zero_v, a)
+        if PREFETCH_OUT:  # the output lines of the tile PREFETCH_OUT tiles ahead, for writing
+            ahead = b.add(i0, _c(PREFETCH_OUT * mr))
+            for rr in range(mr):
+                crow = b.add(b.mul(b.add(ahead, _c(rr)), o), j)
+                for q in range(vt):
+                    cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)], source_etype=I8)
+                    b.call(prefetch, [cp, ir.Constant(I32, 1), ir.Constant(I32, 3),
+                                      ir.Constant(I32, 1)])  # fmt: skip
         with for_range(b, fn, _c(0), kh) as ty:
             with for_range(b, fn, _c(0), kw) as tx:
                 for rr in range(mr):
@@ -228,7 +261,6 @@ def _emit(r, fn, mr, nv, vt):
         r0 = b.mul(rb, v["rows"])
         r1 = b.add(r0, v["rows"])
         r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
-        last = b.sub(r1, _c(1))
         # column blocks of vt vectors: the panels [p0, p1), each in nv / vt blocks
         with for_range(b, fn, b.mul(p0, _c(nv // vt)), b.mul(p1, _c(nv // vt))) as cb:
             jb = b.sdiv(cb, _c(nv // vt))
@@ -242,13 +274,13 @@ def _emit(r, fn, mr, nv, vt):
                         source_etype=I8)  # fmt: skip
             full = b.sdiv(b.sub(r1, r0), _c(mr))
             with for_range(b, fn, _c(0), full) as ti:
-                tile(b.add(r0, b.mul(ti, _c(mr))), mr, r1, last, j, masks, panel)
+                tile(b.add(r0, b.mul(ti, _c(mr))), mr, r1, j, masks, panel)
             # the rows after the last full tile (ResNet-50's 49-pixel layers: 1 of 6), in
             # tiles of REST_ROWS instead of a whole tile of repeats
             rest0 = b.add(r0, b.mul(full, _c(mr)))
             nrest = b.sdiv(b.add(b.sub(r1, rest0), _c(rest - 1)), _c(rest))
             with for_range(b, fn, _c(0), nrest) as ti:
-                tile(b.add(rest0, b.mul(ti, _c(rest))), rest, r1, last, j, masks, panel)
+                tile(b.add(rest0, b.mul(ti, _c(rest))), rest, r1, j, masks, panel)
         epi = v["epi"]  # (only with whole rows: one group of panels)
         whole = b.icmp_signed("==", groups, _c(1))
         with b.if_then(b.and_(whole, b.icmp_unsigned("!=", b.ptrtoint(epi, I64), _c(0)))):
