@@ -100,7 +100,7 @@ def shapes(model: str, batch: int) -> None:
         m = cols.shape[0]
         out = np.empty((m, o), np.float32)
         args = _Args(m, o, c, hw, hw, oh, ow, k, k, s, s, 1, 1, pad, pad, x.ctypes.data,
-                     wp.ctypes.data, out.ctypes.data, m, 1 << 20, None, None)  # fmt: skip
+                     wp.ctypes.data, out.ctypes.data, 1, 1 << 20, None, None)  # fmt: skip
         fn = kernels[nv]
         fn(ctypes.byref(args), 0, 1)
         want = cols @ f.reshape(-1, o)

@@ -61,7 +61,8 @@ def _kernel_fn(nv):
 
 
 def _kernel_call(x, f, s, pads, d, rows, panels=1000):
-    """Run the kernel directly: every task of ``rows`` pixels by ``panels`` panels."""
+    """Run the kernel directly: every task of a block of about ``rows`` pixels (whole tiles;
+    some blocks empty when there are more blocks than tiles) by ``panels`` panels."""
     n, h, w, c = x.shape
     kh, kw, _, o = f.shape
     nv = conv_packed.panel_vectors(o)
@@ -72,12 +73,13 @@ def _kernel_call(x, f, s, pads, d, rows, panels=1000):
     ow = (w + pl + pr - (kw - 1) * d - 1) // s + 1
     m = n * oh * ow
     out = np.full(m * o + 7, np.nan, np.float32)  # a canary past the end
+    row_blocks = -(-m // rows)  # blocks of whole tiles: [i * T / R, (i + 1) * T / R)
     args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, x.ctypes.data,
-                 wp.ctypes.data, out.ctypes.data, rows, panels, None, None)  # fmt: skip
+                 wp.ctypes.data, out.ctypes.data, row_blocks, panels, None, None)  # fmt: skip
     fn = _kernel_fn(nv)
     nblk = -(-o // (nv * conv_packed.LANES))
     groups = -(-nblk // panels)
-    fn(ctypes.byref(args), 0, -(-m // rows) * groups)
+    fn(ctypes.byref(args), 0, row_blocks * groups)
     assert np.isnan(out[m * o :]).all()  # nothing written past C
     return out[: m * o].reshape(n, oh, ow, o)
 

@@ -13,8 +13,9 @@ there, or the row of C zeros after the panels when the tap falls in the padding.
 The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
 accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
 every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
-input scalar per pixel. A task is a block of ``rows`` output pixels by a group of
-``panels`` panels (all of them unless the pixels are too few to split between the threads);
+input scalar per pixel. A task is a block of whole tiles of output pixels (one of
+``row_blocks``) by a group of ``panels`` panels (all of them unless the pixels are too few to
+split between the threads);
 with all of them, the GEMM epilogue for those rows follows when one was fused (the protocol of
 ``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). Tile rows past
 the task's last pixel are computed but not stored (past the layer's last pixel, they repeat
@@ -57,7 +58,7 @@ from .irutil import (
     splat,
     store_fields,
 )
-from .nativegemm import split_tasks
+from .nativegemm import row_range, split_tasks
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
 #: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
@@ -109,11 +110,12 @@ def symbol(nv: int) -> str:
 
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
 #: o (output channels), c (input channels), h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
-#: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), rows (pixels per task),
+#: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), row_blocks (blocks of
+#: whole tiles of pixels: ``nativegemm.row_range``),
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
 #: epilogue or null; run only when a task has every panel), epi_ctx
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
-          "x", "wp", "out", "rows", "panels", "epi", "epi_ctx")  # fmt: skip
+          "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx")  # fmt: skip
 POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
@@ -258,9 +260,7 @@ def _emit(r, fn, mr, nv, vt):
         p0 = b.mul(b.srem(t, groups), panels)
         p1 = b.add(p0, panels)
         p1 = b.select(b.icmp_signed("<", p1, nblk), p1, nblk)
-        r0 = b.mul(rb, v["rows"])
-        r1 = b.add(r0, v["rows"])
-        r1 = b.select(b.icmp_signed("<", r1, m), r1, m)
+        r0, r1 = row_range(b, rb, v["row_blocks"], m, _c(mr))
         # column blocks of vt vectors: the panels [p0, p1), each in nv / vt blocks
         with for_range(b, fn, b.mul(p0, _c(nv // vt)), b.mul(p1, _c(nv // vt))) as cb:
             jb = b.sdiv(cb, _c(nv // vt))
@@ -311,12 +311,11 @@ def _kernel(r, nv: int) -> ir.Function:
 
 def emit_conv_packed(r, f, s, epilogue=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
-    kernel: tasks of ``rows`` output pixels (``nativegemm.split_tasks``: whole tiles, at most
+    kernel: tasks of blocks of output pixels (``nativegemm.split_tasks``: whole tiles, at most
     TASK_FLOATS outputs, at least TASKS_PER_THREAD tasks a thread), one pool chunk each when
-    the product is large
-    enough to split;
-    with fewer than COLUMN_SPLIT_TILES tiles of pixels per thread, tasks of all the pixels
-    by a share of the panels instead (the epilogue then runs after, as a loop).
+    the product is large enough to split; with fewer than COLUMN_SPLIT_TILES tiles of pixels
+    per thread, tasks of all the pixels by a share of the panels instead (the epilogue then
+    runs after, as a loop).
 
     ``epilogue``: (body, ctx, lo, hi) of the parallel loop after it that
     ``epilogue.row_epilogue`` accepted; returns an i1, true when every task ran
@@ -340,7 +339,7 @@ def emit_conv_packed(r, f, s, epilogue=None):
     # tasks of whole tiles of pixels by every panel (the epilogue per task), or with few
     # pixels for the threads (ResNet-50's 7 x 7 layers at batch 1) all the pixels by a share
     # of the panels (the epilogue after, as a loop)
-    rows, panels, tasks, by_cols = split_tasks(b, m, o, nblk, mr, nthr)
+    row_blocks, panels, tasks, by_cols = split_tasks(b, m, o, nblk, mr, nthr)
     by_cols = b.and_(by_cols, nonempty)
     nt = b.select(b.icmp_signed(">", nthr, one), tasks, one)
     fused = ir.Constant(I1, 0)
@@ -353,8 +352,8 @@ def emit_conv_packed(r, f, s, epilogue=None):
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
-            "out": f.buf_ptr(s.args[2], zero)[0], "rows": rows, "panels": panels, "epi": epi_fn,
-            "epi_ctx": epi_ctx}  # fmt: skip
+            "out": f.buf_ptr(s.args[2], zero)[0], "row_blocks": row_blocks, "panels": panels,
+            "epi": epi_fn, "epi_ctx": epi_ctx}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
     part = _kernel(r, nv)
