@@ -23,8 +23,9 @@ the rows are final::
 ``sum/mean/prod/max/min/any/all`` reductions whose output dtype is their accumulator's;
 anything else returns None and gets the row layout.
 
-A row of one tile with no outer axes (a bias gradient) would be one parallel iteration; its
-reduced rows are then split in SPLITS parts instead, each combined into a partial row of a
+A row of one tile with no outer axes (a bias gradient) would be one parallel iteration (and a
+row of a few tiles a few, each reading part of every reduced row); its reduced rows are then
+split in SPLITS parts instead, each combined into a partial row of a
 scratch buffer in parallel, and the partial rows combined in part order (the same result
 whatever the number of threads)::
 
@@ -50,6 +51,10 @@ TILE = 512
 #: are combined, from SPLIT_MIN_ROWS reduced rows (or a count known only at run time)
 SPLITS = 8
 SPLIT_MIN_ROWS = 512
+#: ... also rows of a few tiles, up to this many columns: tiles split the threads' reads of
+#: each reduced row (half a 4 KB row each), which the hardware prefetchers follow badly: the
+#: column sums of W9's [4096, 1024] gradient took 1.7 ms on one thread, 1.9 on two, in tiles
+SPLIT_MAX_COLUMNS = 2048
 
 
 def emit_column_group(lw, name, nodes, stored, reductions):
@@ -110,7 +115,7 @@ def emit_column_group(lw, name, nodes, stored, reductions):
     outs = {rid: b[0] for rid, b in bufs.items()}
     dts = {r.id: r.outs[0].dtype for r in reductions}
     red_shape = [space[d] for d in axes]
-    if _split(outer, tiles, red_shape):
+    if _split(outer, c_size, red_shape):
         _emit_split(lw, kb, space, axes, specs, reductions, outs, dts, c_size, inner)
         _emit_rows_after(lw, kb, reductions, specs, dts, outs, bufs, computed, red_shape,
                          sym.ZERO, sym.ZERO, c_size)  # fmt: skip
@@ -170,9 +175,12 @@ def _accumulate(kb, reductions, specs, dts, bufs, ix, at):
         kb.reads.add(buf)
 
 
-def _split(outer, tiles, red_shape) -> bool:
+def _split(outer, c_size, red_shape) -> bool:
     """Whether the reduction is computed in SPLITS parts (see SPLITS)."""
-    if sym.const_value(sym.product(outer)) != 1 or sym.const_value(tiles) != 1:
+    if sym.const_value(sym.product(outer)) != 1:
+        return False
+    columns = sym.const_value(c_size)
+    if columns is None or columns > SPLIT_MAX_COLUMNS:
         return False
     rows = sym.const_value(sym.product(red_shape))
     return rows is None or rows >= SPLIT_MIN_ROWS

@@ -188,13 +188,14 @@ def _written_refs(prog, kernel):
     return [(n.id, k) for n in prog.nodes if n.id in nodes for k in range(len(n.outs))]
 
 
+@pytest.mark.parametrize("cols", [96, 1500])
 @pytest.mark.parametrize("rows", [None, 1000, 7])
-def test_a_short_row_over_many_rows_is_summed_in_parts(rows):
-    """A bias gradient (the column sums of a [rows, 96] tensor, one tile, no outer axes):
-    the rows are split in SPLITS parts summed in parallel, then the partial rows combined;
-    a mean, a max and an epilogue over the row come out as the reference computes them,
-    for run-time row counts below SPLITS (parts of no rows) and above."""
-    x = gc.placeholder(gc.float32, (rows, 96))
+def test_a_short_row_over_many_rows_is_summed_in_parts(rows, cols):
+    """A bias gradient (the column sums of a [rows, cols] tensor, one tile or a few, no outer
+    axes): the rows are split in SPLITS parts summed in parallel, then the partial rows
+    combined; a mean, a max and an epilogue over the row come out as the reference computes
+    them, for run-time row counts below SPLITS (parts of no rows) and above."""
+    x = gc.placeholder(gc.float32, (rows, cols))
     s = gc.reduce_sum(x * 2.0, axis=0)
     m = gc.reduce_mean(x, axis=0)
     mx = gc.reduce_max(x, axis=0)
@@ -204,7 +205,7 @@ def test_a_short_row_over_many_rows_is_summed_in_parts(rows):
     split = rows is None or rows >= lower_columns.SPLIT_MIN_ROWS
     assert ("_parts" in text) == split, text
     for n in (rows or 3, rows or 1000):
-        ref, got, _, _ = run_both(prog, kp, [_xs((n, 96), n)])
+        ref, got, _, _ = run_both(prog, kp, [_xs((n, cols), n)])
         assert_close(got, ref, 1e-5, 1e-4)
 
 
