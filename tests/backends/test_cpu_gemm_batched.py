@@ -47,9 +47,24 @@ def test_items_split_over_threads_equal_numpy(ta, tb, dtype):
     got, want, ir = _batched(dtype, a_shape, b_shape, ta, tb, threads=2)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
-    # whole items per thread: graphc's own kernel (AVX-512, B not transposed), else OpenBLAS
-    native = bool(llvm_math.HOST["avx512f"]) and not tb
+    # whole items per thread: graphc's own kernel (AVX-512; a transposed B transposed per
+    # item, not both transposed), else OpenBLAS
+    native = bool(llvm_math.HOST["avx512f"]) and not (ta and tb)
     assert ("gc_gemm_native_items" if native else "gc.gemm_items") in ir
+
+
+@pytest.mark.parametrize("n,k", [(130, 56), (8000, 1), (300, 120), (17, 520)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_items_with_b_transposed_equal_numpy(n, k, dtype):
+    """Items with B transposed: each item's B^T goes into panels on the thread's stack (N
+    past a panel, one term, panels past nativegemm.ITEMS_TB_SCRATCH_MAX bytes: OpenBLAS per
+    item instead)."""
+    m = 24
+    got, want, _ = _batched(dtype, (6, m, k), (6, n, k), False, True, threads=2)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    got, want, _ = _batched(dtype, (6, m, k), (6, n, k), False, True, threads=2, dynamic=True)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
 
 
 def test_run_time_batch_and_sizes():
@@ -68,3 +83,18 @@ def test_large_items_are_split_by_rows_and_one_thread_runs_serially():
     for threads in (1, 2):
         got, want, _ = _batched(np.float32, (2, 256, 256), (2, 256, 256), False, False, threads)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False)])
+def test_items_whose_rows_could_split_run_whole_on_the_native_kernel(ta, tb):
+    """16 items of 128 x 128 x 64 on 2 threads (W9's attention shape): each item's rows could
+    be split, but with blas.ITEMS_PER_THREAD items a thread graphc's kernel runs whole items."""
+    m, n, k = 128, 128, 64
+    assert 16 >= 2 * blas.ITEMS_PER_THREAD and m <= blas.ITEMS_MAX_ROWS
+    a_shape = (16,) + ((k, m) if ta else (m, k))
+    b_shape = (16,) + ((n, k) if tb else (k, n))
+    for dynamic in (False, True):
+        got, want, ir = _batched(np.float32, a_shape, b_shape, ta, tb, 2, dynamic=dynamic)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        if llvm_math.HOST["avx512f"] and not dynamic:  # (run-time batches: item by item)
+            assert "gc_gemm_native_items" in ir

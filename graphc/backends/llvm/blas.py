@@ -39,6 +39,12 @@ from .packedgemm import emit_conv_packed
 #: 256x10x512 52 -> 18 us, 512x10x256 (A transposed) 59 -> 14 us, 256x512x10 44 -> 26 us
 #: (the three small GEMMs of the W3 step, 1.3M each), 128x512x64 90 -> 50 us
 GEMM_PARALLEL_MIN_FLOPS = 1 << 20
+#: items per thread at least for graphc's kernel to run a batch by whole items when each
+#: item's rows could be split (fewer: a thread would wait for another's last item)
+ITEMS_PER_THREAD = 4
+#: ... and items of at most this many rows (the items kernel runs an item as one task of all
+#: its rows: more rows than this and a chunk of A no longer stays in L2)
+ITEMS_MAX_ROWS = 256
 #: ... and at least this many rows (or columns) of C per thread
 GEMM_MIN_ROWS = 32
 #: rows of C per thread from which a GEMM is split by rows; a thinner product with more
@@ -167,15 +173,23 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
     by_items = b.and_(
         by_items, b.icmp_signed(">=", total, ir.Constant(I64, GEMM_PARALLEL_MIN_FLOPS))
     )
+    items_all = by_items  # (graphc's kernel, below: whole items also when rows could split)
     by_items = b.and_(by_items, b.icmp_signed("<=", nt, one))
     # (a product of one item, known when compiling, emits no code for batches: less IR to
     # render and compile per GEMM)
     single = isinstance(s.args[8], Const) and int(s.args[8].value) == 1
     if single:
         by_items = ir.Constant(ir.IntType(1), 0)
-    # B not transposed, not split by items: the native kernel, which does not pack B
-    # (nativegemm.py)
-    native = native_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big)
+    # graphc's own kernel where it takes the product or the items (nativegemm.py: it does
+    # not pack B)
+    native = native_gemm(r, f, s, dt, ta, tb, ival, al, be, (lda, ldb, ldc), big, not single)
+    if native is not None and not single:
+        # graphc's kernel runs whole items per thread also where each item's rows could be
+        # split, given ITEMS_PER_THREAD items a thread (W9's attention products, 128 items of
+        # 128 x 128 x 64 on 2 threads: 1.75-1.87 against 1.95-2.26 ms split by rows)
+        many = b.icmp_signed(">=", batch, b.mul(nthr, ir.Constant(I64, ITEMS_PER_THREAD)))
+        many = b.and_(many, b.icmp_signed("<=", m, ir.Constant(I64, ITEMS_MAX_ROWS)))
+        by_items = b.or_(by_items, b.and_(b.and_(items_all, many), native.items_use))
     # the epilogue runs per row chunk (task) when the loop covers C
     fused = ir.Constant(ir.IntType(1), 0)
     epi_fn = epi_ctx = ir.Constant(PTR, None)
@@ -223,13 +237,13 @@ def _blas_gemm(r, f, s, dt, ta, tb, ival, alpha, beta, epilogue=None):
 
 def _items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr, native):
     """A batch split by whole items: graphc's kernel per item where ``native`` takes the
-    product (B not transposed), else OpenBLAS per item."""
+    items (``items_use``), else OpenBLAS per item."""
     if native is None or native.items_part is None:
         _gemm_items(r, f, s, dt, ta, tb, ival, al, be, lds, nthr)
         return
     b = f.b
     m, n, k, batch, sa, sb, sc, oa, ob, oc = ival
-    with b.if_else(native.use) as (then, otherwise):
+    with b.if_else(native.items_use) as (then, otherwise):
         with then:
             ptrs = [f.buf_ptr(name, off)[0] for name, off in zip(s.args[:3], (oa, ob, oc))]
             native.call_items(*ptrs, (sa, sb, sc), batch, nthr)

@@ -81,6 +81,11 @@ WASTE_NUM, WASTE_DEN = 1, 8
 #: a transposed B from this many rows of A (the transpose into panels costs about as much as
 #: ~100 rows of the product gain)
 TB_M_MIN = 256
+#: a batch of items with B transposed runs whole items per thread from any number of rows,
+#: each item's B first transposed into panels on the thread's stack, when those panels take
+#: at most this many bytes (W9's attention scores Q K^T, 128 items of [128, 64] x [128,
+#: 64]^T: 32 KB per item)
+ITEMS_TB_SCRATCH_MAX = 128 << 10
 #: bytes per vector register (AVX-512); narrower machines split each vector in LLVM
 VECTOR_BYTES = 64
 #: rows of C per tile (A scalars broadcast per k step): 6 x 4 accumulators, the 4 vectors of
@@ -220,7 +225,14 @@ class NativeGemm:
         )
         self.whole_rows = b.not_(by_cols)
         self.blocks = blocks
-        self.items_part = None if tb else r.declare(items_symbol(dt, ta), VOID, [PTR, I64, I64])
+        self.items_use = self.use
+        self.items_part = None
+        if not (ta and tb):
+            self.items_part = r.declare(items_symbol(dt, ta, tb), VOID, [PTR, I64, I64])
+        if tb:
+            scratch = b.mul(b.mul(k, b.mul(blocks, nb)), ir.Constant(I64, dt.itemsize))
+            small = b.icmp_signed("<=", scratch, ir.Constant(I64, ITEMS_TB_SCRATCH_MAX))
+            self.items_use = b.and_(self.items_use, small)
         self.nt = b.select(b.icmp_signed(">", nthr, one), self.tasks, one)
         self.args = f.alloca(ARGS_TYPE, name="gemm.native")
         ldb = lds[1]
@@ -247,6 +259,7 @@ class NativeGemm:
             self.t_nt = b.select(b.icmp_signed("<", self.t_blocks, nthr), self.t_blocks, nthr)
             self.t_fields = {"lds": ldb, "ldd": nb, "r": n, "c": k, "panel": nb,
                              "pstride": b.mul(k, nb)}  # fmt: skip
+            self.ldb_src = ldb
             ldb = nb
             bps = b.mul(k, nb)
         else:
@@ -278,7 +291,8 @@ class NativeGemm:
 
     def call_items(self, pa, pb, pc, strides, batch, nthr):
         """The ``batch`` items of a batched product (A, B, C of item i ``strides``
-        elements after item i - 1's), whole items per thread (B not transposed)."""
+        elements after item i - 1's), whole items per thread (a transposed B is transposed
+        per item, on the thread's stack: ``items_use``)."""
         b = self.f.b
         args = self.f.alloca(ITEMS_TYPE, name="gemm.native.items")
         one_item = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, 0)],
@@ -287,9 +301,10 @@ class NativeGemm:
         fields = dict(self.fields, a=pa, b=pb, c=pc, epi=null, epi_ctx=null,
                       row_blocks=ir.Constant(I64, 1), cols=self.blocks)  # fmt: skip
         store_fields(b, one_item, ARGS_TYPE, FIELDS, fields)
-        for j, stride in enumerate(strides, start=1):
-            b.store(stride, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
-                                source_etype=ITEMS_TYPE))  # fmt: skip
+        ldb_src = self.ldb_src if self.tb else ir.Constant(I64, 0)
+        for j, v in enumerate((*strides, ldb_src), start=1):
+            b.store(v, gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
+                           source_etype=ITEMS_TYPE))  # fmt: skip
         chunks = b.select(b.icmp_signed("<", batch, nthr), batch, nthr)
         self._run(self.items_part, args, batch, chunks)
 
@@ -303,16 +318,18 @@ class NativeGemm:
             b.call(self._free, [got])
 
 
-def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big):
+def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big, batched=True):
     """A NativeGemm for the ``gemm`` LibCall ``s`` (float32/64, ``ival`` its index values as
     in ``blas.py``, ``al``/``be`` alpha and beta as doubles, ``lds`` (lda, ldb, ldc), ``big``
-    whether it is worth splitting over threads), or None when it can never take the kernel:
-    B transposed, a static M or K out of range, or a target without AVX-512 (its 16 vector
-    registers cannot hold the tile: OpenBLAS's kernels for it are the better choice)."""
+    whether it is worth splitting over threads, ``batched`` whether it may have several
+    items), or None when it can never take the kernel: a static M or K out of range, or a
+    target without AVX-512 (its 16 vector registers cannot hold the tile: OpenBLAS's kernels
+    for it are the better choice)."""
     if not _m.flag("avx512f"):
         return None
     m, k = s.args[5], s.args[7]
-    if isinstance(m, Const) and int(m.value) < (TB_M_MIN if tb else 1):
+    few = TB_M_MIN if tb and not (batched and not ta) else 1  # (batched: items from any M)
+    if isinstance(m, Const) and int(m.value) < few:
         return None
     deep = ta and isinstance(k, Const) and int(k.value) > TA_K_MAX
     if deep and isinstance(m, Const) and int(m.value) > DEEP_M_MAX:
@@ -325,35 +342,55 @@ def symbol(dt, ta: bool) -> str:
     return f"gc_gemm_native_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
 
 
-def items_symbol(dt, ta: bool) -> str:
-    """The batched kernel's function name (whole items per thread) for ``dt`` and ``ta``."""
-    return f"gc_gemm_native_items_{'s' if dt == _dt.float32 else 'd'}{int(ta)}"
+def items_symbol(dt, ta: bool, tb: bool = False) -> str:
+    """The batched kernel's function name (whole items per thread) for ``dt``, ``ta`` and
+    ``tb`` (not both transposed)."""
+    return f"gc_gemm_native_items_{'s' if dt == _dt.float32 else 'd'}{int(ta)}{int(tb)}"
 
 
 #: the batched kernel's argument struct: one item's GEMM (ARGS_TYPE, as one task: one block
-#: of rows, every column block, no epilogue), then the element strides of A, B and C from
-#: one item to the next
-ITEMS_TYPE = ir.LiteralStructType([ARGS_TYPE, I64, I64, I64])
+#: of rows, every column block, no epilogue; with B transposed, its ``b`` is item 0's B^T
+#: and ``ldb``/``bps`` those of the panels), then the element strides of A, B and C from one
+#: item to the next, then B's row stride (B transposed)
+ITEMS_TYPE = ir.LiteralStructType([ARGS_TYPE, I64, I64, I64, I64])
 
 
-def _emit_items(fn, kernel, dt):
+def _emit_items(fn, kernel, dt, transpose=None):
     """``part(args, i0, i1)``: the items [i0, i1) of a batched product one after another on
     this thread, each one task of ``kernel`` (a batch of products too small to split by rows:
-    W9's attention, 128 items of 128 x 128 x 64)."""
+    W9's attention, 128 items of 128 x 128 x 64). With ``transpose`` (B transposed), each
+    item's B^T first goes into panels in a stack buffer (at most ITEMS_TB_SCRATCH_MAX bytes:
+    the caller checks), which the kernel then streams."""
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args, i0, i1 = fn.args
     one = gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, 0)], source_etype=ITEMS_TYPE)
     base = b.load(one, typ=ARGS_TYPE)
     strides = [b.load(gep(b, args, [ir.Constant(I32, 0), ir.Constant(I32, j)],
-                          source_etype=ITEMS_TYPE), typ=I64) for j in (1, 2, 3)]  # fmt: skip
+                          source_etype=ITEMS_TYPE), typ=I64) for j in (1, 2, 3, 4)]  # fmt: skip
     local = b.alloca(ARGS_TYPE)
     es = ir.Constant(I64, dt.itemsize)
+    scratch = t_args = None
+    if transpose is not None:
+        n, k = (b.extract_value(base, FIELDS.index(f)) for f in ("n", "k"))
+        nb = ir.Constant(I64, block_columns(dt))
+        padded = b.mul(b.sdiv(b.add(n, ir.Constant(I64, block_columns(dt) - 1)), nb), nb)
+        scratch = b.alloca(I8, size=b.mul(b.mul(k, padded), es))
+        scratch.align = 64
+        t_args = b.alloca(T_ARGS_TYPE)
+        w = ir.Constant(I64, lanes(dt))
+        t_blocks = b.sdiv(b.add(n, b.sub(w, ir.Constant(I64, 1))), w)
+        t_fields = {"lds": strides[3], "dst": scratch, "ldd": nb, "r": n, "c": k,
+                    "panel": nb, "pstride": b.mul(k, nb)}  # fmt: skip
     with for_range(b, fn, i0, i1) as i:
         b.store(base, local)
         for name, stride in zip(("a", "b", "c"), strides):
             j = FIELDS.index(name)
             ptr = b.extract_value(base, j)
             moved = gep(b, ptr, [b.mul(b.mul(i, stride), es)], source_etype=I8)
+            if name == "b" and transpose is not None:
+                store_fields(b, t_args, T_ARGS_TYPE, T_FIELDS, dict(t_fields, src=moved))
+                b.call(transpose, [t_args, ir.Constant(I64, 0), t_blocks])
+                moved = scratch
             b.store(moved, gep(b, local, [ir.Constant(I32, 0), ir.Constant(I32, j)],
                                 source_etype=ARGS_TYPE))  # fmt: skip
         b.call(kernel, [local, ir.Constant(I64, 0), ir.Constant(I64, 1)])
@@ -361,10 +398,12 @@ def _emit_items(fn, kernel, dt):
 
 
 #: the kernels the worker pool's object defines (pool.py): the GEMM per dtype and trans_a,
-#: the transpose per dtype
-SYMBOLS = tuple(symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
-SYMBOLS += tuple(transpose_symbol(dt) for dt in (_dt.float32, _dt.float64))
-SYMBOLS += tuple(items_symbol(dt, ta) for dt in (_dt.float32, _dt.float64) for ta in (False, True))
+#: the transpose per dtype, the batched GEMM per dtype and trans_a or trans_b
+_DTS = (_dt.float32, _dt.float64)
+_ITEMS = ((False, False), (True, False), (False, True))  # (ta, tb)
+SYMBOLS = tuple(symbol(dt, ta) for dt in _DTS for ta in (False, True))
+SYMBOLS += tuple(transpose_symbol(dt) for dt in _DTS)
+SYMBOLS += tuple(items_symbol(dt, ta, tb) for dt in _DTS for ta, tb in _ITEMS)
 
 
 def kernels_ir() -> str:
@@ -373,15 +412,17 @@ def kernels_ir() -> str:
     without a target line: the worker pool's module appends it (pool.py), so the kernels are
     compiled once per process (and cached with the pool), not in every program's module."""
     mod = StandaloneModule("gc_gemm_native")
-    for dt in (_dt.float32, _dt.float64):
+    fty = ir.FunctionType(VOID, [PTR, I64, I64])
+    for dt in _DTS:
+        transpose = ir.Function(mod.module, fty, transpose_symbol(dt))
+        emit_transpose(transpose, dt)
+        kernels = {}
         for ta in (False, True):
-            fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(dt, ta))
-            _emit(mod, fn, dt, ta)
-            items = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]),
-                                items_symbol(dt, ta))  # fmt: skip
-            _emit_items(items, fn, dt)
-        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), transpose_symbol(dt))
-        emit_transpose(fn, dt)
+            kernels[ta] = ir.Function(mod.module, fty, symbol(dt, ta))
+            _emit(mod, kernels[ta], dt, ta)
+        for ta, tb in _ITEMS:
+            items = ir.Function(mod.module, fty, items_symbol(dt, ta, tb))
+            _emit_items(items, kernels[ta], dt, transpose if tb else None)
     return "\n".join(
         line for line in str(mod.module).splitlines()
         if not line.startswith(("target ", "; ModuleID", "source_filename"))
