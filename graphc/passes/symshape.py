@@ -162,8 +162,12 @@ class SymbolicShapes:
         return None if batch is None else batch + (m, k)
 
     def _reshape(self, n):
-        """Reshape keeps a symbol only in the plain case: one unknown dim in and one -1 out,
-        with the same product of static sizes on both sides."""
+        """Reshape keeps a symbol only in the plain case: one unknown dim in and one -1 out.
+        The -1 is the unknown dim times the static sizes in over those out; when that ratio
+        is whole, the output dim is the input's symbol scaled by it (``("scaled", symbol,
+        factor)``): flattening ``[B, 128, 256]`` to ``(-1, 256)`` gives ``128 B``, and
+        reshaping that to ``(-1, 128, 256)`` gives back ``B`` (W9's layer norm gradient:
+        a SumToShape between the two is then seen to be a no-op)."""
         x = self.dims(n.inputs[0])
         target = n.attrs["shape"]
         if x is None or list(target).count(-1) != 1:
@@ -171,11 +175,25 @@ class SymbolicShapes:
         syms = [d for d in x if not isinstance(d, int)]
         if len(syms) != 1:
             return None
-        known_in = _product(d for d in x if isinstance(d, int))
+        base, factor = _unscaled(syms[0])
+        known_in = _product(d for d in x if isinstance(d, int)) * factor
         known_out = _product(d for d in target if d != -1)
-        if known_in != known_out:
+        if known_out <= 0 or known_in % known_out:
             return None
-        return tuple(syms[0] if d == -1 else d for d in target)
+        out = _scaled(base, known_in // known_out)
+        return tuple(out if d == -1 else d for d in target)
+
+
+def _unscaled(sym) -> tuple:
+    """(symbol, whole factor) of a dim ``factor * symbol``."""
+    if isinstance(sym, tuple) and sym and sym[0] == "scaled":
+        return sym[1], sym[2]
+    return sym, 1
+
+
+def _scaled(sym, factor: int):
+    """The dim ``factor * sym`` (``sym`` itself for a factor of 1)."""
+    return sym if factor == 1 else ("scaled", sym, factor)
 
 
 def _product(values) -> int:

@@ -28,3 +28,22 @@ def test_dims_of_a_chain_deeper_than_the_recursion_limit():
     assert four == 4
     assert batch == broadcast([shapes.dims((program.nodes[0].id, 0)), shapes.dims(
         (program.nodes[1].id, 0))])[0]  # fmt: skip
+
+
+def test_a_flattened_batch_reshaped_back_is_the_batch_again():
+    """[B, 128, 16] flattened to (-1, 16) is 128 B rows; reshaped to (-1, 128, 16) it is B
+    again, so a SumToShape from [B, 128, 16] to it is a no-op and goes. A ratio that is not
+    whole (8 B rows of 2 x 16 to (-1, 3, 16)) keeps no symbol."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 128, 16), name="x")
+        flat = gc.reshape(x, (-1, 16))
+        back = gc.reshape(flat * 2.0, (-1, 128, 16))
+        odd = gc.reshape(gc.reshape(x, (-1, 2, 16)), (-1, 3, 16))
+    program = program_of([back, odd, flat], [x])
+    shapes = SymbolicShapes(program.node)
+    batch = shapes.dims((program.nodes[0].id, 0))[0]
+    back_dims, odd_dims, flat_dims = (shapes.dims(r) for r in program.fetches)
+    assert flat_dims == (("scaled", batch, 128), 16)
+    assert back_dims == (batch, 128, 16)
+    assert odd_dims[0] not in (batch, ("scaled", batch, 64))
