@@ -196,21 +196,26 @@ PACKED_CONV = True
 
 
 def _packed_filters(kb, f_ref, dt):
-    """The constant HWIO filters at ``f_ref`` (a numpy array) when the cpu's packed
-    convolution takes them: the cpu target (``reduction_layout == "columns"``), float32,
-    a const node as the filter, C and KH * KW * C large enough; else None."""
+    """The HWIO filters at ``f_ref`` when the cpu's packed convolution takes them: the cpu
+    target (``reduction_layout == "columns"``), float32, C and KH * KW * C large enough;
+    a numpy array for a const node (packed once, at compile time), else their static shape
+    (packed at every run, PACKED_CONV_VARIABLE); None when not."""
     lw = kb.lw
     if not PACKED_CONV or lw.reduction_layout != "columns" or dt != _dt.float32:
         return None
-    if f_ref not in lw.source_buffer:
-        return None
-    node = lw.program.node(f_ref[0])
-    if node.op_def.source != "const":
-        return None
-    f = node.attrs["value"]
-    if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32 or 0 in f.shape:
-        return None
-    kh, kw, c, _ = f.shape
+    if f_ref in lw.source_buffer and lw.program.node(f_ref[0]).op_def.source == "const":
+        f = lw.program.node(f_ref[0]).attrs["value"]
+        if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32 or 0 in f.shape:
+            return None
+        shape = f.shape
+    else:
+        if not PACKED_CONV_VARIABLE:
+            return None
+        shape = tuple(sym.const_value(d) for d in kb.shape(f_ref))
+        if len(shape) != 4 or None in shape or 0 in shape:
+            return None
+        f = shape
+    kh, kw, c, _ = shape
     if c < PACKED_CONV_MIN_C or kh * kw * c < PACKED_CONV_MIN_K:
         return None
     return f
@@ -218,15 +223,19 @@ def _packed_filters(kb, f_ref, dt):
 
 def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     """A ``conv_packed`` LibCall for this Conv2D when its filters qualify
-    (``_packed_filters``); False (nothing emitted) otherwise. The packed filters are a
-    new constant buffer (``conv_packed.pack_filters``), the original is not read."""
+    (``_packed_filters``); False (nothing emitted) otherwise. Constant filters are packed
+    into a new constant buffer (``conv_packed.pack_filters``), the original not read; other
+    filters (a variable being trained) into a temporary by a loop before the call."""
     f = _packed_filters(kb, tuple(f_ref), dt)
     if f is None:
         return False
-    kh, kw, fc, o = f.shape
+    shape = f if isinstance(f, tuple) else f.shape
+    kh, kw, fc, o = shape
     nv = conv_packed.panel_vectors(o)
     name = f"pk{node.id}"
-    if name not in kb.lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
+    if isinstance(f, tuple):
+        _emit_filter_packing(kb, f_ref, name, shape, nv, dt)
+    elif name not in kb.lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
         packed = conv_packed.pack_filters(f, nv)
         kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
     x_buf = kb.lw.buffer_for_read(x_ref)
@@ -235,6 +244,35 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     args = (nv, m, o, fc, win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, *pads)
     kb.emit(LibCall("conv_packed", (x_buf, name, c_buf, *(sym.as_expr(a) for a in args))))
     return True
+
+
+def _emit_filter_packing(kb, f_ref, name, shape, nv, dt):
+    """A loop writing ``conv_packed.pack_filters``'s layout of the HWIO filters at
+    ``f_ref`` (static ``shape``) into the temporary ``name``: element e of panel q, row kk,
+    column j is filter element (kk, q * NB + j), or 0 past O and in the C zeros after the
+    panels."""
+    kh, kw, c, o = shape
+    k = kh * kw * c
+    nb = nv * conv_packed.LANES
+    body = -(-o // nb) * k * nb
+    size = conv_packed.packed_size(kh, kw, c, o, nv)
+    _temp(kb, name, dt, (size,))
+    f_buf = kb.lw.buffer_for_read(f_ref)
+    kb.reads.add(f_buf)
+    with kb.loop(i64(size), parallel=size >= PACK_PARALLEL_MIN) as e:
+        r = sym.mod(e, k * nb)
+        col = sym.add(sym.mul(sym.floordiv(e, k * nb), nb), sym.mod(r, nb))
+        valid = Math.AND(Math.LT(e, i64(body)), Math.LT(col, i64(o)))
+        at = sym.select(valid, sym.add(sym.mul(sym.floordiv(r, nb), o), col), sym.ZERO)
+        # (no Let: a local of a serial top-level loop would join the kernel's locals that
+        # its parallel loops snapshot; the load's index is clamped in bounds)
+        kb.emit(Store(name, e, Math.SELECT(valid, Load(f_buf, at, dt), Const(0.0, dt))))
+
+
+#: filters packed at every run (a variable's) with a parallel loop from this many floats
+PACK_PARALLEL_MIN = 1 << 16
+#: off: only constant filters take the packed convolution (A/B runs, tests)
+PACKED_CONV_VARIABLE = True
 
 
 #: output pixels per block of a blocked im2col convolution (see _blocked_conv)

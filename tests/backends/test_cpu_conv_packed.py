@@ -1,6 +1,7 @@
 """The cpu target's packed-filter convolution (``conv_packed``: graphc/kernel/conv_packed.py,
 graphc/backends/llvm/packedgemm.py): a Conv2D with constant float32 filters runs as an
-implicit GEMM over the NHWC input with the filters packed at compile time.
+implicit GEMM over the NHWC input with the filters packed at compile time (a variable's or
+a fed tensor's, of a static shape: at every run, by a loop before the kernel).
 
 Checked: the kernel alone against numpy over many shapes (output channels around each panel
 width, pixel counts off the tile, taps in the padding, strides, dilations, tasks of any
@@ -212,16 +213,22 @@ def test_which_convolutions_take_it(monkeypatch):
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(gc.float32, (1, 8, 8, 8))
-        f = gc.placeholder(gc.float32, (3, 3, 8, 16))  # filters fed: im2col + GEMM
+        f = gc.placeholder(gc.float32, (3, 3, 8, 16))  # filters fed: packed at every run
         y = gc.nn.conv2d(x, f, 1, "SAME")
+        fn = gc.placeholder(gc.float32, (3, 3, 8, None))  # a run-time shape: im2col + GEMM
+        yn = gc.nn.conv2d(x, fn, 1, "SAME")
         # two input channels, or K = 8: the direct convolution
         first = gc.nn.conv2d(x[..., :2], gc.constant(np.ones((3, 3, 2, 8), np.float32)), 1,
                              "SAME")  # fmt: skip
         short = gc.nn.conv2d(x, gc.constant(np.ones((1, 1, 8, 8), np.float32)), 1, "SAME")
     with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
-        assert "conv_packed" not in sess.compile([y], [x, f]).dump_ir("kernel")
+        assert "conv_packed" in sess.compile([y], [x, f]).dump_ir("kernel")
+        assert "conv_packed" not in sess.compile([yn], [x, fn]).dump_ir("kernel")
         assert "conv_packed" not in sess.compile([first], [x]).dump_ir("kernel")
         assert "conv_packed" not in sess.compile([short], [x]).dump_ir("kernel")
+    monkeypatch.setattr(lower_nn, "PACKED_CONV_VARIABLE", False)
+    with gc.Session(graph=g, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
+        assert "conv_packed" not in sess.compile([y], [x, f]).dump_ir("kernel")
     monkeypatch.setattr(lower_nn, "PACKED_CONV", False)
     g2, x2, y2, _ = _graph(*CASES[0])
     with gc.Session(graph=g2, target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
@@ -264,3 +271,55 @@ def test_run_time_image_sizes_and_empty_inputs():
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
         assert "conv_packed(" in sess.compile([y], [x]).dump_ir("kernel")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "n,hw,c,o,k,s,pad",
+    [(2, 9, 3, 16, 3, 1, "SAME"), (2, 8, 16, 16, 3, 1, "SAME"), (1, 7, 32, 70, 3, 2, "VALID"),
+     (2, 6, 4, 130, 2, 1, "SAME")],
+)  # fmt: skip
+def test_trained_filters_are_packed_every_run(n, hw, c, o, k, s, pad, threads):
+    """A variable's filters (a training step's convolution) are packed into a temporary by a
+    loop before the kernel, at every run: the output, the gradient step and the output after
+    it equal the reference's (the packed copy follows the updated variable)."""
+    rng = np.random.default_rng(o)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, hw, hw, c))
+        w = gc.Variable(rng.standard_normal((k, k, c, o)).astype(np.float32) * 0.1)
+        y = gc.nn.relu(gc.nn.conv2d(x, w, [1, s, s, 1], pad))
+        loss = gc.reduce_sum(y * y)
+        step = gc.assign_sub(w, 0.01 * gc.gradients(loss, [w])[0])
+        init = gc.global_variables_initializer()
+    xv = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    got = {}
+    for target in ("reference", "cpu"):
+        opts = gc.CompileOptions(cache_dir=None, threads=threads) if target == "cpu" else None
+        with gc.Session(graph=g, target=target, options=opts) as sess:
+            sess.run(init)
+            before = sess.run(y, {x: xv})
+            sess.run(step, {x: xv})
+            got[target] = (before, sess.run(y, {x: xv}))
+            if target == "cpu":
+                assert "conv_packed" in sess.compile([y], [x]).dump_ir("kernel")
+    for a, b in zip(got["cpu"], got["reference"]):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+    assert not np.allclose(got["cpu"][0], got["cpu"][1])  # the step changed the filters
+
+
+def test_kernel_ir_interpreter_packs_fed_filters():
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (2, 6, 6, 8))
+        f = gc.placeholder(gc.float32, (3, 3, 8, 20))
+        y = gc.nn.conv2d(x, f, 1, "SAME")
+    prog = extract([y], [], [x, f])
+    kp = lower(prog, fuse(prog, CompileOptions(cache_dir=None)), reduction_layout="columns")
+    assert any(name.startswith("pk") and b.kind == "temp" for name, b in kp.buffers.items())
+    rng = np.random.default_rng(3)
+    xv = rng.standard_normal((2, 6, 6, 8)).astype(np.float32)
+    fv = rng.standard_normal((3, 3, 8, 20)).astype(np.float32)
+    got = interp.run(kp, RunContext({}, {}, [xv, fv]))
+    want = run_program(prog, RunContext({}, {}, [xv, fv]))
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-4, atol=2e-4)
