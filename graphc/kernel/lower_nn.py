@@ -11,8 +11,12 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
   the NHWC output directly. It is a "gemm" kind op, so bias/activation epilogues fuse.
   Short static dot products (KH*KW*C at most ``lower_window.DIRECT_MAX_K``: first layers)
   are computed directly, without im2col or BLAS (Conv2DBackpropFilter too: per-image
-  partial sums, then a sum over the batch).
-* Conv2DBackpropInput: ``gemm`` of the output gradient with the transposed filters into
+  partial sums, then a sum over the batch). On the cpu target, float32 filters of a static
+  shape take the packed-filter kernel instead (``conv_packed``: constant filters packed at
+  compile time, a variable's at every run by a loop before the call).
+* Conv2DBackpropInput: of a stride-1 convolution on the cpu target, the convolution of the
+  output gradient with the filters flipped and transposed (packed by that loop when the
+  packed kernel takes it); else ``gemm`` of the output gradient with the transposed filters into
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
 * Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a``.
@@ -246,11 +250,12 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     return True
 
 
-def _emit_filter_packing(kb, f_ref, name, shape, nv, dt):
+def _emit_filter_packing(kb, f_ref, name, shape, nv, dt, flipped=False):
     """A loop writing ``conv_packed.pack_filters``'s layout of the HWIO filters at
     ``f_ref`` (static ``shape``) into the temporary ``name``: element e of panel q, row kk,
     column j is filter element (kk, q * NB + j), or 0 past O and in the C zeros after the
-    panels."""
+    panels. ``flipped``: the filters of an input gradient's convolution instead, ``f2[i, j,
+    oc, ch] = f[kh-1-i, kw-1-j, ch, oc]`` (``shape`` is f2's)."""
     kh, kw, c, o = shape
     k = kh * kw * c
     nb = nv * conv_packed.LANES
@@ -263,7 +268,13 @@ def _emit_filter_packing(kb, f_ref, name, shape, nv, dt):
         r = sym.mod(e, k * nb)
         col = sym.add(sym.mul(sym.floordiv(e, k * nb), nb), sym.mod(r, nb))
         valid = Math.AND(Math.LT(e, i64(body)), Math.LT(col, i64(o)))
-        at = sym.select(valid, sym.add(sym.mul(sym.floordiv(r, nb), o), col), sym.ZERO)
+        kk = sym.floordiv(r, nb)
+        if flipped:  # kk = (i * kw + j) * c + oc, col = ch: f[kh-1-i, kw-1-j, ch, oc]
+            i, j, oc = sym.floordiv(kk, kw * c), sym.mod(sym.floordiv(kk, c), kw), sym.mod(kk, c)
+            src = sym.flat_index((sym.sub(kh - 1, i), sym.sub(kw - 1, j), col, oc), (kh, kw, o, c))
+        else:
+            src = sym.add(sym.mul(kk, o), col)
+        at = sym.select(valid, src, sym.ZERO)
         # (no Let: a local of a serial top-level loop would join the kernel's locals that
         # its parallel loops snapshot; the load's index is clamped in bounds)
         kb.emit(Store(name, e, Math.SELECT(valid, Load(f_buf, at, dt), Const(0.0, dt))))
@@ -403,6 +414,21 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
     runs blocked as the forward pass does (``_blocked_or_whole_conv``) instead of one GEMM
     writing the whole [M, K] column matrix and col2im reading it back."""
     kh, kw = sym.const_value(flipped.kh), sym.const_value(flipped.kw)
+    if _packs_flipped(kb, dt, kh, kw, o, c):
+        # the packed kernel, the flip and transpose done by its packing loop
+        ko, kc = sym.const_value(o), sym.const_value(c)
+        nv = conv_packed.panel_vectors(kc)
+        name = f"pk{node.id}"
+        f_ref = tuple(node.inputs[1])
+        _emit_filter_packing(kb, f_ref, name, (kh, kw, ko, kc), nv, dt, flipped=True)
+        g_buf = kb.lw.buffer_for_read(g_ref)
+        kb.reads.update((g_buf, name))
+        pads = (flipped.pt, flipped.pl)
+        args = (nv, sym.product([n, h, w]), kc, ko, flipped.h, flipped.w, flipped.oh, flipped.ow,
+                kh, kw, *flipped.s, *flipped.d, *pads)  # fmt: skip
+        kb.emit(LibCall("conv_packed", (g_buf, name, kb.out_buffer(node),
+                                        *(sym.as_expr(a) for a in args))))  # fmt: skip
+        return
     f2 = _temp(kb, f"flip{node.id}", dt, (kh, kw, o, c))
     with kb.nest([flipped.kh, flipped.kw, o, c]) as (i, j, oc, ch):
         src = sym.flat_index((sym.sub(kh - 1, i), sym.sub(kw - 1, j), ch, oc), (kh, kw, c, o))
@@ -411,6 +437,19 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
     k = sym.product([kh, kw, o])
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _blocked_or_whole_conv(kb, g_ref, flipped, n, o, cols, f2, kb.out_buffer(node), m, c, k, dt)
+
+
+def _packs_flipped(kb, dt, kh, kw, o, c) -> bool:
+    """Whether an input gradient's convolution (``o`` input channels, ``c`` out) takes the
+    packed kernel: as ``_packed_filters`` would for its flipped filters, all sizes static."""
+    if not (PACKED_CONV and PACKED_CONV_VARIABLE and dt == _dt.float32):
+        return False
+    if kb.lw.reduction_layout != "columns":
+        return False
+    ko, kc = sym.const_value(o), sym.const_value(c)
+    if None in (kh, kw, ko, kc) or 0 in (kh, kw, ko, kc):
+        return False
+    return ko >= PACKED_CONV_MIN_C and kh * kw * ko >= PACKED_CONV_MIN_K
 
 
 def _load_buf(buf, idx, dt):
