@@ -19,8 +19,7 @@ Strides, dilations, padding mode and pool sizes are attributes, always static.
   packed kernel takes it); else ``gemm`` of the output gradient with the transposed filters into
   column form, then col2im as a gather (each input element sums the taps that saw it: no
   atomics, parallel over the input).
-* Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a`` (on the cpu
-  target by blocks of output pixels, each block's partial ``g^T @ cols``, then their sum).
+* Conv2DBackpropFilter: im2col of the input, then ``gemm`` with ``trans_a``.
 * Pools and their gradients: ``lower_pool.py``, with the window geometry of this module.
 
 Windows known at compile time with at most ``lower_window.MAX_TAPS`` taps (every pool, and
