@@ -280,10 +280,6 @@ def _emit_filter_packing(kb, f_ref, name, shape, nv, dt, flipped=False):
         kb.emit(Store(name, e, Math.SELECT(valid, Load(f_buf, at, dt), Const(0.0, dt))))
 
 
-#: the blocked filter gradient's per-block products as ``g^T @ cols`` ([O, K]: the output
-#: channels as rows) instead of ``cols^T @ g`` ([K, O]): a narrow layer's 16-64 channels are
-#: then few rows, which graphc's own GEMM takes whatever K, where 16 columns went to OpenBLAS
-FILTER_GRAD_TRANSPOSED = True
 #: filters packed at every run (a variable's) with a parallel loop from this many floats
 PACK_PARALLEL_MIN = 1 << 16
 #: off: only constant filters take the packed convolution (A/B runs, tests)
@@ -520,23 +516,15 @@ def _blocked_or_whole_filter_grad(kb, node, x_ref, win, n, c, cols, g_buf, out, 
             lo = sym.mul(i, blk)
             hi = sym.minimum(sym.add(lo, blk), m)
             lower_window.emit_im2col(kb, x_ref, win, win.padding, n, c, cols, dt, rows=(lo, hi))
-            if FILTER_GRAD_TRANSPOSED:  # part[block] = g[block]^T @ cols[block]: [O, K]
-                offsets = (sym.mul(lo, o), sym.mul(lo, k), sym.mul(i, ko))
-                operands, mn = (g_buf, cols), (o, k)
-            else:
-                offsets = (sym.mul(lo, k), sym.mul(lo, o), sym.mul(i, ko))
-                operands, mn = (cols, g_buf), (k, o)
-            kb.emit(LibCall("gemm", (*operands, part, i64(1), i64(0), *map(sym.as_expr, mn),
-                                     sym.sub(hi, lo), sym.ONE, z, z, z, one, zero,
-                                     *offsets)))  # fmt: skip
+            offsets = (sym.mul(lo, k), sym.mul(lo, o), sym.mul(i, ko))
+            kb.emit(LibCall("gemm", (cols, g_buf, part, i64(1), i64(0), sym.as_expr(k),
+                                     sym.as_expr(o), sym.sub(hi, lo), sym.ONE, z, z, z, one,
+                                     zero, *offsets)))  # fmt: skip
         with kb.loop(sym.select(big, ko, z), parallel=True) as e:
-            at = e
-            if FILTER_GRAD_TRANSPOSED:  # out[kk, oc] from part[block, oc, kk]
-                at = kb.bind(sym.add(sym.mul(sym.mod(e, o), k), sym.floordiv(e, o)), _dt.int64)
             acc = kb.new_var("acc")
             kb.emit(Let(acc, dt, zero))
             with kb.loop(nblocks) as i:
-                v = Load(part, sym.add(sym.mul(i, ko), at), dt)
+                v = Load(part, sym.add(sym.mul(i, ko), e), dt)
                 kb.emit(Let(acc, dt, Math.ADD(Var(acc, dt), v), reduce=True))
             kb.emit(Store(out, e, Var(acc, dt)))
         if known is not None:

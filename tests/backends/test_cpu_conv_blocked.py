@@ -82,13 +82,3 @@ def test_run_time_sizes_and_one_thread():
     assert "buffer part" in grad_kernels
     _check((3, 25, 25, 5), (3, 3, 5, 7), 1, "SAME", dynamic=True)
     _check((3, 45, 45, 5), (3, 3, 5, 7), 2, "VALID", threads=1)
-
-
-@pytest.mark.parametrize("transposed", [True, False])
-def test_filter_gradient_blocks_in_either_operand_order(monkeypatch, transposed):
-    """The blocked filter gradient's per-block products as g^T @ cols ([O, K], the default:
-    few rows for graphc's GEMM) or cols^T @ g ([K, O]), partial sums read back in order."""
-    monkeypatch.setattr(lower_nn, "FILTER_GRAD_TRANSPOSED", transposed)
-    _, grad_kernels = _check((3, 45, 45, 5), (3, 3, 5, 7), 1, "SAME")
-    assert "buffer part" in grad_kernels
-    _check((2, 50, 47, 6), (3, 2, 6, 70), 2, "VALID", threads=2)
