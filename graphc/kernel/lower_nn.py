@@ -199,30 +199,33 @@ PACKED_CONV_MIN_K = 16
 PACKED_CONV = True
 
 
+def _packable(kb, dt, shape) -> bool:
+    """Whether the cpu's packed convolution takes filters of HWIO ``shape`` (ints, None where
+    unknown): the cpu target (``reduction_layout == "columns"``), float32, every size static,
+    C and KH * KW * C large enough."""
+    if not PACKED_CONV or kb.lw.reduction_layout != "columns" or dt != _dt.float32:
+        return False
+    if len(shape) != 4 or None in shape or 0 in shape:
+        return False
+    kh, kw, c, _ = shape
+    return c >= PACKED_CONV_MIN_C and kh * kw * c >= PACKED_CONV_MIN_K
+
+
 def _packed_filters(kb, f_ref, dt):
-    """The HWIO filters at ``f_ref`` when the cpu's packed convolution takes them: the cpu
-    target (``reduction_layout == "columns"``), float32, C and KH * KW * C large enough;
-    a numpy array for a const node (packed once, at compile time), else their static shape
-    (packed at every run, PACKED_CONV_VARIABLE); None when not."""
+    """``(shape, value)`` of the HWIO filters at ``f_ref`` when the packed convolution takes
+    them (``_packable``): ``value`` the numpy array of a const node (packed once, at compile
+    time), None for other filters (packed at every run, PACKED_CONV_VARIABLE); else None."""
     lw = kb.lw
-    if not PACKED_CONV or lw.reduction_layout != "columns" or dt != _dt.float32:
-        return None
     if f_ref in lw.source_buffer and lw.program.node(f_ref[0]).op_def.source == "const":
         f = lw.program.node(f_ref[0]).attrs["value"]
-        if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32 or 0 in f.shape:
+        if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32:
             return None
-        shape = f.shape
+        shape = tuple(int(d) for d in f.shape)
+    elif PACKED_CONV_VARIABLE:
+        f, shape = None, tuple(sym.const_value(d) for d in kb.shape(f_ref))
     else:
-        if not PACKED_CONV_VARIABLE:
-            return None
-        shape = tuple(sym.const_value(d) for d in kb.shape(f_ref))
-        if len(shape) != 4 or None in shape or 0 in shape:
-            return None
-        f = shape
-    kh, kw, c, _ = shape
-    if c < PACKED_CONV_MIN_C or kh * kw * c < PACKED_CONV_MIN_K:
         return None
-    return f
+    return (shape, f) if _packable(kb, dt, shape) else None
 
 
 def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
@@ -230,24 +233,28 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     (``_packed_filters``); False (nothing emitted) otherwise. Constant filters are packed
     into a new constant buffer (``conv_packed.pack_filters``), the original not read; other
     filters (a variable being trained) into a temporary by a loop before the call."""
-    f = _packed_filters(kb, tuple(f_ref), dt)
-    if f is None:
+    found = _packed_filters(kb, tuple(f_ref), dt)
+    if found is None:
         return False
-    shape = f if isinstance(f, tuple) else f.shape
-    kh, kw, fc, o = shape
-    nv = conv_packed.panel_vectors(o)
+    shape, f = found
+    nv = conv_packed.panel_vectors(shape[3])
     name = f"pk{node.id}"
-    if isinstance(f, tuple):
+    if f is None:
         _emit_filter_packing(kb, f_ref, name, shape, nv, dt)
     elif name not in kb.lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
         packed = conv_packed.pack_filters(f, nv)
         kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
-    x_buf = kb.lw.buffer_for_read(x_ref)
-    kb.reads.update((x_buf, name))
-    pads = (win.pt, win.pl)
-    args = (nv, m, o, fc, win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, *pads)
-    kb.emit(LibCall("conv_packed", (x_buf, name, c_buf, *(sym.as_expr(a) for a in args))))
+    _conv_packed_call(kb, kb.lw.buffer_for_read(x_ref), name, c_buf, nv, m, shape, win)
     return True
+
+
+def _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win):
+    """Emit the ``conv_packed`` LibCall of ``m`` output pixels over ``win``, the filters of
+    HWIO ``shape`` packed in ``name``."""
+    kh, kw, c, o = shape
+    kb.reads.update((x_buf, name))
+    args = (nv, m, o, c, win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, win.pt, win.pl)
+    kb.emit(LibCall("conv_packed", (x_buf, name, c_buf, *(sym.as_expr(a) for a in args))))
 
 
 def _emit_filter_packing(kb, f_ref, name, shape, nv, dt, flipped=False):
@@ -414,20 +421,15 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
     runs blocked as the forward pass does (``_blocked_or_whole_conv``) instead of one GEMM
     writing the whole [M, K] column matrix and col2im reading it back."""
     kh, kw = sym.const_value(flipped.kh), sym.const_value(flipped.kw)
-    if _packs_flipped(kb, dt, kh, kw, o, c):
+    shape = (kh, kw, sym.const_value(o), sym.const_value(c))  # f2's
+    if PACKED_CONV_VARIABLE and _packable(kb, dt, shape):
         # the packed kernel, the flip and transpose done by its packing loop
-        ko, kc = sym.const_value(o), sym.const_value(c)
-        nv = conv_packed.panel_vectors(kc)
+        nv = conv_packed.panel_vectors(shape[3])
         name = f"pk{node.id}"
-        f_ref = tuple(node.inputs[1])
-        _emit_filter_packing(kb, f_ref, name, (kh, kw, ko, kc), nv, dt, flipped=True)
+        _emit_filter_packing(kb, tuple(node.inputs[1]), name, shape, nv, dt, flipped=True)
         g_buf = kb.lw.buffer_for_read(g_ref)
-        kb.reads.update((g_buf, name))
-        pads = (flipped.pt, flipped.pl)
-        args = (nv, sym.product([n, h, w]), kc, ko, flipped.h, flipped.w, flipped.oh, flipped.ow,
-                kh, kw, *flipped.s, *flipped.d, *pads)  # fmt: skip
-        kb.emit(LibCall("conv_packed", (g_buf, name, kb.out_buffer(node),
-                                        *(sym.as_expr(a) for a in args))))  # fmt: skip
+        m = sym.product([n, h, w])
+        _conv_packed_call(kb, g_buf, name, kb.out_buffer(node), nv, m, shape, flipped)
         return
     f2 = _temp(kb, f"flip{node.id}", dt, (kh, kw, o, c))
     with kb.nest([flipped.kh, flipped.kw, o, c]) as (i, j, oc, ch):
@@ -437,19 +439,6 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
     k = sym.product([kh, kw, o])
     cols = _temp(kb, f"col{node.id}", dt, (m, k))
     _blocked_or_whole_conv(kb, g_ref, flipped, n, o, cols, f2, kb.out_buffer(node), m, c, k, dt)
-
-
-def _packs_flipped(kb, dt, kh, kw, o, c) -> bool:
-    """Whether an input gradient's convolution (``o`` input channels, ``c`` out) takes the
-    packed kernel: as ``_packed_filters`` would for its flipped filters, all sizes static."""
-    if not (PACKED_CONV and PACKED_CONV_VARIABLE and dt == _dt.float32):
-        return False
-    if kb.lw.reduction_layout != "columns":
-        return False
-    ko, kc = sym.const_value(o), sym.const_value(c)
-    if None in (kh, kw, ko, kc) or 0 in (kh, kw, ko, kc):
-        return False
-    return ko >= PACKED_CONV_MIN_C and kh * kw * ko >= PACKED_CONV_MIN_K
 
 
 def _load_buf(buf, idx, dt):
