@@ -310,8 +310,11 @@ class _Exec:
         kh, kw, nv = v["kh"], v["kw"], v["nv"]
         if m % max(oh * ow, 1) or X.size < (m // max(oh * ow, 1)) * h * w * c:
             raise KernelIRError("conv_packed input out of bounds")
-        if W.size < packed_size(kh, kw, c, o, nv) or C.size < m * o:
-            raise KernelIRError("conv_packed filters or output out of bounds")
+        ldc, oc = v["ldc"], v["oc"]
+        if ldc < o or oc < 0 or W.size < packed_size(kh, kw, c, o, nv):
+            raise KernelIRError("conv_packed filters or output rows out of bounds")
+        if m and C.size < oc + (m - 1) * ldc + o:
+            raise KernelIRError("conv_packed output out of bounds")
         f = unpack_filters(W, kh, kw, c, o, nv)
         n = m // max(oh * ow, 1)
         x = X[: n * h * w * c].reshape(n, h, w, c)
@@ -324,7 +327,11 @@ class _Exec:
                 ok = (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
                 tap = x[:, np.clip(y, 0, h - 1), np.clip(xx, 0, w - 1)] * ok[None, :, :, None]
                 out += tap.astype(np.float64) @ f[i, j].astype(np.float64)
-        C[: m * o] = out.reshape(-1).astype(C.dtype)
+        if ldc == o:
+            rows = C[oc : oc + m * o].reshape(m, o)
+        else:  # (every row inside C: checked above)
+            rows = np.lib.stride_tricks.as_strided(C[oc:], (m, o), (ldc * C.itemsize, C.itemsize))
+        rows[...] = out.reshape(m, o).astype(C.dtype)
 
     # -- expressions ----------------------------------------------------------------------
     def expr(self, e):

@@ -253,7 +253,8 @@ def _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win):
     HWIO ``shape`` packed in ``name``."""
     kh, kw, c, o = shape
     kb.reads.update((x_buf, name))
-    args = (nv, m, o, c, win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, win.pt, win.pl)
+    geometry = (win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, win.pt, win.pl)
+    args = (nv, m, o, c, *geometry, o, 0)  # (rows of o channels from C's start)
     kb.emit(LibCall("conv_packed", (x_buf, name, c_buf, *(sym.as_expr(a) for a in args))))
 
 

@@ -61,9 +61,11 @@ def _kernel_fn(nv):
     return ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(addr)
 
 
-def _kernel_call(x, f, s, pads, d, rows, panels=1000):
+def _kernel_call(x, f, s, pads, d, rows, panels=1000, ldc=None, oc=0):
     """Run the kernel directly: every task of a block of about ``rows`` pixels (whole tiles;
-    some blocks empty when there are more blocks than tiles) by ``panels`` panels."""
+    some blocks empty when there are more blocks than tiles) by ``panels`` panels; output
+    rows ``ldc`` floats apart (default o) from float ``oc`` of the output buffer, whose other
+    floats must stay untouched."""
     n, h, w, c = x.shape
     kh, kw, _, o = f.shape
     nv = conv_packed.panel_vectors(o)
@@ -73,16 +75,20 @@ def _kernel_call(x, f, s, pads, d, rows, panels=1000):
     oh = (h + pt + pb - (kh - 1) * d - 1) // s + 1
     ow = (w + pl + pr - (kw - 1) * d - 1) // s + 1
     m = n * oh * ow
-    out = np.full(m * o + 7, np.nan, np.float32)  # a canary past the end
+    ldc = o if ldc is None else ldc
+    out = np.full(oc + m * ldc + 7, np.nan, np.float32)  # canaries around the rows
     row_blocks = -(-m // rows)  # blocks of whole tiles: [i * T / R, (i + 1) * T / R)
-    args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, x.ctypes.data,
-                 wp.ctypes.data, out.ctypes.data, row_blocks, panels, None, None)  # fmt: skip
+    first = out.ctypes.data + 4 * oc
+    args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, ldc, x.ctypes.data,
+                 wp.ctypes.data, first, row_blocks, panels, None, None)  # fmt: skip
     fn = _kernel_fn(nv)
     nblk = -(-o // (nv * conv_packed.LANES))
     groups = -(-nblk // panels)
     fn(ctypes.byref(args), 0, row_blocks * groups)
-    assert np.isnan(out[m * o :]).all()  # nothing written past C
-    return out[: m * o].reshape(n, oh, ow, o)
+    rows = out[oc : oc + m * ldc].reshape(m, ldc)
+    assert np.isnan(out[:oc]).all() and np.isnan(out[oc + m * ldc :]).all()
+    assert np.isnan(rows[:, o:]).all()  # nothing written outside the rows' o floats
+    return rows[:, :o].reshape(n, oh, ow, o)
 
 
 @pytest.mark.parametrize("o", [1, 15, 16, 17, 32, 33, 47, 48, 49, 64, 65, 130, 300])
@@ -112,6 +118,17 @@ def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows, panels):
     f = rng.standard_normal(fs).astype(np.float32)
     got = _kernel_call(x, f, s, pads, d, rows, panels)
     np.testing.assert_allclose(got, _conv_ref(x, f, s, pads, d), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("o,ldc,oc", [(64, 128, 64), (64, 128, 0), (20, 45, 7), (130, 260, 130)])
+@pytest.mark.parametrize("panels", [1000, 1])
+def test_kernel_writes_rows_ldc_apart(o, ldc, oc, panels):
+    """A concat's piece in place (``concat_store``): rows ``ldc`` floats apart from ``oc``."""
+    rng = np.random.default_rng(o + ldc)
+    x = rng.standard_normal((2, 6, 7, 16)).astype(np.float32)
+    f = rng.standard_normal((3, 3, 16, o)).astype(np.float32)
+    got = _kernel_call(x, f, 1, (1, 1, 1, 1), 1, 11, panels, ldc, oc)
+    np.testing.assert_allclose(got, _conv_ref(x, f, 1, (1, 1, 1, 1), 1), rtol=1e-5, atol=1e-5)
 
 
 def test_pack_unpack_round_trip():

@@ -140,7 +140,7 @@ def _program(*loops):
     bufs = {n: Buffer(n, F32, shape, kind) for n, (shape, kind) in shapes.items()}
     call = LibCall("conv_packed", ("x", "w", "c", _i(1), _i(H * W), _i(O), _i(8), _i(H), _i(W),
                                    _i(H), _i(W), _i(1), _i(1), _i(1), _i(1), _i(1), _i(1),
-                                   _i(0), _i(0)))  # fmt: skip
+                                   _i(0), _i(0), _i(O), _i(0)))  # fmt: skip
     body = (call, *loops)
     kp = KernelProgram(bufs, [Kernel("k", body)], inputs=("x",), outputs=("y", "z"))
     return body, kp, storage_roots(kp)

@@ -24,6 +24,7 @@ from ...kernel.transpose_tiles import tile_transposes
 from ...pipeline import body_pass, lower_program
 from ...program import StageTexts
 from ..llvm import cache, cache_payload, compile_kernel_program, jit, load_compiled, target_cpu
+from ..llvm.concat_store import direct_concat
 from ..llvm.epilogue import plan_row_epilogues
 from . import fallback
 
@@ -33,12 +34,14 @@ REDUCTION_LAYOUT = "columns"
 #: reshape copies of read-only buffers dropped and variables updated out of place (no private
 #: copy per run: ``kernel/copies.py``), strided transposes tiled (``kernel/transpose_tiles.py``),
 #: divisions by loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
+#: and which convolutions store straight into their piece of a concat
 KERNEL_PASSES = (
     elide_reshape_copies,
     updates_out_of_place,
     body_pass(tile_transposes),
     body_pass(hoist_divisors),
     plan_row_epilogues,
+    direct_concat,
 )
 
 

@@ -21,10 +21,11 @@ with all of them, the GEMM epilogue for those rows follows when one was fused (t
 the task's last pixel are computed but not stored (past the layer's last pixel, they repeat
 it: in bounds); channels past O are masked off at the store. Every address the kernel forms
 is inside X (the taps are bounds-checked against the input), the packed operand, or C's
-``m * O`` floats (prefetch hints aside); the sizes themselves are the Conv2D's, checked
-before any kernel runs (``lower_nn``'s shape rule). The kernel prefetches the input and the
-output lines of the tiles ahead (PREFETCH_TILES, PREFETCH_OUT): a model's large layers read
-and write more than the caches hold.
+m rows of O floats, ``ldc`` apart from element ``oc`` (prefetch hints aside); the sizes
+themselves are the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule),
+and a wider row (a concat's, ``concat_store.direct_concat``) is checked where it is chosen.
+The kernel prefetches the input and the output lines of the tiles ahead (PREFETCH_TILES,
+PREFETCH_OUT): a model's large layers read and write more than the caches hold.
 
 ``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
 width is emitted into the module of a program that uses it (``emit_conv_packed`` renders
@@ -110,12 +111,14 @@ def symbol(nv: int) -> str:
 
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
 #: o (output channels), c (input channels), h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
-#: x (NHWC input), wp (packed filters, then c zeros), out ([m, o]), row_blocks (blocks of
+#: ldc (floats from one output row to the next: o, or a concat's wider rows),
+#: x (NHWC input), wp (packed filters, then c zeros), out (m rows of o floats, ldc apart:
+#: the LibCall's C from its element oc), row_blocks (blocks of
 #: whole tiles of pixels: ``nativegemm.row_range``),
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
 #: epilogue or null; run only when a task has every panel), epi_ctx
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
-          "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx")  # fmt: skip
+          "ldc", "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx")  # fmt: skip
 POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
@@ -206,7 +209,7 @@ def _emit(r, fn, mr, nv, vt):
         if PREFETCH_OUT:  # the output lines of the tile PREFETCH_OUT tiles ahead, for writing
             ahead = b.add(i0, _c(PREFETCH_OUT * mr))
             for rr in range(mr):
-                crow = b.add(b.mul(b.add(ahead, _c(rr)), o), j)
+                crow = b.add(b.mul(b.add(ahead, _c(rr)), v["ldc"]), j)
                 for q in range(vt):
                     cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)], source_etype=I8)
                     b.call(prefetch, [cp, ir.Constant(I32, 1), ir.Constant(I32, 3),
@@ -246,7 +249,7 @@ def _emit(r, fn, mr, nv, vt):
         for rr in range(mr):
             i = b.add(i0, _c(rr))
             with b.if_then(b.icmp_signed("<", i, r1)):
-                crow = b.add(b.mul(i, o), j)
+                crow = b.add(b.mul(i, v["ldc"]), j)
                 for q in range(vt):
                     cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)],
                              source_etype=I8)  # fmt: skip
@@ -352,7 +355,7 @@ def emit_conv_packed(r, f, s, epilogue=None):
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
-            "out": f.buf_ptr(s.args[2], zero)[0], "row_blocks": row_blocks, "panels": panels,
+            "out": f.buf_ptr(s.args[2], val["oc"])[0], "row_blocks": row_blocks, "panels": panels,
             "epi": epi_fn, "epi_ctx": epi_ctx}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
