@@ -34,8 +34,9 @@ F32, I64 = _dt.float32, _dt.int64
 
 def _fire(x, o, nchw=False, also=False):
     """Squeeze 1x1 conv to 16 channels, then a 1x1 and a 3x3 expand conv of ``o`` channels
-    (bias, ReLU) concatenated on channels; ``also``: the 3x3 conv's raw output is fetched
-    too (its temporary is then read elsewhere)."""
+    (bias, ReLU) concatenated on channels, then the next module's squeeze (a 1x1 conv to 5
+    channels); ``also``: the 3x3 conv's raw output is fetched too (its temporary is then
+    read elsewhere)."""
     rng = np.random.default_rng(3)
     c = x.shape[3]
 
@@ -52,7 +53,7 @@ def _fire(x, o, nchw=False, also=False):
         cat = gc.concat([gc.transpose(e1, to_nchw), gc.transpose(e3, to_nchw)], axis=1)
         out, _ = conv(gc.transpose(cat, (0, 2, 3, 1)), 1, 2 * o, 5)  # (the next squeeze)
     else:
-        out = gc.concat([e1, e3], axis=3)
+        out, _ = conv(gc.concat([e1, e3], axis=3), 1, 2 * o, 5)
     return [out, raw3 * 2.0] if also else [out]
 
 
@@ -91,6 +92,9 @@ def test_fire_module_stores_its_3x3_piece_in_place(o, nchw, threads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     (three,) = [c for c in _conv_calls(ir) if c[4] == 3]
     assert three[1:3] == (2 * o, o), _conv_calls(ir)  # rows 2 * o apart, from column o
+    # the 1 x 1 expand, a kernel of its own before, writes the other piece
+    (one,) = [c for c in _conv_calls(ir) if c[4] == 1 and c[3] == o]
+    assert one[0] == three[0] and one[1:3] == (2 * o, 0), _conv_calls(ir)
 
 
 def test_a_temporary_read_elsewhere_is_left_alone():
@@ -122,7 +126,9 @@ def test_kernel_ir_interpreter_runs_the_rewritten_program():
     for p in KERNEL_PASSES:
         kp = p(kp)
     calls = [s for k in kp.kernels for s in k.body if isinstance(s, LibCall)]
-    assert any(int(s.args[19].value) == 40 for s in calls if s.fn == "conv_packed")
+    packed = [s for s in calls if s.fn == "conv_packed"]
+    wide = [int(s.args[20].value) for s in packed if int(s.args[19].value) == 40]
+    assert sorted(wide) == [0, 20]  # both expands write their piece of the concat
     xv = np.random.default_rng(4).standard_normal((2, 9, 11, 6)).astype(np.float32)
     got = interp.run(kp, RunContext({}, {}, [xv]))
     want = run_program(prog, RunContext({}, {}, [xv]))
@@ -188,10 +194,14 @@ def test_the_pass_refuses_overlapping_pieces():
     assert not _rewritten(kp)
 
 
-def test_the_pass_refuses_a_loop_reading_the_concat():
-    d_at = Math.ADD(Math.MUL(Var("row", I64), _i(2 * O)), Var("c0", I64))
+def test_the_pass_refuses_a_loop_reading_the_pieces_columns():
+    # the first piece reads the columns the call would now write before the loop ran
+    d_at = _at(2 * O, "c0", O)
     kp = _program([_relu_piece("d", d_at, 0, "c0"), _relu_piece("t", T_AT, O)])
     assert not _rewritten(kp)
+    # another piece's own columns, read in place, are not the call's: taken
+    kp = _program([_relu_piece("d", _at(2 * O, "c0", 0), 0, "c0"), _relu_piece("t", T_AT, O)])
+    assert _rewritten(kp)
 
 
 def test_the_pass_refuses_a_store_before_the_last_read():
@@ -208,3 +218,32 @@ def test_the_pass_refuses_a_non_temporary_or_a_shifted_read():
     assert not _rewritten(_program([_relu_piece("t", T_AT, O)], t_kind="output"))
     shifted = Math.ADD(T_AT, _i(1))
     assert not _rewritten(_program([_relu_piece("t", shifted, O)]))
+
+
+def _two_kernels(between=()):
+    """Kernel A: a call writing U [M, O]; ``between``: kernels after it; kernel B: a call
+    writing T and the row loop storing both into the concat D (its pieces in place)."""
+    kp = _program([_relu_piece("u", U_AT, 0, "c0"), _relu_piece("t", T_AT, O)])
+    bufs = dict(kp.buffers)
+    bufs["u"] = Buffer("u", F32, (_i(M * O),), "temp")
+    bufs["d"] = Buffer("d", F32, (_i(M * 2 * O),), "temp")
+    bufs["e"] = Buffer("e", F32, (_i(M * 2 * O),), "temp", alias_of="d")
+    bufs["y"] = Buffer("y", F32, (_i(M * 2 * O),), "output")
+    call_b = kp.kernels[0].body[0]
+    call_a = LibCall("conv_packed", call_b.args[:2] + ("u",) + call_b.args[3:])
+    kernels = [Kernel("a", (call_a,)), *between, kp.kernels[0]]
+    return KernelProgram(bufs, kernels, inputs=("x",), outputs=("y",))
+
+
+def test_an_earlier_kernels_call_writes_its_piece():
+    out = direct_concat(_two_kernels()).kernels
+    assert out[0].body[0].args[2] == "d" and out[0].body[0].args[19:] == (_i(2 * O), _i(0))
+    assert buffers_read(out[-1].body[1:]) == {"d"}  # both pieces read D in place
+
+
+def test_storage_of_the_concat_used_in_between_keeps_the_temporary():
+    # a kernel between A and B writes e, which shares D's storage (D was free only from B)
+    mid = Kernel("mid", (Loop("i", _i(0), _i(M), (Store("e", Var("i", I64), Const(1.0, F32)),)),))
+    out = direct_concat(_two_kernels((mid,))).kernels
+    assert out[0].body[0].args[2] == "u"  # A keeps U
+    assert out[-1].body[0].args[2] == "d"  # (B's own call still writes its piece)

@@ -15,19 +15,29 @@ see ``ir.LIBCALLS``) and the epilogue read them there in place: T is no longer t
 It is exact, not a reordering of arithmetic, and is applied only where this holds:
 
 - the call's C is a temporary read only by the row loop right after the call (no other
-  statement or kernel reads or writes it: its storage, shared or not, is left alone);
+  statement or kernel reads or writes it: its storage, shared or not, is left alone), and
+  the call's m output pixels are the loop's rows;
 - every read of T is ``T[row * o + col]`` in one channel loop of o iterations, which
   stores ``D[row * K + off + col]`` (float32, ``0 <= off``, ``off + o <= K``) after its
   last read of T;
 - no other store of the row loop to D's storage reaches columns ``[off, off + o)`` of a row
   (the other pieces are ``D[row * K + off2 + col2]`` with columns disjoint from them), and
-  the row loop reads nothing of D's storage (``row_nest`` already refuses a loop reading
-  what it stores, or storing into the input or filters).
+  the row loop reads D's storage only at another piece's own element in its columns (a
+  piece already moved in place; ``row_nest`` already refuses a loop reading what another
+  of its pieces stores, or storing into the input or filters).
 
 So, row by row, the value read is the convolution's and each element of D is stored once
 after it was read, as before. Per task (the fused epilogue) a task's rows of D are written
 by the call, then read and overwritten by its own epilogue only; with the epilogue run
 after the call as a loop, every row is complete before it is read.
+
+The fire module's 1 x 1 expand is a kernel of its own (A) before the concat's (B), its
+output U read only by B's row loop. The same rewrite then moves A's call into D's other
+piece when, besides the rules above, D is a temporary whose storage no kernel from A to B
+touches except B (through D): buffer planning gives each storage root a region of its own,
+and D's is in use only from B on, so writing it from A overwrites nothing live. SqueezeNet
+at batch 8, alternated in one process: fire kernels with both pieces in place ~7% faster
+(1 thread, all kernels 64.4 -> 61.9 ms; the in-kernel piece alone 61.6 -> 59.8).
 """
 
 from __future__ import annotations
@@ -45,13 +55,11 @@ _C, _O, _LDC, _OC = 2, 5, 19, 20
 
 
 def direct_concat(kp: KernelProgram) -> KernelProgram:
-    """``kp`` with each qualifying ``conv_packed`` call of a row-nest epilogue writing into
-    its concat piece in place (see the module docstring)."""
+    """``kp`` with each qualifying ``conv_packed`` call writing into its concat piece in
+    place: the call of a row-nest epilogue's kernel, then a call of an earlier kernel whose
+    output only such a row loop reads (see the module docstring)."""
     root = storage_roots(kp)
-    readers = {}  # buffer -> kernels reading it
-    for i, k in enumerate(kp.kernels):
-        for name in buffers_read(k.body):
-            readers.setdefault(name, set()).add(i)
+    readers = _readers(kp.kernels)
     kernels = []
     for i, k in enumerate(kp.kernels):
         body = list(k.body)
@@ -66,7 +74,65 @@ def direct_concat(kp: KernelProgram) -> KernelProgram:
             if new is not None:
                 body[j], body[j + 1] = new
         kernels.append(replace(k, body=tuple(body)))
+    kernels = _from_earlier_kernels(kernels, kp, root)
     return replace(kp, kernels=kernels)
+
+
+def _readers(kernels) -> dict:
+    """buffer -> indices of the kernels reading it (a LibCall's operands count)."""
+    readers = {}
+    for i, k in enumerate(kernels):
+        for name in buffers_read(k.body):
+            readers.setdefault(name, set()).add(i)
+    return readers
+
+
+def _from_earlier_kernels(kernels: list, kp, root) -> list:
+    """The other piece of a fire module: its 1 x 1 expand is a kernel of its own (A), whose
+    output U only the row loop of the concat's kernel (B) reads. A's call then writes its
+    rows into D too, when nothing in kernels A..B but B touches D's storage (D is a
+    temporary: its storage is first used by B, so it is free since A; buffer planning gave
+    each storage root a region of its own)."""
+    readers = _readers(kernels)
+    writers = {}  # buffer -> [(kernel, statement)] of the conv_packed calls writing it
+    for i, k in enumerate(kernels):
+        for j, s in enumerate(k.body):
+            if isinstance(s, LibCall) and s.fn == "conv_packed":
+                writers.setdefault(s.args[_C], []).append((i, j))
+    for b, kb in enumerate(kernels):
+        for jb, _o in kb.meta.get(ROW_COLUMNS, ()):
+            for u in sorted(buffers_read(kernels[b].body[jb + 1 : jb + 2])):
+                (a, ja), *more = writers.get(u, [(b, 0)])
+                if more or a >= b or readers.get(u) != {a, b}:
+                    continue
+                ka, kb_now = kernels[a], kernels[b]
+                rest_a = ka.body[:ja] + ka.body[ja + 1 :]
+                rest_b = kb_now.body[: jb + 1] + kb_now.body[jb + 2 :]
+                if u in buffers_read(rest_a) | buffers_written(rest_a) | buffers_read(rest_b):
+                    continue
+                if u in buffers_written(kb_now.body):
+                    continue
+                new = _rewrite(ka.body[ja], kb_now.body[jb + 1], kp, root)
+                if new is None or not _free(kernels, a, b, new[0].args[_C], kp, root):
+                    continue
+                body_a, body_b = list(ka.body), list(kb_now.body)
+                body_a[ja], body_b[jb + 1] = new
+                kernels[a] = replace(ka, body=tuple(body_a))
+                kernels[b] = replace(kb_now, body=tuple(body_b))
+    return kernels
+
+
+def _free(kernels, a: int, b: int, d: str, kp, root) -> bool:
+    """Whether D (a temporary) may be written from kernel ``a`` on: no kernel of ``a..b``
+    touches D's storage but ``b``, through D itself."""
+    if kp.buffers[d].kind != "temp" or kp.buffers[root[d]].kind != "temp":
+        return False
+    for i in range(a, b + 1):
+        body = kernels[i].body
+        for name in buffers_read(body) | buffers_written(body):
+            if root.get(name) == root[d] and not (i == b and name == d):
+                return False
+    return True
 
 
 def _rewrite(call, loop, kp, root):
@@ -81,6 +147,8 @@ def _rewrite(call, loop, kp, root):
     o = int(o_e.value)
     if int(ldc.value) != o or int(oc.value) != 0 or kp.buffers[t].kind != "temp":
         return None
+    if not (isinstance(loop.stop, Const) and call.args[4] == loop.stop):
+        return None  # (the call's m output pixels are the loop's rows)
     found = _piece(loop, t, o, root)
     if found is None:
         return None
@@ -131,13 +199,21 @@ def _piece(loop, t, o, root):
             p = _columns(st, row, c.var, int(c.stop.value))
             if p is None or p[0] != d or p[1] != k or not (p[3] < off or p[2] >= off + o):
                 return None
+    # reads of D's storage: only another piece's own columns (read in place, after a call
+    # wrote them), never these
+    owner = {id(st): c for c in chans for st in c.body}
     for s in walk_stmts(loop.body):
         if any(c is s for c in chans):
             continue
-        if isinstance(s, Store) and root.get(s.buffer) == root[d] and not _in_chan(s, chans):
+        if isinstance(s, Store) and root.get(s.buffer) == root[d] and id(s) not in owner:
             return None
-        if any(root.get(x.buffer) == root[d] for x in _loads(s)):
-            return None  # the row loop reads D: not in place
+        for x in _loads(s):
+            if root.get(x.buffer) != root[d]:
+                continue
+            c = owner.get(id(s))
+            p = None if c is None else _columns(x, row, c.var, int(c.stop.value))
+            if p is None or p[0] != d or p[1] != k or not (p[3] < off or p[2] >= off + o):
+                return None  # the row loop reads D's piece: not in place
     return chan, d, k, off
 
 
@@ -157,10 +233,6 @@ def _columns(st, row, col, n):
     if set(terms) != {row, col} or terms[col] != 1 or k <= 0:
         return None
     return st.buffer, k, const, const + n - 1
-
-
-def _in_chan(st, chans) -> bool:
-    return any(x is st for c in chans for x in c.body)
 
 
 def _loads(st):
