@@ -41,6 +41,41 @@ def time_runs(fn, repeat: int, warmup: int = 1, inner: int = 1, budget_s: float 
     return Timing(statistics.median(samples), min(samples), len(samples), inner)
 
 
+#: untimed calls of an implementation before each of its timed calls in ``time_alternating``
+#: last at least this long (one call at least). After onnxruntime's runs on 2 threads, graphc's
+#: SqueezeNet batch 1 took 7.6-7.8 ms for 40 ms (its pool threads spin), 4.1-4.4 ms up to
+#: 250 ms after, then 4.0-4.1
+SETTLE_S = 0.25
+
+
+def time_alternating(fns: list, repeat: int, budget_s: float = 20.0) -> list[Timing]:
+    """Time each of ``fns`` in turns: ``repeat`` rounds, each calling every function in order,
+    untimed until SETTLE_S passed (one call at least), then once timed. One Timing per
+    function; stops early once ``budget_s`` seconds were spent and three rounds exist.
+
+    Why turns: on a shared machine the load changes over seconds, and two blocks timed one
+    after the other see different machines; in turns both see the same. The untimed calls
+    absorb what the previous function left behind (onnxruntime's pool threads spin for a
+    while after a run and take the cores the next calls need; caches hold the other's data).
+    """
+    if repeat < 1 or not fns:
+        raise ValueError(f"repeat must be >= 1 and fns not empty, got {repeat} and {len(fns)}")
+    samples: list = [[] for _ in fns]
+    start = time.perf_counter()
+    for _ in range(repeat):
+        for fn, got in zip(fns, samples):
+            t0 = time.perf_counter()
+            fn()
+            while time.perf_counter() - t0 < SETTLE_S:
+                fn()
+            t0 = time.perf_counter()
+            fn()
+            got.append(time.perf_counter() - t0)
+        if len(samples[0]) >= 3 and time.perf_counter() - start > budget_s:
+            break
+    return [Timing(statistics.median(v), min(v), len(v)) for v in samples]
+
+
 def compare(got: list, ref: list, rtol: float, atol: float) -> tuple[float, str | None]:
     """(max abs error, None) when ``got`` matches ``ref``, else (error, what is wrong).
 

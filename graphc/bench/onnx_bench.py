@@ -4,8 +4,10 @@ The ResNet-50, Inception v1 and SqueezeNet architectures of the onnx package's `
 test models (``onnx_models.py``), with seeded random weights, at batch 1 and 8: imported
 with ``gc.onnx`` and run on graphc's cpu target, and run by onnxruntime (CPU execution
 provider) on the same number of threads. graphc's output is checked against onnxruntime's
-(rtol 1e-3) before anything is timed; a wrong result is refused, never timed. The ratio
-reported per model and batch is graphc's median time over onnxruntime's (target <= 1.0).
+(rtol 1e-3) before anything is timed; a wrong result is refused, never timed. The two are
+timed in turns (``measure.time_alternating``: each timed run after untimed ones of its own),
+so that both see the same load of a shared machine. The ratio reported per model and batch
+is graphc's median time over onnxruntime's (target <= 1.0).
 
 It runs its own loop (kind "own": the runner hands it the result to fill), as each
 (model, batch) pair is one row pair.
@@ -19,7 +21,7 @@ import numpy as np
 
 import graphc as gc
 
-from .measure import time_runs
+from .measure import time_alternating, time_runs
 from .workloads import Workload
 
 
@@ -92,10 +94,13 @@ def run(workload, sizes, res, repeat, progress, impl_cls) -> None:
                     ours.status = "wrong"
                     ours.reason = f"refused, not timed: differs from onnxruntime by {err:.2e}"
                 else:
-                    t = time_runs(lambda m=m, x=x: m.run([x]), repeat, warmup=1, budget_s=20)
+                    # in turns: both see the same machine (see measure.time_alternating)
+                    t, p = time_alternating(
+                        [lambda m=m, x=x: m.run([x]), lambda s=sess, f=feed: s.run(None, f)],
+                        repeat,
+                        budget_s=40,
+                    )
                     ours.median_s, ours.min_s, ours.runs = t.median_s, t.min_s, t.runs
-                    p = time_runs(lambda s=sess, f=feed: s.run(None, f), repeat, warmup=1,
-                                  budget_s=20)  # fmt: skip
                     peer.median_s, peer.min_s, peer.runs = p.median_s, p.min_s, p.runs
                     ratio = t.median_s / p.median_s
                     ours.vs_baseline = ratio

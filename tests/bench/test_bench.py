@@ -4,16 +4,18 @@ Quick sizes only: these check the benchmark machinery, they measure nothing.
 """
 
 import io
+import itertools
 import json
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.bench import WORKLOADS, run_suite
+from graphc.bench import WORKLOADS, measure, run_suite
 from graphc.bench.figures import exe_figures, feed_dims, size_value
-from graphc.bench.measure import compare, time_runs
+from graphc.bench.measure import compare, time_alternating, time_runs
 from graphc.bench.progress import Progress
 from graphc.bench.report import format_table, to_dict, write_json
 from graphc.bench.results import FUSED, REFERENCE, UNFUSED, BenchResult
@@ -240,6 +242,22 @@ def test_time_runs_counts_and_budget():
     assert slow.runs == 3  # the budget stops it after the minimum of three samples
     with pytest.raises(ValueError):
         time_runs(lambda: None, repeat=0)
+
+
+def test_time_alternating_takes_turns_and_keeps_to_the_budget(monkeypatch):
+    monkeypatch.setattr(measure, "SETTLE_S", 0.005)
+    order = []
+    fast = lambda: order.append("a")  # noqa: E731
+    slow = lambda: (order.append("b"), time.sleep(0.003))  # noqa: E731
+    ta, tb = time_alternating([fast, slow], repeat=4)
+    assert ta.runs == tb.runs == 4 and tb.min_s >= 0.003 > ta.median_s
+    # each turn: untimed calls for at least SETTLE_S (two of b's 3 ms), then one timed
+    assert [k for k, _ in itertools.groupby(order)] == ["a", "b"] * 4
+    assert order.count("b") >= 4 * 3
+    few = time_alternating([lambda: time.sleep(0.002)], repeat=1000, budget_s=0.0)
+    assert few[0].runs == 3
+    with pytest.raises(ValueError):
+        time_alternating([fast], repeat=0)
 
 
 def test_exe_figures_reads_stats_and_falls_back_to_na():
