@@ -108,15 +108,15 @@ def uses_blas(objs) -> bool:
                for name in SYMBOLS)  # fmt: skip
 
 
-def emit_libcall(r, f, s: LibCall, epilogue=None):
+def emit_libcall(r, f, s: LibCall, epilogue=None, tile=None):
     """``gemm`` (see kernel.ir.LIBCALLS): BLAS for float32/64, a loop nest otherwise.
 
     ``epilogue``: (body, ctx, lo, hi) of the parallel loop after the GEMM that
     ``epilogue.row_epilogue`` accepted; the result is then an i1 value, true when each row
     chunk of C ran ``body(ctx, r0 * n, r1 * n)`` right after computing its rows (else the
-    caller runs the loop)."""
+    caller runs the loop). ``tile``: see ``emit_conv_packed``."""
     if s.fn == "conv_packed":
-        return emit_conv_packed(r, f, s, epilogue)
+        return emit_conv_packed(r, f, s, epilogue, tile)
     if s.fn != "gemm":
         raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
     (_, _, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args

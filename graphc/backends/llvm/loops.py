@@ -14,6 +14,11 @@ from . import math as _m
 from .blas import emit_libcall
 from .function import _SSA, _Fn, _sanitize
 from .irutil import I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
+from .tile_epilogue import tile_steps
+
+#: convolution epilogues of a few steps applied in the tiles (``tile_epilogue.py``; False:
+#: always per task, after the tiles)
+TILE_EPILOGUES = True
 
 #: estimated work units (roughly: scalar loads/stores/flops; a transcendental counts 20) per
 #: thread below which a parallel loop stays on the calling thread. Measured (2 cores, shared):
@@ -141,7 +146,14 @@ class LoopEmitter:
     def _gemm_with_epilogue(self, f: _Fn, call: LibCall, loop: Loop, cols=None):
         """A GEMM whose epilogue loop runs inside its row chunks when the sizes allow it
         (see epilogue.py), else after it as usual. ``cols``: the loop runs over the GEMM's
-        rows of ``cols`` elements (``epilogue.row_nest``), not over its elements."""
+        rows of ``cols`` elements (``epilogue.row_nest``), not over its elements; a
+        convolution's loop that ``tile_epilogue.tile_steps`` takes runs in its tiles."""
+        if call.fn == "conv_packed" and cols is not None and TILE_EPILOGUES:
+            steps = tile_steps(call, loop, self.kp, self.layout.root)
+            if steps is not None:
+                emit_libcall(self, f, call, tile=steps)
+                f.memo = {}
+                return
         p = self._setup_loop(f, loop)
         ctx = self._loop_ctx(f, p)
         body, lo, hi = p["outl"].wrapper, p["lo"], p["hi"]

@@ -17,13 +17,17 @@ input scalar per pixel. A task is a block of whole tiles of output pixels (one o
 ``row_blocks``) by a group of ``panels`` panels (all of them unless the pixels are too few to
 split between the threads);
 with all of them, the GEMM epilogue for those rows follows when one was fused (the protocol of
-``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). Tile rows past
-the task's last pixel are computed but not stored (past the layer's last pixel, they repeat
-it: in bounds); channels past O are masked off at the store. Every address the kernel forms
-is inside X (the taps are bounds-checked against the input), the packed operand, or C's
-m rows of O floats, ``ldc`` apart from element ``oc`` (prefetch hints aside); the sizes
-themselves are the Conv2D's, checked before any kernel runs (``lower_nn``'s shape rule),
-and a wider row (a concat's, ``concat_store.direct_concat``) is checked where it is chosen.
+``blas._gemm_rows``: ``epi(ctx, r0 * O, r1 * O)`` while they are in cache). An epilogue of
+a few elementwise steps (a batch norm's scale and shift, a residual, a ReLU:
+``tile_epilogue.py``) is applied to the accumulators before the tile's store instead, by a
+kernel of its own per chain of steps (``symbol(nv, steps)``). Tile rows past the task's
+last pixel are computed but not stored (past the layer's last pixel, they repeat it: in
+bounds); channels past O are masked off at the store (and the steps' loads). Every address
+the kernel forms is inside X (the taps are bounds-checked against the input), the packed
+operand, C's m rows of O floats, ``ldc`` apart from element ``oc``, or the steps' operands
+(prefetch hints aside); the sizes themselves are the Conv2D's, checked before any kernel
+runs (``lower_nn``'s shape rule), and a wider row (a concat's,
+``concat_store.direct_concat``) or a step's operand is checked where it is chosen.
 The kernel prefetches the input and the output lines of the tiles ahead (PREFETCH_TILES,
 PREFETCH_OUT): a model's large layers read and write more than the caches hold.
 
@@ -60,6 +64,7 @@ from .irutil import (
     store_fields,
 )
 from .nativegemm import row_range, split_tasks
+from .tile_epilogue import KINDS
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
 #: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
@@ -104,9 +109,11 @@ def tile_shapes() -> dict:
     return {nv: (NARROW_TILE_ROWS, 1) for nv in TILE_ROWS}
 
 
-def symbol(nv: int) -> str:
-    """The kernel's function name for panels of ``nv`` vectors."""
-    return f"gc_conv_packed_s{nv}"
+def symbol(nv: int, steps=()) -> str:
+    """The kernel's function name for panels of ``nv`` vectors (and a tile epilogue of the
+    kinds ``steps``, ``tile_epilogue.KINDS``)."""
+    suffix = "".join(KINDS[k][0] for k in steps)
+    return f"gc_conv_packed_s{nv}" + (f"_e{suffix}" if suffix else "")
 
 
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
@@ -116,23 +123,25 @@ def symbol(nv: int) -> str:
 #: the LibCall's C from its element oc), row_blocks (blocks of
 #: whole tiles of pixels: ``nativegemm.row_range``),
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
-#: epilogue or null; run only when a task has every panel), epi_ctx
+#: epilogue or null; run only when a task has every panel), epi_ctx, ep0..ep3 (the buffers
+#: of a kernel's tile epilogue steps, ``tile_epilogue.py``, in order; null past them)
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
-          "ldc", "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx")  # fmt: skip
-POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx")
+          "ldc", "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx",
+          "ep0", "ep1", "ep2", "ep3")  # fmt: skip
+POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx", "ep0", "ep1", "ep2", "ep3")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
 
-def kernels_ir(tiles: dict | None = None) -> str:
+def kernels_ir(tiles: dict | None = None, steps=()) -> str:
     """IR text defining the kernel of each panel width (``part(args, t0, t1)``: tasks
     [t0, t1) of the convolution described by the ARGS_TYPE struct at ``args``; external
-    ``symbol(nv)``) without a target line, for tests and tuning. ``tiles``: {nv: rows or
-    (rows, vectors)} instead of ``tile_shapes()``."""
+    ``symbol(nv, steps)``) without a target line, for tests and tuning. ``tiles``: {nv: rows
+    or (rows, vectors)} instead of ``tile_shapes()``; ``steps``: a tile epilogue's kinds."""
     mod = StandaloneModule("gc_conv_packed")
     for nv, shape in (tiles or tile_shapes()).items():
         mr, vt = shape if isinstance(shape, tuple) else (shape, nv)
-        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv))
-        _emit(mod, fn, mr, nv, vt)
+        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv, steps))
+        _emit(mod, fn, mr, nv, vt, tuple(steps))
     return "\n".join(
         line for line in str(mod.module).splitlines()
         if not line.startswith(("target ", "; ModuleID", "source_filename"))
@@ -151,9 +160,9 @@ def _position(b, i, v):
     return img, b.sub(q, b.mul(img, v["oh"])), ox
 
 
-def _emit(r, fn, mr, nv, vt):
+def _emit(r, fn, mr, nv, vt, steps=()):
     """The kernel for panels of ``nv`` vectors in tiles of ``mr`` pixels by ``vt`` vectors
-    (``vt`` divides ``nv``)."""
+    (``vt`` divides ``nv``), applying the tile epilogue ``steps`` (kinds) before the store."""
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args, t0, t1 = fn.args
     fty = ir.FloatType()
@@ -171,6 +180,11 @@ def _emit(r, fn, mr, nv, vt):
     nblk = b.sdiv(b.add(o, _c(nb - 1)), _c(nb))
     fma = r.declare("llvm.fma.v16f32", vty, [vty, vty, vty])
     mstore = r.declare("llvm.masked.store.v16f32.p0", VOID, [vty, PTR, I32, mty])
+    mload = r.declare("llvm.masked.load.v16f32.p0", vty, [PTR, I32, mty, vty])
+    operand = {}  # step -> its ep field
+    for si, kind in enumerate(steps):
+        if KINDS[kind][1]:
+            operand[si] = f"ep{len(operand)}"
     prefetch = r.declare("llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
     zero_v = ir.Constant(vty, [0.0] * w)
     lane_ids = ir.Constant(ity, list(range(w)))
@@ -246,14 +260,28 @@ def _emit(r, fn, mr, nv, vt):
                         for q in range(vt):
                             cur = b.load(acc[rr][q], typ=vty)
                             b.store(b.call(fma, [av, bv[q], cur]), acc[rr][q])
+        per_channel = {}  # (step, q) -> the step's operand at this tile's channels
+        for si, kind in enumerate(steps):
+            if kind in ("mul_c", "add_c"):
+                for q in range(vt):
+                    sp = gep(b, v[operand[si]], [b.mul(b.add(j, _c(q * w)), es)], source_etype=I8)
+                    per_channel[si, q] = b.call(mload, [sp, ir.Constant(I32, 4), masks[q], zero_v])
         for rr in range(mr):
             i = b.add(i0, _c(rr))
             with b.if_then(b.icmp_signed("<", i, r1)):
                 crow = b.add(b.mul(i, v["ldc"]), j)
+                erow = b.add(b.mul(i, o), j)  # (an element operand's rows are o apart)
                 for q in range(vt):
                     cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)],
                              source_etype=I8)  # fmt: skip
                     val = b.load(acc[rr][q], typ=vty)
+                    for si, kind in enumerate(steps):
+                        arg = per_channel.get((si, q))
+                        if kind == "add_e":
+                            ep = gep(b, v[operand[si]], [b.mul(b.add(erow, _c(q * w)), es)],
+                                     source_etype=I8)  # fmt: skip
+                            arg = b.call(mload, [ep, ir.Constant(I32, 4), masks[q], zero_v])
+                        val = _step(b, kind, val, arg, zero_v)
                     b.call(mstore, [val, cp, ir.Constant(I32, 4), masks[q]])
 
     panels = v["panels"]
@@ -292,15 +320,32 @@ def _emit(r, fn, mr, nv, vt):
     b.ret_void()
 
 
+def _step(b, kind, val, arg, zero):
+    """``val`` after one tile epilogue step (``arg``: its operand's vector), computed as the
+    loop it replaces computes it (``emit_expr``'s fmul, fadd and numpy's maximum: NaN from
+    either side wins)."""
+    if kind == "mul_c":
+        return b.fmul(val, arg)
+    if kind in ("add_c", "add_e"):
+        return b.fadd(val, arg)
+    if kind == "max0":  # max(v, 0)
+        r = b.select(b.fcmp_ordered(">", val, zero), val, zero)
+        return b.select(b.fcmp_unordered("uno", val, val), val, r)
+    if kind == "max0_first":  # max(0, v): 0 > v picks 0, else v (a NaN v included)
+        return b.select(b.fcmp_ordered(">", zero, val), zero, val)
+    raise ValueError(f"tile epilogue step {kind!r}")
+
+
 #: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
 PARALLEL_MIN_FLOPS = 1 << 20
 
 
-def _kernel(r, nv: int) -> ir.Function:
-    """The kernel for panels of ``nv`` vectors in the module being rendered (emitted on
-    first use: only programs with such convolutions pay its compile time, ~0.1 s each; in
-    the worker pool's object every process would, whether it has convolutions or not)."""
-    name = symbol(nv)
+def _kernel(r, nv: int, steps=()) -> ir.Function:
+    """The kernel for panels of ``nv`` vectors (and a tile epilogue of the kinds ``steps``)
+    in the module being rendered (emitted on first use: only programs with such
+    convolutions pay its compile time, ~0.1 s each; in the worker pool's object every
+    process would, whether it has convolutions or not)."""
+    name = symbol(nv, steps)
     fn = r._decls.get(name)
     if fn is None:
         fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
@@ -308,11 +353,11 @@ def _kernel(r, nv: int) -> ir.Function:
         fn.attributes.add("noinline")
         r._decls[name] = fn
         mr, vt = tile_shapes()[nv]
-        _emit(r, fn, mr, nv, vt)
+        _emit(r, fn, mr, nv, vt, tuple(steps))
     return fn
 
 
-def emit_conv_packed(r, f, s, epilogue=None):
+def emit_conv_packed(r, f, s, epilogue=None, tile=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
     kernel: tasks of blocks of output pixels (``nativegemm.split_tasks``: whole tiles, at most
     TASK_FLOATS outputs, at least TASKS_PER_THREAD tasks a thread), one pool chunk each when
@@ -322,7 +367,9 @@ def emit_conv_packed(r, f, s, epilogue=None):
 
     ``epilogue``: (body, ctx, lo, hi) of the parallel loop after it that
     ``epilogue.row_epilogue`` accepted; returns an i1, true when every task ran
-    ``body(ctx, r0 * o, r1 * o)`` after computing its rows (else the caller runs the loop)."""
+    ``body(ctx, r0 * o, r1 * o)`` after computing its rows (else the caller runs the loop).
+    ``tile``: the steps (``tile_epilogue.tile_steps``) of the loop after it, applied in the
+    tiles instead (the result is then true: the loop is not to run)."""
     b = f.b
     names = LIBCALLS["conv_packed"]
     nv_e = s.args[3]
@@ -354,12 +401,17 @@ def emit_conv_packed(r, f, s, epilogue=None):
         fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, o)))
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
+    operands = [f.buf_ptr(name, zero)[0] for _, name in tile or () if name is not None]
+    operands += [ir.Constant(PTR, None)] * (4 - len(operands))
+    if tile:
+        fused, epi_fn, epi_ctx = ir.Constant(I1, 1), ir.Constant(PTR, None), ir.Constant(PTR, None)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
             "out": f.buf_ptr(s.args[2], val["oc"])[0], "row_blocks": row_blocks, "panels": panels,
-            "epi": epi_fn, "epi_ctx": epi_ctx}  # fmt: skip
+            "epi": epi_fn, "epi_ctx": epi_ctx,
+            **{f"ep{k}": p for k, p in enumerate(operands)}}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
-    part = _kernel(r, nv)
+    part = _kernel(r, nv, tuple(k for k, _ in tile or ()))
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
             with then:
