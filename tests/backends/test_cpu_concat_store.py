@@ -10,6 +10,8 @@ temporary read elsewhere, the concat read or its piece's columns stored by the r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -95,6 +97,11 @@ def test_fire_module_stores_its_3x3_piece_in_place(o, nchw, threads):
     # the 1 x 1 expand, a kernel of its own before, writes the other piece
     (one,) = [c for c in _conv_calls(ir) if c[4] == 1 and c[3] == o]
     assert one[0] == three[0] and one[1:3] == (2 * o, 0), _conv_calls(ir)
+    # and finishes it (bias, ReLU) in its own kernel: each kernel's loop has one piece
+    blocks = [k for k in ir.split("\nkernel ")[1:] if any(c[0] == three[0] for c in _conv_calls(k))]
+    assert len(blocks) == 2
+    for block in blocks:
+        assert block.count("for parallel row") == 1 and block.count("\n    for ") == 1, block
 
 
 def test_a_temporary_read_elsewhere_is_left_alone():
@@ -235,10 +242,31 @@ def _two_kernels(between=()):
     return KernelProgram(bufs, kernels, inputs=("x",), outputs=("y",))
 
 
-def test_an_earlier_kernels_call_writes_its_piece():
+def test_an_earlier_kernels_call_writes_its_piece_and_finishes_it():
     out = direct_concat(_two_kernels()).kernels
     assert out[0].body[0].args[2] == "d" and out[0].body[0].args[19:] == (_i(2 * O), _i(0))
-    assert buffers_read(out[-1].body[1:]) == {"d"}  # both pieces read D in place
+    # A's piece of the row loop moved into A, as A's row epilogue
+    assert len(out[0].body) == 2 and out[0].meta[ROW_COLUMNS] == ((0, O),)
+    assert buffers_read(out[0].body[1:]) == {"d"} and len(out[-1].body[1].body) == 1
+    assert buffers_read(out[-1].body[1:]) == {"d"}  # B's own piece, in place
+
+
+def test_a_piece_reading_what_a_later_kernel_writes_stays():
+    # the 1x1 piece adds u2, which a kernel between A and B writes: it cannot run in A
+    kp = _two_kernels()
+    loop = kp.kernels[-1].body[1]
+    u2 = Math.MAX(Math.ADD(Load("u", U_AT, F32), Load("u2", U_AT, F32)), Const(0.0, F32))
+    first = _chan("c0", [Let("v", F32, u2), Store("d", _at(2 * O, "c0", 0), Var("v", F32))])
+    b = replace(
+        kp.kernels[-1], body=(kp.kernels[-1].body[0], replace(loop, body=(first, loop.body[1])))
+    )
+    mid = Kernel(
+        "mid", (Loop("i", _i(0), _i(M * O), (Store("u2", Var("i", I64), Const(1.0, F32)),)),)
+    )
+    bufs = {**kp.buffers, "u2": Buffer("u2", F32, (_i(M * O),), "temp")}
+    out = direct_concat(replace(kp, buffers=bufs, kernels=[kp.kernels[0], mid, b])).kernels
+    assert out[0].body[0].args[2] == "d"  # A still writes its piece of D
+    assert len(out[0].body) == 1 and len(out[-1].body[1].body) == 2  # the piece stays in B
 
 
 def test_storage_of_the_concat_used_in_between_keeps_the_temporary():

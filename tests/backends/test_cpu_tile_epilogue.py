@@ -33,13 +33,18 @@ class _Args(ctypes.Structure):
                 for f in packedgemm.FIELDS]  # fmt: skip
 
 
+_CHAINS = [("mul_c", "add_c", "max0"), ("mul_c", "add_c", "add_e", "max0"), ("add_c",),
+           ("max0_first",), ("add_e", "mul_c")]  # fmt: skip
+_ROWS = [(20, 20, 0), (64, 64, 0), (20, 45, 7), (64, 128, 64)]  # (o, ldc, oc)
+
+
 @pytest.mark.parametrize(
-    "steps",
-    [("mul_c", "add_c", "max0"), ("mul_c", "add_c", "add_e", "max0"), ("add_c",),
-     ("max0_first",), ("add_e", "mul_c")],
-)  # fmt: skip
-@pytest.mark.parametrize("o", [20, 64])
-def test_kernel_steps_equal_numpy(steps, o):
+    "steps,o,ldc,oc",
+    [(s, *r) for s in _CHAINS for r in _ROWS if "add_e" not in s or r[1:] == (r[0], 0)],
+)
+def test_kernel_steps_equal_numpy(steps, o, ldc, oc):
+    """(ldc, oc): a concat's piece, rows ldc apart from oc (an element operand keeps C's
+    own rows: only with ldc = o, as the matcher takes it)."""
     rng = np.random.default_rng(len(steps) + o)
     n, h, w, c = 2, 5, 7, 16
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
@@ -48,7 +53,7 @@ def test_kernel_steps_equal_numpy(steps, o):
     nv = conv_packed.panel_vectors(o)
     wp = conv_packed.pack_filters(f, nv)
     m = n * h * w
-    out = np.full(m * o + 7, np.nan, np.float32)
+    out = np.full(oc + m * ldc + 7, np.nan, np.float32)
     operands = []
     for kind in steps:
         if kind in ("mul_c", "add_c"):
@@ -61,10 +66,13 @@ def test_kernel_steps_equal_numpy(steps, o):
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
         loaded.address(packedgemm.symbol(nv, steps))
     )
-    args = _Args(m, o, c, h, w, h, w, 3, 3, 1, 1, 1, 1, 1, 1, o, x.ctypes.data, wp.ctypes.data,
-                 out.ctypes.data, 5, 1000, None, None, *ptrs)  # fmt: skip
+    first = out.ctypes.data + 4 * oc
+    args = _Args(m, o, c, h, w, h, w, 3, 3, 1, 1, 1, 1, 1, 1, ldc, x.ctypes.data,
+                 wp.ctypes.data, first, 5, 1000, None, None, *ptrs)  # fmt: skip
     fn(ctypes.byref(args), 0, 5)
-    assert np.isnan(out[m * o :]).all()
+    rows = out[oc : oc + m * ldc].reshape(m, ldc)
+    assert np.isnan(out[:oc]).all() and np.isnan(out[oc + m * ldc :]).all()
+    assert np.isnan(rows[:, o:]).all()  # nothing stored outside the piece
     # the convolution in float32, then the steps as numpy computes them
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     conv = np.zeros((n, h, w, o), np.float64)
@@ -72,7 +80,7 @@ def test_kernel_steps_equal_numpy(steps, o):
         for j in range(3):
             conv += xp[:, i : i + h, j : j + w].astype(np.float64) @ f[i, j].astype(np.float64)
     want = conv.reshape(m, o).astype(np.float32)
-    got = out[: m * o].reshape(m, o)
+    got = rows[:, :o]
     ops = iter(operands)
     for kind in steps:
         if kind == "mul_c":

@@ -35,7 +35,11 @@ The fire module's 1 x 1 expand is a kernel of its own (A) before the concat's (B
 output U read only by B's row loop. The same rewrite then moves A's call into D's other
 piece when, besides the rules above, D is a temporary whose storage no kernel from A to B
 touches except B (through D): buffer planning gives each storage root a region of its own,
-and D's is in use only from B on, so writing it from A overwrites nothing live.
+and D's is in use only from B on, so writing it from A overwrites nothing live. A's piece of
+B's row loop (its bias and ReLU over its columns of D, in place) then moves into A as A's
+own row loop (``_move_piece``), when A is that call alone and the piece reads nothing a
+kernel after A writes: each convolution finishes its half, and with ``tile_epilogue.py``
+both halves are stored once, final, from the tiles.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from ... import dtypes as _dt
 from ...expr import Call, Const, Load, Var, sub_exprs
 from ...kernel.analysis import buffers_read, buffers_written
 from ...kernel.ir import KernelProgram, Let, LibCall, Loop, Store, stmt_exprs, walk_stmts
-from .epilogue import ROW_COLUMNS, _affine, _linear, storage_roots
+from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, storage_roots
 
 #: positions of ``LIBCALLS["conv_packed"]``'s C, o, ldc and oc arguments
 _C, _O, _LDC, _OC = 2, 5, 19, 20
@@ -70,7 +74,7 @@ def direct_concat(kp: KernelProgram) -> KernelProgram:
                 continue
             new = _rewrite(body[j], body[j + 1], kp, root)
             if new is not None:
-                body[j], body[j + 1] = new
+                body[j], body[j + 1] = new[:2]
         kernels.append(replace(k, body=tuple(body)))
     kernels = _from_earlier_kernels(kernels, kp, root)
     return replace(kp, kernels=kernels)
@@ -114,10 +118,42 @@ def _from_earlier_kernels(kernels: list, kp, root) -> list:
                 if new is None or not _free(kernels, a, b, new[0].args[_C], kp, root):
                     continue
                 body_a, body_b = list(ka.body), list(kb_now.body)
-                body_a[ja], body_b[jb + 1] = new
+                body_a[ja], body_b[jb + 1] = new[:2]
                 kernels[a] = replace(ka, body=tuple(body_a))
                 kernels[b] = replace(kb_now, body=tuple(body_b))
+                _move_piece(kernels, a, b, jb, new[2])
     return kernels
+
+
+def _move_piece(kernels: list, a: int, b: int, jb: int, chan) -> None:
+    """Move A's piece of B's row loop (the channel loop ``chan``, now over D in place) into
+    A, as the row loop after A's call (then a row epilogue of A's own, or its tiles': see
+    ``tile_epilogue.py``): the fire module's 1 x 1 half is then finished by its kernel. Only
+    when A is that call alone, and the piece reads nothing kernels after A write (it reads
+    its columns of D, which A wrote, and constants) and no local of the row loop's."""
+    ka, kb = kernels[a], kernels[b]
+    loop = kb.body[jb + 1]
+    if len(ka.body) != 1 or ka.meta.get(ROW_EPILOGUES):
+        return
+    call = ka.body[0]
+    d = call.args[_C]
+    later = set()
+    for k in kernels[a + 1 : b + 1]:
+        later |= buffers_written(k.body)
+    if (buffers_read((chan,)) - {d}) & later:
+        return
+    known = {loop.var, chan.var} | {s.var for s in walk_stmts(chan.body) if isinstance(s, Let)}
+    used = {x.name for s in walk_stmts(chan.body) for e in stmt_exprs(s) for x in sub_exprs(e)
+            if isinstance(x, Var)}  # fmt: skip
+    if not used <= known:
+        return
+    o = int(call.args[_O].value)
+    mine = replace(loop, body=(chan,))
+    meta = {**ka.meta, ROW_EPILOGUES: (0,), ROW_COLUMNS: ((0, o),)}
+    kernels[a] = replace(ka, body=(call, mine), meta=meta)
+    kernels[b] = replace(kb, body=kb.body[: jb + 1]
+                         + (replace(loop, body=tuple(s for s in loop.body if s is not chan)),)
+                         + kb.body[jb + 2 :])  # fmt: skip
 
 
 def _free(kernels, a: int, b: int, d: str, kp, root) -> bool:
@@ -158,7 +194,8 @@ def _rewrite(call, loop, kp, root):
     body = tuple(replace(s, body=moved) if s is chan else s for s in loop.body)
     args = list(call.args)
     args[_C], args[_LDC], args[_OC] = d, Const(k, _dt.int64), Const(off, _dt.int64)
-    return replace(call, args=tuple(args)), replace(loop, body=body)
+    new_chan = next(s for s, old in zip(body, loop.body) if old is chan)
+    return replace(call, args=tuple(args)), replace(loop, body=body), new_chan
 
 
 def _piece(loop, t, o, root):

@@ -10,7 +10,8 @@ without. In the tile the steps apply to the accumulators before the one store, a
 residual's loads overlap the multiply-adds of the other tiles.
 
 ``tile_steps`` recognises such a loop: its only statement a channel loop of o iterations
-storing ``C[row * o + col]`` = a chain over ``C[row * o + col]`` itself of
+storing ``C[row * o + col]`` (a concat's piece: ``C[row * ldc + oc + col]``, see
+``concat_store.py``) = a chain over that element itself of
 
 - ``* S[col]`` or ``+ S[col]`` (``S``: float32, at least o elements),
 - ``+ R[row * o + col]`` (``R``: float32 of C's layout, storage apart from C's),
@@ -61,8 +62,8 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
     o = int(o_e.value)
     if not isinstance(call.args[4], Const):
         return None
-    m = int(call.args[4].value)
-    if int(ldc.value) != o or int(oc.value) != 0 or kp.buffers[c].dtype != _dt.float32:
+    m, ldc, oc = int(call.args[4].value), int(ldc.value), int(oc.value)
+    if kp.buffers[c].dtype != _dt.float32:
         return None
     chan = loop.body[0]
     if not (isinstance(chan, Loop) and _static(chan) and int(chan.stop.value) == o):
@@ -71,7 +72,7 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
     if not (isinstance(store, Store) and all(isinstance(s, Let) for s in lets)):
         return None
     row, col = loop.var, chan.var
-    own = ({row: o, col: 1}, 0)
+    own = ({row: ldc, col: 1}, oc)  # (a concat's piece: rows ldc apart, from column oc)
     if store.buffer != c or _affine(store.index) != own:
         return None
     env = {}
@@ -105,8 +106,8 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
         step, rest = _operand(e.fn, b, row, col, o, m, c, kp, root), a
         if step is None:
             step, rest = _operand(e.fn, a, row, col, o, m, c, kp, root), b
-        if step is None:
-            return None
+        if step is None or (step[0] == "add_e" and (ldc, oc) != (o, 0)):
+            return None  # (an element operand has C's rows: o apart, from 0)
         steps.append(step)
         e = rest
     steps.reverse()
