@@ -234,6 +234,7 @@ def codegen_hash() -> str:
     here = Path(__file__).resolve().parent
     files = sorted(here.glob("*.py")) + sorted((here.parent.parent / "kernel").glob("*.py"))
     files += sorted((here.parent.parent / "passes").glob("*.py"))
+    files += sorted((here.parent / "cpu").glob("*.py"))  # (its KERNEL_PASSES)
     return sources_hash(files)
 
 

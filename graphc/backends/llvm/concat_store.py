@@ -54,6 +54,10 @@ from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, storage_root
 
 #: positions of ``LIBCALLS["conv_packed"]``'s C, o, ldc and oc arguments
 _C, _O, _LDC, _OC = 2, 5, 19, 20
+#: an earlier kernel's call (A) writes into the concat of kernel B only this many kernels
+#: before it at most (a fire module's are adjacent): the checks over the kernels between them
+#: then cost a bounded time each, and the pass stays linear in the program's size
+MAX_KERNELS_APART = 4
 
 
 def direct_concat(kp: KernelProgram) -> KernelProgram:
@@ -105,7 +109,7 @@ def _from_earlier_kernels(kernels: list, kp, root) -> list:
         for jb, _o in kb.meta.get(ROW_COLUMNS, ()):
             for u in sorted(buffers_read(kernels[b].body[jb + 1 : jb + 2])):
                 (a, ja), *more = writers.get(u, [(b, 0)])
-                if more or a >= b or readers.get(u) != {a, b}:
+                if more or not 0 < b - a <= MAX_KERNELS_APART or readers.get(u) != {a, b}:
                     continue
                 ka, kb_now = kernels[a], kernels[b]
                 rest_a = ka.body[:ja] + ka.body[ja + 1 :]
