@@ -20,7 +20,7 @@ import graphc as gc
 from graphc import dtypes as _dt
 from graphc.backends.llvm import jit, loops, packedgemm
 from graphc.backends.llvm.epilogue import storage_roots
-from graphc.backends.llvm.tile_epilogue import signature, tile_steps
+from graphc.backends.llvm.tile_epilogue import kinds, operands, signature, tile_steps
 from graphc.expr import Const, Load, Math, Var
 from graphc.kernel import conv_packed
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Let, LibCall, Loop, Store
@@ -34,13 +34,19 @@ class _Args(ctypes.Structure):
 
 
 _CHAINS = [("mul_c", "add_c", "max0"), ("mul_c", "add_c", "add_e", "max0"), ("add_c",),
-           ("max0_first",), ("add_e", "mul_c")]  # fmt: skip
+           ("max0_first",), ("add_e", "mul_c"),
+           ("mul_c", "add_c", ("add_x", ("mul_c", "add_c")), "max0")]  # fmt: skip
 _ROWS = [(20, 20, 0), (64, 64, 0), (20, 45, 7), (64, 128, 64)]  # (o, ldc, oc)
+
+
+def _elements(kinds) -> bool:
+    """Whether a chain reads an element operand (which keeps C's own rows)."""
+    return any(k == "add_e" or isinstance(k, tuple) for k in kinds)
 
 
 @pytest.mark.parametrize(
     "steps,o,ldc,oc",
-    [(s, *r) for s in _CHAINS for r in _ROWS if "add_e" not in s or r[1:] == (r[0], 0)],
+    [(s, *r) for s in _CHAINS for r in _ROWS if not _elements(s) or r[1:] == (r[0], 0)],
 )
 def test_kernel_steps_equal_numpy(steps, o, ldc, oc):
     """(ldc, oc): a concat's piece, rows ldc apart from oc (an element operand keeps C's
@@ -58,9 +64,11 @@ def test_kernel_steps_equal_numpy(steps, o, ldc, oc):
     for kind in steps:
         if kind in ("mul_c", "add_c"):
             operands.append(rng.standard_normal(o).astype(np.float32))
-        elif kind == "add_e":
+        elif kind == "add_e" or isinstance(kind, tuple):
             operands.append(rng.standard_normal(m * o).astype(np.float32))
-    ptrs = [a.ctypes.data for a in operands] + [None] * (4 - len(operands))
+            for _ in kind[1] if isinstance(kind, tuple) else ():
+                operands.append(rng.standard_normal(o).astype(np.float32))
+    ptrs = [a.ctypes.data for a in operands] + [None] * (6 - len(operands))
     obj, _, _ = jit.compile_module(packedgemm.kernels_ir(steps=steps), opt_level=2)
     loaded = jit.LoadedObject(obj)
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
@@ -89,6 +97,11 @@ def test_kernel_steps_equal_numpy(steps, o, ldc, oc):
             want = want + next(ops)
         elif kind == "add_e":
             want = want + next(ops).reshape(m, o)
+        elif isinstance(kind, tuple):
+            x = next(ops).reshape(m, o)
+            for k in kind[1]:
+                x = x * next(ops) if k == "mul_c" else x + next(ops)
+            want = want + x
         elif kind == "max0":
             want = np.maximum(want, np.float32(0))
         else:
@@ -110,6 +123,8 @@ def _resnet_layer(x, r, kind):
         y = gc.nn.relu(y * s + b)
     elif kind == "residual":
         y = gc.nn.relu(y * s + b + r)
+    elif kind == "shortcut":  # ResNet's downsampling: the shortcut through its batch norm
+        y = gc.nn.relu(y * s + b + (r * b + s))
     elif kind == "bias":
         y = y + b
     elif kind == "max_first":
@@ -126,7 +141,7 @@ def _sessions(kind, shapes, threads):
     return g, x, r, y
 
 
-@pytest.mark.parametrize("kind", ["bn_relu", "residual", "bias", "max_first"])
+@pytest.mark.parametrize("kind", ["bn_relu", "residual", "shortcut", "bias", "max_first"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_api_chains_equal_the_reference_and_the_loop(kind, threads, monkeypatch):
     rng = np.random.default_rng(1)
@@ -145,6 +160,9 @@ def test_api_chains_equal_the_reference_and_the_loop(kind, threads, monkeypatch)
             got[on] = sess.run(y, feed)
             asm = sess.compile([y], [x, r]).dump_ir("asm")
         assert bool(re.search(r"gc_conv_packed_s\d_e", asm)) == on
+        if kind in ("residual", "shortcut"):  # the residual's chain in the tiles too
+            tag = "r" if kind == "residual" else "qmaq"
+            assert bool(re.search(rf"gc_conv_packed_s\d_e\w*{tag}", asm)) == on
     np.testing.assert_allclose(got[True], want, rtol=2e-4, atol=2e-4)
     assert np.array_equal(got[True], got[False], equal_nan=True)  # bit for bit the loop's
 
@@ -194,7 +212,13 @@ def test_the_matcher_takes_resnet_chains():
     res = lambda v: Math.MAX(Math.ADD(Load("r", OWN, F32), Math.MUL(S_COL, v)), ZERO)  # noqa: E731
     steps = _steps(res)
     assert steps == (("mul_c", "s"), ("add_e", "r"), ("max0", None))
-    assert signature(steps) == "mrx"
+    assert signature(kinds(steps)) == "mrx"
+    bn_r = Math.ADD(Math.MUL(Load("r", OWN, F32), S_COL), S_COL)
+    short = lambda v: Math.MAX(Math.ADD(Math.ADD(Math.MUL(v, S_COL), S_COL), bn_r), ZERO)  # noqa: E731
+    steps = _steps(short)
+    assert steps == (("mul_c", "s"), ("add_c", "s"),
+                     ("add_x", "r", (("mul_c", "s"), ("add_c", "s"))), ("max0", None))  # fmt: skip
+    assert signature(kinds(steps)) == "maqmaqx" and operands(steps) == ["s", "s", "r", "s", "s"]
     assert _steps(lambda v: Math.MAX(ZERO, v)) == (("max0_first", None),)
 
 

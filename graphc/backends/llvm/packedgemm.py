@@ -64,7 +64,7 @@ from .irutil import (
     store_fields,
 )
 from .nativegemm import row_range, split_tasks
-from .tile_epilogue import KINDS
+from .tile_epilogue import KINDS, MAX_OPERANDS, kinds, operands, signature
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
 #: panel_vectors`` picks 1 or 4) -> output pixels per tile (input scalars broadcast per
@@ -111,8 +111,8 @@ def tile_shapes() -> dict:
 
 def symbol(nv: int, steps=()) -> str:
     """The kernel's function name for panels of ``nv`` vectors (and a tile epilogue of the
-    kinds ``steps``, ``tile_epilogue.KINDS``)."""
-    suffix = "".join(KINDS[k][0] for k in steps)
+    kinds ``steps``, ``tile_epilogue.kinds``)."""
+    suffix = signature(steps)
     return f"gc_conv_packed_s{nv}" + (f"_e{suffix}" if suffix else "")
 
 
@@ -123,12 +123,12 @@ def symbol(nv: int, steps=()) -> str:
 #: the LibCall's C from its element oc), row_blocks (blocks of
 #: whole tiles of pixels: ``nativegemm.row_range``),
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
-#: epilogue or null; run only when a task has every panel), epi_ctx, ep0..ep3 (the buffers
-#: of a kernel's tile epilogue steps, ``tile_epilogue.py``, in order; null past them)
+#: epilogue or null; run only when a task has every panel), epi_ctx, ep0..ep5 (the buffers
+#: of a kernel's tile epilogue steps, ``tile_epilogue.operands``; null past them)
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
           "ldc", "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx",
-          "ep0", "ep1", "ep2", "ep3")  # fmt: skip
-POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx", "ep0", "ep1", "ep2", "ep3")
+          "ep0", "ep1", "ep2", "ep3", "ep4", "ep5")  # fmt: skip
+POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx", "ep0", "ep1", "ep2", "ep3", "ep4", "ep5")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
 
@@ -181,10 +181,14 @@ def _emit(r, fn, mr, nv, vt, steps=()):
     fma = r.declare("llvm.fma.v16f32", vty, [vty, vty, vty])
     mstore = r.declare("llvm.masked.store.v16f32.p0", VOID, [vty, PTR, I32, mty])
     mload = r.declare("llvm.masked.load.v16f32.p0", vty, [PTR, I32, mty, vty])
-    operand = {}  # step -> its ep field
+    operand = {}  # (step, None or its own step) -> the ep field of its buffer
     for si, kind in enumerate(steps):
-        if KINDS[kind][1]:
-            operand[si] = f"ep{len(operand)}"
+        if isinstance(kind, tuple):  # add_x: the element's buffer, then its own steps'
+            operand[si, None] = f"ep{len(operand)}"
+            for ii, _ in enumerate(kind[1]):
+                operand[si, ii] = f"ep{len(operand)}"
+        elif KINDS[kind][1]:
+            operand[si, None] = f"ep{len(operand)}"
     prefetch = r.declare("llvm.prefetch.p0", VOID, [PTR, I32, I32, I32])
     zero_v = ir.Constant(vty, [0.0] * w)
     lane_ids = ir.Constant(ity, list(range(w)))
@@ -260,12 +264,17 @@ def _emit(r, fn, mr, nv, vt, steps=()):
                         for q in range(vt):
                             cur = b.load(acc[rr][q], typ=vty)
                             b.store(b.call(fma, [av, bv[q], cur]), acc[rr][q])
-        per_channel = {}  # (step, q) -> the step's operand at this tile's channels
+        per_channel = {}  # (step, own step, q) -> its operand at this tile's channels
         for si, kind in enumerate(steps):
-            if kind in ("mul_c", "add_c"):
+            inner = enumerate(kind[1]) if isinstance(kind, tuple) else [(None, kind)]
+            for ii, k in inner:
+                if k not in ("mul_c", "add_c"):
+                    continue
                 for q in range(vt):
-                    sp = gep(b, v[operand[si]], [b.mul(b.add(j, _c(q * w)), es)], source_etype=I8)
-                    per_channel[si, q] = b.call(mload, [sp, ir.Constant(I32, 4), masks[q], zero_v])
+                    sp = gep(b, v[operand[si, ii]], [b.mul(b.add(j, _c(q * w)), es)],
+                             source_etype=I8)  # fmt: skip
+                    per_channel[si, ii, q] = b.call(mload, [sp, ir.Constant(I32, 4), masks[q],
+                                                            zero_v])  # fmt: skip
         for rr in range(mr):
             i = b.add(i0, _c(rr))
             with b.if_then(b.icmp_signed("<", i, r1)):
@@ -276,11 +285,15 @@ def _emit(r, fn, mr, nv, vt, steps=()):
                              source_etype=I8)  # fmt: skip
                     val = b.load(acc[rr][q], typ=vty)
                     for si, kind in enumerate(steps):
-                        arg = per_channel.get((si, q))
-                        if kind == "add_e":
-                            ep = gep(b, v[operand[si]], [b.mul(b.add(erow, _c(q * w)), es)],
+                        arg = per_channel.get((si, None, q))
+                        if kind == "add_e" or isinstance(kind, tuple):
+                            ep = gep(b, v[operand[si, None]], [b.mul(b.add(erow, _c(q * w)), es)],
                                      source_etype=I8)  # fmt: skip
                             arg = b.call(mload, [ep, ir.Constant(I32, 4), masks[q], zero_v])
+                        if isinstance(kind, tuple):  # add_x: the element through its steps
+                            for ii, k in enumerate(kind[1]):
+                                arg = _step(b, k, arg, per_channel[si, ii, q], zero_v)
+                            kind = "add_e"
                         val = _step(b, kind, val, arg, zero_v)
                     b.call(mstore, [val, cp, ir.Constant(I32, 4), masks[q]])
 
@@ -401,17 +414,17 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
         fused = b.and_(fused, b.icmp_signed("==", hi, b.mul(m, o)))
         epi_fn = b.select(fused, body, epi_fn)
         epi_ctx = b.select(fused, ctx, epi_ctx)
-    operands = [f.buf_ptr(name, zero)[0] for _, name in tile or () if name is not None]
-    operands += [ir.Constant(PTR, None)] * (4 - len(operands))
+    ops = [f.buf_ptr(name, zero)[0] for name in operands(tile or ())]
+    ops += [ir.Constant(PTR, None)] * (MAX_OPERANDS - len(ops))
     if tile:
         fused, epi_fn, epi_ctx = ir.Constant(I1, 1), ir.Constant(PTR, None), ir.Constant(PTR, None)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
             "out": f.buf_ptr(s.args[2], val["oc"])[0], "row_blocks": row_blocks, "panels": panels,
             "epi": epi_fn, "epi_ctx": epi_ctx,
-            **{f"ep{k}": p for k, p in enumerate(operands)}}  # fmt: skip
+            **{f"ep{k}": p for k, p in enumerate(ops)}}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
-    part = _kernel(r, nv, tuple(k for k, _ in tile or ()))
+    part = _kernel(r, nv, kinds(tile or ()))
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
             with then:

@@ -14,7 +14,8 @@ storing ``C[row * o + col]`` (a concat's piece: ``C[row * ldc + oc + col]``, see
 ``concat_store.py``) = a chain over that element itself of
 
 - ``* S[col]`` or ``+ S[col]`` (``S``: float32, at least o elements),
-- ``+ R[row * o + col]`` (``R``: float32 of C's layout, storage apart from C's),
+- ``+ R[row * o + col]`` (``R``: float32 of C's layout, storage apart from C's), or ``+``
+  such an element through a chain of per-channel scales and shifts of its own (``add_x``),
 - ``max(v, 0)`` or ``max(0, v)``,
 
 in any order (multiplication and addition commute exactly in IEEE arithmetic; the two
@@ -40,15 +41,19 @@ KINDS = {
     "max0": ("x", False),  # max(v, 0)
     "max0_first": ("y", False),  # max(0, v)
 }
-#: most steps with a buffer (fields of the kernel's argument struct)
-MAX_OPERANDS = 4
+#: most buffers of a chain's steps (fields of the kernel's argument struct)
+MAX_OPERANDS = 6
 #: most steps in all
 MAX_STEPS = 6
 
 
-def signature(steps) -> str:
-    """The steps' kinds as the kernel's name suffix (one kernel per distinct chain)."""
-    return "".join(KINDS[k][0] for k, _ in steps)
+def signature(kinds) -> str:
+    """A chain's kinds (``kinds(steps)``) as the kernel's name suffix (one kernel per
+    distinct chain): a letter per step, an ``add_x`` as q, its steps' letters, q."""
+    return "".join(
+        "q" + "".join(KINDS[i][0] for i in k[1]) + "q" if isinstance(k, tuple) else KINDS[k][0]
+        for k in kinds
+    )
 
 
 def tile_steps(call: LibCall, loop, kp, root: dict):
@@ -106,16 +111,37 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
         step, rest = _operand(e.fn, b, row, col, o, m, c, kp, root), a
         if step is None:
             step, rest = _operand(e.fn, a, row, col, o, m, c, kp, root), b
-        if step is None or (step[0] == "add_e" and (ldc, oc) != (o, 0)):
+        if step is None and e.fn is Math.ADD:
+            step, rest = _element_chain(b, env, row, col, o, m, c, kp, root), a
+            if step is None:
+                step, rest = _element_chain(a, env, row, col, o, m, c, kp, root), b
+        if step is None or (step[0] in ("add_e", "add_x") and (ldc, oc) != (o, 0)):
             return None  # (an element operand has C's rows: o apart, from 0)
         steps.append(step)
         e = rest
     steps.reverse()
     if not steps or len(steps) > MAX_STEPS:
         return None
-    if sum(1 for k, _ in steps if KINDS[k][1]) > MAX_OPERANDS:
+    if len(operands(steps)) > MAX_OPERANDS:
         return None
     return tuple(steps)
+
+
+def operands(steps) -> list:
+    """The buffers of ``steps`` in the order of the kernel's operand fields: each step's,
+    an ``add_x``'s element buffer then its own steps'."""
+    out = []
+    for step in steps:
+        if step[0] == "add_x":
+            out += [step[1], *(name for _, name in step[2])]
+        elif step[1] is not None:
+            out.append(step[1])
+    return out
+
+
+def kinds(steps) -> tuple:
+    """What the kernel is specialised on: each step's kind (an ``add_x``'s with its own)."""
+    return tuple(("add_x", tuple(k for k, _ in s[2])) if s[0] == "add_x" else s[0] for s in steps)
 
 
 def _static(loop) -> bool:
@@ -137,6 +163,29 @@ def _zero(e) -> bool:
         return False
     v = float(e.value)
     return v == 0.0 and math.copysign(1.0, v) > 0
+
+
+def _element_chain(e, env, row, col, o, m, c, kp, root):
+    """``("add_x", R, steps)`` when ``e`` is a chain of per-channel scales and shifts over
+    ``R[row * o + col]`` (a residual through its own batch norm: ResNet's downsampling
+    shortcut), added to C's chain; else None."""
+    inner = []
+    e = _resolve(e, env)
+    while isinstance(e, Call) and e.fn in (Math.MUL, Math.ADD) and len(e.args) == 2:
+        a, b = (_resolve(x, env) for x in e.args)
+        step, rest = _operand(e.fn, b, row, col, o, m, c, kp, root), a
+        if step is None or step[0] == "add_e":
+            step, rest = _operand(e.fn, a, row, col, o, m, c, kp, root), b
+        if step is None or step[0] == "add_e":
+            return None
+        inner.append(step)
+        e = rest
+    if not inner or not isinstance(e, Load):
+        return None
+    base = _operand(Math.ADD, e, row, col, o, m, c, kp, root)
+    if base is None or base[0] != "add_e":
+        return None
+    return ("add_x", e.buffer, tuple(reversed(inner)))
 
 
 def _operand(fn, e, row, col, o, m_rows, c, kp, root):
