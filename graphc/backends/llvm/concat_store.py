@@ -50,7 +50,7 @@ from ... import dtypes as _dt
 from ...expr import Call, Const, Load, Var, sub_exprs
 from ...kernel.analysis import buffers_read, buffers_written
 from ...kernel.ir import KernelProgram, Let, LibCall, Loop, Store, stmt_exprs, walk_stmts
-from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, storage_roots
+from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, counted, storage_roots
 
 #: positions of ``LIBCALLS["conv_packed"]``'s C, o, ldc and oc arguments
 _C, _O, _LDC, _OC = 2, 5, 19, 20
@@ -207,7 +207,7 @@ def _piece(loop, t, o, root):
     concat piece it stores T's values into, checked as the module docstring says; else
     None."""
     row = loop.var
-    chans = [s for s in loop.body if isinstance(s, Loop) and _static(s)]
+    chans = [s for s in loop.body if isinstance(s, Loop) and counted(s)]
     if any(_reads(s, t) for s in loop.body if not any(s is c for c in chans)):
         return None  # T read outside a channel loop of static extent
     with_t = [s for s in chans if _reads(s, t)]
@@ -254,11 +254,6 @@ def _piece(loop, t, o, root):
             if p is None or p[0] != d or p[1] != k or not (p[3] < off or p[2] >= off + o):
                 return None  # the row loop reads D's piece: not in place
     return chan, d, k, off
-
-
-def _static(loop) -> bool:
-    return (isinstance(loop.start, Const) and loop.start.value == 0
-            and isinstance(loop.stop, Const) and int(loop.stop.value) > 0)  # fmt: skip
 
 
 def _columns(st, row, col, n):

@@ -191,6 +191,13 @@ def row_nest(body, j: int, kp, root: dict):
     return loop, len(pieces), o
 
 
+def counted(loop: Loop) -> bool:
+    """Whether ``loop`` runs from 0 a static, positive number of times (a channel loop of
+    ``row_nest``'s rows)."""
+    return (isinstance(loop.start, Const) and loop.start.value == 0
+            and isinstance(loop.stop, Const) and int(loop.stop.value) > 0)  # fmt: skip
+
+
 def _fresh_var(body, base: str) -> str:
     names = set()
     for s in _walk(body):

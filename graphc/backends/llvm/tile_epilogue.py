@@ -31,7 +31,7 @@ import math
 from ... import dtypes as _dt
 from ...expr import Call, Const, Load, Math, Var
 from ...kernel.ir import Let, LibCall, Loop, Store
-from .epilogue import _affine
+from .epilogue import _affine, counted
 
 #: step kinds: (code in the kernel's name, takes a buffer)
 KINDS = {
@@ -71,7 +71,7 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
     if kp.buffers[c].dtype != _dt.float32:
         return None
     chan = loop.body[0]
-    if not (isinstance(chan, Loop) and _static(chan) and int(chan.stop.value) == o):
+    if not (isinstance(chan, Loop) and counted(chan) and int(chan.stop.value) == o):
         return None
     *lets, store = chan.body
     if not (isinstance(store, Store) and all(isinstance(s, Let) for s in lets)):
@@ -142,11 +142,6 @@ def operands(steps) -> list:
 def kinds(steps) -> tuple:
     """What the kernel is specialised on: each step's kind (an ``add_x``'s with its own)."""
     return tuple(("add_x", tuple(k for k, _ in s[2])) if s[0] == "add_x" else s[0] for s in steps)
-
-
-def _static(loop) -> bool:
-    return (isinstance(loop.start, Const) and loop.start.value == 0
-            and isinstance(loop.stop, Const) and int(loop.stop.value) > 0)  # fmt: skip
 
 
 def _resolve(e, env):
