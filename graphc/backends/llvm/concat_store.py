@@ -47,8 +47,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ... import dtypes as _dt
-from ...expr import Call, Const, Load, Var, sub_exprs
-from ...kernel.analysis import buffers_read, buffers_written
+from ...expr import Const, Load, Var, sub_exprs
+from ...kernel.analysis import buffers_read, buffers_written, replace_loads, var_names
 from ...kernel.ir import KernelProgram, Let, LibCall, Loop, Store, stmt_exprs, walk_stmts
 from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, counted, storage_roots
 
@@ -147,8 +147,7 @@ def _move_piece(kernels: list, a: int, b: int, jb: int, chan) -> None:
     if (buffers_read((chan,)) - {d}) & later:
         return
     known = {loop.var, chan.var} | {s.var for s in walk_stmts(chan.body) if isinstance(s, Let)}
-    used = {x.name for s in walk_stmts(chan.body) for e in stmt_exprs(s) for x in sub_exprs(e)
-            if isinstance(x, Var)}  # fmt: skip
+    used = set().union(*(var_names(e) for s in walk_stmts(chan.body) for e in stmt_exprs(s)))
     if not used <= known:
         return
     o = int(call.args[_O].value)
@@ -194,7 +193,10 @@ def _rewrite(call, loop, kp, root):
     if kp.buffers[d].dtype != _dt.float32 or kp.buffers[t].dtype != _dt.float32:
         return None
     at = _linear([(Var(loop.var, _dt.int64), k), (Var(chan.var, _dt.int64), 1)], off)
-    moved = tuple(_moved(st, t, d, at) for st in chan.body)
+    # T's loads (each at the row's own element, in whatever form) read D[at] instead
+    to_d = {(x.buffer, x.index): Load(d, at, x.dtype) for st in chan.body for x in _loads(st)
+            if x.buffer == t}  # fmt: skip
+    moved = tuple(replace_loads(st, to_d) for st in chan.body)
     body = tuple(replace(s, body=moved) if s is chan else s for s in loop.body)
     args = list(call.args)
     args[_C], args[_LDC], args[_OC] = d, Const(k, _dt.int64), Const(off, _dt.int64)
@@ -208,9 +210,9 @@ def _piece(loop, t, o, root):
     None."""
     row = loop.var
     chans = [s for s in loop.body if isinstance(s, Loop) and counted(s)]
-    if any(_reads(s, t) for s in loop.body if not any(s is c for c in chans)):
+    if any(t in buffers_read((s,)) for s in loop.body if not any(s is c for c in chans)):
         return None  # T read outside a channel loop of static extent
-    with_t = [s for s in chans if _reads(s, t)]
+    with_t = [s for s in chans if t in buffers_read((s,))]
     if len(with_t) != 1:
         return None
     chan = with_t[0]
@@ -221,7 +223,7 @@ def _piece(loop, t, o, root):
         for x in _loads(st):
             if x.buffer == t and _affine(x.index) != ({row: o, col: 1}, 0):
                 return None
-    last = max(j for j, st in enumerate(chan.body) if _reads(st, t))
+    last = max(j for j, st in enumerate(chan.body) if t in buffers_read((st,)))
     hits = [st for st in chan.body[last:] if isinstance(st, Store)]
     pieces = [p for p in (_columns(st, row, col, o) for st in hits) if p is not None]
     if len(pieces) != 1:
@@ -271,24 +273,3 @@ def _columns(st, row, col, n):
 
 def _loads(st):
     return [x for e in stmt_exprs(st) for x in sub_exprs(e) if isinstance(x, Load)]
-
-
-def _reads(st, t) -> bool:
-    return any(x.buffer == t for s in walk_stmts((st,)) for x in _loads(s))
-
-
-def _moved(st, t, d, at):
-    """Statement ``st`` of the channel loop with its loads of T reading ``D[at]``."""
-
-    def swap(e):
-        if not any(isinstance(x, Load) and x.buffer == t for x in sub_exprs(e)):
-            return e
-        if isinstance(e, Load):
-            return Load(d, at, e.dtype) if e.buffer == t else replace(e, index=swap(e.index))
-        if isinstance(e, Call):
-            return replace(e, args=tuple(swap(a) for a in e.args))
-        return replace(e, x=swap(e.x))  # a Cast
-
-    if isinstance(st, Store):
-        return replace(st, index=swap(st.index), value=swap(st.value))
-    return replace(st, value=swap(st.value))

@@ -30,6 +30,7 @@ import math
 
 from ... import dtypes as _dt
 from ...expr import Call, Const, Load, Math, Var
+from ...kernel import sym
 from ...kernel.ir import Let, LibCall, Loop, Store
 from .epilogue import _affine, counted
 
@@ -190,22 +191,13 @@ def _operand(fn, e, row, col, o, m_rows, c, kp, root):
     if root.get(e.buffer) == root.get(c):
         return None
     if isinstance(e.index, Var) and e.index.name == col:
-        n = _size(kp.buffers[e.buffer])
+        n = sym.const_value(sym.product(kp.buffers[e.buffer].shape))
         if n is None or n < o:
             return None
         return ("mul_c" if fn is Math.MUL else "add_c", e.buffer)
     if fn is Math.ADD and _affine(e.index) == ({row: o, col: 1}, 0):
-        n, m = _size(kp.buffers[e.buffer]), m_rows
-        if n is None or n < m * o:
+        n = sym.const_value(sym.product(kp.buffers[e.buffer].shape))
+        if n is None or n < m_rows * o:
             return None
         return ("add_e", e.buffer)
     return None
-
-
-def _size(buf):
-    n = 1
-    for d in buf.shape:
-        if not isinstance(d, Const):
-            return None
-        n *= int(d.value)
-    return n
