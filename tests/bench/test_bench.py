@@ -7,7 +7,7 @@ import io
 import itertools
 import json
 import sys
-import time
+import types
 
 import numpy as np
 import pytest
@@ -245,17 +245,26 @@ def test_time_runs_counts_and_budget():
 
 
 def test_time_alternating_takes_turns_and_keeps_to_the_budget(monkeypatch):
-    monkeypatch.setattr(measure, "SETTLE_S", 0.005)
+    # a clock that only the calls advance: a takes 1 ms, b 3 ms (units of 2^-10 s: exact sums)
+    ms = 2.0**-10
+    now = [0.0]
+    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(measure, "SETTLE_S", 5 * ms)
     order = []
-    fast = lambda: order.append("a")  # noqa: E731
-    slow = lambda: (order.append("b"), time.sleep(0.003))  # noqa: E731
+
+    def call(name, seconds):
+        order.append(name)
+        now[0] += seconds
+
+    fast, slow = (lambda: call("a", ms)), (lambda: call("b", 3 * ms))
     ta, tb = time_alternating([fast, slow], repeat=4)
-    assert ta.runs == tb.runs == 4 and tb.min_s >= 0.003 > ta.median_s
-    # each turn: untimed calls for at least SETTLE_S (two of b's 3 ms), then one timed
+    assert ta.runs == tb.runs == 4
+    assert ta.median_s == ms and tb.min_s == 3 * ms
+    # each turn: untimed calls until SETTLE_S passed (a: 5, b: 2), then one timed
     assert [k for k, _ in itertools.groupby(order)] == ["a", "b"] * 4
-    assert order.count("b") >= 4 * 3
-    few = time_alternating([lambda: time.sleep(0.002)], repeat=1000, budget_s=0.0)
-    assert few[0].runs == 3
+    assert order.count("a") == 4 * 6 and order.count("b") == 4 * 3
+    few = time_alternating([lambda: call("c", 2 * ms)], repeat=1000, budget_s=0.0)
+    assert few[0].runs == 3  # the budget stops it after the minimum of three rounds
     with pytest.raises(ValueError):
         time_alternating([fast], repeat=0)
 
@@ -363,3 +372,16 @@ def test_peer_plumbing_objects_functions_and_failures(monkeypatch):
     assert bad.status == "error" and "this framework is broken here" in bad.reason
     assert res.ok  # a peer failing is reported, it does not fail graphc
     assert "fused_over_fake_stepper" in w.speedups
+
+
+def test_w13_times_graphc_and_onnxruntime_in_turns(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(measure, "SETTLE_S", 0.01)
+    w13 = WORKLOADS["W13"]
+    res = run_workload(w13, True, "cpu", 3, 5.0, [], Progress(1, enabled=False), None)
+    ours, peer = res.impls  # SqueezeNet batch 1 at quick sizes
+    assert ours.name.startswith("graphc cpu squeezenet") and peer.name.startswith("onnxruntime")
+    assert ours.status == peer.status == "ok" and ours.runs == peer.runs == 3
+    assert ours.max_abs_err < 1e-3 and 0 < ours.min_s <= ours.median_s
+    ratio = res.speedups["squeezenet_b1_graphc_time_over_onnxruntime"]
+    assert ratio == pytest.approx(ours.median_s / peer.median_s)
