@@ -48,32 +48,39 @@ def time_runs(fn, repeat: int, warmup: int = 1, inner: int = 1, budget_s: float 
 SETTLE_S = 0.25
 
 
-def time_alternating(fns: list, repeat: int, budget_s: float = 20.0) -> list[Timing]:
+def time_alternating(
+    fns: list, repeat: int, budget_s: float = 20.0, inner: int = 1, settle_s: float | None = None
+) -> list[Timing]:
     """Time each of ``fns`` in turns: ``repeat`` rounds, each calling every function in order,
-    untimed until SETTLE_S passed (one call at least), then once timed. One Timing per
-    function; stops early once ``budget_s`` seconds were spent and three rounds exist.
+    untimed until ``settle_s`` (default SETTLE_S) passed (one call at least), then one
+    timed sample of ``inner`` calls. One Timing per function (seconds per call); stops early
+    once ``budget_s`` seconds were spent and three rounds exist.
 
     Why turns: on a shared machine the load changes over seconds, and two blocks timed one
     after the other see different machines; in turns both see the same. The untimed calls
     absorb what the previous function left behind (onnxruntime's pool threads spin for a
     while after a run and take the cores the next calls need; caches hold the other's data).
     """
-    if repeat < 1 or not fns:
-        raise ValueError(f"repeat must be >= 1 and fns not empty, got {repeat} and {len(fns)}")
+    if repeat < 1 or inner < 1 or not fns:
+        raise ValueError(
+            f"repeat and inner must be >= 1 and fns not empty, got {repeat}, {inner} and {len(fns)}"
+        )
+    settle = SETTLE_S if settle_s is None else settle_s
     samples: list = [[] for _ in fns]
     start = time.perf_counter()
     for _ in range(repeat):
         for fn, got in zip(fns, samples):
             t0 = time.perf_counter()
             fn()
-            while time.perf_counter() - t0 < SETTLE_S:
+            while time.perf_counter() - t0 < settle:
                 fn()
             t0 = time.perf_counter()
-            fn()
-            got.append(time.perf_counter() - t0)
+            for _ in range(inner):
+                fn()
+            got.append((time.perf_counter() - t0) / inner)
         if len(samples[0]) >= 3 and time.perf_counter() - start > budget_s:
             break
-    return [Timing(statistics.median(v), min(v), len(v)) for v in samples]
+    return [Timing(statistics.median(v), min(v), len(v), inner) for v in samples]
 
 
 def compare(got: list, ref: list, rtol: float, atol: float) -> tuple[float, str | None]:

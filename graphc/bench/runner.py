@@ -22,7 +22,7 @@ from .impls import (
     fail_reason,
     session_skip,
 )
-from .measure import compare, time_runs
+from .measure import compare, time_alternating, time_runs
 from .peers import PEERS
 from .progress import Progress
 from .report import machine_info
@@ -156,11 +156,30 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
     if workload.kind != "compile":
         impls.insert(0, ref)
     inner = workload.inner_calls(sizes)
+    turns = []  # (impl, its row): checked, then timed together below
     for impl in impls:
         progress.note(f"{workload.id} {impl.name}")
-        res.impls.append(_measure(impl, workload, expected, inner, repeat, budget_s, result_hook))
+        # run-time measurements in turns; the reference (seconds a run on the large
+        # workloads, and no one's rival) and compile timings (a cold compile must stay cold)
+        # alone
+        together = workload.kind != "compile" and impl is not ref
+        out = _check(impl, workload, expected, result_hook)
+        res.impls.append(out)
+        if out.status == "ok" and together:
+            turns.append((impl, out))
+            continue  # timed, then closed, below
+        if out.status == "ok":
+            warmup = 0 if workload.kind == "compile" else 1
+            _guard(out, "timing", _time_alone, impl, out, repeat, warmup, inner, budget_s)
+            _guard(out, "collecting figures", _collect, impl, out)
         impl.close()
         progress.advance(1)
+    if turns:
+        progress.note(f"{workload.id} in turns: " + ", ".join(i.name for i, _ in turns))
+        _time_in_turns(turns, inner, repeat, budget_s, 0.0 if quick else None)
+        for impl, _ in turns:
+            impl.close()
+        progress.advance(len(turns))
     if workload.kind == "compile":
         ref.close()
     _ratios(res)
@@ -170,43 +189,78 @@ def run_workload(workload, quick, target, repeat, budget_s, peers, progress, res
     return res
 
 
-def _measure(impl, workload, expected, inner, repeat, budget_s, result_hook) -> ImplResult:
-    out = ImplResult(impl.name, impl.family)
-    stage = "setting up"
+def _guard(out: ImplResult, stage: str, fn, *args) -> bool:
+    """Run ``fn(*args)`` unless ``out`` failed already; an exception becomes ``out``'s status
+    and reason (an implementation failing must not stop the suite). True when it ran."""
+    if out.status != "ok":
+        return False
     try:
-        impl.setup()
-        stage = "the first run"
-        impl.run()
-        stage = "reading the results"
-        got = impl.values()
-        if result_hook is not None:
-            got = result_hook(impl.name, workload.id, got)
-        err, problem = compare(got, expected, workload.rtol, workload.atol)
-        out.max_abs_err = err
-        if problem:
-            out.status = "wrong"
-            out.reason = f"refused, not timed: {problem}"
-            return out
-        stage = "timing"
-        # No warm-up for compile timings: a cold compile must stay cold (and the first run
-        # above already warmed everything a run-time measurement needs).
-        warmup = 0 if workload.kind == "compile" else 1
-        t = time_runs(impl.run, repeat, warmup=warmup, inner=inner, budget_s=budget_s)
-        out.median_s, out.min_s, out.runs, out.inner = t.median_s, t.min_s, t.runs, t.inner
-        stage = "collecting figures"
-        impl.collect()
-        for k, v in impl.figures.items():
-            setattr(out, k, v)
-        out.extra.update(impl.extra)
+        fn(*args)
+        return True
     except Skip as exc:
         out.status, out.reason = "skipped", str(exc)
     except ImportError as exc:
         out.status, out.reason = "skipped", f"import failed: {exc}"
-    except Exception as exc:  # noqa: BLE001 - one implementation failing must not stop the suite
+    except Exception as exc:  # noqa: BLE001 - reported in the row
         skip = session_skip(exc)
         out.status = "skipped" if skip else "error"
         out.reason = f"{stage}: {fail_reason(exc)}"
+    return False
+
+
+def _check(impl, workload, expected, result_hook) -> ImplResult:
+    """Set ``impl`` up, run it once and compare its values with ``expected``: its row, status
+    "ok" when it may be timed."""
+    out = ImplResult(impl.name, impl.family)
+    got = []
+    _guard(out, "setting up", impl.setup)
+    _guard(out, "the first run", impl.run)
+    if not _guard(out, "reading the results", lambda: got.append(impl.values())):
+        return out
+    (values,) = got
+    if result_hook is not None:
+        values = result_hook(impl.name, workload.id, values)
+    err, problem = compare(values, expected, workload.rtol, workload.atol)
+    out.max_abs_err = err
+    if problem:
+        out.status = "wrong"
+        out.reason = f"refused, not timed: {problem}"
     return out
+
+
+def _set(out: ImplResult, t) -> None:
+    out.median_s, out.min_s, out.runs, out.inner = t.median_s, t.min_s, t.runs, t.inner
+
+
+def _time_alone(impl, out: ImplResult, repeat, warmup, inner, budget_s) -> None:
+    _set(out, time_runs(impl.run, repeat, warmup=warmup, inner=inner, budget_s=budget_s))
+
+
+def _collect(impl, out: ImplResult) -> None:
+    impl.collect()
+    for k, v in impl.figures.items():
+        setattr(out, k, v)
+    out.extra.update(impl.extra)
+
+
+def _time_in_turns(turns, inner, repeat, budget_s, settle_s) -> None:
+    """Time the checked implementations of a workload in turns (``measure.time_alternating``:
+    on a shared machine whose load changes over seconds, a block of runs timed after another
+    block compares two machines). When one of them fails while timed, each is timed alone,
+    so that the failure is its own row's."""
+    try:
+        times = time_alternating(
+            [impl.run for impl, _ in turns], repeat, budget_s=budget_s * len(turns),
+            inner=inner, settle_s=settle_s,
+        )  # fmt: skip
+    except Exception:  # noqa: BLE001 - found out below, one by one
+        times = None
+    for k, (impl, out) in enumerate(turns):
+        if times is not None:
+            _set(out, times[k])
+        else:
+            _guard(out, "timing", _time_alone, impl, out, repeat, 1, inner, budget_s)
+        _guard(out, "collecting figures", _collect, impl, out)
 
 
 def _ratios(res: WorkloadResult) -> None:

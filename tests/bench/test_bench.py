@@ -177,6 +177,44 @@ def _run(workload, repeat=1):
     return run_workload(workload, True, "cpu", repeat, 5.0, [], Progress(1, enabled=False), None)
 
 
+def test_run_time_rows_are_timed_in_turns_and_a_failure_stays_in_its_row():
+    from graphc.bench.peers.base import Peer
+
+    calls = []
+
+    def peer(name, fail_after=None):
+        def build(workload, sizes, inputs, device):
+            x = inputs["x"]
+
+            def run():
+                calls.append(name)
+                if fail_after is not None and calls.count(name) > fail_after:
+                    raise RuntimeError(f"{name} broke while timed")
+                return [x * np.float32(2) + np.float32(1)]
+
+            return run
+
+        return Peer(name, "numpy", {"W4": build})
+
+    class Few(TinyRun):
+        def sizes(self, quick):
+            return {"n": 4, "calls": 2}
+
+    peers = [peer("steady"), peer("flaky", fail_after=3)]
+    res = run_workload(Few(), True, "cpu", 3, 5.0, peers, Progress(1, enabled=False), None)
+    rows = {i.name: i for i in res.impls}
+    assert rows["flaky"].status == "error" and "broke while timed" in rows["flaky"].reason
+    assert rows["flaky"].reason.startswith("timing")
+    for name in (REFERENCE, UNFUSED, FUSED, "steady"):
+        assert rows[name].status == "ok" and rows[name].runs == 3, name
+    assert rows["steady"].inner == 2
+    # the steady peer's rows were first timed in turns with the flaky one (which failed
+    # there), then alone: its calls are interleaved with the flaky one's before that
+    first_flaky_fail = [i for i, n in enumerate(calls) if n == "flaky"][3]
+    assert "steady" in calls[calls.index("flaky") : first_flaky_fail]
+    assert res.speedups["fused_over_steady"] > 0
+
+
 def test_compile_workload_rows():
     res = _run(TinyStep())
     assert res.status == "ok", res.reason
