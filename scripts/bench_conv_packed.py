@@ -99,8 +99,9 @@ def shapes(model: str, batch: int) -> None:
         cols, oh, ow = _im2col(x, k, s, pad)
         m = cols.shape[0]
         out = np.empty((m, o), np.float32)
-        args = _Args(m, o, c, hw, hw, oh, ow, k, k, s, s, 1, 1, pad, pad, x.ctypes.data,
-                     wp.ctypes.data, out.ctypes.data, 1, 1 << 20, None, None)  # fmt: skip
+        args = _Args(m=m, o=o, c=c, h=hw, w=hw, oh=oh, ow=ow, kh=k, kw=k, sh=s, sw=s, dh=1,
+                     dw=1, pt=pad, pl=pad, ldc=o, x=x.ctypes.data, wp=wp.ctypes.data,
+                     out=out.ctypes.data, row_blocks=1, panels=1 << 20)  # fmt: skip
         fn = kernels[nv]
         fn(ctypes.byref(args), 0, 1)
         want = cols @ f.reshape(-1, o)

@@ -318,6 +318,10 @@ class _Exec:
         f = unpack_filters(W, kh, kw, c, o, nv)
         n = m // max(oh * ow, 1)
         x = X[: n * h * w * c].reshape(n, h, w, c)
+        if v["nchw"] not in (0, 1):
+            raise KernelIRError(f"conv_packed layout flag nchw={v['nchw']}: not 0 or 1")
+        if v["nchw"]:
+            x = X[: n * c * h * w].reshape(n, c, h, w).transpose(0, 2, 3, 1)
         out = np.zeros((n, oh, ow, o), np.float64)
         oy = np.arange(oh)[:, None] * v["sh"] - v["pt"]
         ox = np.arange(ow)[None, :] * v["sw"] - v["pl"]

@@ -126,10 +126,12 @@ LIBCALLS = {
     # NHWC) = sum over taps (i, j) and channels ch of X[n, oy*sh + i*dh - pt, ox*sw + j*dw
     # - pl, ch] (0 outside the input) * filter[i, j, ch, o], the filters HWIO laid out in
     # W by ``conv_packed.pack_filters(filters, nv)``. args: (X, W, C buffer names, then
-    # int64 expressions nv, m, o, c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, ldc, oc):
-    # output pixel r's o channels are C[oc + r * ldc : oc + r * ldc + o] (ldc = o, oc = 0
-    # from the lowering; a wider row is a piece of a concat written in place)
-    "conv_packed": tuple("X W C nv m o c h w oh ow kh kw sh sw dh dw pt pl ldc oc".split()),
+    # int64 expressions nv, m, o, c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, ldc, oc,
+    # nchw): output pixel r's o channels are C[oc + r * ldc : oc + r * ldc + o] (ldc = o,
+    # oc = 0 from the lowering; a wider row is a piece of a concat written in place); nchw
+    # (a constant 0 or 1): X is laid out [N, C, H, W] instead of NHWC (an imported model's
+    # input, read without its transpose: ``lower_nn``)
+    "conv_packed": tuple("X W C nv m o c h w oh ow kh kw sh sw dh dw pt pl ldc oc nchw".split()),
 }
 
 

@@ -30,8 +30,18 @@ from ..expr import i64
 from ..program import Program
 from . import lower_adjoint, lower_einsum, lower_index, lower_pool, lower_scatter  # noqa: F401  (register)
 from . import lowerings as L
+from .analysis import buffers_read, buffers_written
 from .builder import Illegal, KernelBuilder
-from .ir import RNG_BUFFER, STATUS_BUFFER, Buffer, Check, Kernel, KernelProgram
+from .ir import (
+    RNG_BUFFER,
+    STATUS_BUFFER,
+    Buffer,
+    Check,
+    Kernel,
+    KernelProgram,
+    LibCall,
+    walk_stmts,
+)
 from .lower_columns import emit_column_group
 from .lower_gemm import emit_gemm_group
 from .lower_rows import emit_loop_group, emit_row_group, row_cache_plan
@@ -184,6 +194,7 @@ def lower(
         lw.buffers[STATUS_BUFFER] = Buffer(
             STATUS_BUFFER, _dt.int32, (i64(len(lw.checks)),), "status"
         )
+    kernels = drop_unread(kernels, lw.buffers, {*outputs, *lw.var_updates.values()})
     feeds = [n for n in program.nodes if n.op_def.source == "feed"]
     inputs = [None] * max([n.attrs["index"] + 1 for n in feeds], default=0)
     for n in feeds:
@@ -200,6 +211,35 @@ def lower(
         checks=tuple(lw.checks),
         dim_checks=tuple(_dedupe(lw.shapes.checks)),
     )
+
+
+def drop_unread(kernels: list, buffers: dict, keep: set) -> list:
+    """``kernels`` without those whose every result is a temporary that no kernel reads and
+    that is not in ``keep`` (fetched, or a variable's new value); their temporaries leave
+    ``buffers``. A lowering may read past a group's output: the packed convolution reads an
+    NCHW feed itself instead of its NHWC transpose (``lower_nn._packed_input``), and the
+    transpose's kernel then computes what nothing reads. Only plain loop nests go (no library
+    call, nothing but temporaries written: a run-time check writes the status buffer)."""
+    read = set()
+    for k in kernels:
+        read |= set(k.reads) | buffers_read(k.body)
+    out, gone = [], set()
+    for k in kernels:
+        written = set(k.writes) | buffers_written(k.body)
+        if (
+            written
+            and not (written & (read | keep))
+            and all(buffers[b].kind == "temp" for b in written)
+            and not any(isinstance(s, LibCall) for s in walk_stmts(k.body))
+        ):
+            gone |= written
+        else:
+            out.append(k)
+    for k in out:
+        gone -= set(k.writes) | buffers_written(k.body)
+    for b in gone:
+        del buffers[b]
+    return out
 
 
 def _dedupe(checks):

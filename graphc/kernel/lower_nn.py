@@ -244,17 +244,42 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     elif name not in kb.lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
         packed = conv_packed.pack_filters(f, nv)
         kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
-    _conv_packed_call(kb, kb.lw.buffer_for_read(x_ref), name, c_buf, nv, m, shape, win)
+    x_buf, nchw = _packed_input(kb, x_ref)
+    _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win, nchw)
     return True
 
 
-def _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win):
+#: the packed convolution of an NCHW feed or constant transposed to NHWC (an imported ONNX
+#: model's input: the layout pass leaves that one transpose) reads the NCHW buffer itself
+#: (``conv_packed``'s ``nchw``) instead of the transpose's output; the transpose's kernel,
+#: read by nothing else, then goes (``lower.drop_unread``). Off: the transpose stays.
+PACKED_CONV_NCHW = True
+
+
+def _packed_input(kb, x_ref):
+    """``(buffer, nchw)`` of the packed convolution's input ``x_ref`` (NHWC): the feed or
+    constant ``x_ref`` transposes by ``(0, 2, 3, 1)`` with nchw 1, when it is one (read-only
+    buffers: no kernel writes them between the transpose and the convolution); else
+    ``x_ref``'s own buffer, 0."""
+    lw = kb.lw
+    p = lw.program.node(x_ref[0])
+    perm = p.attrs.get("perm") if p.op_def.kind == "index" else None
+    if PACKED_CONV_NCHW and p.op_def.symbolic_dims == "transpose" and perm is not None:
+        src = tuple(p.inputs[0])
+        if tuple(int(i) for i in perm) == (0, 2, 3, 1) and src in lw.source_buffer:
+            name = lw.buffer_for_read(src)
+            if lw.buffers[name].kind in ("input", "const"):
+                return name, 1
+    return lw.buffer_for_read(x_ref), 0
+
+
+def _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win, nchw=0):
     """Emit the ``conv_packed`` LibCall of ``m`` output pixels over ``win``, the filters of
-    HWIO ``shape`` packed in ``name``."""
+    HWIO ``shape`` packed in ``name``, the input ``x_buf`` NHWC (NCHW with ``nchw`` 1)."""
     kh, kw, c, o = shape
     kb.reads.update((x_buf, name))
     geometry = (win.h, win.w, win.oh, win.ow, kh, kw, *win.s, *win.d, win.pt, win.pl)
-    args = (nv, m, o, c, *geometry, o, 0)  # (rows of o channels from C's start)
+    args = (nv, m, o, c, *geometry, o, 0, nchw)  # (rows of o channels from C's start)
     kb.emit(LibCall("conv_packed", (x_buf, name, c_buf, *(sym.as_expr(a) for a in args))))
 
 

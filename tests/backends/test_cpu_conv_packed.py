@@ -5,9 +5,10 @@ a fed tensor's, of a static shape: at every run, by a loop before the kernel).
 
 Checked: the kernel alone against numpy over many shapes (output channels around each panel
 width, pixel counts off the tile, taps in the padding, strides, dilations, tasks of any
-size); the whole convolution through the API against the reference interpreter (SAME,
-VALID, explicit padding, a run-time batch, 1-3 threads, an epilogue fused per task or not);
-the Kernel IR interpreter's reading of the LibCall; which convolutions take it."""
+size; an NHWC input and an NCHW one); the whole convolution through the API against the
+reference interpreter (SAME, VALID, explicit padding, a run-time batch, 1-3 threads, an
+epilogue fused per task or not); the Kernel IR interpreter's reading of the LibCall; which
+convolutions take it."""
 
 from __future__ import annotations
 
@@ -52,20 +53,22 @@ def _conv_ref(x, f, s, pads, d):
 _LOADED: dict = {}
 
 
-def _kernel_fn(nv):
-    """The kernel for panels of ``nv`` vectors, compiled alone (``kernels_ir``)."""
-    if "obj" not in _LOADED:
-        obj, _, _ = jit.compile_module(packedgemm.kernels_ir(), opt_level=2)
-        _LOADED["obj"] = jit.LoadedObject(obj)
-    addr = _LOADED["obj"].address(packedgemm.symbol(nv))
+def _kernel_fn(nv, nchw=False):
+    """The kernel for panels of ``nv`` vectors, compiled alone (``kernels_ir``); ``nchw``:
+    the one reading an NCHW input."""
+    if nchw not in _LOADED:
+        obj, _, _ = jit.compile_module(packedgemm.kernels_ir(nchw=nchw), opt_level=2)
+        _LOADED[nchw] = jit.LoadedObject(obj)
+    addr = _LOADED[nchw].address(packedgemm.symbol(nv, (), nchw))
     return ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(addr)
 
 
-def _kernel_call(x, f, s, pads, d, rows, panels=1000, ldc=None, oc=0):
+def _kernel_call(x, f, s, pads, d, rows, panels=1000, ldc=None, oc=0, nchw=False):
     """Run the kernel directly: every task of a block of about ``rows`` pixels (whole tiles;
     some blocks empty when there are more blocks than tiles) by ``panels`` panels; output
     rows ``ldc`` floats apart (default o) from float ``oc`` of the output buffer, whose other
-    floats must stay untouched."""
+    floats must stay untouched. ``nchw``: the kernel reading ``x`` (NHWC) laid out NCHW, with
+    NaNs before and after it (a read outside it would show in the result)."""
     n, h, w, c = x.shape
     kh, kw, _, o = f.shape
     nv = conv_packed.panel_vectors(o)
@@ -79,9 +82,13 @@ def _kernel_call(x, f, s, pads, d, rows, panels=1000, ldc=None, oc=0):
     out = np.full(oc + m * ldc + 7, np.nan, np.float32)  # canaries around the rows
     row_blocks = -(-m // rows)  # blocks of whole tiles: [i * T / R, (i + 1) * T / R)
     first = out.ctypes.data + 4 * oc
+    if nchw:
+        xin = np.full(x.size + 64, np.nan, np.float32)
+        xin[32:-32] = x.transpose(0, 3, 1, 2).ravel()
+        x = xin[32:]
     args = _Args(m, o, c, h, w, oh, ow, kh, kw, s, s, d, d, pt, pl, ldc, x.ctypes.data,
                  wp.ctypes.data, first, row_blocks, panels, None, None)  # fmt: skip
-    fn = _kernel_fn(nv)
+    fn = _kernel_fn(nv, nchw)
     nblk = -(-o // (nv * conv_packed.LANES))
     groups = -(-nblk // panels)
     fn(ctypes.byref(args), 0, row_blocks * groups)
@@ -96,7 +103,8 @@ def test_kernel_equals_numpy_over_output_channels(o):
     rng = np.random.default_rng(o)
     x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
     f = rng.standard_normal((3, 3, 4, o)).astype(np.float32)
-    got = _kernel_call(x, f, 1, (1, 1, 1, 1), 1, rows=13)  # 70 pixels: ragged tasks and tiles
+    # 70 pixels: ragged tasks and tiles
+    got = _kernel_call(x, f, 1, (1, 1, 1, 1), 1, rows=13, nchw=o % 2 == 1)
     np.testing.assert_allclose(got, _conv_ref(x, f, 1, (1, 1, 1, 1), 1), rtol=1e-5, atol=1e-5)
 
 
@@ -112,11 +120,12 @@ def test_kernel_equals_numpy_over_output_channels(o):
     ],
 )
 @pytest.mark.parametrize("panels", [1000, 1, 2])
-def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows, panels):
+@pytest.mark.parametrize("nchw", [False, True])
+def test_kernel_geometry_equals_numpy(xs, fs, s, pads, d, rows, panels, nchw):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(xs).astype(np.float32)
     f = rng.standard_normal(fs).astype(np.float32)
-    got = _kernel_call(x, f, s, pads, d, rows, panels)
+    got = _kernel_call(x, f, s, pads, d, rows, panels, nchw=nchw)
     np.testing.assert_allclose(got, _conv_ref(x, f, s, pads, d), rtol=1e-5, atol=1e-5)
 
 

@@ -10,6 +10,10 @@ channels (zeros past O), and the kernel reads the A operand straight from the in
 pixel ``r``'s row for tap ``(i, j)`` is the C contiguous floats of the input pixel it sees
 there, or the row of C zeros after the panels when the tap falls in the padding.
 
+An imported model's NCHW input is read as it is (the LibCall's ``nchw``, a kernel variant of
+its own: a pixel's channels ``h * w`` floats apart, each row stepping by its own stride, 0 for
+a tap in the padding), so its transpose to NHWC is not computed.
+
 The micro-kernel computes a tile of ``TILE_ROWS[nv]`` output pixels by NB channels: its
 accumulators (16 floats each) stay in vector registers over the whole reduction (every tap,
 every input channel); each step loads nv contiguous vectors of the panel and broadcasts one
@@ -109,11 +113,12 @@ def tile_shapes() -> dict:
     return {nv: (NARROW_TILE_ROWS, 1) for nv in TILE_ROWS}
 
 
-def symbol(nv: int, steps=()) -> str:
+def symbol(nv: int, steps=(), nchw: bool = False) -> str:
     """The kernel's function name for panels of ``nv`` vectors (and a tile epilogue of the
-    kinds ``steps``, ``tile_epilogue.kinds``)."""
+    kinds ``steps``, ``tile_epilogue.kinds``; ``nchw``: reading an NCHW input)."""
     suffix = signature(steps)
-    return f"gc_conv_packed_s{nv}" + (f"_e{suffix}" if suffix else "")
+    return (f"gc_conv_packed_s{nv}" + ("_nchw" if nchw else "")
+            + (f"_e{suffix}" if suffix else ""))  # fmt: skip
 
 
 #: fields of the argument struct (all i64 but the pointers): m (output pixels N*OH*OW),
@@ -132,16 +137,18 @@ POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx", "ep0", "ep1", "ep2", "ep3"
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
 
-def kernels_ir(tiles: dict | None = None, steps=()) -> str:
+def kernels_ir(tiles: dict | None = None, steps=(), nchw: bool = False) -> str:
     """IR text defining the kernel of each panel width (``part(args, t0, t1)``: tasks
     [t0, t1) of the convolution described by the ARGS_TYPE struct at ``args``; external
-    ``symbol(nv, steps)``) without a target line, for tests and tuning. ``tiles``: {nv: rows
-    or (rows, vectors)} instead of ``tile_shapes()``; ``steps``: a tile epilogue's kinds."""
+    ``symbol(nv, steps, nchw)``) without a target line, for tests and tuning. ``tiles``:
+    {nv: rows or (rows, vectors)} instead of ``tile_shapes()``; ``steps``: a tile epilogue's
+    kinds; ``nchw``: the kernels reading an NCHW input."""
     mod = StandaloneModule("gc_conv_packed")
     for nv, shape in (tiles or tile_shapes()).items():
         mr, vt = shape if isinstance(shape, tuple) else (shape, nv)
-        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), symbol(nv, steps))
-        _emit(mod, fn, mr, nv, vt, tuple(steps))
+        name = symbol(nv, steps, nchw)
+        fn = ir.Function(mod.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
+        _emit(mod, fn, mr, nv, vt, tuple(steps), nchw)
     return "\n".join(
         line for line in str(mod.module).splitlines()
         if not line.startswith(("target ", "; ModuleID", "source_filename"))
@@ -160,9 +167,11 @@ def _position(b, i, v):
     return img, b.sub(q, b.mul(img, v["oh"])), ox
 
 
-def _emit(r, fn, mr, nv, vt, steps=()):
+def _emit(r, fn, mr, nv, vt, steps=(), nchw=False):
     """The kernel for panels of ``nv`` vectors in tiles of ``mr`` pixels by ``vt`` vectors
-    (``vt`` divides ``nv``), applying the tile epilogue ``steps`` (kinds) before the store."""
+    (``vt`` divides ``nv``), applying the tile epilogue ``steps`` (kinds) before the store;
+    ``nchw``: the input is laid out [N, C, H, W] (a pixel's channels ``h * w`` floats apart)
+    instead of NHWC."""
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args, t0, t1 = fn.args
     fty = ir.FloatType()
@@ -195,6 +204,11 @@ def _emit(r, fn, mr, nv, vt, steps=()):
     # accumulators and the per-row input pointers live in allocas (promoted to registers)
     acc = [[b.alloca(vty) for _ in range(vt)] for _ in range(mr)]
     rowp = [b.alloca(PTR) for _ in range(mr)]
+    # NCHW: each row's step from one channel to the next (bytes), 0 for a tap in the padding
+    # (its row is then the one zero after the panels, read for every channel)
+    rows_step = [b.alloca(I64) for _ in range(mr)] if nchw else None
+    plane = b.mul(v["h"], v["w"])
+    chan_bytes = b.mul(plane, es)
     o_v = splat(b, o, ity)
     rest = min(REST_ROWS, mr)
     pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
@@ -219,7 +233,10 @@ def _emit(r, fn, mr, nv, vt, steps=()):
                 img = b.add(img, b.zext(wrap, I64))
             inside = b.icmp_signed("<", b.add(i0, _c(rr)), m)
             pos = [b.select(inside, a, z) for a, z in zip((img, oy, ox), end)]
-            geo.append((b.mul(pos[0], v["h"]), b.sub(b.mul(pos[1], v["sh"]), v["pt"]),
+            # (the image's first element in rows of w floats: NHWC's pixel index base, or
+            # NCHW's row index, h rows a channel)
+            img_rows = b.mul(pos[0], b.mul(v["h"], c) if nchw else v["h"])
+            geo.append((img_rows, b.sub(b.mul(pos[1], v["sh"]), v["pt"]),
                         b.sub(b.mul(pos[2], v["sw"]), v["pl"])))  # fmt: skip
         for row in acc[:mr]:
             for a in row:
@@ -241,15 +258,20 @@ def _emit(r, fn, mr, nv, vt, steps=()):
                     ok = b.and_(b.icmp_unsigned("<", y, v["h"]),
                                 b.icmp_unsigned("<", x, v["w"]))  # fmt: skip
                     pix = b.add(b.mul(b.add(img_h, y), v["w"]), x)
-                    px = gep(b, v["x"], [b.mul(b.mul(pix, c), es)], source_etype=I8)
+                    px = gep(b, v["x"], [b.mul(pix if nchw else b.mul(pix, c), es)],
+                             source_etype=I8)  # fmt: skip
                     b.store(b.select(ok, px, pad_row), rowp[rr])
+                    if nchw:
+                        b.store(b.select(ok, chan_bytes, _c(0)), rows_step[rr])
                 kbase = b.mul(b.add(b.mul(ty, kw), tx), c)
                 tap = gep(b, panel, [b.mul(b.mul(kbase, _c(nb)), es)], source_etype=I8)
                 ptrs = [b.load(p, typ=PTR) for p in rowp[:mr]]
+                steps_ = [b.load(p, typ=I64) for p in rows_step[:mr]] if nchw else None
                 # the next tiles' input for this tap, assumed ahead in the same image row
-                ahead = b.mul(b.mul(_c(PREFETCH_TILES * mr * 4), v["sw"]), c)
+                ahead = b.mul(_c(PREFETCH_TILES * mr * 4), v["sw"])
+                ahead = ahead if nchw else b.mul(ahead, c)
                 pf_row = gep(b, ptrs[0], [ahead], source_etype=I8)
-                pf_step = b.mul(_c(mr * 4), v["sw"])
+                pf_step = chan_bytes if nchw else b.mul(_c(mr * 4), v["sw"])
                 with for_range(b, fn, _c(0), c) as p:
                     if PREFETCH_TILES:
                         pf = gep(b, pf_row, [b.mul(p, pf_step)], source_etype=I8)
@@ -259,7 +281,8 @@ def _emit(r, fn, mr, nv, vt, steps=()):
                     bv = [b.load(gep(b, bp, [_c(q * w * 4)], source_etype=I8), typ=vty,
                                  align=4) for q in range(vt)]  # fmt: skip
                     for rr in range(mr):
-                        ap = gep(b, ptrs[rr], [b.mul(p, es)], source_etype=I8)
+                        step = steps_[rr] if nchw else es
+                        ap = gep(b, ptrs[rr], [b.mul(p, step)], source_etype=I8)
                         av = splat(b, b.load(ap, typ=fty, align=4), vty)
                         for q in range(vt):
                             cur = b.load(acc[rr][q], typ=vty)
@@ -353,12 +376,12 @@ def _step(b, kind, val, arg, zero):
 PARALLEL_MIN_FLOPS = 1 << 20
 
 
-def _kernel(r, nv: int, steps=()) -> ir.Function:
-    """The kernel for panels of ``nv`` vectors (and a tile epilogue of the kinds ``steps``)
-    in the module being rendered (emitted on first use: only programs with such
-    convolutions pay its compile time, ~0.1 s each; in the worker pool's object every
-    process would, whether it has convolutions or not)."""
-    name = symbol(nv, steps)
+def _kernel(r, nv: int, steps=(), nchw=False) -> ir.Function:
+    """The kernel for panels of ``nv`` vectors (and a tile epilogue of the kinds ``steps``;
+    ``nchw``: of an NCHW input) in the module being rendered (emitted on first use: only
+    programs with such convolutions pay its compile time, ~0.1 s each; in the worker pool's
+    object every process would, whether it has convolutions or not)."""
+    name = symbol(nv, steps, nchw)
     fn = r._decls.get(name)
     if fn is None:
         fn = ir.Function(r.module, ir.FunctionType(VOID, [PTR, I64, I64]), name)
@@ -366,7 +389,7 @@ def _kernel(r, nv: int, steps=()) -> ir.Function:
         fn.attributes.add("noinline")
         r._decls[name] = fn
         mr, vt = tile_shapes()[nv]
-        _emit(r, fn, mr, nv, vt, tuple(steps))
+        _emit(r, fn, mr, nv, vt, tuple(steps), nchw)
     return fn
 
 
@@ -390,7 +413,10 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
         raise UnimplementedError(f"conv_packed: panels of {nv_e} vectors")
     nv = int(nv_e.value)
     mr = _c(tile_shapes()[nv][0])
-    val = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:])}
+    nchw_e = s.args[names.index("nchw")]
+    if not isinstance(nchw_e, Const) or int(nchw_e.value) not in (0, 1):
+        raise UnimplementedError(f"conv_packed: input layout flag {nchw_e}")
+    val = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:]) if k != "nchw"}
     m, o = val["m"], val["o"]
     one, zero = _c(1), _c(0)
     nonempty = b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", o, zero))
@@ -424,7 +450,7 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
             **{f"ep{k}": p for k, p in enumerate(ops)}}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
-    part = _kernel(r, nv, kinds(tile or ()))
+    part = _kernel(r, nv, kinds(tile or ()), bool(nchw_e.value))
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
             with then:
