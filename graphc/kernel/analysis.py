@@ -165,6 +165,43 @@ def replace_loads(s, names: dict):
     raise CompileError(f"cuda renderer: cannot vectorise statement {s!r}")
 
 
+def rename_loads(s, renames: dict):
+    """Statement ``s`` (nested bodies included) reading buffer ``renames[b]`` wherever it
+    read ``b``: its loads, and a LibCall's operands other than its output C (position 2)."""
+    if isinstance(s, Loop):
+        return Loop(s.var, rename_expr_loads(s.start, renames),
+                    rename_expr_loads(s.stop, renames),
+                    tuple(rename_loads(x, renames) for x in s.body), s.parallel)  # fmt: skip
+    if isinstance(s, Let):
+        return Let(s.var, s.dtype, rename_expr_loads(s.value, renames), s.reduce)
+    if isinstance(s, Store):
+        return Store(s.buffer, rename_expr_loads(s.index, renames),
+                     rename_expr_loads(s.value, renames))  # fmt: skip
+    if isinstance(s, If):
+        return If(rename_expr_loads(s.cond, renames),
+                  tuple(rename_loads(x, renames) for x in s.then),
+                  tuple(rename_loads(x, renames) for x in s.orelse))  # fmt: skip
+    if isinstance(s, LibCall):
+        args = tuple(
+            renames.get(a, a) if isinstance(a, str) and j != 2 else
+            (rename_expr_loads(a, renames) if isinstance(a, Expr) else a)
+            for j, a in enumerate(s.args)
+        )  # fmt: skip
+        return LibCall(s.fn, args)
+    raise TypeError(f"unknown Kernel IR statement {s!r}")
+
+
+def rename_expr_loads(e: Expr, renames: dict) -> Expr:
+    """``e`` loading ``renames[b]`` wherever it loaded buffer ``b``."""
+    if isinstance(e, Load):
+        return Load(renames.get(e.buffer, e.buffer), rename_expr_loads(e.index, renames), e.dtype)
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(rename_expr_loads(a, renames) for a in e.args))
+    if isinstance(e, Cast):
+        return Cast(rename_expr_loads(e.x, renames), e.dtype)
+    return e
+
+
 def product_of(exprs: list) -> Expr:
     out = exprs[0]
     for e in exprs[1:]:

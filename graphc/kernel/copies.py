@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..expr import Call, Cast, Const, Expr, Load, Var
+from ..expr import Const, Load, Var
 from . import lowerings as L
 from . import sym
-from .ir import If, KernelProgram, Let, LibCall, Loop, Store, walk_stmts
+from .analysis import rename_loads
+from .ir import KernelProgram, Let, LibCall, Loop, Store, walk_stmts
 
 #: buffer kinds no kernel writes (``ir.py``): a copy of one may be read in its place
 _READ_ONLY = ("input", "const")
@@ -110,40 +111,9 @@ def _is_var(e, name: str) -> bool:
 
 def _renamed(k, renames: dict):
     """Kernel ``k`` reading ``renames[b]`` wherever it read buffer ``b``."""
-    body = tuple(_stmt(s, renames) for s in k.body)
+    body = tuple(rename_loads(s, renames) for s in k.body)
     reads = tuple(dict.fromkeys(renames.get(b, b) for b in k.reads))
     return replace(k, body=body, reads=reads)
-
-
-def _stmt(s, renames):
-    if isinstance(s, Loop):
-        return Loop(s.var, _expr(s.start, renames), _expr(s.stop, renames),
-                    tuple(_stmt(x, renames) for x in s.body), s.parallel)  # fmt: skip
-    if isinstance(s, Let):
-        return Let(s.var, s.dtype, _expr(s.value, renames), s.reduce)
-    if isinstance(s, Store):
-        return Store(s.buffer, _expr(s.index, renames), _expr(s.value, renames))
-    if isinstance(s, If):
-        return If(_expr(s.cond, renames), tuple(_stmt(x, renames) for x in s.then),
-                  tuple(_stmt(x, renames) for x in s.orelse))  # fmt: skip
-    if isinstance(s, LibCall):
-        args = tuple(
-            renames.get(a, a) if isinstance(a, str) and j != 2 else
-            (_expr(a, renames) if isinstance(a, Expr) else a)
-            for j, a in enumerate(s.args)
-        )  # fmt: skip
-        return LibCall(s.fn, args)
-    raise TypeError(f"unknown Kernel IR statement {s!r}")
-
-
-def _expr(e, renames):
-    if isinstance(e, Load):
-        return Load(renames.get(e.buffer, e.buffer), _expr(e.index, renames), e.dtype)
-    if isinstance(e, Call):
-        return Call(e.fn, tuple(_expr(a, renames) for a in e.args))
-    if isinstance(e, Cast):
-        return Cast(_expr(e.x, renames), e.dtype)
-    return e
 
 
 def updates_out_of_place(kp: KernelProgram) -> KernelProgram:

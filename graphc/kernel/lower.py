@@ -73,6 +73,11 @@ class Lowering:
         self.var_reads: dict = {}
         self.var_updates: dict = {}
         self.var_before: dict = {}  # Assign node id -> buffer of the value it updates
+        # the final lowering (``lower``), not a fusion probe: each ref's consumer nodes, and
+        # the nodes of the groups lowered so far (what a kernel's epilogue reads for the last
+        # time: ``lower_gemm._last_read_operand``)
+        self.consumers: dict | None = None
+        self.lowered: set = set()
         self.source_buffer: dict = {}  # ref of a source node -> buffer
         self._var_buffer: dict = {}
         self._prepare_sources()
@@ -183,9 +188,11 @@ def lower(
     lw = Lowering(program, plan, options, reduction_layout, shapes)
     kernels = []
     consumers = ref_consumers(program)
+    lw.consumers = consumers
     index = GroupIndex(plan)
     for gi in ordered_groups(program, plan, index):
         kernels.append(lower_group(lw, gi, plan, consumers, index))
+        lw.lowered.update(plan.groups[gi].nodes)
     # fetched sources (feeds, constants, variables) are outputs too
     outputs = tuple(lw.buffer_for_read(r) for r in program.fetches)
     if lw.rng:

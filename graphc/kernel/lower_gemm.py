@@ -14,7 +14,7 @@ from . import sym
 from .builder import Illegal, Ix
 from .group_emitter import GroupEmitter
 from .ir import Buffer, LibCall, Store, exprs_in, walk_stmts
-from .lower_nn import emit_conv2d
+from .lower_nn import emit_conv2d, takes_packed
 from .lower_rows import concat_output, emit_concat_pieces, store_all, stored_space
 
 
@@ -37,6 +37,7 @@ def emit_gemm_group(lw, name, nodes, stored, mm):
         and len(epilogue) == 1
         and lw.shapes[epilogue[0]] == c_shape
         and prog.spec(epilogue[0]).dtype == dt
+        and not _last_read_operand(lw, nodes, mm, c_shape, dt)
     )
     if in_place:
         kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=True)
@@ -85,6 +86,31 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
             if not kb.divmod_used or len(space) <= 1:
                 break
     return kb
+
+
+def _last_read_operand(lw, nodes, mm, c_shape, dt) -> bool:
+    """Whether a convolution's epilogue reads, for the last time, a computed tensor of C's
+    shape and dtype (a ResNet block's residual): the convolution then writes a temporary of
+    its own and the epilogue stores its result apart, so that buffer planning may store that
+    result over the tensor (``passes/plan.py``: the kernel reads each element before it
+    overwrites it), instead of the convolution writing the result's storage, which would
+    then be the tensor's too. Only in the final lowering (``lower``), which knows the
+    groups lowered before, and for the packed convolution, whose tile epilogue stores the
+    result apart at no cost (the temporary untouched); another would write the temporary
+    and the epilogue read it back."""
+    if lw.consumers is None or mm.op_def.gemm_group != "conv" or not takes_packed(lw, mm):
+        return False
+    ids = {n.id for n in nodes}
+    for n in nodes:
+        for ref in n.inputs:
+            ref = tuple(ref)
+            if n.id == mm.id or ref[0] in ids or ref in lw.fetches or ref in lw.source_buffer:
+                continue
+            if lw.shapes[ref] != c_shape or lw.program.spec(ref).dtype != dt:
+                continue
+            if all(c in ids or c in lw.lowered for c in lw.consumers.get(ref, ())):
+                return True
+    return False
 
 
 def _reads_only_overwritten(body, buf) -> bool:

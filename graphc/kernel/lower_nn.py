@@ -199,11 +199,11 @@ PACKED_CONV_MIN_K = 16
 PACKED_CONV = True
 
 
-def _packable(kb, dt, shape) -> bool:
+def _packable(lw, dt, shape) -> bool:
     """Whether the cpu's packed convolution takes filters of HWIO ``shape`` (ints, None where
     unknown): the cpu target (``reduction_layout == "columns"``), float32, every size static,
     C and KH * KW * C large enough."""
-    if not PACKED_CONV or kb.lw.reduction_layout != "columns" or dt != _dt.float32:
+    if not PACKED_CONV or lw.reduction_layout != "columns" or dt != _dt.float32:
         return False
     if len(shape) != 4 or None in shape or 0 in shape:
         return False
@@ -211,21 +211,25 @@ def _packable(kb, dt, shape) -> bool:
     return c >= PACKED_CONV_MIN_C and kh * kw * c >= PACKED_CONV_MIN_K
 
 
-def _packed_filters(kb, f_ref, dt):
+def takes_packed(lw, node) -> bool:
+    """Whether the Conv2D ``node`` lowers to the packed convolution (``conv_packed``)."""
+    return _packed_filters(lw, tuple(node.inputs[1]), node.outs[0].dtype) is not None
+
+
+def _packed_filters(lw, f_ref, dt):
     """``(shape, value)`` of the HWIO filters at ``f_ref`` when the packed convolution takes
     them (``_packable``): ``value`` the numpy array of a const node (packed once, at compile
     time), None for other filters (packed at every run, PACKED_CONV_VARIABLE); else None."""
-    lw = kb.lw
     if f_ref in lw.source_buffer and lw.program.node(f_ref[0]).op_def.source == "const":
         f = lw.program.node(f_ref[0]).attrs["value"]
         if getattr(f, "ndim", 0) != 4 or f.dtype != np.float32:
             return None
         shape = tuple(int(d) for d in f.shape)
     elif PACKED_CONV_VARIABLE:
-        f, shape = None, tuple(sym.const_value(d) for d in kb.shape(f_ref))
+        f, shape = None, tuple(sym.const_value(d) for d in lw.shapes[f_ref])
     else:
         return None
-    return (shape, f) if _packable(kb, dt, shape) else None
+    return (shape, f) if _packable(lw, dt, shape) else None
 
 
 def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
@@ -233,7 +237,7 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     (``_packed_filters``); False (nothing emitted) otherwise. Constant filters are packed
     into a new constant buffer (``conv_packed.pack_filters``), the original not read; other
     filters (a variable being trained) into a temporary by a loop before the call."""
-    found = _packed_filters(kb, tuple(f_ref), dt)
+    found = _packed_filters(kb.lw, tuple(f_ref), dt)
     if found is None:
         return False
     shape, f = found
@@ -448,7 +452,7 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
     writing the whole [M, K] column matrix and col2im reading it back."""
     kh, kw = sym.const_value(flipped.kh), sym.const_value(flipped.kw)
     shape = (kh, kw, sym.const_value(o), sym.const_value(c))  # f2's
-    if PACKED_CONV_VARIABLE and _packable(kb, dt, shape):
+    if PACKED_CONV_VARIABLE and _packable(kb.lw, dt, shape):
         # the packed kernel, the flip and transpose done by its packing loop
         nv = conv_packed.panel_vectors(shape[3])
         name = f"pk{node.id}"

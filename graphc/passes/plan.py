@@ -13,9 +13,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 
-from ..expr import Call, Const, Load, Math
+from ..expr import Call, Const, Load, Math, Var, sub_exprs
 from ..kernel import sym
-from ..kernel.ir import KernelProgram, Store, exprs_in, walk_stmts
+from ..kernel.ir import If, KernelProgram, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 from ..kernel.printer import expr_text
 
 
@@ -43,6 +43,9 @@ def liveness(kp: KernelProgram) -> dict:
 #: read), not the one freed first; one thread, in-process A/B against onnxruntime, W13's
 #: ResNet-50 and SqueezeNet at batch 1: 0.5-1% less time in 7 of 7 runs
 REUSE_HOT = True
+#: a temporary last read by the kernel that first writes another may hand its storage over to
+#: it there (``_overwrite_ok``); off: never (A/B runs)
+HAND_OVER = True
 
 
 def plan(kp: KernelProgram) -> KernelProgram:
@@ -72,10 +75,18 @@ def plan(kp: KernelProgram) -> KernelProgram:
     # ``waiting``: (free after kernel, seq, root), not yet free for the temps to come;
     # ``ready``: (-freed, -seq, root), free for every later temp (temps come by first
     # kernel).
+    # A temp whose last kernel is another's first may hand its storage over to it there
+    # (``_overwrite_ok``): ``ending[k]`` the temps last used by kernel k.
     waiting: dict = {}
     ready: dict = {}
     seq = 0
     alias: dict = {}
+    root_of: dict = {}  # temp -> its storage root
+    current: dict = {}  # root -> seq of its one valid entry in ``waiting``
+    ending: dict = {}
+    for name in temps:
+        if name not in pinned:
+            ending.setdefault(live[name][1], []).append(name)
     for name in temps:
         first, last = live[name]
         if name in pinned:
@@ -84,12 +95,18 @@ def plan(kp: KernelProgram) -> KernelProgram:
         w, r = waiting.setdefault(size, []), ready.setdefault(size, [])
         while w and w[0][0] < first:
             freed, k, root = heapq.heappop(w)
+            if current.get(root) != k:
+                continue  # (its storage was handed over: a newer entry holds it)
             heapq.heappush(r, (-freed, -k, root) if REUSE_HOT else (k, root))
-        if r:
+        root = _handed_over(kp, name, first, size, ending, root_of, buffers)
+        if root is None and r:
             root = heapq.heappop(r)[-1]
-            alias[name] = root
-        else:
+        if root is None:
             root = name
+        elif root != name:
+            alias[name] = root
+        root_of[name] = root
+        current[root] = seq
         heapq.heappush(w, (last, seq, root))
         seq += 1
     for name, root in alias.items():
@@ -102,6 +119,68 @@ def plan(kp: KernelProgram) -> KernelProgram:
     out.stats["in_place_updates"] = sorted(kp.var_updates[v] for v in kp.var_updates
                                            if kp.var_updates[v] in in_place)  # fmt: skip
     return out
+
+
+def _handed_over(kp, name, first, size, ending, root_of, buffers):
+    """The storage root of a temp last used by kernel ``first`` that ``name`` may be stored
+    over there (same byte size; ``_overwrite_ok``), else None."""
+    if not HAND_OVER:
+        return None
+    candidates = ending.get(first, [])
+    for i, e in enumerate(candidates):
+        if e != name and e in root_of and nbytes(buffers[e]) == size:
+            if buffers[e].dtype == buffers[name].dtype:
+                if _overwrite_ok(kp.kernels[first], name, e):
+                    del candidates[i]  # (its storage goes to one temp)
+                    return root_of[e]
+    return None
+
+
+def _overwrite_ok(kernel, d: str, e: str) -> bool:
+    """Whether ``kernel`` may store ``d`` in ``e``'s storage: it stores ``d`` once, by one
+    Store in a statement list whose Lets before it are the only loads of ``e``, all at the
+    Store's index (of loop variables only); it loads ``d`` nowhere, stores ``e`` nowhere, and
+    passes neither to a library call. Each element of ``e`` is then read by the iteration
+    that overwrites it, before it does (an elementwise epilogue reading a residual for the
+    last time: ``kernel.lower_gemm._last_read_operand``)."""
+    found = []  # (statement list, position of the Store, loop variables around it)
+
+    def scan(stmts, loop_vars):
+        for pos, s in enumerate(stmts):
+            if isinstance(s, LibCall):
+                if d in s.args or e in s.args:
+                    return False
+            elif isinstance(s, Store):
+                if s.buffer == e:
+                    return False
+                if s.buffer == d:
+                    found.append((stmts, pos, loop_vars))
+            elif isinstance(s, Loop):
+                if not scan(s.body, loop_vars | {s.var}):
+                    return False
+            elif isinstance(s, If):
+                if not (scan(s.then, loop_vars) and scan(s.orelse, loop_vars)):
+                    return False
+        return True
+
+    if not scan(kernel.body, frozenset()) or len(found) != 1:
+        return False
+    stmts, pos, loop_vars = found[0]
+    index = stmts[pos].index
+    if not {x.name for x in sub_exprs(index) if isinstance(x, Var)} <= loop_vars:
+        return False
+    allowed = 0  # loads of e at the index, in the values of the Lets before the Store or its
+    for s in stmts[: pos + 1]:
+        if isinstance(s, Let | Store):
+            for x in sub_exprs(s.value):
+                if isinstance(x, Load) and x.buffer == e and x.index == index:
+                    allowed += 1
+    loads = 0
+    for x in exprs_in(kernel.body):
+        if isinstance(x, Load) and x.buffer == d:
+            return False
+        loads += isinstance(x, Load) and x.buffer == e
+    return loads == allowed
 
 
 def _in_place_ok(kp, var_buf, upd, live) -> bool:

@@ -20,7 +20,7 @@ import graphc as gc
 from graphc import dtypes as _dt
 from graphc.backends.llvm import jit, loops, packedgemm
 from graphc.backends.llvm.epilogue import storage_roots
-from graphc.backends.llvm.tile_epilogue import kinds, operands, signature, tile_steps
+from graphc.backends.llvm.tile_epilogue import kinds, operands, signature, tile_steps, tile_target
 from graphc.expr import Const, Load, Math, Var
 from graphc.kernel import conv_packed
 from graphc.kernel.ir import Buffer, Kernel, KernelProgram, Let, LibCall, Loop, Store
@@ -179,19 +179,23 @@ def _i(v):
 OWN = Math.ADD(Math.MUL(Var("row", I64), _i(O)), Var("c", I64))
 
 
-def _program(value_of, extra=None, r_alias=None):
-    """A conv_packed call writing C and a row loop storing C[own] = value_of(load of C)."""
+def _program(value_of, extra=None, r_alias=None, target="cc", d_alias=None, ldc=O):
+    """A conv_packed call writing C and a row loop storing ``target[own] = value_of(load of
+    C)`` (``target`` C itself, or dd: a result stored apart, ``d_alias`` its storage's)."""
     bufs = {"x": Buffer("x", F32, (_i(100),), "input"),
             "w": Buffer("w", F32, (_i(1000),), "const"),
-            "cc": Buffer("cc", F32, (_i(M * O),), "output"),
-            "s": Buffer("s", F32, (_i(O),), "const"),
+            "cc": Buffer("cc", F32, (_i(M * ldc),), "output"),
+            "s": Buffer("s", F32, (_i(O),), "temp"),
             "short": Buffer("short", F32, (_i(O - 1),), "const"),
-            "r": Buffer("r", F32, (_i(M * O),), "input", alias_of=r_alias)}  # fmt: skip
+            "r": Buffer("r", F32, (_i(M * O),), "temp", alias_of=r_alias),
+            "dd": Buffer("dd", F32, (_i(M * O),), "temp", alias_of=d_alias)}  # fmt: skip
     call = LibCall("conv_packed", ("x", "w", "cc", _i(1), _i(M), _i(O), _i(4), _i(2), _i(3),
                                    _i(2), _i(3), _i(1), _i(1), _i(1), _i(1), _i(1), _i(1),
-                                   _i(0), _i(0), _i(O), _i(0)))  # fmt: skip
-    lets = [Let("v0", F32, Load("cc", OWN, F32)), Let("v1", F32, value_of(Var("v0", F32)))]
-    chan = Loop("c", _i(0), _i(O), (*lets, *(extra or ()), Store("cc", OWN, Var("v1", F32))))
+                                   _i(0), _i(0), _i(ldc), _i(0), _i(0)))  # fmt: skip
+    own_c = Math.ADD(Math.MUL(Var("row", I64), _i(ldc)), Var("c", I64))
+    lets = [Let("v0", F32, Load("cc", own_c, F32)), Let("v1", F32, value_of(Var("v0", F32)))]
+    stored = own_c if target == "cc" else OWN
+    chan = Loop("c", _i(0), _i(O), (*lets, *(extra or ()), Store(target, stored, Var("v1", F32))))
     loop = Loop("row", _i(0), _i(M), (chan,), parallel=True)
     kp = KernelProgram(bufs, [Kernel("k", (call, loop))], inputs=("x", "r"), outputs=("cc",))
     return call, loop, kp
@@ -220,6 +224,21 @@ def test_the_matcher_takes_resnet_chains():
                      ("add_x", "r", (("mul_c", "s"), ("add_c", "s"))), ("max0", None))  # fmt: skip
     assert signature(kinds(steps)) == "maqmaqx" and operands(steps) == ["s", "s", "r", "s", "s"]
     assert _steps(lambda v: Math.MAX(ZERO, v)) == (("max0_first", None),)
+
+
+def test_the_result_stored_apart_from_c():
+    """``passes/plan.py`` may store a block's result over its residual: the loop then stores
+    another buffer than the call's C, which the kernel stores into instead."""
+    res = lambda v: Math.MAX(Math.ADD(Load("r", OWN, F32), Math.MUL(S_COL, v)), ZERO)  # noqa: E731
+    want = (("mul_c", "s"), ("add_e", "r"), ("max0", None))
+    for d_alias in (None, "r"):  # storage of its own, or the residual's (read first)
+        call, loop, kp = _program(res, target="dd", d_alias=d_alias)
+        assert tile_steps(call, loop, kp, storage_roots(kp)) == want
+        assert tile_target(loop) == "dd"
+    # a per-channel operand in the stored rows' storage would be overwritten under later rows
+    assert _steps(res, target="dd", d_alias="s") is None
+    assert _steps(res, target="dd", d_alias="cc") is None  # (C's own storage)
+    assert _steps(lambda v: Math.ADD(v, S_COL), target="dd", ldc=2 * O) is None  # a piece
 
 
 def test_the_matcher_leaves_other_loops():

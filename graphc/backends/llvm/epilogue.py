@@ -191,6 +191,20 @@ def row_nest(body, j: int, kp, root: dict):
     return loop, len(pieces), o
 
 
+def _read_before_overwritten(roots, loads, stores) -> bool:
+    """Whether every storage root in ``roots``, both stored and loaded by a row, is stored
+    once and loaded only at that element, before the store (a result stored over the
+    residual it adds: ``passes/plan.py``): the row then reads only its own element, and the
+    value before it is overwritten."""
+    for r in roots:
+        if len(stores[r]) != 1:
+            return False
+        idx, pos = stores[r][0]
+        if any(lr == r and (li != idx or lp > pos) for lr, _b, li, lp in loads):
+            return False
+    return True
+
+
 def counted(loop: Loop) -> bool:
     """Whether ``loop`` runs from 0 a static, positive number of times (a channel loop of
     ``row_nest``'s rows)."""
@@ -335,8 +349,11 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
                     return e
                 loaded.add(c_root)
                 return Load(e.buffer, c_index, e.dtype)
-            loaded.add(root.get(e.buffer, e.buffer))
-            return Load(e.buffer, index(e.index)[0], e.dtype)
+            r = root.get(e.buffer, e.buffer)
+            loaded.add(r)
+            idx = index(e.index)[0]
+            other_loads.append((r, e.buffer, idx, len(out)))
+            return Load(e.buffer, idx, e.dtype)
         if isinstance(e, Call):
             return Call(e.fn, tuple(expr(a) for a in e.args))
         if hasattr(e, "x"):  # Cast
@@ -346,6 +363,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
         return e
 
     loaded, stored, strides = set(), set(), {}
+    other_loads, other_stores = [], {}  # (root, buffer, index, position) of loads; stores
     out = []
     for st in inner:
         if isinstance(st, Let):
@@ -373,8 +391,11 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
             return None  # a store another row might also make: not row by row
         strides[r] = k
         stored.add(r)
+        if r != c_root:
+            other_stores.setdefault(r, []).append((idx, len(out)))
         out.append(Store(st.buffer, idx, value))
-    if not ok[0] or (stored - {c_root}) & loaded:
+    if not ok[0] or not _read_before_overwritten((stored - {c_root}) & loaded, other_loads,
+                                                 other_stores):  # fmt: skip
         return None  # (a value another row stores may be read: rows not independent)
     lets = []
     for v, _n in outer:

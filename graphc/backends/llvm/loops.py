@@ -14,7 +14,7 @@ from . import math as _m
 from .blas import emit_libcall
 from .function import _SSA, _Fn, _sanitize
 from .irutil import I8, I32, I64, PTR, VOID, gep, mark_cold, value_type
-from .tile_epilogue import tile_steps
+from .tile_epilogue import tile_steps, tile_target
 
 #: convolution epilogues of a few steps applied in the tiles (``tile_epilogue.py``; False:
 #: always per task, after the tiles)
@@ -151,6 +151,8 @@ class LoopEmitter:
         if call.fn == "conv_packed" and cols is not None and TILE_EPILOGUES:
             steps = tile_steps(call, loop, self.kp, self.layout.root)
             if steps is not None:
+                target = tile_target(loop)  # (the tiles store the loop's results)
+                call = LibCall(call.fn, (*call.args[:2], target, *call.args[3:]))
                 emit_libcall(self, f, call, tile=steps)
                 f.memo = {}
                 return

@@ -103,6 +103,9 @@ PREFETCH_TILES = 2
 #: batch 8 (25.7 MB out) took 10.95 ms on one core, 8.96 with this (2: 8.89; 4: 9.78); the
 #: whole model on one core 632 -> 606 ms (0: no prefetch)
 PREFETCH_OUT = 1
+#: ... and (a tile epilogue adding an element operand: a residual) that operand's lines of the
+#: tile PREFETCH_ELEMENTS ahead, for reading (0: no prefetch)
+PREFETCH_ELEMENTS = 1
 
 
 def tile_shapes() -> dict:
@@ -249,6 +252,18 @@ def _emit(r, fn, mr, nv, vt, steps=(), nchw=False):
                     cp = gep(b, v["out"], [b.mul(b.add(crow, _c(q * w)), es)], source_etype=I8)
                     b.call(prefetch, [cp, ir.Constant(I32, 1), ir.Constant(I32, 3),
                                       ir.Constant(I32, 1)])  # fmt: skip
+        element_ops = [operand[si, None] for si, kind in enumerate(steps)
+                       if kind == "add_e" or isinstance(kind, tuple)]  # fmt: skip
+        if PREFETCH_ELEMENTS and element_ops:
+            ahead = b.add(i0, _c(PREFETCH_ELEMENTS * mr))
+            for field in element_ops:
+                for rr in range(mr):
+                    erow = b.add(b.mul(b.add(ahead, _c(rr)), o), j)
+                    for q in range(vt):
+                        ep = gep(b, v[field], [b.mul(b.add(erow, _c(q * w)), es)],
+                                 source_etype=I8)  # fmt: skip
+                        b.call(prefetch, [ep, ir.Constant(I32, 0), ir.Constant(I32, 3),
+                                          ir.Constant(I32, 1)])  # fmt: skip
         with for_range(b, fn, _c(0), kh) as ty:
             with for_range(b, fn, _c(0), kw) as tx:
                 for rr in range(mr):

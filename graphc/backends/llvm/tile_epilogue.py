@@ -11,7 +11,8 @@ residual's loads overlap the multiply-adds of the other tiles.
 
 ``tile_steps`` recognises such a loop: its only statement a channel loop of o iterations
 storing ``C[row * o + col]`` (a concat's piece: ``C[row * ldc + oc + col]``, see
-``concat_store.py``) = a chain over that element itself of
+``concat_store.py``; or ``D[row * o + col]`` of another buffer D, which the kernel then
+stores into: ``residual_in_place.py``) = a chain over that element itself of
 
 - ``* S[col]`` or ``+ S[col]`` (``S``: float32, at least o elements),
 - ``+ R[row * o + col]`` (``R``: float32 of C's layout, storage apart from C's), or ``+``
@@ -79,7 +80,10 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
         return None
     row, col = loop.var, chan.var
     own = ({row: ldc, col: 1}, oc)  # (a concat's piece: rows ldc apart, from column oc)
-    if store.buffer != c or _affine(store.index) != own:
+    if _affine(store.index) != own:
+        return None
+    target = store.buffer
+    if target != c and not _other_target(target, c, (ldc, oc), o, m, kp, root):
         return None
     env = {}
     for s in lets:
@@ -125,7 +129,34 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
         return None
     if len(operands(steps)) > MAX_OPERANDS:
         return None
+    if target != c:  # a per-channel operand is read for every row: apart from the rows stored
+        per_channel = [n for st in steps for n in _per_channel(st)]
+        if any(root.get(n) == root.get(target) for n in per_channel):
+            return None
     return tuple(steps)
+
+
+def tile_target(loop) -> str:
+    """The buffer the tile epilogue's loop (one ``tile_steps`` took) stores: the call's C, or
+    another of C's layout (``residual_in_place``), which the kernel then stores into."""
+    return loop.body[0].body[-1].buffer
+
+
+def _other_target(target, c, piece, o, m, kp, root) -> bool:
+    """Whether the loop may store into ``target`` instead of the call's C: C's rows o floats
+    apart from 0, ``target`` float32 of at least m * o elements, storage apart from C's."""
+    b = kp.buffers[target]
+    n = sym.const_value(sym.product(b.shape))
+    return (piece == (o, 0) and b.dtype == _dt.float32 and n is not None and n >= m * o
+            and root.get(target) != root.get(c))  # fmt: skip
+
+
+def _per_channel(step) -> list:
+    if step[0] in ("mul_c", "add_c"):
+        return [step[1]]
+    if step[0] == "add_x":
+        return [n for _, n in step[2]]
+    return []
 
 
 def operands(steps) -> list:
