@@ -129,6 +129,8 @@ def _resnet_layer(x, r, kind):
         y = y + b
     elif kind == "max_first":
         y = gc.maximum(0.0, y + b)
+    elif kind == "residual3":  # the residual on the 3x3 convolution (nine taps)
+        return gc.nn.relu(gc.nn.conv2d(gc.nn.relu(y), w3, 1, "SAME") * s + b + r)
     return gc.nn.relu(gc.nn.conv2d(y, w3, 1, "SAME") * s + b)
 
 
@@ -141,7 +143,9 @@ def _sessions(kind, shapes, threads):
     return g, x, r, y
 
 
-@pytest.mark.parametrize("kind", ["bn_relu", "residual", "shortcut", "bias", "max_first"])
+@pytest.mark.parametrize(
+    "kind", ["bn_relu", "residual", "shortcut", "bias", "max_first", "residual3"]
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_api_chains_equal_the_reference_and_the_loop(kind, threads, monkeypatch):
     rng = np.random.default_rng(1)
@@ -160,8 +164,8 @@ def test_api_chains_equal_the_reference_and_the_loop(kind, threads, monkeypatch)
             got[on] = sess.run(y, feed)
             asm = sess.compile([y], [x, r]).dump_ir("asm")
         assert bool(re.search(r"gc_conv_packed_s\d_e", asm)) == on
-        if kind in ("residual", "shortcut"):  # the residual's chain in the tiles too
-            tag = "r" if kind == "residual" else "qmaq"
+        if kind in ("residual", "shortcut", "residual3"):  # the residual's chain in the tiles
+            tag = "qmaq" if kind == "shortcut" else "r"
             assert bool(re.search(rf"gc_conv_packed_s\d_e\w*{tag}", asm)) == on
     np.testing.assert_allclose(got[True], want, rtol=2e-4, atol=2e-4)
     assert np.array_equal(got[True], got[False], equal_nan=True)  # bit for bit the loop's
