@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import statistics
 import time
 from dataclasses import dataclass
@@ -19,6 +21,22 @@ class Timing:
     inner: int = 1
 
 
+@contextlib.contextmanager
+def _no_gc():
+    """Python's cyclic garbage collector off while timing (as ``timeit`` does), after one
+    collection: with the peers' frameworks loaded, a collection walks millions of objects,
+    and whichever implementation it lands on pays for all of them (W4's ~4.3 µs runs took
+    7.2-7.4 µs at the median with it on, the peers' sessions alive beside them)."""
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def time_runs(fn, repeat: int, warmup: int = 1, inner: int = 1, budget_s: float = 10.0) -> Timing:
     """Call ``fn`` ``warmup`` times, then time up to ``repeat`` samples of ``inner`` calls.
 
@@ -30,14 +48,15 @@ def time_runs(fn, repeat: int, warmup: int = 1, inner: int = 1, budget_s: float 
     for _ in range(warmup):
         fn()
     samples = []
-    start = time.perf_counter()
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-        if len(samples) >= 3 and time.perf_counter() - start > budget_s:
-            break
+    with _no_gc():
+        start = time.perf_counter()
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - t0) / inner)
+            if len(samples) >= 3 and time.perf_counter() - start > budget_s:
+                break
     return Timing(statistics.median(samples), min(samples), len(samples), inner)
 
 
@@ -56,8 +75,9 @@ def time_alternating(
     timed sample of ``inner`` calls. One Timing per function (seconds per call); stops early
     once ``budget_s`` seconds were spent and three rounds exist.
 
-    Why turns: on a shared machine the load changes over seconds, and two blocks timed one
-    after the other see different machines; in turns both see the same. The untimed calls
+    The collector is off meanwhile (``_no_gc``). Why turns: on a shared
+    machine the load changes over seconds, and two blocks timed one after the other see
+    different machines; in turns both see the same. The untimed calls
     absorb what the previous function left behind (onnxruntime's pool threads spin for a
     while after a run and take the cores the next calls need; caches hold the other's data).
     """
@@ -67,19 +87,20 @@ def time_alternating(
         )
     settle = SETTLE_S if settle_s is None else settle_s
     samples: list = [[] for _ in fns]
-    start = time.perf_counter()
-    for _ in range(repeat):
-        for fn, got in zip(fns, samples):
-            t0 = time.perf_counter()
-            fn()
-            while time.perf_counter() - t0 < settle:
+    with _no_gc():
+        start = time.perf_counter()
+        for _ in range(repeat):
+            for fn, got in zip(fns, samples):
+                t0 = time.perf_counter()
                 fn()
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            got.append((time.perf_counter() - t0) / inner)
-        if len(samples[0]) >= 3 and time.perf_counter() - start > budget_s:
-            break
+                while time.perf_counter() - t0 < settle:
+                    fn()
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                got.append((time.perf_counter() - t0) / inner)
+            if len(samples[0]) >= 3 and time.perf_counter() - start > budget_s:
+                break
     return [Timing(statistics.median(v), min(v), len(v), inner) for v in samples]
 
 

@@ -282,6 +282,25 @@ def test_time_runs_counts_and_budget():
         time_runs(lambda: None, repeat=0)
 
 
+def test_the_garbage_collector_is_off_while_timing():
+    import gc as pygc
+
+    seen = []
+    assert pygc.isenabled()
+    time_runs(lambda: seen.append(pygc.isenabled()), repeat=3, warmup=1)
+    assert seen == [True, False, False, False] and pygc.isenabled()  # (the warm-up runs with it)
+    seen.clear()
+    time_alternating([lambda: seen.append(pygc.isenabled())], repeat=3, budget_s=0.0,
+                     settle_s=0.0)  # fmt: skip
+    assert seen and not any(seen) and pygc.isenabled()
+    pygc.disable()  # a caller's choice is kept
+    try:
+        time_runs(lambda: None, repeat=1, warmup=0)
+        assert not pygc.isenabled()
+    finally:
+        pygc.enable()
+
+
 def test_time_alternating_takes_turns_and_keeps_to_the_budget(monkeypatch):
     # a clock that only the calls advance: a takes 1 ms, b 3 ms (units of 2^-10 s: exact sums)
     ms = 2.0**-10
