@@ -24,9 +24,8 @@ class Timing:
 @contextlib.contextmanager
 def _no_gc():
     """Python's cyclic garbage collector off while timing (as ``timeit`` does), after one
-    collection: with the peers' frameworks loaded, a collection walks millions of objects,
-    and whichever implementation it lands on pays for all of them (W4's ~4.3 µs runs took
-    7.2-7.4 µs at the median with it on, the peers' sessions alive beside them)."""
+    collection: with the peers' frameworks loaded, a collection walks all their objects, and
+    whichever implementation's sample it lands in pays for everyone's garbage."""
     was = gc.isenabled()
     gc.collect()
     gc.disable()
