@@ -50,7 +50,7 @@ from ... import dtypes as _dt
 from ...expr import Const, Load, Var, sub_exprs
 from ...kernel.analysis import buffers_read, buffers_written, replace_loads, var_names
 from ...kernel.ir import KernelProgram, Let, LibCall, Loop, Store, stmt_exprs, walk_stmts
-from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, _affine, _linear, counted, storage_roots
+from .epilogue import ROW_COLUMNS, ROW_EPILOGUES, affine_index, counted, linear_index, storage_roots
 
 #: positions of ``LIBCALLS["conv_packed"]``'s C, o, ldc and oc arguments
 _C, _O, _LDC, _OC = 2, 5, 19, 20
@@ -192,7 +192,7 @@ def _rewrite(call, loop, kp, root):
     chan, d, k, off = found
     if kp.buffers[d].dtype != _dt.float32 or kp.buffers[t].dtype != _dt.float32:
         return None
-    at = _linear([(Var(loop.var, _dt.int64), k), (Var(chan.var, _dt.int64), 1)], off)
+    at = linear_index([(Var(loop.var, _dt.int64), k), (Var(chan.var, _dt.int64), 1)], off)
     # T's loads (each at the row's own element, in whatever form) read D[at] instead
     to_d = {(x.buffer, x.index): Load(d, at, x.dtype) for st in chan.body for x in _loads(st)
             if x.buffer == t}  # fmt: skip
@@ -221,7 +221,7 @@ def _piece(loop, t, o, root):
         return None
     for st in chan.body:
         for x in _loads(st):
-            if x.buffer == t and _affine(x.index) != ({row: o, col: 1}, 0):
+            if x.buffer == t and affine_index(x.index) != ({row: o, col: 1}, 0):
                 return None
     last = max(j for j, st in enumerate(chan.body) if t in buffers_read((st,)))
     hits = [st for st in chan.body[last:] if isinstance(st, Store)]
@@ -261,7 +261,7 @@ def _piece(loop, t, o, root):
 def _columns(st, row, col, n):
     """``(D, K, first column, last column)`` when store ``st`` is ``D[row * K + off + col]``
     in a channel loop ``col`` of ``n`` iterations; else None."""
-    aff = _affine(st.index)
+    aff = affine_index(st.index)
     if aff is None:
         return None
     terms, const = aff

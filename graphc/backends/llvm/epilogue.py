@@ -233,7 +233,7 @@ def _walk(stmts):
             yield from _walk(s.orelse)
 
 
-def _affine(e):
+def affine_index(e):
     """``({var: coefficient}, constant)`` of an int64 index that is a sum of products of
     loop variables and constants, else None."""
     if isinstance(e, Const) and isinstance(e.value, int):
@@ -241,7 +241,7 @@ def _affine(e):
     if isinstance(e, Var):
         return {e.name: 1}, 0
     if isinstance(e, Call) and e.fn in (Math.ADD, Math.SUB):
-        a, b = _affine(e.args[0]), _affine(e.args[1])
+        a, b = affine_index(e.args[0]), affine_index(e.args[1])
         if a is None or b is None:
             return None
         sign = 1 if e.fn is Math.ADD else -1
@@ -250,7 +250,7 @@ def _affine(e):
             terms[v] = terms.get(v, 0) + sign * k
         return terms, a[1] + sign * b[1]
     if isinstance(e, Call) and e.fn is Math.MUL:
-        a, b = _affine(e.args[0]), _affine(e.args[1])
+        a, b = affine_index(e.args[0]), affine_index(e.args[1])
         if a is None or b is None:
             return None
         if not a[0]:
@@ -265,7 +265,7 @@ def _i64(v: int) -> Const:
     return Const(v, _dt.int64)
 
 
-def _linear(parts, const: int):
+def linear_index(parts, const: int):
     """``sum(var * k for var, k in parts) + const`` without the zero terms."""
     e = None
     for var, k in parts:
@@ -313,14 +313,14 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
     own[col] = 1
     c_root = root[c]
     rvar = Var(row, _dt.int64)
-    c_index = _linear([(rvar, o), (Var(col, _dt.int64), 1)], 0)
+    c_index = linear_index([(rvar, o), (Var(col, _dt.int64), 1)], 0)
     ok = [True]
     used_outer = set()
 
     def index(e):
         """The index ``e`` in terms of ``row`` where its outer variables are a multiple of
         the row strides; else ``e`` (reading the outer variables, recomputed per row)."""
-        aff = _affine(e)
+        aff = affine_index(e)
         if aff is not None:
             terms, const = aff
             k = None
@@ -332,7 +332,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
                 k = t // rstride[v]
             if k is not None and set(terms) <= set(rstride) | {col}:
                 parts = [(rvar, k), (Var(col, _dt.int64), terms.get(col, 0))]
-                return _linear(parts, const), (k, terms, const)
+                return linear_index(parts, const), (k, terms, const)
         for x in sub_exprs(e):
             if isinstance(x, Var) and x.name in rstride:
                 used_outer.add(x.name)
@@ -343,7 +343,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
     def expr(e):
         if isinstance(e, Load):
             if root.get(e.buffer) == c_root:
-                aff = _affine(e.index)
+                aff = affine_index(e.index)
                 if e.buffer != c or width != o or aff is None or aff != (own, 0):
                     ok[0] = False
                     return e
@@ -376,7 +376,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
             return None
         value = expr(st.value)
         if r == c_root:
-            aff = _affine(st.index)
+            aff = affine_index(st.index)
             if st.buffer != c or width != o or aff is None or aff != (own, 0):
                 return None
             idx, k = c_index, o

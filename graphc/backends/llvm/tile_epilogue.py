@@ -33,7 +33,7 @@ from ... import dtypes as _dt
 from ...expr import Call, Const, Load, Math, Var
 from ...kernel import sym
 from ...kernel.ir import Let, LibCall, Loop, Store
-from .epilogue import _affine, counted
+from .epilogue import affine_index, counted
 
 #: step kinds: (code in the kernel's name, takes a buffer)
 KINDS = {
@@ -80,7 +80,7 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
         return None
     row, col = loop.var, chan.var
     own = ({row: ldc, col: 1}, oc)  # (a concat's piece: rows ldc apart, from column oc)
-    if _affine(store.index) != own:
+    if affine_index(store.index) != own:
         return None
     target = store.buffer
     if target != c and not _other_target(target, c, (ldc, oc), o, m, kp, root):
@@ -94,7 +94,7 @@ def tile_steps(call: LibCall, loop, kp, root: dict):
     e = _resolve(store.value, env)
     while True:
         if isinstance(e, Load):
-            if e.buffer != c or _affine(e.index) != own:
+            if e.buffer != c or affine_index(e.index) != own:
                 return None
             break
         if not (isinstance(e, Call) and len(e.args) == 2):
@@ -226,7 +226,7 @@ def _operand(fn, e, row, col, o, m_rows, c, kp, root):
         if n is None or n < o:
             return None
         return ("mul_c" if fn is Math.MUL else "add_c", e.buffer)
-    if fn is Math.ADD and _affine(e.index) == ({row: o, col: 1}, 0):
+    if fn is Math.ADD and affine_index(e.index) == ({row: o, col: 1}, 0):
         n = sym.const_value(sym.product(kp.buffers[e.buffer].shape))
         if n is None or n < m_rows * o:
             return None
