@@ -149,46 +149,41 @@ def replace_expr_loads(e: Expr, names: dict) -> Expr:
     return e
 
 
+def map_exprs(s, fn, loops: bool = True, operand=None):
+    """Statement ``s`` with ``fn`` applied to each expression it holds, nested bodies
+    included; with ``loops`` also Loops and LibCalls (whose buffer operands at positions
+    other than 2, C, become ``operand(name)``), else they are refused (a vectorised body)."""
+    if isinstance(s, Let):
+        return Let(s.var, s.dtype, fn(s.value), s.reduce)
+    if isinstance(s, Store):
+        return Store(s.buffer, fn(s.index), fn(s.value))
+    if isinstance(s, If):
+        return If(fn(s.cond), tuple(map_exprs(x, fn, loops, operand) for x in s.then),
+                  tuple(map_exprs(x, fn, loops, operand) for x in s.orelse))  # fmt: skip
+    if loops and isinstance(s, Loop):
+        body = tuple(map_exprs(x, fn, loops, operand) for x in s.body)
+        return Loop(s.var, fn(s.start), fn(s.stop), body, s.parallel)
+    if loops and isinstance(s, LibCall):
+        return LibCall(s.fn, tuple(
+            fn(a) if isinstance(a, Expr) else
+            operand(a) if operand is not None and isinstance(a, str) and j != 2 else a
+            for j, a in enumerate(s.args)
+        ))  # fmt: skip
+    raise CompileError(f"cannot rewrite the expressions of statement {s!r}")
+
+
 def replace_loads(s, names: dict):
     """Statement ``s`` (loop-free) with the loads of ``names`` replaced (see above)."""
     if not names:
         return s
-    if isinstance(s, Let):
-        return Let(s.var, s.dtype, replace_expr_loads(s.value, names), s.reduce)
-    if isinstance(s, Store):
-        return Store(s.buffer, replace_expr_loads(s.index, names),
-                     replace_expr_loads(s.value, names))  # fmt: skip
-    if isinstance(s, If):
-        return If(replace_expr_loads(s.cond, names),
-                  tuple(replace_loads(x, names) for x in s.then),
-                  tuple(replace_loads(x, names) for x in s.orelse))  # fmt: skip
-    raise CompileError(f"cuda renderer: cannot vectorise statement {s!r}")
+    return map_exprs(s, lambda e: replace_expr_loads(e, names), loops=False)
 
 
 def rename_loads(s, renames: dict):
     """Statement ``s`` (nested bodies included) reading buffer ``renames[b]`` wherever it
     read ``b``: its loads, and a LibCall's operands other than its output C (position 2)."""
-    if isinstance(s, Loop):
-        return Loop(s.var, rename_expr_loads(s.start, renames),
-                    rename_expr_loads(s.stop, renames),
-                    tuple(rename_loads(x, renames) for x in s.body), s.parallel)  # fmt: skip
-    if isinstance(s, Let):
-        return Let(s.var, s.dtype, rename_expr_loads(s.value, renames), s.reduce)
-    if isinstance(s, Store):
-        return Store(s.buffer, rename_expr_loads(s.index, renames),
-                     rename_expr_loads(s.value, renames))  # fmt: skip
-    if isinstance(s, If):
-        return If(rename_expr_loads(s.cond, renames),
-                  tuple(rename_loads(x, renames) for x in s.then),
-                  tuple(rename_loads(x, renames) for x in s.orelse))  # fmt: skip
-    if isinstance(s, LibCall):
-        args = tuple(
-            renames.get(a, a) if isinstance(a, str) and j != 2 else
-            (rename_expr_loads(a, renames) if isinstance(a, Expr) else a)
-            for j, a in enumerate(s.args)
-        )  # fmt: skip
-        return LibCall(s.fn, args)
-    raise TypeError(f"unknown Kernel IR statement {s!r}")
+    return map_exprs(s, lambda e: rename_expr_loads(e, renames),
+                     operand=lambda b: renames.get(b, b))  # fmt: skip
 
 
 def rename_expr_loads(e: Expr, renames: dict) -> Expr:

@@ -200,7 +200,7 @@ def _read_before_overwritten(roots, loads, stores) -> bool:
         if len(stores[r]) != 1:
             return False
         idx, pos = stores[r][0]
-        if any(lr == r and (li != idx or lp > pos) for lr, _b, li, lp in loads):
+        if any(lr == r and (li != idx or lp > pos) for lr, li, lp in loads):
             return False
     return True
 
@@ -352,7 +352,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
             r = root.get(e.buffer, e.buffer)
             loaded.add(r)
             idx = index(e.index)[0]
-            other_loads.append((r, e.buffer, idx, len(out)))
+            other_loads.append((r, idx, len(out)))
             return Load(e.buffer, idx, e.dtype)
         if isinstance(e, Call):
             return Call(e.fn, tuple(expr(a) for a in e.args))
@@ -363,7 +363,7 @@ def _nest_rows(loop, m: int, o: int, row: str, c: str, ab_roots: set, root: dict
         return e
 
     loaded, stored, strides = set(), set(), {}
-    other_loads, other_stores = [], {}  # (root, buffer, index, position) of loads; stores
+    other_loads, other_stores = [], {}  # (root, index, position) of loads; of stores by root
     out = []
     for st in inner:
         if isinstance(st, Let):
