@@ -22,6 +22,12 @@ class CompileOptions:
         for compiling (LLVM modules of a large program compile in parallel).
     cache_dir: the persistent compile cache (default under the user cache dir; None: off).
     fast_math: let the backend reassociate floating-point arithmetic.
+    winograd: cpu: compute 3 x 3 stride-1 convolutions with constant float32 filters (an
+        imported ONNX model's, a frozen graph's) of 32 or more channels by Winograd's
+        F(2x2, 3x3), in 2.25x fewer multiply-adds (``kernel/lower_winograd.py``). Results
+        differ from the direct form's by a few float32 roundings, and a NaN or Inf in the
+        input reaches the whole 2 x 2 output tiles it touches (4 x 4 outputs, not 3 x 3).
+        False: the direct form.
     verbose: progress lines on stderr (what is compiled, then how long it took): True for
         every compile, False never, None (default) for a compile that takes more than about
         2 s while stderr is a terminal.
@@ -37,6 +43,7 @@ class CompileOptions:
         fast_math: bool = False,
         verify: bool | None = None,
         verbose: bool | None = None,
+        winograd: bool = True,
     ):
         if opt_level not in (0, 1, 2, 3):
             raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
@@ -50,6 +57,7 @@ class CompileOptions:
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
         self.fast_math = bool(fast_math)
+        self.winograd = bool(winograd)
         self.verify = config.debug_verify() if verify is None else bool(verify)
         self.verbose = None if verbose is None else bool(verbose)  # graphc/progress.py
         #: cpu: emit position-independent code for a shared library (gc.export_c sets it)
@@ -60,15 +68,17 @@ class CompileOptions:
 
     def key(self) -> tuple:
         """The part of the options that changes generated code (a cache-key component)."""
-        return (self.fusion, self.opt_level, self.threads, self.fast_math) + (
-            ("pic",) if self.position_independent else ()
+        return (
+            (self.fusion, self.opt_level, self.threads, self.fast_math)
+            + (("pic",) if self.position_independent else ())
+            + (() if self.winograd else ("no-winograd",))
         )
 
     def __repr__(self) -> str:
         return (
             f"CompileOptions(fusion={self.fusion}, opt_level={self.opt_level}, "
             f"dump_dir={self.dump_dir}, threads={self.threads}, cache_dir={self.cache_dir}, "
-            f"fast_math={self.fast_math})"
+            f"fast_math={self.fast_math}, winograd={self.winograd})"
         )
 
 

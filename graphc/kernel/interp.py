@@ -267,6 +267,9 @@ class _Exec:
         if s.fn == "conv_packed":
             self.conv_packed(s)
             return
+        if s.fn == "gemm_packed":
+            self.gemm_packed(s)
+            return
         if s.fn != "gemm":
             raise KernelIRError(f"unknown library call {s.fn}")
         a = dict(zip(LIBCALLS["gemm"], s.args))
@@ -336,6 +339,25 @@ class _Exec:
         else:  # (every row inside C: checked above)
             rows = np.lib.stride_tricks.as_strided(C[oc:], (m, o), (ldc * C.itemsize, C.itemsize))
         rows[...] = out.reshape(m, o).astype(C.dtype)
+
+    def gemm_packed(self, s: LibCall):
+        """The products of ``gemm_packed`` (see ir.LIBCALLS), from the unpacked matrices."""
+        a = dict(zip(LIBCALLS["gemm_packed"], s.args))
+        v = {k: int(self.expr(a[k])) for k in a if k not in ("A", "W", "C")}
+        A, W, C = (self.storage[a[k]] for k in ("A", "W", "C"))
+        if not C.flags.writeable:
+            raise KernelIRError(f"gemm_packed writes read-only {a['C']}")
+        m, o, c, nv = v["m"], v["o"], v["c"], v["nv"]
+        size = packed_size(1, 1, c, o, nv)
+        for b in range(v["batch"]):
+            oa, ow_, oc = (b * v[k] for k in ("stride_a", "stride_w", "stride_c"))
+            for buf, off, cnt, name in ((A, oa, m * c, "A"), (W, ow_, size, "W"),
+                                        (C, oc, m * o, "C")):  # fmt: skip
+                if cnt and (off < 0 or off + cnt > buf.size):
+                    raise KernelIRError(f"gemm_packed operand {name} out of bounds")
+            f = unpack_filters(W[ow_ : ow_ + size], 1, 1, c, o, nv)[0, 0]
+            am = A[oa : oa + m * c].reshape(m, c).astype(np.float64)
+            C[oc : oc + m * o] = (am @ f.astype(np.float64)).reshape(-1).astype(C.dtype)
 
     # -- expressions ----------------------------------------------------------------------
     def expr(self, e):

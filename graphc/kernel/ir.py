@@ -132,6 +132,12 @@ LIBCALLS = {
     # (a constant 0 or 1): X is laid out [N, C, H, W] instead of NHWC (an imported model's
     # input, read without its transpose: ``lower_nn``)
     "conv_packed": tuple("X W C nv m o c h w oh ow kh kw sh sw dh dw pt pl ldc oc nchw".split()),
+    # A batch of products with constant right operands packed at compile time, on the same
+    # kernel (Winograd's 16 products of a 3 x 3 convolution: ``lower_winograd``): for b in
+    # [0, batch), C[b] (m x o, rows o apart) = A[b] (m x c, rows c apart) @ the [c, o] matrix
+    # laid out in W[b] by ``conv_packed.pack_filters(matrix.reshape(1, 1, c, o), nv)``;
+    # A[b], W[b], C[b] start stride_a, stride_w, stride_c elements after A[b - 1]'s, ...
+    "gemm_packed": tuple("A W C nv batch m o c stride_a stride_w stride_c".split()),
 }
 
 

@@ -61,6 +61,8 @@ class Lowering:
             raise ValueError(f"reduction_layout must be 'rows' or 'columns', got "
                              f"{reduction_layout!r}")  # fmt: skip
         self.reduction_layout = reduction_layout
+        #: CompileOptions.winograd (``lower_winograd``)
+        self.winograd = getattr(options, "winograd", True)
         self.program = program
         self.plan = plan
         self.shapes = SymShapes(program) if shapes is None else shapes

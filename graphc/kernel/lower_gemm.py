@@ -59,11 +59,16 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
         c_buf = f"t{mm.id}"
         lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
         kb.writes.add(c_buf)
+    kb.overrides[mm_ref] = c_buf
+    finish = None
     if mm.op_def.gemm_group == "conv":
-        emit_conv2d(kb, mm, c_buf)
+        finish = _finisher(lw, nodes, epilogue, mm_ref, c_buf, mm_ref in stored)
+        emit_conv2d(kb, mm, c_buf, finish)
     else:
         _emit_gemm(kb, mm, c_buf)
-    kb.overrides[mm_ref] = c_buf
+    if finish is not None and finish.used:
+        kb.reads.discard(c_buf)
+        return kb
     if epilogue:
         kb.reads.add(c_buf)
         concat = concat_output(lw, epilogue, {n.id for n in nodes})
@@ -86,6 +91,36 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
             if not kb.divmod_used or len(space) <= 1:
                 break
     return kb
+
+
+class Finish:
+    """A GEMM group's epilogue applied where a convolution lowering computes each element of
+    its output (``lower_winograd``'s output transform), instead of in a loop over the
+    output after it: ``finish(kb, dims, flat, value)`` inside the lowering's loops, the
+    element at NHWC index ``dims`` (flat ``flat``) being ``value``, stores the epilogue's
+    results there. ``store_raw``: the convolution's own output is stored too (fetched or read
+    elsewhere); ``used``: the lowering called it (the group then emits no loop)."""
+
+    def __init__(self, epilogue, space, c_buf, store_raw):
+        self.epilogue, self.space, self.c_buf = epilogue, space, c_buf
+        self.store_raw = store_raw
+        self.used = False
+
+    def __call__(self, kb, dims, flat, value):
+        kb.remember(("load", self.c_buf, flat), value)  # (the epilogue's read of C)
+        store_all(kb, self.epilogue, kb.ix(self.space, dims=dims, flat=flat))
+        self.used = True
+
+
+def _finisher(lw, nodes, epilogue, mm_ref, c_buf, store_raw):
+    """A ``Finish`` for a convolution group whose epilogue stores only tensors of C's shape
+    (no concat's piece, no reduction); None when there is no such epilogue."""
+    c_shape = lw.shapes[mm_ref]
+    if not epilogue or any(lw.shapes[r] != c_shape for r in epilogue):
+        return None
+    if concat_output(lw, epilogue, {n.id for n in nodes}) is not None:
+        return None
+    return Finish(epilogue, c_shape, c_buf, store_raw)
 
 
 def _last_read_operand(lw, nodes, mm, c_shape, dt) -> bool:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..expr import Const, Load, Math, Var, i64
-from . import conv_packed, lower_window, sym
+from . import conv_packed, lower_window, lower_winograd, sym
 from .ir import Buffer, Let, LibCall, Store
 from .lowerings import KINDS, opaque
 from .shapes import rule
@@ -152,7 +152,10 @@ def _conv_shape(n, ins, checks):
 KINDS["Conv2D"] = "gemm"
 
 
-def emit_conv2d(kb, node, c_buf):
+def emit_conv2d(kb, node, c_buf, finish=None):
+    """The Conv2D ``node`` into ``c_buf``; ``finish``: the group's epilogue, which a lowering
+    computing each output element in a loop of its own may apply there (``lower_gemm.Finish``;
+    only Winograd's does, and marks it used)."""
     x_ref, f_ref = (tuple(r) for r in node.inputs)
     n, h, w, c = kb.shape(x_ref)
     kh, kw, _, o = kb.shape(f_ref)
@@ -160,7 +163,7 @@ def emit_conv2d(kb, node, c_buf):
     dt = node.outs[0].dtype
     m = sym.product([n, win.oh, win.ow])
     k = sym.product([kh, kw, c])
-    if _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt):
+    if _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt, finish):
         return
     f_buf = kb.lw.buffer_for_read(f_ref)
     kb.reads.add(f_buf)
@@ -232,7 +235,7 @@ def _packed_filters(lw, f_ref, dt):
     return (shape, f) if _packable(lw, dt, shape) else None
 
 
-def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
+def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt, finish=None) -> bool:
     """A ``conv_packed`` LibCall for this Conv2D when its filters qualify
     (``_packed_filters``); False (nothing emitted) otherwise. Constant filters are packed
     into a new constant buffer (``conv_packed.pack_filters``), the original not read; other
@@ -241,6 +244,8 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
     if found is None:
         return False
     shape, f = found
+    if f is not None and _winograd(kb, node, x_ref, f, win, n, c_buf, finish):
+        return True
     nv = conv_packed.panel_vectors(shape[3])
     name = f"pk{node.id}"
     if f is None:
@@ -250,6 +255,19 @@ def _emit_packed_conv(kb, node, x_ref, f_ref, win, n, c, c_buf, m, dt) -> bool:
         kb.lw.buffers[name] = Buffer(name, dt, (i64(packed.size),), "const", packed)
     x_buf, nchw = _packed_input(kb, x_ref)
     _conv_packed_call(kb, x_buf, name, c_buf, nv, m, shape, win, nchw)
+    return True
+
+
+def _winograd(kb, node, x_ref, f, win, n, c_buf, finish) -> bool:
+    """The convolution by Winograd's F(2x2, 3x3) (``lower_winograd``) when it takes these
+    constant filters ``f`` and this window; False (nothing emitted) otherwise."""
+    _, _, c, o = (int(d) for d in f.shape)
+    tiles = sym.const_value(sym.mul(sym.mul(n, sym.floordiv(sym.add(win.oh, 1), 2)),
+                                    sym.floordiv(sym.add(win.ow, 1), 2)))  # fmt: skip
+    if not kb.lw.winograd or not lower_winograd.wins(win, c, o, tiles):
+        return False
+    x_buf = kb.lw.buffer_for_read(x_ref)
+    lower_winograd.emit_winograd(kb, node, x_buf, f, win, n, c, o, c_buf, finish)
     return True
 
 

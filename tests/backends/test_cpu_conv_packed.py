@@ -186,7 +186,8 @@ CASES = [
 def test_api_conv_equals_the_reference(case, threads):
     g, x, y, xv = _graph(*case)
     want = gc.Session(graph=g, target="reference").run(y, {x: xv})
-    opts = gc.CompileOptions(cache_dir=None, threads=threads)
+    # (the direct form: Winograd's has tests/backends/test_cpu_winograd.py)
+    opts = gc.CompileOptions(cache_dir=None, threads=threads, winograd=False)
     with gc.Session(graph=g, target="cpu", options=opts) as sess:
         got = sess.run(y, {x: xv})
         kernels = sess.compile([y], [x]).dump_ir("kernel")

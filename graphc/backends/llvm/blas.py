@@ -31,7 +31,7 @@ from ...expr import Const, expr_dtype
 from ...kernel.ir import LibCall
 from .irutil import F64, I8, I32, I64, PTR, VOID, for_range, gep, mark_cold, value_type
 from .nativegemm import native_gemm
-from .packedgemm import emit_conv_packed
+from .packedgemm import emit_conv_packed, emit_gemm_packed
 
 #: a GEMM is split over threads when it has at least this many multiply-adds (~20 us on one
 #: core). The pool's workers spin between the kernels of a step, so handing them a chunk
@@ -117,6 +117,9 @@ def emit_libcall(r, f, s: LibCall, epilogue=None, tile=None):
     caller runs the loop). ``tile``: see ``emit_conv_packed``."""
     if s.fn == "conv_packed":
         return emit_conv_packed(r, f, s, epilogue, tile)
+    if s.fn == "gemm_packed":
+        emit_gemm_packed(r, f, s)
+        return ir.Constant(ir.IntType(1), 0)
     if s.fn != "gemm":
         raise UnimplementedError(f"cpu backend: library call {s.fn!r} is not implemented")
     (_, _, c, ta, tb, m, n, k, batch, sa, sb, sc, alpha, beta, oa, ob, oc) = s.args

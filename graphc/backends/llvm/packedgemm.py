@@ -133,9 +133,12 @@ def symbol(nv: int, steps=(), nchw: bool = False) -> str:
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
 #: epilogue or null; run only when a task has every panel), epi_ctx, ep0..ep5 (the buffers
 #: of a kernel's tile epilogue steps, ``tile_epilogue.operands``; null past them)
+#: batch (independent products, ``gemm_packed``; 1 for a convolution), sx, swp, sout (floats
+#: from one batch item's x, wp and out to the next's); a task is then a batch item's block of
+#: rows by a group of panels
 FIELDS = ("m", "o", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
           "ldc", "x", "wp", "out", "row_blocks", "panels", "epi", "epi_ctx",
-          "ep0", "ep1", "ep2", "ep3", "ep4", "ep5")  # fmt: skip
+          "ep0", "ep1", "ep2", "ep3", "ep4", "ep5", "batch", "sx", "swp", "sout")  # fmt: skip
 POINTER_FIELDS = ("x", "wp", "out", "epi", "epi_ctx", "ep0", "ep1", "ep2", "ep3", "ep4", "ep5")
 ARGS_TYPE = ir.LiteralStructType([PTR if f in POINTER_FIELDS else I64 for f in FIELDS])
 
@@ -337,7 +340,14 @@ def _emit(r, fn, mr, nv, vt, steps=(), nchw=False):
 
     panels = v["panels"]
     groups = b.sdiv(b.add(nblk, b.sub(panels, _c(1))), panels)
+    per_item = b.mul(v["row_blocks"], groups)
+    base = {k: v[k] for k in ("x", "wp", "out")}
     with for_range(b, fn, t0, t1) as t:
+        item = b.sdiv(t, per_item)  # (0 but for gemm_packed's batch)
+        t = b.srem(t, per_item)
+        for k, stride in (("x", "sx"), ("wp", "swp"), ("out", "sout")):
+            v[k] = gep(b, base[k], [b.mul(b.mul(item, v[stride]), es)], source_etype=I8)
+        pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
         rb = b.sdiv(t, groups)
         p0 = b.mul(b.srem(t, groups), panels)
         p1 = b.add(p0, panels)
@@ -385,6 +395,72 @@ def _step(b, kind, val, arg, zero):
     if kind == "max0_first":  # max(0, v): 0 > v picks 0, else v (a NaN v included)
         return b.select(b.fcmp_ordered(">", zero, val), zero, val)
     raise ValueError(f"tile epilogue step {kind!r}")
+
+
+def emit_gemm_packed(r, f, s):
+    """Render the ``gemm_packed`` LibCall ``s`` (kernel.ir.LIBCALLS): its products as 1 x 1
+    convolutions over images of m x 1 pixels, each batch item's tasks as ``emit_conv_packed``
+    cuts them for one thread when the items are at least as many as the threads (the pool
+    then shares out whole items' tasks: one dispatch for the batch), else for all of them."""
+    b = f.b
+    names = LIBCALLS["gemm_packed"]
+    nv_e = s.args[3]
+    if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
+        raise UnimplementedError(f"gemm_packed: panels of {nv_e} vectors")
+    nv = int(nv_e.value)
+    mr = _c(tile_shapes()[nv][0])
+    a = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:])}
+    m, o, c, batch = a["m"], a["o"], a["c"], a["batch"]
+    one, zero = _c(1), _c(0)
+    nonempty = b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", o, zero))
+    nonempty = b.and_(nonempty, b.icmp_signed(">", batch, zero))
+    nthr = b.sext(f.nthreads, I64)
+    big = b.icmp_signed(">=", b.mul(b.mul(b.mul(m, o), c), batch), _c(PARALLEL_MIN_FLOPS))
+    nthr = b.select(big, nthr, one)
+    per_thread = b.select(b.icmp_signed(">=", batch, nthr), one, nthr)
+    nblk = b.sdiv(b.add(o, _c(nv * LANES - 1)), _c(nv * LANES))
+    row_blocks, panels, tasks, _ = split_tasks(b, m, o, nblk, mr, per_thread)
+    tasks = b.mul(tasks, batch)
+    nt = b.select(b.icmp_signed(">", nthr, one), tasks, one)
+    val = {
+        "m": m,
+        "o": o,
+        "c": c,
+        "h": m,
+        "w": one,
+        "oh": m,
+        "ow": one,
+        "kh": one,
+        "kw": one,
+        "sh": one,
+        "sw": one,
+        "dh": one,
+        "dw": one,
+        "pt": zero,
+        "pl": zero,
+        "ldc": o,
+        "x": f.buf_ptr(s.args[0], zero)[0],
+        "wp": f.buf_ptr(s.args[1], zero)[0],
+        "out": f.buf_ptr(s.args[2], zero)[0],
+        "row_blocks": row_blocks,
+        "panels": panels,
+        "epi": ir.Constant(PTR, None),
+        "epi_ctx": ir.Constant(PTR, None),
+        **{f"ep{k}": ir.Constant(PTR, None) for k in range(MAX_OPERANDS)},
+        "batch": batch,
+        "sx": a["stride_a"],
+        "swp": a["stride_w"],
+        "sout": a["stride_c"],
+    }
+    args = f.alloca(ARGS_TYPE, name="gemm.packed")
+    store_fields(b, args, ARGS_TYPE, FIELDS, val)
+    part = _kernel(r, nv)
+    with b.if_then(nonempty):
+        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
+            with then:
+                b.call(part, [args, zero, tasks])
+            with otherwise:
+                b.call(r._parallel_for(), [part, args, zero, tasks, nt])
 
 
 #: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
@@ -461,8 +537,8 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
         fused, epi_fn, epi_ctx = ir.Constant(I1, 1), ir.Constant(PTR, None), ir.Constant(PTR, None)
     ptrs = {"x": f.buf_ptr(s.args[0], zero)[0], "wp": f.buf_ptr(s.args[1], zero)[0],
             "out": f.buf_ptr(s.args[2], val["oc"])[0], "row_blocks": row_blocks, "panels": panels,
-            "epi": epi_fn, "epi_ctx": epi_ctx,
-            **{f"ep{k}": p for k, p in enumerate(ops)}}  # fmt: skip
+            "epi": epi_fn, "epi_ctx": epi_ctx, "batch": one, "sx": zero, "swp": zero,
+            "sout": zero, **{f"ep{k}": p for k, p in enumerate(ops)}}  # fmt: skip
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
     part = _kernel(r, nv, kinds(tile or ()), bool(nchw_e.value))

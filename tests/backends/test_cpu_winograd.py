@@ -1,0 +1,252 @@
+"""Winograd's F(2x2, 3x3) for 3 x 3 stride-1 convolutions with constant float32 filters on
+the cpu target (``kernel/lower_winograd.py``): the input transform, the 16 products in one
+batched ``gemm_packed`` call on the packed-filter kernel, the output transform with the
+group's epilogue applied in place of a loop after it.
+
+Checked through the API against the reference interpreter (even and odd sizes, SAME, VALID
+and uneven explicit padding, a run-time batch, 1-3 threads, epilogues fused or not: a
+residual read for the last time, the raw convolution fetched too, a broadcast against
+another batch, a concat), bit for bit across thread counts, the policy (what takes the form
+and what keeps the direct one), the matrices against the direct correlation, the Kernel IR
+interpreter, a CPU without AVX-512, and an ONNX model against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends.reference.interpreter import run_program
+from graphc.kernel import interp, lower_winograd
+from graphc.kernel.lower import lower
+from graphc.options import CompileOptions
+from graphc.passes.fusion import fuse
+from graphc.program import extract
+from graphc.runtime_state import RunContext
+
+RNG = np.random.default_rng(7)
+
+
+def _graph(x_shape, f_shape, padding="SAME", epilogue="bias_relu", batch_none=False):
+    """A 3 x 3 stride-1 convolution of constant filters and an epilogue; returns (graph,
+    feeds {placeholder: value}, fetches)."""
+    xv = RNG.standard_normal(x_shape).astype(np.float32)
+    fv = (RNG.standard_normal(f_shape) / np.sqrt(9 * f_shape[2])).astype(np.float32)
+    o = f_shape[3]
+    bias = RNG.standard_normal(o).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, *x_shape[1:]) if batch_none else x_shape)
+        c = gc.nn.conv2d(x, gc.constant(fv), 1, padding)
+        feeds = {x: xv}
+        if epilogue == "bias_relu":
+            fetches = [gc.nn.relu(c + bias)]
+        elif epilogue == "none":
+            fetches = [c]
+        elif epilogue == "residual":  # read for the last time: its storage may be handed over
+            rv = RNG.standard_normal((x_shape[0], *c.shape[1:])).astype(np.float32)
+            r = gc.placeholder(gc.float32, rv.shape)
+            feeds[r] = rv
+            fetches = [gc.nn.relu(c * 0.5 + bias + gc.exp(r * 0.1))]
+        elif epilogue == "raw_too":
+            fetches = [gc.nn.relu(c + bias), c]
+        elif epilogue == "reader":  # the raw result read by a reduction elsewhere
+            fetches = [gc.nn.relu(c) + gc.reduce_sum(c)]
+        elif epilogue == "block":  # a ResNet block: h is read for the last time by the sum
+            h = gc.nn.relu(c + bias)
+            f2 = (RNG.standard_normal((3, 3, o, o)) / np.sqrt(9 * o)).astype(np.float32)
+            fetches = [gc.nn.relu(gc.nn.conv2d(h, gc.constant(f2), 1, "SAME") + h)]
+        elif epilogue == "concat":
+            fetches = [gc.concat([gc.nn.relu(c + bias), gc.nn.relu(c * 2.0)], axis=3)]
+        else:
+            raise ValueError(epilogue)
+    return g, feeds, fetches
+
+
+def _run(g, feeds, fetches, target="cpu", threads=2, winograd=True):
+    opts = CompileOptions(cache_dir=None, threads=threads, winograd=winograd)
+    with gc.Session(graph=g, target=target, options=opts) as sess:
+        got = sess.run(fetches, feeds)
+        ir = sess.compile(fetches, list(feeds)).dump_ir("kernel") if target == "cpu" else None
+    return got, ir
+
+
+def _check(got, want):
+    for a, b in zip(got, want):
+        scale = max(1.0, float(np.max(np.abs(b))))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+CASES = [
+    ((1, 14, 14, 32), (3, 3, 32, 64), "SAME"),
+    ((2, 7, 7, 48), (3, 3, 48, 40), "SAME"),  # odd sizes: the last tiles half used
+    ((1, 9, 11, 40), (3, 3, 40, 33), "VALID"),  # O not a multiple of the panels
+    ((3, 8, 6, 32), (3, 3, 32, 70), [[0, 0], [2, 0], [0, 1], [0, 0]]),  # uneven padding
+    ((1, 13, 13, 64), (3, 3, 64, 256), "SAME"),  # SqueezeNet's last expand layer
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES)
+def test_api_equals_the_reference(case, threads):
+    g, feeds, fetches = _graph(*case)
+    want, _ = _run(g, feeds, fetches, "reference")
+    got, ir = _run(g, feeds, fetches, threads=threads)
+    _check(got, want)
+    assert "call gemm_packed(" in ir and "call conv_packed(" not in ir
+    # the epilogue (bias, ReLU) in the output transform: one loop stores the result
+    assert ir.count("for parallel") == 2
+
+
+@pytest.mark.parametrize("epilogue", ["none", "residual", "raw_too", "reader", "concat", "block"])
+@pytest.mark.parametrize("batch_none", [False, True])
+def test_epilogues_fused_or_after(epilogue, batch_none):
+    g, feeds, fetches = _graph((2, 10, 9, 32), (3, 3, 32, 48), "SAME", epilogue, batch_none)
+    want, _ = _run(g, feeds, fetches, "reference")
+    got, ir = _run(g, feeds, fetches)
+    _check(got, want)
+    assert ir.count("call gemm_packed(") == (2 if epilogue == "block" else 1)
+
+
+def test_a_new_batch_size_runs_the_same_code_and_threads_agree_bit_for_bit():
+    g, feeds, fetches = _graph((2, 12, 10, 32), (3, 3, 32, 64), "SAME", batch_none=True)
+    (x,) = feeds
+    outs = {}
+    for threads in (1, 2):
+        opts = CompileOptions(cache_dir=None, threads=threads)
+        with gc.Session(graph=g, options=opts) as sess:
+            for n in (1, 3, 5):
+                xv = RNG.standard_normal((n, 12, 10, 32)).astype(np.float32)
+                got = sess.run(fetches, {x: xv})
+                with gc.Session(graph=g, target="reference") as ref:
+                    _check(got, ref.run(fetches, {x: xv}))
+                outs.setdefault(n, []).append((xv, got[0]))
+            assert sess.cache_info()["compiles"] == 1
+    for n in (1, 3, 5):  # (different inputs per thread count: compare each to its own run)
+        (xa, ya), (xb, yb) = outs[n]
+        with gc.Session(graph=g, options=CompileOptions(cache_dir=None, threads=2)) as s:
+            np.testing.assert_array_equal(s.run(fetches, {x: xa})[0], ya)
+
+
+def test_winograd_false_and_what_keeps_the_direct_form():
+    g, feeds, fetches = _graph(*CASES[0])
+    _, ir = _run(g, feeds, fetches, winograd=False)
+    assert "call conv_packed(" in ir and "gemm_packed" not in ir
+    rng = np.random.default_rng(0)
+    for x_shape, f_shape, strides, dilations in [
+        ((1, 12, 12, 32), (3, 3, 32, 32), 2, 1),  # stride 2
+        ((1, 12, 12, 32), (3, 3, 32, 32), 1, 2),  # dilated
+        ((1, 12, 12, 16), (3, 3, 16, 64), 1, 1),  # too few input channels
+        ((1, 12, 12, 64), (3, 3, 64, 16), 1, 1),  # too few output channels
+        ((1, 4, 4, 64), (3, 3, 64, 64), 1, 1),  # too few tiles (4)
+        ((1, 12, 12, 32), (5, 5, 32, 32), 1, 1),  # not 3 x 3
+    ]:
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, x_shape)
+            f = gc.constant(rng.standard_normal(f_shape).astype(np.float32))
+            y = gc.nn.conv2d(x, f, strides, "SAME", dilations)
+        xv = rng.standard_normal(x_shape).astype(np.float32)
+        got, ir = _run(g, {x: xv}, [y])
+        assert "gemm_packed" not in ir, (x_shape, f_shape, strides, dilations)
+        _check(got, _run(g, {x: xv}, [y], "reference")[0])
+    g = gc.Graph()  # variable filters (trained): packed at every run, no transform
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (1, 12, 12, 32))
+        w = gc.Variable(rng.standard_normal((3, 3, 32, 32)).astype(np.float32))
+        y = gc.nn.conv2d(x, w, 1, "SAME")
+        init = gc.global_variables_initializer()
+    with gc.Session(graph=g, options=CompileOptions(cache_dir=None)) as sess:
+        sess.run(init)
+        assert "gemm_packed" not in sess.compile([y], [x]).dump_ir("kernel")
+
+
+def test_the_matrices_compute_the_correlation():
+    """B^T d B, G g G^T and A^T (.) A give the 2 x 2 outputs of the 3 x 3 correlation."""
+    bt = np.array(lower_winograd.BT, np.float64)
+    at = np.array(lower_winograd.AT, np.float64)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        d = rng.standard_normal((4, 4))
+        f = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+        u = lower_winograd.transform_filters(f)[:, :, 0, 0].astype(np.float64)
+        y = at @ ((bt @ d @ bt.T) * u) @ at.T
+        want = np.array([[np.sum(d[i : i + 3, j : j + 3] * f[:, :, 0, 0]) for j in range(2)]
+                         for i in range(2)])  # fmt: skip
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3]])
+def test_kernel_ir_interpreter_runs_it(case):
+    g, feeds, fetches = _graph(*case)
+    (x,) = feeds
+    prog = extract(fetches, [], [x])
+    kp = lower(prog, fuse(prog, CompileOptions(cache_dir=None)), reduction_layout="columns")
+    assert "gemm_packed" in str([k.body for k in kp.kernels])
+    got = interp.run(kp, RunContext({}, {}, [feeds[x]]))
+    want = run_program(prog, RunContext({}, {}, [feeds[x]]))
+    _check(got, want)
+
+
+def test_a_cpu_without_avx512_runs_it_too():
+    from graphc.backends.llvm import jit
+
+    if not jit.runnable("x86-64-v3") or "x86_64" not in jit.host()["triple"]:
+        pytest.skip("needs an x86-64 machine that runs x86-64-v3 code")
+    g, feeds, fetches = _graph(*CASES[3])
+    want, _ = _run(g, feeds, fetches, "reference")
+    opts = CompileOptions(cache_dir=None, threads=2)
+    opts.target_cpu = "x86-64-v3"  # AVX2: the narrow tiles
+    with gc.Session(graph=g, options=opts) as sess:
+        got = sess.run(fetches, feeds)
+        assert "call gemm_packed(" in sess.compile(fetches, list(feeds)).dump_ir("kernel")
+    _check(got, want)
+
+
+def test_nan_reaches_its_tiles_only():
+    """A NaN input reaches the outputs of the tiles whose 4 x 4 patch holds it (the
+    documented difference from the direct form's 3 x 3), and no others."""
+    g, feeds, fetches = _graph((1, 12, 12, 32), (3, 3, 32, 32), "SAME", "none")
+    (x,) = feeds
+    xv = feeds[x].copy()
+    xv[0, 5, 6, 3] = np.nan
+    got, _ = _run(g, {x: xv}, fetches)
+    nan_rows, nan_cols = np.nonzero(np.isnan(got[0][0]).any(axis=2))
+    # input row 5 is in the patches of tiles 2 and 3 (rows 3-6, 5-8): output rows 4-7
+    assert set(nan_rows) <= {4, 5, 6, 7} and {4, 5, 6} <= set(nan_rows)
+    assert set(nan_cols) <= {4, 5, 6, 7} and {5, 6, 7} <= set(nan_cols)
+    want, _ = _run(g, {x: xv}, fetches, "reference")
+    finite = ~np.isnan(got[0])
+    _check([got[0][finite]], [want[0][finite]])
+
+
+def test_an_onnx_model_matches_onnxruntime():
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from graphc.onnx.runner import OnnxModel
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
+    b1 = rng.standard_normal(64).astype(np.float32)
+    w2 = (rng.standard_normal((48, 64, 3, 3)) / 24).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], pads=[0, 0, 0, 0])]  # fmt: skip
+    g = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 15, 14])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48, 13, 12])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))],
+    )  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    gm = OnnxModel(model, "cpu")
+    for n in (2, 1):
+        x = rng.standard_normal((n, 32, 15, 14)).astype(np.float32)
+        np.testing.assert_allclose(gm.run([x])[0], sess.run(None, {"x": x})[0], rtol=1e-4,
+                                   atol=1e-4)  # fmt: skip
+    inst = gm._generic or next(iter(gm._instances.values()))
+    ir = inst.session.compile([inst.outputs["y"]], [inst.inputs["x"]]).dump_ir("kernel")
+    assert ir.count("call gemm_packed(") == 2
