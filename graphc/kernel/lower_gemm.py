@@ -40,14 +40,25 @@ def emit_gemm_group(lw, name, nodes, stored, mm):
         and not _last_read_operand(lw, nodes, mm, c_shape, dt)
     )
     if in_place:
-        kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=True)
+        kb = _finished_or_not(lw, name, nodes, stored, mm, epilogue, in_place=True)
         if _reads_only_overwritten(kb.body(), kb.overrides[mm_ref]):
             return kb, kb.body()
-    kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place=False)
+    kb = _finished_or_not(lw, name, nodes, stored, mm, epilogue, in_place=False)
     return kb, kb.body()
 
 
-def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
+def _finished_or_not(lw, name, nodes, stored, mm, epilogue, in_place):
+    """The group with its epilogue where the convolution computes each element (``Finish``)
+    when it reads C only there (an LRN after the convolution reads neighbouring channels:
+    a Load of C would remain, of values never stored); else with the loop after it."""
+    kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place)
+    c_buf = kb.overrides[(mm.id, 0)]
+    if kb.finished and any(isinstance(e, Load) and e.buffer == c_buf for e in exprs_in(kb.body())):
+        kb = _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place, finish=False)
+    return kb
+
+
+def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place, finish=True):
     prog = lw.program
     mm_ref = (mm.id, 0)
     kb = GroupEmitter(lw, name, [n.id for n in nodes if n.id != mm.id])
@@ -60,14 +71,14 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place):
         lw.buffers[c_buf] = Buffer(c_buf, mm.outs[0].dtype, lw.shapes[mm_ref], "temp")
         kb.writes.add(c_buf)
     kb.overrides[mm_ref] = c_buf
-    finish = None
+    kb.finished = False
     if mm.op_def.gemm_group == "conv":
-        finish = _finisher(lw, nodes, epilogue, mm_ref, c_buf, mm_ref in stored)
-        emit_conv2d(kb, mm, c_buf, finish)
+        fin = _finisher(lw, nodes, epilogue, mm_ref, c_buf, mm_ref in stored) if finish else None
+        emit_conv2d(kb, mm, c_buf, fin)
+        kb.finished = fin is not None and fin.used
     else:
         _emit_gemm(kb, mm, c_buf)
-    if finish is not None and finish.used:
-        kb.reads.discard(c_buf)
+    if kb.finished:
         return kb
     if epilogue:
         kb.reads.add(c_buf)

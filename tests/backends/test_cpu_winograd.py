@@ -56,6 +56,9 @@ def _graph(x_shape, f_shape, padding="SAME", epilogue="bias_relu", batch_none=Fa
             h = gc.nn.relu(c + bias)
             f2 = (RNG.standard_normal((3, 3, o, o)) / np.sqrt(9 * o)).astype(np.float32)
             fetches = [gc.nn.relu(gc.nn.conv2d(h, gc.constant(f2), 1, "SAME") + h)]
+        elif epilogue == "shifted":  # C read at a neighbouring channel (an LRN's window)
+            sq = gc.pad(c * c, [[0, 0], [0, 0], [0, 0], [1, 1]])
+            fetches = [c / (1.0 + sq[:, :, :, 0:o] + sq[:, :, :, 2 : o + 2])]
         elif epilogue == "concat":
             fetches = [gc.concat([gc.nn.relu(c + bias), gc.nn.relu(c * 2.0)], axis=3)]
         else:
@@ -98,7 +101,9 @@ def test_api_equals_the_reference(case, threads):
     assert ir.count("for parallel") == 2
 
 
-@pytest.mark.parametrize("epilogue", ["none", "residual", "raw_too", "reader", "concat", "block"])
+@pytest.mark.parametrize(
+    "epilogue", ["none", "residual", "raw_too", "reader", "concat", "block", "shifted"]
+)
 @pytest.mark.parametrize("batch_none", [False, True])
 def test_epilogues_fused_or_after(epilogue, batch_none):
     g, feeds, fetches = _graph((2, 10, 9, 32), (3, 3, 32, 48), "SAME", epilogue, batch_none)
