@@ -73,12 +73,14 @@ def _gemm_group_emitter(lw, name, nodes, stored, mm, epilogue, in_place, finish=
     kb.overrides[mm_ref] = c_buf
     kb.finished = False
     if mm.op_def.gemm_group == "conv":
-        fin = _finisher(lw, nodes, epilogue, mm_ref, c_buf, mm_ref in stored) if finish else None
+        fin = _finisher(lw, nodes, epilogue, mm, c_buf, mm_ref in stored) if finish else None
         emit_conv2d(kb, mm, c_buf, fin)
         kb.finished = fin is not None and fin.used
     else:
         _emit_gemm(kb, mm, c_buf)
     if kb.finished:
+        if fin.concat is not None:  # the other pieces
+            emit_concat_pieces(kb, fin.concat[0], skip=fin.concat[1])
         return kb
     if epilogue:
         kb.reads.add(c_buf)
@@ -109,29 +111,68 @@ class Finish:
     its output (``lower_winograd``'s output transform), instead of in a loop over the
     output after it: ``finish(kb, dims, flat, value)`` inside the lowering's loops, the
     element at NHWC index ``dims`` (flat ``flat``) being ``value``, stores the epilogue's
-    results there. ``store_raw``: the convolution's own output is stored too (fetched or read
-    elsewhere); ``used``: the lowering called it (the group then emits no loop)."""
+    results there: the stored tensors of C's shape, or the convolution's piece of a concat
+    (``concat``: ``(concat_output's found, the piece's ref, its offset on the axis)``; the
+    other pieces are stored by loops after it). ``store_raw``: the convolution's own output
+    is stored too (fetched or read elsewhere); ``used``: the lowering called it."""
 
-    def __init__(self, epilogue, space, c_buf, store_raw):
+    def __init__(self, epilogue, space, c_buf, store_raw, concat=None):
         self.epilogue, self.space, self.c_buf = epilogue, space, c_buf
-        self.store_raw = store_raw
+        self.store_raw, self.concat = store_raw, concat
         self.used = False
 
     def __call__(self, kb, dims, flat, value):
         kb.remember(("load", self.c_buf, flat), value)  # (the epilogue's read of C)
-        store_all(kb, self.epilogue, kb.ix(self.space, dims=dims, flat=flat))
+        ix = kb.ix(self.space, dims=dims, flat=flat)
+        if self.concat is None:
+            store_all(kb, self.epilogue, ix)
+        else:
+            (ref, node, _), piece, offset = self.concat
+            axis, out_shape = node.attrs["axis"], kb.lw.shapes[ref]
+            at = [sym.add(d, offset) if i == axis else d for i, d in enumerate(dims)]
+            buf = kb.out_buffer(kb.lw.program.node(ref[0]), ref[1])
+            kb.emit(Store(buf, sym.flat_index(at, out_shape), kb.value(piece, ix)))
         self.used = True
 
 
-def _finisher(lw, nodes, epilogue, mm_ref, c_buf, store_raw):
-    """A ``Finish`` for a convolution group whose epilogue stores only tensors of C's shape
-    (no concat's piece, no reduction); None when there is no such epilogue."""
-    c_shape = lw.shapes[mm_ref]
-    if not epilogue or any(lw.shapes[r] != c_shape for r in epilogue):
+def _finisher(lw, nodes, epilogue, mm, c_buf, store_raw):
+    """A ``Finish`` for a convolution group whose epilogue stores only tensors of C's shape,
+    or one concat (not transposed) of which one piece of C's shape is computed from C;
+    None when there is no such epilogue."""
+    c_shape = lw.shapes[(mm.id, 0)]
+    if not epilogue:
         return None
-    if concat_output(lw, epilogue, {n.id for n in nodes}) is not None:
+    ids = {n.id for n in nodes}
+    found = concat_output(lw, epilogue, ids)
+    if found is None:
+        return None if any(lw.shapes[r] != c_shape for r in epilogue) else (
+            Finish(epilogue, c_shape, c_buf, store_raw))  # fmt: skip
+    _, node, perm = found
+    if perm != tuple(range(len(perm))):
         return None
-    return Finish(epilogue, c_shape, c_buf, store_raw)
+    offset, hit = sym.ZERO, []
+    for piece in node.inputs:
+        piece = tuple(piece)
+        if _computed_from(lw, piece, mm.id, ids):
+            hit.append((piece, offset))
+        offset = sym.add(offset, lw.shapes[piece][node.attrs["axis"]])
+    if len(hit) != 1 or lw.shapes[hit[0][0]] != c_shape:
+        return None
+    return Finish(epilogue, c_shape, c_buf, store_raw, (found, *hit[0]))
+
+
+def _computed_from(lw, ref, source: int, ids) -> bool:
+    """Whether group member ``ref`` reads node ``source`` through the group's members."""
+    todo, seen = [ref[0]], set()
+    while todo:
+        nid = todo.pop()
+        if nid == source:
+            return True
+        if nid in seen or nid not in ids:
+            continue
+        seen.add(nid)
+        todo.extend(r[0] for r in lw.program.node(nid).inputs)
+    return False
 
 
 def _last_read_operand(lw, nodes, mm, c_shape, dt) -> bool:

@@ -105,12 +105,13 @@ def concat_output(lw, stored, members):
     return stored[0], node, perm
 
 
-def emit_concat_pieces(kb, found):
+def emit_concat_pieces(kb, found, skip=None):
     """Store a group's one output, a concat (``concat_output``): one loop nest per input,
     each computing only its piece and storing it at its offset along the axis (one nest
     over the whole output would compute every input's fused producers at each element and
     select one, with clamped loads that do not vectorise). Loop groups and GEMM epilogues (a
-    fire module's two expand convolutions and their concat) both use it."""
+    fire module's two expand convolutions and their concat) both use it. ``skip``: a piece
+    stored elsewhere (``lower_gemm.Finish``)."""
     lw = kb.lw
     ref, concat, perm = found
     axis = concat.attrs["axis"]
@@ -119,7 +120,7 @@ def emit_concat_pieces(kb, found):
     offset = sym.ZERO
     for piece in concat.inputs:
         shape = lw.shapes[tuple(piece)]
-        if sym.const_value(shape[axis]) != 0:
+        if sym.const_value(shape[axis]) != 0 and tuple(piece) != skip:
             with kb.nest([shape[p] for p in perm]) as idx:
                 dims = [None] * len(perm)
                 for d, p in enumerate(perm):

@@ -59,7 +59,11 @@ def _graph(x_shape, f_shape, padding="SAME", epilogue="bias_relu", batch_none=Fa
         elif epilogue == "shifted":  # C read at a neighbouring channel (an LRN's window)
             sq = gc.pad(c * c, [[0, 0], [0, 0], [0, 0], [1, 1]])
             fetches = [c / (1.0 + sq[:, :, :, 0:o] + sq[:, :, :, 2 : o + 2])]
-        elif epilogue == "concat":
+        elif epilogue == "concat":  # a fire module: a 1 x 1 convolution's piece, then C's
+            f1 = RNG.standard_normal((1, 1, f_shape[2], 24)).astype(np.float32)
+            e1 = gc.nn.relu(gc.nn.conv2d(x, gc.constant(f1), 1, "SAME") + 0.5)
+            fetches = [gc.concat([e1, gc.nn.relu(c + bias)], axis=3)]
+        elif epilogue == "concat_both":  # both pieces computed from C: the loops after it
             fetches = [gc.concat([gc.nn.relu(c + bias), gc.nn.relu(c * 2.0)], axis=3)]
         else:
             raise ValueError(epilogue)
@@ -102,7 +106,8 @@ def test_api_equals_the_reference(case, threads):
 
 
 @pytest.mark.parametrize(
-    "epilogue", ["none", "residual", "raw_too", "reader", "concat", "block", "shifted"]
+    "epilogue",
+    ["none", "residual", "raw_too", "reader", "concat", "concat_both", "block", "shifted"],
 )
 @pytest.mark.parametrize("batch_none", [False, True])
 def test_epilogues_fused_or_after(epilogue, batch_none):
@@ -111,6 +116,8 @@ def test_epilogues_fused_or_after(epilogue, batch_none):
     got, ir = _run(g, feeds, fetches)
     _check(got, want)
     assert ir.count("call gemm_packed(") == (2 if epilogue == "block" else 1)
+    if epilogue.startswith("concat") and not batch_none:  # the transforms, the other pieces
+        assert ir.count("for parallel") == (3 if epilogue == "concat" else 4)
 
 
 def test_a_new_batch_size_runs_the_same_code_and_threads_agree_bit_for_bit():
