@@ -37,6 +37,9 @@ def _graph(x_shape, f_shape, padding="SAME", epilogue="bias_relu", batch_none=Fa
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(gc.float32, (None, *x_shape[1:]) if batch_none else x_shape)
+        if epilogue == "concat":  # a fire module: a 1 x 1 expand first (fused first), then C
+            f1 = RNG.standard_normal((1, 1, f_shape[2], 24)).astype(np.float32)
+            e1 = gc.nn.relu(gc.nn.conv2d(x, gc.constant(f1), 1, "SAME") + 0.5)
         c = gc.nn.conv2d(x, gc.constant(fv), 1, padding)
         feeds = {x: xv}
         if epilogue == "bias_relu":
@@ -59,9 +62,7 @@ def _graph(x_shape, f_shape, padding="SAME", epilogue="bias_relu", batch_none=Fa
         elif epilogue == "shifted":  # C read at a neighbouring channel (an LRN's window)
             sq = gc.pad(c * c, [[0, 0], [0, 0], [0, 0], [1, 1]])
             fetches = [c / (1.0 + sq[:, :, :, 0:o] + sq[:, :, :, 2 : o + 2])]
-        elif epilogue == "concat":  # a fire module: a 1 x 1 convolution's piece, then C's
-            f1 = RNG.standard_normal((1, 1, f_shape[2], 24)).astype(np.float32)
-            e1 = gc.nn.relu(gc.nn.conv2d(x, gc.constant(f1), 1, "SAME") + 0.5)
+        elif epilogue == "concat":  # C's kernel stores both pieces, per pixel
             fetches = [gc.concat([e1, gc.nn.relu(c + bias)], axis=3)]
         elif epilogue == "concat_both":  # both pieces computed from C: the loops after it
             fetches = [gc.concat([gc.nn.relu(c + bias), gc.nn.relu(c * 2.0)], axis=3)]
@@ -117,7 +118,9 @@ def test_epilogues_fused_or_after(epilogue, batch_none):
     _check(got, want)
     assert ir.count("call gemm_packed(") == (2 if epilogue == "block" else 1)
     if epilogue.startswith("concat") and not batch_none:  # the transforms, the other pieces
-        assert ir.count("for parallel") == (3 if epilogue == "concat" else 4)
+        (kernel,) = [k for k in ir.split("\nkernel ")[1:] if "gemm_packed" in k]
+        assert "ConcatV2" in kernel.splitlines()[0]  # (the concat's kernel)
+        assert kernel.count("for parallel") == (3 if epilogue == "concat" else 4)
 
 
 def test_a_new_batch_size_runs_the_same_code_and_threads_agree_bit_for_bit():
