@@ -262,8 +262,10 @@ def _winograd(kb, node, x_ref, f, win, n, c_buf, finish) -> bool:
     """The convolution by Winograd's F(2x2, 3x3) (``lower_winograd``) when it takes these
     constant filters ``f`` and this window; False (nothing emitted) otherwise."""
     _, _, c, o = (int(d) for d in f.shape)
-    tiles = sym.const_value(sym.mul(sym.mul(n, sym.floordiv(sym.add(win.oh, 1), 2)),
-                                    sym.floordiv(sym.add(win.ow, 1), 2)))  # fmt: skip
+    per_image = sym.mul(sym.floordiv(sym.add(win.oh, 1), 2), sym.floordiv(sym.add(win.ow, 1), 2))
+    # (a run-time batch: the tiles of one image, the fewest a run has)
+    tiles = sym.const_value(sym.mul(n, per_image))
+    tiles = sym.const_value(per_image) if tiles is None else tiles
     if not kb.lw.winograd or not lower_winograd.wins(win, c, o, tiles):
         return False
     x_buf = kb.lw.buffer_for_read(x_ref)

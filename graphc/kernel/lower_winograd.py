@@ -63,8 +63,8 @@ def transform_filters(f: np.ndarray) -> np.ndarray:
 
 def wins(win, c, o, tiles) -> bool:
     """Whether the Winograd form is taken for a stride-1, undilated 3 x 3 window ``win``
-    with ``c`` input and ``o`` output channels (ints) over ``tiles`` tiles (an int, None
-    when it depends on the run-time batch)."""
+    with ``c`` input and ``o`` output channels (ints) over ``tiles`` tiles (an int, the
+    least a run may have; None when unknown: a run-time image size)."""
     if not WINOGRAD:
         return False
     if (sym.const_value(win.kh), sym.const_value(win.kw)) != (3, 3):

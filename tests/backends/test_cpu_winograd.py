@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.backends.reference.interpreter import run_program
@@ -165,6 +167,13 @@ def test_winograd_false_and_what_keeps_the_direct_form():
         got, ir = _run(g, {x: xv}, [y])
         assert "gemm_packed" not in ir, (x_shape, f_shape, strides, dilations)
         _check(got, _run(g, {x: xv}, [y], "reference")[0])
+    g = gc.Graph()  # a run-time batch of 4 x 4 images: 4 tiles an image, the direct form
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 4, 4, 64))
+        y = gc.nn.conv2d(x, gc.constant(rng.standard_normal((3, 3, 64, 64)).astype(np.float32)),
+                         1, "SAME")  # fmt: skip
+    with gc.Session(graph=g, options=CompileOptions(cache_dir=None)) as sess:
+        assert "gemm_packed" not in sess.compile([y], [x]).dump_ir("kernel")
     g = gc.Graph()  # variable filters (trained): packed at every run, no transform
     with g.as_default():
         x = gc.placeholder(gc.float32, (1, 12, 12, 32))
@@ -265,3 +274,38 @@ def test_an_onnx_model_matches_onnxruntime():
     inst = gm._generic or next(iter(gm._instances.values()))
     ir = inst.session.compile([inst.outputs["y"]], [inst.inputs["x"]]).dump_ir("kernel")
     assert ir.count("call gemm_packed(") == 2
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(2, 13),
+    w=st.integers(2, 13),
+    c=st.sampled_from([32, 35, 48]),
+    o=st.sampled_from([32, 33, 80]),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    threads=st.integers(1, 3),
+)
+def test_property_random_windows_equal_the_reference(n, h, w, c, o, pads, threads):
+    """Random sizes and paddings (odd, even, smaller than a tile, padding past the window)
+    against the reference; the window must fit (the output at least 1 x 1)."""
+    pt, pb, pl, pr = pads
+    if h + pt + pb < 3 or w + pl + pr < 3:
+        return
+    padding = [[0, 0], [pt, pb], [pl, pr], [0, 0]]
+    rng = np.random.default_rng(n * 1000 + h * 100 + w)
+    xv = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    fv = (rng.standard_normal((3, 3, c, o)) / np.sqrt(9 * c)).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, h, w, c))
+        y = gc.nn.relu(gc.nn.conv2d(x, gc.constant(fv), 1, padding) - 0.1)
+    lower_winograd_min = lower_winograd.MIN_TILES
+    try:
+        lower_winograd.MIN_TILES = 1  # (every size takes the form here)
+        got, ir = _run(g, {x: xv}, [y], threads=threads)
+    finally:
+        lower_winograd.MIN_TILES = lower_winograd_min
+    want, _ = _run(g, {x: xv}, [y], "reference")
+    _check(got, want)
+    assert "gemm_packed" in ir
