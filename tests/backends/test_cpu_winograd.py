@@ -309,3 +309,28 @@ def test_property_random_windows_equal_the_reference(n, h, w, c, o, pads, thread
     want, _ = _run(g, {x: xv}, [y], "reference")
     _check(got, want)
     assert "gemm_packed" in ir
+
+
+def test_exported_artifact_and_c_library_run_it(tmp_path):
+    """``gc.export`` / ``gc.load`` and ``gc.export_c`` carry the transformed filters (the
+    constant ``wu`` buffer) and the ``gemm_packed`` kernel."""
+    import ctypes
+    import shutil
+
+    g, feeds, fetches = _graph((3, 10, 9, 32), (3, 3, 32, 48), "SAME", batch_none=True)
+    ((x, xv),) = feeds.items()
+    (y,) = fetches
+    with g.as_default():
+        sess = gc.Session(graph=g, options=CompileOptions(cache_dir=None))
+        want = sess.run(y, {x: xv})
+        assert "gemm_packed" in sess.compile([y], [x]).dump_ir("kernel")
+        gc.export(sess, tmp_path / "m.gca", {"x": x}, {"y": y})
+        np.testing.assert_array_equal(gc.load(tmp_path / "m.gca")(x=xv)["y"], want)
+        if shutil.which("gcc") or shutil.which("cc"):
+            paths = gc.export_c(sess, tmp_path / "c", {"x": x}, {"y": y}, "wg")
+            lib = ctypes.CDLL(paths["library"])
+            out = np.empty_like(want)
+            rc = lib.wg_run((ctypes.c_void_p * 1)(xv.ctypes.data), (ctypes.c_int64 * 1)(3),
+                            (ctypes.c_void_p * 1)(out.ctypes.data))  # fmt: skip
+            assert rc == 0
+            np.testing.assert_array_equal(out, want)
