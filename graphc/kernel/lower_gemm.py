@@ -4,7 +4,10 @@ The GEMM writes C, then the group's elementwise members (bias, activation) run a
 over their outputs, written in place into C's buffer when nothing else needs the raw product
 (``emit_gemm_group``). ``_emit_gemm`` turns a MatMul / BatchMatMul into one batched ``gemm``
 call, or one call per output batch index when the operands broadcast their batch dims
-differently (the LibCall's arguments: ``graphc/backends/llvm/blas.py``).
+differently (the LibCall's arguments: ``graphc/backends/llvm/blas.py``). A convolution
+lowering that computes each output element in a loop of its own (Winograd's output
+transform) applies the epilogue there instead (``Finish``), unless the epilogue reads the
+convolution at another element.
 """
 
 from __future__ import annotations
