@@ -35,6 +35,11 @@ runs (``lower_nn``'s shape rule), and a wider row (a concat's,
 The kernel prefetches the input and the output lines of the tiles ahead (PREFETCH_TILES,
 PREFETCH_OUT): a model's large layers read and write more than the caches hold.
 
+The same kernel runs the ``gemm_packed`` LibCall (``emit_gemm_packed``): a batch of products
+with constant right operands packed alike (Winograd's 16, ``kernel/lower_winograd.py``), each
+a 1 x 1 convolution over an image of m x 1 pixels, the batch item's pointers stepped per
+task (the struct's ``batch``, ``sx``, ``swp``, ``sout``).
+
 ``part(args, t0, t1)`` runs tasks [t0, t1) (a ``gc_parallel_for`` body); one per panel
 width is emitted into the module of a program that uses it (``emit_conv_packed`` renders
 the LibCall as a call of it); ``kernels_ir`` gives them alone (tests, tuning). The tiles are
@@ -217,7 +222,6 @@ def _emit(r, fn, mr, nv, vt, steps=(), nchw=False):
     chan_bytes = b.mul(plane, es)
     o_v = splat(b, o, ity)
     rest = min(REST_ROWS, mr)
-    pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
     end = _position(b, b.sub(m, _c(1)), v)  # the last pixel's (image, y, x)
 
     def tile(i0, mr, r1, j, masks, panel):  # (mr: this tile's rows, at most _emit's)
@@ -347,6 +351,7 @@ def _emit(r, fn, mr, nv, vt, steps=(), nchw=False):
         t = b.srem(t, per_item)
         for k, stride in (("x", "sx"), ("wp", "swp"), ("out", "sout")):
             v[k] = gep(b, base[k], [b.mul(b.mul(item, v[stride]), es)], source_etype=I8)
+        # (the row of c zeros after the panels, read for a tap in the padding)
         pad_row = gep(b, v["wp"], [b.mul(b.mul(nblk, b.mul(ktot, _c(nb))), es)], source_etype=I8)
         rb = b.sdiv(t, groups)
         p0 = b.mul(b.srem(t, groups), panels)
