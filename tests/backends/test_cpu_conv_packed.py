@@ -5,7 +5,7 @@ a fed tensor's, of a static shape: at every run, by a loop before the kernel).
 
 Checked: the kernel alone against numpy over many shapes (output channels around each panel
 width, pixel counts off the tile, taps in the padding, strides, dilations, tasks of any
-size; an NHWC input and an NCHW one); the whole convolution through the API against the
+size; an NHWC input and an NCHW one; a batch of products, ``gemm_packed``'s items); the whole convolution through the API against the
 reference interpreter (SAME, VALID, explicit padding, a run-time batch, 1-3 threads, an
 epilogue fused per task or not); the Kernel IR interpreter's reading of the LibCall; which
 convolutions take it."""
@@ -384,3 +384,39 @@ def test_input_gradients_take_the_packed_kernel_with_flipped_filters(c, m, o, k,
     assert kernel_ir.count("call conv_packed") == 4
     for a, b in zip(got["cpu"], got["reference"]):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize(
+    "m,c,o,rows,panels",
+    [(49, 32, 48, 1000, 1000), (70, 40, 130, 13, 1), (16, 64, 64, 5, 2), (5, 35, 17, 1, 1000)],
+)
+def test_kernel_batch_items_equal_numpy(m, c, o, rows, panels):
+    """``gemm_packed``'s batch (Winograd's 16 products): the struct's batch, sx, swp and
+    sout step each task's pointers to its item; the items lie apart, NaN between them (a
+    read outside an item would show in its result, a write outside it in the gaps)."""
+    batch, gap = 3, 40
+    rng = np.random.default_rng(m + c + o)
+    nv = conv_packed.panel_vectors(o)
+    a = rng.standard_normal((batch, m, c)).astype(np.float32)
+    f = rng.standard_normal((batch, c, o)).astype(np.float32)
+    size = conv_packed.packed_size(1, 1, c, o, nv)
+    sx, swp, sout = m * c + gap, size + gap, m * o + gap
+    xs = np.full(batch * sx, np.nan, np.float32)
+    ws = np.full(batch * swp, np.nan, np.float32)
+    out = np.full(batch * sout, np.nan, np.float32)
+    for i in range(batch):
+        xs[i * sx : i * sx + m * c] = a[i].ravel()
+        ws[i * swp : i * swp + size] = conv_packed.pack_filters(f[i].reshape(1, 1, c, o), nv)
+    row_blocks = -(-m // rows)
+    args = _Args(m=m, o=o, c=c, h=m, w=1, oh=m, ow=1, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1,
+                 pt=0, pl=0, ldc=o, x=xs.ctypes.data, wp=ws.ctypes.data, out=out.ctypes.data,
+                 row_blocks=row_blocks, panels=panels, batch=batch, sx=sx, swp=swp,
+                 sout=sout)  # fmt: skip
+    nblk = -(-o // (nv * conv_packed.LANES))
+    groups = -(-nblk // panels)
+    _kernel_fn(nv, False)(ctypes.byref(args), 0, row_blocks * groups * batch)
+    for i in range(batch):
+        got = out[i * sout : i * sout + m * o].reshape(m, o)
+        want = a[i].astype(np.float64) @ f[i].astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert np.isnan(out[i * sout + m * o : (i + 1) * sout]).all()  # the gaps untouched
