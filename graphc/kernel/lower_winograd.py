@@ -12,22 +12,25 @@ with the constant matrices below::
     y = A^T M A          (output transform: the tile's 2 x 2 outputs per output channel)
 
 The 16 products carry the multiply-adds (``T * C * O`` each: 16 / 36 of the direct form's
-``4 T * 9 * C * O``). They run on the packed-filter kernel (``conv_packed`` as a 1 x 1
-convolution over a T-pixel "image", each ``U[ab]`` packed at compile time), so they go as
-fast as the direct convolution per multiply-add. The transforms add two passes over 4x the
-input and output sizes (``V`` and ``M``: 16 values per tile of 4 outputs), so the form pays
-where the products are long (channels) and the tiles many; ``wins`` says where.
+``4 T * 9 * C * O``). They run on the packed-filter kernel as one batched ``gemm_packed``
+call (each a 1 x 1 convolution over a T-pixel "image", each ``U[ab]`` packed at compile
+time), so they go as fast as the direct convolution per multiply-add. The transforms add
+two passes over 4x the input and output sizes (``V`` and ``M``: 16 values per tile of 4
+outputs), so the form pays where the products are long (channels) and the tiles many;
+``wins`` says where.
 
 F(2x2, 3x3) only: its transforms use the coefficients 0, +-1 and 1/2 (in ``G``, applied to
 the filters in float64 before rounding), so the results differ from the direct form's by a
 few float32 roundings, like a different summation order. F(4x4, 3x3) would save more
 (4x) at a larger error (its coefficients reach 8 and 1/4) and 36 products.
 
-The kernel is: a parallel loop over the tiles writing the 16 ``V[ab]`` temporaries (``[T,
-C]`` each), the 16 ``conv_packed`` calls writing the ``M[ab]`` temporaries (``[T, O]``), then
-a parallel loop over the output pixels (NHWC) applying ``A^T M A`` with the pixel's row and
-column of ``A^T`` (so an odd output size needs no special last tile); the group's epilogue
-(bias, activation) runs after it over the output, as for the other lowerings.
+The kernel is: a parallel loop over the tiles writing the 16 planes of ``V`` (``[T, C]``
+each, ``_plane`` apart), the ``gemm_packed`` call writing the 16 planes of ``M`` (``[T,
+O]``), then a parallel loop over the output pixels (NHWC) applying ``A^T M A`` with the
+pixel's row and column of ``A^T`` (so an odd output size needs no special last tile). The
+group's epilogue (bias, activation, a concat's piece) is applied in that loop
+(``lower_gemm.Finish``), or, when it reads the convolution at other elements, by a loop over
+the output after it, as for the other lowerings.
 """
 
 from __future__ import annotations
