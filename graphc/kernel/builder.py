@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..expr import Const, Dim, Expr, Load, Math, Var
 from . import sym
-from .ir import Let, Loop
+from .ir import Buffer, Let, Loop
 
 
 class Illegal(Exception):
@@ -136,6 +136,14 @@ class KernelBuilder:
             hit = self.bind(Load(buf, flat, dt), dt)
             self.remember(key, hit)
         return hit
+
+    def temp(self, name, dt, shape) -> str:
+        """A temporary buffer ``name`` of ``dt`` and ``shape`` (int64 expressions or ints)
+        that this kernel writes and reads."""
+        self.lw.buffers[name] = Buffer(name, dt, tuple(sym.as_expr(d) for d in shape), "temp")
+        self.writes.add(name)
+        self.reads.add(name)
+        return name
 
     def out_buffer(self, node, k=0) -> str:
         buf = self.lw.buffer_for_write((node.id, k))

@@ -286,10 +286,7 @@ class _Exec:
             oa = int(v["offset_a"]) + b * int(v["stride_a"])
             ob = int(v["offset_b"]) + b * int(v["stride_b"])
             oc = int(v["offset_c"]) + b * int(v["stride_c"])
-            for buf, off, cnt, name in ((A, oa, m * k_, "A"), (B, ob, k_ * n, "B"),
-                                        (C, oc, m * n, "C")):  # fmt: skip
-                if cnt and (off < 0 or off + cnt > buf.size):
-                    raise KernelIRError(f"gemm operand {name} out of bounds")
+            _check_spans("gemm", ((A, oa, m * k_, "A"), (B, ob, k_ * n, "B"), (C, oc, m * n, "C")))
             am = A[oa : oa + m * k_].reshape((k_, m) if ta else (m, k_))
             bm = B[ob : ob + k_ * n].reshape((n, k_) if tb else (k_, n))
             am = am.T if ta else am
@@ -351,10 +348,8 @@ class _Exec:
         size = packed_size(1, 1, c, o, nv)
         for b in range(v["batch"]):
             oa, ow_, oc = (b * v[k] for k in ("stride_a", "stride_w", "stride_c"))
-            for buf, off, cnt, name in ((A, oa, m * c, "A"), (W, ow_, size, "W"),
-                                        (C, oc, m * o, "C")):  # fmt: skip
-                if cnt and (off < 0 or off + cnt > buf.size):
-                    raise KernelIRError(f"gemm_packed operand {name} out of bounds")
+            _check_spans("gemm_packed", ((A, oa, m * c, "A"), (W, ow_, size, "W"),
+                                         (C, oc, m * o, "C")))  # fmt: skip
             f = unpack_filters(W[ow_ : ow_ + size], 1, 1, c, o, nv)[0, 0]
             am = A[oa : oa + m * c].reshape(m, c).astype(np.float64)
             C[oc : oc + m * o] = (am @ f.astype(np.float64)).reshape(-1).astype(C.dtype)
@@ -511,3 +506,11 @@ def _reads_loaded(e, loaded_vars) -> bool:
     if isinstance(e, Cast):
         return _reads_loaded(e.x, loaded_vars)
     return False
+
+
+def _check_spans(call: str, spans) -> None:
+    """Raise KernelIRError unless each (buffer, offset, count, name) of a library call's
+    operands lies inside its buffer (an empty span anywhere)."""
+    for buf, off, cnt, name in spans:
+        if cnt and (off < 0 or off + cnt > buf.size):
+            raise KernelIRError(f"{call} operand {name} out of bounds")

@@ -104,13 +104,6 @@ def _window_checks(checks, win, padding, what):
                            f"{what}: {kind} window does not fit the input {axis}"))  # fmt: skip
 
 
-def _temp(kb, name, dt, shape):
-    kb.lw.buffers[name] = Buffer(name, dt, tuple(sym.as_expr(d) for d in shape), "temp")
-    kb.writes.add(name)
-    kb.reads.add(name)
-    return name
-
-
 def _im2col(kb, x_ref, win, n, c, col):
     """col[(b, oy, ox), (i, j, ch)] = x[b, oy*sh + i*dh - pt, ox*sw + j*dw - pl, ch] or 0."""
     dt = kb.lw.program.spec(tuple(x_ref)).dtype
@@ -176,7 +169,7 @@ def emit_conv2d(kb, node, c_buf, finish=None):
         a_buf = kb.lw.buffer_for_read(x_ref)
         kb.reads.add(a_buf)
     else:
-        a_buf = _temp(kb, f"col{node.id}", dt, (m, k))
+        a_buf = kb.temp(f"col{node.id}", dt, (m, k))
         if kb.lw.reduction_layout == "columns" and lower_window.static_taps(win.kh, win.kw):
             _blocked_or_whole_conv(kb, x_ref, win, n, c, a_buf, f_buf, c_buf, m, o, k, dt)
             return
@@ -318,7 +311,7 @@ def _emit_filter_packing(kb, f_ref, name, shape, nv, dt, flipped=False):
     nb = nv * conv_packed.LANES
     body = -(-o // nb) * k * nb
     size = conv_packed.packed_size(kh, kw, c, o, nv)
-    _temp(kb, name, dt, (size,))
+    kb.temp(name, dt, (size,))
     f_buf = kb.lw.buffer_for_read(f_ref)
     kb.reads.add(f_buf)
     with kb.loop(i64(size), parallel=size >= PACK_PARALLEL_MIN) as e:
@@ -427,7 +420,7 @@ def _conv_backprop_input(kb, node):
     if kb.lw.reduction_layout == "columns" and flipped is not None:
         _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt)
         return
-    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    cols = kb.temp(f"col{node.id}", dt, (m, k))
     _gemm(kb, g_buf, f_buf, cols, 0, 1, m, k, o, dt)  # [M, O] @ [K, O]^T
     out = kb.out_buffer(node)
     if lower_window.static_taps(kh, kw):
@@ -481,13 +474,13 @@ def _input_grad_as_conv(kb, node, g_ref, f_buf, flipped, n, h, w, c, o, dt):
         m = sym.product([n, h, w])
         _conv_packed_call(kb, g_buf, name, kb.out_buffer(node), nv, m, shape, flipped)
         return
-    f2 = _temp(kb, f"flip{node.id}", dt, (kh, kw, o, c))
+    f2 = kb.temp(f"flip{node.id}", dt, (kh, kw, o, c))
     with kb.nest([flipped.kh, flipped.kw, o, c]) as (i, j, oc, ch):
         src = sym.flat_index((sym.sub(kh - 1, i), sym.sub(kw - 1, j), ch, oc), (kh, kw, c, o))
         kb.emit(Store(f2, sym.flat_index((i, j, oc, ch), (kh, kw, o, c)), Load(f_buf, src, dt)))
     m = sym.product([n, h, w])
     k = sym.product([kh, kw, o])
-    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    cols = kb.temp(f"col{node.id}", dt, (m, k))
     _blocked_or_whole_conv(kb, g_ref, flipped, n, o, cols, f2, kb.out_buffer(node), m, c, k, dt)
 
 
@@ -516,11 +509,11 @@ def _conv_backprop_filter(kb, node):
     m = sym.product([n, win.oh, win.ow])
     k = sym.product([kh, kw, c])
     if lower_window.direct_conv(win, c):
-        part = _temp(kb, f"part{node.id}", dt, (n, k, o))
+        part = kb.temp(f"part{node.id}", dt, (n, k, o))
         lower_window.emit_direct_filter_grad(kb, x_ref, g_ref, win, n, c, o, kb.out_buffer(node),
                                              part, dt)  # fmt: skip
         return
-    cols = _temp(kb, f"col{node.id}", dt, (m, k))
+    cols = kb.temp(f"col{node.id}", dt, (m, k))
     g_buf = kb.lw.buffer_for_read(g_ref)
     kb.reads.add(g_buf)
     out = kb.out_buffer(node)
@@ -550,7 +543,7 @@ def _blocked_or_whole_filter_grad(kb, node, x_ref, win, n, c, cols, g_buf, out, 
     one, zero = Const(1.0, dt), Const(0.0, dt)
     z = sym.ZERO
     if known is None or known >= least:
-        part = _temp(kb, f"part{node.id}", dt, (nblocks, k, o))
+        part = kb.temp(f"part{node.id}", dt, (nblocks, k, o))
         with kb.loop(sym.select(big, nblocks, z), parallel=True) as i:
             lo = sym.mul(i, blk)
             hi = sym.minimum(sym.add(lo, blk), m)

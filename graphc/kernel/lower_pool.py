@@ -17,7 +17,7 @@ from .. import dtypes as _dt
 from ..expr import Cast, Const, Math, Var, i64
 from . import lower_window, sym
 from .ir import Let, Store
-from .lower_nn import _load_buf, _same_dims, _temp, _window, _window_checks
+from .lower_nn import _load_buf, _same_dims, _window, _window_checks
 from .lowerings import opaque
 from .shapes import rule
 
@@ -144,7 +144,7 @@ def _pool_grad(kb, node, is_max):
         lower_window.emit_max_pool_grad_disjoint(kb, node, x_ref, g_ref, win, n, c, out)
         return
     if is_max:
-        taps = _temp(kb, f"argtap{node.id}", _dt.int32, pooled)
+        taps = kb.temp(f"argtap{node.id}", _dt.int32, pooled)
     if lower_window.static_taps(win.kh, win.kw):
         if is_max:
             lower_window.emit_max_pool_grad(kb, node, x_ref, g_ref, win, n, c, out, taps)

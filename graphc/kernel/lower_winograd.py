@@ -99,8 +99,8 @@ def emit_winograd(kb, node, x_buf, f, win, n, c, o, c_buf, finish=None) -> None:
     tiles = sym.product([n, th, tw])
     nv = conv_packed.panel_vectors(o)
     sv, sm = _plane(tiles, c), _plane(tiles, o)
-    v_buf = _temp(kb, f"wv{node.id}", dt, (sym.mul(sv, 16),))
-    m_buf = _temp(kb, f"wm{node.id}", dt, (sym.mul(sm, 16),))
+    v_buf = kb.temp(f"wv{node.id}", dt, (sym.mul(sv, 16),))
+    m_buf = kb.temp(f"wm{node.id}", dt, (sym.mul(sm, 16),))
     u_buf = f"wu{node.id}"
     size = conv_packed.packed_size(1, 1, c, o, nv)
     if u_buf not in lw.buffers:  # (a GEMM group may be emitted twice: in place or not)
@@ -132,13 +132,6 @@ def _pick(odd, v):
     return Math.SELECT(
         odd, Math.SUB(Math.SUB(v[1], v[2]), v[3]), Math.ADD(Math.ADD(v[0], v[1]), v[2])
     )
-
-
-def _temp(kb, name, dt, shape):
-    kb.lw.buffers[name] = Buffer(name, dt, tuple(sym.as_expr(d) for d in shape), "temp")
-    kb.writes.add(name)
-    kb.reads.add(name)
-    return name
 
 
 def _input_transform(kb, x_buf, win, n, th, tw, c, v_buf, plane, dt):

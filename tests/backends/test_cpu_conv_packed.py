@@ -5,10 +5,10 @@ a fed tensor's, of a static shape: at every run, by a loop before the kernel).
 
 Checked: the kernel alone against numpy over many shapes (output channels around each panel
 width, pixel counts off the tile, taps in the padding, strides, dilations, tasks of any
-size; an NHWC input and an NCHW one; a batch of products, ``gemm_packed``'s items); the whole convolution through the API against the
-reference interpreter (SAME, VALID, explicit padding, a run-time batch, 1-3 threads, an
-epilogue fused per task or not); the Kernel IR interpreter's reading of the LibCall; which
-convolutions take it."""
+size; an NHWC input and an NCHW one; a batch of products, ``gemm_packed``'s items); the
+whole convolution through the API against the reference interpreter (SAME, VALID,
+explicit padding, a run-time batch, 1-3 threads, an epilogue fused per task or not); the
+Kernel IR interpreter's reading of the LibCall; which convolutions take it."""
 
 from __future__ import annotations
 

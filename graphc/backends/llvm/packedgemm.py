@@ -402,6 +402,29 @@ def _step(b, kind, val, arg, zero):
     raise ValueError(f"tile epilogue step {kind!r}")
 
 
+def _panels(s):
+    """(nv, tile rows as an i64 constant) of the LibCall ``s``: its panel width in vectors
+    (a constant, one the kernel has)."""
+    nv_e = s.args[3]
+    if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
+        raise UnimplementedError(f"{s.fn}: panels of {nv_e} vectors")
+    nv = int(nv_e.value)
+    return nv, _c(tile_shapes()[nv][0])
+
+
+def _run_tasks(r, f, part, args, tasks, nt, nonempty):
+    """Run tasks [0, tasks) of ``part`` over ``args``: inline for one chunk, else as ``nt``
+    pool chunks; nothing when ``nonempty`` is false."""
+    b = f.b
+    zero, one = _c(0), _c(1)
+    with b.if_then(nonempty):
+        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
+            with then:
+                b.call(part, [args, zero, tasks])
+            with otherwise:
+                b.call(r._parallel_for(), [part, args, zero, tasks, nt])
+
+
 def emit_gemm_packed(r, f, s):
     """Render the ``gemm_packed`` LibCall ``s`` (kernel.ir.LIBCALLS): its products as 1 x 1
     convolutions over images of m x 1 pixels, each batch item's tasks as ``emit_conv_packed``
@@ -409,11 +432,7 @@ def emit_gemm_packed(r, f, s):
     then shares out whole items' tasks: one dispatch for the batch), else for all of them."""
     b = f.b
     names = LIBCALLS["gemm_packed"]
-    nv_e = s.args[3]
-    if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
-        raise UnimplementedError(f"gemm_packed: panels of {nv_e} vectors")
-    nv = int(nv_e.value)
-    mr = _c(tile_shapes()[nv][0])
+    nv, mr = _panels(s)
     a = {k: r._index(f, e) for k, e in zip(names[4:], s.args[4:])}
     m, o, c, batch = a["m"], a["o"], a["c"], a["batch"]
     one, zero = _c(1), _c(0)
@@ -459,13 +478,7 @@ def emit_gemm_packed(r, f, s):
     }
     args = f.alloca(ARGS_TYPE, name="gemm.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, val)
-    part = _kernel(r, nv)
-    with b.if_then(nonempty):
-        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
-            with then:
-                b.call(part, [args, zero, tasks])
-            with otherwise:
-                b.call(r._parallel_for(), [part, args, zero, tasks, nt])
+    _run_tasks(r, f, _kernel(r, nv), args, tasks, nt, nonempty)
 
 
 #: a convolution is split over threads from this many multiply-adds (as blas.py's GEMMs)
@@ -504,11 +517,7 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
     tiles instead (the result is then true: the loop is not to run)."""
     b = f.b
     names = LIBCALLS["conv_packed"]
-    nv_e = s.args[3]
-    if not isinstance(nv_e, Const) or int(nv_e.value) not in TILE_ROWS:
-        raise UnimplementedError(f"conv_packed: panels of {nv_e} vectors")
-    nv = int(nv_e.value)
-    mr = _c(tile_shapes()[nv][0])
+    nv, mr = _panels(s)
     nchw_e = s.args[names.index("nchw")]
     if not isinstance(nchw_e, Const) or int(nchw_e.value) not in (0, 1):
         raise UnimplementedError(f"conv_packed: input layout flag {nchw_e}")
@@ -547,10 +556,5 @@ def emit_conv_packed(r, f, s, epilogue=None, tile=None):
     args = f.alloca(ARGS_TYPE, name="conv.packed")
     store_fields(b, args, ARGS_TYPE, FIELDS, {**val, **ptrs})
     part = _kernel(r, nv, kinds(tile or ()), bool(nchw_e.value))
-    with b.if_then(nonempty):
-        with b.if_else(b.icmp_signed("<=", nt, one), likely=True) as (then, otherwise):
-            with then:
-                b.call(part, [args, zero, tasks])
-            with otherwise:
-                b.call(r._parallel_for(), [part, args, zero, tasks, nt])
+    _run_tasks(r, f, part, args, tasks, nt, nonempty)
     return fused
