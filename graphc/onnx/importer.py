@@ -195,7 +195,7 @@ class Importer:
             raise NeedConstant(name, label, what, self.deps.get(name, ()))
         with Session(graph=self.graph, target="reference") as sess:
             carried = sess.run(self.tensors[name])
-        value = _ty.from_carrier(np.asarray(carried), self.types[name])
+        value = _ty.from_carrier(np.array(carried), self.types[name])  # (its own copy)
         self.values[name] = value
         return value
 

@@ -47,8 +47,13 @@ class _Instance:
             feed_dict[ph] = _ty.to_carrier(feeds[name], self.in_types[name])
         fetches = [self.outputs[n] for n in output_names]
         outs = self.session.run(fetches, feed_dict)
-        return [_ty.from_carrier(np.asarray(o), self.out_types[n])
-                for o, n in zip(outs, output_names)]  # fmt: skip
+        res = [_ty.from_carrier(o, self.out_types[n]) for o, n in zip(outs, output_names)]
+        seen = set()
+        for i, a in enumerate(res):  # one tensor, two outputs: each its own array
+            if id(a) in seen:
+                res[i] = a.copy()
+            seen.add(id(a))
+        return res
 
     def close(self):
         self.session.close()
@@ -66,9 +71,13 @@ class OnnxModel:
         self.input_names = [vi.name for vi in g.input if vi.name not in inits]
         self.output_names = [vi.name for vi in g.output]
         self._input_types = {}
+        self._input_dtypes = {}  # name -> the numpy dtype a value must have (checked per run)
         for vi in g.input:
             if vi.name in self.input_names and vi.type.HasField("tensor_type"):
-                self._input_types[vi.name] = vi.type.tensor_type.elem_type
+                t = vi.type.tensor_type.elem_type
+                self._input_types[vi.name] = t
+                if _ty.supported(t):
+                    self._input_dtypes[vi.name] = _ty.numpy_dtype(t)
         self._lock = threading.Lock()
         self._generic = None
         self._generic_failed = False
@@ -112,10 +121,10 @@ class OnnxModel:
             if a is None:
                 raise InvalidArgumentError(f"missing ONNX input {name!r}")
             a = np.asarray(a)
-            want = self._input_types.get(name)
-            if want is not None and _ty.supported(want) and a.dtype != _ty.numpy_dtype(want):
-                raise InvalidArgumentError(f"ONNX input {name!r} must be "
-                                           f"{_ty.numpy_dtype(want)}, got {a.dtype}")  # fmt: skip
+            want = self._input_dtypes.get(name)
+            if want is not None and a.dtype != want:
+                raise InvalidArgumentError(f"ONNX input {name!r} must be {want}, "
+                                           f"got {a.dtype}")  # fmt: skip
             feeds[name] = a
         with self._lock:
             inst = self._instance(feeds)

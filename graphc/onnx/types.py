@@ -97,12 +97,17 @@ def to_carrier(array: np.ndarray, elem_type: int) -> np.ndarray:
 
 
 def from_carrier(array: np.ndarray, elem_type: int) -> np.ndarray:
-    """A carrier value as ONNX ``elem_type`` (values are in range after ``wrap``)."""
+    """A carrier value as ONNX ``elem_type`` (values are in range after ``wrap``): a new
+    array, or ``array`` itself when the carrier's dtype is already ``elem_type``'s (a value
+    Session.run returned belongs to the caller; no copy)."""
     arr = np.asarray(array)
     if elem_type == TensorProto.UINT64:
         return arr.astype(np.int64).view(np.uint64)
+    want = numpy_dtype(elem_type)
+    if arr.dtype == want:
+        return arr
     with np.errstate(all="ignore"):
-        return arr.astype(numpy_dtype(elem_type))
+        return arr.astype(want)
 
 
 def wrap(t, elem_type: int):

@@ -72,6 +72,28 @@ def test_load_is_a_callable_with_a_signature(tmp_path):
         model(a=a, c=b)
 
 
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+def test_outputs_are_the_callers_own_arrays(target):
+    """Each run's outputs are new arrays, one per output, even when two outputs are one tensor
+    (an Identity) and the carrier needs no conversion (no copy is made then)."""
+    m = _model(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Identity", ["y"], ["z"])],
+        [_vi("x", TensorProto.FLOAT, [2, 3])],
+        [_vi("y", TensorProto.FLOAT, [2, 3]), _vi("z", TensorProto.FLOAT, [2, 3])],
+    )
+    from graphc.onnx.runner import OnnxModel
+
+    model = OnnxModel(m, target)  # (what gc.onnx.load returns, from a model in memory)
+    x = np.float32([[-1, 2, -3], [4, -5, 6]])
+    first = model.run([x])
+    again = model.run([x])
+    assert not np.shares_memory(first[0], first[1])
+    assert not np.shares_memory(first[0], again[0])
+    first[0][0, 1] = 99.0
+    np.testing.assert_array_equal(first[1], np.maximum(x, 0))
+    np.testing.assert_array_equal(again[0], np.maximum(x, 0))
+
+
 def test_narrow_integer_types_wrap_like_onnx():
     m = _model(
         [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Mul", ["s", "b"], ["y"])],
