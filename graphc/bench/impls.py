@@ -151,6 +151,36 @@ class GraphcWarmStart(GraphcColdCompile):
         self.extra["compiles"] = info.get("compiles")
 
 
+class LimitImpl:
+    """What bounds a workload on this machine (``Workload.limit``), timed like a peer but not
+    an implementation of it: no values to check."""
+
+    family = "limit"
+
+    def __init__(self, name, workload, sizes, inputs):
+        self.name = name
+        self._args = (workload, sizes, inputs)
+        self.figures: dict = {}
+        self.extra: dict = {}
+        self._fn = None
+
+    def setup(self):
+        workload, sizes, inputs = self._args
+        self._fn = workload.limit(sizes, inputs)
+
+    def run(self):
+        self._fn()
+
+    def values(self):
+        return None
+
+    def collect(self):
+        pass
+
+    def close(self):
+        self._fn = None
+
+
 class PeerImpl:
     """A peer framework's implementation of a workload."""
 

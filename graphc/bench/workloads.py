@@ -97,6 +97,15 @@ class Workload:
         """A zero-argument function doing one run in numpy and returning the values."""
         raise NotImplementedError
 
+    #: the name of a row timing what bounds the workload on this machine (W3: its GEMMs
+    #: through numpy's BLAS), timed in turns with the others so that "within 1.1x of the
+    #: limit" compares one machine state; None: no such row
+    limit_name: str | None = None
+
+    def limit(self, sizes: dict, inputs: dict):
+        """A zero-argument function doing the bounding work of one run (see limit_name)."""
+        raise NotImplementedError
+
     def missing(self) -> str | None:
         """The first required public name graphc does not have yet, or None."""
         for name in self.requires:
@@ -281,17 +290,45 @@ class MLPStep(Workload):
     def numpy(self, sizes, inputs):
         return numpy_train_steps(mlp_numpy_step, inputs, MLP_PARAMS)
 
+    limit_name = "gemm limit"
+
+    def limit(self, sizes, inputs):
+        """The step's eight matrix products (three forward, then each weight's gradient and
+        the two hidden layers' input gradients) through numpy's BLAS into arrays made once:
+        the GEMM work no implementation of the step avoids, at this moment's speed of the
+        machine's SGEMM."""
+        b, h, c = sizes["batch"], sizes["hidden"], sizes["classes"]
+        x, w1, w2, w3 = inputs["x"], inputs["w1"], inputs["w2"], inputs["w3"]
+        f32 = np.float32
+        h1, h2, dh1, dh2 = (np.empty((b, h), f32) for _ in range(4))
+        lg = np.empty((b, c), f32)  # the logits, standing in for their gradient too
+        dw1, dw2, dw3 = np.empty_like(w1), np.empty_like(w2), np.empty_like(w3)
+
+        def run():
+            np.matmul(x, w1, out=h1)
+            np.matmul(h1, w2, out=h2)
+            np.matmul(h2, w3, out=lg)
+            np.matmul(h2.T, lg, out=dw3)
+            np.matmul(lg, w3.T, out=dh2)
+            np.matmul(h1.T, dh2, out=dw2)
+            np.matmul(dh2, w2.T, out=dh1)
+            np.matmul(x.T, dh1, out=dw1)
+
+        return run
+
 
 class MLPCompile(MLPStep):
     id = "W5"
     title = "MLP step compile"
     stresses = "compile speed, on-disk cache"
     kind = "compile"
+    limit_name = None
 
 
 class MLPBatches(MLPStep):
     id = "W8"
     title = "MLP step, 4 batch sizes"
+    limit_name = None
     stresses = "no recompilation on a new None dim size"
 
     def sizes(self, quick):

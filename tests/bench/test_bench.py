@@ -442,3 +442,51 @@ def test_w13_times_graphc_and_onnxruntime_in_turns(monkeypatch):
     assert ours.max_abs_err < 1e-3 and 0 < ours.min_s <= ours.median_s
     ratio = res.speedups["squeezenet_b1_graphc_time_over_onnxruntime"]
     assert ratio == pytest.approx(ours.median_s / peer.median_s)
+
+
+def test_w3_times_its_gemm_limit_in_turns():
+    """W3's "gemm limit" row: the step's eight products through numpy's BLAS, timed in turns
+    with the implementations, unchecked (no values), and the ratio the W3 target reads."""
+    from graphc.bench.workloads import MLPStep
+
+    res = _quick("W3").workloads[0]
+    assert res.status == "ok", res.reason
+    limit = _impl(res, "gemm limit")
+    fused = _impl(res, FUSED)
+    assert limit.family == "limit" and limit.status == "ok" and limit.max_abs_err is None
+    assert limit.median_s > 0 and limit.runs == fused.runs  # the same rounds
+    assert res.speedups["fused_time_over_gemm_limit"] == pytest.approx(
+        fused.median_s / limit.median_s
+    )
+    assert "gemm limit" in format_table(run_suite_result(res))
+    # the products are the step's: 2 * batch * (d*h + h*h + h*c) forward, as much for the
+    # weight gradients, and the two hidden layers' input gradients
+    w = MLPStep()
+    sizes = w.sizes(quick=True)
+    inputs = w.inputs(sizes, np.random.default_rng(0))
+    calls = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        calls.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    fn = w.limit(sizes, inputs)
+    np_matmul, np.matmul = np.matmul, counting
+    try:
+        fn()
+    finally:
+        np.matmul = np_matmul
+    b, d, h, c = sizes["batch"], sizes["inputs"], sizes["hidden"], sizes["classes"]
+    flops = sum(2 * a[0] * a[1] * bb[1] for a, bb in calls)
+    assert flops == 2 * b * (2 * (d * h + h * h + h * c) + h * c + h * h)
+    # only W3 has the row (W5 times compiles, W8 four batch sizes)
+    assert all(i.name != "gemm limit" for w8 in _quick("W8", repeat=2).workloads for i in w8.impls)
+
+
+def run_suite_result(w):
+    return BenchResult(
+        {"peers": {}, "cpu": "x", "cores": 1, "cpu_flags": [], "numpy": "", "graphc": ""},
+        {"target": "cpu", "quick": True, "repeat": 3, "seconds": 0.0},
+        [w],
+    )
