@@ -200,6 +200,7 @@ class Session:
         self._cache: dict = {}
         self._compiles = 0
         self._hits = 0
+        self._direct_hits = [0]  # runs of Session._direct's closures (no reference back)
         self._disk_loads = 0
         self._lock = threading.RLock()
         self._closed = False
@@ -389,8 +390,7 @@ class Session:
         sel = slots if picks is None else [slots[i] for i in picks]
         ranks = exe.runner.output_ranks
         scalars = [j for j, s in enumerate(sel) if not ranks[s]]
-        lock = self._lock
-        session = self
+        lock, hits = self._lock, self._direct_hits  # (not self: the closure lives in self)
 
         def direct(feed_dict):
             vals = list(feed_dict.values())
@@ -404,7 +404,7 @@ class Session:
                     ) from None
                 if outs is None:
                     return None
-                session._hits += 1
+                hits[0] += 1
             values = [outs[s] for s in sel]
             for j in scalars:
                 values[j] = values[j][()]
@@ -482,7 +482,7 @@ class Session:
         """``compiles``: executables compiled by this session; ``hits``: runs that reused one."""
         return {
             "compiles": self._compiles,
-            "hits": self._hits,
+            "hits": self._hits + self._direct_hits[0],
             "disk_loads": self._disk_loads,
             "entries": len(self._cache),
         }

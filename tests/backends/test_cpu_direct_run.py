@@ -150,3 +150,25 @@ def test_closed_session_refuses_a_repeated_signature():
     sess.close()
     with pytest.raises(RuntimeError):
         sess.run(y, feed)
+
+
+def test_a_dropped_session_is_freed_without_the_cycle_collector():
+    """The direct closure must not hold its session: a session dropped by the user is freed
+    at once (its compiled code with it), as before the fast path."""
+    import gc as pygc
+    import weakref
+
+    g, a, b, y, s, z = _graph()
+    feed = {a: np.ones((1, 3), np.float32), b: np.ones(3, np.float32)}
+    was = pygc.isenabled()
+    pygc.disable()
+    try:
+        sess = gc.Session(graph=g)
+        sess.run(y, feed)
+        sess.run(y, feed)
+        ref = weakref.ref(sess)
+        del sess
+        assert ref() is None
+    finally:
+        if was:
+            pygc.enable()
