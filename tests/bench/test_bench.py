@@ -490,3 +490,19 @@ def run_suite_result(w):
         {"target": "cpu", "quick": True, "repeat": 3, "seconds": 0.0},
         [w],
     )
+
+
+def test_fma_peak_script_reports_each_thread_count():
+    """scripts/fma_peak.py (the multiply-add bound docs/benchmarks.md compares GEMMs with)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fma_peak.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--threads", "1,2", "--steps", "20000"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    lines = out.strip().splitlines()
+    assert [ln.split(" thread")[0] for ln in lines] == ["1", "2"]
+    assert all(float(ln.split(": ")[1].split()[0]) > 0 for ln in lines)
