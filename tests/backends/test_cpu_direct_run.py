@@ -172,3 +172,30 @@ def test_a_dropped_session_is_freed_without_the_cycle_collector():
     finally:
         if was:
             pygc.enable()
+
+
+def test_direct_runs_from_several_threads_give_each_its_own_result():
+    """The direct call binds the program's one argument table: runs from several Python
+    threads on one session must not see each other's feeds or outputs."""
+    import threading
+
+    g, a, b, y, s, z = _graph()
+    bv = np.float32([0, 0, 0])
+    errors = []
+    with gc.Session(graph=g) as sess:
+        sess.run(y, {a: np.ones((2, 3), np.float32), b: bv})
+
+        def work(k):
+            av = np.full((2, 3), k, np.float32)
+            for _ in range(300):
+                out = sess.run(y, {a: av, b: bv})
+                if not np.array_equal(out, 2 * av):
+                    errors.append((k, out))
+                    return
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(1, 5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
