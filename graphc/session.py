@@ -402,7 +402,7 @@ class Session:
         lock, hits = self._lock, self._direct_hits  # (not self: the closure lives in self)
 
         def direct(feed_dict):
-            vals = list(feed_dict.values())
+            vals = list(feed_dict.values()) if feed_dict else []
             feeds = vals if in_order else [vals[i] for i in order]
             with lock:
                 try:

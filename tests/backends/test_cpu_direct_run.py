@@ -228,3 +228,16 @@ def test_dict_fetches_repeat_by_their_keys_and_tensors(target):
             for _ in range(3):
                 sess.run({"y": y, "s": s}, feed)
             assert calls == []
+
+
+def test_a_program_without_feeds_repeats_with_feed_dict_none_or_empty():
+    """A lean program that reads no feed (a constant too large to fold, then scaled) runs
+    again and again with ``feed_dict`` None or {}."""
+    g = gc.Graph()
+    with g.as_default():
+        y = gc.fill((1024, 1024), 3.0) * 2
+    with gc.Session(graph=g) as sess:
+        assert sess.compile(y).runner.direct_call() is not None  # the path under test
+        for feed in (None, None, {}, {}, None):
+            out = sess.run(y, feed)
+            assert out.shape == (1024, 1024) and float(out[0, 0]) == 6.0
