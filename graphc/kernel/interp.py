@@ -299,13 +299,19 @@ class _Exec:
                 new = new + beta * cm
             cm[...] = new.astype(C.dtype, copy=False)
 
+    def _packed_call(self, s: LibCall, operands: tuple):
+        """(integer arguments by name, the arrays of ``operands``, the last one written) of a
+        ``conv_packed`` or ``gemm_packed`` call; KernelIRError when that one is read-only."""
+        a = dict(zip(LIBCALLS[s.fn], s.args))
+        v = {k: int(self.expr(a[k])) for k in a if k not in operands}
+        arrays = [self.storage[a[k]] for k in operands]
+        if not arrays[-1].flags.writeable:
+            raise KernelIRError(f"{s.fn} writes read-only {a[operands[-1]]}")
+        return v, arrays
+
     def conv_packed(self, s: LibCall):
         """The convolution of ``conv_packed`` (see ir.LIBCALLS), from the unpacked filters."""
-        a = dict(zip(LIBCALLS["conv_packed"], s.args))
-        v = {k: int(self.expr(a[k])) for k in a if k not in ("X", "W", "C")}
-        X, W, C = (self.storage[a[k]] for k in ("X", "W", "C"))
-        if not C.flags.writeable:
-            raise KernelIRError(f"conv_packed writes read-only {a['C']}")
+        v, (X, W, C) = self._packed_call(s, ("X", "W", "C"))
         m, o, c, h, w, oh, ow = (v[k] for k in ("m", "o", "c", "h", "w", "oh", "ow"))
         kh, kw, nv = v["kh"], v["kw"], v["nv"]
         if m % max(oh * ow, 1) or X.size < (m // max(oh * ow, 1)) * h * w * c:
@@ -339,11 +345,7 @@ class _Exec:
 
     def gemm_packed(self, s: LibCall):
         """The products of ``gemm_packed`` (see ir.LIBCALLS), from the unpacked matrices."""
-        a = dict(zip(LIBCALLS["gemm_packed"], s.args))
-        v = {k: int(self.expr(a[k])) for k in a if k not in ("A", "W", "C")}
-        A, W, C = (self.storage[a[k]] for k in ("A", "W", "C"))
-        if not C.flags.writeable:
-            raise KernelIRError(f"gemm_packed writes read-only {a['C']}")
+        v, (A, W, C) = self._packed_call(s, ("A", "W", "C"))
         m, o, c, nv = v["m"], v["o"], v["c"], v["nv"]
         size = packed_size(1, 1, c, o, nv)
         for b in range(v["batch"]):

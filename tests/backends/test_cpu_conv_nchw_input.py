@@ -148,30 +148,16 @@ def test_kernel_ir_interpreter_reads_nchw(case):
 
 
 def test_an_onnx_model_matches_onnxruntime():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
 
-    from graphc.onnx.runner import OnnxModel
+    from tests.onnx.onnx_model_checks import check_against_onnxruntime
 
     w = np.random.default_rng(0).standard_normal((64, 3, 7, 7)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["h"], strides=[2, 2], pads=[3, 3, 3, 3]),
              helper.make_node("Relu", ["h"], ["y"])]  # fmt: skip
-    g = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 30])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64, 16, 15])],
-        [numpy_helper.from_array(w, "w")],
-    )  # fmt: skip
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    gm = OnnxModel(model, "cpu")
-    for n in (2, 1):
-        x = np.random.default_rng(n).standard_normal((n, 3, 32, 30)).astype(np.float32)
-        np.testing.assert_allclose(gm.run([x])[0], sess.run(None, {"x": x})[0], rtol=1e-4,
-                                   atol=1e-4)  # fmt: skip
-    inst = gm._generic or next(iter(gm._instances.values()))
-    ir = inst.session.compile([inst.outputs["y"]], [inst.inputs["x"]]).dump_ir("kernel")
+    ir = check_against_onnxruntime(nodes, (3, 32, 30), (64, 16, 15), {"w": w})
     assert "call conv_packed(in0," in ir
 
 

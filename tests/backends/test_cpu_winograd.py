@@ -245,34 +245,22 @@ def test_nan_reaches_its_tiles_only():
 
 
 def test_an_onnx_model_matches_onnxruntime():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
 
-    from graphc.onnx.runner import OnnxModel
+    from tests.onnx.onnx_model_checks import check_against_onnxruntime
 
     rng = np.random.default_rng(0)
-    w1 = (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
-    b1 = rng.standard_normal(64).astype(np.float32)
-    w2 = (rng.standard_normal((48, 64, 3, 3)) / 24).astype(np.float32)
+    inits = {
+        "w1": (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32),
+        "b1": rng.standard_normal(64).astype(np.float32),
+        "w2": (rng.standard_normal((48, 64, 3, 3)) / 24).astype(np.float32),
+    }
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["h"], ["r"]),
              helper.make_node("Conv", ["r", "w2"], ["y"], pads=[0, 0, 0, 0])]  # fmt: skip
-    g = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 15, 14])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48, 13, 12])],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))],
-    )  # fmt: skip
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    gm = OnnxModel(model, "cpu")
-    for n in (2, 1):
-        x = rng.standard_normal((n, 32, 15, 14)).astype(np.float32)
-        np.testing.assert_allclose(gm.run([x])[0], sess.run(None, {"x": x})[0], rtol=1e-4,
-                                   atol=1e-4)  # fmt: skip
-    inst = gm._generic or next(iter(gm._instances.values()))
-    ir = inst.session.compile([inst.outputs["y"]], [inst.inputs["x"]]).dump_ir("kernel")
+    ir = check_against_onnxruntime(nodes, (32, 15, 14), (48, 13, 12), inits)
     assert ir.count("call gemm_packed(") == 2
 
 

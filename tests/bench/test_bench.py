@@ -242,10 +242,8 @@ def test_batch_sizes_report_the_compilations_of_the_step():
         # a new size of a None dimension must not compile again (API.md)
         assert i.extra["compiles"] == 1, i.name
     assert "compilation(s) of the step over batch sizes 1, 2, 3, 4" in format_table(
-        BenchResult({"peers": {}, "cpu": "x", "cores": 1, "cpu_flags": [], "numpy": "",
-                     "graphc": ""}, {"target": "cpu", "quick": True, "repeat": 2,
-                                     "seconds": 0.0}, [res])
-    )  # fmt: skip
+        run_suite_result(res)
+    )
 
 
 def test_select():
@@ -485,6 +483,7 @@ def test_w3_times_its_gemm_limit_in_turns():
 
 
 def run_suite_result(w):
+    """A BenchResult of the one workload result ``w`` (for format_table)."""
     return BenchResult(
         {"peers": {}, "cpu": "x", "cores": 1, "cpu_flags": [], "numpy": "", "graphc": ""},
         {"target": "cpu", "quick": True, "repeat": 3, "seconds": 0.0},

@@ -370,10 +370,8 @@ class LLVMRunner:
         """run() of a lean program with runtime dims: the lean run of this dims value
         (``_fast_path``, made on first use), else _run_general."""
         if trace is None:
-            try:
-                feeds = ctx.feeds
-                dvals = tuple(feeds[k].shape[axis] for k, axis in self.dim_src)
-            except (AttributeError, IndexError):  # not arrays: _run_general converts them
+            dvals = self._dims_of(ctx.feeds)
+            if dvals is None:  # not arrays: _run_general converts them
                 return self._run_general(ctx, trace)
             fast = self._fast.get(dvals)
             if fast is None:
@@ -395,17 +393,21 @@ class LLVMRunner:
         call = getattr(self._run, "call", None)
         if call is not None or self._run != self._run_dims:
             return call
-        fast_of, dim_src = self._fast, self.dim_src
+        fast_of, dims_of = self._fast, self._dims_of
 
         def call_dims(feeds):
-            try:
-                dvals = tuple(feeds[k].shape[axis] for k, axis in dim_src)
-            except (AttributeError, IndexError):
-                return None
-            fast = fast_of.get(dvals)
+            fast = fast_of.get(dims_of(feeds))
             return None if fast is None else fast.call(feeds)
 
         return call_dims
+
+    def _dims_of(self, feeds):
+        """The runtime dims value the fed arrays give (their sizes at ``dim_src``), or None
+        when a feed is not an array of enough axes."""
+        try:
+            return tuple(feeds[k].shape[axis] for k, axis in self.dim_src)
+        except (AttributeError, IndexError):
+            return None
 
     def run(self, ctx, trace: list | None = None) -> list:
         try:
