@@ -456,12 +456,29 @@ def _matmul_loops(kb, node):
 
 @opaque("SumToShape_dynamic")
 def _sum_to_shape_dynamic(kb, node):
-    """Sum g to like's runtime shape when only the run time knows which dims broadcast."""
+    """Sum g to like's runtime shape when only the run time knows which dims broadcast.
+
+    Two loops, of which the run time's dims leave one with work: where g has like's shape
+    (the usual case: the gradient of ``out - y`` for two ``None``-batch placeholders, whose
+    batch symbols the compiler cannot prove equal), a flat copy that vectorises; else the
+    generic sum, one output element at a time over its broadcast extents."""
     g, like = kb.shape(node.inputs[0]), kb.shape(node.inputs[1])
     dt = node.outs[0].dtype
     out = kb.out_buffer(node)
     lead = len(g) - len(like)
-    with kb.nest(like) as oidx:
+    same = Const(lead == 0, _dt.bool_)
+    if lead == 0:
+        for gd, ld in zip(g, like):
+            same = sym.logical_and(same, sym.eq(gd, ld))
+    if not (isinstance(same, Const) and not same.value):
+        with kb.loop(sym.select(same, sym.product(like), 0), parallel=True) as i:
+            kb.emit(Store(out, i, kb.load(node.inputs[0], i)))
+    if isinstance(same, Const) and same.value:
+        return
+    like_ext = list(like)
+    if like_ext:
+        like_ext[0] = sym.select(same, 0, like_ext[0])
+    with kb.nest(like_ext) as oidx:
         acc = kb.new_var("acc")
         kb.emit(Let(acc, dt, Const(dt.np.type(0).item(), dt)))
         extents = list(g[:lead]) + [

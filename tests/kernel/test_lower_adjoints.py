@@ -176,3 +176,41 @@ def test_sum_to_shape_of_a_size_one_gradient_to_an_unknown_dim(fusion):
     assert_close(got, ref)
     with pytest.raises(InvalidArgumentError, match="SumToShape"):
         interp.run(kp, RunContext({}, {}, [np.array([2.5]), np.zeros(3)]))
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        ((4, 3, 5), (4, 3, 5)),
+        ((4, 3, 5), (1, 3, 5)),
+        ((1, 3, 5), (4, 3, 5)),
+        ((4, 1, 5), (4, 3, 1)),
+    ],  # fmt: skip
+    ids=["same", "y-broadcast", "out-broadcast", "both"],
+)
+def test_sum_to_shape_of_two_unknown_batches_copies_when_the_shapes_agree(shapes):
+    """The gradient of ``out - y`` for two placeholders with ``None`` dims: the compiler
+    cannot prove the shapes equal, so its SumToShape kernel has a flat copy loop that the
+    run time's dims enable when they agree (it vectorises) and the generic sum for the
+    others; each gives the reference's values."""
+    x = gc.placeholder(gc.float64, (None, None, 5))
+    y = gc.placeholder(gc.float64, (None, 3, None))
+    loss = gc.reduce_sum(gc.square(x * 2.0 - y))
+    (gx,) = gc.gradients(loss, [x])
+    prog, _, kp = compile_kernels([gx], [x, y])
+    (kernel,) = [k for k in kp.kernels if k.op_types == ("SumToShape",)]
+    loops = [s for s in kernel.body if isinstance(s, Loop)]
+    assert len(loops) == 2 and all(lp.parallel for lp in loops)
+    copy = loops[0]
+    assert len(copy.body) == 2 and not any(isinstance(s, Loop) for s in copy.body)
+    rng = np.random.default_rng(5)
+    xs, ys = (rng.standard_normal(s) for s in shapes)
+    ref, got, _, _ = run_both(prog, kp, [xs, ys])
+    assert_close(got, ref)
+    d = 2.0 * xs - ys
+    want = 4.0 * d
+    want = want.sum(axis=tuple(i for i, n in enumerate(xs.shape) if n == 1 != d.shape[i]),
+                    keepdims=True)  # fmt: skip
+    assert_close(got[0], want)
+    with gc.Session(target="cpu") as sess:
+        assert_close(sess.run(gx, {x: xs, y: ys}), want)
