@@ -196,16 +196,18 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     """Programs call the kernel when the target has AVX-512 (its 32 vector registers hold
     the 24 accumulators), else OpenBLAS alone; a static M of 1 (a row vector: OpenBLAS's
     gemv) unless B is large, more than SMALL_M_MAX rows with a last column block mostly
-    padding (N = 32) or a transposed A with more than TA_K_MAX terms and DEEP_M_MAX rows never
-    does; a transposed B is transposed first."""
+    padding (N = 32) or a transposed A with more than TA_K_MAX terms and DEEP_WIDE_M_MAX rows
+    never does (more than DEEP_M_MAX rows only for a C of at most DEEP_MN_MAX elements); a
+    transposed B is transposed first."""
     x = gc.placeholder(gc.float32, (None, 16))
     w = gc.placeholder(gc.float32, (16, 32))
     big = gc.placeholder(gc.float32, (4096, 16))
     w64 = gc.placeholder(gc.float32, (16, 64))
     row = gc.placeholder(gc.float32, (1, 16))
     k = nativegemm.TA_K_MAX + 1
-    xt = gc.placeholder(gc.float32, (k, nativegemm.DEEP_M_MAX + 1))
+    xt = gc.placeholder(gc.float32, (k, nativegemm.DEEP_WIDE_M_MAX + 1))
     xt_narrow = gc.placeholder(gc.float32, (k, 8))
+    xt_wide = gc.placeholder(gc.float32, (k, nativegemm.DEEP_M_MAX + 1))
     wt = gc.placeholder(gc.float32, (k, 32))
     with gc.Session(target="cpu", options=gc.CompileOptions(cache_dir=None)) as sess:
         small_ir = sess.compile(gc.matmul(x, w), [x, w]).dump_ir("llvm")
@@ -217,6 +219,9 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
         deep_ir = sess.compile(gc.matmul(xt, wt, transpose_a=True), [xt, wt]).dump_ir("llvm")
         narrow_ir = sess.compile(gc.matmul(xt_narrow, wt, transpose_a=True),
                                  [xt_narrow, wt]).dump_ir("llvm")  # fmt: skip
+        wt64 = gc.placeholder(gc.float32, (k, 64))
+        wide_ir = sess.compile(gc.matmul(xt_wide, wt64, transpose_a=True),
+                               [xt_wide, wt64]).dump_ir("llvm")  # fmt: skip
         wtb = gc.placeholder(gc.float32, (64, 16))
         tb_ir = sess.compile(gc.matmul(big, wtb, transpose_b=True), [big, wtb]).dump_ir("llvm")
         few_tb_ir = sess.compile(gc.matmul(x, wtb, transpose_b=True), [x, wtb]).dump_ir("llvm")
@@ -228,6 +233,7 @@ def test_the_kernel_is_called_only_where_avx512_holds_its_tile():
     assert "gc_gemm_native" not in thin_ir
     assert "gc_gemm_native" not in deep_ir
     assert ("gc_gemm_native_s1" in narrow_ir) == avx512
+    assert ("gc_gemm_native_s1" in wide_ir) == avx512
     # B transposed: into panels first, for TB_M_MIN rows or more (a run-time M may be)
     assert ("gc_transpose_s" in tb_ir) == avx512
     assert ("gc_transpose_s" in few_tb_ir) == avx512
@@ -330,6 +336,42 @@ def test_weight_gradient_with_many_terms(threads):
     rng = np.random.default_rng(12)
     feeds = {x: rng.standard_normal((k, 40)).astype(np.float32),
              dy: rng.standard_normal((k, 150)).astype(np.float32)}  # fmt: skip
+    _both([y], feeds, threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(300, 1100, 70), (517, 2049, 33), (258, 1025, 64), (7, 1500, 5)])
+def test_deep_transposed_a_through_packed_panels(m, k, n, dtype):
+    """A transposed A with more than TA_K_MAX terms goes through the panel scratch
+    (PANEL_ROWS rows of KC terms at a time, rows PANEL_LD apart): several panels, a last one
+    with rows after its whole tiles, a last chunk of fewer terms, A a view whose rows are
+    longer than M; alpha and beta applied once."""
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((k, m + 5)).astype(dtype)[:, 3 : 3 + m]
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = a.T.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    c = np.full((m, n), np.nan, dtype)
+    _call(a, b, c, ta=True)
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol * k)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    c = c0.copy()
+    _call(a, b, c, ta=True, alpha=-2.0, beta=0.5)
+    np.testing.assert_allclose(c, -2.0 * want + 0.5 * c0, rtol=tol, atol=tol * k * 4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_gradient_of_many_rows_and_few_columns(threads):
+    """A weight's gradient with more than DEEP_M_MAX rows and a C of at most DEEP_MN_MAX
+    elements (W9's ``[4096, 1024]^T x [4096, 256]``, scaled down) takes the kernel in a
+    session, with an epilogue, against the reference."""
+    k, m, n = nativegemm.TA_K_MAX + 100, nativegemm.DEEP_M_MAX + 300, 130
+    x = gc.placeholder(gc.float32, (k, m))
+    dy = gc.placeholder(gc.float32, (k, n))
+    y = gc.matmul(x, dy, transpose_a=True) * 0.5 - 1.0
+    rng = np.random.default_rng(13)
+    feeds = {x: rng.standard_normal((k, m)).astype(np.float32),
+             dy: rng.standard_normal((k, n)).astype(np.float32)}  # fmt: skip
     _both([y], feeds, threads)
 
 

@@ -23,7 +23,8 @@ REST_ROWS.
 Which products take it (``use``): 2 rows of op(A) or more, or a row vector times a B of
 GEMV_MIN_ELEMENTS or more (a classifier at batch 1); past SMALL_M_MAX rows only when
 the last column block is mostly columns of C (N = 10: OpenBLAS); a transposed A with more
-than TA_K_MAX terms only up to DEEP_M_MAX rows (see there); a transposed B only from
+than TA_K_MAX terms only up to DEEP_M_MAX rows, or DEEP_WIDE_M_MAX for a small C (see there),
+its panels packed (PANEL_LD); a transposed B only from
 TB_M_MIN rows, as it is first transposed into a scratch (``malloc``, freed after the call) in
 panels ``[N / (NV * lanes)][K][NV * lanes]`` by ``transposekernel.py``, worth it only when
 enough rows of A amortise the copy.
@@ -62,12 +63,16 @@ from .irutil import (
 from .transposekernel import T_ARGS_TYPE, T_FIELDS, emit_transpose, transpose_symbol
 
 #: a transposed A with more terms than this (a weight's gradient ``X^T @ dY``) is computed
-#: in tasks of all the rows (each chunk of B read once, the chunk of A^T from L2 for every
-#: column block), and only up to DEEP_M_MAX rows (one core, A^T [4096, M] x [4096, N]:
-#: M = 256 0.95-0.97x OpenBLAS's time; M = 512 1.01x; M = 1024 1.18x; in tasks of row
-#: blocks, M = 256, N = 1024: 1.14x)
+#: in tasks of all the rows (each chunk of B read once, the panels of A^T packed, PANEL_LD),
+#: and only up to DEEP_M_MAX rows, or DEEP_WIDE_M_MAX rows where C has at most DEEP_MN_MAX
+#: elements (A^T [4096, M] x [4096, N], packed panels, one core, time against OpenBLAS's:
+#: M = 256, N = 1024 0.95-0.96x, N = 256 0.90x; M = 1024, N = 256 0.95-1.00x (two threads
+#: 0.98x); M = 1024, N = 1024 (K = 2048) 1.04x; M = 2048, N = 128 two threads 1.11x; M =
+#: 4096, N = 256 1.03x)
 TA_K_MAX = 1024
 DEEP_M_MAX = 256
+DEEP_WIDE_M_MAX = 1024
+DEEP_MN_MAX = 1 << 18
 #: products with at most this many rows take the kernel whatever N (thin products: OpenBLAS
 #: packs B for few rows; 4 x 512 x 512 26 against 65 us)
 SMALL_M_MAX = 64
@@ -95,6 +100,17 @@ MR = 6
 REST_ROWS = 2
 #: terms (K) per chunk: a task runs its chunks one after another, each over all its tiles
 KC = 256
+#: rows of a task per panel: a task runs each chunk of terms over its rows a panel at a
+#: time, each panel over all the task's column blocks, so that the panel's chunk of A (KC x
+#: PANEL_ROWS, 258 KB of float32) stays in L2 from one column block to the next (a deep
+#: transposed A: a weight's gradient, whose tasks have all the rows)
+PANEL_ROWS = 43 * MR
+#: a deep transposed A's panel chunk (KC terms of PANEL_ROWS rows of op(A)) is first copied
+#: to a scratch whose rows are PANEL_LD elements apart (1,056 bytes for float32): read in
+#: place, a tile's consecutive terms are M elements apart, and for M a multiple of 1024
+#: floats (4 KB) they all fall in the same L1 set (W9's ``[4096, 1024]^T x [4096, 256]``
+#: ran at 93-96 GFLOP/s in place)
+PANEL_LD = PANEL_ROWS + MR
 #: vectors of columns per tile (B vectors loaded per k step); MR * NV accumulators
 NV = 4
 
@@ -217,6 +233,11 @@ class NativeGemm:
             # there are column blocks for every thread (a convolution's filter gradient with
             # 64 output channels: one block; OpenBLAS splits its rows)
             fits = b.icmp_signed("<=", m, ir.Constant(I64, DEEP_M_MAX))
+            narrow = b.and_(
+                b.icmp_signed("<=", m, ir.Constant(I64, DEEP_WIDE_M_MAX)),
+                b.icmp_signed("<=", b.mul(m, n), ir.Constant(I64, DEEP_MN_MAX)),
+            )
+            fits = b.or_(fits, narrow)  # fmt: skip
             fits = b.and_(fits, b.icmp_signed(">=", blocks, nthr))
             self.use = b.and_(self.use, b.or_(b.not_(deep), fits))
         self.row_blocks, self.cols, self.tasks, by_cols = split_tasks(
@@ -331,7 +352,7 @@ def native_gemm(r, f, s, dt, ta, tb, ival, al, be, lds, big, batched=True):
     if isinstance(m, Const) and int(m.value) < few:
         return None
     deep = ta and isinstance(k, Const) and int(k.value) > TA_K_MAX
-    if deep and isinstance(m, Const) and int(m.value) > DEEP_M_MAX:
+    if deep and isinstance(m, Const) and int(m.value) > DEEP_WIDE_M_MAX:
         return None
     return NativeGemm(r, f, dt, ta, tb, ival, al, be, lds, big)
 
@@ -465,12 +486,48 @@ def _emit(r, fn, dt, ta):
     ncb = b.sdiv(b.add(n, c64(nbc - 1)), c64(nbc))
     cols = v["cols"]
     groups = b.sdiv(b.add(ncb, b.sub(cols, one)), cols)
+    packed = None
+    if ta:
+        # a deep transposed A (a weight's gradient): its panels go through a scratch
+        # (PANEL_LD), malloc'd once per call of this part; none (null) reads A in place
+        deep = b.icmp_signed(">", k, c64(TA_K_MAX))
+        packed = b.alloca(PTR, name="gemm.panel")
+        b.store(ir.Constant(PTR, None), packed)
+        with b.if_then(deep):
+            size = c64(KC * PANEL_LD * dt.itemsize)
+            b.store(b.call(r.declare("malloc", PTR, [I64]), [size]), packed)
+        packed = b.load(packed, typ=PTR)
+        use_pack = b.icmp_unsigned("!=", b.ptrtoint(packed, I64), c64(0))
 
-    def tile(i0, mr, r1, last, j, bcol, masks, k0, k1, first):
+    def pack_panel(p0, p1, k0, k1):
+        """Copy op(A)'s rows [p0, p1) of terms [k0, k1) (A[k0:k1, p0:p1], a transposed A)
+        to the scratch, row p - k0 at (p - k0) * PANEL_LD, in vectors; returns (base, step)
+        for ``tile``: the scratch moved back by element ``p0 + k0 * PANEL_LD``, PANEL_LD."""
+        width = b.sub(p1, p0)
+        with b.if_then(use_pack):
+            nvec = b.sdiv(b.add(width, c64(w - 1)), c64(w))
+            width_v = splat(b, width, ity)
+            with for_range(b, fn, k0, k1) as kk:
+                src_row = b.add(b.mul(kk, lda), p0)
+                dst_row = b.mul(b.sub(kk, k0), c64(PANEL_LD))
+                with for_range(b, fn, c64(0), nvec) as vi:
+                    e0 = b.mul(vi, c64(w))
+                    mask = b.icmp_signed("<", b.add(splat(b, e0, ity), lane_ids), width_v)
+                    src = gep(b, pa, [b.mul(b.add(src_row, e0), es)], source_etype=I8)
+                    dst = gep(b, packed, [b.mul(b.add(dst_row, e0), es)], source_etype=I8)
+                    val = b.call(mload, [src, align, mask, zero_v])
+                    b.call(mstore, [val, dst, align, mask])
+        back = b.sub(c64(0), b.add(p0, b.mul(k0, c64(PANEL_LD))))
+        moved = gep(b, packed, [b.mul(back, es)], source_etype=I8)
+        return (b.select(use_pack, moved, pa),
+                b.select(use_pack, c64(PANEL_LD), a_k_step))  # fmt: skip
+
+    def tile(i0, mr, r1, last, j, bcol, masks, k0, k1, first, a_base, a_step):
         """C[i0 : i0 + mr, j : j + NV * w] over the terms [k0, k1) (rows from r1 on repeat
         row ``last``, not stored): the accumulators are phis of the k loop, in vector
         registers; ``first`` (i1): the first chunk of terms, which applies beta, where the
-        later ones add to C."""
+        later ones add to C; A[i, p] is read at ``a_base + i * a_row_step + p * a_step``
+        (``a_base`` is A itself, or a packed panel moved back by its first row and term)."""
         rows = []  # element offsets of A[i0 + rr, 0]
         for rr in range(mr):
             i = b.add(i0, c64(rr))
@@ -496,10 +553,10 @@ def _emit(r, fn, dt, ta):
                            align, masks[q], zero_v])
             for q in range(NV)
         ]  # fmt: skip
-        ak = b.mul(p, a_k_step)
+        ak = b.mul(p, a_step)
         new = []
         for rr in range(mr):
-            ap = gep(b, pa, [b.mul(b.add(rows[rr], ak), es)], source_etype=I8)
+            ap = gep(b, a_base, [b.mul(b.add(rows[rr], ak), es)], source_etype=I8)
             av = splat(b, b.load(ap, typ=fty), vty)
             new.append([b.call(fma, [av, bv[q], acc[rr][q]]) for q in range(NV)])
         p.add_incoming(b.add(p, one), b.block)
@@ -545,25 +602,39 @@ def _emit(r, fn, dt, ta):
             k1 = b.add(k0, c64(KC))
             k1 = b.select(b.icmp_signed("<", k1, k), k1, k)
             first = b.icmp_signed("==", kc, c64(0))
-            with for_range(b, fn, c0, c1) as jb:
+            npan = b.sdiv(b.add(b.sub(r1, r0), c64(PANEL_ROWS - 1)), c64(PANEL_ROWS))
+            with for_range(b, fn, c64(0), npan) as pn:
+                p0 = b.add(r0, b.mul(pn, c64(PANEL_ROWS)))
+                p1 = b.add(p0, c64(PANEL_ROWS))
+                p1 = b.select(b.icmp_signed("<", p1, r1), p1, r1)
+                a_base, a_step = pa, a_k_step
+                if packed is not None:
+                    a_base, a_step = pack_panel(p0, p1, k0, k1)
+                col_loop = for_range(b, fn, c0, c1)
+                jb = col_loop.__enter__()
                 j = b.mul(jb, c64(nbc))
                 bcol = b.mul(jb, v["bps"])
                 n_v = splat(b, n, ity)
                 masks = [b.icmp_signed("<", b.add(splat(b, b.add(j, c64(q * w)), ity), lane_ids),
                                        n_v) for q in range(NV)]  # fmt: skip
-                where = (r1, last, j, bcol, masks, k0, k1, first)
-                full = b.sdiv(b.sub(r1, r0), c64(MR))
+                where = (r1, last, j, bcol, masks, k0, k1, first, a_base, a_step)
+                full = b.sdiv(b.sub(p1, p0), c64(MR))
                 with for_range(b, fn, c64(0), full) as ti:
-                    tile(b.add(r0, b.mul(ti, c64(MR))), MR, *where)
+                    tile(b.add(p0, b.mul(ti, c64(MR))), MR, *where)
                 # the rows after the last full tile in tiles of REST_ROWS (a 32-row product: 5
-                # tiles of 6 and one of 2, not a sixth tile of 6 with 4 repeated rows)
-                rest0 = b.add(r0, b.mul(full, c64(MR)))
-                nrest = b.sdiv(b.add(b.sub(r1, rest0), c64(REST_ROWS - 1)), c64(REST_ROWS))
+                # tiles of 6 and one of 2, not a sixth tile of 6 with 4 repeated rows; only
+                # the last panel has them, the others being whole tiles)
+                rest0 = b.add(p0, b.mul(full, c64(MR)))
+                nrest = b.sdiv(b.add(b.sub(p1, rest0), c64(REST_ROWS - 1)), c64(REST_ROWS))
                 with for_range(b, fn, c64(0), nrest) as ti:
                     tile(b.add(rest0, b.mul(ti, c64(REST_ROWS))), REST_ROWS, *where)
+                col_loop.__exit__(None, None, None)
         epi = v["epi"]  # (only with whole rows: one group of column blocks)
         whole = b.icmp_signed("==", groups, one)
         with b.if_then(b.and_(whole, b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0)))):
             b.call(as_fn(b, epi, ir.FunctionType(VOID, [PTR, I64, I64])),
                    [v["epi_ctx"], b.mul(r0, n), b.mul(r1, n)])  # fmt: skip
+    if packed is not None:
+        with b.if_then(b.icmp_unsigned("!=", b.ptrtoint(packed, I64), c64(0))):
+            b.call(r.declare("free", VOID, [PTR]), [packed])
     b.ret_void()
