@@ -7,7 +7,9 @@ to the kernel(s) of its consumers:
 * input fusion: elementwise producers join the reduction that reads them, and reductions
   join their elementwise consumers as a row kernel (reduce, then elementwise over the row):
   softmax and layer norm become one kernel each;
-* epilogue fusion: bias adds and activations after a MatMul join its GEMM kernel;
+* epilogue fusion: bias adds and activations after a MatMul join its GEMM kernel, also
+  when other kernels read the product (a GELU's gradient reads its input): it is then
+  stored for them, unless one of them feeds the epilogue (a cycle of kernels);
 * a cheap producer read by several kernels is duplicated into each of them; an expensive
   one (transcendental, random, reduction, GEMM) is not, and the refusal says why;
 * multi-output (sibling) fusion then merges independent kernels that read the same input.
@@ -354,6 +356,45 @@ class _Driver(FusionPolicy, SiblingFusion):
         return key
 
     # -- the driver ------------------------------------------------------------------------
+    def epilogue_for_one(self, p, cgroups, own, what) -> bool:
+        """Merge GEMM ``p``, read by the kernels ``cgroups``, into the first of them (in
+        group order) that the policy and the lowering take as its epilogue and that no
+        other of them feeds, its product stored for the others (a GELU after a GEMM in a
+        train step: the GELU's gradient reads the pre-activation); whether it did."""
+        for gi in cgroups:
+            if self.policy(p, gi) or self.feeds_back(p, gi):
+                continue
+            trial = _Trial(self.groups, {gi: self.groups[gi] | self.groups[own], own: None})
+            if self.legal(trial, [gi]):
+                continue
+            self.commit(trial)
+            others = len(cgroups) - 1
+            self.decisions.append((what, "fuse", f"elementwise epilogue fused after the GEMM, "
+                                   f"its product stored for {others} other kernel"
+                                   f"{'s' if others > 1 else ''}"))  # fmt: skip
+            return True
+        return False
+
+    def feeds_back(self, p, gi) -> bool:
+        """Whether a path from ``p`` reaches group ``gi`` through a node outside it: merging
+        ``p`` into ``gi`` would then make a cycle of kernels. A walk down from ``p`` that
+        stops past ``gi``'s last node in program order (a topological order), so it covers
+        only the nodes between ``p`` and that node (an activation right after its GEMM:
+        a few)."""
+        members = self.groups[gi]
+        last = max(self._pos(n) for n in members)
+        seen, todo = set(), [p]
+        while todo:
+            nid = todo.pop()
+            for k in range(len(self.node(nid).outs)):
+                for c in self.consumers.get((nid, k), ()):
+                    if c in members and nid != p and nid not in members:
+                        return True
+                    if c not in seen and self._pos(c) < last:
+                        seen.add(c)
+                        todo.append(c)
+        return False
+
     def run(self) -> FusionPlan:
         for p in reversed(self.compute):
             self.offer(p)
@@ -393,6 +434,8 @@ class _Driver(FusionPolicy, SiblingFusion):
         # several consumer kernels: duplicate a cheap producer into each of them
         why = self.duplication_refusal(p, cgroups)
         if why:
+            if kind == "gemm" and self.epilogue_for_one(p, cgroups, own, what):
+                return
             self.decisions.append((what, "refuse", why))
             return
         fast = all(self.joins_without_probe(p, gi) for gi in cgroups)

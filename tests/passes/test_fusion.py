@@ -113,6 +113,46 @@ def test_matmul_bias_relu_is_gemm_plus_fused_epilogue():
     assert not [b for b in kp.buffers.values() if b.kind == "temp"]
 
 
+def test_gemm_read_by_two_kernels_takes_the_epilogue_of_one():
+    """A GELU after a GEMM in a train step: the GELU's gradient reads the pre-activation, so
+    the product has consumers in two kernels; it still takes the GELU as its epilogue,
+    storing the product for the gradient's kernel."""
+    w = rng.standard_normal((10, 7)).astype(np.float32)
+    w2 = rng.standard_normal((7, 3)).astype(np.float32)
+
+    def build(x):
+        h = gc.matmul(x, gc.constant(w))
+        y = gc.matmul(gc.nn.gelu(h), gc.constant(w2))
+        (dh,) = gc.gradients(gc.reduce_sum(y * y), [h])
+        return [y, dh]
+
+    prog, plan, kp = _check(build, X, rtol=1e-4, atol=1e-5)
+    mm = next(n.id for n in prog.nodes if n.op == "MatMul")
+    (group,) = [g for g in plan.groups if mm in g.nodes]
+    ops = {prog.node(n).op for n in group.nodes}
+    assert {"MatMul", "Gelu"} <= ops and group.kind == "gemm", ops
+    gelu = next(n.id for n in prog.nodes if n.op == "Gelu")
+    assert [g for g in plan.groups if gelu in g.nodes] == [group]
+    assert any(d == "fuse" and "stored for 1 other kernel" in why
+               for _, d, why in plan.decisions)  # fmt: skip
+
+
+def test_gemm_epilogue_that_another_consumer_feeds_is_refused():
+    """The GEMM's product also reaches its elementwise consumer through a running sum (a
+    kernel of its own): merging the GEMM with that consumer would make a cycle of kernels,
+    so the product stays in a kernel of its own."""
+    w = rng.standard_normal((10, 7)).astype(np.float32)
+
+    def build(x):
+        h = gc.matmul(x, gc.constant(w))
+        return gc.exp(h) - gc.cumsum(h, axis=1)
+
+    prog, plan, kp = _check(build, X, rtol=1e-4, atol=1e-5)
+    mm = next(n.id for n in prog.nodes if n.op == "MatMul")
+    (group,) = [g for g in plan.groups if mm in g.nodes]
+    assert {prog.node(n).op for n in group.nodes} == {"MatMul"}
+
+
 def test_expensive_producer_with_two_consumer_kernels_is_not_duplicated():
     def build(x):
         e = gc.exp(x)  # read by two reductions over different axes
