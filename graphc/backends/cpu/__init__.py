@@ -20,6 +20,7 @@ from ...executable import Executable, KernelInfo
 from ...kernel.copies import elide_reshape_copies, updates_out_of_place
 from ...kernel.recip import hoist_divisors
 from ...kernel.runtime import eval_int
+from ...kernel.split_runs import split_runs
 from ...kernel.transpose_tiles import tile_transposes
 from ...pipeline import body_pass, lower_program
 from ...program import StageTexts
@@ -33,12 +34,14 @@ REDUCTION_LAYOUT = "columns"
 #: Kernel IR passes the pipeline runs for this backend after lowering and buffer planning:
 #: reshape copies of read-only buffers dropped and variables updated out of place (no private
 #: copy per run: ``kernel/copies.py``), strided transposes tiled (``kernel/transpose_tiles.py``),
+#: inner loops split into their contiguous runs (``kernel/split_runs.py``),
 #: divisions by loop-invariant values hoisted, then which GEMMs run their epilogue per row chunk
 #: and which convolutions store straight into their piece of a concat
 KERNEL_PASSES = (
     elide_reshape_copies,
     updates_out_of_place,
     body_pass(tile_transposes),
+    body_pass(split_runs),
     body_pass(hoist_divisors),
     plan_row_epilogues,
     direct_concat,
