@@ -33,7 +33,7 @@ from .. import dtypes as _dt
 from ..expr import Call, Cast, Const, Load, Math, Var
 from . import sym
 from .analysis import linear_coeff, var_names
-from .ir import If, Let, LibCall, Loop, Store, stmt_exprs, walk_stmts
+from .ir import If, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 
 #: the shortest run worth a loop of its own (one vector of float32)
 MIN_RUN = 16
@@ -75,7 +75,7 @@ def divisor(e) -> int:
     """A positive integer dividing every value of the int64 expression ``e`` (0: ``e`` is
     always 0): the gcd of a sum's terms, the product of a product's factors' divisors."""
     if isinstance(e, Const):
-        return abs(int(e.value)) if not isinstance(e.value, bool) else int(e.value)
+        return abs(int(e.value))
     if isinstance(e, Call) and e.fn in (Math.ADD, Math.SUB):
         return gcd(divisor(e.args[0]), divisor(e.args[1]))
     if isinstance(e, Call) and e.fn is Math.MUL:
@@ -85,24 +85,9 @@ def divisor(e) -> int:
 
 def _divmods(stmts, var):
     """The ``//`` and ``%`` of ``stmts`` whose dividend reads ``var``."""
-    for s in walk_stmts(stmts):
-        for e in stmt_exprs(s):
-            for x in _sub(e):
-                if isinstance(x, Call) and x.fn in _DIVMOD and var in var_names(x.args[0]):
-                    yield x
-
-
-def _sub(e):
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        yield x
-        if isinstance(x, Call):
-            stack.extend(x.args)
-        elif isinstance(x, Cast):
-            stack.append(x.x)
-        elif isinstance(x, Load):
-            stack.append(x.index)
+    for x in exprs_in(stmts):
+        if isinstance(x, Call) and x.fn in _DIVMOD and var in var_names(x.args[0]):
+            yield x
 
 
 def _run_length(loop) -> int | None:
@@ -147,26 +132,24 @@ def _split(loop):
         inner, outer = Var(f"{j}.in", _I64), Var(f"{j}.run", _I64)
         base = sym.mul(outer, run)
     at = sym.add(base, inner) if run != n else inner
-    body = tuple(_map(s, lambda e: _rewrite(e, j, at, inner.name, run)) for s in loop.body)
+    body = tuple(_map(s, lambda e: _in_runs(_replace(e, j, at), inner.name, run))
+                 for s in loop.body)  # fmt: skip
     if run == n:
         return Loop(j, loop.start, loop.stop, body, False)
     innermost = Loop(inner.name, Const(0, _I64), Const(run, _I64), body, False)
     return Loop(outer.name, Const(0, _I64), Const(n // run, _I64), (innermost,), False)
 
 
-def _rewrite(e, var, at, inner, run):
-    """``e`` with ``var`` replaced by ``at`` and each ``(X + inner) // c``, ``(X + inner) %
-    c`` whose ``c`` and ``X`` are multiples of ``run`` rewritten as ``X // c``, ``X % c +
-    inner``."""
-    if isinstance(e, Var):
-        return at if e.name == var else e
+def _in_runs(e, inner, run):
+    """``e`` with each ``(X + inner) // c`` and ``(X + inner) % c`` whose ``c`` and ``X`` are
+    multiples of ``run`` rewritten as ``X // c`` and ``X % c + inner``."""
     if isinstance(e, Cast):
-        return Cast(_rewrite(e.x, var, at, inner, run), e.dtype)
+        return Cast(_in_runs(e.x, inner, run), e.dtype)
     if isinstance(e, Load):
-        return Load(e.buffer, _rewrite(e.index, var, at, inner, run), e.dtype)
+        return Load(e.buffer, _in_runs(e.index, inner, run), e.dtype)
     if not isinstance(e, Call):
         return e
-    args = tuple(_rewrite(a, var, at, inner, run) for a in e.args)
+    args = tuple(_in_runs(a, inner, run) for a in e.args)
     if e.fn in _DIVMOD and inner in var_names(args[0]):
         c = sym.const_value(args[1])
         if (isinstance(c, int) and not isinstance(c, bool) and c > 0 and c % run == 0

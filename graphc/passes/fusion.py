@@ -52,6 +52,11 @@ MAX_KERNEL_OPS = 256
 #: by many kernels computed once each (slices of one tensor) is still copied into all.
 MAX_COPIES = 8
 
+#: The most nodes ``feeds_back`` looks at before it gives up and refuses a merge (a GEMM
+#: read by several kernels merged into one of them as its epilogue: the kernels reachable
+#: from the others must not include that one).
+FEEDS_BACK_BUDGET = 4096
+
 
 def fuse(program: Program, options=None, reduction_layout: str = "rows", shapes=None) -> FusionPlan:
     """Group the Program's compute nodes into kernels (see the module docstring).
@@ -359,8 +364,9 @@ class _Driver(FusionPolicy, SiblingFusion):
     def epilogue_for_one(self, p, cgroups, own, what) -> bool:
         """Merge GEMM ``p``, read by the kernels ``cgroups``, into the first of them (in
         group order) that the policy and the lowering take as its epilogue and that no
-        other of them feeds, its product stored for the others (a GELU after a GEMM in a
-        train step: the GELU's gradient reads the pre-activation); whether it did."""
+        other of them reaches (``feeds_back``), its product stored for the others (a GELU
+        after a GEMM in a train step: the GELU's gradient reads the pre-activation); whether
+        it did."""
         for gi in cgroups:
             if self.policy(p, gi) or self.feeds_back(p, gi):
                 continue
@@ -376,23 +382,37 @@ class _Driver(FusionPolicy, SiblingFusion):
         return False
 
     def feeds_back(self, p, gi) -> bool:
-        """Whether a path from ``p`` reaches group ``gi`` through a node outside it: merging
-        ``p`` into ``gi`` would then make a cycle of kernels. A walk down from ``p`` that
-        stops past ``gi``'s last node in program order (a topological order), so it covers
-        only the nodes between ``p`` and that node (an activation right after its GEMM:
-        a few)."""
-        members = self.groups[gi]
-        last = max(self._pos(n) for n in members)
-        seen, todo = set(), [p]
+        """Whether another kernel reading ``p`` reaches group ``gi``: merging ``p`` into
+        ``gi`` would then make a cycle of kernels. A walk over kernels from those readers (a
+        kernel reached through one node goes on from all of its nodes: one that computes a
+        node reading ``p`` and another that ``gi`` reads is a cycle even where no data path
+        joins them); past FEEDS_BACK_BUDGET nodes it answers yes (the merge is refused), so
+        a GEMM early in a long program costs a bounded walk, not the rest of the program."""
+        todo, seen = [], {gi}
+        for k in range(len(self.node(p).outs)):
+            for c in self.consumers.get((p, k), ()):
+                for g in self.owner.get(c, ()):
+                    if g not in seen and p not in self.groups[g]:
+                        seen.add(g)
+                        todo.append(g)
+        budget = FEEDS_BACK_BUDGET
         while todo:
-            nid = todo.pop()
-            for k in range(len(self.node(nid).outs)):
-                for c in self.consumers.get((nid, k), ()):
-                    if c in members and nid != p and nid not in members:
-                        return True
-                    if c not in seen and self._pos(c) < last:
-                        seen.add(c)
-                        todo.append(c)
+            members = self.groups[todo.pop()]
+            budget -= len(members)
+            if budget < 0:
+                return True
+            for n in members:
+                for k in range(len(self.node(n).outs)):
+                    for c in self.consumers.get((n, k), ()):
+                        # (a copy of c in another kernel reads n from here too)
+                        for g in self.owner.get(c, ()):
+                            if n in self.groups[g]:
+                                continue  # g computes n itself: no edge from here
+                            if g == gi:
+                                return True
+                            if g not in seen:
+                                seen.add(g)
+                                todo.append(g)
         return False
 
     def run(self) -> FusionPlan:

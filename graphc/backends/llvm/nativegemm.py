@@ -610,25 +610,25 @@ def _emit(r, fn, dt, ta):
                 a_base, a_step = pa, a_k_step
                 if packed is not None:
                     a_base, a_step = pack_panel(p0, p1, k0, k1)
-                col_loop = for_range(b, fn, c0, c1)
-                jb = col_loop.__enter__()
-                j = b.mul(jb, c64(nbc))
-                bcol = b.mul(jb, v["bps"])
-                n_v = splat(b, n, ity)
-                masks = [b.icmp_signed("<", b.add(splat(b, b.add(j, c64(q * w)), ity), lane_ids),
-                                       n_v) for q in range(NV)]  # fmt: skip
-                where = (r1, last, j, bcol, masks, k0, k1, first, a_base, a_step)
-                full = b.sdiv(b.sub(p1, p0), c64(MR))
-                with for_range(b, fn, c64(0), full) as ti:
-                    tile(b.add(p0, b.mul(ti, c64(MR))), MR, *where)
-                # the rows after the last full tile in tiles of REST_ROWS (a 32-row product: 5
-                # tiles of 6 and one of 2, not a sixth tile of 6 with 4 repeated rows; only
-                # the last panel has them, the others being whole tiles)
-                rest0 = b.add(p0, b.mul(full, c64(MR)))
-                nrest = b.sdiv(b.add(b.sub(p1, rest0), c64(REST_ROWS - 1)), c64(REST_ROWS))
-                with for_range(b, fn, c64(0), nrest) as ti:
-                    tile(b.add(rest0, b.mul(ti, c64(REST_ROWS))), REST_ROWS, *where)
-                col_loop.__exit__(None, None, None)
+                with for_range(b, fn, c0, c1) as jb:
+                    j = b.mul(jb, c64(nbc))
+                    bcol = b.mul(jb, v["bps"])
+                    n_v = splat(b, n, ity)
+                    masks = [b.icmp_signed("<", b.add(splat(b, b.add(j, c64(q * w)), ity),
+                                                      lane_ids), n_v)
+                             for q in range(NV)]  # fmt: skip
+                    where = (r1, last, j, bcol, masks, k0, k1, first, a_base, a_step)
+                    full = b.sdiv(b.sub(p1, p0), c64(MR))
+                    with for_range(b, fn, c64(0), full) as ti:
+                        tile(b.add(p0, b.mul(ti, c64(MR))), MR, *where)
+                    # the rows after the last full tile in tiles of REST_ROWS (a 32-row
+                    # product: 5 tiles of 6 and one of 2, not a sixth tile of 6 with 4
+                    # repeated rows; only the last panel has them, the others being whole
+                    # tiles)
+                    rest0 = b.add(p0, b.mul(full, c64(MR)))
+                    nrest = b.sdiv(b.add(b.sub(p1, rest0), c64(REST_ROWS - 1)), c64(REST_ROWS))
+                    with for_range(b, fn, c64(0), nrest) as ti:
+                        tile(b.add(rest0, b.mul(ti, c64(REST_ROWS))), REST_ROWS, *where)
         epi = v["epi"]  # (only with whole rows: one group of column blocks)
         whole = b.icmp_signed("==", groups, one)
         with b.if_then(b.and_(whole, b.icmp_unsigned("!=", b.ptrtoint(epi, I64), c64(0)))):
