@@ -67,12 +67,13 @@ from .transposekernel import T_ARGS_TYPE, T_FIELDS, emit_transpose, transpose_sy
 #: and only up to DEEP_M_MAX rows, or DEEP_WIDE_M_MAX rows where C has at most DEEP_MN_MAX
 #: elements (A^T [4096, M] x [4096, N], packed panels, one core, time against OpenBLAS's:
 #: M = 256, N = 1024 0.95-0.96x, N = 256 0.90x; M = 1024, N = 256 0.95-1.00x (two threads
-#: 0.98x); M = 1024, N = 1024 (K = 2048) 1.04x; M = 2048, N = 128 two threads 1.11x; M =
-#: 4096, N = 256 1.03x)
+#: 0.98x); W11's M = 321, N = 1024, K = 2048 0.98x (two threads 0.91-0.95x); M = 512, N =
+#: 1024, K = 2048 1.03x (two threads 0.97x); M = 1024, N = 1024 (K = 2048) 1.04x (two
+#: threads 1.08x); M = 2048, N = 128 two threads 1.11x; M = 4096, N = 256 1.03x)
 TA_K_MAX = 1024
 DEEP_M_MAX = 256
 DEEP_WIDE_M_MAX = 1024
-DEEP_MN_MAX = 1 << 18
+DEEP_MN_MAX = 384 << 10
 #: products with at most this many rows take the kernel whatever N (thin products: OpenBLAS
 #: packs B for few rows; 4 x 512 x 512 26 against 65 us)
 SMALL_M_MAX = 64
