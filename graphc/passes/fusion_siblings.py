@@ -15,10 +15,13 @@ class SiblingFusion:
 
     def siblings(self):
         """Merge independent groups that read a common input: pairs (a, b), a < b, in order;
-        after each merge the scan starts again from the first pair (so refusals before it
-        are reported again, as they were decided again). Only pairs sharing an input are
-        looked at (an index from each input to its readers); whether one depends on the
-        other is a bit of a reachability closure of the groups, contracted at each merge."""
+        after each merge the scan starts again from the first pair, skipping the pairs
+        refused before whose groups have not changed since (each refusal is decided and
+        reported once: without that, an unrolled loop's steps, whose kernels share a weight,
+        were refused again after every merge, quadratic in the steps). Only pairs sharing
+        an input are looked at (an index from each input to its readers); whether one
+        depends on the other is a bit of a reachability closure of the groups, contracted at
+        each merge."""
         # merges below move nodes offered long ago: stored outputs may change
         self._probed_stored.clear()
         live = [gi for gi, g in enumerate(self.groups) if g]
@@ -29,6 +32,7 @@ class SiblingFusion:
                 readers.setdefault(ref, []).append(gi)
         kinds_ok = {gi: self._sibling_kind_ok(gi) for gi in live}
         reach = self.reach_closure(live)
+        refused: set = set()  # pairs refused, until one of the two groups changes
         while True:
             merged = None
             for a in live:
@@ -36,6 +40,8 @@ class SiblingFusion:
                     continue
                 for b in sorted({b for ref in reads[a] for b in readers[ref] if b > a}):
                     if not kinds_ok[b] or (reach[b] >> a) & 1 or (reach[a] >> b) & 1:
+                        continue
+                    if (a, b) in refused:
                         continue
                     what = f"siblings {self.gname(a)} + {self.gname(b)}"
                     trial = _Trial(self.groups, {a: self.groups[a] | self.groups[b], b: None})
@@ -46,6 +52,7 @@ class SiblingFusion:
                     )
                     if why:
                         self.decisions.append((what, "refuse", why))
+                        refused.add((a, b))
                         continue
                     src = self.label(sorted(reads[a] & reads[b])[0][0])
                     self.decisions.append((what, "fuse", f"both read {src}: one pass over it"))
@@ -57,6 +64,7 @@ class SiblingFusion:
             if merged is None:
                 return
             a, b = merged
+            refused = {pair for pair in refused if a not in pair and b not in pair}
             live.remove(b)
             for ref in reads.pop(b) | reads[a]:
                 readers[ref] = [gi for gi in readers[ref] if gi not in (a, b)]
@@ -95,9 +103,13 @@ class SiblingFusion:
         """group -> bitset of the groups it depends on, transitively through any kernel.
 
         Group ``g`` depends on every group computing a node that a node of ``g`` depends on
-        (``lower.node_deps``), a node duplicated into several groups on all of them. The
-        graph may have cycles (through duplicated nodes): its strongly connected components
-        (Tarjan, an explicit stack) are closed in reverse topological order.
+        (``lower.node_deps``) and ``g`` does not compute itself, a node duplicated into
+        several groups on all of them: the edges the lowering orders kernels by
+        (``lower.kernel_order``). A node ``g`` computes itself is no edge, also where other
+        groups compute copies of it: an LSTM gradient step's four gates, each computed from
+        a copy of the gates' split, are siblings (they were one cycle through the copies).
+        The graph may still have cycles (through duplicated nodes): its strongly connected
+        components (Tarjan, an explicit stack) are closed in reverse topological order.
         """
         deps = self.__dict__.get("_deps")
         if deps is None:
@@ -105,9 +117,12 @@ class SiblingFusion:
         succ = {}
         for gi in live:
             out = set()
-            for nid in self.groups[gi]:
+            members = self.groups[gi]
+            for nid in members:
                 for src in deps[nid]:
-                    out.update(self.owner.get(src, ()))
+                    if src not in members:
+                        out.update(self.owner.get(src, ()))
+            out.discard(gi)
             succ[gi] = sorted(out)
         return _closure(live, succ)
 

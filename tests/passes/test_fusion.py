@@ -153,6 +153,22 @@ def test_gemm_epilogue_that_another_consumer_feeds_is_refused():
     assert {prog.node(n).op for n in group.nodes} == {"MatMul"}
 
 
+def test_kernels_computing_copies_of_one_producer_are_siblings():
+    """Four gates, each computed from its own copy of one split (as an LSTM gradient step
+    recomputes its gates): a copy a kernel computes itself is no dependency on the kernels
+    computing the others, so sibling fusion merges the four into one pass over the input."""
+    x12 = rng.standard_normal((6, 12)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+
+    def build(x):
+        i, f, g, o = gc.split(x + gc.constant(b), 4, axis=1)
+        return [gc.sigmoid(i), gc.sigmoid(f + 1.0), gc.tanh(g), gc.sigmoid(o)]
+
+    prog, plan, kp = _check(build, x12)
+    assert len(kp.kernels) == 1, [k.op_types for k in kp.kernels]
+    assert any(d == "fuse" and w.startswith("siblings") for w, d, _ in plan.decisions)
+
+
 def test_expensive_producer_with_two_consumer_kernels_is_not_duplicated():
     def build(x):
         e = gc.exp(x)  # read by two reductions over different axes
