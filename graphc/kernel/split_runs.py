@@ -32,7 +32,7 @@ from math import gcd
 from .. import dtypes as _dt
 from ..expr import Call, Cast, Const, Load, Math, Var
 from . import sym
-from .analysis import linear_coeff, var_names
+from .analysis import linear_coeff, map_exprs, var_names
 from .ir import If, Let, LibCall, Loop, Store, exprs_in, walk_stmts
 
 #: the shortest run worth a loop of its own (one vector of float32)
@@ -132,8 +132,8 @@ def _split(loop):
         inner, outer = Var(f"{j}.in", _I64), Var(f"{j}.run", _I64)
         base = sym.mul(outer, run)
     at = sym.add(base, inner) if run != n else inner
-    body = tuple(_map(s, lambda e: _in_runs(_replace(e, j, at), inner.name, run))
-                 for s in loop.body)  # fmt: skip
+    body = tuple(map_exprs(s, lambda e: _in_runs(_replace(e, j, at), inner.name, run),
+                           loops=False) for s in loop.body)  # fmt: skip
     if run == n:
         return Loop(j, loop.start, loop.stop, body, False)
     innermost = Loop(inner.name, Const(0, _I64), Const(run, _I64), body, False)
@@ -181,16 +181,3 @@ def _replace(e, var, value):
     if e.fn is Math.MUL:
         return sym.mul(*args)
     return Call(e.fn, args)
-
-
-def _map(s, fn):
-    """Statement ``s`` (of an innermost loop's body: no loops) with ``fn`` applied to each
-    expression."""
-    if isinstance(s, Let):
-        return Let(s.var, s.dtype, fn(s.value), s.reduce)
-    if isinstance(s, Store):
-        return Store(s.buffer, fn(s.index), fn(s.value))
-    if isinstance(s, If):
-        return If(fn(s.cond), tuple(_map(x, fn) for x in s.then),
-                  tuple(_map(x, fn) for x in s.orelse))  # fmt: skip
-    raise TypeError(f"split_runs: unexpected statement {s!r}")
