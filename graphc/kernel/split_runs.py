@@ -143,41 +143,43 @@ def _split(loop):
 def _in_runs(e, inner, run):
     """``e`` with each ``(X + inner) // c`` and ``(X + inner) % c`` whose ``c`` and ``X`` are
     multiples of ``run`` rewritten as ``X // c`` and ``X % c + inner``."""
-    if isinstance(e, Cast):
-        return Cast(_in_runs(e.x, inner, run), e.dtype)
-    if isinstance(e, Load):
-        return Load(e.buffer, _in_runs(e.index, inner, run), e.dtype)
-    if not isinstance(e, Call):
-        return e
-    args = tuple(_in_runs(a, inner, run) for a in e.args)
-    if e.fn in _DIVMOD and inner in var_names(args[0]):
-        c = sym.const_value(args[1])
-        if (isinstance(c, int) and not isinstance(c, bool) and c > 0 and c % run == 0
-                and linear_coeff(args[0], inner) == 1):  # fmt: skip
-            rest = _replace(args[0], inner, Const(0, _I64))
-            if divisor(rest) % run == 0:
-                if e.fn is Math.FLOORDIV:
-                    return sym.floordiv(rest, args[1])
-                return sym.add(sym.mod(rest, args[1]), Var(inner, _I64))
-    return Call(e.fn, args)
+
+    def call(fn, args):
+        if fn in _DIVMOD and inner in var_names(args[0]):
+            c = sym.const_value(args[1])
+            if (isinstance(c, int) and not isinstance(c, bool) and c > 0 and c % run == 0
+                    and linear_coeff(args[0], inner) == 1):  # fmt: skip
+                rest = _replace(args[0], inner, Const(0, _I64))
+                if divisor(rest) % run == 0:
+                    if fn is Math.FLOORDIV:
+                        return sym.floordiv(rest, args[1])
+                    return sym.add(sym.mod(rest, args[1]), Var(inner, _I64))
+        return Call(fn, args)
+
+    return _bottom_up(e, lambda x: x, call)
+
+
+#: Calls ``_replace`` rebuilds with the simplifying constructors
+_SIMPLIFIED = {Math.ADD: sym.add, Math.SUB: sym.sub, Math.MUL: sym.mul}
 
 
 def _replace(e, var, value):
     """``e`` with ``Var(var)`` replaced by ``value``, sums and products re-simplified (so
     that ``x + 0`` is ``x``)."""
-    if isinstance(e, Var):
-        return value if e.name == var else e
+    return _bottom_up(
+        e,
+        lambda x: value if isinstance(x, Var) and x.name == var else x,
+        lambda fn, args: _SIMPLIFIED[fn](*args) if fn in _SIMPLIFIED else Call(fn, args),
+    )
+
+
+def _bottom_up(e, leaf, call):
+    """``e`` rebuilt from its leaves up: each leaf (not a Call, Cast or Load) as
+    ``leaf(x)``, each Call as ``call(fn, rebuilt args)``."""
     if isinstance(e, Cast):
-        return Cast(_replace(e.x, var, value), e.dtype)
+        return Cast(_bottom_up(e.x, leaf, call), e.dtype)
     if isinstance(e, Load):
-        return Load(e.buffer, _replace(e.index, var, value), e.dtype)
-    if not isinstance(e, Call):
-        return e
-    args = tuple(_replace(a, var, value) for a in e.args)
-    if e.fn is Math.ADD:
-        return sym.add(*args)
-    if e.fn is Math.SUB:
-        return sym.sub(*args)
-    if e.fn is Math.MUL:
-        return sym.mul(*args)
-    return Call(e.fn, args)
+        return Load(e.buffer, _bottom_up(e.index, leaf, call), e.dtype)
+    if isinstance(e, Call):
+        return call(e.fn, tuple(_bottom_up(a, leaf, call) for a in e.args))
+    return leaf(e)

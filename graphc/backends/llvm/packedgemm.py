@@ -72,7 +72,7 @@ from .irutil import (
     splat,
     store_fields,
 )
-from .nativegemm import row_range, split_tasks
+from .tasks import row_range, split_tasks
 from .tile_epilogue import KINDS, MAX_OPERANDS, kinds, operands, signature
 
 #: vectors of output channels per panel (NB = nv * LANES channels; ``conv_packed.
@@ -134,7 +134,7 @@ def symbol(nv: int, steps=(), nchw: bool = False) -> str:
 #: ldc (floats from one output row to the next: o, or a concat's wider rows),
 #: x (NHWC input), wp (packed filters, then c zeros), out (m rows of o floats, ldc apart:
 #: the LibCall's C from its element oc), row_blocks (blocks of
-#: whole tiles of pixels: ``nativegemm.row_range``),
+#: whole tiles of pixels: ``tasks.row_range``),
 #: panels (panels per task: a task is a block of rows by a group of panels), epi (row
 #: epilogue or null; run only when a task has every panel), epi_ctx, ep0..ep5 (the buffers
 #: of a kernel's tile epilogue steps, ``tile_epilogue.operands``; null past them)
@@ -504,7 +504,7 @@ def _kernel(r, nv: int, steps=(), nchw=False) -> ir.Function:
 
 def emit_conv_packed(r, f, s, epilogue=None, tile=None):
     """Render the ``conv_packed`` LibCall ``s`` (kernel.ir.LIBCALLS) as a call of the pool's
-    kernel: tasks of blocks of output pixels (``nativegemm.split_tasks``: whole tiles, at most
+    kernel: tasks of blocks of output pixels (``tasks.split_tasks``: whole tiles, at most
     TASK_FLOATS outputs, at least TASKS_PER_THREAD tasks a thread), one pool chunk each when
     the product is large enough to split; with fewer than COLUMN_SPLIT_TILES tiles of pixels
     per thread, tasks of all the pixels by a share of the panels instead (the epilogue then
